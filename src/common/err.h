@@ -1,0 +1,52 @@
+/* One error space for lskv.
+ *
+ * Functions return int: 0 on success, a negated errno for system errors (so
+ * libuv codes pass through unchanged), or an LSKV_E* code from the reserved
+ * range below. The X-macro generates the enum, lskv_strerror() and
+ * lskv_errname(); api/etcd_errors.c maps each code to etcd's gRPC status. */
+#ifndef LSKV_COMMON_ERR_H
+#define LSKV_COMMON_ERR_H
+
+#include <stddef.h>
+
+#define LSKV_ERR_MAP(X)                                                          \
+    X(ECORRUPT, -10001, "integrity check failed")                                \
+    X(EINVAL, -10002, "invalid argument")                                        \
+    X(ENOMEM, -10003, "out of memory")                                           \
+    X(ECOMPACTED, -10004, "required revision has been compacted")                \
+    X(EFUTUREREV, -10005, "required revision is a future revision")              \
+    X(EKEYNOTFOUND, -10006, "key not found")                                     \
+    X(EEMPTYKEY, -10007, "key is not provided")                                  \
+    X(ETOOMANYOPS, -10008, "too many operations in txn request")                 \
+    X(EDUPKEY, -10009, "duplicate key given in txn request")                     \
+    X(ELEASENOTFOUND, -10010, "requested lease not found")                       \
+    X(ETOOLARGE, -10011, "request is too large")                                 \
+    X(ENOTLEADER, -10012, "not the leader")                                      \
+    X(ESHUTDOWN, -10013, "shutting down")                                        \
+    X(EIO, -10014, "storage I/O error")                                          \
+    X(EUNIMPLEMENTED, -10015, "not implemented")                                 \
+    X(ENOTREADY, -10016, "not ready yet")                                        \
+    X(EFORMAT, -10017, "unsupported format version")                             \
+    X(ENOTFOUND, -10018, "not found")                                            \
+    X(ECOMPACTFUTURE, -10019, "compaction revision is a future revision")
+
+enum lskv_err {
+#define LSKV_ERR_ENUM(name, code, msg) LSKV_##name = (code),
+    LSKV_ERR_MAP(LSKV_ERR_ENUM)
+#undef LSKV_ERR_ENUM
+};
+
+/* Human text for any code (LSKV_E*, negated errno). Never NULL. */
+const char *lskv_strerror(int code);
+/* Symbolic name ("LSKV_ECORRUPT", "ENOENT"). Never NULL. */
+const char *lskv_errname(int code);
+
+/* Error message buffers: low layers format, upper layers prefix context. */
+#define LSKV_ERRMSG_SIZE 256
+void errmsg_printf(char *errmsg, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* Prefix "context: " to the message already in errmsg. */
+void errmsg_wrapf(char *errmsg, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+#endif

@@ -1,0 +1,83 @@
+#include "crypto/aead.h"
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "common/err.h"
+
+int aead_seal_with_nonce(const uint8_t key[AEAD_KEY_BYTES],
+                         const uint8_t nonce[AEAD_NONCE_BYTES], const uint8_t *aad,
+                         size_t aad_len, const uint8_t *plain, size_t plain_len,
+                         uint8_t *out)
+{
+    int rv = LSKV_EIO;
+    int len = 0;
+    EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
+    if (ctx == NULL)
+        return LSKV_ENOMEM;
+    if (plain_len > INT32_MAX || aad_len > INT32_MAX)
+        goto out;
+    memmove(out, nonce, AEAD_NONCE_BYTES);
+    if (EVP_EncryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, key, nonce) != 1)
+        goto out;
+    if (aad_len && EVP_EncryptUpdate(ctx, NULL, &len, aad, (int)aad_len) != 1)
+        goto out;
+    if (plain_len &&
+        EVP_EncryptUpdate(ctx, out + AEAD_NONCE_BYTES, &len, plain, (int)plain_len) != 1)
+        goto out;
+    if (EVP_EncryptFinal_ex(ctx, out + AEAD_NONCE_BYTES + plain_len, &len) != 1)
+        goto out;
+    if (EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, AEAD_TAG_BYTES,
+                            out + AEAD_NONCE_BYTES + plain_len) != 1)
+        goto out;
+    rv = 0;
+out:
+    EVP_CIPHER_CTX_free(ctx);
+    return rv;
+}
+
+int aead_seal(const uint8_t key[AEAD_KEY_BYTES], const uint8_t *aad, size_t aad_len,
+              const uint8_t *plain, size_t plain_len, uint8_t *out)
+{
+    uint8_t nonce[AEAD_NONCE_BYTES];
+    if (RAND_bytes(nonce, sizeof nonce) != 1)
+        return LSKV_EIO;
+    return aead_seal_with_nonce(key, nonce, aad, aad_len, plain, plain_len, out);
+}
+
+int aead_open(const uint8_t key[AEAD_KEY_BYTES], const uint8_t *aad, size_t aad_len,
+              const uint8_t *sealed, size_t sealed_len, uint8_t *out)
+{
+    if (sealed_len < AEAD_OVERHEAD || sealed_len - AEAD_OVERHEAD > INT32_MAX ||
+        aad_len > INT32_MAX)
+        return LSKV_ECORRUPT;
+    size_t plain_len = sealed_len - AEAD_OVERHEAD;
+    int rv = LSKV_EIO;
+    int len = 0;
+    EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
+    if (ctx == NULL)
+        return LSKV_ENOMEM;
+    if (EVP_DecryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, key, sealed) != 1)
+        goto out;
+    if (aad_len && EVP_DecryptUpdate(ctx, NULL, &len, aad, (int)aad_len) != 1)
+        goto out;
+    if (plain_len && EVP_DecryptUpdate(ctx, out, &len, sealed + AEAD_NONCE_BYTES,
+                                       (int)plain_len) != 1)
+        goto out;
+    if (EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, AEAD_TAG_BYTES,
+                            (void *)(sealed + AEAD_NONCE_BYTES + plain_len)) != 1)
+        goto out;
+    if (EVP_DecryptFinal_ex(ctx, out + plain_len, &len) != 1) {
+        rv = LSKV_ECORRUPT;
+        goto out;
+    }
+    rv = 0;
+out:
+    if (rv != 0 && plain_len)
+        OPENSSL_cleanse(out, plain_len);
+    EVP_CIPHER_CTX_free(ctx);
+    return rv;
+}

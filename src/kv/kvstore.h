@@ -1,0 +1,76 @@
+/* The MVCC key-value store with etcd 3.4 semantics, over the trusted key index
+ * (kv/index.c) and sealed records (storage/recstore.h).
+ *
+ * Deterministic: the write functions are called only from Raft apply, in log
+ * order, on every node, and depend on nothing but the store and the request.
+ * Revisions, create/mod revisions and versions follow etcd exactly: a fresh
+ * store is at revision 1; every write request that changes something bumps
+ * the revision once, its n-th change gets sub revision n-1; a request that
+ * changes nothing leaves the revision alone.
+ *
+ * Responses are protobuf-c structs allocated from the caller's arena; kv fills
+ * header->revision only (the API layer fills cluster_id, member_id and
+ * raft_term). Request validation that etcd does before proposing (empty key,
+ * too many txn ops, duplicate keys in a txn) is kvstore_validate_*; apply
+ * repeats what it needs to stay safe on bad input. */
+#ifndef LSKV_KV_KVSTORE_H
+#define LSKV_KV_KVSTORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/arena.h"
+#include "proto/rpc.pb-c.h"
+#include "storage/recstore.h"
+
+typedef struct kvstore kvstore;
+
+#define KV_MAX_TXN_OPS 128 /* etcd's --max-txn-ops default */
+
+/* rs is borrowed and must outlive the store. Errors: LSKV_ENOMEM. */
+int kvstore_open(recstore *rs, kvstore **out);
+void kvstore_close(kvstore *kv);
+
+int64_t kvstore_revision(const kvstore *kv);         /* current revision (>= 1) */
+int64_t kvstore_compact_revision(const kvstore *kv); /* 0 if never compacted */
+size_t kvstore_key_count(const kvstore *kv);         /* live keys */
+
+/* Reads. Errors: LSKV_ECOMPACTED, LSKV_EFUTUREREV, LSKV_ECORRUPT (a record
+ * failed verification; errmsg says which), LSKV_ENOMEM. */
+int kvstore_range(kvstore *kv, const Etcdserverpb__RangeRequest *req, struct arena *a,
+                  Etcdserverpb__RangeResponse **resp, char *errmsg);
+
+/* Checks etcd applies before proposing. Errors: LSKV_EEMPTYKEY,
+ * LSKV_ETOOMANYOPS, LSKV_EDUPKEY, LSKV_EKEYNOTFOUND (empty txn request op). */
+int kvstore_validate_put(const Etcdserverpb__PutRequest *req);
+int kvstore_validate_delete_range(const Etcdserverpb__DeleteRangeRequest *req);
+int kvstore_validate_txn(const Etcdserverpb__TxnRequest *req);
+
+/* Writes, from apply only. On error nothing changed. Errors as etcd's apply:
+ * LSKV_EKEYNOTFOUND (ignore_value/ignore_lease on a missing key),
+ * LSKV_ELEASENOTFOUND (lease != 0 while no leases exist), LSKV_ECOMPACTED,
+ * LSKV_EFUTUREREV (ranges inside a txn; compaction), LSKV_ECORRUPT, LSKV_EIO,
+ * LSKV_ENOMEM. */
+int kvstore_put(kvstore *kv, const Etcdserverpb__PutRequest *req, struct arena *a,
+                Etcdserverpb__PutResponse **resp, char *errmsg);
+int kvstore_delete_range(kvstore *kv, const Etcdserverpb__DeleteRangeRequest *req,
+                         struct arena *a, Etcdserverpb__DeleteRangeResponse **resp,
+                         char *errmsg);
+int kvstore_txn(kvstore *kv, const Etcdserverpb__TxnRequest *req, struct arena *a,
+                Etcdserverpb__TxnResponse **resp, char *errmsg);
+/* Physical compaction: drops index generations and records below revision.
+ * Errors: LSKV_ECOMPACTED (revision <= compacted), LSKV_EFUTUREREV. */
+int kvstore_compact(kvstore *kv, const Etcdserverpb__CompactionRequest *req,
+                    struct arena *a, Etcdserverpb__CompactionResponse **resp,
+                    char *errmsg);
+
+/* Snapshot of the trusted state (revision, compaction point, the whole key
+ * index) as one malloc'ed buffer the caller frees; the records themselves stay
+ * in the engine, which the caller syncs first. Plaintext: the consensus layer
+ * seals it. Format: docs/snapshot-format.md. */
+int kvstore_snapshot(kvstore *kv, uint8_t **buf, size_t *len);
+/* Replaces the state with a snapshot. Errors: LSKV_ECORRUPT, LSKV_EFORMAT,
+ * LSKV_ENOMEM (state unchanged on error). */
+int kvstore_restore(kvstore *kv, const uint8_t *buf, size_t len);
+
+#endif

@@ -1,0 +1,106 @@
+/* gRPC server: HTTP/2 (nghttp2) on libuv TCP, h2c prior knowledge for http://
+ * URLs and TLS with ALPN "h2" (OpenSSL) for https:// URLs.
+ *
+ * The server frames gRPC messages (5-byte prefix), enforces the receive limit,
+ * routes :path to a method, and sends headers, messages and trailers
+ * (grpc-status, percent-encoded grpc-message). Unknown method:
+ * UNIMPLEMENTED; compressed message: UNIMPLEMENTED; oversized message:
+ * RESOURCE_EXHAUSTED, as grpc-go says it. Everything runs on the loop thread.
+ *
+ * Call life cycle: the server creates a grpc_call for each request stream and
+ * hands it to the method's on_message. The handler owns the duty to call
+ * grpc_call_finish exactly once, possibly much later (after Raft commit). If
+ * the client resets the stream or the connection drops first, the call is
+ * marked cancelled (on_cancel is called, if set) and stays valid until the
+ * handler finishes it; sends on a cancelled call are dropped. */
+#ifndef LSKV_NET_GRPC_SERVER_H
+#define LSKV_NET_GRPC_SERVER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+typedef struct grpc_server grpc_server;
+typedef struct grpc_call grpc_call;
+
+/* gRPC status codes (grpc/doc/statuscodes.md). */
+enum grpc_status {
+    GRPC_STATUS_OK = 0,
+    GRPC_STATUS_CANCELLED = 1,
+    GRPC_STATUS_UNKNOWN = 2,
+    GRPC_STATUS_INVALID_ARGUMENT = 3,
+    GRPC_STATUS_DEADLINE_EXCEEDED = 4,
+    GRPC_STATUS_NOT_FOUND = 5,
+    GRPC_STATUS_ALREADY_EXISTS = 6,
+    GRPC_STATUS_PERMISSION_DENIED = 7,
+    GRPC_STATUS_RESOURCE_EXHAUSTED = 8,
+    GRPC_STATUS_FAILED_PRECONDITION = 9,
+    GRPC_STATUS_ABORTED = 10,
+    GRPC_STATUS_OUT_OF_RANGE = 11,
+    GRPC_STATUS_UNIMPLEMENTED = 12,
+    GRPC_STATUS_INTERNAL = 13,
+    GRPC_STATUS_UNAVAILABLE = 14,
+    GRPC_STATUS_DATA_LOSS = 15,
+    GRPC_STATUS_UNAUTHENTICATED = 16,
+};
+
+/* One request message. msg is borrowed for the duration of the callback.
+ * For unary methods this is called exactly once per call, after the client
+ * half-closed; for streaming methods once per message as it arrives. */
+typedef void (*grpc_message_fn)(grpc_call *call, const uint8_t *msg, size_t len,
+                                void *ctx);
+/* Streaming only: the client half-closed its side (no more messages). */
+typedef void (*grpc_half_close_fn)(grpc_call *call, void *ctx);
+/* The stream was reset or the connection closed before grpc_call_finish. */
+typedef void (*grpc_cancel_fn)(grpc_call *call, void *ctx);
+
+struct grpc_method {
+    const char *path;           /* "/etcdserverpb.KV/Range" */
+    bool streaming;             /* bidirectional stream (Watch, LeaseKeepAlive) */
+    grpc_message_fn on_message; /* required */
+    grpc_half_close_fn on_half_close; /* streaming only; may be NULL */
+    grpc_cancel_fn on_cancel;   /* may be NULL */
+    void *ctx;                  /* passed to the callbacks */
+};
+
+struct grpc_server_config {
+    const char *const *listen_urls; /* "http://127.0.0.1:2379", "https://[::1]:2379" */
+    size_t n_listen_urls;
+    const char *cert_file; /* PEM; required when any URL is https:// */
+    const char *key_file;
+    size_t max_recv_message_bytes; /* larger messages: RESOURCE_EXHAUSTED; 0 = 2 MiB */
+    const struct grpc_method *methods; /* copied */
+    size_t n_methods;
+};
+
+/* Binds every listen URL and starts accepting. Errors: negated errno (bind),
+ * LSKV_EINVAL (bad URL, https without cert), LSKV_EIO (TLS setup). errmsg gets
+ * the story. */
+int grpc_server_open(uv_loop_t *loop, const struct grpc_server_config *config,
+                     grpc_server **out, char *errmsg);
+
+/* Stops listening, sends GOAWAY to every connection, closes them; cb fires once
+ * everything is closed, after which srv is freed. Calls not yet finished are
+ * cancelled (their handlers must still finish them). */
+void grpc_server_close(grpc_server *srv, void (*cb)(void *arg), void *arg);
+
+/* Queues one response message (copied). Returns 0, or LSKV_ECANCELED-like
+ * LSKV_ESHUTDOWN when the call is cancelled (the message is dropped). */
+int grpc_call_send(grpc_call *call, const uint8_t *msg, size_t len);
+
+/* Ends the call with trailers grpc-status (and grpc-message if message is not
+ * NULL). After this the call must not be used; it is freed by the server. */
+void grpc_call_finish(grpc_call *call, enum grpc_status status, const char *message);
+
+bool grpc_call_cancelled(const grpc_call *call);
+
+/* Per-call slot for the handler's own state. */
+void grpc_call_set_data(grpc_call *call, void *data);
+void *grpc_call_get_data(const grpc_call *call);
+
+/* The request's :authority and remote address, for logs. Borrowed, valid
+ * until finish. */
+const char *grpc_call_peer(const grpc_call *call);
+
+#endif

@@ -1,0 +1,34 @@
+/* The storage engine seam: an untrusted ordered byte store. It only ever sees
+ * sealed records. LevelDB is the real one (engine_leveldb.c); tests supply a
+ * tampering one with the same type.
+ *
+ * Return contract for every function: 0 on success; LSKV_ENOTFOUND from get
+ * when the id is absent; LSKV_EIO for any engine failure, with errmsg set. */
+#ifndef LSKV_STORAGE_ENGINE_H
+#define LSKV_STORAGE_ENGINE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct engine_batch;
+
+struct engine {
+    void *impl;
+    /* Value returned in *val is malloc'ed; the caller frees it. */
+    int (*get)(struct engine *e, const uint8_t *id, size_t id_len, uint8_t **val,
+               size_t *val_len, char *errmsg);
+    struct engine_batch *(*batch_new)(struct engine *e);
+    void (*batch_put)(struct engine_batch *b, const uint8_t *id, size_t id_len,
+                      const uint8_t *val, size_t val_len);
+    void (*batch_delete)(struct engine_batch *b, const uint8_t *id, size_t id_len);
+    /* Writes and frees the batch; sync=true makes it and all earlier writes durable. */
+    int (*batch_write)(struct engine *e, struct engine_batch *b, bool sync, char *errmsg);
+    int64_t (*disk_bytes)(struct engine *e);
+    void (*close)(struct engine *e);
+};
+
+/* Opens (creating if missing) a LevelDB engine at path. Errors: LSKV_EIO. */
+int engine_leveldb_open(const char *path, struct engine **out, char *errmsg);
+
+#endif
