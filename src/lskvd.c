@@ -1,1 +1,329 @@
-int main(void) { return 0; }
+/* lskvd: configuration, wiring, signals and shutdown order.
+ *
+ * Start: parse flags -> data dir, identity ids and data key -> record store
+ * (untrusted engine) -> key index -> state machine -> consensus (restores the
+ * snapshot, replays the log) -> a barrier, so every committed entry is applied
+ * -> listen for clients. Stop (SIGINT/SIGTERM): stop listening, close
+ * consensus (pending proposals fail), then the store. */
+#include <errno.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "api/api.h"
+#include "common/err.h"
+#include "common/log.h"
+#include "config/config.h"
+#include "consensus/fsm.h"
+#include "consensus/node.h"
+#include "crypto/keyfile.h"
+#include "kv/kvstore.h"
+#include "net/grpc_server.h"
+#include "storage/recstore.h"
+
+#define MODULE "lskvd"
+
+struct daemon {
+    uv_loop_t *loop;
+    struct config config;
+    uint8_t data_key[AEAD_KEY_BYTES];
+    uint64_t cluster_id;
+    uint64_t member_id;
+    recstore *records;
+    kvstore *kv;
+    struct fsm fsm;
+    consensus_node *node;
+    grpc_server *server;
+    struct api api;
+    struct grpc_method methods[96];
+    uv_signal_t sigint, sigterm;
+    uv_timer_t retry;
+    int exit_code;
+    bool stopping;
+};
+
+static void log_config_line(const char *line)
+{
+    LOG_INFO(MODULE, "config: %s", line);
+}
+
+static int make_dir(const char *path, char *errmsg)
+{
+    if (mkdir(path, 0700) != 0 && errno != EEXIST) {
+        int rv = -errno;
+        errmsg_printf(errmsg, "%s: mkdir: %s", path, strerror(errno));
+        return rv;
+    }
+    return 0;
+}
+
+/* Loads the cluster and member ids, making them on first start. */
+static int load_ids(struct daemon *d, char *errmsg)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/ids", d->config.data_dir);
+    FILE *f = fopen(path, "r");
+    if (f != NULL) {
+        int n = fscanf(f, "cluster_id=%" SCNx64 "\nmember_id=%" SCNx64, &d->cluster_id,
+                       &d->member_id);
+        fclose(f);
+        if (n != 2 || d->cluster_id == 0 || d->member_id == 0) {
+            errmsg_printf(errmsg, "%s: malformed (want cluster_id=<hex> member_id=<hex>)", path);
+            return LSKV_ECORRUPT;
+        }
+        return 0;
+    }
+    uint64_t ids[2] = {0, 0};
+    while (ids[0] == 0 || ids[1] == 0) {
+        int rv = crypto_random((uint8_t *)ids, sizeof ids);
+        if (rv != 0)
+            return rv;
+    }
+    d->cluster_id = ids[0];
+    d->member_id = ids[1];
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    f = fopen(tmp, "w");
+    if (f == NULL) {
+        errmsg_printf(errmsg, "%s: %s", tmp, strerror(errno));
+        return -errno;
+    }
+    fprintf(f, "cluster_id=%016" PRIx64 "\nmember_id=%016" PRIx64 "\n", d->cluster_id,
+            d->member_id);
+    if (fflush(f) != 0 || fsync(fileno(f)) != 0 || fclose(f) != 0 || rename(tmp, path) != 0) {
+        errmsg_printf(errmsg, "%s: write: %s", path, strerror(errno));
+        return LSKV_EIO;
+    }
+    return 0;
+}
+
+/* "http://127.0.0.1:2380" -> "127.0.0.1:2380" */
+static const char *url_hostport(const char *url)
+{
+    const char *p = strstr(url, "://");
+    return p ? p + 3 : url;
+}
+
+static void on_closed_server(void *arg);
+
+static void shutdown_daemon(struct daemon *d, int exit_code)
+{
+    if (d->stopping)
+        return;
+    d->stopping = true;
+    d->exit_code = exit_code;
+    LOG_INFO(MODULE, "shutting down");
+    uv_close((uv_handle_t *)&d->sigint, NULL);
+    uv_close((uv_handle_t *)&d->sigterm, NULL);
+    uv_close((uv_handle_t *)&d->retry, NULL);
+    if (d->server != NULL)
+        grpc_server_close(d->server, on_closed_server, d);
+    else
+        on_closed_server(d);
+}
+
+static void on_closed_node(void *arg)
+{
+    struct daemon *d = arg;
+    d->node = NULL;
+    LOG_INFO(MODULE, "stopped");
+}
+
+static void on_closed_server(void *arg)
+{
+    struct daemon *d = arg;
+    d->server = NULL;
+    if (d->node != NULL)
+        consensus_close(d->node, on_closed_node, d);
+}
+
+static void on_signal(uv_signal_t *sig, int signum)
+{
+    struct daemon *d = sig->data;
+    LOG_INFO(MODULE, "received %s", strsignal(signum));
+    shutdown_daemon(d, 0);
+}
+
+static void start_serving(struct daemon *d)
+{
+    char errmsg[LSKV_ERRMSG_SIZE] = "";
+    struct config *c = &d->config;
+    d->api = (struct api){
+        .kv = d->kv,
+        .records = d->records,
+        .node = d->node,
+        .cluster_id = d->cluster_id,
+        .member_id = d->member_id,
+        .name = c->name,
+        .peer_urls = c->initial_advertise_peer_urls,
+        .n_peer_urls = c->n_initial_advertise_peer_urls,
+        .client_urls = c->advertise_client_urls,
+        .n_client_urls = c->n_advertise_client_urls,
+        .max_request_bytes = (size_t)c->max_request_bytes,
+    };
+    size_t n = api_methods(&d->api, d->methods, sizeof d->methods / sizeof d->methods[0]);
+    struct grpc_server_config sc = {
+        .listen_urls = (const char *const *)c->listen_client_urls,
+        .n_listen_urls = c->n_listen_client_urls,
+        .cert_file = c->cert_file,
+        .key_file = c->key_file,
+        /* gRPC's own limit sits above etcd's request limit, as in etcd
+         * (max-request-bytes + 512 KiB of slack). */
+        .max_recv_message_bytes = (size_t)c->max_request_bytes + 512 * 1024,
+        .methods = d->methods,
+        .n_methods = n,
+    };
+    int rv = grpc_server_open(d->loop, &sc, &d->server, errmsg);
+    if (rv != 0) {
+        LOG_ERROR(MODULE, "cannot serve clients: %s", errmsg);
+        shutdown_daemon(d, 1);
+        return;
+    }
+    for (size_t i = 0; i < c->n_listen_client_urls; i++)
+        LOG_INFO(MODULE, "ready to serve client requests on %s", c->listen_client_urls[i]);
+    LOG_INFO(MODULE, "published member %016" PRIx64 " (%s) to cluster %016" PRIx64
+             ", revision %" PRId64,
+             d->member_id, c->name, d->cluster_id, kvstore_revision(d->kv));
+}
+
+static void try_ready(struct daemon *d);
+
+static void on_retry(uv_timer_t *t)
+{
+    try_ready(t->data);
+}
+
+static void on_ready_barrier(void *arg, int status, void *result)
+{
+    (void)result;
+    struct daemon *d = arg;
+    if (d->stopping)
+        return;
+    if (status == LSKV_ENOTLEADER) {
+        uv_timer_start(&d->retry, on_retry, 20, 0);
+        return;
+    }
+    if (status != 0) {
+        LOG_ERROR(MODULE, "log replay failed: %s", lskv_strerror(status));
+        shutdown_daemon(d, 1);
+        return;
+    }
+    start_serving(d);
+}
+
+/* Serve only once every committed entry is applied (restart replay). */
+static void try_ready(struct daemon *d)
+{
+    int rv = consensus_barrier(d->node, on_ready_barrier, d);
+    if (rv == LSKV_ENOTLEADER) {
+        uv_timer_start(&d->retry, on_retry, 20, 0);
+    } else if (rv != 0) {
+        LOG_ERROR(MODULE, "consensus not ready: %s", lskv_strerror(rv));
+        shutdown_daemon(d, 1);
+    }
+}
+
+static int open_daemon(struct daemon *d, char *errmsg)
+{
+    struct config *c = &d->config;
+    char path[4096];
+    int rv;
+
+    if ((rv = make_dir(c->data_dir, errmsg)) != 0)
+        return rv;
+    if ((rv = load_ids(d, errmsg)) != 0)
+        return rv;
+    snprintf(path, sizeof path, "%s/data.key", c->data_dir);
+    bool created = false;
+    if ((rv = keyfile_load_or_create(path, d->data_key, sizeof d->data_key, true, &created,
+                                     errmsg)) != 0)
+        return rv;
+    if (created)
+        LOG_INFO(MODULE, "made a new data key in %s", path);
+
+    snprintf(path, sizeof path, "%s/engine", c->data_dir);
+    struct recstore_config rc = {
+        .path = path,
+        .data_key = d->data_key,
+        .cluster_id = d->cluster_id,
+        .cache_bytes = (size_t)c->cache_size_bytes,
+    };
+    if ((rv = recstore_open(&rc, &d->records, errmsg)) != 0)
+        return rv;
+    if ((rv = kvstore_open(d->records, &d->kv)) != 0) {
+        errmsg_printf(errmsg, "key index: %s", lskv_strerror(rv));
+        return rv;
+    }
+    fsm_init(&d->fsm, d->kv, d->records, d->cluster_id, d->member_id);
+    struct consensus_fsm vt = fsm_vtable(&d->fsm);
+
+    snprintf(path, sizeof path, "%s/raft", c->data_dir);
+    struct consensus_config cc = {
+        .dir = path,
+        .data_key = d->data_key,
+        .member_id = d->member_id,
+        .peer_address = url_hostport(c->initial_advertise_peer_urls[0]),
+        .snapshot_threshold = (unsigned)c->snapshot_count,
+    };
+    if ((rv = consensus_open(d->loop, &cc, &vt, &d->node, errmsg)) != 0)
+        return rv;
+    return 0;
+}
+
+static void close_daemon(struct daemon *d)
+{
+    if (d->kv != NULL)
+        kvstore_close(d->kv);
+    if (d->records != NULL)
+        recstore_close(d->records);
+    config_free(&d->config);
+    memset(d->data_key, 0, sizeof d->data_key);
+}
+
+int main(int argc, char **argv)
+{
+    static struct daemon d;
+    char errmsg[LSKV_ERRMSG_SIZE] = "";
+    bool exit_now = false;
+
+    signal(SIGPIPE, SIG_IGN);
+    if (config_parse(&d.config, argc, argv, stdout, &exit_now, errmsg) != 0) {
+        fprintf(stderr, "lskvd: %s\n", errmsg);
+        config_free(&d.config);
+        return 2;
+    }
+    if (exit_now) {
+        config_free(&d.config);
+        return 0;
+    }
+    log_level_parse(d.config.log_level, &log_min_level);
+    config_dump(&d.config, log_config_line);
+
+    d.loop = uv_default_loop();
+    uv_signal_init(d.loop, &d.sigint);
+    uv_signal_init(d.loop, &d.sigterm);
+    uv_timer_init(d.loop, &d.retry);
+    d.sigint.data = d.sigterm.data = d.retry.data = &d;
+    uv_signal_start(&d.sigint, on_signal, SIGINT);
+    uv_signal_start(&d.sigterm, on_signal, SIGTERM);
+
+    if (open_daemon(&d, errmsg) != 0) {
+        LOG_ERROR(MODULE, "%s", errmsg);
+        shutdown_daemon(&d, 1);
+    } else {
+        LOG_INFO(MODULE, "member %016" PRIx64 " of cluster %016" PRIx64 ", data in %s",
+                 d.member_id, d.cluster_id, d.config.data_dir);
+        try_ready(&d);
+    }
+    uv_run(d.loop, UV_RUN_DEFAULT);
+    close_daemon(&d);
+    int rv = uv_loop_close(d.loop);
+    if (rv != 0)
+        LOG_WARN(MODULE, "event loop closed with open handles: %s", uv_strerror(rv));
+    return d.exit_code;
+}

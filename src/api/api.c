@@ -1,0 +1,114 @@
+#include "api/api.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/etcd_errors.h"
+#include "common/err.h"
+#include "common/log.h"
+
+void api_fill_header(struct api *api, Etcdserverpb__ResponseHeader *h)
+{
+    struct consensus_status st;
+    consensus_get_status(api->node, &st);
+    h->cluster_id = api->cluster_id;
+    h->member_id = api->member_id;
+    h->raft_term = st.term;
+    h->revision = kvstore_revision(api->kv);
+}
+
+void api_reply(grpc_call *call, const ProtobufCMessage *msg)
+{
+    uint8_t stackbuf[512];
+    size_t n = protobuf_c_message_get_packed_size(msg);
+    uint8_t *buf = n <= sizeof stackbuf ? stackbuf : malloc(n);
+    if (buf == NULL) {
+        grpc_call_finish(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "lskv: out of memory");
+        return;
+    }
+    protobuf_c_message_pack(msg, buf);
+    if (grpc_call_send(call, buf, n) == 0)
+        grpc_call_finish(call, GRPC_STATUS_OK, NULL);
+    else
+        grpc_call_finish(call, GRPC_STATUS_CANCELLED, NULL);
+    if (buf != stackbuf)
+        free(buf);
+}
+
+void api_fail(struct api *api, grpc_call *call, int code, const char *errmsg)
+{
+    if (code == LSKV_ECORRUPT) {
+        if (!api->corrupt_alarm)
+            LOG_ERROR("api", "integrity fault, raising CORRUPT alarm: %s",
+                      errmsg && *errmsg ? errmsg : "(no detail)");
+        else
+            LOG_ERROR("api", "integrity fault: %s", errmsg && *errmsg ? errmsg : "(no detail)");
+        api->corrupt_alarm = true;
+    } else if (errmsg && *errmsg) {
+        LOG_DEBUG("api", "%s: %s", lskv_errname(code), errmsg);
+    }
+    etcd_error_finish(call, code);
+}
+
+static void unimplemented(grpc_call *call, const uint8_t *msg, size_t len, void *ctx)
+{
+    (void)msg;
+    (void)len;
+    (void)ctx;
+    grpc_call_finish(call, GRPC_STATUS_UNIMPLEMENTED, "lskv: this etcd method is not implemented yet");
+}
+
+/* etcd RPCs that lskv does not serve yet: clients get a clear UNIMPLEMENTED. */
+static const struct {
+    const char *path;
+    bool streaming;
+} later[] = {
+    {"/etcdserverpb.Watch/Watch", true},
+    {"/etcdserverpb.Lease/LeaseGrant", false},
+    {"/etcdserverpb.Lease/LeaseKeepAlive", true},
+    {"/etcdserverpb.Cluster/MemberAdd", false},
+    {"/etcdserverpb.Cluster/MemberRemove", false},
+    {"/etcdserverpb.Cluster/MemberUpdate", false},
+    {"/etcdserverpb.Cluster/MemberPromote", false},
+    {"/etcdserverpb.Maintenance/Defragment", false},
+    {"/etcdserverpb.Maintenance/Hash", false},
+    {"/etcdserverpb.Maintenance/HashKV", false},
+    {"/etcdserverpb.Maintenance/Snapshot", false},
+    {"/etcdserverpb.Maintenance/MoveLeader", false},
+    {"/etcdserverpb.Maintenance/Downgrade", false},
+    {"/etcdserverpb.Auth/AuthEnable", false},
+    {"/etcdserverpb.Auth/AuthDisable", false},
+    {"/etcdserverpb.Auth/Authenticate", false},
+    {"/etcdserverpb.Auth/UserAdd", false},
+    {"/etcdserverpb.Auth/UserGet", false},
+    {"/etcdserverpb.Auth/UserList", false},
+    {"/etcdserverpb.Auth/UserDelete", false},
+    {"/etcdserverpb.Auth/UserChangePassword", false},
+    {"/etcdserverpb.Auth/UserGrantRole", false},
+    {"/etcdserverpb.Auth/UserRevokeRole", false},
+    {"/etcdserverpb.Auth/RoleAdd", false},
+    {"/etcdserverpb.Auth/RoleGet", false},
+    {"/etcdserverpb.Auth/RoleList", false},
+    {"/etcdserverpb.Auth/RoleDelete", false},
+    {"/etcdserverpb.Auth/RoleGrantPermission", false},
+    {"/etcdserverpb.Auth/RoleRevokePermission", false},
+};
+
+size_t api_methods(struct api *api, struct grpc_method *methods, size_t max)
+{
+    struct grpc_method tmp[96];
+    size_t n = 0;
+    n += kv_service_methods(api, tmp + n);
+    n += maint_service_methods(api, tmp + n);
+    n += cluster_service_methods(api, tmp + n);
+    n += lease_service_methods(api, tmp + n);
+    for (size_t i = 0; i < sizeof later / sizeof later[0]; i++)
+        tmp[n++] = (struct grpc_method){.path = later[i].path,
+                                        .streaming = later[i].streaming,
+                                        .on_message = unimplemented,
+                                        .ctx = api};
+    if (n > max)
+        n = max;
+    memcpy(methods, tmp, n * sizeof *methods);
+    return n;
+}

@@ -1,0 +1,54 @@
+/* The etcd v3 API handlers: decode a request, apply etcd's checks, read from
+ * the store or propose through consensus, answer with etcd's response or
+ * etcd's exact error. One file per etcd service; this header is what the
+ * daemon wires together. */
+#ifndef LSKV_API_API_H
+#define LSKV_API_API_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "consensus/node.h"
+#include "kv/kvstore.h"
+#include "net/grpc_server.h"
+#include "proto/rpc.pb-c.h"
+
+#define API_VERSION "3.4.23" /* etcd API level lskv implements; clients gate on it */
+
+struct api {
+    kvstore *kv;               /* borrowed */
+    recstore *records;         /* borrowed: db size */
+    consensus_node *node;      /* borrowed */
+    uint64_t cluster_id;
+    uint64_t member_id;
+    const char *name;          /* member name */
+    char *const *peer_urls;    /* advertised, borrowed */
+    size_t n_peer_urls;
+    char *const *client_urls;  /* advertised, borrowed */
+    size_t n_client_urls;
+    size_t max_request_bytes;  /* etcd's --max-request-bytes */
+    bool corrupt_alarm;        /* raised on the first integrity fault */
+};
+
+/* Fills the method table for every etcd RPC (unimplemented ones answer
+ * UNIMPLEMENTED). Returns the number of methods written (<= max). */
+size_t api_methods(struct api *api, struct grpc_method *methods, size_t max);
+
+/* Header fields every response carries; revision is the store's current one. */
+void api_fill_header(struct api *api, Etcdserverpb__ResponseHeader *h);
+
+/* Packs msg and finishes call with OK. */
+void api_reply(grpc_call *call, const ProtobufCMessage *msg);
+
+/* Finishes call with the etcd error for code; integrity faults are logged with
+ * errmsg and raise the CORRUPT alarm. */
+void api_fail(struct api *api, grpc_call *call, int code, const char *errmsg);
+
+/* Per-service tables (each appends its methods, returns how many). */
+size_t kv_service_methods(struct api *api, struct grpc_method *m);
+size_t maint_service_methods(struct api *api, struct grpc_method *m);
+size_t cluster_service_methods(struct api *api, struct grpc_method *m);
+size_t lease_service_methods(struct api *api, struct grpc_method *m);
+
+#endif

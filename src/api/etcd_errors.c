@@ -1,0 +1,53 @@
+#include "api/etcd_errors.h"
+
+#include "common/err.h"
+
+struct etcd_error etcd_error_from(int code)
+{
+    switch (code) {
+    case LSKV_EEMPTYKEY:
+        return (struct etcd_error){GRPC_STATUS_INVALID_ARGUMENT, "etcdserver: key is not provided"};
+    case LSKV_EKEYNOTFOUND:
+        return (struct etcd_error){GRPC_STATUS_INVALID_ARGUMENT, "etcdserver: key not found"};
+    case LSKV_EVALUEPROVIDED:
+        return (struct etcd_error){GRPC_STATUS_INVALID_ARGUMENT, "etcdserver: value is provided"};
+    case LSKV_ELEASEPROVIDED:
+        return (struct etcd_error){GRPC_STATUS_INVALID_ARGUMENT, "etcdserver: lease is provided"};
+    case LSKV_ETOOMANYOPS:
+        return (struct etcd_error){GRPC_STATUS_INVALID_ARGUMENT,
+                                   "etcdserver: too many operations in txn request"};
+    case LSKV_EDUPKEY:
+        return (struct etcd_error){GRPC_STATUS_INVALID_ARGUMENT,
+                                   "etcdserver: duplicate key given in txn request"};
+    case LSKV_ETOOLARGE:
+        return (struct etcd_error){GRPC_STATUS_INVALID_ARGUMENT, "etcdserver: request is too large"};
+    case LSKV_ECOMPACTED:
+        return (struct etcd_error){GRPC_STATUS_OUT_OF_RANGE,
+                                   "etcdserver: mvcc: required revision has been compacted"};
+    case LSKV_EFUTUREREV:
+        return (struct etcd_error){GRPC_STATUS_OUT_OF_RANGE,
+                                   "etcdserver: mvcc: required revision is a future revision"};
+    case LSKV_ELEASENOTFOUND:
+        return (struct etcd_error){GRPC_STATUS_NOT_FOUND, "etcdserver: requested lease not found"};
+    case LSKV_ENOTLEADER:
+        return (struct etcd_error){GRPC_STATUS_UNAVAILABLE, "etcdserver: no leader"};
+    case LSKV_ETIMEOUT:
+        return (struct etcd_error){GRPC_STATUS_UNAVAILABLE, "etcdserver: request timed out"};
+    case LSKV_ESHUTDOWN:
+        return (struct etcd_error){GRPC_STATUS_UNAVAILABLE, "etcdserver: server stopped"};
+    case LSKV_ECORRUPT:
+        return (struct etcd_error){GRPC_STATUS_DATA_LOSS, "etcdserver: corrupt cluster"};
+    case LSKV_EINVAL:
+        return (struct etcd_error){GRPC_STATUS_INVALID_ARGUMENT, "etcdserver: invalid request"};
+    case LSKV_EUNIMPLEMENTED:
+        return (struct etcd_error){GRPC_STATUS_UNIMPLEMENTED, "lskv: method not implemented yet"};
+    default:
+        return (struct etcd_error){GRPC_STATUS_UNKNOWN, lskv_strerror(code)};
+    }
+}
+
+void etcd_error_finish(grpc_call *call, int code)
+{
+    struct etcd_error e = etcd_error_from(code);
+    grpc_call_finish(call, e.status, e.message);
+}

@@ -1,0 +1,239 @@
+/* etcdserverpb.KV: Range, Put, DeleteRange, Txn, Compact.
+ *
+ * Reads: a serializable Range is answered from local state at once; a
+ * linearizable one waits on a consensus barrier first (many reads share one
+ * barrier). Writes: etcd's request checks, then one proposal; the answer is
+ * the response apply produced, sent once the entry is committed and applied. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/api.h"
+#include "common/arena.h"
+#include "common/err.h"
+#include "common/log.h"
+#include "consensus/fsm.h"
+
+#define UNMARSHAL_ERROR "grpc: error unmarshalling request: malformed protobuf"
+
+struct kv_request {
+    struct api *api;
+    grpc_call *call;
+    struct arena arena;
+    Etcdserverpb__RangeRequest *range; /* linearizable range waiting on a barrier */
+};
+
+static struct kv_request *request_new(struct api *api, grpc_call *call)
+{
+    struct kv_request *r = malloc(sizeof *r);
+    if (r == NULL)
+        return NULL;
+    r->api = api;
+    r->call = call;
+    r->range = NULL;
+    arena_init(&r->arena);
+    return r;
+}
+
+static void request_free(struct kv_request *r)
+{
+    arena_close(&r->arena);
+    free(r);
+}
+
+static void answer_range(struct api *api, grpc_call *call, Etcdserverpb__RangeRequest *req,
+                         struct arena *a)
+{
+    char errmsg[LSKV_ERRMSG_SIZE] = "";
+    Etcdserverpb__RangeResponse *resp = NULL;
+    int rv = kvstore_range(api->kv, req, a, &resp, errmsg);
+    if (rv != 0) {
+        api_fail(api, call, rv, errmsg);
+        return;
+    }
+    if (resp->header == NULL) {
+        resp->header = arena_calloc(a, 1, sizeof *resp->header);
+        if (resp->header == NULL) {
+            api_fail(api, call, LSKV_ENOMEM, NULL);
+            return;
+        }
+        etcdserverpb__response_header__init(resp->header);
+    }
+    int64_t revision = resp->header->revision;
+    api_fill_header(api, resp->header);
+    if (revision != 0)
+        resp->header->revision = revision;
+    api_reply(call, &resp->base);
+}
+
+static void range_after_barrier(void *arg, int status, void *result)
+{
+    (void)result;
+    struct kv_request *r = arg;
+    if (status != 0)
+        api_fail(r->api, r->call, status, NULL);
+    else
+        answer_range(r->api, r->call, r->range, &r->arena);
+    request_free(r);
+}
+
+static void kv_range(grpc_call *call, const uint8_t *msg, size_t len, void *ctx)
+{
+    struct api *api = ctx;
+    struct kv_request *r = request_new(api, call);
+    if (r == NULL) {
+        api_fail(api, call, LSKV_ENOMEM, NULL);
+        return;
+    }
+    Etcdserverpb__RangeRequest *req =
+        etcdserverpb__range_request__unpack(&r->arena.pb, len, msg);
+    if (req == NULL) {
+        grpc_call_finish(call, GRPC_STATUS_INTERNAL, UNMARSHAL_ERROR);
+        request_free(r);
+        return;
+    }
+    if (req->key.len == 0) {
+        api_fail(api, call, LSKV_EEMPTYKEY, NULL);
+        request_free(r);
+        return;
+    }
+    if (req->serializable) {
+        answer_range(api, call, req, &r->arena);
+        request_free(r);
+        return;
+    }
+    r->range = req;
+    int rv = consensus_barrier(api->node, range_after_barrier, r);
+    if (rv != 0) {
+        api_fail(api, call, rv, NULL);
+        request_free(r);
+    }
+}
+
+static void write_done(void *arg, int status, void *result)
+{
+    struct kv_request *r = arg;
+    struct fsm_result *res = result;
+    if (status != 0)
+        api_fail(r->api, r->call, status, NULL);
+    else if (res == NULL)
+        api_fail(r->api, r->call, LSKV_EIO, "apply produced no result");
+    else if (res->rv != 0)
+        api_fail(r->api, r->call, res->rv, res->errmsg);
+    else if (grpc_call_send(r->call, res->response, res->response_len) == 0)
+        grpc_call_finish(r->call, GRPC_STATUS_OK, NULL);
+    else
+        grpc_call_finish(r->call, GRPC_STATUS_CANCELLED, NULL);
+    fsm_result_free(res);
+    request_free(r);
+}
+
+/* Proposes cmd for call; answers the call on any failure. Takes cmd. */
+static void propose(struct api *api, grpc_call *call, uint8_t *cmd, size_t len)
+{
+    struct kv_request *r = request_new(api, call);
+    if (r == NULL) {
+        free(cmd);
+        api_fail(api, call, LSKV_ENOMEM, NULL);
+        return;
+    }
+    int rv = consensus_propose(api->node, cmd, len, write_done, r);
+    free(cmd);
+    if (rv != 0) {
+        api_fail(api, call, rv, NULL);
+        request_free(r);
+    }
+}
+
+/* The common shape of every write: size limit, decode, etcd's checks, propose. */
+static void handle_write(struct api *api, grpc_call *call, const uint8_t *msg, size_t len,
+                         enum fsm_command_type type)
+{
+    if (len > api->max_request_bytes) {
+        api_fail(api, call, LSKV_ETOOLARGE, NULL);
+        return;
+    }
+    struct arena a;
+    arena_init(&a);
+    ProtobufCMessage *req = NULL;
+    int rv = 0;
+    switch (type) {
+    case FSM_CMD_PUT: {
+        Etcdserverpb__PutRequest *p = etcdserverpb__put_request__unpack(&a.pb, len, msg);
+        rv = p ? kvstore_validate_put(p) : 0;
+        req = (ProtobufCMessage *)p;
+        break;
+    }
+    case FSM_CMD_DELETE_RANGE: {
+        Etcdserverpb__DeleteRangeRequest *d =
+            etcdserverpb__delete_range_request__unpack(&a.pb, len, msg);
+        rv = d ? kvstore_validate_delete_range(d) : 0;
+        req = (ProtobufCMessage *)d;
+        break;
+    }
+    case FSM_CMD_TXN: {
+        Etcdserverpb__TxnRequest *t = etcdserverpb__txn_request__unpack(&a.pb, len, msg);
+        rv = t ? kvstore_validate_txn(t) : 0;
+        req = (ProtobufCMessage *)t;
+        break;
+    }
+    case FSM_CMD_COMPACT:
+        req = (ProtobufCMessage *)etcdserverpb__compaction_request__unpack(&a.pb, len, msg);
+        break;
+    }
+    if (req == NULL) {
+        grpc_call_finish(call, GRPC_STATUS_INTERNAL, UNMARSHAL_ERROR);
+        goto out;
+    }
+    if (rv != 0) {
+        api_fail(api, call, rv, NULL);
+        goto out;
+    }
+    uint8_t *cmd = NULL;
+    size_t cmd_len = 0;
+    rv = fsm_command_encode(type, req, &cmd, &cmd_len);
+    if (rv != 0) {
+        api_fail(api, call, rv, NULL);
+        goto out;
+    }
+    propose(api, call, cmd, cmd_len);
+out:
+    arena_close(&a);
+}
+
+static void kv_put(grpc_call *call, const uint8_t *msg, size_t len, void *ctx)
+{
+    handle_write(ctx, call, msg, len, FSM_CMD_PUT);
+}
+
+static void kv_delete_range(grpc_call *call, const uint8_t *msg, size_t len, void *ctx)
+{
+    handle_write(ctx, call, msg, len, FSM_CMD_DELETE_RANGE);
+}
+
+static void kv_txn(grpc_call *call, const uint8_t *msg, size_t len, void *ctx)
+{
+    handle_write(ctx, call, msg, len, FSM_CMD_TXN);
+}
+
+static void kv_compact(grpc_call *call, const uint8_t *msg, size_t len, void *ctx)
+{
+    handle_write(ctx, call, msg, len, FSM_CMD_COMPACT);
+}
+
+size_t kv_service_methods(struct api *api, struct grpc_method *m)
+{
+    static const struct {
+        const char *path;
+        grpc_message_fn fn;
+    } table[] = {
+        {"/etcdserverpb.KV/Range", kv_range},
+        {"/etcdserverpb.KV/Put", kv_put},
+        {"/etcdserverpb.KV/DeleteRange", kv_delete_range},
+        {"/etcdserverpb.KV/Txn", kv_txn},
+        {"/etcdserverpb.KV/Compact", kv_compact},
+    };
+    size_t n = sizeof table / sizeof table[0];
+    for (size_t i = 0; i < n; i++)
+        m[i] = (struct grpc_method){.path = table[i].path, .on_message = table[i].fn, .ctx = api};
+    return n;
+}

@@ -1,0 +1,246 @@
+#include "config/config.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/err.h"
+#include "common/log.h"
+
+enum opt_type { OPT_STRING, OPT_URLS, OPT_INT };
+
+struct opt {
+    const char *name;
+    enum opt_type type;
+    const char *def;   /* default, as text */
+    int64_t min, max;  /* OPT_INT bounds */
+    size_t offset;     /* field in struct config */
+    size_t count_offset; /* OPT_URLS: the count field */
+    const char *help;
+};
+
+#define F(field) offsetof(struct config, field)
+#define MIB (1024 * 1024)
+
+static const struct opt opts[] = {
+    {"name", OPT_STRING, "default", 0, 0, F(name), 0, "Human-readable name for this member."},
+    {"data-dir", OPT_STRING, NULL, 0, 0, F(data_dir), 0,
+     "Path to the data directory (default: ./<name>.lskv)."},
+    {"listen-client-urls", OPT_URLS, "http://127.0.0.1:2379", 0, 0, F(listen_client_urls),
+     F(n_listen_client_urls), "List of URLs to listen on for client traffic (http:// or https://)."},
+    {"advertise-client-urls", OPT_URLS, "http://127.0.0.1:2379", 0, 0,
+     F(advertise_client_urls), F(n_advertise_client_urls),
+     "List of this member's client URLs to advertise to the public."},
+    {"listen-peer-urls", OPT_URLS, "http://127.0.0.1:2380", 0, 0, F(listen_peer_urls),
+     F(n_listen_peer_urls), "List of URLs to listen on for peer traffic."},
+    {"initial-advertise-peer-urls", OPT_URLS, "http://127.0.0.1:2380", 0, 0,
+     F(initial_advertise_peer_urls), F(n_initial_advertise_peer_urls),
+     "List of this member's peer URLs to advertise to the rest of the cluster."},
+    {"initial-cluster", OPT_STRING, NULL, 0, 0, F(initial_cluster), 0,
+     "Initial cluster configuration for bootstrapping (name=peer-url,...)."},
+    {"initial-cluster-state", OPT_STRING, "new", 0, 0, F(initial_cluster_state), 0,
+     "Initial cluster state ('new' or 'existing')."},
+    {"cert-file", OPT_STRING, NULL, 0, 0, F(cert_file), 0,
+     "Path to the client server TLS cert file."},
+    {"key-file", OPT_STRING, NULL, 0, 0, F(key_file), 0,
+     "Path to the client server TLS key file."},
+    {"max-request-bytes", OPT_INT, "1572864", 1, 64 * MIB, F(max_request_bytes), 0,
+     "Maximum client request size in bytes the server will accept."},
+    {"max-txn-ops", OPT_INT, "128", 1, 128, F(max_txn_ops), 0,
+     "Maximum number of operations permitted in a transaction."},
+    {"snapshot-count", OPT_INT, "10000", 8, 100000000, F(snapshot_count), 0,
+     "Number of committed transactions to trigger a snapshot."},
+    {"cache-size", OPT_INT, "67108864", 0, INT64_MAX, F(cache_size_bytes), 0,
+     "Bytes of decrypted values the trusted core may cache (lskv)."},
+    {"log-level", OPT_STRING, "info", 0, 0, F(log_level), 0,
+     "Log level: debug, info, warn, error, panic, or fatal."},
+};
+#define N_OPTS (sizeof opts / sizeof opts[0])
+
+static char **str_field(struct config *c, const struct opt *o)
+{
+    return (char **)((char *)c + o->offset);
+}
+
+static void clear_urls(struct config *c, const struct opt *o)
+{
+    char **urls = str_field(c, o);
+    size_t *n = (size_t *)((char *)c + o->count_offset);
+    for (size_t i = 0; i < *n; i++) {
+        free(urls[i]);
+        urls[i] = NULL;
+    }
+    *n = 0;
+}
+
+static int set_opt(struct config *c, const struct opt *o, const char *value, char *errmsg)
+{
+    switch (o->type) {
+    case OPT_STRING: {
+        char **p = str_field(c, o);
+        free(*p);
+        *p = strdup(value);
+        return *p ? 0 : LSKV_ENOMEM;
+    }
+    case OPT_URLS: {
+        clear_urls(c, o);
+        char **urls = str_field(c, o);
+        size_t *n = (size_t *)((char *)c + o->count_offset);
+        const char *s = value;
+        while (*s) {
+            const char *comma = strchr(s, ',');
+            size_t len = comma ? (size_t)(comma - s) : strlen(s);
+            if (*n == CONFIG_MAX_URLS) {
+                errmsg_printf(errmsg, "--%s=%s: at most %d URLs", o->name, value,
+                              CONFIG_MAX_URLS);
+                return LSKV_EINVAL;
+            }
+            if (!(len > 7 && strncmp(s, "http://", 7) == 0) &&
+                !(len > 8 && strncmp(s, "https://", 8) == 0)) {
+                errmsg_printf(errmsg, "--%s=%s: URL must start with http:// or https://",
+                              o->name, value);
+                return LSKV_EINVAL;
+            }
+            urls[(*n)++] = strndup(s, len);
+            s += len + (comma ? 1 : 0);
+        }
+        if (*n == 0) {
+            errmsg_printf(errmsg, "--%s: needs at least one URL", o->name);
+            return LSKV_EINVAL;
+        }
+        return 0;
+    }
+    case OPT_INT: {
+        char *end = NULL;
+        errno = 0;
+        long long v = strtoll(value, &end, 10);
+        if (errno != 0 || end == value || *end != '\0' || v < o->min || v > o->max) {
+            errmsg_printf(errmsg, "--%s=%s: must be an integer in [%" PRId64 ", %" PRId64 "]",
+                          o->name, value, o->min, o->max);
+            return LSKV_EINVAL;
+        }
+        *(int64_t *)((char *)c + o->offset) = v;
+        return 0;
+    }
+    }
+    return LSKV_EINVAL;
+}
+
+static void usage(FILE *out)
+{
+    fprintf(out, "Usage: lskvd [flags]\n\n"
+                 "A confidential, ledger-backed key-value store speaking etcd's v3 API.\n\n"
+                 "Flags:\n");
+    for (size_t i = 0; i < N_OPTS; i++)
+        fprintf(out, "  --%-30s %s%s%s%s\n", opts[i].name, opts[i].help,
+                opts[i].def ? " (default: " : "", opts[i].def ? opts[i].def : "",
+                opts[i].def ? ")" : "");
+    fprintf(out, "  --%-30s %s\n", "help", "Show this help.");
+}
+
+int config_parse(struct config *c, int argc, char **argv, FILE *out, bool *exit_now,
+                 char *errmsg)
+{
+    int rv;
+    memset(c, 0, sizeof *c);
+    *exit_now = false;
+    for (size_t i = 0; i < N_OPTS; i++) {
+        if (opts[i].def != NULL && (rv = set_opt(c, &opts[i], opts[i].def, errmsg)) != 0)
+            return rv;
+    }
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i];
+        if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
+            usage(out);
+            *exit_now = true;
+            return 0;
+        }
+        if (strncmp(arg, "--", 2) != 0) {
+            errmsg_printf(errmsg, "%s: unexpected argument (flags start with --)", arg);
+            return LSKV_EINVAL;
+        }
+        const char *name = arg + 2;
+        const char *eq = strchr(name, '=');
+        size_t name_len = eq ? (size_t)(eq - name) : strlen(name);
+        const struct opt *o = NULL;
+        for (size_t k = 0; k < N_OPTS; k++)
+            if (strlen(opts[k].name) == name_len && strncmp(opts[k].name, name, name_len) == 0)
+                o = &opts[k];
+        if (o == NULL) {
+            errmsg_printf(errmsg, "%s: unknown flag (see --help)", arg);
+            return LSKV_EINVAL;
+        }
+        const char *value = eq ? eq + 1 : NULL;
+        if (value == NULL) {
+            if (i + 1 >= argc) {
+                errmsg_printf(errmsg, "--%s: needs a value", o->name);
+                return LSKV_EINVAL;
+            }
+            value = argv[++i];
+        }
+        if ((rv = set_opt(c, o, value, errmsg)) != 0)
+            return rv;
+    }
+    if (c->data_dir == NULL) {
+        size_t n = strlen(c->name) + 6;
+        c->data_dir = malloc(n);
+        if (c->data_dir == NULL)
+            return LSKV_ENOMEM;
+        snprintf(c->data_dir, n, "%s.lskv", c->name);
+    }
+    enum log_level level;
+    if (log_level_parse(c->log_level, &level) != 0) {
+        errmsg_printf(errmsg, "--log-level=%s: must be debug, info, warn, error, panic or fatal",
+                      c->log_level);
+        return LSKV_EINVAL;
+    }
+    bool tls = false;
+    for (size_t i = 0; i < c->n_listen_client_urls; i++)
+        tls |= strncmp(c->listen_client_urls[i], "https://", 8) == 0;
+    if (tls && (c->cert_file == NULL || c->key_file == NULL)) {
+        errmsg_printf(errmsg, "--listen-client-urls: https:// needs --cert-file and --key-file");
+        return LSKV_EINVAL;
+    }
+    if (strcmp(c->initial_cluster_state, "new") != 0 &&
+        strcmp(c->initial_cluster_state, "existing") != 0) {
+        errmsg_printf(errmsg, "--initial-cluster-state=%s: must be 'new' or 'existing'",
+                      c->initial_cluster_state);
+        return LSKV_EINVAL;
+    }
+    return 0;
+}
+
+void config_free(struct config *c)
+{
+    for (size_t i = 0; i < N_OPTS; i++) {
+        if (opts[i].type == OPT_STRING) {
+            free(*str_field(c, &opts[i]));
+            *str_field(c, &opts[i]) = NULL;
+        } else if (opts[i].type == OPT_URLS) {
+            clear_urls(c, &opts[i]);
+        }
+    }
+}
+
+void config_dump(const struct config *c, void (*print)(const char *line))
+{
+    char line[1024];
+    for (size_t i = 0; i < N_OPTS; i++) {
+        const struct opt *o = &opts[i];
+        const char *field = (const char *)c + o->offset;
+        if (o->type == OPT_STRING) {
+            const char *v = *(char *const *)field;
+            snprintf(line, sizeof line, "%s=%s", o->name, v ? v : "");
+        } else if (o->type == OPT_INT) {
+            snprintf(line, sizeof line, "%s=%" PRId64, o->name, *(const int64_t *)field);
+        } else {
+            char *const *urls = (char *const *)field;
+            size_t n = *(const size_t *)((const char *)c + o->count_offset);
+            int k = snprintf(line, sizeof line, "%s=", o->name);
+            for (size_t u = 0; u < n && k > 0 && (size_t)k < sizeof line; u++)
+                k += snprintf(line + k, sizeof line - (size_t)k, "%s%s", u ? "," : "", urls[u]);
+        }
+        print(line);
+    }
+}
