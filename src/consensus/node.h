@@ -49,7 +49,16 @@ struct consensus_config {
     uint64_t member_id;        /* raft server id (non-zero) */
     const char *peer_address;  /* "127.0.0.1:2380" */
     unsigned snapshot_threshold; /* entries between snapshots; 0 = default 10000 */
-    unsigned snapshot_trailing;  /* entries kept after a snapshot; 0 = default */
+    unsigned snapshot_trailing;  /* entries kept after a snapshot; 0 = default 1000 */
+    /* Optional (may be NULL). Called once, from the loop and never from
+     * inside apply, when the node hits a fatal divergence: a committed entry
+     * that does not open under data_key (LSKV_ECORRUPT/LSKV_EFORMAT) or an
+     * fsm->apply that returned non-zero (its code). From then on the node
+     * applies nothing, proposals and barriers fail with LSKV_EIO and
+     * consensus_get_status reports the code in .fatal; the daemon logs errmsg
+     * and closes the node. */
+    void (*fatal_cb)(void *arg, int code, const char *errmsg);
+    void *fatal_arg;
 };
 
 struct consensus_status {
@@ -59,6 +68,7 @@ struct consensus_status {
     uint64_t commit_index;
     uint64_t applied_index;
     bool is_leader;
+    int fatal;              /* 0, or the code of a fatal divergence (see fatal_cb) */
 };
 
 typedef void (*consensus_done_cb)(void *arg, int status, void *result);
