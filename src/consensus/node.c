@@ -112,6 +112,7 @@ struct consensus_node {
 
     bool closing;
     bool open_failed;
+    uint64_t drain_deadline; /* loop time (ms) after which close stops waiting */
     void (*close_cb)(void *arg);
     void *close_arg;
 };
@@ -198,6 +199,9 @@ static void set_fatal(consensus_node *node, int code, const char *msg)
 {
     if (node->fatal != 0)
         return;
+    /* raft_start replays the log: an entry failing there fails the open. */
+    node->fsm_err = code;
+    snprintf(node->fsm_msg, sizeof node->fsm_msg, "%s", msg);
     node->fatal = code;
     snprintf(node->fatal_msg, sizeof node->fatal_msg, "%s", msg);
     uv_timer_start(&node->timer, fatal_timer_cb, 0, 0);
@@ -381,23 +385,35 @@ static int mkdir_p(const char *dir, char *errmsg)
     return 0;
 }
 
+/* Answers every caller still waiting with status. Requests raft still holds
+ * stay in their lists, orphaned (no callback), until raft answers them. */
 static void fail_all(consensus_node *node, int status)
 {
+    for (struct proposal *p = node->head; p != NULL; p = p->next) {
+        if (p->cb == NULL)
+            continue;
+        consensus_done_cb cb = p->cb;
+        p->cb = NULL;
+        cb(p->arg, status, NULL);
+    }
+    if (node->round != NULL)
+        waiter_list_fire(&node->round->waiters, status);
+    waiter_list_fire(&node->next, status);
+}
+
+/* raft has closed: it answered every request it held (0.15 fails them all
+ * with RAFT_LEADERSHIPLOST in raft_close), so what is left here was never
+ * handed to raft or is a leftover to release. */
+static void release_all(consensus_node *node)
+{
+    fail_all(node, LSKV_ESHUTDOWN);
     while (node->head != NULL) {
         struct proposal *p = node->head;
         proposal_unlink(node, p);
-        p->cb(p->arg, status, NULL);
         free(p);
     }
-    if (node->round != NULL) {
-        /* raft never answered it (cannot happen with 0.15, which fails every
-         * leader request in raft_close): the round itself is freed here. */
-        struct round *r = node->round;
-        node->round = NULL;
-        waiter_list_fire(&r->waiters, status);
-        free(r);
-    }
-    waiter_list_fire(&node->next, status);
+    free(node->round);
+    node->round = NULL;
 }
 
 static void timer_close_cb(uv_handle_t *handle)
@@ -418,7 +434,7 @@ static void timer_close_cb(uv_handle_t *handle)
 static void on_raft_closed(struct raft *raft)
 {
     consensus_node *node = raft->data;
-    fail_all(node, LSKV_ESHUTDOWN);
+    release_all(node);
     raft_uv_close(&node->io);
     raft_uv_tcp_close(&node->transport);
     uv_close((uv_handle_t *)&node->timer, timer_close_cb);
@@ -516,9 +532,7 @@ int consensus_open(uv_loop_t *loop, const struct consensus_config *config,
     if (rv != 0) {
         if (node->fsm_err != 0) {
             errmsg_printf(errmsg, "raft start %s: %s", config->dir, node->fsm_msg);
-            rv = node->fsm_err == LSKV_ENOMEM ? LSKV_ENOMEM
-                 : node->fsm_err == LSKV_EFORMAT ? LSKV_EFORMAT
-                                                 : LSKV_ECORRUPT;
+            rv = node->fsm_err;
         } else {
             errmsg_printf(errmsg, "raft start %s: %s", config->dir,
                           node->raft.errmsg[0] ? node->raft.errmsg : raft_strerror(rv));
@@ -546,6 +560,24 @@ err:
     return rv;
 }
 
+/* Waits until raft_uv holds no append or snapshot write (or 5 s passed),
+ * then closes raft. libraft 0.15 crashes when raft_close cancels two or more
+ * queued appends of a leader (appendLeaderCb truncates the log once per
+ * cancelled request, and the second finds nothing to truncate: fixed upstream
+ * in canonical/raft#352, after 0.15), so the node never closes with appends
+ * in flight. */
+static void drain_cb(uv_timer_t *timer)
+{
+    consensus_node *node = timer->data;
+    struct raft *r = &node->raft;
+    bool idle = r->last_stored >= raft_last_index(r) && r->snapshot.pending.term == 0 &&
+                r->snapshot.put.data == NULL;
+    if (!idle && uv_now(node->loop) < node->drain_deadline)
+        return;
+    uv_timer_stop(timer);
+    raft_close(r, on_raft_closed);
+}
+
 void consensus_close(consensus_node *node, void (*cb)(void *arg), void *arg)
 {
     if (node->closing)
@@ -553,10 +585,12 @@ void consensus_close(consensus_node *node, void (*cb)(void *arg), void *arg)
     node->closing = true;
     node->close_cb = cb;
     node->close_arg = arg;
+    /* Invariant (4): every caller hears ESHUTDOWN now; raft's later answers
+     * to the orphaned requests only release memory. */
+    fail_all(node, LSKV_ESHUTDOWN);
     uv_timer_stop(&node->timer);
-    /* raft_close fails every outstanding apply/barrier request (invariant 4);
-     * on_raft_closed sweeps what is left and closes io and transport. */
-    raft_close(&node->raft, on_raft_closed);
+    node->drain_deadline = uv_now(node->loop) + 5000;
+    uv_timer_start(&node->timer, drain_cb, 0, 1);
 }
 
 /* ---- requests ------------------------------------------------------------ */
@@ -566,6 +600,12 @@ static void apply_cb(struct raft_apply *req, int status, void *result)
     struct proposal *p = req->data;
     consensus_node *node = p->node;
     proposal_unlink(node, p);
+    if (p->cb == NULL) { /* orphaned by consensus_close */
+        if (result != NULL && node->fsm.free_result != NULL)
+            node->fsm.free_result(node->fsm.data, result);
+        free(p);
+        return;
+    }
     int rv = map_raft_err(node, status);
     if (rv != 0 && result != NULL && node->fsm.free_result != NULL) {
         node->fsm.free_result(node->fsm.data, result);
