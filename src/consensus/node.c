@@ -22,11 +22,12 @@
  *     applies index i and the head's index is i, raft will hand the result to
  *     that proposal's callback; otherwise nobody here waits for it and the
  *     wrapper frees it with fsm->free_result.
- * (4) Exactly-once: a proposal or barrier waiter leaves its list right before
- *     its callback runs; consensus_close fails whatever raft has not answered
- *     with LSKV_ESHUTDOWN (libraft 0.15 answers RAFT_LEADERSHIPLOST for every
- *     outstanding request from raft_close; we map it to LSKV_ESHUTDOWN while
- *     closing), and sweeps the lists once more when raft has closed.
+ * (4) Exactly-once: a proposal leaves its list, or is orphaned (cb = NULL),
+ *     right before its callback runs; a barrier waiter is freed right before.
+ *     consensus_close answers every caller with LSKV_ESHUTDOWN at once and
+ *     leaves the orphaned requests to raft, whose later answers (0.15 answers
+ *     every outstanding request with RAFT_LEADERSHIPLOST in raft_close) only
+ *     release memory; release_all sweeps what is left once raft has closed.
  * (5) Fatal divergence is sticky: once an entry fails to open or the state
  *     machine fails to apply it, every later apply fails the same way (raft
  *     0.15 retries the same index on each commit), nothing more is applied,
