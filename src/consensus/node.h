@@ -7,7 +7,22 @@
  * same way.
  *
  * A single node is a one-member cluster bootstrapped on first start; there is
- * one code path. Writes are acknowledged when committed and applied. */
+ * one code path. Writes are acknowledged when committed and applied; on a
+ * single node commit means the entry is on disk (raft_uv writes open segments
+ * through O_DSYNC / RWF_DSYNC and the leader counts itself only when its
+ * write completed), so an acknowledged write survives kill -9.
+ *
+ * READY. After consensus_open the daemon calls consensus_barrier once and
+ * serves nothing until it completes with status 0: by then every entry
+ * committed before the restart has been re-applied (snapshot restore, then
+ * log replay) and leadership is confirmed. With libraft 0.15 a single voter
+ * already re-applies its whole log inside raft_start (it elects itself and
+ * commits up to its last stored entry); the barrier makes this hold also for
+ * a leader of a larger cluster, whose old-term entries commit only with an
+ * entry of its own term. Both facts are checked in tests/unit/test_consensus.c.
+ *
+ * All functions run on the loop's thread. Callbacks may call consensus_*
+ * (including consensus_close). */
 #ifndef LSKV_CONSENSUS_NODE_H
 #define LSKV_CONSENSUS_NODE_H
 
@@ -44,12 +59,25 @@ struct consensus_fsm {
 };
 
 struct consensus_config {
-    const char *dir;           /* raft log and snapshots; created if missing */
+    const char *dir;           /* raft log and snapshots; created (0700) if missing */
     const uint8_t *data_key;   /* AEAD_KEY_BYTES, copied; seals entries/snapshots */
     uint64_t member_id;        /* raft server id (non-zero) */
     const char *peer_address;  /* "127.0.0.1:2380" */
-    unsigned snapshot_threshold; /* entries between snapshots; 0 = default 10000 */
-    unsigned snapshot_trailing;  /* entries kept after a snapshot; 0 = default */
+    /* A snapshot is taken (fsm->snapshot, synchronously on the loop) every
+     * snapshot_threshold applied entries; the log then keeps the last
+     * snapshot_trailing entries before it, so a follower that lags less than
+     * that catches up from the log instead of a snapshot. */
+    unsigned snapshot_threshold; /* 0 = default 10000 */
+    unsigned snapshot_trailing;  /* 0 = default 1000 */
+    /* Optional (may be NULL). Called once, from the loop and never from
+     * inside apply, when the node hits a fatal divergence: a committed entry
+     * that does not open under data_key (LSKV_ECORRUPT/LSKV_EFORMAT) or an
+     * fsm->apply that returned non-zero (its code). From then on the node
+     * applies nothing, proposals and barriers fail with LSKV_EIO and
+     * consensus_get_status reports the code in .fatal; the daemon logs errmsg
+     * and closes the node. */
+    void (*fatal_cb)(void *arg, int code, const char *errmsg);
+    void *fatal_arg;
 };
 
 struct consensus_status {
@@ -59,34 +87,62 @@ struct consensus_status {
     uint64_t commit_index;
     uint64_t applied_index;
     bool is_leader;
+    int fatal;              /* 0, or the code of a fatal divergence (see fatal_cb) */
 };
 
 typedef void (*consensus_done_cb)(void *arg, int status, void *result);
 
-/* Opens the raft directory, bootstraps a one-member configuration on first
- * start, loads snapshot + log (restore and replay happen as raft starts).
- * fsm is copied; fsm->data is borrowed. Errors: LSKV_EIO, LSKV_ENOMEM. */
+/* Opens the raft directory, bootstraps a one-member configuration (member_id,
+ * peer_address, voter) on first start, loads snapshot + log (restore and, on
+ * a single node, replay happen inside this call) and starts raft; the peer
+ * address is listened on. config and its strings are copied; fsm is copied;
+ * fsm->data is borrowed until the close callback. errmsg (LSKV_ERRMSG_SIZE)
+ * gets libraft's or the decoder's message on failure.
+ * On failure nothing is returned, but if raft had been initialised it is
+ * closed asynchronously: run the loop to release it (no callback).
+ * Errors: LSKV_EINVAL (config incomplete: dir, data_key, member_id,
+ *         peer_address, fsm->apply/snapshot/restore are required),
+ *         LSKV_EIO (raft I/O: directory, segments, port in use, ...),
+ *         LSKV_ENOMEM,
+ *         LSKV_ECORRUPT / LSKV_EFORMAT (a snapshot or a committed entry does
+ *         not open under data_key, or raft's own files are damaged),
+ *         a negated errno (cannot create dir),
+ *         the code fsm->restore or fsm->apply returned during replay. */
 int consensus_open(uv_loop_t *loop, const struct consensus_config *config,
                    const struct consensus_fsm *fsm, consensus_node **out,
                    char *errmsg);
 
-/* Proposes cmd (copied). If this returns 0, cb fires exactly once: status 0
- * with the fsm's result (ownership passes to cb) once applied here, or
- * status < 0 (LSKV_ENOTLEADER, LSKV_ESHUTDOWN, LSKV_EIO). If it fails, cb is
- * never called. */
+/* Proposes cmd (copied and sealed with a fresh nonce; the entry carries the
+ * current term and this node's wall clock as proposed_ms). If this returns 0,
+ * cb fires exactly once, never from inside this call: status 0 with the fsm's
+ * result (ownership passes to cb) once applied here, or status < 0:
+ *   LSKV_ENOTLEADER  leadership lost before commit (outcome unknown: another
+ *                    leader may still commit it),
+ *   LSKV_ESHUTDOWN   consensus_close was called (outcome unknown),
+ *   LSKV_EIO         a disk write failed.
+ * If it fails, cb is never called.
+ * Errors: LSKV_ENOTLEADER (not the leader), LSKV_ESHUTDOWN (closing),
+ *         LSKV_EIO (fatal divergence, or raft I/O), LSKV_ETOOLARGE (entry
+ *         above 4 GiB), LSKV_ENOMEM. */
 int consensus_propose(consensus_node *node, const uint8_t *cmd, size_t len,
                       consensus_done_cb cb, void *arg);
 
 /* Linearizable-read point: cb(arg, 0, NULL) once every entry committed before
- * the call has been applied locally and leadership is confirmed. Same error
- * contract as consensus_propose. Many concurrent callers may share one raft
- * barrier. */
+ * the call has been applied locally and leadership is confirmed. Callers are
+ * batched: one raft_barrier is in flight at a time, and every caller that
+ * arrives while it is in flight shares the NEXT one (so a caller never relies
+ * on a barrier appended before it arrived). Same callback and error contract
+ * as consensus_propose. */
 int consensus_barrier(consensus_node *node, consensus_done_cb cb, void *arg);
 
 void consensus_get_status(consensus_node *node, struct consensus_status *out);
 
-/* Closes raft; pending callbacks fire with LSKV_ESHUTDOWN first; cb fires when
- * everything is closed and node is freed. */
+/* Closes the node. Every pending proposal and barrier callback fires with
+ * LSKV_ESHUTDOWN inside this call (whether or not the entry still gets
+ * applied; fsm results of such entries go to free_result). Then it waits for
+ * raft_uv's in-flight writes to finish (at most 5 s: libraft 0.15 cannot
+ * cancel several queued appends safely), closes raft, raft_uv and the TCP
+ * transport, frees node and calls cb (may be NULL). A second call is a no-op. */
 void consensus_close(consensus_node *node, void (*cb)(void *arg), void *arg);
 
 #endif

@@ -1,0 +1,76 @@
+/* The on-log entry format: a small plain header, then the payload sealed with
+ * AES-256-GCM under the service data key, the header as AAD.
+ *
+ * Used for raft COMMAND entries (the payload is the state machine command)
+ * and for raft snapshots (the payload is the state machine's snapshot), so raft
+ * log segments and snapshot files never hold keys or values in the clear.
+ * docs/entry-format.md is the byte-level description; every field is big
+ * endian.
+ *
+ *   off size field
+ *     0    1 format version (ENTRY_FORMAT_VERSION)
+ *     1    1 kind (ENTRY_KIND_*)
+ *     2    1 reserved, zero
+ *     3    1 pad: number of zero bytes after the sealed payload (0..7)
+ *     4    8 term      command: raft term it was proposed in
+ *                      snapshot: raft term when it was taken
+ *    12    8 stamp     command: proposed_ms, leader wall clock (unix ms)
+ *                      snapshot: last raft index the snapshot covers
+ *    20  ... sealed payload: nonce[12] | ciphertext | tag[16]  (crypto/aead.h)
+ *   end  pad zero bytes, so that the entry length is a multiple of 8
+ *
+ * Why the padding: raft_uv 0.15 writes each entry's bytes as they are but its
+ * loader steps over them rounded up to 8 bytes, so an entry whose length is
+ * not a multiple of 8 corrupts the next batch of its segment.
+ */
+#ifndef LSKV_CONSENSUS_ENTRY_H
+#define LSKV_CONSENSUS_ENTRY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "crypto/aead.h"
+
+#define ENTRY_FORMAT_VERSION 1
+#define ENTRY_HEADER_BYTES 20
+/* Bytes an entry adds to its payload, before padding. */
+#define ENTRY_OVERHEAD (ENTRY_HEADER_BYTES + AEAD_OVERHEAD)
+
+enum entry_kind {
+    ENTRY_KIND_COMMAND = 1,  /* a raft COMMAND entry */
+    ENTRY_KIND_SNAPSHOT = 2, /* a raft snapshot */
+};
+
+struct entry_header {
+    uint8_t kind;   /* ENTRY_KIND_* */
+    uint64_t term;  /* command: term proposed in; snapshot: term when taken */
+    uint64_t stamp; /* command: proposed_ms; snapshot: last covered index */
+};
+
+/* Length of the sealed entry for a payload of plain_len bytes (padding
+ * included: a multiple of 8), or 0 when it would overflow. */
+size_t entry_sealed_len(size_t plain_len);
+
+/* Writes header + sealed payload into out (entry_sealed_len(plain_len) bytes),
+ * with a fresh random nonce. plain is borrowed.
+ * Errors: LSKV_EINVAL (unknown kind, length overflow), LSKV_EIO (OpenSSL). */
+int entry_seal(const uint8_t key[AEAD_KEY_BYTES], const struct entry_header *header,
+               const uint8_t *plain, size_t plain_len, uint8_t *out);
+
+/* Parses the plain header of buf and checks the framing (nothing is
+ * authenticated yet). On success *plain_len is the payload's length.
+ * Errors: LSKV_ECORRUPT (short, bad kind, non-zero reserved or padding
+ *                        bytes, length not matching the padding),
+ *         LSKV_EFORMAT (format version this build does not know). */
+int entry_parse(const uint8_t *buf, size_t len, struct entry_header *header,
+                size_t *plain_len);
+
+/* Parses and authenticates buf, expecting kind, and decrypts the payload into
+ * out, which must hold the *plain_len entry_parse reports. The caller wipes
+ * out when done (it holds keys and values). On failure out is wiped.
+ * Errors: LSKV_ECORRUPT (as entry_parse, wrong kind, authentication failed),
+ *         LSKV_EFORMAT, LSKV_EIO (OpenSSL). */
+int entry_open(const uint8_t key[AEAD_KEY_BYTES], uint8_t kind, const uint8_t *buf,
+               size_t len, struct entry_header *header, uint8_t *out);
+
+#endif

@@ -1,0 +1,761 @@
+/* The consensus node: libraft 0.15 + raft_uv glue.
+ *
+ * NOTES ON THE DESIGN
+ *
+ * Terms. A "proposal" is one consensus_propose call (one raft_apply request);
+ * a "round" is one raft_barrier shared by many consensus_barrier callers.
+ *
+ * Invariants.
+ * (1) Every COMMAND entry this node writes is an entry.h sealed entry; the
+ *     wrapper FSM opens it before the state machine sees it, so raft log
+ *     segments and snapshot files only ever hold ciphertext.
+ * (2) The index of the command being applied is raft->last_applied + 1.
+ *     libraft 0.15 applies entries strictly in order (replicationApply loops
+ *     index = last_applied + 1 .. commit_index and sets last_applied = index
+ *     after each one, barriers and configuration entries included), and
+ *     snapshot restore sets last_applied to the snapshot's index (at start,
+ *     last_applied = 1 when there is no snapshot: entry 1 is the bootstrap
+ *     configuration). tests/unit/test_consensus.c checks the derived indexes
+ *     across snapshots and restarts.
+ * (3) node->head..tail lists the proposals raft holds, in increasing index
+ *     order (raft_apply gives each the next log index). When the wrapper
+ *     applies index i and the head's index is i, raft will hand the result to
+ *     that proposal's callback; otherwise nobody here waits for it and the
+ *     wrapper frees it with fsm->free_result.
+ * (4) Exactly-once: a proposal leaves its list, or is orphaned (cb = NULL),
+ *     right before its callback runs; a barrier waiter is freed right before.
+ *     consensus_close answers every caller with LSKV_ESHUTDOWN at once and
+ *     leaves the orphaned requests to raft, whose later answers (0.15 answers
+ *     every outstanding request with RAFT_LEADERSHIPLOST in raft_close) only
+ *     release memory; release_all sweeps what is left once raft has closed.
+ * (5) Fatal divergence is sticky: once an entry fails to open or the state
+ *     machine fails to apply it, every later apply fails the same way (raft
+ *     0.15 retries the same index on each commit), nothing more is applied,
+ *     proposals and barriers fail with LSKV_EIO, and fatal_cb tells the daemon
+ *     once, from a zero timer so it never runs inside raft's apply loop.
+ * (6) Durability: the leader counts its own vote for an entry only when its
+ *     own raft_uv append completes, and raft_uv completes an append only
+ *     after the write is durable (O_DIRECT + RWF_DSYNC/O_DSYNC writes to the
+ *     open segment, or fdatasync where direct I/O is unavailable). So on a
+ *     single node commit => on disk, and an acknowledged entry survives
+ *     kill -9 (test consensus.kill9_keeps_acknowledged).
+ */
+#include "consensus/node.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <raft.h>
+#include <raft/uv.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "common/err.h"
+#include "consensus/entry.h"
+
+#define DEFAULT_SNAPSHOT_THRESHOLD 10000
+#define DEFAULT_SNAPSHOT_TRAILING 1000
+#define HEARTBEAT_TIMEOUT_MS 100
+#define ELECTION_TIMEOUT_MS 1000
+
+struct proposal {
+    struct raft_apply req; /* req.data = this; req.index set by raft_apply */
+    consensus_node *node;
+    consensus_done_cb cb;
+    void *arg;
+    struct proposal *prev, *next;
+};
+
+struct waiter {
+    consensus_done_cb cb;
+    void *arg;
+    struct waiter *next;
+};
+
+struct waiter_list {
+    struct waiter *head;
+    struct waiter **tail;
+};
+
+struct round {
+    struct raft_barrier req; /* req.data = this */
+    consensus_node *node;
+    struct waiter_list waiters;
+};
+
+struct consensus_node {
+    uv_loop_t *loop;
+    struct raft raft;
+    struct raft_io io;
+    struct raft_uv_transport transport;
+    struct raft_fsm raft_fsm;
+    struct consensus_fsm fsm;
+    uint8_t key[AEAD_KEY_BYTES];
+    uint64_t member_id;
+
+    struct proposal *head, *tail; /* invariant (3) */
+    struct round *round;          /* barrier in flight, or NULL */
+    struct waiter_list next;      /* callers waiting for the round after it */
+
+    uint8_t *scratch; /* opened commands, wiped after each apply */
+    size_t scratch_cap;
+
+    int fatal; /* invariant (5) */
+    char fatal_msg[LSKV_ERRMSG_SIZE];
+    void (*fatal_cb)(void *arg, int code, const char *errmsg);
+    void *fatal_arg;
+    uv_timer_t timer; /* defers fatal_cb; the last handle closed */
+
+    int fsm_err; /* detail of the last wrapper failure, for errmsg */
+    char fsm_msg[LSKV_ERRMSG_SIZE];
+
+    bool closing;
+    bool open_failed;
+    uint64_t drain_deadline; /* loop time (ms) after which close stops waiting */
+    void (*close_cb)(void *arg);
+    void *close_arg;
+};
+
+static void waiter_list_init(struct waiter_list *l)
+{
+    l->head = NULL;
+    l->tail = &l->head;
+}
+
+static void waiter_list_push(struct waiter_list *l, struct waiter *w)
+{
+    w->next = NULL;
+    *l->tail = w;
+    l->tail = &w->next;
+}
+
+/* Fires and frees every waiter of l (detached first: callbacks may add new
+ * waiters to node->next). */
+static void waiter_list_fire(struct waiter_list *l, int status)
+{
+    struct waiter *w = l->head;
+    waiter_list_init(l);
+    while (w != NULL) {
+        struct waiter *next = w->next;
+        consensus_done_cb cb = w->cb;
+        void *arg = w->arg;
+        free(w);
+        cb(arg, status, NULL);
+        w = next;
+    }
+}
+
+static uint64_t wall_clock_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* Maps a libraft code from a request callback or a request call. */
+static int map_raft_err(const consensus_node *node, int rv)
+{
+    if (node->closing)
+        return LSKV_ESHUTDOWN;
+    switch (rv) {
+    case 0:
+        return 0;
+    case RAFT_NOTLEADER:
+    case RAFT_LEADERSHIPLOST:
+        return LSKV_ENOTLEADER;
+    case RAFT_SHUTDOWN:
+        return LSKV_ESHUTDOWN;
+    case RAFT_NOMEM:
+        return LSKV_ENOMEM;
+    default:
+        return LSKV_EIO;
+    }
+}
+
+static void proposal_unlink(consensus_node *node, struct proposal *p)
+{
+    if (p->prev != NULL)
+        p->prev->next = p->next;
+    else
+        node->head = p->next;
+    if (p->next != NULL)
+        p->next->prev = p->prev;
+    else
+        node->tail = p->prev;
+    p->prev = p->next = NULL;
+}
+
+/* ---- fatal divergence (invariant 5) ------------------------------------- */
+
+static void fatal_timer_cb(uv_timer_t *timer)
+{
+    consensus_node *node = timer->data;
+    if (node->fatal_cb != NULL && !node->closing)
+        node->fatal_cb(node->fatal_arg, node->fatal, node->fatal_msg);
+}
+
+static void set_fatal(consensus_node *node, int code, const char *msg)
+{
+    if (node->fatal != 0)
+        return;
+    /* raft_start replays the log: an entry failing there fails the open. */
+    node->fsm_err = code;
+    snprintf(node->fsm_msg, sizeof node->fsm_msg, "%s", msg);
+    node->fatal = code;
+    snprintf(node->fatal_msg, sizeof node->fatal_msg, "%s", msg);
+    uv_timer_start(&node->timer, fatal_timer_cb, 0, 0);
+}
+
+/* ---- the raft FSM wrapper ----------------------------------------------- */
+
+static int wrap_apply(struct raft_fsm *rfsm, const struct raft_buffer *buf, void **result)
+{
+    consensus_node *node = rfsm->data;
+    struct entry_header h;
+    size_t plain_len;
+    int rv;
+
+    *result = NULL;
+    if (node->fatal != 0)
+        return RAFT_CORRUPT;
+
+    uint64_t index = (uint64_t)node->raft.last_applied + 1; /* invariant (2) */
+    char msg[LSKV_ERRMSG_SIZE];
+    rv = entry_parse(buf->base, buf->len, &h, &plain_len);
+    if (rv != 0) {
+        snprintf(msg, sizeof msg, "raft entry %" PRIu64 ": %s", index, lskv_strerror(rv));
+        set_fatal(node, rv, msg);
+        return RAFT_CORRUPT;
+    }
+    if (plain_len > node->scratch_cap || node->scratch == NULL) {
+        size_t cap = plain_len < 4096 ? 4096 : plain_len;
+        uint8_t *p = malloc(cap);
+        if (p == NULL)
+            return RAFT_NOMEM; /* transient: raft retries this index later */
+        if (node->scratch != NULL) {
+            explicit_bzero(node->scratch, node->scratch_cap);
+            free(node->scratch);
+        }
+        node->scratch = p;
+        node->scratch_cap = cap;
+    }
+    rv = entry_open(node->key, ENTRY_KIND_COMMAND, buf->base, buf->len, &h, node->scratch);
+    if (rv != 0) {
+        snprintf(msg, sizeof msg, "raft entry %" PRIu64 ": %s", index, lskv_strerror(rv));
+        set_fatal(node, rv, msg);
+        return RAFT_CORRUPT;
+    }
+
+    struct consensus_entry_info info = {
+        .index = index,
+        .term = h.term,
+        .proposed_ms = h.stamp,
+    };
+    void *res = NULL;
+    rv = node->fsm.apply(node->fsm.data, &info, node->scratch, plain_len, &res);
+    explicit_bzero(node->scratch, plain_len);
+    if (rv != 0) {
+        snprintf(msg, sizeof msg, "raft entry %" PRIu64 ": state machine apply: %s", index,
+                 lskv_strerror(rv));
+        set_fatal(node, rv, msg);
+        return RAFT_IOERR;
+    }
+    /* Invariant (3): raft passes *result to the proposer's callback only if it
+     * holds a request for this index. */
+    if (node->head != NULL && node->head->req.index == index) {
+        *result = res;
+    } else if (res != NULL && node->fsm.free_result != NULL) {
+        node->fsm.free_result(node->fsm.data, res);
+    }
+    return 0;
+}
+
+/* Snapshot = one sealed entry of kind SNAPSHOT around the fsm's buffer. With
+ * raft_fsm version 1 libraft takes the bufs array and each base (raft_free). */
+static int wrap_snapshot(struct raft_fsm *rfsm, struct raft_buffer *bufs[], unsigned *n_bufs)
+{
+    consensus_node *node = rfsm->data;
+    uint8_t *plain = NULL;
+    size_t plain_len = 0;
+    int rv;
+
+    if (node->fatal != 0)
+        return RAFT_CORRUPT;
+    rv = node->fsm.snapshot(node->fsm.data, &plain, &plain_len);
+    if (rv != 0) {
+        node->fsm_err = rv;
+        snprintf(node->fsm_msg, sizeof node->fsm_msg, "state machine snapshot: %s",
+                 lskv_strerror(rv));
+        return RAFT_IOERR;
+    }
+    size_t sealed_len = entry_sealed_len(plain_len);
+    struct raft_buffer *b = raft_malloc(sizeof *b);
+    uint8_t *sealed = sealed_len ? raft_malloc(sealed_len) : NULL;
+    if (b == NULL || sealed == NULL) {
+        rv = RAFT_NOMEM;
+        goto err;
+    }
+    struct entry_header h = {
+        .kind = ENTRY_KIND_SNAPSHOT,
+        .term = node->raft.current_term,
+        .stamp = node->raft.last_applied,
+    };
+    if (entry_seal(node->key, &h, plain, plain_len, sealed) != 0) {
+        rv = RAFT_IOERR;
+        goto err;
+    }
+    explicit_bzero(plain, plain_len);
+    free(plain);
+    b->base = sealed;
+    b->len = sealed_len;
+    *bufs = b;
+    *n_bufs = 1;
+    return 0;
+err:
+    explicit_bzero(plain, plain_len);
+    free(plain);
+    raft_free(b);
+    raft_free(sealed);
+    return rv;
+}
+
+/* On success libraft 0.15 hands buf->base to the FSM (we raft_free it); on
+ * failure it frees it itself. */
+static int wrap_restore(struct raft_fsm *rfsm, struct raft_buffer *buf)
+{
+    consensus_node *node = rfsm->data;
+    struct entry_header h;
+    size_t plain_len;
+    int rv;
+
+    rv = entry_parse(buf->base, buf->len, &h, &plain_len);
+    if (rv != 0)
+        goto err_open;
+    uint8_t *plain = malloc(plain_len ? plain_len : 1);
+    if (plain == NULL)
+        return RAFT_NOMEM;
+    rv = entry_open(node->key, ENTRY_KIND_SNAPSHOT, buf->base, buf->len, &h, plain);
+    if (rv != 0) {
+        free(plain);
+        goto err_open;
+    }
+    rv = node->fsm.restore(node->fsm.data, plain, plain_len);
+    explicit_bzero(plain, plain_len);
+    free(plain);
+    if (rv != 0) {
+        node->fsm_err = rv;
+        snprintf(node->fsm_msg, sizeof node->fsm_msg,
+                 "snapshot at index %" PRIu64 ": state machine restore: %s", h.stamp,
+                 lskv_strerror(rv));
+        return RAFT_CORRUPT;
+    }
+    raft_free(buf->base);
+    buf->base = NULL;
+    return 0;
+err_open:
+    node->fsm_err = rv;
+    snprintf(node->fsm_msg, sizeof node->fsm_msg, "snapshot: %s", lskv_strerror(rv));
+    return RAFT_CORRUPT;
+}
+
+/* ---- life cycle ---------------------------------------------------------- */
+
+static int mkdir_p(const char *dir, char *errmsg)
+{
+    char path[4096];
+    size_t n = strlen(dir);
+    if (n == 0 || n >= sizeof path) {
+        errmsg_printf(errmsg, "raft dir: bad path length");
+        return LSKV_EINVAL;
+    }
+    memcpy(path, dir, n + 1);
+    for (size_t i = 1; i <= n; i++) {
+        if (path[i] != '/' && path[i] != '\0')
+            continue;
+        char c = path[i];
+        path[i] = '\0';
+        if (mkdir(path, 0700) != 0 && errno != EEXIST) {
+            int e = errno;
+            errmsg_printf(errmsg, "mkdir %s: %s", path, strerror(e));
+            return -e;
+        }
+        path[i] = c;
+    }
+    return 0;
+}
+
+/* Answers every caller still waiting with status. Requests raft still holds
+ * stay in their lists, orphaned (no callback), until raft answers them. */
+static void fail_all(consensus_node *node, int status)
+{
+    for (struct proposal *p = node->head; p != NULL; p = p->next) {
+        if (p->cb == NULL)
+            continue;
+        consensus_done_cb cb = p->cb;
+        p->cb = NULL;
+        cb(p->arg, status, NULL);
+    }
+    if (node->round != NULL)
+        waiter_list_fire(&node->round->waiters, status);
+    waiter_list_fire(&node->next, status);
+}
+
+/* raft has closed: it answered every request it held (0.15 fails them all
+ * with RAFT_LEADERSHIPLOST in raft_close), so what is left here was never
+ * handed to raft or is a leftover to release. */
+static void release_all(consensus_node *node)
+{
+    fail_all(node, LSKV_ESHUTDOWN);
+    while (node->head != NULL) {
+        struct proposal *p = node->head;
+        proposal_unlink(node, p);
+        free(p);
+    }
+    free(node->round);
+    node->round = NULL;
+}
+
+static void timer_close_cb(uv_handle_t *handle)
+{
+    consensus_node *node = handle->data;
+    void (*cb)(void *) = node->close_cb;
+    void *arg = node->close_arg;
+    if (node->scratch != NULL) {
+        explicit_bzero(node->scratch, node->scratch_cap);
+        free(node->scratch);
+    }
+    explicit_bzero(node->key, sizeof node->key);
+    free(node);
+    if (cb != NULL)
+        cb(arg);
+}
+
+static void on_raft_closed(struct raft *raft)
+{
+    consensus_node *node = raft->data;
+    release_all(node);
+    raft_uv_close(&node->io);
+    raft_uv_tcp_close(&node->transport);
+    uv_close((uv_handle_t *)&node->timer, timer_close_cb);
+}
+
+int consensus_open(uv_loop_t *loop, const struct consensus_config *config,
+                   const struct consensus_fsm *fsm, consensus_node **out, char *errmsg)
+{
+    consensus_node *node;
+    int rv;
+
+    if (config->dir == NULL || config->data_key == NULL || config->member_id == 0 ||
+        config->peer_address == NULL || fsm->apply == NULL || fsm->snapshot == NULL ||
+        fsm->restore == NULL) {
+        errmsg_printf(errmsg, "consensus: incomplete configuration");
+        return LSKV_EINVAL;
+    }
+    node = calloc(1, sizeof *node);
+    if (node == NULL) {
+        errmsg_printf(errmsg, "consensus: out of memory");
+        return LSKV_ENOMEM;
+    }
+    node->loop = loop;
+    node->fsm = *fsm;
+    memcpy(node->key, config->data_key, AEAD_KEY_BYTES);
+    node->member_id = config->member_id;
+    node->fatal_cb = config->fatal_cb;
+    node->fatal_arg = config->fatal_arg;
+    waiter_list_init(&node->next);
+
+    rv = mkdir_p(config->dir, errmsg);
+    if (rv != 0)
+        goto err;
+    rv = raft_uv_tcp_init(&node->transport, loop);
+    if (rv != 0) {
+        errmsg_printf(errmsg, "raft tcp transport: %s", raft_strerror(rv));
+        rv = rv == RAFT_NOMEM ? LSKV_ENOMEM : LSKV_EIO;
+        goto err;
+    }
+    rv = raft_uv_init(&node->io, loop, config->dir, &node->transport);
+    if (rv != 0) {
+        errmsg_printf(errmsg, "raft io %s: %s", config->dir,
+                      node->io.errmsg[0] ? node->io.errmsg : raft_strerror(rv));
+        rv = rv == RAFT_NOMEM ? LSKV_ENOMEM : LSKV_EIO;
+        goto err_after_tcp_init;
+    }
+    /* Sealed bytes do not compress. */
+    raft_uv_set_snapshot_compression(&node->io, false);
+
+    node->raft_fsm.version = 1;
+    node->raft_fsm.data = node;
+    node->raft_fsm.apply = wrap_apply;
+    node->raft_fsm.snapshot = wrap_snapshot;
+    node->raft_fsm.restore = wrap_restore;
+    rv = raft_init(&node->raft, &node->io, &node->raft_fsm, config->member_id,
+                   config->peer_address);
+    if (rv != 0) {
+        errmsg_printf(errmsg, "raft init: %s",
+                      node->raft.errmsg[0] ? node->raft.errmsg : raft_strerror(rv));
+        rv = rv == RAFT_NOMEM ? LSKV_ENOMEM : LSKV_EIO;
+        goto err_after_uv_init;
+    }
+    node->raft.data = node;
+    uv_timer_init(loop, &node->timer);
+    node->timer.data = node;
+
+    raft_set_heartbeat_timeout(&node->raft, HEARTBEAT_TIMEOUT_MS);
+    raft_set_election_timeout(&node->raft, ELECTION_TIMEOUT_MS);
+    raft_set_snapshot_threshold(&node->raft, config->snapshot_threshold
+                                                 ? config->snapshot_threshold
+                                                 : DEFAULT_SNAPSHOT_THRESHOLD);
+    raft_set_snapshot_trailing(&node->raft, config->snapshot_trailing
+                                                ? config->snapshot_trailing
+                                                : DEFAULT_SNAPSHOT_TRAILING);
+
+    /* First start: a one-member configuration. Later starts: raft_uv finds
+     * state in the directory and answers RAFT_CANTBOOTSTRAP. */
+    struct raft_configuration conf;
+    raft_configuration_init(&conf);
+    rv = raft_configuration_add(&conf, config->member_id, config->peer_address, RAFT_VOTER);
+    if (rv == 0)
+        rv = raft_bootstrap(&node->raft, &conf);
+    raft_configuration_close(&conf);
+    if (rv != 0 && rv != RAFT_CANTBOOTSTRAP) {
+        errmsg_printf(errmsg, "raft bootstrap %s: %s", config->dir,
+                      node->raft.errmsg[0] ? node->raft.errmsg : raft_strerror(rv));
+        rv = rv == RAFT_NOMEM ? LSKV_ENOMEM : LSKV_EIO;
+        goto err_after_raft_init;
+    }
+
+    /* Loads snapshot (wrap_restore) and log; a single voter elects itself
+     * during raft_start. Committed entries are re-applied once an entry of the
+     * new term commits: see consensus_barrier in node.h. */
+    rv = raft_start(&node->raft);
+    if (rv != 0) {
+        if (node->fsm_err != 0) {
+            errmsg_printf(errmsg, "raft start %s: %s", config->dir, node->fsm_msg);
+            rv = node->fsm_err;
+        } else {
+            errmsg_printf(errmsg, "raft start %s: %s", config->dir,
+                          node->raft.errmsg[0] ? node->raft.errmsg : raft_strerror(rv));
+            rv = rv == RAFT_NOMEM ? LSKV_ENOMEM : rv == RAFT_CORRUPT ? LSKV_ECORRUPT : LSKV_EIO;
+        }
+        goto err_after_raft_init;
+    }
+    *out = node;
+    return 0;
+
+err_after_raft_init:
+    /* raft_init succeeded: only raft_close releases it, asynchronously. The
+     * node frees itself once the loop has run the close callbacks. */
+    node->open_failed = true;
+    node->closing = true;
+    raft_close(&node->raft, on_raft_closed);
+    return rv;
+err_after_uv_init:
+    raft_uv_close(&node->io);
+err_after_tcp_init:
+    raft_uv_tcp_close(&node->transport);
+err:
+    explicit_bzero(node->key, sizeof node->key);
+    free(node);
+    return rv;
+}
+
+/* Waits until raft_uv holds no append or snapshot write (or 5 s passed),
+ * then closes raft. libraft 0.15 crashes when raft_close cancels two or more
+ * queued appends of a leader (appendLeaderCb truncates the log once per
+ * cancelled request, and the second finds nothing to truncate: fixed upstream
+ * in canonical/raft#352, after 0.15), so the node never closes with appends
+ * in flight. */
+static void drain_cb(uv_timer_t *timer)
+{
+    consensus_node *node = timer->data;
+    struct raft *r = &node->raft;
+    bool idle = r->last_stored >= raft_last_index(r) && r->snapshot.pending.term == 0 &&
+                r->snapshot.put.data == NULL;
+    if (!idle && uv_now(node->loop) < node->drain_deadline)
+        return;
+    uv_timer_stop(timer);
+    raft_close(r, on_raft_closed);
+}
+
+void consensus_close(consensus_node *node, void (*cb)(void *arg), void *arg)
+{
+    if (node->closing)
+        return;
+    node->closing = true;
+    node->close_cb = cb;
+    node->close_arg = arg;
+    /* Invariant (4): every caller hears ESHUTDOWN now; raft's later answers
+     * to the orphaned requests only release memory. */
+    fail_all(node, LSKV_ESHUTDOWN);
+    uv_timer_stop(&node->timer);
+    node->drain_deadline = uv_now(node->loop) + 5000;
+    uv_timer_start(&node->timer, drain_cb, 0, 1);
+}
+
+/* ---- requests ------------------------------------------------------------ */
+
+static void apply_cb(struct raft_apply *req, int status, void *result)
+{
+    struct proposal *p = req->data;
+    consensus_node *node = p->node;
+    proposal_unlink(node, p);
+    if (p->cb == NULL) { /* orphaned by consensus_close */
+        if (result != NULL && node->fsm.free_result != NULL)
+            node->fsm.free_result(node->fsm.data, result);
+        free(p);
+        return;
+    }
+    int rv = map_raft_err(node, status);
+    if (rv != 0 && result != NULL && node->fsm.free_result != NULL) {
+        node->fsm.free_result(node->fsm.data, result);
+        result = NULL;
+    }
+    consensus_done_cb cb = p->cb;
+    void *arg = p->arg;
+    free(p);
+    cb(arg, rv, rv == 0 ? result : NULL);
+}
+
+static int check_usable(consensus_node *node)
+{
+    if (node->closing)
+        return LSKV_ESHUTDOWN;
+    if (node->fatal != 0)
+        return LSKV_EIO;
+    if (raft_state(&node->raft) != RAFT_LEADER)
+        return LSKV_ENOTLEADER;
+    return 0;
+}
+
+int consensus_propose(consensus_node *node, const uint8_t *cmd, size_t len,
+                      consensus_done_cb cb, void *arg)
+{
+    int rv = check_usable(node);
+    if (rv != 0)
+        return rv;
+    size_t sealed_len = entry_sealed_len(len);
+    if (sealed_len == 0 || sealed_len > UINT32_MAX)
+        return LSKV_ETOOLARGE;
+    struct proposal *p = calloc(1, sizeof *p);
+    uint8_t *sealed = raft_malloc(sealed_len);
+    if (p == NULL || sealed == NULL) {
+        rv = LSKV_ENOMEM;
+        goto err;
+    }
+    struct entry_header h = {
+        .kind = ENTRY_KIND_COMMAND,
+        .term = node->raft.current_term,
+        .stamp = wall_clock_ms(),
+    };
+    rv = entry_seal(node->key, &h, cmd, len, sealed);
+    if (rv != 0)
+        goto err;
+    p->req.data = p;
+    p->node = node;
+    p->cb = cb;
+    p->arg = arg;
+    struct raft_buffer buf = {.base = sealed, .len = sealed_len};
+    rv = raft_apply(&node->raft, &p->req, &buf, 1, apply_cb);
+    if (rv != 0) {
+        /* Not appended: the buffer is still ours (raft 0.15 logDiscard keeps
+         * the memory on its error path). */
+        rv = map_raft_err(node, rv);
+        goto err;
+    }
+    /* Invariant (3): raft_apply assigned the next log index. */
+    p->prev = node->tail;
+    if (node->tail != NULL)
+        node->tail->next = p;
+    else
+        node->head = p;
+    node->tail = p;
+    return 0;
+err:
+    raft_free(sealed);
+    free(p);
+    return rv;
+}
+
+static void barrier_cb(struct raft_barrier *req, int status);
+
+/* Starts a round for the waiters in *waiters (moved into the round). */
+static int round_start(consensus_node *node, struct waiter_list *waiters)
+{
+    struct round *r = calloc(1, sizeof *r);
+    if (r == NULL)
+        return LSKV_ENOMEM;
+    r->req.data = r;
+    r->node = node;
+    int rv = raft_barrier(&node->raft, &r->req, barrier_cb);
+    if (rv != 0) {
+        free(r);
+        return map_raft_err(node, rv);
+    }
+    r->waiters = *waiters;
+    if (r->waiters.head == NULL)
+        waiter_list_init(&r->waiters);
+    waiter_list_init(waiters);
+    node->round = r;
+    return 0;
+}
+
+static void barrier_cb(struct raft_barrier *req, int status)
+{
+    struct round *r = req->data;
+    consensus_node *node = r->node;
+    int rv = map_raft_err(node, status);
+    if (rv == 0 && node->fatal != 0)
+        rv = LSKV_EIO;
+    node->round = NULL;
+    /* Callers that arrived while r was in flight get the next round, started
+     * before r's callbacks run so that callers arriving from inside them join
+     * the round after that one. */
+    if (node->next.head != NULL) {
+        int rv2 = node->closing ? LSKV_ESHUTDOWN : round_start(node, &node->next);
+        if (rv2 != 0)
+            waiter_list_fire(&node->next, rv2);
+    }
+    waiter_list_fire(&r->waiters, rv);
+    free(r);
+}
+
+int consensus_barrier(consensus_node *node, consensus_done_cb cb, void *arg)
+{
+    int rv = check_usable(node);
+    if (rv != 0)
+        return rv;
+    struct waiter *w = malloc(sizeof *w);
+    if (w == NULL)
+        return LSKV_ENOMEM;
+    w->cb = cb;
+    w->arg = arg;
+    if (node->round != NULL) {
+        waiter_list_push(&node->next, w);
+        return 0;
+    }
+    struct waiter_list l;
+    waiter_list_init(&l);
+    waiter_list_push(&l, w);
+    rv = round_start(node, &l);
+    if (rv != 0)
+        free(w);
+    return rv;
+}
+
+void consensus_get_status(consensus_node *node, struct consensus_status *out)
+{
+    raft_id leader_id = 0;
+    const char *leader_address = NULL;
+    memset(out, 0, sizeof *out);
+    out->member_id = node->member_id;
+    if (!node->closing)
+        raft_leader(&node->raft, &leader_id, &leader_address);
+    out->leader_id = leader_id;
+    out->term = node->raft.current_term;
+    out->commit_index = node->raft.commit_index;
+    out->applied_index = raft_last_applied(&node->raft);
+    out->is_leader = !node->closing && raft_state(&node->raft) == RAFT_LEADER;
+    out->fatal = node->fatal;
+}
