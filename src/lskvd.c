@@ -228,6 +228,15 @@ static void try_ready(struct daemon *d)
     }
 }
 
+/* A committed entry that will not open or apply: this node must stop rather
+ * than serve state that may differ from its peers'. */
+static void on_consensus_fatal(void *arg, int code, const char *errmsg)
+{
+    struct daemon *d = arg;
+    LOG_ERROR(MODULE, "fatal: state machine stopped: %s: %s", lskv_errname(code), errmsg);
+    shutdown_daemon(d, 1);
+}
+
 static int open_daemon(struct daemon *d, char *errmsg)
 {
     struct config *c = &d->config;
@@ -269,6 +278,8 @@ static int open_daemon(struct daemon *d, char *errmsg)
         .member_id = d->member_id,
         .peer_address = url_hostport(c->initial_advertise_peer_urls[0]),
         .snapshot_threshold = (unsigned)c->snapshot_count,
+        .fatal_cb = on_consensus_fatal,
+        .fatal_arg = d,
     };
     if ((rv = consensus_open(d->loop, &cc, &vt, &d->node, errmsg)) != 0)
         return rv;
