@@ -143,6 +143,13 @@ class Server:
                 self.proc.wait()
         return self.proc.returncode
 
+    def stop_cleanly(self, timeout=30):
+        """SIGTERM; asserts the process exits by itself, with 0 or by SIGTERM."""
+        rc = self.stop(timeout)
+        assert rc in (0, -signal.SIGTERM), "%s exited with %s on SIGTERM; log tail:\n%s" % (
+            self.binary, rc, self.log_text(True)[-3000:])
+        return rc
+
     def kill(self):
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
@@ -249,6 +256,10 @@ def normalize(text, server):
 
 
 # ---------------------------------------------------------------- fixtures
+SANITIZER_REPORT = re.compile(r"ERROR: (AddressSanitizer|LeakSanitizer)|runtime error: |"
+                              r"WARNING: ThreadSanitizer")
+
+
 @pytest.fixture
 def server_factory(tmp_path):
     """make(kind, **kw) -> started Server; all are killed at teardown."""
@@ -264,6 +275,11 @@ def server_factory(tmp_path):
     yield make
     for s in started:
         s.kill()
+    for s in started:
+        m = SANITIZER_REPORT.search(s.log_text())
+        if m:
+            pytest.fail("sanitizer report in %s:\n%s" % (
+                s.log_path, s.log_text()[max(0, m.start() - 200):m.start() + 3000]))
 
 
 @pytest.fixture

@@ -77,7 +77,7 @@ def test_graceful_restart_keeps_everything(lskvd):
     revs = [kv.Put(rpc_pb2.PutRequest(key=b"g%03d" % i, value=b"%d" % i)).header.revision
             for i in range(100)]
     kv.DeleteRange(rpc_pb2.DeleteRangeRequest(key=b"g050"))
-    assert lskvd.stop() is not None
+    lskvd.stop_cleanly()
     lskvd.start()
     kv = lskvd.kv()
     r = kv.Range(rpc_pb2.RangeRequest(key=b"g", range_end=b"h"), timeout=20)

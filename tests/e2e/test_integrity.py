@@ -44,7 +44,7 @@ def start_with_snapshots(server_factory):
 
 def tamper(server, rev, how):
     import plyvel
-    assert server.stop() is not None
+    server.stop_cleanly()
     db = plyvel.DB(str(server.data_dir / "engine"), create_if_missing=False)
     try:
         rid = struct.pack(">qq", rev, 0)
@@ -101,7 +101,7 @@ def test_nothing_plain_at_rest(server_factory):
     kv = s.kv()
     key2, value2 = secret_pair()  # after the last snapshot: only in the raft log
     kv.Put(rpc_pb2.PutRequest(key=key2, value=value2), timeout=20)
-    s.stop()
+    s.stop_cleanly()
     for needle in (key, value, key2, value2, b"other/0100"):
         assert files_containing(s.data_dir, needle) == [], needle
     assert (s.data_dir / "raft").is_dir() and (s.data_dir / "engine").is_dir()
@@ -113,7 +113,7 @@ def test_grep_finds_plaintext_in_etcd(etcd):
     """Checks the checker: etcd keeps keys and values in the clear, and we see them."""
     key, value = secret_pair()
     write_then_snapshot(etcd, key, value)
-    etcd.stop()
+    etcd.stop_cleanly()
     assert files_containing(etcd.data_dir, key)
     assert files_containing(etcd.data_dir, value)
 
@@ -129,7 +129,7 @@ def test_checks_can_fail(etcd, tmp_path):
 
     class FakeServer:
         data_dir = tmp_path
-        stop = start = staticmethod(lambda: 0)
+        stop_cleanly = start = staticmethod(lambda: 0)
     db = plyvel.DB(str(tmp_path / "engine"), create_if_missing=True)
     rid = struct.pack(">qq", 7, 0)
     db.put(rid, b"sealed-body")
