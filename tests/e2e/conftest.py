@@ -85,6 +85,23 @@ class Server:
 
     # -- lifecycle
     def start(self, timeout=60):
+        """Starts and waits until it serves. On a first start, a port taken in
+        the meantime ("address already in use") gets new ports, up to 3 times."""
+        fresh = not self.data_dir.exists()
+        for attempt in range(3):
+            try:
+                return self._start_once(timeout)
+            except RuntimeError:
+                if attempt == 2 or "address already in use" not in self.log_text(True):
+                    raise
+                self.kill()
+                if self.data_dir.exists() and fresh:
+                    shutil.rmtree(self.data_dir)
+                if fresh:
+                    self.client_port, self.peer_port = free_port(), free_port()
+                time.sleep(0.5)
+
+    def _start_once(self, timeout):
         assert self.proc is None or self.proc.poll() is not None
         self._log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         log = open(self.log_path, "ab")
