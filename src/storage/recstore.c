@@ -54,6 +54,10 @@ enum {
     FLAGS_KNOWN = FLAG_TOMBSTONE,
     MAX_RECORD_BYTES = 1 << 30,
     PENDING_INITIAL_SLOTS = 64,
+    /* Buffers grown past these by one large batch (a compaction, a 1 MiB
+     * value) are freed after it rather than kept (and cleared) forever. */
+    PENDING_KEEP_SLOTS = 4096,
+    BUFFER_KEEP_BYTES = 4 << 20,
 };
 
 enum pending_kind { PENDING_EMPTY = 0, PENDING_PUT, PENDING_DELETE };
@@ -275,9 +279,24 @@ static void drop_pending(recstore *rs)
     if (rs->pending_len)
         explicit_bzero(rs->pending_buf, rs->pending_len);
     rs->pending_len = 0;
-    if (rs->npending)
+    if (rs->nslots > PENDING_KEEP_SLOTS) {
+        free(rs->slots);
+        rs->slots = NULL;
+        rs->nslots = 0;
+    } else if (rs->npending) {
         memset(rs->slots, 0, rs->nslots * sizeof *rs->slots);
+    }
     rs->npending = 0;
+    if (rs->pending_cap > BUFFER_KEEP_BYTES) {
+        free(rs->pending_buf);
+        rs->pending_buf = NULL;
+        rs->pending_cap = 0;
+    }
+    if (rs->seal_cap > BUFFER_KEEP_BYTES) {
+        free(rs->seal_buf);
+        rs->seal_buf = NULL;
+        rs->seal_cap = 0;
+    }
 }
 
 void recstore_close(recstore *rs)
