@@ -73,7 +73,7 @@ struct pending_slot {
 struct recstore {
     struct engine *engine;
     bool engine_owned;
-    uint8_t data_key[AEAD_KEY_BYTES];
+    aead_key *data_key; /* keyed context: key schedule computed once */
     uint64_t cluster_id;
     cache *cache;
 
@@ -244,12 +244,16 @@ int recstore_open(const struct recstore_config *config, recstore **out, char *er
         errmsg_printf(errmsg, "recstore: out of memory");
         return LSKV_ENOMEM;
     }
-    memcpy(rs->data_key, config->data_key, AEAD_KEY_BYTES);
     rs->cluster_id = config->cluster_id;
+    rv = aead_key_new(config->data_key, &rs->data_key);
+    if (rv != 0) {
+        errmsg_printf(errmsg, "recstore: cannot set up the data key");
+        goto err;
+    }
     rv = cache_open(config->cache_bytes, &rs->cache);
     if (rv != 0) {
         errmsg_printf(errmsg, "recstore: out of memory");
-        goto err;
+        goto err_after_key;
     }
     if (config->engine != NULL) {
         rs->engine = config->engine;
@@ -264,8 +268,9 @@ int recstore_open(const struct recstore_config *config, recstore **out, char *er
 
 err_after_cache:
     cache_close(rs->cache);
+err_after_key:
+    aead_key_free(rs->data_key);
 err:
-    explicit_bzero(rs->data_key, sizeof rs->data_key);
     free(rs);
     return rv;
 }
@@ -307,7 +312,7 @@ void recstore_close(recstore *rs)
     if (rs->engine_owned)
         rs->engine->close(rs->engine);
     cache_close(rs->cache);
-    explicit_bzero(rs->data_key, sizeof rs->data_key);
+    aead_key_free(rs->data_key);
     free(rs->pending_buf);
     free(rs->slots);
     free(rs->seal_buf);
@@ -416,7 +421,7 @@ int recstore_put(recstore *rs, int64_t main, int64_t sub, const struct kv_record
     uint8_t aad[RECSTORE_AAD_BYTES];
     make_aad(rs, RECSTORE_FORMAT_VERSION, main, sub, aad);
     rs->seal_buf[0] = RECSTORE_FORMAT_VERSION;
-    rv = aead_seal(rs->data_key, aad, sizeof aad, body, len, rs->seal_buf + 1);
+    rv = aead_key_seal(rs->data_key, aad, sizeof aad, body, len, rs->seal_buf + 1);
     struct pending_slot *slot = rv == 0 ? pending_slot(rs, main, sub) : NULL;
     if (slot == NULL) {
         explicit_bzero(body, len);
@@ -585,7 +590,7 @@ int recstore_get(recstore *rs, int64_t main, int64_t sub, struct arena *a,
     }
     uint8_t aad[RECSTORE_AAD_BYTES];
     make_aad(rs, val[0], main, sub, aad);
-    rv = aead_open(rs->data_key, aad, sizeof aad, val + 1, val_len - 1, body);
+    rv = aead_key_open(rs->data_key, aad, sizeof aad, val + 1, val_len - 1, body);
     if (rv == LSKV_ECORRUPT) {
         rv = corrupt(errmsg, main, sub, "authentication failed");
         goto out;
