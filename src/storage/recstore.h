@@ -71,8 +71,9 @@ void recstore_close(recstore *rs);
  * must be well formed: main >= 1, sub >= 0, rec->mod_revision == main, a key
  * of at least one byte, lease >= 0; a tombstone has create_revision 0,
  * version 0 and no value; a live record has 1 <= create_revision <= main and
- * version >= 1. Each id is written once (a second put in the same batch
- * replaces the first).
+ * version >= 1. An id has one record: putting it again (a Raft log replay
+ * after a restart re-applies the same entries) must carry the same contents;
+ * a second put in the same batch replaces the first.
  * Errors: LSKV_EINVAL (malformed record), LSKV_ETOOLARGE (key plus value over
  * 1 GiB), LSKV_ENOMEM, LSKV_EIO (the store is in its sticky error state, or
  * sealing failed). */
