@@ -238,7 +238,10 @@ int recstore_decode_body(const uint8_t *body, size_t len, int64_t main,
 
 int recstore_open(const struct recstore_config *config, recstore **out, char *errmsg)
 {
+    char scratch[LSKV_ERRMSG_SIZE];
     int rv;
+    if (errmsg == NULL)
+        errmsg = scratch;
     recstore *rs = calloc(1, sizeof *rs);
     if (rs == NULL) {
         errmsg_printf(errmsg, "recstore: out of memory");
