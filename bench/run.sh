@@ -143,7 +143,10 @@ run_round() {
     if [ "$state" != "$current" ]; then
       stop_server
       rm -rf "$WORK"/data-*
-      if ! start_server "$target" "r$round-$state"; then FAILED=1; return; fi
+      if ! start_server "$target" "r$round-$state"; then
+        echo "$PROG: stopping: $target cannot be benchmarked" >&2
+        exit 1
+      fi
       BASE_RSS_KB=$(proc_kb VmRSS)
       current=$state
     fi
