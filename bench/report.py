@@ -1,0 +1,291 @@
+#!/usr/bin/python3
+"""Summarises one bench/run.sh results directory.
+
+usage: report.py RESULTS_DIR [--markdown FILE] [--plot FILE.png|FILE.svg]
+
+Reads RESULTS_DIR/<target>-r<round>-<workload>.json (lskv-bench --json),
+<target>-r<round>-rss.json and env.json; writes RESULTS_DIR/summary.md (and
+a copy to --markdown), and plots the latency distributions with gnuplot into
+RESULTS_DIR/latency.png (and a copy to --plot). Medians over rounds; ratios
+are lskv / etcd. Exit status 0, or 1 when the directory holds no results.
+"""
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+
+PROG = "bench/report.py"
+
+DESCRIPTIONS = {
+    "put-1x1": "Put, 256 B values, random keys, one connection, one stream",
+    "put-16x16": "Put, 256 B values, random keys",
+    "range-s-16x16": "Range of one random key, serializable, on a fully loaded key space",
+    "range-l-16x16": "Range of one random key, linearizable",
+    "txn-put-16x16": "Txn with one Put and no compares, random keys",
+    "hot-put-16x16": "Put to one hot key, on a fresh server (no compaction)",
+    "hot-range-s-16x16": "Range of that hot key after all its updates, serializable",
+}
+ORDER = list(DESCRIPTIONS)
+FILE_RE = re.compile(r"^(?P<target>[a-z0-9]+)-r(?P<round>\d+)-(?P<name>[a-z0-9-]+)\.json$")
+
+
+def die(msg):
+    print(f"{PROG}: {msg}", file=sys.stderr)
+    sys.exit(1)
+
+
+def load(results):
+    runs = {}  # (name, target) -> [doc, ...]
+    rss = {}  # target -> [doc, ...]
+    for fn in sorted(os.listdir(results)):
+        m = FILE_RE.match(fn)
+        if not m:
+            continue
+        path = os.path.join(results, fn)
+        try:
+            with open(path) as f:
+                doc = json.load(f)
+        except (OSError, ValueError) as e:
+            print(f"{PROG}: {path}: {e}", file=sys.stderr)
+            continue
+        doc["_round"] = int(m["round"])
+        if m["name"] == "rss":
+            rss.setdefault(m["target"], []).append(doc)
+        else:
+            runs.setdefault((m["name"], m["target"]), []).append(doc)
+    return runs, rss
+
+
+def median(values):
+    return statistics.median(values) if values else None
+
+
+def fmt(v, digits=3):
+    if v is None:
+        return "–"
+    if abs(v) >= 1000:
+        return f"{v:,.0f}"
+    if abs(v) >= 100:
+        return f"{v:.0f}"
+    return f"{v:.{digits}g}"
+
+
+def ratio(a, b):
+    if a is None or b is None or b == 0:
+        return "–"
+    return f"**{a / b:.2f}**"
+
+
+def spread(values):
+    """Half the min-max range as a percentage of the median: how noisy rounds were."""
+    if len(values) < 2:
+        return ""
+    m = statistics.median(values)
+    if m == 0:
+        return ""
+    return f" ±{50 * (max(values) - min(values)) / m:.0f}%"
+
+
+def summarise(runs, name, target):
+    docs = runs.get((name, target), [])
+    if not docs:
+        return None
+    tput = [d["throughput_rps"] for d in docs]
+    return {
+        "n": len(docs),
+        "tput": median(tput),
+        "tput_spread": spread(tput),
+        "p50": median([d["latency_ms"]["p50"] for d in docs]),
+        "p99": median([d["latency_ms"]["p99"] for d in docs]),
+        "p999": median([d["latency_ms"]["p99_9"] for d in docs]),
+        "errors": sum(d["errors"] for d in docs),
+        "docs": docs,
+    }
+
+
+def markdown(results, runs, rss, env, plot_name):
+    targets = [t for t in ("etcd", "lskv") if any(k[1] == t for k in runs)]
+    names = [n for n in ORDER if any(k[0] == n for k in runs)]
+    names += sorted({k[0] for k in runs} - set(names))
+    out = []
+    stamp = env.get("stamp", os.path.basename(results.rstrip("/")))
+    out.append(f"# lskv vs etcd — {stamp}{' (quick smoke run)' if env.get('quick') else ''}\n")
+    out.append(
+        f"Same machine, one run: {env.get('nproc', '?')} CPUs ({env.get('cpu', '?')}), "
+        f"{env.get('filesystem', '?')}, Linux {env.get('kernel', '?')}; "
+        f"etcd {env.get('etcd_version', '?')} (Debian), lskv {env.get('lskv_commit', '?')}; "
+        f"load average at start {env.get('loadavg_start', '?')}. "
+        f"Medians of {env.get('rounds', '?')} round(s), targets alternating "
+        f"({' '.join(targets)}), fresh data dirs per round, fsync on. "
+        "Throughput ratio lskv/etcd above 1 means lskv is faster; latency ratio below 1 "
+        "means lskv is faster. ± is half the spread of the rounds.\n")
+    out.append("| workload | etcd req/s | lskv req/s | req/s lskv/etcd | etcd p50 ms | lskv p50 ms "
+               "| p50 lskv/etcd | etcd p99 ms | lskv p99 ms | p99 lskv/etcd | etcd p99.9 ms "
+               "| lskv p99.9 ms |")
+    out.append("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
+    failures = []
+    for name in names:
+        e = summarise(runs, name, "etcd")
+        s = summarise(runs, name, "lskv")
+        for t, x in (("etcd", e), ("lskv", s)):
+            if x and x["errors"]:
+                kinds = {}
+                for d in x["docs"]:
+                    for k in d.get("error_kinds", []):
+                        kinds[k["error"]] = kinds.get(k["error"], 0) + k["count"]
+                failures.append((name, t, x["errors"], kinds))
+        g = lambda x, k: x[k] if x else None  # noqa: E731
+        cell = lambda x: (fmt(x["tput"]) + x["tput_spread"]) if x else "–"  # noqa: E731
+        out.append(
+            f"| `{name}` | {cell(e)} | {cell(s)} | {ratio(g(s, 'tput'), g(e, 'tput'))} "
+            f"| {fmt(g(e, 'p50'))} | {fmt(g(s, 'p50'))} | {ratio(g(s, 'p50'), g(e, 'p50'))} "
+            f"| {fmt(g(e, 'p99'))} | {fmt(g(s, 'p99'))} | {ratio(g(s, 'p99'), g(e, 'p99'))} "
+            f"| {fmt(g(e, 'p999'))} | {fmt(g(s, 'p999'))} |")
+    out.append("")
+    out.append("Workloads:\n")
+    for name in names:
+        docs = (runs.get((name, "etcd")) or runs.get((name, "lskv")))
+        d = docs[0]
+        p = d["params"]
+        out.append(f"- `{name}`: {DESCRIPTIONS.get(name, d['workload'])} "
+                   f"({d['workload']}, {d['conns']} conns x {d['clients']} streams, "
+                   f"{p['total']} requests, key space {p['key_space_size']}"
+                   f"{', preload %d' % p['preload'] if p['preload'] else ''}).")
+    out.append("")
+    if rss:
+        out.append("Memory, from /proc after the range workloads (key space loaded): peak "
+                   "resident set (VmHWM), resident set when the server became ready, and the "
+                   "growth between the two per 100k keys.\n")
+        out.append("| server | keys | peak RSS MiB | RSS at start MiB | growth MiB per 100k keys |")
+        out.append("|---|--:|--:|--:|--:|")
+        per = {}
+        for t in targets:
+            docs = rss.get(t, [])
+            if not docs:
+                continue
+            hwm = median([d["vmhwm_kb"] / 1024 for d in docs])
+            base = median([d.get("start_rss_kb", 0) / 1024 for d in docs])
+            keys = docs[0]["keys"]
+            per[t] = (hwm, (hwm - base) / keys * 100000)
+            out.append(f"| {t} | {keys:,} | {hwm:.1f} | {base:.1f} | {per[t][1]:.1f} |")
+        if "etcd" in per and "lskv" in per:
+            out.append(f"\nlskv/etcd: peak RSS **{per['lskv'][0] / per['etcd'][0]:.2f}**, "
+                       f"growth per 100k keys **{per['lskv'][1] / per['etcd'][1]:.2f}**")
+        out.append("")
+    if failures:
+        out.append("**Request errors** (the numbers above count successful requests only):\n")
+        for name, t, n, kinds in failures:
+            detail = "; ".join(f"{c} x {k}" for k, c in kinds.items())
+            out.append(f"- `{name}` on {t}: {n} errors: {detail}")
+        out.append("")
+    else:
+        out.append("Every request of every run succeeded (grpc-status 0, decodable response).\n")
+    if plot_name:
+        out.append(f"![latency distributions]({plot_name})\n")
+    return "\n".join(out), names, targets
+
+
+def plot(results, runs, names, targets, dest):
+    """One panel per workload: latency against percentile, one line per target
+    (the round with the median throughput)."""
+    if not shutil.which("gnuplot"):
+        print(f"{PROG}: gnuplot not found (Debian gnuplot-nox); no plot", file=sys.stderr)
+        return None
+    datadir = os.path.join(results, "plot")
+    os.makedirs(datadir, exist_ok=True)
+    panels = []
+    for name in names:
+        lines = []
+        for t in targets:
+            docs = runs.get((name, t))
+            if not docs:
+                continue
+            docs = sorted(docs, key=lambda d: d["throughput_rps"])
+            d = docs[len(docs) // 2]
+            dat = os.path.join(datadir, f"{name}-{t}.dat")
+            with open(dat, "w") as f:
+                f.write("# x=100/(100-percentile) latency_ms percentile\n")
+                for pct, ms in d["latency_ms"]["distribution"]:
+                    if pct < 100 and ms > 0:
+                        f.write(f"{100 / (100 - pct):.6g} {ms:.6g} {pct:.6g}\n")
+            lines.append((t, dat, d["_round"]))
+        if lines:
+            panels.append((name, lines))
+    if not panels:
+        return None
+    ext = os.path.splitext(dest)[1].lower()
+    out = os.path.join(results, "latency" + (".svg" if ext == ".svg" else ".png"))
+    cols = 2
+    rows = (len(panels) + cols - 1) // cols
+    colors = {"etcd": "#1f77b4", "lskv": "#d62728"}
+    term = (f"set terminal svg size 1200,{330 * rows} dynamic font 'sans,10'" if ext == ".svg"
+            else f"set terminal pngcairo size 1200,{330 * rows} font 'sans,9'")
+    gp = [term, f"set output '{out}'",
+          f"set multiplot layout {rows},{cols} title 'Latency distribution (ms, log) by percentile'",
+          "set logscale xy", "set grid",
+          "set xtics ('0%%' 1, '50%%' 2, '90%%' 10, '99%%' 100, '99.9%%' 1000, '99.99%%' 10000)",
+          "set xrange [1:*]", "set key top left", "set ylabel 'ms'"]
+    for name, lines in panels:
+        gp.append(f"set title '{name}'")
+        parts = [f"'{dat}' using 1:2 with linespoints pt 7 ps 0.4 lw 2 lc rgb '{colors.get(t, 'black')}' "
+                 f"title '{t} (r{rnd})'" for t, dat, rnd in lines]
+        gp.append("plot " + ", ".join(parts))
+    gp.append("unset multiplot")
+    script = os.path.join(results, "latency.gp")
+    with open(script, "w") as f:
+        f.write("\n".join(gp) + "\n")
+    r = subprocess.run(["gnuplot", script], capture_output=True, text=True)
+    if r.returncode != 0:
+        print(f"{PROG}: gnuplot {script}: {r.stderr.strip()}", file=sys.stderr)
+        return None
+    if dest and os.path.abspath(dest) != os.path.abspath(out):
+        shutil.copyfile(out, dest)
+    return out
+
+
+def main(argv):
+    args = argv[1:]
+    md_dest = plot_dest = None
+    results = None
+    while args:
+        a = args.pop(0)
+        if a == "--markdown" and args:
+            md_dest = args.pop(0)
+        elif a == "--plot" and args:
+            plot_dest = args.pop(0)
+        elif a.startswith("-") or results is not None:
+            print(__doc__, file=sys.stderr)
+            sys.exit(2)
+        else:
+            results = a
+    if results is None:
+        print(__doc__, file=sys.stderr)
+        sys.exit(2)
+    runs, rss = load(results)
+    if not runs:
+        die(f"{results}: no lskv-bench results")
+    env = {}
+    try:
+        with open(os.path.join(results, "env.json")) as f:
+            env = json.load(f)
+    except (OSError, ValueError):
+        pass
+    _, names, targets = markdown(results, runs, rss, env, None)
+    plotted = plot(results, runs, names, targets, plot_dest or os.path.join(results, "latency.png"))
+    # Both copies of the table sit next to their copy of the plot.
+    text, _, _ = markdown(results, runs, rss, env, os.path.basename(plotted) if plotted else None)
+    with open(os.path.join(results, "summary.md"), "w") as f:
+        f.write(text + "\n")
+    if md_dest:
+        if plotted and plot_dest:
+            rel = os.path.relpath(os.path.abspath(plot_dest), os.path.dirname(os.path.abspath(md_dest)))
+            text, _, _ = markdown(results, runs, rss, env, rel)
+        with open(md_dest, "w") as f:
+            f.write(text + "\n")
+
+
+if __name__ == "__main__":
+    main(sys.argv)

@@ -1,0 +1,190 @@
+#!/usr/bin/env bash
+# lskv vs etcd 3.4, side by side, on this machine (see bench/README.md).
+#
+# Invoked by `make bench` (after a RELEASE=1 build). For each round it starts
+# each target with a fresh data directory under build/bench/, runs the same
+# workloads with lskv-bench against it, stops it, and moves on: etcd, lskv,
+# etcd, lskv, ... Results go to bench/results/<timestamp>/ (one JSON per
+# target, round and workload, the servers' logs, lskv-bench's output), the
+# table of lskv/etcd ratios to bench/results/latest.md, the latency plot to
+# bench/results/latest.png.
+#
+# Environment:
+#   BENCH_QUICK=1          a ~1 minute smoke run (10x less work, 2 rounds)
+#   BENCH_TARGETS="etcd lskv"  which servers to run (default both; "etcd" alone works
+#                          without lskvd)
+#   BENCH_ROUNDS=N         rounds (default 3; 1 with BENCH_QUICK)
+#   BENCH_WORKLOADS="..."  run only these workloads (names as in the table)
+#   LSKVD, LSKV_BENCH, ETCD  binaries (default build/release/lskvd,
+#                          build/release/lskv-bench, etcd on PATH)
+# Exit status: 0 all good; 1 a workload reported request errors or a server
+# failed; 2 bad setup (missing binary, bad environment).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+PROG=bench/run.sh
+PY=/usr/bin/python3
+
+die() { echo "$PROG: $*" >&2; exit 2; }
+
+QUICK=${BENCH_QUICK:-0}
+TARGETS=${BENCH_TARGETS:-etcd lskv}
+if [ "$QUICK" = 1 ]; then ROUNDS=${BENCH_ROUNDS:-2}; else ROUNDS=${BENCH_ROUNDS:-3}; fi
+LSKVD=${LSKVD:-$ROOT/build/release/lskvd}
+LSKV_BENCH=${LSKV_BENCH:-$ROOT/build/release/lskv-bench}
+ETCD=${ETCD:-$(command -v etcd || true)}
+
+# ---- checks -------------------------------------------------------------
+[[ "$ROUNDS" =~ ^[1-9][0-9]*$ ]] || die "BENCH_ROUNDS=$ROUNDS: not a positive number"
+for t in $TARGETS; do
+  case $t in
+    etcd) [ -n "$ETCD" ] && [ -x "$ETCD" ] ||
+            die "etcd: not found (Debian package etcd-server; run 'make deps')" ;;
+    lskv) [ -x "$LSKVD" ] ||
+            die "$LSKVD: not found. Build it ('make release'), or run etcd alone: BENCH_TARGETS=etcd make bench" ;;
+    *) die "BENCH_TARGETS: unknown target '$t' (etcd, lskv)" ;;
+  esac
+done
+[ -x "$LSKV_BENCH" ] || die "$LSKV_BENCH: not found (run 'make release')"
+[ -x "$PY" ] || die "$PY: not found (Debian package python3)"
+
+# ---- workloads ----------------------------------------------------------
+# Sizes: full run / BENCH_QUICK.
+if [ "$QUICK" = 1 ]; then
+  N_KEYS=10000; N_PUT1=300; N_PUT=10000; N_RANGE=10000; N_RANGE_L=5000; N_TXN=5000
+  N_HOT=20000; N_HOT_RANGE=5000
+else
+  N_KEYS=100000; N_PUT1=3000; N_PUT=100000; N_RANGE=100000; N_RANGE_L=50000; N_TXN=50000
+  N_HOT=200000; N_HOT_RANGE=50000
+fi
+VAL=256
+KS="--key-size 8 --val-size $VAL"
+C16="--conns 16 --clients 256"
+
+# name|server state|lskv-bench arguments. State "main" is one fresh server per
+# round for the workloads in order; "hot" is a second fresh server.
+WORKLOADS=(
+  "put-1x1|main|--conns 1 --clients 1 put $KS --key-space-size $N_KEYS --total $N_PUT1"
+  "put-16x16|main|$C16 put $KS --key-space-size $N_KEYS --total $N_PUT"
+  "range-s-16x16|main|$C16 range $KS --key-space-size $N_KEYS --preload $N_KEYS --consistency s --total $N_RANGE"
+  "range-l-16x16|main|$C16 range $KS --key-space-size $N_KEYS --consistency l --total $N_RANGE_L"
+  "txn-put-16x16|main|$C16 txn-put $KS --key-space-size $N_KEYS --total $N_TXN"
+  "hot-put-16x16|hot|$C16 put $KS --key-space-size 1 --total $N_HOT"
+  "hot-range-s-16x16|hot|$C16 range $KS --key-space-size 1 --consistency s --total $N_HOT_RANGE"
+)
+# The peak RSS sample is taken after this workload: N_KEYS keys are loaded.
+RSS_AFTER=range-l-16x16
+
+want_workload() {
+  [ -z "${BENCH_WORKLOADS:-}" ] && return 0
+  local w; for w in $BENCH_WORKLOADS; do [ "$w" = "$1" ] && return 0; done
+  return 1
+}
+
+# ---- servers ------------------------------------------------------------
+STAMP=$(date -u +%Y%m%dT%H%M%SZ)
+OUT=$ROOT/bench/results/$STAMP
+WORK=$ROOT/build/bench
+mkdir -p "$OUT" "$WORK" || die "cannot create $OUT or $WORK"
+SERVER_PID=""
+SERVER_URL=""
+FAILED=0
+
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
+
+cleanup() {
+  stop_server
+  rm -rf "$WORK"/data-*
+}
+trap cleanup EXIT
+trap 'echo "$PROG: interrupted" >&2; exit 130' INT TERM
+
+# rss_sample TARGET ROUND KEYS: peak and current RSS of the server, and the
+# RSS it had when it became ready (BASE_RSS_KB), from /proc.
+BASE_RSS_KB=0
+rss_sample() {
+  local hwm rss
+  hwm=$(proc_kb VmHWM); rss=$(proc_kb VmRSS)
+  [ -n "$hwm" ] || { echo "$PROG: $1: cannot read /proc/$SERVER_PID/status" >&2; return 0; }
+  printf '{"target": "%s", "round": %s, "keys": %s, "vmhwm_kb": %s, "vmrss_kb": %s, "start_rss_kb": %s}\n' \
+    "$1" "$2" "$3" "$hwm" "$rss" "${BASE_RSS_KB:-0}" >"$OUT/$1-r$2-rss.json"
+}
+
+# run_workload TARGET ROUND NAME ARGS...
+run_workload() {
+  local target=$1 round=$2 name=$3; shift 3
+  local json=$OUT/$target-r$round-$name.json txt=$OUT/$target-r$round-$name.txt rc
+  local quiet=--quiet
+  [ -t 2 ] && quiet=""
+  # shellcheck disable=SC2086
+  "$LSKV_BENCH" --endpoints "$SERVER_URL" --label "$target" --json "$json" $quiet "$@" >"$txt"
+  rc=$?
+  local line
+  line=$($PY - "$json" <<'EOF' 2>/dev/null
+import json, sys
+d = json.load(open(sys.argv[1])); l = d["latency_ms"]
+print("%9.0f req/s  p50 %7.3f  p99 %8.3f  p99.9 %8.3f ms  %d errors"
+      % (d["throughput_rps"], l["p50"], l["p99"], l["p99_9"], d["errors"]))
+EOF
+  )
+  printf '  r%s %-5s %-18s %s\n' "$round" "$target" "$name" "${line:-(no results)}"
+  if [ $rc -ne 0 ]; then
+    echo "$PROG: $target round $round $name: lskv-bench exited with status $rc; see $txt" >&2
+    FAILED=1
+  fi
+}
+
+run_round() {
+  local target=$1 round=$2 entry name state args current=""
+  for entry in "${WORKLOADS[@]}"; do
+    IFS='|' read -r name state args <<<"$entry"
+    want_workload "$name" || continue
+    if [ "$state" != "$current" ]; then
+      stop_server
+      rm -rf "$WORK"/data-*
+      if ! start_server "$target" "r$round-$state"; then
+        echo "$PROG: stopping: $target cannot be benchmarked" >&2
+        exit 1
+      fi
+      BASE_RSS_KB=$(proc_kb VmRSS)
+      current=$state
+    fi
+    # shellcheck disable=SC2086
+    run_workload "$target" "$round" "$name" $args
+    [ "$name" = "$RSS_AFTER" ] && rss_sample "$target" "$round" "$N_KEYS"
+  done
+  stop_server
+  rm -rf "$WORK"/data-*
+}
+
+# ---- run ----------------------------------------------------------------
+{
+  echo "{"
+  echo "  \"stamp\": \"$STAMP\", \"quick\": $([ "$QUICK" = 1 ] && echo true || echo false),"
+  echo "  \"rounds\": $ROUNDS, \"targets\": \"$TARGETS\","
+  echo "  \"nproc\": $(nproc), \"kernel\": \"$(uname -r)\","
+  echo "  \"cpu\": \"$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)\","
+  echo "  \"filesystem\": \"$(df -T "$WORK" | awk 'NR==2 {print $2}')\","
+  echo "  \"etcd_version\": \"$("$ETCD" --version 2>/dev/null | awk '/etcd Version/ {print $3}')\","
+  echo "  \"lskv_commit\": \"$(git rev-parse --short HEAD 2>/dev/null)\","
+  echo "  \"loadavg_start\": \"$(cut -d' ' -f1-3 /proc/loadavg)\""
+  echo "}"
+} >"$OUT/env.json"
+
+echo "$PROG: targets: $TARGETS; $ROUNDS round(s)$([ "$QUICK" = 1 ] && echo ', quick'); results in ${OUT#"$ROOT"/}"
+START=$SECONDS
+for round in $(seq "$ROUNDS"); do
+  for target in $TARGETS; do
+    run_round "$target" "$round"
+  done
+done
+echo "$PROG: done in $((SECONDS - START)) s"
+
+$PY bench/report.py "$OUT" --markdown bench/results/latest.md --plot bench/results/latest.png ||
+  { echo "$PROG: report failed" >&2; FAILED=1; }
+[ -f bench/results/latest.md ] && cat bench/results/latest.md
+if [ $FAILED -ne 0 ]; then
+  echo "$PROG: some workloads failed (see above)" >&2
+  exit 1
+fi

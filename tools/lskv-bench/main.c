@@ -1,0 +1,1105 @@
+/* lskv-bench: a gRPC load generator for etcd v3 compatible servers.
+ *
+ *   lskv-bench [flags] put|range|txn-put|mixed [flags]
+ *
+ * Flags follow etcd's `benchmark` tool where they fit (see usage()). Every
+ * request is a unary gRPC call on one of --conns HTTP/2 connections; --clients
+ * closed-loop clients (concurrent streams) are spread over them round-robin
+ * and each keeps exactly one request in flight. Every response is checked:
+ * HTTP status 200, grpc-status 0 and a decodable response message; anything
+ * else is counted as an error, reported by kind, and makes the exit status 1.
+ *
+ * Exit status: 0 every request succeeded; 1 some requests failed; 2 bad
+ * arguments; 3 the run could not start or its preload failed. */
+#include <errno.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <nghttp2/nghttp2.h>
+#include <openssl/ssl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "bench_stats.h"
+#include "common/err.h"
+#include "grpc_client.h"
+#include "proto/rpc.pb-c.h"
+
+#define PROG "lskv-bench"
+#define EXIT_REQUEST_ERRORS 1
+#define EXIT_USAGE 2
+#define EXIT_SETUP 3
+#define MAX_ERROR_KINDS 32
+#define STALL_TIMEOUT_NS (30ull * 1000000000ull) /* no response at all for this long */
+#define HIST_ROWS 12
+
+enum workload { WL_PUT, WL_RANGE, WL_TXN_PUT, WL_MIXED };
+static const char *const workload_names[] = {"put", "range", "txn-put", "mixed"};
+enum op { OP_PUT, OP_RANGE, OP_TXN, OP_COUNT };
+static const char *const op_names[] = {"put", "range", "txn"};
+static const char *const op_paths[] = {"/etcdserverpb.KV/Put", "/etcdserverpb.KV/Range",
+                                       "/etcdserverpb.KV/Txn"};
+enum phase { PHASE_CONNECT, PHASE_PRELOAD, PHASE_RUN, PHASE_DONE };
+
+struct opts {
+    enum workload workload;
+    const char *endpoints;  /* comma-separated URLs */
+    unsigned conns;         /* HTTP/2 connections */
+    unsigned clients;       /* concurrent streams, over all connections */
+    uint64_t total;         /* requests to send; 0 = until --duration */
+    double duration_s;      /* 0 = until --total */
+    double rate;            /* requests per second over all clients; 0 = unlimited */
+    unsigned key_size;      /* bytes per key */
+    unsigned val_size;      /* bytes per value */
+    uint64_t key_space;     /* keys are numbered [0, key_space) */
+    int sequential;         /* keys in order rather than random */
+    int serializable;       /* --consistency s */
+    int64_t limit;          /* range: read up to limit keys from the chosen one on */
+    unsigned txn_ops;       /* puts per txn-put transaction */
+    double read_fraction;   /* mixed: share of ranges */
+    uint64_t preload;       /* put keys [0, preload) before timing */
+    uint64_t seed;
+    const char *cacert, *cert, *key;
+    int insecure;
+    const char *json_path;
+    const char *label;
+    int quiet;
+};
+
+struct error_kind {
+    char text[200];
+    uint64_t count;
+};
+
+struct bench;
+
+struct client {
+    struct bench *b;
+    unsigned index;
+    struct gconn *conn;
+    struct gcall call;
+    uv_timer_t rate_timer;
+    enum op op;
+    uint64_t start_ns;
+    uint64_t rng;
+    int running;           /* has a request in flight or waits for its rate slot */
+    uint8_t *msg;          /* packed request */
+    size_t msg_cap;
+    char *keys;            /* txn_ops keys of key_size bytes each */
+    Etcdserverpb__RequestOp *ops;
+    Etcdserverpb__RequestOp **op_ptrs;
+    Etcdserverpb__PutRequest *puts;
+};
+
+struct bench {
+    uv_loop_t *loop;
+    struct opts o;
+    struct gendpoint *eps;
+    size_t neps;
+    SSL_CTX *tls;
+    struct gconn **conns;
+    unsigned conns_pending;
+    int connect_failed;
+    struct client *clients;
+    uint8_t *value;
+    uint64_t max_index;    /* largest key number used, for the key width check */
+
+    enum phase phase;
+    uint64_t phase_total;  /* requests to issue in this phase; UINT64_MAX: until stopped */
+    uint64_t issued, ok, errors, empty_ranges;
+    uint64_t seq;          /* next sequential key */
+    unsigned running;      /* clients with a request in flight or waiting */
+    unsigned alive;        /* clients whose connection still works */
+    int stopping;
+    int stalled;
+    uint64_t t_start, t_last;       /* phase start, last completion (ns) */
+    uint64_t next_slot_ns;          /* rate limiter */
+    uint64_t progress_ok, progress_t;
+    struct bench_hist *hist;        /* every successful request */
+    struct bench_hist *op_hist[OP_COUNT];
+    struct error_kind errs[MAX_ERROR_KINDS];
+    size_t nerrs;
+    uint64_t err_other;
+    uv_timer_t progress_timer;
+    uv_timer_t duration_timer;
+    int tty;
+    int progress_shown;
+    uint64_t preload_s_ns;          /* how long the preload took */
+    int exit_code;
+    time_t started_at;
+};
+
+/* ---- messages ----------------------------------------------------------- */
+
+__attribute__((format(printf, 1, 2), noreturn)) static void die(const char *fmt, ...)
+{
+    va_list ap;
+    fprintf(stderr, PROG ": ");
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    exit(EXIT_SETUP);
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+"usage: " PROG " [flags] put|range|txn-put|mixed [flags]\n"
+"\n"
+"Connection flags:\n"
+"  --endpoints URLS        comma-separated http:// (h2c) or https:// endpoints\n"
+"                          (default http://127.0.0.1:2379); connections go round-robin\n"
+"  --conns N               HTTP/2 connections (default 1)\n"
+"  --clients N             concurrent streams in total, spread over the connections (default 1)\n"
+"  --cacert FILE           CA bundle to verify https endpoints\n"
+"  --cert FILE --key FILE  client certificate for https endpoints\n"
+"  --insecure-skip-tls-verify  do not verify the server certificate\n"
+"\n"
+"Load flags:\n"
+"  --total N               requests to send (default 10000 unless --duration is given)\n"
+"  --duration SECONDS      run for this long (suffix s or m allowed); with --total, first wins\n"
+"  --rate R                requests per second in total (default 0: as fast as possible)\n"
+"  --preload N             before timing, put keys 0..N-1 (untimed)\n"
+"  --seed N                random seed (default 1)\n"
+"\n"
+"Workload flags:\n"
+"  --key-size N            bytes per key: the key number in zero-padded decimal (default 8)\n"
+"  --val-size N            bytes per value, random (default 8)\n"
+"  --key-space-size N      keys are numbered 0..N-1 (default 1)\n"
+"  --sequential-keys       use keys in order instead of at random\n"
+"  --consistency l|s       range: linearizable or serializable (default l)\n"
+"  --limit N               range: read up to N keys from the chosen key on (default 0: one key)\n"
+"  --txn-ops N             txn-put: puts per transaction, on consecutive keys (default 1)\n"
+"  --read-fraction F       mixed: share of requests that are ranges (default 0.5)\n"
+"\n"
+"Output flags:\n"
+"  --json FILE             write the results as JSON\n"
+"  --label TEXT            a name stored in the JSON (e.g. the server under test)\n"
+"  --quiet                 no progress display\n"
+"\n"
+"Exit status: 0 all requests succeeded, 1 some failed, 2 bad arguments, 3 setup failed.\n");
+}
+
+__attribute__((format(printf, 1, 2), noreturn)) static void usage_error(const char *fmt, ...)
+{
+    va_list ap;
+    fprintf(stderr, PROG ": ");
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    fprintf(stderr, "usage: " PROG " [flags] put|range|txn-put|mixed [flags]  (--help for all)\n");
+    exit(EXIT_USAGE);
+}
+
+static uint64_t parse_u64(const char *flag, const char *s, uint64_t min, uint64_t max)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (*s == '-' || errno != 0 || end == s || *end != '\0' || v < min || v > max)
+        usage_error("--%s: '%s' is not a whole number in [%llu, %llu]", flag, s,
+                    (unsigned long long)min, (unsigned long long)max);
+    return v;
+}
+
+static double parse_double(const char *flag, const char *s, double min, double max,
+                           int allow_suffix)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (allow_suffix && end != s && (strcmp(end, "s") == 0 || strcmp(end, "m") == 0)) {
+        if (*end == 'm')
+            v *= 60;
+        end++;
+    }
+    if (errno != 0 || end == s || *end != '\0' || !(v >= min && v <= max))
+        usage_error("--%s: '%s' is not a number in [%g, %g]", flag, s, min, max);
+    return v;
+}
+
+/* ---- random numbers and keys ------------------------------------------ */
+
+static uint64_t splitmix64(uint64_t *state)
+{
+    uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+static unsigned decimal_digits(uint64_t v)
+{
+    unsigned d = 1;
+    while (v >= 10) {
+        v /= 10;
+        d++;
+    }
+    return d;
+}
+
+/* Key number n as key_size bytes: zero-padded decimal (fits: checked at
+ * startup against the largest number used). */
+static void format_key(char *out, unsigned key_size, uint64_t n)
+{
+    for (unsigned i = key_size; i-- > 0;) {
+        out[i] = (char)('0' + n % 10);
+        n /= 10;
+    }
+}
+
+static uint64_t next_key_number(struct bench *b, struct client *cl)
+{
+    if (b->phase == PHASE_PRELOAD)
+        return b->seq++;
+    if (b->o.sequential)
+        return b->seq++ % b->o.key_space;
+    return splitmix64(&cl->rng) % b->o.key_space;
+}
+
+/* ---- errors ------------------------------------------------------------- */
+
+static const char *grpc_code_name(int code)
+{
+    static const char *const names[] = {
+        "OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",
+        "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
+        "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS",
+        "UNAUTHENTICATED"};
+    return code >= 0 && code < (int)(sizeof names / sizeof names[0]) ? names[code] : "?";
+}
+
+__attribute__((format(printf, 2, 3))) static void count_error(struct bench *b, const char *fmt,
+                                                              ...)
+{
+    char text[sizeof b->errs[0].text];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof text, fmt, ap);
+    va_end(ap);
+    b->errors++;
+    for (size_t i = 0; i < b->nerrs; i++) {
+        if (strcmp(b->errs[i].text, text) == 0) {
+            b->errs[i].count++;
+            return;
+        }
+    }
+    if (b->nerrs < MAX_ERROR_KINDS) {
+        memcpy(b->errs[b->nerrs].text, text, sizeof text);
+        b->errs[b->nerrs++].count = 1;
+    } else {
+        b->err_other++;
+    }
+}
+
+/* ---- requests ----------------------------------------------------------- */
+
+static int pack_into(struct client *cl, const ProtobufCMessage *m)
+{
+    size_t n = protobuf_c_message_get_packed_size(m);
+    if (n > cl->msg_cap) {
+        uint8_t *p = realloc(cl->msg, n);
+        if (p == NULL)
+            return UV_ENOMEM;
+        cl->msg = p;
+        cl->msg_cap = n;
+    }
+    cl->call.msg = cl->msg;
+    cl->call.msg_len = protobuf_c_message_pack(m, cl->msg);
+    return 0;
+}
+
+static int build_request(struct bench *b, struct client *cl)
+{
+    const struct opts *o = &b->o;
+    enum op op;
+    if (b->phase == PHASE_PRELOAD || o->workload == WL_PUT)
+        op = OP_PUT;
+    else if (o->workload == WL_RANGE)
+        op = OP_RANGE;
+    else if (o->workload == WL_TXN_PUT)
+        op = OP_TXN;
+    else /* mixed: 53 random bits against the read fraction */
+        op = (double)(splitmix64(&cl->rng) >> 11) * 0x1p-53 < o->read_fraction ? OP_RANGE
+                                                                                : OP_PUT;
+    cl->op = op;
+    cl->call.path = op_paths[op];
+
+    if (op == OP_TXN) {
+        uint64_t first = next_key_number(b, cl);
+        for (unsigned i = 0; i < o->txn_ops; i++)
+            format_key(cl->keys + (size_t)i * o->key_size, o->key_size,
+                       (first + i) % o->key_space);
+        Etcdserverpb__TxnRequest txn = ETCDSERVERPB__TXN_REQUEST__INIT;
+        txn.n_success = o->txn_ops;
+        txn.success = cl->op_ptrs;
+        return pack_into(cl, &txn.base);
+    }
+    format_key(cl->keys, o->key_size, next_key_number(b, cl));
+    if (op == OP_PUT) {
+        Etcdserverpb__PutRequest put = ETCDSERVERPB__PUT_REQUEST__INIT;
+        put.key.data = (uint8_t *)cl->keys;
+        put.key.len = o->key_size;
+        put.value.data = b->value;
+        put.value.len = o->val_size;
+        return pack_into(cl, &put.base);
+    }
+    static uint8_t zero = 0;
+    Etcdserverpb__RangeRequest range = ETCDSERVERPB__RANGE_REQUEST__INIT;
+    range.key.data = (uint8_t *)cl->keys;
+    range.key.len = o->key_size;
+    if (o->limit > 0) { /* [key, end of keyspace), limited */
+        range.range_end.data = &zero;
+        range.range_end.len = 1;
+        range.limit = o->limit;
+    }
+    range.serializable = o->serializable;
+    return pack_into(cl, &range.base);
+}
+
+/* Decodes the response of a successful call; returns a description of what
+ * is wrong with it, or NULL. */
+static const char *check_response(struct bench *b, struct client *cl)
+{
+    const uint8_t *msg;
+    size_t len;
+    if (gcall_message(&cl->call, &msg, &len) != 0)
+        return "response is not one uncompressed gRPC message";
+    switch (cl->op) {
+    case OP_PUT: {
+        Etcdserverpb__PutResponse *r = etcdserverpb__put_response__unpack(NULL, len, msg);
+        if (r == NULL)
+            return "undecodable PutResponse";
+        int has_header = r->header != NULL;
+        etcdserverpb__put_response__free_unpacked(r, NULL);
+        return has_header ? NULL : "PutResponse without header";
+    }
+    case OP_RANGE: {
+        Etcdserverpb__RangeResponse *r = etcdserverpb__range_response__unpack(NULL, len, msg);
+        if (r == NULL)
+            return "undecodable RangeResponse";
+        if (r->n_kvs == 0)
+            b->empty_ranges++;
+        etcdserverpb__range_response__free_unpacked(r, NULL);
+        return NULL;
+    }
+    case OP_TXN: {
+        Etcdserverpb__TxnResponse *r = etcdserverpb__txn_response__unpack(NULL, len, msg);
+        if (r == NULL)
+            return "undecodable TxnResponse";
+        int good = r->succeeded && r->n_responses == b->o.txn_ops;
+        etcdserverpb__txn_response__free_unpacked(r, NULL);
+        return good ? NULL : "TxnResponse: not succeeded or wrong number of responses";
+    }
+    case OP_COUNT:
+        break;
+    }
+    return "unknown operation";
+}
+
+static void client_next(struct client *cl);
+static void maybe_end_phase(struct bench *b);
+static void on_duration(uv_timer_t *t);
+
+static void client_stop(struct client *cl)
+{
+    if (cl->running) {
+        cl->running = 0;
+        cl->b->running--;
+    }
+}
+
+static void send_request(struct client *cl)
+{
+    struct bench *b = cl->b;
+    int rv = build_request(b, cl);
+    if (rv == 0) {
+        cl->start_ns = uv_hrtime();
+        rv = gcall_start(cl->conn, &cl->call);
+    }
+    if (rv != 0) {
+        /* The connection is gone (its failure was counted when it failed,
+         * or is counted now): this client is done. */
+        if (rv == UV_ENOTCONN)
+            count_error(b, "connection: %s", gconn_errmsg(cl->conn)[0] ? gconn_errmsg(cl->conn)
+                                                                       : "not connected");
+        else
+            count_error(b, "request: %s", uv_strerror(rv));
+        b->alive--;
+        client_stop(cl);
+        if (b->alive == 0)
+            b->stopping = 1;
+        maybe_end_phase(b);
+    }
+}
+
+static void on_rate_slot(uv_timer_t *t)
+{
+    struct client *cl = t->data;
+    if (cl->b->stopping) {
+        client_stop(cl);
+        maybe_end_phase(cl->b);
+        return;
+    }
+    send_request(cl);
+}
+
+static void on_call_done(struct gcall *call)
+{
+    struct client *cl = call->data;
+    struct bench *b = cl->b;
+    uint64_t now = uv_hrtime();
+    b->t_last = now;
+    if (b->stalled) { /* already counted as stalled */
+        client_stop(cl);
+        maybe_end_phase(b);
+        return;
+    }
+    if (call->err != 0) {
+        if (call->h2_error != 0)
+            count_error(b, "stream reset by the server: %s",
+                        nghttp2_http2_strerror(call->h2_error));
+        else
+            count_error(b, "connection: %s", gconn_errmsg(cl->conn));
+    } else if (call->http_status != 200) {
+        count_error(b, "HTTP status %d", call->http_status);
+    } else if (call->grpc_status < 0) {
+        count_error(b, "response without grpc-status");
+    } else if (call->grpc_status != 0) {
+        count_error(b, "grpc-status %d (%s): %s", call->grpc_status,
+                    grpc_code_name(call->grpc_status), call->grpc_message);
+    } else {
+        const char *bad = check_response(b, cl);
+        if (bad != NULL) {
+            count_error(b, "bad response: %s", bad);
+        } else {
+            b->ok++;
+            bench_hist_record(b->hist, now - cl->start_ns);
+            bench_hist_record(b->op_hist[cl->op], now - cl->start_ns);
+        }
+    }
+    if (call->err != 0 && call->h2_error == 0) { /* the connection failed */
+        b->alive--;
+        client_stop(cl);
+        if (b->alive == 0)
+            b->stopping = 1;
+        maybe_end_phase(b);
+        return;
+    }
+    client_next(cl);
+}
+
+static void client_next(struct client *cl)
+{
+    struct bench *b = cl->b;
+    if (b->stopping || b->issued >= b->phase_total) {
+        client_stop(cl);
+        maybe_end_phase(b);
+        return;
+    }
+    b->issued++;
+    if (!cl->running) {
+        cl->running = 1;
+        b->running++;
+    }
+    if (b->o.rate > 0 && b->phase == PHASE_RUN) {
+        uint64_t now = uv_hrtime(), slot = b->next_slot_ns > now ? b->next_slot_ns : now;
+        b->next_slot_ns = slot + (uint64_t)(1e9 / b->o.rate);
+        if (slot > now + 500000) { /* wait for the slot, at millisecond resolution */
+            uv_timer_start(&cl->rate_timer, on_rate_slot, (slot - now + 999999) / 1000000, 0);
+            return;
+        }
+    }
+    send_request(cl);
+}
+
+/* ---- phases ------------------------------------------------------------- */
+
+static void close_everything(struct bench *b)
+{
+    for (unsigned i = 0; i < b->o.conns; i++)
+        if (b->conns[i] != NULL) {
+            gconn_close(b->conns[i], NULL, NULL);
+            b->conns[i] = NULL;
+        }
+    for (unsigned i = 0; i < b->o.clients; i++)
+        uv_close((uv_handle_t *)&b->clients[i].rate_timer, NULL);
+    uv_close((uv_handle_t *)&b->progress_timer, NULL);
+    uv_close((uv_handle_t *)&b->duration_timer, NULL);
+}
+
+static void clear_progress(struct bench *b)
+{
+    if (b->progress_shown && b->tty)
+        fprintf(stderr, "\r\033[K");
+    b->progress_shown = 0;
+}
+
+static void print_errors(struct bench *b, FILE *f)
+{
+    for (size_t i = 0; i < b->nerrs; i++)
+        fprintf(f, "  %10llu  %s\n", (unsigned long long)b->errs[i].count, b->errs[i].text);
+    if (b->err_other)
+        fprintf(f, "  %10llu  (other kinds)\n", (unsigned long long)b->err_other);
+}
+
+static void start_phase(struct bench *b, enum phase phase)
+{
+    b->phase = phase;
+    b->issued = b->ok = b->errors = b->empty_ranges = 0;
+    b->seq = 0;
+    b->stopping = 0;
+    b->nerrs = 0;
+    b->err_other = 0;
+    bench_hist_reset(b->hist);
+    for (int i = 0; i < OP_COUNT; i++)
+        bench_hist_reset(b->op_hist[i]);
+    if (phase == PHASE_PRELOAD) {
+        b->phase_total = b->o.preload;
+    } else {
+        b->phase_total = b->o.total ? b->o.total : UINT64_MAX;
+        if (b->o.duration_s > 0)
+            uv_timer_start(&b->duration_timer, on_duration, (uint64_t)(b->o.duration_s * 1000), 0);
+    }
+    b->t_start = b->t_last = b->progress_t = uv_hrtime();
+    b->progress_ok = 0;
+    b->next_slot_ns = b->t_start;
+    for (unsigned i = 0; i < b->o.clients; i++)
+        if (b->clients[i].conn != NULL)
+            client_next(&b->clients[i]);
+    maybe_end_phase(b);
+}
+
+static void maybe_end_phase(struct bench *b)
+{
+    if (b->running > 0 || b->phase == PHASE_DONE || b->phase == PHASE_CONNECT)
+        return;
+    if (!b->stopping && b->issued < b->phase_total && b->alive > 0)
+        return; /* between a completion and the next issue */
+    if (b->phase == PHASE_PRELOAD) {
+        b->preload_s_ns = uv_hrtime() - b->t_start;
+        if (b->errors > 0 || b->stalled) {
+            clear_progress(b);
+            fprintf(stderr, PROG ": preload: %llu of %llu puts failed:\n",
+                    (unsigned long long)b->errors, (unsigned long long)b->o.preload);
+            print_errors(b, stderr);
+            b->exit_code = EXIT_SETUP;
+            b->phase = PHASE_DONE;
+            close_everything(b);
+            return;
+        }
+        start_phase(b, PHASE_RUN);
+        return;
+    }
+    b->phase = PHASE_DONE;
+    uv_timer_stop(&b->duration_timer);
+    close_everything(b);
+}
+
+static void on_duration(uv_timer_t *t)
+{
+    struct bench *b = t->data;
+    b->stopping = 1;
+    maybe_end_phase(b);
+}
+
+static void on_progress(uv_timer_t *t)
+{
+    struct bench *b = t->data;
+    uint64_t now = uv_hrtime();
+    if (b->phase != PHASE_RUN && b->phase != PHASE_PRELOAD)
+        return;
+    /* Stall guard: requests in flight but nothing has come back for long. */
+    if (b->running > 0 && now - b->t_last > STALL_TIMEOUT_NS && !b->stalled) {
+        clear_progress(b);
+        for (unsigned i = 0; i < b->running; i++)
+            count_error(b, "stalled: no response for %llu s",
+                        STALL_TIMEOUT_NS / 1000000000ull);
+        b->stalled = 1;
+        b->stopping = 1;
+        for (unsigned i = 0; i < b->o.conns; i++)
+            if (b->conns[i] != NULL) {
+                gconn_close(b->conns[i], NULL, NULL);
+                b->conns[i] = NULL;
+            }
+        for (unsigned i = 0; i < b->o.clients; i++)
+            if (b->clients[i].running && uv_is_active((uv_handle_t *)&b->clients[i].rate_timer)) {
+                uv_timer_stop(&b->clients[i].rate_timer);
+                client_stop(&b->clients[i]);
+            }
+        maybe_end_phase(b);
+        return;
+    }
+    if (b->o.quiet)
+        return;
+    double el = (double)(now - b->t_start) / 1e9;
+    double rate = (double)(b->ok - b->progress_ok) / ((double)(now - b->progress_t) / 1e9);
+    b->progress_ok = b->ok;
+    b->progress_t = now;
+    double pct = b->phase_total != UINT64_MAX ? 100.0 * (double)b->ok / (double)b->phase_total
+                                              : 100.0 * el / b->o.duration_s;
+    if (pct > 100.0)
+        pct = 100.0;
+    char line[200];
+    snprintf(line, sizeof line, "%s%s: %5.1f%%  %llu ok  %llu errors  %.0f req/s  p99 %.2f ms  %.0f s",
+             b->phase == PHASE_PRELOAD ? "preload " : "", workload_names[b->o.workload], pct,
+             (unsigned long long)b->ok, (unsigned long long)b->errors, rate,
+             (double)bench_hist_percentile(b->hist, 99) / 1e6, el);
+    if (b->tty)
+        fprintf(stderr, "\r\033[K%s", line);
+    else
+        fprintf(stderr, "%s: %s\n", PROG, line);
+    b->progress_shown = 1;
+}
+
+/* ---- connecting --------------------------------------------------------- */
+
+static void on_conn_ready(struct gconn *c, int status, void *arg)
+{
+    struct bench *b = arg;
+    if (status != 0 && !b->connect_failed) {
+        b->connect_failed = 1;
+        for (unsigned i = 0; i < b->o.conns; i++)
+            if (b->conns[i] == c)
+                fprintf(stderr, PROG ": %s: %s\n", b->eps[i % b->neps].authority,
+                        gconn_errmsg(c));
+    }
+    if (--b->conns_pending > 0)
+        return;
+    if (b->connect_failed) {
+        b->exit_code = EXIT_SETUP;
+        b->phase = PHASE_DONE;
+        close_everything(b);
+        return;
+    }
+    uv_timer_start(&b->progress_timer, on_progress, b->tty ? 250 : 5000, b->tty ? 250 : 5000);
+    start_phase(b, b->o.preload ? PHASE_PRELOAD : PHASE_RUN);
+}
+
+/* ---- results ------------------------------------------------------------ */
+
+static double ms(uint64_t ns)
+{
+    return (double)ns / 1e6;
+}
+
+static void print_latency_line(FILE *f, const char *what, const struct bench_hist *h)
+{
+    if (h->total == 0) {
+        fprintf(f, "  %-10s (no successful requests)\n", what);
+        return;
+    }
+    fprintf(f,
+            "  %-10s min %.3f  mean %.3f  stddev %.3f  p50 %.3f  p90 %.3f  p99 %.3f  "
+            "p99.9 %.3f  max %.3f ms\n",
+            what, ms(h->total ? h->min : 0), bench_hist_mean(h) / 1e6,
+            bench_hist_stddev(h) / 1e6, ms(bench_hist_percentile(h, 50)),
+            ms(bench_hist_percentile(h, 90)), ms(bench_hist_percentile(h, 99)),
+            ms(bench_hist_percentile(h, 99.9)), ms(h->max));
+}
+
+static void print_histogram(FILE *f, const struct bench_hist *h)
+{
+    double edges[HIST_ROWS + 1];
+    uint64_t counts[HIST_ROWS], top = 0;
+    size_t n = bench_hist_bins(h, HIST_ROWS, edges, counts);
+    if (n == 0)
+        return;
+    for (size_t i = 0; i < n; i++)
+        if (counts[i] > top)
+            top = counts[i];
+    fprintf(f, "\nLatency histogram (ms, log-spaced bins):\n");
+    for (size_t i = 0; i < n; i++) {
+        int bar = (int)((counts[i] * 40 + top - 1) / top);
+        fprintf(f, "  %9.3f .. %9.3f [%9llu] |", edges[i] / 1e6, edges[i + 1] / 1e6,
+                (unsigned long long)counts[i]);
+        for (int k = 0; k < bar; k++)
+            fputc('#', f);
+        fputc('\n', f);
+    }
+}
+
+static double elapsed_s(const struct bench *b)
+{
+    return (double)(b->t_last - b->t_start) / 1e9;
+}
+
+static void print_results(struct bench *b)
+{
+    double el = elapsed_s(b);
+    printf("%s: %s, %u conns x %u clients (streams), %s\n", PROG,
+           workload_names[b->o.workload], b->o.conns, b->o.clients, b->o.endpoints);
+    if (b->o.preload)
+        printf("  preload    %llu keys in %.2f s\n", (unsigned long long)b->o.preload,
+               (double)b->preload_s_ns / 1e9);
+    printf("  requests   %llu ok, %llu errors in %.3f s\n", (unsigned long long)b->ok,
+           (unsigned long long)b->errors, el);
+    printf("  throughput %.1f req/s\n", el > 0 ? (double)b->ok / el : 0.0);
+    print_latency_line(stdout, "latency", b->hist);
+    if (b->o.workload == WL_MIXED)
+        for (int i = 0; i < OP_COUNT; i++)
+            if (b->op_hist[i]->total)
+                print_latency_line(stdout, op_names[i], b->op_hist[i]);
+    if (b->empty_ranges)
+        printf("  note       %llu ranges found no key\n", (unsigned long long)b->empty_ranges);
+    print_histogram(stdout, b->hist);
+    if (b->errors) {
+        printf("\nErrors:\n");
+        print_errors(b, stdout);
+    }
+}
+
+static json_t *latency_json(const struct bench_hist *h)
+{
+    json_t *j = json_pack("{s:I, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f}", "count",
+                          (json_int_t)h->total, "min", ms(h->total ? h->min : 0), "mean",
+                          bench_hist_mean(h) / 1e6, "stddev", bench_hist_stddev(h) / 1e6, "p50",
+                          ms(bench_hist_percentile(h, 50)), "p90", ms(bench_hist_percentile(h, 90)),
+                          "p99", ms(bench_hist_percentile(h, 99)), "p99_9",
+                          ms(bench_hist_percentile(h, 99.9)), "p99_99",
+                          ms(bench_hist_percentile(h, 99.99)), "max", ms(h->max));
+    /* The percentile curve for plots: 1 - 10^(-i/10), i = 0..50, then 100. */
+    json_t *dist = json_array();
+    double tail = 1.0;
+    for (int i = 0; i <= 50 && h->total; i++, tail *= 0.7943282347242815) {
+        double p = 100.0 * (1.0 - tail);
+        if (i > 0 && tail * (double)h->total < 1.0)
+            break; /* beyond the resolution of this sample */
+        json_array_append_new(dist, json_pack("[f, f]", p, ms(bench_hist_percentile(h, p > 0 ? p : 1e-9))));
+    }
+    if (h->total)
+        json_array_append_new(dist, json_pack("[f, f]", 100.0, ms(h->max)));
+    json_object_set_new(j, "distribution", dist);
+    double edges[HIST_ROWS + 1];
+    uint64_t counts[HIST_ROWS];
+    size_t n = bench_hist_bins(h, HIST_ROWS, edges, counts);
+    json_t *bins = json_array();
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(bins, json_pack("{s:f, s:f, s:I}", "from", edges[i] / 1e6, "to",
+                                              edges[i + 1] / 1e6, "count", (json_int_t)counts[i]));
+    json_object_set_new(j, "histogram", bins);
+    return j;
+}
+
+static int write_json(struct bench *b)
+{
+    const struct opts *o = &b->o;
+    char when[32];
+    strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", gmtime(&b->started_at));
+    double el = elapsed_s(b);
+    json_t *params = json_pack(
+        "{s:I, s:f, s:f, s:i, s:i, s:I, s:b, s:s, s:I, s:i, s:f, s:I, s:I}", "total",
+        (json_int_t)o->total, "duration_s", o->duration_s, "rate", o->rate, "key_size",
+        (int)o->key_size, "val_size", (int)o->val_size, "key_space_size",
+        (json_int_t)o->key_space, "sequential_keys", o->sequential, "consistency",
+        o->serializable ? "s" : "l", "limit", (json_int_t)o->limit, "txn_ops", (int)o->txn_ops,
+        "read_fraction", o->read_fraction, "preload", (json_int_t)o->preload, "seed",
+        (json_int_t)o->seed);
+    json_t *errs = json_array();
+    for (size_t i = 0; i < b->nerrs; i++)
+        json_array_append_new(errs, json_pack("{s:s, s:I}", "error", b->errs[i].text, "count",
+                                              (json_int_t)b->errs[i].count));
+    if (b->err_other)
+        json_array_append_new(errs, json_pack("{s:s, s:I}", "error", "(other kinds)", "count",
+                                              (json_int_t)b->err_other));
+    json_t *root = json_pack(
+        "{s:s, s:i, s:s, s:s?, s:s, s:s, s:i, s:i, s:o, s:I, s:I, s:o, s:I, s:f, s:f, s:f, s:o}",
+        "tool", PROG, "format", 1, "started_at", when, "label", o->label, "workload",
+        workload_names[o->workload], "endpoints", o->endpoints, "conns", (int)o->conns,
+        "clients", (int)o->clients, "params", params, "requests", (json_int_t)b->ok, "errors",
+        (json_int_t)b->errors, "error_kinds", errs, "empty_ranges",
+        (json_int_t)b->empty_ranges, "elapsed_s", el, "throughput_rps",
+        el > 0 ? (double)b->ok / el : 0.0, "preload_s", (double)b->preload_s_ns / 1e9,
+        "latency_ms", latency_json(b->hist));
+    if (root == NULL) {
+        fprintf(stderr, PROG ": --json: could not build the JSON document\n");
+        return -1;
+    }
+    if (o->workload == WL_MIXED) {
+        json_t *ops = json_object();
+        for (int i = 0; i < OP_COUNT; i++)
+            if (b->op_hist[i]->total)
+                json_object_set_new(ops, op_names[i], latency_json(b->op_hist[i]));
+        json_object_set_new(root, "ops", ops);
+    }
+    int rv = json_dump_file(root, o->json_path, JSON_INDENT(1) | JSON_REAL_PRECISION(6));
+    json_decref(root);
+    if (rv != 0) {
+        fprintf(stderr, PROG ": %s: %s\n", o->json_path, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- arguments ---------------------------------------------------------- */
+
+enum {
+    OPT_ENDPOINTS = 256, OPT_CONNS, OPT_CLIENTS, OPT_TOTAL, OPT_DURATION, OPT_RATE,
+    OPT_KEY_SIZE, OPT_VAL_SIZE, OPT_KEY_SPACE, OPT_SEQUENTIAL, OPT_CONSISTENCY, OPT_LIMIT,
+    OPT_TXN_OPS, OPT_READ_FRACTION, OPT_PRELOAD, OPT_SEED, OPT_CACERT, OPT_CERT, OPT_KEY,
+    OPT_INSECURE, OPT_JSON, OPT_LABEL, OPT_QUIET, OPT_HELP,
+};
+
+static const struct option long_opts[] = {
+    {"endpoints", required_argument, NULL, OPT_ENDPOINTS},
+    {"conns", required_argument, NULL, OPT_CONNS},
+    {"clients", required_argument, NULL, OPT_CLIENTS},
+    {"total", required_argument, NULL, OPT_TOTAL},
+    {"duration", required_argument, NULL, OPT_DURATION},
+    {"rate", required_argument, NULL, OPT_RATE},
+    {"key-size", required_argument, NULL, OPT_KEY_SIZE},
+    {"val-size", required_argument, NULL, OPT_VAL_SIZE},
+    {"key-space-size", required_argument, NULL, OPT_KEY_SPACE},
+    {"sequential-keys", no_argument, NULL, OPT_SEQUENTIAL},
+    {"consistency", required_argument, NULL, OPT_CONSISTENCY},
+    {"limit", required_argument, NULL, OPT_LIMIT},
+    {"txn-ops", required_argument, NULL, OPT_TXN_OPS},
+    {"read-fraction", required_argument, NULL, OPT_READ_FRACTION},
+    {"preload", required_argument, NULL, OPT_PRELOAD},
+    {"seed", required_argument, NULL, OPT_SEED},
+    {"cacert", required_argument, NULL, OPT_CACERT},
+    {"cert", required_argument, NULL, OPT_CERT},
+    {"key", required_argument, NULL, OPT_KEY},
+    {"insecure-skip-tls-verify", no_argument, NULL, OPT_INSECURE},
+    {"json", required_argument, NULL, OPT_JSON},
+    {"label", required_argument, NULL, OPT_LABEL},
+    {"quiet", no_argument, NULL, OPT_QUIET},
+    {"help", no_argument, NULL, OPT_HELP},
+    {NULL, 0, NULL, 0},
+};
+
+static void parse_args(int argc, char **argv, struct opts *o)
+{
+    *o = (struct opts){
+        .endpoints = "http://127.0.0.1:2379", .conns = 1, .clients = 1, .key_size = 8,
+        .val_size = 8, .key_space = 1, .txn_ops = 1, .read_fraction = 0.5, .seed = 1,
+    };
+    int workload = -1, seen_read_fraction = 0, seen_txn_ops = 0, seen_limit = 0,
+        seen_consistency = 0;
+    opterr = 0;
+    for (;;) {
+        int c = getopt_long(argc, argv, "+", long_opts, NULL);
+        if (c == -1) {
+            if (optind >= argc)
+                break;
+            /* A non-flag argument: the workload (flags may follow it). */
+            const char *w = argv[optind++];
+            if (workload >= 0)
+                usage_error("unexpected argument '%s'", w);
+            for (int i = 0; i < 4; i++)
+                if (strcmp(w, workload_names[i]) == 0)
+                    workload = i;
+            if (workload < 0)
+                usage_error("unknown workload '%s' (put, range, txn-put or mixed)", w);
+            continue;
+        }
+        switch (c) {
+        case OPT_ENDPOINTS: o->endpoints = optarg; break;
+        case OPT_CONNS: o->conns = (unsigned)parse_u64("conns", optarg, 1, 1000); break;
+        case OPT_CLIENTS: o->clients = (unsigned)parse_u64("clients", optarg, 1, 100000); break;
+        case OPT_TOTAL: o->total = parse_u64("total", optarg, 1, UINT64_MAX / 2); break;
+        case OPT_DURATION: o->duration_s = parse_double("duration", optarg, 0.001, 1e6, 1); break;
+        case OPT_RATE: o->rate = parse_double("rate", optarg, 0, 1e8, 0); break;
+        case OPT_KEY_SIZE: o->key_size = (unsigned)parse_u64("key-size", optarg, 1, 65536); break;
+        case OPT_VAL_SIZE: o->val_size = (unsigned)parse_u64("val-size", optarg, 0, 64u << 20); break;
+        case OPT_KEY_SPACE: o->key_space = parse_u64("key-space-size", optarg, 1, UINT64_MAX / 2); break;
+        case OPT_SEQUENTIAL: o->sequential = 1; break;
+        case OPT_CONSISTENCY:
+            seen_consistency = 1;
+            if (strcmp(optarg, "l") == 0)
+                o->serializable = 0;
+            else if (strcmp(optarg, "s") == 0)
+                o->serializable = 1;
+            else
+                usage_error("--consistency: '%s' is neither l (linearizable) nor s (serializable)",
+                            optarg);
+            break;
+        case OPT_LIMIT: seen_limit = 1; o->limit = (int64_t)parse_u64("limit", optarg, 0, INT64_MAX); break;
+        case OPT_TXN_OPS: seen_txn_ops = 1; o->txn_ops = (unsigned)parse_u64("txn-ops", optarg, 1, 10000); break;
+        case OPT_READ_FRACTION:
+            seen_read_fraction = 1;
+            o->read_fraction = parse_double("read-fraction", optarg, 0, 1, 0);
+            break;
+        case OPT_PRELOAD: o->preload = parse_u64("preload", optarg, 0, UINT64_MAX / 2); break;
+        case OPT_SEED: o->seed = parse_u64("seed", optarg, 0, UINT64_MAX); break;
+        case OPT_CACERT: o->cacert = optarg; break;
+        case OPT_CERT: o->cert = optarg; break;
+        case OPT_KEY: o->key = optarg; break;
+        case OPT_INSECURE: o->insecure = 1; break;
+        case OPT_JSON: o->json_path = optarg; break;
+        case OPT_LABEL: o->label = optarg; break;
+        case OPT_QUIET: o->quiet = 1; break;
+        case OPT_HELP: usage(stdout); exit(0);
+        case ':': usage_error("%s: missing value", argv[optind - 1]);
+        default: usage_error("%s: unknown flag", argv[optind - 1]);
+        }
+    }
+    if (workload < 0)
+        usage_error("no workload given (put, range, txn-put or mixed)");
+    o->workload = (enum workload)workload;
+    if (seen_read_fraction && o->workload != WL_MIXED)
+        usage_error("--read-fraction: only for the mixed workload");
+    if (seen_txn_ops && o->workload != WL_TXN_PUT)
+        usage_error("--txn-ops: only for the txn-put workload");
+    if ((seen_limit || seen_consistency) && o->workload != WL_RANGE && o->workload != WL_MIXED)
+        usage_error("--consistency and --limit: only for the range and mixed workloads");
+    if (o->total == 0 && o->duration_s == 0)
+        o->total = 10000;
+    if (o->txn_ops > o->key_space)
+        usage_error("--txn-ops %u: needs at least as many keys (--key-space-size %llu): a "
+                    "transaction may not put the same key twice",
+                    o->txn_ops, (unsigned long long)o->key_space);
+    uint64_t max_index = o->key_space - 1;
+    if (o->preload > 0 && o->preload - 1 > max_index)
+        max_index = o->preload - 1;
+    if (decimal_digits(max_index) > o->key_size)
+        usage_error("--key-size %u: too small for key number %llu (%u digits)", o->key_size,
+                    (unsigned long long)max_index, decimal_digits(max_index));
+}
+
+/* ---- main ----------------------------------------------------------------- */
+
+static void parse_endpoints(struct bench *b)
+{
+    char *list = strdup(b->o.endpoints), *save = NULL, errmsg[LSKV_ERRMSG_SIZE];
+    if (list == NULL)
+        die("out of memory");
+    for (char *tok = strtok_r(list, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        struct gendpoint *eps = realloc(b->eps, (b->neps + 1) * sizeof *eps);
+        if (eps == NULL)
+            die("out of memory");
+        b->eps = eps;
+        if (gendpoint_parse(tok, &b->eps[b->neps], errmsg) != 0)
+            usage_error("--endpoints: %s", errmsg);
+        b->neps++;
+    }
+    free(list);
+    if (b->neps == 0)
+        usage_error("--endpoints: no endpoint given");
+}
+
+static void setup_clients(struct bench *b)
+{
+    const struct opts *o = &b->o;
+    b->clients = calloc(o->clients, sizeof *b->clients);
+    if (b->clients == NULL)
+        die("out of memory");
+    for (unsigned i = 0; i < o->clients; i++) {
+        struct client *cl = &b->clients[i];
+        cl->b = b;
+        cl->index = i;
+        cl->rng = o->seed * 0x100000001b3ull + i + 1;
+        cl->conn = b->conns[i % o->conns];
+        gcall_init(&cl->call);
+        cl->call.done = on_call_done;
+        cl->call.data = cl;
+        uv_timer_init(b->loop, &cl->rate_timer);
+        cl->rate_timer.data = cl;
+        cl->keys = malloc((size_t)o->key_size * o->txn_ops);
+        cl->ops = calloc(o->txn_ops, sizeof *cl->ops);
+        cl->op_ptrs = calloc(o->txn_ops, sizeof *cl->op_ptrs);
+        cl->puts = calloc(o->txn_ops, sizeof *cl->puts);
+        if (!cl->keys || !cl->ops || !cl->op_ptrs || !cl->puts)
+            die("out of memory");
+        for (unsigned k = 0; k < o->txn_ops; k++) {
+            Etcdserverpb__PutRequest put = ETCDSERVERPB__PUT_REQUEST__INIT;
+            put.key.data = (uint8_t *)cl->keys + (size_t)k * o->key_size;
+            put.key.len = o->key_size;
+            put.value.data = b->value;
+            put.value.len = o->val_size;
+            cl->puts[k] = put;
+            Etcdserverpb__RequestOp op = ETCDSERVERPB__REQUEST_OP__INIT;
+            op.request_case = ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_PUT;
+            op.request_put = &cl->puts[k];
+            cl->ops[k] = op;
+            cl->op_ptrs[k] = &cl->ops[k];
+        }
+    }
+    b->alive = o->clients;
+}
+
+static void free_bench(struct bench *b)
+{
+    for (unsigned i = 0; b->clients && i < b->o.clients; i++) {
+        struct client *cl = &b->clients[i];
+        gcall_free(&cl->call);
+        free(cl->msg);
+        free(cl->keys);
+        free(cl->ops);
+        free(cl->op_ptrs);
+        free(cl->puts);
+    }
+    free(b->clients);
+    free(b->conns);
+    free(b->eps);
+    free(b->value);
+    free(b->hist);
+    for (int i = 0; i < OP_COUNT; i++)
+        free(b->op_hist[i]);
+    if (b->tls)
+        SSL_CTX_free(b->tls);
+}
+
+int main(int argc, char **argv)
+{
+    static struct bench bench;
+    struct bench *b = &bench;
+    char errmsg[LSKV_ERRMSG_SIZE];
+    parse_args(argc, argv, &b->o);
+    parse_endpoints(b);
+    b->started_at = time(NULL);
+    b->tty = isatty(STDERR_FILENO);
+    b->loop = uv_default_loop();
+    b->hist = malloc(sizeof *b->hist);
+    for (int i = 0; i < OP_COUNT; i++)
+        b->op_hist[i] = malloc(sizeof *b->op_hist[i]);
+    b->value = malloc(b->o.val_size ? b->o.val_size : 1);
+    b->conns = calloc(b->o.conns, sizeof *b->conns);
+    if (!b->hist || !b->op_hist[0] || !b->op_hist[1] || !b->op_hist[2] || !b->value || !b->conns)
+        die("out of memory");
+    uint64_t vs = b->o.seed ^ 0x5eedull;
+    for (unsigned i = 0; i < b->o.val_size; i++)
+        b->value[i] = (uint8_t)splitmix64(&vs);
+
+    for (size_t i = 0; i < b->neps; i++) {
+        if (b->eps[i].tls && b->tls == NULL &&
+            gtls_ctx_new(b->o.cacert, b->o.cert, b->o.key, b->o.insecure, &b->tls, errmsg) != 0)
+            die("TLS: %s", errmsg);
+    }
+
+    uv_timer_init(b->loop, &b->progress_timer);
+    uv_timer_init(b->loop, &b->duration_timer);
+    b->progress_timer.data = b->duration_timer.data = b;
+    b->phase = PHASE_CONNECT;
+    b->conns_pending = b->o.conns;
+    for (unsigned i = 0; i < b->o.conns; i++) {
+        const struct gendpoint *ep = &b->eps[i % b->neps];
+        int rv = gconn_open(b->loop, ep, b->tls, on_conn_ready, b, &b->conns[i], errmsg);
+        if (rv != 0)
+            die("connect: %s", errmsg);
+    }
+    setup_clients(b);
+    uv_run(b->loop, UV_RUN_DEFAULT);
+    clear_progress(b);
+
+    int code = b->exit_code;
+    if (code == 0) {
+        print_results(b);
+        if (b->o.json_path && write_json(b) != 0)
+            code = EXIT_SETUP;
+        else if (b->errors > 0 || b->stalled)
+            code = EXIT_REQUEST_ERRORS;
+        if (b->errors > 0)
+            fprintf(stderr, PROG ": %llu of %llu requests failed\n",
+                    (unsigned long long)b->errors, (unsigned long long)(b->errors + b->ok));
+    }
+    uv_loop_close(b->loop);
+    free_bench(b);
+    return code;
+}
