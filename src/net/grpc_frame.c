@@ -75,6 +75,8 @@ int grpc_deframer_push(struct grpc_deframer *d, const uint8_t *data, size_t len,
             d->buf_have = 0;
         }
         size_t want = d->msg_len - d->buf_have;
+        if (want > 0 && len == 0)
+            return 0;
         const uint8_t *msg;
         if (d->buf_have == 0 && len >= want) {
             /* The whole body is here: hand it over without a copy. */

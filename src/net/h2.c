@@ -41,7 +41,7 @@ struct h2_conn {
     bool handles_closing;  /* uv_close was called */
     int handles_open;
     int in_io;             /* depth of our own processing (note 3) */
-    bool free_pending;     /* mem: free when in_io drops to 0 */
+    bool released;         /* mem: h2_conn_close was called */
     bool read_paused;      /* note 2 */
     size_t write_inflight; /* bytes handed to uv_write, not yet done */
     size_t output_bytes;   /* mem: bytes produced */
@@ -255,9 +255,9 @@ static void conn_close(h2_conn *c, bool graceful)
         }
     }
     if (c->mem) {
-        if (c->in_io > 0)
-            c->free_pending = true;
-        else if (!c->handles_closing) {
+        /* Freed only once its owner let go (h2_conn_close) and we are out
+         * of our own processing. */
+        if (c->released && c->in_io == 0 && !c->handles_closing) {
             c->handles_closing = true;
             conn_free(c);
         }
@@ -320,7 +320,7 @@ static int process_plain(h2_conn *c, const uint8_t *data, size_t len)
         size_t n = PREFACE_LEN - c->preface_have;
         if (n > len)
             n = len;
-        if (memcmp(data, PREFACE + c->preface_have, n) != 0) {
+        if (memcmp(data, &PREFACE[c->preface_have], n) != 0) {
             c->state = ST_HTTP1;
             http1(c, data, len);
             return 0;
@@ -368,7 +368,7 @@ static void process_input(h2_conn *c, const uint8_t *data, size_t len)
     else
         flush(c);
     c->in_io--;
-    if (c->free_pending && c->in_io == 0 && !c->handles_closing) {
+    if (c->mem && c->closing && c->released && c->in_io == 0 && !c->handles_closing) {
         c->handles_closing = true;
         conn_free(c);
     }
@@ -484,6 +484,8 @@ void h2_conn_shutdown(h2_conn *c)
 
 void h2_conn_close(h2_conn *c)
 {
+    if (c->mem)
+        c->released = true;
     conn_close(c, false);
 }
 

@@ -56,7 +56,9 @@ struct h2_conn_config {
 int h2_conn_accept(uv_stream_t *server, const struct h2_conn_config *cfg, h2_conn **out);
 
 /* A connection without a socket (fuzzing, tests): input comes from
- * h2_conn_feed, output is counted and dropped. Errors: LSKV_ENOMEM. */
+ * h2_conn_feed, output is counted and dropped. It may close itself (protocol
+ * error, server shutdown) but is freed only by h2_conn_close, which the
+ * caller must call exactly once. Errors: LSKV_ENOMEM. */
 int h2_conn_open_mem(const struct h2_conn_config *cfg, h2_conn **out);
 /* Feeds bytes as if read from the socket; then flushes. No-op once closing. */
 void h2_conn_feed(h2_conn *c, const uint8_t *data, size_t len);
@@ -73,7 +75,8 @@ void h2_conn_kick(h2_conn *c);
 /* Sends GOAWAY, writes what it can and closes. Idempotent. */
 void h2_conn_shutdown(h2_conn *c);
 
-/* Closes at once (pending output is dropped). Idempotent. */
+/* Closes at once (pending output is dropped). Idempotent for socket
+ * connections; for memory connections it also releases them (see above). */
 void h2_conn_close(h2_conn *c);
 
 /* Raw bytes for the HTTP/1.1 hook. Errors: LSKV_ESHUTDOWN when closing. */
