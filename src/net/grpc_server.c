@@ -877,6 +877,11 @@ bool grpc_call_cancelled(const grpc_call *call)
     return call->cancelled;
 }
 
+size_t grpc_call_pending_bytes(const grpc_call *call)
+{
+    return call->out.len - call->out.off;
+}
+
 void grpc_call_set_data(grpc_call *call, void *data)
 {
     call->data = data;

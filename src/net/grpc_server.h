@@ -106,6 +106,11 @@ void grpc_call_finish(grpc_call *call, enum grpc_status status, const char *mess
 
 bool grpc_call_cancelled(const grpc_call *call);
 
+/* Response bytes queued on this call that HTTP/2 flow control has not let
+ * out yet: a streaming handler (Watch) can slow down when a client does not
+ * read. */
+size_t grpc_call_pending_bytes(const grpc_call *call);
+
 /* Per-call slot for the handler's own state. */
 void grpc_call_set_data(grpc_call *call, void *data);
 void *grpc_call_get_data(const grpc_call *call);

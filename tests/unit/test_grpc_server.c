@@ -161,6 +161,7 @@ struct fixture {
     grpc_server *srv;
     uint16_t port;
     uint16_t tls_port;
+    uint16_t ip6_port;
     uv_async_t done;
     pthread_t thread;
     client_fn client;
@@ -357,12 +358,12 @@ static void fixture_run(struct fixture *fx, size_t max_recv, bool with_tls, clie
          .ctx = fx},
         {.path = "/etcdserverpb.KV/Range", .on_message = on_range, .ctx = fx},
     };
-    const char *urls[] = {"http://127.0.0.1:0", "https://127.0.0.1:0"};
+    const char *urls[] = {"http://127.0.0.1:0", "https://127.0.0.1:0", "http://[::1]:0"};
     if (with_tls)
         make_cert(fx);
     struct grpc_server_config cfg = {
         .listen_urls = urls,
-        .n_listen_urls = with_tls ? 2 : 1,
+        .n_listen_urls = with_tls ? 3 : 1,
         .cert_file = with_tls ? fx->cert : NULL,
         .key_file = with_tls ? fx->key : NULL,
         .max_recv_message_bytes = max_recv,
@@ -375,6 +376,7 @@ static void fixture_run(struct fixture *fx, size_t max_recv, bool with_tls, clie
         TEST_FAIL("grpc_server_open: %s", errmsg);
     fx->port = grpc_server_port(fx->srv, 0);
     fx->tls_port = with_tls ? grpc_server_port(fx->srv, 1) : 0;
+    fx->ip6_port = with_tls ? grpc_server_port(fx->srv, 2) : 0;
     ASSERT_NE(fx->port, 0);
     fx->client = client;
     ASSERT_EQ(uv_async_init(&fx->loop, &fx->done, on_done), 0);
@@ -387,11 +389,11 @@ static void fixture_run(struct fixture *fx, size_t max_recv, bool with_tls, clie
     ASSERT_EQ(uv_loop_close(&fx->loop), 0); /* a leaked handle fails here */
 }
 
-/* One unary echo on a fresh connection; returns the stream for checks. */
-static void unary_echo(uint16_t port, bool tls, const char *text)
+/* One unary echo on a fresh connection. */
+static void unary_echo_host(const char *host, uint16_t port, bool tls, const char *text)
 {
     h2client *cl;
-    ASSERT_EQ(h2client_connect("127.0.0.1", port, tls, &cl), 0);
+    ASSERT_EQ(h2client_connect(host, port, tls, &cl), 0);
     size_t n;
     uint8_t *req = h2client_frame((const uint8_t *)text, strlen(text), &n);
     int32_t id = h2client_start(cl, "/test.Echo/Unary", NULL, req, n, true);
@@ -412,6 +414,11 @@ static void unary_echo(uint16_t port, bool tls, const char *text)
     h2client_close(cl);
 }
 
+static void unary_echo(uint16_t port, bool tls, const char *text)
+{
+    unary_echo_host("127.0.0.1", port, tls, text);
+}
+
 static void client_unary_h2c(struct fixture *fx)
 {
     unary_echo(fx->port, false, "hello");
@@ -429,13 +436,14 @@ static void client_unary_tls(struct fixture *fx)
 {
     unary_echo(fx->tls_port, true, "over TLS");
     unary_echo(fx->port, false, "and h2c on the other URL");
+    unary_echo_host("::1", fx->ip6_port, false, "and IPv6");
 }
 
 TEST(grpc_server, unary_echo_tls)
 {
     struct fixture fx = {0};
     fixture_run(&fx, 0, true, client_unary_tls);
-    ASSERT_EQ(fx.n_unary, 2);
+    ASSERT_EQ(fx.n_unary, 3);
 }
 
 static void client_large(struct fixture *fx)
