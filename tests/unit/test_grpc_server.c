@@ -176,6 +176,7 @@ struct fixture {
     int n_pending_timers;
     uint64_t later_ms;
     grpc_call *held; /* "Hold": never finished until the server closes */
+    _Atomic int n_held_seen; /* read by the client thread */
     char cert[512], key[512];
 };
 
@@ -251,6 +252,7 @@ static void on_hold(grpc_call *call, const uint8_t *msg, size_t len, void *ctx)
     (void)len;
     struct fixture *fx = ctx;
     fx->held = call;
+    fx->n_held_seen++;
 }
 
 static void on_stream_msg(grpc_call *call, const uint8_t *msg, size_t len, void *ctx)
@@ -788,7 +790,9 @@ static void client_hold(struct fixture *fx)
     int32_t id = h2client_start(cl, "/test.Echo/Hold", NULL, req, n, true);
     free(req);
     ASSERT_GT(id, 0);
-    h2client_pump(cl, 50);
+    for (int i = 0; i < 100 && fx->n_held_seen == 0; i++)
+        h2client_pump(cl, 50);
+    ASSERT_EQ(fx->n_held_seen, 1);
     /* The client is still connected when the server closes: wake the loop,
      * then expect GOAWAY and the end of the connection. */
     fx->woke = true;
