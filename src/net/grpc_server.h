@@ -8,8 +8,9 @@
  * RESOURCE_EXHAUSTED, as grpc-go says it. Everything runs on the loop thread.
  *
  * Call life cycle: the server creates a grpc_call for each request stream and
- * hands it to the method's on_message. The handler owns the duty to call
- * grpc_call_finish exactly once, possibly much later (after Raft commit). If
+ * hands it to the method's on_message (or on_half_close). From that first
+ * callback on, the handler owns the duty to call grpc_call_finish exactly
+ * once, possibly much later (after Raft commit). If
  * the client resets the stream or the connection drops first, the call is
  * marked cancelled (on_cancel is called, if set) and stays valid until the
  * handler finishes it; sends on a cancelled call are dropped. */
@@ -50,7 +51,9 @@ enum grpc_status {
  * half-closed; for streaming methods once per message as it arrives. */
 typedef void (*grpc_message_fn)(grpc_call *call, const uint8_t *msg, size_t len,
                                 void *ctx);
-/* Streaming only: the client half-closed its side (no more messages). */
+/* Streaming only: the client half-closed its side (no more messages). If
+ * on_half_close is NULL and no message was delivered yet, the server ends the
+ * call itself with OK (the handler never saw it). */
 typedef void (*grpc_half_close_fn)(grpc_call *call, void *ctx);
 /* The stream was reset or the connection closed before grpc_call_finish. */
 typedef void (*grpc_cancel_fn)(grpc_call *call, void *ctx);
@@ -75,32 +78,52 @@ struct grpc_server_config {
 };
 
 /* Binds every listen URL and starts accepting. Errors: negated errno (bind),
- * LSKV_EINVAL (bad URL, https without cert), LSKV_EIO (TLS setup). errmsg gets
- * the story. */
+ * LSKV_EINVAL (bad URL, https without cert), LSKV_EIO (TLS setup),
+ * LSKV_ENOMEM. errmsg gets the story. On error nothing is returned, but
+ * handles opened so far are closing: run the loop to let them go. */
 int grpc_server_open(uv_loop_t *loop, const struct grpc_server_config *config,
                      grpc_server **out, char *errmsg);
+
+/* The port the i-th listen URL is bound to (useful with port 0), or 0. */
+uint16_t grpc_server_port(const grpc_server *srv, size_t i);
 
 /* Stops listening, sends GOAWAY to every connection, closes them; cb fires once
  * everything is closed, after which srv is freed. Calls not yet finished are
  * cancelled (their handlers must still finish them). */
 void grpc_server_close(grpc_server *srv, void (*cb)(void *arg), void *arg);
 
-/* Queues one response message (copied). Returns 0, or LSKV_ECANCELED-like
- * LSKV_ESHUTDOWN when the call is cancelled (the message is dropped). */
+/* Queues one response message (copied); the first send also sends the
+ * response headers. Errors: LSKV_ESHUTDOWN when the call is cancelled or its
+ * connection is gone (the message is dropped), LSKV_EINVAL after finish or
+ * for a message over 4 GiB, LSKV_ENOMEM. */
 int grpc_call_send(grpc_call *call, const uint8_t *msg, size_t len);
 
-/* Ends the call with trailers grpc-status (and grpc-message if message is not
- * NULL). After this the call must not be used; it is freed by the server. */
+/* Ends the call with trailers grpc-status (and grpc-message, percent-encoded
+ * by us, if message is not NULL); with no message sent before it is a
+ * "trailers-only" response. message is copied. On a cancelled call nothing is
+ * sent. After this the call must not be used; it is freed by the server. */
 void grpc_call_finish(grpc_call *call, enum grpc_status status, const char *message);
 
 bool grpc_call_cancelled(const grpc_call *call);
+
+/* Response bytes queued on this call that HTTP/2 flow control has not let
+ * out yet: a streaming handler (Watch) can slow down when a client does not
+ * read. */
+size_t grpc_call_pending_bytes(const grpc_call *call);
 
 /* Per-call slot for the handler's own state. */
 void grpc_call_set_data(grpc_call *call, void *data);
 void *grpc_call_get_data(const grpc_call *call);
 
-/* The request's :authority and remote address, for logs. Borrowed, valid
+/* The client's address "ip:port" ("[ip6]:port"), for logs. Borrowed, valid
  * until finish. */
 const char *grpc_call_peer(const grpc_call *call);
+
+/* For tests and fuzzing: serves one connection without a socket. Feed it
+ * client bytes with h2_conn_feed and close it with h2_conn_close
+ * (net/h2.h); responses are produced and dropped. Errors: LSKV_ENOMEM,
+ * LSKV_ESHUTDOWN (server closing). */
+struct h2_conn;
+int grpc_server_open_mem_conn(grpc_server *srv, struct h2_conn **out);
 
 #endif

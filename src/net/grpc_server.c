@@ -1,0 +1,898 @@
+/* Notes on the design.
+ *
+ * Terms: a *call* is one gRPC request stream; the *stream side* is the HTTP/2
+ * stream in nghttp2; the *handler side* is the method's code, which owns the
+ * call from the first callback we make to it (on_message or on_half_close)
+ * until it calls grpc_call_finish.
+ *
+ * Invariants:
+ * (1) A call is freed exactly when the stream side is gone (stream closed or
+ *     connection closed) and the handler side is done (never owned, or
+ *     finished), and none of our callbacks into the handler is running
+ *     (in_cb == 0). call_maybe_free is the one place that frees.
+ * (2) The response is produced once: resp_done is set by the handler's
+ *     finish or by the server's own error (oversized message, ...); after
+ *     that, sends are refused and further request bytes are dropped.
+ * (3) When the stream side goes away before the handler finished, the call
+ *     is marked cancelled and on_cancel runs exactly once.
+ * (4) Every nghttp2 callback first checks that the connection is alive: a
+ *     handler may close the server (and so this connection) from inside a
+ *     callback, after which stream user data may point to freed calls.
+ * (5) Bytes buffered for partial request messages are counted per
+ *     connection and bounded (CONN_MAX_BUFFERED_BYTES).
+ *
+ * Response shape (grpc/doc/PROTOCOL-HTTP2.md): HEADERS (:status 200,
+ * content-type application/grpc), DATA (5-byte prefixed messages), HEADERS
+ * with grpc-status / grpc-message and END_STREAM. When the call ends before
+ * any message, one HEADERS frame carries everything ("trailers-only"). If the
+ * client has not half-closed when our END_STREAM goes out, we reset the
+ * stream with NO_ERROR, as grpc-go does. */
+#include "net/grpc_server.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/err.h"
+#include "net/grpc_frame.h"
+#include "net/h2.h"
+#include "net/listener.h"
+#include "net/tls.h"
+
+#define DEFAULT_MAX_RECV_BYTES (2u << 20)
+#define CONN_MAX_BUFFERED_BYTES (64u << 20)
+
+struct listener {
+    uv_tcp_t tcp;
+    grpc_server *srv;
+    bool tls;
+};
+
+struct gconn {
+    grpc_server *srv;
+    h2_conn *h2;              /* NULL once the connection closed */
+    struct gconn *prev, *next; /* srv->conns, while alive */
+    grpc_call *calls;         /* calls whose stream is alive */
+    size_t buffered;          /* invariant 5 */
+    bool dead;
+};
+
+struct grpc_server {
+    uv_loop_t *loop;
+    struct listener *listeners;
+    size_t n_listeners;
+    tls_ctx *tls;
+    struct grpc_method *methods; /* copies, paths strdup'd */
+    size_t n_methods;
+    size_t max_recv;
+    nghttp2_session_callbacks *callbacks;
+    struct h2_conn_hooks hooks;
+    struct gconn *conns;
+    size_t n_open; /* listener handles and connections not yet freed */
+    bool closing;
+    void (*close_cb)(void *arg);
+    void *close_arg;
+};
+
+struct outq {
+    uint8_t *buf;
+    size_t off, len, cap; /* pending bytes are buf[off..len) */
+};
+
+struct grpc_call {
+    struct gconn *conn;        /* NULL once the stream side is gone */
+    grpc_call *prev, *next;    /* conn->calls */
+    int32_t stream_id;
+    const struct grpc_method *method; /* NULL until routed */
+    /* Request. */
+    char path[256];
+    bool path_too_long;
+    bool is_post;
+    char content_type[64];
+    bool has_content_type;
+    char encoding[32];
+    struct grpc_deframer deframer;
+    uint8_t *unary_msg; /* unary: the one message, held until half-close */
+    size_t unary_len;
+    unsigned n_msgs;
+    bool delivered;     /* a message or half-close reached the handler */
+    /* Ownership (invariant 1). */
+    bool stream_gone;
+    bool handler_owned;
+    bool handler_finished;
+    int in_cb;
+    bool cancelled;
+    /* Response. */
+    bool headers_sent;
+    bool resp_done;
+    bool deferred; /* the data source returned NGHTTP2_ERR_DEFERRED */
+    enum grpc_status status;
+    char *message; /* percent-encoded, or NULL */
+    struct outq out;
+    void *data;
+    char peer[80];
+};
+
+/* ---- helpers ---- */
+
+static size_t call_buffered(const grpc_call *call)
+{
+    return grpc_deframer_buffered(&call->deframer) + (call->unary_msg ? call->unary_len : 0);
+}
+
+static nghttp2_session *call_session(grpc_call *call)
+{
+    if (call->conn == NULL || call->conn->dead)
+        return NULL;
+    return h2_conn_session(call->conn->h2);
+}
+
+static void call_free(grpc_call *call)
+{
+    grpc_deframer_free(&call->deframer);
+    free(call->unary_msg);
+    free(call->message);
+    free(call->out.buf);
+    free(call);
+}
+
+/* Invariant 1. */
+static void call_maybe_free(grpc_call *call)
+{
+    if (call->in_cb > 0 || !call->stream_gone)
+        return;
+    if (call->handler_owned && !call->handler_finished)
+        return;
+    call_free(call);
+}
+
+static void call_unlink(grpc_call *call)
+{
+    struct gconn *gc = call->conn;
+    if (gc == NULL)
+        return;
+    gc->buffered -= call_buffered(call);
+    if (call->prev)
+        call->prev->next = call->next;
+    else
+        gc->calls = call->next;
+    if (call->next)
+        call->next->prev = call->prev;
+    call->prev = call->next = NULL;
+    call->conn = NULL;
+}
+
+/* The stream side is gone (invariant 3). May free the call. */
+static void call_stream_gone(grpc_call *call)
+{
+    call_unlink(call);
+    call->stream_gone = true;
+    if (call->handler_owned && !call->handler_finished && !call->cancelled) {
+        call->cancelled = true;
+        if (call->method && call->method->on_cancel) {
+            call->in_cb++;
+            call->method->on_cancel(call, call->method->ctx);
+            call->in_cb--;
+        }
+    }
+    call_maybe_free(call);
+}
+
+static int outq_append(struct outq *q, const uint8_t *a, size_t na, const uint8_t *b, size_t nb)
+{
+    if (q->off > 0 && q->off == q->len)
+        q->off = q->len = 0;
+    if (q->len + na + nb > q->cap) {
+        if (q->off > 0) {
+            memmove(q->buf, q->buf + q->off, q->len - q->off);
+            q->len -= q->off;
+            q->off = 0;
+        }
+        size_t cap = q->cap ? q->cap : 1024;
+        while (cap < q->len + na + nb)
+            cap *= 2;
+        if (cap > q->cap) {
+            uint8_t *p = realloc(q->buf, cap);
+            if (p == NULL)
+                return LSKV_ENOMEM;
+            q->buf = p;
+            q->cap = cap;
+        }
+    }
+    memcpy(q->buf + q->len, a, na);
+    if (nb)
+        memcpy(q->buf + q->len + na, b, nb);
+    q->len += na + nb;
+    return 0;
+}
+
+#define NV(n, v)                                                               \
+    {                                                                          \
+        (uint8_t *)(n), (uint8_t *)(v), sizeof(n) - 1, strlen(v), NGHTTP2_NV_FLAG_NONE \
+    }
+
+static size_t status_nva(nghttp2_nv *nva, size_t i, char *code, size_t code_size,
+                         const grpc_call *call)
+{
+    snprintf(code, code_size, "%d", (int)call->status);
+    nva[i++] = (nghttp2_nv)NV("grpc-status", code);
+    if (call->message != NULL && call->message[0] != '\0')
+        nva[i++] = (nghttp2_nv)NV("grpc-message", call->message);
+    return i;
+}
+
+static ssize_t data_read(nghttp2_session *session, int32_t stream_id, uint8_t *buf,
+                         size_t length, uint32_t *data_flags, nghttp2_data_source *source,
+                         void *user_data)
+{
+    (void)user_data;
+    grpc_call *call = source->ptr;
+    struct outq *q = &call->out;
+    size_t avail = q->len - q->off;
+    if (avail > 0) {
+        size_t n = avail < length ? avail : length;
+        memcpy(buf, q->buf + q->off, n);
+        q->off += n;
+        if (q->off == q->len && q->cap > 65536) {
+            free(q->buf);
+            memset(q, 0, sizeof *q);
+        }
+        return (ssize_t)n;
+    }
+    if (!call->resp_done) {
+        call->deferred = true;
+        return NGHTTP2_ERR_DEFERRED;
+    }
+    *data_flags |= NGHTTP2_DATA_FLAG_EOF;
+    nghttp2_nv nva[2];
+    char code[16];
+    size_t n = status_nva(nva, 0, code, sizeof code, call);
+    if (nghttp2_submit_trailer(session, stream_id, nva, n) == 0)
+        *data_flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
+    return 0;
+}
+
+/* Produces the final status (invariant 2). http_status is 200 except for
+ * requests that are not gRPC at all. */
+static void respond(grpc_call *call, int http_status, enum grpc_status status,
+                    const char *message)
+{
+    if (call->resp_done)
+        return;
+    call->resp_done = true;
+    call->status = status;
+    if (message != NULL)
+        call->message = grpc_frame_percent_encode(message);
+    nghttp2_session *session = call_session(call);
+    if (session == NULL)
+        return;
+    if (!call->headers_sent) {
+        call->headers_sent = true;
+        char hs[8], code[16];
+        snprintf(hs, sizeof hs, "%d", http_status);
+        nghttp2_nv nva[4] = {NV(":status", hs), NV("content-type", "application/grpc")};
+        size_t n = status_nva(nva, 2, code, sizeof code, call);
+        nghttp2_submit_response(session, call->stream_id, nva, n, NULL);
+    } else if (call->deferred) {
+        call->deferred = false;
+        nghttp2_session_resume_data(session, call->stream_id);
+    }
+    h2_conn_kick(call->conn->h2);
+}
+
+/* The server ends a call on its own (bad request bytes). If the handler owns
+ * it, the handler is told through on_cancel and must still finish it. */
+static void abort_call(grpc_call *call, enum grpc_status status, const char *message)
+{
+    if (call->resp_done)
+        return;
+    respond(call, 200, status, message);
+    if (call->handler_owned && !call->handler_finished && !call->cancelled) {
+        call->cancelled = true;
+        if (call->method->on_cancel) {
+            call->in_cb++;
+            call->method->on_cancel(call, call->method->ctx);
+            call->in_cb--;
+        }
+    }
+}
+
+static bool service_known(const grpc_server *srv, const char *service, size_t len)
+{
+    for (size_t i = 0; i < srv->n_methods; i++) {
+        const char *p = srv->methods[i].path;
+        if (p[0] == '/' && strncmp(p + 1, service, len) == 0 && p[1 + len] == '/')
+            return true;
+    }
+    return false;
+}
+
+/* Request headers are complete: validate and route. */
+static void start_call(grpc_call *call)
+{
+    grpc_server *srv = call->conn->srv;
+    char msg[400];
+    /* Hook for the JSON gateway over HTTP/2: requests that are not gRPC
+     * (other method or content-type) would be handed to it here. */
+    if (!call->is_post) {
+        respond(call, 405, GRPC_STATUS_UNIMPLEMENTED, "gRPC requires method POST");
+        return;
+    }
+    const char *ct = call->content_type;
+    size_t ctl = strlen("application/grpc");
+    if (!call->has_content_type || strncmp(ct, "application/grpc", ctl) != 0 ||
+        (ct[ctl] != '\0' && ct[ctl] != '+' && ct[ctl] != ';')) {
+        snprintf(msg, sizeof msg, "invalid gRPC request content-type \"%s\"", ct);
+        respond(call, 415, GRPC_STATUS_INTERNAL, msg);
+        return;
+    }
+    for (size_t i = 0; i < srv->n_methods && !call->path_too_long; i++) {
+        if (strcmp(srv->methods[i].path, call->path) == 0) {
+            call->method = &srv->methods[i];
+            break;
+        }
+    }
+    if (call->method == NULL) {
+        /* grpc-go's texts (server.go handleStream). */
+        const char *sm = call->path[0] == '/' ? call->path + 1 : call->path;
+        const char *slash = strrchr(sm, '/');
+        if (call->path_too_long || slash == NULL)
+            snprintf(msg, sizeof msg, "malformed method name: \"%.200s\"", call->path);
+        else if (!service_known(srv, sm, (size_t)(slash - sm)))
+            snprintf(msg, sizeof msg, "unknown service %.*s", (int)(slash - sm), sm);
+        else
+            snprintf(msg, sizeof msg, "unknown method %s for service %.*s", slash + 1,
+                     (int)(slash - sm), sm);
+        respond(call, 200, GRPC_STATUS_UNIMPLEMENTED, msg);
+        return;
+    }
+    if (call->encoding[0] != '\0' && strcmp(call->encoding, "identity") != 0) {
+        snprintf(msg, sizeof msg, "grpc: Decompressor is not installed for grpc-encoding \"%s\"",
+                 call->encoding);
+        respond(call, 200, GRPC_STATUS_UNIMPLEMENTED, msg);
+    }
+}
+
+/* One complete request message (grpc_deframer_cb). */
+static int on_grpc_message(void *arg, const uint8_t *msg, size_t len)
+{
+    grpc_call *call = arg;
+    if (call->resp_done || call->cancelled || call->stream_gone)
+        return 1; /* stop: nobody wants the rest */
+    if (!call->method->streaming) {
+        if (++call->n_msgs > 1) {
+            abort_call(call, GRPC_STATUS_UNIMPLEMENTED,
+                       "grpc: received more than one request message for a unary RPC");
+            return 1;
+        }
+        call->unary_msg = malloc(len ? len : 1);
+        if (call->unary_msg == NULL) {
+            abort_call(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "grpc: out of memory");
+            return 1;
+        }
+        memcpy(call->unary_msg, msg, len);
+        call->unary_len = len;
+        return 0;
+    }
+    call->handler_owned = true;
+    call->delivered = true;
+    call->n_msgs++;
+    call->method->on_message(call, msg, len, call->method->ctx);
+    return 0;
+}
+
+/* The client half-closed. */
+static void end_of_request(grpc_call *call)
+{
+    if (call->resp_done || call->method == NULL || call->cancelled)
+        return;
+    if (grpc_deframer_partial(&call->deframer)) {
+        /* grpc-go: io.ErrUnexpectedEOF as codes.Internal. */
+        abort_call(call, GRPC_STATUS_INTERNAL, "unexpected EOF");
+        return;
+    }
+    const struct grpc_method *m = call->method;
+    if (!m->streaming) {
+        if (call->n_msgs == 0) {
+            abort_call(call, GRPC_STATUS_INTERNAL,
+                       "grpc: no request message received for a unary RPC");
+            return;
+        }
+        uint8_t *msg = call->unary_msg;
+        size_t len = call->unary_len;
+        if (call->conn)
+            call->conn->buffered -= len;
+        call->unary_msg = NULL;
+        call->handler_owned = true;
+        call->delivered = true;
+        m->on_message(call, msg, len, m->ctx);
+        free(msg);
+        return;
+    }
+    if (m->on_half_close != NULL) {
+        call->handler_owned = true;
+        call->delivered = true;
+        m->on_half_close(call, m->ctx);
+    } else if (!call->delivered) {
+        respond(call, 200, GRPC_STATUS_OK, NULL);
+    }
+}
+
+/* ---- nghttp2 callbacks (invariant 4: check gc->dead first) ---- */
+
+static grpc_call *stream_call(nghttp2_session *session, int32_t stream_id)
+{
+    return nghttp2_session_get_stream_user_data(session, stream_id);
+}
+
+static int on_begin_headers(nghttp2_session *session, const nghttp2_frame *frame, void *ud)
+{
+    struct gconn *gc = ud;
+    if (gc->dead)
+        return NGHTTP2_ERR_CALLBACK_FAILURE;
+    if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST)
+        return 0;
+    grpc_call *call = calloc(1, sizeof *call);
+    if (call == NULL)
+        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* resets this stream */
+    call->conn = gc;
+    call->stream_id = frame->hd.stream_id;
+    grpc_deframer_init(&call->deframer, gc->srv->max_recv);
+    snprintf(call->peer, sizeof call->peer, "%s", gc->h2 ? h2_conn_peer(gc->h2) : "?");
+    call->next = gc->calls;
+    if (gc->calls)
+        gc->calls->prev = call;
+    gc->calls = call;
+    nghttp2_session_set_stream_user_data(session, call->stream_id, call);
+    return 0;
+}
+
+static void copy_value(char *dst, size_t size, const uint8_t *v, size_t len, bool *too_long)
+{
+    if (len >= size) {
+        if (too_long)
+            *too_long = true;
+        len = size - 1;
+    }
+    memcpy(dst, v, len);
+    dst[len] = '\0';
+}
+
+static bool name_is(const uint8_t *name, size_t len, const char *want)
+{
+    return len == strlen(want) && memcmp(name, want, len) == 0;
+}
+
+static int on_header(nghttp2_session *session, const nghttp2_frame *frame,
+                     const uint8_t *name, size_t namelen, const uint8_t *value,
+                     size_t valuelen, uint8_t flags, void *ud)
+{
+    (void)flags;
+    struct gconn *gc = ud;
+    if (gc->dead)
+        return NGHTTP2_ERR_CALLBACK_FAILURE;
+    if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST)
+        return 0; /* client trailers carry nothing for us */
+    grpc_call *call = stream_call(session, frame->hd.stream_id);
+    if (call == NULL)
+        return 0;
+    if (name_is(name, namelen, ":path")) {
+        copy_value(call->path, sizeof call->path, value, valuelen, &call->path_too_long);
+    } else if (name_is(name, namelen, ":method")) {
+        call->is_post = valuelen == 4 && memcmp(value, "POST", 4) == 0;
+    } else if (name_is(name, namelen, "content-type")) {
+        call->has_content_type = true;
+        copy_value(call->content_type, sizeof call->content_type, value, valuelen, NULL);
+    } else if (name_is(name, namelen, "grpc-encoding")) {
+        copy_value(call->encoding, sizeof call->encoding, value, valuelen, NULL);
+    }
+    return 0;
+}
+
+static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, void *ud)
+{
+    struct gconn *gc = ud;
+    if (gc->dead)
+        return NGHTTP2_ERR_CALLBACK_FAILURE;
+    if (frame->hd.type != NGHTTP2_HEADERS && frame->hd.type != NGHTTP2_DATA)
+        return 0;
+    grpc_call *call = stream_call(session, frame->hd.stream_id);
+    if (call == NULL)
+        return 0;
+    call->in_cb++;
+    if (frame->hd.type == NGHTTP2_HEADERS && frame->headers.cat == NGHTTP2_HCAT_REQUEST)
+        start_call(call);
+    if ((frame->hd.flags & NGHTTP2_FLAG_END_STREAM) && !gc->dead)
+        end_of_request(call);
+    call->in_cb--;
+    call_maybe_free(call);
+    return 0;
+}
+
+static int on_data_chunk_recv(nghttp2_session *session, uint8_t flags, int32_t stream_id,
+                              const uint8_t *data, size_t len, void *ud)
+{
+    (void)flags;
+    struct gconn *gc = ud;
+    if (gc->dead)
+        return NGHTTP2_ERR_CALLBACK_FAILURE;
+    grpc_call *call = stream_call(session, stream_id);
+    if (call == NULL || call->method == NULL || call->resp_done || call->cancelled)
+        return 0;
+    call->in_cb++;
+    size_t before = call_buffered(call);
+    int rv = grpc_deframer_push(&call->deframer, data, len, on_grpc_message, call);
+    if (call->conn != NULL)
+        call->conn->buffered += call_buffered(call) - before;
+    char msg[200];
+    switch (rv) {
+    case LSKV_ETOOLARGE:
+        snprintf(msg, sizeof msg, "grpc: received message larger than max (%" PRIu32 " vs. %zu)",
+                 call->deframer.too_large_len, call->deframer.max_bytes);
+        abort_call(call, GRPC_STATUS_RESOURCE_EXHAUSTED, msg);
+        break;
+    case LSKV_EUNIMPLEMENTED:
+        /* grpc-go rpc_util.go checkRecvPayload. */
+        if (call->encoding[0] == '\0' || strcmp(call->encoding, "identity") == 0) {
+            abort_call(call, GRPC_STATUS_INTERNAL,
+                       "grpc: compressed flag set with identity or empty encoding");
+        } else {
+            snprintf(msg, sizeof msg,
+                     "grpc: Decompressor is not installed for grpc-encoding \"%s\"",
+                     call->encoding);
+            abort_call(call, GRPC_STATUS_UNIMPLEMENTED, msg);
+        }
+        break;
+    case LSKV_ECORRUPT:
+        snprintf(msg, sizeof msg, "grpc: received unexpected payload format %u",
+                 call->deframer.prefix[0]);
+        abort_call(call, GRPC_STATUS_INTERNAL, msg);
+        break;
+    case LSKV_ENOMEM:
+        abort_call(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "grpc: out of memory");
+        break;
+    default:
+        break;
+    }
+    if (rv != 0 && call->conn != NULL) {
+        /* The deframer is dead; give its memory back now. */
+        call->conn->buffered -= grpc_deframer_buffered(&call->deframer);
+        grpc_deframer_free(&call->deframer);
+    }
+    call->in_cb--;
+    call_maybe_free(call);
+    if (!gc->dead && gc->buffered > CONN_MAX_BUFFERED_BYTES)
+        nghttp2_session_terminate_session(session, NGHTTP2_ENHANCE_YOUR_CALM);
+    return 0;
+}
+
+static int on_frame_send(nghttp2_session *session, const nghttp2_frame *frame, void *ud)
+{
+    struct gconn *gc = ud;
+    if (gc->dead)
+        return 0;
+    if ((frame->hd.type == NGHTTP2_HEADERS || frame->hd.type == NGHTTP2_DATA) &&
+        (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) &&
+        nghttp2_session_get_stream_remote_close(session, frame->hd.stream_id) == 0)
+        nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, frame->hd.stream_id,
+                                  NGHTTP2_NO_ERROR);
+    return 0;
+}
+
+static int on_stream_close(nghttp2_session *session, int32_t stream_id, uint32_t error_code,
+                           void *ud)
+{
+    (void)error_code;
+    struct gconn *gc = ud;
+    if (gc->dead)
+        return 0;
+    grpc_call *call = stream_call(session, stream_id);
+    if (call == NULL)
+        return 0;
+    nghttp2_session_set_stream_user_data(session, stream_id, NULL);
+    call_stream_gone(call);
+    return 0;
+}
+
+/* ---- connections ---- */
+
+static void maybe_closed(grpc_server *srv);
+
+static void conn_on_close(void *ud)
+{
+    struct gconn *gc = ud;
+    gc->dead = true;
+    gc->h2 = NULL;
+    if (gc->prev)
+        gc->prev->next = gc->next;
+    else
+        gc->srv->conns = gc->next;
+    if (gc->next)
+        gc->next->prev = gc->prev;
+    gc->prev = gc->next = NULL;
+    while (gc->calls != NULL)
+        call_stream_gone(gc->calls);
+}
+
+static void conn_on_free(void *ud)
+{
+    struct gconn *gc = ud;
+    grpc_server *srv = gc->srv;
+    free(gc);
+    srv->n_open--;
+    maybe_closed(srv);
+}
+
+static struct gconn *conn_new(grpc_server *srv)
+{
+    struct gconn *gc = calloc(1, sizeof *gc);
+    if (gc == NULL)
+        return NULL;
+    gc->srv = srv;
+    gc->next = srv->conns;
+    if (srv->conns)
+        srv->conns->prev = gc;
+    srv->conns = gc;
+    srv->n_open++;
+    return gc;
+}
+
+static void conn_abandon(struct gconn *gc)
+{
+    gc->srv->conns = gc->next;
+    if (gc->next)
+        gc->next->prev = NULL;
+    gc->srv->n_open--;
+    free(gc);
+}
+
+static void on_connection(uv_stream_t *server, int status)
+{
+    struct listener *l = server->data;
+    grpc_server *srv = l->srv;
+    if (status < 0 || srv->closing)
+        return;
+    struct gconn *gc = conn_new(srv);
+    if (gc == NULL)
+        return;
+    struct h2_conn_config cfg = {
+        .callbacks = srv->callbacks,
+        .ud = gc,
+        .hooks = &srv->hooks,
+        .tls = l->tls ? srv->tls : NULL,
+    };
+    if (h2_conn_accept(server, &cfg, &gc->h2) != 0)
+        conn_abandon(gc);
+}
+
+int grpc_server_open_mem_conn(grpc_server *srv, struct h2_conn **out)
+{
+    if (srv->closing)
+        return LSKV_ESHUTDOWN;
+    struct gconn *gc = conn_new(srv);
+    if (gc == NULL)
+        return LSKV_ENOMEM;
+    struct h2_conn_config cfg = {
+        .callbacks = srv->callbacks, .ud = gc, .hooks = &srv->hooks, .tls = NULL};
+    if (h2_conn_open_mem(&cfg, &gc->h2) != 0) {
+        conn_abandon(gc);
+        return LSKV_ENOMEM;
+    }
+    *out = gc->h2;
+    return 0;
+}
+
+/* ---- server ---- */
+
+static void server_free(grpc_server *srv)
+{
+    for (size_t i = 0; i < srv->n_methods; i++)
+        free((char *)srv->methods[i].path);
+    free(srv->methods);
+    free(srv->listeners);
+    tls_ctx_close(srv->tls);
+    nghttp2_session_callbacks_del(srv->callbacks);
+    free(srv);
+}
+
+static void maybe_closed(grpc_server *srv)
+{
+    if (!srv->closing || srv->n_open > 0)
+        return;
+    void (*cb)(void *) = srv->close_cb;
+    void *arg = srv->close_arg;
+    server_free(srv);
+    if (cb)
+        cb(arg);
+}
+
+static void on_listener_closed(uv_handle_t *h)
+{
+    struct listener *l = h->data;
+    grpc_server *srv = l->srv;
+    srv->n_open--;
+    maybe_closed(srv);
+}
+
+int grpc_server_open(uv_loop_t *loop, const struct grpc_server_config *config,
+                     grpc_server **out, char *errmsg)
+{
+    int rv = 0;
+    struct listener_url *urls = NULL;
+    grpc_server *srv = calloc(1, sizeof *srv);
+    if (srv == NULL)
+        return LSKV_ENOMEM;
+    srv->loop = loop;
+    srv->max_recv = config->max_recv_message_bytes ? config->max_recv_message_bytes
+                                                   : DEFAULT_MAX_RECV_BYTES;
+    if (srv->max_recv > UINT32_MAX)
+        srv->max_recv = UINT32_MAX;
+    srv->hooks.on_close = conn_on_close;
+    srv->hooks.on_free = conn_on_free;
+    srv->hooks.on_http1 = NULL; /* JSON gateway hook goes here */
+    if (nghttp2_session_callbacks_new(&srv->callbacks) != 0) {
+        free(srv);
+        return LSKV_ENOMEM;
+    }
+    nghttp2_session_callbacks *cb = srv->callbacks;
+    nghttp2_session_callbacks_set_on_begin_headers_callback(cb, on_begin_headers);
+    nghttp2_session_callbacks_set_on_header_callback(cb, on_header);
+    nghttp2_session_callbacks_set_on_frame_recv_callback(cb, on_frame_recv);
+    nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, on_data_chunk_recv);
+    nghttp2_session_callbacks_set_on_frame_send_callback(cb, on_frame_send);
+    nghttp2_session_callbacks_set_on_stream_close_callback(cb, on_stream_close);
+
+    srv->methods = calloc(config->n_methods ? config->n_methods : 1, sizeof *srv->methods);
+    if (srv->methods == NULL) {
+        rv = LSKV_ENOMEM;
+        goto err;
+    }
+    for (size_t i = 0; i < config->n_methods; i++) {
+        srv->methods[i] = config->methods[i];
+        srv->methods[i].path = strdup(config->methods[i].path);
+        srv->n_methods++;
+        if (srv->methods[i].path == NULL) {
+            rv = LSKV_ENOMEM;
+            goto err;
+        }
+        if (config->methods[i].on_message == NULL) {
+            errmsg_printf(errmsg, "method %s: on_message is required", config->methods[i].path);
+            rv = LSKV_EINVAL;
+            goto err;
+        }
+    }
+
+    urls = calloc(config->n_listen_urls ? config->n_listen_urls : 1, sizeof *urls);
+    srv->listeners =
+        calloc(config->n_listen_urls ? config->n_listen_urls : 1, sizeof *srv->listeners);
+    if (urls == NULL || srv->listeners == NULL) {
+        rv = LSKV_ENOMEM;
+        goto err;
+    }
+    bool any_tls = false;
+    for (size_t i = 0; i < config->n_listen_urls; i++) {
+        rv = listener_parse_url(config->listen_urls[i], &urls[i], errmsg);
+        if (rv != 0)
+            goto err;
+        any_tls |= urls[i].tls;
+    }
+    if (any_tls) {
+        if (config->cert_file == NULL || config->key_file == NULL) {
+            errmsg_printf(errmsg, "https:// listen URL needs a certificate and key file");
+            rv = LSKV_EINVAL;
+            goto err;
+        }
+        rv = tls_ctx_open(config->cert_file, config->key_file, &srv->tls, errmsg);
+        if (rv != 0)
+            goto err;
+    }
+    for (size_t i = 0; i < config->n_listen_urls; i++) {
+        struct listener *l = &srv->listeners[i];
+        l->srv = srv;
+        l->tls = urls[i].tls;
+        uv_tcp_init(loop, &l->tcp);
+        l->tcp.data = l;
+        srv->n_listeners++;
+        srv->n_open++;
+        rv = listener_listen(&l->tcp, &urls[i], on_connection, errmsg);
+        if (rv != 0)
+            goto err;
+    }
+    free(urls);
+    *out = srv;
+    return 0;
+err:
+    free(urls);
+    /* Closes what was opened; the loop frees the rest. */
+    grpc_server_close(srv, NULL, NULL);
+    return rv;
+}
+
+uint16_t grpc_server_port(const grpc_server *srv, size_t i)
+{
+    if (i >= srv->n_listeners)
+        return 0;
+    return listener_port(&srv->listeners[i].tcp);
+}
+
+void grpc_server_close(grpc_server *srv, void (*cb)(void *arg), void *arg)
+{
+    if (srv->closing)
+        return;
+    srv->closing = true;
+    srv->close_cb = cb;
+    srv->close_arg = arg;
+    for (size_t i = 0; i < srv->n_listeners; i++)
+        uv_close((uv_handle_t *)&srv->listeners[i].tcp, on_listener_closed);
+    /* Each shutdown unlinks its connection (conn_on_close), cancelling its
+     * calls; what is still closing is counted in n_open. */
+    while (srv->conns != NULL)
+        h2_conn_shutdown(srv->conns->h2);
+    maybe_closed(srv);
+}
+
+/* ---- calls ---- */
+
+int grpc_call_send(grpc_call *call, const uint8_t *msg, size_t len)
+{
+    if (call->handler_finished || len > UINT32_MAX)
+        return LSKV_EINVAL;
+    if (call->cancelled || call->resp_done)
+        return LSKV_ESHUTDOWN;
+    nghttp2_session *session = call_session(call);
+    if (session == NULL)
+        return LSKV_ESHUTDOWN;
+    uint8_t prefix[GRPC_FRAME_PREFIX_BYTES];
+    grpc_frame_prefix(prefix, (uint32_t)len);
+    int rv = outq_append(&call->out, prefix, sizeof prefix, msg, len);
+    if (rv != 0)
+        return rv;
+    if (!call->headers_sent) {
+        call->headers_sent = true;
+        nghttp2_nv nva[] = {NV(":status", "200"), NV("content-type", "application/grpc")};
+        nghttp2_data_provider prd = {.source.ptr = call, .read_callback = data_read};
+        if (nghttp2_submit_response(session, call->stream_id, nva, 2, &prd) != 0)
+            return LSKV_ENOMEM;
+    } else if (call->deferred) {
+        call->deferred = false;
+        nghttp2_session_resume_data(session, call->stream_id);
+    }
+    h2_conn_kick(call->conn->h2);
+    return 0;
+}
+
+void grpc_call_finish(grpc_call *call, enum grpc_status status, const char *message)
+{
+    if (call->handler_finished)
+        return; /* a second finish is a handler bug; ignore it safely */
+    call->handler_finished = true;
+    if (!call->cancelled)
+        respond(call, 200, status, message);
+    call_maybe_free(call);
+}
+
+bool grpc_call_cancelled(const grpc_call *call)
+{
+    return call->cancelled;
+}
+
+size_t grpc_call_pending_bytes(const grpc_call *call)
+{
+    return call->out.len - call->out.off;
+}
+
+void grpc_call_set_data(grpc_call *call, void *data)
+{
+    call->data = data;
+}
+
+void *grpc_call_get_data(const grpc_call *call)
+{
+    return call->data;
+}
+
+const char *grpc_call_peer(const grpc_call *call)
+{
+    return call->peer;
+}

@@ -1,0 +1,126 @@
+#include "net/listener.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/err.h"
+
+int listener_parse_url(const char *url, struct listener_url *out, char *errmsg)
+{
+    memset(out, 0, sizeof *out);
+    const char *p;
+    if (strncmp(url, "http://", 7) == 0) {
+        p = url + 7;
+    } else if (strncmp(url, "https://", 8) == 0) {
+        out->tls = true;
+        p = url + 8;
+    } else {
+        errmsg_printf(errmsg, "listen URL %s: scheme must be http:// or https://", url);
+        return LSKV_EINVAL;
+    }
+    const char *host, *host_end, *colon;
+    if (*p == '[') {
+        host = p + 1;
+        host_end = strchr(host, ']');
+        if (host_end == NULL || host_end[1] != ':') {
+            errmsg_printf(errmsg, "listen URL %s: bad IPv6 host, want [addr]:port", url);
+            return LSKV_EINVAL;
+        }
+        colon = host_end + 1;
+    } else {
+        host = p;
+        colon = strrchr(p, ':');
+        host_end = colon;
+        if (colon == NULL || memchr(host, ':', (size_t)(colon - host)) != NULL) {
+            errmsg_printf(errmsg, "listen URL %s: want host:port", url);
+            return LSKV_EINVAL;
+        }
+    }
+    size_t hlen = (size_t)(host_end - host);
+    if (hlen == 0 || hlen >= sizeof out->host) {
+        errmsg_printf(errmsg, "listen URL %s: bad host", url);
+        return LSKV_EINVAL;
+    }
+    memcpy(out->host, host, hlen);
+    out->host[hlen] = '\0';
+    const char *port = colon + 1;
+    /* etcd tolerates a trailing "/" after the port. */
+    size_t plen = strcspn(port, "/");
+    if (plen == 0 || plen > 5 || strspn(port, "0123456789") != plen ||
+        (port[plen] == '/' && port[plen + 1] != '\0')) {
+        errmsg_printf(errmsg, "listen URL %s: bad port", url);
+        return LSKV_EINVAL;
+    }
+    long v = strtol(port, NULL, 10);
+    if (v > 65535) {
+        errmsg_printf(errmsg, "listen URL %s: port out of range", url);
+        return LSKV_EINVAL;
+    }
+    out->port = (uint16_t)v;
+    return 0;
+}
+
+int listener_listen(uv_tcp_t *tcp, const struct listener_url *url,
+                    uv_connection_cb cb, char *errmsg)
+{
+    struct sockaddr_storage ss;
+    int rv = uv_ip4_addr(url->host, url->port, (struct sockaddr_in *)&ss);
+    if (rv != 0)
+        rv = uv_ip6_addr(url->host, url->port, (struct sockaddr_in6 *)&ss);
+    if (rv != 0) {
+        /* A name: resolve synchronously, once, at startup. */
+        uv_getaddrinfo_t req;
+        struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+        char port[8];
+        snprintf(port, sizeof port, "%u", url->port);
+        rv = uv_getaddrinfo(tcp->loop, &req, NULL, url->host, port, &hints);
+        if (rv != 0) {
+            errmsg_printf(errmsg, "resolve %s: %s", url->host, uv_strerror(rv));
+            return rv;
+        }
+        memcpy(&ss, req.addrinfo->ai_addr, req.addrinfo->ai_addrlen);
+        uv_freeaddrinfo(req.addrinfo);
+    }
+    rv = uv_tcp_bind(tcp, (const struct sockaddr *)&ss, 0);
+    if (rv == 0)
+        rv = uv_listen((uv_stream_t *)tcp, 511, cb);
+    if (rv != 0) {
+        errmsg_printf(errmsg, "listen on %s:%u: %s", url->host, url->port, uv_strerror(rv));
+        return rv;
+    }
+    return 0;
+}
+
+uint16_t listener_port(const uv_tcp_t *tcp)
+{
+    struct sockaddr_storage ss;
+    int len = sizeof ss;
+    if (uv_tcp_getsockname(tcp, (struct sockaddr *)&ss, &len) != 0)
+        return 0;
+    if (ss.ss_family == AF_INET)
+        return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    if (ss.ss_family == AF_INET6)
+        return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    return 0;
+}
+
+void listener_peer_name(const uv_tcp_t *tcp, char *out, size_t size)
+{
+    struct sockaddr_storage ss;
+    int len = sizeof ss;
+    char ip[64] = "?";
+    unsigned port = 0;
+    snprintf(out, size, "unknown");
+    if (uv_tcp_getpeername(tcp, (struct sockaddr *)&ss, &len) != 0)
+        return;
+    if (ss.ss_family == AF_INET) {
+        uv_ip4_name((struct sockaddr_in *)&ss, ip, sizeof ip);
+        port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+        snprintf(out, size, "%s:%u", ip, port);
+    } else if (ss.ss_family == AF_INET6) {
+        uv_ip6_name((struct sockaddr_in6 *)&ss, ip, sizeof ip);
+        port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+        snprintf(out, size, "[%s]:%u", ip, port);
+    }
+}

@@ -1,0 +1,193 @@
+#include "net/tls.h"
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/err.h"
+
+struct tls_ctx {
+    SSL_CTX *ssl_ctx;
+};
+
+struct tls_conn {
+    SSL *ssl;
+    BIO *rbio; /* network -> OpenSSL */
+    BIO *wbio; /* OpenSSL -> network */
+    bool ready;
+};
+
+static void openssl_errmsg(char *errmsg, const char *what)
+{
+    unsigned long e = ERR_get_error();
+    char buf[200];
+    ERR_error_string_n(e, buf, sizeof buf);
+    errmsg_printf(errmsg, "%s: %s", what, e ? buf : "unknown OpenSSL error");
+    ERR_clear_error();
+}
+
+/* Picks "h2" when the client offers it; otherwise no ALPN (the preface check
+ * of the HTTP layer then answers HTTP/1.1 clients). */
+static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+                       const unsigned char *in, unsigned int inlen, void *arg)
+{
+    (void)ssl;
+    (void)arg;
+    static const unsigned char h2[] = {2, 'h', '2'};
+    unsigned char *sel = NULL;
+    if (SSL_select_next_proto(&sel, outlen, h2, sizeof h2, in, inlen) ==
+        OPENSSL_NPN_NEGOTIATED) {
+        *out = sel;
+        return SSL_TLSEXT_ERR_OK;
+    }
+    return SSL_TLSEXT_ERR_NOACK;
+}
+
+int tls_ctx_open(const char *cert_file, const char *key_file, tls_ctx **out,
+                 char *errmsg)
+{
+    tls_ctx *ctx = calloc(1, sizeof *ctx);
+    if (ctx == NULL)
+        return LSKV_ENOMEM;
+    ctx->ssl_ctx = SSL_CTX_new(TLS_server_method());
+    if (ctx->ssl_ctx == NULL) {
+        openssl_errmsg(errmsg, "SSL_CTX_new");
+        goto err;
+    }
+    SSL_CTX_set_min_proto_version(ctx->ssl_ctx, TLS1_2_VERSION);
+    SSL_CTX_set_options(ctx->ssl_ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION |
+                                          SSL_OP_CIPHER_SERVER_PREFERENCE);
+    SSL_CTX_set_mode(ctx->ssl_ctx, SSL_MODE_RELEASE_BUFFERS);
+    if (SSL_CTX_use_certificate_chain_file(ctx->ssl_ctx, cert_file) != 1) {
+        openssl_errmsg(errmsg, cert_file);
+        goto err;
+    }
+    if (SSL_CTX_use_PrivateKey_file(ctx->ssl_ctx, key_file, SSL_FILETYPE_PEM) != 1) {
+        openssl_errmsg(errmsg, key_file);
+        goto err;
+    }
+    if (SSL_CTX_check_private_key(ctx->ssl_ctx) != 1) {
+        openssl_errmsg(errmsg, "key does not match certificate");
+        goto err;
+    }
+    SSL_CTX_set_alpn_select_cb(ctx->ssl_ctx, alpn_select, NULL);
+    *out = ctx;
+    return 0;
+err:
+    SSL_CTX_free(ctx->ssl_ctx);
+    free(ctx);
+    return LSKV_EIO;
+}
+
+void tls_ctx_close(tls_ctx *ctx)
+{
+    if (ctx == NULL)
+        return;
+    SSL_CTX_free(ctx->ssl_ctx);
+    free(ctx);
+}
+
+int tls_conn_open(tls_ctx *ctx, tls_conn **out)
+{
+    tls_conn *c = calloc(1, sizeof *c);
+    if (c == NULL)
+        return LSKV_ENOMEM;
+    c->ssl = SSL_new(ctx->ssl_ctx);
+    c->rbio = BIO_new(BIO_s_mem());
+    c->wbio = BIO_new(BIO_s_mem());
+    if (c->ssl == NULL || c->rbio == NULL || c->wbio == NULL) {
+        BIO_free(c->rbio);
+        BIO_free(c->wbio);
+        SSL_free(c->ssl);
+        free(c);
+        ERR_clear_error();
+        return LSKV_ENOMEM;
+    }
+    BIO_set_mem_eof_return(c->rbio, -1);
+    SSL_set_bio(c->ssl, c->rbio, c->wbio); /* the SSL owns both BIOs now */
+    SSL_set_accept_state(c->ssl);
+    *out = c;
+    return 0;
+}
+
+void tls_conn_close(tls_conn *c)
+{
+    if (c == NULL)
+        return;
+    SSL_free(c->ssl);
+    free(c);
+}
+
+int tls_conn_feed(tls_conn *c, const uint8_t *data, size_t len)
+{
+    while (len > 0) {
+        int n = BIO_write(c->rbio, data, len > 1 << 30 ? 1 << 30 : (int)len);
+        if (n <= 0)
+            return LSKV_EIO;
+        data += n;
+        len -= (size_t)n;
+    }
+    if (!c->ready) {
+        int rv = SSL_do_handshake(c->ssl);
+        if (rv == 1) {
+            c->ready = true;
+        } else {
+            int e = SSL_get_error(c->ssl, rv);
+            if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE) {
+                ERR_clear_error();
+                return LSKV_EIO;
+            }
+        }
+    }
+    return 0;
+}
+
+bool tls_conn_ready(const tls_conn *c)
+{
+    return c->ready;
+}
+
+ssize_t tls_conn_read(tls_conn *c, uint8_t *buf, size_t cap)
+{
+    if (!c->ready)
+        return 0;
+    size_t got = 0;
+    int rv = SSL_read_ex(c->ssl, buf, cap, &got);
+    if (rv == 1)
+        return (ssize_t)got;
+    int e = SSL_get_error(c->ssl, rv);
+    ERR_clear_error();
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
+        return 0;
+    if (e == SSL_ERROR_ZERO_RETURN)
+        return LSKV_ESHUTDOWN;
+    return LSKV_EIO;
+}
+
+int tls_conn_write(tls_conn *c, const uint8_t *data, size_t len)
+{
+    if (!c->ready)
+        return LSKV_EIO;
+    while (len > 0) {
+        size_t n = 0;
+        if (SSL_write_ex(c->ssl, data, len, &n) != 1) {
+            ERR_clear_error();
+            return LSKV_EIO;
+        }
+        data += n;
+        len -= n;
+    }
+    return 0;
+}
+
+size_t tls_conn_pending(const tls_conn *c)
+{
+    return BIO_ctrl_pending(c->wbio);
+}
+
+size_t tls_conn_take(tls_conn *c, uint8_t *buf, size_t cap)
+{
+    int n = BIO_read(c->wbio, buf, cap > 1 << 30 ? 1 << 30 : (int)cap);
+    return n > 0 ? (size_t)n : 0;
+}

@@ -1,0 +1,48 @@
+/* Server-side TLS (OpenSSL 3) over memory BIOs, so the socket stays libuv's.
+ *
+ * A tls_ctx holds the certificate and key and offers ALPN "h2" (TLS 1.2 and
+ * 1.3). A tls_conn is one connection: ciphertext from the network goes in
+ * with tls_conn_feed, plaintext comes out of tls_conn_read; plaintext to send
+ * goes in with tls_conn_write and ciphertext for the network comes out of
+ * tls_conn_take. The handshake runs inside feed. */
+#ifndef LSKV_NET_TLS_H
+#define LSKV_NET_TLS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+typedef struct tls_ctx tls_ctx;
+typedef struct tls_conn tls_conn;
+
+/* Loads the PEM certificate chain and private key. Errors: LSKV_EIO (errmsg
+ * has OpenSSL's reason), LSKV_ENOMEM. */
+int tls_ctx_open(const char *cert_file, const char *key_file, tls_ctx **out,
+                 char *errmsg);
+void tls_ctx_close(tls_ctx *ctx);
+
+/* Errors: LSKV_ENOMEM. ctx must outlive the connection. */
+int tls_conn_open(tls_ctx *ctx, tls_conn **out);
+void tls_conn_close(tls_conn *c);
+
+/* Consumes ciphertext and advances the handshake. Errors: LSKV_EIO (bad
+ * record, failed handshake, peer alert); the connection is then dead. */
+int tls_conn_feed(tls_conn *c, const uint8_t *data, size_t len);
+
+/* True once the handshake completed. */
+bool tls_conn_ready(const tls_conn *c);
+
+/* Decrypted bytes into buf: returns > 0 bytes, 0 when nothing is available
+ * yet, LSKV_ESHUTDOWN after the peer's close_notify, LSKV_EIO on error. */
+ssize_t tls_conn_read(tls_conn *c, uint8_t *buf, size_t cap);
+
+/* Encrypts plaintext (only once ready). Errors: LSKV_EIO. */
+int tls_conn_write(tls_conn *c, const uint8_t *data, size_t len);
+
+/* Ciphertext waiting for the network. */
+size_t tls_conn_pending(const tls_conn *c);
+/* Moves up to cap bytes of pending ciphertext to buf; returns the count. */
+size_t tls_conn_take(tls_conn *c, uint8_t *buf, size_t cap);
+
+#endif
