@@ -3,7 +3,10 @@
  * tampering one with the same type.
  *
  * Return contract for every function: 0 on success; LSKV_ENOTFOUND from get
- * when the id is absent; LSKV_EIO for any engine failure, with errmsg set. */
+ * when the id is absent; LSKV_ECORRUPT from get when the engine's own
+ * integrity checks fail; LSKV_EIO for any other engine failure. errmsg
+ * (LSKV_ERRMSG_SIZE) is set on every failure but LSKV_ENOTFOUND. Engines are
+ * not thread safe unless they say so. */
 #ifndef LSKV_STORAGE_ENGINE_H
 #define LSKV_STORAGE_ENGINE_H
 
@@ -18,13 +21,18 @@ struct engine {
     /* Value returned in *val is malloc'ed; the caller frees it. */
     int (*get)(struct engine *e, const uint8_t *id, size_t id_len, uint8_t **val,
                size_t *val_len, char *errmsg);
+    /* Returns NULL on out of memory. */
     struct engine_batch *(*batch_new)(struct engine *e);
     void (*batch_put)(struct engine_batch *b, const uint8_t *id, size_t id_len,
                       const uint8_t *val, size_t val_len);
     void (*batch_delete)(struct engine_batch *b, const uint8_t *id, size_t id_len);
     /* Writes and frees the batch; sync=true makes it and all earlier writes durable. */
     int (*batch_write)(struct engine *e, struct engine_batch *b, bool sync, char *errmsg);
+    /* Frees a batch without writing it. */
+    void (*batch_free)(struct engine_batch *b);
+    /* Bytes the engine's files take now (0 if unknown). */
     int64_t (*disk_bytes)(struct engine *e);
+    /* Closes the engine and frees e. */
     void (*close)(struct engine *e);
 };
 

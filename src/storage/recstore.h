@@ -25,6 +25,18 @@
 typedef struct recstore recstore;
 struct engine; /* storage/engine.h */
 
+/* Record format version: the first byte of every engine value and of every
+ * body plaintext, and part of the AAD. docs/record-format.md. */
+#define RECSTORE_FORMAT_VERSION 1
+/* Engine key of a record: main (i64 BE) || sub (i64 BE). */
+#define RECSTORE_ID_BYTES 16
+/* AAD: format version (1) || id (16) || cluster id (u64 BE, 8). */
+#define RECSTORE_AAD_BYTES 25
+/* Fixed part of a body plaintext (before key and value). */
+#define RECSTORE_BODY_HEADER_BYTES 42
+/* Engine value = format version (1) || AEAD sealed body. */
+#define RECSTORE_VALUE_OVERHEAD (1 + AEAD_OVERHEAD)
+
 /* A decrypted record. */
 struct kv_record {
     const uint8_t *key;
@@ -47,20 +59,40 @@ struct recstore_config {
                                             (tests: a tampering engine) */
 };
 
-/* Errors: LSKV_EIO (engine open failed), LSKV_ENOMEM. */
+/* Opens the store. errmsg (LSKV_ERRMSG_SIZE) gets the reason on failure.
+ * Errors: LSKV_EIO (engine open failed), LSKV_ENOMEM. */
 int recstore_open(const struct recstore_config *config, recstore **out, char *errmsg);
+/* Drops the pending batch, wipes and frees cached plaintext, closes the
+ * engine unless it was borrowed. NULL is a no-op. */
 void recstore_close(recstore *rs);
 
-/* Stages the record for id (main, sub) in the pending batch. rec is copied.
- * Errors: LSKV_ENOMEM, LSKV_EIO. */
+/* Stages the record for id (main, sub) in the pending batch: sealed at once,
+ * written by recstore_commit. rec (key and value too) is copied. The record
+ * must be well formed: main >= 1, sub >= 0, rec->mod_revision == main, a key
+ * of at least one byte, lease >= 0; a tombstone has create_revision 0,
+ * version 0 and no value; a live record has 1 <= create_revision <= main and
+ * version >= 1. Each id is written once (a second put in the same batch
+ * replaces the first).
+ * Errors: LSKV_EINVAL (malformed record), LSKV_ETOOLARGE (key plus value over
+ * 1 GiB), LSKV_ENOMEM, LSKV_EIO (the store is in its sticky error state, or
+ * sealing failed). */
 int recstore_put(recstore *rs, int64_t main, int64_t sub, const struct kv_record *rec);
-/* Stages deletion of the record (compaction). */
+/* Stages deletion of the record (compaction). From now on recstore_get of it
+ * fails with LSKV_ECORRUPT (missing), as it will after the commit.
+ * Errors: LSKV_ENOMEM, LSKV_EIO (sticky error state). */
 int recstore_delete(recstore *rs, int64_t main, int64_t sub);
-/* Writes the pending batch to the engine, without fsync. Errors: LSKV_EIO
- * (sticky: the store refuses further writes). */
+/* Writes the pending batch to the engine as one batch, without fsync; the
+ * committed records enter the cache. Nothing pending: a no-op.
+ * Errors: LSKV_EIO (sticky: the pending batch is dropped and every later
+ * put, delete, commit and sync fails with LSKV_EIO until the store is
+ * reopened; recstore_errmsg says why). */
 int recstore_commit(recstore *rs);
-/* Makes all committed batches durable. Errors: LSKV_EIO (sticky). */
+/* Commits the pending batch, if any, then makes everything committed so far
+ * durable (one synced engine write). Errors: LSKV_EIO (sticky, as above). */
 int recstore_sync(recstore *rs);
+/* The reason for the sticky error state, or "" if the store is healthy.
+ * Borrowed: valid until recstore_close. */
+const char *recstore_errmsg(const recstore *rs);
 
 /* Reads and verifies the record for id (main, sub), from the cache or the
  * engine. Key and value in *out are allocated from a (valid until the arena
@@ -73,5 +105,25 @@ int recstore_get(recstore *rs, int64_t main, int64_t sub, struct arena *a,
 
 /* Approximate bytes on disk of the engine (for Maintenance.Status db size). */
 int64_t recstore_disk_bytes(recstore *rs);
+
+struct recstore_stats {
+    size_t cache_bytes;      /* bytes charged in the cache (<= cache_bytes config) */
+    size_t cache_entries;    /* records in the cache */
+    uint64_t cache_hits;     /* recstore_get served from the cache */
+    uint64_t engine_reads;   /* recstore_get that read the engine */
+    size_t pending_records;  /* puts and deletes staged, not yet committed */
+};
+void recstore_stats(const recstore *rs, struct recstore_stats *out);
+
+/* Writes the engine key of (main, sub) into id. */
+void recstore_make_id(int64_t main, int64_t sub, uint8_t id[RECSTORE_ID_BYTES]);
+
+/* Decodes and checks a body plaintext (docs/record-format.md) in place:
+ * pointers in *out point into body. main is the id's main, which the
+ * mod_revision must equal. Exposed for the fuzzer and offline tools.
+ * Errors: LSKV_ECORRUPT with the reason in errmsg (LSKV_ERRMSG_SIZE, not
+ * NULL). */
+int recstore_decode_body(const uint8_t *body, size_t len, int64_t main,
+                         struct kv_record *out, char *errmsg);
 
 #endif
