@@ -28,7 +28,9 @@
     X(ENOTREADY, -10016, "not ready yet")                                        \
     X(EFORMAT, -10017, "unsupported format version")                             \
     X(ENOTFOUND, -10018, "not found")                                            \
-    X(ECOMPACTFUTURE, -10019, "compaction revision is a future revision")
+    X(EVALUEPROVIDED, -10019, "value is provided")                               \
+    X(ELEASEPROVIDED, -10020, "lease is provided")                               \
+    X(ETIMEOUT, -10021, "request timed out")
 
 enum lskv_err {
 #define LSKV_ERR_ENUM(name, code, msg) LSKV_##name = (code),
