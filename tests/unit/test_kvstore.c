@@ -1169,3 +1169,36 @@ TEST(kvstore, many_keys_and_hot_key)
     expect_kv(&f, "hot", 2500, "v", 2002, 2500, 499);
     fx_close(&f);
 }
+
+TEST(kvstore, snapshot_matches_documented_example)
+{
+    /* The example of docs/snapshot-format.md, byte for byte. */
+    static const char *hex =
+        "4c534b56534e4150" "00000001" "0000000000000005" "ffffffffffffffff"
+        "0000000000000002"
+        "00000001" "61" "00000002"
+        "0000000000000002" "0000000000000002" "00000002"
+        "0000000000000002" "00000000" "0000000000000003" "00000000"
+        "0000000000000000" "0000000000000000" "00000000"
+        "00000001" "62" "00000001"
+        "0000000000000004" "0000000000000002" "00000002"
+        "0000000000000004" "00000000" "0000000000000005" "00000000";
+    struct fx f;
+    fx_open(&f);
+    put(&f, "a", "1");
+    del(&f, "a", NULL);
+    put(&f, "b", "1");
+    put(&f, "b", "2");
+    uint8_t *buf;
+    size_t len;
+    ASSERT_EQ(kvstore_snapshot(f.kv, &buf, &len), 0);
+    ASSERT_EQ(len * 2, strlen(hex));
+    for (size_t i = 0; i < len; i++) {
+        unsigned byte;
+        sscanf(hex + 2 * i, "%2x", &byte);
+        if (buf[i] != byte)
+            TEST_FAIL("byte %zu: %02x vs %02x", i, buf[i], byte);
+    }
+    free(buf);
+    fx_close(&f);
+}
