@@ -266,6 +266,23 @@ TEST(kvstore, put_options)
     ASSERT_EQ(kvstore_put(f.kv, &r, &f.a, &resp, f.errmsg), LSKV_ELEASENOTFOUND);
     ASSERT_EQ(kvstore_revision(f.kv), before);
 
+    /* Both wrong: a put checks the lease first, a put in a txn the key
+     * (etcd 3.4.23 answers so). */
+    r = put_req("missing", NULL);
+    r.ignore_value = 1;
+    r.lease = 5;
+    ASSERT_EQ(kvstore_put(f.kv, &r, &f.a, &resp, f.errmsg), LSKV_ELEASENOTFOUND);
+    Etcdserverpb__RequestOp op = ETCDSERVERPB__REQUEST_OP__INIT;
+    op.request_case = ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_PUT;
+    op.request_put = &r;
+    Etcdserverpb__RequestOp *ops[1] = {&op};
+    Etcdserverpb__TxnRequest t = ETCDSERVERPB__TXN_REQUEST__INIT;
+    t.n_success = 1;
+    t.success = ops;
+    Etcdserverpb__TxnResponse *tresp;
+    ASSERT_EQ(kvstore_txn(f.kv, &t, &f.a, &tresp, f.errmsg), LSKV_EKEYNOTFOUND);
+    ASSERT_EQ(kvstore_revision(f.kv), before);
+
     /* Validation before proposing. */
     r = put_req("", "v");
     ASSERT_EQ(kvstore_validate_put(&r), LSKV_EEMPTYKEY);
