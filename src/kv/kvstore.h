@@ -16,6 +16,7 @@
 #ifndef LSKV_KV_KVSTORE_H
 #define LSKV_KV_KVSTORE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -35,6 +36,18 @@ int64_t kvstore_revision(const kvstore *kv);         /* current revision (>= 1) 
 int64_t kvstore_compact_revision(const kvstore *kv); /* 0 if never compacted */
 size_t kvstore_key_count(const kvstore *kv);         /* live keys */
 
+/* Lease existence, asked by put (lease != 0) before it writes. Until one is
+ * set, no lease exists (LSKV_ELEASENOTFOUND). fn must be deterministic. */
+typedef bool (*kvstore_lease_fn)(void *arg, int64_t lease);
+void kvstore_set_lease_lookup(kvstore *kv, kvstore_lease_fn fn, void *arg);
+
+/* The changes made by the last successful write (put, delete_range, txn), in
+ * order: change i has revision (kvstore_revision, i); a tombstone is a
+ * deletion. For watch fan-out and lease attachment. Borrowed: valid until the
+ * next write, and no longer than the request and arena passed to that write.
+ * Zero after a write that changed nothing or failed, and after compaction. */
+const struct kv_record *kvstore_changes(const kvstore *kv, size_t *n);
+
 /* Reads. Errors: LSKV_ECOMPACTED, LSKV_EFUTUREREV, LSKV_ECORRUPT (a record
  * failed verification; errmsg says which), LSKV_ENOMEM. */
 int kvstore_range(kvstore *kv, const Etcdserverpb__RangeRequest *req, struct arena *a,
@@ -42,6 +55,9 @@ int kvstore_range(kvstore *kv, const Etcdserverpb__RangeRequest *req, struct are
 
 /* Checks etcd applies before proposing. Errors: LSKV_EEMPTYKEY,
  * LSKV_ETOOMANYOPS, LSKV_EDUPKEY, LSKV_EKEYNOTFOUND (empty txn request op). */
+int kvstore_validate_range(const Etcdserverpb__RangeRequest *req);
+/* Errors: LSKV_EEMPTYKEY, LSKV_EVALUEPROVIDED (ignore_value with a value),
+ * LSKV_ELEASEPROVIDED (ignore_lease with a lease). */
 int kvstore_validate_put(const Etcdserverpb__PutRequest *req);
 int kvstore_validate_delete_range(const Etcdserverpb__DeleteRangeRequest *req);
 int kvstore_validate_txn(const Etcdserverpb__TxnRequest *req);

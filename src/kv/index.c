@@ -1,0 +1,884 @@
+/* The trusted key index: an AVL tree of keys, each with its generations.
+ *
+ * Why an AVL tree: worst-case O(log n) for every operation whatever keys
+ * clients choose (a skip list would need randomness, which kv/ may not use),
+ * in-order iteration through parent pointers for range scans, and nodes that
+ * never move, so entries can be held by pointer (undo log, iteration during
+ * delete-range and compaction).
+ *
+ * A generation stores its revisions as two parallel arrays in one block:
+ * cap int64 mains followed by cap uint32 subs (12 bytes per revision). A
+ * request's sub revision is bounded by its change count, far below 2^32
+ * (kvstore checks). Revisions are sorted, so a lookup at any revision is a
+ * binary search over generations (by first revision) and then over revisions:
+ * reading a hot key at the latest revision does not walk its history. */
+#include "kv/index.h"
+
+#include <assert.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/bytes.h"
+#include "common/err.h"
+
+struct gen {
+    int64_t ver;     /* puts + tombstones ever appended to this generation */
+    int64_t created; /* main revision of the generation's first put */
+    uint32_t n;      /* revisions held */
+    uint32_t cap;    /* capacity of block */
+    void *block;     /* int64_t mains[cap], then uint32_t subs[cap] */
+};
+
+struct kvindex_entry {
+    struct kvindex_entry *left, *right, *parent;
+    struct gen *gens; /* oldest first; the last one is the open generation */
+    uint32_t ngens, capgens;
+    uint32_t key_len;
+    int32_t height; /* AVL height, leaf = 1 */
+    uint8_t key[];
+};
+
+struct kvindex {
+    kvindex_entry *root;
+    size_t size; /* entries */
+    size_t live; /* entries whose last generation is non-empty */
+    size_t revs; /* revisions over all entries */
+};
+
+/* ---- generations ---- */
+
+static inline int64_t *gen_mains(const struct gen *g)
+{
+    return (int64_t *)g->block;
+}
+
+static inline uint32_t *gen_subs(const struct gen *g)
+{
+    return (uint32_t *)((int64_t *)g->block + g->cap);
+}
+
+static inline struct kvindex_rev gen_rev(const struct gen *g, uint32_t i)
+{
+    struct kvindex_rev r = {gen_mains(g)[i], gen_subs(g)[i]};
+    return r;
+}
+
+/* Resizes g's block to new_cap (>= g->n). */
+static int gen_set_cap(struct gen *g, uint32_t new_cap)
+{
+    if (new_cap == g->cap)
+        return 0;
+    void *block = malloc((size_t)new_cap * (sizeof(int64_t) + sizeof(uint32_t)));
+    if (block == NULL)
+        return LSKV_ENOMEM;
+    if (g->n > 0) {
+        memcpy(block, gen_mains(g), g->n * sizeof(int64_t));
+        memcpy((int64_t *)block + new_cap, gen_subs(g), g->n * sizeof(uint32_t));
+    }
+    free(g->block);
+    g->block = block;
+    g->cap = new_cap;
+    return 0;
+}
+
+static int gen_reserve(struct gen *g, uint32_t extra)
+{
+    if (g->n + extra <= g->cap)
+        return 0;
+    uint32_t cap = g->cap < 2 ? 2 : g->cap;
+    while (cap < g->n + extra)
+        cap = cap > UINT32_MAX / 2 ? UINT32_MAX : cap * 2;
+    return gen_set_cap(g, cap);
+}
+
+static void gen_append(struct gen *g, struct kvindex_rev r)
+{
+    assert(g->n < g->cap);
+    gen_mains(g)[g->n] = r.main;
+    gen_subs(g)[g->n] = (uint32_t)r.sub;
+    g->n++;
+}
+
+/* Drops the first k revisions of g, shrinking the block when mostly unused. */
+static void gen_drop_front(struct gen *g, uint32_t k)
+{
+    if (k == 0)
+        return;
+    uint32_t rest = g->n - k;
+    memmove(gen_mains(g), gen_mains(g) + k, rest * sizeof(int64_t));
+    memmove(gen_subs(g), gen_subs(g) + k, rest * sizeof(uint32_t));
+    g->n = rest;
+    if (g->cap > 8 && g->n < g->cap / 4)
+        (void)gen_set_cap(g, g->n < 2 ? 2 : g->n * 2); /* on ENOMEM keep the big block */
+}
+
+/* Index of the newest revision of g with main <= at, or -1. */
+static int64_t gen_find(const struct gen *g, int64_t at)
+{
+    const int64_t *m = gen_mains(g);
+    uint32_t lo = 0, hi = g->n; /* first index with main > at lies in [lo, hi] */
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (m[mid] <= at)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return (int64_t)lo - 1;
+}
+
+static inline struct gen *last_gen(const kvindex_entry *e)
+{
+    return &e->gens[e->ngens - 1];
+}
+
+static inline bool rev_less(struct kvindex_rev a, struct kvindex_rev b)
+{
+    return a.main < b.main || (a.main == b.main && a.sub < b.sub);
+}
+
+/* The newest revision of the key, or {0,0} when it has none. */
+static struct kvindex_rev entry_latest(const kvindex_entry *e)
+{
+    for (uint32_t i = e->ngens; i-- > 0;) {
+        const struct gen *g = &e->gens[i];
+        if (g->n > 0)
+            return gen_rev(g, g->n - 1);
+    }
+    struct kvindex_rev none = {0, 0};
+    return none;
+}
+
+/* ---- AVL tree ---- */
+
+static inline int32_t height(const kvindex_entry *n)
+{
+    return n ? n->height : 0;
+}
+
+static inline void update_height(kvindex_entry *n)
+{
+    int32_t l = height(n->left), r = height(n->right);
+    n->height = 1 + (l > r ? l : r);
+}
+
+static int key_cmp(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen)
+{
+    size_t n = alen < blen ? alen : blen;
+    int c = n ? memcmp(a, b, n) : 0;
+    if (c != 0)
+        return c;
+    return alen < blen ? -1 : alen > blen ? 1 : 0;
+}
+
+/* Makes v take u's place under u's parent. */
+static void replace_child(kvindex *ix, kvindex_entry *u, kvindex_entry *v)
+{
+    if (u->parent == NULL)
+        ix->root = v;
+    else if (u->parent->left == u)
+        u->parent->left = v;
+    else
+        u->parent->right = v;
+    if (v != NULL)
+        v->parent = u->parent;
+}
+
+static kvindex_entry *rotate_left(kvindex *ix, kvindex_entry *x)
+{
+    kvindex_entry *y = x->right;
+    x->right = y->left;
+    if (y->left)
+        y->left->parent = x;
+    replace_child(ix, x, y);
+    y->left = x;
+    x->parent = y;
+    update_height(x);
+    update_height(y);
+    return y;
+}
+
+static kvindex_entry *rotate_right(kvindex *ix, kvindex_entry *x)
+{
+    kvindex_entry *y = x->left;
+    x->left = y->right;
+    if (y->right)
+        y->right->parent = x;
+    replace_child(ix, x, y);
+    y->right = x;
+    x->parent = y;
+    update_height(x);
+    update_height(y);
+    return y;
+}
+
+/* Restores the AVL property from n up to the root. */
+static void rebalance(kvindex *ix, kvindex_entry *n)
+{
+    while (n != NULL) {
+        update_height(n);
+        int32_t bf = height(n->left) - height(n->right);
+        if (bf > 1) {
+            if (height(n->left->left) < height(n->left->right))
+                rotate_left(ix, n->left);
+            n = rotate_right(ix, n);
+        } else if (bf < -1) {
+            if (height(n->right->right) < height(n->right->left))
+                rotate_right(ix, n->right);
+            n = rotate_left(ix, n);
+        }
+        n = n->parent;
+    }
+}
+
+static kvindex_entry *leftmost(kvindex_entry *n)
+{
+    while (n && n->left)
+        n = n->left;
+    return n;
+}
+
+static void tree_remove(kvindex *ix, kvindex_entry *z)
+{
+    kvindex_entry *fix;
+    if (z->left == NULL) {
+        fix = z->parent;
+        replace_child(ix, z, z->right);
+    } else if (z->right == NULL) {
+        fix = z->parent;
+        replace_child(ix, z, z->left);
+    } else {
+        kvindex_entry *y = leftmost(z->right);
+        if (y->parent != z) {
+            fix = y->parent;
+            replace_child(ix, y, y->right);
+            y->right = z->right;
+            y->right->parent = y;
+        } else {
+            fix = y;
+        }
+        replace_child(ix, z, y);
+        y->left = z->left;
+        y->left->parent = y;
+        y->height = z->height;
+    }
+    rebalance(ix, fix);
+}
+
+static void entry_free(kvindex_entry *e)
+{
+    for (uint32_t i = 0; i < e->ngens; i++)
+        free(e->gens[i].block);
+    free(e->gens);
+    free(e);
+}
+
+static kvindex_entry *entry_new(const uint8_t *key, size_t key_len)
+{
+    if (key_len > UINT32_MAX)
+        return NULL;
+    kvindex_entry *e = calloc(1, sizeof(*e) + key_len);
+    if (e == NULL)
+        return NULL;
+    e->gens = calloc(1, sizeof(struct gen));
+    if (e->gens == NULL) {
+        free(e);
+        return NULL;
+    }
+    e->ngens = e->capgens = 1;
+    e->key_len = (uint32_t)key_len;
+    if (key_len)
+        memcpy(e->key, key, key_len);
+    e->height = 1;
+    return e;
+}
+
+/* ---- public: life cycle and lookups ---- */
+
+int kvindex_new(kvindex **out)
+{
+    kvindex *ix = calloc(1, sizeof(*ix));
+    if (ix == NULL)
+        return LSKV_ENOMEM;
+    *out = ix;
+    return 0;
+}
+
+static void free_subtree(kvindex_entry *n)
+{
+    /* Iterative post-order through parent pointers: no recursion depth limits. */
+    while (n != NULL) {
+        if (n->left) {
+            n = n->left;
+        } else if (n->right) {
+            n = n->right;
+        } else {
+            kvindex_entry *p = n->parent;
+            if (p) {
+                if (p->left == n)
+                    p->left = NULL;
+                else
+                    p->right = NULL;
+            }
+            entry_free(n);
+            n = p;
+        }
+    }
+}
+
+void kvindex_free(kvindex *ix)
+{
+    if (ix == NULL)
+        return;
+    free_subtree(ix->root);
+    free(ix);
+}
+
+size_t kvindex_size(const kvindex *ix)
+{
+    return ix->size;
+}
+
+size_t kvindex_live(const kvindex *ix)
+{
+    return ix->live;
+}
+
+size_t kvindex_revisions(const kvindex *ix)
+{
+    return ix->revs;
+}
+
+kvindex_entry *kvindex_find(const kvindex *ix, const uint8_t *key, size_t key_len)
+{
+    kvindex_entry *n = ix->root;
+    while (n != NULL) {
+        int c = key_cmp(key, key_len, n->key, n->key_len);
+        if (c == 0)
+            return n;
+        n = c < 0 ? n->left : n->right;
+    }
+    return NULL;
+}
+
+kvindex_entry *kvindex_seek(const kvindex *ix, const uint8_t *key, size_t key_len)
+{
+    kvindex_entry *n = ix->root, *best = NULL;
+    while (n != NULL) {
+        int c = key_cmp(key, key_len, n->key, n->key_len);
+        if (c == 0)
+            return n;
+        if (c < 0) {
+            best = n;
+            n = n->left;
+        } else {
+            n = n->right;
+        }
+    }
+    return best;
+}
+
+kvindex_entry *kvindex_next(const kvindex_entry *e)
+{
+    if (e->right)
+        return leftmost(e->right);
+    const kvindex_entry *n = e;
+    while (n->parent && n->parent->right == n)
+        n = n->parent;
+    return n->parent;
+}
+
+const uint8_t *kvindex_entry_key(const kvindex_entry *e, size_t *key_len)
+{
+    *key_len = e->key_len;
+    return e->key;
+}
+
+bool kvindex_entry_live(const kvindex_entry *e)
+{
+    return last_gen(e)->n > 0;
+}
+
+bool kvindex_entry_get(const kvindex_entry *e, int64_t at_rev, struct kvindex_hit *out)
+{
+    /* The generation that may hold at_rev is the last one whose first
+     * revision is <= at_rev (etcd's findGeneration, by binary search). Only
+     * the last generation may be empty. */
+    uint32_t ng = e->ngens;
+    if (last_gen(e)->n == 0)
+        ng--;
+    uint32_t lo = 0, hi = ng;
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (gen_mains(&e->gens[mid])[0] <= at_rev)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (lo == 0)
+        return false;
+    const struct gen *g = &e->gens[lo - 1];
+    if (lo - 1 != e->ngens - 1 && gen_mains(g)[g->n - 1] <= at_rev)
+        return false; /* deleted at or before at_rev */
+    int64_t i = gen_find(g, at_rev);
+    if (i < 0)
+        return false;
+    out->mod = gen_rev(g, (uint32_t)i);
+    out->create_revision = g->created;
+    out->version = g->ver - ((int64_t)g->n - 1 - i);
+    return true;
+}
+
+bool kvindex_get(const kvindex *ix, const uint8_t *key, size_t key_len, int64_t at_rev,
+                 struct kvindex_hit *out)
+{
+    const kvindex_entry *e = kvindex_find(ix, key, key_len);
+    return e != NULL && kvindex_entry_get(e, at_rev, out);
+}
+
+int kvindex_entry_since(const kvindex_entry *e, int64_t since_main, kvindex_rev_cb cb,
+                        void *arg)
+{
+    /* Collapse revisions sharing a main into the last one, as etcd does. */
+    for (uint32_t gi = 0; gi < e->ngens; gi++) {
+        const struct gen *g = &e->gens[gi];
+        if (g->n == 0 || gen_mains(g)[g->n - 1] < since_main)
+            continue;
+        int64_t start = gen_find(g, since_main - 1) + 1;
+        for (uint32_t i = (uint32_t)start; i < g->n; i++) {
+            struct kvindex_rev r = gen_rev(g, i);
+            bool more_same = false;
+            if (i + 1 < g->n)
+                more_same = gen_mains(g)[i + 1] == r.main;
+            else if (gi + 1 < e->ngens && e->gens[gi + 1].n > 0)
+                more_same = gen_mains(&e->gens[gi + 1])[0] == r.main;
+            if (more_same)
+                continue;
+            bool tomb = i == g->n - 1 && gi != e->ngens - 1;
+            int rv = cb(arg, e, r, tomb);
+            if (rv != 0)
+                return rv;
+        }
+    }
+    return 0;
+}
+
+/* ---- writes ---- */
+
+int kvindex_put(kvindex *ix, const uint8_t *key, size_t key_len, struct kvindex_rev rev,
+                kvindex_entry **entry)
+{
+    kvindex_entry *n = ix->root, *parent = NULL;
+    int c = 0;
+    while (n != NULL) {
+        c = key_cmp(key, key_len, n->key, n->key_len);
+        if (c == 0)
+            break;
+        parent = n;
+        n = c < 0 ? n->left : n->right;
+    }
+    if (n != NULL) {
+        assert(rev_less(entry_latest(n), rev));
+        struct gen *g = last_gen(n);
+        int rv = gen_reserve(g, 1);
+        if (rv != 0)
+            return rv;
+        if (g->n == 0) {
+            g->created = rev.main;
+            ix->live++;
+        }
+        gen_append(g, rev);
+        g->ver++;
+        ix->revs++;
+        if (entry)
+            *entry = n;
+        return 0;
+    }
+    n = entry_new(key, key_len);
+    if (n == NULL || gen_reserve(&n->gens[0], 1) != 0) {
+        if (n)
+            entry_free(n);
+        return LSKV_ENOMEM;
+    }
+    gen_append(&n->gens[0], rev);
+    n->gens[0].ver = 1;
+    n->gens[0].created = rev.main;
+    n->parent = parent;
+    if (parent == NULL)
+        ix->root = n;
+    else if (c < 0)
+        parent->left = n;
+    else
+        parent->right = n;
+    rebalance(ix, parent);
+    ix->size++;
+    ix->live++;
+    ix->revs++;
+    if (entry)
+        *entry = n;
+    return 0;
+}
+
+int kvindex_tombstone(kvindex *ix, kvindex_entry *e, struct kvindex_rev rev)
+{
+    struct gen *g = last_gen(e);
+    if (g->n == 0)
+        return LSKV_ENOTFOUND;
+    assert(rev_less(entry_latest(e), rev));
+    if (gen_reserve(g, 1) != 0)
+        return LSKV_ENOMEM;
+    if (e->ngens == e->capgens) {
+        uint32_t cap = e->capgens * 2;
+        struct gen *gens = realloc(e->gens, cap * sizeof(*gens));
+        if (gens == NULL)
+            return LSKV_ENOMEM; /* the reserved slot in g is harmless */
+        e->gens = gens;
+        e->capgens = cap;
+        g = last_gen(e);
+    }
+    gen_append(g, rev);
+    g->ver++;
+    memset(&e->gens[e->ngens], 0, sizeof(struct gen));
+    e->ngens++;
+    ix->live--;
+    ix->revs++;
+    return 0;
+}
+
+void kvindex_undo(kvindex *ix, kvindex_entry *e)
+{
+    struct gen *g = last_gen(e);
+    if (g->n == 0) {
+        /* Undo a tombstone: close the empty generation, reopen the previous. */
+        assert(e->ngens > 1);
+        free(g->block);
+        e->ngens--;
+        g = last_gen(e);
+        g->n--;
+        g->ver--;
+        ix->live++;
+        ix->revs--;
+        return;
+    }
+    g->n--;
+    g->ver--;
+    ix->revs--;
+    if (g->n == 0) {
+        ix->live--;
+        g->created = 0;
+        if (e->ngens == 1) {
+            tree_remove(ix, e);
+            ix->size--;
+            entry_free(e);
+        }
+    }
+}
+
+/* ---- compaction ---- */
+
+/* Compacts one key; returns true if the entry became empty and must go. */
+static bool entry_compact(kvindex *ix, kvindex_entry *e, int64_t at_rev,
+                          void (*drop)(void *arg, struct kvindex_rev rev), void *arg)
+{
+    /* The first generation that is open or deleted after at_rev survives;
+     * every generation before it was deleted at or before at_rev. */
+    uint32_t gi = 0;
+    while (gi < e->ngens - 1) {
+        const struct gen *g = &e->gens[gi];
+        if (gen_mains(g)[g->n - 1] > at_rev)
+            break;
+        gi++;
+    }
+    for (uint32_t i = 0; i < gi; i++) {
+        struct gen *g = &e->gens[i];
+        for (uint32_t j = 0; j < g->n; j++)
+            drop(arg, gen_rev(g, j));
+        ix->revs -= g->n;
+        free(g->block);
+    }
+    if (gi > 0) {
+        memmove(e->gens, e->gens + gi, (e->ngens - gi) * sizeof(struct gen));
+        e->ngens -= gi;
+    }
+    struct gen *g = &e->gens[0];
+    int64_t keep = gen_find(g, at_rev);
+    if (keep > 0) {
+        for (uint32_t j = 0; j < (uint32_t)keep; j++)
+            drop(arg, gen_rev(g, j));
+        ix->revs -= (size_t)keep;
+        gen_drop_front(g, (uint32_t)keep);
+    }
+    if (e->ngens > 1 && e->ngens < e->capgens / 4) {
+        struct gen *gens = realloc(e->gens, e->ngens * 2 * sizeof(*gens));
+        if (gens != NULL) {
+            e->gens = gens;
+            e->capgens = e->ngens * 2;
+        }
+    }
+    return e->ngens == 1 && e->gens[0].n == 0;
+}
+
+void kvindex_compact(kvindex *ix, int64_t at_rev,
+                     void (*drop)(void *arg, struct kvindex_rev rev), void *arg)
+{
+    kvindex_entry *e = kvindex_seek(ix, NULL, 0);
+    while (e != NULL) {
+        kvindex_entry *next = kvindex_next(e);
+        if (entry_compact(ix, e, at_rev, drop, arg)) {
+            tree_remove(ix, e);
+            ix->size--;
+            entry_free(e);
+        }
+        e = next;
+    }
+}
+
+/* ---- serialisation ----
+ *
+ * entry_count u64
+ * per entry, in key order:
+ *   key_len u32 | key | gen_count u32
+ *   per generation: created i64 | ver i64 | rev_count u32 | rev_count x (main i64 | sub u32)
+ */
+
+size_t kvindex_encoded_size(const kvindex *ix)
+{
+    size_t n = 8;
+    for (kvindex_entry *e = kvindex_seek(ix, NULL, 0); e; e = kvindex_next(e)) {
+        n += 4 + e->key_len + 4;
+        for (uint32_t i = 0; i < e->ngens; i++)
+            n += 20 + (size_t)e->gens[i].n * 12;
+    }
+    return n;
+}
+
+void kvindex_encode(const kvindex *ix, uint8_t *p)
+{
+    put_u64be(p, ix->size);
+    p += 8;
+    for (kvindex_entry *e = kvindex_seek(ix, NULL, 0); e; e = kvindex_next(e)) {
+        put_u32be(p, e->key_len);
+        memcpy(p + 4, e->key, e->key_len);
+        p += 4 + e->key_len;
+        put_u32be(p, e->ngens);
+        p += 4;
+        for (uint32_t i = 0; i < e->ngens; i++) {
+            const struct gen *g = &e->gens[i];
+            put_u64be(p, (uint64_t)g->created);
+            put_u64be(p + 8, (uint64_t)g->ver);
+            put_u32be(p + 16, g->n);
+            p += 20;
+            for (uint32_t j = 0; j < g->n; j++) {
+                put_u64be(p, (uint64_t)gen_mains(g)[j]);
+                put_u32be(p + 8, gen_subs(g)[j]);
+                p += 12;
+            }
+        }
+    }
+}
+
+struct reader {
+    const uint8_t *p;
+    size_t left;
+};
+
+static bool rd_u32(struct reader *r, uint32_t *v)
+{
+    if (r->left < 4)
+        return false;
+    *v = get_u32be(r->p);
+    r->p += 4;
+    r->left -= 4;
+    return true;
+}
+
+static bool rd_i64(struct reader *r, int64_t *v)
+{
+    if (r->left < 8)
+        return false;
+    *v = (int64_t)get_u64be(r->p);
+    r->p += 8;
+    r->left -= 8;
+    return true;
+}
+
+/* Decodes and checks one entry. Returns 0, LSKV_ECORRUPT or LSKV_ENOMEM. */
+static int decode_entry(struct reader *r, int64_t max_rev, kvindex_entry **out)
+{
+    uint32_t key_len, ngens;
+    if (!rd_u32(r, &key_len) || key_len == 0 || key_len > r->left)
+        return LSKV_ECORRUPT;
+    const uint8_t *key = r->p;
+    r->p += key_len;
+    r->left -= key_len;
+    /* Each generation takes at least 20 bytes: bound counts before allocating. */
+    if (!rd_u32(r, &ngens) || ngens == 0 || ngens > r->left / 20)
+        return LSKV_ECORRUPT;
+    kvindex_entry *e = entry_new(key, key_len);
+    if (e == NULL)
+        return LSKV_ENOMEM;
+    int rv = LSKV_ECORRUPT;
+    if (ngens > 1) {
+        struct gen *gens = calloc(ngens, sizeof(*gens));
+        if (gens == NULL) {
+            rv = LSKV_ENOMEM;
+            goto err;
+        }
+        free(e->gens);
+        e->gens = gens;
+        e->ngens = e->capgens = ngens;
+    }
+    struct kvindex_rev prev = {0, 0};
+    for (uint32_t i = 0; i < ngens; i++) {
+        struct gen *g = &e->gens[i];
+        uint32_t n;
+        if (!rd_i64(r, &g->created) || !rd_i64(r, &g->ver) || !rd_u32(r, &n) ||
+            n > r->left / 12)
+            goto err;
+        bool last = i == ngens - 1;
+        /* (2) closed generations hold at least a put and the tombstone;
+         * (3) a key is never only an empty generation. */
+        if ((!last && n < 2) || (ngens == 1 && n == 0))
+            goto err;
+        if (n == 0) {
+            if (g->created != 0 || g->ver != 0)
+                goto err;
+            continue;
+        }
+        if (gen_set_cap(g, n) != 0) {
+            rv = LSKV_ENOMEM;
+            goto err;
+        }
+        for (uint32_t j = 0; j < n; j++) {
+            int64_t main;
+            uint32_t sub;
+            if (!rd_i64(r, &main) || !rd_u32(r, &sub))
+                goto err;
+            struct kvindex_rev rev = {main, sub};
+            /* (1) strictly increasing, within [1, max_rev]. */
+            if (main < 1 || main > max_rev || !rev_less(prev, rev))
+                goto err;
+            gen_append(g, rev);
+            prev = rev;
+        }
+        /* (4) versions >= 1; created no later than the first revision held. */
+        /* A generation gets at most two revisions per main revision (a put
+         * and a tombstone in one txn), so ver <= 2 * max_rev. */
+        if (g->ver < (int64_t)n || (g->ver > max_rev && g->ver - max_rev > max_rev) ||
+            g->created < 1 || g->created > gen_mains(g)[0])
+            goto err;
+    }
+    *out = e;
+    return 0;
+err:
+    entry_free(e);
+    return rv;
+}
+
+/* Links sorted entries v[lo..hi) into a perfectly balanced subtree. */
+static kvindex_entry *build_balanced(kvindex_entry **v, size_t lo, size_t hi,
+                                     kvindex_entry *parent)
+{
+    if (lo >= hi)
+        return NULL;
+    size_t mid = lo + (hi - lo) / 2;
+    kvindex_entry *n = v[mid];
+    n->parent = parent;
+    n->left = build_balanced(v, lo, mid, n);
+    n->right = build_balanced(v, mid + 1, hi, n);
+    update_height(n);
+    return n;
+}
+
+int kvindex_decode(const uint8_t *buf, size_t len, int64_t max_rev, kvindex **out,
+                   size_t *used)
+{
+    struct reader r = {buf, len};
+    int64_t count;
+    /* An entry takes at least 4 + 1 + 4 + 20 + 12 bytes. */
+    if (!rd_i64(&r, &count) || count < 0 || (uint64_t)count > r.left / 41)
+        return LSKV_ECORRUPT;
+    kvindex_entry **v = count ? malloc((size_t)count * sizeof(*v)) : NULL;
+    if (count && v == NULL)
+        return LSKV_ENOMEM;
+    kvindex *ix = calloc(1, sizeof(*ix));
+    int rv = ix ? 0 : LSKV_ENOMEM;
+    size_t got = 0;
+    for (; rv == 0 && got < (size_t)count; got++) {
+        rv = decode_entry(&r, max_rev, &v[got]);
+        if (rv != 0)
+            break;
+        kvindex_entry *e = v[got];
+        if (got > 0 && key_cmp(v[got - 1]->key, v[got - 1]->key_len, e->key, e->key_len) >= 0) {
+            entry_free(e);
+            rv = LSKV_ECORRUPT;
+            break;
+        }
+        if (last_gen(e)->n > 0)
+            ix->live++;
+        for (uint32_t i = 0; i < e->ngens; i++)
+            ix->revs += e->gens[i].n;
+    }
+    if (rv != 0) {
+        for (size_t i = 0; i < got; i++)
+            entry_free(v[i]);
+        free(v);
+        free(ix);
+        return rv;
+    }
+    ix->root = build_balanced(v, 0, (size_t)count, NULL);
+    ix->size = (size_t)count;
+    free(v);
+    *out = ix;
+    *used = len - r.left;
+    return 0;
+}
+
+/* ---- checking ---- */
+
+static int check_entry(const kvindex_entry *e)
+{
+    if (e->ngens == 0 || (e->ngens == 1 && e->gens[0].n == 0))
+        return LSKV_ECORRUPT;
+    struct kvindex_rev prev = {0, 0};
+    for (uint32_t i = 0; i < e->ngens; i++) {
+        const struct gen *g = &e->gens[i];
+        if (i + 1 < e->ngens && g->n < 2)
+            return LSKV_ECORRUPT;
+        if (g->n > 0 && (g->ver < (int64_t)g->n || g->created > gen_mains(g)[0]))
+            return LSKV_ECORRUPT;
+        for (uint32_t j = 0; j < g->n; j++) {
+            struct kvindex_rev r = gen_rev(g, j);
+            if (!rev_less(prev, r))
+                return LSKV_ECORRUPT;
+            prev = r;
+        }
+    }
+    return 0;
+}
+
+int kvindex_check(const kvindex *ix)
+{
+    size_t size = 0, live = 0, revs = 0;
+    const kvindex_entry *prev = NULL;
+    for (kvindex_entry *e = kvindex_seek(ix, NULL, 0); e; e = kvindex_next(e)) {
+        if (prev && key_cmp(prev->key, prev->key_len, e->key, e->key_len) >= 0)
+            return LSKV_ECORRUPT;
+        int32_t l = height(e->left), r = height(e->right);
+        if (e->height != 1 + (l > r ? l : r) || l - r > 1 || r - l > 1)
+            return LSKV_ECORRUPT;
+        if ((e->left && e->left->parent != e) || (e->right && e->right->parent != e))
+            return LSKV_ECORRUPT;
+        if (check_entry(e) != 0)
+            return LSKV_ECORRUPT;
+        size++;
+        if (last_gen(e)->n > 0)
+            live++;
+        for (uint32_t i = 0; i < e->ngens; i++)
+            revs += e->gens[i].n;
+        prev = e;
+    }
+    if (size != ix->size || live != ix->live || revs != ix->revs)
+        return LSKV_ECORRUPT;
+    return 0;
+}
