@@ -323,7 +323,8 @@ static int list_chunks(ledger *l, char *errmsg)
     closedir(d);
     if (rv != 0)
         return rv;
-    qsort(l->chunks, l->n_chunks, sizeof l->chunks[0], cmp_chunk);
+    if (l->n_chunks > 1)
+        qsort(l->chunks, l->n_chunks, sizeof l->chunks[0], cmp_chunk);
     uint64_t next = 0;
     for (size_t i = 0; i < l->n_chunks; i++) {
         const struct chunk_info *c = &l->chunks[i];
