@@ -1,10 +1,18 @@
 /* lskvd: configuration, wiring, signals and shutdown order.
  *
- * Start: parse flags -> data dir, identity ids and data key -> record store
- * (untrusted engine) -> key index -> state machine -> consensus (restores the
- * snapshot, replays the log) -> a barrier, so every committed entry is applied
- * -> listen for clients. Stop (SIGINT/SIGTERM): stop listening, close
- * consensus (pending proposals fail), then the store. */
+ * Start: parse flags -> data dir, identity ids and data key -> service and
+ * node identity (identity/), ledger secret -> ledger (ledger/: re-opened,
+ * tail checked and repaired) -> record store (untrusted engine) -> key index
+ * -> state machine -> consensus (restores the snapshot, replays the log; the
+ * ledger checks entries it already holds) -> a barrier, so every committed
+ * entry is applied -> listen for clients and start the signer. Stop
+ * (SIGINT/SIGTERM): stop the signer and listening, close consensus (pending
+ * proposals fail), then the ledger and the store.
+ *
+ * Signer: on the leader, after every loop iteration (uv_check) and on a timer,
+ * ledger_signature_due decides whether to propose a signature entry (every
+ * --sig-tx-interval entries or --sig-ms-interval ms while unsigned entries
+ * exist); one is in flight at a time. Writes do not wait for signatures. */
 #include <errno.h>
 #include <inttypes.h>
 #include <signal.h>
@@ -22,7 +30,9 @@
 #include "consensus/fsm.h"
 #include "consensus/node.h"
 #include "crypto/keyfile.h"
+#include "identity/cert.h"
 #include "kv/kvstore.h"
+#include "ledger/ledger.h"
 #include "net/grpc_server.h"
 #include "storage/recstore.h"
 
@@ -32,6 +42,13 @@ struct daemon {
     uv_loop_t *loop;
     struct config config;
     uint8_t data_key[AEAD_KEY_BYTES];
+    uint8_t ledger_secret[LEDGER_SECRET_BYTES];
+    cert_service *service;
+    cert_node *identity;
+    ledger *ledger;
+    uv_check_t sig_check;
+    uv_timer_t sig_timer;
+    bool sig_in_flight;
     uint64_t cluster_id;
     uint64_t member_id;
     recstore *records;
@@ -111,6 +128,70 @@ static const char *url_hostport(const char *url)
 
 static void on_closed_server(void *arg);
 
+/* --- Signer ------------------------------------------------------------------ */
+
+static void on_signature_done(void *arg, int status, void *result)
+{
+    struct daemon *d = arg;
+    d->sig_in_flight = false;
+    fsm_result_free(result);
+    if (status != 0 && status != LSKV_ENOTLEADER && status != LSKV_ESHUTDOWN)
+        LOG_WARN(MODULE, "signature entry failed: %s", lskv_strerror(status));
+}
+
+static void signer_tick(struct daemon *d)
+{
+    if (d->stopping || d->sig_in_flight || d->node == NULL || d->ledger == NULL)
+        return;
+    uint64_t now = uv_now(d->loop);
+    if (!ledger_signature_due(d->ledger, now))
+        return;
+    struct consensus_status st;
+    consensus_get_status(d->node, &st);
+    if (!st.is_leader || st.fatal != 0)
+        return;
+    uint8_t *payload = NULL;
+    size_t len = 0;
+    int rv = ledger_make_signature(d->ledger, d->identity, now, &payload, &len);
+    if (rv != 0) {
+        LOG_WARN(MODULE, "cannot sign the ledger: %s", lskv_strerror(rv));
+        return;
+    }
+    uint8_t *cmd = malloc(len + 2);
+    if (cmd == NULL) {
+        free(payload);
+        return;
+    }
+    cmd[0] = FSM_COMMAND_VERSION;
+    cmd[1] = FSM_CMD_SIGNATURE;
+    memcpy(cmd + 2, payload, len);
+    free(payload);
+    rv = consensus_propose(d->node, cmd, len + 2, on_signature_done, d);
+    free(cmd);
+    if (rv == 0)
+        d->sig_in_flight = true;
+    else if (rv != LSKV_ENOTLEADER)
+        LOG_WARN(MODULE, "cannot propose a signature: %s", lskv_strerror(rv));
+}
+
+static void on_sig_check(uv_check_t *h)
+{
+    signer_tick(h->data);
+}
+
+static void on_sig_timer(uv_timer_t *t)
+{
+    signer_tick(t->data);
+}
+
+static void start_signer(struct daemon *d)
+{
+    uint64_t ms = (uint64_t)d->config.sig_ms_interval;
+    uint64_t period = ms / 4 ? ms / 4 : 1;
+    uv_check_start(&d->sig_check, on_sig_check);
+    uv_timer_start(&d->sig_timer, on_sig_timer, period, period);
+}
+
 static void shutdown_daemon(struct daemon *d, int exit_code)
 {
     if (d->stopping)
@@ -121,6 +202,8 @@ static void shutdown_daemon(struct daemon *d, int exit_code)
     uv_close((uv_handle_t *)&d->sigint, NULL);
     uv_close((uv_handle_t *)&d->sigterm, NULL);
     uv_close((uv_handle_t *)&d->retry, NULL);
+    uv_close((uv_handle_t *)&d->sig_check, NULL);
+    uv_close((uv_handle_t *)&d->sig_timer, NULL);
     if (d->server != NULL)
         grpc_server_close(d->server, on_closed_server, d);
     else
@@ -165,6 +248,8 @@ static void start_serving(struct daemon *d)
         .client_urls = c->advertise_client_urls,
         .n_client_urls = c->n_advertise_client_urls,
         .max_request_bytes = (size_t)c->max_request_bytes,
+        .ledger = d->ledger,
+        .receipt_retry_ms = (uint64_t)(c->sig_ms_interval < 50 ? c->sig_ms_interval : 50),
     };
     size_t n = api_methods(&d->api, d->methods, sizeof d->methods / sizeof d->methods[0]);
     struct grpc_server_config sc = {
@@ -184,6 +269,7 @@ static void start_serving(struct daemon *d)
         shutdown_daemon(d, 1);
         return;
     }
+    start_signer(d);
     for (size_t i = 0; i < c->n_listen_client_urls; i++)
         LOG_INFO(MODULE, "ready to serve client requests on %s", c->listen_client_urls[i]);
     LOG_INFO(MODULE, "published member %016" PRIx64 " (%s) to cluster %016" PRIx64
@@ -233,8 +319,52 @@ static void try_ready(struct daemon *d)
 static void on_consensus_fatal(void *arg, int code, const char *errmsg)
 {
     struct daemon *d = arg;
-    LOG_ERROR(MODULE, "fatal: state machine stopped: %s: %s", lskv_errname(code), errmsg);
+    LOG_ERROR(MODULE, "fatal: state machine stopped: %s: %s%s%s", lskv_errname(code), errmsg,
+              d->fsm.errmsg[0] ? ": " : "", d->fsm.errmsg);
     shutdown_daemon(d, 1);
+}
+
+/* Identity (service cert made at bootstrap, node key and cert endorsed by
+ * it), ledger secret and the ledger itself. */
+static int open_ledger(struct daemon *d, char *errmsg)
+{
+    struct config *c = &d->config;
+    char path[4096];
+    int rv;
+    bool created = false;
+    snprintf(path, sizeof path, "%s/identity", c->data_dir);
+    if ((rv = make_dir(path, errmsg)) != 0)
+        return rv;
+    char cn[160];
+    snprintf(cn, sizeof cn, "lskv service %016" PRIx64, d->cluster_id);
+    if ((rv = cert_service_load_or_create(path, cn, true, &d->service, &created, errmsg)) != 0)
+        return rv;
+    if (created)
+        LOG_INFO(MODULE, "made a new service identity in %s/service.pem", path);
+    snprintf(cn, sizeof cn, "lskv node %016" PRIx64, d->member_id);
+    if ((rv = cert_node_load_or_create(path, d->service, cn, true, &d->identity, &created,
+                                       errmsg)) != 0)
+        return rv;
+    LOG_INFO(MODULE, "%s node identity %s", created ? "made a new" : "loaded",
+             cert_node_id(d->identity));
+    snprintf(path, sizeof path, "%s/ledger.secret", c->data_dir);
+    if ((rv = keyfile_load_or_create(path, d->ledger_secret, sizeof d->ledger_secret, true,
+                                     &created, errmsg)) != 0)
+        return rv;
+    snprintf(path, sizeof path, "%s/ledger", c->data_dir);
+    struct ledger_config lc = {
+        .dir = path,
+        .secret = d->ledger_secret,
+        .service = d->service,
+        .chunk_bytes = (uint64_t)c->ledger_chunk_bytes,
+        .sig_tx_interval = (uint64_t)c->sig_tx_interval,
+        .sig_ms_interval = (uint64_t)c->sig_ms_interval,
+    };
+    if ((rv = ledger_open(&lc, &d->ledger, errmsg)) != 0) {
+        errmsg_wrapf(errmsg, "ledger");
+        return rv;
+    }
+    return 0;
 }
 
 static int open_daemon(struct daemon *d, char *errmsg)
@@ -254,6 +384,8 @@ static int open_daemon(struct daemon *d, char *errmsg)
         return rv;
     if (created)
         LOG_INFO(MODULE, "made a new data key in %s", path);
+    if ((rv = open_ledger(d, errmsg)) != 0)
+        return rv;
 
     snprintf(path, sizeof path, "%s/engine", c->data_dir);
     struct recstore_config rc = {
@@ -269,6 +401,7 @@ static int open_daemon(struct daemon *d, char *errmsg)
         return rv;
     }
     fsm_init(&d->fsm, d->kv, d->records, d->cluster_id, d->member_id);
+    fsm_set_ledger(&d->fsm, d->ledger);
     struct consensus_fsm vt = fsm_vtable(&d->fsm);
 
     snprintf(path, sizeof path, "%s/raft", c->data_dir);
@@ -281,8 +414,16 @@ static int open_daemon(struct daemon *d, char *errmsg)
         .fatal_cb = on_consensus_fatal,
         .fatal_arg = d,
     };
-    if ((rv = consensus_open(d->loop, &cc, &vt, &d->node, errmsg)) != 0)
+    if ((rv = consensus_open(d->loop, &cc, &vt, &d->node, errmsg)) != 0) {
+        if (d->fsm.errmsg[0])
+            errmsg_wrapf(errmsg, "%s", d->fsm.errmsg);
         return rv;
+    }
+    struct ledger_position pos;
+    ledger_position(d->ledger, &pos);
+    LOG_INFO(MODULE, "ledger: %" PRIu64 " entries (last %" PRIu64 ".%" PRIu64 ", revision %" PRId64
+             "), %" PRIu64 " signed; %" PRIu64 " replayed entries checked",
+             pos.size, pos.term, pos.index, pos.revision, pos.signed_size, d->fsm.replayed);
     return 0;
 }
 
@@ -292,8 +433,12 @@ static void close_daemon(struct daemon *d)
         kvstore_close(d->kv);
     if (d->records != NULL)
         recstore_close(d->records);
+    ledger_close(d->ledger);
+    cert_node_free(d->identity);
+    cert_service_free(d->service);
     config_free(&d->config);
     memset(d->data_key, 0, sizeof d->data_key);
+    memset(d->ledger_secret, 0, sizeof d->ledger_secret);
 }
 
 int main(int argc, char **argv)
@@ -319,7 +464,10 @@ int main(int argc, char **argv)
     uv_signal_init(d.loop, &d.sigint);
     uv_signal_init(d.loop, &d.sigterm);
     uv_timer_init(d.loop, &d.retry);
+    uv_check_init(d.loop, &d.sig_check);
+    uv_timer_init(d.loop, &d.sig_timer);
     d.sigint.data = d.sigterm.data = d.retry.data = &d;
+    d.sig_check.data = d.sig_timer.data = &d;
     uv_signal_start(&d.sigint, on_signal, SIGINT);
     uv_signal_start(&d.sigterm, on_signal, SIGTERM);
 

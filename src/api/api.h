@@ -11,6 +11,7 @@
 
 #include "consensus/node.h"
 #include "kv/kvstore.h"
+#include "ledger/ledger.h"
 #include "net/grpc_server.h"
 #include "proto/rpc.pb-c.h"
 
@@ -29,6 +30,9 @@ struct api {
     size_t n_client_urls;
     size_t max_request_bytes;  /* etcd's --max-request-bytes */
     bool corrupt_alarm;        /* raised on the first integrity fault */
+    ledger *ledger;            /* borrowed; NULL: receipts answer UNAVAILABLE */
+    uint64_t receipt_retry_ms; /* retry hint in "not ready" answers */
+    uint64_t writes_in_flight; /* proposed writes not yet answered (TxStatus Pending) */
 };
 
 /* Fills the method table for every etcd RPC (unimplemented ones answer
@@ -50,5 +54,8 @@ size_t kv_service_methods(struct api *api, struct grpc_method *m);
 size_t maint_service_methods(struct api *api, struct grpc_method *m);
 size_t cluster_service_methods(struct api *api, struct grpc_method *m);
 size_t lease_service_methods(struct api *api, struct grpc_method *m);
+/* /etcdserverpb.Receipt/GetReceipt and /etcdserverpb.Maintenance/TxStatus
+ * (lskvserverpb messages, DESIGN.md Appendix A). */
+size_t receipt_service_methods(struct api *api, struct grpc_method *m);
 
 #endif

@@ -113,6 +113,7 @@ static void write_done(void *arg, int status, void *result)
 {
     struct kv_request *r = arg;
     struct fsm_result *res = result;
+    r->api->writes_in_flight--;
     if (status != 0)
         api_fail(r->api, r->call, status, NULL);
     else if (res == NULL)
@@ -141,6 +142,8 @@ static void propose(struct api *api, grpc_call *call, uint8_t *cmd, size_t len)
     if (rv != 0) {
         api_fail(api, call, rv, NULL);
         request_free(r);
+    } else {
+        api->writes_in_flight++;
     }
 }
 
@@ -178,6 +181,8 @@ static void handle_write(struct api *api, grpc_call *call, const uint8_t *msg, s
     }
     case FSM_CMD_COMPACT:
         req = (ProtobufCMessage *)etcdserverpb__compaction_request__unpack(&a.pb, len, msg);
+        break;
+    case FSM_CMD_SIGNATURE: /* proposed by the daemon's signer, never by clients */
         break;
     }
     if (req == NULL) {

@@ -56,6 +56,12 @@ static const struct opt opts[] = {
      "Bytes of decrypted values the trusted core may cache (lskv)."},
     {"log-level", OPT_STRING, "info", 0, 0, F(log_level), 0,
      "Log level: debug, info, warn, error, panic, or fatal."},
+    {"sig-tx-interval", OPT_INT, "5000", 1, 100000000, F(sig_tx_interval), 0,
+     "Ledger entries between signatures (lskv; 1 = sign after every entry)."},
+    {"sig-ms-interval", OPT_INT, "100", 1, 3600000, F(sig_ms_interval), 0,
+     "Milliseconds between ledger signatures while unsigned entries exist (lskv)."},
+    {"ledger-chunk-bytes", OPT_INT, "5242880", 4096, 1024 * MIB, F(ledger_chunk_bytes), 0,
+     "Seal a ledger chunk at the first signature past this size (lskv)."},
 };
 #define N_OPTS (sizeof opts / sizeof opts[0])
 

@@ -32,6 +32,9 @@ struct config {
     int64_t snapshot_count;      /* --snapshot-count: raft entries between snapshots */
     int64_t cache_size_bytes;    /* --cache-size: trusted value cache bound */
     char *log_level;             /* --log-level */
+    int64_t sig_tx_interval;     /* --sig-tx-interval: entries between ledger signatures */
+    int64_t sig_ms_interval;     /* --sig-ms-interval: ms between ledger signatures */
+    int64_t ledger_chunk_bytes;  /* --ledger-chunk-bytes: seal a chunk at this size */
 };
 
 /* Fills defaults, then parses argv. On --help prints usage to out and sets

@@ -1,18 +1,31 @@
 #include "consensus/fsm.h"
 
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/arena.h"
+#include "common/bytes.h"
+#include "ledger/receipt.h"
+#include "proto/kv.pb-c.h"
+#include "proto/lskvserver.pb-c.h"
 
 void fsm_init(struct fsm *f, kvstore *kv, recstore *records, uint64_t cluster_id,
               uint64_t member_id)
 {
     f->kv = kv;
     f->records = records;
+    f->ledger = NULL;
     f->cluster_id = cluster_id;
     f->member_id = member_id;
     f->last_term = 0;
+    f->replayed = 0;
+    f->errmsg[0] = '\0';
+}
+
+void fsm_set_ledger(struct fsm *f, ledger *l)
+{
+    f->ledger = l;
 }
 
 int fsm_command_encode(enum fsm_command_type type, const ProtobufCMessage *msg,
@@ -58,21 +71,116 @@ static int pack_response(const ProtobufCMessage *msg, struct fsm_result *r)
     return 0;
 }
 
-/* Decodes and applies one command; the outcome (including etcd errors, which
- * are deterministic results, not failures) lands in r. */
-static void apply_command(struct fsm *f, const uint8_t *cmd, size_t len, struct arena *a,
-                          struct fsm_result *r)
+/* The FSM write set (fsm.h) of the last write, malloc'ed. */
+static int encode_write_set(struct fsm *f, uint8_t **out, size_t *out_len)
 {
+    size_t n = 0;
+    const struct kv_record *ch = kvstore_changes(f->kv, &n);
+    Mvccpb__KeyValue *kvs = n ? calloc(n, sizeof *kvs) : NULL;
+    if (n && kvs == NULL)
+        return LSKV_ENOMEM;
+    size_t total = 5;
+    for (size_t i = 0; i < n; i++) {
+        mvccpb__key_value__init(&kvs[i]);
+        kvs[i].key = (ProtobufCBinaryData){.data = (uint8_t *)ch[i].key, .len = ch[i].key_len};
+        kvs[i].mod_revision = ch[i].mod_revision;
+        if (!ch[i].tombstone) {
+            kvs[i].value =
+                (ProtobufCBinaryData){.data = (uint8_t *)ch[i].value, .len = ch[i].value_len};
+            kvs[i].create_revision = ch[i].create_revision;
+            kvs[i].version = ch[i].version;
+            kvs[i].lease = ch[i].lease;
+        }
+        total += 4 + mvccpb__key_value__get_packed_size(&kvs[i]);
+    }
+    uint8_t *buf = malloc(total);
+    if (buf == NULL) {
+        free(kvs);
+        return LSKV_ENOMEM;
+    }
+    buf[0] = FSM_WRITE_SET_VERSION;
+    put_u32be(buf + 1, (uint32_t)n);
+    size_t off = 5;
+    for (size_t i = 0; i < n; i++) {
+        size_t len = mvccpb__key_value__pack(&kvs[i], buf + off + 4);
+        put_u32be(buf + off, (uint32_t)len);
+        off += 4 + len;
+    }
+    free(kvs);
+    *out = buf;
+    *out_len = off;
+    return 0;
+}
+
+/* The ledger entry of one applied command: appended, or on replay checked
+ * against the entry the ledger already holds. */
+static int ledger_record(struct fsm *f, const struct consensus_entry_info *info,
+                         const uint8_t *cmd, size_t len, const struct fsm_result *r,
+                         const Lskvserverpb__ReceiptClaims *claims, char *errmsg)
+{
+    struct ledger_entry e = {.term = info->term,
+                             .index = info->index,
+                             .revision = kvstore_revision(f->kv),
+                             .type = LEDGER_ENTRY_OTHER,
+                             .write_set = cmd,
+                             .write_set_len = len};
+    uint8_t *ws = NULL, *cl = NULL;
+    int rv = 0;
+    if (r->rv == 0 && claims != NULL) {
+        e.type = LEDGER_ENTRY_KV;
+        if ((rv = encode_write_set(f, &ws, &e.write_set_len)) != 0 ||
+            (rv = receipt_claims_pack(claims, &cl, &e.claims_len)) != 0)
+            goto out;
+        e.write_set = ws;
+        e.claims = cl;
+    } else if (r->rv == 0 && len >= 2 && cmd[1] == FSM_CMD_COMPACT) {
+        e.type = LEDGER_ENTRY_COMPACT;
+    }
+    if (ledger_has_index(f->ledger, info->index)) {
+        rv = ledger_check(f->ledger, &e, errmsg);
+        f->replayed++;
+    } else {
+        rv = ledger_append(f->ledger, &e, errmsg);
+    }
+out:
+    free(ws);
+    free(cl);
+    return rv;
+}
+
+static int apply_signature(struct fsm *f, const struct consensus_entry_info *info,
+                           const uint8_t *payload, size_t len, char *errmsg)
+{
+    if (f->ledger == NULL)
+        return 0;
+    int64_t rev = kvstore_revision(f->kv);
+    if (ledger_has_index(f->ledger, info->index)) {
+        f->replayed++;
+        return ledger_check_signature(f->ledger, info->term, info->index, rev, payload, len,
+                                      errmsg);
+    }
+    return ledger_apply_signature(f->ledger, info->term, info->index, rev, payload, len, NULL,
+                                  errmsg);
+}
+
+/* Decodes and applies one command; the outcome (including etcd errors, which
+ * are deterministic results, not failures) lands in r. Returns non-zero only
+ * for a ledger failure (fatal: r->errmsg says why). */
+static int apply_command(struct fsm *f, const struct consensus_entry_info *info,
+                         const uint8_t *cmd, size_t len, struct arena *a, struct fsm_result *r)
+{
+    ProtobufCMessage *resp = NULL;
+    Etcdserverpb__ResponseHeader **header = NULL;
+    Lskvserverpb__ReceiptClaims claims = LSKVSERVERPB__RECEIPT_CLAIMS__INIT;
+    bool has_claims = false;
     if (len < 2 || cmd[0] != FSM_COMMAND_VERSION) {
         r->rv = LSKV_ECORRUPT;
         errmsg_printf(r->errmsg, "command: bad version or length %zu", len);
-        return;
+        goto record;
     }
+
     const uint8_t *body = cmd + 2;
     size_t body_len = len - 2;
-    ProtobufCMessage *resp = NULL;
-    Etcdserverpb__ResponseHeader **header = NULL;
-
     switch ((enum fsm_command_type)cmd[1]) {
     case FSM_CMD_PUT: {
         Etcdserverpb__PutRequest *req = etcdserverpb__put_request__unpack(&a->pb, body_len, body);
@@ -80,6 +188,11 @@ static void apply_command(struct fsm *f, const uint8_t *cmd, size_t len, struct 
         r->rv = req ? kvstore_put(f->kv, req, a, &out, r->errmsg) : LSKV_ECORRUPT;
         resp = (ProtobufCMessage *)out;
         header = out ? &out->header : NULL;
+        claims.request_case = LSKVSERVERPB__RECEIPT_CLAIMS__REQUEST_REQUEST_PUT;
+        claims.request_put = req;
+        claims.response_case = LSKVSERVERPB__RECEIPT_CLAIMS__RESPONSE_RESPONSE_PUT;
+        claims.response_put = out;
+        has_claims = true;
         break;
     }
     case FSM_CMD_DELETE_RANGE: {
@@ -89,6 +202,11 @@ static void apply_command(struct fsm *f, const uint8_t *cmd, size_t len, struct 
         r->rv = req ? kvstore_delete_range(f->kv, req, a, &out, r->errmsg) : LSKV_ECORRUPT;
         resp = (ProtobufCMessage *)out;
         header = out ? &out->header : NULL;
+        claims.request_case = LSKVSERVERPB__RECEIPT_CLAIMS__REQUEST_REQUEST_DELETE_RANGE;
+        claims.request_delete_range = req;
+        claims.response_case = LSKVSERVERPB__RECEIPT_CLAIMS__RESPONSE_RESPONSE_DELETE_RANGE;
+        claims.response_delete_range = out;
+        has_claims = true;
         break;
     }
     case FSM_CMD_TXN: {
@@ -97,6 +215,11 @@ static void apply_command(struct fsm *f, const uint8_t *cmd, size_t len, struct 
         r->rv = req ? kvstore_txn(f->kv, req, a, &out, r->errmsg) : LSKV_ECORRUPT;
         resp = (ProtobufCMessage *)out;
         header = out ? &out->header : NULL;
+        claims.request_case = LSKVSERVERPB__RECEIPT_CLAIMS__REQUEST_REQUEST_TXN;
+        claims.request_txn = req;
+        claims.response_case = LSKVSERVERPB__RECEIPT_CLAIMS__RESPONSE_RESPONSE_TXN;
+        claims.response_txn = out;
+        has_claims = true;
         break;
     }
     case FSM_CMD_COMPACT: {
@@ -108,26 +231,41 @@ static void apply_command(struct fsm *f, const uint8_t *cmd, size_t len, struct 
         header = out ? &out->header : NULL;
         break;
     }
+    case FSM_CMD_SIGNATURE: {
+        /* No response: the proposer (the leader's signer) only waits for it. */
+        /* Any failure is fatal: a signature this node cannot check or
+         * whose root differs from its tree is a divergence. */
+        r->rv = apply_signature(f, info, body, body_len, r->errmsg);
+        return r->rv;
+    }
     default:
         r->rv = LSKV_ECORRUPT;
         errmsg_printf(r->errmsg, "command: unknown type %u", cmd[1]);
-        return;
+        goto record;
     }
-    if (r->rv != 0 || resp == NULL) {
-        if (r->rv == 0)
-            r->rv = LSKV_ENOMEM;
-        return;
-    }
-    if (*header == NULL) {
+    if (r->rv == 0 && resp == NULL)
+        r->rv = LSKV_ENOMEM;
+    if (r->rv == 0 && *header == NULL) {
         *header = arena_calloc(a, 1, sizeof **header);
-        if (*header == NULL) {
+        if (*header == NULL)
             r->rv = LSKV_ENOMEM;
-            return;
-        }
-        etcdserverpb__response_header__init(*header);
+        else
+            etcdserverpb__response_header__init(*header);
     }
-    fill_header(f, *header);
-    r->rv = pack_response(resp, r);
+    if (r->rv == 0) {
+        fill_header(f, *header);
+        r->rv = pack_response(resp, r);
+    }
+record:
+    /* Storage failures are not deterministic results: no ledger entry, the
+     * node stops (fsm_apply). */
+    if (r->rv == LSKV_EIO || r->rv == LSKV_ENOMEM || f->ledger == NULL)
+        return 0;
+    char errmsg[LSKV_ERRMSG_SIZE] = "";
+    int rv = ledger_record(f, info, cmd, len, r, has_claims ? &claims : NULL, errmsg);
+    if (rv != 0)
+        memcpy(r->errmsg, errmsg, sizeof errmsg);
+    return rv;
 }
 
 static int fsm_apply(void *data, const struct consensus_entry_info *info, const uint8_t *cmd,
@@ -140,13 +278,16 @@ static int fsm_apply(void *data, const struct consensus_entry_info *info, const 
         return LSKV_ENOMEM;
     struct arena a;
     arena_init(&a);
-    apply_command(f, cmd, len, &a, r);
+    int fatal = apply_command(f, info, cmd, len, &a, r);
     arena_close(&a);
-    /* Storage failures are not deterministic results: stop this node. */
-    if (r->rv == LSKV_EIO || r->rv == LSKV_ENOMEM) {
-        int rv = r->rv;
+    /* Storage and ledger failures are not deterministic results: stop this
+     * node. */
+    if (fatal == 0 && (r->rv == LSKV_EIO || r->rv == LSKV_ENOMEM))
+        fatal = r->rv;
+    if (fatal != 0) {
+        memcpy(f->errmsg, r->errmsg, sizeof f->errmsg);
         fsm_result_free(r);
-        return rv;
+        return fatal;
     }
     *result = r;
     return 0;
@@ -158,21 +299,57 @@ static void fsm_free_result(void *data, void *result)
     fsm_result_free(result);
 }
 
+/* Snapshot: u8 FSM_SNAPSHOT_VERSION | u64 ledger size (leaves) | store
+ * snapshot (kvstore_snapshot). */
+#define SNAP_HEADER_BYTES 9
+
 static int fsm_snapshot(void *data, uint8_t **buf, size_t *len)
 {
     struct fsm *f = data;
-    /* The snapshot names records by id; they must be durable before raft
-     * may drop the log entries that wrote them. */
+    /* The snapshot names records by id and covers ledger entries; both must
+     * be durable before raft may drop the log entries that wrote them. */
     int rv = recstore_sync(f->records);
     if (rv != 0)
         return rv;
-    return kvstore_snapshot(f->kv, buf, len);
+    struct ledger_position pos = {0};
+    if (f->ledger != NULL) {
+        if ((rv = ledger_sync(f->ledger)) != 0)
+            return rv;
+        ledger_position(f->ledger, &pos);
+    }
+    uint8_t *kv = NULL;
+    size_t kv_len = 0;
+    if ((rv = kvstore_snapshot(f->kv, &kv, &kv_len)) != 0)
+        return rv;
+    uint8_t *out = malloc(SNAP_HEADER_BYTES + kv_len);
+    if (out == NULL) {
+        free(kv);
+        return LSKV_ENOMEM;
+    }
+    out[0] = FSM_SNAPSHOT_VERSION;
+    put_u64be(out + 1, pos.size);
+    memcpy(out + SNAP_HEADER_BYTES, kv, kv_len);
+    free(kv);
+    *buf = out;
+    *len = SNAP_HEADER_BYTES + kv_len;
+    return 0;
 }
 
 static int fsm_restore(void *data, const uint8_t *buf, size_t len)
 {
     struct fsm *f = data;
-    return kvstore_restore(f->kv, buf, len);
+    if (len < SNAP_HEADER_BYTES)
+        return LSKV_ECORRUPT;
+    if (buf[0] != FSM_SNAPSHOT_VERSION)
+        return LSKV_EFORMAT;
+    uint64_t size = get_u64be(buf + 1);
+    if (f->ledger != NULL) {
+        struct ledger_position pos;
+        ledger_position(f->ledger, &pos);
+        if (pos.size < size)
+            return LSKV_ECORRUPT; /* the ledger lost entries the snapshot covers */
+    }
+    return kvstore_restore(f->kv, buf + SNAP_HEADER_BYTES, len - SNAP_HEADER_BYTES);
 }
 
 struct consensus_fsm fsm_vtable(struct fsm *f)

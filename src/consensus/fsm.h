@@ -14,6 +14,7 @@
 #include "common/err.h"
 #include "consensus/node.h"
 #include "kv/kvstore.h"
+#include "ledger/ledger.h"
 
 #define FSM_COMMAND_VERSION 1
 
@@ -22,6 +23,7 @@ enum fsm_command_type {
     FSM_CMD_DELETE_RANGE = 2,
     FSM_CMD_TXN = 3,
     FSM_CMD_COMPACT = 4,
+    FSM_CMD_SIGNATURE = 5, /* body: ledger signature payload (ledger/sig.h) */
 };
 
 /* What apply hands back to the proposer. */
@@ -35,13 +37,42 @@ struct fsm_result {
 struct fsm {
     kvstore *kv;           /* borrowed */
     recstore *records;     /* borrowed: synced before a snapshot */
+    ledger *ledger;        /* borrowed; NULL: no ledger (unit tests) */
     uint64_t cluster_id;   /* response header fields */
     uint64_t member_id;
     uint64_t last_term;    /* term of the last applied entry */
+    uint64_t replayed;     /* entries the ledger already held (checked, not appended) */
+    char errmsg[LSKV_ERRMSG_SIZE]; /* why the last fatal apply failed */
 };
+
+/* The ledger (may be NULL) gets one entry per applied command, in order:
+ *  - Put / DeleteRange / Txn that succeeded: type KV; claims =
+ *    ReceiptClaims{request, response with header cleared}; write set = the
+ *    changed records (FSM write set format below).
+ *  - Compaction, and any command apply rejects with an etcd error (no
+ *    revision made): type COMPACT / OTHER, no claims, write set = the
+ *    command bytes themselves.
+ *  - Signature commands: ledger_apply_signature (a bad one is a fatal
+ *    divergence).
+ * FSM write set, version 1 (big endian):
+ *   u8 version (1) | u32 n | n x (u32 len | mvccpb.KeyValue protobuf)
+ * one KeyValue per changed key in kvstore_changes() order; a deletion is a
+ * KeyValue with create_revision 0, version 0 and no value (etcd's tombstone
+ * shape). Everything in the write set and claims is sealed in the ledger.
+ *
+ * Replay (restart): entries the ledger already holds (ledger_has_index) are
+ * re-applied to the store and checked against the ledger byte for byte
+ * instead of appended; a mismatch is a fatal divergence.
+ * Snapshots: the ledger is synced before the store snapshot is produced, and
+ * the snapshot records the ledger size it covers; restoring it onto a
+ * shorter ledger fails (LSKV_ECORRUPT): ledger entries were lost. */
+#define FSM_WRITE_SET_VERSION 1
+#define FSM_SNAPSHOT_VERSION 1
 
 void fsm_init(struct fsm *f, kvstore *kv, recstore *records, uint64_t cluster_id,
               uint64_t member_id);
+/* Sets the ledger (borrowed; may be NULL) before consensus_open. */
+void fsm_set_ledger(struct fsm *f, ledger *l);
 /* The consensus_fsm vtable over f (f is borrowed). */
 struct consensus_fsm fsm_vtable(struct fsm *f);
 

@@ -781,24 +781,13 @@ static int rotate(ledger *l, char *errmsg)
     return create_open_chunk(l, errmsg);
 }
 
-/* Seals and writes one entry, then records it. plain may be NULL. */
-static int append_frame(ledger *l, struct chunk_entry *e, const uint8_t *plain,
-                        size_t plain_len, char *errmsg)
+/* Seals e into a new frame (malloc'ed, *frame_len bytes) as append_frame
+ * would write it; *d decodes it (borrowing the frame), wsd and leaf are its
+ * write set digest and Merkle leaf. plain may be NULL. */
+static int build_frame(ledger *l, struct chunk_entry *e, const uint8_t *plain, size_t plain_len,
+                       uint8_t **frame_out, size_t *frame_len, struct chunk_entry *d,
+                       uint8_t wsd[32], uint8_t leaf[32], char *errmsg)
 {
-    if (l->sticky != 0) {
-        errmsg_printf(errmsg, "ledger: failed earlier (%s); reopen it", lskv_strerror(l->sticky));
-        return l->sticky;
-    }
-    bool empty = merkle_size(l->tree) == 0;
-    if ((!empty && e->index <= l->last_index) || e->term > UINT32_MAX ||
-        (!empty && e->term < l->last_term) || (!empty && e->revision < l->last_rev) ||
-        plain_len > CHUNK_MAX_FRAME_BYTES / 2 || e->public_len > CHUNK_MAX_FRAME_BYTES / 2) {
-        errmsg_printf(errmsg,
-                      "ledger: entry %" PRIu64 ".%" PRIu64 " rev %" PRId64
-                      " does not follow %" PRIu64 ".%" PRIu64 " rev %" PRId64 " (or too big)",
-                      e->term, e->index, e->revision, l->last_term, l->last_index, l->last_rev);
-        return LSKV_EINVAL;
-    }
     char ce[LEDGER_CE_MAX];
     ledger_commit_evidence(l->secret, e->term, e->index, ce);
     SHA256((const unsigned char *)ce, strlen(ce), e->commit_evidence_digest);
@@ -823,16 +812,44 @@ static int append_frame(ledger *l, struct chunk_entry *e, const uint8_t *plain,
         }
     }
     chunk_entry_finish(frame, flen);
-    struct chunk_entry d;
     bool trunc;
-    rv = chunk_entry_decode(frame, flen, &d, &trunc, errmsg);
+    rv = chunk_entry_decode(frame, flen, d, &trunc, errmsg);
     if (rv != 0) {
         free(frame);
         return rv;
     }
+    chunk_entry_wsd(d, wsd);
+    merkle_leaf_hash_ced(wsd, d->commit_evidence_digest, d->claims_digest, leaf);
+    *frame_out = frame;
+    *frame_len = flen;
+    return 0;
+}
+
+/* Seals and writes one entry, then records it. plain may be NULL. */
+static int append_frame(ledger *l, struct chunk_entry *e, const uint8_t *plain,
+                        size_t plain_len, char *errmsg)
+{
+    if (l->sticky != 0) {
+        errmsg_printf(errmsg, "ledger: failed earlier (%s); reopen it", lskv_strerror(l->sticky));
+        return l->sticky;
+    }
+    bool empty = merkle_size(l->tree) == 0;
+    if ((!empty && e->index <= l->last_index) || e->term > UINT32_MAX ||
+        (!empty && e->term < l->last_term) || (!empty && e->revision < l->last_rev) ||
+        plain_len > CHUNK_MAX_FRAME_BYTES / 2 || e->public_len > CHUNK_MAX_FRAME_BYTES / 2) {
+        errmsg_printf(errmsg,
+                      "ledger: entry %" PRIu64 ".%" PRIu64 " rev %" PRId64
+                      " does not follow %" PRIu64 ".%" PRIu64 " rev %" PRId64 " (or too big)",
+                      e->term, e->index, e->revision, l->last_term, l->last_index, l->last_rev);
+        return LSKV_EINVAL;
+    }
+    uint8_t *frame;
+    size_t flen;
+    struct chunk_entry d;
     uint8_t wsd[32], leaf[32];
-    chunk_entry_wsd(&d, wsd);
-    merkle_leaf_hash_ced(wsd, d.commit_evidence_digest, d.claims_digest, leaf);
+    int rv = build_frame(l, e, plain, plain_len, &frame, &flen, &d, wsd, leaf, errmsg);
+    if (rv != 0)
+        return rv;
     rv = write_all(l->fd, frame, flen);
     if (rv == 0 && l->fsync_each && fdatasync(l->fd) != 0)
         rv = -errno;
@@ -860,6 +877,120 @@ static int append_frame(ledger *l, struct chunk_entry *e, const uint8_t *plain,
             l->sticky = rv;
     }
     return rv;
+}
+
+/* --- Replay: entries the ledger already holds ------------------------------- */
+
+bool ledger_has_index(const ledger *l, uint64_t index)
+{
+    return merkle_size(l->tree) > 0 && index <= l->last_index;
+}
+
+/* Write set digest of the entry with raft index `index` at revision rev:
+ * 0 and *found, or an error. */
+static int find_index(ledger *l, uint64_t index, int64_t rev, uint8_t wsd[32], bool *found,
+                      char *errmsg)
+{
+    *found = false;
+    if (l->n_win > 0 && index >= l->win[0].index) {
+        size_t lo = 0, hi = l->n_win;
+        while (lo < hi) {
+            size_t mid = (lo + hi) / 2;
+            if (l->win[mid].index < index)
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        if (lo < l->n_win && l->win[lo].index == index) {
+            memcpy(wsd, l->win[lo].wsd, 32);
+            *found = true;
+        }
+        return 0;
+    }
+    /* From the files: revisions never decrease, so the entry is at or after
+     * the last chunk whose first revision is below rev. */
+    size_t k = 0;
+    for (size_t i = 0; i < l->n_chunks; i++)
+        if (l->chunks[i].first_rev < rev)
+            k = i;
+    struct scan s;
+    int rv = scan_open(l, k, &s, errmsg);
+    if (rv != 0)
+        return rv;
+    struct chunk_entry e;
+    while ((rv = scan_next(&s, &e, errmsg)) == 1) {
+        if (e.index > index)
+            break;
+        if (e.index == index) {
+            chunk_entry_wsd(&e, wsd);
+            *found = true;
+            break;
+        }
+    }
+    scan_close(&s);
+    return rv < 0 ? rv : 0;
+}
+
+static int check_frame(ledger *l, struct chunk_entry *e, const uint8_t *plain, size_t plain_len,
+                       bool absent_ok, char *errmsg)
+{
+    uint8_t *frame;
+    size_t flen;
+    struct chunk_entry d;
+    uint8_t wsd[32], leaf[32], have[32];
+    bool found;
+    int rv = build_frame(l, e, plain, plain_len, &frame, &flen, &d, wsd, leaf, errmsg);
+    if (rv != 0)
+        return rv;
+    free(frame);
+    if ((rv = find_index(l, e->index, e->revision, have, &found, errmsg)) != 0)
+        return rv;
+    if (!found && absent_ok)
+        return 0;
+    if (!found || memcmp(have, wsd, 32) != 0) {
+        errmsg_printf(errmsg, "ledger: replayed entry %" PRIu64 ".%" PRIu64 " %s the ledger's",
+                      e->term, e->index, found ? "differs from" : "is missing from");
+        return LSKV_ECORRUPT;
+    }
+    return 0;
+}
+
+int ledger_check(ledger *l, const struct ledger_entry *in, char *errmsg)
+{
+    if (in->type < LEDGER_ENTRY_KV || in->type > LEDGER_ENTRY_OTHER ||
+        in->type == LEDGER_ENTRY_SIGNATURE || (in->write_set_len && in->write_set == NULL) ||
+        in->write_set_len > UINT32_MAX || in->claims_len > UINT32_MAX) {
+        errmsg_printf(errmsg, "ledger: bad entry type %u", in->type);
+        return LSKV_EINVAL;
+    }
+    struct chunk_entry e = {.type = (uint8_t)in->type,
+                            .term = in->term,
+                            .index = in->index,
+                            .revision = in->revision};
+    if (in->claims != NULL)
+        SHA256(in->claims, in->claims_len, e.claims_digest);
+    size_t plen = chunk_private_size(in->write_set_len, in->claims_len);
+    uint8_t *plain = malloc(plen);
+    if (plain == NULL)
+        return LSKV_ENOMEM;
+    chunk_private_encode(in->write_set, in->write_set_len, in->claims, in->claims_len, plain);
+    int rv = check_frame(l, &e, plain, plen, false, errmsg);
+    OPENSSL_cleanse(plain, plen);
+    free(plain);
+    return rv;
+}
+
+int ledger_check_signature(ledger *l, uint64_t term, uint64_t index, int64_t revision,
+                           const uint8_t *payload, size_t len, char *errmsg)
+{
+    struct chunk_entry e = {.type = CHUNK_ENTRY_SIGNATURE,
+                            .term = term,
+                            .index = index,
+                            .revision = revision,
+                            .public_part = payload,
+                            .public_len = (uint32_t)len};
+    /* A stale signature was dropped, not appended: absent is fine. */
+    return check_frame(l, &e, NULL, 0, true, errmsg);
 }
 
 int ledger_append(ledger *l, const struct ledger_entry *in, char *errmsg)

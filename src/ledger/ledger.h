@@ -96,6 +96,22 @@ void ledger_close(ledger *l);
  * failed: sticky), LSKV_ENOMEM. */
 int ledger_append(ledger *l, const struct ledger_entry *e, char *errmsg);
 
+/* Replay after a restart: raft re-applies entries after its snapshot and
+ * the ledger may already hold some of them. True when raft index `index` is
+ * at or below the ledger's last entry: then call ledger_check (or
+ * ledger_check_signature) instead of appending. */
+bool ledger_has_index(const ledger *l, uint64_t index);
+/* Checks that e, sealed as ledger_append would seal it, is byte for byte the
+ * entry the ledger holds at raft index e->index (compares write set
+ * digests). Writes nothing.
+ * Errors: LSKV_ECORRUPT (differs, or no entry has that index), LSKV_EINVAL,
+ * negated errno (reading chunk files), LSKV_ENOMEM. */
+int ledger_check(ledger *l, const struct ledger_entry *e, char *errmsg);
+/* As ledger_check for a signature entry; an absent one is fine (a stale
+ * signature is dropped, not appended). */
+int ledger_check_signature(ledger *l, uint64_t term, uint64_t index, int64_t revision,
+                           const uint8_t *payload, size_t len, char *errmsg);
+
 /* Where the ledger is. */
 void ledger_position(const ledger *l, struct ledger_position *out);
 

@@ -1,0 +1,147 @@
+/* Receipts and transaction status (DESIGN.md section 4, Appendix A), in
+ * LSKV's lskvserverpb shapes under the etcdserverpb service prefix:
+ *
+ *   /etcdserverpb.Receipt/GetReceipt    GetReceiptRequest -> GetReceiptResponse
+ *   /etcdserverpb.Maintenance/TxStatus  TxStatusRequest   -> TxStatusResponse
+ *
+ * GetReceipt(revision, raft_term): the receipt of the write that made
+ * revision (raft_term 0 = any term). Until a signature covers it, or while
+ * the write is still in flight: UNAVAILABLE "lskv: receipt not ready, retry
+ * (retry-after-ms: N)"; a revision no write made (or made in another term):
+ * NOT_FOUND.
+ *
+ * TxStatus(revision, raft_term): Committed (the ledger holds the write that
+ * made revision, in that term or any term when 0), Invalid (it was made in
+ * another term), Pending (beyond the applied revision but within the writes
+ * this node has proposed and not answered yet, in the current term),
+ * Unknown otherwise. */
+#include <inttypes.h>
+#include <stdio.h>
+
+#include "api/api.h"
+#include "common/arena.h"
+#include "common/err.h"
+#include "proto/lskvserver.pb-c.h"
+
+#define UNMARSHAL_ERROR "grpc: error unmarshalling request: malformed protobuf"
+
+/* True when revision may still be made by a write this node proposed. */
+static bool pending(struct api *api, int64_t revision, uint64_t raft_term)
+{
+    struct consensus_status st;
+    consensus_get_status(api->node, &st);
+    int64_t rev = kvstore_revision(api->kv);
+    return (raft_term == 0 || raft_term == st.term) && revision > rev &&
+           (uint64_t)(revision - rev) <= api->writes_in_flight;
+}
+
+static void not_ready(struct api *api, grpc_call *call)
+{
+    char msg[96];
+    snprintf(msg, sizeof msg, "lskv: receipt not ready, retry (retry-after-ms: %" PRIu64 ")",
+             api->receipt_retry_ms ? api->receipt_retry_ms : 50);
+    grpc_call_finish(call, GRPC_STATUS_UNAVAILABLE, msg);
+}
+
+static void get_receipt(grpc_call *call, const uint8_t *msg, size_t len, void *ctx)
+{
+    struct api *api = ctx;
+    struct arena a;
+    arena_init(&a);
+    char errmsg[LSKV_ERRMSG_SIZE] = "";
+    Lskvserverpb__GetReceiptRequest *req =
+        lskvserverpb__get_receipt_request__unpack(&a.pb, len, msg);
+    if (req == NULL) {
+        grpc_call_finish(call, GRPC_STATUS_INTERNAL, UNMARSHAL_ERROR);
+        goto out;
+    }
+    if (req->revision <= 0) {
+        grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "lskv: revision must be positive");
+        goto out;
+    }
+    if (api->ledger == NULL) {
+        grpc_call_finish(call, GRPC_STATUS_UNAVAILABLE, "lskv: no ledger");
+        goto out;
+    }
+    Lskvserverpb__Receipt *receipt = NULL;
+    int rv = ledger_receipt(api->ledger, req->revision, req->raft_term, &a, &receipt, errmsg);
+    if (rv == LSKV_ENOTFOUND && pending(api, req->revision, req->raft_term))
+        rv = LSKV_ENOTREADY;
+    if (rv == LSKV_ENOTREADY) {
+        not_ready(api, call);
+        goto out;
+    }
+    if (rv == LSKV_ENOTFOUND) {
+        char m[160];
+        snprintf(m, sizeof m, "lskv: no write made revision %" PRId64 "%s", req->revision,
+                 req->raft_term ? " in that term" : "");
+        grpc_call_finish(call, GRPC_STATUS_NOT_FOUND, m);
+        goto out;
+    }
+    if (rv != 0) {
+        api_fail(api, call, rv, errmsg);
+        goto out;
+    }
+    Etcdserverpb__ResponseHeader header = ETCDSERVERPB__RESPONSE_HEADER__INIT;
+    api_fill_header(api, &header);
+    Lskvserverpb__GetReceiptResponse resp = LSKVSERVERPB__GET_RECEIPT_RESPONSE__INIT;
+    resp.header = &header;
+    resp.receipt = receipt;
+    api_reply(call, &resp.base);
+out:
+    arena_close(&a);
+}
+
+static void tx_status(grpc_call *call, const uint8_t *msg, size_t len, void *ctx)
+{
+    struct api *api = ctx;
+    struct arena a;
+    arena_init(&a);
+    char errmsg[LSKV_ERRMSG_SIZE] = "";
+    Lskvserverpb__TxStatusRequest *req =
+        lskvserverpb__tx_status_request__unpack(&a.pb, len, msg);
+    if (req == NULL) {
+        grpc_call_finish(call, GRPC_STATUS_INTERNAL, UNMARSHAL_ERROR);
+        goto out;
+    }
+    enum ledger_tx_status status = LEDGER_TX_UNKNOWN;
+    if (api->ledger != NULL) {
+        int rv = ledger_tx_status(api->ledger, req->revision, req->raft_term, &status, errmsg);
+        if (rv != 0) {
+            api_fail(api, call, rv, errmsg);
+            goto out;
+        }
+    }
+    if (status == LEDGER_TX_UNKNOWN && pending(api, req->revision, req->raft_term))
+        status = LEDGER_TX_PENDING;
+    Etcdserverpb__ResponseHeader header = ETCDSERVERPB__RESPONSE_HEADER__INIT;
+    api_fill_header(api, &header);
+    Lskvserverpb__TxStatusResponse resp = LSKVSERVERPB__TX_STATUS_RESPONSE__INIT;
+    resp.header = &header;
+    switch (status) {
+    case LEDGER_TX_PENDING:
+        resp.status = LSKVSERVERPB__TX_STATUS_RESPONSE__STATUS__Pending;
+        break;
+    case LEDGER_TX_COMMITTED:
+        resp.status = LSKVSERVERPB__TX_STATUS_RESPONSE__STATUS__Committed;
+        break;
+    case LEDGER_TX_INVALID:
+        resp.status = LSKVSERVERPB__TX_STATUS_RESPONSE__STATUS__Invalid;
+        break;
+    case LEDGER_TX_UNKNOWN:
+        resp.status = LSKVSERVERPB__TX_STATUS_RESPONSE__STATUS__Unknown;
+        break;
+    }
+    api_reply(call, &resp.base);
+out:
+    arena_close(&a);
+}
+
+size_t receipt_service_methods(struct api *api, struct grpc_method *m)
+{
+    m[0] = (struct grpc_method){.path = "/etcdserverpb.Receipt/GetReceipt",
+                                .on_message = get_receipt, .ctx = api};
+    m[1] = (struct grpc_method){.path = "/etcdserverpb.Maintenance/TxStatus",
+                                .on_message = tx_status, .ctx = api};
+    return 2;
+}
