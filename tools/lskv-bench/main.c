@@ -26,7 +26,7 @@
 
 #include "bench_stats.h"
 #include "common/err.h"
-#include "grpc_client.h"
+#include "client/grpc_client.h"
 #include "proto/rpc.pb-c.h"
 
 #define PROG "lskv-bench"

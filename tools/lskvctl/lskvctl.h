@@ -20,6 +20,22 @@ bool lskvctl_flag(int argc, char **argv, const char *name);
 const char *lskvctl_positional(int argc, char **argv);
 int lskvctl_read_secret(const char *path, uint8_t out[32], char *errmsg);
 
+/* One unary gRPC call (blocking; client/grpc_client.h on a private loop).
+ * On 0 the call completed: grpc_status says how; msg (malloc'ed, caller
+ * frees) is the response message when grpc_status is 0.
+ * Errors: LSKV_EINVAL (bad URL), LSKV_EIO (connection or protocol failure;
+ * errmsg says why), LSKV_ENOMEM. */
+struct lskvctl_reply {
+    int grpc_status;          /* -1 when none arrived */
+    char grpc_message[160];   /* decoded */
+    uint8_t *msg;
+    size_t len;
+};
+int lskvctl_unary(const char *url, const char *path, const uint8_t *req, size_t req_len,
+                  struct lskvctl_reply *out, char *errmsg);
+
+int cmd_receipt_get(int argc, char **argv);
+int cmd_tx_status(int argc, char **argv);
 int cmd_ledger_show(int argc, char **argv);
 int cmd_ledger_audit(int argc, char **argv);
 int cmd_ledger_synth(int argc, char **argv);

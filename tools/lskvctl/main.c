@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "common/arena.h"
 #include "common/err.h"
@@ -23,8 +24,11 @@ static const char usage[] =
     "                 [--kind put|delete_range|txn]]\n"
     "      verify a receipt (JSON, as GetReceipt returns it) offline; R and S are\n"
     "      the binary protobuf request and response the receipt is for\n"
-    "  receipt get REV [--endpoints URL]        (not yet wired)\n"
-    "  tx-status REV [--term T] [--endpoints URL] (not yet wired)\n"
+    "  receipt get REV [--term T] [--endpoints URL] [--out FILE] [--timeout SEC]\n"
+    "      fetch the receipt of the write that made revision REV (JSON), retrying\n"
+    "      while the server says it is not signed yet (default timeout 10 s)\n"
+    "  tx-status REV [--term T] [--endpoints URL]\n"
+    "      Unknown, Pending, Committed or Invalid\n"
     "  ledger show DIR                        one line per ledger entry\n"
     "  ledger audit DIR --service-cert CERT [--ledger-secret FILE]\n"
     "      re-read every chunk, recompute every leaf and root, check every\n"
@@ -219,6 +223,163 @@ out:
     return code;
 }
 
+/* --- receipt get, tx-status (talk to lskvd) ------------------------------------ */
+
+#define DEFAULT_ENDPOINT "http://127.0.0.1:2379"
+
+static const char *first_endpoint(const char *list, char *buf, size_t n)
+{
+    if (list == NULL)
+        return DEFAULT_ENDPOINT;
+    snprintf(buf, n, "%s", list);
+    char *comma = strchr(buf, ',');
+    if (comma != NULL)
+        *comma = '\0';
+    return buf;
+}
+
+static bool parse_i64(const char *s, int64_t *out)
+{
+    char *end = NULL;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno != 0 || end == s || *end != '\0')
+        return false;
+    *out = v;
+    return true;
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+int cmd_receipt_get(int argc, char **argv)
+{
+    const char *cmd = "receipt get";
+    const char *term_s = lskvctl_opt(argc, argv, "--term");
+    const char *eps = lskvctl_opt(argc, argv, "--endpoints");
+    const char *out_path = lskvctl_opt(argc, argv, "--out");
+    const char *timeout_s = lskvctl_opt(argc, argv, "--timeout");
+    const char *rev_s = lskvctl_positional(argc, argv);
+    int64_t rev = 0, term = 0;
+    if (rev_s == NULL || !parse_i64(rev_s, &rev) || rev <= 0 ||
+        (term_s != NULL && (!parse_i64(term_s, &term) || term < 0))) {
+        lskvctl_fail(cmd, "need a positive revision REV (and a non-negative --term)");
+        fputs(usage, stderr);
+        return EXIT_USAGE;
+    }
+    if (leftover(argc, argv, cmd))
+        return EXIT_USAGE;
+    char epbuf[512], errmsg[LSKV_ERRMSG_SIZE] = "";
+    const char *url = first_endpoint(eps, epbuf, sizeof epbuf);
+    double timeout = timeout_s ? atof(timeout_s) : 10.0, start = now_s();
+    Lskvserverpb__GetReceiptRequest req = LSKVSERVERPB__GET_RECEIPT_REQUEST__INIT;
+    req.revision = rev;
+    req.raft_term = (uint64_t)term;
+    uint8_t buf[64];
+    size_t n = lskvserverpb__get_receipt_request__pack(&req, buf);
+    for (;;) {
+        struct lskvctl_reply r;
+        if (lskvctl_unary(url, "/etcdserverpb.Receipt/GetReceipt", buf, n, &r, errmsg) != 0) {
+            lskvctl_fail(cmd, "%s", errmsg);
+            return EXIT_USAGE;
+        }
+        if (r.grpc_status == 14 /* UNAVAILABLE */ && strstr(r.grpc_message, "not ready")) {
+            if (now_s() - start > timeout) {
+                lskvctl_fail(cmd, "revision %" PRId64 ": still not ready after %.1f s: %s", rev,
+                             timeout, r.grpc_message);
+                return EXIT_CHECK_FAILED;
+            }
+            const char *hint = strstr(r.grpc_message, "retry-after-ms: ");
+            long ms = hint ? atol(hint + 16) : 20;
+            if (ms < 1 || ms > 1000)
+                ms = 20;
+            struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
+            nanosleep(&ts, NULL);
+            continue;
+        }
+        if (r.grpc_status != 0) {
+            lskvctl_fail(cmd, "revision %" PRId64 ": grpc status %d: %s", rev, r.grpc_status,
+                         r.grpc_message);
+            free(r.msg);
+            return r.grpc_status == 5 /* NOT_FOUND */ ? EXIT_CHECK_FAILED : EXIT_USAGE;
+        }
+        Lskvserverpb__GetReceiptResponse *resp =
+            lskvserverpb__get_receipt_response__unpack(NULL, r.len, r.msg);
+        free(r.msg);
+        if (resp == NULL || resp->receipt == NULL) {
+            lskvctl_fail(cmd, "malformed GetReceiptResponse");
+            if (resp)
+                lskvserverpb__get_receipt_response__free_unpacked(resp, NULL);
+            return EXIT_USAGE;
+        }
+        char *js = receipt_to_json(resp->receipt);
+        lskvserverpb__get_receipt_response__free_unpacked(resp, NULL);
+        if (js == NULL)
+            return EXIT_USAGE;
+        int code = 0;
+        if (out_path != NULL) {
+            FILE *f = fopen(out_path, "w");
+            if (f == NULL || fputs(js, f) < 0 || fputc('\n', f) < 0 || fclose(f) != 0) {
+                lskvctl_fail(cmd, "%s: %s", out_path, strerror(errno));
+                code = EXIT_USAGE;
+            }
+        } else {
+            puts(js);
+        }
+        free(js);
+        return code;
+    }
+}
+
+int cmd_tx_status(int argc, char **argv)
+{
+    const char *cmd = "tx-status";
+    const char *term_s = lskvctl_opt(argc, argv, "--term");
+    const char *eps = lskvctl_opt(argc, argv, "--endpoints");
+    const char *rev_s = lskvctl_positional(argc, argv);
+    int64_t rev = 0, term = 0;
+    if (rev_s == NULL || !parse_i64(rev_s, &rev) ||
+        (term_s != NULL && (!parse_i64(term_s, &term) || term < 0))) {
+        lskvctl_fail(cmd, "need a revision REV (and a non-negative --term)");
+        fputs(usage, stderr);
+        return EXIT_USAGE;
+    }
+    if (leftover(argc, argv, cmd))
+        return EXIT_USAGE;
+    char epbuf[512], errmsg[LSKV_ERRMSG_SIZE] = "";
+    Lskvserverpb__TxStatusRequest req = LSKVSERVERPB__TX_STATUS_REQUEST__INIT;
+    req.revision = rev;
+    req.raft_term = (uint64_t)term;
+    uint8_t buf[64];
+    size_t n = lskvserverpb__tx_status_request__pack(&req, buf);
+    struct lskvctl_reply r;
+    if (lskvctl_unary(first_endpoint(eps, epbuf, sizeof epbuf),
+                      "/etcdserverpb.Maintenance/TxStatus", buf, n, &r, errmsg) != 0) {
+        lskvctl_fail(cmd, "%s", errmsg);
+        return EXIT_USAGE;
+    }
+    if (r.grpc_status != 0) {
+        lskvctl_fail(cmd, "grpc status %d: %s", r.grpc_status, r.grpc_message);
+        return EXIT_USAGE;
+    }
+    Lskvserverpb__TxStatusResponse *resp =
+        lskvserverpb__tx_status_response__unpack(NULL, r.len, r.msg);
+    free(r.msg);
+    if (resp == NULL) {
+        lskvctl_fail(cmd, "malformed TxStatusResponse");
+        return EXIT_USAGE;
+    }
+    static const char *const names[] = {"Unknown", "Pending", "Committed", "Invalid"};
+    unsigned st = (unsigned)resp->status;
+    printf("%s\n", st < 4 ? names[st] : "?");
+    lskvserverpb__tx_status_response__free_unpacked(resp, NULL);
+    return 0;
+}
+
 /* --- ledger synth (test tool) ------------------------------------------------- */
 
 static int write_file(const char *path, const void *data, size_t len)
@@ -390,11 +551,10 @@ int main(int argc, char **argv)
         return cmd_ledger_audit(argc - 3, argv + 3);
     if (strcmp(a, "ledger") == 0 && strcmp(b, "synth") == 0)
         return cmd_ledger_synth(argc - 3, argv + 3);
-    if ((strcmp(a, "receipt") == 0 && strcmp(b, "get") == 0) || strcmp(a, "tx-status") == 0) {
-        lskvctl_fail(a, "not yet wired: talking to lskvd over gRPC comes with the server "
-                        "integration; use curl on /v3/receipt/get_receipt meanwhile");
-        return EXIT_NOT_IMPLEMENTED;
-    }
+    if (strcmp(a, "receipt") == 0 && strcmp(b, "get") == 0)
+        return cmd_receipt_get(argc - 3, argv + 3);
+    if (strcmp(a, "tx-status") == 0)
+        return cmd_tx_status(argc - 2, argv + 2);
     lskvctl_fail(a, "unknown command");
     fputs(usage, stderr);
     return EXIT_USAGE;

@@ -14,7 +14,7 @@
  * (it may be inside a callback) but never driven again, every active call is
  * finished with the error, and new calls are refused. The session is deleted
  * only in the close callback, when no nghttp2 frame can be on the stack. */
-#include "grpc_client.h"
+#include "client/grpc_client.h"
 
 #include <arpa/inet.h>
 #include <errno.h>

@@ -1,4 +1,4 @@
-/* A minimal gRPC client for lskv-bench: unary calls over HTTP/2 (nghttp2) on
+/* A minimal gRPC client (lskv-bench, lskvctl): unary calls over HTTP/2 (nghttp2) on
  * libuv TCP connections, cleartext (h2c with prior knowledge, http://) or TLS
  * with ALPN h2 (https://). One connection carries many concurrent calls;
  * every call is a new stream. Single-threaded: everything runs on one loop.
@@ -6,8 +6,8 @@
  * Errors are negative libuv codes (UV_ECONNREFUSED, UV_EPROTO, ...); the
  * functions that take an errmsg buffer (LSKV_ERRMSG_SIZE bytes) also describe
  * the failure there. */
-#ifndef LSKV_TOOLS_GRPC_CLIENT_H
-#define LSKV_TOOLS_GRPC_CLIENT_H
+#ifndef LSKV_CLIENT_GRPC_CLIENT_H
+#define LSKV_CLIENT_GRPC_CLIENT_H
 
 #include <stddef.h>
 #include <stdint.h>
