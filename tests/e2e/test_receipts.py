@@ -1,0 +1,364 @@
+"""The ledger inside the running lskvd: receipts for real writes (lskvctl and
+the independent Python verifier accept them, tampering is caught), TxStatus,
+`ledger audit` of the server's own ledger (also after kill -9), nothing in
+the clear anywhere in the data dir, and a >=100k-entry audit."""
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+import uuid
+
+import pytest
+from etcd3.etcdrpc import kv_pb2
+
+from conftest import lskvd_only, rpc_pb2, rpc_pb2_grpc
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import receipt_check  # noqa: E402
+from test_ledger_offline import LSKVCTL, chunks, frames  # noqa: E402
+
+pytestmark = [lskvd_only,
+              pytest.mark.skipif(not os.path.exists(LSKVCTL), reason="lskvctl not built")]
+
+
+def ctl(*args, timeout=120):
+    return subprocess.run([LSKVCTL, *[str(a) for a in args]], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def service_cert(server):
+    return str(server.data_dir / "identity" / "service.pem")
+
+
+def put_json(server, key, value):
+    r = server.etcdctl("put", key, value, "-w", "json")
+    assert r.returncode == 0, r.stderr
+    h = json.loads(r.stdout)["header"]
+    return int(h["revision"]), int(h["raft_term"])
+
+
+def get_receipt(server, rev, term, out):
+    return ctl("receipt", "get", rev, "--term", term, "--endpoints", server.url, "--out", out)
+
+
+def audit(server, secret=True):
+    args = ["ledger", "audit", server.data_dir / "ledger", "--service-cert", service_cert(server)]
+    if secret:
+        args += ["--ledger-secret", server.data_dir / "ledger.secret"]
+    return ctl(*args)
+
+
+def write_claims(tmp_path, name, request, response):
+    """Binary request and response files (response header cleared, as claims are)."""
+    response = type(response).FromString(response.SerializeToString())
+    response.ClearField("header")
+    rq, rs = tmp_path / (name + ".req"), tmp_path / (name + ".resp")
+    rq.write_bytes(request.SerializeToString())
+    rs.write_bytes(response.SerializeToString())
+    return str(rq), str(rs)
+
+
+def verify_both(receipt, cert, rq=None, rs=None, kind="put"):
+    """(lskvctl result, python verifier result) for one receipt."""
+    extra = ["--request", rq, "--response", rs, "--kind", kind] if rq else []
+    a = ctl("receipt", "verify", receipt, "--service-cert", cert, *extra)
+    b = subprocess.run([sys.executable, os.path.join(HERE, "receipt_check.py"), receipt,
+                        "--service-cert", cert, *extra], capture_output=True, text=True,
+                       timeout=60)
+    return a, b
+
+
+def test_receipts_for_etcdctl_puts_verify_and_are_ready_fast(lskvd, tmp_path):
+    cert = service_cert(lskvd)
+    for i in range(8):
+        key, value = "rk-%d-%s" % (i, uuid.uuid4().hex[:6]), "rv-%d-%s" % (i, uuid.uuid4().hex)
+        rev, term = put_json(lskvd, key, value)
+        t0 = time.monotonic()
+        out = str(tmp_path / ("r%d.json" % rev))
+        r = get_receipt(lskvd, rev, term, out)
+        elapsed = time.monotonic() - t0
+        assert r.returncode == 0, r.stderr
+        assert elapsed < 0.5, "receipt for revision %d ready after %.3f s" % (rev, elapsed)
+        receipt = json.load(open(out))
+        assert receipt["tx_receipt"]["leaf_components"]["commit_evidence"].startswith(
+            "ce:%d." % term)
+        rq, rs = write_claims(tmp_path, "p%d" % rev,
+                              rpc_pb2.PutRequest(key=key.encode(), value=value.encode()),
+                              rpc_pb2.PutResponse())
+        a, b = verify_both(out, cert, rq, rs)
+        assert a.returncode == 0 and "claims match" in a.stdout, (a.stdout, a.stderr)
+        assert b.returncode == 0, (b.stdout, b.stderr)
+
+
+def test_receipts_for_delete_and_txn_over_grpc(lskvd, tmp_path):
+    kv = lskvd.kv()
+    cert = service_cert(lskvd)
+    kv.Put(rpc_pb2.PutRequest(key=b"d1", value=b"x"))
+    cases = []
+    dreq = rpc_pb2.DeleteRangeRequest(key=b"d1", prev_kv=True)
+    cases.append(("delete_range", dreq, kv.DeleteRange(dreq)))
+    treq = rpc_pb2.TxnRequest(
+        compare=[rpc_pb2.Compare(key=b"t1", target=rpc_pb2.Compare.VERSION,
+                                 result=rpc_pb2.Compare.EQUAL, version=0)],
+        success=[rpc_pb2.RequestOp(request_put=rpc_pb2.PutRequest(key=b"t1", value=b"y"))],
+        failure=[rpc_pb2.RequestOp(request_range=rpc_pb2.RangeRequest(key=b"t1"))])
+    cases.append(("txn", treq, kv.Txn(treq)))
+    for kind, req, resp in cases:
+        rev, term = resp.header.revision, resp.header.raft_term
+        out = str(tmp_path / (kind + ".json"))
+        r = get_receipt(lskvd, rev, term, out)
+        assert r.returncode == 0, r.stderr
+        rq, rs = write_claims(tmp_path, kind, req, resp)
+        a, b = verify_both(out, cert, rq, rs, kind)
+        assert a.returncode == 0 and "claims match" in a.stdout, (kind, a.stdout, a.stderr)
+        assert b.returncode == 0, (kind, b.stdout, b.stderr)
+
+
+def test_tampered_receipt_request_or_response_fails_with_a_reason(lskvd, tmp_path):
+    cert = service_cert(lskvd)
+    rev, term = put_json(lskvd, "tk", "tv-original")
+    out = tmp_path / "r.json"
+    assert get_receipt(lskvd, rev, term, out).returncode == 0
+    good = out.read_text()
+    rq, rs = write_claims(tmp_path, "t", rpc_pb2.PutRequest(key=b"tk", value=b"tv-original"),
+                          rpc_pb2.PutResponse())
+    assert all(r.returncode == 0 for r in verify_both(str(out), cert, rq, rs))
+
+    receipt = json.loads(good)
+    lc = receipt["tx_receipt"]["leaf_components"]
+
+    def flip_hex(s, i=5):
+        return s[:i] + ("0" if s[i] != "0" else "1") + s[i + 1:]
+
+    mutants = []
+    m = json.loads(good)
+    m["tx_receipt"]["leaf_components"]["write_set_digest"] = flip_hex(lc["write_set_digest"])
+    mutants.append(("write_set_digest", m))
+    m = json.loads(good)
+    m["tx_receipt"]["leaf_components"]["claims_digest"] = flip_hex(lc["claims_digest"])
+    mutants.append(("claims_digest", m))
+    m = json.loads(good)
+    ce = lc["commit_evidence"]
+    m["tx_receipt"]["leaf_components"]["commit_evidence"] = ce[:-1] + (
+        "0" if ce[-1] != "0" else "1")
+    mutants.append(("commit_evidence", m))
+    if receipt["tx_receipt"].get("proof"):
+        m = json.loads(good)
+        p = m["tx_receipt"]["proof"][0]
+        side = "left" if "left" in p else "right"
+        p[side] = flip_hex(p[side])
+        mutants.append(("proof", m))
+    import base64
+    m = json.loads(good)
+    sig = bytearray(base64.b64decode(m["signature"]))
+    sig[-3] ^= 0x01
+    m["signature"] = base64.b64encode(bytes(sig)).decode()
+    mutants.append(("signature", m))
+    m = json.loads(good)
+    m["tx_receipt"]["leaf_index"] = str(int(receipt["tx_receipt"]["leaf_index"]) + 1)
+    mutants.append(("leaf_index", m))
+
+    for name, m in mutants:
+        path = tmp_path / ("bad-%s.json" % name)
+        path.write_text(json.dumps(m))
+        a, b = verify_both(str(path), cert)
+        assert a.returncode == 1 and "FAILED" in a.stderr, (name, a.stdout, a.stderr)
+        assert re.search(r"FAILED: \S", a.stderr), a.stderr
+        assert b.returncode == 1, (name, b.stdout, b.stderr)
+
+    # one byte of the request, or of the response
+    bad_rq = tmp_path / "bad.req"
+    bad_rq.write_bytes(rpc_pb2.PutRequest(key=b"tk", value=b"tv-originaL").SerializeToString())
+    bad_rs = tmp_path / "bad.resp"
+    bad_rs.write_bytes(rpc_pb2.PutResponse(prev_kv=kv_pb2.KeyValue(key=b"tk"))
+                       .SerializeToString())
+    for rqx, rsx in ((str(bad_rq), rs), (rq, str(bad_rs))):
+        a, b = verify_both(str(out), cert, rqx, rsx)
+        assert a.returncode == 1 and "claims" in a.stderr, (a.stdout, a.stderr)
+        assert b.returncode == 1, (b.stdout, b.stderr)
+
+
+def tx_status(server, rev, term=None):
+    args = ["tx-status", rev, "--endpoints", server.url]
+    if term is not None:
+        args += ["--term", term]
+    r = ctl(*args)
+    assert r.returncode == 0, r.stderr
+    return r.stdout.strip()
+
+
+def test_tx_status(lskvd):
+    rev, term = put_json(lskvd, "sk", "sv")
+    assert tx_status(lskvd, rev, term) == "Committed"
+    assert tx_status(lskvd, rev) == "Committed"
+    assert tx_status(lskvd, rev, term + 1) == "Invalid"
+    assert tx_status(lskvd, rev + 1000, term) == "Unknown"
+    assert tx_status(lskvd, 1) == "Unknown"  # the initial revision: no write made it
+
+
+def test_receipt_of_unknown_revision_is_not_found(lskvd):
+    rev, term = put_json(lskvd, "nk", "nv")
+    r = ctl("receipt", "get", rev + 50, "--endpoints", lskvd.url, "--timeout", "1")
+    assert r.returncode == 1 and "status 5" in r.stderr, r.stderr
+    r = ctl("receipt", "get", rev, "--term", term + 3, "--endpoints", lskvd.url)
+    assert r.returncode == 1 and "status 5" in r.stderr, r.stderr
+
+
+def test_not_ready_answer_is_unavailable_with_a_retry_hint(server_factory):
+    # Signatures at most every 10 s (or 5000 entries): the first put is
+    # signed at once, the next one only 10 s later.
+    s = server_factory("lskvd", extra=["--sig-ms-interval", "10000"])
+    rev, term = put_json(s, "uk0", "uv")
+    assert get_receipt(s, rev, term, s.workdir / "first.json").returncode == 0
+    rev, term = put_json(s, "uk", "uv")
+    r = ctl("receipt", "get", rev, "--term", term, "--endpoints", s.url, "--timeout", "0.3")
+    assert r.returncode == 1, (r.stdout, r.stderr)
+    assert "not ready" in r.stderr and "retry-after-ms" in r.stderr, r.stderr
+    assert tx_status(s, rev, term) == "Committed"  # committed, just not signed
+
+
+def test_signature_every_entry(server_factory, tmp_path):
+    s = server_factory("lskvd", extra=["--sig-tx-interval", "1"])
+    revs = [put_json(s, "e%d" % i, "v%d" % i) for i in range(20)]
+    for rev, term in revs:
+        out = tmp_path / ("e%d.json" % rev)
+        assert get_receipt(s, rev, term, out).returncode == 0
+        assert verify_both(str(out), service_cert(s))[0].returncode == 0
+    s.stop_cleanly()
+    r = audit(s)
+    assert r.returncode == 0, r.stderr
+    sigs = int(re.search(r"(\d+) signatures", r.stdout).group(1))
+    assert sigs >= 10, r.stdout  # about one per sequential put
+
+
+def ledger_kv_revisions(server):
+    r = ctl("ledger", "show", server.data_dir / "ledger")
+    assert r.returncode == 0, r.stderr
+    return {int(m.group(1)) for m in re.finditer(r"rev=(\d+) type=kv", r.stdout)}
+
+
+def test_audit_of_the_servers_ledger_and_restart(server_factory):
+    s = server_factory("lskvd", extra=["--ledger-chunk-bytes", "8192",
+                                       "--snapshot-count", "50"])
+    kv = s.kv()
+    revs = []
+    for i in range(300):
+        revs.append(kv.Put(rpc_pb2.PutRequest(key=b"a%d" % (i % 37), value=b"v%d" % i))
+                    .header.revision)
+    kv.DeleteRange(rpc_pb2.DeleteRangeRequest(key=b"a1"))
+    kv.Compact(rpc_pb2.CompactionRequest(revision=revs[100]))
+    time.sleep(0.3)
+    s.stop_cleanly()
+    r = audit(s)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert len(chunks(str(s.data_dir / "ledger"))) >= 3
+    assert set(revs) <= ledger_kv_revisions(s)
+    # restart: replayed entries are checked, not appended twice
+    s.start()
+    assert "replayed entries checked" in s.log_text(True)
+    rev, term = put_json(s, "after", "restart")
+    assert get_receipt(s, rev, term, s.workdir / "after.json").returncode == 0
+    assert get_receipt(s, revs[5], 0, s.workdir / "old.json").returncode == 0
+    assert verify_both(str(s.workdir / "old.json"), service_cert(s))[0].returncode == 0
+    s.stop_cleanly()
+    r = audit(s)
+    assert r.returncode == 0, r.stdout + r.stderr
+    # tampering with the real ledger is caught, naming chunk and offset
+    d = str(s.data_dir / "ledger")
+    name = chunks(d)[1]
+    data = bytearray(open(os.path.join(d, name), "rb").read())
+    off, n = frames(data)[2]
+    data[off + 30] ^= 0x40
+    open(os.path.join(d, name), "wb").write(data)
+    r = audit(s)
+    assert r.returncode == 1
+    assert re.search(r"FAILED: chunk %s, offset %d" % (re.escape(name), off), r.stderr), r.stderr
+
+
+def test_kill_9_during_writes_keeps_every_acknowledged_write(server_factory):
+    s = server_factory("lskvd", extra=["--snapshot-count", "64", "--ledger-chunk-bytes", "16384"])
+    acked, stop = [], threading.Event()
+
+    def writer(tid):
+        kv = s.kv()
+        i = 0
+        while not stop.is_set():
+            try:
+                resp = kv.Put(rpc_pb2.PutRequest(key=b"k%d-%d" % (tid, i), value=b"v%d" % i),
+                              timeout=5)
+            except Exception:
+                return
+            acked.append((resp.header.revision, resp.header.raft_term))
+            i += 1
+
+    threads = [threading.Thread(target=writer, args=(t,)) for t in range(4)]
+    for t in threads:
+        t.start()
+    time.sleep(1.5)
+    s.kill()  # SIGKILL while the writers are busy
+    stop.set()
+    for t in threads:
+        t.join()
+    assert len(acked) > 50
+    s.start()
+    s.stop_cleanly()
+    r = audit(s)
+    assert r.returncode == 0, r.stdout + r.stderr
+    in_ledger = ledger_kv_revisions(s)
+    missing = sorted(rev for rev, _ in acked if rev not in in_ledger)
+    assert not missing, "acknowledged revisions missing from the ledger: %s" % missing[:20]
+    s.start()
+    last_rev, last_term = max(acked)
+    assert tx_status(s, last_rev, last_term) == "Committed"
+    assert get_receipt(s, last_rev, last_term, s.workdir / "last.json").returncode == 0
+
+
+def test_no_key_or_value_in_the_clear_anywhere_in_the_data_dir(server_factory):
+    s = server_factory("lskvd", extra=["--snapshot-count", "20"])
+    key = ("needle-key-" + uuid.uuid4().hex).encode()
+    value = ("needle-value-" + uuid.uuid4().hex).encode()
+    kv = s.kv()
+    kv.Put(rpc_pb2.PutRequest(key=key, value=value))
+    for i in range(60):  # enough for raft snapshots
+        kv.Put(rpc_pb2.PutRequest(key=key, value=value + b"-%d" % i))
+    kv.Txn(rpc_pb2.TxnRequest(success=[rpc_pb2.RequestOp(
+        request_put=rpc_pb2.PutRequest(key=key, value=value))]))
+    time.sleep(0.3)
+    s.stop_cleanly()
+    found, kinds = [], set()
+    for root, _, files in os.walk(s.data_dir):
+        for f in files:
+            p = os.path.join(root, f)
+            data = open(p, "rb").read()
+            kinds.add(os.path.relpath(root, s.data_dir).split(os.sep)[0])
+            if key in data or value in data or key[:12] in data or value[:14] in data:
+                found.append(p)
+    assert not found, "key or value in the clear in %s" % found
+    assert {"raft", "engine", "ledger"} <= kinds, kinds
+    assert any("snapshot" in f for f in os.listdir(s.data_dir / "raft")), \
+        os.listdir(s.data_dir / "raft")
+
+
+@pytest.mark.slow
+def test_big_ledger_audit_reports_throughput(tmp_path):
+    d = tmp_path / "big"
+    r = ctl("ledger", "synth", d, "--entries", "100000", "--sig-every", "1000",
+            "--chunk-bytes", "524288", timeout=600)
+    assert r.returncode == 0, r.stderr
+    ledger = str(d / "ledger")
+    assert len(chunks(ledger)) >= 20, len(chunks(ledger))
+    t0 = time.monotonic()
+    r = ctl("ledger", "audit", ledger, "--service-cert", d / "identity" / "service.pem",
+            "--ledger-secret", d / "ledger.secret", "--no-progress", timeout=600)
+    elapsed = time.monotonic() - t0
+    assert r.returncode == 0, r.stdout + r.stderr
+    m = re.search(r"(\d+) entries/s", r.stdout)
+    assert m and int(m.group(1)) > 0, r.stdout
+    n = int(re.search(r"(\d+) entries,", r.stdout).group(1))
+    assert n >= 100000, r.stdout
+    print("\nbig ledger audit: %d entries in %d chunks, %.2f s, %s entries/s" % (
+        n, len(chunks(ledger)), elapsed, m.group(1)))
