@@ -23,8 +23,6 @@
 #include "common/err.h"
 #include "proto/lskvserver.pb-c.h"
 
-#define UNMARSHAL_ERROR "grpc: error unmarshalling request: malformed protobuf"
-
 /* True when revision may still be made by a write this node proposed. */
 static bool pending(struct api *api, int64_t revision, uint64_t raft_term)
 {
@@ -50,11 +48,9 @@ static void get_receipt(grpc_call *call, const uint8_t *msg, size_t len, void *c
     arena_init(&a);
     char errmsg[LSKV_ERRMSG_SIZE] = "";
     Lskvserverpb__GetReceiptRequest *req =
-        lskvserverpb__get_receipt_request__unpack(&a.pb, len, msg);
-    if (req == NULL) {
-        grpc_call_finish(call, GRPC_STATUS_INTERNAL, UNMARSHAL_ERROR);
+        api_decode(call, &lskvserverpb__get_receipt_request__descriptor, msg, len, &a);
+    if (req == NULL)
         goto out;
-    }
     if (req->revision <= 0) {
         grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "lskv: revision must be positive");
         goto out;
@@ -99,11 +95,9 @@ static void tx_status(grpc_call *call, const uint8_t *msg, size_t len, void *ctx
     arena_init(&a);
     char errmsg[LSKV_ERRMSG_SIZE] = "";
     Lskvserverpb__TxStatusRequest *req =
-        lskvserverpb__tx_status_request__unpack(&a.pb, len, msg);
-    if (req == NULL) {
-        grpc_call_finish(call, GRPC_STATUS_INTERNAL, UNMARSHAL_ERROR);
+        api_decode(call, &lskvserverpb__tx_status_request__descriptor, msg, len, &a);
+    if (req == NULL)
         goto out;
-    }
     enum ledger_tx_status status = LEDGER_TX_UNKNOWN;
     if (api->ledger != NULL) {
         int rv = ledger_tx_status(api->ledger, req->revision, req->raft_term, &status, errmsg);
