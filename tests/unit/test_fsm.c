@@ -1,0 +1,304 @@
+/* Tests for consensus/fsm.c with a ledger: what apply writes to the ledger
+ * (KV entries with claims, OTHER entries for rejected commands, signature
+ * commands), replay checks after a restart, and the snapshot's ledger size. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/arena.h"
+#include "common/err.h"
+#include "consensus/fsm.h"
+#include "identity/cert.h"
+#include "kv/kvstore.h"
+#include "ledger/ledger.h"
+#include "ledger/receipt.h"
+#include "runner.h"
+#include "storage/recstore.h"
+
+static const uint8_t DATA_KEY[32] = {9, 9, 9, 4};
+
+struct store {
+    recstore *rs;
+    kvstore *kv;
+    struct fsm fsm;
+    struct consensus_fsm vt;
+};
+
+struct fx {
+    cert_service *svc;
+    cert_node *node;
+    uint8_t secret[LEDGER_SECRET_BYTES];
+    ledger *l;
+    char errmsg[LSKV_ERRMSG_SIZE];
+};
+
+static void store_open(struct store *s, const char *name, ledger *l)
+{
+    char path[4096], errmsg[LSKV_ERRMSG_SIZE] = "";
+    snprintf(path, sizeof path, "%s/%s", test_tmpdir(), name);
+    struct recstore_config cfg = {.path = path, .data_key = DATA_KEY, .cluster_id = 5};
+    int rv = recstore_open(&cfg, &s->rs, errmsg);
+    if (rv != 0)
+        TEST_FAIL("recstore_open: %s", errmsg);
+    ASSERT_EQ(kvstore_open(s->rs, &s->kv), 0);
+    fsm_init(&s->fsm, s->kv, s->rs, 5, 6);
+    fsm_set_ledger(&s->fsm, l);
+    s->vt = fsm_vtable(&s->fsm);
+}
+
+static void store_close(struct store *s)
+{
+    kvstore_close(s->kv);
+    recstore_close(s->rs);
+}
+
+static void ledger_at(struct fx *f, const char *name)
+{
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s/%s", test_tmpdir(), name);
+    struct ledger_config cfg = {.dir = dir, .secret = f->secret, .service = f->svc};
+    int rv = ledger_open(&cfg, &f->l, f->errmsg);
+    if (rv != 0)
+        TEST_FAIL("ledger_open: %s", f->errmsg);
+}
+
+static void fx_open(struct fx *f)
+{
+    memset(f, 0, sizeof *f);
+    ASSERT_EQ(cert_service_load_or_create(test_tmpdir(), "svc", true, &f->svc, NULL, f->errmsg),
+              0);
+    ASSERT_EQ(cert_node_load_or_create(test_tmpdir(), f->svc, "n1", true, &f->node, NULL,
+                                       f->errmsg), 0);
+    memset(f->secret, 3, sizeof f->secret);
+    ledger_at(f, "ledger");
+}
+
+static void fx_close(struct fx *f)
+{
+    ledger_close(f->l);
+    cert_node_free(f->node);
+    cert_service_free(f->svc);
+}
+
+static void put_cmd(const char *key, const char *value, int64_t lease, uint8_t **cmd,
+                    size_t *len)
+{
+    Etcdserverpb__PutRequest req = ETCDSERVERPB__PUT_REQUEST__INIT;
+    req.key = (ProtobufCBinaryData){.data = (uint8_t *)key, .len = strlen(key)};
+    req.value = (ProtobufCBinaryData){.data = (uint8_t *)value, .len = strlen(value)};
+    req.lease = lease;
+    ASSERT_EQ(fsm_command_encode(FSM_CMD_PUT, &req.base, cmd, len), 0);
+}
+
+/* Applies cmd at (term, index); returns apply's code, *res the result. */
+static int apply(struct store *s, uint64_t term, uint64_t index, const uint8_t *cmd, size_t len,
+                 struct fsm_result **res)
+{
+    struct consensus_entry_info info = {.index = index, .term = term, .proposed_ms = 1};
+    void *r = NULL;
+    int rv = s->vt.apply(s->vt.data, &info, cmd, len, &r);
+    *res = r;
+    return rv;
+}
+
+static void apply_put(struct store *s, uint64_t index, const char *key, const char *value)
+{
+    uint8_t *cmd;
+    size_t len;
+    struct fsm_result *r;
+    put_cmd(key, value, 0, &cmd, &len);
+    ASSERT_EQ(apply(s, 2, index, cmd, len, &r), 0);
+    ASSERT_EQ(r->rv, 0);
+    fsm_result_free(r);
+    free(cmd);
+}
+
+static void apply_signature(struct fx *f, struct store *s, uint64_t index)
+{
+    uint8_t *p;
+    size_t n;
+    ASSERT_EQ(ledger_make_signature(f->l, f->node, 1000, &p, &n), 0);
+    uint8_t *cmd = malloc(n + 2);
+    cmd[0] = FSM_COMMAND_VERSION;
+    cmd[1] = FSM_CMD_SIGNATURE;
+    memcpy(cmd + 2, p, n);
+    struct fsm_result *r;
+    int rv = apply(s, 2, index, cmd, n + 2, &r);
+    if (rv != 0)
+        TEST_FAIL("signature apply: %s: %s", lskv_errname(rv), s->fsm.errmsg);
+    fsm_result_free(r);
+    free(cmd);
+    free(p);
+}
+
+TEST(fsm, put_is_a_kv_ledger_entry_whose_receipt_binds_request_and_response)
+{
+    struct fx f;
+    struct store s;
+    fx_open(&f);
+    store_open(&s, "db", f.l);
+    uint8_t *cmd;
+    size_t len;
+    struct fsm_result *r;
+    put_cmd("alpha", "one", 0, &cmd, &len);
+    ASSERT_EQ(apply(&s, 2, 3, cmd, len, &r), 0);
+    ASSERT_EQ(r->rv, 0);
+    struct ledger_position pos;
+    ledger_position(f.l, &pos);
+    ASSERT_EQ(pos.size, 1);
+    ASSERT_EQ(pos.index, 3);
+    ASSERT_EQ(pos.revision, 2);
+    apply_signature(&f, &s, 4);
+
+    struct arena a;
+    arena_init(&a);
+    Lskvserverpb__Receipt *rc;
+    ASSERT_EQ(ledger_receipt(f.l, 2, 2, &a, &rc, f.errmsg), 0);
+    /* claims the client can rebuild: its request and the response it got */
+    Etcdserverpb__PutRequest *req = etcdserverpb__put_request__unpack(&a.pb, len - 2, cmd + 2);
+    Etcdserverpb__PutResponse *resp =
+        etcdserverpb__put_response__unpack(&a.pb, r->response_len, r->response);
+    ASSERT_EQ(!!(req != NULL && resp != NULL && resp->header != NULL), 1);
+    ASSERT_EQ(resp->header->revision, 2);
+    Lskvserverpb__ReceiptClaims c = LSKVSERVERPB__RECEIPT_CLAIMS__INIT;
+    c.request_case = LSKVSERVERPB__RECEIPT_CLAIMS__REQUEST_REQUEST_PUT;
+    c.request_put = req;
+    c.response_case = LSKVSERVERPB__RECEIPT_CLAIMS__RESPONSE_RESPONSE_PUT;
+    c.response_put = resp;
+    uint8_t digest[32];
+    ASSERT_EQ(receipt_claims_digest(&c, digest), 0);
+    ASSERT_EQ(receipt_verify(rc, f.svc, digest, NULL, f.errmsg), 0);
+    /* another value is not what was signed */
+    req->value.data[0] ^= 1;
+    ASSERT_EQ(receipt_claims_digest(&c, digest), 0);
+    ASSERT_EQ(receipt_verify(rc, f.svc, digest, NULL, f.errmsg), LSKV_ECORRUPT);
+    arena_close(&a);
+    fsm_result_free(r);
+    free(cmd);
+    store_close(&s);
+    fx_close(&f);
+}
+
+TEST(fsm, rejected_command_is_an_other_entry_without_a_revision)
+{
+    struct fx f;
+    struct store s;
+    fx_open(&f);
+    store_open(&s, "db", f.l);
+    uint8_t *cmd;
+    size_t len;
+    struct fsm_result *r;
+    put_cmd("k", "v", 77, &cmd, &len); /* no such lease */
+    ASSERT_EQ(apply(&s, 2, 3, cmd, len, &r), 0);
+    ASSERT_EQ(r->rv, LSKV_ELEASENOTFOUND);
+    fsm_result_free(r);
+    free(cmd);
+    struct ledger_position pos;
+    ledger_position(f.l, &pos);
+    ASSERT_EQ(pos.size, 1);
+    ASSERT_EQ(pos.revision, 1);
+    enum ledger_tx_status st;
+    ASSERT_EQ(ledger_tx_status(f.l, 1, 0, &st, f.errmsg), 0);
+    ASSERT_EQ(st, LEDGER_TX_UNKNOWN);
+    store_close(&s);
+    fx_close(&f);
+}
+
+TEST(fsm, bad_signature_command_is_fatal)
+{
+    struct fx f;
+    struct store s;
+    fx_open(&f);
+    store_open(&s, "db", f.l);
+    apply_put(&s, 3, "a", "1");
+    uint8_t *p;
+    size_t n;
+    ASSERT_EQ(ledger_make_signature(f.l, f.node, 1000, &p, &n), 0);
+    uint8_t *cmd = malloc(n + 2);
+    cmd[0] = FSM_COMMAND_VERSION;
+    cmd[1] = FSM_CMD_SIGNATURE;
+    memcpy(cmd + 2, p, n);
+    cmd[2 + 20] ^= 0x10; /* inside the root */
+    struct fsm_result *r = NULL;
+    ASSERT_NE(apply(&s, 2, 4, cmd, n + 2, &r), 0);
+    ASSERT_EQ(!!(r == NULL), 1);
+    ASSERT_EQ(!!(s.fsm.errmsg[0] != '\0'), 1);
+    free(cmd);
+    free(p);
+    store_close(&s);
+    fx_close(&f);
+}
+
+TEST(fsm, replay_checks_entries_the_ledger_already_holds)
+{
+    struct fx f;
+    struct store s;
+    fx_open(&f);
+    store_open(&s, "db1", f.l);
+    apply_put(&s, 3, "a", "1");
+    apply_put(&s, 4, "b", "2");
+    apply_signature(&f, &s, 5);
+    apply_put(&s, 6, "c", "3");
+    store_close(&s);
+    ledger_close(f.l);
+    ledger_at(&f, "ledger"); /* restart: reopen */
+    struct ledger_position before;
+    ledger_position(f.l, &before);
+    ASSERT_EQ(before.size, 4);
+
+    /* the same commands replayed onto an empty store: checked, not appended */
+    store_open(&s, "db2", f.l);
+    apply_put(&s, 3, "a", "1");
+    apply_put(&s, 4, "b", "2");
+    ASSERT_EQ(s.fsm.replayed, 2);
+    apply_put(&s, 7, "d", "4"); /* skipping 5, 6 is not checked here; 7 is new */
+    struct ledger_position after;
+    ledger_position(f.l, &after);
+    ASSERT_EQ(after.size, 5);
+    ASSERT_EQ(after.index, 7);
+    store_close(&s);
+
+    /* a different command at an index the ledger holds: divergence */
+    store_open(&s, "db3", f.l);
+    apply_put(&s, 3, "a", "1");
+    uint8_t *cmd;
+    size_t len;
+    struct fsm_result *r = NULL;
+    put_cmd("b", "2-but-different", 0, &cmd, &len);
+    ASSERT_EQ(apply(&s, 2, 4, cmd, len, &r), LSKV_ECORRUPT);
+    ASSERT_EQ(!!(strstr(s.fsm.errmsg, "differs") != NULL), 1);
+    free(cmd);
+    store_close(&s);
+    fx_close(&f);
+}
+
+TEST(fsm, snapshot_covers_the_ledger_and_restore_refuses_a_shorter_one)
+{
+    struct fx f;
+    struct store s;
+    fx_open(&f);
+    store_open(&s, "db1", f.l);
+    apply_put(&s, 3, "a", "1");
+    apply_put(&s, 4, "b", "2");
+    uint8_t *snap;
+    size_t snap_len;
+    ASSERT_EQ(s.vt.snapshot(s.vt.data, &snap, &snap_len), 0);
+    store_close(&s);
+
+    store_open(&s, "db2", f.l); /* same ledger: fine */
+    ASSERT_EQ(s.vt.restore(s.vt.data, snap, snap_len), 0);
+    ASSERT_EQ(kvstore_revision(s.kv), 3);
+    store_close(&s);
+
+    ledger_close(f.l);
+    ledger_at(&f, "ledger-empty"); /* the ledger lost what the snapshot covers */
+    store_open(&s, "db3", f.l);
+    ASSERT_EQ(s.vt.restore(s.vt.data, snap, snap_len), LSKV_ECORRUPT);
+    store_close(&s);
+    snap[0] = 9; /* unknown version */
+    store_open(&s, "db4", NULL);
+    ASSERT_EQ(s.vt.restore(s.vt.data, snap, snap_len), LSKV_EFORMAT);
+    store_close(&s);
+    free(snap);
+    fx_close(&f);
+}
