@@ -103,6 +103,17 @@ struct ledger {
     int64_t last_nonsig_leaf;  /* -1 if none */
     uint64_t last_sig_ms;
     int sticky;
+
+    /* Replay checks: raft index -> write set digest of one sealed chunk
+     * (sealed chunks never change), so checking a run of replayed entries
+     * reads each chunk once. */
+    struct {
+        bool valid;
+        size_t chunk;
+        uint64_t *index;
+        uint8_t (*wsd)[MERKLE_HASH_BYTES];
+        size_t n, cap;
+    } rc;
 };
 
 /* --- Keys, nonces, commit evidence -------------------------------------- */
@@ -687,6 +698,8 @@ void ledger_close(ledger *l)
         close(l->fd);
     }
     clear_window(l);
+    free(l->rc.index);
+    free(l->rc.wsd);
     free(l->sigs);
     free(l->win);
     free(l->chunks);
@@ -886,6 +899,48 @@ bool ledger_has_index(const ledger *l, uint64_t index)
     return merkle_size(l->tree) > 0 && index <= l->last_index;
 }
 
+/* Loads raft index -> write set digest of sealed chunk k into l->rc. */
+static int cache_chunk(ledger *l, size_t k, char *errmsg)
+{
+    if (l->rc.valid && l->rc.chunk == k)
+        return 0;
+    l->rc.valid = false;
+    l->rc.n = 0;
+    struct scan s;
+    int rv = scan_open(l, k, &s, errmsg);
+    if (rv != 0)
+        return rv;
+    while (s.chunk == k && s.off < s.len) {
+        struct chunk_entry e;
+        if ((rv = scan_next(&s, &e, errmsg)) != 1)
+            break;
+        rv = 0;
+        if (l->rc.n == l->rc.cap) {
+            size_t cap = l->rc.cap ? l->rc.cap * 2 : 1024;
+            uint64_t *ix = realloc(l->rc.index, cap * sizeof *ix);
+            if (ix != NULL)
+                l->rc.index = ix;
+            uint8_t(*w)[MERKLE_HASH_BYTES] = realloc(l->rc.wsd, cap * sizeof *w);
+            if (w != NULL)
+                l->rc.wsd = w;
+            if (ix == NULL || w == NULL) {
+                rv = LSKV_ENOMEM;
+                break;
+            }
+            l->rc.cap = cap;
+        }
+        l->rc.index[l->rc.n] = e.index;
+        chunk_entry_wsd(&e, l->rc.wsd[l->rc.n]);
+        l->rc.n++;
+    }
+    scan_close(&s);
+    if (rv < 0)
+        return rv;
+    l->rc.valid = true;
+    l->rc.chunk = k;
+    return 0;
+}
+
 /* Write set digest of the entry with raft index `index` at revision rev:
  * 0 and *found, or an error. */
 static int find_index(ledger *l, uint64_t index, int64_t rev, uint8_t wsd[32], bool *found,
@@ -907,28 +962,34 @@ static int find_index(ledger *l, uint64_t index, int64_t rev, uint8_t wsd[32], b
         }
         return 0;
     }
-    /* From the files: revisions never decrease, so the entry is at or after
-     * the last chunk whose first revision is below rev. */
+    /* From the sealed chunks: revisions never decrease, so the entry is at
+     * or after the last chunk whose first revision is below rev. */
     size_t k = 0;
     for (size_t i = 0; i < l->n_chunks; i++)
         if (l->chunks[i].first_rev < rev)
             k = i;
-    struct scan s;
-    int rv = scan_open(l, k, &s, errmsg);
-    if (rv != 0)
-        return rv;
-    struct chunk_entry e;
-    while ((rv = scan_next(&s, &e, errmsg)) == 1) {
-        if (e.index > index)
-            break;
-        if (e.index == index) {
-            chunk_entry_wsd(&e, wsd);
-            *found = true;
-            break;
+    for (; k < l->n_chunks && !l->chunks[k].open; k++) {
+        int rv = cache_chunk(l, k, errmsg);
+        if (rv != 0)
+            return rv;
+        size_t n = l->rc.n;
+        if (n == 0 || index > l->rc.index[n - 1])
+            continue;
+        size_t lo = 0, hi = n;
+        while (lo < hi) {
+            size_t mid = (lo + hi) / 2;
+            if (l->rc.index[mid] < index)
+                lo = mid + 1;
+            else
+                hi = mid;
         }
+        if (l->rc.index[lo] == index) {
+            memcpy(wsd, l->rc.wsd[lo], 32);
+            *found = true;
+        }
+        return 0;
     }
-    scan_close(&s);
-    return rv < 0 ? rv : 0;
+    return 0;
 }
 
 static int check_frame(ledger *l, struct chunk_entry *e, const uint8_t *plain, size_t plain_len,
