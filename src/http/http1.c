@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "common/err.h"
 
@@ -17,6 +18,9 @@ static int on_message_begin(http_parser *p)
     hp->target_len = 0;
     hp->req.target[0] = '\0';
     hp->req.body_len = 0;
+    hp->expect_continue = false;
+    hp->hname_len = hp->hvalue_len = 0;
+    hp->in_value = false;
     return 0;
 }
 
@@ -33,9 +37,52 @@ static int on_url(http_parser *p, const char *at, size_t len)
     return 0;
 }
 
+static bool ieq(const char *a, size_t alen, const char *b)
+{
+    return alen == strlen(b) && strncasecmp(a, b, alen) == 0;
+}
+
+/* One header is complete: we only care about Expect. */
+static void header_done(struct http1_parser *hp)
+{
+    if (hp->in_value && ieq(hp->hname, hp->hname_len, "expect") &&
+        ieq(hp->hvalue, hp->hvalue_len, "100-continue"))
+        hp->expect_continue = true;
+    hp->hname_len = hp->hvalue_len = 0;
+    hp->in_value = false;
+}
+
+static void append(char *buf, size_t cap, size_t *len, const char *at, size_t n)
+{
+    if (*len + n > cap) {
+        *len = cap + 1; /* too long: matches nothing we look for */
+        return;
+    }
+    memcpy(buf + *len, at, n);
+    *len += n;
+}
+
+static int on_header_field(http_parser *p, const char *at, size_t len)
+{
+    struct http1_parser *hp = of(p);
+    if (hp->in_value)
+        header_done(hp);
+    append(hp->hname, sizeof hp->hname, &hp->hname_len, at, len);
+    return 0;
+}
+
+static int on_header_value(http_parser *p, const char *at, size_t len)
+{
+    struct http1_parser *hp = of(p);
+    hp->in_value = true;
+    append(hp->hvalue, sizeof hp->hvalue, &hp->hvalue_len, at, len);
+    return 0;
+}
+
 static int on_headers_complete(http_parser *p)
 {
     struct http1_parser *hp = of(p);
+    header_done(hp);
     snprintf(hp->req.method, sizeof hp->req.method, "%s",
              http_method_str((enum http_method)p->method));
     hp->req.http_minor = p->http_major > 1 ? 1 : p->http_minor;
@@ -82,6 +129,8 @@ static int on_message_complete(http_parser *p)
 static const http_parser_settings settings = {
     .on_message_begin = on_message_begin,
     .on_url = on_url,
+    .on_header_field = on_header_field,
+    .on_header_value = on_header_value,
     .on_headers_complete = on_headers_complete,
     .on_body = on_body,
     .on_message_complete = on_message_complete,

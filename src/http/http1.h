@@ -31,6 +31,10 @@ struct http1_parser {
     bool target_too_long;
     bool body_too_large;
     bool complete;
+    bool expect_continue; /* "Expect: 100-continue" seen: answer 100 first */
+    char hname[32], hvalue[32];
+    size_t hname_len, hvalue_len;
+    bool in_value;
     int err; /* sticky */
 };
 
