@@ -233,14 +233,16 @@ char *gateway_http1_response(const struct gateway_response *r, int http_minor, b
     char head[1024];
     int n = snprintf(head, sizeof head,
                      "HTTP/1.%d %d %s\r\n"
+                     "%s"
                      "Access-Control-Allow-Headers: accept, content-type, authorization\r\n"
                      "Access-Control-Allow-Methods: POST, GET, OPTIONS, PUT, DELETE\r\n"
                      "Access-Control-Allow-Origin: *\r\n"
                      "Content-Type: %s\r\n"
                      "%s%s%s",
                      http_minor >= 1 ? 1 : 0, r->status, gateway_reason(r->status),
-                     r->content_type, r->grpc_metadata ? "Grpc-Metadata-Content-Type: application/grpc\r\n" : "",
-                     r->status == 404 || r->status == 405
+                     r->allow_get ? "Allow: GET\r\n" : "", r->content_type, r->grpc_metadata ? "Grpc-Metadata-Content-Type: application/grpc\r\n" : "",
+                     (r->status == 404 || r->status == 405) &&
+                             strncmp(r->content_type, "text/plain", 10) == 0
                          ? "X-Content-Type-Options: nosniff\r\n" : "",
                      close ? "Connection: close\r\n" : "");
     if (n < 0 || (size_t)n >= sizeof head)

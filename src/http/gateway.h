@@ -67,6 +67,7 @@ struct gateway_response {
     size_t body_len;
     bool grpc_metadata;       /* a gRPC call answered: Grpc-Metadata-Content-Type */
     bool grpc_trailer;        /* a gRPC call failed: Grpc-Trailer-Content-Type trailer */
+    bool allow_get;           /* 405 from a GET-only handler: "Allow: GET" */
 };
 
 /* Formats the HTTP/1.x status line and headers (CORS headers as etcd sends

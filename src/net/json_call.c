@@ -211,9 +211,16 @@ struct json_call *json_call_start(grpc_server *srv, const char *method, const ch
     case GATEWAY_NO_ROUTE:
         answer_text(jc, 404, text_plain, "404 page not found\n");
         break;
-    case GATEWAY_BAD_METHOD:
-        answer_text(jc, 405, text_plain, "Method Not Allowed\n");
+    case GATEWAY_BAD_METHOD: {
+        static const char text[] = "Method Not Allowed\n";
+        struct gateway_response r = {.status = 405,
+                                     .content_type = text_plain,
+                                     .body = text,
+                                     .body_len = sizeof text - 1,
+                                     .allow_get = route.rpc == NULL};
+        answer(jc, &r);
         break;
+    }
     case GATEWAY_STREAMING:
         answer_error(jc, GRPC_STATUS_UNIMPLEMENTED,
                      "lskv: streaming methods are not served over the JSON gateway yet", false);
