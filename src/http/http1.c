@@ -9,7 +9,7 @@
 
 static struct http1_parser *of(http_parser *p)
 {
-    return (struct http1_parser *)((char *)p - offsetof(struct http1_parser, p));
+    return p->data;
 }
 
 static int on_message_begin(http_parser *p)
@@ -140,6 +140,7 @@ void http1_parser_init(struct http1_parser *hp, size_t max_body_bytes)
 {
     memset(hp, 0, sizeof *hp);
     http_parser_init(&hp->p, HTTP_REQUEST);
+    hp->p.data = hp;
     hp->max_body_bytes = max_body_bytes;
 }
 

@@ -30,6 +30,17 @@
 
 #define MAX_DEPTH 32
 
+/* A member of a message at a descriptor offset (void *: no alignment cast). */
+static void *at(void *m, size_t off)
+{
+    return (char *)m + off;
+}
+
+static const void *cat(const void *m, size_t off)
+{
+    return (const char *)m + off;
+}
+
 /* ---- output buffer ---- */
 
 static void buf_reserve(struct json_buf *b, size_t n)
@@ -644,7 +655,6 @@ static const json_t *lookup(const json_t *obj, const char *name)
 static int parse_field(ProtobufCMessage *m, const ProtobufCFieldDescriptor *f, const json_t *v,
                        int depth, char *errmsg)
 {
-    char *base = (char *)m;
     if (f->label == PROTOBUF_C_LABEL_REPEATED) {
         if (!json_is_array(v)) {
             errmsg_printf(errmsg, "json: cannot unmarshal %s into Go value of type %s",
@@ -659,8 +669,8 @@ static int parse_field(ProtobufCMessage *m, const ProtobufCFieldDescriptor *f, c
         void *arr = calloc(n, esz);
         if (arr == NULL)
             return LSKV_ENOMEM;
-        *(void **)(base + f->offset) = arr;
-        size_t *count = (size_t *)(base + f->quantifier_offset);
+        *(void **)at(m, f->offset) = arr;
+        size_t *count = at(m, f->quantifier_offset);
         for (size_t i = 0; i < n; i++) {
             const json_t *e = json_array_get(v, i);
             if (json_is_null(e) && f->type != PROTOBUF_C_TYPE_MESSAGE) {
@@ -672,7 +682,7 @@ static int parse_field(ProtobufCMessage *m, const ProtobufCFieldDescriptor *f, c
                 ((const ProtobufCMessageDescriptor *)f->descriptor)->message_init(sub);
                 ((ProtobufCMessage **)arr)[i] = sub;
             } else {
-                int rv = parse_value(f, e, (char *)arr + i * esz, depth, errmsg);
+                int rv = parse_value(f, e, at(arr, i * esz), depth, errmsg);
                 if (rv != 0)
                     return rv;
             }
@@ -685,19 +695,19 @@ static int parse_field(ProtobufCMessage *m, const ProtobufCFieldDescriptor *f, c
                     return LSKV_ENOMEM;
         return 0;
     }
-    int rv = parse_value(f, v, base + f->offset, depth, errmsg);
+    int rv = parse_value(f, v, at(m, f->offset), depth, errmsg);
     if (rv == 0 && (f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF))
-        *(uint32_t *)(base + f->quantifier_offset) = f->id;
+        *(uint32_t *)at(m, f->quantifier_offset) = f->id;
     else if (rv == 0 && f->label == PROTOBUF_C_LABEL_OPTIONAL && f->quantifier_offset != 0 &&
              f->type != PROTOBUF_C_TYPE_MESSAGE && f->type != PROTOBUF_C_TYPE_STRING)
-        *(protobuf_c_boolean *)(base + f->quantifier_offset) = 1;
+        *(protobuf_c_boolean *)at(m, f->quantifier_offset) = 1;
     return rv;
 }
 
 static bool oneof_taken(const ProtobufCMessage *m, const ProtobufCFieldDescriptor *f)
 {
     return (f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) &&
-           *(const uint32_t *)((const char *)m + f->quantifier_offset) != 0;
+           *(const uint32_t *)cat(m, f->quantifier_offset) != 0;
 }
 
 static int parse_message(const ProtobufCMessageDescriptor *d, const json_t *obj,
@@ -886,19 +896,18 @@ static void write_value(struct json_buf *b, const ProtobufCFieldDescriptor *f, c
 static void write_message(struct json_buf *b, const ProtobufCMessage *m, int depth)
 {
     const ProtobufCMessageDescriptor *d = m->descriptor;
-    const char *base = (const char *)m;
     bool first = true;
     buf_putc(b, '{');
     for (unsigned i = 0; i < d->n_fields && depth <= MAX_DEPTH; i++) {
         const ProtobufCFieldDescriptor *f = &d->fields[i];
-        const void *p = base + f->offset;
+        const void *p = cat(m, f->offset);
         size_t n = 1;
         if (f->label == PROTOBUF_C_LABEL_REPEATED) {
-            n = *(const size_t *)(base + f->quantifier_offset);
+            n = *(const size_t *)cat(m, f->quantifier_offset);
             if (n == 0)
                 continue;
         } else if (f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) {
-            if (*(const uint32_t *)(base + f->quantifier_offset) != f->id)
+            if (*(const uint32_t *)cat(m, f->quantifier_offset) != f->id)
                 continue;
         } else if (value_is_zero(f, p)) {
             continue;
@@ -912,13 +921,13 @@ static void write_message(struct json_buf *b, const ProtobufCMessage *m, int dep
             write_value(b, f, p, depth);
             continue;
         }
-        const char *arr = *(const char *const *)p;
+        const void *arr = *(const void *const *)p;
         size_t esz = scalar_size(f->type);
         buf_putc(b, '[');
         for (size_t j = 0; j < n; j++) {
             if (j > 0)
                 buf_putc(b, ',');
-            write_value(b, f, arr + j * esz, depth);
+            write_value(b, f, cat(arr, j * esz), depth);
         }
         buf_putc(b, ']');
     }
