@@ -17,6 +17,16 @@ void api_fill_header(struct api *api, Etcdserverpb__ResponseHeader *h)
     h->revision = kvstore_revision(api->kv);
 }
 
+void *api_decode(grpc_call *call, const ProtobufCMessageDescriptor *desc, const uint8_t *msg,
+                 size_t len, struct arena *a)
+{
+    ProtobufCMessage *m = protobuf_c_message_unpack(desc, &a->pb, len, msg);
+    if (m == NULL)
+        grpc_call_finish(call, GRPC_STATUS_INTERNAL,
+                         "grpc: error unmarshalling request: malformed protobuf");
+    return m;
+}
+
 void api_reply(grpc_call *call, const ProtobufCMessage *msg)
 {
     uint8_t stackbuf[512];

@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/arena.h"
 #include "consensus/node.h"
 #include "kv/kvstore.h"
 #include "net/grpc_server.h"
@@ -37,6 +38,11 @@ size_t api_methods(struct api *api, struct grpc_method *methods, size_t max);
 
 /* Header fields every response carries; revision is the store's current one. */
 void api_fill_header(struct api *api, Etcdserverpb__ResponseHeader *h);
+
+/* Decodes a request of type desc from msg into arena a. On malformed bytes it
+ * answers the call as grpc-go does (INTERNAL) and returns NULL. */
+void *api_decode(grpc_call *call, const ProtobufCMessageDescriptor *desc, const uint8_t *msg,
+                 size_t len, struct arena *a);
 
 /* Packs msg and finishes call with OK. */
 void api_reply(grpc_call *call, const ProtobufCMessage *msg);

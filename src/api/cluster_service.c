@@ -7,9 +7,8 @@ static void cluster_member_list(grpc_call *call, const uint8_t *msg, size_t len,
     struct api *api = ctx;
     struct arena a;
     arena_init(&a);
-    if (etcdserverpb__member_list_request__unpack(&a.pb, len, msg) == NULL) {
-        grpc_call_finish(call, GRPC_STATUS_INTERNAL,
-                         "grpc: error unmarshalling request: malformed protobuf");
+    if (api_decode(call, &etcdserverpb__member_list_request__descriptor, msg, len, &a) ==
+        NULL) {
         arena_close(&a);
         return;
     }

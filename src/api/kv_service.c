@@ -13,8 +13,6 @@
 #include "common/log.h"
 #include "consensus/fsm.h"
 
-#define UNMARSHAL_ERROR "grpc: error unmarshalling request: malformed protobuf"
-
 struct kv_request {
     struct api *api;
     grpc_call *call;
@@ -85,14 +83,14 @@ static void kv_range(grpc_call *call, const uint8_t *msg, size_t len, void *ctx)
         return;
     }
     Etcdserverpb__RangeRequest *req =
-        etcdserverpb__range_request__unpack(&r->arena.pb, len, msg);
+        api_decode(call, &etcdserverpb__range_request__descriptor, msg, len, &r->arena);
     if (req == NULL) {
-        grpc_call_finish(call, GRPC_STATUS_INTERNAL, UNMARSHAL_ERROR);
         request_free(r);
         return;
     }
-    if (req->key.len == 0) {
-        api_fail(api, call, LSKV_EEMPTYKEY, NULL);
+    int rv = kvstore_validate_range(req);
+    if (rv != 0) {
+        api_fail(api, call, rv, NULL);
         request_free(r);
         return;
     }
@@ -102,7 +100,7 @@ static void kv_range(grpc_call *call, const uint8_t *msg, size_t len, void *ctx)
         return;
     }
     r->range = req;
-    int rv = consensus_barrier(api->node, range_after_barrier, r);
+    rv = consensus_barrier(api->node, range_after_barrier, r);
     if (rv != 0) {
         api_fail(api, call, rv, NULL);
         request_free(r);
@@ -144,9 +142,34 @@ static void propose(struct api *api, grpc_call *call, uint8_t *cmd, size_t len)
     }
 }
 
+/* etcd's pre-proposal checks, one per write kind. */
+typedef int (*validate_fn)(const ProtobufCMessage *req);
+
+static int validate_put(const ProtobufCMessage *req)
+{
+    return kvstore_validate_put((const Etcdserverpb__PutRequest *)req);
+}
+
+static int validate_delete_range(const ProtobufCMessage *req)
+{
+    return kvstore_validate_delete_range((const Etcdserverpb__DeleteRangeRequest *)req);
+}
+
+static int validate_txn(const ProtobufCMessage *req)
+{
+    return kvstore_validate_txn((const Etcdserverpb__TxnRequest *)req);
+}
+
+static int validate_nothing(const ProtobufCMessage *req)
+{
+    (void)req;
+    return 0;
+}
+
 /* The common shape of every write: size limit, decode, etcd's checks, propose. */
 static void handle_write(struct api *api, grpc_call *call, const uint8_t *msg, size_t len,
-                         enum fsm_command_type type)
+                         enum fsm_command_type type, const ProtobufCMessageDescriptor *desc,
+                         validate_fn validate)
 {
     if (len > api->max_request_bytes) {
         api_fail(api, call, LSKV_ETOOLARGE, NULL);
@@ -154,36 +177,10 @@ static void handle_write(struct api *api, grpc_call *call, const uint8_t *msg, s
     }
     struct arena a;
     arena_init(&a);
-    ProtobufCMessage *req = NULL;
-    int rv = 0;
-    switch (type) {
-    case FSM_CMD_PUT: {
-        Etcdserverpb__PutRequest *p = etcdserverpb__put_request__unpack(&a.pb, len, msg);
-        rv = p ? kvstore_validate_put(p) : 0;
-        req = (ProtobufCMessage *)p;
-        break;
-    }
-    case FSM_CMD_DELETE_RANGE: {
-        Etcdserverpb__DeleteRangeRequest *d =
-            etcdserverpb__delete_range_request__unpack(&a.pb, len, msg);
-        rv = d ? kvstore_validate_delete_range(d) : 0;
-        req = (ProtobufCMessage *)d;
-        break;
-    }
-    case FSM_CMD_TXN: {
-        Etcdserverpb__TxnRequest *t = etcdserverpb__txn_request__unpack(&a.pb, len, msg);
-        rv = t ? kvstore_validate_txn(t) : 0;
-        req = (ProtobufCMessage *)t;
-        break;
-    }
-    case FSM_CMD_COMPACT:
-        req = (ProtobufCMessage *)etcdserverpb__compaction_request__unpack(&a.pb, len, msg);
-        break;
-    }
-    if (req == NULL) {
-        grpc_call_finish(call, GRPC_STATUS_INTERNAL, UNMARSHAL_ERROR);
+    ProtobufCMessage *req = api_decode(call, desc, msg, len, &a);
+    if (req == NULL)
         goto out;
-    }
+    int rv = validate(req);
     if (rv != 0) {
         api_fail(api, call, rv, NULL);
         goto out;
@@ -202,22 +199,26 @@ out:
 
 static void kv_put(grpc_call *call, const uint8_t *msg, size_t len, void *ctx)
 {
-    handle_write(ctx, call, msg, len, FSM_CMD_PUT);
+    handle_write(ctx, call, msg, len, FSM_CMD_PUT, &etcdserverpb__put_request__descriptor,
+                 validate_put);
 }
 
 static void kv_delete_range(grpc_call *call, const uint8_t *msg, size_t len, void *ctx)
 {
-    handle_write(ctx, call, msg, len, FSM_CMD_DELETE_RANGE);
+    handle_write(ctx, call, msg, len, FSM_CMD_DELETE_RANGE,
+                 &etcdserverpb__delete_range_request__descriptor, validate_delete_range);
 }
 
 static void kv_txn(grpc_call *call, const uint8_t *msg, size_t len, void *ctx)
 {
-    handle_write(ctx, call, msg, len, FSM_CMD_TXN);
+    handle_write(ctx, call, msg, len, FSM_CMD_TXN, &etcdserverpb__txn_request__descriptor,
+                 validate_txn);
 }
 
 static void kv_compact(grpc_call *call, const uint8_t *msg, size_t len, void *ctx)
 {
-    handle_write(ctx, call, msg, len, FSM_CMD_COMPACT);
+    handle_write(ctx, call, msg, len, FSM_CMD_COMPACT,
+                 &etcdserverpb__compaction_request__descriptor, validate_nothing);
 }
 
 size_t kv_service_methods(struct api *api, struct grpc_method *m)

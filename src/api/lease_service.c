@@ -5,16 +5,12 @@
 #include "common/arena.h"
 #include "common/err.h"
 
-#define UNMARSHAL_ERROR "grpc: error unmarshalling request: malformed protobuf"
-
 static void lease_revoke(grpc_call *call, const uint8_t *msg, size_t len, void *ctx)
 {
     struct api *api = ctx;
     struct arena a;
     arena_init(&a);
-    if (etcdserverpb__lease_revoke_request__unpack(&a.pb, len, msg) == NULL)
-        grpc_call_finish(call, GRPC_STATUS_INTERNAL, UNMARSHAL_ERROR);
-    else
+    if (api_decode(call, &etcdserverpb__lease_revoke_request__descriptor, msg, len, &a) != NULL)
         api_fail(api, call, LSKV_ELEASENOTFOUND, NULL);
     arena_close(&a);
 }
@@ -25,10 +21,8 @@ static void lease_time_to_live(grpc_call *call, const uint8_t *msg, size_t len, 
     struct arena a;
     arena_init(&a);
     Etcdserverpb__LeaseTimeToLiveRequest *req =
-        etcdserverpb__lease_time_to_live_request__unpack(&a.pb, len, msg);
-    if (req == NULL) {
-        grpc_call_finish(call, GRPC_STATUS_INTERNAL, UNMARSHAL_ERROR);
-    } else {
+        api_decode(call, &etcdserverpb__lease_time_to_live_request__descriptor, msg, len, &a);
+    if (req != NULL) {
         Etcdserverpb__ResponseHeader header = ETCDSERVERPB__RESPONSE_HEADER__INIT;
         api_fill_header(api, &header);
         Etcdserverpb__LeaseTimeToLiveResponse resp =
@@ -46,9 +40,8 @@ static void lease_leases(grpc_call *call, const uint8_t *msg, size_t len, void *
     struct api *api = ctx;
     struct arena a;
     arena_init(&a);
-    if (etcdserverpb__lease_leases_request__unpack(&a.pb, len, msg) == NULL) {
-        grpc_call_finish(call, GRPC_STATUS_INTERNAL, UNMARSHAL_ERROR);
-    } else {
+    if (api_decode(call, &etcdserverpb__lease_leases_request__descriptor, msg, len, &a) !=
+        NULL) {
         Etcdserverpb__ResponseHeader header = ETCDSERVERPB__RESPONSE_HEADER__INIT;
         api_fill_header(api, &header);
         Etcdserverpb__LeaseLeasesResponse resp = ETCDSERVERPB__LEASE_LEASES_RESPONSE__INIT;

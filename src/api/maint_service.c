@@ -10,9 +10,7 @@ static void maint_status(grpc_call *call, const uint8_t *msg, size_t len, void *
     struct api *api = ctx;
     struct arena a;
     arena_init(&a);
-    if (etcdserverpb__status_request__unpack(&a.pb, len, msg) == NULL) {
-        grpc_call_finish(call, GRPC_STATUS_INTERNAL,
-                         "grpc: error unmarshalling request: malformed protobuf");
+    if (api_decode(call, &etcdserverpb__status_request__descriptor, msg, len, &a) == NULL) {
         arena_close(&a);
         return;
     }
@@ -43,10 +41,9 @@ static void maint_alarm(grpc_call *call, const uint8_t *msg, size_t len, void *c
     struct api *api = ctx;
     struct arena a;
     arena_init(&a);
-    Etcdserverpb__AlarmRequest *req = etcdserverpb__alarm_request__unpack(&a.pb, len, msg);
+    Etcdserverpb__AlarmRequest *req =
+        api_decode(call, &etcdserverpb__alarm_request__descriptor, msg, len, &a);
     if (req == NULL) {
-        grpc_call_finish(call, GRPC_STATUS_INTERNAL,
-                         "grpc: error unmarshalling request: malformed protobuf");
         arena_close(&a);
         return;
     }

@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -58,15 +59,22 @@ static const struct opt opts[] = {
 };
 #define N_OPTS (sizeof opts / sizeof opts[0])
 
+/* Table offsets point at fields of their declared type, so the casts below
+ * are aligned; going through void * says so to the compiler. */
+static void *field_at(const struct config *c, size_t offset)
+{
+    return (char *)(uintptr_t)c + offset;
+}
+
 static char **str_field(struct config *c, const struct opt *o)
 {
-    return (char **)((char *)c + o->offset);
+    return field_at(c, o->offset);
 }
 
 static void clear_urls(struct config *c, const struct opt *o)
 {
     char **urls = str_field(c, o);
-    size_t *n = (size_t *)((char *)c + o->count_offset);
+    size_t *n = field_at(c, o->count_offset);
     for (size_t i = 0; i < *n; i++) {
         free(urls[i]);
         urls[i] = NULL;
@@ -86,7 +94,7 @@ static int set_opt(struct config *c, const struct opt *o, const char *value, cha
     case OPT_URLS: {
         clear_urls(c, o);
         char **urls = str_field(c, o);
-        size_t *n = (size_t *)((char *)c + o->count_offset);
+        size_t *n = field_at(c, o->count_offset);
         const char *s = value;
         while (*s) {
             const char *comma = strchr(s, ',');
@@ -120,7 +128,7 @@ static int set_opt(struct config *c, const struct opt *o, const char *value, cha
                           o->name, value, o->min, o->max);
             return LSKV_EINVAL;
         }
-        *(int64_t *)((char *)c + o->offset) = v;
+        *(int64_t *)field_at(c, o->offset) = v;
         return 0;
     }
     }
@@ -228,7 +236,7 @@ void config_dump(const struct config *c, void (*print)(const char *line))
     char line[1024];
     for (size_t i = 0; i < N_OPTS; i++) {
         const struct opt *o = &opts[i];
-        const char *field = (const char *)c + o->offset;
+        const void *field = field_at(c, o->offset);
         if (o->type == OPT_STRING) {
             const char *v = *(char *const *)field;
             snprintf(line, sizeof line, "%s=%s", o->name, v ? v : "");
@@ -236,7 +244,7 @@ void config_dump(const struct config *c, void (*print)(const char *line))
             snprintf(line, sizeof line, "%s=%" PRId64, o->name, *(const int64_t *)field);
         } else {
             char *const *urls = (char *const *)field;
-            size_t n = *(const size_t *)((const char *)c + o->count_offset);
+            size_t n = *(const size_t *)field_at(c, o->count_offset);
             int k = snprintf(line, sizeof line, "%s=", o->name);
             for (size_t u = 0; u < n && k > 0 && (size_t)k < sizeof line; u++)
                 k += snprintf(line + k, sizeof line - (size_t)k, "%s%s", u ? "," : "", urls[u]);

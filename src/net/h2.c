@@ -95,6 +95,11 @@ static int session_create(h2_conn *c)
     nghttp2_option *opt;
     if (nghttp2_option_new(&opt) != 0)
         return LSKV_ENOMEM;
+    /* grpc-go clients (etcdctl's per-endpoint calls) send the whole endpoint
+     * URL as :authority ("http://127.0.0.1:2379"), which nghttp2's strict
+     * HTTP messaging rejects with RST_STREAM; grpc-go's server accepts it.
+     * The gRPC layer checks :method and :path itself. */
+    nghttp2_option_set_no_http_messaging(opt, 1);
     int rv = nghttp2_session_server_new2(&c->session, c->cfg.callbacks, c->cfg.ud, opt);
     nghttp2_option_del(opt);
     if (rv != 0)

@@ -1,0 +1,1220 @@
+/* The ledger (see ledger.h; formats in chunk.h, sig.h, docs/ledger-format.md).
+ *
+ * Design notes.
+ *
+ * Terms. A chunk is one file: a header (the Merkle peaks of every leaf
+ * before it) and entry frames. Exactly one chunk is open (name
+ * "ledger_<first>"); sealed chunks are "ledger_<first>-<last>.committed".
+ * The window is the open chunk's entries, kept in memory (leaf hashes in the
+ * tree, a small record per entry, the signature payloads).
+ *
+ * Invariants.
+ *  (1) Chunk names are contiguous: each first = previous last + 1, the first
+ *      chunk starts at leaf 0, and only the last chunk is open.
+ *  (2) A chunk is sealed only right after a signature entry, so every sealed
+ *      chunk ends with a signature.
+ *  (3) tree.base = open chunk's first leaf; the tree holds every leaf of the
+ *      open chunk; win[i] describes leaf base + i.
+ *  (4) Raft indexes strictly increase along the ledger; revisions never
+ *      decrease.
+ *  (5) signed_size (leaves covered by the last applied signature) never
+ *      decreases: a stale signature is dropped, not appended.
+ *  (6) A (key, nonce) pair seals one plaintext: the nonce is the txid, and
+ *      a txid is appended once (4).
+ *
+ * State machine of the open file: OPEN -(signature, size >= chunk_bytes)->
+ * fdatasync, rename to .committed, fsync dir, create next header (rotate()).
+ * Any failed write/sync/rename -> STICKY (l->sticky), until reopened.
+ *
+ * Transitions: ledger_open (scan + tail repair), append_frame (every
+ * append), rotate, ledger_close. */
+#include "ledger/ledger.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <openssl/crypto.h>
+#include <openssl/hmac.h>
+#include <openssl/sha.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/bytes.h"
+#include "common/err.h"
+#include "crypto/aead.h"
+#include "ledger/chunk.h"
+#include "ledger/merkle.h"
+#include "ledger/receipt.h"
+#include "ledger/sig.h"
+
+_Static_assert((int)LEDGER_ENTRY_KV == (int)CHUNK_ENTRY_KV &&
+                   (int)LEDGER_ENTRY_SIGNATURE == (int)CHUNK_ENTRY_SIGNATURE &&
+                   (int)LEDGER_ENTRY_OTHER == (int)CHUNK_ENTRY_OTHER,
+               "ledger and chunk entry types agree");
+
+struct chunk_info {
+    uint64_t first, last; /* last valid when sealed */
+    bool open;
+    int64_t first_rev;    /* revision of the first entry; INT64_MAX if none */
+    char name[CHUNK_NAME_MAX];
+};
+
+struct win_entry {
+    uint64_t term, index;
+    int64_t revision;
+    uint8_t type;
+    uint8_t wsd[MERKLE_HASH_BYTES];
+    uint8_t claims_digest[MERKLE_HASH_BYTES];
+};
+
+struct win_sig {
+    uint64_t leaf;
+    uint8_t *payload; /* owned copy */
+    size_t len;
+    struct sig_payload p; /* borrows payload */
+};
+
+struct ledger {
+    char dir[4096];
+    uint8_t secret[LEDGER_SECRET_BYTES];
+    uint8_t enc_key[AEAD_KEY_BYTES];
+    const cert_service *service;
+    uint64_t chunk_bytes, sig_tx_interval, sig_ms_interval;
+    bool fsync_each;
+
+    struct chunk_info *chunks; /* sorted; last is open */
+    size_t n_chunks, cap_chunks;
+    int fd;                    /* open chunk */
+    uint64_t open_bytes;       /* its size */
+
+    merkle_tree *tree;
+    struct win_entry *win;
+    size_t n_win, cap_win;
+    struct win_sig *sigs;
+    size_t n_sigs, cap_sigs;
+
+    uint64_t last_term, last_index;
+    int64_t last_rev;
+    uint64_t signed_size;      /* invariant 5 */
+    int64_t last_nonsig_leaf;  /* -1 if none */
+    uint64_t last_sig_ms;
+    int sticky;
+};
+
+/* --- Keys, nonces, commit evidence -------------------------------------- */
+
+static void hmac(const uint8_t *key, size_t key_len, const uint8_t *msg, size_t len,
+                 uint8_t out[32])
+{
+    unsigned int n = 32;
+    HMAC(EVP_sha256(), key, (int)key_len, msg, len, out, &n);
+}
+
+void ledger_private_key(const uint8_t secret[LEDGER_SECRET_BYTES], uint8_t out[32])
+{
+    static const char label[] = "lskv-ledger-private-v1";
+    hmac(secret, LEDGER_SECRET_BYTES, (const uint8_t *)label, sizeof label - 1, out);
+}
+
+void ledger_commit_evidence(const uint8_t secret[LEDGER_SECRET_BYTES], uint64_t term,
+                            uint64_t index, char out[LEDGER_CE_MAX])
+{
+    static const char label[] = "lskv-ledger-commit-evidence-v1";
+    uint8_t k[32], msg[10 + 16], h[32];
+    hmac(secret, LEDGER_SECRET_BYTES, (const uint8_t *)label, sizeof label - 1, k);
+    memcpy(msg, "lskv-ce-v1", 10);
+    put_u64be(msg + 10, term);
+    put_u64be(msg + 18, index);
+    hmac(k, sizeof k, msg, sizeof msg, h);
+    OPENSSL_cleanse(k, sizeof k);
+    char hex[65];
+    receipt_hex(h, 32, hex);
+    snprintf(out, LEDGER_CE_MAX, "ce:%" PRIu64 ".%" PRIu64 ":%s", term, index, hex);
+}
+
+void ledger_nonce(uint64_t term, uint64_t index, uint8_t out[12])
+{
+    put_u64be(out, index);
+    put_u32be(out + 8, (uint32_t)term);
+}
+
+/* --- Small helpers -------------------------------------------------------- */
+
+static int grow(void **arr, size_t *cap, size_t need, size_t elem)
+{
+    if (need <= *cap)
+        return 0;
+    size_t c = *cap ? *cap * 2 : 64;
+    while (c < need)
+        c *= 2;
+    void *p = realloc(*arr, c * elem);
+    if (p == NULL)
+        return LSKV_ENOMEM;
+    *arr = p;
+    *cap = c;
+    return 0;
+}
+
+static int fsync_dir(const char *dir)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    int rv = fsync(fd) == 0 ? 0 : -errno;
+    close(fd);
+    return rv;
+}
+
+static int write_all(int fd, const uint8_t *buf, size_t len)
+{
+    while (len > 0) {
+        ssize_t w = write(fd, buf, len);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        buf += w;
+        len -= (size_t)w;
+    }
+    return 0;
+}
+
+static void chunk_path(const ledger *l, const char *name, char *out, size_t n)
+{
+    snprintf(out, n, "%s/%s", l->dir, name);
+}
+
+static void clear_window(ledger *l)
+{
+    for (size_t i = 0; i < l->n_sigs; i++)
+        free(l->sigs[i].payload);
+    l->n_sigs = 0;
+    l->n_win = 0;
+}
+
+/* Finds the chunk holding leaf (the open one if leaf is past every sealed one). */
+static size_t chunk_of_leaf(const ledger *l, uint64_t leaf)
+{
+    size_t lo = 0, hi = l->n_chunks; /* first chunk with first > leaf */
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (l->chunks[mid].first <= leaf)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo ? lo - 1 : 0;
+}
+
+/* --- Scanning chunk files --------------------------------------------------- */
+
+struct scan {
+    ledger *l;
+    size_t chunk;       /* index into l->chunks */
+    uint8_t *buf;
+    size_t len, off;
+    struct chunk_header h;
+    uint64_t leaf;      /* leaf index of the next entry */
+    char path[4200];
+};
+
+static int scan_load(struct scan *s, char *errmsg)
+{
+    free(s->buf);
+    s->buf = NULL;
+    chunk_path(s->l, s->l->chunks[s->chunk].name, s->path, sizeof s->path);
+    int rv = chunk_read_file(s->path, &s->buf, &s->len, errmsg);
+    if (rv != 0)
+        return rv;
+    rv = chunk_header_decode(s->buf, s->len, &s->h, &s->off, errmsg);
+    if (rv == 0 && s->h.first_leaf != s->l->chunks[s->chunk].first) {
+        errmsg_printf(errmsg, "header names first leaf %" PRIu64, s->h.first_leaf);
+        rv = LSKV_ECORRUPT;
+    }
+    if (rv != 0) {
+        errmsg_wrapf(errmsg, "%s", s->path);
+        return rv;
+    }
+    s->leaf = s->h.first_leaf;
+    return 0;
+}
+
+static int scan_open(ledger *l, size_t chunk, struct scan *s, char *errmsg)
+{
+    memset(s, 0, sizeof *s);
+    s->l = l;
+    s->chunk = chunk;
+    return scan_load(s, errmsg);
+}
+
+static void scan_close(struct scan *s)
+{
+    free(s->buf);
+    s->buf = NULL;
+}
+
+/* 1: *e is the entry at leaf s->leaf - 1 (borrowing s->buf until the next
+ * call); 0: no more entries; < 0: error. Crosses into later chunks. */
+static int scan_next(struct scan *s, struct chunk_entry *e, char *errmsg)
+{
+    for (;;) {
+        if (s->off < s->len) {
+            bool trunc;
+            int rv = chunk_entry_decode(s->buf + s->off, s->len - s->off, e, &trunc, errmsg);
+            if (rv != 0) {
+                errmsg_wrapf(errmsg, "%s: offset %zu", s->path, s->off);
+                return rv;
+            }
+            s->off += e->frame_len;
+            s->leaf++;
+            return 1;
+        }
+        const struct chunk_info *c = &s->l->chunks[s->chunk];
+        if (!c->open && s->leaf != c->last + 1) {
+            errmsg_printf(errmsg, "%s: holds leaves up to %" PRIu64 ", name says %" PRIu64,
+                          s->path, s->leaf - 1, c->last);
+            return LSKV_ECORRUPT;
+        }
+        if (s->chunk + 1 >= s->l->n_chunks)
+            return 0;
+        s->chunk++;
+        int rv = scan_load(s, errmsg);
+        if (rv != 0)
+            return rv;
+    }
+}
+
+/* --- Opening -------------------------------------------------------------- */
+
+static int cmp_chunk(const void *a, const void *b)
+{
+    const struct chunk_info *x = a, *y = b;
+    return x->first < y->first ? -1 : x->first > y->first;
+}
+
+static int list_chunks(ledger *l, char *errmsg)
+{
+    DIR *d = opendir(l->dir);
+    if (d == NULL) {
+        int rv = -errno;
+        errmsg_printf(errmsg, "%s: %s", l->dir, strerror(errno));
+        return rv;
+    }
+    struct dirent *de;
+    int rv = 0;
+    while ((de = readdir(d)) != NULL) {
+        struct chunk_info c = {0};
+        if (!chunk_name_parse(de->d_name, &c.first, &c.last, &c.open))
+            continue;
+        c.open = !c.open; /* parse reports committed */
+        if (strlen(de->d_name) >= sizeof c.name)
+            continue;
+        memcpy(c.name, de->d_name, strlen(de->d_name) + 1);
+        c.first_rev = INT64_MAX;
+        if ((rv = grow((void **)&l->chunks, &l->cap_chunks, l->n_chunks + 1, sizeof c)) != 0)
+            break;
+        l->chunks[l->n_chunks++] = c;
+    }
+    closedir(d);
+    if (rv != 0)
+        return rv;
+    if (l->n_chunks > 1)
+        qsort(l->chunks, l->n_chunks, sizeof l->chunks[0], cmp_chunk);
+    uint64_t next = 0;
+    for (size_t i = 0; i < l->n_chunks; i++) {
+        const struct chunk_info *c = &l->chunks[i];
+        if (c->first != next) {
+            errmsg_printf(errmsg, "%s: %s starts at leaf %" PRIu64 ", want %" PRIu64
+                          " (missing or overlapping chunk)", l->dir, c->name, c->first, next);
+            return LSKV_ECORRUPT;
+        }
+        if (c->open && i + 1 != l->n_chunks) {
+            errmsg_printf(errmsg, "%s: open chunk %s is not the last", l->dir, c->name);
+            return LSKV_ECORRUPT;
+        }
+        next = c->last + 1;
+    }
+    return 0;
+}
+
+/* Creates the open chunk file starting at the tree's current size. */
+static int create_open_chunk(ledger *l, char *errmsg)
+{
+    uint64_t first = merkle_size(l->tree);
+    struct chunk_header *h = calloc(1, sizeof *h);
+    uint8_t *hb = malloc(chunk_header_size(MERKLE_MAX_DEPTH));
+    int rv = LSKV_ENOMEM;
+    if (h == NULL || hb == NULL)
+        goto out;
+    h->first_leaf = first;
+    if ((rv = merkle_peaks(l->tree, first, h->peaks, &h->n_peaks)) != 0)
+        goto out;
+    chunk_header_encode(h, hb);
+    struct chunk_info c = {.first = first, .open = true, .first_rev = INT64_MAX};
+    chunk_name_format(c.name, first, 0, false);
+    if ((rv = grow((void **)&l->chunks, &l->cap_chunks, l->n_chunks + 1, sizeof c)) != 0)
+        goto out;
+    char path[4200];
+    chunk_path(l, c.name, path, sizeof path);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        rv = -errno;
+        errmsg_printf(errmsg, "%s: create: %s", path, strerror(errno));
+        goto out;
+    }
+    size_t hl = chunk_header_size(h->n_peaks);
+    if ((rv = write_all(fd, hb, hl)) != 0 || (fdatasync(fd) != 0 && (rv = -errno)) ||
+        (rv = fsync_dir(l->dir)) != 0) {
+        errmsg_printf(errmsg, "%s: write header: %s", path, lskv_strerror(rv));
+        close(fd);
+        goto out;
+    }
+    /* The tree restarts at the chunk boundary (invariant 3). */
+    merkle_tree *t;
+    if ((rv = merkle_open(first, (const uint8_t(*)[MERKLE_HASH_BYTES])h->peaks, h->n_peaks,
+                          &t)) != 0) {
+        close(fd);
+        goto out;
+    }
+    merkle_close(l->tree);
+    l->tree = t;
+    l->chunks[l->n_chunks++] = c;
+    l->fd = fd;
+    l->open_bytes = hl;
+    clear_window(l);
+out:
+    free(h);
+    free(hb);
+    return rv;
+}
+
+static int record_entry(ledger *l, const struct chunk_entry *e, const uint8_t wsd[32],
+                        const uint8_t leaf[32], const uint8_t *sig_payload, size_t sig_len,
+                        char *errmsg);
+
+/* Tree state after the leaves of sealed chunk k (the chunk before the open
+ * one): rebuilds it from k's header and entries. Fills peaks of its end and
+ * the last signature's tree size. */
+static int replay_sealed(ledger *l, size_t k, struct chunk_header *end, uint64_t *signed_size,
+                         int64_t *last_nonsig, char *errmsg)
+{
+    struct scan s;
+    int rv = scan_open(l, k, &s, errmsg);
+    if (rv != 0)
+        return rv;
+    merkle_tree *t = NULL;
+    rv = merkle_open(s.h.first_leaf, (const uint8_t(*)[MERKLE_HASH_BYTES])s.h.peaks,
+                     s.h.n_peaks, &t);
+    struct chunk_entry e;
+    while (rv == 0 && s.chunk == k && s.off < s.len) {
+        if ((rv = scan_next(&s, &e, errmsg)) != 1)
+            break;
+        rv = 0;
+        uint8_t leaf[32];
+        chunk_entry_leaf(&e, leaf);
+        if ((rv = merkle_append(t, leaf)) != 0)
+            break;
+        if (l->chunks[k].first_rev == INT64_MAX)
+            l->chunks[k].first_rev = e.revision;
+        if (e.type == CHUNK_ENTRY_SIGNATURE) {
+            struct sig_payload p;
+            if ((rv = sig_payload_decode(e.public_part, e.public_len, &p, errmsg)) != 0)
+                break;
+            uint8_t root[32];
+            if (p.tree_size < merkle_base(t) || p.tree_size > merkle_size(t) - 1 ||
+                merkle_root(t, p.tree_size, root) != 0 || memcmp(root, p.root, 32) != 0) {
+                errmsg_printf(errmsg, "%s: signature at leaf %" PRIu64 " does not match the tree",
+                              s.path, s.leaf - 1);
+                rv = LSKV_ECORRUPT;
+                break;
+            }
+            *signed_size = p.tree_size;
+        } else {
+            *last_nonsig = (int64_t)(s.leaf - 1);
+        }
+        l->last_term = e.term;
+        l->last_index = e.index;
+        l->last_rev = e.revision;
+    }
+    if (rv == 0 && merkle_size(t) != l->chunks[k].last + 1) {
+        errmsg_printf(errmsg, "%s: holds %" PRIu64 " leaves, name says %" PRIu64, s.path,
+                      merkle_size(t) - s.h.first_leaf, l->chunks[k].last + 1 - s.h.first_leaf);
+        rv = LSKV_ECORRUPT;
+    }
+    if (rv == 0) {
+        end->first_leaf = merkle_size(t);
+        rv = merkle_peaks(t, end->first_leaf, end->peaks, &end->n_peaks);
+    }
+    merkle_close(t);
+    scan_close(&s);
+    return rv;
+}
+
+/* Reads the open chunk (last in l->chunks) into the window, repairing a torn
+ * tail. */
+static int load_open_chunk(ledger *l, const struct chunk_header *expect, char *errmsg)
+{
+    struct chunk_info *c = &l->chunks[l->n_chunks - 1];
+    char path[4200];
+    chunk_path(l, c->name, path, sizeof path);
+    uint8_t *buf;
+    size_t len;
+    int rv = chunk_read_file(path, &buf, &len, errmsg);
+    if (rv != 0)
+        return rv;
+    struct chunk_header *h = calloc(1, sizeof *h);
+    size_t off = 0;
+    if (h == NULL) {
+        free(buf);
+        return LSKV_ENOMEM;
+    }
+    rv = chunk_header_decode(buf, len, h, &off, errmsg);
+    if (rv != 0 && len < chunk_header_size(__builtin_popcountll(c->first))) {
+        /* Crashed while creating it: make it again. */
+        free(buf);
+        free(h);
+        if (unlink(path) != 0)
+            return -errno;
+        l->n_chunks--;
+        return create_open_chunk(l, errmsg);
+    }
+    if (rv == 0 && (h->first_leaf != c->first ||
+                    (expect != NULL && (expect->n_peaks != h->n_peaks ||
+                                        memcmp(expect->peaks, h->peaks,
+                                               h->n_peaks * MERKLE_HASH_BYTES) != 0)))) {
+        errmsg_printf(errmsg, "header peaks disagree with the previous chunk");
+        rv = LSKV_ECORRUPT;
+    }
+    if (rv == 0) {
+        merkle_tree *t;
+        rv = merkle_open(h->first_leaf, (const uint8_t(*)[MERKLE_HASH_BYTES])h->peaks, h->n_peaks,
+                         &t);
+        if (rv == 0) {
+            merkle_close(l->tree);
+            l->tree = t;
+        }
+    }
+    while (rv == 0 && off < len) {
+        struct chunk_entry e;
+        bool trunc;
+        rv = chunk_entry_decode(buf + off, len - off, &e, &trunc, errmsg);
+        if (rv == LSKV_ECORRUPT && (trunc || off + 4 + (size_t)get_u32be(buf + off) == len)) {
+            /* Torn tail: the last frame is incomplete or its checksum fails.
+             * Raft still holds the entry and will apply it again. */
+            if (truncate(path, (off_t)off) != 0) {
+                rv = -errno;
+                errmsg_printf(errmsg, "truncate torn tail: %s", strerror(errno));
+                break;
+            }
+            len = off;
+            rv = 0;
+            break;
+        }
+        if (rv != 0)
+            break;
+        uint8_t wsd[32], leaf[32];
+        chunk_entry_wsd(&e, wsd);
+        merkle_leaf_hash_ced(wsd, e.commit_evidence_digest, e.claims_digest, leaf);
+        if (e.index <= l->last_index && l->n_win + merkle_base(l->tree) > 0) {
+            errmsg_printf(errmsg, "raft index %" PRIu64 " after %" PRIu64, e.index,
+                          l->last_index);
+            rv = LSKV_ECORRUPT;
+            break;
+        }
+        rv = record_entry(l, &e, wsd, leaf, e.public_part, e.public_len, errmsg);
+        off += e.frame_len;
+    }
+    if (rv != 0)
+        errmsg_wrapf(errmsg, "%s: offset %zu", path, off);
+    free(buf);
+    free(h);
+    if (rv != 0)
+        return rv;
+    /* The last signature must match the tree (the rest: lskvctl ledger audit). */
+    if (l->n_sigs > 0) {
+        const struct win_sig *ws = &l->sigs[l->n_sigs - 1];
+        uint8_t root[32];
+        if (ws->p.tree_size >= merkle_base(l->tree) &&
+            (merkle_root(l->tree, ws->p.tree_size, root) != 0 ||
+             memcmp(root, ws->p.root, 32) != 0)) {
+            errmsg_printf(errmsg, "%s: last signature (leaf %" PRIu64 ") does not match the tree",
+                          path, ws->leaf);
+            return LSKV_ECORRUPT;
+        }
+    }
+    l->fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC);
+    if (l->fd < 0) {
+        rv = -errno;
+        errmsg_printf(errmsg, "%s: open: %s", path, strerror(errno));
+        return rv;
+    }
+    l->open_bytes = len;
+    return 0;
+}
+
+/* Reads just the header and first frame of a sealed chunk for its first
+ * revision. */
+static int read_first_revision(ledger *l, struct chunk_info *c, char *errmsg)
+{
+    char path[4200];
+    chunk_path(l, c->name, path, sizeof path);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        int rv = -errno;
+        errmsg_printf(errmsg, "%s: open: %s", path, strerror(errno));
+        return rv;
+    }
+    size_t hl = chunk_header_size((size_t)__builtin_popcountll(c->first));
+    uint8_t *buf = malloc(hl + 4);
+    int rv = buf ? 0 : LSKV_ENOMEM;
+    struct chunk_header *h = calloc(1, sizeof *h);
+    size_t used;
+    if (rv == 0 && h == NULL)
+        rv = LSKV_ENOMEM;
+    if (rv == 0 && pread(fd, buf, hl + 4, 0) != (ssize_t)(hl + 4)) {
+        rv = LSKV_ECORRUPT;
+        errmsg_printf(errmsg, "sealed chunk shorter than its header and one frame");
+    }
+    if (rv == 0)
+        rv = chunk_header_decode(buf, hl, h, &used, errmsg);
+    if (rv == 0) {
+        uint32_t flen = get_u32be(buf + hl);
+        if (flen > CHUNK_MAX_FRAME_BYTES) {
+            rv = LSKV_ECORRUPT;
+            errmsg_printf(errmsg, "first frame length %" PRIu32 " out of range", flen);
+        } else {
+            uint8_t *nb = realloc(buf, 4 + (size_t)flen);
+            if (nb == NULL) {
+                rv = LSKV_ENOMEM;
+            } else {
+                buf = nb;
+                struct chunk_entry e;
+                bool trunc;
+                if (pread(fd, buf, 4 + (size_t)flen, (off_t)hl) != (ssize_t)(4 + flen)) {
+                    rv = LSKV_ECORRUPT;
+                    errmsg_printf(errmsg, "first frame truncated");
+                } else if ((rv = chunk_entry_decode(buf, 4 + (size_t)flen, &e, &trunc,
+                                                    errmsg)) == 0) {
+                    c->first_rev = e.revision;
+                }
+            }
+        }
+    }
+    if (rv != 0)
+        errmsg_wrapf(errmsg, "%s", path);
+    free(h);
+    free(buf);
+    close(fd);
+    return rv;
+}
+
+int ledger_open(const struct ledger_config *config, ledger **out, char *errmsg)
+{
+    if (config->dir == NULL || config->secret == NULL || strlen(config->dir) >= 4000) {
+        errmsg_printf(errmsg, "ledger: dir and secret are required");
+        return LSKV_EINVAL;
+    }
+    ledger *l = calloc(1, sizeof *l);
+    if (l == NULL)
+        return LSKV_ENOMEM;
+    snprintf(l->dir, sizeof l->dir, "%s", config->dir);
+    memcpy(l->secret, config->secret, LEDGER_SECRET_BYTES);
+    ledger_private_key(l->secret, l->enc_key);
+    l->service = config->service;
+    l->chunk_bytes = config->chunk_bytes ? config->chunk_bytes : LEDGER_DEFAULT_CHUNK_BYTES;
+    l->sig_tx_interval = config->sig_tx_interval ? config->sig_tx_interval
+                                                 : LEDGER_DEFAULT_SIG_TX_INTERVAL;
+    l->sig_ms_interval = config->sig_ms_interval ? config->sig_ms_interval
+                                                 : LEDGER_DEFAULT_SIG_MS_INTERVAL;
+    l->fsync_each = config->fsync_each;
+    l->fd = -1;
+    l->last_nonsig_leaf = -1;
+    int rv;
+    if (mkdir(l->dir, 0700) != 0 && errno != EEXIST) {
+        rv = -errno;
+        errmsg_printf(errmsg, "%s: mkdir: %s", l->dir, strerror(errno));
+        goto err;
+    }
+    if ((rv = list_chunks(l, errmsg)) != 0)
+        goto err;
+    /* First revision of every sealed chunk (for revision lookups). */
+    for (size_t i = 0; i < l->n_chunks; i++) {
+        if (!l->chunks[i].open && (rv = read_first_revision(l, &l->chunks[i], errmsg)) != 0)
+            goto err;
+    }
+    struct chunk_header *end = calloc(1, sizeof *end);
+    if (end == NULL) {
+        rv = LSKV_ENOMEM;
+        goto err;
+    }
+    bool have_end = false;
+    size_t n_sealed = l->n_chunks - (l->n_chunks && l->chunks[l->n_chunks - 1].open ? 1 : 0);
+    if (n_sealed > 0) {
+        rv = replay_sealed(l, n_sealed - 1, end, &l->signed_size, &l->last_nonsig_leaf, errmsg);
+        have_end = rv == 0;
+    }
+    if (rv == 0)
+        rv = merkle_open(end->first_leaf, (const uint8_t(*)[MERKLE_HASH_BYTES])end->peaks,
+                         have_end ? end->n_peaks : 0, &l->tree);
+    if (rv == 0) {
+        if (n_sealed < l->n_chunks)
+            rv = load_open_chunk(l, have_end ? end : NULL, errmsg);
+        else /* no open chunk (first start, or a crash right after sealing) */
+            rv = create_open_chunk(l, errmsg);
+    }
+    free(end);
+    if (rv != 0)
+        goto err;
+    *out = l;
+    return 0;
+err:
+    ledger_close(l);
+    return rv;
+}
+
+void ledger_close(ledger *l)
+{
+    if (l == NULL)
+        return;
+    if (l->fd >= 0) {
+        if (l->sticky == 0)
+            fdatasync(l->fd);
+        close(l->fd);
+    }
+    clear_window(l);
+    free(l->sigs);
+    free(l->win);
+    free(l->chunks);
+    merkle_close(l->tree);
+    OPENSSL_cleanse(l->secret, sizeof l->secret);
+    OPENSSL_cleanse(l->enc_key, sizeof l->enc_key);
+    free(l);
+}
+
+/* --- Appending ------------------------------------------------------------ */
+
+/* Records an entry already in the open chunk's file in memory. */
+static int record_entry(ledger *l, const struct chunk_entry *e, const uint8_t wsd[32],
+                        const uint8_t leaf[32], const uint8_t *sig_payload, size_t sig_len,
+                        char *errmsg)
+{
+    int rv = grow((void **)&l->win, &l->cap_win, l->n_win + 1, sizeof l->win[0]);
+    if (rv == 0 && e->type == CHUNK_ENTRY_SIGNATURE)
+        rv = grow((void **)&l->sigs, &l->cap_sigs, l->n_sigs + 1, sizeof l->sigs[0]);
+    if (rv != 0)
+        return rv;
+    uint64_t leaf_index = merkle_size(l->tree);
+    if (e->type == CHUNK_ENTRY_SIGNATURE) {
+        struct win_sig *ws = &l->sigs[l->n_sigs];
+        ws->payload = malloc(sig_len);
+        if (ws->payload == NULL)
+            return LSKV_ENOMEM;
+        memcpy(ws->payload, sig_payload, sig_len);
+        ws->len = sig_len;
+        ws->leaf = leaf_index;
+        if ((rv = sig_payload_decode(ws->payload, sig_len, &ws->p, errmsg)) != 0) {
+            free(ws->payload);
+            return rv;
+        }
+    }
+    if ((rv = merkle_append(l->tree, leaf)) != 0) {
+        if (e->type == CHUNK_ENTRY_SIGNATURE)
+            free(l->sigs[l->n_sigs].payload);
+        return rv;
+    }
+    if (e->type == CHUNK_ENTRY_SIGNATURE) {
+        if (l->sigs[l->n_sigs].p.tree_size > l->signed_size)
+            l->signed_size = l->sigs[l->n_sigs].p.tree_size;
+        l->n_sigs++;
+    } else {
+        l->last_nonsig_leaf = (int64_t)leaf_index;
+    }
+    struct win_entry *w = &l->win[l->n_win++];
+    w->term = e->term;
+    w->index = e->index;
+    w->revision = e->revision;
+    w->type = e->type;
+    memcpy(w->wsd, wsd, 32);
+    memcpy(w->claims_digest, e->claims_digest, 32);
+    struct chunk_info *c = &l->chunks[l->n_chunks - 1];
+    if (c->first_rev == INT64_MAX)
+        c->first_rev = e->revision;
+    l->last_term = e->term;
+    l->last_index = e->index;
+    l->last_rev = e->revision;
+    return 0;
+}
+
+static int rotate(ledger *l, char *errmsg)
+{
+    struct chunk_info *c = &l->chunks[l->n_chunks - 1];
+    uint64_t last = merkle_size(l->tree) - 1;
+    char from[4200], to[4200], name[CHUNK_NAME_MAX];
+    chunk_name_format(name, c->first, last, true);
+    chunk_path(l, c->name, from, sizeof from);
+    chunk_path(l, name, to, sizeof to);
+    int rv = 0;
+    if (fdatasync(l->fd) != 0 || close(l->fd) != 0) {
+        rv = -errno;
+        l->fd = -1;
+        errmsg_printf(errmsg, "%s: sync: %s", from, strerror(errno));
+        return rv;
+    }
+    l->fd = -1;
+    if (rename(from, to) != 0) {
+        rv = -errno;
+        errmsg_printf(errmsg, "%s: rename: %s", from, strerror(errno));
+        return rv;
+    }
+    c->open = false;
+    c->last = last;
+    snprintf(c->name, sizeof c->name, "%s", name);
+    if ((rv = fsync_dir(l->dir)) != 0) {
+        errmsg_printf(errmsg, "%s: fsync: %s", l->dir, strerror(-rv));
+        return rv;
+    }
+    return create_open_chunk(l, errmsg);
+}
+
+/* Seals and writes one entry, then records it. plain may be NULL. */
+static int append_frame(ledger *l, struct chunk_entry *e, const uint8_t *plain,
+                        size_t plain_len, char *errmsg)
+{
+    if (l->sticky != 0) {
+        errmsg_printf(errmsg, "ledger: failed earlier (%s); reopen it", lskv_strerror(l->sticky));
+        return l->sticky;
+    }
+    bool empty = merkle_size(l->tree) == 0;
+    if ((!empty && e->index <= l->last_index) || e->term > UINT32_MAX ||
+        (!empty && e->term < l->last_term) || (!empty && e->revision < l->last_rev) ||
+        plain_len > CHUNK_MAX_FRAME_BYTES / 2 || e->public_len > CHUNK_MAX_FRAME_BYTES / 2) {
+        errmsg_printf(errmsg,
+                      "ledger: entry %" PRIu64 ".%" PRIu64 " rev %" PRId64
+                      " does not follow %" PRIu64 ".%" PRIu64 " rev %" PRId64 " (or too big)",
+                      e->term, e->index, e->revision, l->last_term, l->last_index, l->last_rev);
+        return LSKV_EINVAL;
+    }
+    char ce[LEDGER_CE_MAX];
+    ledger_commit_evidence(l->secret, e->term, e->index, ce);
+    SHA256((const unsigned char *)ce, strlen(ce), e->commit_evidence_digest);
+    e->sealed = NULL;
+    e->sealed_len = plain_len ? (uint32_t)(plain_len + AEAD_OVERHEAD) : 0;
+    size_t flen = chunk_entry_size(e->public_len, e->sealed_len);
+    uint8_t *frame = malloc(flen);
+    if (frame == NULL)
+        return LSKV_ENOMEM;
+    size_t aad_off, aad_len, sealed_off;
+    chunk_entry_begin(e, frame, &aad_off, &aad_len, &sealed_off);
+    int rv = 0;
+    if (plain_len) {
+        uint8_t nonce[AEAD_NONCE_BYTES];
+        ledger_nonce(e->term, e->index, nonce);
+        rv = aead_seal_with_nonce(l->enc_key, nonce, frame + aad_off, aad_len, plain, plain_len,
+                                  frame + sealed_off);
+        if (rv != 0) {
+            free(frame);
+            errmsg_printf(errmsg, "ledger: seal failed");
+            return rv;
+        }
+    }
+    chunk_entry_finish(frame, flen);
+    struct chunk_entry d;
+    bool trunc;
+    rv = chunk_entry_decode(frame, flen, &d, &trunc, errmsg);
+    if (rv != 0) {
+        free(frame);
+        return rv;
+    }
+    uint8_t wsd[32], leaf[32];
+    chunk_entry_wsd(&d, wsd);
+    merkle_leaf_hash_ced(wsd, d.commit_evidence_digest, d.claims_digest, leaf);
+    rv = write_all(l->fd, frame, flen);
+    if (rv == 0 && l->fsync_each && fdatasync(l->fd) != 0)
+        rv = -errno;
+    if (rv != 0) {
+        errmsg_printf(errmsg, "ledger: write %s: %s", l->chunks[l->n_chunks - 1].name,
+                      strerror(-rv));
+        /* Try to cut the partial frame; either way the ledger is sticky. */
+        if (ftruncate(l->fd, (off_t)l->open_bytes) != 0) {
+            /* nothing more to do: reopen repairs a torn tail */
+        }
+        l->sticky = rv;
+        free(frame);
+        return rv;
+    }
+    l->open_bytes += flen;
+    rv = record_entry(l, &d, wsd, leaf, d.public_part, d.public_len, errmsg);
+    free(frame);
+    if (rv != 0) {
+        l->sticky = rv; /* on disk but not in memory */
+        return rv;
+    }
+    if (e->type == CHUNK_ENTRY_SIGNATURE && l->open_bytes >= l->chunk_bytes) {
+        rv = rotate(l, errmsg);
+        if (rv != 0)
+            l->sticky = rv;
+    }
+    return rv;
+}
+
+int ledger_append(ledger *l, const struct ledger_entry *in, char *errmsg)
+{
+    if (in->type < LEDGER_ENTRY_KV || in->type > LEDGER_ENTRY_OTHER ||
+        in->type == LEDGER_ENTRY_SIGNATURE || (in->write_set_len && in->write_set == NULL) ||
+        in->write_set_len > UINT32_MAX || in->claims_len > UINT32_MAX) {
+        errmsg_printf(errmsg, "ledger: bad entry type %u", in->type);
+        return LSKV_EINVAL;
+    }
+    struct chunk_entry e = {.type = (uint8_t)in->type,
+                            .term = in->term,
+                            .index = in->index,
+                            .revision = in->revision};
+    if (in->claims != NULL)
+        SHA256(in->claims, in->claims_len, e.claims_digest);
+    size_t plen = chunk_private_size(in->write_set_len, in->claims_len);
+    uint8_t *plain = malloc(plen);
+    if (plain == NULL)
+        return LSKV_ENOMEM;
+    chunk_private_encode(in->write_set, in->write_set_len, in->claims, in->claims_len, plain);
+    int rv = append_frame(l, &e, plain, plen, errmsg);
+    OPENSSL_cleanse(plain, plen);
+    free(plain);
+    return rv;
+}
+
+void ledger_position(const ledger *l, struct ledger_position *out)
+{
+    out->size = merkle_size(l->tree);
+    out->term = l->last_term;
+    out->index = l->last_index;
+    out->revision = l->last_rev;
+    out->signed_size = l->signed_size;
+}
+
+int ledger_sync(ledger *l)
+{
+    if (l->sticky)
+        return l->sticky;
+    if (fdatasync(l->fd) != 0) {
+        l->sticky = -errno;
+        return l->sticky;
+    }
+    return 0;
+}
+
+/* --- Signatures ------------------------------------------------------------ */
+
+bool ledger_signature_due(const ledger *l, uint64_t now_ms)
+{
+    if (l->last_nonsig_leaf < 0 || (uint64_t)l->last_nonsig_leaf < l->signed_size)
+        return false;
+    uint64_t unsigned_n = merkle_size(l->tree) - l->signed_size;
+    return unsigned_n >= l->sig_tx_interval || now_ms - l->last_sig_ms >= l->sig_ms_interval ||
+           now_ms < l->last_sig_ms;
+}
+
+int ledger_make_signature(ledger *l, const cert_node *node, uint64_t now_ms,
+                          uint8_t **payload, size_t *len)
+{
+    if (l->sticky)
+        return l->sticky;
+    uint64_t n = merkle_size(l->tree);
+    if (n == 0)
+        return LSKV_EINVAL;
+    uint8_t root[32];
+    int rv = merkle_root(l->tree, n, root);
+    if (rv == 0)
+        rv = sig_make(node, n, root, payload, len);
+    if (rv == 0)
+        l->last_sig_ms = now_ms;
+    return rv;
+}
+
+/* Root over the first n leaves from chunk files (n below the window). */
+static int disk_root(ledger *l, uint64_t n, uint8_t out[32], char *errmsg)
+{
+    struct scan s;
+    int rv = scan_open(l, chunk_of_leaf(l, n - 1), &s, errmsg);
+    if (rv != 0)
+        return rv;
+    merkle_tree *t;
+    rv = merkle_open(s.h.first_leaf, (const uint8_t(*)[MERKLE_HASH_BYTES])s.h.peaks, s.h.n_peaks,
+                     &t);
+    struct chunk_entry e;
+    while (rv == 0 && merkle_size(t) < n) {
+        rv = scan_next(&s, &e, errmsg);
+        if (rv == 0) {
+            rv = LSKV_ECORRUPT;
+            errmsg_printf(errmsg, "ledger: chunk files end before leaf %" PRIu64, n);
+        }
+        if (rv != 1)
+            break;
+        uint8_t leaf[32];
+        chunk_entry_leaf(&e, leaf);
+        rv = merkle_append(t, leaf);
+    }
+    if (rv == 0)
+        rv = merkle_root(t, n, out);
+    if (t != NULL)
+        merkle_close(t);
+    scan_close(&s);
+    return rv;
+}
+
+int ledger_apply_signature(ledger *l, uint64_t term, uint64_t index, int64_t revision,
+                           const uint8_t *payload, size_t len, bool *appended, char *errmsg)
+{
+    if (appended != NULL)
+        *appended = false;
+    struct sig_payload p;
+    int rv = sig_payload_decode(payload, len, &p, errmsg);
+    if (rv != 0)
+        return rv == LSKV_EFORMAT ? rv : LSKV_ECORRUPT;
+    uint64_t n = merkle_size(l->tree);
+    if (p.tree_size == 0 || p.tree_size > n) {
+        errmsg_printf(errmsg, "signature covers %" PRIu64 " leaves, this node has %" PRIu64,
+                      p.tree_size, n);
+        return LSKV_ECORRUPT;
+    }
+    if ((rv = sig_verify(&p, l->service, errmsg)) != 0)
+        return LSKV_ECORRUPT;
+    uint8_t root[32];
+    if (p.tree_size >= merkle_base(l->tree))
+        rv = merkle_root(l->tree, p.tree_size, root);
+    else
+        rv = disk_root(l, p.tree_size, root, errmsg);
+    if (rv != 0)
+        return rv;
+    if (memcmp(root, p.root, 32) != 0) {
+        errmsg_printf(errmsg, "signature root over %" PRIu64 " leaves differs from this node's",
+                      p.tree_size);
+        return LSKV_ECORRUPT;
+    }
+    if (p.tree_size < l->signed_size)
+        return 0; /* stale: invariant 5 */
+    struct chunk_entry e = {.type = CHUNK_ENTRY_SIGNATURE,
+                            .term = term,
+                            .index = index,
+                            .revision = revision,
+                            .public_part = payload,
+                            .public_len = (uint32_t)len};
+    rv = append_frame(l, &e, NULL, 0, errmsg);
+    if (rv == 0 && appended != NULL)
+        *appended = true;
+    return rv;
+}
+
+/* --- Receipts and status ----------------------------------------------------- */
+
+struct found {
+    uint64_t leaf, term, index;
+    int64_t revision;
+    uint8_t type;
+    uint8_t wsd[32], claims_digest[32];
+};
+
+static int make_receipt(ledger *l, const struct found *f, const struct sig_payload *sp,
+                        merkle_tree *t, struct arena *a, Lskvserverpb__Receipt **out,
+                        char *errmsg)
+{
+    struct merkle_step steps[MERKLE_MAX_DEPTH];
+    size_t n;
+    int rv = merkle_proof(t, f->leaf, sp->tree_size, steps, &n);
+    if (rv != 0)
+        return rv;
+    uint8_t leaf[32], root[32], ced[32];
+    char ce[LEDGER_CE_MAX];
+    ledger_commit_evidence(l->secret, f->term, f->index, ce);
+    SHA256((const unsigned char *)ce, strlen(ce), ced);
+    merkle_leaf_hash_ced(f->wsd, ced, f->claims_digest, leaf);
+    merkle_fold(leaf, steps, n, root);
+    if (memcmp(root, sp->root, 32) != 0) {
+        errmsg_printf(errmsg, "ledger: proof of leaf %" PRIu64 " does not reach the signed root",
+                      f->leaf);
+        return LSKV_ECORRUPT;
+    }
+    char id[CERT_NODE_ID_HEX];
+    if (cert_node_id_of_pem(sp->cert_pem, sp->cert_len, id) != 0)
+        return LSKV_ECORRUPT;
+    struct receipt_parts rp = {.cert_pem = sp->cert_pem,
+                               .cert_len = sp->cert_len,
+                               .sig = sp->sig,
+                               .sig_len = sp->sig_len,
+                               .node_id = id,
+                               .commit_evidence = ce,
+                               .steps = steps,
+                               .n_steps = n,
+                               .leaf_index = f->leaf,
+                               .tree_size = sp->tree_size};
+    memcpy(rp.write_set_digest, f->wsd, 32);
+    memcpy(rp.claims_digest, f->claims_digest, 32);
+    return receipt_build(&rp, a, out);
+}
+
+static int receipt_from_disk(ledger *l, uint64_t leaf, struct arena *a,
+                             Lskvserverpb__Receipt **out, char *errmsg)
+{
+    struct scan s;
+    int rv = scan_open(l, chunk_of_leaf(l, leaf), &s, errmsg);
+    if (rv != 0)
+        return rv;
+    merkle_tree *t = NULL;
+    rv = merkle_open(s.h.first_leaf, (const uint8_t(*)[MERKLE_HASH_BYTES])s.h.peaks, s.h.n_peaks,
+                     &t);
+    struct found f = {0};
+    bool have = false;
+    while (rv == 0) {
+        struct chunk_entry e;
+        rv = scan_next(&s, &e, errmsg);
+        if (rv == 0) {
+            rv = have ? LSKV_ENOTREADY : LSKV_ENOTFOUND;
+            errmsg_printf(errmsg, "ledger: leaf %" PRIu64 " %s", leaf,
+                          have ? "is not signed yet" : "does not exist");
+            break;
+        }
+        if (rv != 1)
+            break;
+        rv = 0;
+        uint64_t i = s.leaf - 1;
+        uint8_t wsd[32], lh[32];
+        chunk_entry_wsd(&e, wsd);
+        merkle_leaf_hash_ced(wsd, e.commit_evidence_digest, e.claims_digest, lh);
+        if ((rv = merkle_append(t, lh)) != 0)
+            break;
+        if (i == leaf) {
+            have = true;
+            f = (struct found){.leaf = i, .term = e.term, .index = e.index,
+                               .revision = e.revision, .type = e.type};
+            memcpy(f.wsd, wsd, 32);
+            memcpy(f.claims_digest, e.claims_digest, 32);
+        }
+        if (have && e.type == CHUNK_ENTRY_SIGNATURE) {
+            struct sig_payload sp;
+            if ((rv = sig_payload_decode(e.public_part, e.public_len, &sp, errmsg)) != 0)
+                break;
+            if (sp.tree_size > leaf) {
+                rv = make_receipt(l, &f, &sp, t, a, out, errmsg);
+                break;
+            }
+        }
+    }
+    merkle_close(t);
+    scan_close(&s);
+    return rv;
+}
+
+int ledger_receipt_at(ledger *l, uint64_t leaf, struct arena *a, Lskvserverpb__Receipt **out,
+                      char *errmsg)
+{
+    uint64_t base = merkle_base(l->tree);
+    if (leaf >= merkle_size(l->tree)) {
+        errmsg_printf(errmsg, "ledger: leaf %" PRIu64 " does not exist", leaf);
+        return LSKV_ENOTFOUND;
+    }
+    if (leaf < base)
+        return receipt_from_disk(l, leaf, a, out, errmsg);
+    for (size_t i = 0; i < l->n_sigs; i++) {
+        const struct win_sig *ws = &l->sigs[i];
+        if (ws->leaf > leaf && ws->p.tree_size > leaf) {
+            const struct win_entry *w = &l->win[leaf - base];
+            struct found f = {.leaf = leaf, .term = w->term, .index = w->index,
+                              .revision = w->revision, .type = w->type};
+            memcpy(f.wsd, w->wsd, 32);
+            memcpy(f.claims_digest, w->claims_digest, 32);
+            return make_receipt(l, &f, &ws->p, l->tree, a, out, errmsg);
+        }
+    }
+    errmsg_printf(errmsg, "ledger: leaf %" PRIu64 " is not signed yet", leaf);
+    return LSKV_ENOTREADY;
+}
+
+/* The first KV entry with revision rev: 0 and *f, LSKV_ENOTFOUND, or an
+ * error. Revisions never decrease along the ledger (invariant 4). */
+static int find_revision(ledger *l, int64_t rev, struct found *f, char *errmsg)
+{
+    uint64_t base = merkle_base(l->tree);
+    const struct chunk_info *open = &l->chunks[l->n_chunks - 1];
+    if (rev > l->last_rev || rev <= 0)
+        return LSKV_ENOTFOUND;
+    if (l->n_win > 0 && rev > open->first_rev) {
+        /* Only in the window: binary search for the first entry >= rev. */
+        size_t lo = 0, hi = l->n_win;
+        while (lo < hi) {
+            size_t mid = (lo + hi) / 2;
+            if (l->win[mid].revision < rev)
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        for (size_t i = lo; i < l->n_win && l->win[i].revision == rev; i++) {
+            if (l->win[i].type == CHUNK_ENTRY_KV) {
+                f->leaf = base + i;
+                f->term = l->win[i].term;
+                return 0;
+            }
+        }
+        return LSKV_ENOTFOUND;
+    }
+    /* From the files: start at the last chunk whose first revision is below
+     * rev (entries with rev may begin at its end); the scan runs on into the
+     * open chunk. */
+    size_t k = 0;
+    for (size_t i = 0; i < l->n_chunks; i++)
+        if (l->chunks[i].first_rev < rev)
+            k = i;
+    struct scan s;
+    int rv = scan_open(l, k, &s, errmsg);
+    if (rv != 0)
+        return rv;
+    struct chunk_entry e;
+    bool found = false;
+    while ((rv = scan_next(&s, &e, errmsg)) == 1) {
+        if (e.revision > rev)
+            break;
+        if (e.revision == rev && e.type == CHUNK_ENTRY_KV) {
+            f->leaf = s.leaf - 1;
+            f->term = e.term;
+            found = true;
+            break;
+        }
+    }
+    scan_close(&s);
+    if (rv < 0)
+        return rv;
+    return found ? 0 : LSKV_ENOTFOUND;
+}
+
+int ledger_receipt(ledger *l, int64_t revision, uint64_t raft_term, struct arena *a,
+                   Lskvserverpb__Receipt **out, char *errmsg)
+{
+    struct found f = {0};
+    int rv = find_revision(l, revision, &f, errmsg);
+    if (rv == LSKV_ENOTFOUND || (rv == 0 && raft_term != 0 && f.term != raft_term)) {
+        errmsg_printf(errmsg, "ledger: no entry made revision %" PRId64 " in term %" PRIu64,
+                      revision, raft_term);
+        return LSKV_ENOTFOUND;
+    }
+    if (rv != 0)
+        return rv;
+    return ledger_receipt_at(l, f.leaf, a, out, errmsg);
+}
+
+int ledger_tx_status(ledger *l, int64_t revision, uint64_t raft_term,
+                     enum ledger_tx_status *out, char *errmsg)
+{
+    struct found f = {0};
+    int rv = find_revision(l, revision, &f, errmsg);
+    if (rv == LSKV_ENOTFOUND) {
+        *out = LEDGER_TX_UNKNOWN;
+        return 0;
+    }
+    if (rv != 0)
+        return rv;
+    *out = raft_term == 0 || f.term == raft_term ? LEDGER_TX_COMMITTED : LEDGER_TX_INVALID;
+    return 0;
+}

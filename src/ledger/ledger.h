@@ -1,0 +1,159 @@
+/* The ledger: every applied raft entry, in order, in chunk files under one
+ * directory, with a Merkle tree over them, signature entries and receipts
+ * (DESIGN.md section 4; byte formats in docs/ledger-format.md).
+ *
+ * Call it from the deterministic apply path: ledger_append for every applied
+ * entry, ledger_apply_signature for signature entries. The leader asks
+ * ledger_signature_due / ledger_make_signature and proposes the payload as a
+ * raft entry. Receipts and tx status are served from memory for the open
+ * chunk and re-derived from chunk files otherwise.
+ *
+ * Not thread-safe: one thread (the loop that applies) owns a ledger.
+ *
+ * Failures that may leave the files and memory out of step (a failed write,
+ * fsync or rename) are sticky: every later call fails with the same code
+ * until the ledger is reopened. */
+#ifndef LSKV_LEDGER_LEDGER_H
+#define LSKV_LEDGER_LEDGER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/arena.h"
+#include "identity/cert.h"
+#include "proto/lskvserver.pb-c.h"
+
+#define LEDGER_SECRET_BYTES 32
+#define LEDGER_DEFAULT_CHUNK_BYTES (5u * 1024 * 1024)
+#define LEDGER_DEFAULT_SIG_TX_INTERVAL 5000
+#define LEDGER_DEFAULT_SIG_MS_INTERVAL 100
+#define LEDGER_CE_MAX 128 /* commit evidence string incl. NUL */
+
+typedef struct ledger ledger;
+
+/* Public entry types (u8 on disk; same values as chunk.h). */
+enum ledger_entry_type {
+    LEDGER_ENTRY_KV = 1,        /* Put / DeleteRange / Txn: has claims, gets receipts */
+    LEDGER_ENTRY_COMPACT = 2,
+    LEDGER_ENTRY_LEASE = 3,
+    LEDGER_ENTRY_MEMBER = 4,
+    LEDGER_ENTRY_SIGNATURE = 5, /* only through ledger_apply_signature */
+    LEDGER_ENTRY_OTHER = 6,
+};
+
+struct ledger_config {
+    const char *dir;                 /* e.g. <data-dir>/ledger; created if missing */
+    const uint8_t *secret;           /* LEDGER_SECRET_BYTES, copied; wiped on close */
+    const cert_service *service;     /* borrowed until close; may be NULL: then
+                                        signature certs are not checked for endorsement */
+    uint64_t chunk_bytes;            /* rotate after a signature once the chunk is this big;
+                                        0 = LEDGER_DEFAULT_CHUNK_BYTES */
+    uint64_t sig_tx_interval;        /* entries; 0 = default 5000 */
+    uint64_t sig_ms_interval;        /* ms; 0 = default 100 */
+    bool fsync_each;                 /* fdatasync after every append (else see ledger_sync) */
+};
+
+struct ledger_entry {
+    uint64_t term;                   /* raft term of the entry (< 2^32) */
+    uint64_t index;                  /* raft index; strictly increasing */
+    int64_t revision;                /* store revision after applying the entry */
+    unsigned type;                   /* enum ledger_entry_type, not SIGNATURE */
+    const uint8_t *write_set;        /* private bytes (sealed at rest), borrowed; may be NULL */
+    size_t write_set_len;
+    const uint8_t *claims;           /* receipt_claims_pack() output, borrowed; NULL = none:
+                                        claims digest is then 32 zero bytes */
+    size_t claims_len;
+};
+
+struct ledger_position {
+    uint64_t size;                   /* number of entries (leaves) */
+    uint64_t term, index;            /* txid of the last entry (0.0 when empty) */
+    int64_t revision;                /* revision of the last entry (0 when empty) */
+    uint64_t signed_size;            /* leaves covered by the last signature */
+};
+
+enum ledger_tx_status {
+    LEDGER_TX_UNKNOWN = 0,           /* values as lskvserverpb TxStatusResponse.Status */
+    LEDGER_TX_PENDING = 1,           /* never returned by the ledger: the server knows */
+    LEDGER_TX_COMMITTED = 2,
+    LEDGER_TX_INVALID = 3,
+};
+
+/* Opens (creating if needed) the ledger in config->dir: finds the chunks,
+ * checks their names are contiguous, reads the open chunk, truncates a torn
+ * tail (an incomplete last frame), checks the open chunk's header against the
+ * previous chunk and its last signature against the tree, and continues.
+ * Errors: negated errno, LSKV_ECORRUPT (bad bytes other than a torn tail;
+ * errmsg names file and offset), LSKV_EFORMAT, LSKV_ENOMEM, LSKV_EINVAL. */
+int ledger_open(const struct ledger_config *config, ledger **out, char *errmsg);
+/* Syncs and closes; wipes the secret. NULL is a no-op. */
+void ledger_close(ledger *l);
+
+/* Appends one applied entry (copied into the chunk; nothing is retained).
+ * Errors: LSKV_EINVAL (index not above the last, term too big, type
+ * SIGNATURE or unknown; nothing written), negated errno / LSKV_EIO (write
+ * failed: sticky), LSKV_ENOMEM. */
+int ledger_append(ledger *l, const struct ledger_entry *e, char *errmsg);
+
+/* Where the ledger is. */
+void ledger_position(const ledger *l, struct ledger_position *out);
+
+/* True when entries exist that no signature covers and either
+ * sig_tx_interval of them have accumulated or sig_ms_interval has passed
+ * since the last ledger_make_signature (now_ms: caller's monotonic clock). */
+bool ledger_signature_due(const ledger *l, uint64_t now_ms);
+
+/* Leader: signs the root over every entry applied so far with node's key
+ * and returns the payload to propose as a raft entry (malloc'ed; caller
+ * frees). Records now_ms for ledger_signature_due.
+ * Errors: LSKV_EINVAL (empty ledger), LSKV_EIO, LSKV_ENOMEM, sticky error. */
+int ledger_make_signature(ledger *l, const cert_node *node, uint64_t now_ms,
+                          uint8_t **payload, size_t *len);
+
+/* Applies a signature entry (payload borrowed): checks the signature, the
+ * certificate's endorsement (when config->service is set) and that the root
+ * matches this node's tree at the covered size, then appends it. A payload
+ * covering fewer leaves than the last applied signature is stale (two in
+ * flight across a leader change): checked, then dropped (*appended false).
+ * appended may be NULL.
+ * Errors: LSKV_ECORRUPT (bad payload or signature, root mismatch: a fatal
+ * divergence), LSKV_EINVAL (index not above the last), as ledger_append. */
+int ledger_apply_signature(ledger *l, uint64_t term, uint64_t index, int64_t revision,
+                           const uint8_t *payload, size_t len, bool *appended,
+                           char *errmsg);
+
+/* Receipt for the KV entry that made `revision` (the first KV entry with
+ * that revision); raft_term 0 matches any term. *out lives in arena a.
+ * Errors: LSKV_ENOTFOUND (no such entry, or its term differs),
+ * LSKV_ENOTREADY (no signature covers it yet: retry), LSKV_ECORRUPT
+ * (chunk files disagree with the tree), negated errno, LSKV_ENOMEM. */
+int ledger_receipt(ledger *l, int64_t revision, uint64_t raft_term, struct arena *a,
+                   Lskvserverpb__Receipt **out, char *errmsg);
+/* As ledger_receipt for a leaf index (any entry type). */
+int ledger_receipt_at(ledger *l, uint64_t leaf, struct arena *a, Lskvserverpb__Receipt **out,
+                      char *errmsg);
+
+/* Status of (revision, raft_term) as far as the ledger knows: COMMITTED if
+ * the KV entry that made revision has that term (0 matches any), INVALID if
+ * it has another, UNKNOWN if no KV entry made it (yet).
+ * Errors: negated errno, LSKV_ECORRUPT, LSKV_ENOMEM. */
+int ledger_tx_status(ledger *l, int64_t revision, uint64_t raft_term,
+                     enum ledger_tx_status *out, char *errmsg);
+
+/* fdatasync of the open chunk. Call before a raft snapshot that covers the
+ * entries. Errors: negated errno (sticky). */
+int ledger_sync(ledger *l);
+
+/* Commit evidence of a txid: "ce:<term>.<index>:<64 hex>" where the hex is
+ * HMAC-SHA256(K_ce, "lskv-ce-v1" || u64be term || u64be index) and
+ * K_ce = HMAC-SHA256(secret, "lskv-ledger-commit-evidence-v1"). */
+void ledger_commit_evidence(const uint8_t secret[LEDGER_SECRET_BYTES], uint64_t term,
+                            uint64_t index, char out[LEDGER_CE_MAX]);
+/* The AES-256-GCM key that seals private parts:
+ * HMAC-SHA256(secret, "lskv-ledger-private-v1"). */
+void ledger_private_key(const uint8_t secret[LEDGER_SECRET_BYTES], uint8_t out[32]);
+/* The 12-byte nonce of txid: u64be index || u32be term. */
+void ledger_nonce(uint64_t term, uint64_t index, uint8_t out[12]);
+
+#endif

@@ -1,0 +1,454 @@
+/* Receipts (see receipt.h). */
+#include "ledger/receipt.h"
+
+#include <inttypes.h>
+#include <jansson.h>
+#include <openssl/evp.h>
+#include <openssl/sha.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/err.h"
+
+void receipt_hex(const uint8_t *in, size_t n, char *out)
+{
+    static const char digits[] = "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = digits[in[i] >> 4];
+        out[2 * i + 1] = digits[in[i] & 15];
+    }
+    out[2 * n] = '\0';
+}
+
+static int nibble(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+int receipt_unhex(const char *hex, uint8_t *out, size_t n)
+{
+    if (hex == NULL || strlen(hex) != 2 * n)
+        return LSKV_EINVAL;
+    for (size_t i = 0; i < n; i++) {
+        int hi = nibble(hex[2 * i]), lo = nibble(hex[2 * i + 1]);
+        if (hi < 0 || lo < 0)
+            return LSKV_EINVAL;
+        out[i] = (uint8_t)(hi << 4 | lo);
+    }
+    return 0;
+}
+
+static char *arena_hex(struct arena *a, const uint8_t *in, size_t n)
+{
+    char *s = arena_alloc(a, 2 * n + 1);
+    if (s != NULL)
+        receipt_hex(in, n, s);
+    return s;
+}
+
+static char *arena_strndup(struct arena *a, const char *s, size_t n)
+{
+    char *d = arena_alloc(a, n + 1);
+    if (d != NULL) {
+        memcpy(d, s, n);
+        d[n] = '\0';
+    }
+    return d;
+}
+
+int receipt_build(const struct receipt_parts *p, struct arena *a, Lskvserverpb__Receipt **out)
+{
+    Lskvserverpb__Receipt *r = arena_alloc(a, sizeof *r);
+    Lskvserverpb__TxReceipt *tx = arena_alloc(a, sizeof *tx);
+    Lskvserverpb__LeafComponents *lc = arena_alloc(a, sizeof *lc);
+    Lskvserverpb__Proof **proof = arena_calloc(a, p->n_steps ? p->n_steps : 1, sizeof *proof);
+    if (r == NULL || tx == NULL || lc == NULL || proof == NULL)
+        return LSKV_ENOMEM;
+    lskvserverpb__receipt__init(r);
+    lskvserverpb__tx_receipt__init(tx);
+    lskvserverpb__leaf_components__init(lc);
+    lc->claims_digest = arena_hex(a, p->claims_digest, MERKLE_HASH_BYTES);
+    lc->write_set_digest = arena_hex(a, p->write_set_digest, MERKLE_HASH_BYTES);
+    lc->commit_evidence = arena_strndup(a, p->commit_evidence, strlen(p->commit_evidence));
+    if (lc->claims_digest == NULL || lc->write_set_digest == NULL || lc->commit_evidence == NULL)
+        return LSKV_ENOMEM;
+    for (size_t i = 0; i < p->n_steps; i++) {
+        Lskvserverpb__Proof *e = arena_alloc(a, sizeof *e);
+        char *h = arena_hex(a, p->steps[i].hash, MERKLE_HASH_BYTES);
+        if (e == NULL || h == NULL)
+            return LSKV_ENOMEM;
+        lskvserverpb__proof__init(e);
+        if (p->steps[i].left)
+            e->left = h;
+        else
+            e->right = h;
+        proof[i] = e;
+    }
+    tx->leaf_components = lc;
+    tx->n_proof = p->n_steps;
+    tx->proof = proof;
+    tx->leaf_index = p->leaf_index;
+    tx->tree_size = p->tree_size;
+    r->cert = arena_strndup(a, p->cert_pem, p->cert_len);
+    r->signature.data = arena_memdup(a, p->sig, p->sig_len);
+    r->signature.len = p->sig_len;
+    r->node_id = arena_strndup(a, p->node_id, strlen(p->node_id));
+    if (r->cert == NULL || r->signature.data == NULL || r->node_id == NULL)
+        return LSKV_ENOMEM;
+    r->receipt_extras_case = LSKVSERVERPB__RECEIPT__RECEIPT_EXTRAS_TX_RECEIPT;
+    r->tx_receipt = tx;
+    *out = r;
+    return 0;
+}
+
+int receipt_claims_pack(const Lskvserverpb__ReceiptClaims *claims, uint8_t **buf, size_t *len)
+{
+    if (claims->request_case == LSKVSERVERPB__RECEIPT_CLAIMS__REQUEST__NOT_SET ||
+        claims->response_case == LSKVSERVERPB__RECEIPT_CLAIMS__RESPONSE__NOT_SET)
+        return LSKV_EINVAL;
+    /* Shallow copies with the header cleared: the caller's message stays. */
+    Lskvserverpb__ReceiptClaims c = *claims;
+    Etcdserverpb__PutResponse put;
+    Etcdserverpb__DeleteRangeResponse del;
+    Etcdserverpb__TxnResponse txn;
+    switch (c.response_case) {
+    case LSKVSERVERPB__RECEIPT_CLAIMS__RESPONSE_RESPONSE_PUT:
+        if (c.response_put == NULL)
+            return LSKV_EINVAL;
+        put = *c.response_put;
+        put.header = NULL;
+        c.response_put = &put;
+        break;
+    case LSKVSERVERPB__RECEIPT_CLAIMS__RESPONSE_RESPONSE_DELETE_RANGE:
+        if (c.response_delete_range == NULL)
+            return LSKV_EINVAL;
+        del = *c.response_delete_range;
+        del.header = NULL;
+        c.response_delete_range = &del;
+        break;
+    case LSKVSERVERPB__RECEIPT_CLAIMS__RESPONSE_RESPONSE_TXN:
+        if (c.response_txn == NULL)
+            return LSKV_EINVAL;
+        txn = *c.response_txn;
+        txn.header = NULL;
+        c.response_txn = &txn;
+        break;
+    default:
+        return LSKV_EINVAL;
+    }
+    size_t n = lskvserverpb__receipt_claims__get_packed_size(&c);
+    uint8_t *b = malloc(n ? n : 1);
+    if (b == NULL)
+        return LSKV_ENOMEM;
+    lskvserverpb__receipt_claims__pack(&c, b);
+    *buf = b;
+    *len = n;
+    return 0;
+}
+
+int receipt_claims_digest(const Lskvserverpb__ReceiptClaims *claims,
+                          uint8_t out[MERKLE_HASH_BYTES])
+{
+    uint8_t *b;
+    size_t n;
+    int rv = receipt_claims_pack(claims, &b, &n);
+    if (rv != 0)
+        return rv;
+    SHA256(b, n, out);
+    free(b);
+    return 0;
+}
+
+int receipt_verify(const Lskvserverpb__Receipt *r, const cert_service *service,
+                   const uint8_t *claims_digest, uint8_t root_out[MERKLE_HASH_BYTES],
+                   char *errmsg)
+{
+    if (r->receipt_extras_case != LSKVSERVERPB__RECEIPT__RECEIPT_EXTRAS_TX_RECEIPT ||
+        r->tx_receipt == NULL || r->tx_receipt->leaf_components == NULL) {
+        errmsg_printf(errmsg, "receipt: no tx_receipt with leaf_components");
+        return LSKV_EINVAL;
+    }
+    if (r->cert == NULL || r->cert[0] == '\0' || r->signature.len == 0) {
+        errmsg_printf(errmsg, "receipt: no cert or no signature");
+        return LSKV_EINVAL;
+    }
+    const Lskvserverpb__TxReceipt *tx = r->tx_receipt;
+    const Lskvserverpb__LeafComponents *lc = tx->leaf_components;
+    uint8_t wsd[MERKLE_HASH_BYTES], cd[MERKLE_HASH_BYTES], leaf[MERKLE_HASH_BYTES];
+    if (receipt_unhex(lc->write_set_digest, wsd, sizeof wsd) != 0 ||
+        receipt_unhex(lc->claims_digest, cd, sizeof cd) != 0 || lc->commit_evidence == NULL) {
+        errmsg_printf(errmsg, "receipt: leaf components: digests must be 64 hex digits");
+        return LSKV_EINVAL;
+    }
+    /* Step 1. */
+    merkle_leaf_hash(wsd, lc->commit_evidence, strlen(lc->commit_evidence), cd, leaf);
+    /* Steps 2-3. */
+    if (tx->n_proof > MERKLE_MAX_DEPTH) {
+        errmsg_printf(errmsg, "receipt: proof has %zu elements", tx->n_proof);
+        return LSKV_EINVAL;
+    }
+    struct merkle_step steps[MERKLE_MAX_DEPTH];
+    for (size_t i = 0; i < tx->n_proof; i++) {
+        const Lskvserverpb__Proof *e = tx->proof[i];
+        bool has_l = e && e->left && e->left[0], has_r = e && e->right && e->right[0];
+        if (has_l == has_r) {
+            errmsg_printf(errmsg, "receipt: proof element %zu must have exactly one of left/right",
+                          i);
+            return LSKV_EINVAL;
+        }
+        steps[i].left = has_l;
+        if (receipt_unhex(has_l ? e->left : e->right, steps[i].hash, MERKLE_HASH_BYTES) != 0) {
+            errmsg_printf(errmsg, "receipt: proof element %zu is not 64 hex digits", i);
+            return LSKV_EINVAL;
+        }
+    }
+    bool dirs[MERKLE_MAX_DEPTH];
+    int want = merkle_shape(tx->leaf_index, tx->tree_size, dirs);
+    if (want < 0) {
+        errmsg_printf(errmsg, "receipt: leaf_index %" PRIu64 " not below tree_size %" PRIu64,
+                      tx->leaf_index, tx->tree_size);
+        return LSKV_ECORRUPT;
+    }
+    if ((size_t)want != tx->n_proof) {
+        errmsg_printf(errmsg,
+                      "receipt: proof has %zu elements, leaf %" PRIu64 " of %" PRIu64 " needs %d",
+                      tx->n_proof, tx->leaf_index, tx->tree_size, want);
+        return LSKV_ECORRUPT;
+    }
+    for (int i = 0; i < want; i++) {
+        if (dirs[i] != steps[i].left) {
+            errmsg_printf(errmsg,
+                          "receipt: proof element %d is %s, leaf %" PRIu64 " of %" PRIu64
+                          " needs %s",
+                          i, steps[i].left ? "left" : "right", tx->leaf_index, tx->tree_size,
+                          dirs[i] ? "left" : "right");
+            return LSKV_ECORRUPT;
+        }
+    }
+    /* Step 4. */
+    uint8_t root[MERKLE_HASH_BYTES];
+    merkle_fold(leaf, steps, tx->n_proof, root);
+    /* Step 5. */
+    size_t cert_len = strlen(r->cert);
+    int rv = cert_verify_digest(r->cert, cert_len, root, r->signature.data, r->signature.len,
+                                errmsg);
+    if (rv != 0) {
+        errmsg_wrapf(errmsg, "receipt");
+        return rv == LSKV_EINVAL ? LSKV_EINVAL : LSKV_ECORRUPT;
+    }
+    if (r->node_id != NULL && r->node_id[0] != '\0') {
+        char id[CERT_NODE_ID_HEX];
+        if (cert_node_id_of_pem(r->cert, cert_len, id) != 0 || strcmp(id, r->node_id) != 0) {
+            errmsg_printf(errmsg, "receipt: node_id does not match the certificate");
+            return LSKV_ECORRUPT;
+        }
+    }
+    /* Step 6. */
+    if (service != NULL) {
+        rv = cert_check_endorsed(service, r->cert, cert_len, errmsg);
+        if (rv != 0) {
+            errmsg_wrapf(errmsg, "receipt");
+            return LSKV_ECORRUPT;
+        }
+    }
+    /* Step 7. */
+    if (claims_digest != NULL && memcmp(claims_digest, cd, MERKLE_HASH_BYTES) != 0) {
+        errmsg_printf(errmsg, "receipt: claims digest does not match the request and response");
+        return LSKV_ECORRUPT;
+    }
+    if (root_out != NULL)
+        memcpy(root_out, root, MERKLE_HASH_BYTES);
+    return 0;
+}
+
+/* --- JSON ---------------------------------------------------------------- */
+
+char *receipt_to_json(const Lskvserverpb__Receipt *r)
+{
+    json_t *o = json_object();
+    if (o == NULL)
+        return NULL;
+    json_object_set_new(o, "cert", json_string(r->cert ? r->cert : ""));
+    size_t b64n = 4 * ((r->signature.len + 2) / 3) + 1;
+    char *b64 = malloc(b64n);
+    if (b64 == NULL) {
+        json_decref(o);
+        return NULL;
+    }
+    EVP_EncodeBlock((unsigned char *)b64, r->signature.data, (int)r->signature.len);
+    json_object_set_new(o, "signature", json_string(b64));
+    free(b64);
+    json_object_set_new(o, "node_id", json_string(r->node_id ? r->node_id : ""));
+    if (r->receipt_extras_case == LSKVSERVERPB__RECEIPT__RECEIPT_EXTRAS_TX_RECEIPT &&
+        r->tx_receipt != NULL) {
+        const Lskvserverpb__TxReceipt *tx = r->tx_receipt;
+        json_t *t = json_object(), *proof = json_array();
+        if (tx->leaf_components != NULL) {
+            json_t *lc = json_object();
+            json_object_set_new(lc, "claims_digest",
+                                json_string(tx->leaf_components->claims_digest));
+            json_object_set_new(lc, "commit_evidence",
+                                json_string(tx->leaf_components->commit_evidence));
+            json_object_set_new(lc, "write_set_digest",
+                                json_string(tx->leaf_components->write_set_digest));
+            json_object_set_new(t, "leaf_components", lc);
+        }
+        for (size_t i = 0; i < tx->n_proof; i++) {
+            json_t *e = json_object();
+            if (tx->proof[i]->left && tx->proof[i]->left[0])
+                json_object_set_new(e, "left", json_string(tx->proof[i]->left));
+            else
+                json_object_set_new(e, "right", json_string(tx->proof[i]->right));
+            json_array_append_new(proof, e);
+        }
+        json_object_set_new(t, "proof", proof);
+        char num[32];
+        snprintf(num, sizeof num, "%" PRIu64, tx->leaf_index);
+        json_object_set_new(t, "leaf_index", json_string(num));
+        snprintf(num, sizeof num, "%" PRIu64, tx->tree_size);
+        json_object_set_new(t, "tree_size", json_string(num));
+        json_object_set_new(o, "tx_receipt", t);
+    }
+    char *s = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    json_decref(o);
+    return s;
+}
+
+static json_t *get2(const json_t *o, const char *snake, const char *camel)
+{
+    json_t *v = json_object_get(o, snake);
+    return v ? v : json_object_get(o, camel);
+}
+
+static int get_str(struct arena *a, const json_t *o, const char *snake, const char *camel,
+                   char **out)
+{
+    json_t *v = get2(o, snake, camel);
+    if (v == NULL) {
+        *out = arena_strndup(a, "", 0);
+        return *out ? 0 : LSKV_ENOMEM;
+    }
+    if (!json_is_string(v))
+        return LSKV_EINVAL;
+    *out = arena_strndup(a, json_string_value(v), json_string_length(v));
+    return *out ? 0 : LSKV_ENOMEM;
+}
+
+static int get_u64(const json_t *o, const char *snake, const char *camel, uint64_t *out)
+{
+    json_t *v = get2(o, snake, camel);
+    *out = 0;
+    if (v == NULL)
+        return 0;
+    if (json_is_integer(v) && json_integer_value(v) >= 0) {
+        *out = (uint64_t)json_integer_value(v);
+        return 0;
+    }
+    if (!json_is_string(v))
+        return LSKV_EINVAL;
+    const char *s = json_string_value(v);
+    char *end;
+    if (*s < '0' || *s > '9')
+        return LSKV_EINVAL;
+    unsigned long long x = strtoull(s, &end, 10);
+    if (*end != '\0')
+        return LSKV_EINVAL;
+    *out = x;
+    return 0;
+}
+
+int receipt_from_json(const char *json, size_t len, struct arena *a,
+                      Lskvserverpb__Receipt **out, char *errmsg)
+{
+    json_error_t jerr;
+    json_t *root = json_loadb(json, len, 0, &jerr);
+    if (root == NULL) {
+        errmsg_printf(errmsg, "receipt JSON: line %d: %s", jerr.line, jerr.text);
+        return LSKV_EINVAL;
+    }
+    int rv = LSKV_EINVAL;
+    const json_t *o = root;
+    if (json_is_object(json_object_get(root, "receipt")))
+        o = json_object_get(root, "receipt");
+    const json_t *t = get2(o, "tx_receipt", "txReceipt");
+    const json_t *lcj = t ? get2(t, "leaf_components", "leafComponents") : NULL;
+    const json_t *pj = t ? json_object_get(t, "proof") : NULL;
+    if (!json_is_object(o) || !json_is_object(t) || !json_is_object(lcj) ||
+        (pj != NULL && !json_is_array(pj))) {
+        errmsg_printf(errmsg, "receipt JSON: want an object with tx_receipt.leaf_components");
+        goto out;
+    }
+    Lskvserverpb__Receipt *r = arena_alloc(a, sizeof *r);
+    Lskvserverpb__TxReceipt *tx = arena_alloc(a, sizeof *tx);
+    Lskvserverpb__LeafComponents *lc = arena_alloc(a, sizeof *lc);
+    size_t np = pj ? json_array_size(pj) : 0;
+    Lskvserverpb__Proof **proof = arena_calloc(a, np ? np : 1, sizeof *proof);
+    rv = LSKV_ENOMEM;
+    if (r == NULL || tx == NULL || lc == NULL || proof == NULL)
+        goto out;
+    lskvserverpb__receipt__init(r);
+    lskvserverpb__tx_receipt__init(tx);
+    lskvserverpb__leaf_components__init(lc);
+    char *sig64 = NULL;
+    if ((rv = get_str(a, o, "cert", "cert", &r->cert)) != 0 ||
+        (rv = get_str(a, o, "node_id", "nodeId", &r->node_id)) != 0 ||
+        (rv = get_str(a, o, "signature", "signature", &sig64)) != 0 ||
+        (rv = get_str(a, lcj, "claims_digest", "claimsDigest", &lc->claims_digest)) != 0 ||
+        (rv = get_str(a, lcj, "commit_evidence", "commitEvidence", &lc->commit_evidence)) != 0 ||
+        (rv = get_str(a, lcj, "write_set_digest", "writeSetDigest", &lc->write_set_digest)) != 0 ||
+        (rv = get_u64(t, "leaf_index", "leafIndex", &tx->leaf_index)) != 0 ||
+        (rv = get_u64(t, "tree_size", "treeSize", &tx->tree_size)) != 0) {
+        errmsg_printf(errmsg, "receipt JSON: a field has the wrong type");
+        goto out;
+    }
+    size_t sl = strlen(sig64);
+    uint8_t *sig = arena_alloc(a, sl / 4 * 3 + 3);
+    rv = LSKV_ENOMEM;
+    if (sig == NULL)
+        goto out;
+    int n = sl ? EVP_DecodeBlock(sig, (const unsigned char *)sig64, (int)sl) : 0;
+    rv = LSKV_EINVAL;
+    if (n < 0 || sl % 4 != 0) {
+        errmsg_printf(errmsg, "receipt JSON: signature is not base64");
+        goto out;
+    }
+    /* EVP_DecodeBlock counts padding as zero bytes: drop them. */
+    if (sl >= 1 && sig64[sl - 1] == '=')
+        n--;
+    if (sl >= 2 && sig64[sl - 2] == '=')
+        n--;
+    r->signature.data = sig;
+    r->signature.len = (size_t)n;
+    for (size_t i = 0; i < np; i++) {
+        const json_t *ej = json_array_get(pj, i);
+        Lskvserverpb__Proof *e = arena_alloc(a, sizeof *e);
+        rv = LSKV_ENOMEM;
+        if (e == NULL)
+            goto out;
+        lskvserverpb__proof__init(e);
+        rv = LSKV_EINVAL;
+        if (!json_is_object(ej) || get_str(a, ej, "left", "left", &e->left) != 0 ||
+            get_str(a, ej, "right", "right", &e->right) != 0) {
+            errmsg_printf(errmsg, "receipt JSON: proof element %zu is malformed", i);
+            goto out;
+        }
+        proof[i] = e;
+    }
+    tx->leaf_components = lc;
+    tx->proof = proof;
+    tx->n_proof = np;
+    r->receipt_extras_case = LSKVSERVERPB__RECEIPT__RECEIPT_EXTRAS_TX_RECEIPT;
+    r->tx_receipt = tx;
+    *out = r;
+    rv = 0;
+out:
+    json_decref(root);
+    return rv;
+}

@@ -1,0 +1,437 @@
+/* Tests for src/ledger/ledger.c (+ chunk.c, sig.c): append, rotation, reopen,
+ * torn tails, signatures, receipts from memory and from files, tx status.
+ * Invariant numbers refer to the design notes in ledger.c. */
+#include <dirent.h>
+#include <fcntl.h>
+#include <openssl/sha.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/err.h"
+#include "crypto/aead.h"
+#include "identity/cert.h"
+#include "ledger/chunk.h"
+#include "ledger/ledger.h"
+#include "ledger/receipt.h"
+#include "ledger/sig.h"
+#include "runner.h"
+
+struct fixture {
+    char dir[512];
+    cert_service *svc;
+    cert_node *node;
+    uint8_t secret[LEDGER_SECRET_BYTES];
+    ledger *l;
+    uint64_t index;
+    int64_t rev;
+};
+
+static void fx_open(struct fixture *f, uint64_t chunk_bytes)
+{
+    char errmsg[LSKV_ERRMSG_SIZE] = "";
+    struct ledger_config cfg = {.dir = f->dir, .secret = f->secret, .service = f->svc,
+                                .chunk_bytes = chunk_bytes, .sig_tx_interval = 10};
+    int rv = ledger_open(&cfg, &f->l, errmsg);
+    if (rv != 0)
+        TEST_FAIL("ledger_open: %s: %s", lskv_errname(rv), errmsg);
+}
+
+static void fx_init(struct fixture *f, uint64_t chunk_bytes)
+{
+    char errmsg[LSKV_ERRMSG_SIZE] = "";
+    memset(f, 0, sizeof *f);
+    snprintf(f->dir, sizeof f->dir, "%s/ledger", test_tmpdir());
+    ASSERT_EQ(cert_service_load_or_create(test_tmpdir(), "lskv service", true, &f->svc, NULL,
+                                          errmsg), 0);
+    ASSERT_EQ(cert_node_load_or_create(test_tmpdir(), f->svc, "node1", true, &f->node, NULL,
+                                       errmsg), 0);
+    memset(f->secret, 7, sizeof f->secret);
+    f->index = 1;
+    f->rev = 1;
+    fx_open(f, chunk_bytes);
+}
+
+static void fx_close(struct fixture *f)
+{
+    ledger_close(f->l);
+    cert_node_free(f->node);
+    cert_service_free(f->svc);
+}
+
+/* A KV entry making a new revision, with claims bytes "claims-<rev>". */
+static void put(struct fixture *f)
+{
+    char ws[64], claims[64], errmsg[LSKV_ERRMSG_SIZE] = "";
+    f->rev++;
+    int n = snprintf(ws, sizeof ws, "write-set-%lld", (long long)f->rev);
+    int c = snprintf(claims, sizeof claims, "claims-%lld", (long long)f->rev);
+    struct ledger_entry e = {.term = 2, .index = f->index++, .revision = f->rev,
+                             .type = LEDGER_ENTRY_KV, .write_set = (const uint8_t *)ws,
+                             .write_set_len = (size_t)n, .claims = (const uint8_t *)claims,
+                             .claims_len = (size_t)c};
+    int rv = ledger_append(f->l, &e, errmsg);
+    if (rv != 0)
+        TEST_FAIL("append: %s", errmsg);
+}
+
+static void sign(struct fixture *f)
+{
+    uint8_t *p;
+    size_t len;
+    char errmsg[LSKV_ERRMSG_SIZE] = "";
+    ASSERT_EQ(ledger_make_signature(f->l, f->node, 1000, &p, &len), 0);
+    bool appended;
+    int rv = ledger_apply_signature(f->l, 2, f->index++, f->rev, p, len, &appended, errmsg);
+    if (rv != 0)
+        TEST_FAIL("apply_signature: %s", errmsg);
+    ASSERT(appended);
+    free(p);
+}
+
+static void check_receipt(struct fixture *f, int64_t rev)
+{
+    struct arena a;
+    arena_init(&a);
+    Lskvserverpb__Receipt *r;
+    char errmsg[LSKV_ERRMSG_SIZE] = "";
+    int rv = ledger_receipt(f->l, rev, 2, &a, &r, errmsg);
+    if (rv != 0)
+        TEST_FAIL("receipt rev %lld: %s", (long long)rev, errmsg);
+    uint8_t cd[32];
+    char claims[64];
+    int c = snprintf(claims, sizeof claims, "claims-%lld", (long long)rev);
+    SHA256((const unsigned char *)claims, (size_t)c, cd);
+    rv = receipt_verify(r, f->svc, cd, NULL, errmsg);
+    if (rv != 0)
+        TEST_FAIL("verify rev %lld: %s", (long long)rev, errmsg);
+    /* the claims of another revision must not verify */
+    c = snprintf(claims, sizeof claims, "claims-%lld", (long long)rev + 1);
+    SHA256((const unsigned char *)claims, (size_t)c, cd);
+    ASSERT_EQ(receipt_verify(r, f->svc, cd, NULL, errmsg), LSKV_ECORRUPT);
+    arena_close(&a);
+}
+
+static int count_chunks(const char *dir, int *committed)
+{
+    DIR *d = opendir(dir);
+    struct dirent *de;
+    int n = 0;
+    *committed = 0;
+    while ((de = readdir(d)) != NULL) {
+        uint64_t a, b;
+        bool c;
+        if (chunk_name_parse(de->d_name, &a, &b, &c)) {
+            n++;
+            *committed += c;
+        }
+    }
+    closedir(d);
+    return n;
+}
+
+TEST(ledger, receipts_across_rotation_and_reopen)
+{
+    struct fixture f;
+    fx_init(&f, 4096); /* small chunks: many rotations */
+    for (int i = 0; i < 60; i++) {
+        put(&f);
+        if (i % 7 == 6)
+            sign(&f);
+    }
+    sign(&f);
+    int committed;
+    int n = count_chunks(f.dir, &committed);
+    ASSERT_GE(committed, 2);
+    ASSERT_EQ(n, committed + 1); /* invariant 1: one open chunk */
+    for (int64_t rev = 2; rev <= f.rev; rev++)
+        check_receipt(&f, rev); /* old ones from files, recent ones from memory */
+    struct ledger_position pos;
+    ledger_position(f.l, &pos);
+    ASSERT_EQ(pos.size, 60 + 9);
+    ASSERT_EQ(pos.revision, f.rev);
+
+    ledger_close(f.l);
+    fx_open(&f, 4096);
+    struct ledger_position pos2;
+    ledger_position(f.l, &pos2);
+    ASSERT_EQ(pos2.size, pos.size);
+    ASSERT_EQ(pos2.index, pos.index);
+    ASSERT_EQ(pos2.signed_size, pos.signed_size);
+    for (int64_t rev = 2; rev <= f.rev; rev++)
+        check_receipt(&f, rev);
+    /* and it continues */
+    put(&f);
+    put(&f);
+    struct arena a;
+    arena_init(&a);
+    Lskvserverpb__Receipt *r;
+    char errmsg[LSKV_ERRMSG_SIZE];
+    ASSERT_EQ(ledger_receipt(f.l, f.rev, 2, &a, &r, errmsg), LSKV_ENOTREADY);
+    sign(&f);
+    check_receipt(&f, f.rev);
+    check_receipt(&f, f.rev - 1);
+    ASSERT_EQ(ledger_receipt(f.l, f.rev, 3, &a, &r, errmsg), LSKV_ENOTFOUND); /* wrong term */
+    ASSERT_EQ(ledger_receipt(f.l, f.rev + 1, 0, &a, &r, errmsg), LSKV_ENOTFOUND);
+    arena_close(&a);
+    fx_close(&f);
+}
+
+TEST(ledger, tx_status)
+{
+    struct fixture f;
+    fx_init(&f, 2048);
+    for (int i = 0; i < 30; i++) {
+        put(&f);
+        if (i % 5 == 4)
+            sign(&f);
+    }
+    char errmsg[LSKV_ERRMSG_SIZE];
+    enum ledger_tx_status st;
+    for (int64_t rev = 2; rev <= f.rev; rev++) {
+        ASSERT_EQ(ledger_tx_status(f.l, rev, 2, &st, errmsg), 0);
+        ASSERT_EQ(st, LEDGER_TX_COMMITTED);
+        ASSERT_EQ(ledger_tx_status(f.l, rev, 1, &st, errmsg), 0);
+        ASSERT_EQ(st, LEDGER_TX_INVALID);
+    }
+    ASSERT_EQ(ledger_tx_status(f.l, f.rev + 1, 2, &st, errmsg), 0);
+    ASSERT_EQ(st, LEDGER_TX_UNKNOWN);
+    fx_close(&f);
+}
+
+TEST(ledger, append_rules)
+{
+    struct fixture f;
+    fx_init(&f, 0);
+    put(&f);
+    char errmsg[LSKV_ERRMSG_SIZE];
+    struct ledger_entry e = {.term = 2, .index = f.index - 1, .revision = f.rev,
+                             .type = LEDGER_ENTRY_KV};
+    ASSERT_EQ(ledger_append(f.l, &e, errmsg), LSKV_EINVAL); /* invariant 4: index repeats */
+    e.index = f.index;
+    e.type = LEDGER_ENTRY_SIGNATURE;
+    ASSERT_EQ(ledger_append(f.l, &e, errmsg), LSKV_EINVAL);
+    e.type = LEDGER_ENTRY_LEASE;
+    e.revision = f.rev - 1;
+    ASSERT_EQ(ledger_append(f.l, &e, errmsg), LSKV_EINVAL); /* revision went back */
+    e.revision = f.rev;
+    e.term = 1ull << 33;
+    ASSERT_EQ(ledger_append(f.l, &e, errmsg), LSKV_EINVAL);
+    e.term = 2;
+    ASSERT_EQ(ledger_append(f.l, &e, errmsg), 0); /* no write set, no claims: fine */
+    f.index++;
+    struct ledger_position pos;
+    ledger_position(f.l, &pos);
+    ASSERT_EQ(pos.size, 2);
+    fx_close(&f);
+}
+
+TEST(ledger, signature_due_and_checks)
+{
+    struct fixture f;
+    fx_init(&f, 0);
+    ASSERT(!ledger_signature_due(f.l, 5000)); /* nothing to sign */
+    put(&f);
+    ASSERT(ledger_signature_due(f.l, 5000)); /* 100 ms passed since 0 */
+    uint8_t *p;
+    size_t len;
+    ASSERT_EQ(ledger_make_signature(f.l, f.node, 5000, &p, &len), 0);
+    ASSERT(!ledger_signature_due(f.l, 5050));
+    ASSERT(ledger_signature_due(f.l, 5100));
+    char errmsg[LSKV_ERRMSG_SIZE];
+    bool appended;
+    /* a payload whose root was tampered with is a divergence */
+    struct sig_payload sp;
+    uint8_t *bad = malloc(len);
+    memcpy(bad, p, len);
+    bad[9] ^= 1; /* first root byte */
+    ASSERT_EQ(ledger_apply_signature(f.l, 2, f.index, f.rev, bad, len, &appended, errmsg),
+              LSKV_ECORRUPT);
+    /* a flipped signature byte fails too */
+    memcpy(bad, p, len);
+    ASSERT_EQ(sig_payload_decode(bad, len, &sp, errmsg), 0);
+    bad[43 + 10] ^= 1;
+    ASSERT_EQ(ledger_apply_signature(f.l, 2, f.index, f.rev, bad, len, &appended, errmsg),
+              LSKV_ECORRUPT);
+    free(bad);
+    ASSERT_EQ(ledger_apply_signature(f.l, 2, f.index++, f.rev, p, len, &appended, errmsg), 0);
+    ASSERT(appended);
+    ASSERT(!ledger_signature_due(f.l, 99999)); /* only the signature itself is unsigned */
+    /* applying the same (now stale-or-equal) payload again: equal size is kept */
+    for (int i = 0; i < 10; i++)
+        put(&f);
+    ASSERT(ledger_signature_due(f.l, 5001)); /* 10 = sig_tx_interval entries */
+    uint8_t *p2;
+    size_t len2;
+    ASSERT_EQ(ledger_make_signature(f.l, f.node, 6000, &p2, &len2), 0);
+    ASSERT_EQ(ledger_apply_signature(f.l, 2, f.index++, f.rev, p2, len2, &appended, errmsg), 0);
+    ASSERT(appended);
+    /* the first payload now is stale: checked, dropped */
+    ASSERT_EQ(ledger_apply_signature(f.l, 2, f.index++, f.rev, p, len, &appended, errmsg), 0);
+    ASSERT(!appended);
+    free(p);
+    free(p2);
+
+    /* a node cert not endorsed by the service is refused */
+    char other[600];
+    snprintf(other, sizeof other, "%s/other", test_tmpdir());
+    mkdir(other, 0700);
+    cert_service *svc2;
+    cert_node *node2;
+    ASSERT_EQ(cert_service_load_or_create(other, "other", true, &svc2, NULL, errmsg), 0);
+    ASSERT_EQ(cert_node_load_or_create(other, svc2, "n", true, &node2, NULL, errmsg), 0);
+    put(&f);
+    ASSERT_EQ(ledger_make_signature(f.l, node2, 7000, &p, &len), 0);
+    ASSERT_EQ(ledger_apply_signature(f.l, 2, f.index, f.rev, p, len, &appended, errmsg),
+              LSKV_ECORRUPT);
+    ASSERT(strstr(errmsg, "endorsed") != NULL);
+    free(p);
+    cert_node_free(node2);
+    cert_service_free(svc2);
+    fx_close(&f);
+}
+
+static void open_chunk_path(const char *dir, char *out, size_t n)
+{
+    DIR *d = opendir(dir);
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        uint64_t a, b;
+        bool c;
+        if (chunk_name_parse(de->d_name, &a, &b, &c) && !c)
+            snprintf(out, n, "%s/%s", dir, de->d_name);
+    }
+    closedir(d);
+}
+
+TEST(ledger, torn_tail_is_truncated_on_reopen)
+{
+    struct fixture f;
+    fx_init(&f, 0);
+    for (int i = 0; i < 5; i++)
+        put(&f);
+    sign(&f);
+    put(&f);
+    struct ledger_position pos;
+    ledger_position(f.l, &pos);
+    ledger_close(f.l);
+    char path[1024];
+    open_chunk_path(f.dir, path, sizeof path);
+    struct stat st;
+    ASSERT_EQ(stat(path, &st), 0);
+    /* cut the last frame in half */
+    ASSERT_EQ(truncate(path, st.st_size - 20), 0);
+    fx_open(&f, 0);
+    struct ledger_position pos2;
+    ledger_position(f.l, &pos2);
+    ASSERT_EQ(pos2.size, pos.size - 1);
+    ASSERT_EQ(pos2.index, pos.index - 1);
+    /* raft applies it again */
+    f.index--;
+    f.rev--;
+    put(&f);
+    sign(&f);
+    check_receipt(&f, f.rev);
+    ledger_close(f.l);
+
+    /* garbage in the middle is corruption, not a torn tail */
+    open_chunk_path(f.dir, path, sizeof path);
+    int fd = open(path, O_RDWR);
+    ASSERT_EQ(pwrite(fd, "\xff", 1, 200), 1);
+    close(fd);
+    char errmsg[LSKV_ERRMSG_SIZE] = "";
+    struct ledger_config cfg = {.dir = f.dir, .secret = f.secret, .service = f.svc};
+    ASSERT_EQ(ledger_open(&cfg, &f.l, errmsg), LSKV_ECORRUPT);
+    ASSERT(strstr(errmsg, "offset") != NULL);
+    f.l = NULL;
+    fx_close(&f);
+}
+
+TEST(ledger, missing_chunk_is_detected)
+{
+    struct fixture f;
+    fx_init(&f, 1024);
+    for (int i = 0; i < 40; i++) {
+        put(&f);
+        if (i % 4 == 3)
+            sign(&f);
+    }
+    ledger_close(f.l);
+    f.l = NULL;
+    DIR *d = opendir(f.dir);
+    struct dirent *de;
+    char victim[1024] = "";
+    while ((de = readdir(d)) != NULL) {
+        uint64_t a, b;
+        bool c;
+        if (chunk_name_parse(de->d_name, &a, &b, &c) && c && a > 0 && !victim[0])
+            snprintf(victim, sizeof victim, "%s/%s", f.dir, de->d_name);
+    }
+    closedir(d);
+    ASSERT(victim[0]);
+    ASSERT_EQ(unlink(victim), 0);
+    char errmsg[LSKV_ERRMSG_SIZE] = "";
+    struct ledger_config cfg = {.dir = f.dir, .secret = f.secret};
+    ASSERT_EQ(ledger_open(&cfg, &f.l, errmsg), LSKV_ECORRUPT);
+    ASSERT(strstr(errmsg, "missing") != NULL);
+    f.l = NULL;
+    fx_close(&f);
+}
+
+TEST(ledger, private_part_is_sealed_with_txid_nonce)
+{
+    struct fixture f;
+    fx_init(&f, 0);
+    put(&f);
+    ledger_close(f.l);
+    f.l = NULL;
+    char path[1024];
+    open_chunk_path(f.dir, path, sizeof path);
+    uint8_t *buf;
+    size_t len;
+    char errmsg[LSKV_ERRMSG_SIZE];
+    ASSERT_EQ(chunk_read_file(path, &buf, &len, errmsg), 0);
+    ASSERT(memmem(buf, len, "write-set-2", 11) == NULL); /* not in the clear */
+    struct chunk_header h;
+    size_t off;
+    ASSERT_EQ(chunk_header_decode(buf, len, &h, &off, errmsg), 0);
+    struct chunk_entry e;
+    bool trunc;
+    ASSERT_EQ(chunk_entry_decode(buf + off, len - off, &e, &trunc, errmsg), 0);
+    uint8_t nonce[12], key[32];
+    ledger_nonce(e.term, e.index, nonce);
+    ASSERT_MEM_EQ(e.sealed, nonce, 12);
+    ledger_private_key(f.secret, key);
+    uint8_t plain[256];
+    ASSERT_EQ(aead_open(key, e.body, e.aad_len, e.sealed, e.sealed_len, plain), 0);
+    const uint8_t *ws, *cl;
+    size_t wl, cll;
+    ASSERT_EQ(chunk_private_decode(plain, e.sealed_len - AEAD_OVERHEAD, &ws, &wl, &cl, &cll,
+                                   errmsg), 0);
+    ASSERT_EQ(wl, 11);
+    ASSERT_MEM_EQ(ws, "write-set-2", 11);
+    ASSERT_MEM_EQ(cl, "claims-2", 8);
+    /* the header is bound: changing the revision breaks the AEAD */
+    buf[off + 4 + 27] ^= 1;
+    ASSERT_EQ(chunk_entry_decode(buf + off, len - off, &e, &trunc, errmsg), LSKV_ECORRUPT);
+    ASSERT_EQ(aead_open(key, buf + off + 4, e.aad_len, e.sealed, e.sealed_len, plain),
+              LSKV_ECORRUPT);
+    free(buf);
+    fx_close(&f);
+}
+
+TEST(ledger, chunk_names_and_crc)
+{
+    uint64_t a, b;
+    bool c;
+    ASSERT(chunk_name_parse("ledger_0", &a, &b, &c) && a == 0 && !c);
+    ASSERT(chunk_name_parse("ledger_5-9.committed", &a, &b, &c) && a == 5 && b == 9 && c);
+    ASSERT(!chunk_name_parse("ledger_9-5.committed", &a, &b, &c));
+    ASSERT(!chunk_name_parse("ledger_05", &a, &b, &c));
+    ASSERT(!chunk_name_parse("ledger_5-9", &a, &b, &c));
+    ASSERT(!chunk_name_parse("ledger_99999999999999999999", &a, &b, &c));
+    ASSERT(!chunk_name_parse("ledger_", &a, &b, &c));
+    /* CRC-32C check value */
+    ASSERT_EQ(chunk_crc32c((const uint8_t *)"123456789", 9), 0xE3069283u);
+}
