@@ -13,5 +13,5 @@ for src in tests/fuzz/fuzz_*.c; do
   clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined \
     -Isrc -Ibuild/gen -Itests/lib "$src" $(ls tests/lib/*.c 2>/dev/null | grep -v runner.c) \
     build/fuzz-obj/liblskv.a -o "build/fuzz/$name" \
-    -luv -lraft -lnghttp2 -lprotobuf-c -lleveldb -lssl -lcrypto -ljansson -lpthread
+    -luv -lraft -lnghttp2 -lprotobuf-c -lleveldb -lssl -lcrypto -ljansson -lhttp_parser -lpthread
 done

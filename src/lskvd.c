@@ -262,6 +262,8 @@ static void start_serving(struct daemon *d)
         .max_recv_message_bytes = (size_t)c->max_request_bytes + 512 * 1024,
         .methods = d->methods,
         .n_methods = n,
+        .json_gateway = true,
+        .server_version = API_VERSION,
     };
     int rv = grpc_server_open(d->loop, &sc, &d->server, errmsg);
     if (rv != 0) {

@@ -14,6 +14,7 @@ static void cluster_member_list(grpc_call *call, const uint8_t *msg, size_t len,
     }
     Etcdserverpb__ResponseHeader header = ETCDSERVERPB__RESPONSE_HEADER__INIT;
     api_fill_header(api, &header);
+    header.revision = 0; /* etcd's cluster server header carries no revision */
     Etcdserverpb__Member self = ETCDSERVERPB__MEMBER__INIT;
     self.id = api->member_id;
     self.name = (char *)api->name;

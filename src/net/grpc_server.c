@@ -26,7 +26,16 @@
  * with grpc-status / grpc-message and END_STREAM. When the call ends before
  * any message, one HEADERS frame carries everything ("trailers-only"). If the
  * client has not half-closed when our END_STREAM goes out, we reset the
- * stream with NO_ERROR, as grpc-go does. */
+ * stream with NO_ERROR, as grpc-go does.
+ *
+ * JSON gateway (json_gateway): HTTP/1.x connections are handed to
+ * http1_conn.c; HTTP/2 requests that are not gRPC (not POST, or another
+ * content-type) become *JSON streams* here: the body is collected and given
+ * to json_call.c at end of stream, which runs the method as an *external
+ * call* (a grpc_call with a transport instead of a stream; see
+ * net/gateway_glue.h) and hands back an answer we send as one response.
+ * Invariant 1 holds for external calls with "stream side" = "transport
+ * side": it is gone when the transport detached or heard finish. */
 #include "net/grpc_server.h"
 
 #include <inttypes.h>
@@ -35,6 +44,7 @@
 #include <string.h>
 
 #include "common/err.h"
+#include "net/gateway_glue.h"
 #include "net/grpc_frame.h"
 #include "net/h2.h"
 #include "net/listener.h"
@@ -56,6 +66,7 @@ struct gconn {
     grpc_call *calls;         /* calls whose stream is alive */
     size_t buffered;          /* invariant 5 */
     bool dead;
+    struct http1_conn *h1;    /* JSON gateway over HTTP/1.x, or NULL */
 };
 
 struct grpc_server {
@@ -73,6 +84,12 @@ struct grpc_server {
     bool closing;
     void (*close_cb)(void *arg);
     void *close_arg;
+    /* JSON gateway and metrics. */
+    bool gateway;
+    struct metrics *metrics;
+    const char **metric_paths;
+    bool *metric_streaming;
+    char version_body[512];
 };
 
 struct outq {
@@ -81,6 +98,7 @@ struct outq {
 };
 
 struct grpc_call {
+    grpc_server *srv;
     struct gconn *conn;        /* NULL once the stream side is gone */
     grpc_call *prev, *next;    /* conn->calls */
     int32_t stream_id;
@@ -112,13 +130,37 @@ struct grpc_call {
     struct outq out;
     void *data;
     char peer[80];
+    /* External call: the response goes to the transport. */
+    const struct grpc_call_transport *ext;
+    void *ext_arg;
+    /* JSON stream (HTTP/2 request for the gateway). */
+    bool json;
+    bool json_too_large;
+    char http_method[16];
+    uint8_t *json_body;
+    size_t json_len, json_cap;
+    struct json_call *jc;
 };
 
 /* ---- helpers ---- */
 
 static size_t call_buffered(const grpc_call *call)
 {
-    return grpc_deframer_buffered(&call->deframer) + (call->unary_msg ? call->unary_len : 0);
+    return grpc_deframer_buffered(&call->deframer) + (call->unary_msg ? call->unary_len : 0) +
+           call->json_len;
+}
+
+static size_t method_index(const grpc_call *call)
+{
+    return (size_t)(call->method - call->srv->methods);
+}
+
+/* The handler now owns the call. */
+static void call_own(grpc_call *call)
+{
+    call->handler_owned = true;
+    call->delivered = true;
+    metrics_started(call->srv->metrics, method_index(call));
 }
 
 static nghttp2_session *call_session(grpc_call *call)
@@ -134,6 +176,7 @@ static void call_free(grpc_call *call)
     free(call->unary_msg);
     free(call->message);
     free(call->out.buf);
+    free(call->json_body);
     free(call);
 }
 
@@ -168,8 +211,14 @@ static void call_stream_gone(grpc_call *call)
 {
     call_unlink(call);
     call->stream_gone = true;
+    if (call->jc != NULL) {
+        struct json_call *jc = call->jc;
+        call->jc = NULL;
+        json_call_cancel(jc);
+    }
     if (call->handler_owned && !call->handler_finished && !call->cancelled) {
         call->cancelled = true;
+        metrics_handled(call->srv->metrics, method_index(call), GRPC_STATUS_CANCELLED);
         if (call->method && call->method->on_cancel) {
             call->in_cb++;
             call->method->on_cancel(call, call->method->ctx);
@@ -245,6 +294,8 @@ static ssize_t data_read(nghttp2_session *session, int32_t stream_id, uint8_t *b
         return NGHTTP2_ERR_DEFERRED;
     }
     *data_flags |= NGHTTP2_DATA_FLAG_EOF;
+    if (call->json)
+        return 0;
     nghttp2_nv nva[2];
     char code[16];
     size_t n = status_nva(nva, 0, code, sizeof code, call);
@@ -290,6 +341,7 @@ static void abort_call(grpc_call *call, enum grpc_status status, const char *mes
     respond(call, 200, status, message);
     if (call->handler_owned && !call->handler_finished && !call->cancelled) {
         call->cancelled = true;
+        metrics_handled(call->srv->metrics, method_index(call), status);
         if (call->method->on_cancel) {
             call->in_cb++;
             call->method->on_cancel(call, call->method->ctx);
@@ -313,16 +365,19 @@ static void start_call(grpc_call *call)
 {
     grpc_server *srv = call->conn->srv;
     char msg[400];
-    /* Hook for the JSON gateway over HTTP/2: requests that are not gRPC
-     * (other method or content-type) would be handed to it here. */
+    const char *ct = call->content_type;
+    size_t ctl = strlen("application/grpc");
+    bool grpc_ct = call->has_content_type && strncmp(ct, "application/grpc", ctl) == 0 &&
+                   (ct[ctl] == '\0' || ct[ctl] == '+' || ct[ctl] == ';');
+    if (srv->gateway && (!call->is_post || !grpc_ct)) {
+        call->json = true; /* served at end of stream (json_dispatch) */
+        return;
+    }
     if (!call->is_post) {
         respond(call, 405, GRPC_STATUS_UNIMPLEMENTED, "gRPC requires method POST");
         return;
     }
-    const char *ct = call->content_type;
-    size_t ctl = strlen("application/grpc");
-    if (!call->has_content_type || strncmp(ct, "application/grpc", ctl) != 0 ||
-        (ct[ctl] != '\0' && ct[ctl] != '+' && ct[ctl] != ';')) {
+    if (!grpc_ct) {
         snprintf(msg, sizeof msg, "invalid gRPC request content-type \"%s\"", ct);
         respond(call, 415, GRPC_STATUS_INTERNAL, msg);
         return;
@@ -375,16 +430,77 @@ static int on_grpc_message(void *arg, const uint8_t *msg, size_t len)
         call->unary_len = len;
         return 0;
     }
-    call->handler_owned = true;
-    call->delivered = true;
+    call_own(call);
     call->n_msgs++;
     call->method->on_message(call, msg, len, call->method->ctx);
     return 0;
 }
 
+/* The gateway's answer for a JSON stream. */
+static void json_respond(void *arg, const struct gateway_response *r)
+{
+    grpc_call *call = arg;
+    call->jc = NULL;
+    if (call->resp_done)
+        return;
+    call->resp_done = true;
+    nghttp2_session *session = call_session(call);
+    if (session == NULL)
+        return;
+    if (outq_append(&call->out, (const uint8_t *)r->body, r->body_len, NULL, 0) != 0) {
+        nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, call->stream_id,
+                                  NGHTTP2_INTERNAL_ERROR);
+        h2_conn_kick(call->conn->h2);
+        return;
+    }
+    char hs[8];
+    snprintf(hs, sizeof hs, "%d", r->status);
+    nghttp2_nv nva[6] = {
+        NV(":status", hs),
+        NV("content-type", r->content_type),
+        NV("access-control-allow-origin", "*"),
+        NV("access-control-allow-methods", "POST, GET, OPTIONS, PUT, DELETE"),
+        NV("access-control-allow-headers", "accept, content-type, authorization"),
+    };
+    size_t n = 5;
+    if (r->grpc_metadata)
+        nva[n++] = (nghttp2_nv)NV("grpc-metadata-content-type", "application/grpc");
+    call->headers_sent = true;
+    bool head = strcmp(call->http_method, "HEAD") == 0;
+    nghttp2_data_provider prd = {.source.ptr = call, .read_callback = data_read};
+    nghttp2_submit_response(session, call->stream_id, nva, n, head ? NULL : &prd);
+    h2_conn_kick(call->conn->h2);
+}
+
+/* A JSON stream's request is complete: run it through the gateway. */
+static void json_dispatch(grpc_call *call)
+{
+    if (call->json_too_large) {
+        static const char body[] = "request too large\n";
+        struct gateway_response r = {.status = 413,
+                                     .content_type = "text/plain; charset=utf-8",
+                                     .body = body,
+                                     .body_len = sizeof body - 1};
+        json_respond(call, &r);
+        return;
+    }
+    const char *method = strcmp(call->http_method, "HEAD") == 0 ? "GET" : call->http_method;
+    call->jc = json_call_start(call->srv, method, call->path, call->json_body, call->json_len,
+                               call->peer, json_respond, call);
+    if (call->conn != NULL)
+        call->conn->buffered -= call->json_len;
+    free(call->json_body);
+    call->json_body = NULL;
+    call->json_len = call->json_cap = 0;
+}
+
 /* The client half-closed. */
 static void end_of_request(grpc_call *call)
 {
+    if (call->json && !call->resp_done && call->jc == NULL) {
+        json_dispatch(call);
+        return;
+    }
     if (call->resp_done || call->method == NULL || call->cancelled)
         return;
     if (grpc_deframer_partial(&call->deframer)) {
@@ -404,15 +520,13 @@ static void end_of_request(grpc_call *call)
         if (call->conn)
             call->conn->buffered -= len;
         call->unary_msg = NULL;
-        call->handler_owned = true;
-        call->delivered = true;
+        call_own(call);
         m->on_message(call, msg, len, m->ctx);
         free(msg);
         return;
     }
     if (m->on_half_close != NULL) {
-        call->handler_owned = true;
-        call->delivered = true;
+        call_own(call);
         m->on_half_close(call, m->ctx);
     } else if (!call->delivered) {
         respond(call, 200, GRPC_STATUS_OK, NULL);
@@ -436,6 +550,7 @@ static int on_begin_headers(nghttp2_session *session, const nghttp2_frame *frame
     grpc_call *call = calloc(1, sizeof *call);
     if (call == NULL)
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* resets this stream */
+    call->srv = gc->srv;
     call->conn = gc;
     call->stream_id = frame->hd.stream_id;
     grpc_deframer_init(&call->deframer, gc->srv->max_recv);
@@ -481,6 +596,7 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame,
         copy_value(call->path, sizeof call->path, value, valuelen, &call->path_too_long);
     } else if (name_is(name, namelen, ":method")) {
         call->is_post = valuelen == 4 && memcmp(value, "POST", 4) == 0;
+        copy_value(call->http_method, sizeof call->http_method, value, valuelen, NULL);
     } else if (name_is(name, namelen, "content-type")) {
         call->has_content_type = true;
         copy_value(call->content_type, sizeof call->content_type, value, valuelen, NULL);
@@ -518,6 +634,32 @@ static int on_data_chunk_recv(nghttp2_session *session, uint8_t flags, int32_t s
     if (gc->dead)
         return NGHTTP2_ERR_CALLBACK_FAILURE;
     grpc_call *call = stream_call(session, stream_id);
+    if (call != NULL && call->json) {
+        if (call->json_too_large || call->resp_done || call->jc != NULL)
+            return 0;
+        if (call->json_len + len > gc->srv->max_recv) {
+            call->json_too_large = true;
+            return 0;
+        }
+        if (call->json_len + len > call->json_cap) {
+            size_t cap = call->json_cap ? call->json_cap : 1024;
+            while (cap < call->json_len + len)
+                cap *= 2;
+            uint8_t *b = realloc(call->json_body, cap);
+            if (b == NULL) {
+                call->json_too_large = true;
+                return 0;
+            }
+            call->json_body = b;
+            call->json_cap = cap;
+        }
+        memcpy(call->json_body + call->json_len, data, len);
+        call->json_len += len;
+        gc->buffered += len;
+        if (gc->buffered > CONN_MAX_BUFFERED_BYTES)
+            nghttp2_session_terminate_session(session, NGHTTP2_ENHANCE_YOUR_CALM);
+        return 0;
+    }
     if (call == NULL || call->method == NULL || call->resp_done || call->cancelled)
         return 0;
     call->in_cb++;
@@ -613,15 +755,31 @@ static void conn_on_close(void *ud)
     gc->prev = gc->next = NULL;
     while (gc->calls != NULL)
         call_stream_gone(gc->calls);
+    if (gc->h1 != NULL)
+        http1_conn_closed(gc->h1);
 }
 
 static void conn_on_free(void *ud)
 {
     struct gconn *gc = ud;
     grpc_server *srv = gc->srv;
+    http1_conn_free(gc->h1);
     free(gc);
     srv->n_open--;
     maybe_closed(srv);
+}
+
+/* The client speaks HTTP/1.x: the JSON gateway serves the connection. */
+static void conn_on_http1(void *ud, h2_conn *c, const uint8_t *data, size_t len)
+{
+    struct gconn *gc = ud;
+    if (gc->dead)
+        return;
+    if (gc->h1 == NULL && http1_conn_open(gc->srv, c, &gc->h1) != 0) {
+        h2_conn_close(c);
+        return;
+    }
+    http1_conn_input(gc->h1, data, len);
 }
 
 static struct gconn *conn_new(grpc_server *srv)
@@ -691,6 +849,9 @@ static void server_free(grpc_server *srv)
         free((char *)srv->methods[i].path);
     free(srv->methods);
     free(srv->listeners);
+    metrics_close(srv->metrics);
+    free(srv->metric_paths);
+    free(srv->metric_streaming);
     tls_ctx_close(srv->tls);
     nghttp2_session_callbacks_del(srv->callbacks);
     free(srv);
@@ -730,7 +891,19 @@ int grpc_server_open(uv_loop_t *loop, const struct grpc_server_config *config,
         srv->max_recv = UINT32_MAX;
     srv->hooks.on_close = conn_on_close;
     srv->hooks.on_free = conn_on_free;
-    srv->hooks.on_http1 = NULL; /* JSON gateway hook goes here */
+    srv->gateway = config->json_gateway;
+    srv->hooks.on_http1 = config->json_gateway ? conn_on_http1 : NULL;
+    {
+        int n = snprintf(srv->version_body, sizeof srv->version_body,
+                         "{\"etcdserver\":\"%.100s\",\"etcdcluster\":\"%.100s\"",
+                         config->server_version ? config->server_version : "3.4.23",
+                         config->cluster_version ? config->cluster_version : "3.4.0");
+        if (config->build_version != NULL)
+            snprintf(srv->version_body + n, sizeof srv->version_body - (size_t)n,
+                     ",\"lskv\":\"%.100s\"}", config->build_version);
+        else
+            snprintf(srv->version_body + n, sizeof srv->version_body - (size_t)n, "}");
+    }
     if (nghttp2_session_callbacks_new(&srv->callbacks) != 0) {
         free(srv);
         return LSKV_ENOMEM;
@@ -762,6 +935,21 @@ int grpc_server_open(uv_loop_t *loop, const struct grpc_server_config *config,
             goto err;
         }
     }
+
+    srv->metric_paths = calloc(srv->n_methods ? srv->n_methods : 1, sizeof *srv->metric_paths);
+    srv->metric_streaming =
+        calloc(srv->n_methods ? srv->n_methods : 1, sizeof *srv->metric_streaming);
+    if (srv->metric_paths == NULL || srv->metric_streaming == NULL) {
+        rv = LSKV_ENOMEM;
+        goto err;
+    }
+    for (size_t i = 0; i < srv->n_methods; i++) {
+        srv->metric_paths[i] = srv->methods[i].path;
+        srv->metric_streaming[i] = srv->methods[i].streaming;
+    }
+    rv = metrics_open(srv->metric_paths, srv->metric_streaming, srv->n_methods, &srv->metrics);
+    if (rv != 0)
+        goto err;
 
     urls = calloc(config->n_listen_urls ? config->n_listen_urls : 1, sizeof *urls);
     srv->listeners =
@@ -840,6 +1028,8 @@ int grpc_call_send(grpc_call *call, const uint8_t *msg, size_t len)
         return LSKV_EINVAL;
     if (call->cancelled || call->resp_done)
         return LSKV_ESHUTDOWN;
+    if (call->ext != NULL)
+        return call->ext->send(call->ext_arg, msg, len);
     nghttp2_session *session = call_session(call);
     if (session == NULL)
         return LSKV_ESHUTDOWN;
@@ -867,9 +1057,86 @@ void grpc_call_finish(grpc_call *call, enum grpc_status status, const char *mess
     if (call->handler_finished)
         return; /* a second finish is a handler bug; ignore it safely */
     call->handler_finished = true;
-    if (!call->cancelled)
-        respond(call, 200, status, message);
+    if (!call->cancelled) {
+        metrics_handled(call->srv->metrics, method_index(call), status);
+        if (call->ext != NULL)
+            call->ext->finish(call->ext_arg, status, message);
+        else
+            respond(call, 200, status, message);
+    }
+    if (call->ext != NULL)
+        call->stream_gone = true; /* the transport has let go */
     call_maybe_free(call);
+}
+
+/* ---- external calls (JSON gateway) ---- */
+
+int grpc_server_call_external(grpc_server *srv, const char *path, const uint8_t *msg,
+                              size_t len, const char *peer,
+                              const struct grpc_call_transport *t, void *arg,
+                              grpc_call **out)
+{
+    *out = NULL;
+    const struct grpc_method *m = NULL;
+    for (size_t i = 0; i < srv->n_methods; i++)
+        if (strcmp(srv->methods[i].path, path) == 0)
+            m = &srv->methods[i];
+    if (m == NULL)
+        return LSKV_ENOTFOUND;
+    if (m->streaming)
+        return LSKV_EUNIMPLEMENTED;
+    grpc_call *call = calloc(1, sizeof *call);
+    if (call == NULL)
+        return LSKV_ENOMEM;
+    call->srv = srv;
+    call->method = m;
+    call->ext = t;
+    call->ext_arg = arg;
+    call->n_msgs = 1;
+    call->stream_id = -1;
+    snprintf(call->path, sizeof call->path, "%s", path);
+    snprintf(call->peer, sizeof call->peer, "%s", peer ? peer : "?");
+    *out = call;
+    call_own(call);
+    call->in_cb++;
+    m->on_message(call, msg, len, m->ctx);
+    call->in_cb--;
+    if (call->handler_finished)
+        *out = NULL;
+    call_maybe_free(call);
+    return 0;
+}
+
+void grpc_call_detach(grpc_call *call)
+{
+    if (call->ext == NULL || call->handler_finished || call->stream_gone)
+        return;
+    call->stream_gone = true;
+    if (!call->cancelled) {
+        call->cancelled = true;
+        metrics_handled(call->srv->metrics, method_index(call), GRPC_STATUS_CANCELLED);
+        if (call->method->on_cancel) {
+            call->in_cb++;
+            call->method->on_cancel(call, call->method->ctx);
+            call->in_cb--;
+        }
+    }
+    call_maybe_free(call);
+}
+
+struct metrics *grpc_server_metrics(grpc_server *srv)
+{
+    return srv->metrics;
+}
+
+size_t grpc_server_max_recv(const grpc_server *srv)
+{
+    return srv->max_recv;
+}
+
+const char *grpc_server_version_body(const grpc_server *srv)
+{
+    return srv->version_body;
 }
 
 bool grpc_call_cancelled(const grpc_call *call)

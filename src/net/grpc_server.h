@@ -13,7 +13,13 @@
  * once, possibly much later (after Raft commit). If
  * the client resets the stream or the connection drops first, the call is
  * marked cancelled (on_cancel is called, if set) and stays valid until the
- * handler finishes it; sends on a cancelled call are dropped. */
+ * handler finishes it; sends on a cancelled call are dropped.
+ *
+ * With json_gateway, the same handlers also serve the JSON API: the gateway
+ * turns the JSON body into the request message, hands the handler an
+ * ordinary unary call, and renders its response as JSON (same life cycle;
+ * the call is cancelled when the HTTP connection or stream goes away).
+ * Every call is counted for /metrics by method and status. */
 #ifndef LSKV_NET_GRPC_SERVER_H
 #define LSKV_NET_GRPC_SERVER_H
 
@@ -75,6 +81,13 @@ struct grpc_server_config {
     size_t max_recv_message_bytes; /* larger messages: RESOURCE_EXHAUSTED; 0 = 2 MiB */
     const struct grpc_method *methods; /* copied */
     size_t n_methods;
+    /* The grpc-gateway JSON API on the same port (HTTP/1.1, and HTTP/2
+     * requests that are not gRPC), with GET /health, /version, /metrics
+     * (see http/gateway.h). false: HTTP/1.1 gets 505. */
+    bool json_gateway;
+    const char *server_version;  /* /version "etcdserver"; NULL = "3.4.23" */
+    const char *cluster_version; /* /version "etcdcluster"; NULL = "3.4.0" */
+    const char *build_version;   /* /version "lskv" (extra field); NULL = none */
 };
 
 /* Binds every listen URL and starts accepting. Errors: negated errno (bind),

@@ -504,6 +504,11 @@ int h2_conn_write_raw(h2_conn *c, const uint8_t *data, size_t len)
     return rv;
 }
 
+void h2_conn_end(h2_conn *c)
+{
+    conn_close(c, true);
+}
+
 const char *h2_conn_peer(const h2_conn *c)
 {
     return c->peer;

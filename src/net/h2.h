@@ -35,11 +35,10 @@ typedef struct h2_conn h2_conn;
 struct h2_conn_hooks {
     void (*on_close)(void *ud);
     void (*on_free)(void *ud);
-    /* Hook for the HTTP/1.1 JSON gateway (not written yet): the first bytes
-     * were not the HTTP/2 client preface. NULL: answer "505 HTTP Version Not
-     * Supported" and close. When set, it receives the connection's first
-     * bytes and owns the rest of the connection (h2_conn_write_raw,
-     * h2_conn_close). */
+    /* Hook for the HTTP/1.1 JSON gateway: the first bytes were not the
+     * HTTP/2 client preface. NULL: answer "505 HTTP Version Not Supported"
+     * and close. When set, it receives every byte read from then on and
+     * owns the connection (h2_conn_write_raw, h2_conn_end, h2_conn_close). */
     void (*on_http1)(void *ud, h2_conn *c, const uint8_t *data, size_t len);
 };
 
@@ -81,6 +80,9 @@ void h2_conn_close(h2_conn *c);
 
 /* Raw bytes for the HTTP/1.1 hook. Errors: LSKV_ESHUTDOWN when closing. */
 int h2_conn_write_raw(h2_conn *c, const uint8_t *data, size_t len);
+
+/* Raw mode: closes once what was written is out (graceful). Idempotent. */
+void h2_conn_end(h2_conn *c);
 
 /* "ip:port" of the peer ("mem" for memory connections). */
 const char *h2_conn_peer(const h2_conn *c);

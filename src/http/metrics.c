@@ -1,0 +1,158 @@
+#include "http/metrics.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/err.h"
+#include "http/json.h"
+
+struct metrics {
+    const char *const *paths;
+    const bool *streaming;
+    size_t n;
+    uint64_t *started;  /* [n] */
+    uint64_t *handled;  /* [n][METRICS_N_CODES] */
+    uint64_t http[6];   /* by status class: 1xx..5xx, index 1..5 */
+};
+
+static const char *const code_names[METRICS_N_CODES] = {
+    "OK", "Canceled", "Unknown", "InvalidArgument", "DeadlineExceeded", "NotFound",
+    "AlreadyExists", "PermissionDenied", "ResourceExhausted", "FailedPrecondition",
+    "Aborted", "OutOfRange", "Unimplemented", "Internal", "Unavailable", "DataLoss",
+    "Unauthenticated",
+};
+
+int metrics_open(const char *const *paths, const bool *streaming, size_t n,
+                 struct metrics **out)
+{
+    struct metrics *m = calloc(1, sizeof *m);
+    if (m == NULL)
+        return LSKV_ENOMEM;
+    m->paths = paths;
+    m->streaming = streaming;
+    m->n = n;
+    m->started = calloc(n ? n : 1, sizeof *m->started);
+    m->handled = calloc(n ? n * METRICS_N_CODES : 1, sizeof *m->handled);
+    if (m->started == NULL || m->handled == NULL) {
+        metrics_close(m);
+        return LSKV_ENOMEM;
+    }
+    *out = m;
+    return 0;
+}
+
+void metrics_close(struct metrics *m)
+{
+    if (m == NULL)
+        return;
+    free(m->started);
+    free(m->handled);
+    free(m);
+}
+
+void metrics_started(struct metrics *m, size_t i)
+{
+    if (m != NULL && i < m->n)
+        m->started[i]++;
+}
+
+void metrics_handled(struct metrics *m, size_t i, int code)
+{
+    if (m != NULL && i < m->n && code >= 0 && code < METRICS_N_CODES)
+        m->handled[i * METRICS_N_CODES + (size_t)code]++;
+}
+
+void metrics_http(struct metrics *m, int status)
+{
+    if (m != NULL && status >= 100 && status < 600)
+        m->http[status / 100]++;
+}
+
+uint64_t metrics_handled_count(const struct metrics *m, size_t i, int code)
+{
+    if (m == NULL || i >= m->n || code < 0 || code >= METRICS_N_CODES)
+        return 0;
+    return m->handled[i * METRICS_N_CODES + (size_t)code];
+}
+
+/* "/etcdserverpb.KV/Range" -> service "etcdserverpb.KV", method "Range". */
+static void labels(struct json_buf *b, const struct metrics *m, size_t i)
+{
+    const char *p = m->paths[i];
+    if (*p == '/')
+        p++;
+    const char *slash = strrchr(p, '/');
+    char tmp[512];
+    snprintf(tmp, sizeof tmp, "grpc_method=\"%s\",grpc_service=\"%.*s\",grpc_type=\"%s\"",
+             slash ? slash + 1 : p, slash ? (int)(slash - p) : 0, p,
+             m->streaming && m->streaming[i] ? "bidi_stream" : "unary");
+    json_buf_puts(b, tmp);
+}
+
+static long rss_bytes(void)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (f == NULL)
+        return -1;
+    long size = 0, rss = 0;
+    int n = fscanf(f, "%ld %ld", &size, &rss);
+    fclose(f);
+    if (n != 2)
+        return -1;
+    return rss * sysconf(_SC_PAGESIZE);
+}
+
+char *metrics_render(const struct metrics *m, size_t *len)
+{
+    struct json_buf b = {0};
+    char line[256];
+    json_buf_puts(&b, "# HELP grpc_server_handled_total Total number of RPCs completed on the "
+                      "server, regardless of success or failure.\n"
+                      "# TYPE grpc_server_handled_total counter\n");
+    for (size_t i = 0; i < m->n; i++) {
+        for (int c = 0; c < METRICS_N_CODES; c++) {
+            uint64_t v = m->handled[i * METRICS_N_CODES + (size_t)c];
+            if (v == 0 && c != 0)
+                continue;
+            snprintf(line, sizeof line, "grpc_server_handled_total{grpc_code=\"%s\",",
+                     code_names[c]);
+            json_buf_puts(&b, line);
+            labels(&b, m, i);
+            snprintf(line, sizeof line, "} %" PRIu64 "\n", v);
+            json_buf_puts(&b, line);
+        }
+    }
+    json_buf_puts(&b, "# HELP grpc_server_started_total Total number of RPCs started on the "
+                      "server.\n# TYPE grpc_server_started_total counter\n");
+    for (size_t i = 0; i < m->n; i++) {
+        json_buf_puts(&b, "grpc_server_started_total{");
+        labels(&b, m, i);
+        snprintf(line, sizeof line, "} %" PRIu64 "\n", m->started[i]);
+        json_buf_puts(&b, line);
+    }
+    json_buf_puts(&b, "# HELP lskv_http_responses_total JSON gateway responses by status "
+                      "class.\n# TYPE lskv_http_responses_total counter\n");
+    for (int k = 1; k <= 5; k++) {
+        snprintf(line, sizeof line, "lskv_http_responses_total{code=\"%dxx\"} %" PRIu64 "\n", k,
+                 m->http[k]);
+        json_buf_puts(&b, line);
+    }
+    long rss = rss_bytes();
+    if (rss >= 0) {
+        snprintf(line, sizeof line,
+                 "# HELP process_resident_memory_bytes Resident memory size in bytes.\n"
+                 "# TYPE process_resident_memory_bytes gauge\n"
+                 "process_resident_memory_bytes %ld\n",
+                 rss);
+        json_buf_puts(&b, line);
+    }
+    if (b.err) {
+        free(b.p);
+        return NULL;
+    }
+    *len = b.len;
+    return b.p;
+}

@@ -1,0 +1,72 @@
+/* Inside the front door: what grpc_server.c offers the JSON gateway
+ * (json_call.c, http1_conn.c) and what they offer it back. Not for use
+ * outside src/net/.
+ *
+ * An *external call* is a grpc_call whose response does not go to an
+ * HTTP/2 stream but to a transport (the JSON gateway): the handler sees an
+ * ordinary unary call. Life cycle, as for stream calls: the call stays
+ * valid until the handler finishes it; the transport's finish runs exactly
+ * once (unless the transport detached first), after which the transport
+ * must forget the call; grpc_call_detach (the HTTP side went away) cancels
+ * the call (on_cancel runs) and the transport hears nothing more. */
+#ifndef LSKV_NET_GATEWAY_GLUE_H
+#define LSKV_NET_GATEWAY_GLUE_H
+
+#include "http/gateway.h"
+#include "http/metrics.h"
+#include "net/grpc_server.h"
+#include "net/h2.h"
+
+struct grpc_call_transport {
+    /* One response message (borrowed). Returns 0 or an LSKV_E* code. */
+    int (*send)(void *arg, const uint8_t *msg, size_t len);
+    /* The handler finished; message may be NULL; both borrowed. */
+    void (*finish)(void *arg, enum grpc_status status, const char *message);
+};
+
+/* Starts a unary call of method path with request msg (borrowed). The
+ * handler may finish it before this returns (then *out is NULL). Errors:
+ * LSKV_ENOTFOUND (no such method), LSKV_EUNIMPLEMENTED (streaming method),
+ * LSKV_ENOMEM; the transport is not called then. */
+int grpc_server_call_external(grpc_server *srv, const char *path, const uint8_t *msg,
+                              size_t len, const char *peer,
+                              const struct grpc_call_transport *t, void *arg,
+                              grpc_call **out);
+
+/* The transport is gone before finish: cancel the call. */
+void grpc_call_detach(grpc_call *call);
+
+/* Gateway settings of the server. */
+struct metrics *grpc_server_metrics(grpc_server *srv);
+size_t grpc_server_max_recv(const grpc_server *srv);
+/* The /version body, NUL-terminated. */
+const char *grpc_server_version_body(const grpc_server *srv);
+
+/* ---- json_call.c: one gateway request, transport independent ---- */
+
+struct json_call;
+/* The answer (borrowed for the duration of the callback). */
+typedef void (*json_call_done_fn)(void *arg, const struct gateway_response *resp);
+
+/* Serves one HTTP request (method "POST", target "/v3/kv/range", body
+ * borrowed). done runs exactly once, possibly before this returns (then
+ * the result is NULL), unless json_call_cancel comes first. */
+struct json_call *json_call_start(grpc_server *srv, const char *method, const char *target,
+                                  const uint8_t *body, size_t len, const char *peer,
+                                  json_call_done_fn done, void *arg);
+/* The HTTP side went away: done will not run. */
+void json_call_cancel(struct json_call *jc);
+
+/* ---- http1_conn.c: an HTTP/1.x connection on an h2_conn in raw mode ---- */
+
+struct http1_conn;
+/* Errors: LSKV_ENOMEM. */
+int http1_conn_open(grpc_server *srv, h2_conn *c, struct http1_conn **out);
+/* Bytes from the client. */
+void http1_conn_input(struct http1_conn *hc, const uint8_t *data, size_t len);
+/* The connection is closing: cancel what is in flight, write nothing more. */
+void http1_conn_closed(struct http1_conn *hc);
+/* After http1_conn_closed, when the connection is freed. */
+void http1_conn_free(struct http1_conn *hc);
+
+#endif

@@ -1,0 +1,176 @@
+/* An HTTP/1.x connection of the JSON gateway, on an h2_conn that turned out
+ * not to speak HTTP/2 (raw mode: h2_conn_write_raw, h2_conn_end).
+ *
+ * Requests are served one at a time, in order: while one is in flight the
+ * parser is not fed, and bytes that arrive are kept (bounded) for later.
+ * Malformed request: 400 and close; a body above the server's receive
+ * limit: 413 and close; "Connection: close" or HTTP/1.0: close after the
+ * answer. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/err.h"
+#include "http/http1.h"
+#include "net/gateway_glue.h"
+
+struct http1_conn {
+    grpc_server *srv;
+    h2_conn *c;          /* NULL once closed */
+    struct http1_parser parser;
+    uint8_t *in;         /* unparsed input in[in_off..in_len) */
+    size_t in_off, in_len, in_cap, in_max;
+    struct json_call *jc; /* the request in flight */
+    bool busy;           /* a request is in flight */
+    bool in_process;
+    bool head;           /* the request in flight is HEAD */
+    int http_minor;
+    bool keep_alive;
+    bool closed;
+};
+
+static void process(struct http1_conn *hc);
+
+static void write_response(struct http1_conn *hc, const struct gateway_response *r, bool close)
+{
+    if (hc->c == NULL)
+        return;
+    size_t len = 0;
+    struct gateway_response rr = *r;
+    char *out = gateway_http1_response(&rr, hc->http_minor, close, &len);
+    if (out != NULL && hc->head) {
+        char *end = strstr(out, "\r\n\r\n");
+        if (end != NULL)
+            len = (size_t)(end + 4 - out);
+    }
+    if (out == NULL || h2_conn_write_raw(hc->c, (const uint8_t *)out, len) != 0)
+        close = true;
+    free(out);
+    if (close) {
+        hc->closed = true;
+        h2_conn_end(hc->c);
+    }
+}
+
+static void plain_error(struct http1_conn *hc, int status, const char *body)
+{
+    struct gateway_response r = {.status = status,
+                                 .content_type = "text/plain; charset=utf-8",
+                                 .body = body,
+                                 .body_len = strlen(body)};
+    hc->head = false;
+    write_response(hc, &r, true);
+}
+
+static void on_done(void *arg, const struct gateway_response *r)
+{
+    struct http1_conn *hc = arg;
+    hc->jc = NULL;
+    hc->busy = false;
+    write_response(hc, r, !hc->keep_alive);
+    http1_parser_next(&hc->parser);
+    if (!hc->in_process)
+        process(hc);
+}
+
+static void process(struct http1_conn *hc)
+{
+    hc->in_process = true;
+    while (!hc->busy && !hc->closed && hc->c != NULL) {
+        bool complete = false;
+        long n = http1_parser_feed(&hc->parser, hc->in + hc->in_off, hc->in_len - hc->in_off,
+                                   &complete);
+        if (n == LSKV_ETOOLARGE) {
+            plain_error(hc, 413, "request too large\n");
+            break;
+        }
+        if (n < 0) {
+            plain_error(hc, 400, "Bad Request\n");
+            break;
+        }
+        hc->in_off += (size_t)n;
+        if (hc->in_off == hc->in_len)
+            hc->in_off = hc->in_len = 0;
+        if (!complete) {
+            if (hc->parser.expect_continue) {
+                hc->parser.expect_continue = false;
+                static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+                h2_conn_write_raw(hc->c, (const uint8_t *)cont, sizeof cont - 1);
+            }
+            break;
+        }
+        const struct http1_request *req = http1_parser_request(&hc->parser);
+        hc->busy = true;
+        hc->http_minor = req->http_minor;
+        hc->keep_alive = req->keep_alive;
+        hc->head = strcmp(req->method, "HEAD") == 0;
+        hc->jc = json_call_start(hc->srv, hc->head ? "GET" : req->method, req->target,
+                                 req->body, req->body_len, h2_conn_peer(hc->c), on_done, hc);
+    }
+    hc->in_process = false;
+}
+
+int http1_conn_open(grpc_server *srv, h2_conn *c, struct http1_conn **out)
+{
+    struct http1_conn *hc = calloc(1, sizeof *hc);
+    if (hc == NULL)
+        return LSKV_ENOMEM;
+    hc->srv = srv;
+    hc->c = c;
+    size_t max = grpc_server_max_recv(srv);
+    http1_parser_init(&hc->parser, max);
+    hc->in_max = max + (1u << 20);
+    *out = hc;
+    return 0;
+}
+
+void http1_conn_input(struct http1_conn *hc, const uint8_t *data, size_t len)
+{
+    if (hc->closed || hc->c == NULL || len == 0)
+        return;
+    if (hc->in_len - hc->in_off + len > hc->in_max) {
+        plain_error(hc, 413, "request too large\n");
+        return;
+    }
+    if (hc->in_off > 0) {
+        memmove(hc->in, hc->in + hc->in_off, hc->in_len - hc->in_off);
+        hc->in_len -= hc->in_off;
+        hc->in_off = 0;
+    }
+    if (hc->in_len + len > hc->in_cap) {
+        size_t cap = hc->in_cap ? hc->in_cap : 4096;
+        while (cap < hc->in_len + len)
+            cap *= 2;
+        uint8_t *p = realloc(hc->in, cap);
+        if (p == NULL) {
+            hc->closed = true;
+            h2_conn_close(hc->c);
+            return;
+        }
+        hc->in = p;
+        hc->in_cap = cap;
+    }
+    memcpy(hc->in + hc->in_len, data, len);
+    hc->in_len += len;
+    if (!hc->in_process)
+        process(hc);
+}
+
+void http1_conn_closed(struct http1_conn *hc)
+{
+    hc->c = NULL;
+    hc->closed = true;
+    if (hc->jc != NULL) {
+        struct json_call *jc = hc->jc;
+        hc->jc = NULL;
+        json_call_cancel(jc);
+    }
+}
+
+void http1_conn_free(struct http1_conn *hc)
+{
+    if (hc == NULL)
+        return;
+    http1_parser_free(&hc->parser);
+    free(hc->in);
+    free(hc);
+}

@@ -1,0 +1,248 @@
+/* One JSON gateway request: route, JSON -> protobuf, an external call into
+ * the ordinary gRPC handler, protobuf -> JSON, and the HTTP answer as etcd
+ * 3.4's grpc-gateway gives it. Transport independent: HTTP/1.1
+ * (http1_conn.c) and HTTP/2 (grpc_server.c) both use it.
+ *
+ * Life cycle: a json_call lives from json_call_start until both (a) the
+ * call is over (the handler finished it, or it never started) and (b) the
+ * HTTP side heard the answer or cancelled. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/err.h"
+#include "http/json.h"
+#include "net/gateway_glue.h"
+#include "proto/rpc.pb-c.h"
+
+struct json_call {
+    grpc_server *srv;
+    grpc_call *call; /* while the handler holds it */
+    const struct gateway_rpc *rpc;
+    bool health;
+    json_call_done_fn done;
+    void *arg;
+    bool in_start;
+    bool finished; /* done ran (or must not run: cancelled) */
+    char *json;    /* the response message as JSON, from send */
+    size_t json_len;
+};
+
+static const char text_plain[] = "text/plain; charset=utf-8";
+static const char app_json[] = "application/json";
+
+static void answer(struct json_call *jc, const struct gateway_response *r)
+{
+    jc->finished = true;
+    metrics_http(grpc_server_metrics(jc->srv), r->status);
+    jc->done(jc->arg, r);
+}
+
+static void answer_text(struct json_call *jc, int status, const char *ct, const char *body)
+{
+    struct gateway_response r = {
+        .status = status, .content_type = ct, .body = body, .body_len = strlen(body)};
+    answer(jc, &r);
+}
+
+/* A gRPC-style error as grpc-gateway renders it. */
+static void answer_error(struct json_call *jc, int code, const char *message, bool from_call)
+{
+    size_t len = 0;
+    char *body = gateway_error_body(code, message, &len);
+    if (body == NULL) {
+        answer_text(jc, 500, app_json, "{\"error\": \"failed to marshal error message\"}");
+        return;
+    }
+    struct gateway_response r = {.status = gateway_http_status(code),
+                                 .content_type = app_json,
+                                 .body = body,
+                                 .body_len = len,
+                                 .grpc_trailer = from_call};
+    answer(jc, &r);
+    free(body);
+}
+
+static void jc_free(struct json_call *jc)
+{
+    free(jc->json);
+    free(jc);
+}
+
+static int t_send(void *arg, const uint8_t *msg, size_t len)
+{
+    struct json_call *jc = arg;
+    if (jc->health)
+        return 0;
+    char *out = NULL;
+    size_t out_len = 0;
+    int rv = json_from_pb(jc->rpc->response, msg, len, &out, &out_len);
+    if (rv != 0)
+        return rv;
+    free(jc->json);
+    jc->json = out;
+    jc->json_len = out_len;
+    return 0;
+}
+
+static void t_finish(void *arg, enum grpc_status status, const char *message)
+{
+    struct json_call *jc = arg;
+    jc->call = NULL;
+    if (jc->health) {
+        /* etcd: {"health":"true"} or 503 {"health":"false"}. */
+        if (status == GRPC_STATUS_OK)
+            answer_text(jc, 200, text_plain, "{\"health\":\"true\"}");
+        else
+            answer_text(jc, 503, text_plain, "{\"health\":\"false\"}");
+    } else if (status != GRPC_STATUS_OK) {
+        answer_error(jc, (int)status, message ? message : "", true);
+    } else {
+        struct gateway_response r = {.status = 200,
+                                     .content_type = app_json,
+                                     .body = jc->json ? jc->json : "{}",
+                                     .body_len = jc->json ? jc->json_len : 2,
+                                     .grpc_metadata = true};
+        answer(jc, &r);
+    }
+    if (!jc->in_start)
+        jc_free(jc);
+}
+
+static const struct grpc_call_transport transport = {.send = t_send, .finish = t_finish};
+
+static void start_rpc(struct json_call *jc, const char *path, const uint8_t *pb, size_t len,
+                      const char *peer)
+{
+    grpc_call *call = NULL;
+    int rv = grpc_server_call_external(jc->srv, path, pb, len, peer, &transport, jc, &call);
+    if (rv == 0) {
+        jc->call = call;
+        return;
+    }
+    if (jc->health) {
+        answer_text(jc, 503, text_plain, "{\"health\":\"false\"}");
+        return;
+    }
+    char msg[300];
+    if (rv == LSKV_ENOMEM) {
+        answer_error(jc, GRPC_STATUS_RESOURCE_EXHAUSTED, "lskv: out of memory", false);
+    } else if (rv == LSKV_EUNIMPLEMENTED) {
+        answer_error(jc, GRPC_STATUS_UNIMPLEMENTED,
+                     "lskv: streaming methods are not served over the JSON gateway yet",
+                     false);
+    } else {
+        snprintf(msg, sizeof msg, "unknown method %s", path);
+        answer_error(jc, GRPC_STATUS_UNIMPLEMENTED, msg, false);
+    }
+}
+
+static void start_health(struct json_call *jc, const char *peer)
+{
+    /* A linearizable read through consensus, as etcd's /health does. */
+    Etcdserverpb__RangeRequest req = ETCDSERVERPB__RANGE_REQUEST__INIT;
+    req.key.data = (uint8_t *)"health";
+    req.key.len = 6;
+    req.keys_only = 1;
+    req.limit = 1;
+    uint8_t buf[64];
+    size_t n = etcdserverpb__range_request__pack(&req, buf);
+    jc->health = true;
+    start_rpc(jc, "/etcdserverpb.KV/Range", buf, n, peer);
+}
+
+static void start_metrics(struct json_call *jc)
+{
+    size_t len = 0;
+    char *text = metrics_render(grpc_server_metrics(jc->srv), &len);
+    if (text == NULL) {
+        answer_text(jc, 500, text_plain, "out of memory\n");
+        return;
+    }
+    struct gateway_response r = {.status = 200,
+                                 .content_type = "text/plain; version=0.0.4; charset=utf-8",
+                                 .body = text,
+                                 .body_len = len};
+    answer(jc, &r);
+    free(text);
+}
+
+struct json_call *json_call_start(grpc_server *srv, const char *method, const char *target,
+                                  const uint8_t *body, size_t len, const char *peer,
+                                  json_call_done_fn done, void *arg)
+{
+    struct json_call stack = {.srv = srv, .done = done, .arg = arg};
+    struct json_call *jc = calloc(1, sizeof *jc);
+    if (jc == NULL) {
+        answer_text(&stack, 503, text_plain, "out of memory\n");
+        return NULL;
+    }
+    *jc = stack;
+    jc->in_start = true;
+    struct gateway_route route;
+    gateway_route(method, target, &route);
+    switch (route.kind) {
+    case GATEWAY_RPC: {
+        jc->rpc = route.rpc;
+        char errmsg[LSKV_ERRMSG_SIZE] = "";
+        uint8_t *pb = NULL;
+        size_t pb_len = 0;
+        int rv = json_to_pb(route.rpc->request, (const char *)body, len, &pb, &pb_len, errmsg);
+        if (rv == LSKV_ENOMEM)
+            answer_error(jc, GRPC_STATUS_RESOURCE_EXHAUSTED, "lskv: out of memory", false);
+        else if (rv != 0)
+            answer_error(jc, GRPC_STATUS_INVALID_ARGUMENT, errmsg, false);
+        else
+            start_rpc(jc, route.rpc->method, pb, pb_len, peer);
+        free(pb);
+        break;
+    }
+    case GATEWAY_HEALTH:
+        start_health(jc, peer);
+        break;
+    case GATEWAY_VERSION:
+        answer_text(jc, 200, app_json, grpc_server_version_body(srv));
+        break;
+    case GATEWAY_METRICS:
+        start_metrics(jc);
+        break;
+    case GATEWAY_NOT_FOUND:
+        answer_text(jc, 404, text_plain, "Not Found\n");
+        break;
+    case GATEWAY_NO_ROUTE:
+        answer_text(jc, 404, text_plain, "404 page not found\n");
+        break;
+    case GATEWAY_BAD_METHOD: {
+        static const char text[] = "Method Not Allowed\n";
+        struct gateway_response r = {.status = 405,
+                                     .content_type = text_plain,
+                                     .body = text,
+                                     .body_len = sizeof text - 1,
+                                     .allow_get = route.rpc == NULL};
+        answer(jc, &r);
+        break;
+    }
+    case GATEWAY_STREAMING:
+        answer_error(jc, GRPC_STATUS_UNIMPLEMENTED,
+                     "lskv: streaming methods are not served over the JSON gateway yet", false);
+        break;
+    }
+    jc->in_start = false;
+    if (jc->finished && jc->call == NULL) {
+        jc_free(jc);
+        return NULL;
+    }
+    return jc;
+}
+
+void json_call_cancel(struct json_call *jc)
+{
+    if (jc == NULL)
+        return;
+    jc->finished = true;
+    if (jc->call != NULL) {
+        grpc_call *call = jc->call;
+        jc->call = NULL;
+        grpc_call_detach(call);
+    }
+    jc_free(jc);
+}
