@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "http/json.h"
+#include "proto/lskvserver.pb-c.h"
 #include "proto/rpc.pb-c.h"
 
 static const struct gateway_rpc rpcs[] = {
@@ -62,6 +63,10 @@ static const struct gateway_rpc rpcs[] = {
      &etcdserverpb__alarm_response__descriptor, false},
     {"maintenance/status", "/etcdserverpb.Maintenance/Status", &etcdserverpb__status_request__descriptor,
      &etcdserverpb__status_response__descriptor, false},
+    {"maintenance/tx_status", "/etcdserverpb.Maintenance/TxStatus", &lskvserverpb__tx_status_request__descriptor,
+     &lskvserverpb__tx_status_response__descriptor, false},
+    {"receipt/get_receipt", "/etcdserverpb.Receipt/GetReceipt", &lskvserverpb__get_receipt_request__descriptor,
+     &lskvserverpb__get_receipt_response__descriptor, false},
     {"maintenance/defragment", "/etcdserverpb.Maintenance/Defragment", &etcdserverpb__defragment_request__descriptor,
      &etcdserverpb__defragment_response__descriptor, false},
     {"maintenance/hash", "/etcdserverpb.Maintenance/Hash", &etcdserverpb__hash_request__descriptor,

@@ -362,3 +362,30 @@ def test_big_ledger_audit_reports_throughput(tmp_path):
     assert n >= 100000, r.stdout
     print("\nbig ledger audit: %d entries in %d chunks, %.2f s, %s entries/s" % (
         n, len(chunks(ledger)), elapsed, m.group(1)))
+
+
+def test_receipt_and_tx_status_at_the_json_paths(lskvd, tmp_path):
+    import urllib.error
+    import urllib.request
+
+    def post(path, body):
+        req = urllib.request.Request(lskvd.url + path, data=json.dumps(body).encode(),
+                                     method="POST")
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                return r.status, json.loads(r.read())
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read())
+
+    rev, term = put_json(lskvd, "jk", "jv")
+    st, body = post("/v3/maintenance/tx_status", {"revision": str(rev), "raft_term": str(term)})
+    assert st == 200 and body["status"] == "Committed", body
+    assert get_receipt(lskvd, rev, term, tmp_path / "grpc.json").returncode == 0
+    st, body = post("/v3/receipt/get_receipt", {"revision": str(rev), "raft_term": str(term)})
+    assert st == 200 and "tx_receipt" in body["receipt"], body
+    path = tmp_path / "json.json"
+    path.write_text(json.dumps(body))
+    a, b = verify_both(str(path), service_cert(lskvd))
+    assert a.returncode == 0 and b.returncode == 0, (a.stderr, b.stdout, b.stderr)
+    st, body = post("/v3/receipt/get_receipt", {"revision": str(rev + 100)})
+    assert st == 404 and body["code"] == 5, body
