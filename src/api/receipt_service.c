@@ -7,7 +7,8 @@
  * GetReceipt(revision, raft_term): the receipt of the write that made
  * revision (raft_term 0 = any term). Until a signature covers it, or while
  * the write is still in flight: UNAVAILABLE "lskv: receipt not ready, retry
- * (retry-after-ms: N)"; a revision no write made (or made in another term):
+ * (retry-after-ms: N)" with trailer retry-after-ms: N (over JSON: 202 with
+ * Retry-After); a revision no write made (or made in another term):
  * NOT_FOUND.
  *
  * TxStatus(revision, raft_term): Committed (the ledger holds the write that
@@ -33,11 +34,16 @@ static bool pending(struct api *api, int64_t revision, uint64_t raft_term)
            (uint64_t)(revision - rev) <= api->writes_in_flight;
 }
 
+/* The hint goes both in the text (etcdctl-style clients show it) and in a
+ * retry-after-ms trailer (programs read it; the JSON gateway turns it into
+ * 202 + Retry-After). */
 static void not_ready(struct api *api, grpc_call *call)
 {
-    char msg[96];
-    snprintf(msg, sizeof msg, "lskv: receipt not ready, retry (retry-after-ms: %" PRIu64 ")",
-             api->receipt_retry_ms ? api->receipt_retry_ms : 50);
+    uint64_t ms = api->receipt_retry_ms ? api->receipt_retry_ms : 50;
+    char msg[96], value[24];
+    snprintf(msg, sizeof msg, "lskv: receipt not ready, retry (retry-after-ms: %" PRIu64 ")", ms);
+    snprintf(value, sizeof value, "%" PRIu64, ms);
+    (void)grpc_call_set_trailer(call, "retry-after-ms", value); /* best effort: the text has it */
     grpc_call_finish(call, GRPC_STATUS_UNAVAILABLE, msg);
 }
 

@@ -212,6 +212,22 @@ const char *gateway_reason(int s)
     }
 }
 
+unsigned gateway_retry_after_s(int grpc_code, const char *trailer_name,
+                               const char *trailer_value)
+{
+    if (grpc_code != 14 /* UNAVAILABLE */ || trailer_name == NULL || trailer_value == NULL ||
+        strcmp(trailer_name, "retry-after-ms") != 0)
+        return 0;
+    char *end = NULL;
+    unsigned long long ms = strtoull(trailer_value, &end, 10);
+    if (end == trailer_value || *end != '\0' || trailer_value[0] == '-')
+        return 0;
+    if (ms > 86400000ULL) /* a day: enough for any hint, and no overflow */
+        ms = 86400000ULL;
+    unsigned s = (unsigned)((ms + 999) / 1000);
+    return s ? s : 1;
+}
+
 char *gateway_error_body(int grpc_code, const char *message, size_t *len)
 {
     struct json_buf b = {0};
@@ -235,6 +251,9 @@ char *gateway_http1_response(const struct gateway_response *r, int http_minor, b
                              size_t *len)
 {
     bool chunked = r->grpc_trailer && http_minor >= 1;
+    char retry[40] = "";
+    if (r->retry_after_s > 0)
+        snprintf(retry, sizeof retry, "Retry-After: %u\r\n", r->retry_after_s);
     char head[1024];
     int n = snprintf(head, sizeof head,
                      "HTTP/1.%d %d %s\r\n"
@@ -243,13 +262,13 @@ char *gateway_http1_response(const struct gateway_response *r, int http_minor, b
                      "Access-Control-Allow-Methods: POST, GET, OPTIONS, PUT, DELETE\r\n"
                      "Access-Control-Allow-Origin: *\r\n"
                      "Content-Type: %s\r\n"
-                     "%s%s%s",
+                     "%s%s%s%s",
                      http_minor >= 1 ? 1 : 0, r->status, gateway_reason(r->status),
                      r->allow_get ? "Allow: GET\r\n" : "", r->content_type, r->grpc_metadata ? "Grpc-Metadata-Content-Type: application/grpc\r\n" : "",
                      (r->status == 404 || r->status == 405) &&
                              strncmp(r->content_type, "text/plain", 10) == 0
                          ? "X-Content-Type-Options: nosniff\r\n" : "",
-                     close ? "Connection: close\r\n" : "");
+                     close ? "Connection: close\r\n" : "", retry);
     if (n < 0 || (size_t)n >= sizeof head)
         return NULL;
     if (chunked)

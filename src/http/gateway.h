@@ -55,6 +55,13 @@ int gateway_http_status(int grpc_code);
 /* The reason phrase for an HTTP status ("Not Found"). */
 const char *gateway_reason(int http_status);
 
+/* An answer that is "not ready yet" (gRPC UNAVAILABLE with a retry-after-ms
+ * trailer, as GetReceipt gives it) is HTTP 202 with Retry-After: the hint
+ * in whole seconds, rounded up, at least 1. Returns those seconds, or 0 for
+ * any other answer (an ordinary error). */
+unsigned gateway_retry_after_s(int grpc_code, const char *trailer_name,
+                               const char *trailer_value);
+
 /* grpc-gateway's error body {"error":m,"message":m,"code":c}, malloc'd and
  * NUL-terminated; NULL when out of memory. */
 char *gateway_error_body(int grpc_code, const char *message, size_t *len);
@@ -68,10 +75,11 @@ struct gateway_response {
     bool grpc_metadata;       /* a gRPC call answered: Grpc-Metadata-Content-Type */
     bool grpc_trailer;        /* a gRPC call failed: Grpc-Trailer-Content-Type trailer */
     bool allow_get;           /* 405 from a GET-only handler: "Allow: GET" */
+    unsigned retry_after_s;   /* > 0: "Retry-After: N" (a 202 "not ready yet") */
 };
 
 /* Formats the HTTP/1.x status line and headers (CORS headers as etcd sends
- * them, Content-Type, Content-Length or chunked with a trailer). chunked
+ * them, Content-Type, Retry-After, Content-Length or chunked with a trailer). chunked
  * is used for grpc_trailer answers when http_minor >= 1. close adds
  * "Connection: close". Returns a malloc'd buffer holding the whole response
  * including the body (and the chunk framing), or NULL when out of memory. */

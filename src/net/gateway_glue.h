@@ -20,8 +20,10 @@
 struct grpc_call_transport {
     /* One response message (borrowed). Returns 0 or an LSKV_E* code. */
     int (*send)(void *arg, const uint8_t *msg, size_t len);
-    /* The handler finished; message may be NULL; both borrowed. */
-    void (*finish)(void *arg, enum grpc_status status, const char *message);
+    /* The handler finished; message and the extra trailer (grpc_call_set_
+     * trailer) may be NULL; all borrowed. */
+    void (*finish)(void *arg, enum grpc_status status, const char *message,
+                   const char *trailer_name, const char *trailer_value);
 };
 
 /* Starts a unary call of method path with request msg (borrowed). The

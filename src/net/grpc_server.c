@@ -127,6 +127,7 @@ struct grpc_call {
     bool deferred; /* the data source returned NGHTTP2_ERR_DEFERRED */
     enum grpc_status status;
     char *message; /* percent-encoded, or NULL */
+    char *trailer_name, *trailer_value; /* grpc_call_set_trailer, or NULL */
     struct outq out;
     void *data;
     char peer[80];
@@ -175,6 +176,8 @@ static void call_free(grpc_call *call)
     grpc_deframer_free(&call->deframer);
     free(call->unary_msg);
     free(call->message);
+    free(call->trailer_name);
+    free(call->trailer_value);
     free(call->out.buf);
     free(call->json_body);
     free(call);
@@ -268,6 +271,10 @@ static size_t status_nva(nghttp2_nv *nva, size_t i, char *code, size_t code_size
     nva[i++] = (nghttp2_nv)NV("grpc-status", code);
     if (call->message != NULL && call->message[0] != '\0')
         nva[i++] = (nghttp2_nv)NV("grpc-message", call->message);
+    if (call->trailer_name != NULL)
+        nva[i++] = (nghttp2_nv){(uint8_t *)call->trailer_name, (uint8_t *)call->trailer_value,
+                                strlen(call->trailer_name), strlen(call->trailer_value),
+                                NGHTTP2_NV_FLAG_NONE};
     return i;
 }
 
@@ -296,7 +303,7 @@ static ssize_t data_read(nghttp2_session *session, int32_t stream_id, uint8_t *b
     *data_flags |= NGHTTP2_DATA_FLAG_EOF;
     if (call->json)
         return 0;
-    nghttp2_nv nva[2];
+    nghttp2_nv nva[3];
     char code[16];
     size_t n = status_nva(nva, 0, code, sizeof code, call);
     if (nghttp2_submit_trailer(session, stream_id, nva, n) == 0)
@@ -322,7 +329,7 @@ static void respond(grpc_call *call, int http_status, enum grpc_status status,
         call->headers_sent = true;
         char hs[8], code[16];
         snprintf(hs, sizeof hs, "%d", http_status);
-        nghttp2_nv nva[4] = {NV(":status", hs), NV("content-type", "application/grpc")};
+        nghttp2_nv nva[5] = {NV(":status", hs), NV("content-type", "application/grpc")};
         size_t n = status_nva(nva, 2, code, sizeof code, call);
         nghttp2_submit_response(session, call->stream_id, nva, n, NULL);
     } else if (call->deferred) {
@@ -455,7 +462,8 @@ static void json_respond(void *arg, const struct gateway_response *r)
     }
     char hs[8];
     snprintf(hs, sizeof hs, "%d", r->status);
-    nghttp2_nv nva[6] = {
+    char retry[16];
+    nghttp2_nv nva[7] = {
         NV(":status", hs),
         NV("content-type", r->content_type),
         NV("access-control-allow-origin", "*"),
@@ -465,6 +473,10 @@ static void json_respond(void *arg, const struct gateway_response *r)
     size_t n = 5;
     if (r->grpc_metadata)
         nva[n++] = (nghttp2_nv)NV("grpc-metadata-content-type", "application/grpc");
+    if (r->retry_after_s > 0) {
+        snprintf(retry, sizeof retry, "%u", r->retry_after_s);
+        nva[n++] = (nghttp2_nv)NV("retry-after", retry);
+    }
     call->headers_sent = true;
     bool head = strcmp(call->http_method, "HEAD") == 0;
     nghttp2_data_provider prd = {.source.ptr = call, .read_callback = data_read};
@@ -1052,6 +1064,37 @@ int grpc_call_send(grpc_call *call, const uint8_t *msg, size_t len)
     return 0;
 }
 
+/* A lower-case token (RFC 9110), not reserved for gRPC or HTTP/2 itself. */
+static bool trailer_name_ok(const char *name)
+{
+    if (name[0] == '\0' || name[0] == ':' || strncmp(name, "grpc-", 5) == 0)
+        return false;
+    for (const char *p = name; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || strchr("-_.", *p)))
+            return false;
+    return true;
+}
+
+int grpc_call_set_trailer(grpc_call *call, const char *name, const char *value)
+{
+    if (call->handler_finished || !trailer_name_ok(name))
+        return LSKV_EINVAL;
+    for (const char *p = value; *p; p++)
+        if (*p < 0x20 || *p > 0x7e)
+            return LSKV_EINVAL;
+    char *n = strdup(name), *v = strdup(value);
+    if (n == NULL || v == NULL) {
+        free(n);
+        free(v);
+        return LSKV_ENOMEM;
+    }
+    free(call->trailer_name);
+    free(call->trailer_value);
+    call->trailer_name = n;
+    call->trailer_value = v;
+    return 0;
+}
+
 void grpc_call_finish(grpc_call *call, enum grpc_status status, const char *message)
 {
     if (call->handler_finished)
@@ -1060,7 +1103,8 @@ void grpc_call_finish(grpc_call *call, enum grpc_status status, const char *mess
     if (!call->cancelled) {
         metrics_handled(call->srv->metrics, method_index(call), status);
         if (call->ext != NULL)
-            call->ext->finish(call->ext_arg, status, message);
+            call->ext->finish(call->ext_arg, status, message, call->trailer_name,
+                              call->trailer_value);
         else
             respond(call, 200, status, message);
     }

@@ -117,6 +117,14 @@ int grpc_call_send(grpc_call *call, const uint8_t *msg, size_t len);
  * sent. After this the call must not be used; it is freed by the server. */
 void grpc_call_finish(grpc_call *call, enum grpc_status status, const char *message);
 
+/* Adds one trailer of the handler's own (name "retry-after-ms", value "50")
+ * to those grpc_call_finish sends; a second call replaces the first. Both
+ * are copied. The JSON gateway sees it too (a "retry-after-ms" trailer on
+ * UNAVAILABLE becomes HTTP 202 with Retry-After). Errors: LSKV_EINVAL
+ * (name not a lower-case token, a grpc- or pseudo-header name, value not
+ * printable ASCII, or the call is finished), LSKV_ENOMEM. */
+int grpc_call_set_trailer(grpc_call *call, const char *name, const char *value);
+
 bool grpc_call_cancelled(const grpc_call *call);
 
 /* Response bytes queued on this call that HTTP/2 flow control has not let

@@ -44,8 +44,10 @@ static void answer_text(struct json_call *jc, int status, const char *ct, const 
     answer(jc, &r);
 }
 
-/* A gRPC-style error as grpc-gateway renders it. */
-static void answer_error(struct json_call *jc, int code, const char *message, bool from_call)
+/* A gRPC-style error as grpc-gateway renders it; retry_after_s > 0 makes it
+ * a 202 "not ready yet, retry" (gateway_retry_after_s). */
+static void answer_error(struct json_call *jc, int code, const char *message, bool from_call,
+                         unsigned retry_after_s)
 {
     size_t len = 0;
     char *body = gateway_error_body(code, message, &len);
@@ -53,11 +55,12 @@ static void answer_error(struct json_call *jc, int code, const char *message, bo
         answer_text(jc, 500, app_json, "{\"error\": \"failed to marshal error message\"}");
         return;
     }
-    struct gateway_response r = {.status = gateway_http_status(code),
+    struct gateway_response r = {.status = retry_after_s ? 202 : gateway_http_status(code),
                                  .content_type = app_json,
                                  .body = body,
                                  .body_len = len,
-                                 .grpc_trailer = from_call};
+                                 .grpc_trailer = from_call,
+                                 .retry_after_s = retry_after_s};
     answer(jc, &r);
     free(body);
 }
@@ -84,7 +87,8 @@ static int t_send(void *arg, const uint8_t *msg, size_t len)
     return 0;
 }
 
-static void t_finish(void *arg, enum grpc_status status, const char *message)
+static void t_finish(void *arg, enum grpc_status status, const char *message,
+                     const char *trailer_name, const char *trailer_value)
 {
     struct json_call *jc = arg;
     jc->call = NULL;
@@ -95,7 +99,8 @@ static void t_finish(void *arg, enum grpc_status status, const char *message)
         else
             answer_text(jc, 503, text_plain, "{\"health\":\"false\"}");
     } else if (status != GRPC_STATUS_OK) {
-        answer_error(jc, (int)status, message ? message : "", true);
+        answer_error(jc, (int)status, message ? message : "", true,
+                     gateway_retry_after_s((int)status, trailer_name, trailer_value));
     } else {
         struct gateway_response r = {.status = 200,
                                      .content_type = app_json,
@@ -125,14 +130,14 @@ static void start_rpc(struct json_call *jc, const char *path, const uint8_t *pb,
     }
     char msg[300];
     if (rv == LSKV_ENOMEM) {
-        answer_error(jc, GRPC_STATUS_RESOURCE_EXHAUSTED, "lskv: out of memory", false);
+        answer_error(jc, GRPC_STATUS_RESOURCE_EXHAUSTED, "lskv: out of memory", false, 0);
     } else if (rv == LSKV_EUNIMPLEMENTED) {
         answer_error(jc, GRPC_STATUS_UNIMPLEMENTED,
                      "lskv: streaming methods are not served over the JSON gateway yet",
-                     false);
+                     false, 0);
     } else {
         snprintf(msg, sizeof msg, "unknown method %s", path);
-        answer_error(jc, GRPC_STATUS_UNIMPLEMENTED, msg, false);
+        answer_error(jc, GRPC_STATUS_UNIMPLEMENTED, msg, false, 0);
     }
 }
 
@@ -188,9 +193,9 @@ struct json_call *json_call_start(grpc_server *srv, const char *method, const ch
         size_t pb_len = 0;
         int rv = json_to_pb(route.rpc->request, (const char *)body, len, &pb, &pb_len, errmsg);
         if (rv == LSKV_ENOMEM)
-            answer_error(jc, GRPC_STATUS_RESOURCE_EXHAUSTED, "lskv: out of memory", false);
+            answer_error(jc, GRPC_STATUS_RESOURCE_EXHAUSTED, "lskv: out of memory", false, 0);
         else if (rv != 0)
-            answer_error(jc, GRPC_STATUS_INVALID_ARGUMENT, errmsg, false);
+            answer_error(jc, GRPC_STATUS_INVALID_ARGUMENT, errmsg, false, 0);
         else
             start_rpc(jc, route.rpc->method, pb, pb_len, peer);
         free(pb);
@@ -223,7 +228,7 @@ struct json_call *json_call_start(grpc_server *srv, const char *method, const ch
     }
     case GATEWAY_STREAMING:
         answer_error(jc, GRPC_STATUS_UNIMPLEMENTED,
-                     "lskv: streaming methods are not served over the JSON gateway yet", false);
+                     "lskv: streaming methods are not served over the JSON gateway yet", false, 0);
         break;
     }
     jc->in_start = false;

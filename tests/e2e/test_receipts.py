@@ -11,10 +11,11 @@ import threading
 import time
 import uuid
 
+import grpc
 import pytest
 from etcd3.etcdrpc import kv_pb2
 
-from conftest import lskvd_only, rpc_pb2, rpc_pb2_grpc
+from conftest import grpc_channel, lskvd_only, rpc_pb2, rpc_pb2_grpc
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -39,6 +40,15 @@ def put_json(server, key, value):
     assert r.returncode == 0, r.stderr
     h = json.loads(r.stdout)["header"]
     return int(h["revision"]), int(h["raft_term"])
+
+
+def varint(n):
+    out = bytearray()
+    while True:
+        out.append((n & 0x7F) | (0x80 if n > 0x7F else 0))
+        n >>= 7
+        if not n:
+            return bytes(out)
 
 
 def get_receipt(server, rev, term, out):
@@ -219,6 +229,30 @@ def test_not_ready_answer_is_unavailable_with_a_retry_hint(server_factory):
     assert r.returncode == 1, (r.stdout, r.stderr)
     assert "not ready" in r.stderr and "retry-after-ms" in r.stderr, r.stderr
     assert tx_status(s, rev, term) == "Committed"  # committed, just not signed
+
+    # gRPC: the hint is also a trailer, retry-after-ms: N.
+    request = bytes([0x08]) + varint(rev) + bytes([0x10]) + varint(term)
+    with grpc_channel(s) as ch:
+        call = ch.unary_unary("/etcdserverpb.Receipt/GetReceipt")
+        with pytest.raises(grpc.RpcError) as e:
+            call(request, timeout=10)
+    assert e.value.code() == grpc.StatusCode.UNAVAILABLE, e.value
+    trailers = dict(e.value.trailing_metadata())
+    assert int(trailers["retry-after-ms"]) > 0, trailers
+
+    # JSON, HTTP/1.1 and HTTP/2: 202 with Retry-After in whole seconds (>= 1).
+    body = json.dumps({"revision": str(rev), "raft_term": str(term)})
+    for http in ("--http1.1", "--http2-prior-knowledge"):
+        out = subprocess.run(["curl", "-sS", "-i", http, "-X", "POST",
+                              s.url + "/v3/receipt/get_receipt", "-d", body],
+                             capture_output=True, text=True, timeout=30)
+        assert out.returncode == 0, out.stderr
+        head, _, payload = out.stdout.partition("\n\n")  # text mode: \r\n read as \n
+        assert re.match(r"HTTP/[12.]+ 202", head), out.stdout
+        m = re.search(r"(?im)^retry-after: (\d+)$", head)
+        assert m and int(m.group(1)) >= 1, head
+        body_json = json.JSONDecoder().raw_decode(payload)[0]  # curl -i adds the trailer
+        assert body_json["code"] == 14, payload
 
 
 def test_signature_every_entry(server_factory, tmp_path):

@@ -346,8 +346,30 @@ TEST(gateway, status_and_bodies)
     ASSERT(strstr(resp, "HTTP/1.0 400 Bad Request\r\n") == resp);
     ASSERT(strstr(resp, "Content-Length: 96\r\n") != NULL);
     ASSERT(strstr(resp, "Connection: close\r\n") != NULL);
+    ASSERT(strstr(resp, "Retry-After") == NULL);
     free(resp);
     free(b);
+}
+
+TEST(gateway, not_ready_is_202_with_retry_after)
+{
+    ASSERT_EQ(gateway_retry_after_s(14, "retry-after-ms", "50"), 1u);   /* at least 1 */
+    ASSERT_EQ(gateway_retry_after_s(14, "retry-after-ms", "1000"), 1u);
+    ASSERT_EQ(gateway_retry_after_s(14, "retry-after-ms", "1001"), 2u); /* rounded up */
+    ASSERT_EQ(gateway_retry_after_s(14, "retry-after-ms", "0"), 1u);
+    ASSERT_EQ(gateway_retry_after_s(14, NULL, NULL), 0u);               /* plain 503 */
+    ASSERT_EQ(gateway_retry_after_s(13, "retry-after-ms", "50"), 0u);   /* not UNAVAILABLE */
+    ASSERT_EQ(gateway_retry_after_s(14, "x-other", "50"), 0u);
+    ASSERT_EQ(gateway_retry_after_s(14, "retry-after-ms", "5x"), 0u);
+    ASSERT_EQ(gateway_retry_after_s(14, "retry-after-ms", "-5"), 0u);
+    ASSERT_EQ(gateway_retry_after_s(14, "retry-after-ms", ""), 0u);
+    struct gateway_response r = {.status = 202, .content_type = "application/json",
+                                 .body = "{}", .body_len = 2, .retry_after_s = 3};
+    size_t len;
+    char *resp = gateway_http1_response(&r, 1, false, &len);
+    ASSERT(strstr(resp, "HTTP/1.1 202 Accepted\r\n") == resp);
+    ASSERT(strstr(resp, "\r\nRetry-After: 3\r\n") != NULL);
+    free(resp);
 }
 
 TEST(http1, pipelined_keepalive_and_chunked)
