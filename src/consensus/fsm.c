@@ -53,8 +53,6 @@ void fsm_result_free(struct fsm_result *r)
 
 static void fill_header(struct fsm *f, Etcdserverpb__ResponseHeader *h)
 {
-    if (h == NULL)
-        return;
     h->cluster_id = f->cluster_id;
     h->member_id = f->member_id;
     h->raft_term = f->last_term;
@@ -163,14 +161,80 @@ static int apply_signature(struct fsm *f, const struct consensus_entry_info *inf
                                   errmsg);
 }
 
+/* The request type of each store command, and the receipt kind it claims
+ * (compaction writes no key: no receipt). */
+static const struct {
+    const ProtobufCMessageDescriptor *request;
+    bool receipt;
+    enum receipt_kind kind;
+} commands[] = {
+    [FSM_CMD_PUT] = {&etcdserverpb__put_request__descriptor, true, RECEIPT_PUT},
+    [FSM_CMD_DELETE_RANGE] = {&etcdserverpb__delete_range_request__descriptor, true,
+                              RECEIPT_DELETE_RANGE},
+    [FSM_CMD_TXN] = {&etcdserverpb__txn_request__descriptor, true, RECEIPT_TXN},
+    [FSM_CMD_COMPACT] = {&etcdserverpb__compaction_request__descriptor, false, 0},
+};
+
+/* Runs one decoded store command; *resp (in a) is its response. */
+static int store_apply(kvstore *kv, enum fsm_command_type type, const ProtobufCMessage *req,
+                       struct arena *a, ProtobufCMessage **resp, char *errmsg)
+{
+    int rv = LSKV_ECORRUPT;
+    switch (type) {
+    case FSM_CMD_PUT: {
+        Etcdserverpb__PutResponse *out = NULL;
+        rv = kvstore_put(kv, (const Etcdserverpb__PutRequest *)req, a, &out, errmsg);
+        *resp = (ProtobufCMessage *)out;
+        break;
+    }
+    case FSM_CMD_DELETE_RANGE: {
+        Etcdserverpb__DeleteRangeResponse *out = NULL;
+        rv = kvstore_delete_range(kv, (const Etcdserverpb__DeleteRangeRequest *)req, a, &out,
+                                  errmsg);
+        *resp = (ProtobufCMessage *)out;
+        break;
+    }
+    case FSM_CMD_TXN: {
+        Etcdserverpb__TxnResponse *out = NULL;
+        rv = kvstore_txn(kv, (const Etcdserverpb__TxnRequest *)req, a, &out, errmsg);
+        *resp = (ProtobufCMessage *)out;
+        break;
+    }
+    case FSM_CMD_COMPACT: {
+        Etcdserverpb__CompactionResponse *out = NULL;
+        rv = kvstore_compact(kv, (const Etcdserverpb__CompactionRequest *)req, a, &out, errmsg);
+        *resp = (ProtobufCMessage *)out;
+        break;
+    }
+    default:
+        break;
+    }
+    return rv;
+}
+
+/* Sets the header every etcd response carries (allocating it in a). */
+static int set_header(struct fsm *f, ProtobufCMessage *resp, struct arena *a)
+{
+    const ProtobufCFieldDescriptor *fd =
+        protobuf_c_message_descriptor_get_field_by_name(resp->descriptor, "header");
+    Etcdserverpb__ResponseHeader *h = NULL;
+    memcpy(&h, (char *)resp + fd->offset, sizeof h);
+    if (h == NULL) {
+        if ((h = arena_calloc(a, 1, sizeof *h)) == NULL)
+            return LSKV_ENOMEM;
+        etcdserverpb__response_header__init(h);
+        memcpy((char *)resp + fd->offset, &h, sizeof h);
+    }
+    fill_header(f, h);
+    return 0;
+}
+
 /* Decodes and applies one command; the outcome (including etcd errors, which
  * are deterministic results, not failures) lands in r. Returns non-zero only
  * for a ledger failure (fatal: r->errmsg says why). */
 static int apply_command(struct fsm *f, const struct consensus_entry_info *info,
                          const uint8_t *cmd, size_t len, struct arena *a, struct fsm_result *r)
 {
-    ProtobufCMessage *resp = NULL;
-    Etcdserverpb__ResponseHeader **header = NULL;
     Lskvserverpb__ReceiptClaims claims = LSKVSERVERPB__RECEIPT_CLAIMS__INIT;
     bool has_claims = false;
     if (len < 2 || cmd[0] != FSM_COMMAND_VERSION) {
@@ -178,84 +242,35 @@ static int apply_command(struct fsm *f, const struct consensus_entry_info *info,
         errmsg_printf(r->errmsg, "command: bad version or length %zu", len);
         goto record;
     }
-
     const uint8_t *body = cmd + 2;
     size_t body_len = len - 2;
-    switch ((enum fsm_command_type)cmd[1]) {
-    case FSM_CMD_PUT: {
-        Etcdserverpb__PutRequest *req = etcdserverpb__put_request__unpack(&a->pb, body_len, body);
-        Etcdserverpb__PutResponse *out = NULL;
-        r->rv = req ? kvstore_put(f->kv, req, a, &out, r->errmsg) : LSKV_ECORRUPT;
-        resp = (ProtobufCMessage *)out;
-        header = out ? &out->header : NULL;
-        claims.request_case = LSKVSERVERPB__RECEIPT_CLAIMS__REQUEST_REQUEST_PUT;
-        claims.request_put = req;
-        claims.response_case = LSKVSERVERPB__RECEIPT_CLAIMS__RESPONSE_RESPONSE_PUT;
-        claims.response_put = out;
-        has_claims = true;
-        break;
-    }
-    case FSM_CMD_DELETE_RANGE: {
-        Etcdserverpb__DeleteRangeRequest *req =
-            etcdserverpb__delete_range_request__unpack(&a->pb, body_len, body);
-        Etcdserverpb__DeleteRangeResponse *out = NULL;
-        r->rv = req ? kvstore_delete_range(f->kv, req, a, &out, r->errmsg) : LSKV_ECORRUPT;
-        resp = (ProtobufCMessage *)out;
-        header = out ? &out->header : NULL;
-        claims.request_case = LSKVSERVERPB__RECEIPT_CLAIMS__REQUEST_REQUEST_DELETE_RANGE;
-        claims.request_delete_range = req;
-        claims.response_case = LSKVSERVERPB__RECEIPT_CLAIMS__RESPONSE_RESPONSE_DELETE_RANGE;
-        claims.response_delete_range = out;
-        has_claims = true;
-        break;
-    }
-    case FSM_CMD_TXN: {
-        Etcdserverpb__TxnRequest *req = etcdserverpb__txn_request__unpack(&a->pb, body_len, body);
-        Etcdserverpb__TxnResponse *out = NULL;
-        r->rv = req ? kvstore_txn(f->kv, req, a, &out, r->errmsg) : LSKV_ECORRUPT;
-        resp = (ProtobufCMessage *)out;
-        header = out ? &out->header : NULL;
-        claims.request_case = LSKVSERVERPB__RECEIPT_CLAIMS__REQUEST_REQUEST_TXN;
-        claims.request_txn = req;
-        claims.response_case = LSKVSERVERPB__RECEIPT_CLAIMS__RESPONSE_RESPONSE_TXN;
-        claims.response_txn = out;
-        has_claims = true;
-        break;
-    }
-    case FSM_CMD_COMPACT: {
-        Etcdserverpb__CompactionRequest *req =
-            etcdserverpb__compaction_request__unpack(&a->pb, body_len, body);
-        Etcdserverpb__CompactionResponse *out = NULL;
-        r->rv = req ? kvstore_compact(f->kv, req, a, &out, r->errmsg) : LSKV_ECORRUPT;
-        resp = (ProtobufCMessage *)out;
-        header = out ? &out->header : NULL;
-        break;
-    }
-    case FSM_CMD_SIGNATURE: {
-        /* No response: the proposer (the leader's signer) only waits for it. */
-        /* Any failure is fatal: a signature this node cannot check or
-         * whose root differs from its tree is a divergence. */
+    enum fsm_command_type type = cmd[1];
+    if (type == FSM_CMD_SIGNATURE) {
+        /* No response: the proposer (the leader's signer) only waits for it.
+         * Any failure is fatal: a signature this node cannot check or whose
+         * root differs from its tree is a divergence. */
         r->rv = apply_signature(f, info, body, body_len, r->errmsg);
         return r->rv;
     }
-    default:
+    if (type >= sizeof commands / sizeof commands[0] || commands[type].request == NULL) {
         r->rv = LSKV_ECORRUPT;
         errmsg_printf(r->errmsg, "command: unknown type %u", cmd[1]);
         goto record;
     }
+    ProtobufCMessage *req =
+        protobuf_c_message_unpack(commands[type].request, &a->pb, body_len, body);
+    ProtobufCMessage *resp = NULL;
+    r->rv = req ? store_apply(f->kv, type, req, a, &resp, r->errmsg) : LSKV_ECORRUPT;
+    if (commands[type].receipt) {
+        receipt_claims_set(&claims, commands[type].kind, req, resp);
+        has_claims = true;
+    }
     if (r->rv == 0 && resp == NULL)
         r->rv = LSKV_ENOMEM;
-    if (r->rv == 0 && *header == NULL) {
-        *header = arena_calloc(a, 1, sizeof **header);
-        if (*header == NULL)
-            r->rv = LSKV_ENOMEM;
-        else
-            etcdserverpb__response_header__init(*header);
-    }
-    if (r->rv == 0) {
-        fill_header(f, *header);
+    if (r->rv == 0)
+        r->rv = set_header(f, resp, a);
+    if (r->rv == 0)
         r->rv = pack_response(resp, r);
-    }
 record:
     /* Storage failures are not deterministic results: no ledger entry, the
      * node stops (fsm_apply). */

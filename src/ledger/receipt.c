@@ -108,41 +108,94 @@ int receipt_build(const struct receipt_parts *p, struct arena *a, Lskvserverpb__
     return 0;
 }
 
+static const struct {
+    const char *name;
+    Lskvserverpb__ReceiptClaims__RequestCase request_case;
+    Lskvserverpb__ReceiptClaims__ResponseCase response_case;
+    const ProtobufCMessageDescriptor *request, *response;
+} kinds[] = {
+    [RECEIPT_PUT] = {"put", LSKVSERVERPB__RECEIPT_CLAIMS__REQUEST_REQUEST_PUT,
+                     LSKVSERVERPB__RECEIPT_CLAIMS__RESPONSE_RESPONSE_PUT,
+                     &etcdserverpb__put_request__descriptor,
+                     &etcdserverpb__put_response__descriptor},
+    [RECEIPT_DELETE_RANGE] = {"delete_range",
+                              LSKVSERVERPB__RECEIPT_CLAIMS__REQUEST_REQUEST_DELETE_RANGE,
+                              LSKVSERVERPB__RECEIPT_CLAIMS__RESPONSE_RESPONSE_DELETE_RANGE,
+                              &etcdserverpb__delete_range_request__descriptor,
+                              &etcdserverpb__delete_range_response__descriptor},
+    [RECEIPT_TXN] = {"txn", LSKVSERVERPB__RECEIPT_CLAIMS__REQUEST_REQUEST_TXN,
+                     LSKVSERVERPB__RECEIPT_CLAIMS__RESPONSE_RESPONSE_TXN,
+                     &etcdserverpb__txn_request__descriptor,
+                     &etcdserverpb__txn_response__descriptor},
+};
+
+int receipt_kind_from_name(const char *name, enum receipt_kind *out)
+{
+    for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
+        if (strcmp(kinds[k].name, name) == 0) {
+            *out = (enum receipt_kind)k;
+            return 0;
+        }
+    }
+    return LSKV_EINVAL;
+}
+
+const ProtobufCMessageDescriptor *receipt_request_type(enum receipt_kind k)
+{
+    return kinds[k].request;
+}
+
+const ProtobufCMessageDescriptor *receipt_response_type(enum receipt_kind k)
+{
+    return kinds[k].response;
+}
+
+/* The claims' oneof members are found by field number (= their case value)
+ * through protobuf-c's reflection, so one code path serves every kind.
+ * Returns the member's address, or NULL for an unknown case. */
+static void *claims_member(Lskvserverpb__ReceiptClaims *c, unsigned field)
+{
+    const ProtobufCFieldDescriptor *fd =
+        protobuf_c_message_descriptor_get_field(&lskvserverpb__receipt_claims__descriptor, field);
+    return fd ? (char *)c + fd->offset : NULL;
+}
+
+void receipt_claims_set(Lskvserverpb__ReceiptClaims *c, enum receipt_kind k,
+                        const ProtobufCMessage *request, const ProtobufCMessage *response)
+{
+    c->request_case = kinds[k].request_case;
+    c->response_case = kinds[k].response_case;
+    memcpy(claims_member(c, c->request_case), &request, sizeof request);
+    memcpy(claims_member(c, c->response_case), &response, sizeof response);
+}
+
 int receipt_claims_pack(const Lskvserverpb__ReceiptClaims *claims, uint8_t **buf, size_t *len)
 {
-    if (claims->request_case == LSKVSERVERPB__RECEIPT_CLAIMS__REQUEST__NOT_SET ||
-        claims->response_case == LSKVSERVERPB__RECEIPT_CLAIMS__RESPONSE__NOT_SET)
-        return LSKV_EINVAL;
-    /* Shallow copies with the header cleared: the caller's message stays. */
     Lskvserverpb__ReceiptClaims c = *claims;
-    Etcdserverpb__PutResponse put;
-    Etcdserverpb__DeleteRangeResponse del;
-    Etcdserverpb__TxnResponse txn;
-    switch (c.response_case) {
-    case LSKVSERVERPB__RECEIPT_CLAIMS__RESPONSE_RESPONSE_PUT:
-        if (c.response_put == NULL)
-            return LSKV_EINVAL;
-        put = *c.response_put;
-        put.header = NULL;
-        c.response_put = &put;
-        break;
-    case LSKVSERVERPB__RECEIPT_CLAIMS__RESPONSE_RESPONSE_DELETE_RANGE:
-        if (c.response_delete_range == NULL)
-            return LSKV_EINVAL;
-        del = *c.response_delete_range;
-        del.header = NULL;
-        c.response_delete_range = &del;
-        break;
-    case LSKVSERVERPB__RECEIPT_CLAIMS__RESPONSE_RESPONSE_TXN:
-        if (c.response_txn == NULL)
-            return LSKV_EINVAL;
-        txn = *c.response_txn;
-        txn.header = NULL;
-        c.response_txn = &txn;
-        break;
-    default:
+    void *req_slot = claims_member(&c, c.request_case);
+    void *resp_slot = claims_member(&c, c.response_case);
+    const ProtobufCMessage *req = NULL, *resp = NULL;
+    if (req_slot != NULL)
+        memcpy(&req, req_slot, sizeof req);
+    if (resp_slot != NULL)
+        memcpy(&resp, resp_slot, sizeof resp);
+    if (req == NULL || resp == NULL)
         return LSKV_EINVAL;
-    }
+    /* A shallow copy of the response with the header cleared: the caller's
+     * message stays as it is. */
+    union {
+        Etcdserverpb__PutResponse put;
+        Etcdserverpb__DeleteRangeResponse del;
+        Etcdserverpb__TxnResponse txn;
+    } copy;
+    const ProtobufCFieldDescriptor *header =
+        protobuf_c_message_descriptor_get_field_by_name(resp->descriptor, "header");
+    if (resp->descriptor->sizeof_message > sizeof copy || header == NULL)
+        return LSKV_EINVAL;
+    memcpy(&copy, resp, resp->descriptor->sizeof_message);
+    memset((char *)&copy + header->offset, 0, sizeof(void *));
+    const ProtobufCMessage *stripped = (const ProtobufCMessage *)(const void *)&copy;
+    memcpy(resp_slot, &stripped, sizeof stripped);
     size_t n = lskvserverpb__receipt_claims__get_packed_size(&c);
     uint8_t *b = malloc(n ? n : 1);
     if (b == NULL)

@@ -43,6 +43,18 @@ struct receipt_parts {
  * Errors: LSKV_ENOMEM. */
 int receipt_build(const struct receipt_parts *p, struct arena *a, Lskvserverpb__Receipt **out);
 
+/* The writes a receipt can be for. */
+enum receipt_kind { RECEIPT_PUT, RECEIPT_DELETE_RANGE, RECEIPT_TXN };
+
+/* The kind named "put", "delete_range" or "txn". Errors: LSKV_EINVAL. */
+int receipt_kind_from_name(const char *name, enum receipt_kind *out);
+/* The request and response message types of kind (PutRequest, ...). */
+const ProtobufCMessageDescriptor *receipt_request_type(enum receipt_kind k);
+const ProtobufCMessageDescriptor *receipt_response_type(enum receipt_kind k);
+/* Makes c claim request and response (borrowed; of kind's types). */
+void receipt_claims_set(Lskvserverpb__ReceiptClaims *c, enum receipt_kind k,
+                        const ProtobufCMessage *request, const ProtobufCMessage *response);
+
 /* Serialises claims with the response header cleared (the caller's message
  * is not changed) into a malloc'ed buffer (caller frees); *len may be 0.
  * Errors: LSKV_ENOMEM, LSKV_EINVAL (no request or no response set). */
