@@ -83,15 +83,19 @@ const char *lskvctl_positional(int argc, char **argv)
     return NULL;
 }
 
+/* Says what is wrong with the command line, then the usage. */
+static int usage_error(const char *cmd, const char *what, const char *arg)
+{
+    lskvctl_fail(cmd, "%s%s", what, arg ? arg : "");
+    fputs(usage, stderr);
+    return EXIT_USAGE;
+}
+
 static bool leftover(int argc, char **argv, const char *cmd)
 {
-    for (int i = 0; i < argc; i++) {
-        if (argv[i] != NULL) {
-            lskvctl_fail(cmd, "unexpected argument '%s'", argv[i]);
-            fputs(usage, stderr);
-            return true;
-        }
-    }
+    for (int i = 0; i < argc; i++)
+        if (argv[i] != NULL)
+            return usage_error(cmd, "unexpected argument ", argv[i]) != 0;
     return false;
 }
 
@@ -121,36 +125,19 @@ static int claims_from_files(const char *kind, const char *req_path, const char 
     }
     Lskvserverpb__ReceiptClaims c = LSKVSERVERPB__RECEIPT_CLAIMS__INIT;
     ProtobufCMessage *a = NULL, *b = NULL;
+    enum receipt_kind k;
     rv = LSKV_EINVAL;
-    if (strcmp(kind, "put") == 0) {
-        c.request_case = LSKVSERVERPB__RECEIPT_CLAIMS__REQUEST_REQUEST_PUT;
-        c.response_case = LSKVSERVERPB__RECEIPT_CLAIMS__RESPONSE_RESPONSE_PUT;
-        c.request_put = etcdserverpb__put_request__unpack(NULL, rql, rq);
-        c.response_put = etcdserverpb__put_response__unpack(NULL, rsl, rs);
-        a = (ProtobufCMessage *)c.request_put;
-        b = (ProtobufCMessage *)c.response_put;
-    } else if (strcmp(kind, "delete_range") == 0) {
-        c.request_case = LSKVSERVERPB__RECEIPT_CLAIMS__REQUEST_REQUEST_DELETE_RANGE;
-        c.response_case = LSKVSERVERPB__RECEIPT_CLAIMS__RESPONSE_RESPONSE_DELETE_RANGE;
-        c.request_delete_range = etcdserverpb__delete_range_request__unpack(NULL, rql, rq);
-        c.response_delete_range = etcdserverpb__delete_range_response__unpack(NULL, rsl, rs);
-        a = (ProtobufCMessage *)c.request_delete_range;
-        b = (ProtobufCMessage *)c.response_delete_range;
-    } else if (strcmp(kind, "txn") == 0) {
-        c.request_case = LSKVSERVERPB__RECEIPT_CLAIMS__REQUEST_REQUEST_TXN;
-        c.response_case = LSKVSERVERPB__RECEIPT_CLAIMS__RESPONSE_RESPONSE_TXN;
-        c.request_txn = etcdserverpb__txn_request__unpack(NULL, rql, rq);
-        c.response_txn = etcdserverpb__txn_response__unpack(NULL, rsl, rs);
-        a = (ProtobufCMessage *)c.request_txn;
-        b = (ProtobufCMessage *)c.response_txn;
-    } else {
+    if (receipt_kind_from_name(kind, &k) != 0) {
         errmsg_printf(errmsg, "--kind must be put, delete_range or txn");
         goto out;
     }
+    a = protobuf_c_message_unpack(receipt_request_type(k), NULL, rql, rq);
+    b = protobuf_c_message_unpack(receipt_response_type(k), NULL, rsl, rs);
     if (a == NULL || b == NULL) {
         errmsg_printf(errmsg, "request or response is not a %s protobuf message", kind);
         goto out;
     }
+    receipt_claims_set(&c, k, a, b);
     rv = receipt_claims_digest(&c, digest);
 out:
     if (a)
@@ -170,11 +157,9 @@ int cmd_receipt_verify(int argc, char **argv)
     const char *resp = lskvctl_opt(argc, argv, "--response");
     const char *kind = lskvctl_opt(argc, argv, "--kind");
     const char *file = lskvctl_positional(argc, argv);
-    if (file == NULL || cert_path == NULL || (req == NULL) != (resp == NULL)) {
-        lskvctl_fail(cmd, "need FILE and --service-cert (and both or neither of --request/--response)");
-        fputs(usage, stderr);
-        return EXIT_USAGE;
-    }
+    if (file == NULL || cert_path == NULL || (req == NULL) != (resp == NULL))
+        return usage_error(cmd, "need FILE and --service-cert (and both or neither of "
+                                "--request/--response)", NULL);
     if (leftover(argc, argv, cmd))
         return EXIT_USAGE;
     char errmsg[LSKV_ERRMSG_SIZE] = "";
@@ -249,6 +234,36 @@ static bool parse_i64(const char *s, int64_t *out)
     return true;
 }
 
+/* The write both receipt get and tx-status ask about:
+ * REV [--term T] [--endpoints URL] (the command's own options taken first). */
+struct write_ref {
+    int64_t rev;
+    uint64_t term;
+    const char *url;
+    char url_buf[512];
+};
+
+/* Returns 0, or EXIT_USAGE after saying why. positive: REV must be > 0. */
+static int write_ref_parse(int argc, char **argv, const char *cmd, bool positive,
+                           struct write_ref *out)
+{
+    const char *term_s = lskvctl_opt(argc, argv, "--term");
+    const char *eps = lskvctl_opt(argc, argv, "--endpoints");
+    const char *rev_s = lskvctl_positional(argc, argv);
+    int64_t term = 0;
+    if (rev_s == NULL || !parse_i64(rev_s, &out->rev) || (positive && out->rev <= 0) ||
+        (term_s != NULL && (!parse_i64(term_s, &term) || term < 0)))
+        return usage_error(cmd, positive ? "need a positive revision REV (and a non-negative "
+                                           "--term)"
+                                         : "need a revision REV (and a non-negative --term)",
+                           NULL);
+    if (leftover(argc, argv, cmd))
+        return EXIT_USAGE;
+    out->term = (uint64_t)term;
+    out->url = first_endpoint(eps, out->url_buf, sizeof out->url_buf);
+    return 0;
+}
+
 static double now_s(void)
 {
     struct timespec ts;
@@ -259,31 +274,22 @@ static double now_s(void)
 int cmd_receipt_get(int argc, char **argv)
 {
     const char *cmd = "receipt get";
-    const char *term_s = lskvctl_opt(argc, argv, "--term");
-    const char *eps = lskvctl_opt(argc, argv, "--endpoints");
     const char *out_path = lskvctl_opt(argc, argv, "--out");
     const char *timeout_s = lskvctl_opt(argc, argv, "--timeout");
-    const char *rev_s = lskvctl_positional(argc, argv);
-    int64_t rev = 0, term = 0;
-    if (rev_s == NULL || !parse_i64(rev_s, &rev) || rev <= 0 ||
-        (term_s != NULL && (!parse_i64(term_s, &term) || term < 0))) {
-        lskvctl_fail(cmd, "need a positive revision REV (and a non-negative --term)");
-        fputs(usage, stderr);
+    struct write_ref w;
+    if (write_ref_parse(argc, argv, cmd, true, &w) != 0)
         return EXIT_USAGE;
-    }
-    if (leftover(argc, argv, cmd))
-        return EXIT_USAGE;
-    char epbuf[512], errmsg[LSKV_ERRMSG_SIZE] = "";
-    const char *url = first_endpoint(eps, epbuf, sizeof epbuf);
+    int64_t rev = w.rev;
+    char errmsg[LSKV_ERRMSG_SIZE] = "";
     double timeout = timeout_s ? atof(timeout_s) : 10.0, start = now_s();
     Lskvserverpb__GetReceiptRequest req = LSKVSERVERPB__GET_RECEIPT_REQUEST__INIT;
-    req.revision = rev;
-    req.raft_term = (uint64_t)term;
+    req.revision = w.rev;
+    req.raft_term = w.term;
     uint8_t buf[64];
     size_t n = lskvserverpb__get_receipt_request__pack(&req, buf);
     for (;;) {
         struct lskvctl_reply r;
-        if (lskvctl_unary(url, "/etcdserverpb.Receipt/GetReceipt", buf, n, &r, errmsg) != 0) {
+        if (lskvctl_unary(w.url, "/etcdserverpb.Receipt/GetReceipt", buf, n, &r, errmsg) != 0) {
             lskvctl_fail(cmd, "%s", errmsg);
             return EXIT_USAGE;
         }
@@ -338,27 +344,17 @@ int cmd_receipt_get(int argc, char **argv)
 int cmd_tx_status(int argc, char **argv)
 {
     const char *cmd = "tx-status";
-    const char *term_s = lskvctl_opt(argc, argv, "--term");
-    const char *eps = lskvctl_opt(argc, argv, "--endpoints");
-    const char *rev_s = lskvctl_positional(argc, argv);
-    int64_t rev = 0, term = 0;
-    if (rev_s == NULL || !parse_i64(rev_s, &rev) ||
-        (term_s != NULL && (!parse_i64(term_s, &term) || term < 0))) {
-        lskvctl_fail(cmd, "need a revision REV (and a non-negative --term)");
-        fputs(usage, stderr);
+    struct write_ref w;
+    if (write_ref_parse(argc, argv, cmd, false, &w) != 0)
         return EXIT_USAGE;
-    }
-    if (leftover(argc, argv, cmd))
-        return EXIT_USAGE;
-    char epbuf[512], errmsg[LSKV_ERRMSG_SIZE] = "";
+    char errmsg[LSKV_ERRMSG_SIZE] = "";
     Lskvserverpb__TxStatusRequest req = LSKVSERVERPB__TX_STATUS_REQUEST__INIT;
-    req.revision = rev;
-    req.raft_term = (uint64_t)term;
+    req.revision = w.rev;
+    req.raft_term = w.term;
     uint8_t buf[64];
     size_t n = lskvserverpb__tx_status_request__pack(&req, buf);
     struct lskvctl_reply r;
-    if (lskvctl_unary(first_endpoint(eps, epbuf, sizeof epbuf),
-                      "/etcdserverpb.Maintenance/TxStatus", buf, n, &r, errmsg) != 0) {
+    if (lskvctl_unary(w.url, "/etcdserverpb.Maintenance/TxStatus", buf, n, &r, errmsg) != 0) {
         lskvctl_fail(cmd, "%s", errmsg);
         return EXIT_USAGE;
     }
@@ -400,11 +396,8 @@ int cmd_ledger_synth(int argc, char **argv)
     const char *cb_s = lskvctl_opt(argc, argv, "--chunk-bytes");
     const char *rdir = lskvctl_opt(argc, argv, "--receipts");
     const char *dir = lskvctl_positional(argc, argv);
-    if (dir == NULL || n_s == NULL) {
-        lskvctl_fail(cmd, "need DIR and --entries N");
-        fputs(usage, stderr);
-        return EXIT_USAGE;
-    }
+    if (dir == NULL || n_s == NULL)
+        return usage_error(cmd, "need DIR and --entries N", NULL);
     if (leftover(argc, argv, cmd))
         return EXIT_USAGE;
     long n = atol(n_s), k = k_s ? atol(k_s) : 100;
@@ -555,7 +548,5 @@ int main(int argc, char **argv)
         return cmd_receipt_get(argc - 3, argv + 3);
     if (strcmp(a, "tx-status") == 0)
         return cmd_tx_status(argc - 2, argv + 2);
-    lskvctl_fail(a, "unknown command");
-    fputs(usage, stderr);
-    return EXIT_USAGE;
+    return usage_error(a, "unknown command", NULL);
 }
