@@ -86,7 +86,10 @@ const char *lskvctl_positional(int argc, char **argv)
 /* Says what is wrong with the command line, then the usage. */
 static int usage_error(const char *cmd, const char *what, const char *arg)
 {
-    lskvctl_fail(cmd, "%s%s", what, arg ? arg : "");
+    if (arg != NULL)
+        lskvctl_fail(cmd, "%s '%s'", what, arg);
+    else
+        lskvctl_fail(cmd, "%s", what);
     fputs(usage, stderr);
     return EXIT_USAGE;
 }
@@ -95,7 +98,7 @@ static bool leftover(int argc, char **argv, const char *cmd)
 {
     for (int i = 0; i < argc; i++)
         if (argv[i] != NULL)
-            return usage_error(cmd, "unexpected argument ", argv[i]) != 0;
+            return usage_error(cmd, "unexpected argument", argv[i]) != 0;
     return false;
 }
 
