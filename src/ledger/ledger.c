@@ -1016,7 +1016,21 @@ static int check_frame(ledger *l, struct chunk_entry *e, const uint8_t *plain, s
     return 0;
 }
 
-int ledger_check(ledger *l, const struct ledger_entry *in, char *errmsg)
+/* The frame of a signature entry: the payload is its public part. */
+static struct chunk_entry signature_entry(uint64_t term, uint64_t index, int64_t revision,
+                                          const uint8_t *payload, size_t len)
+{
+    return (struct chunk_entry){.type = CHUNK_ENTRY_SIGNATURE,
+                                .term = term,
+                                .index = index,
+                                .revision = revision,
+                                .public_part = payload,
+                                .public_len = (uint32_t)len};
+}
+
+/* Appends entry in, or (check) checks it against the one the ledger holds:
+ * both build the same frame from the same private part. */
+static int append_or_check(ledger *l, const struct ledger_entry *in, bool check, char *errmsg)
 {
     if (in->type < LEDGER_ENTRY_KV || in->type > LEDGER_ENTRY_OTHER ||
         in->type == LEDGER_ENTRY_SIGNATURE || (in->write_set_len && in->write_set == NULL) ||
@@ -1035,48 +1049,29 @@ int ledger_check(ledger *l, const struct ledger_entry *in, char *errmsg)
     if (plain == NULL)
         return LSKV_ENOMEM;
     chunk_private_encode(in->write_set, in->write_set_len, in->claims, in->claims_len, plain);
-    int rv = check_frame(l, &e, plain, plen, false, errmsg);
+    int rv = check ? check_frame(l, &e, plain, plen, false, errmsg)
+                   : append_frame(l, &e, plain, plen, errmsg);
     OPENSSL_cleanse(plain, plen);
     free(plain);
     return rv;
 }
 
+int ledger_check(ledger *l, const struct ledger_entry *in, char *errmsg)
+{
+    return append_or_check(l, in, true, errmsg);
+}
+
 int ledger_check_signature(ledger *l, uint64_t term, uint64_t index, int64_t revision,
                            const uint8_t *payload, size_t len, char *errmsg)
 {
-    struct chunk_entry e = {.type = CHUNK_ENTRY_SIGNATURE,
-                            .term = term,
-                            .index = index,
-                            .revision = revision,
-                            .public_part = payload,
-                            .public_len = (uint32_t)len};
+    struct chunk_entry e = signature_entry(term, index, revision, payload, len);
     /* A stale signature was dropped, not appended: absent is fine. */
     return check_frame(l, &e, NULL, 0, true, errmsg);
 }
 
 int ledger_append(ledger *l, const struct ledger_entry *in, char *errmsg)
 {
-    if (in->type < LEDGER_ENTRY_KV || in->type > LEDGER_ENTRY_OTHER ||
-        in->type == LEDGER_ENTRY_SIGNATURE || (in->write_set_len && in->write_set == NULL) ||
-        in->write_set_len > UINT32_MAX || in->claims_len > UINT32_MAX) {
-        errmsg_printf(errmsg, "ledger: bad entry type %u", in->type);
-        return LSKV_EINVAL;
-    }
-    struct chunk_entry e = {.type = (uint8_t)in->type,
-                            .term = in->term,
-                            .index = in->index,
-                            .revision = in->revision};
-    if (in->claims != NULL)
-        SHA256(in->claims, in->claims_len, e.claims_digest);
-    size_t plen = chunk_private_size(in->write_set_len, in->claims_len);
-    uint8_t *plain = malloc(plen);
-    if (plain == NULL)
-        return LSKV_ENOMEM;
-    chunk_private_encode(in->write_set, in->write_set_len, in->claims, in->claims_len, plain);
-    int rv = append_frame(l, &e, plain, plen, errmsg);
-    OPENSSL_cleanse(plain, plen);
-    free(plain);
-    return rv;
+    return append_or_check(l, in, false, errmsg);
 }
 
 void ledger_position(const ledger *l, struct ledger_position *out)
@@ -1189,12 +1184,7 @@ int ledger_apply_signature(ledger *l, uint64_t term, uint64_t index, int64_t rev
     }
     if (p.tree_size < l->signed_size)
         return 0; /* stale: invariant 5 */
-    struct chunk_entry e = {.type = CHUNK_ENTRY_SIGNATURE,
-                            .term = term,
-                            .index = index,
-                            .revision = revision,
-                            .public_part = payload,
-                            .public_len = (uint32_t)len};
+    struct chunk_entry e = signature_entry(term, index, revision, payload, len);
     rv = append_frame(l, &e, NULL, 0, errmsg);
     if (rv == 0 && appended != NULL)
         *appended = true;
