@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "common/err.h"
+#include "common/hex.h"
 
 struct cert_service {
     EVP_PKEY *key; /* NULL when verify-only */
@@ -384,8 +385,7 @@ static int node_id_of_cert(X509 *x, char out[CERT_NODE_ID_HEX])
     uint8_t h[32];
     SHA256(der, (size_t)n, h);
     OPENSSL_free(der);
-    for (int i = 0; i < 32; i++)
-        snprintf(out + 2 * i, 3, "%02x", h[i]);
+    hex_encode(h, sizeof h, out);
     return 0;
 }
 

@@ -45,6 +45,7 @@
 
 #include "common/bytes.h"
 #include "common/err.h"
+#include "common/hex.h"
 #include "crypto/aead.h"
 #include "ledger/chunk.h"
 #include "ledger/merkle.h"
@@ -143,7 +144,7 @@ void ledger_commit_evidence(const uint8_t secret[LEDGER_SECRET_BYTES], uint64_t 
     hmac(k, sizeof k, msg, sizeof msg, h);
     OPENSSL_cleanse(k, sizeof k);
     char hex[65];
-    receipt_hex(h, 32, hex);
+    hex_encode(h, 32, hex);
     snprintf(out, LEDGER_CE_MAX, "ce:%" PRIu64 ".%" PRIu64 ":%s", term, index, hex);
 }
 

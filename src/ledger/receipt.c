@@ -10,46 +10,13 @@
 #include <string.h>
 
 #include "common/err.h"
-
-void receipt_hex(const uint8_t *in, size_t n, char *out)
-{
-    static const char digits[] = "0123456789abcdef";
-    for (size_t i = 0; i < n; i++) {
-        out[2 * i] = digits[in[i] >> 4];
-        out[2 * i + 1] = digits[in[i] & 15];
-    }
-    out[2 * n] = '\0';
-}
-
-static int nibble(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-int receipt_unhex(const char *hex, uint8_t *out, size_t n)
-{
-    if (hex == NULL || strlen(hex) != 2 * n)
-        return LSKV_EINVAL;
-    for (size_t i = 0; i < n; i++) {
-        int hi = nibble(hex[2 * i]), lo = nibble(hex[2 * i + 1]);
-        if (hi < 0 || lo < 0)
-            return LSKV_EINVAL;
-        out[i] = (uint8_t)(hi << 4 | lo);
-    }
-    return 0;
-}
+#include "common/hex.h"
 
 static char *arena_hex(struct arena *a, const uint8_t *in, size_t n)
 {
     char *s = arena_alloc(a, 2 * n + 1);
     if (s != NULL)
-        receipt_hex(in, n, s);
+        hex_encode(in, n, s);
     return s;
 }
 
@@ -235,8 +202,8 @@ int receipt_verify(const Lskvserverpb__Receipt *r, const cert_service *service,
     const Lskvserverpb__TxReceipt *tx = r->tx_receipt;
     const Lskvserverpb__LeafComponents *lc = tx->leaf_components;
     uint8_t wsd[MERKLE_HASH_BYTES], cd[MERKLE_HASH_BYTES], leaf[MERKLE_HASH_BYTES];
-    if (receipt_unhex(lc->write_set_digest, wsd, sizeof wsd) != 0 ||
-        receipt_unhex(lc->claims_digest, cd, sizeof cd) != 0 || lc->commit_evidence == NULL) {
+    if (hex_decode(lc->write_set_digest, wsd, sizeof wsd) != 0 ||
+        hex_decode(lc->claims_digest, cd, sizeof cd) != 0 || lc->commit_evidence == NULL) {
         errmsg_printf(errmsg, "receipt: leaf components: digests must be 64 hex digits");
         return LSKV_EINVAL;
     }
@@ -257,7 +224,7 @@ int receipt_verify(const Lskvserverpb__Receipt *r, const cert_service *service,
             return LSKV_EINVAL;
         }
         steps[i].left = has_l;
-        if (receipt_unhex(has_l ? e->left : e->right, steps[i].hash, MERKLE_HASH_BYTES) != 0) {
+        if (hex_decode(has_l ? e->left : e->right, steps[i].hash, MERKLE_HASH_BYTES) != 0) {
             errmsg_printf(errmsg, "receipt: proof element %zu is not 64 hex digits", i);
             return LSKV_EINVAL;
         }

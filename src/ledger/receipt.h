@@ -81,9 +81,4 @@ char *receipt_to_json(const Lskvserverpb__Receipt *r);
 int receipt_from_json(const char *json, size_t len, struct arena *a,
                       Lskvserverpb__Receipt **out, char *errmsg);
 
-/* Lower-case hex of n bytes into out (2n + 1 bytes). */
-void receipt_hex(const uint8_t *in, size_t n, char *out);
-/* Parses exactly 2n hex digits. Returns 0 or LSKV_EINVAL. */
-int receipt_unhex(const char *hex, uint8_t *out, size_t n);
-
 #endif

@@ -5,6 +5,7 @@
 
 #include "common/bytes.h"
 #include "common/err.h"
+#include "common/hex.h"
 
 void grpc_deframer_init(struct grpc_deframer *d, size_t max_bytes)
 {
@@ -141,22 +142,11 @@ char *grpc_frame_percent_encode(const char *msg)
     return out;
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 void grpc_frame_percent_decode(const char *in, char *out)
 {
     while (*in) {
         int hi, lo;
-        if (in[0] == '%' && (hi = hexval(in[1])) >= 0 && (lo = hexval(in[2])) >= 0) {
+        if (in[0] == '%' && (hi = hex_digit(in[1])) >= 0 && (lo = hex_digit(in[2])) >= 0) {
             *out++ = (char)(hi * 16 + lo);
             in += 3;
         } else {

@@ -15,6 +15,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/hex.h"
+
 #define MAX_STREAMS 2048
 
 struct out_src {
@@ -258,17 +260,6 @@ int h2client_rst(h2client *cl, int32_t id)
     return flush(cl);
 }
 
-static int hexv(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    return -1;
-}
-
 static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const uint8_t *name,
                      size_t namelen, const uint8_t *value, size_t valuelen, uint8_t flags,
                      void *ud)
@@ -293,7 +284,7 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const
         char *o = s->grpc_message;
         for (size_t i = 0; v[i];) {
             int hi, lo;
-            if (v[i] == '%' && (hi = hexv(v[i + 1])) >= 0 && (lo = hexv(v[i + 2])) >= 0) {
+            if (v[i] == '%' && (hi = hex_digit(v[i + 1])) >= 0 && (lo = hex_digit(v[i + 2])) >= 0) {
                 *o++ = (char)(hi * 16 + lo);
                 i += 3;
             } else {

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "common/err.h"
+#include "common/hex.h"
 #include "crypto/aead.h"
 #include "identity/cert.h"
 #include "ledger/chunk.h"
@@ -120,7 +121,7 @@ int cmd_ledger_show(int argc, char **argv)
             uint8_t wsd[32];
             char hex[65];
             chunk_entry_wsd(&e, wsd);
-            receipt_hex(wsd, 32, hex);
+            hex_encode(wsd, 32, hex);
             printf("leaf=%" PRIu64 " txid=%" PRIu64 ".%" PRIu64 " rev=%" PRId64
                    " type=%s chunk=%s offset=%zu bytes=%zu private=%" PRIu32 " wsd=%.16s",
                    leaf, e.term, e.index, e.revision, chunk_entry_type_name(e.type),
@@ -128,7 +129,7 @@ int cmd_ledger_show(int argc, char **argv)
             if (e.type == CHUNK_ENTRY_SIGNATURE) {
                 struct sig_payload p;
                 if (sig_payload_decode(e.public_part, e.public_len, &p, errmsg) == 0) {
-                    receipt_hex(p.root, 32, hex);
+                    hex_encode(p.root, 32, hex);
                     char id[CERT_NODE_ID_HEX] = "?";
                     cert_node_id_of_pem(p.cert_pem, p.cert_len, id);
                     printf(" tree_size=%" PRIu64 " root=%s node=%.16s", p.tree_size, hex, id);

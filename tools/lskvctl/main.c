@@ -10,6 +10,7 @@
 
 #include "common/arena.h"
 #include "common/err.h"
+#include "common/hex.h"
 #include "crypto/keyfile.h"
 #include "identity/cert.h"
 #include "ledger/chunk.h"
@@ -198,7 +199,7 @@ int cmd_receipt_verify(int argc, char **argv)
         goto out;
     }
     char hex[65];
-    receipt_hex(root, 32, hex);
+    hex_encode(root, 32, hex);
     printf("OK: leaf %" PRIu64 " of %" PRIu64 ", root %s, node %s, %s\n",
            r->tx_receipt->leaf_index, r->tx_receipt->tree_size, hex, r->node_id,
            req ? "claims match" : "claims not checked");
