@@ -25,6 +25,7 @@
 
 #include "api/api.h"
 #include "common/err.h"
+#include "common/file.h"
 #include "common/log.h"
 #include "config/config.h"
 #include "consensus/fsm.h"
@@ -103,20 +104,10 @@ static int load_ids(struct daemon *d, char *errmsg)
     }
     d->cluster_id = ids[0];
     d->member_id = ids[1];
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    f = fopen(tmp, "w");
-    if (f == NULL) {
-        errmsg_printf(errmsg, "%s: %s", tmp, strerror(errno));
-        return -errno;
-    }
-    fprintf(f, "cluster_id=%016" PRIx64 "\nmember_id=%016" PRIx64 "\n", d->cluster_id,
-            d->member_id);
-    if (fflush(f) != 0 || fsync(fileno(f)) != 0 || fclose(f) != 0 || rename(tmp, path) != 0) {
-        errmsg_printf(errmsg, "%s: write: %s", path, strerror(errno));
-        return LSKV_EIO;
-    }
-    return 0;
+    char text[80];
+    int n = snprintf(text, sizeof text, "cluster_id=%016" PRIx64 "\nmember_id=%016" PRIx64 "\n",
+                     d->cluster_id, d->member_id);
+    return file_write_durable(path, text, (size_t)n, 0644, errmsg) == 0 ? 0 : LSKV_EIO;
 }
 
 /* "http://127.0.0.1:2380" -> "127.0.0.1:2380" */

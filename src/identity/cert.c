@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "common/err.h"
+#include "common/file.h"
 #include "common/hex.h"
 
 struct cert_service {
@@ -77,102 +78,6 @@ static X509 *pem_to_cert(const char *pem, size_t len)
     return x;
 }
 
-int cert_read_file(const char *path, char **out, size_t *len, char *errmsg)
-{
-    FILE *f = fopen(path, "rb");
-    if (f == NULL) {
-        int rv = -errno;
-        errmsg_printf(errmsg, "%s: %s", path, strerror(errno));
-        return rv;
-    }
-    size_t cap = 4096, n = 0;
-    char *buf = malloc(cap);
-    while (buf != NULL) {
-        size_t got = fread(buf + n, 1, cap - n - 1, f);
-        n += got;
-        if (got == 0)
-            break;
-        if (cap - n - 1 == 0) {
-            char *nb = realloc(buf, cap * 2);
-            if (nb == NULL) {
-                free(buf);
-                buf = NULL;
-                break;
-            }
-            buf = nb;
-            cap *= 2;
-        }
-    }
-    int err = ferror(f);
-    fclose(f);
-    if (buf == NULL) {
-        errmsg_printf(errmsg, "%s: out of memory", path);
-        return LSKV_ENOMEM;
-    }
-    if (err) {
-        free(buf);
-        errmsg_printf(errmsg, "%s: read error", path);
-        return -EIO;
-    }
-    buf[n] = '\0';
-    *out = buf;
-    if (len != NULL)
-        *len = n;
-    return 0;
-}
-
-/* Writes data to path durably via path.tmp + rename; mode 0600 or 0644. */
-static int write_atomic(const char *path, const char *data, size_t len, mode_t mode,
-                        char *errmsg)
-{
-    char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
-    if (fd < 0) {
-        int rv = -errno;
-        errmsg_printf(errmsg, "%s: create: %s", tmp, strerror(errno));
-        return rv;
-    }
-    size_t off = 0;
-    while (off < len) {
-        ssize_t w = write(fd, data + off, len - off);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            int rv = -errno;
-            errmsg_printf(errmsg, "%s: write: %s", tmp, strerror(errno));
-            close(fd);
-            unlink(tmp);
-            return rv;
-        }
-        off += (size_t)w;
-    }
-    if (fsync(fd) != 0 || close(fd) != 0) {
-        int rv = -errno;
-        errmsg_printf(errmsg, "%s: fsync: %s", tmp, strerror(errno));
-        unlink(tmp);
-        return rv;
-    }
-    if (rename(tmp, path) != 0) {
-        int rv = -errno;
-        errmsg_printf(errmsg, "%s: rename: %s", path, strerror(errno));
-        unlink(tmp);
-        return rv;
-    }
-    char dir[4096];
-    snprintf(dir, sizeof dir, "%s", path);
-    char *slash = strrchr(dir, '/');
-    if (slash != NULL) {
-        *slash = '\0';
-        int dfd = open(dir[0] ? dir : "/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (dfd >= 0) {
-            fsync(dfd);
-            close(dfd);
-        }
-    }
-    return 0;
-}
-
 static int load_key(const char *path, EVP_PKEY **out, char *errmsg)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -213,7 +118,7 @@ static int save_key(const char *path, EVP_PKEY *k, char *errmsg)
     if (PEM_write_bio_PrivateKey(b, k, NULL, NULL, 0, NULL, NULL) == 1) {
         char *data;
         long n = BIO_get_mem_data(b, &data);
-        rv = write_atomic(path, data, (size_t)n, 0600, errmsg);
+        rv = file_write_durable(path, data, (size_t)n, 0600, errmsg);
         OPENSSL_cleanse(data, (size_t)n);
     } else {
         errmsg_printf(errmsg, "%s: cannot encode key", path);
@@ -224,19 +129,19 @@ static int save_key(const char *path, EVP_PKEY *k, char *errmsg)
 
 static int load_cert(const char *path, X509 **out, char **pem_out, char *errmsg)
 {
-    char *pem;
+    uint8_t *pem;
     size_t len;
-    int rv = cert_read_file(path, &pem, &len, errmsg);
+    int rv = file_read_all(path, &pem, &len, errmsg);
     if (rv != 0)
         return rv;
-    X509 *x = pem_to_cert(pem, len);
+    X509 *x = pem_to_cert((const char *)pem, len);
     if (x == NULL) {
         free(pem);
         errmsg_printf(errmsg, "%s: not a PEM certificate", path);
         return LSKV_ECORRUPT;
     }
     *out = x;
-    *pem_out = pem;
+    *pem_out = (char *)pem;
     return 0;
 }
 
@@ -324,6 +229,18 @@ int cert_service_from_pem(const char *pem, size_t len, cert_service **out, char 
     return 0;
 }
 
+int cert_service_from_file(const char *path, cert_service **out, char *errmsg)
+{
+    uint8_t *pem;
+    size_t len;
+    int rv = file_read_all(path, &pem, &len, errmsg);
+    if (rv != 0)
+        return rv;
+    rv = cert_service_from_pem((const char *)pem, len, out, errmsg);
+    free(pem);
+    return rv;
+}
+
 int cert_service_load_or_create(const char *dir, const char *cn, bool create,
                                 cert_service **out, bool *created, char *errmsg)
 {
@@ -345,7 +262,7 @@ int cert_service_load_or_create(const char *dir, const char *cn, bool create,
             goto err;
         }
         if ((rv = save_key(kpath, s->key, errmsg)) != 0 ||
-            (rv = write_atomic(cpath, s->pem, strlen(s->pem), 0644, errmsg)) != 0)
+            (rv = file_write_durable(cpath, s->pem, strlen(s->pem), 0644, errmsg)) != 0)
             goto err;
         if (created != NULL)
             *created = true;
@@ -473,7 +390,7 @@ int cert_node_load_or_create(const char *dir, const cert_service *s, const char 
             goto err;
         }
         if ((rv = save_key(kpath, n->key, errmsg)) != 0 ||
-            (rv = write_atomic(cpath, n->pem, strlen(n->pem), 0644, errmsg)) != 0)
+            (rv = file_write_durable(cpath, n->pem, strlen(n->pem), 0644, errmsg)) != 0)
             goto err;
         if (created != NULL)
             *created = true;

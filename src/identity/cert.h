@@ -40,9 +40,8 @@ int cert_service_load_or_create(const char *dir, const char *cn, bool create,
 /* A verify-only service identity from a PEM certificate (copied).
  * Errors: LSKV_ECORRUPT (not a certificate), LSKV_ENOMEM. */
 int cert_service_from_pem(const char *pem, size_t len, cert_service **out, char *errmsg);
-/* Reads a PEM file into a NUL-terminated malloc'ed buffer (caller frees).
- * Errors: negated errno, LSKV_ENOMEM. */
-int cert_read_file(const char *path, char **out, size_t *len, char *errmsg);
+/* The same from a PEM file. Errors: as cert_service_from_pem, negated errno. */
+int cert_service_from_file(const char *path, cert_service **out, char *errmsg);
 /* The service certificate, PEM; valid until cert_service_free. */
 const char *cert_service_pem(const cert_service *s);
 void cert_service_free(cert_service *s);

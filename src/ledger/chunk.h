@@ -118,10 +118,6 @@ bool chunk_name_parse(const char *name, uint64_t *first, uint64_t *last, bool *c
 void chunk_name_format(char out[CHUNK_NAME_MAX], uint64_t first, uint64_t last,
                        bool committed);
 
-/* Reads a whole file into a malloc'ed buffer (caller frees).
- * Errors: negated errno, LSKV_ENOMEM. */
-int chunk_read_file(const char *path, uint8_t **buf, size_t *len, char *errmsg);
-
 /* CRC-32C (Castagnoli) of buf, as stored in frames and headers. */
 uint32_t chunk_crc32c(const uint8_t *buf, size_t len);
 

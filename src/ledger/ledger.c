@@ -45,6 +45,7 @@
 
 #include "common/bytes.h"
 #include "common/err.h"
+#include "common/file.h"
 #include "common/hex.h"
 #include "crypto/aead.h"
 #include "ledger/chunk.h"
@@ -171,16 +172,6 @@ static int grow(void **arr, size_t *cap, size_t need, size_t elem)
     return 0;
 }
 
-static int fsync_dir(const char *dir)
-{
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return -errno;
-    int rv = fsync(fd) == 0 ? 0 : -errno;
-    close(fd);
-    return rv;
-}
-
 static int write_all(int fd, const uint8_t *buf, size_t len)
 {
     while (len > 0) {
@@ -240,7 +231,7 @@ static int scan_load(struct scan *s, char *errmsg)
     free(s->buf);
     s->buf = NULL;
     chunk_path(s->l, s->l->chunks[s->chunk].name, s->path, sizeof s->path);
-    int rv = chunk_read_file(s->path, &s->buf, &s->len, errmsg);
+    int rv = file_read_all(s->path, &s->buf, &s->len, errmsg);
     if (rv != 0)
         return rv;
     rv = chunk_header_decode(s->buf, s->len, &s->h, &s->off, errmsg);
@@ -381,7 +372,7 @@ static int create_open_chunk(ledger *l, char *errmsg)
     }
     size_t hl = chunk_header_size(h->n_peaks);
     if ((rv = write_all(fd, hb, hl)) != 0 || (fdatasync(fd) != 0 && (rv = -errno)) ||
-        (rv = fsync_dir(l->dir)) != 0) {
+        (rv = file_fsync_dir(l->dir)) != 0) {
         errmsg_printf(errmsg, "%s: write header: %s", path, lskv_strerror(rv));
         close(fd);
         goto out;
@@ -476,7 +467,7 @@ static int load_open_chunk(ledger *l, const struct chunk_header *expect, char *e
     chunk_path(l, c->name, path, sizeof path);
     uint8_t *buf;
     size_t len;
-    int rv = chunk_read_file(path, &buf, &len, errmsg);
+    int rv = file_read_all(path, &buf, &len, errmsg);
     if (rv != 0)
         return rv;
     struct chunk_header *h = calloc(1, sizeof *h);
@@ -788,7 +779,7 @@ static int rotate(ledger *l, char *errmsg)
     c->open = false;
     c->last = last;
     snprintf(c->name, sizeof c->name, "%s", name);
-    if ((rv = fsync_dir(l->dir)) != 0) {
+    if ((rv = file_fsync_dir(l->dir)) != 0) {
         errmsg_printf(errmsg, "%s: fsync: %s", l->dir, strerror(-rv));
         return rv;
     }

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "common/err.h"
+#include "common/file.h"
 #include "crypto/aead.h"
 #include "identity/cert.h"
 #include "ledger/chunk.h"
@@ -391,7 +392,7 @@ TEST(ledger, private_part_is_sealed_with_txid_nonce)
     uint8_t *buf;
     size_t len;
     char errmsg[LSKV_ERRMSG_SIZE];
-    ASSERT_EQ(chunk_read_file(path, &buf, &len, errmsg), 0);
+    ASSERT_EQ(file_read_all(path, &buf, &len, errmsg), 0);
     ASSERT(memmem(buf, len, "write-set-2", 11) == NULL); /* not in the clear */
     struct chunk_header h;
     size_t off;

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "common/err.h"
+#include "common/file.h"
 #include "common/hex.h"
 #include "crypto/aead.h"
 #include "identity/cert.h"
@@ -100,7 +101,7 @@ int cmd_ledger_show(int argc, char **argv)
         uint8_t *buf;
         size_t len, off;
         struct chunk_header h;
-        if (chunk_read_file(path, &buf, &len, errmsg) != 0) {
+        if (file_read_all(path, &buf, &len, errmsg) != 0) {
             lskvctl_fail(cmd, "%s", errmsg);
             code = EXIT_USAGE;
             break;
@@ -196,20 +197,15 @@ int cmd_ledger_audit(int argc, char **argv)
         return EXIT_USAGE;
     }
     char errmsg[LSKV_ERRMSG_SIZE] = "";
-    char *pem = NULL;
-    size_t pem_len;
     cert_service *svc = NULL;
     uint8_t secret[LEDGER_SECRET_BYTES], key[AEAD_KEY_BYTES];
     bool have_secret = secret_path != NULL;
-    if (cert_read_file(cert_path, &pem, &pem_len, errmsg) != 0 ||
-        cert_service_from_pem(pem, pem_len, &svc, errmsg) != 0 ||
+    if (cert_service_from_file(cert_path, &svc, errmsg) != 0 ||
         (have_secret && lskvctl_read_secret(secret_path, secret, errmsg) != 0)) {
         lskvctl_fail(cmd, "%s", errmsg);
-        free(pem);
         cert_service_free(svc);
         return EXIT_USAGE;
     }
-    free(pem);
     if (have_secret)
         ledger_private_key(secret, key);
 
@@ -270,7 +266,7 @@ int cmd_ledger_audit(int argc, char **argv)
         snprintf(path, sizeof path, "%s/%s", dir, cs[i].name);
         free(buf);
         buf = NULL;
-        if (chunk_read_file(path, &buf, &len, errmsg) != 0) {
+        if (file_read_all(path, &buf, &len, errmsg) != 0) {
             bad(&a, "%s", errmsg);
             goto out;
         }

@@ -10,6 +10,7 @@
 
 #include "common/arena.h"
 #include "common/err.h"
+#include "common/file.h"
 #include "common/hex.h"
 #include "crypto/keyfile.h"
 #include "identity/cert.h"
@@ -108,11 +109,6 @@ int lskvctl_read_secret(const char *path, uint8_t out[32], char *errmsg)
     return keyfile_load_or_create(path, out, LEDGER_SECRET_BYTES, false, NULL, errmsg);
 }
 
-static int read_all(const char *path, uint8_t **buf, size_t *len, char *errmsg)
-{
-    return chunk_read_file(path, buf, len, errmsg);
-}
-
 /* --- receipt verify --------------------------------------------------------- */
 
 static int claims_from_files(const char *kind, const char *req_path, const char *resp_path,
@@ -120,9 +116,9 @@ static int claims_from_files(const char *kind, const char *req_path, const char 
 {
     uint8_t *rq = NULL, *rs = NULL;
     size_t rql, rsl;
-    int rv = read_all(req_path, &rq, &rql, errmsg);
+    int rv = file_read_all(req_path, &rq, &rql, errmsg);
     if (rv == 0)
-        rv = read_all(resp_path, &rs, &rsl, errmsg);
+        rv = file_read_all(resp_path, &rs, &rsl, errmsg);
     if (rv != 0) {
         free(rq);
         return rv;
@@ -167,17 +163,14 @@ int cmd_receipt_verify(int argc, char **argv)
     if (leftover(argc, argv, cmd))
         return EXIT_USAGE;
     char errmsg[LSKV_ERRMSG_SIZE] = "";
-    char *pem = NULL;
-    size_t pem_len;
     uint8_t *json = NULL;
     size_t json_len;
     cert_service *svc = NULL;
     struct arena a;
     arena_init(&a);
     int code = EXIT_USAGE;
-    if (cert_read_file(cert_path, &pem, &pem_len, errmsg) != 0 ||
-        cert_service_from_pem(pem, pem_len, &svc, errmsg) != 0 ||
-        read_all(file, &json, &json_len, errmsg) != 0) {
+    if (cert_service_from_file(cert_path, &svc, errmsg) != 0 ||
+        file_read_all(file, &json, &json_len, errmsg) != 0) {
         lskvctl_fail(cmd, "%s", errmsg);
         goto out;
     }
@@ -207,7 +200,6 @@ int cmd_receipt_verify(int argc, char **argv)
 out:
     arena_close(&a);
     cert_service_free(svc);
-    free(pem);
     free(json);
     return code;
 }
