@@ -80,6 +80,19 @@ static int make_dir(const char *path, char *errmsg)
     return 0;
 }
 
+/* Loads the secret data_dir/name (mode 0600), making it on first start. */
+static int load_secret(struct daemon *d, const char *name, uint8_t *out, size_t len,
+                       const char *what, char *errmsg)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", d->config.data_dir, name);
+    bool created = false;
+    int rv = keyfile_load_or_create(path, out, len, true, &created, errmsg);
+    if (rv == 0 && created)
+        LOG_INFO(MODULE, "made a new %s in %s", what, path);
+    return rv;
+}
+
 /* Loads the cluster and member ids, making them on first start. */
 static int load_ids(struct daemon *d, char *errmsg)
 {
@@ -340,9 +353,8 @@ static int open_ledger(struct daemon *d, char *errmsg)
         return rv;
     LOG_INFO(MODULE, "%s node identity %s", created ? "made a new" : "loaded",
              cert_node_id(d->identity));
-    snprintf(path, sizeof path, "%s/ledger.secret", c->data_dir);
-    if ((rv = keyfile_load_or_create(path, d->ledger_secret, sizeof d->ledger_secret, true,
-                                     &created, errmsg)) != 0)
+    if ((rv = load_secret(d, "ledger.secret", d->ledger_secret, sizeof d->ledger_secret,
+                          "ledger secret", errmsg)) != 0)
         return rv;
     snprintf(path, sizeof path, "%s/ledger", c->data_dir);
     struct ledger_config lc = {
@@ -370,13 +382,9 @@ static int open_daemon(struct daemon *d, char *errmsg)
         return rv;
     if ((rv = load_ids(d, errmsg)) != 0)
         return rv;
-    snprintf(path, sizeof path, "%s/data.key", c->data_dir);
-    bool created = false;
-    if ((rv = keyfile_load_or_create(path, d->data_key, sizeof d->data_key, true, &created,
-                                     errmsg)) != 0)
+    if ((rv = load_secret(d, "data.key", d->data_key, sizeof d->data_key, "data key",
+                          errmsg)) != 0)
         return rv;
-    if (created)
-        LOG_INFO(MODULE, "made a new data key in %s", path);
     if ((rv = open_ledger(d, errmsg)) != 0)
         return rv;
 
