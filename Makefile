@@ -84,7 +84,8 @@ $(B)/unit_tests: $(UNIT_OBJ) $(B)/liblskv.a
 
 # Fuzz harnesses double as corpus replayers (tests/fuzz/replay_main.c) in
 # every flavour; `make fuzz` builds them as libFuzzer binaries with clang.
-$(B)/fuzz/fuzz_%: $(B)/tests/fuzz/fuzz_%.o $(B)/tests/fuzz/replay_main.o $(B)/liblskv.a
+FUZZ_LIB_OBJ := $(filter-out %/runner.o,$(TEST_LIB_SRC:%.c=$(B)/%.o))
+$(B)/fuzz/fuzz_%: $(B)/tests/fuzz/fuzz_%.o $(B)/tests/fuzz/replay_main.o $(FUZZ_LIB_OBJ) $(B)/liblskv.a
 	$(Q)mkdir -p $(dir $@)
 	$(call quiet,LINK,$@)$(CC) $(LDOPT) -o $@ $^ $(LIBS)
 

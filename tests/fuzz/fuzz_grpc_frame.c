@@ -11,38 +11,21 @@
 #include <uv.h>
 
 #include "net/grpc_frame.h"
+#include "fuzz_server.h"
 #include "net/grpc_server.h"
-#include "net/h2.h"
-
-static int n_held;
-
-static void on_echo(grpc_call *call, const uint8_t *msg, size_t len, void *ctx)
-{
-    (void)ctx;
-    grpc_call_send(call, msg, len);
-    grpc_call_finish(call, GRPC_STATUS_OK, NULL);
-}
-
-static void on_hold(grpc_call *call, const uint8_t *msg, size_t len, void *ctx)
-{
-    (void)msg;
-    (void)len;
-    (void)ctx;
-    n_held++;
-    grpc_call_set_data(call, &n_held);
-}
 
 static void on_stream(grpc_call *call, const uint8_t *msg, size_t len, void *ctx)
 {
     (void)ctx;
     if (grpc_call_get_data(call) == NULL) {
-        grpc_call_set_data(call, &n_held); /* held until half-close or cancel */
-        n_held++;
+        grpc_call_set_data(call, &fuzz_held); /* held until half-close or cancel */
+        fuzz_held++;
     }
     grpc_call_send(call, msg, len);
     if (len > 0 && msg[0] == 'F') {
-        n_held--;
+        fuzz_held--;
         grpc_call_set_data(call, NULL);
+        grpc_call_set_trailer(call, "retry-after-ms", "7");
         grpc_call_finish(call, GRPC_STATUS_ABORTED, "finished early \xff");
     }
 }
@@ -51,18 +34,8 @@ static void on_half_close(grpc_call *call, void *ctx)
 {
     (void)ctx;
     if (grpc_call_get_data(call) != NULL)
-        n_held--;
+        fuzz_held--;
     grpc_call_finish(call, GRPC_STATUS_OK, NULL);
-}
-
-static void on_cancel(grpc_call *call, void *ctx)
-{
-    (void)ctx;
-    if (grpc_call_get_data(call) != NULL) {
-        n_held--;
-        grpc_call_set_data(call, NULL);
-        grpc_call_finish(call, GRPC_STATUS_CANCELLED, NULL);
-    }
 }
 
 static int count(void *arg, const uint8_t *msg, size_t len)
@@ -70,23 +43,6 @@ static int count(void *arg, const uint8_t *msg, size_t len)
     (void)msg;
     (*(size_t *)arg) += len;
     return 0;
-}
-
-static void serve(grpc_server *srv, const uint8_t *data, size_t size, size_t chunk)
-{
-    struct h2_conn *c;
-    if (grpc_server_open_mem_conn(srv, &c) != 0)
-        return;
-    for (size_t off = 0; off < size; off += chunk) {
-        size_t n = size - off < chunk ? size - off : chunk;
-        h2_conn_feed(c, data + off, n);
-    }
-    h2_conn_close(c); /* idempotent: it may have closed itself */
-}
-
-static void on_closed(void *arg)
-{
-    *(int *)arg = 1;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -99,33 +55,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     grpc_deframer_free(&d);
 
     static const struct grpc_method methods[] = {
-        {.path = "/test.Echo/Unary", .on_message = on_echo},
-        {.path = "/etcdserverpb.KV/Range", .on_message = on_echo},
-        {.path = "/test.Echo/Hold", .on_message = on_hold, .on_cancel = on_cancel},
+        {.path = "/test.Echo/Unary", .on_message = fuzz_on_echo},
+        {.path = "/etcdserverpb.KV/Range", .on_message = fuzz_on_echo},
+        {.path = "/test.Echo/Hold", .on_message = fuzz_on_hold, .on_cancel = fuzz_on_cancel},
         {.path = "/test.Echo/Stream",
          .streaming = true,
          .on_message = on_stream,
          .on_half_close = on_half_close,
-         .on_cancel = on_cancel},
+         .on_cancel = fuzz_on_cancel},
         {.path = "/etcdserverpb.Watch/Watch",
          .streaming = true,
          .on_message = on_stream,
-         .on_cancel = on_cancel},
+         .on_cancel = fuzz_on_cancel},
     };
     struct grpc_server_config cfg = {
         .max_recv_message_bytes = 4096,
         .methods = methods,
         .n_methods = sizeof methods / sizeof methods[0],
     };
-    grpc_server *srv;
-    char errmsg[256];
-    if (grpc_server_open(uv_default_loop(), &cfg, &srv, errmsg) != 0)
-        abort();
-    serve(srv, data, size, size ? size : 1);
-    serve(srv, data, size, 1 + size % 13);
-    int closed = 0;
-    grpc_server_close(srv, on_closed, &closed);
-    if (!closed || n_held != 0)
-        abort(); /* every call ended, every connection freed */
+    fuzz_server_run(&cfg, data, size, 1 + size % 13);
     return 0;
 }
