@@ -131,12 +131,25 @@ static void apply_signature(struct fx *f, struct store *s, uint64_t index)
     free(p);
 }
 
+/* a=1 at index 3 and b=2 at index 4, both in term 2. */
+static void apply_two_puts(struct store *s)
+{
+    apply_put(s, 3, "a", "1");
+    apply_put(s, 4, "b", "2");
+}
+
+/* A ledger fixture and a store in test_tmpdir()/db writing to its ledger. */
+static void open_fx_and_store(struct fx *f, struct store *s, const char *db)
+{
+    fx_open(f);
+    store_open(s, db, f->l);
+}
+
 TEST(fsm, put_is_a_kv_ledger_entry_whose_receipt_binds_request_and_response)
 {
     struct fx f;
     struct store s;
-    fx_open(&f);
-    store_open(&s, "db", f.l);
+    open_fx_and_store(&f, &s, "db");
     uint8_t *cmd;
     size_t len;
     struct fsm_result *r;
@@ -183,8 +196,7 @@ TEST(fsm, rejected_command_is_an_other_entry_without_a_revision)
 {
     struct fx f;
     struct store s;
-    fx_open(&f);
-    store_open(&s, "db", f.l);
+    open_fx_and_store(&f, &s, "db");
     uint8_t *cmd;
     size_t len;
     struct fsm_result *r;
@@ -208,8 +220,7 @@ TEST(fsm, bad_signature_command_is_fatal)
 {
     struct fx f;
     struct store s;
-    fx_open(&f);
-    store_open(&s, "db", f.l);
+    open_fx_and_store(&f, &s, "db");
     apply_put(&s, 3, "a", "1");
     uint8_t *p;
     size_t n;
@@ -233,10 +244,8 @@ TEST(fsm, replay_checks_entries_the_ledger_already_holds)
 {
     struct fx f;
     struct store s;
-    fx_open(&f);
-    store_open(&s, "db1", f.l);
-    apply_put(&s, 3, "a", "1");
-    apply_put(&s, 4, "b", "2");
+    open_fx_and_store(&f, &s, "db1");
+    apply_two_puts(&s);
     apply_signature(&f, &s, 5);
     apply_put(&s, 6, "c", "3");
     store_close(&s);
@@ -248,8 +257,7 @@ TEST(fsm, replay_checks_entries_the_ledger_already_holds)
 
     /* the same commands replayed onto an empty store: checked, not appended */
     store_open(&s, "db2", f.l);
-    apply_put(&s, 3, "a", "1");
-    apply_put(&s, 4, "b", "2");
+    apply_two_puts(&s);
     ASSERT_EQ(s.fsm.replayed, 2);
     apply_put(&s, 7, "d", "4"); /* skipping 5, 6 is not checked here; 7 is new */
     struct ledger_position after;
@@ -276,10 +284,8 @@ TEST(fsm, snapshot_covers_the_ledger_and_restore_refuses_a_shorter_one)
 {
     struct fx f;
     struct store s;
-    fx_open(&f);
-    store_open(&s, "db1", f.l);
-    apply_put(&s, 3, "a", "1");
-    apply_put(&s, 4, "b", "2");
+    open_fx_and_store(&f, &s, "db1");
+    apply_two_puts(&s);
     uint8_t *snap;
     size_t snap_len;
     ASSERT_EQ(s.vt.snapshot(s.vt.data, &snap, &snap_len), 0);
