@@ -260,6 +260,34 @@ static void propose_id(struct harness *h, uint32_t id, struct done *d)
     ASSERT_EQ(consensus_propose(h->node, cmd, sizeof cmd, on_done, d), 0);
 }
 
+/* Proposes ids [0, n) without waiting; n_done counts the answers. */
+static void propose_ids_nowait(struct harness *h, struct done *d, uint32_t n)
+{
+    n_done = 0;
+    for (uint32_t i = 0; i < n; i++)
+        propose_id(h, i, &d[i]);
+}
+
+/* Asks for n barriers without waiting; f (may be NULL) records how much was
+ * applied when each answered. */
+static void barriers_nowait(struct harness *h, struct tfsm *f, struct done *b, int n)
+{
+    for (int i = 0; i < n; i++) {
+        memset(&b[i], 0, sizeof b[i]);
+        b[i].f = f;
+        ASSERT_EQ(consensus_barrier(h->node, on_done, &b[i]), 0);
+    }
+}
+
+/* Each of d[0, n) was answered exactly once, with status. */
+static void assert_answered_once(const struct done *d, int n, int status)
+{
+    for (int i = 0; i < n; i++) {
+        ASSERT_EQ(d[i].calls, 1);
+        ASSERT_EQ(d[i].status, status);
+    }
+}
+
 /* Proposes ids [from, to), waits for all, checks results. */
 static void propose_range(struct harness *h, uint32_t from, uint32_t to)
 {
@@ -530,36 +558,25 @@ TEST(consensus, barrier_after_proposals_and_batching)
     static struct done d[20];
     harness_init(&h, 0, 0);
     open_node(&h, &f);
-    n_done = 0;
-    for (uint32_t i = 0; i < 20; i++)
-        propose_id(&h, i, &d[i]);
-    struct done b[5] = {{0}};
-    for (int i = 0; i < 5; i++) {
-        b[i].f = &f;
-        ASSERT_EQ(consensus_barrier(h.node, on_done, &b[i]), 0);
-    }
+    propose_ids_nowait(&h, d, 20);
+    struct done b[5];
+    barriers_nowait(&h, &f, b, 5);
     run_until(&h, NULL, &n_done, 25);
-    for (int i = 0; i < 5; i++) {
-        ASSERT_EQ(b[i].calls, 1);
-        ASSERT_EQ(b[i].status, 0);
+    assert_answered_once(b, 5, 0);
+    for (int i = 0; i < 5; i++)
         ASSERT_EQ(b[i].applied_at_cb, 20); /* every earlier proposal applied */
-    }
 
     /* Callers arriving while a barrier is in flight share the next one: 1 +
      * 9 callers cost exactly two barrier entries. */
     struct consensus_status st0, st1;
     consensus_get_status(h.node, &st0);
-    struct done c[10] = {{0}};
+    struct done c[10];
     n_done = 0;
-    for (int i = 0; i < 10; i++)
-        ASSERT_EQ(consensus_barrier(h.node, on_done, &c[i]), 0);
+    barriers_nowait(&h, NULL, c, 10);
     run_until(&h, NULL, &n_done, 10);
     consensus_get_status(h.node, &st1);
     ASSERT_EQ(st1.applied_index - st0.applied_index, 2);
-    for (int i = 0; i < 10; i++) {
-        ASSERT_EQ(c[i].calls, 1);
-        ASSERT_EQ(c[i].status, 0);
-    }
+    assert_answered_once(c, 10, 0);
     close_node(&h);
     harness_done(&h);
 }
@@ -571,25 +588,17 @@ TEST(consensus, close_fails_pending_exactly_once)
     static struct done d[40];
     harness_init(&h, 0, 0);
     open_node(&h, &f);
-    n_done = 0;
-    for (uint32_t i = 0; i < 40; i++)
-        propose_id(&h, i, &d[i]);
-    struct done b[3] = {{0}};
-    for (int i = 0; i < 3; i++)
-        ASSERT_EQ(consensus_barrier(h.node, on_done, &b[i]), 0);
+    propose_ids_nowait(&h, d, 40);
+    struct done b[3];
+    barriers_nowait(&h, NULL, b, 3);
     /* close without letting the loop run: nothing was appended yet */
     consensus_close(h.node, on_closed, &h.closed);
     ASSERT_EQ(n_done, 43);
     run_until(&h, &h.closed, NULL, 0);
-    for (int i = 0; i < 40; i++) {
-        ASSERT_EQ(d[i].calls, 1);
-        ASSERT_EQ(d[i].status, LSKV_ESHUTDOWN);
+    assert_answered_once(d, 40, LSKV_ESHUTDOWN);
+    for (int i = 0; i < 40; i++)
         ASSERT(!d[i].had_result);
-    }
-    for (int i = 0; i < 3; i++) {
-        ASSERT_EQ(b[i].calls, 1);
-        ASSERT_EQ(b[i].status, LSKV_ESHUTDOWN);
-    }
+    assert_answered_once(b, 3, LSKV_ESHUTDOWN);
     ASSERT_EQ(n_done, 43);
     harness_done(&h);
 }
