@@ -138,7 +138,7 @@ static inline bool rev_less(struct kvindex_rev a, struct kvindex_rev b)
 }
 
 /* The newest revision of the key, or {0,0} when it has none. */
-static struct kvindex_rev entry_latest(const kvindex_entry *e)
+static inline struct kvindex_rev entry_latest(const kvindex_entry *e)
 {
     for (uint32_t i = e->ngens; i-- > 0;) {
         const struct gen *g = &e->gens[i];
