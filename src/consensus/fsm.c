@@ -13,6 +13,8 @@ void fsm_init(struct fsm *f, kvstore *kv, recstore *records, uint64_t cluster_id
     f->cluster_id = cluster_id;
     f->member_id = member_id;
     f->last_term = 0;
+    /* Applied entries share one engine write per loop turn (fsm_flush). */
+    kvstore_set_deferred_commit(kv, true);
 }
 
 int fsm_command_encode(enum fsm_command_type type, const ProtobufCMessage *msg,
@@ -169,6 +171,12 @@ static int fsm_snapshot(void *data, uint8_t **buf, size_t *len)
     return kvstore_snapshot(f->kv, buf, len);
 }
 
+static int fsm_flush(void *data)
+{
+    struct fsm *f = data;
+    return recstore_commit(f->records);
+}
+
 static int fsm_restore(void *data, const uint8_t *buf, size_t len)
 {
     struct fsm *f = data;
@@ -183,5 +191,6 @@ struct consensus_fsm fsm_vtable(struct fsm *f)
         .free_result = fsm_free_result,
         .snapshot = fsm_snapshot,
         .restore = fsm_restore,
+        .flush = fsm_flush,
     };
 }

@@ -40,6 +40,9 @@ struct fsm {
     uint64_t last_term;    /* term of the last applied entry */
 };
 
+/* Also switches kv to deferred commits (kvstore_set_deferred_commit): the
+ * vtable's flush commits the records of every entry applied in a loop turn
+ * as one engine write. */
 void fsm_init(struct fsm *f, kvstore *kv, recstore *records, uint64_t cluster_id,
               uint64_t member_id);
 /* The consensus_fsm vtable over f (f is borrowed). */
