@@ -55,8 +55,9 @@
 #include "common/err.h"
 #include "consensus/entry.h"
 
-#define DEFAULT_SNAPSHOT_THRESHOLD 10000
+#define DEFAULT_SNAPSHOT_THRESHOLD 100000 /* etcd's --snapshot-count */
 #define DEFAULT_SNAPSHOT_TRAILING 1000
+#define SEGMENT_BYTES (64u << 20)
 #define HEARTBEAT_TIMEOUT_MS 100
 #define ELECTION_TIMEOUT_MS 1000
 
@@ -523,6 +524,11 @@ int consensus_open(uv_loop_t *loop, const struct consensus_config *config,
     }
     /* Sealed bytes do not compress. */
     raft_uv_set_snapshot_compression(&node->io, false);
+    /* etcd's WAL segment size. Each full segment's close runs io_destroy on
+     * the loop thread, which waits for an RCU grace period (30-40 ms
+     * measured here): with raft_uv's 8 MiB default that stalled every
+     * request in flight about every 20k Puts of 256 B (p99 of put-16x16). */
+    raft_uv_set_segment_size(&node->io, SEGMENT_BYTES);
 
     node->raft_fsm.version = 1;
     node->raft_fsm.data = node;

@@ -73,7 +73,7 @@ struct consensus_config {
      * snapshot_threshold applied entries; the log then keeps the last
      * snapshot_trailing entries before it, so a follower that lags less than
      * that catches up from the log instead of a snapshot. */
-    unsigned snapshot_threshold; /* 0 = default 10000 */
+    unsigned snapshot_threshold; /* 0 = default 100000 (etcd's) */
     unsigned snapshot_trailing;  /* 0 = default 1000 */
     /* Optional (may be NULL). Called once, from the loop and never from
      * inside apply, when the node hits a fatal divergence: a committed entry
