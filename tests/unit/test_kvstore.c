@@ -1173,7 +1173,7 @@ TEST(kvstore, deferred_commit_stages_until_recstore_commit)
     kvstore_set_deferred_commit(f.kv, true);
     struct recstore_stats st;
     for (int i = 0; i < 10; i++) {
-        char k[8], v[8];
+        char k[16], v[16];
         snprintf(k, sizeof k, "k%d", i);
         snprintf(v, sizeof v, "v%d", i);
         ASSERT_EQ(put(&f, k, v), 2 + i);
