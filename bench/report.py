@@ -25,6 +25,7 @@ DESCRIPTIONS = {
     "range-s-16x16": "Range of one random key, serializable, on a fully loaded key space",
     "range-l-16x16": "Range of one random key, linearizable",
     "txn-put-16x16": "Txn with one Put and no compares, random keys",
+    "fresh-range-s-16x16": "Range of the only key of a fresh server, serializable (control for hot-range-s)",
     "hot-put-16x16": "Put to one hot key, on a fresh server (no compaction)",
     "hot-range-s-16x16": "Range of that hot key after all its updates, serializable",
 }
@@ -145,6 +146,16 @@ def markdown(results, runs, rss, env, plot_name):
             f"| {fmt(g(e, 'p99'))} | {fmt(g(s, 'p99'))} | {ratio(g(s, 'p99'), g(e, 'p99'))} "
             f"| {fmt(g(e, 'p999'))} | {fmt(g(s, 'p999'))} |")
     out.append("")
+    hist = []
+    for t in targets:
+        f = summarise(runs, "fresh-range-s-16x16", t)
+        h = summarise(runs, "hot-range-s-16x16", t)
+        if f and h:
+            hist.append(f"{t} **{h['tput'] / f['tput']:.2f}**")
+    if hist:
+        out.append("Hot-key history: throughput of `hot-range-s-16x16` (one key with a "
+                   "long revision history) over `fresh-range-s-16x16` (the same Range on a "
+                   "fresh store): " + ", ".join(hist) + " (1 = history costs nothing).\n")
     out.append("Workloads:\n")
     for name in names:
         docs = (runs.get((name, "etcd")) or runs.get((name, "lskv")))

@@ -52,23 +52,26 @@ done
 # Sizes: full run / BENCH_QUICK.
 if [ "$QUICK" = 1 ]; then
   N_KEYS=10000; N_PUT1=300; N_PUT=10000; N_RANGE=10000; N_RANGE_L=5000; N_TXN=5000
-  N_HOT=20000; N_HOT_RANGE=5000
+  N_HOT=20000; N_HOT_RANGE=10000
 else
   N_KEYS=100000; N_PUT1=3000; N_PUT=100000; N_RANGE=100000; N_RANGE_L=50000; N_TXN=50000
-  N_HOT=200000; N_HOT_RANGE=50000
+  N_HOT=200000; N_HOT_RANGE=100000
 fi
 VAL=256
 KS="--key-size 8 --val-size $VAL"
 C16="--conns 16 --clients 256"
 
 # name|server state|lskv-bench arguments. State "main" is one fresh server per
-# round for the workloads in order; "hot" is a second fresh server.
+# round for the workloads in order; "fresh" and "hot" get their own fresh
+# servers: the one-key Range on a fresh store is the control for the same
+# Range after 200k updates of that key.
 WORKLOADS=(
   "put-1x1|main|--conns 1 --clients 1 put $KS --key-space-size $N_KEYS --total $N_PUT1"
   "put-16x16|main|$C16 put $KS --key-space-size $N_KEYS --total $N_PUT"
   "range-s-16x16|main|$C16 range $KS --key-space-size $N_KEYS --preload $N_KEYS --consistency s --total $N_RANGE"
   "range-l-16x16|main|$C16 range $KS --key-space-size $N_KEYS --consistency l --total $N_RANGE_L"
   "txn-put-16x16|main|$C16 txn-put $KS --key-space-size $N_KEYS --total $N_TXN"
+  "fresh-range-s-16x16|fresh|$C16 range $KS --key-space-size 1 --preload 1 --consistency s --total $N_HOT_RANGE"
   "hot-put-16x16|hot|$C16 put $KS --key-space-size 1 --total $N_HOT"
   "hot-range-s-16x16|hot|$C16 range $KS --key-space-size 1 --consistency s --total $N_HOT_RANGE"
 )

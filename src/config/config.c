@@ -50,7 +50,7 @@ static const struct opt opts[] = {
      "Maximum client request size in bytes the server will accept."},
     {"max-txn-ops", OPT_INT, "128", 1, 128, F(max_txn_ops), 0,
      "Maximum number of operations permitted in a transaction."},
-    {"snapshot-count", OPT_INT, "10000", 8, 100000000, F(snapshot_count), 0,
+    {"snapshot-count", OPT_INT, "100000", 8, 100000000, F(snapshot_count), 0,
      "Number of committed transactions to trigger a snapshot."},
     {"cache-size", OPT_INT, "67108864", 0, INT64_MAX, F(cache_size_bytes), 0,
      "Bytes of decrypted values the trusted core may cache (lskv)."},

@@ -31,8 +31,8 @@ size_t entry_sealed_len(size_t plain_len)
     return plain_len + ENTRY_OVERHEAD + pad_of(plain_len + ENTRY_OVERHEAD);
 }
 
-int entry_seal(const uint8_t key[AEAD_KEY_BYTES], const struct entry_header *header,
-               const uint8_t *plain, size_t plain_len, uint8_t *out)
+/* Writes the plain header and the padding of an entry into out. */
+static int write_frame(const struct entry_header *header, size_t plain_len, uint8_t *out)
 {
     if (!kind_known(header->kind) || entry_sealed_len(plain_len) == 0)
         return LSKV_EINVAL;
@@ -44,8 +44,27 @@ int entry_seal(const uint8_t key[AEAD_KEY_BYTES], const struct entry_header *hea
     put_u64be(out + 4, header->term);
     put_u64be(out + 12, header->stamp);
     memset(out + ENTRY_OVERHEAD + plain_len, 0, pad);
+    return 0;
+}
+
+int entry_seal(const uint8_t key[AEAD_KEY_BYTES], const struct entry_header *header,
+               const uint8_t *plain, size_t plain_len, uint8_t *out)
+{
+    int rv = write_frame(header, plain_len, out);
+    if (rv != 0)
+        return rv;
     return aead_seal(key, out, ENTRY_HEADER_BYTES, plain, plain_len,
                      out + ENTRY_HEADER_BYTES);
+}
+
+int entry_seal_k(aead_key *key, const struct entry_header *header, const uint8_t *plain,
+                 size_t plain_len, uint8_t *out)
+{
+    int rv = write_frame(header, plain_len, out);
+    if (rv != 0)
+        return rv;
+    return aead_key_seal(key, out, ENTRY_HEADER_BYTES, plain, plain_len,
+                         out + ENTRY_HEADER_BYTES);
 }
 
 int entry_parse(const uint8_t *buf, size_t len, struct entry_header *header,
@@ -82,4 +101,17 @@ int entry_open(const uint8_t key[AEAD_KEY_BYTES], uint8_t kind, const uint8_t *b
         return LSKV_ECORRUPT;
     return aead_open(key, buf, ENTRY_HEADER_BYTES, buf + ENTRY_HEADER_BYTES,
                      plain_len + AEAD_OVERHEAD, out);
+}
+
+int entry_open_k(aead_key *key, uint8_t kind, const uint8_t *buf, size_t len,
+                 struct entry_header *header, uint8_t *out)
+{
+    size_t plain_len;
+    int rv = entry_parse(buf, len, header, &plain_len);
+    if (rv != 0)
+        return rv;
+    if (header->kind != kind)
+        return LSKV_ECORRUPT;
+    return aead_key_open(key, buf, ENTRY_HEADER_BYTES, buf + ENTRY_HEADER_BYTES,
+                         plain_len + AEAD_OVERHEAD, out);
 }

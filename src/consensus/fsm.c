@@ -21,6 +21,8 @@ void fsm_init(struct fsm *f, kvstore *kv, recstore *records, uint64_t cluster_id
     f->last_term = 0;
     f->replayed = 0;
     f->errmsg[0] = '\0';
+    /* Applied entries share one engine write per loop turn (fsm_flush). */
+    kvstore_set_deferred_commit(kv, true);
 }
 
 void fsm_set_ledger(struct fsm *f, ledger *l)
@@ -350,6 +352,12 @@ static int fsm_snapshot(void *data, uint8_t **buf, size_t *len)
     return 0;
 }
 
+static int fsm_flush(void *data)
+{
+    struct fsm *f = data;
+    return recstore_commit(f->records);
+}
+
 static int fsm_restore(void *data, const uint8_t *buf, size_t len)
 {
     struct fsm *f = data;
@@ -375,5 +383,6 @@ struct consensus_fsm fsm_vtable(struct fsm *f)
         .free_result = fsm_free_result,
         .snapshot = fsm_snapshot,
         .restore = fsm_restore,
+        .flush = fsm_flush,
     };
 }

@@ -69,6 +69,9 @@ struct fsm {
 #define FSM_WRITE_SET_VERSION 1
 #define FSM_SNAPSHOT_VERSION 1
 
+/* Also switches kv to deferred commits (kvstore_set_deferred_commit): the
+ * vtable's flush commits the records of every entry applied in a loop turn
+ * as one engine write. */
 void fsm_init(struct fsm *f, kvstore *kv, recstore *records, uint64_t cluster_id,
               uint64_t member_id);
 /* Sets the ledger (borrowed; may be NULL) before consensus_open. */

@@ -56,6 +56,12 @@ struct consensus_fsm {
     int (*snapshot)(void *data, uint8_t **buf, size_t *len);
     /* Replaces the state with a snapshot's (plaintext, borrowed). */
     int (*restore)(void *data, const uint8_t *buf, size_t len);
+    /* Optional (may be NULL). Called on the loop, never inside apply, once
+     * per loop turn in which entries were applied (before the loop next
+     * waits for I/O), and before the node closes: the state machine writes
+     * out what those applies buffered, so many entries share one storage
+     * write. A non-zero return is a fatal divergence, as for apply. */
+    int (*flush)(void *data);
 };
 
 struct consensus_config {
@@ -67,7 +73,7 @@ struct consensus_config {
      * snapshot_threshold applied entries; the log then keeps the last
      * snapshot_trailing entries before it, so a follower that lags less than
      * that catches up from the log instead of a snapshot. */
-    unsigned snapshot_threshold; /* 0 = default 10000 */
+    unsigned snapshot_threshold; /* 0 = default 100000 (etcd's) */
     unsigned snapshot_trailing;  /* 0 = default 1000 */
     /* Optional (may be NULL). Called once, from the loop and never from
      * inside apply, when the node hits a fatal divergence: a committed entry

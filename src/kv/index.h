@@ -114,7 +114,14 @@ void kvindex_encode(const kvindex *ix, uint8_t *buf);
 int kvindex_decode(const uint8_t *buf, size_t len, int64_t max_rev, kvindex **out,
                    size_t *used);
 
-/* Checks the invariants and the tree's balance and order; 0 or
+/* The hash of the exact-key lookup table (fixed, unkeyed) and the number of
+ * entries that did not fit in the table (found through the tree instead: a
+ * slower lookup, never a wrong one). For tests. */
+uint64_t kvindex_key_hash(const uint8_t *key, size_t len);
+size_t kvindex_unhashed(const kvindex *ix);
+
+/* Checks the invariants and the tree's balance and order and
+ * the hash table's placement; 0 or
  * LSKV_ECORRUPT. For tests and debugging: O(n). */
 int kvindex_check(const kvindex *ix);
 

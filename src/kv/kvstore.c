@@ -16,7 +16,8 @@
  *     revision = main, create revision and version as the index computes,
  *     not a tombstone. Anything else is LSKV_ECORRUPT, never data.
  * (3) A write either completes (index updated, records staged, one
- *     recstore_commit, rev + 1 if it changed something) or leaves the index
+ *     recstore_commit unless commits are deferred, rev + 1 if it changed
+ *     something) or leaves the index
  *     and rev as they were: changes update the index as they go (reads later
  *     in a txn see them) with an undo log, and their records stay in memory
  *     (kv->changes) until the whole write has succeeded; only then are they
@@ -76,6 +77,11 @@ int64_t kvstore_compact_revision(const kvstore *kv)
 size_t kvstore_key_count(const kvstore *kv)
 {
     return kvindex_live(kv->ix);
+}
+
+void kvstore_set_deferred_commit(kvstore *kv, bool on)
+{
+    kv->defer_commit = on;
 }
 
 void kvstore_set_lease_lookup(kvstore *kv, kvstore_lease_fn fn, void *arg)
@@ -455,7 +461,7 @@ int kv_write_end(kvstore *kv, int rv, char *errmsg)
             }
         }
     }
-    if (rv == 0 && kv->n_changes > 0) {
+    if (rv == 0 && kv->n_changes > 0 && !kv->defer_commit) {
         rv = recstore_commit(kv->rs);
         if (rv != 0 && errmsg)
             errmsg_printf(errmsg, "commit of revision %lld: %s", (long long)(kv->rev + 1),

@@ -36,6 +36,17 @@ int64_t kvstore_revision(const kvstore *kv);         /* current revision (>= 1) 
 int64_t kvstore_compact_revision(const kvstore *kv); /* 0 if never compacted */
 size_t kvstore_key_count(const kvstore *kv);         /* live keys */
 
+/* Deferred commits. Off (the default): every write that changes something
+ * ends with recstore_commit, one engine write per request. On: a write only
+ * stages its records in the record store's pending batch (visible to every
+ * read at once, recstore.h invariant 5) and the owner calls recstore_commit
+ * later, e.g. once per event loop turn, so that many applied entries share one
+ * engine write. An engine failure then surfaces from that recstore_commit
+ * instead of failing the write (the record store is sticky-failed and every
+ * later write fails with LSKV_EIO). Safe because the engine is not the source
+ * of truth: the Raft log is, and it holds every applied entry. */
+void kvstore_set_deferred_commit(kvstore *kv, bool on);
+
 /* Lease existence, asked by put (lease != 0) before it writes. Until one is
  * set, no lease exists (LSKV_ELEASENOTFOUND). fn must be deterministic. */
 typedef bool (*kvstore_lease_fn)(void *arg, int64_t lease);

@@ -18,6 +18,7 @@ struct kvstore {
     int64_t compact_main;    /* etcd's compactMainRev: -1 until the first compaction */
     kvstore_lease_fn lease_exists; /* NULL: no lease exists */
     void *lease_arg;
+    bool defer_commit;       /* kvstore_set_deferred_commit */
 
     /* The write in progress: its changes (records of revision rev + 1, the
      * n-th with sub revision n) and, in step, the index entries to undo. */

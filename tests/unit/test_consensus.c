@@ -41,6 +41,10 @@ struct tfsm {
     unsigned snapshots;
     unsigned results_freed;
     int fail_apply;             /* apply returns this when non-zero */
+    bool with_flush;            /* fsm_of sets .flush */
+    unsigned flushes;
+    uint32_t n_at_flush;        /* n when flush last ran */
+    int fail_flush;             /* flush returns this when non-zero */
 };
 
 static void make_cmd(uint32_t id, uint8_t out[CMD_LEN])
@@ -122,6 +126,14 @@ static int t_restore(void *data, const uint8_t *buf, size_t len)
     return 0;
 }
 
+static int t_flush(void *data)
+{
+    struct tfsm *f = data;
+    f->flushes++;
+    f->n_at_flush = f->n;
+    return f->fail_flush;
+}
+
 static struct consensus_fsm fsm_of(struct tfsm *f)
 {
     struct consensus_fsm fsm = {
@@ -130,6 +142,7 @@ static struct consensus_fsm fsm_of(struct tfsm *f)
         .free_result = t_free_result,
         .snapshot = t_snapshot,
         .restore = t_restore,
+        .flush = f->with_flush ? t_flush : NULL,
     };
     return fsm;
 }
@@ -378,6 +391,38 @@ TEST(consensus, entry_roundtrip_and_tamper)
     ASSERT_EQ(entry_parse(sealed, sizeof sealed, &g, &plain_len), LSKV_EFORMAT);
     h.kind = 9;
     ASSERT_EQ(entry_seal(test_key, &h, cmd, sizeof cmd, sealed), LSKV_EINVAL);
+}
+
+TEST(consensus, entry_keyed_context_interoperates)
+{
+    const uint8_t cmd[] = "txn put k v";
+    aead_key *k = NULL;
+    ASSERT_EQ(aead_key_new(test_key, &k), 0);
+    struct entry_header h = {.kind = ENTRY_KIND_COMMAND, .term = 3, .stamp = 99};
+    uint8_t a[sizeof cmd + ENTRY_OVERHEAD + 8], b[sizeof a];
+    size_t n = entry_sealed_len(sizeof cmd);
+    ASSERT(n <= sizeof a);
+    struct entry_header g;
+    uint8_t out[sizeof cmd];
+    for (int i = 0; i < 200; i++) { /* past the nonce pool refill */
+        ASSERT_EQ(entry_seal_k(k, &h, cmd, sizeof cmd, a), 0);
+        ASSERT_EQ(entry_seal(test_key, &h, cmd, sizeof cmd, b), 0);
+        ASSERT_MEM_EQ(a, b, ENTRY_HEADER_BYTES);
+        ASSERT(memcmp(a + ENTRY_HEADER_BYTES, b + ENTRY_HEADER_BYTES, AEAD_NONCE_BYTES) != 0);
+        memset(out, 0, sizeof out);
+        ASSERT_EQ(entry_open(test_key, ENTRY_KIND_COMMAND, a, n, &g, out), 0);
+        ASSERT_MEM_EQ(out, cmd, sizeof cmd);
+        memset(out, 0, sizeof out);
+        ASSERT_EQ(entry_open_k(k, ENTRY_KIND_COMMAND, b, n, &g, out), 0);
+        ASSERT_MEM_EQ(out, cmd, sizeof cmd);
+        ASSERT_EQ(g.term, 3);
+    }
+    ASSERT_EQ(entry_open_k(k, ENTRY_KIND_SNAPSHOT, a, n, &g, out), LSKV_ECORRUPT);
+    a[ENTRY_HEADER_BYTES + AEAD_NONCE_BYTES] ^= 1; /* first ciphertext byte */
+    ASSERT_EQ(entry_open_k(k, ENTRY_KIND_COMMAND, a, n, &g, out), LSKV_ECORRUPT);
+    h.kind = 9;
+    ASSERT_EQ(entry_seal_k(k, &h, cmd, sizeof cmd, a), LSKV_EINVAL);
+    aead_key_free(k);
 }
 
 /* ---- the node --------------------------------------------------------------- */
@@ -696,6 +741,57 @@ TEST(consensus, apply_failure_is_fatal)
     ASSERT_EQ(d.calls, 1);
     ASSERT_EQ(d.status, LSKV_ESHUTDOWN);
     ASSERT_EQ(f.n, 3);
+    harness_done(&h);
+}
+
+TEST(consensus, flush_batches_applies_per_loop_turn)
+{
+    static struct harness h;
+    static struct tfsm f;
+    f.with_flush = true;
+    harness_init(&h, 0, 0);
+    open_node(&h, &f);
+    unsigned before = f.flushes;
+    propose_range(&h, 0, 500);
+    /* The callbacks ran; the flush comes before the loop next waits. */
+    uv_run(&h.loop, UV_RUN_NOWAIT);
+    ASSERT_EQ(f.n, 500);
+    ASSERT_EQ(f.n_at_flush, 500);
+    ASSERT_GT(f.flushes, before);
+    ASSERT_LT(f.flushes - before, 250); /* many entries per flush */
+    /* No applies, no flushes. */
+    unsigned idle = f.flushes;
+    for (int i = 0; i < 5; i++)
+        uv_run(&h.loop, UV_RUN_NOWAIT);
+    ASSERT_EQ(f.flushes, idle);
+    close_node(&h);
+    ASSERT_EQ(f.n_at_flush, f.n);
+    harness_done(&h);
+}
+
+TEST(consensus, flush_failure_is_fatal)
+{
+    static struct harness h;
+    static struct tfsm f;
+    f.with_flush = true;
+    harness_init(&h, 0, 0);
+    open_node(&h, &f);
+    propose_range(&h, 0, 3);
+    uv_run(&h.loop, UV_RUN_NOWAIT); /* flushes 0..2 */
+    ASSERT_EQ(f.n_at_flush, 3);
+    f.fail_flush = LSKV_EIO;
+    propose_range(&h, 3, 4);
+    run_until(&h, NULL, &h.fatal_calls, 1);
+    ASSERT_EQ(h.fatal_code, LSKV_EIO);
+    ASSERT(strstr(h.fatal_msg, "flush") != NULL);
+    uint8_t cmd[CMD_LEN];
+    make_cmd(9, cmd);
+    struct done d = {0};
+    ASSERT_EQ(consensus_propose(h.node, cmd, sizeof cmd, on_done, &d), LSKV_EIO);
+    unsigned flushes = f.flushes;
+    close_node(&h);
+    ASSERT_EQ(f.flushes, flushes); /* never again after the fatal one */
+    ASSERT_EQ(f.n, 4);
     harness_done(&h);
 }
 

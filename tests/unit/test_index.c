@@ -2,6 +2,7 @@
  * generations, compaction as in key_index.go's examples), tree order and
  * balance under many keys, undo, and the serialised form. */
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -326,6 +327,54 @@ TEST(index, many_keys_order_balance_and_removal)
         kvindex_undo(ix, ne);
     }
     ASSERT_EQ(kvindex_size(ix), N / 2);
+    ASSERT_EQ(kvindex_check(ix), 0);
+    kvindex_free(ix);
+}
+
+/* Keys a client chose to collide in the lookup table: past the probe limit
+ * they live in the tree only; lookups (hits and misses) stay right, and
+ * removals keep the table consistent. */
+TEST(index, colliding_keys_fall_back_to_the_tree)
+{
+    kvindex *ix = new_index();
+    enum { N = 48, CAP_MASK = 127 };
+    static char keys[N][24];
+    unsigned found = 0;
+    for (unsigned i = 0; found < N; i++) {
+        char k[24];
+        snprintf(k, sizeof k, "c%u", i);
+        /* Home slot 0 in a table of up to 128 slots (N entries fit at load 1/2). */
+        if ((kvindex_key_hash(K(k)) & CAP_MASK) == 0)
+            memcpy(keys[found++], k, sizeof k);
+    }
+    for (unsigned i = 0; i < N; i++)
+        put(ix, keys[i], 2 + i, 0);
+    ASSERT_EQ(kvindex_size(ix), N);
+    ASSERT_GT(kvindex_unhashed(ix), 0);
+    ASSERT_EQ(kvindex_check(ix), 0);
+    for (unsigned i = 0; i < N; i++) {
+        kvindex_entry *e = kvindex_find(ix, K(keys[i]));
+        ASSERT(e != NULL);
+        size_t len;
+        ASSERT_MEM_EQ(kvindex_entry_key(e, &len), keys[i], strlen(keys[i]));
+        /* A put of an existing colliding key appends, never duplicates. */
+        put(ix, keys[i], 100 + i, 0);
+    }
+    ASSERT_EQ(kvindex_size(ix), N);
+    ASSERT(kvindex_find(ix, K("c-absent")) == NULL);
+    /* Remove hashed and unhashed keys alike: tombstone then compact. */
+    for (unsigned i = 0; i < N; i += 3)
+        tomb(ix, keys[i], 200 + i, 0);
+    compact(ix, 1000);
+    ASSERT_EQ(kvindex_check(ix), 0);
+    for (unsigned i = 0; i < N; i++)
+        ASSERT((kvindex_find(ix, K(keys[i])) == NULL) == (i % 3 == 0));
+    /* A new key and an undo of it. */
+    kvindex_entry *ne;
+    ASSERT_EQ(kvindex_put(ix, K("fresh"), R(2000, 0), &ne), 0);
+    ASSERT(kvindex_find(ix, K("fresh")) == ne);
+    kvindex_undo(ix, ne);
+    ASSERT(kvindex_find(ix, K("fresh")) == NULL);
     ASSERT_EQ(kvindex_check(ix), 0);
     kvindex_free(ix);
 }

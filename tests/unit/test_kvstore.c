@@ -1166,6 +1166,46 @@ TEST(kvstore, failed_commit_changes_nothing)
     fx_close(&f);
 }
 
+TEST(kvstore, deferred_commit_stages_until_recstore_commit)
+{
+    struct fx f;
+    fx_open(&f);
+    kvstore_set_deferred_commit(f.kv, true);
+    struct recstore_stats st;
+    for (int i = 0; i < 10; i++) {
+        char k[16], v[16];
+        snprintf(k, sizeof k, "k%d", i);
+        snprintf(v, sizeof v, "v%d", i);
+        ASSERT_EQ(put(&f, k, v), 2 + i);
+    }
+    ASSERT_EQ(put(&f, "k0", "again"), 12);
+    recstore_stats(f.rs, &st);
+    ASSERT_EQ(st.pending_records, 11); /* nothing reached the engine */
+    uint8_t *raw = NULL;
+    size_t raw_len = 0;
+    ASSERT(tamper_read_raw(f.te, 2, 0, &raw, &raw_len) != 0);
+    /* Pending records are served, at every revision. */
+    expect_kv(&f, "k0", 0, "again", 2, 12, 2);
+    expect_kv(&f, "k0", 2, "v0", 2, 2, 1);
+    expect_kv(&f, "k9", 0, "v9", 11, 11, 1);
+    ASSERT_EQ(recstore_commit(f.rs), 0);
+    recstore_stats(f.rs, &st);
+    ASSERT_EQ(st.pending_records, 0);
+    ASSERT_EQ(tamper_read_raw(f.te, 2, 0, &raw, &raw_len), 0);
+    free(raw);
+    expect_kv(&f, "k0", 2, "v0", 2, 2, 1);
+    /* A failing engine write surfaces at the owner's commit; the write
+     * itself succeeded (its entry is in the Raft log). */
+    tamper_fail_writes(f.te, true);
+    ASSERT_EQ(put(&f, "k1", "late"), 13);
+    ASSERT_EQ(recstore_commit(f.rs), LSKV_EIO);
+    Etcdserverpb__PutRequest p = put_req("k2", "x");
+    Etcdserverpb__PutResponse *presp;
+    ASSERT_EQ(kvstore_put(f.kv, &p, &f.a, &presp, f.errmsg), LSKV_EIO); /* sticky */
+    ASSERT_EQ(kvstore_revision(f.kv), 13);
+    fx_close(&f);
+}
+
 TEST(kvstore, many_keys_and_hot_key)
 {
     struct fx f;

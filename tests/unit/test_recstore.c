@@ -674,8 +674,9 @@ static int corrupt_files(const char *suffix)
         size_t n = strlen(e->d_name), sn = strlen(suffix);
         if (n < sn || strcmp(e->d_name + n - sn, suffix) != 0)
             continue;
-        char path[4096];
-        snprintf(path, sizeof path, "%s/%s", db_path(), e->d_name);
+        char path[8192];
+        int pn = snprintf(path, sizeof path, "%s/%s", db_path(), e->d_name);
+        ASSERT(pn > 0 && (size_t)pn < sizeof path);
         FILE *f = fopen(path, "r+b");
         ASSERT(f != NULL);
         fseek(f, 0, SEEK_END);
@@ -795,8 +796,9 @@ TEST(tamper, rolled_back_engine_loses_only_newer_records)
     ASSERT_EQ(recstore_sync(rs), 0);
     recstore_close(rs);
 
-    snprintf(cmd, sizeof cmd, "rm -rf '%s' && mv '%s.old' '%s'", db_path(), db_path(),
-             db_path());
+    int cn = snprintf(cmd, sizeof cmd, "rm -rf '%s' && mv '%s.old' '%s'", db_path(), db_path(),
+                      db_path());
+    ASSERT(cn > 0 && (size_t)cn < sizeof cmd);
     ASSERT_EQ(system(cmd), 0);
     rs = open_store(NULL, 0);
     assert_corrupt(rs, 2, 0, "record 2.0: missing from engine");
