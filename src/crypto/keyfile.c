@@ -2,7 +2,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <libgen.h>
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 #include <stdio.h>
@@ -11,22 +10,11 @@
 #include <unistd.h>
 
 #include "common/err.h"
+#include "common/file.h"
 
 int crypto_random(uint8_t *out, size_t len)
 {
     return RAND_bytes(out, (int)len) == 1 ? 0 : LSKV_EIO;
-}
-
-static int fsync_parent(const char *path)
-{
-    char copy[4096];
-    snprintf(copy, sizeof copy, "%s", path);
-    int fd = open(dirname(copy), O_RDONLY | O_DIRECTORY);
-    if (fd < 0)
-        return -errno;
-    int rv = fsync(fd) == 0 ? 0 : -errno;
-    close(fd);
-    return rv;
 }
 
 static int create_key(const char *path, uint8_t *key, size_t len, char *errmsg)
@@ -36,34 +24,8 @@ static int create_key(const char *path, uint8_t *key, size_t len, char *errmsg)
         errmsg_printf(errmsg, "%s: no randomness", path);
         return rv;
     }
-    /* Write to a temporary name and rename, so a crash never leaves a short key. */
-    char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0) {
-        rv = -errno;
-        errmsg_printf(errmsg, "%s: create: %s", tmp, strerror(errno));
-        return rv;
-    }
-    ssize_t n = write(fd, key, len);
-    if (n != (ssize_t)len || fsync(fd) != 0) {
-        rv = n < 0 || errno ? -errno : LSKV_EIO;
-        errmsg_printf(errmsg, "%s: write: %s", tmp, strerror(errno));
-        close(fd);
-        unlink(tmp);
-        return rv ? rv : LSKV_EIO;
-    }
-    close(fd);
-    if (rename(tmp, path) != 0) {
-        rv = -errno;
-        errmsg_printf(errmsg, "%s: rename: %s", path, strerror(errno));
-        unlink(tmp);
-        return rv;
-    }
-    rv = fsync_parent(path);
-    if (rv != 0)
-        errmsg_printf(errmsg, "%s: fsync directory: %s", path, strerror(-rv));
-    return rv;
+    /* A crash leaves no key or the whole key, never a short one. */
+    return file_write_durable(path, key, len, 0600, errmsg);
 }
 
 int keyfile_load_or_create(const char *path, uint8_t *key, size_t len, bool create,
