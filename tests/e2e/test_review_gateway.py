@@ -164,17 +164,27 @@ BAD_SYNTAX = [
     '{not json', '{"key": "YQ==",}', '{"key" "YQ=="}', '{"key": YQ==}', '{"key": "YQ==" "x": 1}',
     '{"key": tru}', '{"key": nul}', '{"key": "a\x01"}', r'{"key": "\q"}', r'{"key": "\u12x4"}',
     '{"key": 01}', '{"key": -}', '{"key": 1.}', '{"key": [1 2]}', '{"key": "YQ=="}}',
-    '\ufeff{"key": "YQ=="}', r'{"key": "\ud800"}', '{"limit": 1e2}', '{"limit": 9223372036854775808}',
-    '{"limit": -9223372036854775809}', '{"limit": 1E+2}', '{"limit": 0.0}',
+    '\ufeff{"key": "YQ=="}', r'{"key": "\ud800"}', r'{"key": "YQ==\udc00"}', '{"key": "\xff"}',
+    '{"key": "Y\x7f"}', '{"key": "a"\x00}', '{"key": 1.e}', '{"key": 1e}', '{"key": -x}',
+    '{"key": f}', '{"key": falsy}', '{"key": nulL}', '{"a": [1, 2,]}', '{"a": {"b": 1 "c"}}',
+    '{"key": "\xc3\xa9"}', r'{"key": "\"\\\/\b\f\n\r\t\u00e9"}', '{"key": "\x80"}',
+    '{\n"key":\t"YQ=="\r}', '{"key": "YQ==", "limit": 1.5}', '{"limit": 0.0}',
 ]
 
 
-@lskvd_xfail("src/http/json.c json_to_pb: syntax errors come from jansson's position with a "
-             "fixed 'looking for beginning of value' (Go's scanner names the context: object "
-             "key, after object key, ...), quoteChar differs for bytes >= 0x80, lone "
-             "surrogates are rejected (Go: U+FFFD), number text is lost (1e2 -> 100.0)")
 def test_gateway_json_syntax_errors(pair):
     seq(pair, [dict(path="/v3/kv/range", raw=b) for b in BAD_SYNTAX])
+
+
+# Numbers that do not fit an int64 field: Go quotes the literal as written.
+BAD_NUMBERS = ['{"limit": 1e2}', '{"limit": 9223372036854775808}',
+               '{"limit": -9223372036854775809}', '{"limit": 1E+2}']
+
+
+@lskvd_xfail("src/http/json.c parse_int: jansson keeps no number text, so an int64 given as "
+             "1e2 / 1E+2 is reported as 100.0 and an overflowing literal without its text")
+def test_gateway_json_number_text(pair):
+    seq(pair, [dict(path="/v3/kv/range", raw=b) for b in BAD_NUMBERS])
 
 
 @lskvd_xfail("src/net/http1_conn.c and grpc_server.c json_dispatch: the JSON body limit is the "
