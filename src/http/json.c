@@ -14,7 +14,13 @@
  *     order (etcd's protos declare fields in number order, which is the
  *     order Go's structs and so jsonpb use).
  * (4) Nesting depth is bounded (MAX_DEPTH) on both paths: bad bytes are an
- *     error, never a stack overflow. */
+ *     error, never a stack overflow.
+ * (5) Before jansson, go_json_check scans the first value as Go's
+ *     json.Decoder does, so syntax errors carry Go's texts (the context:
+ *     "looking for beginning of object key string", "after object key", ...,
+ *     and quoteChar's quoting of the byte). Strings with invalid UTF-8 or
+ *     lone surrogate escapes, which Go decodes to U+FFFD and jansson
+ *     rejects, are rewritten with \ufffd escapes first. */
 #include "http/json.h"
 
 #include <ctype.h>
@@ -399,14 +405,13 @@ static bool is_ws(char c)
     return c == ' ' || c == '\t' || c == '\n' || c == '\r';
 }
 
+static void go_quote_char(unsigned char c, char out[16]);
+
 static void bad_char(char *errmsg, char c, const char *where)
 {
-    if (c == '\'' || c == '\\')
-        errmsg_printf(errmsg, "invalid character '\\%c' %s", c, where);
-    else if ((unsigned char)c < 0x20 || (unsigned char)c >= 0x7f)
-        errmsg_printf(errmsg, "invalid character '\\x%02x' %s", (unsigned char)c, where);
-    else
-        errmsg_printf(errmsg, "invalid character '%c' %s", c, where);
+    char q[16];
+    go_quote_char((unsigned char)c, q);
+    errmsg_printf(errmsg, "invalid character %s %s", q, where);
 }
 
 /* Converts number text to an integer of the given kind (Go's rules: no
@@ -739,6 +744,348 @@ static int parse_message(const ProtobufCMessageDescriptor *d, const json_t *obj,
     return 0;
 }
 
+/* ---- Go's encoding/json scanner, syntax only (note 5) ---- */
+
+#define GO_MAX_DEPTH 10000
+
+/* Go's quoteChar: the byte as a rune, quoted by strconv.Quote. */
+static void go_quote_char(unsigned char c, char out[16])
+{
+    static const char short_esc[] = "\a\b\f\n\r\t\v";
+    static const char short_name[] = "abfnrtv";
+    const char *e = c != 0 ? strchr(short_esc, c) : NULL;
+    if (c == '\'')
+        snprintf(out, 16, "'\\''");
+    else if (c == '"')
+        snprintf(out, 16, "'\"'");
+    else if (c == '\\')
+        snprintf(out, 16, "'\\\\'");
+    else if (e != NULL)
+        snprintf(out, 16, "'\\%c'", short_name[e - short_esc]);
+    else if (c < 0x20 || c == 0x7f)
+        snprintf(out, 16, "'\\x%02x'", c);
+    else if ((c >= 0x80 && c <= 0xa0) || c == 0xad)
+        snprintf(out, 16, "'\\u%04x'", c);
+    else if (c >= 0x80)
+        snprintf(out, 16, "'%c%c'", (char)(0xc0 | (c >> 6)), (char)(0x80 | (c & 0x3f)));
+    else
+        snprintf(out, 16, "'%c'", c);
+}
+
+static int go_syntax_error(char *errmsg, char c, const char *context)
+{
+    char q[16];
+    go_quote_char((unsigned char)c, q);
+    errmsg_printf(errmsg, "invalid character %s %s", q, context);
+    return LSKV_EINVAL;
+}
+
+static int go_eof(char *errmsg)
+{
+    errmsg_printf(errmsg, "unexpected EOF");
+    return LSKV_EINVAL;
+}
+
+static bool is_hex(char c)
+{
+    return isxdigit((unsigned char)c) != 0;
+}
+
+static unsigned hex4(const char *p)
+{
+    unsigned v = 0;
+    for (int i = 0; i < 4; i++) {
+        char c = p[i];
+        v = v * 16 + (unsigned)(c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10);
+    }
+    return v;
+}
+
+/* A string body from s[*i] (after the opening quote) to past the closing
+ * quote. *lossy: it has bytes or escapes Go turns into U+FFFD. */
+static int go_scan_string(const char *s, size_t n, size_t *i, bool *lossy, char *errmsg)
+{
+    size_t k = *i;
+    while (k < n) {
+        unsigned char c = (unsigned char)s[k];
+        if (c == '"') {
+            *i = k + 1;
+            return 0;
+        }
+        if (c == '\\') {
+            if (++k >= n)
+                return go_eof(errmsg);
+            if (strchr("bfnrt\\/\"", s[k]) != NULL && s[k] != '\0') {
+                k++;
+                continue;
+            }
+            if (s[k] != 'u')
+                return go_syntax_error(errmsg, s[k], "in string escape code");
+            for (int j = 1; j <= 4; j++) {
+                if (k + (size_t)j >= n)
+                    return go_eof(errmsg);
+                if (!is_hex(s[k + (size_t)j]))
+                    return go_syntax_error(errmsg, s[k + (size_t)j],
+                                           "in \\u hexadecimal character escape");
+            }
+            unsigned v = hex4(s + k + 1);
+            if (v >= 0xd800 && v < 0xe000) {
+                bool pair = v < 0xdc00 && k + 10 < n && s[k + 5] == '\\' && s[k + 6] == 'u' &&
+                            is_hex(s[k + 7]) && is_hex(s[k + 8]) && is_hex(s[k + 9]) &&
+                            is_hex(s[k + 10]) && hex4(s + k + 7) >= 0xdc00 &&
+                            hex4(s + k + 7) < 0xe000;
+                if (!pair)
+                    *lossy = true;
+                else
+                    k += 6;
+            }
+            k += 5;
+            continue;
+        }
+        if (c < 0x20)
+            return go_syntax_error(errmsg, (char)c, "in string literal");
+        uint32_t cp;
+        size_t m = utf8_len((const unsigned char *)s + k, n - k, &cp);
+        if (m == 0) {
+            *lossy = true;
+            m = 1;
+        }
+        k += m;
+    }
+    return go_eof(errmsg);
+}
+
+/* A number from s[*i]; stops at the first byte that is not part of it. */
+static int go_scan_number(const char *s, size_t n, size_t *i, char *errmsg)
+{
+    size_t k = *i;
+    if (s[k] == '-') {
+        if (++k >= n)
+            return go_eof(errmsg);
+        if (!isdigit((unsigned char)s[k]))
+            return go_syntax_error(errmsg, s[k], "in numeric literal");
+    }
+    if (s[k] == '0')
+        k++;
+    else
+        while (k < n && isdigit((unsigned char)s[k]))
+            k++;
+    if (k < n && s[k] == '.') {
+        if (++k >= n)
+            return go_eof(errmsg);
+        if (!isdigit((unsigned char)s[k]))
+            return go_syntax_error(errmsg, s[k], "after decimal point in numeric literal");
+        while (k < n && isdigit((unsigned char)s[k]))
+            k++;
+    }
+    if (k < n && (s[k] == 'e' || s[k] == 'E')) {
+        if (++k < n && (s[k] == '+' || s[k] == '-'))
+            k++;
+        if (k >= n)
+            return go_eof(errmsg);
+        if (!isdigit((unsigned char)s[k]))
+            return go_syntax_error(errmsg, s[k], "in exponent of numeric literal");
+        while (k < n && isdigit((unsigned char)s[k]))
+            k++;
+    }
+    *i = k;
+    return 0;
+}
+
+static int go_scan_literal(const char *s, size_t n, size_t *i, const char *word, char *errmsg)
+{
+    char ctx[48];
+    for (size_t j = 1; word[j] != '\0'; j++) {
+        if (*i + j >= n)
+            return go_eof(errmsg);
+        if (s[*i + j] != word[j]) {
+            snprintf(ctx, sizeof ctx, "in literal %s (expecting '%c')", word, word[j]);
+            return go_syntax_error(errmsg, s[*i + j], ctx);
+        }
+    }
+    *i += strlen(word);
+    return 0;
+}
+
+enum { GO_OBJ_KEY, GO_OBJ_VAL, GO_ARR };
+
+/* Checks the first JSON value of s[0..n) (s has a non-space byte) as
+ * json.Decoder does: Go's texts for syntax errors, "unexpected EOF" when the
+ * value is cut; bytes after the value are not looked at. *lossy: a string
+ * holds what Go decodes to U+FFFD (invalid UTF-8, lone surrogates). */
+static int go_json_check(const char *s, size_t n, bool *lossy, char *errmsg)
+{
+    uint8_t *stack = NULL;
+    size_t depth = 0, i = 0;
+    int rv = 0;
+    *lossy = false;
+    for (;;) {
+        /* A value starts here. */
+        while (i < n && is_ws(s[i]))
+            i++;
+        if (i >= n) {
+            rv = go_eof(errmsg);
+            goto out;
+        }
+        char c = s[i];
+        bool open = c == '{' || c == '[';
+        if (open) {
+            if (depth >= GO_MAX_DEPTH) {
+                errmsg_printf(errmsg, "exceeded max depth");
+                rv = LSKV_EINVAL;
+                goto out;
+            }
+            if (stack == NULL && (stack = malloc(GO_MAX_DEPTH)) == NULL) {
+                rv = LSKV_ENOMEM;
+                goto out;
+            }
+            stack[depth++] = c == '{' ? GO_OBJ_KEY : GO_ARR;
+            i++;
+            while (i < n && is_ws(s[i]))
+                i++;
+            if (i >= n) {
+                rv = go_eof(errmsg);
+                goto out;
+            }
+            if (s[i] == (c == '{' ? '}' : ']')) {
+                i++;
+                depth--;
+            } else if (c == '[') {
+                continue; /* the first element */
+            }
+        } else if (c == '"') {
+            i++;
+            rv = go_scan_string(s, n, &i, lossy, errmsg);
+        } else if (c == '-' || isdigit((unsigned char)c)) {
+            rv = go_scan_number(s, n, &i, errmsg);
+        } else if (c == 't' || c == 'f' || c == 'n') {
+            rv = go_scan_literal(s, n, &i, c == 't' ? "true" : c == 'f' ? "false" : "null", errmsg);
+        } else {
+            rv = go_syntax_error(errmsg, c, "looking for beginning of value");
+        }
+        if (rv != 0)
+            goto out;
+        /* After a value (or an object that still wants its first key). */
+        for (;;) {
+            if (depth == 0)
+                goto out;
+            uint8_t *top = &stack[depth - 1];
+            while (i < n && is_ws(s[i]))
+                i++;
+            if (i >= n) {
+                rv = go_eof(errmsg);
+                goto out;
+            }
+            c = s[i];
+            if (*top == GO_OBJ_KEY) {
+                if (c != '"') {
+                    rv = go_syntax_error(errmsg, c, "looking for beginning of object key string");
+                    goto out;
+                }
+                i++;
+                if ((rv = go_scan_string(s, n, &i, lossy, errmsg)) != 0)
+                    goto out;
+                while (i < n && is_ws(s[i]))
+                    i++;
+                if (i >= n) {
+                    rv = go_eof(errmsg);
+                    goto out;
+                }
+                if (s[i] != ':') {
+                    rv = go_syntax_error(errmsg, s[i], "after object key");
+                    goto out;
+                }
+                i++;
+                *top = GO_OBJ_VAL;
+                break; /* the member's value */
+            }
+            bool obj = *top == GO_OBJ_VAL;
+            if (c == ',') {
+                i++;
+                if (obj) {
+                    *top = GO_OBJ_KEY;
+                    continue;
+                }
+                break; /* the next element */
+            }
+            if (c == (obj ? '}' : ']')) {
+                i++;
+                depth--;
+                continue;
+            }
+            rv = go_syntax_error(errmsg, c, obj ? "after object key:value pair" : "after array element");
+            goto out;
+        }
+    }
+out:
+    free(stack);
+    return rv;
+}
+
+/* A copy of the (syntactically valid) s[0..n) where what Go decodes to
+ * U+FFFD inside strings is the escape \ufffd, for jansson. */
+static char *go_json_fix(const char *s, size_t n, size_t *out_len)
+{
+    char *o = malloc(n * 6 + 1);
+    if (o == NULL)
+        return NULL;
+    size_t k = 0, j = 0;
+    bool in_str = false;
+    while (k < n) {
+        unsigned char c = (unsigned char)s[k];
+        if (!in_str) {
+            if (c == '"')
+                in_str = true;
+            o[j++] = s[k++];
+            continue;
+        }
+        if (c == '"') {
+            in_str = false;
+            o[j++] = s[k++];
+        } else if (c == '\\' && k + 1 < n && s[k + 1] == 'u' && k + 5 < n) {
+            unsigned v = hex4(s + k + 2);
+            size_t take = 6;
+            bool bad = false;
+            if (v >= 0xd800 && v < 0xe000) {
+                bool pair = v < 0xdc00 && k + 11 < n && s[k + 6] == '\\' && s[k + 7] == 'u' &&
+                            is_hex(s[k + 8]) && is_hex(s[k + 9]) && is_hex(s[k + 10]) &&
+                            is_hex(s[k + 11]) && hex4(s + k + 8) >= 0xdc00 &&
+                            hex4(s + k + 8) < 0xe000;
+                if (pair)
+                    take = 12;
+                else
+                    bad = true;
+            }
+            if (bad) {
+                memcpy(o + j, "\\ufffd", 6);
+                j += 6;
+            } else {
+                memcpy(o + j, s + k, take);
+                j += take;
+            }
+            k += 6 + (take == 12 ? 6 : 0);
+        } else if (c == '\\' && k + 1 < n) {
+            o[j++] = s[k++];
+            o[j++] = s[k++];
+        } else {
+            uint32_t cp;
+            size_t m = utf8_len((const unsigned char *)s + k, n - k, &cp);
+            if (m == 0) {
+                memcpy(o + j, "\\ufffd", 6);
+                j += 6;
+                k++;
+            } else {
+                memcpy(o + j, s + k, m);
+                j += m;
+                k += m;
+            }
+        }
+    }
+    o[j] = '\0';
+    *out_len = j;
+    return o;
+}
+
 int json_to_pb(const ProtobufCMessageDescriptor *desc, const char *json, size_t len,
                uint8_t **out, size_t *out_len, char *errmsg)
 {
@@ -747,6 +1094,17 @@ int json_to_pb(const ProtobufCMessageDescriptor *desc, const char *json, size_t 
     while (i < len && is_ws(json[i]))
         i++;
     if (i < len) {
+        bool lossy = false;
+        char *fixed = NULL;
+        int crv = go_json_check(json, len, &lossy, errmsg);
+        if (crv != 0)
+            return crv;
+        if (lossy) {
+            fixed = go_json_fix(json, len, &len);
+            if (fixed == NULL)
+                return LSKV_ENOMEM;
+            json = fixed;
+        }
         json_error_t jerr;
         root = json_loadb(json, len, JSON_DECODE_ANY | JSON_DISABLE_EOF_CHECK | JSON_ALLOW_NUL,
                           &jerr);
@@ -754,6 +1112,7 @@ int json_to_pb(const ProtobufCMessageDescriptor *desc, const char *json, size_t 
             if (json_error_code(&jerr) == json_error_premature_end_of_input) {
                 errmsg_printf(errmsg, "unexpected EOF");
             } else if (json_error_code(&jerr) == json_error_out_of_memory) {
+                free(fixed);
                 return LSKV_ENOMEM;
             } else if (json_error_code(&jerr) == json_error_numeric_overflow) {
                 errmsg_printf(errmsg, "json: cannot unmarshal number into Go value of type int64");
@@ -766,8 +1125,10 @@ int json_to_pb(const ProtobufCMessageDescriptor *desc, const char *json, size_t 
                 else
                     errmsg_printf(errmsg, "unexpected EOF");
             }
+            free(fixed);
             return LSKV_EINVAL;
         }
+        free(fixed);
         if (!json_is_object(root) && !json_is_null(root)) {
             errmsg_printf(errmsg,
                           "json: cannot unmarshal %s into Go value of type "
