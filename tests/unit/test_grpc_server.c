@@ -771,6 +771,75 @@ static void client_reset(struct fixture *fx)
     h2client_close(cl);
 }
 
+/* Frames after the preface until a PING ACK (1) or a GOAWAY / close / 5 s
+ * without one (0). */
+static int wait_ping_ack(int fd)
+{
+    uint8_t buf[16384];
+    size_t have = 0;
+    struct timeval tv = {.tv_sec = 5};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    for (;;) {
+        size_t off = 0;
+        while (have - off >= 9) {
+            size_t len = ((size_t)buf[off] << 16) | ((size_t)buf[off + 1] << 8) | buf[off + 2];
+            if (have - off < 9 + len)
+                break;
+            if (buf[off + 3] == NGHTTP2_GOAWAY)
+                return 0;
+            if (buf[off + 3] == NGHTTP2_PING && (buf[off + 4] & NGHTTP2_FLAG_ACK))
+                return 1;
+            off += 9 + len;
+        }
+        memmove(buf, buf + off, have - off);
+        have -= off;
+        if (have == sizeof buf)
+            return 0;
+        ssize_t r = recv(fd, buf + have, sizeof buf - have, 0);
+        if (r <= 0)
+            return 0;
+        have += (size_t)r;
+    }
+}
+
+static void client_idle_rst(struct fixture *fx)
+{
+    /* grpc-core cancels calls whose HEADERS it never sent with RST_STREAM
+     * (idle streams); the connection must go on, as with grpc-go. */
+    int fd = h2client_tcp_connect("127.0.0.1", fx->port);
+    ASSERT_GE(fd, 0);
+    static const uint8_t start[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+                                   "\x00\x00\x00\x04\x00\x00\x00\x00\x00"  /* SETTINGS */
+                                   "\x00\x00\x04\x03\x00\x00\x00\x00\x01" /* RST_STREAM 1 */
+                                   "\x00\x00\x00\x08"                     /* CANCEL */
+                                   "\x00\x00\x04\x03\x00";                /* RST 3, split */
+    static const uint8_t rest[] = "\x00\x00\x00\x03\x00\x00\x00\x08"
+                                  "\x00\x00\x08\x06\x00\x00\x00\x00\x00pingping";
+    ASSERT_EQ(send(fd, start, sizeof start - 1, 0), (ssize_t)(sizeof start - 1));
+    usleep(50 * 1000);
+    ASSERT_EQ(send(fd, rest, sizeof rest - 1, 0), (ssize_t)(sizeof rest - 1));
+    ASSERT_EQ(wait_ping_ack(fd), 1);
+    close(fd);
+    /* RST_STREAM on stream 0 is still a connection error. */
+    fd = h2client_tcp_connect("127.0.0.1", fx->port);
+    ASSERT_GE(fd, 0);
+    static const uint8_t bad[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+                                 "\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+                                 "\x00\x00\x04\x03\x00\x00\x00\x00\x00\x00\x00\x00\x08"
+                                 "\x00\x00\x08\x06\x00\x00\x00\x00\x00pingping";
+    ASSERT_EQ(send(fd, bad, sizeof bad - 1, 0), (ssize_t)(sizeof bad - 1));
+    ASSERT_EQ(wait_ping_ack(fd), 0);
+    close(fd);
+    unary_echo(fx->port, false, "still serving");
+}
+
+TEST(grpc_server, idle_stream_rst_keeps_the_connection)
+{
+    struct fixture fx = {0};
+    fixture_run(&fx, 0, false, client_idle_rst);
+    ASSERT_EQ(fx.n_unary, 1);
+}
+
 TEST(grpc_server, client_reset_before_async_finish)
 {
     struct fixture fx = {0};
