@@ -347,9 +347,13 @@ int kv_exec_range(kvstore *kv, const Etcdserverpb__RangeRequest *req, int64_t cu
     struct keyrange r;
     keyrange_from(&r, &req->key, &req->range_end);
     struct collect c = {.req = req, .keep_max = SIZE_MAX};
-    /* Without sorting or filters only limit + 1 candidates matter (the extra
-     * one sets "more"); the count still covers the whole range. */
-    if (req->limit > 0 && order == ETCDSERVERPB__RANGE_REQUEST__SORT_ORDER__NONE && !filters)
+    /* Without a requested sort order or filters only limit + 1 candidates
+     * matter (the extra one sets "more"); the count still covers the whole
+     * range. As etcd, this tests the request's sort_order, not the defaulted
+     * one: NONE with a non-KEY target keeps the first limit + 1 keys in key
+     * order and then sorts those. */
+    if (req->limit > 0 && req->sort_order == ETCDSERVERPB__RANGE_REQUEST__SORT_ORDER__NONE &&
+        !filters)
         c.keep_max = (uint64_t)req->limit < SIZE_MAX - 1 ? (size_t)req->limit + 1 : SIZE_MAX;
     int rv = kv_visit(kv, &r, rev, collect_cb, &c);
     if (rv != 0)

@@ -41,6 +41,13 @@ void grpc_call_detach(grpc_call *call);
 /* Gateway settings of the server. */
 struct metrics *grpc_server_metrics(grpc_server *srv);
 size_t grpc_server_max_recv(const grpc_server *srv);
+/* The largest JSON body the gateway reads: room for a protobuf of
+ * grpc_server_max_recv bytes as base64 (4/3) plus GATEWAY_JSON_SLACK_BYTES
+ * of names and punctuation. etcd converts before it applies gRPC's limit,
+ * so the limit goes to the converted message (json_call.c); only larger
+ * bodies get 413. */
+#define GATEWAY_JSON_SLACK_BYTES (1u << 20)
+size_t grpc_server_max_json_body(const grpc_server *srv);
 /* The /version body, NUL-terminated. */
 const char *grpc_server_version_body(const grpc_server *srv);
 

@@ -1,5 +1,7 @@
 #include "net/grpc_frame.h"
 
+#include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -118,6 +120,12 @@ void grpc_frame_prefix(uint8_t out[GRPC_FRAME_PREFIX_BYTES], uint32_t len)
 {
     out[0] = 0;
     put_u32be(out + 1, len);
+}
+
+void grpc_frame_too_large_text(char *out, size_t cap, uint64_t len, size_t max_bytes)
+{
+    snprintf(out, cap, "grpc: received message larger than max (%" PRIu64 " vs. %zu)", len,
+             max_bytes);
 }
 
 char *grpc_frame_percent_encode(const char *msg)

@@ -55,6 +55,10 @@ size_t grpc_deframer_buffered(const struct grpc_deframer *d);
 /* Writes the 5-byte prefix of an uncompressed message of len bytes. */
 void grpc_frame_prefix(uint8_t out[GRPC_FRAME_PREFIX_BYTES], uint32_t len);
 
+/* grpc-go's text for a received message above the limit (rpc_util.go
+ * recvAndDecompress): "grpc: received message larger than max (N vs. M)". */
+void grpc_frame_too_large_text(char *out, size_t cap, uint64_t len, size_t max_bytes);
+
 /* Percent-encodes a grpc-message value: bytes outside 0x20..0x7e and '%'
  * become %XX. Returns a malloc'd string, or NULL when out of memory. */
 char *grpc_frame_percent_encode(const char *msg);

@@ -649,7 +649,7 @@ static int on_data_chunk_recv(nghttp2_session *session, uint8_t flags, int32_t s
     if (call != NULL && call->json) {
         if (call->json_too_large || call->resp_done || call->jc != NULL)
             return 0;
-        if (call->json_len + len > gc->srv->max_recv) {
+        if (call->json_len + len > grpc_server_max_json_body(gc->srv)) {
             call->json_too_large = true;
             return 0;
         }
@@ -682,8 +682,8 @@ static int on_data_chunk_recv(nghttp2_session *session, uint8_t flags, int32_t s
     char msg[200];
     switch (rv) {
     case LSKV_ETOOLARGE:
-        snprintf(msg, sizeof msg, "grpc: received message larger than max (%" PRIu32 " vs. %zu)",
-                 call->deframer.too_large_len, call->deframer.max_bytes);
+        grpc_frame_too_large_text(msg, sizeof msg, call->deframer.too_large_len,
+                                  call->deframer.max_bytes);
         abort_call(call, GRPC_STATUS_RESOURCE_EXHAUSTED, msg);
         break;
     case LSKV_EUNIMPLEMENTED:
@@ -1176,6 +1176,12 @@ struct metrics *grpc_server_metrics(grpc_server *srv)
 size_t grpc_server_max_recv(const grpc_server *srv)
 {
     return srv->max_recv;
+}
+
+size_t grpc_server_max_json_body(const grpc_server *srv)
+{
+    /* max_recv <= UINT32_MAX, so this does not overflow. */
+    return srv->max_recv + srv->max_recv / 3 + 2 + GATEWAY_JSON_SLACK_BYTES;
 }
 
 const char *grpc_server_version_body(const grpc_server *srv)

@@ -14,13 +14,20 @@
  *     otherwise a uv_prepare handle flushes before the loop next polls, so
  *     many sends in one loop iteration become one write.
  * (4) Protocol errors: nghttp2 queues GOAWAY; we write it and close this
- *     connection only. */
+ *     connection only.
+ * (5) Frames after the preface pass through h2_filter, which drops
+ *     RST_STREAM for idle streams (a call grpc-core cancels before sending
+ *     its HEADERS) instead of letting nghttp2 kill the connection, as
+ *     grpc-go does. A stream is idle when it is client-initiated (odd) and
+ *     above the last one nghttp2 processed; the filter feeds everything
+ *     before the frame first, so that number is current. */
 #include "net/h2.h"
 
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/err.h"
+#include "net/h2_filter.h"
 #include "net/listener.h"
 
 #define PREFACE NGHTTP2_CLIENT_MAGIC
@@ -37,6 +44,7 @@ struct h2_conn {
     nghttp2_session *session;
     enum h2_state state;
     size_t preface_have;   /* preface bytes matched so far */
+    struct h2_filter filter; /* note 5 */
     bool closing;          /* hooks.on_close was called */
     bool handles_closing;  /* uv_close was called */
     int handles_open;
@@ -92,6 +100,7 @@ static void on_handle_closed(uv_handle_t *h)
 
 static int session_create(h2_conn *c)
 {
+    h2_filter_init(&c->filter);
     nghttp2_option *opt;
     if (nghttp2_option_new(&opt) != 0)
         return LSKV_ENOMEM;
@@ -319,6 +328,23 @@ static int session_recv(h2_conn *c, const uint8_t *data, size_t len)
     return -1;
 }
 
+static int filter_pass(void *ud, const uint8_t *data, size_t len)
+{
+    h2_conn *c = ud;
+    if (c->closing)
+        return 1; /* stop quietly, as before the filter */
+    return session_recv(c, data, len);
+}
+
+static bool filter_is_idle(void *ud, uint32_t stream_id)
+{
+    h2_conn *c = ud;
+    return (stream_id & 1u) != 0 &&
+           (int64_t)stream_id > (int64_t)nghttp2_session_get_last_proc_stream_id(c->session);
+}
+
+static const struct h2_filter_ops filter_ops = {filter_pass, filter_is_idle};
+
 static int process_plain(h2_conn *c, const uint8_t *data, size_t len)
 {
     if (c->state == ST_PREFACE) {
@@ -346,7 +372,7 @@ static int process_plain(h2_conn *c, const uint8_t *data, size_t len)
     }
     if (len == 0 || c->closing)
         return 0;
-    return session_recv(c, data, len);
+    return h2_filter_feed(&c->filter, data, len, &filter_ops, c) < 0 ? -1 : 0;
 }
 
 static void process_input(h2_conn *c, const uint8_t *data, size_t len)

@@ -3,8 +3,8 @@
  *
  * Requests are served one at a time, in order: while one is in flight the
  * parser is not fed, and bytes that arrive are kept (bounded) for later.
- * Malformed request: 400 and close; a body above the server's receive
- * limit: 413 and close; "Connection: close" or HTTP/1.0: close after the
+ * Malformed request: 400 and close; a body above grpc_server_max_json_body:
+ * 413 and close; "Connection: close" or HTTP/1.0: close after the
  * answer. */
 #include <stdlib.h>
 #include <string.h>
@@ -116,7 +116,7 @@ int http1_conn_open(grpc_server *srv, h2_conn *c, struct http1_conn **out)
         return LSKV_ENOMEM;
     hc->srv = srv;
     hc->c = c;
-    size_t max = grpc_server_max_recv(srv);
+    size_t max = grpc_server_max_json_body(srv);
     http1_parser_init(&hc->parser, max);
     hc->in_max = max + (1u << 20);
     *out = hc;

@@ -187,10 +187,6 @@ def test_gateway_json_number_text(pair):
     seq(pair, [dict(path="/v3/kv/range", raw=b) for b in BAD_NUMBERS])
 
 
-@lskvd_xfail("src/net/http1_conn.c and grpc_server.c json_dispatch: the JSON body limit is the "
-             "gRPC message limit, so a put of 1.6 MiB (base64: 2.1 MiB of JSON) gets 413 "
-             "text/plain; etcd converts first: 400 'request is too large', and above the "
-             "2 MiB gRPC limit 429 code 8 'grpc: received message larger than max'")
 def test_gateway_large_bodies(pair):
     MiB = 1024 * 1024
     outs = []

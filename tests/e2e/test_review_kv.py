@@ -161,8 +161,6 @@ def ties_steps(n):
     return steps
 
 
-@lskvd_xfail("kvstore.c kv_exec_range: limit+1 pre-cut tests the "
-                   "defaulted sort order, not req->sort_order as etcd does")
 def test_range_limit_before_default_sort(pair):
     """etcd quirk: sort_order NONE with a non-KEY sort_target sorts ascending, but
     the store is first cut to limit+1 keys in key order (etcd checks the request's

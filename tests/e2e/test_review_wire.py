@@ -57,10 +57,6 @@ def test_many_streams_one_connection(pair):
         ch.close()
 
 
-@lskvd_xfail("nghttp2 (src/net/h2.c session_recv) treats grpc-core's RST_STREAM for a stream "
-             "it never opened (a call cancelled right after the channel connects) as a "
-             "connection error: GOAWAY PROTOCOL_ERROR 'RST_STREAM: stream in idle', and every "
-             "other call on the connection fails UNAVAILABLE; grpc-go (etcd) ignores such frames")
 def test_cancelled_calls_do_not_kill_the_connection(pair):
     """Fresh channel, 50 calls, every other one cancelled at once: the others
     must all succeed (python-etcd3 users cancel calls this way)."""

@@ -110,6 +110,13 @@ TEST(grpc_frame, deframe_errors)
     grpc_deframer_free(&d);
 }
 
+TEST(grpc_frame, too_large_text)
+{
+    char text[100];
+    grpc_frame_too_large_text(text, sizeof text, 2202019, 2097152);
+    ASSERT_STR_EQ(text, "grpc: received message larger than max (2202019 vs. 2097152)");
+}
+
 TEST(grpc_frame, percent_encoding)
 {
     char *e = grpc_frame_percent_encode("a 100% \xc3\xa9\n~");
@@ -178,6 +185,7 @@ struct fixture {
     grpc_call *held; /* "Hold": never finished until the server closes */
     _Atomic int n_held_seen; /* read by the client thread */
     char cert[512], key[512];
+    bool json_gateway; /* serve the JSON gateway on the port */
 };
 
 static void on_unary(grpc_call *call, const uint8_t *msg, size_t len, void *ctx)
@@ -369,6 +377,7 @@ static void fixture_run(struct fixture *fx, size_t max_recv, bool with_tls, clie
         .cert_file = with_tls ? fx->cert : NULL,
         .key_file = with_tls ? fx->key : NULL,
         .max_recv_message_bytes = max_recv,
+        .json_gateway = fx->json_gateway,
         .methods = methods,
         .n_methods = sizeof methods / sizeof methods[0],
     };
@@ -769,6 +778,156 @@ static void client_reset(struct fixture *fx)
     usleep(400 * 1000); /* both timers fire after the cancellations */
     free(req);
     h2client_close(cl);
+}
+
+/* Frames after the preface until a PING ACK (1) or a GOAWAY / close / 5 s
+ * without one (0). */
+static int wait_ping_ack(int fd)
+{
+    uint8_t buf[16384];
+    size_t have = 0;
+    struct timeval tv = {.tv_sec = 5};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    for (;;) {
+        size_t off = 0;
+        while (have - off >= 9) {
+            size_t len = ((size_t)buf[off] << 16) | ((size_t)buf[off + 1] << 8) | buf[off + 2];
+            if (have - off < 9 + len)
+                break;
+            if (buf[off + 3] == NGHTTP2_GOAWAY)
+                return 0;
+            if (buf[off + 3] == NGHTTP2_PING && (buf[off + 4] & NGHTTP2_FLAG_ACK))
+                return 1;
+            off += 9 + len;
+        }
+        memmove(buf, buf + off, have - off);
+        have -= off;
+        if (have == sizeof buf)
+            return 0;
+        ssize_t r = recv(fd, buf + have, sizeof buf - have, 0);
+        if (r <= 0)
+            return 0;
+        have += (size_t)r;
+    }
+}
+
+static void client_idle_rst(struct fixture *fx)
+{
+    /* grpc-core cancels calls whose HEADERS it never sent with RST_STREAM
+     * (idle streams); the connection must go on, as with grpc-go. */
+    int fd = h2client_tcp_connect("127.0.0.1", fx->port);
+    ASSERT_GE(fd, 0);
+    static const uint8_t start[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+                                   "\x00\x00\x00\x04\x00\x00\x00\x00\x00"  /* SETTINGS */
+                                   "\x00\x00\x04\x03\x00\x00\x00\x00\x01" /* RST_STREAM 1 */
+                                   "\x00\x00\x00\x08"                     /* CANCEL */
+                                   "\x00\x00\x04\x03\x00";                /* RST 3, split */
+    static const uint8_t rest[] = "\x00\x00\x00\x03\x00\x00\x00\x08"
+                                  "\x00\x00\x08\x06\x00\x00\x00\x00\x00pingping";
+    ASSERT_EQ(send(fd, start, sizeof start - 1, 0), (ssize_t)(sizeof start - 1));
+    usleep(50 * 1000);
+    ASSERT_EQ(send(fd, rest, sizeof rest - 1, 0), (ssize_t)(sizeof rest - 1));
+    ASSERT_EQ(wait_ping_ack(fd), 1);
+    close(fd);
+    /* RST_STREAM on stream 0 is still a connection error. */
+    fd = h2client_tcp_connect("127.0.0.1", fx->port);
+    ASSERT_GE(fd, 0);
+    static const uint8_t bad[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+                                 "\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+                                 "\x00\x00\x04\x03\x00\x00\x00\x00\x00\x00\x00\x00\x08"
+                                 "\x00\x00\x08\x06\x00\x00\x00\x00\x00pingping";
+    ASSERT_EQ(send(fd, bad, sizeof bad - 1, 0), (ssize_t)(sizeof bad - 1));
+    ASSERT_EQ(wait_ping_ack(fd), 0);
+    close(fd);
+    unary_echo(fx->port, false, "still serving");
+}
+
+TEST(grpc_server, idle_stream_rst_keeps_the_connection)
+{
+    struct fixture fx = {0};
+    fixture_run(&fx, 0, false, client_idle_rst);
+    ASSERT_EQ(fx.n_unary, 1);
+}
+
+/* POSTs body to the JSON gateway; the whole answer (Connection: close). */
+static void http1_post(uint16_t port, const char *target, const char *body, size_t body_len,
+                       size_t claimed_len, char *out, size_t cap)
+{
+    int fd = h2client_tcp_connect("127.0.0.1", port);
+    ASSERT_GE(fd, 0);
+    char head[256];
+    int n = snprintf(head, sizeof head,
+                     "POST %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                     "Content-Length: %zu\r\n\r\n",
+                     target, claimed_len);
+    ASSERT_EQ(send(fd, head, (size_t)n, 0), n);
+    for (size_t off = 0; off < body_len;) {
+        ssize_t w = send(fd, body + off, body_len - off, MSG_NOSIGNAL);
+        if (w <= 0)
+            break; /* the server may answer and close early */
+        off += (size_t)w;
+    }
+    bool closed;
+    size_t got = read_until_closed(fd, (uint8_t *)out, cap - 1, &closed);
+    out[got] = '\0';
+    close(fd);
+}
+
+/* {"key": "<base64 of n 'k' bytes>"} (malloc'd). */
+static char *range_json(size_t n, size_t *len)
+{
+    static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    char *s = malloc(n / 3 * 4 + 32);
+    ASSERT(s != NULL);
+    size_t at = (size_t)sprintf(s, "{\"key\": \"");
+    const uint8_t k = 'k';
+    for (size_t i = 0; i < n; i += 3) {
+        uint32_t v = (uint32_t)k << 16 | (uint32_t)k << 8 | k; /* n is a multiple of 3 */
+        s[at++] = b64[v >> 18 & 63];
+        s[at++] = b64[v >> 12 & 63];
+        s[at++] = b64[v >> 6 & 63];
+        s[at++] = b64[v & 63];
+    }
+    at += (size_t)sprintf(s + at, "\"}");
+    *len = at;
+    return s;
+}
+
+static void client_json_limits(struct fixture *fx)
+{
+    char out[8192];
+    size_t len;
+    /* 4.6 KiB of JSON for a 3.5 KiB message: above the 4 KiB gRPC limit as
+     * JSON, below it as protobuf, so it is served. */
+    char *body = range_json(3498, &len);
+    ASSERT_GT(len, 4096);
+    http1_post(fx->port, "/v3/kv/range", body, len, len, out, sizeof out);
+    free(body);
+    if (strncmp(out, "HTTP/1.1 200 ", 13) != 0 || strstr(out, "\"YmFy\"") == NULL)
+        TEST_FAIL("small: %.300s", out);
+    /* Converted above the gRPC limit: grpc-go's answer as etcd's gateway
+     * relays it. */
+    body = range_json(4500, &len);
+    http1_post(fx->port, "/v3/kv/range", body, len, len, out, sizeof out);
+    free(body);
+    if (strncmp(out, "HTTP/1.1 429 ", 13) != 0 ||
+        strstr(out, "\"error\":\"grpc: received message larger than max (4503 vs. 4096)\"") ==
+            NULL ||
+        strstr(out, "\"code\":8}") == NULL)
+        TEST_FAIL("large: %.300s", out);
+    /* A body above 4/3 of the limit plus the slack: 413 at once. */
+    size_t huge = 4096 + 4096 / 3 + 3 + (1u << 20);
+    http1_post(fx->port, "/v3/kv/range", "", 0, huge, out, sizeof out);
+    if (strncmp(out, "HTTP/1.", 7) != 0 || strncmp(out + 8, " 413 ", 5) != 0)
+        TEST_FAIL("huge: %.300s", out);
+    unary_echo(fx->port, false, "still serving");
+}
+
+TEST(grpc_server, json_gateway_body_limits)
+{
+    struct fixture fx = {.json_gateway = true};
+    fixture_run(&fx, 4096, false, client_json_limits);
+    ASSERT_EQ(fx.n_unary, 1);
 }
 
 TEST(grpc_server, client_reset_before_async_finish)
