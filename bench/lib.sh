@@ -2,7 +2,8 @@
 # (etcd or lskvd, both take etcd's flags) on free loopback ports.
 #
 # Callers set: PROG, PY (python3), ETCD, LSKVD (binaries), WORK (data dirs),
-# OUT (logs). start_server sets SERVER_PID and SERVER_URL.
+# OUT (logs); optionally LSKVD_FLAGS (extra lskvd flags, e.g.
+# "--sig-tx-interval 1"). start_server sets SERVER_PID and SERVER_URL.
 SERVER_PID=""
 SERVER_URL=""
 
@@ -29,13 +30,14 @@ start_server() {
   data=$WORK/data-$target-$tag
   log=$OUT/$target-$tag.log
   rm -rf "$data"
-  if [ "$target" = etcd ]; then bin=$ETCD; else bin=$LSKVD; fi
+  local extra=()
+  if [ "$target" = etcd ]; then bin=$ETCD; else bin=$LSKVD; read -r -a extra <<<"${LSKVD_FLAGS:-}"; fi
   SERVER_URL=http://127.0.0.1:$cport
   "$bin" --name bench --data-dir "$data" \
     --listen-client-urls "$SERVER_URL" --advertise-client-urls "$SERVER_URL" \
     --listen-peer-urls "http://127.0.0.1:$pport" \
     --initial-advertise-peer-urls "http://127.0.0.1:$pport" \
-    --initial-cluster "bench=http://127.0.0.1:$pport" >"$log" 2>&1 &
+    --initial-cluster "bench=http://127.0.0.1:$pport" "${extra[@]}" >"$log" 2>&1 &
   SERVER_PID=$!
   for _ in $(seq 300); do
     if grep -q "ready to serve client requests" "$log" 2>/dev/null; then return 0; fi

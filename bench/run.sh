@@ -15,6 +15,8 @@
 #                          without lskvd)
 #   BENCH_ROUNDS=N         rounds (default 3; 1 with BENCH_QUICK)
 #   BENCH_WORKLOADS="..."  run only these workloads (names as in the table)
+#   LSKVD_FLAGS="..."     extra lskvd flags (e.g. "--sig-tx-interval 1"); recorded
+#                          in env.json
 #   LSKVD, LSKV_BENCH, ETCD  binaries (default build/release/lskvd,
 #                          build/release/lskv-bench, etcd on PATH)
 # Exit status: 0 all good; 1 a workload reported request errors or a server
@@ -171,6 +173,7 @@ run_round() {
   echo "  \"filesystem\": \"$(df -T "$WORK" | awk 'NR==2 {print $2}')\","
   echo "  \"etcd_version\": \"$("$ETCD" --version 2>/dev/null | awk '/etcd Version/ {print $3}')\","
   echo "  \"lskv_commit\": \"$(git rev-parse --short HEAD 2>/dev/null)\","
+  echo "  \"lskvd_flags\": \"${LSKVD_FLAGS:-}\","
   echo "  \"loadavg_start\": \"$(cut -d' ' -f1-3 /proc/loadavg)\""
   echo "}"
 } >"$OUT/env.json"

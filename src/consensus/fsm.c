@@ -355,7 +355,10 @@ static int fsm_snapshot(void *data, uint8_t **buf, size_t *len)
 static int fsm_flush(void *data)
 {
     struct fsm *f = data;
-    return recstore_commit(f->records);
+    int rv = recstore_commit(f->records);
+    if (rv == 0 && f->ledger != NULL)
+        rv = ledger_flush(f->ledger);
+    return rv;
 }
 
 static int fsm_restore(void *data, const uint8_t *buf, size_t len)

@@ -158,6 +158,13 @@ int aead_key_seal(aead_key *k, const uint8_t *aad, size_t aad_len, const uint8_t
     return gcm_seal(k->enc, NULL, nonce, aad, aad_len, plain, plain_len, out);
 }
 
+int aead_key_seal_with_nonce(aead_key *k, const uint8_t nonce[AEAD_NONCE_BYTES],
+                             const uint8_t *aad, size_t aad_len, const uint8_t *plain,
+                             size_t plain_len, uint8_t *out)
+{
+    return gcm_seal(k->enc, NULL, nonce, aad, aad_len, plain, plain_len, out);
+}
+
 int aead_key_open(aead_key *k, const uint8_t *aad, size_t aad_len, const uint8_t *sealed,
                   size_t sealed_len, uint8_t *out)
 {

@@ -45,6 +45,11 @@ int aead_key_new(const uint8_t key[AEAD_KEY_BYTES], aead_key **out);
 void aead_key_free(aead_key *k);
 int aead_key_seal(aead_key *k, const uint8_t *aad, size_t aad_len, const uint8_t *plain,
                   size_t plain_len, uint8_t *out);
+/* As aead_key_seal with a caller-chosen nonce (see aead_seal_with_nonce:
+ * the caller guarantees a nonce never seals two different plaintexts). */
+int aead_key_seal_with_nonce(aead_key *k, const uint8_t nonce[AEAD_NONCE_BYTES],
+                             const uint8_t *aad, size_t aad_len, const uint8_t *plain,
+                             size_t plain_len, uint8_t *out);
 int aead_key_open(aead_key *k, const uint8_t *aad, size_t aad_len, const uint8_t *sealed,
                   size_t sealed_len, uint8_t *out);
 

@@ -49,6 +49,7 @@
 #include "common/hex.h"
 #include "crypto/aead.h"
 #include "ledger/chunk.h"
+#include "ledger/hash.h"
 #include "ledger/merkle.h"
 #include "ledger/receipt.h"
 #include "ledger/sig.h"
@@ -84,6 +85,8 @@ struct ledger {
     char dir[4096];
     uint8_t secret[LEDGER_SECRET_BYTES];
     uint8_t enc_key[AEAD_KEY_BYTES];
+    aead_key *seal;            /* keyed context of enc_key */
+    struct hash_hmac ce_key;   /* HMAC keyed with K_ce (ledger_commit_evidence) */
     const cert_service *service;
     uint64_t chunk_bytes, sig_tx_interval, sig_ms_interval;
     bool fsync_each;
@@ -91,7 +94,9 @@ struct ledger {
     struct chunk_info *chunks; /* sorted; last is open */
     size_t n_chunks, cap_chunks;
     int fd;                    /* open chunk */
-    uint64_t open_bytes;       /* its size */
+    uint64_t open_bytes;       /* its size, including wbuf */
+    uint8_t *wbuf;             /* frames not written yet (ledger_flush) */
+    size_t wlen, wcap;
 
     merkle_tree *tree;
     struct win_entry *win;
@@ -118,6 +123,10 @@ struct ledger {
     } rc;
 };
 
+/* Frames are written once per loop turn (ledger_flush), or as soon as this
+ * many bytes are buffered. */
+#define WBUF_FLUSH_BYTES (1u << 20)
+
 /* --- Keys, nonces, commit evidence -------------------------------------- */
 
 static void hmac(const uint8_t *key, size_t key_len, const uint8_t *msg, size_t len,
@@ -133,20 +142,35 @@ void ledger_private_key(const uint8_t secret[LEDGER_SECRET_BYTES], uint8_t out[3
     hmac(secret, LEDGER_SECRET_BYTES, (const uint8_t *)label, sizeof label - 1, out);
 }
 
-void ledger_commit_evidence(const uint8_t secret[LEDGER_SECRET_BYTES], uint64_t term,
-                            uint64_t index, char out[LEDGER_CE_MAX])
+static void ce_key(const uint8_t secret[LEDGER_SECRET_BYTES], uint8_t k[32])
 {
     static const char label[] = "lskv-ledger-commit-evidence-v1";
-    uint8_t k[32], msg[10 + 16], h[32];
     hmac(secret, LEDGER_SECRET_BYTES, (const uint8_t *)label, sizeof label - 1, k);
+}
+
+static void ce_format(const struct hash_hmac *k, uint64_t term, uint64_t index,
+                      char out[LEDGER_CE_MAX])
+{
+    uint8_t msg[10 + 16], h[32];
     memcpy(msg, "lskv-ce-v1", 10);
     put_u64be(msg + 10, term);
     put_u64be(msg + 18, index);
-    hmac(k, sizeof k, msg, sizeof msg, h);
-    OPENSSL_cleanse(k, sizeof k);
+    hash_hmac(k, msg, sizeof msg, h);
     char hex[65];
     hex_encode(h, 32, hex);
     snprintf(out, LEDGER_CE_MAX, "ce:%" PRIu64 ".%" PRIu64 ":%s", term, index, hex);
+}
+
+void ledger_commit_evidence(const uint8_t secret[LEDGER_SECRET_BYTES], uint64_t term,
+                            uint64_t index, char out[LEDGER_CE_MAX])
+{
+    uint8_t k[32];
+    struct hash_hmac hk;
+    ce_key(secret, k);
+    hash_hmac_init(&hk, k, sizeof k);
+    ce_format(&hk, term, index, out);
+    hash_hmac_wipe(&hk);
+    OPENSSL_cleanse(k, sizeof k);
 }
 
 void ledger_nonce(uint64_t term, uint64_t index, uint8_t out[12])
@@ -247,9 +271,17 @@ static int scan_load(struct scan *s, char *errmsg)
     return 0;
 }
 
+static int flush_frames(ledger *l);
+
 static int scan_open(ledger *l, size_t chunk, struct scan *s, char *errmsg)
 {
     memset(s, 0, sizeof *s);
+    /* The files must hold every entry: write the buffered frames. */
+    int rv = flush_frames(l);
+    if (rv != 0) {
+        errmsg_printf(errmsg, "ledger: write: %s", lskv_strerror(rv));
+        return rv;
+    }
     s->l = l;
     s->chunk = chunk;
     return scan_load(s, errmsg);
@@ -628,6 +660,12 @@ int ledger_open(const struct ledger_config *config, ledger **out, char *errmsg)
     snprintf(l->dir, sizeof l->dir, "%s", config->dir);
     memcpy(l->secret, config->secret, LEDGER_SECRET_BYTES);
     ledger_private_key(l->secret, l->enc_key);
+    {
+        uint8_t k[32];
+        ce_key(l->secret, k);
+        hash_hmac_init(&l->ce_key, k, sizeof k);
+        OPENSSL_cleanse(k, sizeof k);
+    }
     l->service = config->service;
     l->chunk_bytes = config->chunk_bytes ? config->chunk_bytes : LEDGER_DEFAULT_CHUNK_BYTES;
     l->sig_tx_interval = config->sig_tx_interval ? config->sig_tx_interval
@@ -638,6 +676,10 @@ int ledger_open(const struct ledger_config *config, ledger **out, char *errmsg)
     l->fd = -1;
     l->last_nonsig_leaf = -1;
     int rv;
+    if ((rv = aead_key_new(l->enc_key, &l->seal)) != 0) {
+        errmsg_printf(errmsg, "ledger: cannot set up the sealing key");
+        goto err;
+    }
     if (mkdir(l->dir, 0700) != 0 && errno != EEXIST) {
         rv = -errno;
         errmsg_printf(errmsg, "%s: mkdir: %s", l->dir, strerror(errno));
@@ -685,7 +727,7 @@ void ledger_close(ledger *l)
     if (l == NULL)
         return;
     if (l->fd >= 0) {
-        if (l->sticky == 0)
+        if (flush_frames(l) == 0)
             fdatasync(l->fd);
         close(l->fd);
     }
@@ -695,9 +737,12 @@ void ledger_close(ledger *l)
     free(l->sigs);
     free(l->win);
     free(l->chunks);
+    free(l->wbuf);
     merkle_close(l->tree);
     OPENSSL_cleanse(l->secret, sizeof l->secret);
     OPENSSL_cleanse(l->enc_key, sizeof l->enc_key);
+    aead_key_free(l->seal);
+    hash_hmac_wipe(&l->ce_key);
     free(l);
 }
 
@@ -763,7 +808,11 @@ static int rotate(ledger *l, char *errmsg)
     chunk_name_format(name, c->first, last, true);
     chunk_path(l, c->name, from, sizeof from);
     chunk_path(l, name, to, sizeof to);
-    int rv = 0;
+    int rv = flush_frames(l);
+    if (rv != 0) {
+        errmsg_printf(errmsg, "%s: write: %s", from, lskv_strerror(rv));
+        return rv;
+    }
     if (fdatasync(l->fd) != 0 || close(l->fd) != 0) {
         rv = -errno;
         l->fd = -1;
@@ -786,48 +835,71 @@ static int rotate(ledger *l, char *errmsg)
     return create_open_chunk(l, errmsg);
 }
 
-/* Seals e into a new frame (malloc'ed, *frame_len bytes) as append_frame
- * would write it; *d decodes it (borrowing the frame), wsd and leaf are its
- * write set digest and Merkle leaf. plain may be NULL. */
-static int build_frame(ledger *l, struct chunk_entry *e, const uint8_t *plain, size_t plain_len,
-                       uint8_t **frame_out, size_t *frame_len, struct chunk_entry *d,
-                       uint8_t wsd[32], uint8_t leaf[32], char *errmsg)
+/* Prepares e for framing (commit evidence digest, sealed length) and
+ * returns the frame's size. */
+static size_t frame_prepare(ledger *l, struct chunk_entry *e, size_t plain_len)
 {
     char ce[LEDGER_CE_MAX];
-    ledger_commit_evidence(l->secret, e->term, e->index, ce);
-    SHA256((const unsigned char *)ce, strlen(ce), e->commit_evidence_digest);
+    ce_format(&l->ce_key, e->term, e->index, ce);
+    hash_sha256(ce, strlen(ce), e->commit_evidence_digest);
     e->sealed = NULL;
     e->sealed_len = plain_len ? (uint32_t)(plain_len + AEAD_OVERHEAD) : 0;
-    size_t flen = chunk_entry_size(e->public_len, e->sealed_len);
-    uint8_t *frame = malloc(flen);
-    if (frame == NULL)
-        return LSKV_ENOMEM;
+    return chunk_entry_size(e->public_len, e->sealed_len);
+}
+
+/* Seals e (prepared by frame_prepare) into frame (flen bytes) as
+ * append_frame writes it; *d decodes it (borrowing frame), wsd and leaf are
+ * its write set digest and Merkle leaf. plain may be NULL. */
+static int build_frame(ledger *l, struct chunk_entry *e, const uint8_t *plain, size_t plain_len,
+                       uint8_t *frame, size_t flen, struct chunk_entry *d, uint8_t wsd[32],
+                       uint8_t leaf[32], char *errmsg)
+{
     size_t aad_off, aad_len, sealed_off;
     chunk_entry_begin(e, frame, &aad_off, &aad_len, &sealed_off);
     int rv = 0;
     if (plain_len) {
         uint8_t nonce[AEAD_NONCE_BYTES];
         ledger_nonce(e->term, e->index, nonce);
-        rv = aead_seal_with_nonce(l->enc_key, nonce, frame + aad_off, aad_len, plain, plain_len,
-                                  frame + sealed_off);
+        rv = aead_key_seal_with_nonce(l->seal, nonce, frame + aad_off, aad_len, plain,
+                                      plain_len, frame + sealed_off);
         if (rv != 0) {
-            free(frame);
             errmsg_printf(errmsg, "ledger: seal failed");
             return rv;
         }
     }
     chunk_entry_finish(frame, flen);
     bool trunc;
-    rv = chunk_entry_decode(frame, flen, d, &trunc, errmsg);
-    if (rv != 0) {
-        free(frame);
+    if ((rv = chunk_entry_decode(frame, flen, d, &trunc, errmsg)) != 0)
         return rv;
-    }
     chunk_entry_wsd(d, wsd);
     merkle_leaf_hash_ced(wsd, d->commit_evidence_digest, d->claims_digest, leaf);
-    *frame_out = frame;
-    *frame_len = flen;
     return 0;
+}
+
+/* Writes the buffered frames to the open chunk. A failed write is sticky
+ * (the partial tail is cut if possible; reopening repairs it otherwise). */
+static int flush_frames(ledger *l)
+{
+    if (l->sticky != 0)
+        return l->sticky;
+    if (l->wlen == 0)
+        return 0;
+    int rv = write_all(l->fd, l->wbuf, l->wlen);
+    if (rv == 0 && l->fsync_each && fdatasync(l->fd) != 0)
+        rv = -errno;
+    if (rv != 0) {
+        if (ftruncate(l->fd, (off_t)(l->open_bytes - l->wlen)) != 0) {
+            /* nothing more to do: reopen repairs a torn tail */
+        }
+        l->sticky = rv;
+    }
+    l->wlen = 0;
+    return rv;
+}
+
+int ledger_flush(ledger *l)
+{
+    return flush_frames(l);
 }
 
 /* Seals and writes one entry, then records it. plain may be NULL. */
@@ -848,33 +920,30 @@ static int append_frame(ledger *l, struct chunk_entry *e, const uint8_t *plain,
                       e->term, e->index, e->revision, l->last_term, l->last_index, l->last_rev);
         return LSKV_EINVAL;
     }
-    uint8_t *frame;
-    size_t flen;
-    struct chunk_entry d;
-    uint8_t wsd[32], leaf[32];
-    int rv = build_frame(l, e, plain, plain_len, &frame, &flen, &d, wsd, leaf, errmsg);
+    size_t flen = frame_prepare(l, e, plain_len);
+    int rv = grow((void **)&l->wbuf, &l->wcap, l->wlen + flen, 1);
     if (rv != 0)
         return rv;
-    rv = write_all(l->fd, frame, flen);
-    if (rv == 0 && l->fsync_each && fdatasync(l->fd) != 0)
-        rv = -errno;
-    if (rv != 0) {
-        errmsg_printf(errmsg, "ledger: write %s: %s", l->chunks[l->n_chunks - 1].name,
-                      strerror(-rv));
-        /* Try to cut the partial frame; either way the ledger is sticky. */
-        if (ftruncate(l->fd, (off_t)l->open_bytes) != 0) {
-            /* nothing more to do: reopen repairs a torn tail */
-        }
-        l->sticky = rv;
-        free(frame);
+    uint8_t *frame = l->wbuf + l->wlen;
+    struct chunk_entry d;
+    uint8_t wsd[32], leaf[32];
+    if ((rv = build_frame(l, e, plain, plain_len, frame, flen, &d, wsd, leaf, errmsg)) != 0)
         return rv;
-    }
+    /* Buffered until ledger_flush (once per loop turn) unless the buffer is
+     * big or every append must be synced. */
+    l->wlen += flen;
     l->open_bytes += flen;
     rv = record_entry(l, &d, wsd, leaf, d.public_part, d.public_len, errmsg);
-    free(frame);
     if (rv != 0) {
-        l->sticky = rv; /* on disk but not in memory */
+        l->sticky = rv; /* in the chunk but not in memory */
         return rv;
+    }
+    if (l->fsync_each || l->wlen >= WBUF_FLUSH_BYTES) {
+        if ((rv = flush_frames(l)) != 0) {
+            errmsg_printf(errmsg, "ledger: write %s: %s", l->chunks[l->n_chunks - 1].name,
+                          lskv_strerror(rv));
+            return rv;
+        }
     }
     if (e->type == CHUNK_ENTRY_SIGNATURE && l->open_bytes >= l->chunk_bytes) {
         rv = rotate(l, errmsg);
@@ -987,15 +1056,17 @@ static int find_index(ledger *l, uint64_t index, int64_t rev, uint8_t wsd[32], b
 static int check_frame(ledger *l, struct chunk_entry *e, const uint8_t *plain, size_t plain_len,
                        bool absent_ok, char *errmsg)
 {
-    uint8_t *frame;
-    size_t flen;
     struct chunk_entry d;
     uint8_t wsd[32], leaf[32], have[32];
     bool found;
-    int rv = build_frame(l, e, plain, plain_len, &frame, &flen, &d, wsd, leaf, errmsg);
+    size_t flen = frame_prepare(l, e, plain_len);
+    uint8_t *frame = malloc(flen);
+    if (frame == NULL)
+        return LSKV_ENOMEM;
+    int rv = build_frame(l, e, plain, plain_len, frame, flen, &d, wsd, leaf, errmsg);
+    free(frame);
     if (rv != 0)
         return rv;
-    free(frame);
     if ((rv = find_index(l, e->index, e->revision, have, &found, errmsg)) != 0)
         return rv;
     if (!found && absent_ok)
@@ -1035,7 +1106,7 @@ static int append_or_check(ledger *l, const struct ledger_entry *in, bool check,
                             .index = in->index,
                             .revision = in->revision};
     if (in->claims != NULL)
-        SHA256(in->claims, in->claims_len, e.claims_digest);
+        hash_sha256(in->claims, in->claims_len, e.claims_digest);
     size_t plen = chunk_private_size(in->write_set_len, in->claims_len);
     uint8_t *plain = malloc(plen);
     if (plain == NULL)
@@ -1077,8 +1148,9 @@ void ledger_position(const ledger *l, struct ledger_position *out)
 
 int ledger_sync(ledger *l)
 {
-    if (l->sticky)
-        return l->sticky;
+    int rv = flush_frames(l);
+    if (rv != 0)
+        return rv;
     if (fdatasync(l->fd) != 0) {
         l->sticky = -errno;
         return l->sticky;
@@ -1203,8 +1275,8 @@ static int make_receipt(ledger *l, const struct found *f, const struct sig_paylo
         return rv;
     uint8_t leaf[32], root[32], ced[32];
     char ce[LEDGER_CE_MAX];
-    ledger_commit_evidence(l->secret, f->term, f->index, ce);
-    SHA256((const unsigned char *)ce, strlen(ce), ced);
+    ce_format(&l->ce_key, f->term, f->index, ce);
+    hash_sha256(ce, strlen(ce), ced);
     merkle_leaf_hash_ced(f->wsd, ced, f->claims_digest, leaf);
     merkle_fold(leaf, steps, n, root);
     if (memcmp(root, sp->root, 32) != 0) {

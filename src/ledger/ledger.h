@@ -157,7 +157,16 @@ int ledger_receipt_at(ledger *l, uint64_t leaf, struct arena *a, Lskvserverpb__R
 int ledger_tx_status(ledger *l, int64_t revision, uint64_t raft_term,
                      enum ledger_tx_status *out, char *errmsg);
 
-/* fdatasync of the open chunk. Call before a raft snapshot that covers the
+/* Writes the frames appended since the last flush to the open chunk
+ * (ledger_append buffers them in memory; receipts and status already see
+ * them). Call once per loop turn after applying entries; ledger_sync,
+ * rotation, close and any read of the chunk files flush first. The raft log,
+ * not the ledger, is the source of truth: frames lost in a crash are
+ * appended again when raft re-applies their entries.
+ * Errors: negated errno (sticky). */
+int ledger_flush(ledger *l);
+
+/* fdatasync of the open chunk (after ledger_flush). Call before a raft snapshot that covers the
  * entries. Errors: negated errno (sticky). */
 int ledger_sync(ledger *l);
 

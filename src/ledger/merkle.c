@@ -15,15 +15,20 @@
  *      are disjoint: a block below base that is a child of a node reaching
  *      past base cannot sit strictly inside a peak of base, since that peak
  *      would then contain the parent.) range_hash relies on it.
+ *  (4) lv[k] caches the hashes of the aligned blocks of 2^k leaves (k >= 1)
+ *      inside [base, size), in order: lv[k].h[j] is the block starting at
+ *      leaf (lv[k].first + j) << k. merkle_append fills it as it merges
+ *      peaks, so a root or proof at an older size costs O(log n) lookups
+ *      instead of rehashing the window. Unless lv_off (an allocation
+ *      failed): then range_hash recomputes.
  */
 #include "ledger/merkle.h"
 
-#include <openssl/evp.h>
-#include <openssl/sha.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/err.h"
+#include "ledger/hash.h"
 
 struct peak {
     uint64_t lo;    /* first leaf */
@@ -40,7 +45,50 @@ struct merkle_tree {
     uint8_t (*leaves)[MERKLE_HASH_BYTES]; /* leaves[i - base] */
     size_t n_leaves;
     size_t cap;
+    struct {
+        uint8_t (*h)[MERKLE_HASH_BYTES];
+        uint64_t first; /* block index (lo >> k) of h[0] */
+        size_t n, cap;
+    } lv[MERKLE_MAX_DEPTH];              /* invariant 4 */
+    bool lv_off;
 };
+
+/* Caches the block of 2^k leaves at lo (invariant 4). */
+static void lv_store(merkle_tree *t, uint64_t lo, unsigned k, const uint8_t h[MERKLE_HASH_BYTES])
+{
+    if (t->lv_off || lo < t->base || k == 0 || k >= MERKLE_MAX_DEPTH)
+        return;
+    if (t->lv[k].n == 0)
+        t->lv[k].first = lo >> k;
+    if ((lo >> k) != t->lv[k].first + t->lv[k].n) {
+        t->lv_off = true; /* not in order: cannot happen, but stay correct */
+        return;
+    }
+    if (t->lv[k].n == t->lv[k].cap) {
+        size_t cap = t->lv[k].cap ? t->lv[k].cap * 2 : 64;
+        void *p = realloc(t->lv[k].h, cap * MERKLE_HASH_BYTES);
+        if (p == NULL) {
+            t->lv_off = true;
+            return;
+        }
+        t->lv[k].h = p;
+        t->lv[k].cap = cap;
+    }
+    memcpy(t->lv[k].h[t->lv[k].n++], h, MERKLE_HASH_BYTES);
+}
+
+/* The cached block [lo, lo + 2^k), if any. */
+static bool lv_find(const merkle_tree *t, uint64_t lo, unsigned k, uint8_t out[MERKLE_HASH_BYTES])
+{
+    if (t->lv_off || lo < t->base || k == 0 || k >= MERKLE_MAX_DEPTH ||
+        (lo & (((uint64_t)1 << k) - 1)) != 0)
+        return false;
+    uint64_t j = lo >> k;
+    if (t->lv[k].n == 0 || j < t->lv[k].first || j - t->lv[k].first >= t->lv[k].n)
+        return false;
+    memcpy(out, t->lv[k].h[j - t->lv[k].first], MERKLE_HASH_BYTES);
+    return true;
+}
 
 void merkle_node_hash(const uint8_t left[MERKLE_HASH_BYTES],
                       const uint8_t right[MERKLE_HASH_BYTES], uint8_t out[MERKLE_HASH_BYTES])
@@ -48,7 +96,7 @@ void merkle_node_hash(const uint8_t left[MERKLE_HASH_BYTES],
     uint8_t buf[2 * MERKLE_HASH_BYTES];
     memcpy(buf, left, MERKLE_HASH_BYTES);
     memcpy(buf + MERKLE_HASH_BYTES, right, MERKLE_HASH_BYTES);
-    SHA256(buf, sizeof buf, out);
+    hash_sha256(buf, sizeof buf, out);
 }
 
 void merkle_leaf_hash_ced(const uint8_t write_set_digest[MERKLE_HASH_BYTES],
@@ -60,7 +108,7 @@ void merkle_leaf_hash_ced(const uint8_t write_set_digest[MERKLE_HASH_BYTES],
     memcpy(buf, write_set_digest, MERKLE_HASH_BYTES);
     memcpy(buf + MERKLE_HASH_BYTES, commit_evidence_digest, MERKLE_HASH_BYTES);
     memcpy(buf + 2 * MERKLE_HASH_BYTES, claims_digest, MERKLE_HASH_BYTES);
-    SHA256(buf, sizeof buf, out);
+    hash_sha256(buf, sizeof buf, out);
 }
 
 void merkle_leaf_hash(const uint8_t write_set_digest[MERKLE_HASH_BYTES],
@@ -69,7 +117,7 @@ void merkle_leaf_hash(const uint8_t write_set_digest[MERKLE_HASH_BYTES],
                       uint8_t out[MERKLE_HASH_BYTES])
 {
     uint8_t ced[MERKLE_HASH_BYTES];
-    SHA256((const unsigned char *)commit_evidence, commit_evidence_len, ced);
+    hash_sha256(commit_evidence, commit_evidence_len, ced);
     merkle_leaf_hash_ced(write_set_digest, ced, claims_digest, out);
 }
 
@@ -156,6 +204,8 @@ void merkle_close(merkle_tree *t)
     if (t == NULL)
         return;
     free(t->leaves);
+    for (size_t k = 0; k < MERKLE_MAX_DEPTH; k++)
+        free(t->lv[k].h);
     free(t);
 }
 
@@ -190,6 +240,7 @@ int merkle_append(merkle_tree *t, const uint8_t leaf[MERKLE_HASH_BYTES])
         merkle_node_hash(l->hash, r->hash, l->hash);
         l->level++;
         t->n_cur--;
+        lv_store(t, l->lo, l->level, l->hash);
     }
     return 0;
 }
@@ -222,6 +273,9 @@ static int range_hash(const merkle_tree *t, uint64_t lo, uint64_t hi,
             return LSKV_EINVAL;
     } else if (hi - lo == 1) {
         memcpy(out, t->leaves[lo - t->base], MERKLE_HASH_BYTES);
+        return 0;
+    } else if (((hi - lo) & (hi - lo - 1)) == 0 &&
+               lv_find(t, lo, (unsigned)__builtin_ctzll(hi - lo), out)) {
         return 0;
     }
     uint64_t k = split_point(hi - lo);
@@ -316,6 +370,18 @@ int merkle_flush_to(merkle_tree *t, uint64_t new_base)
     memcpy(t->peaks_base, p, np * sizeof p[0]);
     t->n_peaks_base = np;
     t->base = new_base;
+    /* Drop cached blocks that start below the new base (invariant 4). */
+    for (unsigned k = 1; k < MERKLE_MAX_DEPTH; k++) {
+        uint64_t first = (new_base + ((uint64_t)1 << k) - 1) >> k; /* first block >= base */
+        if (t->lv[k].n == 0 || first <= t->lv[k].first)
+            continue;
+        uint64_t d = first - t->lv[k].first;
+        size_t keep = d >= t->lv[k].n ? 0 : t->lv[k].n - (size_t)d;
+        if (keep)
+            memmove(t->lv[k].h, t->lv[k].h + d, keep * MERKLE_HASH_BYTES);
+        t->lv[k].n = keep;
+        t->lv[k].first = first;
+    }
     if (t->cap > 1024 && t->n_leaves < t->cap / 4) {
         size_t cap = t->cap / 2;
         void *q = realloc(t->leaves, cap * MERKLE_HASH_BYTES);

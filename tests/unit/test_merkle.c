@@ -165,6 +165,10 @@ TEST(merkle, flush_keeps_roots_and_proofs_above_base)
                 ASSERT_EQ(merkle_proof(t2, i, size, s, &n), 0);
                 merkle_fold(lv[i], s, n, got);
                 ASSERT_MEM_EQ(got, want, H);
+                /* t's cached blocks were re-based by the flush */
+                ASSERT_EQ(merkle_proof(t, i, size, s, &n), 0);
+                merkle_fold(lv[i], s, n, got);
+                ASSERT_MEM_EQ(got, want, H);
             }
         }
         if (base > 0) {
