@@ -23,7 +23,7 @@ done
 echo "== end-to-end tests (lskvd built with ASan+UBSan)"
 export LSKVD="$PWD/build/asan/lskvd"
 export ASAN_OPTIONS=detect_leaks=0:abort_on_error=1
-/usr/bin/python3 -m pytest -q -p no:cacheprovider tests/e2e "$@"
+/usr/bin/python3 -m pytest -q -p no:cacheprovider --basetemp="$PWD/build/e2e-tmp" tests/e2e "$@"
 rc=$?
 if [ $fail -ne 0 ]; then
   echo "unit or fuzz tests failed (see above)"
