@@ -23,8 +23,22 @@
  *      a txid is appended once (4).
  *
  * State machine of the open file: OPEN -(signature, size >= chunk_bytes)->
- * fdatasync, rename to .committed, fsync dir, create next header (rotate()).
+ * UNSYNCED (rotate(): frames written, file closed, still named
+ * "ledger_<first>"; next chunk created, nothing fsynced) -(ledger_sync)->
+ * SEALED (fdatasync, rename to .committed; then one directory fsync).
  * Any failed write/sync/rename -> STICKY (l->sticky), until reopened.
+ *
+ *  (7) Durability: a ".committed" file's bytes were fdatasynced before its
+ *      rename, so sealed files are never torn. Chunks after the last
+ *      .committed one are named "ledger_<first>" (several after a crash
+ *      between a rotation and the next ledger_sync); every byte that was in
+ *      them at the last ledger_sync is durable, later bytes may be lost.
+ *      ledger_open walks them in order (repair_unsynced): a complete one
+ *      (ends with a signature, the next chunk starts right after it) is
+ *      synced and renamed; at the first torn, empty or non-contiguous one
+ *      the torn tail is cut, every later chunk is deleted, and it becomes
+ *      the open chunk. Raft replays everything after its snapshot, and
+ *      ledger_sync runs before every snapshot, so nothing cut was needed.
  *
  * Transitions: ledger_open (scan + tail repair), append_frame (every
  * append), rotate, ledger_close. */
@@ -62,6 +76,7 @@ _Static_assert((int)LEDGER_ENTRY_KV == (int)CHUNK_ENTRY_KV &&
 struct chunk_info {
     uint64_t first, last; /* last valid when sealed */
     bool open;
+    bool unsynced;        /* sealed in memory, file still "ledger_<first>" (7) */
     int64_t first_rev;    /* revision of the first entry; INT64_MAX if none */
     char name[CHUNK_NAME_MAX];
 };
@@ -110,6 +125,7 @@ struct ledger {
     int64_t last_nonsig_leaf;  /* -1 if none */
     uint64_t last_sig_ms;
     int sticky;
+    bool dir_dirty;            /* names created or renamed since the last dir fsync */
 
     /* Replay checks: raft index -> write set digest of one sealed chunk
      * (sealed chunks never change), so checking a run of replayed entries
@@ -363,13 +379,25 @@ static int list_chunks(ledger *l, char *errmsg)
     uint64_t next = 0;
     for (size_t i = 0; i < l->n_chunks; i++) {
         const struct chunk_info *c = &l->chunks[i];
+        if (c->open) {
+            for (size_t j = i; j < l->n_chunks; j++) {
+                if (!l->chunks[j].open) {
+                    errmsg_printf(errmsg, "%s: sealed chunk %s after open chunk %s", l->dir,
+                                  l->chunks[j].name, c->name);
+                    return LSKV_ECORRUPT;
+                }
+            }
+            if (c->first != next) {
+                errmsg_printf(errmsg, "%s: %s starts at leaf %" PRIu64 ", want %" PRIu64
+                              " (missing or overlapping chunk)", l->dir, c->name, c->first,
+                              next);
+                return LSKV_ECORRUPT;
+            }
+            break; /* the rest: repair_unsynced (invariant 7) */
+        }
         if (c->first != next) {
             errmsg_printf(errmsg, "%s: %s starts at leaf %" PRIu64 ", want %" PRIu64
                           " (missing or overlapping chunk)", l->dir, c->name, c->first, next);
-            return LSKV_ECORRUPT;
-        }
-        if (c->open && i + 1 != l->n_chunks) {
-            errmsg_printf(errmsg, "%s: open chunk %s is not the last", l->dir, c->name);
             return LSKV_ECORRUPT;
         }
         next = c->last + 1;
@@ -377,8 +405,9 @@ static int list_chunks(ledger *l, char *errmsg)
     return 0;
 }
 
-/* Creates the open chunk file starting at the tree's current size. */
-static int create_open_chunk(ledger *l, char *errmsg)
+/* Creates the open chunk file starting at the tree's current size. With
+ * sync, its header and name are made durable now; else by ledger_sync. */
+static int create_open_chunk(ledger *l, bool sync, char *errmsg)
 {
     uint64_t first = merkle_size(l->tree);
     struct chunk_header *h = calloc(1, sizeof *h);
@@ -403,8 +432,8 @@ static int create_open_chunk(ledger *l, char *errmsg)
         goto out;
     }
     size_t hl = chunk_header_size(h->n_peaks);
-    if ((rv = write_all(fd, hb, hl)) != 0 || (fdatasync(fd) != 0 && (rv = -errno)) ||
-        (rv = file_fsync_dir(l->dir)) != 0) {
+    if ((rv = write_all(fd, hb, hl)) != 0 || (sync && fdatasync(fd) != 0 && (rv = -errno)) ||
+        (sync && (rv = file_fsync_dir(l->dir)) != 0)) {
         errmsg_printf(errmsg, "%s: write header: %s", path, lskv_strerror(rv));
         close(fd);
         goto out;
@@ -421,6 +450,8 @@ static int create_open_chunk(ledger *l, char *errmsg)
     l->chunks[l->n_chunks++] = c;
     l->fd = fd;
     l->open_bytes = hl;
+    if (!sync)
+        l->dir_dirty = true;
     clear_window(l);
 out:
     free(h);
@@ -492,8 +523,10 @@ static int replay_sealed(ledger *l, size_t k, struct chunk_header *end, uint64_t
 
 /* Reads the open chunk (last in l->chunks) into the window, repairing a torn
  * tail. */
-static int load_open_chunk(ledger *l, const struct chunk_header *expect, char *errmsg)
+static int load_open_chunk(ledger *l, const struct chunk_header *expect, bool *torn,
+                           char *errmsg)
 {
+    *torn = false;
     struct chunk_info *c = &l->chunks[l->n_chunks - 1];
     char path[4200];
     chunk_path(l, c->name, path, sizeof path);
@@ -516,7 +549,7 @@ static int load_open_chunk(ledger *l, const struct chunk_header *expect, char *e
         if (unlink(path) != 0)
             return -errno;
         l->n_chunks--;
-        return create_open_chunk(l, errmsg);
+        return create_open_chunk(l, true, errmsg);
     }
     if (rv == 0 && (h->first_leaf != c->first ||
                     (expect != NULL && (expect->n_peaks != h->n_peaks ||
@@ -547,6 +580,7 @@ static int load_open_chunk(ledger *l, const struct chunk_header *expect, char *e
                 break;
             }
             len = off;
+            *torn = true;
             rv = 0;
             break;
         }
@@ -648,6 +682,75 @@ static int read_first_revision(ledger *l, struct chunk_info *c, char *errmsg)
     return rv;
 }
 
+/* Deletes chunks k.. (after a tear: invariant 7). */
+static int drop_chunks_from(ledger *l, size_t k, char *errmsg)
+{
+    while (l->n_chunks > k) {
+        char path[4200];
+        chunk_path(l, l->chunks[l->n_chunks - 1].name, path, sizeof path);
+        if (unlink(path) != 0 && errno != ENOENT) {
+            int rv = -errno;
+            errmsg_printf(errmsg, "%s: unlink: %s", path, strerror(errno));
+            return rv;
+        }
+        l->n_chunks--;
+        l->dir_dirty = true;
+    }
+    return 0;
+}
+
+static int seal_file(ledger *l, struct chunk_info *c, int fd, char *errmsg);
+
+/* Loads the open-named chunks from k on (invariant 7): every one but the
+ * last was rotated and maybe not synced. expect: peaks before chunk k. */
+static int repair_unsynced(ledger *l, size_t k, const struct chunk_header *expect,
+                           char *errmsg)
+{
+    size_t total = l->n_chunks;
+    struct chunk_header *end = calloc(1, sizeof *end);
+    if (end == NULL)
+        return LSKV_ENOMEM;
+    int rv = 0;
+    for (; k < total; k++) {
+        bool torn;
+        l->n_chunks = k + 1; /* load_open_chunk and record_entry work on the last chunk */
+        struct chunk_info *c = &l->chunks[k];
+        uint64_t first = c->first;
+        if ((rv = load_open_chunk(l, expect, &torn, errmsg)) != 0)
+            break;
+        if (k + 1 == total)
+            break;
+        uint64_t size = merkle_size(l->tree);
+        bool complete = !torn && l->n_win > 0 && l->n_sigs > 0 &&
+                        l->sigs[l->n_sigs - 1].leaf == size - 1 && l->chunks[k].first == first &&
+                        l->chunks[k + 1].first == size;
+        if (!complete) {
+            l->n_chunks = total;
+            rv = drop_chunks_from(l, k + 1, errmsg);
+            break;
+        }
+        /* A complete chunk: seal it now. */
+        c = &l->chunks[k];
+        c->last = size - 1;
+        int fd = l->fd;
+        l->fd = -1;
+        if ((rv = seal_file(l, c, fd, errmsg)) != 0)
+            break;
+        end->first_leaf = size;
+        if ((rv = merkle_peaks(l->tree, size, end->peaks, &end->n_peaks)) != 0)
+            break;
+        expect = end;
+        clear_window(l);
+    }
+    if (rv == 0 && l->dir_dirty) {
+        if ((rv = file_fsync_dir(l->dir)) != 0)
+            errmsg_printf(errmsg, "%s: fsync: %s", l->dir, strerror(-rv));
+        l->dir_dirty = false;
+    }
+    free(end);
+    return rv;
+}
+
 int ledger_open(const struct ledger_config *config, ledger **out, char *errmsg)
 {
     if (config->dir == NULL || config->secret == NULL || strlen(config->dir) >= 4000) {
@@ -698,7 +801,9 @@ int ledger_open(const struct ledger_config *config, ledger **out, char *errmsg)
         goto err;
     }
     bool have_end = false;
-    size_t n_sealed = l->n_chunks - (l->n_chunks && l->chunks[l->n_chunks - 1].open ? 1 : 0);
+    size_t n_sealed = 0;
+    while (n_sealed < l->n_chunks && !l->chunks[n_sealed].open)
+        n_sealed++;
     if (n_sealed > 0) {
         rv = replay_sealed(l, n_sealed - 1, end, &l->signed_size, &l->last_nonsig_leaf, errmsg);
         have_end = rv == 0;
@@ -708,9 +813,9 @@ int ledger_open(const struct ledger_config *config, ledger **out, char *errmsg)
                          have_end ? end->n_peaks : 0, &l->tree);
     if (rv == 0) {
         if (n_sealed < l->n_chunks)
-            rv = load_open_chunk(l, have_end ? end : NULL, errmsg);
+            rv = repair_unsynced(l, n_sealed, have_end ? end : NULL, errmsg);
         else /* no open chunk (first start, or a crash right after sealing) */
-            rv = create_open_chunk(l, errmsg);
+            rv = create_open_chunk(l, true, errmsg);
     }
     free(end);
     if (rv != 0)
@@ -727,8 +832,7 @@ void ledger_close(ledger *l)
     if (l == NULL)
         return;
     if (l->fd >= 0) {
-        if (flush_frames(l) == 0)
-            fdatasync(l->fd);
+        ledger_sync(l); /* best effort: reopening repairs (invariant 7) */
         close(l->fd);
     }
     clear_window(l);
@@ -800,39 +904,59 @@ static int record_entry(ledger *l, const struct chunk_entry *e, const uint8_t ws
     return 0;
 }
 
-static int rotate(ledger *l, char *errmsg)
+/* fdatasync of a sealed chunk's file (fd, or opened by name when -1), then
+ * rename to its .committed name (invariant 7). Closes fd. The caller fsyncs
+ * the directory (l->dir_dirty). */
+static int seal_file(ledger *l, struct chunk_info *c, int fd, char *errmsg)
 {
-    struct chunk_info *c = &l->chunks[l->n_chunks - 1];
-    uint64_t last = merkle_size(l->tree) - 1;
     char from[4200], to[4200], name[CHUNK_NAME_MAX];
-    chunk_name_format(name, c->first, last, true);
+    chunk_name_format(name, c->first, c->last, true);
     chunk_path(l, c->name, from, sizeof from);
     chunk_path(l, name, to, sizeof to);
-    int rv = flush_frames(l);
-    if (rv != 0) {
-        errmsg_printf(errmsg, "%s: write: %s", from, lskv_strerror(rv));
+    if (fd < 0 && (fd = open(from, O_RDONLY | O_CLOEXEC)) < 0) {
+        int rv = -errno;
+        errmsg_printf(errmsg, "%s: open: %s", from, strerror(errno));
         return rv;
     }
-    if (fdatasync(l->fd) != 0 || close(l->fd) != 0) {
-        rv = -errno;
-        l->fd = -1;
-        errmsg_printf(errmsg, "%s: sync: %s", from, strerror(errno));
+    if (fdatasync(fd) != 0) {
+        int rv = -errno;
+        close(fd);
+        errmsg_printf(errmsg, "%s: sync: %s", from, strerror(-rv));
         return rv;
     }
-    l->fd = -1;
-    if (rename(from, to) != 0) {
-        rv = -errno;
+    if (close(fd) != 0 || rename(from, to) != 0) {
+        int rv = -errno;
         errmsg_printf(errmsg, "%s: rename: %s", from, strerror(errno));
         return rv;
     }
     c->open = false;
-    c->last = last;
+    c->unsynced = false;
     snprintf(c->name, sizeof c->name, "%s", name);
-    if ((rv = file_fsync_dir(l->dir)) != 0) {
-        errmsg_printf(errmsg, "%s: fsync: %s", l->dir, strerror(-rv));
+    l->dir_dirty = true;
+    return 0;
+}
+
+/* Seals the open chunk in memory and starts the next one, without any
+ * fsync: the file keeps its open name until ledger_sync (invariant 7). */
+static int rotate(ledger *l, char *errmsg)
+{
+    struct chunk_info *c = &l->chunks[l->n_chunks - 1];
+    int rv = flush_frames(l);
+    if (rv != 0) {
+        errmsg_printf(errmsg, "%s: write: %s", c->name, lskv_strerror(rv));
         return rv;
     }
-    return create_open_chunk(l, errmsg);
+    if (close(l->fd) != 0) {
+        rv = -errno;
+        l->fd = -1;
+        errmsg_printf(errmsg, "%s: close: %s", c->name, strerror(errno));
+        return rv;
+    }
+    l->fd = -1;
+    c->open = false;
+    c->unsynced = true;
+    c->last = merkle_size(l->tree) - 1;
+    return create_open_chunk(l, false, errmsg);
 }
 
 /* Prepares e for framing (commit evidence digest, sealed length) and
@@ -1151,9 +1275,23 @@ int ledger_sync(ledger *l)
     int rv = flush_frames(l);
     if (rv != 0)
         return rv;
+    char errmsg[LSKV_ERRMSG_SIZE];
+    for (size_t i = 0; i < l->n_chunks; i++) {
+        if (l->chunks[i].unsynced && (rv = seal_file(l, &l->chunks[i], -1, errmsg)) != 0) {
+            l->sticky = rv;
+            return rv;
+        }
+    }
     if (fdatasync(l->fd) != 0) {
         l->sticky = -errno;
         return l->sticky;
+    }
+    if (l->dir_dirty) {
+        if ((rv = file_fsync_dir(l->dir)) != 0) {
+            l->sticky = rv;
+            return rv;
+        }
+        l->dir_dirty = false;
     }
     return 0;
 }

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "common/err.h"
@@ -144,6 +145,13 @@ TEST(ledger, receipts_across_rotation_and_reopen)
     sign(&f);
     int committed;
     int n = count_chunks(f.dir, &committed);
+    /* invariant 7: rotated chunks keep their open name until ledger_sync */
+    ASSERT_EQ(committed, 0);
+    ASSERT_GE(n, 3);
+    for (int64_t rev = 2; rev <= f.rev; rev++)
+        check_receipt(&f, rev); /* from unsynced files and from memory */
+    ASSERT_EQ(ledger_sync(f.l), 0);
+    n = count_chunks(f.dir, &committed);
     ASSERT_GE(committed, 2);
     ASSERT_EQ(n, committed + 1); /* invariant 1: one open chunk */
     for (int64_t rev = 2; rev <= f.rev; rev++)
@@ -349,6 +357,128 @@ TEST(ledger, torn_tail_is_truncated_on_reopen)
     fx_close(&f);
 }
 
+/* Invariant 7: a process that dies after rotations but before ledger_sync
+ * (the files keep their open names). The fixture's ledger is closed; a
+ * child appends 60 puts (a signature every 7th and at the end) with 4 KiB
+ * chunks and exits without closing. */
+static void crash_after_rotations(struct fixture *f)
+{
+    ledger_close(f->l);
+    f->l = NULL;
+    pid_t pid = fork();
+    ASSERT(pid >= 0);
+    if (pid == 0) {
+        fx_open(f, 4096);
+        for (int i = 0; i < 60; i++) {
+            put(f);
+            if (i % 7 == 6)
+                sign(f);
+        }
+        sign(f);
+        _exit(ledger_flush(f->l) == 0 ? 0 : 1);
+    }
+    int st;
+    ASSERT_EQ(waitpid(pid, &st, 0), pid);
+    ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    for (int i = 0; i < 60; i++) { /* what the child appended */
+        f->index++;
+        f->rev++;
+        if (i % 7 == 6)
+            f->index++;
+    }
+    f->index++;
+}
+
+/* Open-named chunk files sorted by first leaf. */
+static int open_named_chunks(const char *dir, uint64_t *firsts, int max)
+{
+    DIR *d = opendir(dir);
+    struct dirent *de;
+    int n = 0;
+    while ((de = readdir(d)) != NULL) {
+        uint64_t a, b;
+        bool c;
+        if (chunk_name_parse(de->d_name, &a, &b, &c) && !c && n < max)
+            firsts[n++] = a;
+    }
+    closedir(d);
+    for (int i = 1; i < n; i++)
+        for (int j = i; j > 0 && firsts[j - 1] > firsts[j]; j--) {
+            uint64_t t = firsts[j];
+            firsts[j] = firsts[j - 1];
+            firsts[j - 1] = t;
+        }
+    return n;
+}
+
+TEST(ledger, rotated_but_unsynced_chunks_are_sealed_on_reopen)
+{
+    struct fixture f;
+    fx_init(&f, 4096);
+    crash_after_rotations(&f);
+    int committed;
+    int n = count_chunks(f.dir, &committed);
+    ASSERT_EQ(committed, 0); /* nothing synced since the first chunk */
+    ASSERT_GE(n, 3);
+    fx_open(&f, 4096);
+    struct ledger_position pos;
+    ledger_position(f.l, &pos);
+    ASSERT_EQ(pos.index, f.index - 1); /* a process crash loses nothing */
+    ASSERT_EQ(pos.revision, f.rev);
+    n = count_chunks(f.dir, &committed);
+    ASSERT_GE(committed, 2);
+    ASSERT_EQ(n, committed + 1);
+    for (int64_t rev = 2; rev <= f.rev; rev++)
+        check_receipt(&f, rev);
+    put(&f);
+    sign(&f);
+    check_receipt(&f, f.rev);
+    fx_close(&f);
+}
+
+TEST(ledger, torn_unsynced_chunk_is_cut_and_later_chunks_dropped_on_reopen)
+{
+    struct fixture f;
+    fx_init(&f, 4096);
+    crash_after_rotations(&f);
+    uint64_t firsts[64];
+    int n = open_named_chunks(f.dir, firsts, 64);
+    ASSERT_GE(n, 3);
+    /* power loss: the newest rotated chunk lost its last 20 bytes (its
+     * closing signature), the open chunk after it survived */
+    char path[1024];
+    snprintf(path, sizeof path, "%s/ledger_%llu", f.dir, (unsigned long long)firsts[n - 2]);
+    struct stat st;
+    ASSERT_EQ(stat(path, &st), 0);
+    ASSERT_EQ(truncate(path, st.st_size - 20), 0);
+    fx_open(&f, 4096);
+    struct ledger_position pos;
+    ledger_position(f.l, &pos);
+    ASSERT_EQ(pos.size, firsts[n - 1] - 1); /* the signature and all after it are gone */
+    ASSERT(pos.index < f.index - 1);
+    int committed;
+    int m = count_chunks(f.dir, &committed);
+    ASSERT_EQ(committed, n - 2); /* the complete ones were sealed */
+    ASSERT_EQ(m, committed + 1); /* the torn one is open, the one after it deleted */
+    snprintf(path, sizeof path, "%s/ledger_%llu", f.dir, (unsigned long long)firsts[n - 1]);
+    ASSERT(access(path, F_OK) != 0);
+    /* raft applies the lost entries again */
+    f.index = pos.index + 1;
+    f.rev = pos.revision;
+    for (int i = 0; i < 12; i++)
+        put(&f);
+    sign(&f);
+    for (int64_t rev = 2; rev <= f.rev; rev++)
+        check_receipt(&f, rev);
+    ledger_close(f.l);
+    fx_open(&f, 4096);
+    struct ledger_position pos2;
+    ledger_position(f.l, &pos2);
+    ASSERT_EQ(pos2.index, f.index - 1);
+    ASSERT_EQ(pos2.revision, f.rev);
+    fx_close(&f);
+}
+
 TEST(ledger, missing_chunk_is_detected)
 {
     struct fixture f;
@@ -460,6 +590,7 @@ TEST(ledger, replay_check_finds_entries_in_memory_and_in_sealed_chunks)
             sign(&f);
     }
     int committed;
+    ASSERT_EQ(ledger_sync(f.l), 0);
     count_chunks(f.dir, &committed);
     ASSERT_GE(committed, 2);
     ledger_close(f.l);
