@@ -166,8 +166,11 @@ int ledger_tx_status(ledger *l, int64_t revision, uint64_t raft_term,
  * Errors: negated errno (sticky). */
 int ledger_flush(ledger *l);
 
-/* fdatasync of the open chunk (after ledger_flush). Call before a raft snapshot that covers the
- * entries. Errors: negated errno (sticky). */
+/* Makes every entry appended so far durable: flushes, then for each chunk
+ * rotated since the last sync fdatasync + rename to .committed, fdatasync of
+ * the open chunk, and one directory fsync if names changed (rotation itself
+ * does no fsync; ledger.c invariant 7, docs/ledger-format.md). Call before a
+ * raft snapshot that covers the entries. Errors: negated errno (sticky). */
 int ledger_sync(ledger *l);
 
 /* Commit evidence of a txid: "ce:<term>.<index>:<64 hex>" where the hex is
