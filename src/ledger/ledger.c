@@ -23,9 +23,12 @@
  *      a txid is appended once (4).
  *
  * State machine of the open file: OPEN -(signature, size >= chunk_bytes)->
- * UNSYNCED (rotate(): frames written, file closed, still named
- * "ledger_<first>"; next chunk created, nothing fsynced) -(ledger_sync)->
- * SEALED (fdatasync, rename to .committed; then one directory fsync).
+ * UNSYNCED (rotate(): frames written, still named "ledger_<first>", its
+ * fdatasync queued on the syncer thread; next chunk created; the loop does
+ * no fsync) -(ledger_sync: wait for that fdatasync, usually long done)->
+ * SEALED (rename to .committed; then one directory fsync). The syncer
+ * only ever calls fdatasync on fds handed to it; everything else stays on
+ * the owner's thread.
  * Any failed write/sync/rename -> STICKY (l->sticky), until reopened.
  *
  *  (7) Durability: a ".committed" file's bytes were fdatasynced before its
@@ -51,6 +54,7 @@
 #include <openssl/crypto.h>
 #include <openssl/hmac.h>
 #include <openssl/sha.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -73,10 +77,20 @@ _Static_assert((int)LEDGER_ENTRY_KV == (int)CHUNK_ENTRY_KV &&
                    (int)LEDGER_ENTRY_OTHER == (int)CHUNK_ENTRY_OTHER,
                "ledger and chunk entry types agree");
 
+/* A rotated chunk's fdatasync, done by the syncer thread (off the loop);
+ * ledger_sync waits for it, then renames. done/rv under ledger.sy.mu. */
+struct sync_job {
+    int fd;
+    int rv;
+    bool done;
+    struct sync_job *next; /* queue */
+};
+
 struct chunk_info {
     uint64_t first, last; /* last valid when sealed */
     bool open;
     bool unsynced;        /* sealed in memory, file still "ledger_<first>" (7) */
+    struct sync_job *job; /* when unsynced: its background fdatasync, or NULL */
     int64_t first_rev;    /* revision of the first entry; INT64_MAX if none */
     char name[CHUNK_NAME_MAX];
 };
@@ -126,6 +140,17 @@ struct ledger {
     uint64_t last_sig_ms;
     int sticky;
     bool dir_dirty;            /* names created or renamed since the last dir fsync */
+
+    /* The syncer: one thread, started at the first rotation, fdatasyncs
+     * rotated chunks so that ledger_sync finds them synced. */
+    struct {
+        bool started, quit;
+        pthread_t thread;
+        pthread_mutex_t mu;
+        pthread_cond_t cv;        /* queue not empty, or quit */
+        pthread_cond_t done_cv;   /* a job finished */
+        struct sync_job *head, *tail;
+    } sy;
 
     /* Replay checks: raft index -> write set digest of one sealed chunk
      * (sealed chunks never change), so checking a run of replayed entries
@@ -700,6 +725,8 @@ static int drop_chunks_from(ledger *l, size_t k, char *errmsg)
 }
 
 static int seal_file(ledger *l, struct chunk_info *c, int fd, char *errmsg);
+static int syncer_wait(ledger *l, struct sync_job *j);
+static void syncer_stop(ledger *l);
 
 /* Loads the open-named chunks from k on (invariant 7): every one but the
  * last was rotated and maybe not synced. expect: peaks before chunk k. */
@@ -835,6 +862,11 @@ void ledger_close(ledger *l)
         ledger_sync(l); /* best effort: reopening repairs (invariant 7) */
         close(l->fd);
     }
+    for (size_t i = 0; i < l->n_chunks; i++) {
+        if (l->chunks[i].job != NULL) /* a failed ledger_sync left it */
+            syncer_wait(l, l->chunks[i].job);
+    }
+    syncer_stop(l);
     clear_window(l);
     free(l->rc.index);
     free(l->rc.wsd);
@@ -904,6 +936,90 @@ static int record_entry(ledger *l, const struct chunk_entry *e, const uint8_t ws
     return 0;
 }
 
+static void *syncer_main(void *arg)
+{
+    ledger *l = arg;
+    pthread_mutex_lock(&l->sy.mu);
+    for (;;) {
+        while (l->sy.head == NULL && !l->sy.quit)
+            pthread_cond_wait(&l->sy.cv, &l->sy.mu);
+        if (l->sy.head == NULL)
+            break;
+        struct sync_job *j = l->sy.head;
+        l->sy.head = j->next;
+        if (l->sy.head == NULL)
+            l->sy.tail = NULL;
+        pthread_mutex_unlock(&l->sy.mu);
+        int rv = fdatasync(j->fd) != 0 ? -errno : 0;
+        pthread_mutex_lock(&l->sy.mu);
+        j->rv = rv;
+        j->done = true;
+        pthread_cond_broadcast(&l->sy.done_cv);
+    }
+    pthread_mutex_unlock(&l->sy.mu);
+    return NULL;
+}
+
+/* Queues fd's fdatasync on the syncer. NULL when the thread cannot start
+ * (then ledger_sync syncs by name). */
+static struct sync_job *syncer_submit(ledger *l, int fd)
+{
+    if (!l->sy.started) {
+        if (pthread_mutex_init(&l->sy.mu, NULL) != 0)
+            return NULL;
+        if (pthread_cond_init(&l->sy.cv, NULL) != 0 ||
+            pthread_cond_init(&l->sy.done_cv, NULL) != 0 ||
+            pthread_create(&l->sy.thread, NULL, syncer_main, l) != 0) {
+            /* leaked cv on a partial failure: only when the system is broken */
+            pthread_mutex_destroy(&l->sy.mu);
+            return NULL;
+        }
+        l->sy.started = true;
+    }
+    struct sync_job *j = calloc(1, sizeof *j);
+    if (j == NULL)
+        return NULL;
+    j->fd = fd;
+    pthread_mutex_lock(&l->sy.mu);
+    if (l->sy.tail)
+        l->sy.tail->next = j;
+    else
+        l->sy.head = j;
+    l->sy.tail = j;
+    pthread_cond_signal(&l->sy.cv);
+    pthread_mutex_unlock(&l->sy.mu);
+    return j;
+}
+
+/* Waits for job j, frees it and closes its fd; returns its result. */
+static int syncer_wait(ledger *l, struct sync_job *j)
+{
+    pthread_mutex_lock(&l->sy.mu);
+    while (!j->done)
+        pthread_cond_wait(&l->sy.done_cv, &l->sy.mu);
+    pthread_mutex_unlock(&l->sy.mu);
+    int rv = j->rv;
+    if (close(j->fd) != 0 && rv == 0)
+        rv = -errno;
+    free(j);
+    return rv;
+}
+
+static void syncer_stop(ledger *l)
+{
+    if (!l->sy.started)
+        return;
+    pthread_mutex_lock(&l->sy.mu);
+    l->sy.quit = true;
+    pthread_cond_signal(&l->sy.cv);
+    pthread_mutex_unlock(&l->sy.mu);
+    pthread_join(l->sy.thread, NULL);
+    pthread_cond_destroy(&l->sy.cv);
+    pthread_cond_destroy(&l->sy.done_cv);
+    pthread_mutex_destroy(&l->sy.mu);
+    l->sy.started = false;
+}
+
 /* fdatasync of a sealed chunk's file (fd, or opened by name when -1), then
  * rename to its .committed name (invariant 7). Closes fd. The caller fsyncs
  * the directory (l->dir_dirty). */
@@ -913,6 +1029,21 @@ static int seal_file(ledger *l, struct chunk_info *c, int fd, char *errmsg)
     chunk_name_format(name, c->first, c->last, true);
     chunk_path(l, c->name, from, sizeof from);
     chunk_path(l, name, to, sizeof to);
+    if (c->job != NULL) { /* synced by the syncer (usually long done) */
+        struct sync_job *j = c->job;
+        c->job = NULL;
+        int rv = syncer_wait(l, j);
+        if (rv != 0) {
+            errmsg_printf(errmsg, "%s: sync: %s", from, strerror(-rv));
+            return rv;
+        }
+        if (rename(from, to) != 0) {
+            rv = -errno;
+            errmsg_printf(errmsg, "%s: rename: %s", from, strerror(errno));
+            return rv;
+        }
+        goto renamed;
+    }
     if (fd < 0 && (fd = open(from, O_RDONLY | O_CLOEXEC)) < 0) {
         int rv = -errno;
         errmsg_printf(errmsg, "%s: open: %s", from, strerror(errno));
@@ -929,6 +1060,7 @@ static int seal_file(ledger *l, struct chunk_info *c, int fd, char *errmsg)
         errmsg_printf(errmsg, "%s: rename: %s", from, strerror(errno));
         return rv;
     }
+renamed:
     c->open = false;
     c->unsynced = false;
     snprintf(c->name, sizeof c->name, "%s", name);
@@ -946,7 +1078,9 @@ static int rotate(ledger *l, char *errmsg)
         errmsg_printf(errmsg, "%s: write: %s", c->name, lskv_strerror(rv));
         return rv;
     }
-    if (close(l->fd) != 0) {
+    /* The syncer fdatasyncs it now, off the loop; ledger_sync renames it. */
+    c->job = syncer_submit(l, l->fd);
+    if (c->job == NULL && close(l->fd) != 0) {
         rv = -errno;
         l->fd = -1;
         errmsg_printf(errmsg, "%s: close: %s", c->name, strerror(errno));
