@@ -8,7 +8,9 @@
  * raft entry. Receipts and tx status are served from memory for the open
  * chunk and re-derived from chunk files otherwise.
  *
- * Not thread-safe: one thread (the loop that applies) owns a ledger.
+ * Not thread-safe: one thread (the loop that applies) owns a ledger. (A
+ * ledger starts one internal thread at its first rotation that only
+ * fdatasyncs rotated chunk files; ledger_close joins it.)
  *
  * Failures that may leave the files and memory out of step (a failed write,
  * fsync or rename) are sticky: every later call fails with the same code
@@ -167,10 +169,12 @@ int ledger_tx_status(ledger *l, int64_t revision, uint64_t raft_term,
 int ledger_flush(ledger *l);
 
 /* Makes every entry appended so far durable: flushes, then for each chunk
- * rotated since the last sync fdatasync + rename to .committed, fdatasync of
- * the open chunk, and one directory fsync if names changed (rotation itself
- * does no fsync; ledger.c invariant 7, docs/ledger-format.md). Call before a
- * raft snapshot that covers the entries. Errors: negated errno (sticky). */
+ * rotated since the last sync waits for its fdatasync (started at rotation
+ * on the ledger's syncer thread) and renames it to .committed, fdatasyncs
+ * the open chunk, and fsyncs the directory once if names changed (rotation
+ * itself does no fsync on the caller's thread; ledger.c invariant 7,
+ * docs/ledger-format.md). Call before a raft snapshot that covers the
+ * entries. Errors: negated errno (sticky). */
 int ledger_sync(ledger *l);
 
 /* Commit evidence of a txid: "ce:<term>.<index>:<64 hex>" where the hex is
