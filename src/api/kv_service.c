@@ -190,7 +190,7 @@ static void handle_write(struct api *api, grpc_call *call, const uint8_t *msg, s
     }
     uint8_t *cmd = NULL;
     size_t cmd_len = 0;
-    rv = fsm_command_encode(type, req, &cmd, &cmd_len);
+    rv = fsm_command_wrap(type, msg, len, &cmd, &cmd_len);
     if (rv != 0) {
         api_fail(api, call, rv, NULL);
         goto out;

@@ -30,18 +30,40 @@ void fsm_set_ledger(struct fsm *f, ledger *l)
     f->ledger = l;
 }
 
+/* A command buffer of body_len bytes after the two-byte header. */
+static uint8_t *command_alloc(enum fsm_command_type type, size_t body_len)
+{
+    uint8_t *buf = malloc(body_len + 2);
+    if (buf != NULL) {
+        buf[0] = FSM_COMMAND_VERSION;
+        buf[1] = (uint8_t)type;
+    }
+    return buf;
+}
+
 int fsm_command_encode(enum fsm_command_type type, const ProtobufCMessage *msg,
                        uint8_t **out, size_t *out_len)
 {
     size_t n = protobuf_c_message_get_packed_size(msg);
-    uint8_t *buf = malloc(n + 2);
+    uint8_t *buf = command_alloc(type, n);
     if (buf == NULL)
         return LSKV_ENOMEM;
-    buf[0] = FSM_COMMAND_VERSION;
-    buf[1] = (uint8_t)type;
     protobuf_c_message_pack(msg, buf + 2);
     *out = buf;
     *out_len = n + 2;
+    return 0;
+}
+
+int fsm_command_wrap(enum fsm_command_type type, const uint8_t *body, size_t len,
+                     uint8_t **out, size_t *out_len)
+{
+    uint8_t *buf = command_alloc(type, len);
+    if (buf == NULL)
+        return LSKV_ENOMEM;
+    if (len)
+        memcpy(buf + 2, body, len);
+    *out = buf;
+    *out_len = len + 2;
     return 0;
 }
 

@@ -83,6 +83,11 @@ struct consensus_fsm fsm_vtable(struct fsm *f);
  * Errors: LSKV_ENOMEM. */
 int fsm_command_encode(enum fsm_command_type type, const ProtobufCMessage *msg,
                        uint8_t **out, size_t *out_len);
+/* As fsm_command_encode around request bytes the caller already decoded and
+ * checked (the client's own encoding: no second pack on the request path).
+ * Errors: LSKV_ENOMEM. */
+int fsm_command_wrap(enum fsm_command_type type, const uint8_t *body, size_t len,
+                     uint8_t **out, size_t *out_len);
 
 void fsm_result_free(struct fsm_result *r);
 
