@@ -28,7 +28,7 @@
 #include "common/file.h"
 #include "common/log.h"
 #include "config/config.h"
-#include "consensus/fsm.h"
+#include "statemachine/fsm.h"
 #include "consensus/node.h"
 #include "crypto/keyfile.h"
 #include "identity/cert.h"
@@ -63,6 +63,7 @@ struct daemon {
     uv_timer_t retry;
     int exit_code;
     bool stopping;
+    bool serving; /* past the start-up checks: clients are answered */
 };
 
 static void log_config_line(const char *line)
@@ -161,16 +162,14 @@ static void signer_tick(struct daemon *d)
         LOG_WARN(MODULE, "cannot sign the ledger: %s", lskv_strerror(rv));
         return;
     }
-    uint8_t *cmd = malloc(len + 2);
-    if (cmd == NULL) {
-        free(payload);
-        return;
-    }
-    cmd[0] = FSM_COMMAND_VERSION;
-    cmd[1] = FSM_CMD_SIGNATURE;
-    memcpy(cmd + 2, payload, len);
+    struct command_meta meta = {.origin_member = d->member_id};
+    uint8_t *cmd = NULL;
+    size_t cmd_len = 0;
+    rv = command_wrap(COMMAND_SIGNATURE, &meta, payload, len, &cmd, &cmd_len);
     free(payload);
-    rv = consensus_propose(d->node, cmd, len + 2, on_signature_done, d);
+    if (rv != 0)
+        return;
+    rv = consensus_propose(d->node, cmd, cmd_len, on_signature_done, d);
     free(cmd);
     if (rv == 0)
         d->sig_in_flight = true;
@@ -290,6 +289,24 @@ static void on_retry(uv_timer_t *t)
     try_ready(t->data);
 }
 
+/* Every committed entry is applied now: the ledger may not hold entries
+ * past what the raft log replayed (its tail was lost or cut), or the node
+ * would serve and sign a history without them. */
+static int check_replayed(struct daemon *d, char *errmsg)
+{
+    struct ledger_position pos;
+    struct consensus_status st;
+    ledger_position(d->ledger, &pos);
+    consensus_get_status(d->node, &st);
+    if (pos.index <= st.applied_index)
+        return 0;
+    errmsg_printf(errmsg, "%s/raft: the raft log ends at index %" PRIu64 " but the ledger (%s/"
+                  "ledger) holds entries up to txid %" PRIu64 ".%" PRIu64 " (revision %" PRId64
+                  "): the raft log lost its tail", d->config.data_dir, st.applied_index,
+                  d->config.data_dir, pos.term, pos.index, pos.revision);
+    return LSKV_ECORRUPT;
+}
+
 static void on_ready_barrier(void *arg, int status, void *result)
 {
     (void)result;
@@ -301,10 +318,17 @@ static void on_ready_barrier(void *arg, int status, void *result)
         return;
     }
     if (status != 0) {
-        LOG_ERROR(MODULE, "log replay failed: %s", lskv_strerror(status));
+        LOG_ERROR(MODULE, "refusing to start: log replay failed: %s", lskv_strerror(status));
         shutdown_daemon(d, 1);
         return;
     }
+    char errmsg[LSKV_ERRMSG_SIZE];
+    if (check_replayed(d, errmsg) != 0) {
+        LOG_ERROR(MODULE, "refusing to start: %s", errmsg);
+        shutdown_daemon(d, 1);
+        return;
+    }
+    d->serving = true;
     start_serving(d);
 }
 
@@ -325,8 +349,9 @@ static void try_ready(struct daemon *d)
 static void on_consensus_fatal(void *arg, int code, const char *errmsg)
 {
     struct daemon *d = arg;
-    LOG_ERROR(MODULE, "fatal: state machine stopped: %s: %s%s%s", lskv_errname(code), errmsg,
-              d->fsm.errmsg[0] ? ": " : "", d->fsm.errmsg);
+    LOG_ERROR(MODULE, "%s: %s%s%s (%s)",
+              d->serving ? "fatal: state machine stopped" : "refusing to start", errmsg,
+              d->fsm.errmsg[0] ? ": " : "", d->fsm.errmsg, lskv_errname(code));
     shutdown_daemon(d, 1);
 }
 
@@ -409,6 +434,7 @@ static int open_daemon(struct daemon *d, char *errmsg)
     struct consensus_config cc = {
         .dir = path,
         .data_key = d->data_key,
+        .cluster_id = d->cluster_id,
         .member_id = d->member_id,
         .peer_address = url_hostport(c->initial_advertise_peer_urls[0]),
         .snapshot_threshold = (unsigned)c->snapshot_count,
@@ -473,7 +499,7 @@ int main(int argc, char **argv)
     uv_signal_start(&d.sigterm, on_signal, SIGTERM);
 
     if (open_daemon(&d, errmsg) != 0) {
-        LOG_ERROR(MODULE, "%s", errmsg);
+        LOG_ERROR(MODULE, "refusing to start: %s", errmsg);
         shutdown_daemon(&d, 1);
     } else {
         LOG_INFO(MODULE, "member %016" PRIx64 " of cluster %016" PRIx64 ", data in %s",
