@@ -418,6 +418,7 @@ static int open_daemon(struct daemon *d, char *errmsg)
         .path = path,
         .data_key = d->data_key,
         .cluster_id = d->cluster_id,
+        .key_epoch_size = (uint64_t)c->key_epoch_size,
         .cache_bytes = (size_t)c->cache_size_bytes,
     };
     if ((rv = recstore_open(&rc, &d->records, errmsg)) != 0)
@@ -435,6 +436,7 @@ static int open_daemon(struct daemon *d, char *errmsg)
         .dir = path,
         .data_key = d->data_key,
         .cluster_id = d->cluster_id,
+        .key_epoch_size = (uint64_t)c->key_epoch_size,
         .member_id = d->member_id,
         .peer_address = url_hostport(c->initial_advertise_peer_urls[0]),
         .snapshot_threshold = (unsigned)c->snapshot_count,
@@ -458,8 +460,14 @@ static void close_daemon(struct daemon *d)
 {
     if (d->kv != NULL)
         kvstore_close(d->kv);
-    if (d->records != NULL)
+    if (d->records != NULL) {
+        uint32_t epoch;
+        uint64_t seals;
+        recstore_key_stats(d->records, &epoch, &seals);
+        LOG_INFO(MODULE, "record keys: last epoch %" PRIu32 ", %" PRIu64 " seals under it",
+                 epoch, seals);
         recstore_close(d->records);
+    }
     ledger_close(d->ledger);
     cert_node_free(d->identity);
     cert_service_free(d->service);

@@ -47,7 +47,7 @@ static int write_frame(const struct entry_header *header, size_t plain_len, uint
     out[1] = header->kind;
     out[2] = 0;
     out[3] = (uint8_t)pad;
-    put_u32be(out + 4, 0); /* key id */
+    put_u32be(out + 4, header->key_id);
     put_u64be(out + 8, header->term);
     put_u64be(out + 16, header->index);
     put_u64be(out + 24, header->stamp);
@@ -91,13 +91,14 @@ int entry_parse(const uint8_t *buf, size_t len, struct entry_header *header,
     if (len < ENTRY_OVERHEAD)
         return LSKV_ECORRUPT;
     uint8_t pad = buf[3];
-    if (!kind_known(buf[1]) || buf[2] != 0 || get_u32be(buf + 4) != 0 || pad > 7 ||
+    if (!kind_known(buf[1]) || buf[2] != 0 || pad > 7 ||
         len % 8 != 0 || len < (size_t)ENTRY_OVERHEAD + pad)
         return LSKV_ECORRUPT;
     for (size_t i = len - pad; i < len; i++)
         if (buf[i] != 0)
             return LSKV_ECORRUPT;
     header->kind = buf[1];
+    header->key_id = get_u32be(buf + 4);
     header->term = get_u64be(buf + 8);
     header->index = get_u64be(buf + 16);
     header->stamp = get_u64be(buf + 24);

@@ -16,7 +16,7 @@
  *     1    1 kind (ENTRY_KIND_*)
  *     2    1 reserved, zero
  *     3    1 pad: number of zero bytes after the sealed payload (0..7)
- *     4    4 key id, zero (room for data key epochs)
+ *     4    4 key id: the data key epoch it is sealed under (crypto/keyring.h)
  *     8    8 term      command: raft term it was proposed in
  *                      snapshot: term of the last entry it covers
  *    16    8 index     command: its raft index; snapshot: last index it covers
@@ -57,6 +57,7 @@ enum entry_kind {
 
 struct entry_header {
     uint8_t kind;    /* ENTRY_KIND_* */
+    uint32_t key_id; /* data key epoch (crypto/keyring.h); the sealer picks it */
     uint64_t term;   /* command: term proposed in; snapshot: term of its last entry */
     uint64_t index;  /* command: raft index; snapshot: last covered index */
     uint64_t stamp;  /* command: proposed_ms; snapshot: 0 */
@@ -68,8 +69,8 @@ struct entry_header {
 size_t entry_sealed_len(size_t plain_len);
 
 /* Writes header + sealed payload into out (entry_sealed_len(plain_len) bytes),
- * with a fresh random nonce; cluster_id is authenticated, not stored. plain
- * is borrowed. Errors: LSKV_EINVAL (unknown kind, length overflow), LSKV_EIO
+ * with a fresh random nonce; cluster_id is authenticated, not stored. key
+ * must be the key of header->key_id. plain is borrowed. Errors: LSKV_EINVAL (unknown kind, length overflow), LSKV_EIO
  * (OpenSSL). */
 int entry_seal(const uint8_t key[AEAD_KEY_BYTES], uint64_t cluster_id,
                const struct entry_header *header, const uint8_t *plain, size_t plain_len,
@@ -85,8 +86,8 @@ int entry_open_k(aead_key *key, uint64_t cluster_id, uint8_t kind, const uint8_t
 
 /* Parses the plain header of buf and checks the framing (nothing is
  * authenticated yet). On success *plain_len is the payload's length.
- * Errors: LSKV_ECORRUPT (short, bad kind, non-zero reserved bytes, key id or
- *                        padding, length not matching the padding),
+ * Errors: LSKV_ECORRUPT (short, bad kind, non-zero reserved or padding
+ *                        bytes, length not matching the padding),
  *         LSKV_EFORMAT (format version this build does not know). */
 int entry_parse(const uint8_t *buf, size_t len, struct entry_header *header,
                 size_t *plain_len);

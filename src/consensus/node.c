@@ -66,6 +66,7 @@
 
 #include "common/err.h"
 #include "consensus/entry.h"
+#include "crypto/keyring.h"
 
 #define DEFAULT_SNAPSHOT_THRESHOLD 100000 /* etcd's --snapshot-count */
 #define DEFAULT_SNAPSHOT_TRAILING 1000
@@ -106,8 +107,7 @@ struct consensus_node {
     struct raft_uv_transport transport;
     struct raft_fsm raft_fsm;
     struct consensus_fsm fsm;
-    uint8_t key[AEAD_KEY_BYTES];
-    aead_key *aead; /* keyed context for key: seals and opens every entry */
+    keyring *keys; /* entry and snapshot keys by epoch = raft index / epoch size */
     uint64_t member_id;
     uint64_t cluster_id; /* authenticated in every entry */
     char dir[4096];      /* for messages */
@@ -257,6 +257,15 @@ static void prepare_cb(uv_prepare_t *handle)
 
 /* ---- the raft FSM wrapper ----------------------------------------------- */
 
+/* The key a seal at raft index uses: the epoch of index (crypto/keyring.h),
+ * counted against that key's budget. */
+static int seal_key(consensus_node *node, uint64_t index, uint32_t *key_id, aead_key **key)
+{
+    *key_id = keyring_epoch_of(node->keys, index);
+    int rv = keyring_count_seal(node->keys, *key_id);
+    return rv != 0 ? rv : keyring_key(node->keys, *key_id, key);
+}
+
 /* Term of the entry at index in libraft's in-memory log (struct raft_log is
  * public in 0.15's raft.h), or 0 if the log does not hold it. */
 static uint64_t log_term_at(const struct raft *r, raft_index index)
@@ -353,8 +362,11 @@ static int wrap_apply(struct raft_fsm *rfsm, const struct raft_buffer *buf, void
         node->scratch = p;
         node->scratch_cap = cap;
     }
-    rv = entry_open_k(node->aead, node->cluster_id, ENTRY_KIND_COMMAND, buf->base, buf->len, &h,
-                      node->scratch);
+    aead_key *key = NULL;
+    rv = keyring_key(node->keys, h.key_id, &key);
+    if (rv == 0)
+        rv = entry_open_k(key, node->cluster_id, ENTRY_KIND_COMMAND, buf->base, buf->len, &h,
+                          node->scratch);
     if (rv != 0) {
         errmsg_printf(msg,
                  "raft entry %" PRIu64 " (in %s): does not authenticate: its bytes were changed, "
@@ -422,7 +434,9 @@ static int wrap_snapshot(struct raft_fsm *rfsm, struct raft_buffer *bufs[], unsi
         .index = node->raft.last_applied,
     };
     memcpy(h.chain, node->apply_chain, ENTRY_CHAIN_BYTES);
-    if (entry_seal_k(node->aead, node->cluster_id, &h, plain, plain_len, sealed) != 0) {
+    aead_key *key = NULL;
+    if (seal_key(node, h.index, &h.key_id, &key) != 0 ||
+        entry_seal_k(key, node->cluster_id, &h, plain, plain_len, sealed) != 0) {
         rv = RAFT_IOERR;
         goto err;
     }
@@ -456,8 +470,11 @@ static int wrap_restore(struct raft_fsm *rfsm, struct raft_buffer *buf)
     uint8_t *plain = malloc(plain_len ? plain_len : 1);
     if (plain == NULL)
         return RAFT_NOMEM;
-    rv = entry_open_k(node->aead, node->cluster_id, ENTRY_KIND_SNAPSHOT, buf->base, buf->len,
-                      &h, plain);
+    aead_key *key = NULL;
+    rv = keyring_key(node->keys, h.key_id, &key);
+    if (rv == 0)
+        rv = entry_open_k(key, node->cluster_id, ENTRY_KIND_SNAPSHOT, buf->base, buf->len, &h,
+                          plain);
     if (rv != 0) {
         free(plain);
         goto err_open;
@@ -557,8 +574,7 @@ static void timer_close_cb(uv_handle_t *handle)
         explicit_bzero(node->scratch, node->scratch_cap);
         free(node->scratch);
     }
-    explicit_bzero(node->key, sizeof node->key);
-    aead_key_free(node->aead);
+    keyring_free(node->keys);
     free(node);
     if (cb != NULL)
         cb(arg);
@@ -601,8 +617,10 @@ int consensus_open(uv_loop_t *loop, const struct consensus_config *config,
     }
     node->loop = loop;
     node->fsm = *fsm;
-    memcpy(node->key, config->data_key, AEAD_KEY_BYTES);
-    rv = aead_key_new(node->key, &node->aead);
+    rv = keyring_new(config->data_key, "raft",
+                     config->key_epoch_size ? config->key_epoch_size
+                                            : KEYRING_DEFAULT_EPOCH_SIZE,
+                     &node->keys);
     if (rv != 0) {
         errmsg_printf(errmsg, "consensus: entry key: %s", lskv_strerror(rv));
         goto err;
@@ -721,8 +739,7 @@ err_after_uv_init:
 err_after_tcp_init:
     raft_uv_tcp_close(&node->transport);
 err:
-    explicit_bzero(node->key, sizeof node->key);
-    aead_key_free(node->aead);
+    keyring_free(node->keys);
     free(node);
     return rv;
 }
@@ -829,7 +846,10 @@ int consensus_propose(consensus_node *node, const uint8_t *cmd, size_t len,
         .stamp = wall_clock_ms(),
     };
     memcpy(h.chain, node->propose_chain, ENTRY_CHAIN_BYTES);
-    rv = entry_seal_k(node->aead, node->cluster_id, &h, cmd, len, sealed);
+    aead_key *key = NULL;
+    rv = seal_key(node, h.index, &h.key_id, &key);
+    if (rv == 0)
+        rv = entry_seal_k(key, node->cluster_id, &h, cmd, len, sealed);
     if (rv != 0)
         goto err;
     p->req.data = p;

@@ -68,6 +68,8 @@ struct consensus_config {
     const char *dir;           /* raft log and snapshots; created (0700) if missing */
     const uint8_t *data_key;   /* AEAD_KEY_BYTES, copied; seals entries/snapshots */
     uint64_t cluster_id;       /* bound into every sealed entry and snapshot */
+    uint64_t key_epoch_size;   /* raft indexes per data key epoch (crypto/keyring.h);
+                                  0 = KEYRING_DEFAULT_EPOCH_SIZE */
     uint64_t member_id;        /* raft server id (non-zero) */
     const char *peer_address;  /* "127.0.0.1:2380" */
     /* A snapshot is taken (fsm->snapshot, synchronously on the loop) every
