@@ -1,7 +1,8 @@
 /* lskvd: configuration, wiring, signals and shutdown order.
  *
- * Start: parse flags -> data dir, identity ids and data key -> service and
- * node identity (identity/), ledger secret -> ledger (ledger/: re-opened,
+ * Start: parse flags -> data dir (config/datadir.h: new only when missing or
+ * empty, else every plain file must be there) -> data key, ids (tagged under
+ * it) -> service and node identity (identity/), ledger secret -> ledger (ledger/: re-opened,
  * tail checked and repaired) -> record store (untrusted engine) -> key index
  * -> state machine -> consensus (restores the snapshot, replays the log; the
  * ledger checks entries it already holds) -> a barrier, so every committed
