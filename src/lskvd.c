@@ -2,8 +2,8 @@
  *
  * Start: parse flags -> data dir (config/datadir.h: new only when missing or
  * empty, else every plain file must be there) -> data key, ids (tagged under
- * it) -> service and node identity (identity/), ledger secret -> ledger (ledger/: re-opened,
- * tail checked and repaired) -> record store (untrusted engine) -> key index
+ * it) -> service and node identity (identity/), ledger secret -> ledger
+ * (ledger/: re-opened, tail checked and repaired) -> record store (untrusted engine) -> key index
  * -> state machine -> consensus (restores the snapshot, replays the log; the
  * ledger checks entries it already holds) -> a barrier, so every committed
  * entry is applied -> listen for clients and start the signer. Stop
@@ -29,7 +29,7 @@
 #include "common/log.h"
 #include "config/config.h"
 #include "config/datadir.h"
-#include "consensus/fsm.h"
+#include "statemachine/fsm.h"
 #include "consensus/node.h"
 #include "identity/cert.h"
 #include "kv/kvstore.h"
@@ -64,6 +64,7 @@ struct daemon {
     uv_timer_t retry;
     int exit_code;
     bool stopping;
+    bool serving; /* past the start-up checks: clients are answered */
 };
 
 static void log_config_line(const char *line)
@@ -142,16 +143,14 @@ static void signer_tick(struct daemon *d)
         LOG_WARN(MODULE, "cannot sign the ledger: %s", lskv_strerror(rv));
         return;
     }
-    uint8_t *cmd = malloc(len + 2);
-    if (cmd == NULL) {
-        free(payload);
-        return;
-    }
-    cmd[0] = FSM_COMMAND_VERSION;
-    cmd[1] = FSM_CMD_SIGNATURE;
-    memcpy(cmd + 2, payload, len);
+    struct command_meta meta = {.origin_member = d->member_id};
+    uint8_t *cmd = NULL;
+    size_t cmd_len = 0;
+    rv = command_wrap(COMMAND_SIGNATURE, &meta, payload, len, &cmd, &cmd_len);
     free(payload);
-    rv = consensus_propose(d->node, cmd, len + 2, on_signature_done, d);
+    if (rv != 0)
+        return;
+    rv = consensus_propose(d->node, cmd, cmd_len, on_signature_done, d);
     free(cmd);
     if (rv == 0)
         d->sig_in_flight = true;
@@ -271,6 +270,24 @@ static void on_retry(uv_timer_t *t)
     try_ready(t->data);
 }
 
+/* Every committed entry is applied now: the ledger may not hold entries
+ * past what the raft log replayed (its tail was lost or cut), or the node
+ * would serve and sign a history without them. */
+static int check_replayed(struct daemon *d, char *errmsg)
+{
+    struct ledger_position pos;
+    struct consensus_status st;
+    ledger_position(d->ledger, &pos);
+    consensus_get_status(d->node, &st);
+    if (pos.index <= st.applied_index)
+        return 0;
+    errmsg_printf(errmsg, "%s/raft: the raft log ends at index %" PRIu64 " but the ledger (%s/"
+                  "ledger) holds entries up to txid %" PRIu64 ".%" PRIu64 " (revision %" PRId64
+                  "): the raft log lost its tail", d->config.data_dir, st.applied_index,
+                  d->config.data_dir, pos.term, pos.index, pos.revision);
+    return LSKV_ECORRUPT;
+}
+
 static void on_ready_barrier(void *arg, int status, void *result)
 {
     (void)result;
@@ -282,10 +299,17 @@ static void on_ready_barrier(void *arg, int status, void *result)
         return;
     }
     if (status != 0) {
-        LOG_ERROR(MODULE, "log replay failed: %s", lskv_strerror(status));
+        LOG_ERROR(MODULE, "refusing to start: log replay failed: %s", lskv_strerror(status));
         shutdown_daemon(d, 1);
         return;
     }
+    char errmsg[LSKV_ERRMSG_SIZE];
+    if (check_replayed(d, errmsg) != 0) {
+        LOG_ERROR(MODULE, "refusing to start: %s", errmsg);
+        shutdown_daemon(d, 1);
+        return;
+    }
+    d->serving = true;
     start_serving(d);
 }
 
@@ -306,8 +330,9 @@ static void try_ready(struct daemon *d)
 static void on_consensus_fatal(void *arg, int code, const char *errmsg)
 {
     struct daemon *d = arg;
-    LOG_ERROR(MODULE, "fatal: state machine stopped: %s: %s%s%s", lskv_errname(code), errmsg,
-              d->fsm.errmsg[0] ? ": " : "", d->fsm.errmsg);
+    LOG_ERROR(MODULE, "%s: %s%s%s (%s)",
+              d->serving ? "fatal: state machine stopped" : "refusing to start", errmsg,
+              d->fsm.errmsg[0] ? ": " : "", d->fsm.errmsg, lskv_errname(code));
     shutdown_daemon(d, 1);
 }
 
@@ -377,6 +402,7 @@ static int open_daemon(struct daemon *d, char *errmsg)
         .path = path,
         .data_key = d->data_key,
         .cluster_id = d->cluster_id,
+        .key_epoch_size = (uint64_t)c->key_epoch_size,
         .cache_bytes = (size_t)c->cache_size_bytes,
     };
     if ((rv = recstore_open(&rc, &d->records, errmsg)) != 0)
@@ -393,6 +419,8 @@ static int open_daemon(struct daemon *d, char *errmsg)
     struct consensus_config cc = {
         .dir = path,
         .data_key = d->data_key,
+        .cluster_id = d->cluster_id,
+        .key_epoch_size = (uint64_t)c->key_epoch_size,
         .member_id = d->member_id,
         .peer_address = url_hostport(c->initial_advertise_peer_urls[0]),
         .snapshot_threshold = (unsigned)c->snapshot_count,
@@ -416,8 +444,14 @@ static void close_daemon(struct daemon *d)
 {
     if (d->kv != NULL)
         kvstore_close(d->kv);
-    if (d->records != NULL)
+    if (d->records != NULL) {
+        uint32_t epoch;
+        uint64_t seals;
+        recstore_key_stats(d->records, &epoch, &seals);
+        LOG_INFO(MODULE, "record keys: last epoch %" PRIu32 ", %" PRIu64 " seals under it",
+                 epoch, seals);
         recstore_close(d->records);
+    }
     ledger_close(d->ledger);
     cert_node_free(d->identity);
     cert_service_free(d->service);

@@ -60,6 +60,9 @@ static const struct opt opts[] = {
      "Ledger entries between signatures (lskv; 1 = sign after every entry)."},
     {"sig-ms-interval", OPT_INT, "100", 1, 3600000, F(sig_ms_interval), 0,
      "Milliseconds between ledger signatures while unsigned entries exist (lskv)."},
+    {"key-epoch-size", OPT_INT, "16777216", 1, INT64_MAX, F(key_epoch_size), 0,
+     "Raft entries (and revisions) sealed under one derived data key before the next "
+     "key epoch (lskv)."},
     {"ledger-chunk-bytes", OPT_INT, "5242880", 4096, 1024 * MIB, F(ledger_chunk_bytes), 0,
      "Seal a ledger chunk at the first signature past this size (lskv)."},
 };

@@ -97,14 +97,18 @@ class Entry:
         return Entry(self.term, self.type, self.payload)
 
     def sealed_header(self):
-        """lskv's plain header of a sealed COMMAND entry (docs/entry-format.md):
-        dict(version, kind, pad, term, stamp), or None."""
+        """lskv's plain header of a sealed COMMAND entry (docs/entry-format.md,
+        versions 1 and 2) as a dict, or None."""
         p = self.payload
         if self.type != COMMAND or len(p) < 20:
             return None
-        return dict(version=p[0], kind=p[1], pad=p[3],
-                    term=struct.unpack(">Q", p[4:12])[0],
-                    stamp=struct.unpack(">Q", p[12:20])[0])
+        h = dict(version=p[0], kind=p[1], pad=p[3])
+        if p[0] == 1:
+            h.update(term=struct.unpack(">Q", p[4:12])[0], stamp=struct.unpack(">Q", p[12:20])[0])
+        elif len(p) >= 64:
+            key_id, term, index, stamp = struct.unpack(">IQQQ", p[4:32])
+            h.update(key_id=key_id, term=term, index=index, stamp=stamp, chain=p[32:64])
+        return h
 
     def __repr__(self):
         return "Entry(index=%s, term=%d, %s, %d bytes, %s)" % (

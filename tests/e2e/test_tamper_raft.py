@@ -22,11 +22,9 @@ import time
 import grpc
 import pytest
 
-from conftest import lskvd_only, rpc_pb2, rpc_pb2_grpc
+from conftest import LSKVCTL, lskvd_only, rpc_pb2, rpc_pb2_grpc
 import ledgerfile
-import raftlog
 from raftlog import RaftLog
-from test_ledger_offline import LSKVCTL
 
 pytestmark = [lskvd_only, pytest.mark.slow]
 
@@ -287,9 +285,13 @@ def test_dropped_entry_in_the_middle(server_factory, ledger):
 
 
 @pytest.mark.parametrize("ledger", ["untouched", "cut"])
-def test_spliced_from_a_fork(server_factory, tmp_path, ledger):
-    """A copy of the data dir (same keys) took another write; that sealed
-    entry is spliced into the original's log in place of the Put of b."""
+@pytest.mark.parametrize("at", ["b", "own-index"])
+def test_spliced_from_a_fork(server_factory, tmp_path, ledger, at):
+    """A copy of the data dir (same keys, same history up to the copy) took
+    another write; that sealed entry is spliced into the original's log, in
+    place of the Put of b or at its own raft index (where index, term, key
+    and its chain's predecessor all match: only the entry after it can
+    tell)."""
     s = make_node(server_factory)
     acked = Acked(s)
     base(acked)
@@ -304,11 +306,13 @@ def test_spliced_from_a_fork(server_factory, tmp_path, ledger):
     tail(acked)
     s.stop_cleanly()
     log, flog = RaftLog(s.data_dir / "raft"), RaftLog(fork.data_dir / "raft")
-    f, b = find_put(flog, "fork"), find_put(log, "b")
-    log.splice(flog, f, f, at=b)
+    f = find_put(flog, "fork")
+    to = find_put(log, "b") if at == "b" else f
+    assert to < log.last_index()
+    log.splice(flog, f, f, at=to)
     log.write()
     if ledger == "cut":
-        cut_ledger_before(s, b)
+        cut_ledger_before(s, to)
     check_outcome(s, acked, [value("fork")])
 
 
