@@ -1,8 +1,9 @@
 /* lskvd: configuration, wiring, signals and shutdown order.
  *
- * Start: parse flags -> data dir, identity ids and data key -> service and
- * node identity (identity/), ledger secret -> ledger (ledger/: re-opened,
- * tail checked and repaired) -> record store (untrusted engine) -> key index
+ * Start: parse flags -> data dir (config/datadir.h: new only when missing or
+ * empty, else every plain file must be there) -> data key, ids (tagged under
+ * it) -> service and node identity (identity/), ledger secret -> ledger
+ * (ledger/: re-opened, tail checked and repaired) -> record store (untrusted engine) -> key index
  * -> state machine -> consensus (restores the snapshot, replays the log; the
  * ledger checks entries it already holds) -> a barrier, so every committed
  * entry is applied -> listen for clients and start the signer. Stop
@@ -25,13 +26,12 @@
 
 #include "api/api.h"
 #include "common/err.h"
-#include "common/file.h"
 #include "common/url.h"
 #include "common/log.h"
 #include "config/config.h"
+#include "config/datadir.h"
 #include "statemachine/fsm.h"
 #include "consensus/node.h"
-#include "crypto/keyfile.h"
 #include "identity/cert.h"
 #include "kv/kvstore.h"
 #include "ledger/ledger.h"
@@ -43,6 +43,7 @@
 struct daemon {
     uv_loop_t *loop;
     struct config config;
+    struct datadir dir;
     uint8_t data_key[AEAD_KEY_BYTES];
     uint8_t ledger_secret[LEDGER_SECRET_BYTES];
     cert_service *service;
@@ -82,47 +83,27 @@ static int make_dir(const char *path, char *errmsg)
     return 0;
 }
 
-/* Loads the secret data_dir/name (mode 0600), making it on first start. */
+/* Loads the secret data_dir/name (mode 0600), making it only in a fresh
+ * data dir (config/datadir.h). */
 static int load_secret(struct daemon *d, const char *name, uint8_t *out, size_t len,
                        const char *what, char *errmsg)
 {
-    char path[4096];
-    snprintf(path, sizeof path, "%s/%s", d->config.data_dir, name);
     bool created = false;
-    int rv = keyfile_load_or_create(path, out, len, true, &created, errmsg);
+    int rv = datadir_load_secret(&d->dir, name, out, len, &created, errmsg);
     if (rv == 0 && created)
-        LOG_INFO(MODULE, "made a new %s in %s", what, path);
+        LOG_INFO(MODULE, "made a new %s in %s/%s", what, d->dir.path, name);
     return rv;
 }
 
-/* Loads the cluster and member ids, making them on first start. */
+/* Loads the cluster and member ids (tagged under the data key), making
+ * them only in a fresh data dir. */
 static int load_ids(struct daemon *d, char *errmsg)
 {
-    char path[4096];
-    snprintf(path, sizeof path, "%s/ids", d->config.data_dir);
-    FILE *f = fopen(path, "r");
-    if (f != NULL) {
-        int n = fscanf(f, "cluster_id=%" SCNx64 "\nmember_id=%" SCNx64, &d->cluster_id,
-                       &d->member_id);
-        fclose(f);
-        if (n != 2 || d->cluster_id == 0 || d->member_id == 0) {
-            errmsg_printf(errmsg, "%s: malformed (want cluster_id=<hex> member_id=<hex>)", path);
-            return LSKV_ECORRUPT;
-        }
-        return 0;
-    }
-    uint64_t ids[2] = {0, 0};
-    while (ids[0] == 0 || ids[1] == 0) {
-        int rv = crypto_random((uint8_t *)ids, sizeof ids);
-        if (rv != 0)
-            return rv;
-    }
-    d->cluster_id = ids[0];
-    d->member_id = ids[1];
-    char text[80];
-    int n = snprintf(text, sizeof text, "cluster_id=%016" PRIx64 "\nmember_id=%016" PRIx64 "\n",
-                     d->cluster_id, d->member_id);
-    return file_write_durable(path, text, (size_t)n, 0644, errmsg) == 0 ? 0 : LSKV_EIO;
+    struct datadir_ids ids = {0, 0};
+    int rv = datadir_load_ids(&d->dir, d->data_key, &ids, NULL, errmsg);
+    d->cluster_id = ids.cluster_id;
+    d->member_id = ids.member_id;
+    return rv;
 }
 
 
@@ -363,13 +344,14 @@ static int open_ledger(struct daemon *d, char *errmsg)
         return rv;
     char cn[160];
     snprintf(cn, sizeof cn, "lskv service %016" PRIx64, d->cluster_id);
-    if ((rv = cert_service_load_or_create(path, cn, true, &d->service, &created, errmsg)) != 0)
+    if ((rv = cert_service_load_or_create(path, cn, d->dir.fresh, &d->service, &created,
+                                          errmsg)) != 0)
         return rv;
     if (created)
         LOG_INFO(MODULE, "made a new service identity in %s/service.pem", path);
     snprintf(cn, sizeof cn, "lskv node %016" PRIx64, d->member_id);
-    if ((rv = cert_node_load_or_create(path, d->service, cn, true, &d->identity, &created,
-                                       errmsg)) != 0)
+    if ((rv = cert_node_load_or_create(path, d->service, cn, d->dir.fresh, &d->identity,
+                                       &created, errmsg)) != 0)
         return rv;
     LOG_INFO(MODULE, "%s node identity %s", created ? "made a new" : "loaded",
              cert_node_id(d->identity));
@@ -398,12 +380,14 @@ static int open_daemon(struct daemon *d, char *errmsg)
     char path[4096];
     int rv;
 
-    if ((rv = make_dir(c->data_dir, errmsg)) != 0)
-        return rv;
-    if ((rv = load_ids(d, errmsg)) != 0)
+    /* Nothing is made in a data dir that is not fresh (config/datadir.h). */
+    if ((rv = datadir_open(&d->dir, c->data_dir, errmsg)) != 0 ||
+        (rv = datadir_check_complete(&d->dir, errmsg)) != 0)
         return rv;
     if ((rv = load_secret(d, "data.key", d->data_key, sizeof d->data_key, "data key",
                           errmsg)) != 0)
+        return rv;
+    if ((rv = load_ids(d, errmsg)) != 0)
         return rv;
     if ((rv = open_ledger(d, errmsg)) != 0)
         return rv;
