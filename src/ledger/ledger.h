@@ -54,6 +54,11 @@ struct ledger_config {
     uint64_t sig_tx_interval;        /* entries; 0 = default 5000 */
     uint64_t sig_ms_interval;        /* ms; 0 = default 100 */
     bool fsync_each;                 /* fdatasync after every append (else see ledger_sync) */
+    /* Called about once a second while ledger_open verifies the sealed
+     * chunks, and once at their end (may be NULL): bytes verified of the
+     * ledger's total, entries so far. */
+    void (*progress)(void *arg, uint64_t done_bytes, uint64_t total_bytes, uint64_t entries);
+    void *progress_arg;
 };
 
 struct ledger_entry {
@@ -82,12 +87,14 @@ enum ledger_tx_status {
     LEDGER_TX_INVALID = 3,
 };
 
-/* Opens (creating if needed) the ledger in config->dir: finds the chunks,
- * checks their names are contiguous, reads the open chunk, truncates a torn
- * tail (an incomplete last frame), checks the open chunk's header against the
- * previous chunk and its last signature against the tree, and continues.
- * Errors: negated errno, LSKV_ECORRUPT (bad bytes other than a torn tail;
- * errmsg names file and offset), LSKV_EFORMAT, LSKV_ENOMEM, LSKV_EINVAL. */
+/* Opens (creating if needed) the ledger in config->dir and verifies all of
+ * it before returning (verify.h: chunk names, headers, every frame, txid
+ * order, every signature and, with the secret, every private part),
+ * truncating only a torn tail (an incomplete or checksum-failing last frame)
+ * of the open-named chunks (invariant 7).
+ * Errors: negated errno, LSKV_ECORRUPT (anything else wrong; errmsg starts
+ * with the file's path, then "offset N, txid T.I: " and the reason),
+ * LSKV_EFORMAT, LSKV_ENOMEM, LSKV_EINVAL. */
 int ledger_open(const struct ledger_config *config, ledger **out, char *errmsg);
 /* Syncs and closes; wipes the secret. NULL is a no-op. */
 void ledger_close(ledger *l);

@@ -74,10 +74,20 @@ int sig_make(const cert_node *node, uint64_t tree_size, const uint8_t root[MERKL
     return 0;
 }
 
+int sig_check(const struct sig_payload *p, char *errmsg)
+{
+    return cert_verify_digest(p->cert_pem, p->cert_len, p->root, p->sig, p->sig_len, errmsg);
+}
+
+int sig_check_service(const struct sig_payload *p, const cert_service *service, char *errmsg)
+{
+    return cert_check_endorsed(service, p->cert_pem, p->cert_len, errmsg);
+}
+
 int sig_verify(const struct sig_payload *p, const cert_service *service, char *errmsg)
 {
-    int rv = cert_verify_digest(p->cert_pem, p->cert_len, p->root, p->sig, p->sig_len, errmsg);
+    int rv = sig_check(p, errmsg);
     if (rv == 0 && service != NULL)
-        rv = cert_check_endorsed(service, p->cert_pem, p->cert_len, errmsg);
+        rv = sig_check_service(p, service, errmsg);
     return rv;
 }

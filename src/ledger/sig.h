@@ -40,8 +40,14 @@ int sig_make(const cert_node *node, uint64_t tree_size, const uint8_t root[MERKL
              uint8_t **out, size_t *out_len);
 
 /* Checks p's signature over p->root with p's certificate and, when service
- * is not NULL, that the certificate is endorsed by it.
+ * is not NULL, that the certificate is endorsed by it (sig_check, then
+ * sig_check_service).
  * Errors: LSKV_ECORRUPT (bad signature or endorsement), LSKV_EINVAL (bad cert). */
 int sig_verify(const struct sig_payload *p, const cert_service *service, char *errmsg);
+/* The signature alone. Errors: as sig_verify. */
+int sig_check(const struct sig_payload *p, char *errmsg);
+/* The certificate's endorsement by service alone (a verifier that has
+ * checked the same certificate before may skip it). Errors: as sig_verify. */
+int sig_check_service(const struct sig_payload *p, const cert_service *service, char *errmsg);
 
 #endif

@@ -612,3 +612,241 @@ TEST(ledger, replay_check_finds_entries_in_memory_and_in_sealed_chunks)
     ASSERT_EQ(pos.size, 40 + 8);
     fx_close(&f);
 }
+
+/* --- Start-up verification of the whole ledger (verify.c) ----------------- */
+
+/* Path of the k-th sealed chunk (by first leaf). */
+static void sealed_chunk_path(const char *dir, int k, char *out, size_t n)
+{
+    uint64_t firsts[256];
+    char names[256][CHUNK_NAME_MAX];
+    int m = 0;
+    DIR *d = opendir(dir);
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        uint64_t a, b;
+        bool c;
+        if (chunk_name_parse(de->d_name, &a, &b, &c) && c && m < 256) {
+            firsts[m] = a;
+            snprintf(names[m++], CHUNK_NAME_MAX, "%.63s", de->d_name);
+        }
+    }
+    closedir(d);
+    int best = -1;
+    for (int rank = 0; rank <= k; rank++) { /* k-th smallest first leaf */
+        int pick = -1;
+        for (int i = 0; i < m; i++)
+            if ((best < 0 || firsts[i] > firsts[best]) && (pick < 0 || firsts[i] < firsts[pick]))
+                pick = i;
+        ASSERT(pick >= 0);
+        best = pick;
+    }
+    snprintf(out, n, "%s/%s", dir, names[best]);
+}
+
+/* Offsets and sizes of the frames of a chunk file's bytes. */
+static int frames_of(const uint8_t *buf, size_t len, size_t *off, size_t *size, int max)
+{
+    struct chunk_header h;
+    size_t o;
+    char errmsg[LSKV_ERRMSG_SIZE];
+    ASSERT_EQ(chunk_header_decode(buf, len, &h, &o, errmsg), 0);
+    int n = 0;
+    while (o < len && n < max) {
+        size_t fl = 4 + ((size_t)buf[o] << 24 | (size_t)buf[o + 1] << 16 |
+                         (size_t)buf[o + 2] << 8 | buf[o + 3]);
+        off[n] = o;
+        size[n++] = fl;
+        o += fl;
+    }
+    return n;
+}
+
+static void refresh_crc(uint8_t *frame, size_t fl)
+{
+    uint32_t c = chunk_crc32c(frame + 4, fl - 8);
+    frame[fl - 4] = (uint8_t)(c >> 24);
+    frame[fl - 3] = (uint8_t)(c >> 16);
+    frame[fl - 2] = (uint8_t)(c >> 8);
+    frame[fl - 1] = (uint8_t)c;
+}
+
+/* A ledger of several sealed chunks, closed; f->l is NULL. */
+static void sealed_ledger(struct fixture *f)
+{
+    fx_init(f, 2048);
+    for (int i = 0; i < 60; i++) {
+        put(f);
+        if (i % 5 == 4)
+            sign(f);
+    }
+    ledger_close(f->l);
+    f->l = NULL;
+    int committed;
+    count_chunks(f->dir, &committed);
+    ASSERT_GE(committed, 4);
+}
+
+/* ledger_open must fail with LSKV_ECORRUPT, errmsg starting with path and
+ * containing what. */
+static void assert_refused(struct fixture *f, const char *path, const char *what)
+{
+    char errmsg[LSKV_ERRMSG_SIZE] = "";
+    struct ledger_config cfg = {.dir = f->dir, .secret = f->secret, .service = f->svc};
+    ledger *l = NULL;
+    int rv = ledger_open(&cfg, &l, errmsg);
+    if (rv != LSKV_ECORRUPT)
+        TEST_FAIL("ledger_open: %s (%s), want LSKV_ECORRUPT", lskv_errname(rv), errmsg);
+    if (strncmp(errmsg, path, strlen(path)) != 0 || strstr(errmsg, what) == NULL)
+        TEST_FAIL("errmsg \"%s\": want it to start with %s and say \"%s\"", errmsg, path, what);
+    ASSERT(l == NULL);
+}
+
+static uint8_t *read_file(const char *path, size_t *len)
+{
+    uint8_t *buf;
+    char errmsg[LSKV_ERRMSG_SIZE];
+    ASSERT_EQ(file_read_all(path, &buf, len, errmsg), 0);
+    return buf;
+}
+
+static void write_file(const char *path, const uint8_t *buf, size_t len)
+{
+    FILE *fp = fopen(path, "wb");
+    ASSERT(fp != NULL);
+    ASSERT_EQ(fwrite(buf, 1, len, fp), len);
+    ASSERT_EQ(fclose(fp), 0);
+}
+
+TEST(ledger, open_refuses_a_flipped_private_part_in_an_old_sealed_chunk)
+{
+    struct fixture f;
+    sealed_ledger(&f);
+    char path[1024];
+    sealed_chunk_path(f.dir, 1, path, sizeof path);
+    size_t len, off[64], size[64];
+    uint8_t *buf = read_file(path, &len);
+    int n = frames_of(buf, len, off, size, 64);
+    ASSERT_GE(n, 3);
+    buf[off[0] + size[0] - 10] ^= 1; /* inside the sealed private part */
+    refresh_crc(buf + off[0], size[0]);
+    write_file(path, buf, len);
+    char want[64];
+    snprintf(want, sizeof want, "offset %zu", off[0]);
+    assert_refused(&f, path, want);
+    assert_refused(&f, path, "decrypt");
+    free(buf);
+    fx_close(&f);
+}
+
+TEST(ledger, open_refuses_a_flipped_header_byte_or_checksum_in_an_old_chunk)
+{
+    struct fixture f;
+    sealed_ledger(&f);
+    char path[1024];
+    sealed_chunk_path(f.dir, 1, path, sizeof path);
+    size_t len, off[64], size[64];
+    uint8_t *buf = read_file(path, &len);
+    frames_of(buf, len, off, size, 64);
+    buf[off[1] + 30] ^= 1; /* a claims digest byte: the frame checksum fails */
+    write_file(path, buf, len);
+    assert_refused(&f, path, "checksum");
+    buf[off[1] + 30] ^= 1;
+    buf[30] ^= 1; /* a header peak byte, checksum refreshed */
+    size_t hl = off[0];
+    uint32_t c = chunk_crc32c(buf, hl - 4);
+    buf[hl - 4] = (uint8_t)(c >> 24), buf[hl - 3] = (uint8_t)(c >> 16);
+    buf[hl - 2] = (uint8_t)(c >> 8), buf[hl - 1] = (uint8_t)c;
+    write_file(path, buf, len);
+    assert_refused(&f, path, "does not match the tree");
+    free(buf);
+    fx_close(&f);
+}
+
+TEST(ledger, open_refuses_swapped_entries_in_an_old_chunk)
+{
+    struct fixture f;
+    sealed_ledger(&f);
+    char path[1024];
+    sealed_chunk_path(f.dir, 0, path, sizeof path);
+    size_t len, off[64], size[64];
+    uint8_t *buf = read_file(path, &len);
+    frames_of(buf, len, off, size, 64);
+    uint8_t *tmp = malloc(size[1] + size[2]);
+    memcpy(tmp, buf + off[2], size[2]);
+    memcpy(tmp + size[2], buf + off[1], size[1]);
+    memcpy(buf + off[1], tmp, size[1] + size[2]);
+    free(tmp);
+    write_file(path, buf, len);
+    assert_refused(&f, path, "out of order");
+    free(buf);
+    fx_close(&f);
+}
+
+TEST(ledger, open_refuses_a_truncated_sealed_chunk)
+{
+    struct fixture f;
+    sealed_ledger(&f);
+    char path[1024];
+    sealed_chunk_path(f.dir, 1, path, sizeof path);
+    size_t len, off[64], size[64];
+    uint8_t *buf = read_file(path, &len);
+    int n = frames_of(buf, len, off, size, 64);
+    /* cut at a frame boundary: every frame left is fine, the last signature is gone */
+    ASSERT_EQ(truncate(path, (off_t)off[n - 1]), 0);
+    assert_refused(&f, path, "name says");
+    write_file(path, buf, len);
+    ASSERT_EQ(truncate(path, (off_t)off[n - 1] + 7), 0); /* and inside a frame */
+    assert_refused(&f, path, "ends");
+    free(buf);
+    fx_close(&f);
+}
+
+TEST(ledger, open_refuses_a_replaced_signature_in_an_old_chunk)
+{
+    struct fixture f;
+    sealed_ledger(&f);
+    char path[1024];
+    sealed_chunk_path(f.dir, 1, path, sizeof path);
+    size_t len, off[64], size[64];
+    uint8_t *buf = read_file(path, &len);
+    int n = frames_of(buf, len, off, size, 64);
+    int s = -1;
+    for (int i = 0; i < n && s < 0; i++)
+        if (buf[off[i] + 5] == CHUNK_ENTRY_SIGNATURE)
+            s = i;
+    ASSERT(s >= 0);
+    struct chunk_entry e;
+    bool trunc;
+    char errmsg[LSKV_ERRMSG_SIZE];
+    ASSERT_EQ(chunk_entry_decode(buf + off[s], size[s], &e, &trunc, errmsg), 0);
+    struct sig_payload p;
+    ASSERT_EQ(sig_payload_decode(e.public_part, e.public_len, &p, errmsg), 0);
+    ((uint8_t *)p.sig)[p.sig_len - 3] ^= 1; /* inside the DER signature */
+    refresh_crc(buf + off[s], size[s]);
+    write_file(path, buf, len);
+    assert_refused(&f, path, "does not verify");
+    free(buf);
+    fx_close(&f);
+}
+
+static void count_progress(void *arg, uint64_t done, uint64_t total, uint64_t entries)
+{
+    uint64_t *calls = arg;
+    ASSERT_LE(done, total);
+    ASSERT_GT(entries, 0);
+    (*calls)++;
+}
+
+TEST(ledger, open_reports_verification_progress)
+{
+    struct fixture f;
+    sealed_ledger(&f);
+    uint64_t calls = 0;
+    char errmsg[LSKV_ERRMSG_SIZE] = "";
+    struct ledger_config cfg = {.dir = f.dir, .secret = f.secret, .service = f.svc,
+                                .progress = count_progress, .progress_arg = &calls};
+    ASSERT_EQ(ledger_open(&cfg, &f.l, errmsg), 0);
+    ASSERT_GE(calls, 1); /* at least once, at the end of the sealed chunks */
+    fx_close(&f);
+}
