@@ -121,7 +121,8 @@ static int check_signature(verifier *v, const struct chunk_entry *e, uint64_t le
         (v->endorsed == NULL || v->endorsed_len != p.cert_len ||
          memcmp(v->endorsed, p.cert_pem, p.cert_len) != 0)) {
         if ((rv = sig_check_service(&p, v->service, why)) != 0) {
-            errmsg_printf(errmsg, "signature: %s", why);
+            /* e.g. identity/ replaced by another cluster's */
+            errmsg_printf(errmsg, "signature: signed by another service identity (%s)", why);
             return LSKV_ECORRUPT;
         }
         char *c = malloc(p.cert_len);

@@ -850,3 +850,25 @@ TEST(ledger, open_reports_verification_progress)
     ASSERT_GE(calls, 1); /* at least once, at the end of the sealed chunks */
     fx_close(&f);
 }
+
+TEST(ledger, open_refuses_a_ledger_signed_by_another_service_identity)
+{
+    struct fixture f;
+    sealed_ledger(&f);
+    /* identity/ replaced by another cluster's: same ledger, other service cert */
+    char other[600], errmsg[LSKV_ERRMSG_SIZE] = "";
+    snprintf(other, sizeof other, "%s/other", test_tmpdir());
+    mkdir(other, 0700);
+    cert_service *svc2;
+    ASSERT_EQ(cert_service_load_or_create(other, "other", true, &svc2, NULL, errmsg), 0);
+    struct ledger_config cfg = {.dir = f.dir, .secret = f.secret, .service = svc2};
+    ledger *l = NULL;
+    ASSERT_EQ(ledger_open(&cfg, &l, errmsg), LSKV_ECORRUPT);
+    char first[1024];
+    sealed_chunk_path(f.dir, 0, first, sizeof first);
+    if (strncmp(errmsg, first, strlen(first)) != 0 ||
+        strstr(errmsg, "signed by another service identity") == NULL)
+        TEST_FAIL("errmsg \"%s\"", errmsg);
+    cert_service_free(svc2);
+    fx_close(&f);
+}
