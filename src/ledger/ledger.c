@@ -120,6 +120,7 @@ struct ledger {
     aead_key *seal;            /* keyed context of enc_key */
     struct hash_hmac ce_key;   /* HMAC keyed with K_ce (ledger_commit_evidence) */
     const cert_service *service;
+    uint8_t service_digest[32]; /* named by every signature this node makes */
     uint64_t chunk_bytes, sig_tx_interval, sig_ms_interval;
     bool fsync_each;
 
@@ -676,6 +677,10 @@ int ledger_open(const struct ledger_config *config, ledger **out, char *errmsg)
     l->last_nonsig_leaf = -1;
     verifier *v = NULL;
     int rv;
+    if (l->service != NULL && (rv = cert_service_digest(l->service, l->service_digest)) != 0) {
+        errmsg_printf(errmsg, "ledger: cannot hash the service certificate");
+        goto err;
+    }
     if ((rv = aead_key_new(l->enc_key, &l->seal)) != 0) {
         errmsg_printf(errmsg, "ledger: cannot set up the sealing key");
         goto err;
@@ -1305,12 +1310,12 @@ int ledger_make_signature(ledger *l, const cert_node *node, uint64_t now_ms,
     if (l->sticky)
         return l->sticky;
     uint64_t n = merkle_size(l->tree);
-    if (n == 0)
+    if (n == 0 || l->service == NULL) /* a signature names the service */
         return LSKV_EINVAL;
     uint8_t root[32];
     int rv = merkle_root(l->tree, n, root);
     if (rv == 0)
-        rv = sig_make(node, n, root, payload, len);
+        rv = sig_make(node, l->service_digest, n, root, payload, len);
     if (rv == 0)
         l->last_sig_ms = now_ms;
     return rv;
@@ -1427,6 +1432,7 @@ static int make_receipt(ledger *l, const struct found *f, const struct sig_paylo
                                .n_steps = n,
                                .leaf_index = f->leaf,
                                .tree_size = sp->tree_size};
+    memcpy(rp.service_digest, sp->service_digest, 32);
     memcpy(rp.write_set_digest, f->wsd, 32);
     memcpy(rp.claims_digest, f->claims_digest, 32);
     return receipt_build(&rp, a, out);

@@ -129,10 +129,11 @@ void ledger_position(const ledger *l, struct ledger_position *out);
  * since the last ledger_make_signature (now_ms: caller's monotonic clock). */
 bool ledger_signature_due(const ledger *l, uint64_t now_ms);
 
-/* Leader: signs the root over every entry applied so far with node's key
+/* Leader: signs the statement (sig.h: tree size, root, service digest)
+ * over every entry applied so far with node's key
  * and returns the payload to propose as a raft entry (malloc'ed; caller
  * frees). Records now_ms for ledger_signature_due.
- * Errors: LSKV_EINVAL (empty ledger), LSKV_EIO, LSKV_ENOMEM, sticky error. */
+ * Errors: LSKV_EINVAL (empty ledger, or no service in the config), LSKV_EIO, LSKV_ENOMEM, sticky error. */
 int ledger_make_signature(ledger *l, const cert_node *node, uint64_t now_ms,
                           uint8_t **payload, size_t *len);
 

@@ -16,6 +16,7 @@
 
 struct verifier {
     const cert_service *service;
+    uint8_t service_digest[32];
     bool have_secret;
     aead_key *open_key;
     struct hash_hmac ce_key;
@@ -35,7 +36,9 @@ int verify_open(const struct verify_config *c, verifier **out)
         return LSKV_ENOMEM;
     v->service = c->service;
     v->st.last_nonsig_leaf = -1;
-    int rv = merkle_open(0, NULL, 0, &v->tree);
+    int rv = c->service ? cert_service_digest(c->service, v->service_digest) : 0;
+    if (rv == 0)
+        rv = merkle_open(0, NULL, 0, &v->tree);
     if (rv == 0 && c->secret != NULL) {
         uint8_t k[AEAD_KEY_BYTES];
         ledger_private_key(c->secret, k);
@@ -115,6 +118,11 @@ static int check_signature(verifier *v, const struct chunk_entry *e, uint64_t le
     }
     if ((rv = sig_check(&p, why)) != 0) {
         errmsg_printf(errmsg, "signature: %s", why);
+        return LSKV_ECORRUPT;
+    }
+    if (v->service != NULL && memcmp(p.service_digest, v->service_digest, 32) != 0) {
+        errmsg_printf(errmsg, "signature: signed by another service identity (the statement "
+                      "names another service certificate)");
         return LSKV_ECORRUPT;
     }
     if (v->service != NULL &&

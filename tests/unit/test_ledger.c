@@ -872,3 +872,24 @@ TEST(ledger, open_refuses_a_ledger_signed_by_another_service_identity)
     cert_service_free(svc2);
     fx_close(&f);
 }
+
+TEST(ledger, version_1_signature_payloads_are_refused)
+{
+    struct fixture f;
+    fx_init(&f, 0);
+    put(&f);
+    uint8_t *p;
+    size_t len;
+    char errmsg[LSKV_ERRMSG_SIZE] = "";
+    ASSERT_EQ(ledger_make_signature(f.l, f.node, 1000, &p, &len), 0);
+    ASSERT_EQ(p[0], SIG_PAYLOAD_VERSION);
+    p[0] = 1; /* ECDSA over the root alone: the tree size was not signed */
+    bool appended;
+    ASSERT_EQ(ledger_apply_signature(f.l, 2, f.index, f.rev, p, len, &appended, errmsg),
+              LSKV_EFORMAT);
+    ASSERT(!appended);
+    struct sig_payload sp;
+    ASSERT_EQ(sig_payload_decode(p, len, &sp, errmsg), LSKV_EFORMAT);
+    free(p);
+    fx_close(&f);
+}
