@@ -1032,17 +1032,28 @@ static int append_frame(ledger *l, struct chunk_entry *e, const uint8_t *plain,
         return l->sticky;
     }
     bool empty = merkle_size(l->tree) == 0;
-    if ((!empty && e->index <= l->last_index) || e->term > UINT32_MAX ||
-        (!empty && e->term < l->last_term) || (!empty && e->revision < l->last_rev) ||
-        plain_len > CHUNK_MAX_FRAME_BYTES / 2 || e->public_len > CHUNK_MAX_FRAME_BYTES / 2) {
-        errmsg_printf(errmsg,
-                      "ledger: entry %" PRIu64 ".%" PRIu64 " rev %" PRId64
-                      " does not follow %" PRIu64 ".%" PRIu64 " rev %" PRId64 " (or too big)",
-                      e->term, e->index, e->revision, l->last_term, l->last_index, l->last_rev);
-        return LSKV_EINVAL;
+    const char *why = NULL;
+    int rv = LSKV_EINVAL;
+    if (!empty && e->index <= l->last_index)
+        why = "raft index is not above the last entry's";
+    else if (e->term > UINT32_MAX)
+        why = "term does not fit the 32-bit nonce field";
+    else if (!empty && e->term < l->last_term)
+        why = "term is below the last entry's";
+    else if (!empty && e->revision < l->last_rev)
+        why = "revision is below the last entry's";
+    else if (plain_len > CHUNK_MAX_FRAME_BYTES / 2)
+        why = "private part exceeds the frame limit", rv = LSKV_ETOOLARGE;
+    else if (e->public_len > CHUNK_MAX_FRAME_BYTES / 2)
+        why = "public part exceeds the frame limit", rv = LSKV_ETOOLARGE;
+    if (why != NULL) {
+        errmsg_printf(errmsg, "ledger: entry %" PRIu64 ".%" PRIu64 " rev %" PRId64 ": %s (last %"
+                      PRIu64 ".%" PRIu64 " rev %" PRId64 ")", e->term, e->index, e->revision,
+                      why, l->last_term, l->last_index, l->last_rev);
+        return rv;
     }
     size_t flen = frame_prepare(l, e, plain_len);
-    int rv = grow((void **)&l->wbuf, &l->wcap, l->wlen + flen, 1);
+    rv = grow((void **)&l->wbuf, &l->wcap, l->wlen + flen, 1);
     if (rv != 0)
         return rv;
     uint8_t *frame = l->wbuf + l->wlen;
@@ -1217,9 +1228,14 @@ static struct chunk_entry signature_entry(uint64_t term, uint64_t index, int64_t
 static int append_or_check(ledger *l, const struct ledger_entry *in, bool check, char *errmsg)
 {
     if (in->type < LEDGER_ENTRY_KV || in->type > LEDGER_ENTRY_OTHER ||
-        in->type == LEDGER_ENTRY_SIGNATURE || (in->write_set_len && in->write_set == NULL) ||
-        in->write_set_len > UINT32_MAX || in->claims_len > UINT32_MAX) {
-        errmsg_printf(errmsg, "ledger: bad entry type %u", in->type);
+        in->type == LEDGER_ENTRY_SIGNATURE) {
+        errmsg_printf(errmsg, "ledger: entry %" PRIu64 ".%" PRIu64 ": bad entry type %u",
+                      in->term, in->index, in->type);
+        return LSKV_EINVAL;
+    }
+    if ((in->write_set_len && in->write_set == NULL) || (in->claims_len && in->claims == NULL)) {
+        errmsg_printf(errmsg, "ledger: entry %" PRIu64 ".%" PRIu64 ": NULL write set or claims "
+                      "with a length", in->term, in->index);
         return LSKV_EINVAL;
     }
     struct chunk_entry e = {.type = (uint8_t)in->type,
@@ -1228,11 +1244,19 @@ static int append_or_check(ledger *l, const struct ledger_entry *in, bool check,
                             .revision = in->revision};
     if (in->claims != NULL)
         hash_sha256(in->claims, in->claims_len, e.claims_digest);
-    size_t plen = chunk_private_size(in->write_set_len, in->claims_len);
+    if (in->write_set_len > LEDGER_MAX_WRITE_SET_BYTES) {
+        errmsg_printf(errmsg, "ledger: entry %" PRIu64 ".%" PRIu64 ": write set of %zu bytes "
+                      "exceeds the ledger's limit of %u", in->term, in->index,
+                      in->write_set_len, LEDGER_MAX_WRITE_SET_BYTES);
+        return LSKV_ETOOLARGE;
+    }
+    /* Only the claims' digest is kept (it is what receipts need): the
+     * client holds its own request and response. */
+    size_t plen = chunk_private_size(in->write_set_len);
     uint8_t *plain = malloc(plen);
     if (plain == NULL)
         return LSKV_ENOMEM;
-    chunk_private_encode(in->write_set, in->write_set_len, in->claims, in->claims_len, plain);
+    chunk_private_encode(in->write_set, in->write_set_len, plain);
     int rv = check ? check_frame(l, &e, plain, plen, false, errmsg)
                    : append_frame(l, &e, plain, plen, errmsg);
     OPENSSL_cleanse(plain, plen);

@@ -31,6 +31,9 @@
 #define LEDGER_DEFAULT_SIG_TX_INTERVAL 5000
 #define LEDGER_DEFAULT_SIG_MS_INTERVAL 100
 #define LEDGER_CE_MAX 128 /* commit evidence string incl. NUL */
+/* Largest write set ledger_append takes (a frame is at most 64 MiB); the
+ * state machine must refuse a request whose write set would be bigger. */
+#define LEDGER_MAX_WRITE_SET_BYTES (32u * 1024 * 1024 - 64)
 
 typedef struct ledger ledger;
 
@@ -67,9 +70,10 @@ struct ledger_entry {
     int64_t revision;                /* store revision after applying the entry */
     unsigned type;                   /* enum ledger_entry_type, not SIGNATURE */
     const uint8_t *write_set;        /* private bytes (sealed at rest), borrowed; may be NULL */
-    size_t write_set_len;
+    size_t write_set_len;            /* at most LEDGER_MAX_WRITE_SET_BYTES */
     const uint8_t *claims;           /* receipt_claims_pack() output, borrowed; NULL = none:
-                                        claims digest is then 32 zero bytes */
+                                        claims digest is then 32 zero bytes. Only hashed:
+                                        the bytes are not stored, so any size is fine */
     size_t claims_len;
 };
 
@@ -100,9 +104,11 @@ int ledger_open(const struct ledger_config *config, ledger **out, char *errmsg);
 void ledger_close(ledger *l);
 
 /* Appends one applied entry (copied into the chunk; nothing is retained).
- * Errors: LSKV_EINVAL (index not above the last, term too big, type
- * SIGNATURE or unknown; nothing written), negated errno / LSKV_EIO (write
- * failed: sticky), LSKV_ENOMEM. */
+ * Errors (each with its own errmsg; nothing written): LSKV_EINVAL (index
+ * not above the last, term >= 2^32, term or revision below the last, type
+ * SIGNATURE or unknown, NULL bytes with a length), LSKV_ETOOLARGE (write set
+ * above LEDGER_MAX_WRITE_SET_BYTES); negated errno / LSKV_EIO (write failed:
+ * sticky), LSKV_ENOMEM. */
 int ledger_append(ledger *l, const struct ledger_entry *e, char *errmsg);
 
 /* Replay after a restart: raft re-applies entries after its snapshot and

@@ -10,7 +10,8 @@
  *    root equal to the tree's, ECDSA verifies over the signed statement,
  *    certificate endorsed by the service certificate (sig.h);
  *  - with the ledger secret: commit evidence digest, nonce = txid, private
- *    part opens under its AAD and decodes;
+ *    part opens under its AAD and decodes (the claims digest is bound by
+ *    the tree and signatures only: claims are not kept);
  *  - a sealed chunk holds the leaves its name says and ends with a signature.
  * Frames are decoded (CRC, lengths) by the caller (chunk.h) or by
  * verify_chunk. Not thread-safe; no I/O. */

@@ -536,13 +536,16 @@ TEST(ledger, private_part_is_sealed_with_txid_nonce)
     ledger_private_key(f.secret, key);
     uint8_t plain[256];
     ASSERT_EQ(aead_open(key, e.body, e.aad_len, e.sealed, e.sealed_len, plain), 0);
-    const uint8_t *ws, *cl;
-    size_t wl, cll;
-    ASSERT_EQ(chunk_private_decode(plain, e.sealed_len - AEAD_OVERHEAD, &ws, &wl, &cl, &cll,
-                                   errmsg), 0);
+    const uint8_t *ws;
+    size_t wl;
+    ASSERT_EQ(chunk_private_decode(plain, e.sealed_len - AEAD_OVERHEAD, &ws, &wl, errmsg), 0);
     ASSERT_EQ(wl, 11);
     ASSERT_MEM_EQ(ws, "write-set-2", 11);
-    ASSERT_MEM_EQ(cl, "claims-2", 8);
+    /* the claims are not kept, only their digest */
+    ASSERT_EQ(e.sealed_len - AEAD_OVERHEAD, 5 + 11);
+    uint8_t cd[32];
+    SHA256((const unsigned char *)"claims-2", 8, cd);
+    ASSERT_MEM_EQ(e.claims_digest, cd, 32);
     /* the header is bound: changing the revision breaks the AEAD */
     buf[off + 4 + 27] ^= 1;
     ASSERT_EQ(chunk_entry_decode(buf + off, len - off, &e, &trunc, errmsg), LSKV_ECORRUPT);
@@ -891,5 +894,89 @@ TEST(ledger, version_1_signature_payloads_are_refused)
     struct sig_payload sp;
     ASSERT_EQ(sig_payload_decode(p, len, &sp, errmsg), LSKV_EFORMAT);
     free(p);
+    fx_close(&f);
+}
+
+TEST(ledger, huge_claims_are_hashed_not_stored_and_a_huge_write_set_has_its_own_error)
+{
+    struct fixture f;
+    fx_init(&f, 0);
+    /* a Txn whose response is ~36 MiB: only the claims digest is stored */
+    size_t big = 36u << 20;
+    uint8_t *claims = malloc(big);
+    ASSERT(claims != NULL);
+    memset(claims, 'c', big);
+    char errmsg[LSKV_ERRMSG_SIZE] = "";
+    struct ledger_entry e = {.term = 2, .index = f.index++, .revision = ++f.rev,
+                             .type = LEDGER_ENTRY_KV, .write_set = (const uint8_t *)"ws",
+                             .write_set_len = 2, .claims = claims, .claims_len = big};
+    int rv = ledger_append(f.l, &e, errmsg);
+    if (rv != 0)
+        TEST_FAIL("append: %s", errmsg);
+    sign(&f);
+    struct arena a;
+    arena_init(&a);
+    Lskvserverpb__Receipt *r;
+    ASSERT_EQ(ledger_receipt(f.l, f.rev, 2, &a, &r, errmsg), 0);
+    uint8_t cd[32];
+    SHA256(claims, big, cd);
+    ASSERT_EQ(receipt_verify(r, f.svc, cd, NULL, errmsg), 0);
+    arena_close(&a);
+    struct ledger_position pos;
+    ledger_position(f.l, &pos);
+    ASSERT_EQ(pos.size, 2);
+    /* the write set has a limit of its own, with its own error */
+    e.index = f.index;
+    e.revision = f.rev + 1;
+    e.write_set = claims;
+    e.write_set_len = LEDGER_MAX_WRITE_SET_BYTES + 1;
+    ASSERT_EQ(ledger_append(f.l, &e, errmsg), LSKV_ETOOLARGE);
+    ASSERT(strstr(errmsg, "write set") != NULL);
+    ledger_position(f.l, &pos);
+    ASSERT_EQ(pos.size, 2); /* nothing written: the ledger goes on */
+    e.write_set_len = 2;
+    ASSERT_EQ(ledger_append(f.l, &e, errmsg), 0);
+    free(claims);
+    ledger_close(f.l);
+    fx_open(&f, 0); /* and reopens */
+    fx_close(&f);
+}
+
+TEST(ledger, each_append_rule_has_its_own_message)
+{
+    struct fixture f;
+    fx_init(&f, 0);
+    put(&f);
+    char errmsg[LSKV_ERRMSG_SIZE];
+    struct ledger_entry e = {.term = 2, .index = f.index - 1, .revision = f.rev,
+                             .type = LEDGER_ENTRY_KV};
+    const char *seen[5];
+    int n = 0;
+    ASSERT_EQ(ledger_append(f.l, &e, errmsg), LSKV_EINVAL);
+    ASSERT(strstr(errmsg, "raft index") != NULL);
+    seen[n++] = strdup(errmsg);
+    e.index = f.index;
+    e.term = 1;
+    ASSERT_EQ(ledger_append(f.l, &e, errmsg), LSKV_EINVAL);
+    ASSERT(strstr(errmsg, "term is below") != NULL);
+    seen[n++] = strdup(errmsg);
+    e.term = 1ull << 33;
+    ASSERT_EQ(ledger_append(f.l, &e, errmsg), LSKV_EINVAL);
+    ASSERT(strstr(errmsg, "32-bit") != NULL);
+    seen[n++] = strdup(errmsg);
+    e.term = 2;
+    e.revision = f.rev - 1;
+    ASSERT_EQ(ledger_append(f.l, &e, errmsg), LSKV_EINVAL);
+    ASSERT(strstr(errmsg, "revision is below") != NULL);
+    seen[n++] = strdup(errmsg);
+    e.revision = f.rev;
+    e.type = LEDGER_ENTRY_SIGNATURE;
+    ASSERT_EQ(ledger_append(f.l, &e, errmsg), LSKV_EINVAL);
+    ASSERT(strstr(errmsg, "type") != NULL);
+    seen[n++] = strdup(errmsg);
+    for (int i = 0; i < n; i++) {
+        ASSERT(strstr(seen[i], "(or too big)") == NULL);
+        free((void *)seen[i]);
+    }
     fx_close(&f);
 }
