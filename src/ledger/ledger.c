@@ -68,6 +68,7 @@
 #include "common/hex.h"
 #include "crypto/aead.h"
 #include "ledger/chunk.h"
+#include "ledger/anchor.h"
 #include "ledger/hash.h"
 #include "ledger/keys.h"
 #include "ledger/merkle.h"
@@ -1623,4 +1624,92 @@ int ledger_tx_status(ledger *l, int64_t revision, uint64_t raft_term,
         return rv;
     *out = raft_term == 0 || f.term == raft_term ? LEDGER_TX_COMMITTED : LEDGER_TX_INVALID;
     return 0;
+}
+
+/* --- Consistency proofs ------------------------------------------------------ */
+
+int ledger_consistency(ledger *l, uint64_t from_size, uint64_t to_size, struct arena *a,
+                       Lskvserverpb__GetConsistencyProofResponse **out, char *errmsg)
+{
+    if (to_size == 0)
+        to_size = l->signed_size;
+    if (to_size == 0) {
+        errmsg_printf(errmsg, "ledger: nothing is signed yet");
+        return LSKV_ENOTREADY;
+    }
+    if (from_size > to_size || to_size > l->signed_size) {
+        errmsg_printf(errmsg, "ledger: no consistency proof from %" PRIu64 " to %" PRIu64
+                      " leaves (signed: %" PRIu64 ")", from_size, to_size, l->signed_size);
+        return from_size > to_size ? LSKV_EINVAL : LSKV_ENOTFOUND;
+    }
+    /* One pass from the chunk holding leaf from_size - 1: the tree from its
+     * header, and the signature entries for both sizes (each comes after
+     * the last leaf it covers). */
+    uint64_t start = from_size ? from_size - 1 : to_size - 1;
+    struct scan s;
+    int rv = scan_open(l, chunk_of_leaf(l, start), &s, errmsg);
+    if (rv != 0)
+        return rv;
+    merkle_tree *t = NULL;
+    rv = merkle_open(s.h.first_leaf, (const uint8_t(*)[MERKLE_HASH_BYTES])s.h.peaks, s.h.n_peaks,
+                     &t);
+    Lskvserverpb__SignedRoot *from = NULL, *to = NULL;
+    struct chunk_entry e;
+    while (rv == 0 && (to == NULL || (from_size && from == NULL))) {
+        rv = scan_next(&s, &e, errmsg);
+        if (rv == 0) {
+            rv = LSKV_ENOTFOUND;
+            errmsg_printf(errmsg, "ledger: no signature covers exactly %" PRIu64 " leaves",
+                          from_size && from == NULL ? from_size : to_size);
+        }
+        if (rv != 1)
+            break;
+        uint8_t leaf[32];
+        chunk_entry_leaf(&e, leaf);
+        if ((rv = merkle_append(t, leaf)) != 0 || e.type != CHUNK_ENTRY_SIGNATURE)
+            continue;
+        struct sig_payload p;
+        if ((rv = sig_payload_decode(e.public_part, e.public_len, &p, errmsg)) != 0)
+            break;
+        if (from_size && from == NULL && p.tree_size == from_size)
+            rv = anchor_from_sig(&p, a, &from);
+        if (rv == 0 && to == NULL && p.tree_size == to_size)
+            rv = anchor_from_sig(&p, a, &to);
+        if (rv == 0 && from_size && from == NULL && p.tree_size > from_size) {
+            rv = LSKV_ENOTFOUND;
+            errmsg_printf(errmsg, "ledger: no signature covers exactly %" PRIu64 " leaves",
+                          from_size);
+        }
+    }
+    Lskvserverpb__GetConsistencyProofResponse *r = NULL;
+    if (rv == 0) {
+        r = arena_alloc(a, sizeof *r);
+        rv = r ? 0 : LSKV_ENOMEM;
+    }
+    if (rv == 0) {
+        lskvserverpb__get_consistency_proof_response__init(r);
+        r->from = from;
+        r->to = to;
+    }
+    if (rv == 0 && from_size) {
+        uint8_t proof[MERKLE_MAX_CONSISTENCY][MERKLE_HASH_BYTES];
+        size_t n;
+        rv = merkle_consistency(t, from_size, to_size, proof, &n);
+        r->proof = arena_calloc(a, n ? n : 1, sizeof *r->proof);
+        if (rv == 0 && r->proof == NULL)
+            rv = LSKV_ENOMEM;
+        for (size_t i = 0; rv == 0 && i < n; i++) {
+            r->proof[i] = arena_alloc(a, 2 * MERKLE_HASH_BYTES + 1);
+            if (r->proof[i] == NULL)
+                rv = LSKV_ENOMEM;
+            else
+                hex_encode(proof[i], MERKLE_HASH_BYTES, r->proof[i]);
+        }
+        r->n_proof = n;
+    }
+    merkle_close(t);
+    scan_close(&s);
+    if (rv == 0)
+        *out = r;
+    return rv;
 }

@@ -166,6 +166,17 @@ int ledger_receipt(ledger *l, int64_t revision, uint64_t raft_term, struct arena
 int ledger_receipt_at(ledger *l, uint64_t leaf, struct arena *a, Lskvserverpb__Receipt **out,
                       char *errmsg);
 
+/* The signed roots at two signed tree sizes and the RFC 9162 consistency
+ * proof that the first tree is a prefix of the second (docs/ledger-format.md
+ * section 8). to_size 0: the last signature's size; from_size 0: no proof,
+ * just the signed root at to_size (an anchor to save). Reads the chunk
+ * files from from_size on. *out (header unset) lives in arena a.
+ * Errors: LSKV_EINVAL (from_size above to_size), LSKV_ENOTREADY (nothing
+ * signed yet), LSKV_ENOTFOUND (no signature covers exactly that many
+ * leaves), LSKV_ECORRUPT, negated errno, LSKV_ENOMEM. */
+int ledger_consistency(ledger *l, uint64_t from_size, uint64_t to_size, struct arena *a,
+                       Lskvserverpb__GetConsistencyProofResponse **out, char *errmsg);
+
 /* Status of (revision, raft_term) as far as the ledger knows: COMMITTED if
  * the KV entry that made revision has that term (0 matches any), INVALID if
  * it has another, UNKNOWN if no KV entry made it (yet).

@@ -363,6 +363,15 @@ char *receipt_to_json(const Lskvserverpb__Receipt *r)
         json_object_set_new(t, "tree_size", json_string(num));
         json_object_set_new(o, "tx_receipt", t);
     }
+    if (r->anchor_size != 0) {
+        char num[32];
+        json_t *ap = json_array();
+        snprintf(num, sizeof num, "%" PRIu64, r->anchor_size);
+        json_object_set_new(o, "anchor_size", json_string(num));
+        for (size_t i = 0; i < r->n_anchor_proof; i++)
+            json_array_append_new(ap, json_string(r->anchor_proof[i]));
+        json_object_set_new(o, "anchor_proof", ap);
+    }
     char *s = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
     json_decref(o);
     return s;
@@ -490,6 +499,34 @@ int receipt_from_json(const char *json, size_t len, struct arena *a,
         }
         proof[i] = e;
     }
+    const json_t *apj = json_object_get(o, "anchor_proof");
+    if (apj == NULL)
+        apj = json_object_get(o, "anchorProof");
+    size_t nap = json_is_array(apj) ? json_array_size(apj) : 0;
+    rv = LSKV_EINVAL;
+    if ((apj != NULL && !json_is_array(apj)) || nap > MERKLE_MAX_CONSISTENCY ||
+        get_u64(o, "anchor_size", "anchorSize", &r->anchor_size) != 0) {
+        errmsg_printf(errmsg, "receipt JSON: anchor_size or anchor_proof is malformed");
+        goto out;
+    }
+    r->anchor_proof = arena_calloc(a, nap ? nap : 1, sizeof *r->anchor_proof);
+    if (r->anchor_proof == NULL) {
+        rv = LSKV_ENOMEM;
+        goto out;
+    }
+    for (size_t i = 0; i < nap; i++) {
+        const json_t *h = json_array_get(apj, i);
+        if (!json_is_string(h)) {
+            errmsg_printf(errmsg, "receipt JSON: anchor_proof element %zu is not a string", i);
+            goto out;
+        }
+        r->anchor_proof[i] = arena_strndup(a, json_string_value(h), json_string_length(h));
+        if (r->anchor_proof[i] == NULL) {
+            rv = LSKV_ENOMEM;
+            goto out;
+        }
+    }
+    r->n_anchor_proof = nap;
     tx->leaf_components = lc;
     tx->proof = proof;
     tx->n_proof = np;

@@ -27,7 +27,27 @@ struct verifier {
     size_t endorsed_len;
     uint8_t *plain;            /* scratch for opened private parts */
     size_t plain_cap;
+    uint64_t anchor_size;      /* 0: none */
+    uint8_t anchor_root[MERKLE_HASH_BYTES];
+    bool anchor_reached;
 };
+
+void verify_set_anchor(verifier *v, uint64_t size, const uint8_t root[MERKLE_HASH_BYTES])
+{
+    v->anchor_size = size;
+    memcpy(v->anchor_root, root, MERKLE_HASH_BYTES);
+    v->anchor_reached = false;
+}
+
+int verify_anchor_reached(const verifier *v, char *errmsg)
+{
+    if (v->anchor_size != 0 && !v->anchor_reached) {
+        errmsg_printf(errmsg, "the ledger ends at %" PRIu64 " leaves, before the anchor's signed "
+                      "root over %" PRIu64 " (rolled back)", merkle_size(v->tree), v->anchor_size);
+        return LSKV_ECORRUPT;
+    }
+    return 0;
+}
 
 int verify_open(const struct verify_config *c, verifier **out)
 {
@@ -211,6 +231,17 @@ int verify_entry(verifier *v, const struct chunk_entry *e, char *errmsg)
     chunk_entry_leaf(e, lh);
     if ((rv = merkle_append(v->tree, lh)) != 0)
         return rv;
+    if (leaf + 1 == v->anchor_size) {
+        uint8_t root[MERKLE_HASH_BYTES];
+        if ((rv = merkle_root(v->tree, leaf + 1, root)) != 0)
+            return rv;
+        if (memcmp(root, v->anchor_root, MERKLE_HASH_BYTES) != 0) {
+            errmsg_printf(errmsg, "the root over %" PRIu64 " leaves differs from the anchor's "
+                          "signed root (forked or rewritten)", v->anchor_size);
+            return LSKV_ECORRUPT;
+        }
+        v->anchor_reached = true;
+    }
     /* Memory stays bounded: later signatures cover at least signed_size. */
     if (e->type == CHUNK_ENTRY_SIGNATURE && (rv = merkle_flush_to(v->tree, st->signed_size)) != 0)
         return rv;

@@ -75,6 +75,14 @@ struct verify_chunk_result {
 int verify_chunk(verifier *v, const uint8_t *buf, size_t len, uint64_t first, uint64_t last,
                  bool sealed, bool torn_ok, struct verify_chunk_result *r, char *errmsg);
 
+/* An anchor (anchor.h: a signed root saved earlier, already verified):
+ * once the ledger reaches `size` leaves its root there must be `root`
+ * (else the entry that makes the size fails: a forked ledger), and
+ * verify_anchor_reached must find that it got there (else: rolled back). */
+void verify_set_anchor(verifier *v, uint64_t size, const uint8_t root[MERKLE_HASH_BYTES]);
+/* Errors: LSKV_ECORRUPT (the ledger ends before the anchor's size). */
+int verify_anchor_reached(const verifier *v, char *errmsg);
+
 void verify_get_state(const verifier *v, struct verify_state *out);
 /* Peaks of the tree at its current size (room for MERKLE_MAX_DEPTH);
  * *n = their number. */

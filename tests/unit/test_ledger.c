@@ -14,10 +14,12 @@
 #include "common/file.h"
 #include "crypto/aead.h"
 #include "identity/cert.h"
+#include "ledger/anchor.h"
 #include "ledger/chunk.h"
 #include "ledger/ledger.h"
 #include "ledger/receipt.h"
 #include "ledger/sig.h"
+#include "ledger/verify.h"
 #include "runner.h"
 
 struct fixture {
@@ -978,5 +980,143 @@ TEST(ledger, each_append_rule_has_its_own_message)
         ASSERT(strstr(seen[i], "(or too big)") == NULL);
         free((void *)seen[i]);
     }
+    fx_close(&f);
+}
+
+TEST(ledger, consistency_proofs_between_signed_sizes_across_chunks)
+{
+    struct fixture f;
+    fx_init(&f, 2048);
+    uint64_t sizes[64];
+    int n = 0;
+    for (int i = 0; i < 80; i++) {
+        put(&f);
+        if (i % 6 == 5) {
+            struct ledger_position pos;
+            ledger_position(f.l, &pos);
+            sizes[n++] = pos.size; /* the signature about to be made covers this */
+            sign(&f);
+        }
+    }
+    ASSERT_EQ(ledger_sync(f.l), 0);
+    int committed;
+    count_chunks(f.dir, &committed);
+    ASSERT_GE(committed, 3);
+    char errmsg[LSKV_ERRMSG_SIZE] = "";
+    for (int i = 0; i < n; i += 2) {
+        for (int j = i; j < n; j += 3) {
+            struct arena a;
+            arena_init(&a);
+            Lskvserverpb__GetConsistencyProofResponse *r;
+            int rv = ledger_consistency(f.l, sizes[i], sizes[j], &a, &r, errmsg);
+            if (rv != 0)
+                TEST_FAIL("consistency %d -> %d: %s", i, j, errmsg);
+            uint8_t rf[32], rt[32];
+            ASSERT_EQ(anchor_verify(r->from, f.svc, rf, errmsg), 0);
+            ASSERT_EQ(anchor_verify(r->to, f.svc, rt, errmsg), 0);
+            ASSERT_EQ(r->from->tree_size, sizes[i]);
+            ASSERT_EQ(r->to->tree_size, sizes[j]);
+            ASSERT_EQ(anchor_check_proof(sizes[i], rf, sizes[j], rt, r->proof, r->n_proof,
+                                         errmsg), 0);
+            if (r->n_proof > 0) { /* a changed hash fails */
+                r->proof[0][0] = r->proof[0][0] == '0' ? '1' : '0';
+                ASSERT_EQ(anchor_check_proof(sizes[i], rf, sizes[j], rt, r->proof, r->n_proof,
+                                             errmsg), LSKV_ECORRUPT);
+            }
+            arena_close(&a);
+        }
+    }
+    struct arena a;
+    arena_init(&a);
+    Lskvserverpb__GetConsistencyProofResponse *r;
+    /* latest, and just the latest */
+    ASSERT_EQ(ledger_consistency(f.l, 0, 0, &a, &r, errmsg), 0);
+    ASSERT(r->from == NULL && r->n_proof == 0);
+    ASSERT_EQ(r->to->tree_size, sizes[n - 1]);
+    ASSERT_EQ(ledger_consistency(f.l, sizes[0] + 1, 0, &a, &r, errmsg), LSKV_ENOTFOUND);
+    ASSERT_EQ(ledger_consistency(f.l, sizes[3], sizes[1], &a, &r, errmsg), LSKV_EINVAL);
+    ASSERT_EQ(ledger_consistency(f.l, 0, sizes[n - 1] + 1, &a, &r, errmsg), LSKV_ENOTFOUND);
+    /* an anchor survives JSON */
+    ASSERT_EQ(ledger_consistency(f.l, 0, sizes[2], &a, &r, errmsg), 0);
+    char *js = anchor_to_json(r->to);
+    Lskvserverpb__SignedRoot *back;
+    ASSERT_EQ(anchor_from_json(js, strlen(js), &a, &back, errmsg), 0);
+    uint8_t root[32];
+    ASSERT_EQ(anchor_verify(back, f.svc, root, errmsg), 0);
+    back->tree_size++; /* relabelled: the statement no longer verifies */
+    ASSERT_EQ(anchor_verify(back, f.svc, root, errmsg), LSKV_ECORRUPT);
+    free(js);
+    arena_close(&a);
+    fx_close(&f);
+}
+
+TEST(ledger, audit_verifier_catches_a_ledger_behind_or_beside_an_anchor)
+{
+    struct fixture f;
+    sealed_ledger(&f);
+    fx_open(&f, 2048);
+    struct arena a;
+    arena_init(&a);
+    Lskvserverpb__GetConsistencyProofResponse *r;
+    char errmsg[LSKV_ERRMSG_SIZE] = "";
+    ASSERT_EQ(ledger_consistency(f.l, 0, 0, &a, &r, errmsg), 0);
+    uint8_t root[32];
+    ASSERT_EQ(anchor_verify(r->to, f.svc, root, errmsg), 0);
+    uint64_t size = r->to->tree_size;
+    ledger_close(f.l);
+    f.l = NULL;
+    /* feed every chunk to a verifier with the anchor */
+    struct verify_config vc = {.service = f.svc, .secret = f.secret};
+    for (int round = 0; round < 3; round++) {
+        verifier *v;
+        ASSERT_EQ(verify_open(&vc, &v), 0);
+        uint8_t want[32];
+        memcpy(want, root, 32);
+        if (round == 2)
+            want[0] ^= 1; /* a fork: another root at that size */
+        verify_set_anchor(v, round == 1 ? size + 100 : size, want);
+        int rv = 0;
+        for (int k = 0; rv == 0; k++) {
+            char path[1024];
+            DIR *d = opendir(f.dir);
+            struct dirent *de;
+            uint64_t first = 0, last = 0;
+            bool found = false, committed = false;
+            uint64_t want_first;
+            struct verify_state st;
+            verify_get_state(v, &st);
+            want_first = st.size;
+            while ((de = readdir(d)) != NULL) {
+                uint64_t x, y;
+                bool c;
+                if (chunk_name_parse(de->d_name, &x, &y, &c) && x == want_first) {
+                    snprintf(path, sizeof path, "%s/%.63s", f.dir, de->d_name);
+                    first = x, last = y, committed = c, found = true;
+                }
+            }
+            closedir(d);
+            if (!found || k > 100)
+                break;
+            size_t len;
+            uint8_t *buf = read_file(path, &len);
+            struct verify_chunk_result res;
+            rv = verify_chunk(v, buf, len, first, last, committed, !committed, &res, errmsg);
+            free(buf);
+            if (!committed)
+                break;
+        }
+        if (rv == 0)
+            rv = verify_anchor_reached(v, errmsg);
+        if (round == 0) {
+            if (rv != 0)
+                TEST_FAIL("%s", errmsg);
+        } else {
+            ASSERT_EQ(rv, LSKV_ECORRUPT);
+            ASSERT(strstr(errmsg, round == 1 ? "rolled back" : "differs from the anchor") !=
+                   NULL);
+        }
+        verify_close(v);
+    }
+    arena_close(&a);
     fx_close(&f);
 }

@@ -190,6 +190,7 @@ int cmd_ledger_audit(int argc, char **argv)
     const char *cmd = "ledger audit";
     const char *cert_path = lskvctl_opt(argc, argv, "--service-cert");
     const char *secret_path = lskvctl_opt(argc, argv, "--ledger-secret");
+    const char *anchor_path = lskvctl_opt(argc, argv, "--anchor");
     bool quiet = lskvctl_flag(argc, argv, "--no-progress");
     const char *dir = lskvctl_positional(argc, argv);
     if (dir == NULL || cert_path == NULL) {
@@ -208,6 +209,8 @@ int cmd_ledger_audit(int argc, char **argv)
     }
 
     struct audit a = {.dir = dir, .chunk = "-"};
+    struct arena ar;
+    arena_init(&ar);
     struct cname *cs = NULL;
     struct verify_name *names = NULL;
     size_t n = 0;
@@ -222,6 +225,16 @@ int cmd_ledger_audit(int argc, char **argv)
     if (verify_open(&vc, &v) != 0) {
         bad(&a, "out of memory");
         goto out;
+    }
+    if (anchor_path != NULL) {
+        Lskvserverpb__SignedRoot *anchor;
+        uint8_t aroot[32];
+        int rv = lskvctl_load_anchor(anchor_path, svc, &ar, &anchor, aroot, errmsg);
+        if (rv != 0) {
+            bad(&a, "%s", errmsg);
+            goto out;
+        }
+        verify_set_anchor(v, anchor->tree_size, aroot);
     }
     if (list(dir, &cs, &n, errmsg) != 0) {
         bad(&a, "%s", errmsg);
@@ -284,6 +297,11 @@ int cmd_ledger_audit(int argc, char **argv)
         if (tty)
             progress(done_bytes, total_bytes, st.size, t0);
     }
+    if (verify_anchor_reached(v, errmsg) != 0) {
+        a.have_txid = false;
+        bad(&a, "%s", errmsg);
+        goto out;
+    }
     rc = 0;
 out:
     verify_get_state(v, &st);
@@ -302,8 +320,11 @@ out:
                n, st.size, st.signatures, st.signed_size, st.size - st.signed_size,
                have_secret ? "private parts checked" : "private parts not checked (no secret)",
                el > 0 ? (double)st.size / el : 0.0);
+        if (anchor_path != NULL)
+            printf("anchor OK: the ledger holds the anchor's signed root\n");
     }
     verify_close(v);
+    arena_close(&ar);
     free(buf);
     free(cs);
     free(names);
