@@ -107,3 +107,24 @@ def snapshot(ledger_dir):
     """{name: bytes} of the ledger directory, to compare before and after."""
     d = Path(ledger_dir)
     return {n: (d / n).read_bytes() for n in sorted(os.listdir(d))}
+
+
+def flip(ledger_dir, i, pos):
+    """Flips one bit of leaf i's body at byte pos (from the body's start) and
+    recomputes the frame's CRC, as a host rewriting it would."""
+    f = frames(ledger_dir)[i]
+    body = bytearray(f.raw[4:-4])
+    body[pos % len(body)] ^= 0x01
+    new = f.raw[:4] + bytes(body) + struct.pack(">I", crc32c(bytes(body)))
+    _rewrite(ledger_dir, f.chunk, [(f.offset, len(f.raw), new)])
+
+
+def flip_header(ledger_dir, chunk, pos):
+    """Flips one bit of a chunk header byte (pos within the CRC-covered part)
+    and recomputes the header CRC."""
+    p = Path(ledger_dir) / chunk
+    data = bytearray(p.read_bytes())
+    n = header_len(data) - 4
+    data[pos % n] ^= 0x01
+    data[n:n + 4] = struct.pack(">I", crc32c(bytes(data[:n])))
+    p.write_bytes(bytes(data))
