@@ -139,6 +139,7 @@ struct consensus_node {
     char fsm_msg[LSKV_ERRMSG_SIZE];
 
     bool closing;
+    bool raft_closed; /* raft's close callback ran */
     bool open_failed;
     uint64_t drain_deadline; /* loop time (ms) after which close stops waiting */
     void (*close_cb)(void *arg);
@@ -574,6 +575,8 @@ static void timer_close_cb(uv_handle_t *handle)
         explicit_bzero(node->scratch, node->scratch_cap);
         free(node->scratch);
     }
+    raft_uv_close(&node->io);
+    raft_uv_tcp_close(&node->transport);
     keyring_free(node->keys);
     free(node);
     if (cb != NULL)
@@ -588,13 +591,20 @@ static void prepare_close_cb(uv_handle_t *handle)
     uv_close((uv_handle_t *)&node->timer, timer_close_cb);
 }
 
+/* raft_uv and its TCP transport are released later, in timer_close_cb, not
+ * here: libraft 0.15 still reads them after this callback returns (freeing
+ * them here crashed one close in about 30 shortly after a start, when the
+ * first append had prepared a new open segment; reproduced by restarting
+ * and stopping in a loop). Its close checks can fire more than once by
+ * construction (uvMaybeFireCloseCb keeps no "fired" flag): run once. */
 static void on_raft_closed(struct raft *raft)
 {
     consensus_node *node = raft->data;
+    if (node->raft_closed)
+        return;
+    node->raft_closed = true;
     flush_fsm(node);
     release_all(node);
-    raft_uv_close(&node->io);
-    raft_uv_tcp_close(&node->transport);
     uv_close((uv_handle_t *)&node->prepare, prepare_close_cb);
 }
 

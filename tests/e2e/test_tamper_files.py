@@ -7,6 +7,7 @@ import hashlib
 import os
 import re
 import shutil
+import time
 
 import pytest
 
@@ -127,3 +128,32 @@ def test_untouched_data_dir_restarts_and_an_empty_one_bootstraps(node, server_fa
     assert re.fullmatch(r"[0-9a-f]{16}", read_ids(fresh)["cluster_id"])
     assert re.fullmatch(r"[0-9a-f]{64}", read_ids(fresh)["tag"])
     fresh.stop_cleanly()
+
+
+def signed_node(server_factory):
+    """A stopped lskvd whose ledger holds a signature (sig every 20 ms)."""
+    s = server_factory("lskvd", extra=["--sig-ms-interval", "20"])
+    s.kv().Put(rpc_pb2.PutRequest(key=b"k", value=b"v"), timeout=20)
+    time.sleep(0.5)
+    s.stop_cleanly()
+    return s
+
+
+def test_another_clusters_identity_is_refused(server_factory):
+    """identity/ (service and node keys) replaced by another cluster's: the
+    ledger's signatures name the original service certificate, so the start
+    is refused naming the ledger chunk, before anything is signed with the
+    foreign key."""
+    a, b = signed_node(server_factory), signed_node(server_factory)
+    shutil.rmtree(a.data_dir / "identity")
+    shutil.copytree(b.data_dir / "identity", a.data_dir / "identity")
+    before = tree(a.data_dir)
+    with pytest.raises(RuntimeError):
+        a.start(timeout=30)
+    log = a.log_text(True)
+    m = re.search(r"error .*refusing to start: (.*)", log)
+    assert m, log[-2000:]
+    assert str(a.data_dir / "ledger" / "ledger_") in m.group(1), m.group(1)
+    assert "another service identity" in m.group(1), m.group(1)
+    assert "ready to serve" not in log
+    assert tree(a.data_dir) == before
