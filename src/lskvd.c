@@ -26,6 +26,7 @@
 
 #include "api/api.h"
 #include "common/err.h"
+#include "common/url.h"
 #include "common/log.h"
 #include "config/config.h"
 #include "config/datadir.h"
@@ -103,13 +104,6 @@ static int load_ids(struct daemon *d, char *errmsg)
     d->cluster_id = ids.cluster_id;
     d->member_id = ids.member_id;
     return rv;
-}
-
-/* "http://127.0.0.1:2380" -> "127.0.0.1:2380" */
-static const char *url_hostport(const char *url)
-{
-    const char *p = strstr(url, "://");
-    return p ? p + 3 : url;
 }
 
 static void on_closed_server(void *arg);
@@ -415,6 +409,9 @@ static int open_daemon(struct daemon *d, char *errmsg)
     fsm_set_ledger(&d->fsm, d->ledger);
     struct consensus_fsm vt = fsm_vtable(&d->fsm);
 
+    struct url peer; /* checked by config_parse */
+    if ((rv = url_parse(c->initial_advertise_peer_urls[0], 0, &peer, errmsg)) != 0)
+        return rv;
     snprintf(path, sizeof path, "%s/raft", c->data_dir);
     struct consensus_config cc = {
         .dir = path,
@@ -422,7 +419,7 @@ static int open_daemon(struct daemon *d, char *errmsg)
         .cluster_id = d->cluster_id,
         .key_epoch_size = (uint64_t)c->key_epoch_size,
         .member_id = d->member_id,
-        .peer_address = url_hostport(c->initial_advertise_peer_urls[0]),
+        .peer_address = peer.hostport,
         .snapshot_threshold = (unsigned)c->snapshot_count,
         .fatal_cb = on_consensus_fatal,
         .fatal_arg = d,
