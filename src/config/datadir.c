@@ -19,8 +19,8 @@
 
 /* Everything bootstrap makes, in the order it makes it (identity/: cert.h). */
 static const char *const required[] = {
-    "ids",
     "data.key",
+    "ids",
     "identity",
     "identity/service.pem",
     "identity/service.key",
