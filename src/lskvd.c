@@ -330,6 +330,14 @@ static void on_consensus_fatal(void *arg, int code, const char *errmsg)
     shutdown_daemon(d, 1);
 }
 
+/* ledger_open verifies the whole ledger before anything is served. */
+static void ledger_progress(void *arg, uint64_t done, uint64_t total, uint64_t entries)
+{
+    (void)arg;
+    LOG_INFO(MODULE, "verifying the ledger: %" PRIu64 " of %" PRIu64 " MiB, %" PRIu64 " entries",
+             done >> 20, total >> 20, entries);
+}
+
 /* Identity (service cert made at bootstrap, node key and cert endorsed by
  * it), ledger secret and the ledger itself. */
 static int open_ledger(struct daemon *d, char *errmsg)
@@ -365,12 +373,10 @@ static int open_ledger(struct daemon *d, char *errmsg)
         .chunk_bytes = (uint64_t)c->ledger_chunk_bytes,
         .sig_tx_interval = (uint64_t)c->sig_tx_interval,
         .sig_ms_interval = (uint64_t)c->sig_ms_interval,
+        .progress = ledger_progress,
     };
-    if ((rv = ledger_open(&lc, &d->ledger, errmsg)) != 0) {
-        errmsg_wrapf(errmsg, "ledger");
-        return rv;
-    }
-    return 0;
+    /* errmsg starts with the ledger file's path */
+    return ledger_open(&lc, &d->ledger, errmsg);
 }
 
 static int open_daemon(struct daemon *d, char *errmsg)

@@ -61,7 +61,7 @@ size_t kv_service_methods(struct api *api, struct grpc_method *m);
 size_t maint_service_methods(struct api *api, struct grpc_method *m);
 size_t cluster_service_methods(struct api *api, struct grpc_method *m);
 size_t lease_service_methods(struct api *api, struct grpc_method *m);
-/* /etcdserverpb.Receipt/GetReceipt and /etcdserverpb.Maintenance/TxStatus
+/* /etcdserverpb.Receipt/GetReceipt, GetConsistencyProof and /etcdserverpb.Maintenance/TxStatus
  * (lskvserverpb messages, DESIGN.md Appendix A). */
 size_t receipt_service_methods(struct api *api, struct grpc_method *m);
 

@@ -3,6 +3,14 @@
  *
  *   /etcdserverpb.Receipt/GetReceipt    GetReceiptRequest -> GetReceiptResponse
  *   /etcdserverpb.Maintenance/TxStatus  TxStatusRequest   -> TxStatusResponse
+ *   /etcdserverpb.Receipt/GetConsistencyProof
+ *                       GetConsistencyProofRequest -> GetConsistencyProofResponse
+ *
+ * GetConsistencyProof(from_size, to_size): the signed roots at both signed
+ * sizes (to_size 0: the latest) and the RFC 9162 proof that the first tree
+ * is a prefix of the second; from_size 0 gives just the latest signed root
+ * (an anchor to save). Nothing signed yet: UNAVAILABLE as for receipts; no
+ * signature at exactly that size: NOT_FOUND.
  *
  * GetReceipt(revision, raft_term): the receipt of the write that made
  * revision (raft_term 0 = any term). Until a signature covers it, or while
@@ -137,11 +145,52 @@ out:
     arena_close(&a);
 }
 
+static void get_consistency_proof(grpc_call *call, const uint8_t *msg, size_t len, void *ctx)
+{
+    struct api *api = ctx;
+    struct arena a;
+    arena_init(&a);
+    char errmsg[LSKV_ERRMSG_SIZE] = "";
+    Lskvserverpb__GetConsistencyProofRequest *req =
+        api_decode(call, &lskvserverpb__get_consistency_proof_request__descriptor, msg, len, &a);
+    if (req == NULL)
+        goto out;
+    if (api->ledger == NULL) {
+        grpc_call_finish(call, GRPC_STATUS_UNAVAILABLE, "lskv: no ledger");
+        goto out;
+    }
+    Lskvserverpb__GetConsistencyProofResponse *resp = NULL;
+    int rv = ledger_consistency(api->ledger, req->from_size, req->to_size, &a, &resp, errmsg);
+    if (rv == LSKV_ENOTREADY) {
+        not_ready(api, call);
+        goto out;
+    }
+    if (rv == LSKV_ENOTFOUND || rv == LSKV_EINVAL) {
+        char m[LSKV_ERRMSG_SIZE + 8];
+        snprintf(m, sizeof m, "lskv: %s", errmsg);
+        grpc_call_finish(call, rv == LSKV_EINVAL ? GRPC_STATUS_INVALID_ARGUMENT
+                                                 : GRPC_STATUS_NOT_FOUND, m);
+        goto out;
+    }
+    if (rv != 0) {
+        api_fail(api, call, rv, errmsg);
+        goto out;
+    }
+    Etcdserverpb__ResponseHeader header = ETCDSERVERPB__RESPONSE_HEADER__INIT;
+    api_fill_header(api, &header);
+    resp->header = &header;
+    api_reply(call, &resp->base);
+out:
+    arena_close(&a);
+}
+
 size_t receipt_service_methods(struct api *api, struct grpc_method *m)
 {
     m[0] = (struct grpc_method){.path = "/etcdserverpb.Receipt/GetReceipt",
                                 .on_message = get_receipt, .ctx = api};
     m[1] = (struct grpc_method){.path = "/etcdserverpb.Maintenance/TxStatus",
                                 .on_message = tx_status, .ctx = api};
-    return 2;
+    m[2] = (struct grpc_method){.path = "/etcdserverpb.Receipt/GetConsistencyProof",
+                                .on_message = get_consistency_proof, .ctx = api};
+    return 3;
 }

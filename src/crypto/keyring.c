@@ -1,12 +1,11 @@
 #include "crypto/keyring.h"
 
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/err.h"
+#include "crypto/mac.h"
 
 #define CACHE_SLOTS 8   /* the current epoch plus readers of a few old ones */
 #define PURPOSE_MAX 32
@@ -34,8 +33,8 @@ struct keyring {
     uint32_t epochs_used;
 };
 
-void keyring_derive(const uint8_t master[AEAD_KEY_BYTES], const char *purpose, uint32_t epoch,
-                    uint8_t out[AEAD_KEY_BYTES])
+int keyring_derive(const uint8_t master[AEAD_KEY_BYTES], const char *purpose, uint32_t epoch,
+                   uint8_t out[AEAD_KEY_BYTES])
 {
     static const char label[] = "lskv-data-key-v1";
     uint8_t msg[sizeof label - 1 + PURPOSE_MAX + 1 + 4];
@@ -50,8 +49,7 @@ void keyring_derive(const uint8_t master[AEAD_KEY_BYTES], const char *purpose, u
     msg[n++] = (uint8_t)(epoch >> 16);
     msg[n++] = (uint8_t)(epoch >> 8);
     msg[n++] = (uint8_t)epoch;
-    unsigned int len = AEAD_KEY_BYTES;
-    HMAC(EVP_sha256(), master, AEAD_KEY_BYTES, msg, n, out, &len);
+    return mac_hmac_sha256(master, AEAD_KEY_BYTES, msg, n, out);
 }
 
 int keyring_new(const uint8_t master[AEAD_KEY_BYTES], const char *purpose, uint64_t epoch_size,
@@ -100,9 +98,10 @@ int keyring_key(keyring *k, uint32_t epoch, aead_key **out)
             lru = s;
     }
     uint8_t key[AEAD_KEY_BYTES];
-    keyring_derive(k->master, k->purpose, epoch, key);
     aead_key *ctx = NULL;
-    int rv = aead_key_new(key, &ctx);
+    int rv = keyring_derive(k->master, k->purpose, epoch, key);
+    if (rv == 0)
+        rv = aead_key_new(key, &ctx);
     explicit_bzero(key, sizeof key);
     if (rv != 0)
         return rv;

@@ -51,8 +51,8 @@ uint64_t keyring_seals(const keyring *k, uint32_t epoch);
 uint32_t keyring_last_epoch(const keyring *k);
 uint32_t keyring_epochs_used(const keyring *k);
 
-/* The derived key itself (tests, offline tools). */
-void keyring_derive(const uint8_t master[AEAD_KEY_BYTES], const char *purpose, uint32_t epoch,
-                    uint8_t out[AEAD_KEY_BYTES]);
+/* The derived key itself (tests, offline tools). Errors: LSKV_EIO. */
+int keyring_derive(const uint8_t master[AEAD_KEY_BYTES], const char *purpose, uint32_t epoch,
+                   uint8_t out[AEAD_KEY_BYTES]);
 
 #endif

@@ -292,6 +292,17 @@ const char *cert_service_pem(const cert_service *s)
     return s->pem;
 }
 
+int cert_service_digest(const cert_service *s, uint8_t out[CERT_DIGEST_BYTES])
+{
+    unsigned char *der = NULL;
+    int n = i2d_X509(s->cert, &der);
+    if (n <= 0)
+        return LSKV_EIO;
+    SHA256(der, (size_t)n, out);
+    OPENSSL_free(der);
+    return 0;
+}
+
 static int node_id_of_cert(X509 *x, char out[CERT_NODE_ID_HEX])
 {
     EVP_PKEY *pub = X509_get0_pubkey(x);

@@ -44,6 +44,9 @@ int cert_service_from_pem(const char *pem, size_t len, cert_service **out, char 
 int cert_service_from_file(const char *path, cert_service **out, char *errmsg);
 /* The service certificate, PEM; valid until cert_service_free. */
 const char *cert_service_pem(const cert_service *s);
+/* SHA-256 of the service certificate (DER): what ledger signatures name
+ * (docs/ledger-format.md section 4). Errors: LSKV_EIO. */
+int cert_service_digest(const cert_service *s, uint8_t out[CERT_DIGEST_BYTES]);
 void cert_service_free(cert_service *s);
 
 /* Loads dir/node.pem + dir/node.key, or (create, neither exists) makes a

@@ -272,49 +272,42 @@ void chunk_entry_leaf(const struct chunk_entry *e, uint8_t out[MERKLE_HASH_BYTES
 
 /* --- Private plaintext -------------------------------------------------- */
 
-size_t chunk_private_size(size_t write_set_len, size_t claims_len)
+size_t chunk_private_size(size_t write_set_len)
 {
-    return 1 + 4 + write_set_len + 4 + claims_len;
+    return 1 + 4 + write_set_len;
 }
 
-void chunk_private_encode(const uint8_t *ws, size_t ws_len, const uint8_t *claims,
-                          size_t claims_len, uint8_t *out)
+void chunk_private_encode(const uint8_t *ws, size_t ws_len, uint8_t *out)
 {
     out[0] = CHUNK_PRIVATE_VERSION;
     put_u32be(out + 1, (uint32_t)ws_len);
     if (ws_len)
         memcpy(out + 5, ws, ws_len);
-    put_u32be(out + 5 + ws_len, (uint32_t)claims_len);
-    if (claims_len)
-        memcpy(out + 9 + ws_len, claims, claims_len);
 }
 
 int chunk_private_decode(const uint8_t *plain, size_t len, const uint8_t **ws,
-                         size_t *ws_len, const uint8_t **claims, size_t *claims_len,
-                         char *errmsg)
+                         size_t *ws_len, char *errmsg)
 {
-    if (len < 9) {
-        errmsg_printf(errmsg, "private part: %zu bytes, too short", len);
+    if (len < 1) {
+        errmsg_printf(errmsg, "private part: empty");
         return LSKV_ECORRUPT;
     }
     if (plain[0] != CHUNK_PRIVATE_VERSION) {
-        errmsg_printf(errmsg, "private part: version %u", plain[0]);
+        errmsg_printf(errmsg, "private part: version %u, want %d", plain[0],
+                      CHUNK_PRIVATE_VERSION);
         return LSKV_EFORMAT;
     }
-    size_t w = get_u32be(plain + 1);
-    if (w > len - 9) {
-        errmsg_printf(errmsg, "private part: write set length %zu exceeds part", w);
+    if (len < 5) {
+        errmsg_printf(errmsg, "private part: %zu bytes, too short", len);
         return LSKV_ECORRUPT;
     }
-    size_t c = get_u32be(plain + 5 + w);
-    if (c != len - 9 - w) {
-        errmsg_printf(errmsg, "private part: claims length %zu does not fit", c);
+    size_t w = get_u32be(plain + 1);
+    if (w != len - 5) {
+        errmsg_printf(errmsg, "private part: write set length %zu does not fit the part", w);
         return LSKV_ECORRUPT;
     }
     *ws = plain + 5;
     *ws_len = w;
-    *claims = plain + 9 + w;
-    *claims_len = c;
     return 0;
 }
 

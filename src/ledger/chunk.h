@@ -19,8 +19,10 @@
  *   write_set_digest = SHA-256(body); leaf = merkle_leaf_hash_ced(
  *   write_set_digest, commit_evidence_digest, claims_digest).
  *
- * Private plaintext (PRIVATE_VERSION 1):
- *   u8 version | u32 write_set_len | write_set | u32 claims_len | claims */
+ * Private plaintext (PRIVATE_VERSION 2):
+ *   u8 version | u32 write_set_len | write_set
+ *   (version 1 also held the claims; only their digest is kept now: the
+ *   client holds its own request and response.) */
 #ifndef LSKV_LEDGER_CHUNK_H
 #define LSKV_LEDGER_CHUNK_H
 
@@ -33,7 +35,7 @@
 #define CHUNK_MAGIC "LSKVLDGR"
 #define CHUNK_FORMAT_VERSION 1
 #define CHUNK_ENTRY_VERSION 1
-#define CHUNK_PRIVATE_VERSION 1
+#define CHUNK_PRIVATE_VERSION 2
 #define CHUNK_MAX_FRAME_BYTES (64u * 1024 * 1024) /* larger frame_len is corrupt */
 #define CHUNK_ENTRY_FIXED_BYTES 100 /* body bytes besides public and private */
 #define CHUNK_NAME_MAX 64
@@ -103,13 +105,11 @@ void chunk_entry_wsd(const struct chunk_entry *e, uint8_t out[MERKLE_HASH_BYTES]
 void chunk_entry_leaf(const struct chunk_entry *e, uint8_t out[MERKLE_HASH_BYTES]);
 
 /* Private plaintext. encode writes chunk_private_size bytes. */
-size_t chunk_private_size(size_t write_set_len, size_t claims_len);
-void chunk_private_encode(const uint8_t *ws, size_t ws_len, const uint8_t *claims,
-                          size_t claims_len, uint8_t *out);
-/* Errors: LSKV_ECORRUPT, LSKV_EFORMAT. Pointers borrow plain. */
+size_t chunk_private_size(size_t write_set_len);
+void chunk_private_encode(const uint8_t *ws, size_t ws_len, uint8_t *out);
+/* Errors: LSKV_ECORRUPT, LSKV_EFORMAT (other versions). *ws borrows plain. */
 int chunk_private_decode(const uint8_t *plain, size_t len, const uint8_t **ws,
-                         size_t *ws_len, const uint8_t **claims, size_t *claims_len,
-                         char *errmsg);
+                         size_t *ws_len, char *errmsg);
 
 /* Chunk file names: "ledger_<first>" (open) and
  * "ledger_<first>-<last>.committed" (sealed), decimal leaf indexes.

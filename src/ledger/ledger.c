@@ -59,6 +59,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/bytes.h"
@@ -67,10 +68,13 @@
 #include "common/hex.h"
 #include "crypto/aead.h"
 #include "ledger/chunk.h"
+#include "ledger/anchor.h"
 #include "ledger/hash.h"
+#include "ledger/keys.h"
 #include "ledger/merkle.h"
 #include "ledger/receipt.h"
 #include "ledger/sig.h"
+#include "ledger/verify.h"
 
 _Static_assert((int)LEDGER_ENTRY_KV == (int)CHUNK_ENTRY_KV &&
                    (int)LEDGER_ENTRY_SIGNATURE == (int)CHUNK_ENTRY_SIGNATURE &&
@@ -117,6 +121,7 @@ struct ledger {
     aead_key *seal;            /* keyed context of enc_key */
     struct hash_hmac ce_key;   /* HMAC keyed with K_ce (ledger_commit_evidence) */
     const cert_service *service;
+    uint8_t service_digest[32]; /* named by every signature this node makes */
     uint64_t chunk_bytes, sig_tx_interval, sig_ms_interval;
     bool fsync_each;
 
@@ -167,58 +172,6 @@ struct ledger {
 /* Frames are written once per loop turn (ledger_flush), or as soon as this
  * many bytes are buffered. */
 #define WBUF_FLUSH_BYTES (1u << 20)
-
-/* --- Keys, nonces, commit evidence -------------------------------------- */
-
-static void hmac(const uint8_t *key, size_t key_len, const uint8_t *msg, size_t len,
-                 uint8_t out[32])
-{
-    unsigned int n = 32;
-    HMAC(EVP_sha256(), key, (int)key_len, msg, len, out, &n);
-}
-
-void ledger_private_key(const uint8_t secret[LEDGER_SECRET_BYTES], uint8_t out[32])
-{
-    static const char label[] = "lskv-ledger-private-v1";
-    hmac(secret, LEDGER_SECRET_BYTES, (const uint8_t *)label, sizeof label - 1, out);
-}
-
-static void ce_key(const uint8_t secret[LEDGER_SECRET_BYTES], uint8_t k[32])
-{
-    static const char label[] = "lskv-ledger-commit-evidence-v1";
-    hmac(secret, LEDGER_SECRET_BYTES, (const uint8_t *)label, sizeof label - 1, k);
-}
-
-static void ce_format(const struct hash_hmac *k, uint64_t term, uint64_t index,
-                      char out[LEDGER_CE_MAX])
-{
-    uint8_t msg[10 + 16], h[32];
-    memcpy(msg, "lskv-ce-v1", 10);
-    put_u64be(msg + 10, term);
-    put_u64be(msg + 18, index);
-    hash_hmac(k, msg, sizeof msg, h);
-    char hex[65];
-    hex_encode(h, 32, hex);
-    snprintf(out, LEDGER_CE_MAX, "ce:%" PRIu64 ".%" PRIu64 ":%s", term, index, hex);
-}
-
-void ledger_commit_evidence(const uint8_t secret[LEDGER_SECRET_BYTES], uint64_t term,
-                            uint64_t index, char out[LEDGER_CE_MAX])
-{
-    uint8_t k[32];
-    struct hash_hmac hk;
-    ce_key(secret, k);
-    hash_hmac_init(&hk, k, sizeof k);
-    ce_format(&hk, term, index, out);
-    hash_hmac_wipe(&hk);
-    OPENSSL_cleanse(k, sizeof k);
-}
-
-void ledger_nonce(uint64_t term, uint64_t index, uint8_t out[12])
-{
-    put_u64be(out, index);
-    put_u32be(out + 8, (uint32_t)term);
-}
 
 /* --- Small helpers -------------------------------------------------------- */
 
@@ -401,33 +354,20 @@ static int list_chunks(ledger *l, char *errmsg)
         return rv;
     if (l->n_chunks > 1)
         qsort(l->chunks, l->n_chunks, sizeof l->chunks[0], cmp_chunk);
-    uint64_t next = 0;
-    for (size_t i = 0; i < l->n_chunks; i++) {
-        const struct chunk_info *c = &l->chunks[i];
-        if (c->open) {
-            for (size_t j = i; j < l->n_chunks; j++) {
-                if (!l->chunks[j].open) {
-                    errmsg_printf(errmsg, "%s: sealed chunk %s after open chunk %s", l->dir,
-                                  l->chunks[j].name, c->name);
-                    return LSKV_ECORRUPT;
-                }
-            }
-            if (c->first != next) {
-                errmsg_printf(errmsg, "%s: %s starts at leaf %" PRIu64 ", want %" PRIu64
-                              " (missing or overlapping chunk)", l->dir, c->name, c->first,
-                              next);
-                return LSKV_ECORRUPT;
-            }
-            break; /* the rest: repair_unsynced (invariant 7) */
-        }
-        if (c->first != next) {
-            errmsg_printf(errmsg, "%s: %s starts at leaf %" PRIu64 ", want %" PRIu64
-                          " (missing or overlapping chunk)", l->dir, c->name, c->first, next);
-            return LSKV_ECORRUPT;
-        }
-        next = c->last + 1;
-    }
-    return 0;
+    struct verify_name *names = malloc((l->n_chunks ? l->n_chunks : 1) * sizeof *names);
+    if (names == NULL)
+        return LSKV_ENOMEM;
+    for (size_t i = 0; i < l->n_chunks; i++)
+        names[i] = (struct verify_name){l->chunks[i].first, l->chunks[i].last,
+                                        !l->chunks[i].open};
+    size_t bad;
+    char why[LSKV_ERRMSG_SIZE];
+    /* Several open-named chunks: repair_unsynced (invariant 7). */
+    rv = verify_names(names, l->n_chunks, true, &bad, why);
+    free(names);
+    if (rv != 0)
+        errmsg_printf(errmsg, "%s/%s: %s", l->dir, l->chunks[bad].name, why);
+    return rv;
 }
 
 /* Creates the open chunk file starting at the tree's current size. With
@@ -488,72 +428,24 @@ static int record_entry(ledger *l, const struct chunk_entry *e, const uint8_t ws
                         const uint8_t leaf[32], const uint8_t *sig_payload, size_t sig_len,
                         char *errmsg);
 
-/* Tree state after the leaves of sealed chunk k (the chunk before the open
- * one): rebuilds it from k's header and entries. Fills peaks of its end and
- * the last signature's tree size. */
-static int replay_sealed(ledger *l, size_t k, struct chunk_header *end, uint64_t *signed_size,
-                         int64_t *last_nonsig, char *errmsg)
+/* "<path>: offset N, txid T.I: why" (the message ledger_open fails with). */
+static void where_msg(char *errmsg, const char *path, size_t off, bool have_txid, uint64_t term,
+                      uint64_t index, const char *why)
 {
-    struct scan s;
-    int rv = scan_open(l, k, &s, errmsg);
-    if (rv != 0)
-        return rv;
-    merkle_tree *t = NULL;
-    rv = merkle_open(s.h.first_leaf, (const uint8_t(*)[MERKLE_HASH_BYTES])s.h.peaks,
-                     s.h.n_peaks, &t);
-    struct chunk_entry e;
-    while (rv == 0 && s.chunk == k && s.off < s.len) {
-        if ((rv = scan_next(&s, &e, errmsg)) != 1)
-            break;
-        rv = 0;
-        uint8_t leaf[32];
-        chunk_entry_leaf(&e, leaf);
-        if ((rv = merkle_append(t, leaf)) != 0)
-            break;
-        if (l->chunks[k].first_rev == INT64_MAX)
-            l->chunks[k].first_rev = e.revision;
-        if (e.type == CHUNK_ENTRY_SIGNATURE) {
-            struct sig_payload p;
-            if ((rv = sig_payload_decode(e.public_part, e.public_len, &p, errmsg)) != 0)
-                break;
-            uint8_t root[32];
-            if (p.tree_size < merkle_base(t) || p.tree_size > merkle_size(t) - 1 ||
-                merkle_root(t, p.tree_size, root) != 0 || memcmp(root, p.root, 32) != 0) {
-                errmsg_printf(errmsg, "%s: signature at leaf %" PRIu64 " does not match the tree",
-                              s.path, s.leaf - 1);
-                rv = LSKV_ECORRUPT;
-                break;
-            }
-            *signed_size = p.tree_size;
-        } else {
-            *last_nonsig = (int64_t)(s.leaf - 1);
-        }
-        l->last_term = e.term;
-        l->last_index = e.index;
-        l->last_rev = e.revision;
-    }
-    if (rv == 0 && merkle_size(t) != l->chunks[k].last + 1) {
-        errmsg_printf(errmsg, "%s: holds %" PRIu64 " leaves, name says %" PRIu64, s.path,
-                      merkle_size(t) - s.h.first_leaf, l->chunks[k].last + 1 - s.h.first_leaf);
-        rv = LSKV_ECORRUPT;
-    }
-    if (rv == 0) {
-        end->first_leaf = merkle_size(t);
-        rv = merkle_peaks(t, end->first_leaf, end->peaks, &end->n_peaks);
-    }
-    merkle_close(t);
-    scan_close(&s);
-    return rv;
+    if (have_txid)
+        errmsg_printf(errmsg, "%s: offset %zu, txid %" PRIu64 ".%" PRIu64 ": %s", path, off,
+                      term, index, why);
+    else
+        errmsg_printf(errmsg, "%s: offset %zu: %s", path, off, why);
 }
 
-/* Reads the open chunk (last in l->chunks) into the window, repairing a torn
- * tail. */
-static int load_open_chunk(ledger *l, const struct chunk_header *expect, bool *torn,
-                           char *errmsg)
+/* Reads the open chunk (last in l->chunks) into the window, checking every
+ * entry with v and repairing a torn tail. */
+static int load_open_chunk(ledger *l, verifier *v, bool *torn, char *errmsg)
 {
     *torn = false;
     struct chunk_info *c = &l->chunks[l->n_chunks - 1];
-    char path[4200];
+    char path[4200], why[LSKV_ERRMSG_SIZE];
     chunk_path(l, c->name, path, sizeof path);
     uint8_t *buf;
     size_t len;
@@ -566,7 +458,7 @@ static int load_open_chunk(ledger *l, const struct chunk_header *expect, bool *t
         free(buf);
         return LSKV_ENOMEM;
     }
-    rv = chunk_header_decode(buf, len, h, &off, errmsg);
+    rv = chunk_header_decode(buf, len, h, &off, why);
     if (rv != 0 && len < chunk_header_size(__builtin_popcountll(c->first))) {
         /* Crashed while creating it: make it again. */
         free(buf);
@@ -576,13 +468,8 @@ static int load_open_chunk(ledger *l, const struct chunk_header *expect, bool *t
         l->n_chunks--;
         return create_open_chunk(l, true, errmsg);
     }
-    if (rv == 0 && (h->first_leaf != c->first ||
-                    (expect != NULL && (expect->n_peaks != h->n_peaks ||
-                                        memcmp(expect->peaks, h->peaks,
-                                               h->n_peaks * MERKLE_HASH_BYTES) != 0)))) {
-        errmsg_printf(errmsg, "header peaks disagree with the previous chunk");
-        rv = LSKV_ECORRUPT;
-    }
+    if (rv == 0)
+        rv = verify_chunk_begin(v, c->first, h, why);
     if (rv == 0) {
         merkle_tree *t;
         rv = merkle_open(h->first_leaf, (const uint8_t(*)[MERKLE_HASH_BYTES])h->peaks, h->n_peaks,
@@ -590,18 +477,21 @@ static int load_open_chunk(ledger *l, const struct chunk_header *expect, bool *t
         if (rv == 0) {
             merkle_close(l->tree);
             l->tree = t;
+        } else {
+            errmsg_printf(why, "%s", lskv_strerror(rv));
         }
     }
+    struct chunk_entry e = {0};
+    bool have_txid = false;
     while (rv == 0 && off < len) {
-        struct chunk_entry e;
         bool trunc;
-        rv = chunk_entry_decode(buf + off, len - off, &e, &trunc, errmsg);
+        rv = chunk_entry_decode(buf + off, len - off, &e, &trunc, why);
         if (rv == LSKV_ECORRUPT && (trunc || off + 4 + (size_t)get_u32be(buf + off) == len)) {
             /* Torn tail: the last frame is incomplete or its checksum fails.
              * Raft still holds the entry and will apply it again. */
             if (truncate(path, (off_t)off) != 0) {
                 rv = -errno;
-                errmsg_printf(errmsg, "truncate torn tail: %s", strerror(errno));
+                errmsg_printf(why, "truncate torn tail: %s", strerror(errno));
                 break;
             }
             len = off;
@@ -611,36 +501,22 @@ static int load_open_chunk(ledger *l, const struct chunk_header *expect, bool *t
         }
         if (rv != 0)
             break;
+        have_txid = true;
+        if ((rv = verify_entry(v, &e, why)) != 0)
+            break;
         uint8_t wsd[32], leaf[32];
         chunk_entry_wsd(&e, wsd);
         merkle_leaf_hash_ced(wsd, e.commit_evidence_digest, e.claims_digest, leaf);
-        if (e.index <= l->last_index && l->n_win + merkle_base(l->tree) > 0) {
-            errmsg_printf(errmsg, "raft index %" PRIu64 " after %" PRIu64, e.index,
-                          l->last_index);
-            rv = LSKV_ECORRUPT;
+        if ((rv = record_entry(l, &e, wsd, leaf, e.public_part, e.public_len, why)) != 0)
             break;
-        }
-        rv = record_entry(l, &e, wsd, leaf, e.public_part, e.public_len, errmsg);
         off += e.frame_len;
     }
     if (rv != 0)
-        errmsg_wrapf(errmsg, "%s: offset %zu", path, off);
+        where_msg(errmsg, path, off, have_txid, e.term, e.index, why);
     free(buf);
     free(h);
     if (rv != 0)
         return rv;
-    /* The last signature must match the tree (the rest: lskvctl ledger audit). */
-    if (l->n_sigs > 0) {
-        const struct win_sig *ws = &l->sigs[l->n_sigs - 1];
-        uint8_t root[32];
-        if (ws->p.tree_size >= merkle_base(l->tree) &&
-            (merkle_root(l->tree, ws->p.tree_size, root) != 0 ||
-             memcmp(root, ws->p.root, 32) != 0)) {
-            errmsg_printf(errmsg, "%s: last signature (leaf %" PRIu64 ") does not match the tree",
-                          path, ws->leaf);
-            return LSKV_ECORRUPT;
-        }
-    }
     l->fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC);
     if (l->fd < 0) {
         rv = -errno;
@@ -649,62 +525,6 @@ static int load_open_chunk(ledger *l, const struct chunk_header *expect, bool *t
     }
     l->open_bytes = len;
     return 0;
-}
-
-/* Reads just the header and first frame of a sealed chunk for its first
- * revision. */
-static int read_first_revision(ledger *l, struct chunk_info *c, char *errmsg)
-{
-    char path[4200];
-    chunk_path(l, c->name, path, sizeof path);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        int rv = -errno;
-        errmsg_printf(errmsg, "%s: open: %s", path, strerror(errno));
-        return rv;
-    }
-    size_t hl = chunk_header_size((size_t)__builtin_popcountll(c->first));
-    uint8_t *buf = malloc(hl + 4);
-    int rv = buf ? 0 : LSKV_ENOMEM;
-    struct chunk_header *h = calloc(1, sizeof *h);
-    size_t used;
-    if (rv == 0 && h == NULL)
-        rv = LSKV_ENOMEM;
-    if (rv == 0 && pread(fd, buf, hl + 4, 0) != (ssize_t)(hl + 4)) {
-        rv = LSKV_ECORRUPT;
-        errmsg_printf(errmsg, "sealed chunk shorter than its header and one frame");
-    }
-    if (rv == 0)
-        rv = chunk_header_decode(buf, hl, h, &used, errmsg);
-    if (rv == 0) {
-        uint32_t flen = get_u32be(buf + hl);
-        if (flen > CHUNK_MAX_FRAME_BYTES) {
-            rv = LSKV_ECORRUPT;
-            errmsg_printf(errmsg, "first frame length %" PRIu32 " out of range", flen);
-        } else {
-            uint8_t *nb = realloc(buf, 4 + (size_t)flen);
-            if (nb == NULL) {
-                rv = LSKV_ENOMEM;
-            } else {
-                buf = nb;
-                struct chunk_entry e;
-                bool trunc;
-                if (pread(fd, buf, 4 + (size_t)flen, (off_t)hl) != (ssize_t)(4 + flen)) {
-                    rv = LSKV_ECORRUPT;
-                    errmsg_printf(errmsg, "first frame truncated");
-                } else if ((rv = chunk_entry_decode(buf, 4 + (size_t)flen, &e, &trunc,
-                                                    errmsg)) == 0) {
-                    c->first_rev = e.revision;
-                }
-            }
-        }
-    }
-    if (rv != 0)
-        errmsg_wrapf(errmsg, "%s", path);
-    free(h);
-    free(buf);
-    close(fd);
-    return rv;
 }
 
 /* Deletes chunks k.. (after a tear: invariant 7). */
@@ -729,21 +549,17 @@ static int syncer_wait(ledger *l, struct sync_job *j);
 static void syncer_stop(ledger *l);
 
 /* Loads the open-named chunks from k on (invariant 7): every one but the
- * last was rotated and maybe not synced. expect: peaks before chunk k. */
-static int repair_unsynced(ledger *l, size_t k, const struct chunk_header *expect,
-                           char *errmsg)
+ * last was rotated and maybe not synced. v has checked every chunk before k. */
+static int repair_unsynced(ledger *l, size_t k, verifier *v, char *errmsg)
 {
     size_t total = l->n_chunks;
-    struct chunk_header *end = calloc(1, sizeof *end);
-    if (end == NULL)
-        return LSKV_ENOMEM;
     int rv = 0;
     for (; k < total; k++) {
         bool torn;
         l->n_chunks = k + 1; /* load_open_chunk and record_entry work on the last chunk */
         struct chunk_info *c = &l->chunks[k];
         uint64_t first = c->first;
-        if ((rv = load_open_chunk(l, expect, &torn, errmsg)) != 0)
+        if ((rv = load_open_chunk(l, v, &torn, errmsg)) != 0)
             break;
         if (k + 1 == total)
             break;
@@ -763,10 +579,6 @@ static int repair_unsynced(ledger *l, size_t k, const struct chunk_header *expec
         l->fd = -1;
         if ((rv = seal_file(l, c, fd, errmsg)) != 0)
             break;
-        end->first_leaf = size;
-        if ((rv = merkle_peaks(l->tree, size, end->peaks, &end->n_peaks)) != 0)
-            break;
-        expect = end;
         clear_window(l);
     }
     if (rv == 0 && l->dir_dirty) {
@@ -774,7 +586,71 @@ static int repair_unsynced(ledger *l, size_t k, const struct chunk_header *expec
             errmsg_printf(errmsg, "%s: fsync: %s", l->dir, strerror(-rv));
         l->dir_dirty = false;
     }
-    free(end);
+    return rv;
+}
+
+static double mono_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Verifies every sealed chunk (all but the open-named ones at the end) with
+ * v and leaves l's tree, window-less, at their end. */
+static int verify_sealed(ledger *l, const struct ledger_config *config, verifier *v,
+                         size_t n_sealed, char *errmsg)
+{
+    uint64_t total = 0, done = 0;
+    char path[4200], why[LSKV_ERRMSG_SIZE];
+    for (size_t i = 0; i < l->n_chunks; i++) {
+        struct stat sb;
+        chunk_path(l, l->chunks[i].name, path, sizeof path);
+        if (stat(path, &sb) == 0)
+            total += (uint64_t)sb.st_size;
+    }
+    double last = mono_s();
+    int rv = 0;
+    for (size_t i = 0; i < n_sealed && rv == 0; i++) {
+        struct chunk_info *c = &l->chunks[i];
+        uint8_t *buf;
+        size_t len;
+        chunk_path(l, c->name, path, sizeof path);
+        if ((rv = file_read_all(path, &buf, &len, errmsg)) != 0)
+            break;
+        struct verify_chunk_result r;
+        rv = verify_chunk(v, buf, len, c->first, c->last, true, false, &r, why);
+        free(buf);
+        if (rv != 0) {
+            where_msg(errmsg, path, r.offset, r.have_txid, r.term, r.index, why);
+            break;
+        }
+        c->first_rev = r.first_rev;
+        done += len;
+        double now = mono_s();
+        if (config->progress != NULL && (now - last >= 1.0 || i + 1 == n_sealed)) {
+            struct verify_state st;
+            verify_get_state(v, &st);
+            config->progress(config->progress_arg, done, total, st.size);
+            last = now;
+        }
+    }
+    if (rv != 0)
+        return rv;
+    struct verify_state st;
+    verify_get_state(v, &st);
+    uint8_t(*peaks)[MERKLE_HASH_BYTES] = malloc(MERKLE_MAX_DEPTH * MERKLE_HASH_BYTES);
+    if (peaks == NULL)
+        return LSKV_ENOMEM;
+    size_t np;
+    verify_peaks(v, peaks, &np);
+    rv = merkle_open(st.size, (const uint8_t(*)[MERKLE_HASH_BYTES])peaks, np, &l->tree);
+    free(peaks);
+    l->signed_size = st.signed_size;
+    l->last_nonsig_leaf = st.last_nonsig_leaf;
+    l->last_term = st.last_term;
+    l->last_index = st.last_index;
+    l->last_rev = st.last_rev;
     return rv;
 }
 
@@ -790,12 +666,7 @@ int ledger_open(const struct ledger_config *config, ledger **out, char *errmsg)
     snprintf(l->dir, sizeof l->dir, "%s", config->dir);
     memcpy(l->secret, config->secret, LEDGER_SECRET_BYTES);
     ledger_private_key(l->secret, l->enc_key);
-    {
-        uint8_t k[32];
-        ce_key(l->secret, k);
-        hash_hmac_init(&l->ce_key, k, sizeof k);
-        OPENSSL_cleanse(k, sizeof k);
-    }
+    keys_ce_init(&l->ce_key, l->secret);
     l->service = config->service;
     l->chunk_bytes = config->chunk_bytes ? config->chunk_bytes : LEDGER_DEFAULT_CHUNK_BYTES;
     l->sig_tx_interval = config->sig_tx_interval ? config->sig_tx_interval
@@ -805,7 +676,12 @@ int ledger_open(const struct ledger_config *config, ledger **out, char *errmsg)
     l->fsync_each = config->fsync_each;
     l->fd = -1;
     l->last_nonsig_leaf = -1;
+    verifier *v = NULL;
     int rv;
+    if (l->service != NULL && (rv = cert_service_digest(l->service, l->service_digest)) != 0) {
+        errmsg_printf(errmsg, "ledger: cannot hash the service certificate");
+        goto err;
+    }
     if ((rv = aead_key_new(l->enc_key, &l->seal)) != 0) {
         errmsg_printf(errmsg, "ledger: cannot set up the sealing key");
         goto err;
@@ -817,39 +693,27 @@ int ledger_open(const struct ledger_config *config, ledger **out, char *errmsg)
     }
     if ((rv = list_chunks(l, errmsg)) != 0)
         goto err;
-    /* First revision of every sealed chunk (for revision lookups). */
-    for (size_t i = 0; i < l->n_chunks; i++) {
-        if (!l->chunks[i].open && (rv = read_first_revision(l, &l->chunks[i], errmsg)) != 0)
-            goto err;
-    }
-    struct chunk_header *end = calloc(1, sizeof *end);
-    if (end == NULL) {
-        rv = LSKV_ENOMEM;
+    /* Everything is checked before anything is served (docs/ledger-format.md
+     * section 7): the sealed chunks here, the open-named ones as they load. */
+    struct verify_config vc = {.service = config->service, .secret = l->secret};
+    if ((rv = verify_open(&vc, &v)) != 0)
         goto err;
-    }
-    bool have_end = false;
     size_t n_sealed = 0;
     while (n_sealed < l->n_chunks && !l->chunks[n_sealed].open)
         n_sealed++;
-    if (n_sealed > 0) {
-        rv = replay_sealed(l, n_sealed - 1, end, &l->signed_size, &l->last_nonsig_leaf, errmsg);
-        have_end = rv == 0;
-    }
-    if (rv == 0)
-        rv = merkle_open(end->first_leaf, (const uint8_t(*)[MERKLE_HASH_BYTES])end->peaks,
-                         have_end ? end->n_peaks : 0, &l->tree);
-    if (rv == 0) {
-        if (n_sealed < l->n_chunks)
-            rv = repair_unsynced(l, n_sealed, have_end ? end : NULL, errmsg);
-        else /* no open chunk (first start, or a crash right after sealing) */
-            rv = create_open_chunk(l, true, errmsg);
-    }
-    free(end);
+    if ((rv = verify_sealed(l, config, v, n_sealed, errmsg)) != 0)
+        goto err;
+    if (n_sealed < l->n_chunks)
+        rv = repair_unsynced(l, n_sealed, v, errmsg);
+    else /* no open chunk (first start, or a crash right after sealing) */
+        rv = create_open_chunk(l, true, errmsg);
     if (rv != 0)
         goto err;
+    verify_close(v);
     *out = l;
     return 0;
 err:
+    verify_close(v);
     ledger_close(l);
     return rv;
 }
@@ -1098,7 +962,7 @@ static int rotate(ledger *l, char *errmsg)
 static size_t frame_prepare(ledger *l, struct chunk_entry *e, size_t plain_len)
 {
     char ce[LEDGER_CE_MAX];
-    ce_format(&l->ce_key, e->term, e->index, ce);
+    keys_ce_format(&l->ce_key, e->term, e->index, ce);
     hash_sha256(ce, strlen(ce), e->commit_evidence_digest);
     e->sealed = NULL;
     e->sealed_len = plain_len ? (uint32_t)(plain_len + AEAD_OVERHEAD) : 0;
@@ -1169,17 +1033,28 @@ static int append_frame(ledger *l, struct chunk_entry *e, const uint8_t *plain,
         return l->sticky;
     }
     bool empty = merkle_size(l->tree) == 0;
-    if ((!empty && e->index <= l->last_index) || e->term > UINT32_MAX ||
-        (!empty && e->term < l->last_term) || (!empty && e->revision < l->last_rev) ||
-        plain_len > CHUNK_MAX_FRAME_BYTES / 2 || e->public_len > CHUNK_MAX_FRAME_BYTES / 2) {
-        errmsg_printf(errmsg,
-                      "ledger: entry %" PRIu64 ".%" PRIu64 " rev %" PRId64
-                      " does not follow %" PRIu64 ".%" PRIu64 " rev %" PRId64 " (or too big)",
-                      e->term, e->index, e->revision, l->last_term, l->last_index, l->last_rev);
-        return LSKV_EINVAL;
+    const char *why = NULL;
+    int rv = LSKV_EINVAL;
+    if (!empty && e->index <= l->last_index)
+        why = "raft index is not above the last entry's";
+    else if (e->term > UINT32_MAX)
+        why = "term does not fit the 32-bit nonce field";
+    else if (!empty && e->term < l->last_term)
+        why = "term is below the last entry's";
+    else if (!empty && e->revision < l->last_rev)
+        why = "revision is below the last entry's";
+    else if (plain_len > CHUNK_MAX_FRAME_BYTES / 2)
+        why = "private part exceeds the frame limit", rv = LSKV_ETOOLARGE;
+    else if (e->public_len > CHUNK_MAX_FRAME_BYTES / 2)
+        why = "public part exceeds the frame limit", rv = LSKV_ETOOLARGE;
+    if (why != NULL) {
+        errmsg_printf(errmsg, "ledger: entry %" PRIu64 ".%" PRIu64 " rev %" PRId64 ": %s (last %"
+                      PRIu64 ".%" PRIu64 " rev %" PRId64 ")", e->term, e->index, e->revision,
+                      why, l->last_term, l->last_index, l->last_rev);
+        return rv;
     }
     size_t flen = frame_prepare(l, e, plain_len);
-    int rv = grow((void **)&l->wbuf, &l->wcap, l->wlen + flen, 1);
+    rv = grow((void **)&l->wbuf, &l->wcap, l->wlen + flen, 1);
     if (rv != 0)
         return rv;
     uint8_t *frame = l->wbuf + l->wlen;
@@ -1354,9 +1229,14 @@ static struct chunk_entry signature_entry(uint64_t term, uint64_t index, int64_t
 static int append_or_check(ledger *l, const struct ledger_entry *in, bool check, char *errmsg)
 {
     if (in->type < LEDGER_ENTRY_KV || in->type > LEDGER_ENTRY_OTHER ||
-        in->type == LEDGER_ENTRY_SIGNATURE || (in->write_set_len && in->write_set == NULL) ||
-        in->write_set_len > UINT32_MAX || in->claims_len > UINT32_MAX) {
-        errmsg_printf(errmsg, "ledger: bad entry type %u", in->type);
+        in->type == LEDGER_ENTRY_SIGNATURE) {
+        errmsg_printf(errmsg, "ledger: entry %" PRIu64 ".%" PRIu64 ": bad entry type %u",
+                      in->term, in->index, in->type);
+        return LSKV_EINVAL;
+    }
+    if ((in->write_set_len && in->write_set == NULL) || (in->claims_len && in->claims == NULL)) {
+        errmsg_printf(errmsg, "ledger: entry %" PRIu64 ".%" PRIu64 ": NULL write set or claims "
+                      "with a length", in->term, in->index);
         return LSKV_EINVAL;
     }
     struct chunk_entry e = {.type = (uint8_t)in->type,
@@ -1365,11 +1245,19 @@ static int append_or_check(ledger *l, const struct ledger_entry *in, bool check,
                             .revision = in->revision};
     if (in->claims != NULL)
         hash_sha256(in->claims, in->claims_len, e.claims_digest);
-    size_t plen = chunk_private_size(in->write_set_len, in->claims_len);
+    if (in->write_set_len > LEDGER_MAX_WRITE_SET_BYTES) {
+        errmsg_printf(errmsg, "ledger: entry %" PRIu64 ".%" PRIu64 ": write set of %zu bytes "
+                      "exceeds the ledger's limit of %u", in->term, in->index,
+                      in->write_set_len, LEDGER_MAX_WRITE_SET_BYTES);
+        return LSKV_ETOOLARGE;
+    }
+    /* Only the claims' digest is kept (it is what receipts need): the
+     * client holds its own request and response. */
+    size_t plen = chunk_private_size(in->write_set_len);
     uint8_t *plain = malloc(plen);
     if (plain == NULL)
         return LSKV_ENOMEM;
-    chunk_private_encode(in->write_set, in->write_set_len, in->claims, in->claims_len, plain);
+    chunk_private_encode(in->write_set, in->write_set_len, plain);
     int rv = check ? check_frame(l, &e, plain, plen, false, errmsg)
                    : append_frame(l, &e, plain, plen, errmsg);
     OPENSSL_cleanse(plain, plen);
@@ -1447,12 +1335,12 @@ int ledger_make_signature(ledger *l, const cert_node *node, uint64_t now_ms,
     if (l->sticky)
         return l->sticky;
     uint64_t n = merkle_size(l->tree);
-    if (n == 0)
+    if (n == 0 || l->service == NULL) /* a signature names the service */
         return LSKV_EINVAL;
     uint8_t root[32];
     int rv = merkle_root(l->tree, n, root);
     if (rv == 0)
-        rv = sig_make(node, n, root, payload, len);
+        rv = sig_make(node, l->service_digest, n, root, payload, len);
     if (rv == 0)
         l->last_sig_ms = now_ms;
     return rv;
@@ -1559,7 +1447,7 @@ static int make_receipt(ledger *l, const struct found *f, const struct sig_paylo
         return rv;
     uint8_t leaf[32], root[32], ced[32];
     char ce[LEDGER_CE_MAX];
-    ce_format(&l->ce_key, f->term, f->index, ce);
+    keys_ce_format(&l->ce_key, f->term, f->index, ce);
     hash_sha256(ce, strlen(ce), ced);
     merkle_leaf_hash_ced(f->wsd, ced, f->claims_digest, leaf);
     merkle_fold(leaf, steps, n, root);
@@ -1581,6 +1469,7 @@ static int make_receipt(ledger *l, const struct found *f, const struct sig_paylo
                                .n_steps = n,
                                .leaf_index = f->leaf,
                                .tree_size = sp->tree_size};
+    memcpy(rp.service_digest, sp->service_digest, 32);
     memcpy(rp.write_set_digest, f->wsd, 32);
     memcpy(rp.claims_digest, f->claims_digest, 32);
     return receipt_build(&rp, a, out);
@@ -1747,4 +1636,92 @@ int ledger_tx_status(ledger *l, int64_t revision, uint64_t raft_term,
         return rv;
     *out = raft_term == 0 || f.term == raft_term ? LEDGER_TX_COMMITTED : LEDGER_TX_INVALID;
     return 0;
+}
+
+/* --- Consistency proofs ------------------------------------------------------ */
+
+int ledger_consistency(ledger *l, uint64_t from_size, uint64_t to_size, struct arena *a,
+                       Lskvserverpb__GetConsistencyProofResponse **out, char *errmsg)
+{
+    if (to_size == 0)
+        to_size = l->signed_size;
+    if (to_size == 0) {
+        errmsg_printf(errmsg, "ledger: nothing is signed yet");
+        return LSKV_ENOTREADY;
+    }
+    if (from_size > to_size || to_size > l->signed_size) {
+        errmsg_printf(errmsg, "ledger: no consistency proof from %" PRIu64 " to %" PRIu64
+                      " leaves (signed: %" PRIu64 ")", from_size, to_size, l->signed_size);
+        return from_size > to_size ? LSKV_EINVAL : LSKV_ENOTFOUND;
+    }
+    /* One pass from the chunk holding leaf from_size - 1: the tree from its
+     * header, and the signature entries for both sizes (each comes after
+     * the last leaf it covers). */
+    uint64_t start = from_size ? from_size - 1 : to_size - 1;
+    struct scan s;
+    int rv = scan_open(l, chunk_of_leaf(l, start), &s, errmsg);
+    if (rv != 0)
+        return rv;
+    merkle_tree *t = NULL;
+    rv = merkle_open(s.h.first_leaf, (const uint8_t(*)[MERKLE_HASH_BYTES])s.h.peaks, s.h.n_peaks,
+                     &t);
+    Lskvserverpb__SignedRoot *from = NULL, *to = NULL;
+    struct chunk_entry e;
+    while (rv == 0 && (to == NULL || (from_size && from == NULL))) {
+        rv = scan_next(&s, &e, errmsg);
+        if (rv == 0) {
+            rv = LSKV_ENOTFOUND;
+            errmsg_printf(errmsg, "ledger: no signature covers exactly %" PRIu64 " leaves",
+                          from_size && from == NULL ? from_size : to_size);
+        }
+        if (rv != 1)
+            break;
+        uint8_t leaf[32];
+        chunk_entry_leaf(&e, leaf);
+        if ((rv = merkle_append(t, leaf)) != 0 || e.type != CHUNK_ENTRY_SIGNATURE)
+            continue;
+        struct sig_payload p;
+        if ((rv = sig_payload_decode(e.public_part, e.public_len, &p, errmsg)) != 0)
+            break;
+        if (from_size && from == NULL && p.tree_size == from_size)
+            rv = anchor_from_sig(&p, a, &from);
+        if (rv == 0 && to == NULL && p.tree_size == to_size)
+            rv = anchor_from_sig(&p, a, &to);
+        if (rv == 0 && from_size && from == NULL && p.tree_size > from_size) {
+            rv = LSKV_ENOTFOUND;
+            errmsg_printf(errmsg, "ledger: no signature covers exactly %" PRIu64 " leaves",
+                          from_size);
+        }
+    }
+    Lskvserverpb__GetConsistencyProofResponse *r = NULL;
+    if (rv == 0) {
+        r = arena_alloc(a, sizeof *r);
+        rv = r ? 0 : LSKV_ENOMEM;
+    }
+    if (rv == 0) {
+        lskvserverpb__get_consistency_proof_response__init(r);
+        r->from = from;
+        r->to = to;
+    }
+    if (rv == 0 && from_size) {
+        uint8_t proof[MERKLE_MAX_CONSISTENCY][MERKLE_HASH_BYTES];
+        size_t n;
+        rv = merkle_consistency(t, from_size, to_size, proof, &n);
+        r->proof = arena_calloc(a, n ? n : 1, sizeof *r->proof);
+        if (rv == 0 && r->proof == NULL)
+            rv = LSKV_ENOMEM;
+        for (size_t i = 0; rv == 0 && i < n; i++) {
+            r->proof[i] = arena_alloc(a, 2 * MERKLE_HASH_BYTES + 1);
+            if (r->proof[i] == NULL)
+                rv = LSKV_ENOMEM;
+            else
+                hex_encode(proof[i], MERKLE_HASH_BYTES, r->proof[i]);
+        }
+        r->n_proof = n;
+    }
+    merkle_close(t);
+    scan_close(&s);
+    if (rv == 0)
+        *out = r;
+    return rv;
 }

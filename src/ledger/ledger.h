@@ -31,6 +31,9 @@
 #define LEDGER_DEFAULT_SIG_TX_INTERVAL 5000
 #define LEDGER_DEFAULT_SIG_MS_INTERVAL 100
 #define LEDGER_CE_MAX 128 /* commit evidence string incl. NUL */
+/* Largest write set ledger_append takes (a frame is at most 64 MiB); the
+ * state machine must refuse a request whose write set would be bigger. */
+#define LEDGER_MAX_WRITE_SET_BYTES (32u * 1024 * 1024 - 64)
 
 typedef struct ledger ledger;
 
@@ -54,6 +57,11 @@ struct ledger_config {
     uint64_t sig_tx_interval;        /* entries; 0 = default 5000 */
     uint64_t sig_ms_interval;        /* ms; 0 = default 100 */
     bool fsync_each;                 /* fdatasync after every append (else see ledger_sync) */
+    /* Called about once a second while ledger_open verifies the sealed
+     * chunks, and once at their end (may be NULL): bytes verified of the
+     * ledger's total, entries so far. */
+    void (*progress)(void *arg, uint64_t done_bytes, uint64_t total_bytes, uint64_t entries);
+    void *progress_arg;
 };
 
 struct ledger_entry {
@@ -62,9 +70,10 @@ struct ledger_entry {
     int64_t revision;                /* store revision after applying the entry */
     unsigned type;                   /* enum ledger_entry_type, not SIGNATURE */
     const uint8_t *write_set;        /* private bytes (sealed at rest), borrowed; may be NULL */
-    size_t write_set_len;
+    size_t write_set_len;            /* at most LEDGER_MAX_WRITE_SET_BYTES */
     const uint8_t *claims;           /* receipt_claims_pack() output, borrowed; NULL = none:
-                                        claims digest is then 32 zero bytes */
+                                        claims digest is then 32 zero bytes. Only hashed:
+                                        the bytes are not stored, so any size is fine */
     size_t claims_len;
 };
 
@@ -82,20 +91,24 @@ enum ledger_tx_status {
     LEDGER_TX_INVALID = 3,
 };
 
-/* Opens (creating if needed) the ledger in config->dir: finds the chunks,
- * checks their names are contiguous, reads the open chunk, truncates a torn
- * tail (an incomplete last frame), checks the open chunk's header against the
- * previous chunk and its last signature against the tree, and continues.
- * Errors: negated errno, LSKV_ECORRUPT (bad bytes other than a torn tail;
- * errmsg names file and offset), LSKV_EFORMAT, LSKV_ENOMEM, LSKV_EINVAL. */
+/* Opens (creating if needed) the ledger in config->dir and verifies all of
+ * it before returning (verify.h: chunk names, headers, every frame, txid
+ * order, every signature and, with the secret, every private part),
+ * truncating only a torn tail (an incomplete or checksum-failing last frame)
+ * of the open-named chunks (invariant 7).
+ * Errors: negated errno, LSKV_ECORRUPT (anything else wrong; errmsg starts
+ * with the file's path, then "offset N, txid T.I: " and the reason),
+ * LSKV_EFORMAT, LSKV_ENOMEM, LSKV_EINVAL. */
 int ledger_open(const struct ledger_config *config, ledger **out, char *errmsg);
 /* Syncs and closes; wipes the secret. NULL is a no-op. */
 void ledger_close(ledger *l);
 
 /* Appends one applied entry (copied into the chunk; nothing is retained).
- * Errors: LSKV_EINVAL (index not above the last, term too big, type
- * SIGNATURE or unknown; nothing written), negated errno / LSKV_EIO (write
- * failed: sticky), LSKV_ENOMEM. */
+ * Errors (each with its own errmsg; nothing written): LSKV_EINVAL (index
+ * not above the last, term >= 2^32, term or revision below the last, type
+ * SIGNATURE or unknown, NULL bytes with a length), LSKV_ETOOLARGE (write set
+ * above LEDGER_MAX_WRITE_SET_BYTES); negated errno / LSKV_EIO (write failed:
+ * sticky), LSKV_ENOMEM. */
 int ledger_append(ledger *l, const struct ledger_entry *e, char *errmsg);
 
 /* Replay after a restart: raft re-applies entries after its snapshot and
@@ -127,10 +140,11 @@ int ledger_root_at(ledger *l, uint64_t size, uint8_t out[32], char *errmsg);
  * since the last ledger_make_signature (now_ms: caller's monotonic clock). */
 bool ledger_signature_due(const ledger *l, uint64_t now_ms);
 
-/* Leader: signs the root over every entry applied so far with node's key
+/* Leader: signs the statement (sig.h: tree size, root, service digest)
+ * over every entry applied so far with node's key
  * and returns the payload to propose as a raft entry (malloc'ed; caller
  * frees). Records now_ms for ledger_signature_due.
- * Errors: LSKV_EINVAL (empty ledger), LSKV_EIO, LSKV_ENOMEM, sticky error. */
+ * Errors: LSKV_EINVAL (empty ledger, or no service in the config), LSKV_EIO, LSKV_ENOMEM, sticky error. */
 int ledger_make_signature(ledger *l, const cert_node *node, uint64_t now_ms,
                           uint8_t **payload, size_t *len);
 
@@ -156,6 +170,17 @@ int ledger_receipt(ledger *l, int64_t revision, uint64_t raft_term, struct arena
 /* As ledger_receipt for a leaf index (any entry type). */
 int ledger_receipt_at(ledger *l, uint64_t leaf, struct arena *a, Lskvserverpb__Receipt **out,
                       char *errmsg);
+
+/* The signed roots at two signed tree sizes and the RFC 9162 consistency
+ * proof that the first tree is a prefix of the second (docs/ledger-format.md
+ * section 8). to_size 0: the last signature's size; from_size 0: no proof,
+ * just the signed root at to_size (an anchor to save). Reads the chunk
+ * files from from_size on. *out (header unset) lives in arena a.
+ * Errors: LSKV_EINVAL (from_size above to_size), LSKV_ENOTREADY (nothing
+ * signed yet), LSKV_ENOTFOUND (no signature covers exactly that many
+ * leaves), LSKV_ECORRUPT, negated errno, LSKV_ENOMEM. */
+int ledger_consistency(ledger *l, uint64_t from_size, uint64_t to_size, struct arena *a,
+                       Lskvserverpb__GetConsistencyProofResponse **out, char *errmsg);
 
 /* Status of (revision, raft_term) as far as the ledger knows: COMMITTED if
  * the KV entry that made revision has that term (0 matches any), INVALID if

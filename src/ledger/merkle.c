@@ -350,6 +350,84 @@ int merkle_proof(const merkle_tree *t, uint64_t i, uint64_t size, struct merkle_
     return 0;
 }
 
+int merkle_consistency(const merkle_tree *t, uint64_t m, uint64_t n,
+                       uint8_t (*out)[MERKLE_HASH_BYTES], size_t *n_out)
+{
+    if (m == 0 || m < t->base || m > n || n > merkle_size(t))
+        return LSKV_EINVAL;
+    /* SUBPROOF(m, D[lo:hi], b) walked from the root: each level adds its
+     * hash after the deeper ones, so collect top-down and reverse. Every
+     * node named is a node of the tree of n >= base leaves (invariant 3). */
+    uint8_t down[MERKLE_MAX_CONSISTENCY][MERKLE_HASH_BYTES];
+    size_t k_out = 0;
+    uint64_t lo = 0, hi = n, mm = m;
+    bool whole = true; /* b: the node at hand is a subtree of the old tree's root path */
+    int rv = 0;
+    while (rv == 0 && mm != hi - lo) {
+        uint64_t k = split_point(hi - lo);
+        if (mm <= k) {
+            rv = range_hash(t, lo + k, hi, down[k_out++]);
+            hi = lo + k;
+        } else {
+            rv = range_hash(t, lo, lo + k, down[k_out++]);
+            lo += k;
+            mm -= k;
+            whole = false;
+        }
+    }
+    if (rv == 0 && !whole)
+        rv = range_hash(t, lo, hi, down[k_out++]);
+    if (rv != 0)
+        return rv;
+    for (size_t j = 0; j < k_out; j++)
+        memcpy(out[j], down[k_out - 1 - j], MERKLE_HASH_BYTES);
+    *n_out = k_out;
+    return 0;
+}
+
+bool merkle_consistency_verify(uint64_t m, uint64_t n, const uint8_t root_m[MERKLE_HASH_BYTES],
+                               const uint8_t root_n[MERKLE_HASH_BYTES],
+                               const uint8_t (*proof)[MERKLE_HASH_BYTES], size_t n_proof)
+{
+    if (m == 0 || m > n)
+        return false;
+    if (m == n)
+        return n_proof == 0 && memcmp(root_m, root_n, MERKLE_HASH_BYTES) == 0;
+    if (n_proof == 0 || n_proof > MERKLE_MAX_CONSISTENCY)
+        return false;
+    /* The steps of RFC 9162 section 2.1.4.2. A power-of-two m is a node of
+     * the new tree: the path then starts with root_m itself. */
+    bool pow2 = (m & (m - 1)) == 0;
+    size_t len = n_proof + (pow2 ? 1 : 0);
+    uint64_t fn = m - 1, sn = n - 1;
+    while (fn & 1) {
+        fn >>= 1;
+        sn >>= 1;
+    }
+    uint8_t fr[MERKLE_HASH_BYTES], sr[MERKLE_HASH_BYTES];
+    memcpy(fr, pow2 ? root_m : proof[0], MERKLE_HASH_BYTES);
+    memcpy(sr, fr, MERKLE_HASH_BYTES);
+    for (size_t i = 1; i < len; i++) {
+        const uint8_t *c = proof[pow2 ? i - 1 : i];
+        if (sn == 0)
+            return false;
+        if ((fn & 1) || fn == sn) {
+            merkle_node_hash(c, fr, fr);
+            merkle_node_hash(c, sr, sr);
+            while (!(fn & 1) && fn != 0) {
+                fn >>= 1;
+                sn >>= 1;
+            }
+        } else {
+            merkle_node_hash(sr, c, sr);
+        }
+        fn >>= 1;
+        sn >>= 1;
+    }
+    return sn == 0 && memcmp(fr, root_m, MERKLE_HASH_BYTES) == 0 &&
+           memcmp(sr, root_n, MERKLE_HASH_BYTES) == 0;
+}
+
 int merkle_flush_to(merkle_tree *t, uint64_t new_base)
 {
     if (new_base < t->base || new_base > merkle_size(t))

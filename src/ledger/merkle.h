@@ -70,6 +70,15 @@ int merkle_peaks(const merkle_tree *t, uint64_t size,
 int merkle_proof(const merkle_tree *t, uint64_t i, uint64_t size,
                  struct merkle_step *steps, size_t *n_steps);
 
+/* RFC 9162 section 2.1.4 consistency proof that the tree of the first m
+ * leaves is a prefix of the tree of the first n (base <= m <= n <=
+ * merkle_size, m >= 1): the subtree hashes SUBPROOF(m, D[0:n], true) lists,
+ * in its order, into out (room for MERKLE_MAX_CONSISTENCY); *n_out may be 0
+ * (m == n). Errors: LSKV_EINVAL. */
+#define MERKLE_MAX_CONSISTENCY (2 * MERKLE_MAX_DEPTH)
+int merkle_consistency(const merkle_tree *t, uint64_t m, uint64_t n,
+                       uint8_t (*out)[MERKLE_HASH_BYTES], size_t *n_out);
+
 /* Forgets the leaves below new_base (base <= new_base <= size), keeping the
  * peaks of [0, new_base). Errors: LSKV_EINVAL, LSKV_ENOMEM (tree unchanged). */
 int merkle_flush_to(merkle_tree *t, uint64_t new_base);
@@ -95,6 +104,14 @@ void merkle_leaf_hash_ced(const uint8_t write_set_digest[MERKLE_HASH_BYTES],
 /* Folds steps onto leaf, giving the root they imply. */
 void merkle_fold(const uint8_t leaf[MERKLE_HASH_BYTES], const struct merkle_step *steps,
                  size_t n_steps, uint8_t out[MERKLE_HASH_BYTES]);
+
+/* RFC 9162 section 2.1.4.2: true when proof (n_proof hashes) shows that
+ * root_m, the root of a tree of m leaves, and root_n, of n leaves, are the
+ * same tree's (the first m leaves of the tree of n). m == n needs an empty
+ * proof and equal roots; m == 0 or m > n is false. */
+bool merkle_consistency_verify(uint64_t m, uint64_t n, const uint8_t root_m[MERKLE_HASH_BYTES],
+                               const uint8_t root_n[MERKLE_HASH_BYTES],
+                               const uint8_t (*proof)[MERKLE_HASH_BYTES], size_t n_proof);
 
 /* The left/right pattern a proof of leaf i in a tree of `size` leaves must
  * have (leaf to root; true = sibling on the left). Returns the number of

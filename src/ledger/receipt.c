@@ -11,6 +11,7 @@
 
 #include "common/err.h"
 #include "common/hex.h"
+#include "ledger/sig.h"
 
 static char *arena_hex(struct arena *a, const uint8_t *in, size_t n)
 {
@@ -67,7 +68,9 @@ int receipt_build(const struct receipt_parts *p, struct arena *a, Lskvserverpb__
     r->signature.data = arena_memdup(a, p->sig, p->sig_len);
     r->signature.len = p->sig_len;
     r->node_id = arena_strndup(a, p->node_id, strlen(p->node_id));
-    if (r->cert == NULL || r->signature.data == NULL || r->node_id == NULL)
+    r->service_cert_digest = arena_hex(a, p->service_digest, MERKLE_HASH_BYTES);
+    if (r->cert == NULL || r->signature.data == NULL || r->node_id == NULL ||
+        r->service_cert_digest == NULL)
         return LSKV_ENOMEM;
     r->receipt_extras_case = LSKVSERVERPB__RECEIPT__RECEIPT_EXTRAS_TX_RECEIPT;
     r->tx_receipt = tx;
@@ -255,9 +258,31 @@ int receipt_verify(const Lskvserverpb__Receipt *r, const cert_service *service,
     /* Step 4. */
     uint8_t root[MERKLE_HASH_BYTES];
     merkle_fold(leaf, steps, tx->n_proof, root);
-    /* Step 5. */
+    /* Step 5: the statement binds tree_size, root and the service. */
+    uint8_t svc[MERKLE_HASH_BYTES], want_svc[MERKLE_HASH_BYTES], digest[MERKLE_HASH_BYTES];
+    bool have_svc = r->service_cert_digest != NULL && r->service_cert_digest[0] != '\0';
+    if (have_svc && hex_decode(r->service_cert_digest, svc, sizeof svc) != 0) {
+        errmsg_printf(errmsg, "receipt: service_cert_digest must be 64 hex digits");
+        return LSKV_EINVAL;
+    }
+    if (service != NULL) {
+        if (cert_service_digest(service, want_svc) != 0) {
+            errmsg_printf(errmsg, "receipt: cannot hash the service certificate");
+            return LSKV_EINVAL;
+        }
+        if (have_svc && memcmp(svc, want_svc, sizeof svc) != 0) {
+            errmsg_printf(errmsg, "receipt: signed by another service identity "
+                          "(service_cert_digest is not the service certificate's)");
+            return LSKV_ECORRUPT;
+        }
+        memcpy(svc, want_svc, sizeof svc);
+    } else if (!have_svc) {
+        errmsg_printf(errmsg, "receipt: no service_cert_digest and no service certificate");
+        return LSKV_EINVAL;
+    }
+    sig_statement_digest(tx->tree_size, root, svc, digest);
     size_t cert_len = strlen(r->cert);
-    int rv = cert_verify_digest(r->cert, cert_len, root, r->signature.data, r->signature.len,
+    int rv = cert_verify_digest(r->cert, cert_len, digest, r->signature.data, r->signature.len,
                                 errmsg);
     if (rv != 0) {
         errmsg_wrapf(errmsg, "receipt");
@@ -306,6 +331,8 @@ char *receipt_to_json(const Lskvserverpb__Receipt *r)
     json_object_set_new(o, "signature", json_string(b64));
     free(b64);
     json_object_set_new(o, "node_id", json_string(r->node_id ? r->node_id : ""));
+    if (r->service_cert_digest != NULL && r->service_cert_digest[0] != '\0')
+        json_object_set_new(o, "service_cert_digest", json_string(r->service_cert_digest));
     if (r->receipt_extras_case == LSKVSERVERPB__RECEIPT__RECEIPT_EXTRAS_TX_RECEIPT &&
         r->tx_receipt != NULL) {
         const Lskvserverpb__TxReceipt *tx = r->tx_receipt;
@@ -335,6 +362,15 @@ char *receipt_to_json(const Lskvserverpb__Receipt *r)
         snprintf(num, sizeof num, "%" PRIu64, tx->tree_size);
         json_object_set_new(t, "tree_size", json_string(num));
         json_object_set_new(o, "tx_receipt", t);
+    }
+    if (r->anchor_size != 0) {
+        char num[32];
+        json_t *ap = json_array();
+        snprintf(num, sizeof num, "%" PRIu64, r->anchor_size);
+        json_object_set_new(o, "anchor_size", json_string(num));
+        for (size_t i = 0; i < r->n_anchor_proof; i++)
+            json_array_append_new(ap, json_string(r->anchor_proof[i]));
+        json_object_set_new(o, "anchor_proof", ap);
     }
     char *s = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
     json_decref(o);
@@ -419,6 +455,8 @@ int receipt_from_json(const char *json, size_t len, struct arena *a,
     char *sig64 = NULL;
     if ((rv = get_str(a, o, "cert", "cert", &r->cert)) != 0 ||
         (rv = get_str(a, o, "node_id", "nodeId", &r->node_id)) != 0 ||
+        (rv = get_str(a, o, "service_cert_digest", "serviceCertDigest",
+                      &r->service_cert_digest)) != 0 ||
         (rv = get_str(a, o, "signature", "signature", &sig64)) != 0 ||
         (rv = get_str(a, lcj, "claims_digest", "claimsDigest", &lc->claims_digest)) != 0 ||
         (rv = get_str(a, lcj, "commit_evidence", "commitEvidence", &lc->commit_evidence)) != 0 ||
@@ -461,6 +499,34 @@ int receipt_from_json(const char *json, size_t len, struct arena *a,
         }
         proof[i] = e;
     }
+    const json_t *apj = json_object_get(o, "anchor_proof");
+    if (apj == NULL)
+        apj = json_object_get(o, "anchorProof");
+    size_t nap = json_is_array(apj) ? json_array_size(apj) : 0;
+    rv = LSKV_EINVAL;
+    if ((apj != NULL && !json_is_array(apj)) || nap > MERKLE_MAX_CONSISTENCY ||
+        get_u64(o, "anchor_size", "anchorSize", &r->anchor_size) != 0) {
+        errmsg_printf(errmsg, "receipt JSON: anchor_size or anchor_proof is malformed");
+        goto out;
+    }
+    r->anchor_proof = arena_calloc(a, nap ? nap : 1, sizeof *r->anchor_proof);
+    if (r->anchor_proof == NULL) {
+        rv = LSKV_ENOMEM;
+        goto out;
+    }
+    for (size_t i = 0; i < nap; i++) {
+        const json_t *h = json_array_get(apj, i);
+        if (!json_is_string(h)) {
+            errmsg_printf(errmsg, "receipt JSON: anchor_proof element %zu is not a string", i);
+            goto out;
+        }
+        r->anchor_proof[i] = arena_strndup(a, json_string_value(h), json_string_length(h));
+        if (r->anchor_proof[i] == NULL) {
+            rv = LSKV_ENOMEM;
+            goto out;
+        }
+    }
+    r->n_anchor_proof = nap;
     tx->leaf_components = lc;
     tx->proof = proof;
     tx->n_proof = np;

@@ -7,9 +7,11 @@
  *  2. every proof element has exactly one of left / right, 64 hex digits
  *  3. the left/right pattern equals merkle_shape(leaf_index, tree_size)
  *  4. h = leaf; for each element h = SHA-256(left || h) or SHA-256(h || right)
- *  5. signature verifies over h with the public key of cert (ECDSA P-384,
- *     pre-hashed SHA-256); node_id, when set, is the cert's node id
- *  6. cert is endorsed by the service certificate
+ *  5. signature verifies over the signed statement of (tree_size, h,
+ *     service_cert_digest) (sig.h) with the public key of cert (ECDSA P-384);
+ *     node_id, when set, is the cert's node id
+ *  6. service_cert_digest is the service certificate's and cert is endorsed
+ *     by it
  *  7. (optional) claims_digest equals the digest of the client's own
  *     request and response. */
 #ifndef LSKV_LEDGER_RECEIPT_H
@@ -27,8 +29,9 @@
 struct receipt_parts {
     const char *cert_pem;                            /* node cert */
     size_t cert_len;
-    const uint8_t *sig;                              /* DER signature over the root */
+    const uint8_t *sig;                              /* DER signature over the statement */
     size_t sig_len;
+    uint8_t service_digest[MERKLE_HASH_BYTES];       /* named by the statement */
     const char *node_id;                             /* hex, NUL-terminated */
     uint8_t write_set_digest[MERKLE_HASH_BYTES];
     const char *commit_evidence;                     /* NUL-terminated */
@@ -65,6 +68,7 @@ int receipt_claims_digest(const Lskvserverpb__ReceiptClaims *claims,
 
 /* Verifies r (steps 1-6, step 6 only when service is not NULL; step 7 when
  * claims_digest is not NULL). root_out (may be NULL) gets the signed root.
+ * With service, an absent service_cert_digest is taken to be service's.
  * Errors: LSKV_EINVAL (malformed receipt: missing parts, bad hex),
  * LSKV_ECORRUPT (a check failed; errmsg says which). */
 int receipt_verify(const Lskvserverpb__Receipt *r, const cert_service *service,

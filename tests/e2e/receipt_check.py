@@ -16,12 +16,13 @@ import argparse
 import base64
 import hashlib
 import json
+import struct
 import sys
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, utils
+from cryptography.hazmat.primitives.asymmetric import ec
 
 
 class ReceiptError(Exception):
@@ -180,21 +181,27 @@ def verify(receipt, service_pem, expected_claims_digest=None):
             h = sha256(unhex32(left, f"proof {n}") + h)
         else:
             h = sha256(h + unhex32(right, f"proof {n}"))
-    # 5. signature over the root with the node certificate
+    # 5. signature over the signed statement (tree_size, root, service) with
+    #    the node certificate
     try:
         cert = x509.load_pem_x509_certificate(r["cert"].encode())
     except (KeyError, ValueError) as e:
         raise ReceiptError(f"node certificate: {e}")
+    service = x509.load_pem_x509_certificate(service_pem)
+    service_digest = sha256(service.public_bytes(serialization.Encoding.DER))
+    named = get(r, "service_cert_digest", "serviceCertDigest")
+    if named and unhex32(named, "service_cert_digest") != service_digest:
+        raise ReceiptError("signed by another service identity")
+    statement = (b"lskv-signed-root-v2" + struct.pack(">Q", tree_size) + h + service_digest)
     sig = base64.b64decode(r.get("signature", ""))
     try:
-        cert.public_key().verify(sig, h, ec.ECDSA(utils.Prehashed(hashes.SHA256())))
+        cert.public_key().verify(sig, statement, ec.ECDSA(hashes.SHA256()))
     except InvalidSignature:
-        raise ReceiptError("signature does not verify over the root")
+        raise ReceiptError("signature does not verify over the signed statement")
     node_id = get(r, "node_id", "nodeId")
     if node_id and node_id != node_id_of(cert):
         raise ReceiptError("node_id does not match the certificate")
     # 6. the node certificate is endorsed by the service certificate
-    service = x509.load_pem_x509_certificate(service_pem)
     if cert.issuer != service.subject:
         raise ReceiptError("node certificate is not issued by the service certificate")
     try:

@@ -158,6 +158,35 @@ def test_receipt_tampering_is_caught_by_both_verifiers(synth, tmp_path):
     assert run("receipt", "verify", path, "--service-cert", other_cert).returncode == 1
 
 
+def test_receipt_relabelled_to_another_tree_size_fails(synth, tmp_path):
+    """The proof's left/right pattern alone cannot bind the size (leaf 0 of 3
+    and of 4 share it); the signed statement does."""
+    cert = open(synth["cert"], "rb").read()
+    tried = 0
+    for f in sorted(os.listdir(synth["receipts"])):
+        if not f.startswith("receipt_") or tried >= 3:
+            continue
+        good = json.load(open(os.path.join(synth["receipts"], f)))
+        tx = good["tx_receipt"]
+        i, n = int(tx["leaf_index"]), int(tx["tree_size"])
+        shape = receipt_check.expected_shape(i, n)
+        other = [m for m in range(i + 1, 2 * n + 2)
+                 if m != n and receipt_check.expected_shape(i, m) == shape]
+        if not other:
+            continue
+        tried += 1
+        m = json.loads(json.dumps(good))
+        m["tx_receipt"]["tree_size"] = str(other[0])
+        with pytest.raises(receipt_check.ReceiptError, match="signature"):
+            receipt_check.verify(m, cert)
+        p = tmp_path / "relabelled.json"
+        p.write_text(json.dumps(m))
+        r = run("receipt", "verify", str(p), "--service-cert", synth["cert"])
+        assert r.returncode == 1 and "signature" in r.stderr, (r.stdout, r.stderr)
+        receipt_check.verify(good, cert)  # the original still verifies
+    assert tried == 3
+
+
 # --- audit -------------------------------------------------------------------------
 
 def test_clean_ledger_audits(synth):
@@ -253,12 +282,13 @@ def test_replaced_signature_fails(synth, tmp_path):
     run("ledger", "synth", str(other), "--entries", "30", "--sig-every", "1", check=0)
     odir = str(other / "ledger")
     odata = open(os.path.join(odir, chunks(odir)[0]), "rb").read()
-    pub = 4 + 100  # the public part starts after the frame length and fixed fields
-    sl = data[o + pub + 41] << 8 | data[o + pub + 42]
+    pub = 4 + 96  # the public part starts after the frame length, fixed fields, public_len
+    assert data[o + pub] == 2  # signature payload version
+    sl = data[o + pub + 73] << 8 | data[o + pub + 74]
     same = [x for x, _ in frames(odata) if entry_type(odata, x) == 5
-            and (odata[x + pub + 41] << 8 | odata[x + pub + 42]) == sl]
+            and (odata[x + pub + 73] << 8 | odata[x + pub + 74]) == sl]
     assert same, "no signature of the same DER length among 30"
-    sig_off, osig_off = o + pub + 43, same[0] + pub + 43
+    sig_off, osig_off = o + pub + 75, same[0] + pub + 75
     data[sig_off:sig_off + sl] = odata[osig_off:osig_off + sl]
     refresh_crc(data, o, n)
     open(path, "wb").write(data)

@@ -1,6 +1,7 @@
 /* Fuzzes the ledger chunk parsers (chunk header, entry frames, private
- * plaintext, signature payloads) the way lskvd's open and lskvctl's audit
- * walk a chunk file, and, for inputs that start with '{', the receipt JSON
+ * plaintext, signature payloads), then the verifier lskvd's open and
+ * lskvctl's audit run over a chunk file (ledger/verify.c, with a fixed
+ * secret so private parts are opened), and, for inputs that start with '{', the receipt JSON
  * parser and verifier lskvctl runs on files it is handed. */
 #include <stdbool.h>
 #include <stddef.h>
@@ -13,6 +14,7 @@
 #include "ledger/merkle.h"
 #include "ledger/receipt.h"
 #include "ledger/sig.h"
+#include "ledger/verify.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -53,11 +55,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 sig_verify(&p, NULL, errmsg);
         }
         /* The sealed bytes stand in for a plaintext here. */
-        const uint8_t *ws, *cl;
-        size_t wl, cll;
-        chunk_private_decode(e.sealed, e.sealed_len, &ws, &wl, &cl, &cll, errmsg);
+        const uint8_t *ws;
+        size_t wl;
+        chunk_private_decode(e.sealed, e.sealed_len, &ws, &wl, errmsg);
         off += e.frame_len;
     }
     merkle_close(t);
+    /* The verifier, as for a first chunk: sealed or open with a torn tail. */
+    static const uint8_t secret[32] = {7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7,
+                                       7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7};
+    struct verify_config vc = {.secret = (size & 1) ? secret : NULL};
+    verifier *v;
+    if (verify_open(&vc, &v) == 0) {
+        struct verify_chunk_result r;
+        verify_chunk(v, data, size, 0, 3, size & 2, !(size & 2), &r, errmsg);
+        verify_close(v);
+    }
     return 0;
 }

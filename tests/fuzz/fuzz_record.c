@@ -164,7 +164,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         uint8_t aad[RECSTORE_AAD_BYTES], key[AEAD_KEY_BYTES];
         uint8_t nonce[AEAD_NONCE_BYTES] = {0};
         recstore_make_aad(RECSTORE_FORMAT_VERSION, 0, MAIN, SUB, CLUSTER_ID, aad);
-        keyring_derive(KEY, RECSTORE_KEY_PURPOSE, 0, key);
+        if (keyring_derive(KEY, RECSTORE_KEY_PURPOSE, 0, key) != 0)
+            abort();
         uint8_t *val = malloc(n + RECSTORE_VALUE_OVERHEAD);
         val[0] = RECSTORE_FORMAT_VERSION;
         put_u32be(val + 1, 0);

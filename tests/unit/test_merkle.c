@@ -211,3 +211,128 @@ TEST(merkle, leaf_hash_matches_definition)
     SHA256(buf, sizeof buf, want);
     ASSERT_MEM_EQ(got, want, H);
 }
+
+/* RFC 9162 section 2.1.4.1 SUBPROOF, written from the RFC on the naive MTH. */
+static void naive_subproof(const uint8_t (*leaves)[H], uint64_t m, uint64_t lo, uint64_t hi,
+                           bool b, uint8_t (*out)[H], size_t *n)
+{
+    if (m == hi - lo) {
+        if (!b)
+            naive_mth(leaves, lo, hi, out[(*n)++]);
+        return;
+    }
+    uint64_t k = 1;
+    while (k * 2 < hi - lo)
+        k *= 2;
+    if (m <= k) {
+        naive_subproof(leaves, m, lo, lo + k, b, out, n);
+        naive_mth(leaves, lo + k, hi, out[(*n)++]);
+    } else {
+        naive_subproof(leaves, m - k, lo + k, hi, false, out, n);
+        naive_mth(leaves, lo, lo + k, out[(*n)++]);
+    }
+}
+
+TEST(merkle, consistency_proofs_between_every_pair_of_sizes)
+{
+    enum { N = 70 };
+    static uint8_t leaves[N][H], other[N][H];
+    merkle_tree *t;
+    ASSERT_EQ(merkle_open(0, NULL, 0, &t), 0);
+    for (uint64_t i = 0; i < N; i++) {
+        make_leaf(i, leaves[i]);
+        ASSERT_EQ(merkle_append(t, leaves[i]), 0);
+    }
+    uint8_t proof[MERKLE_MAX_CONSISTENCY][H], want[MERKLE_MAX_CONSISTENCY][H];
+    for (uint64_t n = 1; n <= N; n++) {
+        uint8_t rn[H];
+        naive_mth(leaves, 0, n, rn);
+        for (uint64_t m = 1; m <= n; m++) {
+            uint8_t rm[H];
+            naive_mth(leaves, 0, m, rm);
+            size_t k, kw = 0;
+            ASSERT_EQ(merkle_consistency(t, m, n, proof, &k), 0);
+            naive_subproof(leaves, m, 0, n, true, want, &kw);
+            ASSERT_EQ(k, kw);
+            ASSERT_MEM_EQ(proof, want, k * H);
+            if (!merkle_consistency_verify(m, n, rm, rn, (const uint8_t(*)[H])proof, k))
+                TEST_FAIL("consistency %" PRIu64 " -> %" PRIu64 " does not verify", m, n);
+            if (m == n)
+                continue;
+            /* any flipped proof byte, swapped roots or a short proof fail
+             * (the sizes are bound by the signed statements, as for
+             * inclusion proofs: 2 -> 3 and 2 -> 4 have the same shape) */
+            for (size_t j = 0; j < k; j++) {
+                proof[j][j % H] ^= 1;
+                ASSERT(!merkle_consistency_verify(m, n, rm, rn, (const uint8_t(*)[H])proof, k));
+                proof[j][j % H] ^= 1;
+            }
+            ASSERT(!merkle_consistency_verify(m, n, rn, rm, (const uint8_t(*)[H])proof, k));
+            ASSERT(!merkle_consistency_verify(m, n, rm, rn, (const uint8_t(*)[H])proof, k - 1));
+        }
+    }
+    /* a tree whose leaf j differs: no proof from the first tree's root at m
+     * to the other's at n verifies when j < m (a fork), and the other's own
+     * proof does not verify against the first root */
+    for (uint64_t j = 0; j < N; j += 7) {
+        memcpy(other, leaves, sizeof other);
+        other[j][0] ^= 0x80;
+        merkle_tree *u;
+        ASSERT_EQ(merkle_open(0, NULL, 0, &u), 0);
+        for (uint64_t i = 0; i < N; i++)
+            ASSERT_EQ(merkle_append(u, other[i]), 0);
+        for (uint64_t m = j + 1; m < N; m += 3) {
+            for (uint64_t n = m + 1; n <= N; n += 5) {
+                uint8_t rm[H], rn2[H];
+                size_t k;
+                naive_mth(leaves, 0, m, rm);
+                naive_mth(other, 0, n, rn2);
+                ASSERT_EQ(merkle_consistency(u, m, n, proof, &k), 0);
+                ASSERT(!merkle_consistency_verify(m, n, rm, rn2, (const uint8_t(*)[H])proof, k));
+                ASSERT_EQ(merkle_consistency(t, m, n, proof, &k), 0);
+                ASSERT(!merkle_consistency_verify(m, n, rm, rn2, (const uint8_t(*)[H])proof, k));
+            }
+        }
+        merkle_close(u);
+    }
+    merkle_close(t);
+}
+
+TEST(merkle, consistency_proofs_from_a_tree_with_a_base)
+{
+    enum { N = 300 };
+    static uint8_t leaves[N][H];
+    merkle_tree *full, *t;
+    ASSERT_EQ(merkle_open(0, NULL, 0, &full), 0);
+    for (uint64_t i = 0; i < N; i++) {
+        make_leaf(i, leaves[i]);
+        ASSERT_EQ(merkle_append(full, leaves[i]), 0);
+    }
+    uint64_t bases[] = {1, 5, 64, 100, 127, 200};
+    for (size_t b = 0; b < sizeof bases / sizeof bases[0]; b++) {
+        uint8_t peaks[MERKLE_MAX_DEPTH][H];
+        size_t np;
+        ASSERT_EQ(merkle_peaks(full, bases[b], peaks, &np), 0);
+        ASSERT_EQ(merkle_open(bases[b], (const uint8_t(*)[H])peaks, np, &t), 0);
+        for (uint64_t i = bases[b]; i < N; i++)
+            ASSERT_EQ(merkle_append(t, leaves[i]), 0);
+        for (uint64_t m = bases[b]; m <= N; m += 11) {
+            for (uint64_t n = m; n <= N; n += 13) {
+                uint8_t p1[MERKLE_MAX_CONSISTENCY][H], p2[MERKLE_MAX_CONSISTENCY][H];
+                size_t k1, k2;
+                ASSERT_EQ(merkle_consistency(t, m, n, p1, &k1), 0);
+                ASSERT_EQ(merkle_consistency(full, m, n, p2, &k2), 0);
+                ASSERT_EQ(k1, k2);
+                ASSERT_MEM_EQ(p1, p2, k1 * H);
+            }
+        }
+        uint8_t p[MERKLE_MAX_CONSISTENCY][H];
+        size_t k;
+        if (bases[b] > 1)
+            ASSERT_EQ(merkle_consistency(t, bases[b] - 1, N, p, &k), LSKV_EINVAL);
+        ASSERT_EQ(merkle_consistency(t, 0, N, p, &k), LSKV_EINVAL);
+        ASSERT_EQ(merkle_consistency(t, N, N + 1, p, &k), LSKV_EINVAL);
+        merkle_close(t);
+    }
+    merkle_close(full);
+}

@@ -11,6 +11,7 @@
 #include "identity/cert.h"
 #include "ledger/merkle.h"
 #include "ledger/receipt.h"
+#include "ledger/sig.h"
 #include "runner.h"
 
 struct ids {
@@ -59,7 +60,10 @@ static Lskvserverpb__Receipt *make(struct arena *a, const struct ids *ids, uint6
     struct merkle_step steps[MERKLE_MAX_DEPTH];
     ASSERT_EQ(merkle_root(t, n, root), 0);
     ASSERT_EQ(merkle_proof(t, i, n, steps, &n_steps), 0);
-    ASSERT_EQ(cert_node_sign(ids->node, root, sig, &sig_len), 0);
+    uint8_t svc[32], digest[32];
+    ASSERT_EQ(cert_service_digest(ids->svc, svc), 0);
+    sig_statement_digest(n, root, svc, digest);
+    ASSERT_EQ(cert_node_sign(ids->node, digest, sig, &sig_len), 0);
     merkle_close(t);
     struct receipt_parts p = {.cert_pem = cert_node_pem(ids->node),
                               .cert_len = strlen(cert_node_pem(ids->node)),
@@ -69,6 +73,7 @@ static Lskvserverpb__Receipt *make(struct arena *a, const struct ids *ids, uint6
                               .tree_size = n};
     memcpy(p.write_set_digest, wsd, 32);
     memcpy(p.claims_digest, cd, 32);
+    memcpy(p.service_digest, svc, 32);
     Lskvserverpb__Receipt *r;
     ASSERT_EQ(receipt_build(&p, a, &r), 0);
     return r;
@@ -151,8 +156,15 @@ TEST(receipt, each_check_can_fail)
     r->node_id = "00";
     ASSERT_EQ(receipt_verify(r, ids.svc, NULL, NULL, errmsg), LSKV_ECORRUPT);
     r->node_id = id;
-    /* endorsement */
+    /* the service named by the statement */
     ASSERT_EQ(receipt_verify(r, other.svc, NULL, NULL, errmsg), LSKV_ECORRUPT);
+    ASSERT(strstr(errmsg, "another service identity") != NULL);
+    /* endorsement: a statement naming other's service, signed by a node it
+     * did not endorse */
+    struct ids mixed = {.svc = other.svc, .node = ids.node};
+    Lskvserverpb__Receipt *rm = make(&a, &mixed, 4, 7);
+    ASSERT_EQ(receipt_verify(rm, NULL, NULL, NULL, errmsg), 0);
+    ASSERT_EQ(receipt_verify(rm, other.svc, NULL, NULL, errmsg), LSKV_ECORRUPT);
     ASSERT(strstr(errmsg, "endorsed") != NULL);
     /* claims */
     uint8_t cd[32];
@@ -283,4 +295,35 @@ TEST(cert, files_reload_and_key_mode)
     ASSERT_EQ(cert_node_load_or_create(dir, s, "n", true, &n, NULL, errmsg), LSKV_ECORRUPT);
     ASSERT(strstr(errmsg, "0600") != NULL);
     cert_service_free(s);
+}
+
+TEST(receipt, relabelled_tree_size_fails)
+{
+    struct ids ids, other;
+    make_ids(&ids, "a");
+    make_ids(&other, "b");
+    char errmsg[LSKV_ERRMSG_SIZE] = "";
+    struct arena a;
+    arena_init(&a);
+    /* leaf 0 of 3 and leaf 0 of 4 have the same proof pattern (right,
+     * right): only the signed statement tells them apart */
+    bool d3[MERKLE_MAX_DEPTH], d4[MERKLE_MAX_DEPTH];
+    ASSERT_EQ(merkle_shape(0, 3, d3), 2);
+    ASSERT_EQ(merkle_shape(0, 4, d4), 2);
+    ASSERT(d3[0] == d4[0] && d3[1] == d4[1]);
+    Lskvserverpb__Receipt *r = make(&a, &ids, 0, 3);
+    ASSERT_EQ(receipt_verify(r, ids.svc, NULL, NULL, errmsg), 0);
+    r->tx_receipt->tree_size = 4;
+    ASSERT_EQ(receipt_verify(r, ids.svc, NULL, NULL, errmsg), LSKV_ECORRUPT);
+    ASSERT(strstr(errmsg, "signature does not verify") != NULL);
+    r->tx_receipt->tree_size = 3;
+    ASSERT_EQ(receipt_verify(r, NULL, NULL, NULL, errmsg), 0); /* digest from the receipt */
+    /* the service pinned by the statement is checked against the one given */
+    ASSERT_EQ(receipt_verify(r, other.svc, NULL, NULL, errmsg), LSKV_ECORRUPT);
+    ASSERT(strstr(errmsg, "another service identity") != NULL);
+    r->service_cert_digest = "";
+    ASSERT_EQ(receipt_verify(r, NULL, NULL, NULL, errmsg), LSKV_EINVAL);
+    arena_close(&a);
+    free_ids(&other);
+    free_ids(&ids);
 }

@@ -500,7 +500,7 @@ static void forge(struct engine *te, int64_t main, int64_t sub, const uint8_t *b
 {
     uint8_t aad[RECSTORE_AAD_BYTES], key[AEAD_KEY_BYTES];
     recstore_make_aad(RECSTORE_FORMAT_VERSION, 0, main, sub, CLUSTER_ID, aad);
-    keyring_derive(KEY, RECSTORE_KEY_PURPOSE, 0, key);
+    ASSERT_EQ(keyring_derive(KEY, RECSTORE_KEY_PURPOSE, 0, key), 0);
     uint8_t *val = malloc(len + RECSTORE_VALUE_OVERHEAD);
     val[0] = RECSTORE_FORMAT_VERSION;
     put_u32be(val + 1, 0);

@@ -1,30 +1,30 @@
 /* lskvctl ledger show / ledger audit.
  *
- * The auditor shares the byte formats (ledger/chunk.c, ledger/sig.c) and the
- * tree (ledger/merkle.c) with lskvd, but its checks follow
- * docs/ledger-format.md section 7 step by step rather than calling
- * ledger.c, so a bug in the ledger's own logic cannot hide itself. */
+ * The auditor runs the same verifier as lskvd's start-up (ledger/verify.c:
+ * docs/ledger-format.md section 7 step by step, on the byte formats of
+ * chunk.c and sig.c and the tree of merkle.c) but not ledger.c, so a bug in
+ * the ledger's own append or repair logic cannot hide itself. */
 #include <dirent.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <openssl/crypto.h>
-#include <openssl/sha.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "common/err.h"
 #include "common/file.h"
 #include "common/hex.h"
-#include "crypto/aead.h"
 #include "identity/cert.h"
 #include "ledger/chunk.h"
 #include "ledger/ledger.h"
 #include "ledger/merkle.h"
 #include "ledger/receipt.h"
 #include "ledger/sig.h"
+#include "ledger/verify.h"
 #include "lskvctl.h"
 
 struct cname {
@@ -190,6 +190,7 @@ int cmd_ledger_audit(int argc, char **argv)
     const char *cmd = "ledger audit";
     const char *cert_path = lskvctl_opt(argc, argv, "--service-cert");
     const char *secret_path = lskvctl_opt(argc, argv, "--ledger-secret");
+    const char *anchor_path = lskvctl_opt(argc, argv, "--anchor");
     bool quiet = lskvctl_flag(argc, argv, "--no-progress");
     const char *dir = lskvctl_positional(argc, argv);
     if (dir == NULL || cert_path == NULL) {
@@ -198,7 +199,7 @@ int cmd_ledger_audit(int argc, char **argv)
     }
     char errmsg[LSKV_ERRMSG_SIZE] = "";
     cert_service *svc = NULL;
-    uint8_t secret[LEDGER_SECRET_BYTES], key[AEAD_KEY_BYTES];
+    uint8_t secret[LEDGER_SECRET_BYTES];
     bool have_secret = secret_path != NULL;
     if (cert_service_from_file(cert_path, &svc, errmsg) != 0 ||
         (have_secret && lskvctl_read_secret(secret_path, secret, errmsg) != 0)) {
@@ -206,27 +207,34 @@ int cmd_ledger_audit(int argc, char **argv)
         cert_service_free(svc);
         return EXIT_USAGE;
     }
-    if (have_secret)
-        ledger_private_key(secret, key);
 
     struct audit a = {.dir = dir, .chunk = "-"};
+    struct arena ar;
+    arena_init(&ar);
     struct cname *cs = NULL;
+    struct verify_name *names = NULL;
     size_t n = 0;
-    merkle_tree *t = NULL;
-    uint8_t *buf = NULL, *plain = NULL;
-    size_t plain_cap = 0;
+    verifier *v = NULL;
+    uint8_t *buf = NULL;
     int rc = -1;
     bool tty = isatty(2) && !quiet;
-    uint64_t entries = 0, sigs = 0, signed_size = 0, total_bytes = 0, done_bytes = 0;
-    int64_t last_rev = 0;
-    uint64_t prev_term = 0, prev_index = 0;
-    bool any = false;
-    struct chunk_header *h = calloc(1, sizeof *h);
-    uint8_t (*peaks)[MERKLE_HASH_BYTES] = malloc(MERKLE_MAX_DEPTH * MERKLE_HASH_BYTES);
+    uint64_t total_bytes = 0, done_bytes = 0;
+    struct verify_state st = {0};
     double t0 = now_s();
-    if (h == NULL || peaks == NULL || merkle_open(0, NULL, 0, &t) != 0) {
+    struct verify_config vc = {.service = svc, .secret = have_secret ? secret : NULL};
+    if (verify_open(&vc, &v) != 0) {
         bad(&a, "out of memory");
         goto out;
+    }
+    if (anchor_path != NULL) {
+        Lskvserverpb__SignedRoot *anchor;
+        uint8_t aroot[32];
+        int rv = lskvctl_load_anchor(anchor_path, svc, &ar, &anchor, aroot, errmsg);
+        if (rv != 0) {
+            bad(&a, "%s", errmsg);
+            goto out;
+        }
+        verify_set_anchor(v, anchor->tree_size, aroot);
     }
     if (list(dir, &cs, &n, errmsg) != 0) {
         bad(&a, "%s", errmsg);
@@ -237,30 +245,29 @@ int cmd_ledger_audit(int argc, char **argv)
         goto out;
     }
     /* Step 1: names are contiguous from leaf 0; only the last may be open. */
-    for (size_t i = 0; i < n; i++) {
-        uint64_t want = i ? cs[i - 1].last + 1 : 0;
-        a.chunk = cs[i].name;
-        if (cs[i].first != want) {
-            bad(&a, "chunk starts at leaf %" PRIu64 ", want %" PRIu64 " (missing or overlapping chunk)",
-                cs[i].first, want);
-            goto out;
-        }
-        if (!cs[i].committed && i + 1 != n) {
-            bad(&a, "open chunk is not the last");
-            goto out;
-        }
-        char path[4400];
-        snprintf(path, sizeof path, "%s/%s", dir, cs[i].name);
-        FILE *f = fopen(path, "rb");
-        if (f != NULL) {
-            fseek(f, 0, SEEK_END);
-            total_bytes += (uint64_t)ftell(f);
-            fclose(f);
-        }
+    names = malloc(n * sizeof *names);
+    if (names == NULL) {
+        bad(&a, "out of memory");
+        goto out;
     }
     for (size_t i = 0; i < n; i++) {
+        names[i] = (struct verify_name){cs[i].first, cs[i].last, cs[i].committed};
         char path[4400];
-        size_t len, off = 0;
+        snprintf(path, sizeof path, "%s/%s", dir, cs[i].name);
+        struct stat sb;
+        if (stat(path, &sb) == 0)
+            total_bytes += (uint64_t)sb.st_size;
+    }
+    size_t bad_i;
+    if (verify_names(names, n, false, &bad_i, errmsg) != 0) {
+        a.chunk = cs[bad_i].name;
+        bad(&a, "%s", errmsg);
+        goto out;
+    }
+    /* Steps 2-7, one chunk at a time (ledger/verify.c). */
+    for (size_t i = 0; i < n; i++) {
+        char path[4400];
+        size_t len;
         a.chunk = cs[i].name;
         a.offset = 0;
         snprintf(path, sizeof path, "%s/%s", dir, cs[i].name);
@@ -270,162 +277,36 @@ int cmd_ledger_audit(int argc, char **argv)
             bad(&a, "%s", errmsg);
             goto out;
         }
-        /* Step 2: header, and its peaks are the tree's so far. */
-        if (chunk_header_decode(buf, len, h, &off, errmsg) != 0) {
+        bool last_open = !cs[i].committed && i + 1 == n;
+        struct verify_chunk_result r;
+        if (verify_chunk(v, buf, len, cs[i].first, cs[i].last, cs[i].committed, last_open, &r,
+                         errmsg) != 0) {
+            a.offset = r.offset;
+            a.have_txid = r.have_txid;
+            a.term = r.term;
+            a.index = r.index;
             bad(&a, "%s", errmsg);
             goto out;
         }
-        size_t np;
-        if (h->first_leaf != cs[i].first || merkle_peaks(t, h->first_leaf, peaks, &np) != 0 ||
-            np != h->n_peaks || memcmp(peaks, h->peaks, np * MERKLE_HASH_BYTES) != 0) {
-            bad(&a, "chunk header (first leaf %" PRIu64 ") does not match the tree of the "
-                    "preceding chunks", h->first_leaf);
-            goto out;
-        }
-        bool last_was_sig = false;
-        while (off < len) {
-            struct chunk_entry e;
-            bool trunc;
-            a.offset = off;
-            /* Step 3: the frame decodes and its checksum holds. */
-            int rv = chunk_entry_decode(buf + off, len - off, &e, &trunc, errmsg);
-            if (rv != 0) {
-                if (trunc && !cs[i].committed && i + 1 == n) {
-                    fprintf(stderr, "%slskvctl: %s: warning: %s: offset %zu: torn tail (%zu bytes)"
-                                    " that lskvd truncates on start\n",
-                            tty ? "\n" : "", cmd, cs[i].name, off, len - off);
-                    break;
-                }
-                bad(&a, "%s", errmsg);
-                goto out;
-            }
-            a.term = e.term;
-            a.index = e.index;
-            a.have_txid = true;
-            /* Step 4: raft indexes increase, terms and revisions never go back. */
-            uint64_t leaf_index = merkle_size(t);
-            if (any && (e.index <= prev_index || e.term < prev_term || e.revision < last_rev)) {
-                bad(&a, "entry out of order: txid %" PRIu64 ".%" PRIu64 " rev %" PRId64
-                        " after txid %" PRIu64 ".%" PRIu64 " rev %" PRId64,
-                    e.term, e.index, e.revision, prev_term, prev_index, last_rev);
-                goto out;
-            }
-            /* Step 5: a signature covers leaves already present and its root
-             * is the tree's at that size; the node cert is endorsed. */
-            if (e.type == CHUNK_ENTRY_SIGNATURE) {
-                struct sig_payload p;
-                uint8_t root[32];
-                if (sig_payload_decode(e.public_part, e.public_len, &p, errmsg) != 0) {
-                    bad(&a, "signature payload: %s", errmsg);
-                    goto out;
-                }
-                if (p.tree_size == 0 || p.tree_size > leaf_index || p.tree_size < signed_size) {
-                    bad(&a, "signature covers %" PRIu64 " leaves at leaf %" PRIu64
-                            " (previous signature covered %" PRIu64 ")",
-                        p.tree_size, leaf_index, signed_size);
-                    goto out;
-                }
-                if (merkle_root(t, p.tree_size, root) != 0 || memcmp(root, p.root, 32) != 0) {
-                    bad(&a, "signed root over %" PRIu64 " leaves does not match the entries "
-                            "(an entry before it was changed, moved or removed)", p.tree_size);
-                    goto out;
-                }
-                if (sig_verify(&p, svc, errmsg) != 0) {
-                    bad(&a, "signature: %s", errmsg);
-                    goto out;
-                }
-                signed_size = p.tree_size;
-                sigs++;
-            }
-            /* Step 6 (with the secret): private part and commit evidence. */
-            if (have_secret) {
-                char ce[LEDGER_CE_MAX];
-                uint8_t ced[32];
-                ledger_commit_evidence(secret, e.term, e.index, ce);
-                SHA256((const unsigned char *)ce, strlen(ce), ced);
-                if (memcmp(ced, e.commit_evidence_digest, 32) != 0) {
-                    bad(&a, "commit evidence digest does not match the ledger secret");
-                    goto out;
-                }
-                static const uint8_t zero[32];
-                const uint8_t *ws = NULL, *cl = NULL;
-                size_t wl = 0, cll = 0;
-                if (e.sealed_len) {
-                    uint8_t nonce[12];
-                    ledger_nonce(e.term, e.index, nonce);
-                    if (memcmp(nonce, e.sealed, 12) != 0) {
-                        bad(&a, "private part nonce is not derived from the txid");
-                        goto out;
-                    }
-                    size_t pl = e.sealed_len - AEAD_OVERHEAD;
-                    if (pl > plain_cap) {
-                        free(plain);
-                        plain = malloc(pl);
-                        plain_cap = plain ? pl : 0;
-                        if (plain == NULL) {
-                            bad(&a, "out of memory");
-                            goto out;
-                        }
-                    }
-                    if (aead_open(key, e.body, e.aad_len, e.sealed, e.sealed_len, plain) != 0) {
-                        bad(&a, "private part does not decrypt/authenticate with the ledger secret");
-                        goto out;
-                    }
-                    if (chunk_private_decode(plain, pl, &ws, &wl, &cl, &cll, errmsg) != 0) {
-                        bad(&a, "%s", errmsg);
-                        goto out;
-                    }
-                }
-                uint8_t cd[32];
-                if (cll)
-                    SHA256(cl, cll, cd);
-                if (memcmp(cll ? cd : zero, e.claims_digest, 32) != 0) {
-                    bad(&a, "claims digest does not match the private claims");
-                    goto out;
-                }
-                if (e.sealed_len)
-                    OPENSSL_cleanse(plain, e.sealed_len - AEAD_OVERHEAD);
-            }
-            uint8_t leaf[32];
-            chunk_entry_leaf(&e, leaf);
-            if (merkle_append(t, leaf) != 0) {
-                bad(&a, "out of memory");
-                goto out;
-            }
-            /* Memory stays bounded: keep leaves from the last signed size on. */
-            if (e.type == CHUNK_ENTRY_SIGNATURE && merkle_flush_to(t, signed_size) != 0) {
-                bad(&a, "out of memory");
-                goto out;
-            }
-            prev_term = e.term;
-            prev_index = e.index;
-            last_rev = e.revision;
-            any = true;
-            last_was_sig = e.type == CHUNK_ENTRY_SIGNATURE;
-            off += e.frame_len;
-            entries++;
-            if (tty && (entries & 1023) == 0)
-                progress(done_bytes + off, total_bytes, entries, t0);
-        }
+        if (r.valid_len < len)
+            fprintf(stderr, "%slskvctl: %s: warning: %s: offset %zu: torn tail (%zu bytes)"
+                            " that lskvd truncates on start\n",
+                    tty ? "\n" : "", cmd, cs[i].name, r.valid_len, len - r.valid_len);
         done_bytes += len;
-        a.offset = len;
-        /* Step 7: a sealed chunk holds what its name says and ends with a signature. */
-        if (cs[i].committed) {
-            if (merkle_size(t) != cs[i].last + 1) {
-                bad(&a, "chunk holds leaves up to %" PRIu64 ", its name says %" PRIu64,
-                    merkle_size(t) - 1, cs[i].last);
-                goto out;
-            }
-            if (!last_was_sig) {
-                bad(&a, "sealed chunk does not end with a signature");
-                goto out;
-            }
-        }
+        verify_get_state(v, &st);
+        if (tty)
+            progress(done_bytes, total_bytes, st.size, t0);
+    }
+    if (verify_anchor_reached(v, errmsg) != 0) {
+        a.have_txid = false;
+        bad(&a, "%s", errmsg);
+        goto out;
     }
     rc = 0;
 out:
+    verify_get_state(v, &st);
     if (tty)
-        progress(done_bytes, total_bytes, entries, t0), fputc('\n', stderr);
+        progress(done_bytes, total_bytes, st.size, t0), fputc('\n', stderr);
     double el = now_s() - t0;
     if (rc != 0) {
         char txid[64] = "-";
@@ -434,21 +315,20 @@ out:
         fprintf(stderr, "lskvctl: %s: FAILED: chunk %s, offset %zu, txid %s: %s\n", cmd, a.chunk,
                 a.offset, txid, a.reason);
     } else {
-        uint64_t size = merkle_size(t);
         printf("audit OK: %zu chunks, %" PRIu64 " entries, %" PRIu64 " signatures, %" PRIu64
                " entries signed, %" PRIu64 " not yet signed, %s, %.0f entries/s\n",
-               n, entries, sigs, signed_size, size - signed_size,
+               n, st.size, st.signatures, st.signed_size, st.size - st.signed_size,
                have_secret ? "private parts checked" : "private parts not checked (no secret)",
-               el > 0 ? entries / el : 0.0);
+               el > 0 ? (double)st.size / el : 0.0);
+        if (anchor_path != NULL)
+            printf("anchor OK: the ledger holds the anchor's signed root\n");
     }
-    merkle_close(t);
-    free(plain);
+    verify_close(v);
+    arena_close(&ar);
     free(buf);
     free(cs);
-    free(h);
-    free(peaks);
+    free(names);
     cert_service_free(svc);
     OPENSSL_cleanse(secret, sizeof secret);
-    OPENSSL_cleanse(key, sizeof key);
     return rc == 0 ? 0 : EXIT_CHECK_FAILED;
 }

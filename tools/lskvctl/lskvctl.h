@@ -10,6 +10,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/arena.h"
+#include "identity/cert.h"
+#include "proto/lskvserver.pb-c.h"
+
 enum { EXIT_CHECK_FAILED = 1, EXIT_USAGE = 2, EXIT_NOT_IMPLEMENTED = 3 };
 
 void lskvctl_fail(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -34,6 +38,17 @@ struct lskvctl_reply {
 int lskvctl_unary(const char *url, const char *path, const uint8_t *req, size_t req_len,
                   struct lskvctl_reply *out, char *errmsg);
 
+/* Reads and verifies an anchor file (with svc, when not NULL); root gets
+ * its root. *out lives in a. Errors: as anchor_from_json / anchor_verify,
+ * negated errno. */
+int lskvctl_load_anchor(const char *path, const cert_service *svc, struct arena *a,
+                        Lskvserverpb__SignedRoot **out, uint8_t root[32], char *errmsg);
+/* GetConsistencyProof(from, to) against url; *out: free_unpacked.
+ * Errors: LSKV_ENOTFOUND, LSKV_EIO, as lskvctl_unary. */
+int lskvctl_consistency(const char *url, uint64_t from, uint64_t to,
+                        Lskvserverpb__GetConsistencyProofResponse **out, char *errmsg);
+
+int cmd_anchor_get(int argc, char **argv);
 int cmd_receipt_get(int argc, char **argv);
 int cmd_tx_status(int argc, char **argv);
 int cmd_ledger_show(int argc, char **argv);

@@ -14,6 +14,7 @@
 #include "common/hex.h"
 #include "crypto/keyfile.h"
 #include "identity/cert.h"
+#include "ledger/anchor.h"
 #include "ledger/chunk.h"
 #include "ledger/ledger.h"
 #include "ledger/receipt.h"
@@ -23,18 +24,26 @@
 static const char usage[] =
     "usage: lskvctl <command> ...\n"
     "  receipt verify FILE --service-cert CERT [--request R --response S\n"
-    "                 [--kind put|delete_range|txn]]\n"
+    "                 [--kind put|delete_range|txn]] [--anchor A]\n"
     "      verify a receipt (JSON, as GetReceipt returns it) offline; R and S are\n"
-    "      the binary protobuf request and response the receipt is for\n"
+    "      the binary protobuf request and response the receipt is for; with an\n"
+    "      anchor, the receipt's tree and the anchor's must be one history (the\n"
+    "      receipt must carry the proof: receipt get --anchor)\n"
     "  receipt get REV [--term T] [--endpoints URL] [--out FILE] [--timeout SEC]\n"
+    "                 [--anchor A]\n"
     "      fetch the receipt of the write that made revision REV (JSON), retrying\n"
-    "      while the server says it is not signed yet (default timeout 10 s)\n"
+    "      while the server says it is not signed yet (default timeout 10 s); with\n"
+    "      an anchor, embed the consistency proof between its tree and the anchor's\n"
+    "  anchor get [--endpoints URL] [--out FILE]\n"
+    "      save the latest signed root (JSON): an anchor for --anchor\n"
     "  tx-status REV [--term T] [--endpoints URL]\n"
     "      Unknown, Pending, Committed or Invalid\n"
     "  ledger show DIR                        one line per ledger entry\n"
-    "  ledger audit DIR --service-cert CERT [--ledger-secret FILE]\n"
+    "  ledger audit DIR --service-cert CERT [--ledger-secret FILE] [--anchor A]\n"
     "      re-read every chunk, recompute every leaf and root, check every\n"
-    "      signature (and with the secret every private part)\n"
+    "      signature (and with the secret every private part); with an anchor,\n"
+    "      the ledger must hold its signed root at its size (else rolled back\n"
+    "      or forked)\n"
     "  ledger synth DIR --entries N [--sig-every K] [--chunk-bytes B]\n"
     "                 [--receipts OUTDIR]\n"
     "      TEST TOOL: write a synthetic ledger, identity and secret under DIR\n"
@@ -156,6 +165,7 @@ int cmd_receipt_verify(int argc, char **argv)
     const char *req = lskvctl_opt(argc, argv, "--request");
     const char *resp = lskvctl_opt(argc, argv, "--response");
     const char *kind = lskvctl_opt(argc, argv, "--kind");
+    const char *anchor_path = lskvctl_opt(argc, argv, "--anchor");
     const char *file = lskvctl_positional(argc, argv);
     if (file == NULL || cert_path == NULL || (req == NULL) != (resp == NULL))
         return usage_error(cmd, "need FILE and --service-cert (and both or neither of "
@@ -191,11 +201,26 @@ int cmd_receipt_verify(int argc, char **argv)
         code = EXIT_CHECK_FAILED;
         goto out;
     }
+    if (anchor_path != NULL) {
+        Lskvserverpb__SignedRoot *anchor;
+        uint8_t aroot[32];
+        if ((rv = lskvctl_load_anchor(anchor_path, svc, &a, &anchor, aroot, errmsg)) != 0) {
+            lskvctl_fail(cmd, "%s", errmsg);
+            code = rv == LSKV_ECORRUPT ? EXIT_CHECK_FAILED : EXIT_USAGE;
+            goto out;
+        }
+        if ((rv = anchor_check_receipt(r, root, anchor, aroot, errmsg)) != 0) {
+            lskvctl_fail(cmd, "%s: FAILED: %s", file, errmsg);
+            code = EXIT_CHECK_FAILED;
+            goto out;
+        }
+    }
     char hex[65];
     hex_encode(root, 32, hex);
-    printf("OK: leaf %" PRIu64 " of %" PRIu64 ", root %s, node %s, %s\n",
+    printf("OK: leaf %" PRIu64 " of %" PRIu64 ", root %s, node %s, %s%s\n",
            r->tx_receipt->leaf_index, r->tx_receipt->tree_size, hex, r->node_id,
-           req ? "claims match" : "claims not checked");
+           req ? "claims match" : "claims not checked",
+           anchor_path ? ", consistent with the anchor" : "");
     code = 0;
 out:
     arena_close(&a);
@@ -272,6 +297,7 @@ int cmd_receipt_get(int argc, char **argv)
     const char *cmd = "receipt get";
     const char *out_path = lskvctl_opt(argc, argv, "--out");
     const char *timeout_s = lskvctl_opt(argc, argv, "--timeout");
+    const char *anchor_path = lskvctl_opt(argc, argv, "--anchor");
     struct write_ref w;
     if (write_ref_parse(argc, argv, cmd, true, &w) != 0)
         return EXIT_USAGE;
@@ -318,7 +344,38 @@ int cmd_receipt_get(int argc, char **argv)
                 lskvserverpb__get_receipt_response__free_unpacked(resp, NULL);
             return EXIT_USAGE;
         }
+        struct arena aa;
+        arena_init(&aa);
+        Lskvserverpb__GetConsistencyProofResponse *cp = NULL;
+        if (anchor_path != NULL) {
+            /* The anchor is checked by receipt verify; here only its size. */
+            Lskvserverpb__SignedRoot *anchor;
+            uint8_t aroot[32];
+            uint64_t as, rs = resp->receipt->tx_receipt ? resp->receipt->tx_receipt->tree_size : 0;
+            int rv = lskvctl_load_anchor(anchor_path, NULL, &aa, &anchor, aroot, errmsg);
+            as = rv == 0 ? anchor->tree_size : 0;
+            if (rv == 0 && as != rs)
+                rv = lskvctl_consistency(w.url, as < rs ? as : rs, as < rs ? rs : as, &cp,
+                                         errmsg);
+            if (rv != 0) {
+                lskvctl_fail(cmd, "%s", errmsg);
+                lskvserverpb__get_receipt_response__free_unpacked(resp, NULL);
+                arena_close(&aa);
+                return rv == LSKV_ENOTFOUND || rv == LSKV_ECORRUPT ? EXIT_CHECK_FAILED
+                                                                    : EXIT_USAGE;
+            }
+            resp->receipt->anchor_size = as;
+            if (cp != NULL) {
+                resp->receipt->n_anchor_proof = cp->n_proof;
+                resp->receipt->anchor_proof = cp->proof;
+            }
+        }
         char *js = receipt_to_json(resp->receipt);
+        resp->receipt->n_anchor_proof = 0; /* borrowed from cp */
+        resp->receipt->anchor_proof = NULL;
+        if (cp != NULL)
+            lskvserverpb__get_consistency_proof_response__free_unpacked(cp, NULL);
+        arena_close(&aa);
         lskvserverpb__get_receipt_response__free_unpacked(resp, NULL);
         if (js == NULL)
             return EXIT_USAGE;
@@ -540,6 +597,8 @@ int main(int argc, char **argv)
         return cmd_ledger_audit(argc - 3, argv + 3);
     if (strcmp(a, "ledger") == 0 && strcmp(b, "synth") == 0)
         return cmd_ledger_synth(argc - 3, argv + 3);
+    if (strcmp(a, "anchor") == 0 && strcmp(b, "get") == 0)
+        return cmd_anchor_get(argc - 3, argv + 3);
     if (strcmp(a, "receipt") == 0 && strcmp(b, "get") == 0)
         return cmd_receipt_get(argc - 3, argv + 3);
     if (strcmp(a, "tx-status") == 0)

@@ -1,0 +1,69 @@
+/* See keys.h. */
+#include "ledger/keys.h"
+
+#include <inttypes.h>
+#include <openssl/crypto.h>
+#include <openssl/hmac.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "common/bytes.h"
+#include "common/hex.h"
+
+static void hmac(const uint8_t *key, size_t key_len, const uint8_t *msg, size_t len,
+                 uint8_t out[32])
+{
+    unsigned int n = 32;
+    HMAC(EVP_sha256(), key, (int)key_len, msg, len, out, &n);
+}
+
+void ledger_private_key(const uint8_t secret[LEDGER_SECRET_BYTES], uint8_t out[32])
+{
+    static const char label[] = "lskv-ledger-private-v1";
+    hmac(secret, LEDGER_SECRET_BYTES, (const uint8_t *)label, sizeof label - 1, out);
+}
+
+void keys_ce_init(struct hash_hmac *k, const uint8_t secret[LEDGER_SECRET_BYTES])
+{
+    static const char label[] = "lskv-ledger-commit-evidence-v1";
+    uint8_t kce[32];
+    hmac(secret, LEDGER_SECRET_BYTES, (const uint8_t *)label, sizeof label - 1, kce);
+    hash_hmac_init(k, kce, sizeof kce);
+    OPENSSL_cleanse(kce, sizeof kce);
+}
+
+void keys_ce_format(const struct hash_hmac *k, uint64_t term, uint64_t index,
+                    char out[LEDGER_CE_MAX])
+{
+    uint8_t msg[10 + 16], h[32];
+    memcpy(msg, "lskv-ce-v1", 10);
+    put_u64be(msg + 10, term);
+    put_u64be(msg + 18, index);
+    hash_hmac(k, msg, sizeof msg, h);
+    char hex[65];
+    hex_encode(h, 32, hex);
+    snprintf(out, LEDGER_CE_MAX, "ce:%" PRIu64 ".%" PRIu64 ":%s", term, index, hex);
+}
+
+void keys_ce_digest(const struct hash_hmac *k, uint64_t term, uint64_t index,
+                    uint8_t out[HASH_BYTES])
+{
+    char ce[LEDGER_CE_MAX];
+    keys_ce_format(k, term, index, ce);
+    hash_sha256(ce, strlen(ce), out);
+}
+
+void ledger_commit_evidence(const uint8_t secret[LEDGER_SECRET_BYTES], uint64_t term,
+                            uint64_t index, char out[LEDGER_CE_MAX])
+{
+    struct hash_hmac k;
+    keys_ce_init(&k, secret);
+    keys_ce_format(&k, term, index, out);
+    hash_hmac_wipe(&k);
+}
+
+void ledger_nonce(uint64_t term, uint64_t index, uint8_t out[12])
+{
+    put_u64be(out, index);
+    put_u32be(out + 8, (uint32_t)term);
+}
