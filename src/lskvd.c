@@ -106,7 +106,6 @@ static int load_ids(struct daemon *d, char *errmsg)
     return rv;
 }
 
-
 static void on_closed_server(void *arg);
 
 /* --- Signer ------------------------------------------------------------------ */

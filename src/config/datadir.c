@@ -19,8 +19,8 @@
 
 /* Everything bootstrap makes, in the order it makes it (identity/: cert.h). */
 static const char *const required[] = {
-    "ids",
     "data.key",
+    "ids",
     "identity",
     "identity/service.pem",
     "identity/service.key",
@@ -30,6 +30,9 @@ static const char *const required[] = {
     "ledger",
     "engine",
     "raft",
+    /* raft_uv's term and vote: it keeps one or both of metadata1/metadata2
+     * and would bootstrap (write term 1) again if neither were there. */
+    "raft/metadata1|raft/metadata2",
 };
 
 int datadir_path(const struct datadir *d, const char *name, char *out, size_t size,
@@ -85,25 +88,53 @@ int datadir_open(struct datadir *d, const char *path, char *errmsg)
     return dir_is_empty(path, &d->fresh, errmsg);
 }
 
+/* Does d/name exist? name may be "a|b": either one. first gets the path of
+ * the first alternative (to name it when none exists).
+ * Errors: negated errno, LSKV_EINVAL. */
+static int exists_any(const struct datadir *d, const char *name, bool *found, char *first,
+                      size_t size, char *errmsg)
+{
+    *found = false;
+    bool is_first = true;
+    for (const char *p = name; *p != '\0' && !*found; is_first = false) {
+        char one[256], here[DATADIR_PATH_MAX];
+        size_t n = strcspn(p, "|");
+        if (n >= sizeof one)
+            return LSKV_EINVAL;
+        memcpy(one, p, n);
+        one[n] = '\0';
+        p += n + (p[n] == '|');
+        int rv = datadir_path(d, one, here, sizeof here, errmsg);
+        if (rv != 0)
+            return rv;
+        if (is_first)
+            snprintf(first, size, "%s", here);
+        struct stat st;
+        if (lstat(here, &st) == 0) {
+            *found = true;
+        } else if (errno != ENOENT) {
+            rv = -errno;
+            errmsg_printf(errmsg, "%s: stat: %s", here, strerror(errno));
+            return rv;
+        }
+    }
+    return 0;
+}
+
 int datadir_check_complete(const struct datadir *d, char *errmsg)
 {
     if (d->fresh)
         return 0;
     char path[DATADIR_PATH_MAX];
     for (size_t i = 0; i < sizeof required / sizeof required[0]; i++) {
-        int rv = datadir_path(d, required[i], path, sizeof path, errmsg);
+        bool found;
+        int rv = exists_any(d, required[i], &found, path, sizeof path, errmsg);
         if (rv != 0)
             return rv;
-        struct stat st;
-        if (lstat(path, &st) == 0)
-            continue;
-        if (errno == ENOENT) {
+        if (!found) {
             errmsg_printf(errmsg, "%s: missing in a non-empty data dir", path);
             return LSKV_ECORRUPT;
         }
-        rv = -errno;
-        errmsg_printf(errmsg, "%s: stat: %s", path, strerror(errno));
-        return rv;
     }
     return 0;
 }

@@ -2,9 +2,9 @@
  *
  * A data dir is *fresh* (a new cluster may be bootstrapped in it) only when
  * it is missing or empty. In any other data dir nothing that bootstrap makes
- * is ever made again: ids, data.key, ledger.secret, identity/ and the
- * raft/, ledger/ and engine/ directories must all be there, and a missing
- * one is refused with "<path>: missing in a non-empty data dir" (re-making
+ * is ever made again: ids, data.key, ledger.secret, identity/, the raft/,
+ * ledger/ and engine/ directories and raft_uv's metadata1 or metadata2 must
+ * all be there, and a missing one is refused with "<path>: missing in a non-empty data dir" (re-making
  * it would start a new history, or a new key, over an old one).
  *
  * ids holds the cluster and member ids and a tag over them,

@@ -58,6 +58,7 @@ def test_crc_is_libraft_s():
     assert raftlog.crc32(b"\x01") == 0x04C11DB7
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stop", ["term", "kill"])
 def test_parses_what_lskvd_wrote(server_factory, stop):
     s = make_dir(server_factory, stop)
@@ -80,6 +81,7 @@ def test_parses_what_lskvd_wrote(server_factory, stop):
         assert any(seg.is_open for seg in log.segments)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stop", ["term", "kill"])
 def test_round_trip_is_byte_identical_and_loads(server_factory, stop):
     s = make_dir(server_factory, stop)
@@ -89,6 +91,7 @@ def test_round_trip_is_byte_identical_and_loads(server_factory, stop):
     assert_serves_all(s)
 
 
+@pytest.mark.slow
 def test_restructured_log_loads(server_factory):
     """New batches, renamed closed segments, swapped-back entries, new
     metadata: libraft loads the same log from the rewritten files."""
@@ -109,6 +112,7 @@ def test_restructured_log_loads(server_factory):
     assert_serves_all(s)
 
 
+@pytest.mark.slow
 def test_operations(server_factory, tmp_path):
     s = make_dir(server_factory, "kill")
     other = make_dir(server_factory, "term")

@@ -83,6 +83,16 @@ def test_deleted_directory_is_refused(node, name):
     assert_refused(node, node.data_dir / name, "")
 
 
+def test_deleted_raft_metadata_is_refused(node):
+    """Without metadata1/metadata2 libraft would bootstrap again (write a
+    new term 1 over the old log); lskvd refuses before it can."""
+    raft = node.data_dir / "raft"
+    for n in ("metadata1", "metadata2"):
+        if (raft / n).exists():
+            (raft / n).unlink()
+    assert_refused(node, raft / "metadata1", MISSING)
+
+
 @pytest.mark.parametrize("field", ["cluster_id", "member_id"])
 def test_changed_id_is_refused(node, field):
     ids = read_ids(node)

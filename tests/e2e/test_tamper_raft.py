@@ -99,15 +99,19 @@ def make_node(server_factory, extra=()):
     return server_factory("lskvd", extra=["--sig-ms-interval", str(SIG_MS), *extra])
 
 
-def signed_then_tail(server_factory):
+def signed_then_tail(server_factory, stop="term"):
     """A node whose ledger is signed up to the 'old' put and holds an unsigned
-    tail a, b, c; stopped."""
+    tail a, b, c; stopped (SIGTERM), or killed (the log's tail then stays in
+    an open, preallocated segment)."""
     s = make_node(server_factory)
     acked = Acked(s)
     base(acked)
     wait_signed(s)
     tail(acked)
-    s.stop_cleanly()
+    if stop == "kill":
+        s.kill()
+    else:
+        s.stop_cleanly()
     frames = ledger_frames(s)
     last_sig = max(f.leaf for f in frames if f.type == 5)
     log = RaftLog(s.data_dir / "raft")
@@ -240,11 +244,13 @@ def rpc_call(s, key):
 # --- the cases -------------------------------------------------------------------
 
 @pytest.mark.parametrize("ledger", ["untouched", "cut"])
-def test_duplicated_entry(server_factory, ledger):
+@pytest.mark.parametrize("stop", ["term", "kill"])
+def test_duplicated_entry(server_factory, ledger, stop):
     """An earlier Put copied to the end of the log: replaying it would bring
     back the superseded value at a new revision."""
-    s, acked = signed_then_tail(server_factory)
+    s, acked = signed_then_tail(server_factory, stop)
     log = RaftLog(s.data_dir / "raft")
+    assert (stop == "kill") == log.segments[-1].is_open
     old = find_put(log, "old")
     log.duplicate(old)
     log.write()

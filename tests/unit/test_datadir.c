@@ -112,6 +112,8 @@ TEST(datadir, check_complete_names_the_first_missing)
         snprintf(f, sizeof f, "%s/%s", p, files[i]);
         write_text(f, "x");
     }
+    snprintf(f, sizeof f, "%s/raft/metadata2", p);
+    write_text(f, "x");
     ASSERT_EQ(datadir_open(&d, p, errmsg), 0);
     ASSERT_EQ(datadir_check_complete(&d, errmsg), 0);
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
@@ -125,6 +127,17 @@ TEST(datadir, check_complete_names_the_first_missing)
         ASSERT_STR_EQ(errmsg, want);
         ASSERT_EQ(rename(moved, f), 0);
     }
+    /* raft_uv keeps metadata1 or metadata2 (or both). */
+    char m1[600], m2[600];
+    snprintf(m1, sizeof m1, "%s/raft/metadata1", p);
+    snprintf(m2, sizeof m2, "%s/raft/metadata2", p);
+    ASSERT_EQ(rename(m2, m1), 0);
+    ASSERT_EQ(datadir_check_complete(&d, errmsg), 0);
+    ASSERT_EQ(unlink(m1), 0);
+    ASSERT_EQ(datadir_check_complete(&d, errmsg), LSKV_ECORRUPT);
+    char want[700];
+    snprintf(want, sizeof want, "%s: missing in a non-empty data dir", m1);
+    ASSERT_STR_EQ(errmsg, want);
     snprintf(f, sizeof f, "%s/raft", p);
     ASSERT_EQ(rmdir(f), 0);
     ASSERT_EQ(datadir_check_complete(&d, errmsg), LSKV_ECORRUPT);
