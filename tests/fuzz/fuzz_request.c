@@ -73,8 +73,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (msg != NULL) {
         uint8_t *cmd = NULL;
         size_t cmd_len = 0;
-        if (command_encode(type, NULL, msg, &cmd, &cmd_len) == 0) {
-            /* the envelope decodes back to the same op */
+        /* What the request path does: the client's bytes, as accepted, go
+         * into the envelope unchanged, and the envelope must decode back to
+         * the same op (apply parses them with the same parser). */
+        if (command_wrap(type, NULL, body, len, &cmd, &cmd_len) == 0) {
             struct arena b;
             arena_init(&b);
             Lskvcommandpb__Command *c = NULL;
