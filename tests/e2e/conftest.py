@@ -5,6 +5,7 @@ them at teardown. The "lskvd" fixture runs $LSKVD (default build/debug/lskvd);
 with LSKV_E2E_TARGET=etcd it runs a second etcd instead, which validates the
 tests themselves. Tests that only make sense for lskvd use @lskvd_only.
 """
+import hashlib
 import json
 import os
 import re
@@ -233,6 +234,22 @@ def rpc_error(fn, *a, **kw):
         return grpc.StatusCode.OK, fn(*a, **kw)
     except grpc.RpcError as e:
         return e.code(), e.details()
+
+
+def dir_state(d):
+    """{relative path: (mode, sha256 or None)} of every file and directory
+    under d: what a refused start must leave as it found it."""
+    out = {}
+    for root, dirs, files in os.walk(d):
+        for n in dirs + files:
+            p = os.path.join(root, n)
+            st = os.lstat(p)
+            h = None
+            if os.path.isfile(p):
+                with open(p, "rb") as f:
+                    h = hashlib.sha256(f.read()).hexdigest()
+            out[os.path.relpath(p, d)] = (st.st_mode, h)
+    return out
 
 
 def assert_serves(server):

@@ -3,7 +3,6 @@ data dir that is not empty, lskvd never makes ids, data.key, ledger.secret or
 identity files again; a missing one, or an ids file whose cluster or member id
 was changed, is refused at start with a message naming the file, and the
 refused start leaves every byte of the data dir as it was."""
-import hashlib
 import os
 import re
 import shutil
@@ -11,24 +10,9 @@ import time
 
 import pytest
 
-from conftest import lskvd_only, rpc_pb2
+from conftest import dir_state, lskvd_only, rpc_pb2
 
 pytestmark = lskvd_only
-
-
-def tree(d):
-    """{relative path: (mode, sha256)} of every file and directory under d."""
-    out = {}
-    for root, dirs, files in os.walk(d):
-        for n in dirs + files:
-            p = os.path.join(root, n)
-            st = os.lstat(p)
-            h = None
-            if os.path.isfile(p):
-                with open(p, "rb") as f:
-                    h = hashlib.sha256(f.read()).hexdigest()
-            out[os.path.relpath(p, d)] = (st.st_mode, h)
-    return out
 
 
 @pytest.fixture
@@ -43,7 +27,7 @@ def node(server_factory):
 def assert_refused(s, path, reason):
     """Starting s fails: non-zero exit, an ERROR line 'refusing to start:
     <path>: <reason>', and the data dir byte for byte as it was."""
-    before = tree(s.data_dir)
+    before = dir_state(s.data_dir)
     with pytest.raises(RuntimeError) as ei:
         s.start(timeout=30)
     assert "exited with" in str(ei.value), str(ei.value)
@@ -53,7 +37,7 @@ def assert_refused(s, path, reason):
     assert m, "no refusal in the log:\n" + log[-2000:]
     assert m.group(1).startswith("%s: %s" % (path, reason)), m.group(1)
     assert "ready to serve" not in log
-    assert tree(s.data_dir) == before, "the refused start changed the data dir"
+    assert dir_state(s.data_dir) == before, "the refused start changed the data dir"
 
 
 def read_ids(s):
@@ -157,7 +141,7 @@ def test_another_clusters_identity_is_refused(server_factory):
     a, b = signed_node(server_factory), signed_node(server_factory)
     shutil.rmtree(a.data_dir / "identity")
     shutil.copytree(b.data_dir / "identity", a.data_dir / "identity")
-    before = tree(a.data_dir)
+    before = dir_state(a.data_dir)
     with pytest.raises(RuntimeError):
         a.start(timeout=30)
     log = a.log_text(True)
@@ -166,4 +150,4 @@ def test_another_clusters_identity_is_refused(server_factory):
     assert str(a.data_dir / "ledger" / "ledger_") in m.group(1), m.group(1)
     assert "another service identity" in m.group(1), m.group(1)
     assert "ready to serve" not in log
-    assert tree(a.data_dir) == before
+    assert dir_state(a.data_dir) == before

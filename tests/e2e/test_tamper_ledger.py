@@ -4,14 +4,13 @@ two swapped entries, a missing chunk, a signed chunk cut short. lskvd checks
 the whole ledger before it answers anybody: every case is refused at start,
 no read is answered while it starts, the refusal names the ledger file, the
 data dir is left as it was, and the offline audit fails too."""
-import hashlib
-import os
 import re
 
 import pytest
 from etcd3.etcdrpc import rpc_pb2
 
 import ledgerfile
+from conftest import dir_state
 from test_tamper_raft import audit, refusal_line, start_reading
 
 PREFIX = b"tl/"
@@ -32,22 +31,12 @@ def make_ledger(server_factory):
     return s, sealed
 
 
-def tree_digest(d):
-    out = {}
-    for root, _, files in os.walk(d):
-        for f in files:
-            p = os.path.join(root, f)
-            with open(p, "rb") as fh:
-                out[os.path.relpath(p, d)] = hashlib.sha256(fh.read()).hexdigest()
-    return out
-
-
 def leaves_of(s, chunk):
     return [f.leaf for f in ledgerfile.frames(s.data_dir / "ledger") if f.chunk == chunk]
 
 
 def check_refused(s, names):
-    before = tree_digest(s.data_dir)
+    before = dir_state(s.data_dir)
     answers = start_reading(s)
     log = s.log_text(True)
     assert s.proc.poll() is not None, "lskvd served a tampered ledger; log:\n" + log[-2000:]
@@ -56,7 +45,7 @@ def check_refused(s, names):
     why = refusal_line(s)
     assert why is not None, "no refusal line; log:\n" + log[-2000:]
     assert "ledger" in why and any(n in why for n in names), why
-    assert tree_digest(s.data_dir) == before, "a refused start changed files"
+    assert dir_state(s.data_dir) == before, "a refused start changed files"
     a = audit(s)
     assert a.returncode != 0, "the tampered ledger audits clean: " + a.stdout
 
