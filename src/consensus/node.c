@@ -54,6 +54,7 @@
  */
 #include "consensus/node.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <raft.h>
@@ -281,6 +282,27 @@ static uint64_t log_term_at(const struct raft *r, raft_index index)
     return i < n ? l->entries[(l->front + i) % l->size].term : 0;
 }
 
+/* The raft_uv file that holds entry index, for messages: the closed
+ * segment "<first>-<last>" whose range covers it, else the open segments. */
+static void segment_of(const consensus_node *node, uint64_t index, char *out, size_t size)
+{
+    snprintf(out, size, "%s/open-*", node->dir);
+    DIR *d = opendir(node->dir);
+    if (d == NULL)
+        return;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        unsigned long long first, last;
+        int n = 0;
+        if (sscanf(e->d_name, "%16llu-%16llu%n", &first, &last, &n) == 2 &&
+            e->d_name[n] == '\0' && first <= index && index <= last) {
+            snprintf(out, size, "%s/%s", node->dir, e->d_name);
+            break;
+        }
+    }
+    closedir(d);
+}
+
 /* Invariant (7) for a parsed command entry about to be applied at index. */
 static int check_place(consensus_node *node, uint64_t index, const struct entry_header *h,
                        char *msg)
@@ -297,7 +319,9 @@ static int check_place(consensus_node *node, uint64_t index, const struct entry_
         why = "its term is below the term of the entry before it";
     if (why == NULL)
         return 0;
-    errmsg_printf(msg, "raft entry %" PRIu64 " (in %s): %s", index, node->dir, why);
+    char file[4200];
+    segment_of(node, index, file, sizeof file);
+    errmsg_printf(msg, "raft entry %" PRIu64 " (in %s): %s", index, file, why);
     if (h->index != index)
         snprintf(msg + strlen(msg), LSKV_ERRMSG_SIZE - strlen(msg), "; sealed for index %" PRIu64,
                  h->index);
@@ -346,7 +370,7 @@ static int wrap_apply(struct raft_fsm *rfsm, const struct raft_buffer *buf, void
         rv = check_place(node, index, &h, msg);
     if (rv != 0) {
         if (rv != LSKV_ECORRUPT || msg[0] == '\0')
-            errmsg_printf(msg, "raft entry %" PRIu64 " (in %s): %s", index, node->dir,
+            errmsg_printf(msg, "raft entry %" PRIu64 " (in %s/): %s", index, node->dir,
                      lskv_strerror(rv));
         set_fatal(node, rv, msg);
         return RAFT_CORRUPT;
@@ -369,10 +393,12 @@ static int wrap_apply(struct raft_fsm *rfsm, const struct raft_buffer *buf, void
         rv = entry_open_k(key, node->cluster_id, ENTRY_KIND_COMMAND, buf->base, buf->len, &h,
                           node->scratch);
     if (rv != 0) {
+        char file[4200];
+        segment_of(node, index, file, sizeof file);
         errmsg_printf(msg,
                  "raft entry %" PRIu64 " (in %s): does not authenticate: its bytes were changed, "
                  "or it was sealed under another data key or cluster id (%s)",
-                 index, node->dir, lskv_strerror(rv));
+                 index, file, lskv_strerror(rv));
         set_fatal(node, rv, msg);
         return RAFT_CORRUPT;
     }
