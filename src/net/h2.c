@@ -20,7 +20,13 @@
  *     its HEADERS) instead of letting nghttp2 kill the connection, as
  *     grpc-go does. A stream is idle when it is client-initiated (odd) and
  *     above the last one nghttp2 processed; the filter feeds everything
- *     before the frame first, so that number is current. */
+ *     before the frame first, so that number is current.
+ * (6) Orderly close: unless the socket itself failed, a closing connection
+ *     first writes what it queued (a GOAWAY, an answer), then shuts down
+ *     its sending side (FIN), and reads and drops whatever the peer still
+ *     sends until the peer's EOF or LINGER_MS. Closing a socket that has
+ *     unread bytes, or a pending write, makes the kernel send a reset, which
+ *     clients report as ECONNRESET; etcd (Go) never does that. */
 #include "net/h2.h"
 
 #include <stdlib.h>
@@ -30,6 +36,7 @@
 #include "net/h2_filter.h"
 #include "net/listener.h"
 
+#define LINGER_MS 500 /* note 6 */
 #define PREFACE NGHTTP2_CLIENT_MAGIC
 #define PREFACE_LEN NGHTTP2_CLIENT_MAGIC_LEN
 
@@ -38,6 +45,8 @@ enum h2_state { ST_PREFACE, ST_H2, ST_HTTP1 };
 struct h2_conn {
     uv_tcp_t tcp;
     uv_prepare_t prep;
+    uv_timer_t linger;     /* note 6 */
+    uv_shutdown_t shut;
     struct h2_conn_config cfg;
     bool mem;              /* no socket: h2_conn_open_mem */
     tls_conn *tls;
@@ -47,6 +56,8 @@ struct h2_conn {
     struct h2_filter filter; /* note 5 */
     bool closing;          /* hooks.on_close was called */
     bool handles_closing;  /* uv_close was called */
+    bool shutting_down;    /* note 6: FIN queued, draining the peer */
+    bool peer_eof;         /* the peer closed its sending side */
     int handles_open;
     int in_io;             /* depth of our own processing (note 3) */
     bool released;         /* mem: h2_conn_close was called */
@@ -258,15 +269,37 @@ static void flush(h2_conn *c)
     }
 }
 
+static void close_handles(h2_conn *c)
+{
+    if (c->handles_closing)
+        return;
+    c->handles_closing = true;
+    uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
+    uv_close((uv_handle_t *)&c->prep, on_handle_closed);
+    uv_close((uv_handle_t *)&c->linger, on_handle_closed);
+}
+
+static void on_linger(uv_timer_t *t)
+{
+    close_handles(t->data);
+}
+
+static void on_shutdown(uv_shutdown_t *req, int status)
+{
+    h2_conn *c = req->data;
+    /* FIN is out: done if the peer has closed too (or the socket failed). */
+    if (status < 0 || c->peer_eof)
+        close_handles(c);
+}
+
+/* Note 6. graceful false: the socket failed, close it now. */
 static void conn_close(h2_conn *c, bool graceful)
 {
     if (!c->closing) {
         c->closing = true;
         c->cfg.hooks->on_close(c->cfg.ud);
-        if (!c->mem) {
-            uv_read_stop((uv_stream_t *)&c->tcp);
+        if (!c->mem)
             uv_prepare_stop(&c->prep);
-        }
     }
     if (c->mem) {
         /* Freed only once its owner let go (h2_conn_close) and we are out
@@ -277,11 +310,23 @@ static void conn_close(h2_conn *c, bool graceful)
         }
         return;
     }
-    if (c->handles_closing || (graceful && c->write_inflight > 0))
-        return; /* on_write finishes the close */
-    c->handles_closing = true;
-    uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
-    uv_close((uv_handle_t *)&c->prep, on_handle_closed);
+    if (c->handles_closing)
+        return;
+    if (!graceful) {
+        close_handles(c);
+        return;
+    }
+    if (c->shutting_down || c->write_inflight > 0)
+        return; /* on_write, on_read, on_shutdown or the timer finish it */
+    c->shutting_down = true;
+    c->shut.data = c;
+    if (uv_shutdown(&c->shut, (uv_stream_t *)&c->tcp, on_shutdown) != 0) {
+        close_handles(c);
+        return;
+    }
+    uv_timer_start(&c->linger, on_linger, LINGER_MS, 0);
+    if (!c->peer_eof) /* keep reading, to drop what the peer still sends */
+        uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
 }
 
 /* The first bytes were not the HTTP/2 preface (note 1). */
@@ -415,6 +460,16 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     h2_conn *c = s->data;
+    if (nread == UV_EOF) {
+        /* The peer is done sending: finish our side in order (note 6). */
+        c->peer_eof = true;
+        uv_read_stop(s);
+        if (c->shutting_down)
+            close_handles(c);
+        else
+            conn_close(c, true);
+        return;
+    }
     if (nread < 0) {
         conn_close(c, false);
         return;
@@ -439,8 +494,9 @@ int h2_conn_accept(uv_stream_t *server, const struct h2_conn_config *cfg, h2_con
     snprintf(c->peer, sizeof c->peer, "unknown");
     uv_tcp_init(server->loop, &c->tcp);
     uv_prepare_init(server->loop, &c->prep);
-    c->tcp.data = c->prep.data = c;
-    c->handles_open = 2;
+    uv_timer_init(server->loop, &c->linger);
+    c->tcp.data = c->prep.data = c->linger.data = c;
+    c->handles_open = 3;
     *out = c;
     int rv = uv_accept(server, (uv_stream_t *)&c->tcp);
     if (rv == 0 && cfg->tls != NULL)
@@ -510,7 +566,7 @@ void h2_conn_shutdown(h2_conn *c)
                               NGHTTP2_NO_ERROR, NULL, 0);
         flush(c);
     }
-    conn_close(c, false);
+    conn_close(c, true);
 }
 
 void h2_conn_close(h2_conn *c)
