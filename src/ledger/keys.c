@@ -3,18 +3,20 @@
 
 #include <inttypes.h>
 #include <openssl/crypto.h>
-#include <openssl/hmac.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "common/bytes.h"
 #include "common/hex.h"
 
+/* One-off HMAC-SHA256 through crypto/hash.h (no provider fetch). */
 static void hmac(const uint8_t *key, size_t key_len, const uint8_t *msg, size_t len,
                  uint8_t out[32])
 {
-    unsigned int n = 32;
-    HMAC(EVP_sha256(), key, (int)key_len, msg, len, out, &n);
+    struct hash_hmac h;
+    hash_hmac_init(&h, key, key_len);
+    hash_hmac(&h, msg, len, out);
+    hash_hmac_wipe(&h);
 }
 
 void ledger_private_key(const uint8_t secret[LEDGER_SECRET_BYTES], uint8_t out[32])

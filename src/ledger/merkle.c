@@ -28,7 +28,7 @@
 #include <string.h>
 
 #include "common/err.h"
-#include "ledger/hash.h"
+#include "crypto/hash.h"
 
 struct peak {
     uint64_t lo;    /* first leaf */

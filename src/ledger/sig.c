@@ -6,7 +6,7 @@
 
 #include "common/bytes.h"
 #include "common/err.h"
-#include "ledger/hash.h"
+#include "crypto/hash.h"
 
 #define FIXED 79 /* version, tree_size, root, service_digest, sig_len, cert_len */
 

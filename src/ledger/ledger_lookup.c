@@ -1,0 +1,315 @@
+/* Look-ups: receipts, tx status and consistency proofs, from the window
+ * or re-derived from chunk files. */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/err.h"
+#include "common/hex.h"
+#include "ledger/anchor.h"
+#include "ledger/keys.h"
+#include "ledger/ledger_impl.h"
+#include "ledger/receipt.h"
+
+/* --- Receipts and status ----------------------------------------------------- */
+
+struct found {
+    uint64_t leaf, term, index;
+    int64_t revision;
+    uint8_t type;
+    uint8_t wsd[32], claims_digest[32];
+};
+
+static int make_receipt(ledger *l, const struct found *f, const struct sig_payload *sp,
+                        merkle_tree *t, struct arena *a, Lskvserverpb__Receipt **out,
+                        char *errmsg)
+{
+    struct merkle_step steps[MERKLE_MAX_DEPTH];
+    size_t n;
+    int rv = merkle_proof(t, f->leaf, sp->tree_size, steps, &n);
+    if (rv != 0)
+        return rv;
+    uint8_t leaf[32], root[32], ced[32];
+    char ce[LEDGER_CE_MAX];
+    keys_ce_format(&l->ce_key, f->term, f->index, ce);
+    hash_sha256(ce, strlen(ce), ced);
+    merkle_leaf_hash_ced(f->wsd, ced, f->claims_digest, leaf);
+    merkle_fold(leaf, steps, n, root);
+    if (memcmp(root, sp->root, 32) != 0) {
+        errmsg_printf(errmsg, "ledger: proof of leaf %" PRIu64 " does not reach the signed root",
+                      f->leaf);
+        return LSKV_ECORRUPT;
+    }
+    char id[CERT_NODE_ID_HEX];
+    if (cert_node_id_of_pem(sp->cert_pem, sp->cert_len, id) != 0)
+        return LSKV_ECORRUPT;
+    struct receipt_parts rp = {.cert_pem = sp->cert_pem,
+                               .cert_len = sp->cert_len,
+                               .sig = sp->sig,
+                               .sig_len = sp->sig_len,
+                               .node_id = id,
+                               .commit_evidence = ce,
+                               .steps = steps,
+                               .n_steps = n,
+                               .leaf_index = f->leaf,
+                               .tree_size = sp->tree_size};
+    memcpy(rp.service_digest, sp->service_digest, 32);
+    memcpy(rp.write_set_digest, f->wsd, 32);
+    memcpy(rp.claims_digest, f->claims_digest, 32);
+    return receipt_build(&rp, a, out);
+}
+
+static int receipt_from_disk(ledger *l, uint64_t leaf, struct arena *a,
+                             Lskvserverpb__Receipt **out, char *errmsg)
+{
+    struct lg_scan s;
+    int rv = lg_scan_open(l, lg_chunk_of_leaf(l, leaf), &s, errmsg);
+    if (rv != 0)
+        return rv;
+    merkle_tree *t = NULL;
+    rv = merkle_open(s.h.first_leaf, (const uint8_t(*)[MERKLE_HASH_BYTES])s.h.peaks, s.h.n_peaks,
+                     &t);
+    struct found f = {0};
+    bool have = false;
+    while (rv == 0) {
+        struct chunk_entry e;
+        rv = lg_scan_next(&s, &e, errmsg);
+        if (rv == 0) {
+            rv = have ? LSKV_ENOTREADY : LSKV_ENOTFOUND;
+            errmsg_printf(errmsg, "ledger: leaf %" PRIu64 " %s", leaf,
+                          have ? "is not signed yet" : "does not exist");
+            break;
+        }
+        if (rv != 1)
+            break;
+        rv = 0;
+        uint64_t i = s.leaf - 1;
+        uint8_t wsd[32], lh[32];
+        chunk_entry_wsd(&e, wsd);
+        merkle_leaf_hash_ced(wsd, e.commit_evidence_digest, e.claims_digest, lh);
+        if ((rv = merkle_append(t, lh)) != 0)
+            break;
+        if (i == leaf) {
+            have = true;
+            f = (struct found){.leaf = i, .term = e.term, .index = e.index,
+                               .revision = e.revision, .type = e.type};
+            memcpy(f.wsd, wsd, 32);
+            memcpy(f.claims_digest, e.claims_digest, 32);
+        }
+        if (have && e.type == CHUNK_ENTRY_SIGNATURE) {
+            struct sig_payload sp;
+            if ((rv = sig_payload_decode(e.public_part, e.public_len, &sp, errmsg)) != 0)
+                break;
+            if (sp.tree_size > leaf) {
+                rv = make_receipt(l, &f, &sp, t, a, out, errmsg);
+                break;
+            }
+        }
+    }
+    merkle_close(t);
+    lg_scan_close(&s);
+    return rv;
+}
+
+int ledger_receipt_at(ledger *l, uint64_t leaf, struct arena *a, Lskvserverpb__Receipt **out,
+                      char *errmsg)
+{
+    uint64_t base = merkle_base(l->tree);
+    if (leaf >= merkle_size(l->tree)) {
+        errmsg_printf(errmsg, "ledger: leaf %" PRIu64 " does not exist", leaf);
+        return LSKV_ENOTFOUND;
+    }
+    if (leaf < base)
+        return receipt_from_disk(l, leaf, a, out, errmsg);
+    for (size_t i = 0; i < l->n_sigs; i++) {
+        const struct win_sig *ws = &l->sigs[i];
+        if (ws->leaf > leaf && ws->p.tree_size > leaf) {
+            const struct win_entry *w = &l->win[leaf - base];
+            struct found f = {.leaf = leaf, .term = w->term, .index = w->index,
+                              .revision = w->revision, .type = w->type};
+            memcpy(f.wsd, w->wsd, 32);
+            memcpy(f.claims_digest, w->claims_digest, 32);
+            return make_receipt(l, &f, &ws->p, l->tree, a, out, errmsg);
+        }
+    }
+    errmsg_printf(errmsg, "ledger: leaf %" PRIu64 " is not signed yet", leaf);
+    return LSKV_ENOTREADY;
+}
+
+/* The first KV entry with revision rev: 0 and *f, LSKV_ENOTFOUND, or an
+ * error. Revisions never decrease along the ledger (invariant 4). */
+static int find_revision(ledger *l, int64_t rev, struct found *f, char *errmsg)
+{
+    uint64_t base = merkle_base(l->tree);
+    const struct chunk_info *open = &l->chunks[l->n_chunks - 1];
+    if (rev > l->last_rev || rev <= 0)
+        return LSKV_ENOTFOUND;
+    if (l->n_win > 0 && rev > open->first_rev) {
+        /* Only in the window: binary search for the first entry >= rev. */
+        size_t lo = 0, hi = l->n_win;
+        while (lo < hi) {
+            size_t mid = (lo + hi) / 2;
+            if (l->win[mid].revision < rev)
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        for (size_t i = lo; i < l->n_win && l->win[i].revision == rev; i++) {
+            if (l->win[i].type == CHUNK_ENTRY_KV) {
+                f->leaf = base + i;
+                f->term = l->win[i].term;
+                return 0;
+            }
+        }
+        return LSKV_ENOTFOUND;
+    }
+    /* From the files: start at the last chunk whose first revision is below
+     * rev (entries with rev may begin at its end); the scan runs on into the
+     * open chunk. */
+    size_t k = 0;
+    for (size_t i = 0; i < l->n_chunks; i++)
+        if (l->chunks[i].first_rev < rev)
+            k = i;
+    struct lg_scan s;
+    int rv = lg_scan_open(l, k, &s, errmsg);
+    if (rv != 0)
+        return rv;
+    struct chunk_entry e;
+    bool found = false;
+    while ((rv = lg_scan_next(&s, &e, errmsg)) == 1) {
+        if (e.revision > rev)
+            break;
+        if (e.revision == rev && e.type == CHUNK_ENTRY_KV) {
+            f->leaf = s.leaf - 1;
+            f->term = e.term;
+            found = true;
+            break;
+        }
+    }
+    lg_scan_close(&s);
+    if (rv < 0)
+        return rv;
+    return found ? 0 : LSKV_ENOTFOUND;
+}
+
+int ledger_receipt(ledger *l, int64_t revision, uint64_t raft_term, struct arena *a,
+                   Lskvserverpb__Receipt **out, char *errmsg)
+{
+    struct found f = {0};
+    int rv = find_revision(l, revision, &f, errmsg);
+    if (rv == LSKV_ENOTFOUND || (rv == 0 && raft_term != 0 && f.term != raft_term)) {
+        errmsg_printf(errmsg, "ledger: no entry made revision %" PRId64 " in term %" PRIu64,
+                      revision, raft_term);
+        return LSKV_ENOTFOUND;
+    }
+    if (rv != 0)
+        return rv;
+    return ledger_receipt_at(l, f.leaf, a, out, errmsg);
+}
+
+int ledger_tx_status(ledger *l, int64_t revision, uint64_t raft_term,
+                     enum ledger_tx_status *out, char *errmsg)
+{
+    struct found f = {0};
+    int rv = find_revision(l, revision, &f, errmsg);
+    if (rv == LSKV_ENOTFOUND) {
+        *out = LEDGER_TX_UNKNOWN;
+        return 0;
+    }
+    if (rv != 0)
+        return rv;
+    *out = raft_term == 0 || f.term == raft_term ? LEDGER_TX_COMMITTED : LEDGER_TX_INVALID;
+    return 0;
+}
+
+/* --- Consistency proofs ------------------------------------------------------ */
+
+int ledger_consistency(ledger *l, uint64_t from_size, uint64_t to_size, struct arena *a,
+                       Lskvserverpb__GetConsistencyProofResponse **out, char *errmsg)
+{
+    if (to_size == 0)
+        to_size = l->signed_size;
+    if (to_size == 0) {
+        errmsg_printf(errmsg, "ledger: nothing is signed yet");
+        return LSKV_ENOTREADY;
+    }
+    if (from_size > to_size || to_size > l->signed_size) {
+        errmsg_printf(errmsg, "ledger: no consistency proof from %" PRIu64 " to %" PRIu64
+                      " leaves (signed: %" PRIu64 ")", from_size, to_size, l->signed_size);
+        return from_size > to_size ? LSKV_EINVAL : LSKV_ENOTFOUND;
+    }
+    /* One pass from the chunk holding leaf from_size - 1: the tree from its
+     * header, and the signature entries for both sizes (each comes after
+     * the last leaf it covers). */
+    uint64_t start = from_size ? from_size - 1 : to_size - 1;
+    struct lg_scan s;
+    int rv = lg_scan_open(l, lg_chunk_of_leaf(l, start), &s, errmsg);
+    if (rv != 0)
+        return rv;
+    merkle_tree *t = NULL;
+    rv = merkle_open(s.h.first_leaf, (const uint8_t(*)[MERKLE_HASH_BYTES])s.h.peaks, s.h.n_peaks,
+                     &t);
+    Lskvserverpb__SignedRoot *from = NULL, *to = NULL;
+    struct chunk_entry e;
+    while (rv == 0 && (to == NULL || (from_size && from == NULL))) {
+        rv = lg_scan_next(&s, &e, errmsg);
+        if (rv == 0) {
+            rv = LSKV_ENOTFOUND;
+            errmsg_printf(errmsg, "ledger: no signature covers exactly %" PRIu64 " leaves",
+                          from_size && from == NULL ? from_size : to_size);
+        }
+        if (rv != 1)
+            break;
+        uint8_t leaf[32];
+        chunk_entry_leaf(&e, leaf);
+        if ((rv = merkle_append(t, leaf)) != 0 || e.type != CHUNK_ENTRY_SIGNATURE)
+            continue;
+        struct sig_payload p;
+        if ((rv = sig_payload_decode(e.public_part, e.public_len, &p, errmsg)) != 0)
+            break;
+        if (from_size && from == NULL && p.tree_size == from_size)
+            rv = anchor_from_sig(&p, a, &from);
+        if (rv == 0 && to == NULL && p.tree_size == to_size)
+            rv = anchor_from_sig(&p, a, &to);
+        if (rv == 0 && from_size && from == NULL && p.tree_size > from_size) {
+            rv = LSKV_ENOTFOUND;
+            errmsg_printf(errmsg, "ledger: no signature covers exactly %" PRIu64 " leaves",
+                          from_size);
+        }
+    }
+    Lskvserverpb__GetConsistencyProofResponse *r = NULL;
+    if (rv == 0) {
+        r = arena_alloc(a, sizeof *r);
+        rv = r ? 0 : LSKV_ENOMEM;
+    }
+    if (rv == 0) {
+        lskvserverpb__get_consistency_proof_response__init(r);
+        r->from = from;
+        r->to = to;
+    }
+    if (rv == 0 && from_size) {
+        uint8_t proof[MERKLE_MAX_CONSISTENCY][MERKLE_HASH_BYTES];
+        size_t n;
+        rv = merkle_consistency(t, from_size, to_size, proof, &n);
+        r->proof = arena_calloc(a, n ? n : 1, sizeof *r->proof);
+        if (rv == 0 && r->proof == NULL)
+            rv = LSKV_ENOMEM;
+        for (size_t i = 0; rv == 0 && i < n; i++) {
+            r->proof[i] = arena_alloc(a, 2 * MERKLE_HASH_BYTES + 1);
+            if (r->proof[i] == NULL)
+                rv = LSKV_ENOMEM;
+            else
+                hex_encode(proof[i], MERKLE_HASH_BYTES, r->proof[i]);
+        }
+        r->n_proof = n;
+    }
+    merkle_close(t);
+    lg_scan_close(&s);
+    if (rv == 0)
+        *out = r;
+    return rv;
+}
