@@ -399,6 +399,11 @@ static int verify_sealed(ledger *l, const struct ledger_config *config, verifier
     l->last_term = st.last_term;
     l->last_index = st.last_index;
     l->last_rev = st.last_rev;
+    const uint8_t *sp;
+    size_t sl;
+    verify_last_signature(v, &sp, &sl);
+    if (rv == 0 && sp != NULL)
+        rv = lg_set_last_sig(l, sp, sl, errmsg);
     return rv;
 }
 
@@ -443,7 +448,9 @@ int ledger_open(const struct ledger_config *config, ledger **out, char *errmsg)
         goto err;
     /* Everything is checked before anything is served (docs/ledger-format.md
      * section 7): the sealed chunks here, the open-named ones as they load. */
-    struct verify_config vc = {.service = config->service, .secret = l->secret};
+    struct verify_config vc = {.service = config->service, .secret = l->secret,
+                               .on_block = lg_add_block, .block_arg = l,
+                               .block_log2 = LG_BLOCK_LOG2};
     if ((rv = verify_open(&vc, &v)) != 0)
         goto err;
     size_t n_sealed = 0;
@@ -480,6 +487,8 @@ void ledger_close(ledger *l)
     }
     lg_syncer_stop(l);
     lg_clear_window(l);
+    free(l->blocks);
+    free(l->last_sig.payload);
     free(l->rc.index);
     free(l->rc.wsd);
     free(l->sigs);

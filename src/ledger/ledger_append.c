@@ -13,6 +13,33 @@
 #include "ledger/keys.h"
 #include "ledger/ledger_impl.h"
 
+void lg_add_block(void *arg, uint64_t block, const uint8_t hash[MERKLE_HASH_BYTES])
+{
+    ledger *l = arg;
+    if (block != l->n_blocks) /* already known (verified, then recorded) */
+        return;
+    if (lg_grow((void **)&l->blocks, &l->cap_blocks, l->n_blocks + 1, sizeof l->blocks[0]) != 0)
+        return; /* without it, proofs take the slow path */
+    memcpy(l->blocks[l->n_blocks++], hash, MERKLE_HASH_BYTES);
+}
+
+int lg_set_last_sig(ledger *l, const uint8_t *payload, size_t len, char *errmsg)
+{
+    uint8_t *copy = malloc(len ? len : 1);
+    if (copy == NULL)
+        return LSKV_ENOMEM;
+    memcpy(copy, payload, len);
+    struct sig_payload p;
+    int rv = sig_payload_decode(copy, len, &p, errmsg);
+    if (rv != 0) {
+        free(copy);
+        return rv;
+    }
+    free(l->last_sig.payload);
+    l->last_sig = (struct win_sig){.payload = copy, .len = len, .p = p};
+    return 0;
+}
+
 /* Records an entry already in the open chunk's file in memory. */
 int lg_record_entry(ledger *l, const struct chunk_entry *e, const uint8_t wsd[32],
                         const uint8_t leaf[32], const uint8_t *sig_payload, size_t sig_len,
@@ -42,9 +69,17 @@ int lg_record_entry(ledger *l, const struct chunk_entry *e, const uint8_t wsd[32
             free(l->sigs[l->n_sigs].payload);
         return rv;
     }
+    if (((leaf_index + 1) & (LG_BLOCK_LEAVES - 1)) == 0) {
+        uint8_t bh[MERKLE_HASH_BYTES];
+        /* a node of the window's tree (base <= its start or a peak) */
+        if (merkle_node(l->tree, leaf_index + 1 - LG_BLOCK_LEAVES, leaf_index + 1, bh) == 0)
+            lg_add_block(l, (leaf_index + 1) / LG_BLOCK_LEAVES - 1, bh);
+    }
     if (e->type == CHUNK_ENTRY_SIGNATURE) {
         if (l->sigs[l->n_sigs].p.tree_size > l->signed_size)
             l->signed_size = l->sigs[l->n_sigs].p.tree_size;
+        /* best effort: without it, proofs take the slow path */
+        (void)lg_set_last_sig(l, sig_payload, sig_len, errmsg);
         l->n_sigs++;
     } else {
         l->last_nonsig_leaf = (int64_t)leaf_index;

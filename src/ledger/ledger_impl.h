@@ -101,6 +101,12 @@ struct ledger {
         struct sync_job *head, *tail;
     } sy;
 
+    uint8_t (*blocks)[MERKLE_HASH_BYTES]; /* blocks[j]: MTH of block j */
+    size_t n_blocks, cap_blocks;
+    uint64_t slow_proofs;      /* consistency proofs that scanned chunk files (tests) */
+    struct win_sig last_sig;   /* the last signature appended (leaf unused); payload
+                                  NULL when none; survives rotation */
+
     /* Replay checks: raft index -> write set digest of one sealed chunk
      * (sealed chunks never change), so checking a run of replayed entries
      * reads each chunk once. */
@@ -112,6 +118,12 @@ struct ledger {
         size_t n, cap;
     } rc;
 };
+
+/* Block hashes (MTH of aligned blocks of LG_BLOCK_LEAVES leaves) over the
+ * whole ledger, kept so that consistency proofs from old sizes need not
+ * re-read every chunk since (ledger_lookup.c). 32 bytes per 4096 leaves. */
+#define LG_BLOCK_LOG2 12
+#define LG_BLOCK_LEAVES ((uint64_t)1 << LG_BLOCK_LOG2)
 
 /* Frames are written once per loop turn (ledger_flush), or as soon as this
  * many bytes are buffered. */
@@ -175,6 +187,12 @@ int lg_flush_frames(ledger *l);
 /* Seals and writes one entry, then records it. plain may be NULL. */
 int lg_append_frame(ledger *l, struct chunk_entry *e, const uint8_t *plain, size_t plain_len,
                     char *errmsg);
+
+/* Records block `block`'s hash if it is the next one (verify callback). */
+void lg_add_block(void *l, uint64_t block, const uint8_t hash[MERKLE_HASH_BYTES]);
+/* Keeps a copy of the last signature payload. Errors: LSKV_ENOMEM,
+ * LSKV_ECORRUPT (does not decode). */
+int lg_set_last_sig(ledger *l, const uint8_t *payload, size_t len, char *errmsg);
 
 /* --- ledger_replay.c ------------------------------------------------------- */
 

@@ -228,6 +228,150 @@ int ledger_tx_status(ledger *l, int64_t revision, uint64_t raft_term,
 
 /* --- Consistency proofs ------------------------------------------------------ */
 
+/* Where the fast path finds subtree hashes: the tree rebuilt from the
+ * chunk around from_size (tm, may be NULL), the window's tree, and the
+ * block hashes in between. */
+struct sources {
+    const ledger *l;
+    const merkle_tree *tm;
+};
+
+/* MTH(D[lo:hi]) from the sources; LSKV_ENOTFOUND when a leaf it needs is in
+ * none of them (the caller then scans the chunk files). */
+static int source_node(void *arg, uint64_t lo, uint64_t hi, uint8_t out[MERKLE_HASH_BYTES])
+{
+    const struct sources *s = arg;
+    const ledger *l = s->l;
+    if (s->tm != NULL && hi <= merkle_size(s->tm) && merkle_node(s->tm, lo, hi, out) == 0)
+        return 0;
+    if (hi <= merkle_size(l->tree) && merkle_node(l->tree, lo, hi, out) == 0)
+        return 0;
+    uint64_t w = hi - lo;
+    if (w == LG_BLOCK_LEAVES && lo % LG_BLOCK_LEAVES == 0 && hi / LG_BLOCK_LEAVES <= l->n_blocks) {
+        memcpy(out, l->blocks[lo / LG_BLOCK_LEAVES], MERKLE_HASH_BYTES);
+        return 0;
+    }
+    if (w == 1)
+        return LSKV_ENOTFOUND;
+    uint64_t k = 1; /* RFC 9162 split: the largest power of two below w */
+    while (k < w - k)
+        k <<= 1;
+    uint8_t left[MERKLE_HASH_BYTES], right[MERKLE_HASH_BYTES];
+    int rv = source_node(arg, lo, lo + k, left);
+    if (rv == 0)
+        rv = source_node(arg, lo + k, hi, right);
+    if (rv == 0)
+        merkle_node_hash(left, right, out);
+    return rv;
+}
+
+static int hex_proof(struct arena *a, const uint8_t (*proof)[MERKLE_HASH_BYTES], size_t n,
+                     Lskvserverpb__GetConsistencyProofResponse *r)
+{
+    r->proof = arena_calloc(a, n ? n : 1, sizeof *r->proof);
+    if (r->proof == NULL)
+        return LSKV_ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+        r->proof[i] = arena_alloc(a, 2 * MERKLE_HASH_BYTES + 1);
+        if (r->proof[i] == NULL)
+            return LSKV_ENOMEM;
+        hex_encode(proof[i], MERKLE_HASH_BYTES, r->proof[i]);
+    }
+    r->n_proof = n;
+    return 0;
+}
+
+/* The common case without reading past the chunk around from_size: to_size
+ * is the last signature's (in the window), the leaves in between come from
+ * block hashes. LSKV_ENOTFOUND with *fallback: take the slow path. */
+static int consistency_fast(ledger *l, uint64_t from_size, uint64_t to_size, struct arena *a,
+                            Lskvserverpb__GetConsistencyProofResponse **out, bool *fallback,
+                            char *errmsg)
+{
+    *fallback = true;
+    const struct win_sig *last = l->last_sig.payload ? &l->last_sig : NULL;
+    if (last == NULL || last->p.tree_size != to_size || from_size == 0)
+        return LSKV_ENOTFOUND;
+    Lskvserverpb__GetConsistencyProofResponse *r = arena_alloc(a, sizeof *r);
+    if (r == NULL)
+        return LSKV_ENOMEM;
+    lskvserverpb__get_consistency_proof_response__init(r);
+    merkle_tree *tm = NULL;
+    struct lg_scan s = {0};
+    bool scanned = false;
+    int rv = 0;
+    if (from_size > merkle_base(l->tree)) {
+        /* Its signature follows leaf from_size - 1: in the window. */
+        for (size_t i = 0; i < l->n_sigs && r->from == NULL && rv == 0; i++)
+            if (l->sigs[i].p.tree_size == from_size)
+                rv = anchor_from_sig(&l->sigs[i].p, a, &r->from);
+    } else {
+        /* From the chunk holding leaf from_size - 1: up to the signature
+         * that covers from_size (the first whose size is not below it) and
+         * on to the next block boundary, where block hashes take over. */
+        uint64_t upto = (from_size + LG_BLOCK_LEAVES - 1) / LG_BLOCK_LEAVES * LG_BLOCK_LEAVES;
+        scanned = true;
+        rv = lg_scan_open(l, lg_chunk_of_leaf(l, from_size - 1), &s, errmsg);
+        if (rv == 0)
+            rv = merkle_open(s.h.first_leaf, (const uint8_t(*)[MERKLE_HASH_BYTES])s.h.peaks,
+                             s.h.n_peaks, &tm);
+        struct chunk_entry e;
+        while (rv == 0 && (r->from == NULL || merkle_size(tm) < upto)) {
+            if ((rv = lg_scan_next(&s, &e, errmsg)) != 1) {
+                rv = rv == 0 && r->from == NULL ? LSKV_ENOTFOUND : rv == 1 ? 0 : rv;
+                break;
+            }
+            rv = 0;
+            uint8_t leaf[MERKLE_HASH_BYTES];
+            chunk_entry_leaf(&e, leaf);
+            if ((rv = merkle_append(tm, leaf)) != 0 || e.type != CHUNK_ENTRY_SIGNATURE ||
+                r->from != NULL)
+                continue;
+            struct sig_payload p;
+            if ((rv = sig_payload_decode(e.public_part, e.public_len, &p, errmsg)) != 0)
+                break;
+            if (p.tree_size == from_size)
+                rv = anchor_from_sig(&p, a, &r->from);
+            else if (p.tree_size > from_size)
+                rv = LSKV_ENOTFOUND;
+        }
+    }
+    if (rv == 0 && r->from == NULL)
+        rv = LSKV_ENOTFOUND;
+    if (rv == LSKV_ENOTFOUND) {
+        *fallback = false;
+        errmsg_printf(errmsg, "ledger: no signature covers exactly %" PRIu64 " leaves",
+                      from_size);
+    }
+    if (rv == 0)
+        rv = anchor_from_sig(&last->p, a, &r->to);
+    uint8_t proof[MERKLE_MAX_CONSISTENCY][MERKLE_HASH_BYTES];
+    size_t n = 0;
+    if (rv == 0) {
+        struct sources src = {.l = l, .tm = tm};
+        rv = merkle_consistency_with(source_node, &src, from_size, to_size, proof, &n);
+    }
+    if (rv == 0) {
+        /* Cheap, and it keeps a wrong block from ever being served. */
+        uint8_t rf[MERKLE_HASH_BYTES], rt[MERKLE_HASH_BYTES];
+        if (hex_decode(r->from->root, rf, sizeof rf) != 0 ||
+            hex_decode(r->to->root, rt, sizeof rt) != 0 ||
+            !merkle_consistency_verify(from_size, to_size, rf, rt,
+                                       (const uint8_t(*)[MERKLE_HASH_BYTES])proof, n))
+            rv = LSKV_ENOTFOUND; /* fallback */
+    }
+    if (rv == 0)
+        rv = hex_proof(a, (const uint8_t(*)[MERKLE_HASH_BYTES])proof, n, r);
+    merkle_close(tm);
+    if (scanned)
+        lg_scan_close(&s);
+    if (rv == 0) {
+        *fallback = false;
+        *out = r;
+    }
+    return rv;
+}
+
 int ledger_consistency(ledger *l, uint64_t from_size, uint64_t to_size, struct arena *a,
                        Lskvserverpb__GetConsistencyProofResponse **out, char *errmsg)
 {
@@ -242,7 +386,12 @@ int ledger_consistency(ledger *l, uint64_t from_size, uint64_t to_size, struct a
                       " leaves (signed: %" PRIu64 ")", from_size, to_size, l->signed_size);
         return from_size > to_size ? LSKV_EINVAL : LSKV_ENOTFOUND;
     }
-    /* One pass from the chunk holding leaf from_size - 1: the tree from its
+    bool fallback;
+    int frv = consistency_fast(l, from_size, to_size, a, out, &fallback, errmsg);
+    if (!fallback)
+        return frv;
+    l->slow_proofs++;
+    /* The slow path: one pass from the chunk holding leaf from_size - 1: the tree from its
      * header, and the signature entries for both sizes (each comes after
      * the last leaf it covers). */
     uint64_t start = from_size ? from_size - 1 : to_size - 1;
