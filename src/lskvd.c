@@ -1,8 +1,9 @@
 /* lskvd: configuration, wiring, signals and shutdown order.
  *
- * Start: parse flags -> data dir, identity ids and data key -> service and
- * node identity (identity/), ledger secret -> ledger (ledger/: re-opened,
- * tail checked and repaired) -> record store (untrusted engine) -> key index
+ * Start: parse flags -> data dir (config/datadir.h: new only when missing or
+ * empty, else every plain file must be there) -> data key, ids (tagged under
+ * it) -> service and node identity (identity/), ledger secret -> ledger
+ * (ledger/: re-opened, tail checked and repaired) -> record store (untrusted engine) -> key index
  * -> state machine -> consensus (restores the snapshot, replays the log; the
  * ledger checks entries it already holds) -> a barrier, so every committed
  * entry is applied -> listen for clients and start the signer. Stop
@@ -25,12 +26,12 @@
 
 #include "api/api.h"
 #include "common/err.h"
-#include "common/file.h"
+#include "common/url.h"
 #include "common/log.h"
 #include "config/config.h"
-#include "consensus/fsm.h"
+#include "config/datadir.h"
+#include "statemachine/fsm.h"
 #include "consensus/node.h"
-#include "crypto/keyfile.h"
 #include "identity/cert.h"
 #include "kv/kvstore.h"
 #include "ledger/ledger.h"
@@ -42,6 +43,7 @@
 struct daemon {
     uv_loop_t *loop;
     struct config config;
+    struct datadir dir;
     uint8_t data_key[AEAD_KEY_BYTES];
     uint8_t ledger_secret[LEDGER_SECRET_BYTES];
     cert_service *service;
@@ -63,6 +65,7 @@ struct daemon {
     uv_timer_t retry;
     int exit_code;
     bool stopping;
+    bool serving; /* past the start-up checks: clients are answered */
 };
 
 static void log_config_line(const char *line)
@@ -80,55 +83,29 @@ static int make_dir(const char *path, char *errmsg)
     return 0;
 }
 
-/* Loads the secret data_dir/name (mode 0600), making it on first start. */
+/* Loads the secret data_dir/name (mode 0600), making it only in a fresh
+ * data dir (config/datadir.h). */
 static int load_secret(struct daemon *d, const char *name, uint8_t *out, size_t len,
                        const char *what, char *errmsg)
 {
-    char path[4096];
-    snprintf(path, sizeof path, "%s/%s", d->config.data_dir, name);
     bool created = false;
-    int rv = keyfile_load_or_create(path, out, len, true, &created, errmsg);
+    int rv = datadir_load_secret(&d->dir, name, out, len, &created, errmsg);
     if (rv == 0 && created)
-        LOG_INFO(MODULE, "made a new %s in %s", what, path);
+        LOG_INFO(MODULE, "made a new %s in %s/%s", what, d->dir.path, name);
     return rv;
 }
 
-/* Loads the cluster and member ids, making them on first start. */
+/* Loads the cluster and member ids (tagged under the data key), making
+ * them only in a fresh data dir. */
 static int load_ids(struct daemon *d, char *errmsg)
 {
-    char path[4096];
-    snprintf(path, sizeof path, "%s/ids", d->config.data_dir);
-    FILE *f = fopen(path, "r");
-    if (f != NULL) {
-        int n = fscanf(f, "cluster_id=%" SCNx64 "\nmember_id=%" SCNx64, &d->cluster_id,
-                       &d->member_id);
-        fclose(f);
-        if (n != 2 || d->cluster_id == 0 || d->member_id == 0) {
-            errmsg_printf(errmsg, "%s: malformed (want cluster_id=<hex> member_id=<hex>)", path);
-            return LSKV_ECORRUPT;
-        }
-        return 0;
-    }
-    uint64_t ids[2] = {0, 0};
-    while (ids[0] == 0 || ids[1] == 0) {
-        int rv = crypto_random((uint8_t *)ids, sizeof ids);
-        if (rv != 0)
-            return rv;
-    }
-    d->cluster_id = ids[0];
-    d->member_id = ids[1];
-    char text[80];
-    int n = snprintf(text, sizeof text, "cluster_id=%016" PRIx64 "\nmember_id=%016" PRIx64 "\n",
-                     d->cluster_id, d->member_id);
-    return file_write_durable(path, text, (size_t)n, 0644, errmsg) == 0 ? 0 : LSKV_EIO;
+    struct datadir_ids ids = {0, 0};
+    int rv = datadir_load_ids(&d->dir, d->data_key, &ids, NULL, errmsg);
+    d->cluster_id = ids.cluster_id;
+    d->member_id = ids.member_id;
+    return rv;
 }
 
-/* "http://127.0.0.1:2380" -> "127.0.0.1:2380" */
-static const char *url_hostport(const char *url)
-{
-    const char *p = strstr(url, "://");
-    return p ? p + 3 : url;
-}
 
 static void on_closed_server(void *arg);
 
@@ -161,16 +138,14 @@ static void signer_tick(struct daemon *d)
         LOG_WARN(MODULE, "cannot sign the ledger: %s", lskv_strerror(rv));
         return;
     }
-    uint8_t *cmd = malloc(len + 2);
-    if (cmd == NULL) {
-        free(payload);
-        return;
-    }
-    cmd[0] = FSM_COMMAND_VERSION;
-    cmd[1] = FSM_CMD_SIGNATURE;
-    memcpy(cmd + 2, payload, len);
+    struct command_meta meta = {.origin_member = d->member_id};
+    uint8_t *cmd = NULL;
+    size_t cmd_len = 0;
+    rv = command_wrap(COMMAND_SIGNATURE, &meta, payload, len, &cmd, &cmd_len);
     free(payload);
-    rv = consensus_propose(d->node, cmd, len + 2, on_signature_done, d);
+    if (rv != 0)
+        return;
+    rv = consensus_propose(d->node, cmd, cmd_len, on_signature_done, d);
     free(cmd);
     if (rv == 0)
         d->sig_in_flight = true;
@@ -290,6 +265,24 @@ static void on_retry(uv_timer_t *t)
     try_ready(t->data);
 }
 
+/* Every committed entry is applied now: the ledger may not hold entries
+ * past what the raft log replayed (its tail was lost or cut), or the node
+ * would serve and sign a history without them. */
+static int check_replayed(struct daemon *d, char *errmsg)
+{
+    struct ledger_position pos;
+    struct consensus_status st;
+    ledger_position(d->ledger, &pos);
+    consensus_get_status(d->node, &st);
+    if (pos.index <= st.applied_index)
+        return 0;
+    errmsg_printf(errmsg, "%s/raft: the raft log ends at index %" PRIu64 " but the ledger (%s/"
+                  "ledger) holds entries up to txid %" PRIu64 ".%" PRIu64 " (revision %" PRId64
+                  "): the raft log lost its tail", d->config.data_dir, st.applied_index,
+                  d->config.data_dir, pos.term, pos.index, pos.revision);
+    return LSKV_ECORRUPT;
+}
+
 static void on_ready_barrier(void *arg, int status, void *result)
 {
     (void)result;
@@ -301,10 +294,17 @@ static void on_ready_barrier(void *arg, int status, void *result)
         return;
     }
     if (status != 0) {
-        LOG_ERROR(MODULE, "log replay failed: %s", lskv_strerror(status));
+        LOG_ERROR(MODULE, "refusing to start: log replay failed: %s", lskv_strerror(status));
         shutdown_daemon(d, 1);
         return;
     }
+    char errmsg[LSKV_ERRMSG_SIZE];
+    if (check_replayed(d, errmsg) != 0) {
+        LOG_ERROR(MODULE, "refusing to start: %s", errmsg);
+        shutdown_daemon(d, 1);
+        return;
+    }
+    d->serving = true;
     start_serving(d);
 }
 
@@ -325,8 +325,9 @@ static void try_ready(struct daemon *d)
 static void on_consensus_fatal(void *arg, int code, const char *errmsg)
 {
     struct daemon *d = arg;
-    LOG_ERROR(MODULE, "fatal: state machine stopped: %s: %s%s%s", lskv_errname(code), errmsg,
-              d->fsm.errmsg[0] ? ": " : "", d->fsm.errmsg);
+    LOG_ERROR(MODULE, "%s: %s%s%s (%s)",
+              d->serving ? "fatal: state machine stopped" : "refusing to start", errmsg,
+              d->fsm.errmsg[0] ? ": " : "", d->fsm.errmsg, lskv_errname(code));
     shutdown_daemon(d, 1);
 }
 
@@ -351,13 +352,14 @@ static int open_ledger(struct daemon *d, char *errmsg)
         return rv;
     char cn[160];
     snprintf(cn, sizeof cn, "lskv service %016" PRIx64, d->cluster_id);
-    if ((rv = cert_service_load_or_create(path, cn, true, &d->service, &created, errmsg)) != 0)
+    if ((rv = cert_service_load_or_create(path, cn, d->dir.fresh, &d->service, &created,
+                                          errmsg)) != 0)
         return rv;
     if (created)
         LOG_INFO(MODULE, "made a new service identity in %s/service.pem", path);
     snprintf(cn, sizeof cn, "lskv node %016" PRIx64, d->member_id);
-    if ((rv = cert_node_load_or_create(path, d->service, cn, true, &d->identity, &created,
-                                       errmsg)) != 0)
+    if ((rv = cert_node_load_or_create(path, d->service, cn, d->dir.fresh, &d->identity,
+                                       &created, errmsg)) != 0)
         return rv;
     LOG_INFO(MODULE, "%s node identity %s", created ? "made a new" : "loaded",
              cert_node_id(d->identity));
@@ -384,12 +386,14 @@ static int open_daemon(struct daemon *d, char *errmsg)
     char path[4096];
     int rv;
 
-    if ((rv = make_dir(c->data_dir, errmsg)) != 0)
-        return rv;
-    if ((rv = load_ids(d, errmsg)) != 0)
+    /* Nothing is made in a data dir that is not fresh (config/datadir.h). */
+    if ((rv = datadir_open(&d->dir, c->data_dir, errmsg)) != 0 ||
+        (rv = datadir_check_complete(&d->dir, errmsg)) != 0)
         return rv;
     if ((rv = load_secret(d, "data.key", d->data_key, sizeof d->data_key, "data key",
                           errmsg)) != 0)
+        return rv;
+    if ((rv = load_ids(d, errmsg)) != 0)
         return rv;
     if ((rv = open_ledger(d, errmsg)) != 0)
         return rv;
@@ -399,6 +403,7 @@ static int open_daemon(struct daemon *d, char *errmsg)
         .path = path,
         .data_key = d->data_key,
         .cluster_id = d->cluster_id,
+        .key_epoch_size = (uint64_t)c->key_epoch_size,
         .cache_bytes = (size_t)c->cache_size_bytes,
     };
     if ((rv = recstore_open(&rc, &d->records, errmsg)) != 0)
@@ -411,12 +416,17 @@ static int open_daemon(struct daemon *d, char *errmsg)
     fsm_set_ledger(&d->fsm, d->ledger);
     struct consensus_fsm vt = fsm_vtable(&d->fsm);
 
+    struct url peer; /* checked by config_parse */
+    if ((rv = url_parse(c->initial_advertise_peer_urls[0], 0, &peer, errmsg)) != 0)
+        return rv;
     snprintf(path, sizeof path, "%s/raft", c->data_dir);
     struct consensus_config cc = {
         .dir = path,
         .data_key = d->data_key,
+        .cluster_id = d->cluster_id,
+        .key_epoch_size = (uint64_t)c->key_epoch_size,
         .member_id = d->member_id,
-        .peer_address = url_hostport(c->initial_advertise_peer_urls[0]),
+        .peer_address = peer.hostport,
         .snapshot_threshold = (unsigned)c->snapshot_count,
         .fatal_cb = on_consensus_fatal,
         .fatal_arg = d,
@@ -438,8 +448,14 @@ static void close_daemon(struct daemon *d)
 {
     if (d->kv != NULL)
         kvstore_close(d->kv);
-    if (d->records != NULL)
+    if (d->records != NULL) {
+        uint32_t epoch;
+        uint64_t seals;
+        recstore_key_stats(d->records, &epoch, &seals);
+        LOG_INFO(MODULE, "record keys: last epoch %" PRIu32 ", %" PRIu64 " seals under it",
+                 epoch, seals);
         recstore_close(d->records);
+    }
     ledger_close(d->ledger);
     cert_node_free(d->identity);
     cert_service_free(d->service);
@@ -479,7 +495,7 @@ int main(int argc, char **argv)
     uv_signal_start(&d.sigterm, on_signal, SIGTERM);
 
     if (open_daemon(&d, errmsg) != 0) {
-        LOG_ERROR(MODULE, "%s", errmsg);
+        LOG_ERROR(MODULE, "refusing to start: %s", errmsg);
         shutdown_daemon(&d, 1);
     } else {
         LOG_INFO(MODULE, "member %016" PRIx64 " of cluster %016" PRIx64 ", data in %s",

@@ -34,6 +34,7 @@ struct api {
     ledger *ledger;            /* borrowed; NULL: receipts answer UNAVAILABLE */
     uint64_t receipt_retry_ms; /* retry hint in "not ready" answers */
     uint64_t writes_in_flight; /* proposed writes not yet answered (TxStatus Pending) */
+    uint64_t last_request_id;  /* ids of this member's proposals (command envelope) */
 };
 
 /* Fills the method table for every etcd RPC (unimplemented ones answer

@@ -11,7 +11,7 @@
 #include "common/arena.h"
 #include "common/err.h"
 #include "common/log.h"
-#include "consensus/fsm.h"
+#include "statemachine/fsm.h"
 
 struct kv_request {
     struct api *api;
@@ -145,52 +145,31 @@ static void propose(struct api *api, grpc_call *call, uint8_t *cmd, size_t len)
     }
 }
 
-/* etcd's pre-proposal checks, one per write kind. */
-typedef int (*validate_fn)(const ProtobufCMessage *req);
-
-static int validate_put(const ProtobufCMessage *req)
-{
-    return kvstore_validate_put((const Etcdserverpb__PutRequest *)req);
-}
-
-static int validate_delete_range(const ProtobufCMessage *req)
-{
-    return kvstore_validate_delete_range((const Etcdserverpb__DeleteRangeRequest *)req);
-}
-
-static int validate_txn(const ProtobufCMessage *req)
-{
-    return kvstore_validate_txn((const Etcdserverpb__TxnRequest *)req);
-}
-
-static int validate_nothing(const ProtobufCMessage *req)
-{
-    (void)req;
-    return 0;
-}
-
-/* The common shape of every write: size limit, decode, etcd's checks, propose. */
+/* The common shape of every write: size limit, decode, the op's checks
+ * (command table), envelope, propose. */
 static void handle_write(struct api *api, grpc_call *call, const uint8_t *msg, size_t len,
-                         enum fsm_command_type type, const ProtobufCMessageDescriptor *desc,
-                         validate_fn validate)
+                         enum command_op op)
 {
     if (len > api->max_request_bytes) {
         api_fail(api, call, LSKV_ETOOLARGE, NULL);
         return;
     }
+    const struct command_kind *kind = command_kind_of(op);
     struct arena a;
     arena_init(&a);
-    ProtobufCMessage *req = api_decode(call, desc, msg, len, &a);
+    ProtobufCMessage *req = api_decode(call, kind->request, msg, len, &a);
     if (req == NULL)
         goto out;
-    int rv = validate(req);
+    int rv = kind->validate ? kind->validate(req) : 0;
     if (rv != 0) {
         api_fail(api, call, rv, NULL);
         goto out;
     }
+    struct command_meta meta = {.request_id = ++api->last_request_id,
+                                .origin_member = api->member_id};
     uint8_t *cmd = NULL;
     size_t cmd_len = 0;
-    rv = fsm_command_wrap(type, msg, len, &cmd, &cmd_len);
+    rv = command_wrap(op, &meta, msg, len, &cmd, &cmd_len);
     if (rv != 0) {
         api_fail(api, call, rv, NULL);
         goto out;
@@ -202,26 +181,22 @@ out:
 
 static void kv_put(grpc_call *call, const uint8_t *msg, size_t len, void *ctx)
 {
-    handle_write(ctx, call, msg, len, FSM_CMD_PUT, &etcdserverpb__put_request__descriptor,
-                 validate_put);
+    handle_write(ctx, call, msg, len, COMMAND_PUT);
 }
 
 static void kv_delete_range(grpc_call *call, const uint8_t *msg, size_t len, void *ctx)
 {
-    handle_write(ctx, call, msg, len, FSM_CMD_DELETE_RANGE,
-                 &etcdserverpb__delete_range_request__descriptor, validate_delete_range);
+    handle_write(ctx, call, msg, len, COMMAND_DELETE_RANGE);
 }
 
 static void kv_txn(grpc_call *call, const uint8_t *msg, size_t len, void *ctx)
 {
-    handle_write(ctx, call, msg, len, FSM_CMD_TXN, &etcdserverpb__txn_request__descriptor,
-                 validate_txn);
+    handle_write(ctx, call, msg, len, COMMAND_TXN);
 }
 
 static void kv_compact(grpc_call *call, const uint8_t *msg, size_t len, void *ctx)
 {
-    handle_write(ctx, call, msg, len, FSM_CMD_COMPACT,
-                 &etcdserverpb__compaction_request__descriptor, validate_nothing);
+    handle_write(ctx, call, msg, len, COMMAND_COMPACTION);
 }
 
 size_t kv_service_methods(struct api *api, struct grpc_method *m)

@@ -28,6 +28,7 @@
 #include <string.h>
 
 #include "common/err.h"
+#include "common/url.h"
 
 #define READY_TIMEOUT_MS 10000     /* connect + TLS + server SETTINGS */
 #define STREAM_WINDOW (1u << 24)   /* per-stream receive window */
@@ -73,51 +74,17 @@ static void schedule_flush(struct gconn *c);
 int gendpoint_parse(const char *url, struct gendpoint *ep, char *errmsg)
 {
     memset(ep, 0, sizeof *ep);
-    const char *p = url;
-    if (strncmp(p, "http://", 7) == 0) {
-        p += 7;
-    } else if (strncmp(p, "https://", 8) == 0) {
-        p += 8;
-        ep->tls = 1;
-    } else if (strstr(p, "://") != NULL) {
-        errmsg_printf(errmsg, "%s: unsupported scheme (use http:// or https://)", url);
+    struct url u;
+    if (url_parse(url, URL_SCHEME_OPTIONAL, &u, errmsg) != 0)
         return UV_EINVAL;
-    }
-    const char *host = p, *colon;
-    size_t host_len;
-    if (*p == '[') { /* [v6addr]:port */
-        const char *close = strchr(p, ']');
-        if (close == NULL || close[1] != ':') {
-            errmsg_printf(errmsg, "%s: bad IPv6 address", url);
-            return UV_EINVAL;
-        }
-        host = p + 1;
-        host_len = (size_t)(close - host);
-        colon = close + 1;
-    } else {
-        colon = strrchr(p, ':');
-        if (colon == NULL) {
-            errmsg_printf(errmsg, "%s: missing port", url);
-            return UV_EINVAL;
-        }
-        host_len = (size_t)(colon - host);
-    }
-    if (host_len == 0 || host_len >= sizeof ep->host) {
-        errmsg_printf(errmsg, "%s: bad host", url);
-        return UV_EINVAL;
-    }
-    char *end;
-    errno = 0;
-    long port = strtol(colon + 1, &end, 10);
-    if (errno != 0 || end == colon + 1 || (*end != '\0' && strcmp(end, "/") != 0) || port < 1 ||
-        port > 65535) {
+    if (u.port == 0) {
         errmsg_printf(errmsg, "%s: bad port", url);
         return UV_EINVAL;
     }
-    memcpy(ep->host, host, host_len);
-    ep->host[host_len] = '\0';
-    ep->port = (int)port;
-    snprintf(ep->authority, sizeof ep->authority, "%.*s:%d", (int)(colon - p), p, ep->port);
+    memcpy(ep->host, u.host, sizeof ep->host);
+    ep->port = u.port;
+    ep->tls = u.tls;
+    snprintf(ep->authority, sizeof ep->authority, "%s", u.hostport);
     return 0;
 }
 

@@ -44,7 +44,7 @@ const char *lskv_strerror(int code);
 const char *lskv_errname(int code);
 
 /* Error message buffers: low layers format, upper layers prefix context. */
-#define LSKV_ERRMSG_SIZE 256
+#define LSKV_ERRMSG_SIZE 512
 void errmsg_printf(char *errmsg, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 /* Prefix "context: " to the message already in errmsg. */

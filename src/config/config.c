@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "common/err.h"
+#include "common/url.h"
 #include "common/log.h"
 
 enum opt_type { OPT_STRING, OPT_URLS, OPT_INT };
@@ -60,6 +61,9 @@ static const struct opt opts[] = {
      "Ledger entries between signatures (lskv; 1 = sign after every entry)."},
     {"sig-ms-interval", OPT_INT, "100", 1, 3600000, F(sig_ms_interval), 0,
      "Milliseconds between ledger signatures while unsigned entries exist (lskv)."},
+    {"key-epoch-size", OPT_INT, "16777216", 1, INT64_MAX, F(key_epoch_size), 0,
+     "Raft entries (and revisions) sealed under one derived data key before the next "
+     "key epoch (lskv)."},
     {"ledger-chunk-bytes", OPT_INT, "5242880", 4096, 1024 * MIB, F(ledger_chunk_bytes), 0,
      "Seal a ledger chunk at the first signature past this size (lskv)."},
 };
@@ -110,13 +114,16 @@ static int set_opt(struct config *c, const struct opt *o, const char *value, cha
                               CONFIG_MAX_URLS);
                 return LSKV_EINVAL;
             }
-            if (!(len > 7 && strncmp(s, "http://", 7) == 0) &&
-                !(len > 8 && strncmp(s, "https://", 8) == 0)) {
-                errmsg_printf(errmsg, "--%s=%s: URL must start with http:// or https://",
-                              o->name, value);
+            char *one = strndup(s, len);
+            struct url u;
+            char why[LSKV_ERRMSG_SIZE];
+            if (one == NULL)
+                return LSKV_ENOMEM;
+            urls[(*n)++] = one;
+            if (url_parse(one, 0, &u, why) != 0) {
+                errmsg_printf(errmsg, "--%s=%s: %s", o->name, value, why);
                 return LSKV_EINVAL;
             }
-            urls[(*n)++] = strndup(s, len);
             s += len + (comma ? 1 : 0);
         }
         if (*n == 0) {

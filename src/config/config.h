@@ -35,6 +35,7 @@ struct config {
     int64_t sig_tx_interval;     /* --sig-tx-interval: entries between ledger signatures */
     int64_t sig_ms_interval;     /* --sig-ms-interval: ms between ledger signatures */
     int64_t ledger_chunk_bytes;  /* --ledger-chunk-bytes: seal a chunk at this size */
+    int64_t key_epoch_size;      /* --key-epoch-size: raft indexes / revisions per data key */
 };
 
 /* Fills defaults, then parses argv. On --help prints usage to out and sets

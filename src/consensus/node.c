@@ -33,6 +33,18 @@
  *     0.15 retries the same index on each commit), nothing more is applied,
  *     proposals and barriers fail with LSKV_EIO, and fatal_cb tells the daemon
  *     once, from a zero timer so it never runs inside raft's apply loop.
+ * (7) Place binding (entry.h): every command entry carries its raft index,
+ *     term and the chain value of the command entry before it. wrap_apply
+ *     checks index == last_applied + 1, chain == apply_chain and a term that
+ *     does not go back, before it authenticates; a sealed snapshot carries
+ *     the index, term and chain it covers, checked against what libraft
+ *     loaded it as (check_restored) before the next entry is applied and
+ *     before consensus_open returns. Any mismatch is a fatal divergence.
+ * (8) Proposals chain from propose_chain, valid in chain_term only. It is
+ *     taken from apply_chain when no entry beyond last_applied can be a
+ *     command: everything in the log applied, or a barrier of this term
+ *     applied before this leader proposed anything (later entries are its
+ *     own barriers). Until then proposals answer LSKV_ENOTLEADER.
  * (6) Durability: the leader counts its own vote for an entry only when its
  *     own raft_uv append completes, and raft_uv completes an append only
  *     after the write is durable (O_DIRECT + RWF_DSYNC/O_DSYNC writes to the
@@ -54,6 +66,7 @@
 
 #include "common/err.h"
 #include "consensus/entry.h"
+#include "crypto/keyring.h"
 
 #define DEFAULT_SNAPSHOT_THRESHOLD 100000 /* etcd's --snapshot-count */
 #define DEFAULT_SNAPSHOT_TRAILING 1000
@@ -83,6 +96,7 @@ struct waiter_list {
 struct round {
     struct raft_barrier req; /* req.data = this */
     consensus_node *node;
+    uint64_t term;           /* term it was appended in */
     struct waiter_list waiters;
 };
 
@@ -93,9 +107,18 @@ struct consensus_node {
     struct raft_uv_transport transport;
     struct raft_fsm raft_fsm;
     struct consensus_fsm fsm;
-    uint8_t key[AEAD_KEY_BYTES];
-    aead_key *aead; /* keyed context for key: seals and opens every entry */
+    keyring *keys; /* entry and snapshot keys by epoch = raft index / epoch size */
     uint64_t member_id;
+    uint64_t cluster_id; /* authenticated in every entry */
+    char dir[4096];      /* for messages */
+
+    /* Invariants (7) and (8). */
+    uint8_t apply_chain[ENTRY_CHAIN_BYTES];   /* after the last applied command */
+    uint64_t apply_term;                      /* term of the last applied command */
+    uint8_t propose_chain[ENTRY_CHAIN_BYTES]; /* after the last proposed command */
+    uint64_t chain_term;                      /* term propose_chain is valid in; 0: none */
+    bool restored;                            /* snapshot restored, not yet checked */
+    uint64_t restored_index, restored_term;
 
     struct proposal *head, *tail; /* invariant (3) */
     struct round *round;          /* barrier in flight, or NULL */
@@ -234,6 +257,74 @@ static void prepare_cb(uv_prepare_t *handle)
 
 /* ---- the raft FSM wrapper ----------------------------------------------- */
 
+/* The key a seal at raft index uses: the epoch of index (crypto/keyring.h),
+ * counted against that key's budget. */
+static int seal_key(consensus_node *node, uint64_t index, uint32_t *key_id, aead_key **key)
+{
+    *key_id = keyring_epoch_of(node->keys, index);
+    int rv = keyring_count_seal(node->keys, *key_id);
+    return rv != 0 ? rv : keyring_key(node->keys, *key_id, key);
+}
+
+/* Term of the entry at index in libraft's in-memory log (struct raft_log is
+ * public in 0.15's raft.h), or 0 if the log does not hold it. */
+static uint64_t log_term_at(const struct raft *r, raft_index index)
+{
+    const struct raft_log *l = &r->log;
+    if (index == l->snapshot.last_index)
+        return l->snapshot.last_term;
+    if (index <= l->offset || l->size == 0)
+        return 0;
+    size_t n = l->back >= l->front ? l->back - l->front : l->size - l->front + l->back;
+    size_t i = (size_t)(index - l->offset - 1);
+    return i < n ? l->entries[(l->front + i) % l->size].term : 0;
+}
+
+/* Invariant (7) for a parsed command entry about to be applied at index. */
+static int check_place(consensus_node *node, uint64_t index, const struct entry_header *h,
+                       char *msg)
+{
+    const char *why = NULL;
+    if (h->kind != ENTRY_KIND_COMMAND)
+        why = "not a command entry";
+    else if (h->index != index)
+        why = "it was sealed for another index (duplicated or moved)";
+    else if (memcmp(h->chain, node->apply_chain, ENTRY_CHAIN_BYTES) != 0)
+        why = "it does not follow the entry before it (entries dropped, reordered or spliced "
+              "from another log)";
+    else if (h->term < node->apply_term)
+        why = "its term is below the term of the entry before it";
+    if (why == NULL)
+        return 0;
+    errmsg_printf(msg, "raft entry %" PRIu64 " (in %s): %s", index, node->dir, why);
+    if (h->index != index)
+        snprintf(msg + strlen(msg), LSKV_ERRMSG_SIZE - strlen(msg), "; sealed for index %" PRIu64,
+                 h->index);
+    return LSKV_ECORRUPT;
+}
+
+/* Invariant (7) for a restored snapshot: libraft loaded it as the snapshot
+ * of log.snapshot (last_index, last_term: set right after the restore, and
+ * changed only by the next snapshot, which wrap_snapshot checks first); it
+ * must have been sealed as that one. */
+static int check_restored(consensus_node *node)
+{
+    if (!node->restored)
+        return 0;
+    node->restored = false;
+    uint64_t index = node->raft.log.snapshot.last_index;
+    uint64_t term = node->raft.log.snapshot.last_term;
+    if (node->restored_index == index && node->restored_term == term)
+        return 0;
+    char msg[LSKV_ERRMSG_SIZE];
+    errmsg_printf(msg,
+             "raft snapshot %s/snapshot-%" PRIu64 "-%" PRIu64 "-*: sealed as the snapshot at "
+             "index %" PRIu64 " term %" PRIu64 " (an older snapshot under a newer name?)",
+             node->dir, term, index, node->restored_index, node->restored_term);
+    set_fatal(node, LSKV_ECORRUPT, msg);
+    return LSKV_ECORRUPT;
+}
+
 static int wrap_apply(struct raft_fsm *rfsm, const struct raft_buffer *buf, void **result)
 {
     consensus_node *node = rfsm->data;
@@ -246,10 +337,16 @@ static int wrap_apply(struct raft_fsm *rfsm, const struct raft_buffer *buf, void
         return RAFT_CORRUPT;
 
     uint64_t index = (uint64_t)node->raft.last_applied + 1; /* invariant (2) */
-    char msg[LSKV_ERRMSG_SIZE];
+    char msg[LSKV_ERRMSG_SIZE] = "";
+    if (check_restored(node) != 0)
+        return RAFT_CORRUPT;
     rv = entry_parse(buf->base, buf->len, &h, &plain_len);
+    if (rv == 0)
+        rv = check_place(node, index, &h, msg);
     if (rv != 0) {
-        snprintf(msg, sizeof msg, "raft entry %" PRIu64 ": %s", index, lskv_strerror(rv));
+        if (rv != LSKV_ECORRUPT || msg[0] == '\0')
+            errmsg_printf(msg, "raft entry %" PRIu64 " (in %s): %s", index, node->dir,
+                     lskv_strerror(rv));
         set_fatal(node, rv, msg);
         return RAFT_CORRUPT;
     }
@@ -265,12 +362,21 @@ static int wrap_apply(struct raft_fsm *rfsm, const struct raft_buffer *buf, void
         node->scratch = p;
         node->scratch_cap = cap;
     }
-    rv = entry_open_k(node->aead, ENTRY_KIND_COMMAND, buf->base, buf->len, &h, node->scratch);
+    aead_key *key = NULL;
+    rv = keyring_key(node->keys, h.key_id, &key);
+    if (rv == 0)
+        rv = entry_open_k(key, node->cluster_id, ENTRY_KIND_COMMAND, buf->base, buf->len, &h,
+                          node->scratch);
     if (rv != 0) {
-        snprintf(msg, sizeof msg, "raft entry %" PRIu64 ": %s", index, lskv_strerror(rv));
+        errmsg_printf(msg,
+                 "raft entry %" PRIu64 " (in %s): does not authenticate: its bytes were changed, "
+                 "or it was sealed under another data key or cluster id (%s)",
+                 index, node->dir, lskv_strerror(rv));
         set_fatal(node, rv, msg);
         return RAFT_CORRUPT;
     }
+    entry_chain_next(node->apply_chain, buf->base, buf->len, node->apply_chain);
+    node->apply_term = h.term;
 
     struct consensus_entry_info info = {
         .index = index,
@@ -281,7 +387,7 @@ static int wrap_apply(struct raft_fsm *rfsm, const struct raft_buffer *buf, void
     rv = node->fsm.apply(node->fsm.data, &info, node->scratch, plain_len, &res);
     explicit_bzero(node->scratch, plain_len);
     if (rv != 0) {
-        snprintf(msg, sizeof msg, "raft entry %" PRIu64 ": state machine apply: %s", index,
+        errmsg_printf(msg, "raft entry %" PRIu64 ": state machine apply: %s", index,
                  lskv_strerror(rv));
         set_fatal(node, rv, msg);
         return RAFT_IOERR;
@@ -306,7 +412,7 @@ static int wrap_snapshot(struct raft_fsm *rfsm, struct raft_buffer *bufs[], unsi
     size_t plain_len = 0;
     int rv;
 
-    if (node->fatal != 0)
+    if (node->fatal != 0 || check_restored(node) != 0)
         return RAFT_CORRUPT;
     rv = node->fsm.snapshot(node->fsm.data, &plain, &plain_len);
     if (rv != 0) {
@@ -324,10 +430,13 @@ static int wrap_snapshot(struct raft_fsm *rfsm, struct raft_buffer *bufs[], unsi
     }
     struct entry_header h = {
         .kind = ENTRY_KIND_SNAPSHOT,
-        .term = node->raft.current_term,
-        .stamp = node->raft.last_applied,
+        .term = log_term_at(&node->raft, node->raft.last_applied),
+        .index = node->raft.last_applied,
     };
-    if (entry_seal_k(node->aead, &h, plain, plain_len, sealed) != 0) {
+    memcpy(h.chain, node->apply_chain, ENTRY_CHAIN_BYTES);
+    aead_key *key = NULL;
+    if (seal_key(node, h.index, &h.key_id, &key) != 0 ||
+        entry_seal_k(key, node->cluster_id, &h, plain, plain_len, sealed) != 0) {
         rv = RAFT_IOERR;
         goto err;
     }
@@ -361,7 +470,11 @@ static int wrap_restore(struct raft_fsm *rfsm, struct raft_buffer *buf)
     uint8_t *plain = malloc(plain_len ? plain_len : 1);
     if (plain == NULL)
         return RAFT_NOMEM;
-    rv = entry_open_k(node->aead, ENTRY_KIND_SNAPSHOT, buf->base, buf->len, &h, plain);
+    aead_key *key = NULL;
+    rv = keyring_key(node->keys, h.key_id, &key);
+    if (rv == 0)
+        rv = entry_open_k(key, node->cluster_id, ENTRY_KIND_SNAPSHOT, buf->base, buf->len, &h,
+                          plain);
     if (rv != 0) {
         free(plain);
         goto err_open;
@@ -371,17 +484,27 @@ static int wrap_restore(struct raft_fsm *rfsm, struct raft_buffer *buf)
     free(plain);
     if (rv != 0) {
         node->fsm_err = rv;
-        snprintf(node->fsm_msg, sizeof node->fsm_msg,
-                 "snapshot at index %" PRIu64 ": state machine restore: %s", h.stamp,
-                 lskv_strerror(rv));
+        errmsg_printf(node->fsm_msg,
+                 "raft snapshot at index %" PRIu64 " (in %s): state machine restore: %s",
+                 h.index, node->dir, lskv_strerror(rv));
         return RAFT_CORRUPT;
     }
+    /* Checked against libraft's metadata once libraft has set it. */
+    node->restored = true;
+    node->restored_index = h.index;
+    node->restored_term = h.term;
+    memcpy(node->apply_chain, h.chain, ENTRY_CHAIN_BYTES);
+    node->apply_term = h.term;
+    node->chain_term = 0;
     raft_free(buf->base);
     buf->base = NULL;
     return 0;
 err_open:
     node->fsm_err = rv;
-    snprintf(node->fsm_msg, sizeof node->fsm_msg, "snapshot: %s", lskv_strerror(rv));
+    errmsg_printf(node->fsm_msg,
+             "raft snapshot (in %s): does not open: its bytes were changed, or it was sealed "
+             "under another data key or cluster id (%s)",
+             node->dir, lskv_strerror(rv));
     return RAFT_CORRUPT;
 }
 
@@ -451,8 +574,7 @@ static void timer_close_cb(uv_handle_t *handle)
         explicit_bzero(node->scratch, node->scratch_cap);
         free(node->scratch);
     }
-    explicit_bzero(node->key, sizeof node->key);
-    aead_key_free(node->aead);
+    keyring_free(node->keys);
     free(node);
     if (cb != NULL)
         cb(arg);
@@ -495,13 +617,17 @@ int consensus_open(uv_loop_t *loop, const struct consensus_config *config,
     }
     node->loop = loop;
     node->fsm = *fsm;
-    memcpy(node->key, config->data_key, AEAD_KEY_BYTES);
-    rv = aead_key_new(node->key, &node->aead);
+    rv = keyring_new(config->data_key, "raft",
+                     config->key_epoch_size ? config->key_epoch_size
+                                            : KEYRING_DEFAULT_EPOCH_SIZE,
+                     &node->keys);
     if (rv != 0) {
         errmsg_printf(errmsg, "consensus: entry key: %s", lskv_strerror(rv));
         goto err;
     }
     node->member_id = config->member_id;
+    node->cluster_id = config->cluster_id;
+    snprintf(node->dir, sizeof node->dir, "%s", config->dir);
     node->fatal_cb = config->fatal_cb;
     node->fatal_arg = config->fatal_arg;
     waiter_list_init(&node->next);
@@ -581,13 +707,21 @@ int consensus_open(uv_loop_t *loop, const struct consensus_config *config,
     rv = raft_start(&node->raft);
     if (rv != 0) {
         if (node->fsm_err != 0) {
-            errmsg_printf(errmsg, "raft start %s: %s", config->dir, node->fsm_msg);
+            errmsg_printf(errmsg, "%s", node->fsm_msg);
             rv = node->fsm_err;
         } else {
             errmsg_printf(errmsg, "raft start %s: %s", config->dir,
                           node->raft.errmsg[0] ? node->raft.errmsg : raft_strerror(rv));
             rv = rv == RAFT_NOMEM ? LSKV_ENOMEM : rv == RAFT_CORRUPT ? LSKV_ECORRUPT : LSKV_EIO;
         }
+        goto err_after_raft_init;
+    }
+    /* A snapshot with no entries after it is checked here; a fatal
+     * divergence met while replaying fails the open. */
+    check_restored(node);
+    if (node->fatal != 0) {
+        errmsg_printf(errmsg, "%s", node->fatal_msg);
+        rv = node->fatal;
         goto err_after_raft_init;
     }
     *out = node;
@@ -605,8 +739,7 @@ err_after_uv_init:
 err_after_tcp_init:
     raft_uv_tcp_close(&node->transport);
 err:
-    explicit_bzero(node->key, sizeof node->key);
-    aead_key_free(node->aead);
+    keyring_free(node->keys);
     free(node);
     return rv;
 }
@@ -679,12 +812,24 @@ static int check_usable(consensus_node *node)
     return 0;
 }
 
+/* Invariant (8): takes propose_chain from apply_chain when that is safe. */
+static void chain_from_applied(consensus_node *node)
+{
+    memcpy(node->propose_chain, node->apply_chain, ENTRY_CHAIN_BYTES);
+    node->chain_term = node->raft.current_term;
+}
+
 int consensus_propose(consensus_node *node, const uint8_t *cmd, size_t len,
                       consensus_done_cb cb, void *arg)
 {
     int rv = check_usable(node);
     if (rv != 0)
         return rv;
+    if (node->chain_term != node->raft.current_term) {
+        if (raft_last_applied(&node->raft) != raft_last_index(&node->raft))
+            return LSKV_ENOTLEADER; /* not ready to lead: invariant (8) */
+        chain_from_applied(node);
+    }
     size_t sealed_len = entry_sealed_len(len);
     if (sealed_len == 0 || sealed_len > UINT32_MAX)
         return LSKV_ETOOLARGE;
@@ -697,9 +842,14 @@ int consensus_propose(consensus_node *node, const uint8_t *cmd, size_t len,
     struct entry_header h = {
         .kind = ENTRY_KIND_COMMAND,
         .term = node->raft.current_term,
+        .index = raft_last_index(&node->raft) + 1, /* raft_apply appends there */
         .stamp = wall_clock_ms(),
     };
-    rv = entry_seal_k(node->aead, &h, cmd, len, sealed);
+    memcpy(h.chain, node->propose_chain, ENTRY_CHAIN_BYTES);
+    aead_key *key = NULL;
+    rv = seal_key(node, h.index, &h.key_id, &key);
+    if (rv == 0)
+        rv = entry_seal_k(key, node->cluster_id, &h, cmd, len, sealed);
     if (rv != 0)
         goto err;
     p->req.data = p;
@@ -714,7 +864,8 @@ int consensus_propose(consensus_node *node, const uint8_t *cmd, size_t len,
         rv = map_raft_err(node, rv);
         goto err;
     }
-    /* Invariant (3): raft_apply assigned the next log index. */
+    /* Invariant (3): raft_apply assigned the next log index (h.index). */
+    entry_chain_next(node->propose_chain, sealed, sealed_len, node->propose_chain);
     p->prev = node->tail;
     if (node->tail != NULL)
         node->tail->next = p;
@@ -738,6 +889,7 @@ static int round_start(consensus_node *node, struct waiter_list *waiters)
         return LSKV_ENOMEM;
     r->req.data = r;
     r->node = node;
+    r->term = node->raft.current_term;
     int rv = raft_barrier(&node->raft, &r->req, barrier_cb);
     if (rv != 0) {
         free(r);
@@ -758,6 +910,9 @@ static void barrier_cb(struct raft_barrier *req, int status)
     int rv = map_raft_err(node, status);
     if (rv == 0 && node->fatal != 0)
         rv = LSKV_EIO;
+    if (rv == 0 && r->term == node->raft.current_term && node->chain_term != r->term &&
+        raft_state(&node->raft) == RAFT_LEADER)
+        chain_from_applied(node); /* invariant (8) */
     node->round = NULL;
     /* Callers that arrived while r was in flight get the next round, started
      * before r's callbacks run so that callers arriving from inside them join

@@ -67,6 +67,9 @@ struct consensus_fsm {
 struct consensus_config {
     const char *dir;           /* raft log and snapshots; created (0700) if missing */
     const uint8_t *data_key;   /* AEAD_KEY_BYTES, copied; seals entries/snapshots */
+    uint64_t cluster_id;       /* bound into every sealed entry and snapshot */
+    uint64_t key_epoch_size;   /* raft indexes per data key epoch (crypto/keyring.h);
+                                  0 = KEYRING_DEFAULT_EPOCH_SIZE */
     uint64_t member_id;        /* raft server id (non-zero) */
     const char *peer_address;  /* "127.0.0.1:2380" */
     /* A snapshot is taken (fsm->snapshot, synchronously on the loop) every
@@ -127,7 +130,9 @@ int consensus_open(uv_loop_t *loop, const struct consensus_config *config,
  *   LSKV_ESHUTDOWN   consensus_close was called (outcome unknown),
  *   LSKV_EIO         a disk write failed.
  * If it fails, cb is never called.
- * Errors: LSKV_ENOTLEADER (not the leader), LSKV_ESHUTDOWN (closing),
+ * Errors: LSKV_ENOTLEADER (not the leader, or a new leader that has not yet
+ *         applied the entries of earlier terms: node.c invariant 8),
+ *         LSKV_ESHUTDOWN (closing),
  *         LSKV_EIO (fatal divergence, or raft I/O), LSKV_ETOOLARGE (entry
  *         above 4 GiB), LSKV_ENOMEM. */
 int consensus_propose(consensus_node *node, const uint8_t *cmd, size_t len,

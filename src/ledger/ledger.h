@@ -130,6 +130,11 @@ int ledger_check_signature(ledger *l, uint64_t term, uint64_t index, int64_t rev
 /* Where the ledger is. */
 void ledger_position(const ledger *l, struct ledger_position *out);
 
+/* Merkle root over the first size entries (from memory for the open chunk,
+ * else from chunk files). Errors: LSKV_ENOTFOUND (size is 0 or beyond the
+ * ledger), LSKV_ECORRUPT, negated errno, LSKV_ENOMEM. */
+int ledger_root_at(ledger *l, uint64_t size, uint8_t out[32], char *errmsg);
+
 /* True when entries exist that no signature covers and either
  * sig_tx_interval of them have accumulated or sig_ms_interval has passed
  * since the last ledger_make_signature (now_ms: caller's monotonic clock). */

@@ -69,6 +69,18 @@ static int disk_root(ledger *l, uint64_t n, uint8_t out[32], char *errmsg)
     return rv;
 }
 
+int ledger_root_at(ledger *l, uint64_t size, uint8_t out[32], char *errmsg)
+{
+    if (size == 0 || size > merkle_size(l->tree)) {
+        errmsg_printf(errmsg, "ledger has %" PRIu64 " entries, not %" PRIu64,
+                      merkle_size(l->tree), size);
+        return LSKV_ENOTFOUND;
+    }
+    if (size >= merkle_base(l->tree))
+        return merkle_root(l->tree, size, out);
+    return disk_root(l, size, out, errmsg);
+}
+
 int ledger_apply_signature(ledger *l, uint64_t term, uint64_t index, int64_t revision,
                            const uint8_t *payload, size_t len, bool *appended, char *errmsg)
 {

@@ -892,7 +892,7 @@ int grpc_server_open(uv_loop_t *loop, const struct grpc_server_config *config,
                      grpc_server **out, char *errmsg)
 {
     int rv = 0;
-    struct listener_url *urls = NULL;
+    struct url *urls = NULL;
     grpc_server *srv = calloc(1, sizeof *srv);
     if (srv == NULL)
         return LSKV_ENOMEM;
@@ -972,7 +972,7 @@ int grpc_server_open(uv_loop_t *loop, const struct grpc_server_config *config,
     }
     bool any_tls = false;
     for (size_t i = 0; i < config->n_listen_urls; i++) {
-        rv = listener_parse_url(config->listen_urls[i], &urls[i], errmsg);
+        rv = url_parse(config->listen_urls[i], 0, &urls[i], errmsg);
         if (rv != 0)
             goto err;
         any_tls |= urls[i].tls;

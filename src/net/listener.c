@@ -6,62 +6,7 @@
 
 #include "common/err.h"
 
-int listener_parse_url(const char *url, struct listener_url *out, char *errmsg)
-{
-    memset(out, 0, sizeof *out);
-    const char *p;
-    if (strncmp(url, "http://", 7) == 0) {
-        p = url + 7;
-    } else if (strncmp(url, "https://", 8) == 0) {
-        out->tls = true;
-        p = url + 8;
-    } else {
-        errmsg_printf(errmsg, "listen URL %s: scheme must be http:// or https://", url);
-        return LSKV_EINVAL;
-    }
-    const char *host, *host_end, *colon;
-    if (*p == '[') {
-        host = p + 1;
-        host_end = strchr(host, ']');
-        if (host_end == NULL || host_end[1] != ':') {
-            errmsg_printf(errmsg, "listen URL %s: bad IPv6 host, want [addr]:port", url);
-            return LSKV_EINVAL;
-        }
-        colon = host_end + 1;
-    } else {
-        host = p;
-        colon = strrchr(p, ':');
-        host_end = colon;
-        if (colon == NULL || memchr(host, ':', (size_t)(colon - host)) != NULL) {
-            errmsg_printf(errmsg, "listen URL %s: want host:port", url);
-            return LSKV_EINVAL;
-        }
-    }
-    size_t hlen = (size_t)(host_end - host);
-    if (hlen == 0 || hlen >= sizeof out->host) {
-        errmsg_printf(errmsg, "listen URL %s: bad host", url);
-        return LSKV_EINVAL;
-    }
-    memcpy(out->host, host, hlen);
-    out->host[hlen] = '\0';
-    const char *port = colon + 1;
-    /* etcd tolerates a trailing "/" after the port. */
-    size_t plen = strcspn(port, "/");
-    if (plen == 0 || plen > 5 || strspn(port, "0123456789") != plen ||
-        (port[plen] == '/' && port[plen + 1] != '\0')) {
-        errmsg_printf(errmsg, "listen URL %s: bad port", url);
-        return LSKV_EINVAL;
-    }
-    long v = strtol(port, NULL, 10);
-    if (v > 65535) {
-        errmsg_printf(errmsg, "listen URL %s: port out of range", url);
-        return LSKV_EINVAL;
-    }
-    out->port = (uint16_t)v;
-    return 0;
-}
-
-int listener_listen(uv_tcp_t *tcp, const struct listener_url *url,
+int listener_listen(uv_tcp_t *tcp, const struct url *url,
                     uv_connection_cb cb, char *errmsg)
 {
     struct sockaddr_storage ss;

@@ -46,6 +46,7 @@
 
 #include "common/bytes.h"
 #include "common/err.h"
+#include "crypto/keyring.h"
 #include "storage/cache.h"
 #include "storage/engine.h"
 
@@ -73,7 +74,7 @@ struct pending_slot {
 struct recstore {
     struct engine *engine;
     bool engine_owned;
-    aead_key *data_key; /* keyed context: key schedule computed once */
+    keyring *keys; /* record keys by epoch (crypto/keyring.h) */
     uint64_t cluster_id;
     cache *cache;
 
@@ -102,12 +103,19 @@ void recstore_make_id(int64_t main, int64_t sub, uint8_t id[RECSTORE_ID_BYTES])
     put_u64be(id + 8, (uint64_t)sub);
 }
 
-static void make_aad(const recstore *rs, uint8_t version, int64_t main, int64_t sub,
-                     uint8_t aad[RECSTORE_AAD_BYTES])
+void recstore_make_aad(uint8_t version, uint32_t key_id, int64_t main, int64_t sub,
+                       uint64_t cluster_id, uint8_t aad[RECSTORE_AAD_BYTES])
 {
     aad[0] = version;
-    recstore_make_id(main, sub, aad + 1);
-    put_u64be(aad + 1 + RECSTORE_ID_BYTES, rs->cluster_id);
+    put_u32be(aad + 1, key_id);
+    recstore_make_id(main, sub, aad + 5);
+    put_u64be(aad + 5 + RECSTORE_ID_BYTES, cluster_id);
+}
+
+void recstore_key_stats(const recstore *rs, uint32_t *epoch, uint64_t *seals)
+{
+    *epoch = keyring_last_epoch(rs->keys);
+    *seals = keyring_seals(rs->keys, *epoch);
 }
 
 static uint64_t hash_id(int64_t main, int64_t sub)
@@ -177,7 +185,7 @@ static size_t body_len(const struct kv_record *r)
 
 static void encode_body(const struct kv_record *r, uint8_t *p)
 {
-    p[0] = RECSTORE_FORMAT_VERSION;
+    p[0] = RECSTORE_BODY_VERSION;
     p[1] = r->tombstone ? FLAG_TOMBSTONE : 0;
     put_u64be(p + 2, (uint64_t)r->create_revision);
     put_u64be(p + 10, (uint64_t)r->mod_revision);
@@ -199,9 +207,9 @@ int recstore_decode_body(const uint8_t *body, size_t len, int64_t main,
                       len, RECSTORE_BODY_HEADER_BYTES);
         return LSKV_ECORRUPT;
     }
-    if (body[0] != RECSTORE_FORMAT_VERSION) {
+    if (body[0] != RECSTORE_BODY_VERSION) {
         errmsg_printf(errmsg, "body format version %u, expected %u", body[0],
-                      RECSTORE_FORMAT_VERSION);
+                      RECSTORE_BODY_VERSION);
         return LSKV_ECORRUPT;
     }
     if (body[1] & ~FLAGS_KNOWN) {
@@ -248,7 +256,10 @@ int recstore_open(const struct recstore_config *config, recstore **out, char *er
         return LSKV_ENOMEM;
     }
     rs->cluster_id = config->cluster_id;
-    rv = aead_key_new(config->data_key, &rs->data_key);
+    rv = keyring_new(config->data_key, RECSTORE_KEY_PURPOSE,
+                     config->key_epoch_size ? config->key_epoch_size
+                                            : KEYRING_DEFAULT_EPOCH_SIZE,
+                     &rs->keys);
     if (rv != 0) {
         errmsg_printf(errmsg, "recstore: cannot set up the data key");
         goto err;
@@ -272,7 +283,7 @@ int recstore_open(const struct recstore_config *config, recstore **out, char *er
 err_after_cache:
     cache_close(rs->cache);
 err_after_key:
-    aead_key_free(rs->data_key);
+    keyring_free(rs->keys);
 err:
     free(rs);
     return rv;
@@ -315,7 +326,7 @@ void recstore_close(recstore *rs)
     if (rs->engine_owned)
         rs->engine->close(rs->engine);
     cache_close(rs->cache);
-    aead_key_free(rs->data_key);
+    keyring_free(rs->keys);
     free(rs->pending_buf);
     free(rs->slots);
     free(rs->seal_buf);
@@ -422,9 +433,15 @@ int recstore_put(recstore *rs, int64_t main, int64_t sub, const struct kv_record
     uint8_t *body = rs->pending_buf + rs->pending_len;
     encode_body(rec, body);
     uint8_t aad[RECSTORE_AAD_BYTES];
-    make_aad(rs, RECSTORE_FORMAT_VERSION, main, sub, aad);
+    uint32_t epoch = keyring_epoch_of(rs->keys, (uint64_t)main);
+    aead_key *key = NULL;
+    recstore_make_aad(RECSTORE_FORMAT_VERSION, epoch, main, sub, rs->cluster_id, aad);
     rs->seal_buf[0] = RECSTORE_FORMAT_VERSION;
-    rv = aead_key_seal(rs->data_key, aad, sizeof aad, body, len, rs->seal_buf + 1);
+    put_u32be(rs->seal_buf + 1, epoch);
+    if ((rv = keyring_count_seal(rs->keys, epoch)) == 0 &&
+        (rv = keyring_key(rs->keys, epoch, &key)) == 0)
+        rv = aead_key_seal(key, aad, sizeof aad, body, len,
+                           rs->seal_buf + RECSTORE_VALUE_HEADER_BYTES);
     struct pending_slot *slot = rv == 0 ? pending_slot(rs, main, sub) : NULL;
     if (slot == NULL) {
         explicit_bzero(body, len);
@@ -592,8 +609,13 @@ int recstore_get(recstore *rs, int64_t main, int64_t sub, struct arena *a,
         goto out;
     }
     uint8_t aad[RECSTORE_AAD_BYTES];
-    make_aad(rs, val[0], main, sub, aad);
-    rv = aead_key_open(rs->data_key, aad, sizeof aad, val + 1, val_len - 1, body);
+    uint32_t key_id = get_u32be(val + 1);
+    recstore_make_aad(val[0], key_id, main, sub, rs->cluster_id, aad);
+    aead_key *key = NULL;
+    rv = keyring_key(rs->keys, key_id, &key);
+    if (rv == 0)
+        rv = aead_key_open(key, aad, sizeof aad, val + RECSTORE_VALUE_HEADER_BYTES,
+                           val_len - RECSTORE_VALUE_HEADER_BYTES, body);
     if (rv == LSKV_ECORRUPT) {
         rv = corrupt(errmsg, main, sub, "authentication failed");
         goto out;

@@ -25,17 +25,22 @@
 typedef struct recstore recstore;
 struct engine; /* storage/engine.h */
 
-/* Record format version: the first byte of every engine value and of every
- * body plaintext, and part of the AAD. docs/record-format.md. */
-#define RECSTORE_FORMAT_VERSION 1
+/* Record format version: the first byte of every engine value, and part of
+ * the AAD. docs/record-format.md. */
+#define RECSTORE_FORMAT_VERSION 2
+/* Version of the body plaintext (its first byte). */
+#define RECSTORE_BODY_VERSION 1
 /* Engine key of a record: main (i64 BE) || sub (i64 BE). */
 #define RECSTORE_ID_BYTES 16
-/* AAD: format version (1) || id (16) || cluster id (u64 BE, 8). */
-#define RECSTORE_AAD_BYTES 25
+/* AAD: format version (1) || key id (u32 BE, 4) || id (16) || cluster id (u64 BE, 8). */
+#define RECSTORE_AAD_BYTES 29
 /* Fixed part of a body plaintext (before key and value). */
 #define RECSTORE_BODY_HEADER_BYTES 42
-/* Engine value = format version (1) || AEAD sealed body. */
-#define RECSTORE_VALUE_OVERHEAD (1 + AEAD_OVERHEAD)
+/* Engine value = format version (1) || key id (4) || AEAD sealed body. */
+#define RECSTORE_VALUE_HEADER_BYTES 5
+#define RECSTORE_VALUE_OVERHEAD (RECSTORE_VALUE_HEADER_BYTES + AEAD_OVERHEAD)
+/* Purpose label of the record keys (crypto/keyring.h). */
+#define RECSTORE_KEY_PURPOSE "records"
 
 /* A decrypted record. */
 struct kv_record {
@@ -52,7 +57,10 @@ struct kv_record {
 
 struct recstore_config {
     const char *path;                    /* engine directory, created if missing */
-    const uint8_t *data_key;             /* AEAD_KEY_BYTES, copied */
+    const uint8_t *data_key;             /* AEAD_KEY_BYTES, copied: the master of
+                                            the record keys (crypto/keyring.h) */
+    uint64_t key_epoch_size;             /* revisions per record key epoch;
+                                            0 = KEYRING_DEFAULT_EPOCH_SIZE */
     uint64_t cluster_id;                 /* bound into every record's AAD */
     size_t cache_bytes;                  /* value cache bound; 0 disables */
     struct engine *engine;               /* NULL: LevelDB at path; else borrowed
@@ -118,6 +126,11 @@ void recstore_stats(const recstore *rs, struct recstore_stats *out);
 
 /* Writes the engine key of (main, sub) into id. */
 void recstore_make_id(int64_t main, int64_t sub, uint8_t id[RECSTORE_ID_BYTES]);
+/* The AAD of a record (tests and tools that forge or check records). */
+void recstore_make_aad(uint8_t version, uint32_t key_id, int64_t main, int64_t sub,
+                       uint64_t cluster_id, uint8_t aad[RECSTORE_AAD_BYTES]);
+/* Key epochs: the highest epoch sealed under and the seals under it. */
+void recstore_key_stats(const recstore *rs, uint32_t *epoch, uint64_t *seals);
 
 /* Decodes and checks a body plaintext (docs/record-format.md) in place:
  * pointers in *out point into body. main is the id's main, which the

@@ -26,6 +26,17 @@ LSKVD = os.environ.get("LSKVD") or str(REPO / "build" / "debug" / "lskvd")
 ETCD = shutil.which("etcd", path="/usr/bin:/usr/local/bin") or "/usr/bin/etcd"
 ETCDCTL = shutil.which("etcdctl", path="/usr/bin:/usr/local/bin") or "/usr/bin/etcdctl"
 READY_LINE = b"ready to serve client requests"
+
+
+def _lskvctl_path():
+    """lskvctl next to $LSKVD (the same build flavour), else the debug one."""
+    if os.environ.get("LSKVCTL"):
+        return os.environ["LSKVCTL"]
+    p = Path(LSKVD).parent / "lskvctl"
+    return str(p) if p.exists() else str(REPO / "build" / "debug" / "lskvctl")
+
+
+LSKVCTL = _lskvctl_path()
 MAX_REQUEST_BYTES = 1572864  # etcd's default, passed explicitly to both
 
 lskvd_only = pytest.mark.skipif(

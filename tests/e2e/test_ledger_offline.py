@@ -18,17 +18,7 @@ sys.path.insert(0, HERE)
 import receipt_check  # noqa: E402
 
 
-def lskvctl_path():
-    if os.environ.get("LSKVCTL"):
-        return os.environ["LSKVCTL"]
-    if os.environ.get("LSKVD"):
-        p = os.path.join(os.path.dirname(os.environ["LSKVD"]), "lskvctl")
-        if os.path.exists(p):
-            return p
-    return os.path.join(ROOT, "build", "debug", "lskvctl")
-
-
-LSKVCTL = lskvctl_path()
+from conftest import LSKVCTL  # noqa: E402
 pytestmark = pytest.mark.skipif(not os.path.exists(LSKVCTL), reason="lskvctl not built")
 
 

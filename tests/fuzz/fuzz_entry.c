@@ -36,7 +36,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             abort();
         uint8_t *out = malloc(plain_len ? plain_len : 1);
         if (out != NULL) {
-            rv = entry_open(fuzz_key, kind, copy, len, &h, out);
+            rv = entry_open(fuzz_key, 7, kind, copy, len, &h, out);
             if (rv != 0 && rv != LSKV_ECORRUPT && rv != LSKV_EIO)
                 abort();
             free(out);
@@ -46,17 +46,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
 
     /* seal/open round trip of the input as a payload */
-    struct entry_header sh = {.kind = kind, .term = len, .stamp = size};
+    struct entry_header sh = {.kind = kind, .term = len, .index = size * 3, .stamp = size};
+    memcpy(sh.chain, data, size < sizeof sh.chain ? size : sizeof sh.chain);
     size_t sealed_len = entry_sealed_len(len);
     uint8_t *sealed = malloc(sealed_len);
     uint8_t *plain = malloc(len ? len : 1);
-    if (sealed != NULL && plain != NULL && entry_seal(fuzz_key, &sh, copy, len, sealed) == 0) {
+    if (sealed != NULL && plain != NULL && entry_seal(fuzz_key, 7, &sh, copy, len, sealed) == 0) {
         if (sealed_len % 8 != 0)
             abort();
         struct entry_header oh;
-        if (entry_open(fuzz_key, kind, sealed, sealed_len, &oh, plain) != 0)
+        if (entry_open(fuzz_key, 7, kind, sealed, sealed_len, &oh, plain) != 0)
             abort();
-        if (memcmp(plain, copy, len) != 0 || oh.term != len || oh.stamp != size ||
+        if (memcmp(plain, copy, len) != 0 || oh.term != len || oh.stamp != size || oh.index != size * 3 ||
+            memcmp(oh.chain, sh.chain, sizeof sh.chain) != 0 ||
             oh.kind != kind)
             abort();
     }

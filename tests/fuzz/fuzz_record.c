@@ -17,6 +17,7 @@
 #include "common/bytes.h"
 #include "common/err.h"
 #include "crypto/aead.h"
+#include "crypto/keyring.h"
 #include "storage/engine.h"
 #include "storage/recstore.h"
 
@@ -160,14 +161,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (mode == 0) {
         mem_set(p, n);
     } else {
-        uint8_t aad[RECSTORE_AAD_BYTES];
+        uint8_t aad[RECSTORE_AAD_BYTES], key[AEAD_KEY_BYTES];
         uint8_t nonce[AEAD_NONCE_BYTES] = {0};
-        aad[0] = RECSTORE_FORMAT_VERSION;
-        recstore_make_id(MAIN, SUB, aad + 1);
-        put_u64be(aad + 17, CLUSTER_ID);
+        recstore_make_aad(RECSTORE_FORMAT_VERSION, 0, MAIN, SUB, CLUSTER_ID, aad);
+        if (keyring_derive(KEY, RECSTORE_KEY_PURPOSE, 0, key) != 0)
+            abort();
         uint8_t *val = malloc(n + RECSTORE_VALUE_OVERHEAD);
         val[0] = RECSTORE_FORMAT_VERSION;
-        if (aead_seal_with_nonce(KEY, nonce, aad, sizeof aad, p, n, val + 1) != 0)
+        put_u32be(val + 1, 0);
+        if (aead_seal_with_nonce(key, nonce, aad, sizeof aad, p, n,
+                                 val + RECSTORE_VALUE_HEADER_BYTES) != 0)
             abort();
         mem_set(val, n + RECSTORE_VALUE_OVERHEAD);
         free(val);

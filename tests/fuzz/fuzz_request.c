@@ -6,7 +6,7 @@
 #include <stdlib.h>
 
 #include "common/arena.h"
-#include "consensus/fsm.h"
+#include "statemachine/fsm.h"
 #include "kv/kvstore.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -20,14 +20,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     const uint8_t *body = data + 1;
     size_t len = size - 1;
     ProtobufCMessage *msg = NULL;
-    enum fsm_command_type type = FSM_CMD_PUT;
+    enum command_op type = COMMAND_PUT;
     switch (data[0] % 5) {
     case 0: {
         Etcdserverpb__PutRequest *p = etcdserverpb__put_request__unpack(&a.pb, len, body);
         if (p)
             (void)kvstore_validate_put(p);
         msg = (ProtobufCMessage *)p;
-        type = FSM_CMD_PUT;
+        type = COMMAND_PUT;
         break;
     }
     case 1: {
@@ -36,7 +36,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (d)
             (void)kvstore_validate_delete_range(d);
         msg = (ProtobufCMessage *)d;
-        type = FSM_CMD_DELETE_RANGE;
+        type = COMMAND_DELETE_RANGE;
         break;
     }
     case 2: {
@@ -44,12 +44,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (t)
             (void)kvstore_validate_txn(t);
         msg = (ProtobufCMessage *)t;
-        type = FSM_CMD_TXN;
+        type = COMMAND_TXN;
         break;
     }
     case 3:
         msg = (ProtobufCMessage *)etcdserverpb__compaction_request__unpack(&a.pb, len, body);
-        type = FSM_CMD_COMPACT;
+        type = COMMAND_COMPACTION;
         break;
     default:
         (void)etcdserverpb__range_request__unpack(&a.pb, len, body);
@@ -58,8 +58,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (msg != NULL) {
         uint8_t *cmd = NULL;
         size_t cmd_len = 0;
-        if (fsm_command_encode(type, msg, &cmd, &cmd_len) == 0)
+        if (command_encode(type, NULL, msg, &cmd, &cmd_len) == 0) {
+            /* the envelope decodes back to the same op */
+            struct arena b;
+            arena_init(&b);
+            Lskvcommandpb__Command *c = NULL;
+            if (command_decode(cmd, cmd_len, &b, &c) != 0 || (unsigned)c->op_case != type)
+                abort();
+            arena_close(&b);
             free(cmd);
+        }
     }
     arena_close(&a);
     return 0;

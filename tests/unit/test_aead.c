@@ -1,5 +1,6 @@
 #include "common/err.h"
 #include "crypto/aead.h"
+#include "crypto/keyring.h"
 #include "runner.h"
 
 TEST(aead, roundtrip_and_tamper)
@@ -65,4 +66,45 @@ TEST(aead, keyed_context_interoperates)
     ASSERT_EQ(aead_key_open(k, aad, sizeof aad, sealed2, AEAD_OVERHEAD - 1, out),
               LSKV_ECORRUPT);
     aead_key_free(k);
+}
+
+/* ---- crypto/keyring.h ------------------------------------------------------- */
+
+TEST(keyring, keys_differ_by_purpose_and_epoch_and_are_rederived)
+{
+    static const uint8_t master[AEAD_KEY_BYTES] = {1, 2, 3};
+    uint8_t a[AEAD_KEY_BYTES], b[AEAD_KEY_BYTES], c[AEAD_KEY_BYTES];
+    ASSERT_EQ(keyring_derive(master, "raft", 0, a), 0);
+    ASSERT_EQ(keyring_derive(master, "raft", 1, b), 0);
+    ASSERT_EQ(keyring_derive(master, "records", 0, c), 0);
+    ASSERT(memcmp(a, b, sizeof a) != 0 && memcmp(a, c, sizeof a) != 0);
+    ASSERT(memcmp(a, master, sizeof a) != 0); /* the master never seals */
+
+    keyring *k;
+    ASSERT_EQ(keyring_new(master, "raft", 10, &k), 0);
+    ASSERT_EQ(keyring_epoch_of(k, 9), 0);
+    ASSERT_EQ(keyring_epoch_of(k, 10), 1);
+    ASSERT_EQ(keyring_epoch_of(k, UINT64_MAX), UINT32_MAX);
+    /* a message sealed under each of 20 epochs (more than the cache holds)
+     * opens under a fresh derivation of its epoch's key, and no other */
+    uint8_t sealed[20][4 + AEAD_OVERHEAD], out[4];
+    for (uint32_t e = 0; e < 20; e++) {
+        aead_key *key;
+        ASSERT_EQ(keyring_count_seal(k, e), 0);
+        ASSERT_EQ(keyring_key(k, e, &key), 0);
+        ASSERT_EQ(aead_key_seal(key, NULL, 0, (const uint8_t *)"abcd", 4, sealed[e]), 0);
+        ASSERT_EQ(keyring_seals(k, e), 1);
+    }
+    ASSERT_EQ(keyring_last_epoch(k), 19);
+    ASSERT_EQ(keyring_epochs_used(k), 20);
+    for (uint32_t e = 0; e < 20; e++) {
+        uint8_t key[AEAD_KEY_BYTES];
+        ASSERT_EQ(keyring_derive(master, "raft", e, key), 0);
+        ASSERT_EQ(aead_open(key, NULL, 0, sealed[e], sizeof sealed[e], out), 0);
+        ASSERT_MEM_EQ(out, "abcd", 4);
+        ASSERT_EQ(keyring_derive(master, "raft", e + 1, key), 0);
+        ASSERT_EQ(aead_open(key, NULL, 0, sealed[e], sizeof sealed[e], out), LSKV_ECORRUPT);
+    }
+    keyring_free(k);
+    ASSERT_EQ(keyring_new(master, "raft", 0, &k), LSKV_EINVAL);
 }

@@ -347,16 +347,22 @@ static int count_files(const char *dir, const char *prefix)
 TEST(consensus, entry_roundtrip_and_tamper)
 {
     const uint8_t cmd[] = "put k v";
-    struct entry_header h = {.kind = ENTRY_KIND_COMMAND, .term = 7, .stamp = 1234567};
+    struct entry_header h = {
+        .kind = ENTRY_KIND_COMMAND, .key_id = 0, .term = 7, .index = 42, .stamp = 1234567};
+    memset(h.chain, 0xc5, sizeof h.chain);
     size_t n = entry_sealed_len(sizeof cmd);
-    ASSERT_EQ(n, sizeof cmd + ENTRY_OVERHEAD);
-    uint8_t sealed[sizeof cmd + ENTRY_OVERHEAD];
-    ASSERT_EQ(entry_seal(test_key, &h, cmd, sizeof cmd, sealed), 0);
+    ASSERT_EQ(n, sizeof cmd + ENTRY_OVERHEAD + 4); /* 8 + 92 = 100: padded to 104 */
+    uint8_t sealed[sizeof cmd + ENTRY_OVERHEAD + 4];
+    ASSERT_EQ(entry_seal(test_key, 77, &h, cmd, sizeof cmd, sealed), 0);
     /* documented layout */
     ASSERT_EQ(sealed[0], ENTRY_FORMAT_VERSION);
     ASSERT_EQ(sealed[1], ENTRY_KIND_COMMAND);
-    ASSERT_EQ(get_u64be(sealed + 4), 7);
-    ASSERT_EQ(get_u64be(sealed + 12), 1234567);
+    ASSERT_EQ(sealed[3], 4);
+    ASSERT_EQ(get_u32be(sealed + 4), 0);
+    ASSERT_EQ(get_u64be(sealed + 8), 7);
+    ASSERT_EQ(get_u64be(sealed + 16), 42);
+    ASSERT_EQ(get_u64be(sealed + 24), 1234567);
+    ASSERT_MEM_EQ(sealed + 32, h.chain, 32);
     ASSERT(memmem(sealed, sizeof sealed, "put k v", 7) == NULL);
 
     struct entry_header g;
@@ -364,33 +370,50 @@ TEST(consensus, entry_roundtrip_and_tamper)
     ASSERT_EQ(entry_parse(sealed, sizeof sealed, &g, &plain_len), 0);
     ASSERT_EQ(plain_len, sizeof cmd);
     uint8_t out[sizeof cmd];
-    ASSERT_EQ(entry_open(test_key, ENTRY_KIND_COMMAND, sealed, sizeof sealed, &g, out), 0);
+    ASSERT_EQ(entry_open(test_key, 77, ENTRY_KIND_COMMAND, sealed, sizeof sealed, &g, out), 0);
     ASSERT_MEM_EQ(out, cmd, sizeof cmd);
     ASSERT_EQ(g.term, 7);
+    ASSERT_EQ(g.index, 42);
     ASSERT_EQ(g.stamp, 1234567);
+    ASSERT_MEM_EQ(g.chain, h.chain, 32);
+
+    /* another cluster id: the same bytes do not open */
+    ASSERT_EQ(entry_open(test_key, 78, ENTRY_KIND_COMMAND, sealed, sizeof sealed, &g, out),
+              LSKV_ECORRUPT);
+    /* the chain commits to the predecessor's value and to this entry */
+    uint8_t c0[32] = {0}, c1[32], c2[32];
+    entry_chain_next(c0, sealed, sizeof sealed, c1);
+    c0[5] = 1;
+    entry_chain_next(c0, sealed, sizeof sealed, c2);
+    ASSERT(memcmp(c1, c2, 32) != 0);
+    c0[5] = 0;
+    sealed[sizeof sealed - 4 - 1] ^= 1; /* last tag byte */
+    entry_chain_next(c0, sealed, sizeof sealed, c2);
+    ASSERT(memcmp(c1, c2, 32) != 0);
+    sealed[sizeof sealed - 4 - 1] ^= 1;
 
     /* wrong kind, wrong key, every flipped bit, every truncation */
-    ASSERT_EQ(entry_open(test_key, ENTRY_KIND_SNAPSHOT, sealed, sizeof sealed, &g, out),
+    ASSERT_EQ(entry_open(test_key, 77, ENTRY_KIND_SNAPSHOT, sealed, sizeof sealed, &g, out),
               LSKV_ECORRUPT);
     uint8_t other_key[AEAD_KEY_BYTES] = {0};
-    ASSERT_EQ(entry_open(other_key, ENTRY_KIND_COMMAND, sealed, sizeof sealed, &g, out),
+    ASSERT_EQ(entry_open(other_key, 77, ENTRY_KIND_COMMAND, sealed, sizeof sealed, &g, out),
               LSKV_ECORRUPT);
     for (size_t i = 0; i < sizeof sealed; i++) {
         for (int bit = 0; bit < 8; bit++) {
             sealed[i] ^= (uint8_t)(1u << bit);
-            int rv = entry_open(test_key, ENTRY_KIND_COMMAND, sealed, sizeof sealed, &g, out);
+            int rv = entry_open(test_key, 77, ENTRY_KIND_COMMAND, sealed, sizeof sealed, &g, out);
             ASSERT(rv == LSKV_ECORRUPT || (i == 0 && rv == LSKV_EFORMAT));
             sealed[i] ^= (uint8_t)(1u << bit);
         }
     }
     for (size_t len = 0; len < sizeof sealed; len++) {
-        int rv = entry_open(test_key, ENTRY_KIND_COMMAND, sealed, len, &g, out);
+        int rv = entry_open(test_key, 77, ENTRY_KIND_COMMAND, sealed, len, &g, out);
         ASSERT_EQ(rv, LSKV_ECORRUPT);
     }
-    sealed[0] = 2;
+    sealed[0] = 1; /* the version before place binding */
     ASSERT_EQ(entry_parse(sealed, sizeof sealed, &g, &plain_len), LSKV_EFORMAT);
     h.kind = 9;
-    ASSERT_EQ(entry_seal(test_key, &h, cmd, sizeof cmd, sealed), LSKV_EINVAL);
+    ASSERT_EQ(entry_seal(test_key, 77, &h, cmd, sizeof cmd, sealed), LSKV_EINVAL);
 }
 
 TEST(consensus, entry_keyed_context_interoperates)
@@ -405,23 +428,23 @@ TEST(consensus, entry_keyed_context_interoperates)
     struct entry_header g;
     uint8_t out[sizeof cmd];
     for (int i = 0; i < 200; i++) { /* past the nonce pool refill */
-        ASSERT_EQ(entry_seal_k(k, &h, cmd, sizeof cmd, a), 0);
-        ASSERT_EQ(entry_seal(test_key, &h, cmd, sizeof cmd, b), 0);
+        ASSERT_EQ(entry_seal_k(k, 77, &h, cmd, sizeof cmd, a), 0);
+        ASSERT_EQ(entry_seal(test_key, 77, &h, cmd, sizeof cmd, b), 0);
         ASSERT_MEM_EQ(a, b, ENTRY_HEADER_BYTES);
         ASSERT(memcmp(a + ENTRY_HEADER_BYTES, b + ENTRY_HEADER_BYTES, AEAD_NONCE_BYTES) != 0);
         memset(out, 0, sizeof out);
-        ASSERT_EQ(entry_open(test_key, ENTRY_KIND_COMMAND, a, n, &g, out), 0);
+        ASSERT_EQ(entry_open(test_key, 77, ENTRY_KIND_COMMAND, a, n, &g, out), 0);
         ASSERT_MEM_EQ(out, cmd, sizeof cmd);
         memset(out, 0, sizeof out);
-        ASSERT_EQ(entry_open_k(k, ENTRY_KIND_COMMAND, b, n, &g, out), 0);
+        ASSERT_EQ(entry_open_k(k, 77, ENTRY_KIND_COMMAND, b, n, &g, out), 0);
         ASSERT_MEM_EQ(out, cmd, sizeof cmd);
         ASSERT_EQ(g.term, 3);
     }
-    ASSERT_EQ(entry_open_k(k, ENTRY_KIND_SNAPSHOT, a, n, &g, out), LSKV_ECORRUPT);
+    ASSERT_EQ(entry_open_k(k, 77, ENTRY_KIND_SNAPSHOT, a, n, &g, out), LSKV_ECORRUPT);
     a[ENTRY_HEADER_BYTES + AEAD_NONCE_BYTES] ^= 1; /* first ciphertext byte */
-    ASSERT_EQ(entry_open_k(k, ENTRY_KIND_COMMAND, a, n, &g, out), LSKV_ECORRUPT);
+    ASSERT_EQ(entry_open_k(k, 77, ENTRY_KIND_COMMAND, a, n, &g, out), LSKV_ECORRUPT);
     h.kind = 9;
-    ASSERT_EQ(entry_seal_k(k, &h, cmd, sizeof cmd, a), LSKV_EINVAL);
+    ASSERT_EQ(entry_seal_k(k, 77, &h, cmd, sizeof cmd, a), LSKV_EINVAL);
     aead_key_free(k);
 }
 
@@ -538,6 +561,38 @@ TEST(consensus, snapshot_restore_then_replay_missing)
     ASSERT_EQ(f3.n, 137);
     ASSERT_EQ(f3.idx[136], last_idx);
     ASSERT_EQ(f3.applies, 137 - f3.restored_n);
+    close_node(&h);
+    harness_done(&h);
+}
+
+/* Key epochs: with 3 raft indexes per data key, 100 entries and their
+ * snapshots span over 30 keys; a restart re-opens every one of them. */
+TEST(consensus, entries_and_snapshots_across_key_epochs)
+{
+    static struct harness h;
+    static struct tfsm f1, f2;
+    harness_init(&h, 16, 4);
+    h.config.key_epoch_size = 3;
+    open_node(&h, &f1);
+    for (uint32_t i = 0; i < 100; i += 10)
+        propose_range(&h, i, i + 10);
+    ASSERT_GT(f1.snapshots, 0);
+    close_node(&h);
+    open_node(&h, &f2);
+    barrier_wait(&h);
+    ASSERT_EQ(f2.n, 100);
+    for (uint32_t i = 0; i < 100; i++)
+        ASSERT_EQ(f2.ids[i], i);
+    ASSERT_EQ(f2.restores, 1);
+    close_node(&h);
+    /* opened under one derived key per epoch: another epoch size seals the
+     * same indexes under other keys, but the key id in each entry says which
+     * one, so the log still opens */
+    static struct tfsm f3;
+    h.config.key_epoch_size = 1000;
+    open_node(&h, &f3);
+    barrier_wait(&h);
+    ASSERT_EQ(f3.n, 100);
     close_node(&h);
     harness_done(&h);
 }

@@ -7,7 +7,7 @@
 
 #include "common/arena.h"
 #include "common/err.h"
-#include "consensus/fsm.h"
+#include "statemachine/fsm.h"
 #include "identity/cert.h"
 #include "kv/kvstore.h"
 #include "ledger/ledger.h"
@@ -87,7 +87,7 @@ static void put_cmd(const char *key, const char *value, int64_t lease, uint8_t *
     req.key = (ProtobufCBinaryData){.data = (uint8_t *)key, .len = strlen(key)};
     req.value = (ProtobufCBinaryData){.data = (uint8_t *)value, .len = strlen(value)};
     req.lease = lease;
-    ASSERT_EQ(fsm_command_encode(FSM_CMD_PUT, &req.base, cmd, len), 0);
+    ASSERT_EQ(command_encode(COMMAND_PUT, NULL, &req.base, cmd, len), 0);
 }
 
 /* Applies cmd at (term, index); returns apply's code, *res the result. */
@@ -118,12 +118,11 @@ static void apply_signature(struct fx *f, struct store *s, uint64_t index)
     uint8_t *p;
     size_t n;
     ASSERT_EQ(ledger_make_signature(f->l, f->node, 1000, &p, &n), 0);
-    uint8_t *cmd = malloc(n + 2);
-    cmd[0] = FSM_COMMAND_VERSION;
-    cmd[1] = FSM_CMD_SIGNATURE;
-    memcpy(cmd + 2, p, n);
+    uint8_t *cmd;
+    size_t len;
+    ASSERT_EQ(command_wrap(COMMAND_SIGNATURE, NULL, p, n, &cmd, &len), 0);
     struct fsm_result *r;
-    int rv = apply(s, 2, index, cmd, n + 2, &r);
+    int rv = apply(s, 2, index, cmd, len, &r);
     if (rv != 0)
         TEST_FAIL("signature apply: %s: %s", lskv_errname(rv), s->fsm.errmsg);
     fsm_result_free(r);
@@ -225,13 +224,12 @@ TEST(fsm, bad_signature_command_is_fatal)
     uint8_t *p;
     size_t n;
     ASSERT_EQ(ledger_make_signature(f.l, f.node, 1000, &p, &n), 0);
-    uint8_t *cmd = malloc(n + 2);
-    cmd[0] = FSM_COMMAND_VERSION;
-    cmd[1] = FSM_CMD_SIGNATURE;
-    memcpy(cmd + 2, p, n);
-    cmd[2 + 20] ^= 0x10; /* inside the root */
+    p[20] ^= 0x10; /* inside the root */
+    uint8_t *cmd;
+    size_t len;
+    ASSERT_EQ(command_wrap(COMMAND_SIGNATURE, NULL, p, n, &cmd, &len), 0);
     struct fsm_result *r = NULL;
-    ASSERT_NE(apply(&s, 2, 4, cmd, n + 2, &r), 0);
+    ASSERT_NE(apply(&s, 2, 4, cmd, len, &r), 0);
     ASSERT_EQ(!!(r == NULL), 1);
     ASSERT_EQ(!!(s.fsm.errmsg[0] != '\0'), 1);
     free(cmd);
@@ -300,8 +298,16 @@ TEST(fsm, snapshot_covers_the_ledger_and_restore_refuses_a_shorter_one)
     ledger_at(&f, "ledger-empty"); /* the ledger lost what the snapshot covers */
     store_open(&s, "db3", f.l);
     ASSERT_EQ(s.vt.restore(s.vt.data, snap, snap_len), LSKV_ECORRUPT);
+    ASSERT_EQ(!!(strstr(s.fsm.errmsg, "were lost") != NULL), 1);
+    /* a ledger as long, but of another history: the root differs */
+    apply_put(&s, 3, "a", "1");
+    apply_put(&s, 4, "b", "other");
     store_close(&s);
-    snap[0] = 9; /* unknown version */
+    store_open(&s, "db5", f.l);
+    ASSERT_EQ(s.vt.restore(s.vt.data, snap, snap_len), LSKV_ECORRUPT);
+    ASSERT_EQ(!!(strstr(s.fsm.errmsg, "another history") != NULL), 1);
+    store_close(&s);
+    snap[11] = 9; /* unknown version */
     store_open(&s, "db4", NULL);
     ASSERT_EQ(s.vt.restore(s.vt.data, snap, snap_len), LSKV_EFORMAT);
     store_close(&s);

@@ -127,29 +127,6 @@ TEST(grpc_frame, percent_encoding)
     free(e);
 }
 
-/* ---- listener ---- */
-
-TEST(listener, parse_urls)
-{
-    char errmsg[LSKV_ERRMSG_SIZE];
-    struct listener_url u;
-    ASSERT_EQ(listener_parse_url("http://127.0.0.1:2379", &u, errmsg), 0);
-    ASSERT(!u.tls);
-    ASSERT_STR_EQ(u.host, "127.0.0.1");
-    ASSERT_EQ(u.port, 2379);
-    ASSERT_EQ(listener_parse_url("https://[::1]:0", &u, errmsg), 0);
-    ASSERT(u.tls);
-    ASSERT_STR_EQ(u.host, "::1");
-    ASSERT_EQ(u.port, 0);
-    ASSERT_EQ(listener_parse_url("http://localhost:2379/", &u, errmsg), 0);
-    ASSERT_STR_EQ(u.host, "localhost");
-    const char *bad[] = {"127.0.0.1:2379", "ftp://a:1", "http://a", "http://:1",
-                         "http://a:99999", "http://a:12x", "http://::1:5", "http://[::1]5",
-                         "http://a:1/x"};
-    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
-        ASSERT_EQ(listener_parse_url(bad[i], &u, errmsg), LSKV_EINVAL);
-}
-
 /* ---- server fixture ---- */
 
 struct fixture;

@@ -9,6 +9,7 @@
 #include "common/bytes.h"
 #include "common/err.h"
 #include "crypto/aead.h"
+#include "crypto/keyring.h"
 #include "runner.h"
 #include "storage/cache.h"
 #include "storage/engine.h"
@@ -443,18 +444,67 @@ TEST(tamper, engine_read_errors_are_not_data)
     te->close(te);
 }
 
+/* Key epochs: with 2 revisions per record key, 30 revisions are sealed
+ * under 15 keys (the key id in each value says which), all read back, and a
+ * value moved under another key id fails authentication. */
+TEST(recstore, records_across_key_epochs)
+{
+    struct engine *te = open_tamper();
+    struct recstore_config cfg = {.data_key = KEY, .cluster_id = CLUSTER_ID,
+                                  .key_epoch_size = 2, .engine = te};
+    recstore *rs;
+    char errmsg[LSKV_ERRMSG_SIZE] = "";
+    ASSERT_EQ(recstore_open(&cfg, &rs, errmsg), 0);
+    char key[16], val[16];
+    for (int64_t m = 1; m <= 30; m++) {
+        snprintf(key, sizeof key, "k%02d", (int)m);
+        snprintf(val, sizeof val, "v%02d", (int)m);
+        put1(rs, m, 0, key, val);
+    }
+    ASSERT_EQ(recstore_commit(rs), 0);
+    uint32_t epoch;
+    uint64_t seals;
+    recstore_key_stats(rs, &epoch, &seals);
+    ASSERT_EQ(epoch, 15);
+    ASSERT_EQ(seals, 1);
+    for (int64_t m = 1; m <= 30; m++) {
+        uint8_t *raw;
+        size_t raw_len;
+        ASSERT_EQ(tamper_read_raw(te, m, 0, &raw, &raw_len), 0);
+        ASSERT_EQ(get_u32be(raw + 1), (uint32_t)(m / 2));
+        free(raw);
+        snprintf(key, sizeof key, "k%02d", (int)m);
+        snprintf(val, sizeof val, "v%02d", (int)m);
+        assert_record(rs, m, 0, key, val);
+    }
+    recstore_close(rs);
+    /* reopened with the default epoch size: still reads every epoch */
+    cfg.key_epoch_size = 0;
+    ASSERT_EQ(recstore_open(&cfg, &rs, errmsg), 0);
+    assert_record(rs, 7, 0, "k07", "v07");
+    uint8_t *raw;
+    size_t raw_len;
+    ASSERT_EQ(tamper_read_raw(te, 7, 0, &raw, &raw_len), 0);
+    put_u32be(raw + 1, 4); /* claims another epoch's key */
+    ASSERT_EQ(tamper_write_raw(te, 7, 0, raw, raw_len), 0);
+    free(raw);
+    assert_corrupt(rs, 7, 0, "record 7.0: authentication failed");
+    recstore_close(rs);
+    te->close(te);
+}
+
 /* Writes body sealed correctly (right key, AAD) under (main, sub): what only
  * a holder of the data key could do, to reach the body checks. */
 static void forge(struct engine *te, int64_t main, int64_t sub, const uint8_t *body,
                   size_t len)
 {
-    uint8_t aad[RECSTORE_AAD_BYTES];
-    aad[0] = RECSTORE_FORMAT_VERSION;
-    recstore_make_id(main, sub, aad + 1);
-    put_u64be(aad + 17, CLUSTER_ID);
+    uint8_t aad[RECSTORE_AAD_BYTES], key[AEAD_KEY_BYTES];
+    recstore_make_aad(RECSTORE_FORMAT_VERSION, 0, main, sub, CLUSTER_ID, aad);
+    ASSERT_EQ(keyring_derive(KEY, RECSTORE_KEY_PURPOSE, 0, key), 0);
     uint8_t *val = malloc(len + RECSTORE_VALUE_OVERHEAD);
     val[0] = RECSTORE_FORMAT_VERSION;
-    ASSERT_EQ(aead_seal(KEY, aad, sizeof aad, body, len, val + 1), 0);
+    put_u32be(val + 1, 0);
+    ASSERT_EQ(aead_seal(key, aad, sizeof aad, body, len, val + RECSTORE_VALUE_HEADER_BYTES), 0);
     ASSERT_EQ(tamper_write_raw(te, main, sub, val, len + RECSTORE_VALUE_OVERHEAD), 0);
     free(val);
 }

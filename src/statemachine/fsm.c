@@ -1,4 +1,4 @@
-#include "consensus/fsm.h"
+#include "statemachine/fsm.h"
 
 #include <inttypes.h>
 #include <stdlib.h>
@@ -6,9 +6,11 @@
 
 #include "common/arena.h"
 #include "common/bytes.h"
+#include "crypto/hash.h"
 #include "ledger/receipt.h"
 #include "proto/kv.pb-c.h"
 #include "proto/lskvserver.pb-c.h"
+#include "statemachine/snapshot.h"
 
 void fsm_init(struct fsm *f, kvstore *kv, recstore *records, uint64_t cluster_id,
               uint64_t member_id)
@@ -28,43 +30,6 @@ void fsm_init(struct fsm *f, kvstore *kv, recstore *records, uint64_t cluster_id
 void fsm_set_ledger(struct fsm *f, ledger *l)
 {
     f->ledger = l;
-}
-
-/* A command buffer of body_len bytes after the two-byte header. */
-static uint8_t *command_alloc(enum fsm_command_type type, size_t body_len)
-{
-    uint8_t *buf = malloc(body_len + 2);
-    if (buf != NULL) {
-        buf[0] = FSM_COMMAND_VERSION;
-        buf[1] = (uint8_t)type;
-    }
-    return buf;
-}
-
-int fsm_command_encode(enum fsm_command_type type, const ProtobufCMessage *msg,
-                       uint8_t **out, size_t *out_len)
-{
-    size_t n = protobuf_c_message_get_packed_size(msg);
-    uint8_t *buf = command_alloc(type, n);
-    if (buf == NULL)
-        return LSKV_ENOMEM;
-    protobuf_c_message_pack(msg, buf + 2);
-    *out = buf;
-    *out_len = n + 2;
-    return 0;
-}
-
-int fsm_command_wrap(enum fsm_command_type type, const uint8_t *body, size_t len,
-                     uint8_t **out, size_t *out_len)
-{
-    uint8_t *buf = command_alloc(type, len);
-    if (buf == NULL)
-        return LSKV_ENOMEM;
-    if (len)
-        memcpy(buf + 2, body, len);
-    *out = buf;
-    *out_len = len + 2;
-    return 0;
 }
 
 void fsm_result_free(struct fsm_result *r)
@@ -129,6 +94,21 @@ static int encode_write_set(struct fsm *f, uint8_t **out, size_t *out_len)
         off += 4 + len;
     }
     free(kvs);
+    if (off > FSM_WRITE_SET_MAX) {
+        /* Too big to record whole (the ledger's frame has a cap, and no
+         * client request may fail apply): record its digest. */
+        uint8_t *d = malloc(1 + 4 + HASH_BYTES);
+        if (d == NULL) {
+            free(buf);
+            return LSKV_ENOMEM;
+        }
+        d[0] = FSM_WRITE_SET_DIGEST_VERSION;
+        put_u32be(d + 1, (uint32_t)n);
+        hash_sha256(buf, off, d + 5);
+        free(buf);
+        buf = d;
+        off = 1 + 4 + HASH_BYTES;
+    }
     *out = buf;
     *out_len = off;
     return 0;
@@ -137,8 +117,9 @@ static int encode_write_set(struct fsm *f, uint8_t **out, size_t *out_len)
 /* The ledger entry of one applied command: appended, or on replay checked
  * against the entry the ledger already holds. */
 static int ledger_record(struct fsm *f, const struct consensus_entry_info *info,
-                         const uint8_t *cmd, size_t len, const struct fsm_result *r,
-                         const Lskvserverpb__ReceiptClaims *claims, char *errmsg)
+                         const uint8_t *cmd, size_t len, const struct command_kind *kind,
+                         const struct fsm_result *r, const Lskvserverpb__ReceiptClaims *claims,
+                         char *errmsg)
 {
     struct ledger_entry e = {.term = info->term,
                              .index = info->index,
@@ -149,14 +130,14 @@ static int ledger_record(struct fsm *f, const struct consensus_entry_info *info,
     uint8_t *ws = NULL, *cl = NULL;
     int rv = 0;
     if (r->rv == 0 && claims != NULL) {
-        e.type = LEDGER_ENTRY_KV;
+        e.type = kind->ledger_type;
         if ((rv = encode_write_set(f, &ws, &e.write_set_len)) != 0 ||
             (rv = receipt_claims_pack(claims, &cl, &e.claims_len)) != 0)
             goto out;
         e.write_set = ws;
         e.claims = cl;
-    } else if (r->rv == 0 && len >= 2 && cmd[1] == FSM_CMD_COMPACT) {
-        e.type = LEDGER_ENTRY_COMPACT;
+    } else if (r->rv == 0 && kind != NULL) {
+        e.type = kind->ledger_type;
     }
     if (ledger_has_index(f->ledger, info->index)) {
         rv = ledger_check(f->ledger, &e, errmsg);
@@ -185,57 +166,6 @@ static int apply_signature(struct fsm *f, const struct consensus_entry_info *inf
                                   errmsg);
 }
 
-/* The request type of each store command, and the receipt kind it claims
- * (compaction writes no key: no receipt). */
-static const struct {
-    const ProtobufCMessageDescriptor *request;
-    bool receipt;
-    enum receipt_kind kind;
-} commands[] = {
-    [FSM_CMD_PUT] = {&etcdserverpb__put_request__descriptor, true, RECEIPT_PUT},
-    [FSM_CMD_DELETE_RANGE] = {&etcdserverpb__delete_range_request__descriptor, true,
-                              RECEIPT_DELETE_RANGE},
-    [FSM_CMD_TXN] = {&etcdserverpb__txn_request__descriptor, true, RECEIPT_TXN},
-    [FSM_CMD_COMPACT] = {&etcdserverpb__compaction_request__descriptor, false, 0},
-};
-
-/* Runs one decoded store command; *resp (in a) is its response. */
-static int store_apply(kvstore *kv, enum fsm_command_type type, const ProtobufCMessage *req,
-                       struct arena *a, ProtobufCMessage **resp, char *errmsg)
-{
-    int rv = LSKV_ECORRUPT;
-    switch (type) {
-    case FSM_CMD_PUT: {
-        Etcdserverpb__PutResponse *out = NULL;
-        rv = kvstore_put(kv, (const Etcdserverpb__PutRequest *)req, a, &out, errmsg);
-        *resp = (ProtobufCMessage *)out;
-        break;
-    }
-    case FSM_CMD_DELETE_RANGE: {
-        Etcdserverpb__DeleteRangeResponse *out = NULL;
-        rv = kvstore_delete_range(kv, (const Etcdserverpb__DeleteRangeRequest *)req, a, &out,
-                                  errmsg);
-        *resp = (ProtobufCMessage *)out;
-        break;
-    }
-    case FSM_CMD_TXN: {
-        Etcdserverpb__TxnResponse *out = NULL;
-        rv = kvstore_txn(kv, (const Etcdserverpb__TxnRequest *)req, a, &out, errmsg);
-        *resp = (ProtobufCMessage *)out;
-        break;
-    }
-    case FSM_CMD_COMPACT: {
-        Etcdserverpb__CompactionResponse *out = NULL;
-        rv = kvstore_compact(kv, (const Etcdserverpb__CompactionRequest *)req, a, &out, errmsg);
-        *resp = (ProtobufCMessage *)out;
-        break;
-    }
-    default:
-        break;
-    }
-    return rv;
-}
-
 /* Sets the header every etcd response carries (allocating it in a). */
 static int set_header(struct fsm *f, ProtobufCMessage *resp, struct arena *a)
 {
@@ -261,32 +191,26 @@ static int apply_command(struct fsm *f, const struct consensus_entry_info *info,
 {
     Lskvserverpb__ReceiptClaims claims = LSKVSERVERPB__RECEIPT_CLAIMS__INIT;
     bool has_claims = false;
-    if (len < 2 || cmd[0] != FSM_COMMAND_VERSION) {
+    const struct command_kind *kind = NULL;
+    Lskvcommandpb__Command *c = NULL;
+    if (command_decode(cmd, len, a, &c) != 0) {
         r->rv = LSKV_ECORRUPT;
-        errmsg_printf(r->errmsg, "command: bad version or length %zu", len);
+        errmsg_printf(r->errmsg, "command of %zu bytes does not decode", len);
         goto record;
     }
-    const uint8_t *body = cmd + 2;
-    size_t body_len = len - 2;
-    enum fsm_command_type type = cmd[1];
-    if (type == FSM_CMD_SIGNATURE) {
+    kind = command_kind_of(c->op_case);
+    if (kind->op == COMMAND_SIGNATURE) {
         /* No response: the proposer (the leader's signer) only waits for it.
          * Any failure is fatal: a signature this node cannot check or whose
          * root differs from its tree is a divergence. */
-        r->rv = apply_signature(f, info, body, body_len, r->errmsg);
+        r->rv = apply_signature(f, info, c->signature.data, c->signature.len, r->errmsg);
         return r->rv;
     }
-    if (type >= sizeof commands / sizeof commands[0] || commands[type].request == NULL) {
-        r->rv = LSKV_ECORRUPT;
-        errmsg_printf(r->errmsg, "command: unknown type %u", cmd[1]);
-        goto record;
-    }
-    ProtobufCMessage *req =
-        protobuf_c_message_unpack(commands[type].request, &a->pb, body_len, body);
+    const ProtobufCMessage *req = command_request(c);
     ProtobufCMessage *resp = NULL;
-    r->rv = req ? store_apply(f->kv, type, req, a, &resp, r->errmsg) : LSKV_ECORRUPT;
-    if (commands[type].receipt) {
-        receipt_claims_set(&claims, commands[type].kind, req, resp);
+    r->rv = req ? kind->apply(f->kv, req, a, &resp, r->errmsg) : LSKV_ECORRUPT;
+    if (kind->receipt && req != NULL) {
+        receipt_claims_set(&claims, kind->receipt_kind, req, resp);
         has_claims = true;
     }
     if (r->rv == 0 && resp == NULL)
@@ -301,7 +225,7 @@ record:
     if (r->rv == LSKV_EIO || r->rv == LSKV_ENOMEM || f->ledger == NULL)
         return 0;
     char errmsg[LSKV_ERRMSG_SIZE] = "";
-    int rv = ledger_record(f, info, cmd, len, r, has_claims ? &claims : NULL, errmsg);
+    int rv = ledger_record(f, info, cmd, len, kind, r, has_claims ? &claims : NULL, errmsg);
     if (rv != 0)
         memcpy(r->errmsg, errmsg, sizeof errmsg);
     return rv;
@@ -338,9 +262,8 @@ static void fsm_free_result(void *data, void *result)
     fsm_result_free(result);
 }
 
-/* Snapshot: u8 FSM_SNAPSHOT_VERSION | u64 ledger size (leaves) | store
- * snapshot (kvstore_snapshot). */
-#define SNAP_HEADER_BYTES 9
+/* POSITION section: u64 ledger leaves | root over them (zero when empty). */
+#define POSITION_BYTES (8 + HASH_BYTES)
 
 static int fsm_snapshot(void *data, uint8_t **buf, size_t *len)
 {
@@ -350,28 +273,30 @@ static int fsm_snapshot(void *data, uint8_t **buf, size_t *len)
     int rv = recstore_sync(f->records);
     if (rv != 0)
         return rv;
-    struct ledger_position pos = {0};
+    uint8_t position[POSITION_BYTES] = {0};
     if (f->ledger != NULL) {
+        struct ledger_position pos;
+        char errmsg[LSKV_ERRMSG_SIZE];
         if ((rv = ledger_sync(f->ledger)) != 0)
             return rv;
         ledger_position(f->ledger, &pos);
+        put_u64be(position, pos.size);
+        if (pos.size > 0 && (rv = ledger_root_at(f->ledger, pos.size, position + 8, errmsg)) != 0)
+            return rv;
     }
     uint8_t *kv = NULL;
     size_t kv_len = 0;
     if ((rv = kvstore_snapshot(f->kv, &kv, &kv_len)) != 0)
         return rv;
-    uint8_t *out = malloc(SNAP_HEADER_BYTES + kv_len);
-    if (out == NULL) {
-        free(kv);
-        return LSKV_ENOMEM;
-    }
-    out[0] = FSM_SNAPSHOT_VERSION;
-    put_u64be(out + 1, pos.size);
-    memcpy(out + SNAP_HEADER_BYTES, kv, kv_len);
+    struct sm_sections s = {0};
+    s.data[SM_SECTION_POSITION] = position;
+    s.len[SM_SECTION_POSITION] = sizeof position;
+    s.data[SM_SECTION_KV] = kv;
+    s.len[SM_SECTION_KV] = kv_len;
+    rv = sm_snapshot_encode(&s, buf, len);
+    explicit_bzero(kv, kv_len);
     free(kv);
-    *buf = out;
-    *len = SNAP_HEADER_BYTES + kv_len;
-    return 0;
+    return rv;
 }
 
 static int fsm_flush(void *data)
@@ -383,21 +308,45 @@ static int fsm_flush(void *data)
     return rv;
 }
 
+/* The ledger must hold the entries the snapshot covers, with the same root. */
+static int check_position(struct fsm *f, const uint8_t *p, size_t len)
+{
+    if (len != POSITION_BYTES)
+        return LSKV_ECORRUPT;
+    uint64_t size = get_u64be(p);
+    if (f->ledger == NULL || size == 0)
+        return 0;
+    struct ledger_position pos;
+    ledger_position(f->ledger, &pos);
+    if (pos.size < size) {
+        errmsg_printf(f->errmsg, "snapshot covers %" PRIu64 " ledger entries, the ledger holds "
+                      "%" PRIu64 ": ledger entries were lost", size, pos.size);
+        return LSKV_ECORRUPT;
+    }
+    uint8_t root[HASH_BYTES];
+    int rv = ledger_root_at(f->ledger, size, root, f->errmsg);
+    if (rv != 0)
+        return rv;
+    if (memcmp(root, p + 8, HASH_BYTES) != 0) {
+        errmsg_printf(f->errmsg, "the ledger's root over its first %" PRIu64 " entries differs "
+                      "from the snapshot's: another history", size);
+        return LSKV_ECORRUPT;
+    }
+    return 0;
+}
+
 static int fsm_restore(void *data, const uint8_t *buf, size_t len)
 {
     struct fsm *f = data;
-    if (len < SNAP_HEADER_BYTES)
+    struct sm_sections s;
+    int rv = sm_snapshot_decode(buf, len, &s);
+    if (rv != 0)
+        return rv;
+    if (s.data[SM_SECTION_POSITION] == NULL || s.data[SM_SECTION_KV] == NULL)
         return LSKV_ECORRUPT;
-    if (buf[0] != FSM_SNAPSHOT_VERSION)
-        return LSKV_EFORMAT;
-    uint64_t size = get_u64be(buf + 1);
-    if (f->ledger != NULL) {
-        struct ledger_position pos;
-        ledger_position(f->ledger, &pos);
-        if (pos.size < size)
-            return LSKV_ECORRUPT; /* the ledger lost entries the snapshot covers */
-    }
-    return kvstore_restore(f->kv, buf + SNAP_HEADER_BYTES, len - SNAP_HEADER_BYTES);
+    if ((rv = check_position(f, s.data[SM_SECTION_POSITION], s.len[SM_SECTION_POSITION])) != 0)
+        return rv;
+    return kvstore_restore(f->kv, s.data[SM_SECTION_KV], s.len[SM_SECTION_KV]);
 }
 
 struct consensus_fsm fsm_vtable(struct fsm *f)

@@ -1,12 +1,14 @@
-/* The replicated state machine: turns committed commands into kvstore calls.
+/* The replicated state machine: turns committed commands into kvstore calls
+ * and ledger entries.
  *
- * A command (the plaintext inside a sealed raft entry) is
- *   u8 format version (FSM_COMMAND_VERSION) | u8 type | request protobuf
- * where the request is etcd's own message (PutRequest, ...). Apply is
+ * A command (the plaintext inside a sealed raft entry) is the envelope of
+ * statemachine/command.h; its table says how each op applies. Apply is
  * deterministic: no clock, no randomness; it only reads the command, the
- * entry info and the store. docs/entry-format.md describes the framing. */
-#ifndef LSKV_CONSENSUS_FSM_H
-#define LSKV_CONSENSUS_FSM_H
+ * entry info and the store. No client input can fail apply: a request is
+ * either refused before proposal (command_kind.validate) or its result,
+ * etcd error included, is computed deterministically and recorded. */
+#ifndef LSKV_STATEMACHINE_FSM_H
+#define LSKV_STATEMACHINE_FSM_H
 
 #include <stddef.h>
 #include <stdint.h>
@@ -15,16 +17,7 @@
 #include "consensus/node.h"
 #include "kv/kvstore.h"
 #include "ledger/ledger.h"
-
-#define FSM_COMMAND_VERSION 1
-
-enum fsm_command_type {
-    FSM_CMD_PUT = 1,
-    FSM_CMD_DELETE_RANGE = 2,
-    FSM_CMD_TXN = 3,
-    FSM_CMD_COMPACT = 4,
-    FSM_CMD_SIGNATURE = 5, /* body: ledger signature payload (ledger/sig.h) */
-};
+#include "statemachine/command.h"
 
 /* What apply hands back to the proposer. */
 struct fsm_result {
@@ -52,6 +45,8 @@ struct fsm {
  *  - Compaction, and any command apply rejects with an etcd error (no
  *    revision made): type COMPACT / OTHER, no claims, write set = the
  *    command bytes themselves.
+ *  - A write set above FSM_WRITE_SET_MAX bytes (a DeleteRange over very
+ *    many long keys) is recorded by digest: version 2 below.
  *  - Signature commands: ledger_apply_signature (a bad one is a fatal
  *    divergence).
  * FSM write set, version 1 (big endian):
@@ -59,15 +54,20 @@ struct fsm {
  * one KeyValue per changed key in kvstore_changes() order; a deletion is a
  * KeyValue with create_revision 0, version 0 and no value (etcd's tombstone
  * shape). Everything in the write set and claims is sealed in the ledger.
+ * FSM write set, version 2 (too big to record whole):
+ *   u8 version (2) | u32 n | SHA-256 of the version 1 encoding
  *
  * Replay (restart): entries the ledger already holds (ledger_has_index) are
  * re-applied to the store and checked against the ledger byte for byte
  * instead of appended; a mismatch is a fatal divergence.
- * Snapshots: the ledger is synced before the store snapshot is produced, and
- * the snapshot records the ledger size it covers; restoring it onto a
- * shorter ledger fails (LSKV_ECORRUPT): ledger entries were lost. */
+ * Snapshots (statemachine/snapshot.h): the ledger is synced before the
+ * store snapshot is produced; the snapshot's POSITION section records the
+ * ledger size and root it covers, and restoring it onto a ledger that is
+ * shorter or has another root there fails (LSKV_ECORRUPT): ledger entries
+ * were lost or the ledger is another history. */
 #define FSM_WRITE_SET_VERSION 1
-#define FSM_SNAPSHOT_VERSION 1
+#define FSM_WRITE_SET_DIGEST_VERSION 2
+#define FSM_WRITE_SET_MAX (16u << 20)
 
 /* Also switches kv to deferred commits (kvstore_set_deferred_commit): the
  * vtable's flush commits the records of every entry applied in a loop turn
@@ -78,16 +78,6 @@ void fsm_init(struct fsm *f, kvstore *kv, recstore *records, uint64_t cluster_id
 void fsm_set_ledger(struct fsm *f, ledger *l);
 /* The consensus_fsm vtable over f (f is borrowed). */
 struct consensus_fsm fsm_vtable(struct fsm *f);
-
-/* Encodes a command around the packed request msg into a malloc'ed buffer.
- * Errors: LSKV_ENOMEM. */
-int fsm_command_encode(enum fsm_command_type type, const ProtobufCMessage *msg,
-                       uint8_t **out, size_t *out_len);
-/* As fsm_command_encode around request bytes the caller already decoded and
- * checked (the client's own encoding: no second pack on the request path).
- * Errors: LSKV_ENOMEM. */
-int fsm_command_wrap(enum fsm_command_type type, const uint8_t *body, size_t len,
-                     uint8_t **out, size_t *out_len);
 
 void fsm_result_free(struct fsm_result *r);
 

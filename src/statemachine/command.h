@@ -1,0 +1,78 @@
+/* The command envelope: what the raft log carries for the state machine.
+ *
+ * A command is one lskvcommandpb.Command (proto/lskvcommand.proto): request
+ * id, origin member, user and auth revision, and a oneof with the op (Put,
+ * DeleteRange, Txn, Compaction, ledger signature; room for leases, members
+ * and auth). The table command_kinds[] (command.c) is the one place an op is
+ * described: its request type, etcd's pre-proposal checks, how apply runs
+ * it, the ledger entry type it makes and the receipt kind it claims. A new
+ * op is one row there and one field in the proto.
+ *
+ * Encoding: the op's body is written as the client sent it (after decode and
+ * checks), so the request path never packs a request a second time; a
+ * length-delimited field is the same bytes whether protobuf-c or we frame it. */
+#ifndef LSKV_STATEMACHINE_COMMAND_H
+#define LSKV_STATEMACHINE_COMMAND_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/arena.h"
+#include "kv/kvstore.h"
+#include "ledger/receipt.h"
+#include "proto/lskvcommand.pb-c.h"
+
+/* Op numbers are the proto's oneof field numbers. */
+enum command_op {
+    COMMAND_PUT = LSKVCOMMANDPB__COMMAND__OP_PUT,
+    COMMAND_DELETE_RANGE = LSKVCOMMANDPB__COMMAND__OP_DELETE_RANGE,
+    COMMAND_TXN = LSKVCOMMANDPB__COMMAND__OP_TXN,
+    COMMAND_COMPACTION = LSKVCOMMANDPB__COMMAND__OP_COMPACTION,
+    COMMAND_SIGNATURE = LSKVCOMMANDPB__COMMAND__OP_SIGNATURE,
+};
+
+/* Who asked; every field may be zero / NULL (internal commands). */
+struct command_meta {
+    uint64_t request_id;
+    uint64_t origin_member;
+    const char *username;
+    uint64_t auth_revision;
+};
+
+/* Runs a store op against kv; *resp (in a) is etcd's response message.
+ * Returns 0 or an etcd error (deterministic), LSKV_EIO / LSKV_ENOMEM
+ * (storage: not deterministic, stops the node). */
+typedef int (*command_apply_fn)(kvstore *kv, const ProtobufCMessage *req, struct arena *a,
+                                ProtobufCMessage **resp, char *errmsg);
+
+struct command_kind {
+    enum command_op op;
+    const char *name;                           /* for logs: "put", ... */
+    const ProtobufCMessageDescriptor *request;  /* NULL: the body is plain bytes */
+    int (*validate)(const ProtobufCMessage *req); /* etcd's checks before proposal; may be NULL */
+    command_apply_fn apply;                     /* NULL: not a store op (signature) */
+    unsigned ledger_type;                       /* enum ledger_entry_type when apply succeeds */
+    bool receipt;                               /* claims ReceiptClaims{request, response} */
+    enum receipt_kind receipt_kind;
+};
+
+/* The row of op, or NULL for an op this build does not know. */
+const struct command_kind *command_kind_of(unsigned op);
+
+/* Envelope around body (the op's field content, borrowed) into a malloc'ed
+ * buffer. Errors: LSKV_EINVAL (unknown op), LSKV_ENOMEM. */
+int command_wrap(enum command_op op, const struct command_meta *meta, const uint8_t *body,
+                 size_t len, uint8_t **out, size_t *out_len);
+/* As command_wrap around msg packed (tests, tools). */
+int command_encode(enum command_op op, const struct command_meta *meta,
+                   const ProtobufCMessage *msg, uint8_t **out, size_t *out_len);
+
+/* Decodes a command into arena a and checks it names a known op.
+ * Errors: LSKV_ECORRUPT (bytes do not decode, no op or an unknown one). */
+int command_decode(const uint8_t *buf, size_t len, struct arena *a,
+                   Lskvcommandpb__Command **out);
+/* The op's request message of a decoded command (NULL for byte ops). */
+const ProtobufCMessage *command_request(const Lskvcommandpb__Command *c);
+
+#endif
