@@ -156,6 +156,12 @@ int lg_scan_open(ledger *l, size_t chunk, struct lg_scan *s, char *errmsg);
  * call); 0: no more entries; < 0: error. */
 int lg_scan_next(struct lg_scan *s, struct chunk_entry *e, char *errmsg);
 void lg_scan_close(struct lg_scan *s);
+/* A tree for a scan opened at the chunk holding leaf `target`: from the
+ * chunk header's peaks, or, when block hashes reach further, from the
+ * block boundary at or below target (so fewer leaves are rehashed). Scan
+ * consumers skip entries whose leaf index is below merkle_size(*t).
+ * Errors: LSKV_ENOMEM. */
+int lg_scan_tree(const ledger *l, const struct lg_scan *s, uint64_t target, merkle_tree **t);
 
 /* --- ledger.c -------------------------------------------------------------- */
 

@@ -71,8 +71,7 @@ static int receipt_from_disk(ledger *l, uint64_t leaf, struct arena *a,
     if (rv != 0)
         return rv;
     merkle_tree *t = NULL;
-    rv = merkle_open(s.h.first_leaf, (const uint8_t(*)[MERKLE_HASH_BYTES])s.h.peaks, s.h.n_peaks,
-                     &t);
+    rv = lg_scan_tree(l, &s, leaf, &t);
     struct found f = {0};
     bool have = false;
     while (rv == 0) {
@@ -88,6 +87,8 @@ static int receipt_from_disk(ledger *l, uint64_t leaf, struct arena *a,
             break;
         rv = 0;
         uint64_t i = s.leaf - 1;
+        if (i < merkle_size(t))
+            continue; /* summarised by the tree's peaks */
         uint8_t wsd[32], lh[32];
         chunk_entry_wsd(&e, wsd);
         merkle_leaf_hash_ced(wsd, e.commit_evidence_digest, e.claims_digest, lh);

@@ -144,3 +144,36 @@ int lg_scan_next(struct lg_scan *s, struct chunk_entry *e, char *errmsg)
             return rv;
     }
 }
+
+/* MTH of the blocks [j0, j0 + n) (n a power of two). */
+static void fold_blocks(const ledger *l, uint64_t j0, uint64_t n, uint8_t out[MERKLE_HASH_BYTES])
+{
+    if (n == 1) {
+        memcpy(out, l->blocks[j0], MERKLE_HASH_BYTES);
+        return;
+    }
+    uint8_t left[MERKLE_HASH_BYTES], right[MERKLE_HASH_BYTES];
+    fold_blocks(l, j0, n / 2, left);
+    fold_blocks(l, j0 + n / 2, n / 2, right);
+    merkle_node_hash(left, right, out);
+}
+
+int lg_scan_tree(const ledger *l, const struct lg_scan *s, uint64_t target, merkle_tree **t)
+{
+    uint64_t base = target / LG_BLOCK_LEAVES * LG_BLOCK_LEAVES;
+    if (base <= s->h.first_leaf || base / LG_BLOCK_LEAVES > l->n_blocks)
+        return merkle_open(s->h.first_leaf, (const uint8_t(*)[MERKLE_HASH_BYTES])s->h.peaks,
+                           s->h.n_peaks, t);
+    /* The peaks of base are blocks of at least LG_BLOCK_LEAVES leaves. */
+    uint8_t peaks[MERKLE_MAX_DEPTH][MERKLE_HASH_BYTES];
+    size_t n = 0;
+    uint64_t lo = 0;
+    for (int b = 63; b >= LG_BLOCK_LOG2; b--) {
+        uint64_t w = (uint64_t)1 << b;
+        if (base & w) {
+            fold_blocks(l, lo / LG_BLOCK_LEAVES, w / LG_BLOCK_LEAVES, peaks[n++]);
+            lo += w;
+        }
+    }
+    return merkle_open(base, (const uint8_t(*)[MERKLE_HASH_BYTES])peaks, n, t);
+}

@@ -45,9 +45,8 @@ static int disk_root(ledger *l, uint64_t n, uint8_t out[32], char *errmsg)
     int rv = lg_scan_open(l, lg_chunk_of_leaf(l, n - 1), &s, errmsg);
     if (rv != 0)
         return rv;
-    merkle_tree *t;
-    rv = merkle_open(s.h.first_leaf, (const uint8_t(*)[MERKLE_HASH_BYTES])s.h.peaks, s.h.n_peaks,
-                     &t);
+    merkle_tree *t = NULL;
+    rv = lg_scan_tree(l, &s, n, &t);
     struct chunk_entry e;
     while (rv == 0 && merkle_size(t) < n) {
         rv = lg_scan_next(&s, &e, errmsg);
@@ -57,6 +56,9 @@ static int disk_root(ledger *l, uint64_t n, uint8_t out[32], char *errmsg)
         }
         if (rv != 1)
             break;
+        rv = 0;
+        if (s.leaf - 1 < merkle_size(t))
+            continue; /* summarised by the tree's peaks */
         uint8_t leaf[32];
         chunk_entry_leaf(&e, leaf);
         rv = merkle_append(t, leaf);
