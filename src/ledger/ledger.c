@@ -43,6 +43,11 @@
  *      the open chunk. Raft replays everything after its snapshot, and
  *      ledger_sync runs before every snapshot, so nothing cut was needed.
  *
+ *  (8) blocks[j] is MTH of leaves [j * 4096, (j + 1) * 4096) for every
+ *      complete block of verified or appended entries, in order (from the
+ *      verifier at open, from lg_record_entry after); with the last
+ *      signature's copy they let proofs for old sizes skip most rehashing.
+ *
  * Transitions: ledger_open (verify + tail repair), lg_append_frame (every
  * append), lg_rotate, ledger_close.
  *
