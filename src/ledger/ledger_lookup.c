@@ -229,12 +229,12 @@ int ledger_tx_status(ledger *l, int64_t revision, uint64_t raft_term,
 
 /* --- Consistency proofs ------------------------------------------------------ */
 
-/* Where the fast path finds subtree hashes: the tree rebuilt from the
- * chunk around from_size (tm, may be NULL), the window's tree, and the
+/* Where the fast path finds subtree hashes: the trees rebuilt around
+ * from_size and to_size (tm, tn; may be NULL), the window's tree, and the
  * block hashes in between. */
 struct sources {
     const ledger *l;
-    const merkle_tree *tm;
+    const merkle_tree *tm, *tn;
 };
 
 /* MTH(D[lo:hi]) from the sources; LSKV_ENOTFOUND when a leaf it needs is in
@@ -244,6 +244,8 @@ static int source_node(void *arg, uint64_t lo, uint64_t hi, uint8_t out[MERKLE_H
     const struct sources *s = arg;
     const ledger *l = s->l;
     if (s->tm != NULL && hi <= merkle_size(s->tm) && merkle_node(s->tm, lo, hi, out) == 0)
+        return 0;
+    if (s->tn != NULL && hi <= merkle_size(s->tn) && merkle_node(s->tn, lo, hi, out) == 0)
         return 0;
     if (hi <= merkle_size(l->tree) && merkle_node(l->tree, lo, hi, out) == 0)
         return 0;
@@ -282,75 +284,104 @@ static int hex_proof(struct arena *a, const uint8_t (*proof)[MERKLE_HASH_BYTES],
     return 0;
 }
 
-/* The common case without reading past the chunk around from_size: to_size
- * is the last signature's (in the window), the leaves in between come from
- * block hashes. LSKV_ENOTFOUND with *fallback: take the slow path. */
+/* The signed root at exactly `size` and a tree around it: from the chunk
+ * holding leaf size - 1 (its tree from the block boundary below, or the
+ * chunk header), up to that signature (the first whose size is not below
+ * size: it follows leaf size - 1) and on to leaf `upto`.
+ * Errors: LSKV_ENOTFOUND (no signature at exactly size), as the scan. */
+static int signed_root_at(ledger *l, uint64_t size, uint64_t upto, struct arena *a,
+                          merkle_tree **t, Lskvserverpb__SignedRoot **sr, char *errmsg)
+{
+    struct lg_scan s;
+    *t = NULL;
+    *sr = NULL;
+    int rv = lg_scan_open(l, lg_chunk_of_leaf(l, size - 1), &s, errmsg);
+    if (rv != 0)
+        return rv;
+    rv = lg_scan_tree(l, &s, size - 1, t);
+    struct chunk_entry e;
+    while (rv == 0 && (*sr == NULL || merkle_size(*t) < upto)) {
+        if ((rv = lg_scan_next(&s, &e, errmsg)) != 1) {
+            rv = rv == 0 && *sr == NULL ? LSKV_ENOTFOUND : rv;
+            break;
+        }
+        rv = 0;
+        if (s.leaf - 1 < merkle_size(*t))
+            continue; /* summarised by the tree's peaks */
+        uint8_t leaf[MERKLE_HASH_BYTES];
+        chunk_entry_leaf(&e, leaf);
+        if ((rv = merkle_append(*t, leaf)) != 0 || e.type != CHUNK_ENTRY_SIGNATURE ||
+            *sr != NULL)
+            continue;
+        struct sig_payload p;
+        if ((rv = sig_payload_decode(e.public_part, e.public_len, &p, errmsg)) != 0)
+            break;
+        if (p.tree_size == size)
+            rv = anchor_from_sig(&p, a, sr);
+        else if (p.tree_size > size)
+            rv = LSKV_ENOTFOUND;
+    }
+    lg_scan_close(&s);
+    if (rv == LSKV_ENOTFOUND)
+        errmsg_printf(errmsg, "ledger: no signature covers exactly %" PRIu64 " leaves", size);
+    if (rv != 0) {
+        merkle_close(*t);
+        *t = NULL;
+    }
+    return rv;
+}
+
+/* Reads only the chunks around from_size and to_size (the latest signed
+ * root is kept in memory); the leaves in between come from block hashes.
+ * *fallback: the blocks could not give every hash, scan instead. */
 static int consistency_fast(ledger *l, uint64_t from_size, uint64_t to_size, struct arena *a,
                             Lskvserverpb__GetConsistencyProofResponse **out, bool *fallback,
                             char *errmsg)
 {
-    *fallback = true;
+    *fallback = false;
     const struct win_sig *last = l->last_sig.payload ? &l->last_sig : NULL;
-    if (last == NULL || last->p.tree_size != to_size || from_size == 0)
+    if (from_size == 0 && (last == NULL || last->p.tree_size != to_size)) {
+        *fallback = true;
         return LSKV_ENOTFOUND;
+    }
     Lskvserverpb__GetConsistencyProofResponse *r = arena_alloc(a, sizeof *r);
     if (r == NULL)
         return LSKV_ENOMEM;
     lskvserverpb__get_consistency_proof_response__init(r);
-    merkle_tree *tm = NULL;
-    struct lg_scan s = {0};
-    bool scanned = false;
+    if (from_size == 0) { /* just the latest signed root: an anchor to save */
+        int rv = anchor_from_sig(&last->p, a, &r->to);
+        if (rv == 0)
+            *out = r;
+        return rv;
+    }
+    merkle_tree *tm = NULL, *tn = NULL;
     int rv = 0;
-    if (from_size > merkle_base(l->tree)) {
+    if (last != NULL && last->p.tree_size == to_size)
+        rv = anchor_from_sig(&last->p, a, &r->to);
+    else
+        rv = signed_root_at(l, to_size, 0, a, &tn, &r->to, errmsg);
+    if (rv == 0 && from_size > merkle_base(l->tree)) {
         /* Its signature follows leaf from_size - 1: in the window. */
         for (size_t i = 0; i < l->n_sigs && r->from == NULL && rv == 0; i++)
             if (l->sigs[i].p.tree_size == from_size)
                 rv = anchor_from_sig(&l->sigs[i].p, a, &r->from);
-    } else {
-        /* From the chunk holding leaf from_size - 1: up to the signature
-         * that covers from_size (the first whose size is not below it) and
-         * on to the next block boundary, where block hashes take over. */
-        uint64_t upto = (from_size + LG_BLOCK_LEAVES - 1) / LG_BLOCK_LEAVES * LG_BLOCK_LEAVES;
-        scanned = true;
-        rv = lg_scan_open(l, lg_chunk_of_leaf(l, from_size - 1), &s, errmsg);
-        if (rv == 0)
-            rv = merkle_open(s.h.first_leaf, (const uint8_t(*)[MERKLE_HASH_BYTES])s.h.peaks,
-                             s.h.n_peaks, &tm);
-        struct chunk_entry e;
-        while (rv == 0 && (r->from == NULL || merkle_size(tm) < upto)) {
-            if ((rv = lg_scan_next(&s, &e, errmsg)) != 1) {
-                rv = rv == 0 && r->from == NULL ? LSKV_ENOTFOUND : rv == 1 ? 0 : rv;
-                break;
-            }
-            rv = 0;
-            uint8_t leaf[MERKLE_HASH_BYTES];
-            chunk_entry_leaf(&e, leaf);
-            if ((rv = merkle_append(tm, leaf)) != 0 || e.type != CHUNK_ENTRY_SIGNATURE ||
-                r->from != NULL)
-                continue;
-            struct sig_payload p;
-            if ((rv = sig_payload_decode(e.public_part, e.public_len, &p, errmsg)) != 0)
-                break;
-            if (p.tree_size == from_size)
-                rv = anchor_from_sig(&p, a, &r->from);
-            else if (p.tree_size > from_size)
-                rv = LSKV_ENOTFOUND;
+        if (rv == 0 && r->from == NULL) {
+            rv = LSKV_ENOTFOUND;
+            errmsg_printf(errmsg, "ledger: no signature covers exactly %" PRIu64 " leaves",
+                          from_size);
         }
+    } else if (rv == 0) {
+        /* On to the next block boundary, where block hashes take over. */
+        uint64_t upto = (from_size + LG_BLOCK_LEAVES - 1) / LG_BLOCK_LEAVES * LG_BLOCK_LEAVES;
+        rv = signed_root_at(l, from_size, upto, a, &tm, &r->from, errmsg);
     }
-    if (rv == 0 && r->from == NULL)
-        rv = LSKV_ENOTFOUND;
-    if (rv == LSKV_ENOTFOUND) {
-        *fallback = false;
-        errmsg_printf(errmsg, "ledger: no signature covers exactly %" PRIu64 " leaves",
-                      from_size);
-    }
-    if (rv == 0)
-        rv = anchor_from_sig(&last->p, a, &r->to);
     uint8_t proof[MERKLE_MAX_CONSISTENCY][MERKLE_HASH_BYTES];
     size_t n = 0;
     if (rv == 0) {
-        struct sources src = {.l = l, .tm = tm};
+        struct sources src = {.l = l, .tm = tm, .tn = tn};
         rv = merkle_consistency_with(source_node, &src, from_size, to_size, proof, &n);
+        if (rv == LSKV_ENOTFOUND)
+            *fallback = true;
     }
     if (rv == 0) {
         /* Cheap, and it keeps a wrong block from ever being served. */
@@ -358,18 +389,17 @@ static int consistency_fast(ledger *l, uint64_t from_size, uint64_t to_size, str
         if (hex_decode(r->from->root, rf, sizeof rf) != 0 ||
             hex_decode(r->to->root, rt, sizeof rt) != 0 ||
             !merkle_consistency_verify(from_size, to_size, rf, rt,
-                                       (const uint8_t(*)[MERKLE_HASH_BYTES])proof, n))
-            rv = LSKV_ENOTFOUND; /* fallback */
+                                       (const uint8_t(*)[MERKLE_HASH_BYTES])proof, n)) {
+            rv = LSKV_ENOTFOUND;
+            *fallback = true;
+        }
     }
     if (rv == 0)
         rv = hex_proof(a, (const uint8_t(*)[MERKLE_HASH_BYTES])proof, n, r);
     merkle_close(tm);
-    if (scanned)
-        lg_scan_close(&s);
-    if (rv == 0) {
-        *fallback = false;
+    merkle_close(tn);
+    if (rv == 0)
         *out = r;
-    }
     return rv;
 }
 

@@ -1122,9 +1122,9 @@ TEST(ledger, audit_verifier_catches_a_ledger_behind_or_beside_an_anchor)
     fx_close(&f);
 }
 
-/* Proofs to the latest signature come from block hashes, without re-reading
- * the chunks between (ledger_lookup.c), whether the blocks were recorded
- * while appending or by the verifier at open. */
+/* Proofs come from block hashes, without re-reading the chunks between the
+ * two sizes (ledger_lookup.c), whether the blocks were recorded while
+ * appending or by the verifier at open. */
 static void check_fast_proofs(struct fixture *f, const uint64_t *sizes, int n)
 {
     char errmsg[LSKV_ERRMSG_SIZE] = "";
@@ -1153,21 +1153,32 @@ static void check_fast_proofs(struct fixture *f, const uint64_t *sizes, int n)
     for (int64_t rev = 2; rev <= f->rev; rev += 97)
         check_receipt(f, rev);
     check_receipt(f, 2 + (int64_t)LG_BLOCK_LEAVES); /* near a boundary */
-    /* to an older size: the slow path, same answers */
+    /* between older sizes too: only the chunks around both sizes are read */
+    for (int i = 0; i + 2 < n; i += 3) {
+        for (int j = i + 1; j < n - 1; j += 4) {
+            struct arena a;
+            arena_init(&a);
+            Lskvserverpb__GetConsistencyProofResponse *r;
+            ASSERT_EQ(ledger_consistency(f->l, sizes[i], sizes[j], &a, &r, errmsg), 0);
+            uint8_t rf[32], rt[32];
+            ASSERT_EQ(anchor_verify(r->from, f->svc, rf, errmsg), 0);
+            ASSERT_EQ(anchor_verify(r->to, f->svc, rt, errmsg), 0);
+            ASSERT_EQ(r->to->tree_size, sizes[j]);
+            ASSERT_EQ(anchor_check_proof(sizes[i], rf, sizes[j], rt, r->proof, r->n_proof,
+                                         errmsg), 0);
+            arena_close(&a);
+        }
+    }
+    ASSERT_EQ(f->l->slow_proofs, slow);
     struct arena a;
     arena_init(&a);
     Lskvserverpb__GetConsistencyProofResponse *r;
-    ASSERT_EQ(ledger_consistency(f->l, sizes[1], sizes[n - 3], &a, &r, errmsg), 0);
-    uint8_t rf[32], rt[32];
-    ASSERT_EQ(anchor_verify(r->from, f->svc, rf, errmsg), 0);
-    ASSERT_EQ(anchor_verify(r->to, f->svc, rt, errmsg), 0);
-    ASSERT_EQ(anchor_check_proof(sizes[1], rf, sizes[n - 3], rt, r->proof, r->n_proof, errmsg),
-              0);
-    ASSERT_EQ(f->l->slow_proofs, slow + 1);
+    ASSERT_EQ(ledger_consistency(f->l, sizes[1] + 1, sizes[4], &a, &r, errmsg), LSKV_ENOTFOUND);
+    ASSERT_EQ(ledger_consistency(f->l, sizes[1], sizes[4] + 1, &a, &r, errmsg), LSKV_ENOTFOUND);
     arena_close(&a);
 }
 
-TEST(ledger, consistency_proofs_to_the_latest_signature_use_block_hashes)
+TEST(ledger, consistency_proofs_and_old_receipts_use_block_hashes)
 {
     struct fixture f;
     fx_init(&f, 64 * 1024);
