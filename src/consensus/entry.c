@@ -5,7 +5,7 @@
 
 #include "common/bytes.h"
 #include "common/err.h"
-#include "ledger/hash.h"
+#include "crypto/hash.h"
 
 /* Layout: consensus/entry.h and docs/entry-format.md. AAD = the whole header
  * || u64be cluster id, so a flipped header bit fails authentication just

@@ -1,5 +1,5 @@
 /* HMAC-SHA256 for small and rare uses (a file's tag, a key derived once at
- * start). Hot paths keep a keyed state instead (ledger/hash.h). */
+ * start). Hot paths keep a keyed state instead (crypto/hash.h). */
 #ifndef LSKV_CRYPTO_MAC_H
 #define LSKV_CRYPTO_MAC_H
 

@@ -18,7 +18,7 @@
 #include "common/bytes.h"
 #include "common/err.h"
 #include "crypto/aead.h"
-#include "ledger/hash.h"
+#include "crypto/hash.h"
 
 static uint32_t crc_table[256];
 static int crc_ready;

@@ -8,7 +8,7 @@
 
 #include <stdint.h>
 
-#include "ledger/hash.h"
+#include "crypto/hash.h"
 #include "ledger/ledger.h"
 
 /* K_ce = HMAC-SHA256(secret, "lskv-ledger-commit-evidence-v1"), as an HMAC

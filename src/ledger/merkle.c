@@ -28,7 +28,7 @@
 #include <string.h>
 
 #include "common/err.h"
-#include "ledger/hash.h"
+#include "crypto/hash.h"
 
 struct peak {
     uint64_t lo;    /* first leaf */
@@ -350,14 +350,35 @@ int merkle_proof(const merkle_tree *t, uint64_t i, uint64_t size, struct merkle_
     return 0;
 }
 
+int merkle_node(const merkle_tree *t, uint64_t lo, uint64_t hi, uint8_t out[MERKLE_HASH_BYTES])
+{
+    if (lo >= hi || hi > merkle_size(t))
+        return LSKV_EINVAL;
+    return range_hash(t, lo, hi, out);
+}
+
+static int tree_node(void *arg, uint64_t lo, uint64_t hi, uint8_t out[MERKLE_HASH_BYTES])
+{
+    return range_hash(arg, lo, hi, out);
+}
+
 int merkle_consistency(const merkle_tree *t, uint64_t m, uint64_t n,
                        uint8_t (*out)[MERKLE_HASH_BYTES], size_t *n_out)
 {
-    if (m == 0 || m < t->base || m > n || n > merkle_size(t))
+    if (m < t->base || n > merkle_size(t))
+        return LSKV_EINVAL;
+    /* Every node named is a node of the tree of n >= base leaves
+     * (invariant 3), so range_hash finds it. */
+    return merkle_consistency_with(tree_node, (void *)t, m, n, out, n_out);
+}
+
+int merkle_consistency_with(merkle_node_fn node, void *arg, uint64_t m, uint64_t n,
+                            uint8_t (*out)[MERKLE_HASH_BYTES], size_t *n_out)
+{
+    if (m == 0 || m > n)
         return LSKV_EINVAL;
     /* SUBPROOF(m, D[lo:hi], b) walked from the root: each level adds its
-     * hash after the deeper ones, so collect top-down and reverse. Every
-     * node named is a node of the tree of n >= base leaves (invariant 3). */
+     * hash after the deeper ones, so collect top-down and reverse. */
     uint8_t down[MERKLE_MAX_CONSISTENCY][MERKLE_HASH_BYTES];
     size_t k_out = 0;
     uint64_t lo = 0, hi = n, mm = m;
@@ -366,17 +387,17 @@ int merkle_consistency(const merkle_tree *t, uint64_t m, uint64_t n,
     while (rv == 0 && mm != hi - lo) {
         uint64_t k = split_point(hi - lo);
         if (mm <= k) {
-            rv = range_hash(t, lo + k, hi, down[k_out++]);
+            rv = node(arg, lo + k, hi, down[k_out++]);
             hi = lo + k;
         } else {
-            rv = range_hash(t, lo, lo + k, down[k_out++]);
+            rv = node(arg, lo, lo + k, down[k_out++]);
             lo += k;
             mm -= k;
             whole = false;
         }
     }
     if (rv == 0 && !whole)
-        rv = range_hash(t, lo, hi, down[k_out++]);
+        rv = node(arg, lo, hi, down[k_out++]);
     if (rv != 0)
         return rv;
     for (size_t j = 0; j < k_out; j++)

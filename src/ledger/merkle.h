@@ -78,6 +78,17 @@ int merkle_proof(const merkle_tree *t, uint64_t i, uint64_t size,
 #define MERKLE_MAX_CONSISTENCY (2 * MERKLE_MAX_DEPTH)
 int merkle_consistency(const merkle_tree *t, uint64_t m, uint64_t n,
                        uint8_t (*out)[MERKLE_HASH_BYTES], size_t *n_out);
+/* The same walk with the subtree hashes MTH(D[lo:hi]) taken from node()
+ * (0 or an error, which is returned). For callers whose leaves live in
+ * several places. Errors: LSKV_EINVAL (sizes), node()'s. */
+typedef int (*merkle_node_fn)(void *arg, uint64_t lo, uint64_t hi,
+                              uint8_t out[MERKLE_HASH_BYTES]);
+int merkle_consistency_with(merkle_node_fn node, void *arg, uint64_t m, uint64_t n,
+                            uint8_t (*out)[MERKLE_HASH_BYTES], size_t *n_out);
+/* MTH(D[lo:hi]) (lo < hi <= merkle_size) when t can derive it: from held
+ * leaves, cached blocks and the peaks of base. Errors: LSKV_EINVAL (out of
+ * range, or it needs leaves below base that no peak of base summarises). */
+int merkle_node(const merkle_tree *t, uint64_t lo, uint64_t hi, uint8_t out[MERKLE_HASH_BYTES]);
 
 /* Forgets the leaves below new_base (base <= new_base <= size), keeping the
  * peaks of [0, new_base). Errors: LSKV_EINVAL, LSKV_ENOMEM (tree unchanged). */

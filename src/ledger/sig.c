@@ -6,7 +6,7 @@
 
 #include "common/bytes.h"
 #include "common/err.h"
-#include "ledger/hash.h"
+#include "crypto/hash.h"
 
 #define FIXED 79 /* version, tree_size, root, service_digest, sig_len, cert_len */
 
@@ -115,8 +115,8 @@ int sig_check_service(const struct sig_payload *p, const cert_service *service, 
         return LSKV_EINVAL;
     }
     if (memcmp(want, p->service_digest, MERKLE_HASH_BYTES) != 0) {
-        errmsg_printf(errmsg, "the statement names service certificate digest %02x%02x%02x%02x..."
-                      ", not the configured one's %02x%02x%02x%02x...",
+        errmsg_printf(errmsg, "signed by another service identity (the statement names service "
+                      "certificate digest %02x%02x%02x%02x..., not %02x%02x%02x%02x...)",
                       p->service_digest[0], p->service_digest[1], p->service_digest[2],
                       p->service_digest[3], want[0], want[1], want[2], want[3]);
         return LSKV_ECORRUPT;

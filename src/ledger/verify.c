@@ -16,6 +16,9 @@
 
 struct verifier {
     const cert_service *service;
+    void (*on_block)(void *arg, uint64_t block, const uint8_t hash[MERKLE_HASH_BYTES]);
+    void *block_arg;
+    unsigned block_log2;
     uint8_t service_digest[32];
     bool have_secret;
     aead_key *open_key;
@@ -27,6 +30,8 @@ struct verifier {
     size_t endorsed_len;
     uint8_t *plain;            /* scratch for opened private parts */
     size_t plain_cap;
+    uint8_t *last_sig;         /* copy of the last signature payload */
+    size_t last_sig_len, last_sig_cap;
     uint64_t anchor_size;      /* 0: none */
     uint8_t anchor_root[MERKLE_HASH_BYTES];
     bool anchor_reached;
@@ -55,6 +60,9 @@ int verify_open(const struct verify_config *c, verifier **out)
     if (v == NULL)
         return LSKV_ENOMEM;
     v->service = c->service;
+    v->on_block = c->on_block;
+    v->block_arg = c->block_arg;
+    v->block_log2 = c->block_log2;
     v->st.last_nonsig_leaf = -1;
     int rv = c->service ? cert_service_digest(c->service, v->service_digest) : 0;
     if (rv == 0)
@@ -83,6 +91,7 @@ void verify_close(verifier *v)
     aead_key_free(v->open_key);
     hash_hmac_wipe(&v->ce_key);
     free(v->endorsed);
+    free(v->last_sig);
     if (v->plain != NULL)
         OPENSSL_cleanse(v->plain, v->plain_cap);
     free(v->plain);
@@ -161,6 +170,15 @@ static int check_signature(verifier *v, const struct chunk_entry *e, uint64_t le
         v->endorsed = c;
         v->endorsed_len = p.cert_len;
     }
+    if (e->public_len > v->last_sig_cap) {
+        uint8_t *b = realloc(v->last_sig, e->public_len);
+        if (b == NULL)
+            return LSKV_ENOMEM;
+        v->last_sig = b;
+        v->last_sig_cap = e->public_len;
+    }
+    memcpy(v->last_sig, e->public_part, e->public_len);
+    v->last_sig_len = e->public_len;
     v->st.signed_size = p.tree_size;
     v->st.signatures++;
     return 0;
@@ -231,6 +249,14 @@ int verify_entry(verifier *v, const struct chunk_entry *e, char *errmsg)
     chunk_entry_leaf(e, lh);
     if ((rv = merkle_append(v->tree, lh)) != 0)
         return rv;
+    uint64_t bsz = (uint64_t)1 << v->block_log2;
+    if (v->on_block != NULL && ((leaf + 1) & (bsz - 1)) == 0) {
+        uint8_t bh[MERKLE_HASH_BYTES];
+        /* a node of the tree of leaf + 1 >= base leaves: derivable */
+        if ((rv = merkle_node(v->tree, leaf + 1 - bsz, leaf + 1, bh)) != 0)
+            return rv;
+        v->on_block(v->block_arg, (leaf + 1) / bsz - 1, bh);
+    }
     if (leaf + 1 == v->anchor_size) {
         uint8_t root[MERKLE_HASH_BYTES];
         if ((rv = merkle_root(v->tree, leaf + 1, root)) != 0)
@@ -312,6 +338,12 @@ int verify_chunk(verifier *v, const uint8_t *buf, size_t len, uint64_t first, ui
 void verify_get_state(const verifier *v, struct verify_state *out)
 {
     *out = v->st;
+}
+
+void verify_last_signature(const verifier *v, const uint8_t **payload, size_t *len)
+{
+    *payload = v->last_sig_len ? v->last_sig : NULL;
+    *len = v->last_sig_len;
 }
 
 void verify_peaks(const verifier *v, uint8_t (*out)[MERKLE_HASH_BYTES], size_t *n)

@@ -31,6 +31,12 @@ struct verify_config {
     const cert_service *service; /* NULL: certificates are not checked against it */
     const uint8_t *secret;       /* LEDGER_SECRET_BYTES, copied; NULL: private parts
                                     are not checked */
+    /* Optional: called with MTH of every aligned block of 2^block_log2
+     * leaves (block j covers [j << block_log2, (j + 1) << block_log2)) as
+     * soon as its last entry is verified, in order. */
+    void (*on_block)(void *arg, uint64_t block, const uint8_t hash[MERKLE_HASH_BYTES]);
+    void *block_arg;
+    unsigned block_log2;         /* 1..40 when on_block is set */
 };
 
 /* Where the ledger stands after the entries fed so far. */
@@ -84,6 +90,9 @@ void verify_set_anchor(verifier *v, uint64_t size, const uint8_t root[MERKLE_HAS
 int verify_anchor_reached(const verifier *v, char *errmsg);
 
 void verify_get_state(const verifier *v, struct verify_state *out);
+/* The payload of the last signature entry verified (NULL, 0 if none);
+ * valid until the next call that feeds v. */
+void verify_last_signature(const verifier *v, const uint8_t **payload, size_t *len);
 /* Peaks of the tree at its current size (room for MERKLE_MAX_DEPTH);
  * *n = their number. */
 void verify_peaks(const verifier *v, uint8_t (*out)[MERKLE_HASH_BYTES], size_t *n);

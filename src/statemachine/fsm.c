@@ -6,7 +6,7 @@
 
 #include "common/arena.h"
 #include "common/bytes.h"
-#include "ledger/hash.h"
+#include "crypto/hash.h"
 #include "ledger/receipt.h"
 #include "proto/kv.pb-c.h"
 #include "proto/lskvserver.pb-c.h"

@@ -7,10 +7,13 @@ for X.509 and ECDSA, hashlib for SHA-256, a few lines of protobuf wire
 format for the claims).
 
     receipt_check.py RECEIPT.json --service-cert CERT [--request R --response S]
+                     [--anchor ANCHOR.json]
 
 R and S are the binary protobuf PutRequest / PutResponse (or DeleteRange /
-Txn with --kind) the client sent and got. Exit 0 and "OK ..." when the
-receipt verifies, 1 with the reason otherwise.
+Txn with --kind) the client sent and got. With --anchor (a saved signed
+root, docs/ledger-format.md section 8) the receipt must carry an RFC 9162
+consistency proof between its tree and the anchor's. Exit 0 and "OK ..."
+when the receipt verifies, 1 with the reason otherwise.
 """
 import argparse
 import base64
@@ -144,7 +147,75 @@ def node_id_of(cert):
     return hashlib.sha256(der).hexdigest()
 
 
-def verify(receipt, service_pem, expected_claims_digest=None):
+def check_statement(cert_pem, sig_b64, tree_size, root, named_digest, service_pem):
+    """Steps 5-6 for one signed statement (section 4): the node signed
+    (tree_size, root, service digest) and the service endorsed the node."""
+    try:
+        cert = x509.load_pem_x509_certificate(cert_pem.encode())
+    except (AttributeError, ValueError) as e:
+        raise ReceiptError(f"node certificate: {e}")
+    service = x509.load_pem_x509_certificate(service_pem)
+    service_digest = sha256(service.public_bytes(serialization.Encoding.DER))
+    if named_digest and unhex32(named_digest, "service_cert_digest") != service_digest:
+        raise ReceiptError("signed by another service identity")
+    statement = b"lskv-signed-root-v2" + struct.pack(">Q", tree_size) + root + service_digest
+    try:
+        cert.public_key().verify(base64.b64decode(sig_b64 or ""), statement,
+                                 ec.ECDSA(hashes.SHA256()))
+    except InvalidSignature:
+        raise ReceiptError("signature does not verify over the signed statement")
+    if cert.issuer != service.subject:
+        raise ReceiptError("node certificate is not issued by the service certificate")
+    try:
+        service.public_key().verify(cert.signature, cert.tbs_certificate_bytes,
+                                    ec.ECDSA(cert.signature_hash_algorithm))
+    except InvalidSignature:
+        raise ReceiptError("node certificate is not signed by the service key")
+    return cert
+
+
+def verify_anchor(anchor, service_pem):
+    """An anchor (a saved SignedRoot): returns (tree_size, root bytes)."""
+    size = int(get(anchor, "tree_size", "treeSize") or 0)
+    root = unhex32(anchor.get("root"), "anchor root")
+    if size < 1:
+        raise ReceiptError("anchor: no tree_size")
+    check_statement(anchor.get("cert"), anchor.get("signature"), size, root,
+                    get(anchor, "service_cert_digest", "serviceCertDigest"), service_pem)
+    return size, root
+
+
+def consistent(m, n, root_m, root_n, proof):
+    """RFC 9162 section 2.1.4.2: is the tree (m, root_m) a prefix of (n, root_n)?"""
+    if m < 1 or m > n:
+        return False
+    if m == n:
+        return not proof and root_m == root_n
+    if not proof:
+        return False
+    path = ([root_m] if m & (m - 1) == 0 else []) + proof
+    fn, sn = m - 1, n - 1
+    while fn & 1:
+        fn >>= 1
+        sn >>= 1
+    fr = sr = path[0]
+    for c in path[1:]:
+        if sn == 0:
+            return False
+        if fn & 1 or fn == sn:
+            fr = sha256(c + fr)
+            sr = sha256(c + sr)
+            while not fn & 1 and fn != 0:
+                fn >>= 1
+                sn >>= 1
+        else:
+            sr = sha256(sr + c)
+        fn >>= 1
+        sn >>= 1
+    return sn == 0 and fr == root_m and sr == root_n
+
+
+def verify(receipt, service_pem, expected_claims_digest=None, anchor=None):
     """Verifies a receipt dict (a Receipt or a GetReceiptResponse). Returns
     the signed root (hex); raises ReceiptError."""
     r = receipt.get("receipt", receipt) if isinstance(receipt, dict) else None
@@ -181,37 +252,26 @@ def verify(receipt, service_pem, expected_claims_digest=None):
             h = sha256(unhex32(left, f"proof {n}") + h)
         else:
             h = sha256(h + unhex32(right, f"proof {n}"))
-    # 5. signature over the signed statement (tree_size, root, service) with
-    #    the node certificate
-    try:
-        cert = x509.load_pem_x509_certificate(r["cert"].encode())
-    except (KeyError, ValueError) as e:
-        raise ReceiptError(f"node certificate: {e}")
-    service = x509.load_pem_x509_certificate(service_pem)
-    service_digest = sha256(service.public_bytes(serialization.Encoding.DER))
-    named = get(r, "service_cert_digest", "serviceCertDigest")
-    if named and unhex32(named, "service_cert_digest") != service_digest:
-        raise ReceiptError("signed by another service identity")
-    statement = (b"lskv-signed-root-v2" + struct.pack(">Q", tree_size) + h + service_digest)
-    sig = base64.b64decode(r.get("signature", ""))
-    try:
-        cert.public_key().verify(sig, statement, ec.ECDSA(hashes.SHA256()))
-    except InvalidSignature:
-        raise ReceiptError("signature does not verify over the signed statement")
+    # 5-6. the signed statement (tree_size, root, service) and the endorsement
+    cert = check_statement(r.get("cert"), r.get("signature"), tree_size, h,
+                           get(r, "service_cert_digest", "serviceCertDigest"), service_pem)
     node_id = get(r, "node_id", "nodeId")
     if node_id and node_id != node_id_of(cert):
         raise ReceiptError("node_id does not match the certificate")
-    # 6. the node certificate is endorsed by the service certificate
-    if cert.issuer != service.subject:
-        raise ReceiptError("node certificate is not issued by the service certificate")
-    try:
-        service.public_key().verify(cert.signature, cert.tbs_certificate_bytes,
-                                    ec.ECDSA(cert.signature_hash_algorithm))
-    except InvalidSignature:
-        raise ReceiptError("node certificate is not signed by the service key")
     # 7. the claims
     if expected_claims_digest is not None and expected_claims_digest != cd:
         raise ReceiptError("claims digest does not match the request and response")
+    # 8. with an anchor: one history (section 8)
+    if anchor is not None:
+        a_size, a_root = verify_anchor(anchor, service_pem)
+        if int(get(r, "anchor_size", "anchorSize") or 0) != a_size:
+            raise ReceiptError("receipt carries no consistency proof to the anchor")
+        proof = [unhex32(x, "anchor_proof") for x in get(r, "anchor_proof", "anchorProof") or []]
+        ok = (consistent(a_size, tree_size, a_root, h, proof) if a_size <= tree_size
+              else consistent(tree_size, a_size, h, a_root, proof))
+        if not ok:
+            raise ReceiptError("the receipt's tree and the anchor's are not one history "
+                               "(rolled back or forked)")
     return h.hex()
 
 
@@ -222,6 +282,7 @@ def main(argv=None):
     ap.add_argument("--request")
     ap.add_argument("--response")
     ap.add_argument("--kind", default="put", choices=sorted(KIND_FIELDS))
+    ap.add_argument("--anchor")
     a = ap.parse_args(argv)
     try:
         with open(a.receipt) as f:
@@ -235,7 +296,11 @@ def main(argv=None):
             with open(a.response, "rb") as f:
                 resp = f.read()
             expected = claims_digest(req, resp, a.kind)
-        root = verify(receipt, service_pem, expected)
+        anchor = None
+        if a.anchor:
+            with open(a.anchor) as f:
+                anchor = json.load(f)
+        root = verify(receipt, service_pem, expected, anchor)
     except (ReceiptError, ValueError, OSError) as e:
         print(f"receipt_check: FAILED: {e}", file=sys.stderr)
         return 1

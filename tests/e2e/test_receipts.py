@@ -457,6 +457,16 @@ def test_anchor_catches_a_rolled_back_data_dir(server_factory, tmp_path):
         assert json.loads(out.read_text())["anchor_size"] == a["tree_size"]
         r = ctl("receipt", "verify", out, "--service-cert", service_cert(s), "--anchor", anchor)
         assert r.returncode == 0 and "consistent with the anchor" in r.stdout, r.stderr
+        # the independent verifier, from docs/ledger-format.md section 8
+        cert = open(service_cert(s), "rb").read()
+        good = json.loads(out.read_text())
+        receipt_check.verify(good, cert, anchor=a)
+        bad = json.loads(json.dumps(good))
+        if bad["anchor_proof"]:
+            p0 = bad["anchor_proof"][0]
+            bad["anchor_proof"][0] = ("0" if p0[0] != "0" else "1") + p0[1:]
+            with pytest.raises(receipt_check.ReceiptError, match="one history"):
+                receipt_check.verify(bad, cert, anchor=a)
     # without the proof embedded, --anchor cannot vouch for it
     r = ctl("receipt", "verify", tmp_path / "r_new.json", "--service-cert", service_cert(s),
             "--anchor", anchor)
@@ -479,6 +489,9 @@ def test_anchor_catches_a_rolled_back_data_dir(server_factory, tmp_path):
     r = ctl("receipt", "get", rev_f, "--term", term_f, "--endpoints", s.url, "--anchor",
             anchor, "--out", tmp_path / "fork.json")
     if r.returncode == 0:  # the forked ledger happened to sign at the anchor's size
+        with pytest.raises(receipt_check.ReceiptError):
+            receipt_check.verify(json.loads((tmp_path / "fork.json").read_text()),
+                                 open(service_cert(s), "rb").read(), anchor=a)
         r = ctl("receipt", "verify", tmp_path / "fork.json", "--service-cert", service_cert(s),
                 "--anchor", anchor)
     assert r.returncode == 1, (r.stdout, r.stderr)

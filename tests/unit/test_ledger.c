@@ -17,6 +17,7 @@
 #include "ledger/anchor.h"
 #include "ledger/chunk.h"
 #include "ledger/ledger.h"
+#include "ledger/ledger_impl.h" /* block hashes, slow_proofs */
 #include "ledger/receipt.h"
 #include "ledger/sig.h"
 #include "ledger/verify.h"
@@ -1118,5 +1119,103 @@ TEST(ledger, audit_verifier_catches_a_ledger_behind_or_beside_an_anchor)
         verify_close(v);
     }
     arena_close(&a);
+    fx_close(&f);
+}
+
+/* Proofs come from block hashes, without re-reading the chunks between the
+ * two sizes (ledger_lookup.c), whether the blocks were recorded while
+ * appending or by the verifier at open. */
+static void check_fast_proofs(struct fixture *f, const uint64_t *sizes, int n)
+{
+    char errmsg[LSKV_ERRMSG_SIZE] = "";
+    uint64_t slow = f->l->slow_proofs;
+    for (int i = 0; i < n; i++) {
+        struct arena a;
+        arena_init(&a);
+        Lskvserverpb__GetConsistencyProofResponse *r;
+        int rv = ledger_consistency(f->l, sizes[i], 0, &a, &r, errmsg);
+        if (rv != 0)
+            TEST_FAIL("consistency from %" PRIu64 ": %s", sizes[i], errmsg);
+        uint8_t rf[32], rt[32];
+        ASSERT_EQ(anchor_verify(r->from, f->svc, rf, errmsg), 0);
+        ASSERT_EQ(anchor_verify(r->to, f->svc, rt, errmsg), 0);
+        ASSERT_EQ(r->to->tree_size, sizes[n - 1]);
+        ASSERT_EQ(anchor_check_proof(sizes[i], rf, sizes[n - 1], rt, r->proof, r->n_proof,
+                                     errmsg), 0);
+        /* roots of old sizes (tree rebuilt from block hashes where they reach) */
+        uint8_t root[32];
+        ASSERT_EQ(ledger_root_at(f->l, sizes[i], root, errmsg), 0);
+        ASSERT_MEM_EQ(root, rf, 32);
+        arena_close(&a);
+    }
+    ASSERT_EQ(f->l->slow_proofs, slow); /* none took the slow path */
+    /* receipts of old revisions, whose trees start at a block boundary */
+    for (int64_t rev = 2; rev <= f->rev; rev += 97)
+        check_receipt(f, rev);
+    check_receipt(f, 2 + (int64_t)LG_BLOCK_LEAVES); /* near a boundary */
+    /* between older sizes too: only the chunks around both sizes are read */
+    for (int i = 0; i + 2 < n; i += 3) {
+        for (int j = i + 1; j < n - 1; j += 4) {
+            struct arena a;
+            arena_init(&a);
+            Lskvserverpb__GetConsistencyProofResponse *r;
+            ASSERT_EQ(ledger_consistency(f->l, sizes[i], sizes[j], &a, &r, errmsg), 0);
+            uint8_t rf[32], rt[32];
+            ASSERT_EQ(anchor_verify(r->from, f->svc, rf, errmsg), 0);
+            ASSERT_EQ(anchor_verify(r->to, f->svc, rt, errmsg), 0);
+            ASSERT_EQ(r->to->tree_size, sizes[j]);
+            ASSERT_EQ(anchor_check_proof(sizes[i], rf, sizes[j], rt, r->proof, r->n_proof,
+                                         errmsg), 0);
+            arena_close(&a);
+        }
+    }
+    ASSERT_EQ(f->l->slow_proofs, slow);
+    struct arena a;
+    arena_init(&a);
+    Lskvserverpb__GetConsistencyProofResponse *r;
+    /* without block hashes: the chunk scan, same answers */
+    size_t nb = f->l->n_blocks;
+    f->l->n_blocks = 0;
+    ASSERT_EQ(ledger_consistency(f->l, sizes[1], sizes[n - 3], &a, &r, errmsg), 0);
+    f->l->n_blocks = nb;
+    ASSERT_EQ(f->l->slow_proofs, slow + 1);
+    {
+        uint8_t rf[32], rt[32];
+        ASSERT_EQ(anchor_verify(r->from, f->svc, rf, errmsg), 0);
+        ASSERT_EQ(anchor_verify(r->to, f->svc, rt, errmsg), 0);
+        ASSERT_EQ(anchor_check_proof(sizes[1], rf, sizes[n - 3], rt, r->proof, r->n_proof,
+                                     errmsg), 0);
+    }
+    ASSERT_EQ(ledger_consistency(f->l, sizes[1] + 1, sizes[4], &a, &r, errmsg), LSKV_ENOTFOUND);
+    ASSERT_EQ(ledger_consistency(f->l, sizes[1], sizes[4] + 1, &a, &r, errmsg), LSKV_ENOTFOUND);
+    arena_close(&a);
+}
+
+TEST(ledger, consistency_proofs_and_old_receipts_use_block_hashes)
+{
+    struct fixture f;
+    fx_init(&f, 64 * 1024);
+    uint64_t sizes[64];
+    int n = 0;
+    for (int i = 0; i < 3 * (int)LG_BLOCK_LEAVES + 500; i++) {
+        put(&f);
+        if (i % 397 == 396 || i % 1000 == 7) {
+            struct ledger_position pos;
+            ledger_position(f.l, &pos);
+            ASSERT(n < 64);
+            sizes[n++] = pos.size;
+            sign(&f);
+        }
+    }
+    struct ledger_position pos;
+    ledger_position(f.l, &pos);
+    sizes[n++] = pos.size;
+    sign(&f);
+    ASSERT_GE(f.l->n_blocks, 3);
+    check_fast_proofs(&f, sizes, n);
+    ledger_close(f.l);
+    fx_open(&f, 64 * 1024); /* blocks again, from the verifier */
+    ASSERT_GE(f.l->n_blocks, 3);
+    check_fast_proofs(&f, sizes, n);
     fx_close(&f);
 }

@@ -2,10 +2,12 @@
  * must agree with the reference implementations byte for byte. */
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "ledger/chunk.h"
-#include "ledger/hash.h"
+#include "ledger/ledger.h"
+#include "crypto/hash.h"
 #include "runner.h"
 
 static uint32_t crc_ref(const uint8_t *b, size_t n)
@@ -52,4 +54,31 @@ TEST(ledger_hash, sha256_and_hmac_match_openssl)
             hash_hmac_wipe(&h);
         }
     }
+}
+
+TEST(ledger_hash, derived_keys_match_openssl_hmac)
+{
+    uint8_t secret[LEDGER_SECRET_BYTES], k[32], want[32];
+    for (size_t i = 0; i < sizeof secret; i++)
+        secret[i] = (uint8_t)(i * 7 + 1);
+    static const char label[] = "lskv-ledger-private-v1";
+    unsigned int n = 32;
+    HMAC(EVP_sha256(), secret, (int)sizeof secret, (const unsigned char *)label,
+         sizeof label - 1, want, &n);
+    ledger_private_key(secret, k);
+    ASSERT_MEM_EQ(k, want, 32);
+    /* commit evidence: "ce:<t>.<i>:" + hex(HMAC(K_ce, "lskv-ce-v1" | u64 t | u64 i)) */
+    static const char cel[] = "lskv-ledger-commit-evidence-v1";
+    uint8_t kce[32], msg[26] = "lskv-ce-v1", h[32];
+    HMAC(EVP_sha256(), secret, (int)sizeof secret, (const unsigned char *)cel, sizeof cel - 1,
+         kce, &n);
+    msg[17] = 3;  /* term 3 */
+    msg[25] = 42; /* index 42 */
+    HMAC(EVP_sha256(), kce, 32, msg, sizeof msg, h, &n);
+    char ce[LEDGER_CE_MAX], hex[65], expect[LEDGER_CE_MAX];
+    for (int i = 0; i < 32; i++)
+        snprintf(hex + 2 * i, 3, "%02x", h[i]);
+    snprintf(expect, sizeof expect, "ce:3.42:%s", hex);
+    ledger_commit_evidence(secret, 3, 42, ce);
+    ASSERT_STR_EQ(ce, expect);
 }

@@ -1,4 +1,5 @@
-/* SHA-256 and HMAC-SHA256 for the ledger's per-entry hot path.
+/* SHA-256 and HMAC-SHA256 for per-entry hot paths (ledger hashes, key
+ * derivation, commit evidence).
  *
  * OpenSSL 3's one-shot SHA256() and HMAC() fetch the algorithm from the
  * provider on every call (a lock and a hash lookup: more than the hash of a
@@ -6,8 +7,8 @@
  * the CPU has it) and, for HMAC, the inner and outer states of a key
  * precomputed once: two compressions per short message instead of four plus
  * a fetch. Pure functions; no errors. */
-#ifndef LSKV_LEDGER_HASH_H
-#define LSKV_LEDGER_HASH_H
+#ifndef LSKV_CRYPTO_HASH_H
+#define LSKV_CRYPTO_HASH_H
 
 #include <openssl/sha.h>
 #include <stddef.h>

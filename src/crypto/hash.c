@@ -1,7 +1,7 @@
 /* See hash.h. The low-level SHA-256 functions are deprecated in OpenSSL 3
  * in favour of EVP, whose per-call algorithm fetch is what this avoids. */
 #define OPENSSL_SUPPRESS_DEPRECATED
-#include "ledger/hash.h"
+#include "crypto/hash.h"
 
 #include <openssl/crypto.h>
 #include <string.h>

@@ -1,0 +1,495 @@
+/* Look-ups: receipts, tx status and consistency proofs, from the window
+ * or re-derived from chunk files. */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/err.h"
+#include "common/hex.h"
+#include "ledger/anchor.h"
+#include "ledger/keys.h"
+#include "ledger/ledger_impl.h"
+#include "ledger/receipt.h"
+
+/* --- Receipts and status ----------------------------------------------------- */
+
+struct found {
+    uint64_t leaf, term, index;
+    int64_t revision;
+    uint8_t type;
+    uint8_t wsd[32], claims_digest[32];
+};
+
+static int make_receipt(ledger *l, const struct found *f, const struct sig_payload *sp,
+                        merkle_tree *t, struct arena *a, Lskvserverpb__Receipt **out,
+                        char *errmsg)
+{
+    struct merkle_step steps[MERKLE_MAX_DEPTH];
+    size_t n;
+    int rv = merkle_proof(t, f->leaf, sp->tree_size, steps, &n);
+    if (rv != 0)
+        return rv;
+    uint8_t leaf[32], root[32], ced[32];
+    char ce[LEDGER_CE_MAX];
+    keys_ce_format(&l->ce_key, f->term, f->index, ce);
+    hash_sha256(ce, strlen(ce), ced);
+    merkle_leaf_hash_ced(f->wsd, ced, f->claims_digest, leaf);
+    merkle_fold(leaf, steps, n, root);
+    if (memcmp(root, sp->root, 32) != 0) {
+        errmsg_printf(errmsg, "ledger: proof of leaf %" PRIu64 " does not reach the signed root",
+                      f->leaf);
+        return LSKV_ECORRUPT;
+    }
+    char id[CERT_NODE_ID_HEX];
+    if (cert_node_id_of_pem(sp->cert_pem, sp->cert_len, id) != 0)
+        return LSKV_ECORRUPT;
+    struct receipt_parts rp = {.cert_pem = sp->cert_pem,
+                               .cert_len = sp->cert_len,
+                               .sig = sp->sig,
+                               .sig_len = sp->sig_len,
+                               .node_id = id,
+                               .commit_evidence = ce,
+                               .steps = steps,
+                               .n_steps = n,
+                               .leaf_index = f->leaf,
+                               .tree_size = sp->tree_size};
+    memcpy(rp.service_digest, sp->service_digest, 32);
+    memcpy(rp.write_set_digest, f->wsd, 32);
+    memcpy(rp.claims_digest, f->claims_digest, 32);
+    return receipt_build(&rp, a, out);
+}
+
+static int receipt_from_disk(ledger *l, uint64_t leaf, struct arena *a,
+                             Lskvserverpb__Receipt **out, char *errmsg)
+{
+    struct lg_scan s;
+    int rv = lg_scan_open(l, lg_chunk_of_leaf(l, leaf), &s, errmsg);
+    if (rv != 0)
+        return rv;
+    merkle_tree *t = NULL;
+    rv = lg_scan_tree(l, &s, leaf, &t);
+    struct found f = {0};
+    bool have = false;
+    while (rv == 0) {
+        struct chunk_entry e;
+        rv = lg_scan_next(&s, &e, errmsg);
+        if (rv == 0) {
+            rv = have ? LSKV_ENOTREADY : LSKV_ENOTFOUND;
+            errmsg_printf(errmsg, "ledger: leaf %" PRIu64 " %s", leaf,
+                          have ? "is not signed yet" : "does not exist");
+            break;
+        }
+        if (rv != 1)
+            break;
+        rv = 0;
+        uint64_t i = s.leaf - 1;
+        if (i < merkle_size(t))
+            continue; /* summarised by the tree's peaks */
+        uint8_t wsd[32], lh[32];
+        chunk_entry_wsd(&e, wsd);
+        merkle_leaf_hash_ced(wsd, e.commit_evidence_digest, e.claims_digest, lh);
+        if ((rv = merkle_append(t, lh)) != 0)
+            break;
+        if (i == leaf) {
+            have = true;
+            f = (struct found){.leaf = i, .term = e.term, .index = e.index,
+                               .revision = e.revision, .type = e.type};
+            memcpy(f.wsd, wsd, 32);
+            memcpy(f.claims_digest, e.claims_digest, 32);
+        }
+        if (have && e.type == CHUNK_ENTRY_SIGNATURE) {
+            struct sig_payload sp;
+            if ((rv = sig_payload_decode(e.public_part, e.public_len, &sp, errmsg)) != 0)
+                break;
+            if (sp.tree_size > leaf) {
+                rv = make_receipt(l, &f, &sp, t, a, out, errmsg);
+                break;
+            }
+        }
+    }
+    merkle_close(t);
+    lg_scan_close(&s);
+    return rv;
+}
+
+int ledger_receipt_at(ledger *l, uint64_t leaf, struct arena *a, Lskvserverpb__Receipt **out,
+                      char *errmsg)
+{
+    uint64_t base = merkle_base(l->tree);
+    if (leaf >= merkle_size(l->tree)) {
+        errmsg_printf(errmsg, "ledger: leaf %" PRIu64 " does not exist", leaf);
+        return LSKV_ENOTFOUND;
+    }
+    if (leaf < base)
+        return receipt_from_disk(l, leaf, a, out, errmsg);
+    for (size_t i = 0; i < l->n_sigs; i++) {
+        const struct win_sig *ws = &l->sigs[i];
+        if (ws->leaf > leaf && ws->p.tree_size > leaf) {
+            const struct win_entry *w = &l->win[leaf - base];
+            struct found f = {.leaf = leaf, .term = w->term, .index = w->index,
+                              .revision = w->revision, .type = w->type};
+            memcpy(f.wsd, w->wsd, 32);
+            memcpy(f.claims_digest, w->claims_digest, 32);
+            return make_receipt(l, &f, &ws->p, l->tree, a, out, errmsg);
+        }
+    }
+    errmsg_printf(errmsg, "ledger: leaf %" PRIu64 " is not signed yet", leaf);
+    return LSKV_ENOTREADY;
+}
+
+/* The first KV entry with revision rev: 0 and *f, LSKV_ENOTFOUND, or an
+ * error. Revisions never decrease along the ledger (invariant 4). */
+static int find_revision(ledger *l, int64_t rev, struct found *f, char *errmsg)
+{
+    uint64_t base = merkle_base(l->tree);
+    const struct chunk_info *open = &l->chunks[l->n_chunks - 1];
+    if (rev > l->last_rev || rev <= 0)
+        return LSKV_ENOTFOUND;
+    if (l->n_win > 0 && rev > open->first_rev) {
+        /* Only in the window: binary search for the first entry >= rev. */
+        size_t lo = 0, hi = l->n_win;
+        while (lo < hi) {
+            size_t mid = (lo + hi) / 2;
+            if (l->win[mid].revision < rev)
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        for (size_t i = lo; i < l->n_win && l->win[i].revision == rev; i++) {
+            if (l->win[i].type == CHUNK_ENTRY_KV) {
+                f->leaf = base + i;
+                f->term = l->win[i].term;
+                return 0;
+            }
+        }
+        return LSKV_ENOTFOUND;
+    }
+    /* From the files: start at the last chunk whose first revision is below
+     * rev (entries with rev may begin at its end); the scan runs on into the
+     * open chunk. */
+    size_t k = 0;
+    for (size_t i = 0; i < l->n_chunks; i++)
+        if (l->chunks[i].first_rev < rev)
+            k = i;
+    struct lg_scan s;
+    int rv = lg_scan_open(l, k, &s, errmsg);
+    if (rv != 0)
+        return rv;
+    struct chunk_entry e;
+    bool found = false;
+    while ((rv = lg_scan_next(&s, &e, errmsg)) == 1) {
+        if (e.revision > rev)
+            break;
+        if (e.revision == rev && e.type == CHUNK_ENTRY_KV) {
+            f->leaf = s.leaf - 1;
+            f->term = e.term;
+            found = true;
+            break;
+        }
+    }
+    lg_scan_close(&s);
+    if (rv < 0)
+        return rv;
+    return found ? 0 : LSKV_ENOTFOUND;
+}
+
+int ledger_receipt(ledger *l, int64_t revision, uint64_t raft_term, struct arena *a,
+                   Lskvserverpb__Receipt **out, char *errmsg)
+{
+    struct found f = {0};
+    int rv = find_revision(l, revision, &f, errmsg);
+    if (rv == LSKV_ENOTFOUND || (rv == 0 && raft_term != 0 && f.term != raft_term)) {
+        errmsg_printf(errmsg, "ledger: no entry made revision %" PRId64 " in term %" PRIu64,
+                      revision, raft_term);
+        return LSKV_ENOTFOUND;
+    }
+    if (rv != 0)
+        return rv;
+    return ledger_receipt_at(l, f.leaf, a, out, errmsg);
+}
+
+int ledger_tx_status(ledger *l, int64_t revision, uint64_t raft_term,
+                     enum ledger_tx_status *out, char *errmsg)
+{
+    struct found f = {0};
+    int rv = find_revision(l, revision, &f, errmsg);
+    if (rv == LSKV_ENOTFOUND) {
+        *out = LEDGER_TX_UNKNOWN;
+        return 0;
+    }
+    if (rv != 0)
+        return rv;
+    *out = raft_term == 0 || f.term == raft_term ? LEDGER_TX_COMMITTED : LEDGER_TX_INVALID;
+    return 0;
+}
+
+/* --- Consistency proofs ------------------------------------------------------ */
+
+/* Where the fast path finds subtree hashes: the trees rebuilt around
+ * from_size and to_size (tm, tn; may be NULL), the window's tree, and the
+ * block hashes in between. */
+struct sources {
+    const ledger *l;
+    const merkle_tree *tm, *tn;
+};
+
+/* MTH(D[lo:hi]) from the sources; LSKV_ENOTFOUND when a leaf it needs is in
+ * none of them (the caller then scans the chunk files). */
+static int source_node(void *arg, uint64_t lo, uint64_t hi, uint8_t out[MERKLE_HASH_BYTES])
+{
+    const struct sources *s = arg;
+    const ledger *l = s->l;
+    if (s->tm != NULL && hi <= merkle_size(s->tm) && merkle_node(s->tm, lo, hi, out) == 0)
+        return 0;
+    if (s->tn != NULL && hi <= merkle_size(s->tn) && merkle_node(s->tn, lo, hi, out) == 0)
+        return 0;
+    if (hi <= merkle_size(l->tree) && merkle_node(l->tree, lo, hi, out) == 0)
+        return 0;
+    uint64_t w = hi - lo;
+    if (w == LG_BLOCK_LEAVES && lo % LG_BLOCK_LEAVES == 0 && hi / LG_BLOCK_LEAVES <= l->n_blocks) {
+        memcpy(out, l->blocks[lo / LG_BLOCK_LEAVES], MERKLE_HASH_BYTES);
+        return 0;
+    }
+    if (w == 1)
+        return LSKV_ENOTFOUND;
+    uint64_t k = 1; /* RFC 9162 split: the largest power of two below w */
+    while (k < w - k)
+        k <<= 1;
+    uint8_t left[MERKLE_HASH_BYTES], right[MERKLE_HASH_BYTES];
+    int rv = source_node(arg, lo, lo + k, left);
+    if (rv == 0)
+        rv = source_node(arg, lo + k, hi, right);
+    if (rv == 0)
+        merkle_node_hash(left, right, out);
+    return rv;
+}
+
+static int hex_proof(struct arena *a, const uint8_t (*proof)[MERKLE_HASH_BYTES], size_t n,
+                     Lskvserverpb__GetConsistencyProofResponse *r)
+{
+    r->proof = arena_calloc(a, n ? n : 1, sizeof *r->proof);
+    if (r->proof == NULL)
+        return LSKV_ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+        r->proof[i] = arena_alloc(a, 2 * MERKLE_HASH_BYTES + 1);
+        if (r->proof[i] == NULL)
+            return LSKV_ENOMEM;
+        hex_encode(proof[i], MERKLE_HASH_BYTES, r->proof[i]);
+    }
+    r->n_proof = n;
+    return 0;
+}
+
+/* The signed root at exactly `size` and a tree around it: from the chunk
+ * holding leaf size - 1 (its tree from the block boundary below, or the
+ * chunk header), up to that signature (the first whose size is not below
+ * size: it follows leaf size - 1) and on to leaf `upto`.
+ * Errors: LSKV_ENOTFOUND (no signature at exactly size), as the scan. */
+static int signed_root_at(ledger *l, uint64_t size, uint64_t upto, struct arena *a,
+                          merkle_tree **t, Lskvserverpb__SignedRoot **sr, char *errmsg)
+{
+    struct lg_scan s;
+    *t = NULL;
+    *sr = NULL;
+    int rv = lg_scan_open(l, lg_chunk_of_leaf(l, size - 1), &s, errmsg);
+    if (rv != 0)
+        return rv;
+    rv = lg_scan_tree(l, &s, size - 1, t);
+    struct chunk_entry e;
+    while (rv == 0 && (*sr == NULL || merkle_size(*t) < upto)) {
+        if ((rv = lg_scan_next(&s, &e, errmsg)) != 1) {
+            rv = rv == 0 && *sr == NULL ? LSKV_ENOTFOUND : rv;
+            break;
+        }
+        rv = 0;
+        if (s.leaf - 1 < merkle_size(*t))
+            continue; /* summarised by the tree's peaks */
+        uint8_t leaf[MERKLE_HASH_BYTES];
+        chunk_entry_leaf(&e, leaf);
+        if ((rv = merkle_append(*t, leaf)) != 0 || e.type != CHUNK_ENTRY_SIGNATURE ||
+            *sr != NULL)
+            continue;
+        struct sig_payload p;
+        if ((rv = sig_payload_decode(e.public_part, e.public_len, &p, errmsg)) != 0)
+            break;
+        if (p.tree_size == size)
+            rv = anchor_from_sig(&p, a, sr);
+        else if (p.tree_size > size)
+            rv = LSKV_ENOTFOUND;
+    }
+    lg_scan_close(&s);
+    if (rv == LSKV_ENOTFOUND)
+        errmsg_printf(errmsg, "ledger: no signature covers exactly %" PRIu64 " leaves", size);
+    if (rv != 0) {
+        merkle_close(*t);
+        *t = NULL;
+    }
+    return rv;
+}
+
+/* Reads only the chunks around from_size and to_size (the latest signed
+ * root is kept in memory); the leaves in between come from block hashes.
+ * *fallback: the blocks could not give every hash, scan instead. */
+static int consistency_fast(ledger *l, uint64_t from_size, uint64_t to_size, struct arena *a,
+                            Lskvserverpb__GetConsistencyProofResponse **out, bool *fallback,
+                            char *errmsg)
+{
+    *fallback = false;
+    const struct win_sig *last = l->last_sig.payload ? &l->last_sig : NULL;
+    if (from_size == 0 && (last == NULL || last->p.tree_size != to_size)) {
+        *fallback = true;
+        return LSKV_ENOTFOUND;
+    }
+    Lskvserverpb__GetConsistencyProofResponse *r = arena_alloc(a, sizeof *r);
+    if (r == NULL)
+        return LSKV_ENOMEM;
+    lskvserverpb__get_consistency_proof_response__init(r);
+    if (from_size == 0) { /* just the latest signed root: an anchor to save */
+        int rv = anchor_from_sig(&last->p, a, &r->to);
+        if (rv == 0)
+            *out = r;
+        return rv;
+    }
+    merkle_tree *tm = NULL, *tn = NULL;
+    int rv = 0;
+    if (last != NULL && last->p.tree_size == to_size)
+        rv = anchor_from_sig(&last->p, a, &r->to);
+    else
+        rv = signed_root_at(l, to_size, 0, a, &tn, &r->to, errmsg);
+    if (rv == 0 && from_size > merkle_base(l->tree)) {
+        /* Its signature follows leaf from_size - 1: in the window. */
+        for (size_t i = 0; i < l->n_sigs && r->from == NULL && rv == 0; i++)
+            if (l->sigs[i].p.tree_size == from_size)
+                rv = anchor_from_sig(&l->sigs[i].p, a, &r->from);
+        if (rv == 0 && r->from == NULL) {
+            rv = LSKV_ENOTFOUND;
+            errmsg_printf(errmsg, "ledger: no signature covers exactly %" PRIu64 " leaves",
+                          from_size);
+        }
+    } else if (rv == 0) {
+        /* On to the next block boundary, where block hashes take over. */
+        uint64_t upto = (from_size + LG_BLOCK_LEAVES - 1) / LG_BLOCK_LEAVES * LG_BLOCK_LEAVES;
+        rv = signed_root_at(l, from_size, upto, a, &tm, &r->from, errmsg);
+    }
+    uint8_t proof[MERKLE_MAX_CONSISTENCY][MERKLE_HASH_BYTES];
+    size_t n = 0;
+    if (rv == 0) {
+        struct sources src = {.l = l, .tm = tm, .tn = tn};
+        rv = merkle_consistency_with(source_node, &src, from_size, to_size, proof, &n);
+        if (rv == LSKV_ENOTFOUND)
+            *fallback = true;
+    }
+    if (rv == 0) {
+        /* Cheap, and it keeps a wrong block from ever being served. */
+        uint8_t rf[MERKLE_HASH_BYTES], rt[MERKLE_HASH_BYTES];
+        if (hex_decode(r->from->root, rf, sizeof rf) != 0 ||
+            hex_decode(r->to->root, rt, sizeof rt) != 0 ||
+            !merkle_consistency_verify(from_size, to_size, rf, rt,
+                                       (const uint8_t(*)[MERKLE_HASH_BYTES])proof, n)) {
+            rv = LSKV_ENOTFOUND;
+            *fallback = true;
+        }
+    }
+    if (rv == 0)
+        rv = hex_proof(a, (const uint8_t(*)[MERKLE_HASH_BYTES])proof, n, r);
+    merkle_close(tm);
+    merkle_close(tn);
+    if (rv == 0)
+        *out = r;
+    return rv;
+}
+
+int ledger_consistency(ledger *l, uint64_t from_size, uint64_t to_size, struct arena *a,
+                       Lskvserverpb__GetConsistencyProofResponse **out, char *errmsg)
+{
+    if (to_size == 0)
+        to_size = l->signed_size;
+    if (to_size == 0) {
+        errmsg_printf(errmsg, "ledger: nothing is signed yet");
+        return LSKV_ENOTREADY;
+    }
+    if (from_size > to_size || to_size > l->signed_size) {
+        errmsg_printf(errmsg, "ledger: no consistency proof from %" PRIu64 " to %" PRIu64
+                      " leaves (signed: %" PRIu64 ")", from_size, to_size, l->signed_size);
+        return from_size > to_size ? LSKV_EINVAL : LSKV_ENOTFOUND;
+    }
+    bool fallback;
+    int frv = consistency_fast(l, from_size, to_size, a, out, &fallback, errmsg);
+    if (!fallback)
+        return frv;
+    l->slow_proofs++;
+    /* The slow path: one pass from the chunk holding leaf from_size - 1: the tree from its
+     * header, and the signature entries for both sizes (each comes after
+     * the last leaf it covers). */
+    uint64_t start = from_size ? from_size - 1 : to_size - 1;
+    struct lg_scan s;
+    int rv = lg_scan_open(l, lg_chunk_of_leaf(l, start), &s, errmsg);
+    if (rv != 0)
+        return rv;
+    merkle_tree *t = NULL;
+    rv = merkle_open(s.h.first_leaf, (const uint8_t(*)[MERKLE_HASH_BYTES])s.h.peaks, s.h.n_peaks,
+                     &t);
+    Lskvserverpb__SignedRoot *from = NULL, *to = NULL;
+    struct chunk_entry e;
+    while (rv == 0 && (to == NULL || (from_size && from == NULL))) {
+        rv = lg_scan_next(&s, &e, errmsg);
+        if (rv == 0) {
+            rv = LSKV_ENOTFOUND;
+            errmsg_printf(errmsg, "ledger: no signature covers exactly %" PRIu64 " leaves",
+                          from_size && from == NULL ? from_size : to_size);
+        }
+        if (rv != 1)
+            break;
+        uint8_t leaf[32];
+        chunk_entry_leaf(&e, leaf);
+        if ((rv = merkle_append(t, leaf)) != 0 || e.type != CHUNK_ENTRY_SIGNATURE)
+            continue;
+        struct sig_payload p;
+        if ((rv = sig_payload_decode(e.public_part, e.public_len, &p, errmsg)) != 0)
+            break;
+        if (from_size && from == NULL && p.tree_size == from_size)
+            rv = anchor_from_sig(&p, a, &from);
+        if (rv == 0 && to == NULL && p.tree_size == to_size)
+            rv = anchor_from_sig(&p, a, &to);
+        if (rv == 0 && from_size && from == NULL && p.tree_size > from_size) {
+            rv = LSKV_ENOTFOUND;
+            errmsg_printf(errmsg, "ledger: no signature covers exactly %" PRIu64 " leaves",
+                          from_size);
+        }
+    }
+    Lskvserverpb__GetConsistencyProofResponse *r = NULL;
+    if (rv == 0) {
+        r = arena_alloc(a, sizeof *r);
+        rv = r ? 0 : LSKV_ENOMEM;
+    }
+    if (rv == 0) {
+        lskvserverpb__get_consistency_proof_response__init(r);
+        r->from = from;
+        r->to = to;
+    }
+    if (rv == 0 && from_size) {
+        uint8_t proof[MERKLE_MAX_CONSISTENCY][MERKLE_HASH_BYTES];
+        size_t n;
+        rv = merkle_consistency(t, from_size, to_size, proof, &n);
+        r->proof = arena_calloc(a, n ? n : 1, sizeof *r->proof);
+        if (rv == 0 && r->proof == NULL)
+            rv = LSKV_ENOMEM;
+        for (size_t i = 0; rv == 0 && i < n; i++) {
+            r->proof[i] = arena_alloc(a, 2 * MERKLE_HASH_BYTES + 1);
+            if (r->proof[i] == NULL)
+                rv = LSKV_ENOMEM;
+            else
+                hex_encode(proof[i], MERKLE_HASH_BYTES, r->proof[i]);
+        }
+        r->n_proof = n;
+    }
+    merkle_close(t);
+    lg_scan_close(&s);
+    if (rv == 0)
+        *out = r;
+    return rv;
+}
