@@ -296,7 +296,7 @@ static void segment_of(const consensus_node *node, uint64_t index, char *out, si
         int n = 0;
         if (sscanf(e->d_name, "%16llu-%16llu%n", &first, &last, &n) == 2 &&
             e->d_name[n] == '\0' && first <= index && index <= last) {
-            snprintf(out, size, "%s/%s", node->dir, e->d_name);
+            snprintf(out, size, "%s/%.40s", node->dir, e->d_name); /* names are 33 chars */
             break;
         }
     }
