@@ -32,6 +32,7 @@
 #include "config/datadir.h"
 #include "statemachine/fsm.h"
 #include "consensus/node.h"
+#include "consensus/raftdir.h"
 #include "identity/cert.h"
 #include "kv/kvstore.h"
 #include "ledger/ledger.h"
@@ -379,6 +380,27 @@ static int open_ledger(struct daemon *d, char *errmsg)
     return ledger_open(&lc, &d->ledger, errmsg);
 }
 
+/* Every sealed entry and the snapshot of the raft log check out, and the log
+ * reaches the ledger's last entry (else its tail was lost or cut). */
+static int check_raft_dir(struct daemon *d, const struct consensus_config *cc, char *errmsg)
+{
+    struct raftdir_info info;
+    int rv = raftdir_verify(cc, &info, errmsg);
+    if (rv != 0 || info.empty)
+        return rv;
+    LOG_INFO(MODULE, "raft log: %" PRIu64 " command entries checked up to index %" PRIu64
+             " (snapshot at %" PRIu64 ")", info.commands, info.last_index, info.snapshot_index);
+    struct ledger_position pos;
+    ledger_position(d->ledger, &pos);
+    if (pos.index <= info.last_index)
+        return 0;
+    errmsg_printf(errmsg, "%s: the raft log ends at index %" PRIu64 " but the ledger (%s/ledger) "
+                  "holds entries up to txid %" PRIu64 ".%" PRIu64 " (revision %" PRId64
+                  "): the raft log lost its tail", cc->dir, info.last_index, d->config.data_dir,
+                  pos.term, pos.index, pos.revision);
+    return LSKV_ECORRUPT;
+}
+
 static int open_daemon(struct daemon *d, char *errmsg)
 {
     struct config *c = &d->config;
@@ -395,6 +417,27 @@ static int open_daemon(struct daemon *d, char *errmsg)
     if ((rv = load_ids(d, errmsg)) != 0)
         return rv;
     if ((rv = open_ledger(d, errmsg)) != 0)
+        return rv;
+
+    struct url peer; /* checked by config_parse */
+    if ((rv = url_parse(c->initial_advertise_peer_urls[0], 0, &peer, errmsg)) != 0)
+        return rv;
+    char raft_dir[4096];
+    snprintf(raft_dir, sizeof raft_dir, "%s/raft", c->data_dir);
+    struct consensus_config cc = {
+        .dir = raft_dir,
+        .data_key = d->data_key,
+        .cluster_id = d->cluster_id,
+        .key_epoch_size = (uint64_t)c->key_epoch_size,
+        .member_id = d->member_id,
+        .peer_address = peer.hostport,
+        .snapshot_threshold = (unsigned)c->snapshot_count,
+        .fatal_cb = on_consensus_fatal,
+        .fatal_arg = d,
+    };
+    /* The raft log is checked whole before the engine is opened or libraft
+     * may change a file (consensus/raftdir.h). */
+    if ((rv = check_raft_dir(d, &cc, errmsg)) != 0)
         return rv;
 
     snprintf(path, sizeof path, "%s/engine", c->data_dir);
@@ -414,22 +457,6 @@ static int open_daemon(struct daemon *d, char *errmsg)
     fsm_init(&d->fsm, d->kv, d->records, d->cluster_id, d->member_id);
     fsm_set_ledger(&d->fsm, d->ledger);
     struct consensus_fsm vt = fsm_vtable(&d->fsm);
-
-    struct url peer; /* checked by config_parse */
-    if ((rv = url_parse(c->initial_advertise_peer_urls[0], 0, &peer, errmsg)) != 0)
-        return rv;
-    snprintf(path, sizeof path, "%s/raft", c->data_dir);
-    struct consensus_config cc = {
-        .dir = path,
-        .data_key = d->data_key,
-        .cluster_id = d->cluster_id,
-        .key_epoch_size = (uint64_t)c->key_epoch_size,
-        .member_id = d->member_id,
-        .peer_address = peer.hostport,
-        .snapshot_threshold = (unsigned)c->snapshot_count,
-        .fatal_cb = on_consensus_fatal,
-        .fatal_arg = d,
-    };
     if ((rv = consensus_open(d->loop, &cc, &vt, &d->node, errmsg)) != 0) {
         if (d->fsm.errmsg[0])
             errmsg_wrapf(errmsg, "%s", d->fsm.errmsg);

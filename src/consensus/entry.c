@@ -134,6 +134,28 @@ int entry_open_k(aead_key *key, uint64_t cluster_id, uint8_t kind, const uint8_t
                          plain_len + AEAD_OVERHEAD, out);
 }
 
+const char *entry_misplaced(const struct entry_header *h, uint64_t index,
+                            const struct entry_place *place)
+{
+    if (h->kind != ENTRY_KIND_COMMAND)
+        return "not a command entry";
+    if (h->index != index)
+        return "it was sealed for another index (duplicated or moved)";
+    if (memcmp(h->chain, place->chain, ENTRY_CHAIN_BYTES) != 0)
+        return "it does not follow the entry before it (entries dropped, reordered or "
+               "spliced from another log)";
+    if (h->term < place->term)
+        return "its term is below the term of the entry before it";
+    return NULL;
+}
+
+void entry_place_advance(struct entry_place *place, const struct entry_header *h,
+                         const uint8_t *buf, size_t len)
+{
+    entry_chain_next(place->chain, buf, len, place->chain);
+    place->term = h->term;
+}
+
 void entry_chain_next(const uint8_t prev[ENTRY_CHAIN_BYTES], const uint8_t *buf, size_t len,
                       uint8_t out[ENTRY_CHAIN_BYTES])
 {

@@ -101,6 +101,21 @@ int entry_parse(const uint8_t *buf, size_t len, struct entry_header *header,
 int entry_open(const uint8_t key[AEAD_KEY_BYTES], uint64_t cluster_id, uint8_t kind,
                const uint8_t *buf, size_t len, struct entry_header *header, uint8_t *out);
 
+/* Where the next command entry must fit: the chain value and the term of
+ * the command entry before it (zero chain, term 0 before the first). */
+struct entry_place {
+    uint8_t chain[ENTRY_CHAIN_BYTES];
+    uint64_t term;
+};
+
+/* NULL when the parsed command entry h may stand at raft index `index`
+ * after place; else why not (a sentence for messages). */
+const char *entry_misplaced(const struct entry_header *h, uint64_t index,
+                            const struct entry_place *place);
+/* Moves place past the sealed command entry buf (len bytes, header h). */
+void entry_place_advance(struct entry_place *place, const struct entry_header *h,
+                         const uint8_t *buf, size_t len);
+
 /* The chain value after the sealed command entry buf (len bytes, parsed
  * already) given the chain value before it: see the header comment. */
 void entry_chain_next(const uint8_t prev[ENTRY_CHAIN_BYTES], const uint8_t *buf, size_t len,

@@ -35,13 +35,14 @@
  *     once, from a zero timer so it never runs inside raft's apply loop.
  * (7) Place binding (entry.h): every command entry carries its raft index,
  *     term and the chain value of the command entry before it. wrap_apply
- *     checks index == last_applied + 1, chain == apply_chain and a term that
- *     does not go back, before it authenticates; a sealed snapshot carries
+ *     checks (entry_misplaced) index == last_applied + 1, chain == the chain
+ *     after the last applied command (node->applied) and a term that does
+ *     not go back, before it authenticates; a sealed snapshot carries
  *     the index, term and chain it covers, checked against what libraft
  *     loaded it as (check_restored) before the next entry is applied and
  *     before consensus_open returns. Any mismatch is a fatal divergence.
  * (8) Proposals chain from propose_chain, valid in chain_term only. It is
- *     taken from apply_chain when no entry beyond last_applied can be a
+ *     taken from node->applied when no entry beyond last_applied can be a
  *     command: everything in the log applied, or a barrier of this term
  *     applied before this leader proposed anything (later entries are its
  *     own barriers). Until then proposals answer LSKV_ENOTLEADER.
@@ -54,7 +55,6 @@
  */
 #include "consensus/node.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <raft.h>
@@ -67,6 +67,7 @@
 
 #include "common/err.h"
 #include "consensus/entry.h"
+#include "consensus/raftdir.h"
 #include "crypto/keyring.h"
 
 #define DEFAULT_SNAPSHOT_THRESHOLD 100000 /* etcd's --snapshot-count */
@@ -114,8 +115,7 @@ struct consensus_node {
     char dir[4096];      /* for messages */
 
     /* Invariants (7) and (8). */
-    uint8_t apply_chain[ENTRY_CHAIN_BYTES];   /* after the last applied command */
-    uint64_t apply_term;                      /* term of the last applied command */
+    struct entry_place applied;               /* after the last applied command */
     uint8_t propose_chain[ENTRY_CHAIN_BYTES]; /* after the last proposed command */
     uint64_t chain_term;                      /* term propose_chain is valid in; 0: none */
     bool restored;                            /* snapshot restored, not yet checked */
@@ -282,45 +282,15 @@ static uint64_t log_term_at(const struct raft *r, raft_index index)
     return i < n ? l->entries[(l->front + i) % l->size].term : 0;
 }
 
-/* The raft_uv file that holds entry index, for messages: the closed
- * segment "<first>-<last>" whose range covers it, else the open segments. */
-static void segment_of(const consensus_node *node, uint64_t index, char *out, size_t size)
-{
-    snprintf(out, size, "%s/open-*", node->dir);
-    DIR *d = opendir(node->dir);
-    if (d == NULL)
-        return;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        unsigned long long first, last;
-        int n = 0;
-        if (sscanf(e->d_name, "%16llu-%16llu%n", &first, &last, &n) == 2 &&
-            e->d_name[n] == '\0' && first <= index && index <= last) {
-            snprintf(out, size, "%s/%.40s", node->dir, e->d_name); /* names are 33 chars */
-            break;
-        }
-    }
-    closedir(d);
-}
-
 /* Invariant (7) for a parsed command entry about to be applied at index. */
 static int check_place(consensus_node *node, uint64_t index, const struct entry_header *h,
                        char *msg)
 {
-    const char *why = NULL;
-    if (h->kind != ENTRY_KIND_COMMAND)
-        why = "not a command entry";
-    else if (h->index != index)
-        why = "it was sealed for another index (duplicated or moved)";
-    else if (memcmp(h->chain, node->apply_chain, ENTRY_CHAIN_BYTES) != 0)
-        why = "it does not follow the entry before it (entries dropped, reordered or spliced "
-              "from another log)";
-    else if (h->term < node->apply_term)
-        why = "its term is below the term of the entry before it";
+    const char *why = entry_misplaced(h, index, &node->applied);
     if (why == NULL)
         return 0;
     char file[4200];
-    segment_of(node, index, file, sizeof file);
+    raftdir_segment_of(node->dir, index, file, sizeof file);
     errmsg_printf(msg, "raft entry %" PRIu64 " (in %s): %s", index, file, why);
     if (h->index != index)
         snprintf(msg + strlen(msg), LSKV_ERRMSG_SIZE - strlen(msg), "; sealed for index %" PRIu64,
@@ -394,7 +364,7 @@ static int wrap_apply(struct raft_fsm *rfsm, const struct raft_buffer *buf, void
                           node->scratch);
     if (rv != 0) {
         char file[4200];
-        segment_of(node, index, file, sizeof file);
+        raftdir_segment_of(node->dir, index, file, sizeof file);
         errmsg_printf(msg,
                  "raft entry %" PRIu64 " (in %s): does not authenticate: its bytes were changed, "
                  "or it was sealed under another data key or cluster id (%s)",
@@ -402,8 +372,7 @@ static int wrap_apply(struct raft_fsm *rfsm, const struct raft_buffer *buf, void
         set_fatal(node, rv, msg);
         return RAFT_CORRUPT;
     }
-    entry_chain_next(node->apply_chain, buf->base, buf->len, node->apply_chain);
-    node->apply_term = h.term;
+    entry_place_advance(&node->applied, &h, buf->base, buf->len);
 
     struct consensus_entry_info info = {
         .index = index,
@@ -460,7 +429,7 @@ static int wrap_snapshot(struct raft_fsm *rfsm, struct raft_buffer *bufs[], unsi
         .term = log_term_at(&node->raft, node->raft.last_applied),
         .index = node->raft.last_applied,
     };
-    memcpy(h.chain, node->apply_chain, ENTRY_CHAIN_BYTES);
+    memcpy(h.chain, node->applied.chain, ENTRY_CHAIN_BYTES);
     aead_key *key = NULL;
     if (seal_key(node, h.index, &h.key_id, &key) != 0 ||
         entry_seal_k(key, node->cluster_id, &h, plain, plain_len, sealed) != 0) {
@@ -520,8 +489,8 @@ static int wrap_restore(struct raft_fsm *rfsm, struct raft_buffer *buf)
     node->restored = true;
     node->restored_index = h.index;
     node->restored_term = h.term;
-    memcpy(node->apply_chain, h.chain, ENTRY_CHAIN_BYTES);
-    node->apply_term = h.term;
+    memcpy(node->applied.chain, h.chain, ENTRY_CHAIN_BYTES);
+    node->applied.term = h.term;
     node->chain_term = 0;
     raft_free(buf->base);
     buf->base = NULL;
@@ -848,10 +817,10 @@ static int check_usable(consensus_node *node)
     return 0;
 }
 
-/* Invariant (8): takes propose_chain from apply_chain when that is safe. */
+/* Invariant (8): takes propose_chain from the applied place when that is safe. */
 static void chain_from_applied(consensus_node *node)
 {
-    memcpy(node->propose_chain, node->apply_chain, ENTRY_CHAIN_BYTES);
+    memcpy(node->propose_chain, node->applied.chain, ENTRY_CHAIN_BYTES);
     node->chain_term = node->raft.current_term;
 }
 

@@ -22,7 +22,7 @@ import time
 import grpc
 import pytest
 
-from conftest import LSKVCTL, lskvd_only, rpc_pb2, rpc_pb2_grpc
+from conftest import LSKVCTL, dir_state, lskvd_only, rpc_pb2, rpc_pb2_grpc
 import ledgerfile
 from raftlog import RaftLog
 
@@ -199,6 +199,7 @@ def audit(s):
 
 def check_outcome(s, acked, forged, ledger_changed=False):
     """The contract of every case. forged: values that must never be read."""
+    before = dir_state(s.data_dir)
     answers = start_reading(s)
     log = s.log_text(True)
     ok = [r for code, r in answers if code == grpc.StatusCode.OK]
@@ -218,6 +219,7 @@ def check_outcome(s, acked, forged, ledger_changed=False):
         assert why is not None, "no 'refusing to start: ' ERROR line; log tail:\n" + log[-2000:]
         assert re.search(r"raft entry \d+", why) or str(s.data_dir) in why, (
             "the refusal names neither a file nor a raft entry: " + why)
+        assert dir_state(s.data_dir) == before, "the refused start changed files"
     else:
         code, details = rpc_call(s, K)
         assert code == grpc.StatusCode.DATA_LOSS, (
