@@ -264,7 +264,7 @@ static int load_open_chunk(ledger *l, verifier *v, bool *torn, char *errmsg)
         uint8_t wsd[32], leaf[32];
         chunk_entry_wsd(&e, wsd);
         merkle_leaf_hash_ced(wsd, e.commit_evidence_digest, e.claims_digest, leaf);
-        if ((rv = lg_record_entry(l, &e, wsd, leaf, e.public_part, e.public_len, why)) != 0)
+        if ((rv = lg_record_entry(l, &e, off, wsd, leaf, e.public_part, e.public_len, why)) != 0)
             break;
         off += e.frame_len;
     }
@@ -328,6 +328,7 @@ static int repair_unsynced(ledger *l, size_t k, verifier *v, char *errmsg)
         /* A complete chunk: seal it now. */
         c = &l->chunks[k];
         c->last = size - 1;
+        c->bytes = l->open_bytes;
         int fd = l->fd;
         l->fd = -1;
         if ((rv = lg_seal_file(l, c, fd, errmsg)) != 0)
@@ -379,6 +380,7 @@ static int verify_sealed(ledger *l, const struct ledger_config *config, verifier
             break;
         }
         c->first_rev = r.first_rev;
+        c->bytes = len;
         done += len;
         double now = mono_s();
         if (config->progress != NULL && (now - last >= 1.0 || i + 1 == n_sealed)) {
@@ -455,7 +457,8 @@ int ledger_open(const struct ledger_config *config, ledger **out, char *errmsg)
      * section 7): the sealed chunks here, the open-named ones as they load. */
     struct verify_config vc = {.service = config->service, .secret = l->secret,
                                .on_block = lg_add_block, .block_arg = l,
-                               .block_log2 = LG_BLOCK_LOG2};
+                               .block_log2 = LG_BLOCK_LOG2,
+                               .on_entry = lg_index_verified, .entry_arg = l};
     if ((rv = verify_open(&vc, &v)) != 0)
         goto err;
     size_t n_sealed = 0;
@@ -463,6 +466,11 @@ int ledger_open(const struct ledger_config *config, ledger **out, char *errmsg)
         n_sealed++;
     if ((rv = verify_sealed(l, config, v, n_sealed, errmsg)) != 0)
         goto err;
+    if (l->points_failed) {
+        rv = LSKV_ENOMEM;
+        errmsg_printf(errmsg, "ledger: no memory for the offset index");
+        goto err;
+    }
     if (n_sealed < l->n_chunks)
         rv = repair_unsynced(l, n_sealed, v, errmsg);
     else /* no open chunk (first start, or a crash right after sealing) */
@@ -493,6 +501,7 @@ void ledger_close(ledger *l)
     lg_syncer_stop(l);
     lg_clear_window(l);
     free(l->blocks);
+    free(l->points);
     free(l->last_sig.payload);
     free(l->rc.index);
     free(l->rc.wsd);
