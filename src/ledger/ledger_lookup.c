@@ -141,16 +141,30 @@ static int make_receipt_tree(ledger *l, const struct found *f, const struct sig_
     return rv ? rv : make_receipt(l, f, sp, steps, n, a, out, errmsg);
 }
 
-/* A tree at the point holding leaf, or at the nearest earlier one where a
- * tree can start (a chunk's first leaf, or where block hashes reach); *p:
- * that point. */
-static int tree_at(ledger *l, uint64_t leaf, size_t *p, merkle_tree **t, char *errmsg)
+/* A tree at point *p, or at the nearest earlier one where a tree can start
+ * (a chunk's first leaf, or where block hashes reach); *p: that point. */
+static int tree_at(ledger *l, size_t *p, merkle_tree **t, char *errmsg)
 {
-    for (*p = lg_point_of_leaf(l, leaf);; (*p)--) {
+    for (;; (*p)--) {
         int rv = lg_point_tree(l, *p, t, errmsg);
         if (rv != 0 || *t != NULL || *p == 0) /* point 0 starts chunk 0: always a tree */
             return rv;
     }
+}
+
+/* The last point whose first revision is below rev (entries with rev may
+ * begin at the end of its segment), or 0. */
+static size_t point_before_rev(const ledger *l, int64_t rev)
+{
+    size_t lo = 0, hi = l->n_points; /* first point with first_rev >= rev */
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (l->points[mid].first_rev < rev)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo ? lo - 1 : 0;
 }
 
 static void leaf_of(const struct chunk_entry *e, uint8_t wsd[32], uint8_t lh[32])
@@ -195,8 +209,8 @@ static int receipt_skipping(ledger *l, const struct found *f, size_t q0, const m
     uint64_t n = rv == 0 ? sp.tree_size : 0;
     if (rv == 0 && n > merkle_size(tm) && n - 1 < merkle_base(l->tree)) {
         /* The leaves of the block (or chunk part) that n ends in. */
-        size_t q;
-        rv = tree_at(l, n - 1, &q, &tn, errmsg);
+        size_t q = lg_point_of_leaf(l, n - 1);
+        rv = tree_at(l, &q, &tn, errmsg);
         for (; rv == 0 && merkle_size(tn) < n && q <= qs; q++) {
             struct lg_seg s;
             struct chunk_entry e;
@@ -226,24 +240,31 @@ static int receipt_skipping(ledger *l, const struct found *f, size_t q0, const m
     return rv;
 }
 
-/* Receipt of a leaf below the window: the tree from the point (block or
+/* What receipt_from_disk looks for: the entry at leaf, or (rev > 0) the
+ * first KV entry that made rev, in term `term` unless 0. */
+struct want {
+    uint64_t leaf;
+    int64_t rev;
+    uint64_t term;
+};
+
+/* Receipt of an entry below the window: the tree from the point (block or
  * chunk start) at or below it, the leaves of its block from the file, then
  * receipt_skipping; only if that cannot answer, the entries on to the
- * first signature that covers it, segment by segment. */
-static int receipt_from_disk(ledger *l, uint64_t leaf, struct arena *a,
+ * first signature that covers it, segment by segment. A revision is looked
+ * for in the same read. An entry found in the window is served from there. */
+static int receipt_from_disk(ledger *l, struct want w, struct arena *a,
                              Lskvserverpb__Receipt **out, char *errmsg)
 {
-    size_t q;
+    size_t q = w.rev > 0 ? point_before_rev(l, w.rev) : lg_point_of_leaf(l, w.leaf);
     merkle_tree *t = NULL;
-    int rv = tree_at(l, leaf, &q, &t, errmsg);
-    uint64_t block_end = (leaf / LG_BLOCK_LEAVES + 1) * LG_BLOCK_LEAVES;
+    int rv = tree_at(l, &q, &t, errmsg);
+    uint64_t block_end = 0;
     struct found f = {0};
     bool have = false, tried = false, done = false;
     for (; rv == 0 && !done; q++) {
-        if (q == l->n_points) {
+        if (q == l->n_points || (!have && w.rev > 0 && l->points[q].first_rev > w.rev)) {
             rv = have ? LSKV_ENOTREADY : LSKV_ENOTFOUND;
-            errmsg_printf(errmsg, "ledger: leaf %" PRIu64 " %s", leaf,
-                          have ? "is not signed yet" : "does not exist");
             break;
         }
         if (have && !tried && l->points[q].leaf >= block_end) {
@@ -263,18 +284,29 @@ static int receipt_from_disk(ledger *l, uint64_t leaf, struct arena *a,
             leaf_of(&e, wsd, lh);
             if ((rv = merkle_append(t, lh)) != 0)
                 break;
-            if (i == leaf) {
+            if (!have && w.rev > 0 && e.revision > w.rev) {
+                rv = LSKV_ENOTFOUND;
+                done = true;
+            } else if (!have && (w.rev > 0 ? e.revision == w.rev && e.type == CHUNK_ENTRY_KV
+                                          : i == w.leaf)) {
                 have = true;
                 f = (struct found){.leaf = i, .term = e.term, .index = e.index,
                                    .revision = e.revision, .type = e.type};
                 memcpy(f.wsd, wsd, 32);
                 memcpy(f.claims_digest, e.claims_digest, 32);
-            }
-            if (have && e.type == CHUNK_ENTRY_SIGNATURE) {
+                block_end = (i / LG_BLOCK_LEAVES + 1) * LG_BLOCK_LEAVES;
+                if (w.term != 0 && e.term != w.term) {
+                    rv = LSKV_ENOTFOUND;
+                    done = true;
+                } else if (i >= merkle_base(l->tree)) {
+                    rv = 1; /* in the window */
+                    done = true;
+                }
+            } else if (have && e.type == CHUNK_ENTRY_SIGNATURE) {
                 struct sig_payload sp;
                 if ((rv = sig_payload_decode(e.public_part, e.public_len, &sp, errmsg)) != 0)
                     break;
-                if (sp.tree_size > leaf) {
+                if (sp.tree_size > f.leaf) {
                     rv = make_receipt_tree(l, &f, &sp, t, a, out, errmsg);
                     done = true;
                 }
@@ -283,6 +315,11 @@ static int receipt_from_disk(ledger *l, uint64_t leaf, struct arena *a,
         lg_seg_close(&s);
     }
     merkle_close(t);
+    if (rv == 1)
+        return ledger_receipt_at(l, f.leaf, a, out, errmsg);
+    if (rv == LSKV_ENOTFOUND || rv == LSKV_ENOTREADY)
+        errmsg_printf(errmsg, "ledger: leaf %" PRIu64 " %s", f.leaf,
+                      rv == LSKV_ENOTREADY ? "is not signed yet" : "does not exist");
     return rv;
 }
 
@@ -295,7 +332,7 @@ int ledger_receipt_at(ledger *l, uint64_t leaf, struct arena *a, Lskvserverpb__R
         return LSKV_ENOTFOUND;
     }
     if (leaf < base)
-        return receipt_from_disk(l, leaf, a, out, errmsg);
+        return receipt_from_disk(l, (struct want){.leaf = leaf}, a, out, errmsg);
     for (size_t i = 0; i < l->n_sigs; i++) {
         const struct win_sig *ws = &l->sigs[i];
         if (ws->leaf > leaf && ws->p.tree_size > leaf) {
@@ -312,8 +349,9 @@ int ledger_receipt_at(ledger *l, uint64_t leaf, struct arena *a, Lskvserverpb__R
 }
 
 /* The first KV entry with revision rev: 0 and *f, LSKV_ENOTFOUND, or an
- * error. Revisions never decrease along the ledger (invariant 4). */
-static int find_revision(ledger *l, int64_t rev, struct found *f, char *errmsg)
+ * error; 1 with files (may the files hold it) when it is not in the
+ * window. Revisions never decrease along the ledger (invariant 4). */
+static int find_revision(ledger *l, int64_t rev, bool files, struct found *f, char *errmsg)
 {
     uint64_t base = merkle_base(l->tree);
     const struct chunk_info *open = &l->chunks[l->n_chunks - 1];
@@ -338,20 +376,13 @@ static int find_revision(ledger *l, int64_t rev, struct found *f, char *errmsg)
         }
         return LSKV_ENOTFOUND;
     }
-    /* From the files: the index's first revisions narrow it to the last
-     * segment starting below rev (entries with rev may begin at its end);
-     * the read runs on while segments may hold rev. */
-    size_t lo = 0, hi = l->n_points; /* first point with first_rev >= rev */
-    while (lo < hi) {
-        size_t mid = (lo + hi) / 2;
-        if (l->points[mid].first_rev < rev)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
+    if (files)
+        return 1;
+    /* From the files: the index narrows it to a segment or two; the read
+     * runs on while segments may hold rev. */
     int rv = 0;
     bool found = false, past = false;
-    for (size_t q = lo ? lo - 1 : 0; q < l->n_points && !found && !past; q++) {
+    for (size_t q = point_before_rev(l, rev); q < l->n_points && !found && !past; q++) {
         if (l->points[q].first_rev > rev)
             break;
         struct lg_seg s;
@@ -383,22 +414,25 @@ int ledger_receipt(ledger *l, int64_t revision, uint64_t raft_term, struct arena
                    Lskvserverpb__Receipt **out, char *errmsg)
 {
     struct found f = {0};
-    int rv = find_revision(l, revision, &f, errmsg);
-    if (rv == LSKV_ENOTFOUND || (rv == 0 && raft_term != 0 && f.term != raft_term)) {
+    int rv = find_revision(l, revision, true, &f, errmsg);
+    if (rv == 1) /* found and proved in one read of the files */
+        rv = receipt_from_disk(l, (struct want){.rev = revision, .term = raft_term}, a, out,
+                               errmsg);
+    else if (rv == 0 && raft_term != 0 && f.term != raft_term)
+        rv = LSKV_ENOTFOUND;
+    else if (rv == 0)
+        return ledger_receipt_at(l, f.leaf, a, out, errmsg);
+    if (rv == LSKV_ENOTFOUND)
         errmsg_printf(errmsg, "ledger: no entry made revision %" PRId64 " in term %" PRIu64,
                       revision, raft_term);
-        return LSKV_ENOTFOUND;
-    }
-    if (rv != 0)
-        return rv;
-    return ledger_receipt_at(l, f.leaf, a, out, errmsg);
+    return rv;
 }
 
 int ledger_tx_status(ledger *l, int64_t revision, uint64_t raft_term,
                      enum ledger_tx_status *out, char *errmsg)
 {
     struct found f = {0};
-    int rv = find_revision(l, revision, &f, errmsg);
+    int rv = find_revision(l, revision, false, &f, errmsg);
     if (rv == LSKV_ENOTFOUND) {
         *out = LEDGER_TX_UNKNOWN;
         return 0;
