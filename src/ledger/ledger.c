@@ -47,6 +47,13 @@
  *      complete block of verified or appended entries, in order (from the
  *      verifier at open, from lg_record_entry after); with the last
  *      signature's copy they let proofs for old sizes skip most rehashing.
+ *  (9) points (the offset index) hold one entry per chunk start and per
+ *      block boundary of every verified or appended entry, in leaf order,
+ *      each with the file offset of its frame and the first signature
+ *      before the next point; a segment (point to next point, or to its
+ *      chunk's end) never crosses a chunk. Chunk indexes in points stay
+ *      valid: chunks are only appended (and dropped at open, before any
+ *      of their entries is indexed).
  *
  * Transitions: ledger_open (verify + tail repair), lg_append_frame (every
  * append), lg_rotate, ledger_close.
@@ -56,7 +63,8 @@
  * closes; ledger_scan.c reads chunk files; ledger_sync.c runs the syncer
  * thread, rotates and seals chunks; ledger_append.c frames, seals and
  * appends; ledger_replay.c checks replayed entries; ledger_sign.c makes and
- * applies signatures; ledger_lookup.c serves receipts, tx status and
+ * applies signatures; ledger_index.c keeps the offset index (invariant 9)
+ * and reads segments; ledger_lookup.c serves receipts, tx status and
  * consistency proofs; keys.c derives keys and commit evidence. */
 #include "ledger/ledger.h"
 

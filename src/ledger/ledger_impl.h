@@ -2,7 +2,8 @@
  * close, repair; ledger_scan.c: chunk file reading; ledger_sync.c: syncer
  * thread, rotation, sealing; ledger_append.c: framing and appending;
  * ledger_replay.c: replay checks; ledger_sign.c: signatures;
- * ledger_lookup.c: receipts, tx status, consistency proofs). The design
+ * ledger_index.c: the offset index, segment reads; ledger_lookup.c:
+ * receipts, tx status, consistency proofs). The design
  * notes and invariants are at the top of ledger.c. Not part of the module
  * API. */
 #ifndef LSKV_LEDGER_LEDGER_IMPL_H
