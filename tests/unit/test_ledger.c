@@ -1232,7 +1232,8 @@ static size_t packed_receipt(Lskvserverpb__Receipt *r, struct arena *a, uint8_t 
 /* Receipts and status of old revisions read the leaf's block from its chunk
  * (and at most the block its signature's size ends in), never the chunk,
  * and give the very bytes the full scan gives (ledger_index.c). */
-static void check_old_lookups(struct fixture *f, size_t frame, size_t sig_frame)
+static void check_old_lookups(struct fixture *f, size_t frame, size_t sig_frame,
+                              int64_t late_rev)
 {
     const uint64_t block = LG_BLOCK_LEAVES * frame;
     const uint64_t extra = sig_frame + chunk_header_size(MERKLE_MAX_DEPTH);
@@ -1275,6 +1276,10 @@ static void check_old_lookups(struct fixture *f, size_t frame, size_t sig_frame)
     }
     ASSERT_GE(tested, 40);
     ASSERT_GE(one_block, tested / 4); /* the signature's size is often in the leaf's block */
+    /* the entries a signature in flight across the block boundary does not
+     * cover: the next one does (the index's signature is not enough) */
+    for (int64_t rev = late_rev; rev < late_rev + 5; rev++)
+        check_receipt(f, rev);
 }
 
 TEST(ledger, old_receipts_and_status_read_one_block_not_the_chunk)
@@ -1283,11 +1288,28 @@ TEST(ledger, old_receipts_and_status_read_one_block_not_the_chunk)
     const uint64_t chunk_bytes = 3u << 20; /* over 4 blocks of entries */
     fx_init(&f, chunk_bytes);
     size_t frame = 0, sig_frame = 0;
+    int64_t late_rev = 0;
+    char errmsg[LSKV_ERRMSG_SIZE] = "";
     for (int i = 0; i < 11 * (int)LG_BLOCK_LEAVES; i++) {
         uint64_t b = f.l->open_bytes;
         put(&f);
         if (f.l->open_bytes > b && f.l->open_bytes - b > frame)
             frame = (size_t)(f.l->open_bytes - b);
+        struct ledger_position pos;
+        ledger_position(f.l, &pos);
+        if (pos.size == 2 * LG_BLOCK_LEAVES - 2) {
+            /* signed at 8190 leaves, applied after 5 more */
+            uint8_t *p;
+            size_t len;
+            bool appended;
+            ASSERT_EQ(ledger_make_signature(f.l, f.node, 1000, &p, &len), 0);
+            late_rev = f.rev + 1;
+            for (int k = 0; k < 5; k++)
+                put(&f);
+            ASSERT_EQ(ledger_apply_signature(f.l, 2, f.index++, f.rev, p, len, &appended,
+                                             errmsg), 0);
+            free(p);
+        }
         if (i % 1500 == 1499 || i % 2900 == 77) {
             b = f.l->open_bytes;
             sign(&f);
@@ -1298,11 +1320,11 @@ TEST(ledger, old_receipts_and_status_read_one_block_not_the_chunk)
     sign(&f);
     ASSERT_GE(f.l->n_chunks, 3);
     ASSERT_GT(chunk_bytes, 4 * LG_BLOCK_LEAVES * frame); /* reading a chunk would show */
-    check_old_lookups(&f, frame, sig_frame);
+    check_old_lookups(&f, frame, sig_frame, late_rev);
     ASSERT_EQ(ledger_sync(f.l), 0); /* renamed .committed: the index still finds them */
-    check_old_lookups(&f, frame, sig_frame);
+    check_old_lookups(&f, frame, sig_frame, late_rev);
     ledger_close(f.l);
     fx_open(&f, chunk_bytes); /* the index again, from the verifier */
-    check_old_lookups(&f, frame, sig_frame);
+    check_old_lookups(&f, frame, sig_frame, late_rev);
     fx_close(&f);
 }
