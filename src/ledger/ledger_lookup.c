@@ -199,6 +199,8 @@ static int receipt_skipping(ledger *l, const struct found *f, size_t q0, const m
             errmsg_printf(errmsg, "%s: offset %" PRIu64 ": not the signature entry the index "
                           "says", ss.path, ss.file_off);
     } else if (rv == 0) {
+        errmsg_printf(errmsg, "%s: offset %" PRIu64 ": no entry where the index says",
+                      ss.path, ss.file_off);
         rv = LSKV_ECORRUPT;
     }
     if (rv == 0)

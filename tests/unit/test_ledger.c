@@ -1264,6 +1264,11 @@ static void check_old_lookups(struct fixture *f, size_t frame, size_t sig_frame,
         size_t n1 = packed_receipt(r1, &a, &p1), n2 = packed_receipt(r2, &a, &p2);
         ASSERT_EQ(n1, n2);
         ASSERT_MEM_EQ(p1, p2, n1);
+        /* and by leaf index */
+        ASSERT_EQ(ledger_receipt_at(f->l, r1->tx_receipt->leaf_index, &a, &r2, errmsg), 0);
+        n2 = packed_receipt(r2, &a, &p2);
+        ASSERT_EQ(n1, n2);
+        ASSERT_MEM_EQ(p1, p2, n1);
         arena_close(&a);
         check_receipt(f, rev);
         enum ledger_tx_status st;
