@@ -1331,5 +1331,20 @@ TEST(ledger, old_receipts_and_status_read_one_block_not_the_chunk)
     ledger_close(f.l);
     fx_open(&f, chunk_bytes); /* the index again, from the verifier */
     check_old_lookups(&f, frame, sig_frame, late_rev);
+    /* a chunk cut short after the start: an error with the file, no crash */
+    char path[1200];
+    snprintf(path, sizeof path, "%s/%s", f.dir, f.l->chunks[0].name);
+    ASSERT_EQ(truncate(path, 1 << 20), 0);
+    struct arena a;
+    arena_init(&a);
+    Lskvserverpb__Receipt *r;
+    enum ledger_tx_status st;
+    int64_t rev = 3 * (int64_t)LG_BLOCK_LEAVES; /* past the first MiB of chunk 0 */
+    ASSERT_LT(f.l->chunks[0].first_rev, rev);
+    ASSERT_LT(rev, f.l->chunks[1].first_rev);
+    ASSERT_EQ(ledger_receipt(f.l, rev, 2, &a, &r, errmsg), LSKV_ECORRUPT);
+    ASSERT(strstr(errmsg, f.l->chunks[0].name) != NULL);
+    ASSERT_EQ(ledger_tx_status(f.l, rev, 2, &st, errmsg), LSKV_ECORRUPT);
+    arena_close(&a);
     fx_close(&f);
 }
