@@ -47,6 +47,13 @@
  *      complete block of verified or appended entries, in order (from the
  *      verifier at open, from lg_record_entry after); with the last
  *      signature's copy they let proofs for old sizes skip most rehashing.
+ *  (9) points (the offset index) hold one entry per chunk start and per
+ *      block boundary of every verified or appended entry, in leaf order,
+ *      each with the file offset of its frame and the first signature
+ *      before the next point; a segment (point to next point, or to its
+ *      chunk's end) never crosses a chunk. Chunk indexes in points stay
+ *      valid: chunks are only appended (and dropped at open, before any
+ *      of their entries is indexed).
  *
  * Transitions: ledger_open (verify + tail repair), lg_append_frame (every
  * append), lg_rotate, ledger_close.
@@ -56,7 +63,8 @@
  * closes; ledger_scan.c reads chunk files; ledger_sync.c runs the syncer
  * thread, rotates and seals chunks; ledger_append.c frames, seals and
  * appends; ledger_replay.c checks replayed entries; ledger_sign.c makes and
- * applies signatures; ledger_lookup.c serves receipts, tx status and
+ * applies signatures; ledger_index.c keeps the offset index (invariant 9)
+ * and reads segments; ledger_lookup.c serves receipts, tx status and
  * consistency proofs; keys.c derives keys and commit evidence. */
 #include "ledger/ledger.h"
 
@@ -264,7 +272,7 @@ static int load_open_chunk(ledger *l, verifier *v, bool *torn, char *errmsg)
         uint8_t wsd[32], leaf[32];
         chunk_entry_wsd(&e, wsd);
         merkle_leaf_hash_ced(wsd, e.commit_evidence_digest, e.claims_digest, leaf);
-        if ((rv = lg_record_entry(l, &e, wsd, leaf, e.public_part, e.public_len, why)) != 0)
+        if ((rv = lg_record_entry(l, &e, off, wsd, leaf, e.public_part, e.public_len, why)) != 0)
             break;
         off += e.frame_len;
     }
@@ -328,6 +336,7 @@ static int repair_unsynced(ledger *l, size_t k, verifier *v, char *errmsg)
         /* A complete chunk: seal it now. */
         c = &l->chunks[k];
         c->last = size - 1;
+        c->bytes = l->open_bytes;
         int fd = l->fd;
         l->fd = -1;
         if ((rv = lg_seal_file(l, c, fd, errmsg)) != 0)
@@ -379,6 +388,7 @@ static int verify_sealed(ledger *l, const struct ledger_config *config, verifier
             break;
         }
         c->first_rev = r.first_rev;
+        c->bytes = len;
         done += len;
         double now = mono_s();
         if (config->progress != NULL && (now - last >= 1.0 || i + 1 == n_sealed)) {
@@ -455,7 +465,8 @@ int ledger_open(const struct ledger_config *config, ledger **out, char *errmsg)
      * section 7): the sealed chunks here, the open-named ones as they load. */
     struct verify_config vc = {.service = config->service, .secret = l->secret,
                                .on_block = lg_add_block, .block_arg = l,
-                               .block_log2 = LG_BLOCK_LOG2};
+                               .block_log2 = LG_BLOCK_LOG2,
+                               .on_entry = lg_index_verified, .entry_arg = l};
     if ((rv = verify_open(&vc, &v)) != 0)
         goto err;
     size_t n_sealed = 0;
@@ -463,6 +474,11 @@ int ledger_open(const struct ledger_config *config, ledger **out, char *errmsg)
         n_sealed++;
     if ((rv = verify_sealed(l, config, v, n_sealed, errmsg)) != 0)
         goto err;
+    if (l->points_failed) {
+        rv = LSKV_ENOMEM;
+        errmsg_printf(errmsg, "ledger: no memory for the offset index");
+        goto err;
+    }
     if (n_sealed < l->n_chunks)
         rv = repair_unsynced(l, n_sealed, v, errmsg);
     else /* no open chunk (first start, or a crash right after sealing) */
@@ -493,6 +509,7 @@ void ledger_close(ledger *l)
     lg_syncer_stop(l);
     lg_clear_window(l);
     free(l->blocks);
+    free(l->points);
     free(l->last_sig.payload);
     free(l->rc.index);
     free(l->rc.wsd);

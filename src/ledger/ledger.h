@@ -6,7 +6,8 @@
  * entry, ledger_apply_signature for signature entries. The leader asks
  * ledger_signature_due / ledger_make_signature and proposes the payload as a
  * raft entry. Receipts and tx status are served from memory for the open
- * chunk and re-derived from chunk files otherwise.
+ * chunk and re-derived otherwise from the few blocks of entries an
+ * in-memory offset index points to (never a whole chunk file).
  *
  * Not thread-safe: one thread (the loop that applies) owns a ledger. (A
  * ledger starts one internal thread at its first rotation that only

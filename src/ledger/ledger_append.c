@@ -41,11 +41,13 @@ int lg_set_last_sig(ledger *l, const uint8_t *payload, size_t len, char *errmsg)
 }
 
 /* Records an entry already in the open chunk's file in memory. */
-int lg_record_entry(ledger *l, const struct chunk_entry *e, const uint8_t wsd[32],
-                        const uint8_t leaf[32], const uint8_t *sig_payload, size_t sig_len,
-                        char *errmsg)
+int lg_record_entry(ledger *l, const struct chunk_entry *e, uint64_t off, const uint8_t wsd[32],
+                    const uint8_t leaf[32], const uint8_t *sig_payload, size_t sig_len,
+                    char *errmsg)
 {
     int rv = lg_grow((void **)&l->win, &l->cap_win, l->n_win + 1, sizeof l->win[0]);
+    if (rv == 0)
+        rv = lg_index_entry(l, merkle_size(l->tree), off, e);
     if (rv == 0 && e->type == CHUNK_ENTRY_SIGNATURE)
         rv = lg_grow((void **)&l->sigs, &l->cap_sigs, l->n_sigs + 1, sizeof l->sigs[0]);
     if (rv != 0)
@@ -209,7 +211,8 @@ int lg_append_frame(ledger *l, struct chunk_entry *e, const uint8_t *plain,
      * big or every append must be synced. */
     l->wlen += flen;
     l->open_bytes += flen;
-    rv = lg_record_entry(l, &d, wsd, leaf, d.public_part, d.public_len, errmsg);
+    rv = lg_record_entry(l, &d, l->open_bytes - flen, wsd, leaf, d.public_part, d.public_len,
+                         errmsg);
     if (rv != 0) {
         l->sticky = rv; /* in the chunk but not in memory */
         return rv;

@@ -2,7 +2,8 @@
  * close, repair; ledger_scan.c: chunk file reading; ledger_sync.c: syncer
  * thread, rotation, sealing; ledger_append.c: framing and appending;
  * ledger_replay.c: replay checks; ledger_sign.c: signatures;
- * ledger_lookup.c: receipts, tx status, consistency proofs). The design
+ * ledger_index.c: the offset index, segment reads; ledger_lookup.c:
+ * receipts, tx status, consistency proofs). The design
  * notes and invariants are at the top of ledger.c. Not part of the module
  * API. */
 #ifndef LSKV_LEDGER_LEDGER_IMPL_H
@@ -40,7 +41,22 @@ struct chunk_info {
     bool unsynced;        /* sealed in memory, file still "ledger_<first>" (7) */
     struct sync_job *job; /* when unsynced: its background fdatasync, or NULL */
     int64_t first_rev;    /* revision of the first entry; INT64_MAX if none */
+    uint64_t bytes;       /* file size once sealed (the open chunk: ledger.open_bytes) */
     char name[CHUNK_NAME_MAX];
+};
+
+/* One point of the offset index: where a segment of entries starts. A
+ * segment is at most one block (LG_BLOCK_LEAVES leaves) and never crosses a
+ * chunk: points are made at every chunk's first leaf and every block
+ * boundary, and a segment runs to the next point (or its chunk's end).
+ * Look-ups of old entries pread one segment instead of a whole chunk. */
+struct lg_point {
+    uint64_t leaf;        /* first leaf of the segment */
+    uint64_t off;         /* file offset of its frame in chunks[chunk] */
+    int64_t first_rev;    /* its revision */
+    uint64_t sig_leaf;    /* the segment's first signature entry; UINT64_MAX if none */
+    uint64_t sig_off;     /* its file offset */
+    size_t chunk;         /* index into ledger.chunks */
 };
 
 struct win_entry {
@@ -104,6 +120,10 @@ struct ledger {
     uint8_t (*blocks)[MERKLE_HASH_BYTES]; /* blocks[j]: MTH of block j */
     size_t n_blocks, cap_blocks;
     uint64_t slow_proofs;      /* consistency proofs that scanned chunk files (tests) */
+    struct lg_point *points;   /* the offset index, by leaf, over every entry */
+    size_t n_points, cap_points;
+    bool points_failed;        /* a point could not be stored: ledger_open fails */
+    uint64_t lookup_bytes;     /* bytes read by receipt and status look-ups (tests) */
     struct win_sig last_sig;   /* the last signature appended (leaf unused); payload
                                   NULL when none; survives rotation */
 
@@ -163,6 +183,51 @@ void lg_scan_close(struct lg_scan *s);
  * Errors: LSKV_ENOMEM. */
 int lg_scan_tree(const ledger *l, const struct lg_scan *s, uint64_t target, merkle_tree **t);
 
+/* Peaks of the first base leaves (a multiple of LG_BLOCK_LEAVES, at most
+ * n_blocks blocks) folded from block hashes; *n = popcount(base). */
+void lg_block_peaks(const ledger *l, uint64_t base, uint8_t (*peaks)[MERKLE_HASH_BYTES],
+                    size_t *n);
+
+/* --- ledger_index.c: the offset index and segment reads ---------------------- */
+
+/* Indexes the entry at leaf, at offset off of the chunk holding it
+ * (entries come in ledger order, once each). Errors: LSKV_ENOMEM. */
+int lg_index_entry(ledger *l, uint64_t leaf, uint64_t off, const struct chunk_entry *e);
+/* verify_config.on_entry for the sealed chunks verified at open (a failure
+ * sets points_failed). */
+void lg_index_verified(void *l, uint64_t leaf, size_t off, const struct chunk_entry *e);
+/* The point whose segment holds leaf (leaf below the ledger's size). */
+size_t lg_point_of_leaf(const ledger *l, uint64_t leaf);
+
+/* Entries of one segment (or part of one), read with a single pread,
+ * counted in lookup_bytes. */
+struct lg_seg {
+    size_t point;       /* index into l->points */
+    uint8_t *buf;
+    size_t len, off;
+    uint64_t file_off;  /* of buf[0] */
+    uint64_t leaf;      /* leaf index of the next entry */
+    bool whole;         /* to the segment's end: its leaves are checked */
+    char path[4200];
+};
+/* Reads point p's segment up to file offset `to` (0: its end). Flushes
+ * buffered frames first. Errors: negated errno, LSKV_ENOMEM. */
+int lg_seg_read(ledger *l, size_t p, uint64_t to, struct lg_seg *s, char *errmsg);
+/* Reads the frame of point p's first signature entry alone.
+ * Errors: as lg_seg_read, LSKV_ECORRUPT. */
+int lg_seg_read_sig(ledger *l, size_t p, struct lg_seg *s, char *errmsg);
+/* 1: *e is the entry at leaf s->leaf - 1 (borrowing s->buf until
+ * lg_seg_close); 0: the bytes read are used up; < 0: error (LSKV_ECORRUPT
+ * with the file and offset; a whole segment must hold exactly the leaves
+ * up to the next point). */
+int lg_seg_next(const ledger *l, struct lg_seg *s, struct chunk_entry *e, char *errmsg);
+void lg_seg_close(struct lg_seg *s);
+/* A tree at point p's first leaf, summarised from block hashes, or from its
+ * chunk's header when p starts a chunk. *t NULL (and 0) when neither
+ * applies (a block hash is missing): start at an earlier point.
+ * Errors: LSKV_ECORRUPT (header), negated errno, LSKV_ENOMEM. */
+int lg_point_tree(ledger *l, size_t p, merkle_tree **t, char *errmsg);
+
 /* --- ledger.c -------------------------------------------------------------- */
 
 /* Creates the open chunk file at the tree's current size (sync: durable now). */
@@ -180,8 +245,9 @@ int lg_rotate(ledger *l, char *errmsg);
 
 /* --- ledger_append.c: framing and appending ----------------------------------- */
 
-/* Records an entry already in the open chunk's file in memory. */
-int lg_record_entry(ledger *l, const struct chunk_entry *e, const uint8_t wsd[32],
+/* Records an entry already in the open chunk's file, at offset off, in
+ * memory. */
+int lg_record_entry(ledger *l, const struct chunk_entry *e, uint64_t off, const uint8_t wsd[32],
                     const uint8_t leaf[32], const uint8_t *sig_payload, size_t sig_len,
                     char *errmsg);
 size_t lg_frame_prepare(ledger *l, struct chunk_entry *e, size_t plain_len);

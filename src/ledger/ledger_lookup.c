@@ -17,6 +17,77 @@
 
 /* --- Receipts and status ----------------------------------------------------- */
 
+/* Where proofs over old leaves find subtree hashes: the trees rebuilt
+ * around two sizes or leaves (tm, tn; may be NULL), the window's tree, and
+ * the block hashes in between. */
+struct sources {
+    const ledger *l;
+    const merkle_tree *tm, *tn;
+};
+
+/* MTH(D[lo:hi]) from the sources; LSKV_ENOTFOUND when a leaf it needs is in
+ * none of them (the caller then reads the chunk files on). */
+static int source_node(void *arg, uint64_t lo, uint64_t hi, uint8_t out[MERKLE_HASH_BYTES])
+{
+    const struct sources *s = arg;
+    const ledger *l = s->l;
+    if (s->tm != NULL && hi <= merkle_size(s->tm) && merkle_node(s->tm, lo, hi, out) == 0)
+        return 0;
+    if (s->tn != NULL && hi <= merkle_size(s->tn) && merkle_node(s->tn, lo, hi, out) == 0)
+        return 0;
+    if (hi <= merkle_size(l->tree) && merkle_node(l->tree, lo, hi, out) == 0)
+        return 0;
+    uint64_t w = hi - lo;
+    if (w == LG_BLOCK_LEAVES && lo % LG_BLOCK_LEAVES == 0 && hi / LG_BLOCK_LEAVES <= l->n_blocks) {
+        memcpy(out, l->blocks[lo / LG_BLOCK_LEAVES], MERKLE_HASH_BYTES);
+        return 0;
+    }
+    if (w == 1)
+        return LSKV_ENOTFOUND;
+    uint64_t k = 1; /* RFC 9162 split: the largest power of two below w */
+    while (k < w - k)
+        k <<= 1;
+    uint8_t left[MERKLE_HASH_BYTES], right[MERKLE_HASH_BYTES];
+    int rv = source_node(arg, lo, lo + k, left);
+    if (rv == 0)
+        rv = source_node(arg, lo + k, hi, right);
+    if (rv == 0)
+        merkle_node_hash(left, right, out);
+    return rv;
+}
+
+/* The inclusion proof of leaf i in the tree of size n (merkle_proof's
+ * steps, leaf to root) with the sibling hashes from the sources. */
+static int proof_from_sources(struct sources *src, uint64_t i, uint64_t n,
+                              struct merkle_step *steps, size_t *n_steps)
+{
+    struct merkle_step down[MERKLE_MAX_DEPTH];
+    size_t d = 0;
+    uint64_t lo = 0, hi = n;
+    while (hi - lo > 1) {
+        uint64_t w = hi - lo, k = 1; /* split as source_node */
+        while (k < w - k)
+            k <<= 1;
+        int rv;
+        if (i < lo + k) {
+            down[d].left = false;
+            rv = source_node(src, lo + k, hi, down[d].hash);
+            hi = lo + k;
+        } else {
+            down[d].left = true;
+            rv = source_node(src, lo, lo + k, down[d].hash);
+            lo += k;
+        }
+        if (rv != 0)
+            return rv;
+        d++;
+    }
+    for (size_t j = 0; j < d; j++)
+        steps[j] = down[d - 1 - j];
+    *n_steps = d;
+    return 0;
+}
+
 struct found {
     uint64_t leaf, term, index;
     int64_t revision;
@@ -24,15 +95,12 @@ struct found {
     uint8_t wsd[32], claims_digest[32];
 };
 
+/* The receipt of f under signature sp with the proof steps (leaf to root);
+ * LSKV_ECORRUPT if they do not reach the signed root. */
 static int make_receipt(ledger *l, const struct found *f, const struct sig_payload *sp,
-                        merkle_tree *t, struct arena *a, Lskvserverpb__Receipt **out,
-                        char *errmsg)
+                        const struct merkle_step *steps, size_t n, struct arena *a,
+                        Lskvserverpb__Receipt **out, char *errmsg)
 {
-    struct merkle_step steps[MERKLE_MAX_DEPTH];
-    size_t n;
-    int rv = merkle_proof(t, f->leaf, sp->tree_size, steps, &n);
-    if (rv != 0)
-        return rv;
     uint8_t leaf[32], root[32], ced[32];
     char ce[LEDGER_CE_MAX];
     keys_ce_format(&l->ce_key, f->term, f->index, ce);
@@ -63,56 +131,197 @@ static int make_receipt(ledger *l, const struct found *f, const struct sig_paylo
     return receipt_build(&rp, a, out);
 }
 
-static int receipt_from_disk(ledger *l, uint64_t leaf, struct arena *a,
+static int make_receipt_tree(ledger *l, const struct found *f, const struct sig_payload *sp,
+                             const merkle_tree *t, struct arena *a,
                              Lskvserverpb__Receipt **out, char *errmsg)
 {
-    struct lg_scan s;
-    int rv = lg_scan_open(l, lg_chunk_of_leaf(l, leaf), &s, errmsg);
-    if (rv != 0)
-        return rv;
-    merkle_tree *t = NULL;
-    rv = lg_scan_tree(l, &s, leaf, &t);
-    struct found f = {0};
-    bool have = false;
-    while (rv == 0) {
-        struct chunk_entry e;
-        rv = lg_scan_next(&s, &e, errmsg);
-        if (rv == 0) {
-            rv = have ? LSKV_ENOTREADY : LSKV_ENOTFOUND;
-            errmsg_printf(errmsg, "ledger: leaf %" PRIu64 " %s", leaf,
-                          have ? "is not signed yet" : "does not exist");
-            break;
-        }
-        if (rv != 1)
-            break;
-        rv = 0;
-        uint64_t i = s.leaf - 1;
-        if (i < merkle_size(t))
-            continue; /* summarised by the tree's peaks */
-        uint8_t wsd[32], lh[32];
-        chunk_entry_wsd(&e, wsd);
-        merkle_leaf_hash_ced(wsd, e.commit_evidence_digest, e.claims_digest, lh);
-        if ((rv = merkle_append(t, lh)) != 0)
-            break;
-        if (i == leaf) {
-            have = true;
-            f = (struct found){.leaf = i, .term = e.term, .index = e.index,
-                               .revision = e.revision, .type = e.type};
-            memcpy(f.wsd, wsd, 32);
-            memcpy(f.claims_digest, e.claims_digest, 32);
-        }
-        if (have && e.type == CHUNK_ENTRY_SIGNATURE) {
-            struct sig_payload sp;
-            if ((rv = sig_payload_decode(e.public_part, e.public_len, &sp, errmsg)) != 0)
+    struct merkle_step steps[MERKLE_MAX_DEPTH];
+    size_t n;
+    int rv = merkle_proof(t, f->leaf, sp->tree_size, steps, &n);
+    return rv ? rv : make_receipt(l, f, sp, steps, n, a, out, errmsg);
+}
+
+/* A tree at point *p, or at the nearest earlier one where a tree can start
+ * (a chunk's first leaf, or where block hashes reach); *p: that point. */
+static int tree_at(ledger *l, size_t *p, merkle_tree **t, char *errmsg)
+{
+    for (;; (*p)--) {
+        int rv = lg_point_tree(l, *p, t, errmsg);
+        if (rv != 0 || *t != NULL || *p == 0) /* point 0 starts chunk 0: always a tree */
+            return rv;
+    }
+}
+
+/* The last point whose first revision is below rev (entries with rev may
+ * begin at the end of its segment), or 0. */
+static size_t point_before_rev(const ledger *l, int64_t rev)
+{
+    size_t lo = 0, hi = l->n_points; /* first point with first_rev >= rev */
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (l->points[mid].first_rev < rev)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo ? lo - 1 : 0;
+}
+
+static void leaf_of(const struct chunk_entry *e, uint8_t wsd[32], uint8_t lh[32])
+{
+    chunk_entry_wsd(e, wsd);
+    merkle_leaf_hash_ced(wsd, e->commit_evidence_digest, e->claims_digest, lh);
+}
+
+/* The receipt of f (leaf in an old chunk; tm holds the leaves up to the end
+ * of its block) without reading the blocks between it and its signature:
+ * the first signature entry after point q0 (found in the index and read
+ * alone), the leaves of the block that its signed size ends in, the rest
+ * from block hashes. LSKV_ENOTFOUND: that signature does not cover the
+ * leaf, or a hash is missing; read on instead. */
+static int receipt_skipping(ledger *l, const struct found *f, size_t q0, const merkle_tree *tm,
+                            struct arena *a, Lskvserverpb__Receipt **out, char *errmsg)
+{
+    size_t qs = q0;
+    while (qs < l->n_points && l->points[qs].sig_leaf == UINT64_MAX)
+        qs++;
+    if (qs == l->n_points) {
+        errmsg_printf(errmsg, "ledger: leaf %" PRIu64 " is not signed yet", f->leaf);
+        return LSKV_ENOTREADY;
+    }
+    struct lg_seg ss;
+    struct chunk_entry se;
+    struct sig_payload sp;
+    int rv = lg_seg_read_sig(l, qs, &ss, errmsg);
+    if (rv == 0 && (rv = lg_seg_next(l, &ss, &se, errmsg)) == 1) {
+        rv = se.type == CHUNK_ENTRY_SIGNATURE ? 0 : LSKV_ECORRUPT;
+        if (rv != 0)
+            errmsg_printf(errmsg, "%s: offset %" PRIu64 ": not the signature entry the index "
+                          "says", ss.path, ss.file_off);
+    } else if (rv == 0) {
+        errmsg_printf(errmsg, "%s: offset %" PRIu64 ": no entry where the index says",
+                      ss.path, ss.file_off);
+        rv = LSKV_ECORRUPT;
+    }
+    if (rv == 0)
+        rv = sig_payload_decode(se.public_part, se.public_len, &sp, errmsg);
+    if (rv == 0 && sp.tree_size <= f->leaf)
+        rv = LSKV_ENOTFOUND; /* in flight: a later signature covers it */
+    merkle_tree *tn = NULL;
+    uint64_t n = rv == 0 ? sp.tree_size : 0;
+    if (rv == 0 && n > merkle_size(tm) && n - 1 < merkle_base(l->tree)) {
+        /* The leaves of the block (or chunk part) that n ends in. */
+        size_t q = lg_point_of_leaf(l, n - 1);
+        rv = tree_at(l, &q, &tn, errmsg);
+        for (; rv == 0 && merkle_size(tn) < n && q <= qs; q++) {
+            struct lg_seg s;
+            struct chunk_entry e;
+            if ((rv = lg_seg_read(l, q, q == qs ? l->points[qs].sig_off : 0, &s, errmsg)) != 0)
                 break;
-            if (sp.tree_size > leaf) {
-                rv = make_receipt(l, &f, &sp, t, a, out, errmsg);
-                break;
+            while (rv == 0 && merkle_size(tn) < n && (rv = lg_seg_next(l, &s, &e, errmsg)) == 1) {
+                uint8_t wsd[32], lh[32];
+                leaf_of(&e, wsd, lh);
+                rv = merkle_append(tn, lh);
             }
+            lg_seg_close(&s);
         }
     }
+    struct merkle_step steps[MERKLE_MAX_DEPTH];
+    size_t n_steps;
+    if (rv == 0) {
+        struct sources src = {.l = l, .tm = tm, .tn = tn};
+        rv = proof_from_sources(&src, f->leaf, n, steps, &n_steps);
+    }
+    if (rv == 0) {
+        rv = make_receipt(l, f, &sp, steps, n_steps, a, out, errmsg);
+        if (rv == LSKV_ECORRUPT) /* a wrong block hash is never served: read on */
+            rv = LSKV_ENOTFOUND;
+    }
+    merkle_close(tn);
+    lg_seg_close(&ss);
+    return rv;
+}
+
+/* What receipt_from_disk looks for: the entry at leaf, or (rev > 0) the
+ * first KV entry that made rev, in term `term` unless 0. */
+struct want {
+    uint64_t leaf;
+    int64_t rev;
+    uint64_t term;
+};
+
+/* Receipt of an entry below the window: the tree from the point (block or
+ * chunk start) at or below it, the leaves of its block from the file, then
+ * receipt_skipping; only if that cannot answer, the entries on to the
+ * first signature that covers it, segment by segment. A revision is looked
+ * for in the same read. An entry found in the window is served from there. */
+static int receipt_from_disk(ledger *l, struct want w, struct arena *a,
+                             Lskvserverpb__Receipt **out, char *errmsg)
+{
+    size_t q = w.rev > 0 ? point_before_rev(l, w.rev) : lg_point_of_leaf(l, w.leaf);
+    merkle_tree *t = NULL;
+    int rv = tree_at(l, &q, &t, errmsg);
+    uint64_t block_end = 0;
+    struct found f = {0};
+    bool have = false, tried = false, done = false;
+    for (; rv == 0 && !done; q++) {
+        if (q == l->n_points || (!have && w.rev > 0 && l->points[q].first_rev > w.rev)) {
+            rv = have ? LSKV_ENOTREADY : LSKV_ENOTFOUND;
+            break;
+        }
+        if (have && !tried && l->points[q].leaf >= block_end) {
+            tried = true;
+            rv = receipt_skipping(l, &f, q, t, a, out, errmsg);
+            if (rv != LSKV_ENOTFOUND)
+                break;
+            rv = 0;
+        }
+        struct lg_seg s;
+        struct chunk_entry e;
+        if ((rv = lg_seg_read(l, q, 0, &s, errmsg)) != 0)
+            break;
+        while (!done && (rv = lg_seg_next(l, &s, &e, errmsg)) == 1) {
+            uint64_t i = s.leaf - 1;
+            uint8_t wsd[32], lh[32];
+            leaf_of(&e, wsd, lh);
+            if ((rv = merkle_append(t, lh)) != 0)
+                break;
+            if (!have && w.rev > 0 && e.revision > w.rev) {
+                rv = LSKV_ENOTFOUND;
+                done = true;
+            } else if (!have && (w.rev > 0 ? e.revision == w.rev && e.type == CHUNK_ENTRY_KV
+                                          : i == w.leaf)) {
+                have = true;
+                f = (struct found){.leaf = i, .term = e.term, .index = e.index,
+                                   .revision = e.revision, .type = e.type};
+                memcpy(f.wsd, wsd, 32);
+                memcpy(f.claims_digest, e.claims_digest, 32);
+                block_end = (i / LG_BLOCK_LEAVES + 1) * LG_BLOCK_LEAVES;
+                if (w.term != 0 && e.term != w.term) {
+                    rv = LSKV_ENOTFOUND;
+                    done = true;
+                } else if (i >= merkle_base(l->tree)) {
+                    rv = 1; /* in the window */
+                    done = true;
+                }
+            } else if (have && e.type == CHUNK_ENTRY_SIGNATURE) {
+                struct sig_payload sp;
+                if ((rv = sig_payload_decode(e.public_part, e.public_len, &sp, errmsg)) != 0)
+                    break;
+                if (sp.tree_size > f.leaf) {
+                    rv = make_receipt_tree(l, &f, &sp, t, a, out, errmsg);
+                    done = true;
+                }
+            }
+        }
+        lg_seg_close(&s);
+    }
     merkle_close(t);
-    lg_scan_close(&s);
+    if (rv == 1)
+        return ledger_receipt_at(l, f.leaf, a, out, errmsg);
+    if (rv == LSKV_ENOTFOUND || rv == LSKV_ENOTREADY)
+        errmsg_printf(errmsg, "ledger: leaf %" PRIu64 " %s", f.leaf,
+                      rv == LSKV_ENOTREADY ? "is not signed yet" : "does not exist");
     return rv;
 }
 
@@ -125,7 +334,7 @@ int ledger_receipt_at(ledger *l, uint64_t leaf, struct arena *a, Lskvserverpb__R
         return LSKV_ENOTFOUND;
     }
     if (leaf < base)
-        return receipt_from_disk(l, leaf, a, out, errmsg);
+        return receipt_from_disk(l, (struct want){.leaf = leaf}, a, out, errmsg);
     for (size_t i = 0; i < l->n_sigs; i++) {
         const struct win_sig *ws = &l->sigs[i];
         if (ws->leaf > leaf && ws->p.tree_size > leaf) {
@@ -134,7 +343,7 @@ int ledger_receipt_at(ledger *l, uint64_t leaf, struct arena *a, Lskvserverpb__R
                               .revision = w->revision, .type = w->type};
             memcpy(f.wsd, w->wsd, 32);
             memcpy(f.claims_digest, w->claims_digest, 32);
-            return make_receipt(l, &f, &ws->p, l->tree, a, out, errmsg);
+            return make_receipt_tree(l, &f, &ws->p, l->tree, a, out, errmsg);
         }
     }
     errmsg_printf(errmsg, "ledger: leaf %" PRIu64 " is not signed yet", leaf);
@@ -142,8 +351,9 @@ int ledger_receipt_at(ledger *l, uint64_t leaf, struct arena *a, Lskvserverpb__R
 }
 
 /* The first KV entry with revision rev: 0 and *f, LSKV_ENOTFOUND, or an
- * error. Revisions never decrease along the ledger (invariant 4). */
-static int find_revision(ledger *l, int64_t rev, struct found *f, char *errmsg)
+ * error; 1 with files (may the files hold it) when it is not in the
+ * window. Revisions never decrease along the ledger (invariant 4). */
+static int find_revision(ledger *l, int64_t rev, bool files, struct found *f, char *errmsg)
 {
     uint64_t base = merkle_base(l->tree);
     const struct chunk_info *open = &l->chunks[l->n_chunks - 1];
@@ -168,30 +378,35 @@ static int find_revision(ledger *l, int64_t rev, struct found *f, char *errmsg)
         }
         return LSKV_ENOTFOUND;
     }
-    /* From the files: start at the last chunk whose first revision is below
-     * rev (entries with rev may begin at its end); the scan runs on into the
-     * open chunk. */
-    size_t k = 0;
-    for (size_t i = 0; i < l->n_chunks; i++)
-        if (l->chunks[i].first_rev < rev)
-            k = i;
-    struct lg_scan s;
-    int rv = lg_scan_open(l, k, &s, errmsg);
-    if (rv != 0)
-        return rv;
-    struct chunk_entry e;
-    bool found = false;
-    while ((rv = lg_scan_next(&s, &e, errmsg)) == 1) {
-        if (e.revision > rev)
+    if (files)
+        return 1;
+    /* From the files: the index narrows it to a segment or two; the read
+     * runs on while segments may hold rev. */
+    int rv = 0;
+    bool found = false, past = false;
+    for (size_t q = point_before_rev(l, rev); q < l->n_points && !found && !past; q++) {
+        if (l->points[q].first_rev > rev)
             break;
-        if (e.revision == rev && e.type == CHUNK_ENTRY_KV) {
-            f->leaf = s.leaf - 1;
-            f->term = e.term;
-            found = true;
+        struct lg_seg s;
+        struct chunk_entry e;
+        if ((rv = lg_seg_read(l, q, 0, &s, errmsg)) != 0)
             break;
+        while ((rv = lg_seg_next(l, &s, &e, errmsg)) == 1) {
+            if (e.revision > rev) {
+                past = true;
+                break;
+            }
+            if (e.revision == rev && e.type == CHUNK_ENTRY_KV) {
+                f->leaf = s.leaf - 1;
+                f->term = e.term;
+                found = true;
+                break;
+            }
         }
+        lg_seg_close(&s);
+        if (rv < 0)
+            break;
     }
-    lg_scan_close(&s);
     if (rv < 0)
         return rv;
     return found ? 0 : LSKV_ENOTFOUND;
@@ -201,22 +416,25 @@ int ledger_receipt(ledger *l, int64_t revision, uint64_t raft_term, struct arena
                    Lskvserverpb__Receipt **out, char *errmsg)
 {
     struct found f = {0};
-    int rv = find_revision(l, revision, &f, errmsg);
-    if (rv == LSKV_ENOTFOUND || (rv == 0 && raft_term != 0 && f.term != raft_term)) {
+    int rv = find_revision(l, revision, true, &f, errmsg);
+    if (rv == 1) /* found and proved in one read of the files */
+        rv = receipt_from_disk(l, (struct want){.rev = revision, .term = raft_term}, a, out,
+                               errmsg);
+    else if (rv == 0 && raft_term != 0 && f.term != raft_term)
+        rv = LSKV_ENOTFOUND;
+    else if (rv == 0)
+        return ledger_receipt_at(l, f.leaf, a, out, errmsg);
+    if (rv == LSKV_ENOTFOUND)
         errmsg_printf(errmsg, "ledger: no entry made revision %" PRId64 " in term %" PRIu64,
                       revision, raft_term);
-        return LSKV_ENOTFOUND;
-    }
-    if (rv != 0)
-        return rv;
-    return ledger_receipt_at(l, f.leaf, a, out, errmsg);
+    return rv;
 }
 
 int ledger_tx_status(ledger *l, int64_t revision, uint64_t raft_term,
                      enum ledger_tx_status *out, char *errmsg)
 {
     struct found f = {0};
-    int rv = find_revision(l, revision, &f, errmsg);
+    int rv = find_revision(l, revision, false, &f, errmsg);
     if (rv == LSKV_ENOTFOUND) {
         *out = LEDGER_TX_UNKNOWN;
         return 0;
@@ -228,45 +446,6 @@ int ledger_tx_status(ledger *l, int64_t revision, uint64_t raft_term,
 }
 
 /* --- Consistency proofs ------------------------------------------------------ */
-
-/* Where the fast path finds subtree hashes: the trees rebuilt around
- * from_size and to_size (tm, tn; may be NULL), the window's tree, and the
- * block hashes in between. */
-struct sources {
-    const ledger *l;
-    const merkle_tree *tm, *tn;
-};
-
-/* MTH(D[lo:hi]) from the sources; LSKV_ENOTFOUND when a leaf it needs is in
- * none of them (the caller then scans the chunk files). */
-static int source_node(void *arg, uint64_t lo, uint64_t hi, uint8_t out[MERKLE_HASH_BYTES])
-{
-    const struct sources *s = arg;
-    const ledger *l = s->l;
-    if (s->tm != NULL && hi <= merkle_size(s->tm) && merkle_node(s->tm, lo, hi, out) == 0)
-        return 0;
-    if (s->tn != NULL && hi <= merkle_size(s->tn) && merkle_node(s->tn, lo, hi, out) == 0)
-        return 0;
-    if (hi <= merkle_size(l->tree) && merkle_node(l->tree, lo, hi, out) == 0)
-        return 0;
-    uint64_t w = hi - lo;
-    if (w == LG_BLOCK_LEAVES && lo % LG_BLOCK_LEAVES == 0 && hi / LG_BLOCK_LEAVES <= l->n_blocks) {
-        memcpy(out, l->blocks[lo / LG_BLOCK_LEAVES], MERKLE_HASH_BYTES);
-        return 0;
-    }
-    if (w == 1)
-        return LSKV_ENOTFOUND;
-    uint64_t k = 1; /* RFC 9162 split: the largest power of two below w */
-    while (k < w - k)
-        k <<= 1;
-    uint8_t left[MERKLE_HASH_BYTES], right[MERKLE_HASH_BYTES];
-    int rv = source_node(arg, lo, lo + k, left);
-    if (rv == 0)
-        rv = source_node(arg, lo + k, hi, right);
-    if (rv == 0)
-        merkle_node_hash(left, right, out);
-    return rv;
-}
 
 static int hex_proof(struct arena *a, const uint8_t (*proof)[MERKLE_HASH_BYTES], size_t n,
                      Lskvserverpb__GetConsistencyProofResponse *r)

@@ -158,22 +158,29 @@ static void fold_blocks(const ledger *l, uint64_t j0, uint64_t n, uint8_t out[ME
     merkle_node_hash(left, right, out);
 }
 
+void lg_block_peaks(const ledger *l, uint64_t base, uint8_t (*peaks)[MERKLE_HASH_BYTES],
+                    size_t *n)
+{
+    /* The peaks of base are blocks of at least LG_BLOCK_LEAVES leaves. */
+    uint64_t lo = 0;
+    *n = 0;
+    for (int b = 63; b >= LG_BLOCK_LOG2; b--) {
+        uint64_t w = (uint64_t)1 << b;
+        if (base & w) {
+            fold_blocks(l, lo / LG_BLOCK_LEAVES, w / LG_BLOCK_LEAVES, peaks[(*n)++]);
+            lo += w;
+        }
+    }
+}
+
 int lg_scan_tree(const ledger *l, const struct lg_scan *s, uint64_t target, merkle_tree **t)
 {
     uint64_t base = target / LG_BLOCK_LEAVES * LG_BLOCK_LEAVES;
     if (base <= s->h.first_leaf || base / LG_BLOCK_LEAVES > l->n_blocks)
         return merkle_open(s->h.first_leaf, (const uint8_t(*)[MERKLE_HASH_BYTES])s->h.peaks,
                            s->h.n_peaks, t);
-    /* The peaks of base are blocks of at least LG_BLOCK_LEAVES leaves. */
     uint8_t peaks[MERKLE_MAX_DEPTH][MERKLE_HASH_BYTES];
-    size_t n = 0;
-    uint64_t lo = 0;
-    for (int b = 63; b >= LG_BLOCK_LOG2; b--) {
-        uint64_t w = (uint64_t)1 << b;
-        if (base & w) {
-            fold_blocks(l, lo / LG_BLOCK_LEAVES, w / LG_BLOCK_LEAVES, peaks[n++]);
-            lo += w;
-        }
-    }
+    size_t n;
+    lg_block_peaks(l, base, peaks, &n);
     return merkle_open(base, (const uint8_t(*)[MERKLE_HASH_BYTES])peaks, n, t);
 }

@@ -166,6 +166,7 @@ int lg_rotate(ledger *l, char *errmsg)
     c->open = false;
     c->unsynced = true;
     c->last = merkle_size(l->tree) - 1;
+    c->bytes = l->open_bytes;
     return lg_create_open_chunk(l, false, errmsg);
 }
 

@@ -19,6 +19,8 @@ struct verifier {
     void (*on_block)(void *arg, uint64_t block, const uint8_t hash[MERKLE_HASH_BYTES]);
     void *block_arg;
     unsigned block_log2;
+    void (*on_entry)(void *arg, uint64_t leaf, size_t offset, const struct chunk_entry *e);
+    void *entry_arg;
     uint8_t service_digest[32];
     bool have_secret;
     aead_key *open_key;
@@ -63,6 +65,8 @@ int verify_open(const struct verify_config *c, verifier **out)
     v->on_block = c->on_block;
     v->block_arg = c->block_arg;
     v->block_log2 = c->block_log2;
+    v->on_entry = c->on_entry;
+    v->entry_arg = c->entry_arg;
     v->st.last_nonsig_leaf = -1;
     int rv = c->service ? cert_service_digest(c->service, v->service_digest) : 0;
     if (rv == 0)
@@ -327,6 +331,8 @@ int verify_chunk(verifier *v, const uint8_t *buf, size_t len, uint64_t first, ui
         r->index = e.index;
         if ((rv = verify_entry(v, &e, errmsg)) != 0)
             return rv;
+        if (v->on_entry != NULL)
+            v->on_entry(v->entry_arg, v->st.size - 1, off, &e);
         if (r->first_rev == INT64_MAX)
             r->first_rev = e.revision;
         off += e.frame_len;

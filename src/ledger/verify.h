@@ -37,6 +37,10 @@ struct verify_config {
     void (*on_block)(void *arg, uint64_t block, const uint8_t hash[MERKLE_HASH_BYTES]);
     void *block_arg;
     unsigned block_log2;         /* 1..40 when on_block is set */
+    /* Optional: called by verify_chunk with every entry it has verified,
+     * its leaf index and its offset in the chunk (e borrows the buffer). */
+    void (*on_entry)(void *arg, uint64_t leaf, size_t offset, const struct chunk_entry *e);
+    void *entry_arg;
 };
 
 /* Where the ledger stands after the entries fed so far. */

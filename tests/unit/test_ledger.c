@@ -1219,3 +1219,132 @@ TEST(ledger, consistency_proofs_and_old_receipts_use_block_hashes)
     check_fast_proofs(&f, sizes, n);
     fx_close(&f);
 }
+
+static size_t packed_receipt(Lskvserverpb__Receipt *r, struct arena *a, uint8_t **out)
+{
+    size_t n = lskvserverpb__receipt__get_packed_size(r);
+    *out = arena_alloc(a, n ? n : 1);
+    ASSERT(*out != NULL);
+    lskvserverpb__receipt__pack(r, *out);
+    return n;
+}
+
+/* Receipts and status of old revisions read the leaf's block from its chunk
+ * (and at most the block its signature's size ends in), never the chunk,
+ * and give the very bytes the full scan gives (ledger_index.c). */
+static void check_old_lookups(struct fixture *f, size_t frame, size_t sig_frame,
+                              int64_t late_rev)
+{
+    const uint64_t block = LG_BLOCK_LEAVES * frame;
+    const uint64_t extra = sig_frame + chunk_header_size(MERKLE_MAX_DEPTH);
+    char errmsg[LSKV_ERRMSG_SIZE] = "";
+    int one_block = 0, tested = 0;
+    int64_t window_rev = f->l->chunks[f->l->n_chunks - 1].first_rev;
+    for (int64_t rev = 2; rev < window_rev; rev += 331) {
+        struct arena a;
+        arena_init(&a);
+        Lskvserverpb__Receipt *r1, *r2;
+        uint64_t before = f->l->lookup_bytes;
+        int rv = ledger_receipt(f->l, rev, 2, &a, &r1, errmsg);
+        if (rv != 0)
+            TEST_FAIL("receipt rev %lld: %s", (long long)rev, errmsg);
+        uint64_t bytes = f->l->lookup_bytes - before;
+        ASSERT_GT(bytes, 0);
+        ASSERT_LE(bytes, 2 * block + extra);
+        one_block += bytes <= block + extra;
+        tested++;
+        /* without block hashes every leaf up to the signature is read: the
+         * same receipt, byte for byte */
+        size_t nb = f->l->n_blocks;
+        f->l->n_blocks = 0;
+        rv = ledger_receipt(f->l, rev, 2, &a, &r2, errmsg);
+        f->l->n_blocks = nb;
+        ASSERT_EQ(rv, 0);
+        uint8_t *p1, *p2;
+        size_t n1 = packed_receipt(r1, &a, &p1), n2 = packed_receipt(r2, &a, &p2);
+        ASSERT_EQ(n1, n2);
+        ASSERT_MEM_EQ(p1, p2, n1);
+        /* and by leaf index */
+        ASSERT_EQ(ledger_receipt_at(f->l, r1->tx_receipt->leaf_index, &a, &r2, errmsg), 0);
+        n2 = packed_receipt(r2, &a, &p2);
+        ASSERT_EQ(n1, n2);
+        ASSERT_MEM_EQ(p1, p2, n1);
+        arena_close(&a);
+        check_receipt(f, rev);
+        enum ledger_tx_status st;
+        before = f->l->lookup_bytes;
+        ASSERT_EQ(ledger_tx_status(f->l, rev, 2, &st, errmsg), 0);
+        ASSERT_EQ(st, LEDGER_TX_COMMITTED);
+        ASSERT_LE(f->l->lookup_bytes - before, 2 * block);
+        ASSERT_EQ(ledger_tx_status(f->l, rev, 1, &st, errmsg), 0);
+        ASSERT_EQ(st, LEDGER_TX_INVALID);
+    }
+    ASSERT_GE(tested, 40);
+    ASSERT_GE(one_block, tested / 4); /* the signature's size is often in the leaf's block */
+    /* the entries a signature in flight across the block boundary does not
+     * cover: the next one does (the index's signature is not enough) */
+    for (int64_t rev = late_rev; rev < late_rev + 5; rev++)
+        check_receipt(f, rev);
+}
+
+TEST(ledger, old_receipts_and_status_read_one_block_not_the_chunk)
+{
+    struct fixture f;
+    const uint64_t chunk_bytes = 3u << 20; /* over 4 blocks of entries */
+    fx_init(&f, chunk_bytes);
+    size_t frame = 0, sig_frame = 0;
+    int64_t late_rev = 0;
+    char errmsg[LSKV_ERRMSG_SIZE] = "";
+    for (int i = 0; i < 11 * (int)LG_BLOCK_LEAVES; i++) {
+        uint64_t b = f.l->open_bytes;
+        put(&f);
+        if (f.l->open_bytes > b && f.l->open_bytes - b > frame)
+            frame = (size_t)(f.l->open_bytes - b);
+        struct ledger_position pos;
+        ledger_position(f.l, &pos);
+        if (pos.size == 2 * LG_BLOCK_LEAVES - 2) {
+            /* signed at 8190 leaves, applied after 5 more */
+            uint8_t *p;
+            size_t len;
+            bool appended;
+            ASSERT_EQ(ledger_make_signature(f.l, f.node, 1000, &p, &len), 0);
+            late_rev = f.rev + 1;
+            for (int k = 0; k < 5; k++)
+                put(&f);
+            ASSERT_EQ(ledger_apply_signature(f.l, 2, f.index++, f.rev, p, len, &appended,
+                                             errmsg), 0);
+            free(p);
+        }
+        if (i % 1500 == 1499 || i % 2900 == 77) {
+            b = f.l->open_bytes;
+            sign(&f);
+            if (f.l->open_bytes > b && f.l->open_bytes - b > sig_frame)
+                sig_frame = (size_t)(f.l->open_bytes - b);
+        }
+    }
+    sign(&f);
+    ASSERT_GE(f.l->n_chunks, 3);
+    ASSERT_GT(chunk_bytes, 4 * LG_BLOCK_LEAVES * frame); /* reading a chunk would show */
+    check_old_lookups(&f, frame, sig_frame, late_rev);
+    ASSERT_EQ(ledger_sync(f.l), 0); /* renamed .committed: the index still finds them */
+    check_old_lookups(&f, frame, sig_frame, late_rev);
+    ledger_close(f.l);
+    fx_open(&f, chunk_bytes); /* the index again, from the verifier */
+    check_old_lookups(&f, frame, sig_frame, late_rev);
+    /* a chunk cut short after the start: an error with the file, no crash */
+    char path[1200];
+    snprintf(path, sizeof path, "%s/%s", f.dir, f.l->chunks[0].name);
+    ASSERT_EQ(truncate(path, 1 << 20), 0);
+    struct arena a;
+    arena_init(&a);
+    Lskvserverpb__Receipt *r;
+    enum ledger_tx_status st;
+    int64_t rev = 3 * (int64_t)LG_BLOCK_LEAVES; /* past the first MiB of chunk 0 */
+    ASSERT_LT(f.l->chunks[0].first_rev, rev);
+    ASSERT_LT(rev, f.l->chunks[1].first_rev);
+    ASSERT_EQ(ledger_receipt(f.l, rev, 2, &a, &r, errmsg), LSKV_ECORRUPT);
+    ASSERT(strstr(errmsg, f.l->chunks[0].name) != NULL);
+    ASSERT_EQ(ledger_tx_status(f.l, rev, 2, &st, errmsg), LSKV_ECORRUPT);
+    arena_close(&a);
+    fx_close(&f);
+}
