@@ -1,16 +1,14 @@
 /* Receipt and tx-status look-ups of old revisions in a big ledger (the
  * offset index, docs/ledger-format.md section 5), through ledger.h only so
  * that the same program measures any two builds.
- *   ledger_lookup make DIR N   append N KV entries of ~190 bytes to DIR/ledger,
+ *   ledger-lookup make DIR N   append N KV entries of ~190 bytes to DIR/ledger,
  *                              a signature every 5000, 5 MiB chunks
- *   ledger_lookup time DIR K   open it, then time K receipts and tx statuses
+ *   ledger-lookup time DIR K   open it, then time K receipts and tx statuses
  *                              of random revisions in its first 90%; prints a
  *                              digest of the receipts' bytes (equal digests:
  *                              byte-identical receipts)
- * Build (after make release):
- *   cc -O2 -D_GNU_SOURCE -Isrc -Ibuild/gen bench/ledger_lookup.c \
- *      build/release/liblskv.a -luv -lraft -lnghttp2 -lprotobuf-c -lleveldb \
- *      -lssl -lcrypto -ljansson -lhttp_parser -lpthread -o ledger_lookup */
+ * Built with every flavour (build/<flavour>/ledger-lookup); measure with
+ * build/release/ledger-lookup. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
