@@ -22,14 +22,15 @@ stop_server() {
   SERVER_PID=""
 }
 
-# start_server TARGET TAG: a fresh data dir, both binaries take etcd's flags.
+# start_server TARGET TAG [keep]: a fresh data dir (with "keep": the data dir
+# TAG already has, i.e. a restart), both binaries take etcd's flags.
 start_server() {
-  local target=$1 tag=$2 cport pport bin data log
+  local target=$1 tag=$2 keep=${3:-} cport pport bin data log
   cport=$(free_port); pport=$(free_port)
   while [ "$pport" = "$cport" ]; do pport=$(free_port); done
   data=$WORK/data-$target-$tag
-  log=$OUT/$target-$tag.log
-  rm -rf "$data"
+  log=$OUT/$target-$tag${keep:+-restart}.log
+  [ -n "$keep" ] || rm -rf "$data"
   local extra=()
   if [ "$target" = etcd ]; then bin=$ETCD; else bin=$LSKVD; read -r -a extra <<<"${LSKVD_FLAGS:-}"; fi
   SERVER_URL=http://127.0.0.1:$cport
@@ -39,7 +40,7 @@ start_server() {
     --initial-advertise-peer-urls "http://127.0.0.1:$pport" \
     --initial-cluster "bench=http://127.0.0.1:$pport" "${extra[@]}" >"$log" 2>&1 &
   SERVER_PID=$!
-  for _ in $(seq 300); do
+  for _ in $(seq 3000); do
     if grep -q "ready to serve client requests" "$log" 2>/dev/null; then return 0; fi
     if ! kill -0 "$SERVER_PID" 2>/dev/null; then
       wait "$SERVER_PID"; local rc=$?
@@ -48,7 +49,7 @@ start_server() {
       tail -n 5 "$log" | sed 's/^/    /' >&2
       return 1
     fi
-    sleep 0.1
+    sleep 0.01
   done
   echo "$PROG: $target ($bin) did not print \"ready to serve client requests\" within 30 s; see $log" >&2
   stop_server

@@ -28,6 +28,8 @@ DESCRIPTIONS = {
     "fresh-range-s-16x16": "Range of the only key of a fresh server, serializable (control for hot-range-s)",
     "hot-put-16x16": "Put to one hot key, on a fresh server (no compaction)",
     "hot-range-s-16x16": "Range of that hot key after all its updates, serializable",
+    "big-range-s-16x16": "Range of one random key, serializable, on a store of a million keys "
+                         "(the restart after it is the 'big' row below)",
 }
 ORDER = list(DESCRIPTIONS)
 FILE_RE = re.compile(r"^(?P<target>[a-z0-9]+)-r(?P<round>\d+)-(?P<name>[a-z0-9-]+)\.json$")
@@ -41,6 +43,7 @@ def die(msg):
 def load(results):
     runs = {}  # (name, target) -> [doc, ...]
     rss = {}  # target -> [doc, ...]
+    restarts = {}  # (state, target) -> [doc, ...]
     for fn in sorted(os.listdir(results)):
         m = FILE_RE.match(fn)
         if not m:
@@ -55,9 +58,11 @@ def load(results):
         doc["_round"] = int(m["round"])
         if m["name"] == "rss":
             rss.setdefault(m["target"], []).append(doc)
+        elif m["name"].startswith("restart-"):
+            restarts.setdefault((doc["state"], m["target"]), []).append(doc)
         else:
             runs.setdefault((m["name"], m["target"]), []).append(doc)
-    return runs, rss
+    return runs, rss, restarts
 
 
 def median(values):
@@ -107,7 +112,7 @@ def summarise(runs, name, target):
     }
 
 
-def markdown(results, runs, rss, env, plot_name):
+def markdown(results, runs, rss, restarts, env, plot_name):
     targets = [t for t in ("etcd", "lskv") if any(k[1] == t for k in runs)]
     names = [n for n in ORDER if any(k[0] == n for k in runs)]
     names += sorted({k[0] for k in runs} - set(names))
@@ -185,6 +190,28 @@ def markdown(results, runs, rss, env, plot_name):
         if "etcd" in per and "lskv" in per:
             out.append(f"\nlskv/etcd: peak RSS **{per['lskv'][0] / per['etcd'][0]:.2f}**, "
                        f"growth per 100k keys **{per['lskv'][1] / per['etcd'][1]:.2f}**")
+        out.append("")
+    if restarts:
+        out.append("Restart: a server stopped (SIGTERM) after the writes below is started again "
+                   "on its data dir; time from launch until it logs \"ready to serve client "
+                   "requests\" (lskv: after verifying the whole raft log and ledger and "
+                   "replaying the log since its last snapshot). Medians of the rounds.\n")
+        out.append("| after | writes | keys | etcd s | lskv s | lskv/etcd |")
+        out.append("|---|--:|--:|--:|--:|--:|")
+        for state in sorted({k[0] for k in restarts}):
+            cell = {}
+            for t in ("etcd", "lskv"):
+                docs = restarts.get((state, t), [])
+                if docs:
+                    cell[t] = (median([d["restart_s"] for d in docs]), docs[0])
+            if not cell:
+                continue
+            doc = next(iter(cell.values()))[1]
+            e = cell.get("etcd", (None,))[0]
+            lv = cell.get("lskv", (None,))[0]
+            r = f"**{lv / e:.2f}**" if e and lv else "-"
+            out.append(f"| {state} | {doc['writes']:,} | {doc['keys']:,} | "
+                       f"{'-' if e is None else f'{e:.2f}'} | {'-' if lv is None else f'{lv:.2f}'} | {r} |")
         out.append("")
     if failures:
         out.append("**Request errors** (the numbers above count successful requests only):\n")
@@ -275,7 +302,7 @@ def main(argv):
     if results is None:
         print(__doc__, file=sys.stderr)
         sys.exit(2)
-    runs, rss = load(results)
+    runs, rss, restarts = load(results)
     if not runs:
         die(f"{results}: no lskv-bench results")
     env = {}
@@ -284,16 +311,16 @@ def main(argv):
             env = json.load(f)
     except (OSError, ValueError):
         pass
-    _, names, targets = markdown(results, runs, rss, env, None)
+    _, names, targets = markdown(results, runs, rss, restarts, env, None)
     plotted = plot(results, runs, names, targets, plot_dest or os.path.join(results, "latency.png"))
     # Both copies of the table sit next to their copy of the plot.
-    text, _, _ = markdown(results, runs, rss, env, os.path.basename(plotted) if plotted else None)
+    text, _, _ = markdown(results, runs, rss, restarts, env, os.path.basename(plotted) if plotted else None)
     with open(os.path.join(results, "summary.md"), "w") as f:
         f.write(text + "\n")
     if md_dest:
         if plotted and plot_dest:
             rel = os.path.relpath(os.path.abspath(plot_dest), os.path.dirname(os.path.abspath(md_dest)))
-            text, _, _ = markdown(results, runs, rss, env, rel)
+            text, _, _ = markdown(results, runs, rss, restarts, env, rel)
         with open(md_dest, "w") as f:
             f.write(text + "\n")
 

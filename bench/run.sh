@@ -54,10 +54,10 @@ done
 # Sizes: full run / BENCH_QUICK.
 if [ "$QUICK" = 1 ]; then
   N_KEYS=10000; N_PUT1=300; N_PUT=10000; N_RANGE=10000; N_RANGE_L=5000; N_TXN=5000
-  N_HOT=20000; N_HOT_RANGE=10000
+  N_HOT=20000; N_HOT_RANGE=10000; N_BIG=100000
 else
   N_KEYS=100000; N_PUT1=3000; N_PUT=100000; N_RANGE=100000; N_RANGE_L=50000; N_TXN=50000
-  N_HOT=200000; N_HOT_RANGE=100000
+  N_HOT=200000; N_HOT_RANGE=100000; N_BIG=1000000
 fi
 VAL=256
 KS="--key-size 8 --val-size $VAL"
@@ -76,7 +76,13 @@ WORKLOADS=(
   "fresh-range-s-16x16|fresh|$C16 range $KS --key-space-size 1 --preload 1 --consistency s --total $N_HOT_RANGE"
   "hot-put-16x16|hot|$C16 put $KS --key-space-size 1 --total $N_HOT"
   "hot-range-s-16x16|hot|$C16 range $KS --key-space-size 1 --consistency s --total $N_HOT_RANGE"
+  "big-range-s-16x16|big|$C16 range $KS --key-space-size $N_BIG --preload $N_BIG --consistency s --total $N_RANGE"
 )
+# After the last workload of these states the server is restarted on its
+# data dir and the time to "ready" is recorded (restart-<state>.json): "main"
+# after its writes (N_PUT1 + N_KEYS + N_PUT + N_TXN puts since start), "big"
+# holding N_BIG keys.
+RESTART_AFTER="main big"
 # The peak RSS sample is taken after this workload: N_KEYS keys are loaded.
 RSS_AFTER=range-l-16x16
 
@@ -116,6 +122,25 @@ rss_sample() {
     "$1" "$2" "$3" "$hwm" "$rss" "${BASE_RSS_KB:-0}" >"$OUT/$1-r$2-rss.json"
 }
 
+# restart_sample TARGET ROUND STATE WRITES KEYS: restarts the server on its
+# data dir and records how long it took until it was ready to serve.
+restart_sample() {
+  local target=$1 round=$2 state=$3 writes=$4 keys=$5 t0 t1
+  stop_server
+  t0=$(date +%s.%N)
+  if ! start_server "$target" "r$round-$state" keep; then
+    echo "$PROG: $target round $round: restart after $state failed" >&2
+    FAILED=1
+    return 0
+  fi
+  t1=$(date +%s.%N)
+  printf '{"target": "%s", "round": %s, "state": "%s", "writes": %s, "keys": %s, "restart_s": %s}\n' \
+    "$1" "$2" "$state" "$writes" "$keys" "$($PY -c "print(round($t1 - $t0, 3))")" \
+    >"$OUT/$target-r$round-restart-$state.json"
+  printf '  r%s %-5s %-18s %s s to ready\n' "$round" "$target" "restart-$state" \
+    "$($PY -c "print(round($t1 - $t0, 2))")"
+}
+
 # run_workload TARGET ROUND NAME ARGS...
 run_workload() {
   local target=$1 round=$2 name=$3; shift 3
@@ -140,12 +165,22 @@ EOF
   fi
 }
 
+maybe_restart() {
+  case " $RESTART_AFTER " in *" $3 "*) ;; *) return 0 ;; esac
+  if [ "$3" = main ]; then
+    restart_sample "$1" "$2" main $((N_PUT1 + N_KEYS + N_PUT + N_TXN)) "$N_KEYS"
+  else
+    restart_sample "$1" "$2" "$3" "$N_BIG" "$N_BIG"
+  fi
+}
+
 run_round() {
   local target=$1 round=$2 entry name state args current=""
   for entry in "${WORKLOADS[@]}"; do
     IFS='|' read -r name state args <<<"$entry"
     want_workload "$name" || continue
     if [ "$state" != "$current" ]; then
+      maybe_restart "$target" "$round" "$current"
       stop_server
       rm -rf "$WORK"/data-*
       if ! start_server "$target" "r$round-$state"; then
@@ -159,6 +194,7 @@ run_round() {
     run_workload "$target" "$round" "$name" $args
     [ "$name" = "$RSS_AFTER" ] && rss_sample "$target" "$round" "$N_KEYS"
   done
+  maybe_restart "$target" "$round" "$current"
   stop_server
   rm -rf "$WORK"/data-*
 }
