@@ -59,6 +59,7 @@
 #include <inttypes.h>
 #include <raft.h>
 #include <raft/uv.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -141,6 +142,11 @@ struct consensus_node {
 
     bool closing;
     bool raft_closed; /* raft's close callback ran */
+    /* raft_uv's close, wrapped so that raft's callback runs once (see
+     * io_close_once). */
+    void (*uv_close_fn)(struct raft_io *io, raft_io_close_cb cb);
+    raft_io_close_cb raft_close_cb;
+    bool io_closed;
     bool open_failed;
     uint64_t drain_deadline; /* loop time (ms) after which close stops waiting */
     void (*close_cb)(void *arg);
@@ -586,12 +592,33 @@ static void prepare_close_cb(uv_handle_t *handle)
     uv_close((uv_handle_t *)&node->timer, timer_close_cb);
 }
 
+/* libraft 0.15's raft_uv fires its close callback from every completion that
+ * finds nothing left pending (uvMaybeFireCloseCb keeps no "fired" flag), so
+ * it can fire twice; raft's callback (ioCloseCb) then frees raft's memory a
+ * second time (ASan: double free, after a SIGTERM). The node wraps
+ * io->close to pass the first call on only. */
+static void io_close_once(struct raft_io *io)
+{
+    consensus_node *node = (consensus_node *)((char *)io - offsetof(consensus_node, io));
+    if (node->io_closed)
+        return;
+    node->io_closed = true;
+    node->raft_close_cb(io);
+}
+
+static void io_close_guarded(struct raft_io *io, raft_io_close_cb cb)
+{
+    consensus_node *node = (consensus_node *)((char *)io - offsetof(consensus_node, io));
+    node->raft_close_cb = cb;
+    node->uv_close_fn(io, io_close_once);
+}
+
 /* raft_uv and its TCP transport are released later, in timer_close_cb, not
  * here: libraft 0.15 still reads them after this callback returns (freeing
  * them here crashed one close in about 30 shortly after a start, when the
  * first append had prepared a new open segment; reproduced by restarting
- * and stopping in a loop). Its close checks can fire more than once by
- * construction (uvMaybeFireCloseCb keeps no "fired" flag): run once. */
+ * and stopping in a loop). io_close_once makes sure this runs once; the
+ * flag below is a second guard. */
 static void on_raft_closed(struct raft *raft)
 {
     consensus_node *node = raft->data;
@@ -653,6 +680,8 @@ int consensus_open(uv_loop_t *loop, const struct consensus_config *config,
         rv = rv == RAFT_NOMEM ? LSKV_ENOMEM : LSKV_EIO;
         goto err_after_tcp_init;
     }
+    node->uv_close_fn = node->io.close;
+    node->io.close = io_close_guarded;
     /* Sealed bytes do not compress. */
     raft_uv_set_snapshot_compression(&node->io, false);
     /* etcd's WAL segment size. Each full segment's close runs io_destroy on
