@@ -14,6 +14,7 @@
 #include "kv/kvstore.h"
 #include "ledger/ledger.h"
 #include "net/grpc_server.h"
+#include "statemachine/command.h"
 #include "proto/rpc.pb-c.h"
 
 #define API_VERSION "3.4.23" /* etcd API level lskv implements; clients gate on it */
@@ -30,6 +31,7 @@ struct api {
     char *const *client_urls;  /* advertised, borrowed */
     size_t n_client_urls;
     size_t max_request_bytes;  /* etcd's --max-request-bytes */
+    struct command_limits limits; /* --max-txn-ops, for the command table's checks */
     bool corrupt_alarm;        /* raised on the first integrity fault */
     ledger *ledger;            /* borrowed; NULL: receipts answer UNAVAILABLE */
     uint64_t receipt_retry_ms; /* retry hint in "not ready" answers */

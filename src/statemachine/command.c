@@ -8,19 +8,21 @@
 
 /* ---- store ops: etcd's checks and apply, one pair per request type ------ */
 
-static int validate_put(const ProtobufCMessage *req)
+static int validate_put(const ProtobufCMessage *req, const struct command_limits *lim)
 {
+    (void)lim;
     return kvstore_validate_put((const Etcdserverpb__PutRequest *)req);
 }
 
-static int validate_delete_range(const ProtobufCMessage *req)
+static int validate_delete_range(const ProtobufCMessage *req, const struct command_limits *lim)
 {
+    (void)lim;
     return kvstore_validate_delete_range((const Etcdserverpb__DeleteRangeRequest *)req);
 }
 
-static int validate_txn(const ProtobufCMessage *req)
+static int validate_txn(const ProtobufCMessage *req, const struct command_limits *lim)
 {
-    return kvstore_validate_txn((const Etcdserverpb__TxnRequest *)req);
+    return kvstore_validate_txn((const Etcdserverpb__TxnRequest *)req, lim->max_txn_ops);
 }
 
 static int apply_put(kvstore *kv, const ProtobufCMessage *req, struct arena *a,

@@ -43,7 +43,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     case 2: {
         Etcdserverpb__TxnRequest *t = etcdserverpb__txn_request__unpack(&a.pb, len, body);
         if (t)
-            (void)kvstore_validate_txn(t);
+            (void)kvstore_validate_txn(t, 1 + (long)(len % KV_MAX_TXN_OPS));
         msg = (ProtobufCMessage *)t;
         type = COMMAND_TXN;
         break;
@@ -61,8 +61,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             const ProtobufCMessage *req = command_request(c);
             if (k == NULL || (k->request != NULL) != (req != NULL))
                 abort();
+            struct command_limits lim = {KV_MAX_TXN_OPS};
             if (k->validate != NULL && req != NULL)
-                (void)k->validate(req);
+                (void)k->validate(req, &lim);
         }
         break;
     }
