@@ -462,6 +462,7 @@ static void close_daemon(struct daemon *d)
     config_free(&d->config);
     memset(d->data_key, 0, sizeof d->data_key);
     memset(d->ledger_secret, 0, sizeof d->ledger_secret);
+    datadir_close(&d->dir); /* last: the data dir is ours until everything is closed */
 }
 
 int main(int argc, char **argv)
