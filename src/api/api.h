@@ -47,7 +47,9 @@ size_t api_methods(struct api *api, struct grpc_method *methods, size_t max);
 void api_fill_header(struct api *api, Etcdserverpb__ResponseHeader *h);
 
 /* Decodes a request of type desc from msg into arena a. On malformed bytes it
- * answers the call as grpc-go does (INTERNAL) and returns NULL. */
+ * answers the call as grpc-go does (INTERNAL), on messages nested deeper
+ * than PBDEPTH_MAX with etcd's "too many operations" (Txn) or
+ * INVALID_ARGUMENT, and returns NULL. */
 void *api_decode(grpc_call *call, const ProtobufCMessageDescriptor *desc, const uint8_t *msg,
                  size_t len, struct arena *a);
 

@@ -33,8 +33,10 @@
 #include <string.h>
 
 #include "common/err.h"
+#include "common/pbdepth.h"
 
-#define MAX_DEPTH 32
+/* Messages, as on the gRPC path: etcd's deepest valid Txn fits. */
+#define MAX_DEPTH PBDEPTH_MAX
 
 /* A member of a message at a descriptor offset (void *: no alignment cast). */
 static void *at(void *m, size_t off)
@@ -1298,6 +1300,8 @@ static void write_message(struct json_buf *b, const ProtobufCMessage *m, int dep
 int json_from_pb(const ProtobufCMessageDescriptor *desc, const uint8_t *pb, size_t len,
                  char **out, size_t *out_len)
 {
+    if (pbdepth_check(desc, pb, len, MAX_DEPTH) != 0)
+        return LSKV_ECORRUPT;
     ProtobufCMessage *m = protobuf_c_message_unpack(desc, NULL, len, pb);
     if (m == NULL)
         return LSKV_ECORRUPT;

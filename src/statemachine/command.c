@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "common/err.h"
+#include "common/pbdepth.h"
 #include "ledger/ledger.h"
 
 /* ---- store ops: etcd's checks and apply, one pair per request type ------ */
@@ -152,6 +153,9 @@ int command_encode(enum command_op op, const struct command_meta *meta,
 int command_decode(const uint8_t *buf, size_t len, struct arena *a,
                    Lskvcommandpb__Command **out)
 {
+    /* The envelope adds one level to the request's (common/pbdepth.h). */
+    if (pbdepth_check(&lskvcommandpb__command__descriptor, buf, len, PBDEPTH_MAX + 1) != 0)
+        return LSKV_ECORRUPT;
     Lskvcommandpb__Command *c = lskvcommandpb__command__unpack(&a->pb, len, buf);
     if (c == NULL || command_kind_of(c->op_case) == NULL)
         return LSKV_ECORRUPT;

@@ -75,7 +75,8 @@ int command_encode(enum command_op op, const struct command_meta *meta,
                    const ProtobufCMessage *msg, uint8_t **out, size_t *out_len);
 
 /* Decodes a command into arena a and checks it names a known op.
- * Errors: LSKV_ECORRUPT (bytes do not decode, no op or an unknown one). */
+ * Errors: LSKV_ECORRUPT (bytes do not decode or nest deeper than a request
+ * may, no op or an unknown one). */
 int command_decode(const uint8_t *buf, size_t len, struct arena *a,
                    Lskvcommandpb__Command **out);
 /* The op's request message of a decoded command (NULL for byte ops). */
