@@ -1,5 +1,7 @@
 """One lskvd per data dir: a second start on a running server's data dir is
 refused at once, naming the holder, and the running server loses nothing."""
+import os
+import socket
 import subprocess
 import threading
 import time
@@ -44,6 +46,9 @@ def test_second_lskvd_on_a_locked_data_dir_is_refused(lskvd):
     w.start()
     try:
         pid = lskvd.proc.pid
+        lock = lskvd.data_dir / "lock"
+        before = os.stat(lock)
+        assert before.st_size == 0
         want = "refusing to start: %s: locked by another lskvd (pid %d)" % (lskvd.data_dir, pid)
         for attempt in range(100):
             port, peer = free_port(), free_port()
@@ -60,6 +65,12 @@ def test_second_lskvd_on_a_locked_data_dir_is_refused(lskvd):
             assert took < 10, "attempt %d took %.1f s" % (attempt, took)
             assert "ready to serve" not in r.stderr + r.stdout
             assert lskvd.alive(), "the running lskvd died at attempt %d" % attempt
+            # It answered nobody (never listened) and wrote nothing to the lock.
+            with socket.socket() as c:
+                assert c.connect_ex(("127.0.0.1", port)) != 0
+            after = os.stat(lock)
+            assert (after.st_ino, after.st_size, after.st_mtime_ns) == (
+                before.st_ino, 0, before.st_mtime_ns)
     finally:
         w.halt.set()
         w.join(60)
