@@ -227,6 +227,7 @@ static void start_serving(struct daemon *d)
         .client_urls = c->advertise_client_urls,
         .n_client_urls = c->n_advertise_client_urls,
         .max_request_bytes = (size_t)c->max_request_bytes,
+        .limits = {.max_txn_ops = (long)c->max_txn_ops},
         .ledger = d->ledger,
         .receipt_retry_ms = (uint64_t)(c->sig_ms_interval < 50 ? c->sig_ms_interval : 50),
     };
@@ -488,6 +489,7 @@ static void close_daemon(struct daemon *d)
     config_free(&d->config);
     memset(d->data_key, 0, sizeof d->data_key);
     memset(d->ledger_secret, 0, sizeof d->ledger_secret);
+    datadir_close(&d->dir); /* last: the data dir is ours until everything is closed */
 }
 
 int main(int argc, char **argv)

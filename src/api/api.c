@@ -6,6 +6,7 @@
 #include "api/etcd_errors.h"
 #include "common/err.h"
 #include "common/log.h"
+#include "common/pbdepth.h"
 
 void api_fill_header(struct api *api, Etcdserverpb__ResponseHeader *h)
 {
@@ -20,6 +21,20 @@ void api_fill_header(struct api *api, Etcdserverpb__ResponseHeader *h)
 void *api_decode(grpc_call *call, const ProtobufCMessageDescriptor *desc, const uint8_t *msg,
                  size_t len, struct arena *a)
 {
+    /* protobuf-c recurses per nested message: the depth is checked on the
+     * bytes first. Only a Txn nests in etcd's requests; one this deep cannot
+     * pass etcd's op budget, so it gets etcd's answer. */
+    int rv = pbdepth_check(desc, msg, len, PBDEPTH_MAX);
+    if (rv != 0) {
+        if (rv == LSKV_ETOODEEP && desc == &etcdserverpb__txn_request__descriptor)
+            etcd_error_finish(call, LSKV_ETOOMANYOPS);
+        else if (rv == LSKV_ETOODEEP)
+            grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT,
+                             "lskv: request nests messages too deep");
+        else
+            etcd_error_finish(call, rv);
+        return NULL;
+    }
     ProtobufCMessage *m = protobuf_c_message_unpack(desc, &a->pb, len, msg);
     if (m == NULL)
         grpc_call_finish(call, GRPC_STATUS_INTERNAL,

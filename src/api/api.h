@@ -14,6 +14,7 @@
 #include "kv/kvstore.h"
 #include "ledger/ledger.h"
 #include "net/grpc_server.h"
+#include "statemachine/command.h"
 #include "proto/rpc.pb-c.h"
 
 #define API_VERSION "3.4.23" /* etcd API level lskv implements; clients gate on it */
@@ -30,6 +31,7 @@ struct api {
     char *const *client_urls;  /* advertised, borrowed */
     size_t n_client_urls;
     size_t max_request_bytes;  /* etcd's --max-request-bytes */
+    struct command_limits limits; /* --max-txn-ops, for the command table's checks */
     bool corrupt_alarm;        /* raised on the first integrity fault */
     ledger *ledger;            /* borrowed; NULL: receipts answer UNAVAILABLE */
     uint64_t receipt_retry_ms; /* retry hint in "not ready" answers */
@@ -45,7 +47,9 @@ size_t api_methods(struct api *api, struct grpc_method *methods, size_t max);
 void api_fill_header(struct api *api, Etcdserverpb__ResponseHeader *h);
 
 /* Decodes a request of type desc from msg into arena a. On malformed bytes it
- * answers the call as grpc-go does (INTERNAL) and returns NULL. */
+ * answers the call as grpc-go does (INTERNAL), on messages nested deeper
+ * than PBDEPTH_MAX with etcd's "too many operations" (Txn) or
+ * INVALID_ARGUMENT, and returns NULL. */
 void *api_decode(grpc_call *call, const ProtobufCMessageDescriptor *desc, const uint8_t *msg,
                  size_t len, struct arena *a);
 

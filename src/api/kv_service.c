@@ -160,7 +160,7 @@ static void handle_write(struct api *api, grpc_call *call, const uint8_t *msg, s
     ProtobufCMessage *req = api_decode(call, kind->request, msg, len, &a);
     if (req == NULL)
         goto out;
-    int rv = kind->validate ? kind->validate(req) : 0;
+    int rv = kind->validate ? kind->validate(req, &api->limits) : 0;
     if (rv != 0) {
         api_fail(api, call, rv, NULL);
         goto out;

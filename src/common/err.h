@@ -30,7 +30,8 @@
     X(ENOTFOUND, -10018, "not found")                                            \
     X(EVALUEPROVIDED, -10019, "value is provided")                               \
     X(ELEASEPROVIDED, -10020, "lease is provided")                               \
-    X(ETIMEOUT, -10021, "request timed out")
+    X(ETIMEOUT, -10021, "request timed out")                                     \
+    X(ETOODEEP, -10022, "message nested too deep")
 
 enum lskv_err {
 #define LSKV_ERR_ENUM(name, code, msg) LSKV_##name = (code),

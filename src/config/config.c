@@ -35,14 +35,17 @@ static const struct opt opts[] = {
      F(advertise_client_urls), F(n_advertise_client_urls),
      "List of this member's client URLs to advertise to the public."},
     {"listen-peer-urls", OPT_URLS, "http://127.0.0.1:2380", 0, 0, F(listen_peer_urls),
-     F(n_listen_peer_urls), "List of URLs to listen on for peer traffic."},
+     F(n_listen_peer_urls),
+     "List of URLs for peer traffic (checked; a single member has no peers, so nothing "
+     "listens yet)."},
     {"initial-advertise-peer-urls", OPT_URLS, "http://127.0.0.1:2380", 0, 0,
      F(initial_advertise_peer_urls), F(n_initial_advertise_peer_urls),
      "List of this member's peer URLs to advertise to the rest of the cluster."},
     {"initial-cluster", OPT_STRING, NULL, 0, 0, F(initial_cluster), 0,
-     "Initial cluster configuration for bootstrapping (name=peer-url,...)."},
+     "Initial cluster configuration for bootstrapping (name=peer-url,...); only this "
+     "member yet (single-member clusters)."},
     {"initial-cluster-state", OPT_STRING, "new", 0, 0, F(initial_cluster_state), 0,
-     "Initial cluster state ('new' or 'existing')."},
+     "Initial cluster state: 'new' ('existing', joining a cluster, is not implemented yet)."},
     {"cert-file", OPT_STRING, NULL, 0, 0, F(cert_file), 0,
      "Path to the client server TLS cert file."},
     {"key-file", OPT_STRING, NULL, 0, 0, F(key_file), 0,
@@ -160,6 +163,48 @@ static void usage(FILE *out)
     fprintf(out, "  --%-30s %s\n", "help", "Show this help.");
 }
 
+static bool is_own_peer_url(const struct config *c, const char *url, size_t len)
+{
+    for (size_t i = 0; i < c->n_initial_advertise_peer_urls; i++)
+        if (strlen(c->initial_advertise_peer_urls[i]) == len &&
+            strncmp(c->initial_advertise_peer_urls[i], url, len) == 0)
+            return true;
+    return false;
+}
+
+/* Multi-member clusters are not implemented: rather than ignore the other
+ * members, --initial-cluster may name only this member and its own peer
+ * URLs (as the single-member etcd command lines everyone uses do). */
+static int check_initial_cluster(const struct config *c, char *errmsg)
+{
+    const char *s = c->initial_cluster;
+    if (s == NULL)
+        return 0;
+    size_t name_len = strlen(c->name);
+    do {
+        const char *comma = strchr(s, ',');
+        size_t len = comma ? (size_t)(comma - s) : strlen(s);
+        const char *eq = memchr(s, '=', len);
+        if (eq == NULL) {
+            errmsg_printf(errmsg, "--initial-cluster=%s: entries are name=peer-url",
+                          c->initial_cluster);
+            return LSKV_EINVAL;
+        }
+        size_t n = (size_t)(eq - s);
+        if (n != name_len || strncmp(s, c->name, n) != 0 ||
+            !is_own_peer_url(c, eq + 1, len - n - 1)) {
+            errmsg_printf(errmsg,
+                          "--initial-cluster=%s: multi-member clusters are not implemented "
+                          "yet; only this member (--name %s with its "
+                          "--initial-advertise-peer-urls) may be named",
+                          c->initial_cluster, c->name);
+            return LSKV_EINVAL;
+        }
+        s = comma ? comma + 1 : NULL;
+    } while (s != NULL);
+    return 0;
+}
+
 int config_parse(struct config *c, int argc, char **argv, FILE *out, bool *exit_now,
                  char *errmsg)
 {
@@ -223,13 +268,17 @@ int config_parse(struct config *c, int argc, char **argv, FILE *out, bool *exit_
         errmsg_printf(errmsg, "--listen-client-urls: https:// needs --cert-file and --key-file");
         return LSKV_EINVAL;
     }
-    if (strcmp(c->initial_cluster_state, "new") != 0 &&
-        strcmp(c->initial_cluster_state, "existing") != 0) {
+    if (strcmp(c->initial_cluster_state, "existing") == 0) {
+        errmsg_printf(errmsg, "--initial-cluster-state=existing: joining an existing cluster "
+                              "is not implemented yet (only 'new' single-member clusters)");
+        return LSKV_EINVAL;
+    }
+    if (strcmp(c->initial_cluster_state, "new") != 0) {
         errmsg_printf(errmsg, "--initial-cluster-state=%s: must be 'new' or 'existing'",
                       c->initial_cluster_state);
         return LSKV_EINVAL;
     }
-    return 0;
+    return check_initial_cluster(c, errmsg);
 }
 
 void config_free(struct config *c)

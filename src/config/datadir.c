@@ -2,11 +2,13 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "common/err.h"
 #include "common/file.h"
@@ -46,7 +48,7 @@ int datadir_path(const struct datadir *d, const char *name, char *out, size_t si
     return 0;
 }
 
-/* Empty = nothing but "." and "..". */
+/* Empty = nothing but ".", ".." and the lock file. */
 static int dir_is_empty(const char *path, bool *empty, char *errmsg)
 {
     DIR *dir = opendir(path);
@@ -58,7 +60,8 @@ static int dir_is_empty(const char *path, bool *empty, char *errmsg)
     *empty = true;
     struct dirent *e;
     while ((e = readdir(dir)) != NULL) {
-        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0) {
+        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0 &&
+            strcmp(e->d_name, DATADIR_LOCK_FILE) != 0) {
             *empty = false;
             break;
         }
@@ -67,25 +70,75 @@ static int dir_is_empty(const char *path, bool *empty, char *errmsg)
     return 0;
 }
 
+/* fcntl() record locks rather than flock(): F_GETLK names the holder's pid
+ * without anything written to the file (a refused start changes no byte).
+ * They belong to the process: the lock file is opened nowhere else, since
+ * closing any descriptor of it would drop the lock. */
+static int lock_dir(struct datadir *d, char *errmsg)
+{
+    char path[DATADIR_PATH_MAX];
+    int rv = datadir_path(d, DATADIR_LOCK_FILE, path, sizeof path, errmsg);
+    if (rv != 0)
+        return rv;
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0) {
+        rv = -errno;
+        errmsg_printf(errmsg, "%s: open: %s", path, strerror(errno));
+        return rv;
+    }
+    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
+    if (fcntl(fd, F_SETLK, &fl) == 0) {
+        d->lock_fd = fd;
+        return 0;
+    }
+    if (errno != EAGAIN && errno != EACCES) {
+        rv = -errno;
+        errmsg_printf(errmsg, "%s: lock: %s", path, strerror(errno));
+        close(fd);
+        return rv;
+    }
+    struct flock holder = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
+    if (fcntl(fd, F_GETLK, &holder) == 0 && holder.l_type != F_UNLCK && holder.l_pid > 0)
+        errmsg_printf(errmsg, "%s: locked by another lskvd (pid %ld)", d->path,
+                      (long)holder.l_pid);
+    else /* released meanwhile, or a holder in another pid namespace */
+        errmsg_printf(errmsg, "%s: locked by another lskvd (pid unknown)", d->path);
+    close(fd);
+    return -EAGAIN;
+}
+
 int datadir_open(struct datadir *d, const char *path, char *errmsg)
 {
     memset(d, 0, sizeof *d);
+    d->lock_fd = -1;
     size_t n = strlen(path);
     if (n == 0 || n >= sizeof d->path - 64) {
         errmsg_printf(errmsg, "data dir: path empty or too long");
         return LSKV_EINVAL;
     }
     memcpy(d->path, path, n + 1);
-    if (mkdir(path, 0700) == 0) {
-        d->fresh = true;
-        return 0;
-    }
-    if (errno != EEXIST) {
+    bool made = mkdir(path, 0700) == 0;
+    if (!made && errno != EEXIST) {
         int rv = -errno;
         errmsg_printf(errmsg, "%s: mkdir: %s", path, strerror(errno));
         return rv;
     }
-    return dir_is_empty(path, &d->fresh, errmsg);
+    /* The lock comes before anything else in the dir is looked at. */
+    int rv = lock_dir(d, errmsg);
+    if (rv != 0)
+        return rv;
+    if (made)
+        d->fresh = true;
+    else if ((rv = dir_is_empty(path, &d->fresh, errmsg)) != 0)
+        datadir_close(d);
+    return rv;
+}
+
+void datadir_close(struct datadir *d)
+{
+    if (d->lock_fd >= 0)
+        close(d->lock_fd);
+    d->lock_fd = -1;
 }
 
 /* Does d/name exist? name may be "a|b": either one. first gets the path of

@@ -12,7 +12,14 @@
  * tag = HMAC-SHA256(K, "cluster_id=..\nmember_id=..\n") with
  * K = HMAC-SHA256(data key, "lskv-datadir-ids-v1"), so a changed id (or
  * another data.key) is refused and named, instead of showing up later as
- * every record failing its check. */
+ * every record failing its check.
+ *
+ * One process at a time: datadir_open takes an exclusive fcntl() write lock
+ * on <data-dir>/lock before anything else in the dir is read or changed, and
+ * the process holds it until it exits. The lock file is empty and never
+ * written (it is made once, when missing), so a refused start changes no
+ * byte; the freshness rule ignores it, so an empty dir with only a lock is
+ * still fresh. The holder's pid comes from the kernel (F_GETLK). */
 #ifndef LSKV_CONFIG_DATADIR_H
 #define LSKV_CONFIG_DATADIR_H
 
@@ -25,19 +32,25 @@
 /* "cluster_id=" 16 "\nmember_id=" 16 "\ntag=" 64 "\n" */
 #define DATADIR_IDS_TEXT_BYTES 124
 #define DATADIR_PATH_MAX 4096
+#define DATADIR_LOCK_FILE "lock" /* ignored by the freshness rule */
 
 struct datadir {
     char path[DATADIR_PATH_MAX];
-    bool fresh; /* missing or empty when opened: bootstrap may make files */
+    bool fresh;  /* missing or empty when opened: bootstrap may make files */
+    int lock_fd; /* holds the data dir's lock; -1 when not open */
 };
 
 struct datadir_ids {
     uint64_t cluster_id, member_id; /* never 0 */
 };
 
-/* Opens the data dir at path, making it (0700) when missing, and decides
- * whether it is fresh. Errors: negated errno, LSKV_EINVAL (path too long). */
+/* Opens the data dir at path, making it (0700) when missing, locks it for
+ * this process and decides whether it is fresh. On error nothing is held.
+ * Errors: -EAGAIN ("<path>: locked by another lskvd (pid N)"), other negated
+ * errno, LSKV_EINVAL (path too long). */
 int datadir_open(struct datadir *d, const char *path, char *errmsg);
+/* Releases the lock (exit releases it too). */
+void datadir_close(struct datadir *d);
 
 /* out = d's path + "/" + name. Errors: LSKV_EINVAL (too long). */
 int datadir_path(const struct datadir *d, const char *name, char *out, size_t size,

@@ -33,8 +33,10 @@
 #include <string.h>
 
 #include "common/err.h"
+#include "common/pbdepth.h"
 
-#define MAX_DEPTH 32
+/* Messages, as on the gRPC path: etcd's deepest valid Txn fits. */
+#define MAX_DEPTH PBDEPTH_MAX
 
 /* A member of a message at a descriptor offset (void *: no alignment cast). */
 static void *at(void *m, size_t off)
@@ -718,9 +720,9 @@ static bool oneof_taken(const ProtobufCMessage *m, const ProtobufCFieldDescripto
 static int parse_message(const ProtobufCMessageDescriptor *d, const json_t *obj,
                          ProtobufCMessage **out, int depth, char *errmsg)
 {
-    if (depth > MAX_DEPTH) {
+    if (depth >= MAX_DEPTH) { /* depth counts from 0: MAX_DEPTH messages at most */
         errmsg_printf(errmsg, "json: nesting too deep");
-        return LSKV_EINVAL;
+        return LSKV_ETOODEEP;
     }
     ProtobufCMessage *m = malloc(d->sizeof_message);
     if (m == NULL)
@@ -931,7 +933,7 @@ static int go_json_check(const char *s, size_t n, bool *lossy, char *errmsg)
         bool open = c == '{' || c == '[';
         if (open) {
             if (depth >= GO_MAX_DEPTH) {
-                errmsg_printf(errmsg, "exceeded max depth");
+                bad_char(errmsg, c, "exceeded max depth"); /* Go's SyntaxError text */
                 rv = LSKV_EINVAL;
                 goto out;
             }
@@ -1114,6 +1116,11 @@ int json_to_pb(const ProtobufCMessageDescriptor *desc, const char *json, size_t 
             } else if (json_error_code(&jerr) == json_error_out_of_memory) {
                 free(fixed);
                 return LSKV_ENOMEM;
+            } else if (json_error_code(&jerr) == json_error_stack_overflow) {
+                /* Within Go's 10000 levels (go_json_check) but past jansson's. */
+                errmsg_printf(errmsg, "json: nesting too deep");
+                free(fixed);
+                return LSKV_ETOODEEP;
             } else if (json_error_code(&jerr) == json_error_numeric_overflow) {
                 errmsg_printf(errmsg, "json: cannot unmarshal number into Go value of type int64");
             } else {
@@ -1298,6 +1305,8 @@ static void write_message(struct json_buf *b, const ProtobufCMessage *m, int dep
 int json_from_pb(const ProtobufCMessageDescriptor *desc, const uint8_t *pb, size_t len,
                  char **out, size_t *out_len)
 {
+    if (pbdepth_check(desc, pb, len, MAX_DEPTH) != 0)
+        return LSKV_ECORRUPT;
     ProtobufCMessage *m = protobuf_c_message_unpack(desc, NULL, len, pb);
     if (m == NULL)
         return LSKV_ECORRUPT;

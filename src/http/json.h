@@ -28,7 +28,9 @@
 
 /* Parses the JSON text json[0..len) as a message of type desc and packs it
  * into *out (malloc'd; *out_len bytes, *out is never NULL on success).
- * Errors: LSKV_EINVAL (errmsg has the client-facing text), LSKV_ENOMEM. */
+ * Errors: LSKV_EINVAL (errmsg has the client-facing text), LSKV_ETOODEEP
+ * (messages nested deeper than PBDEPTH_MAX, or JSON deeper than jansson
+ * parses, within Go's 10000 levels), LSKV_ENOMEM. */
 int json_to_pb(const ProtobufCMessageDescriptor *desc, const char *json, size_t len,
                uint8_t **out, size_t *out_len, char *errmsg);
 

@@ -71,7 +71,10 @@ int kvstore_validate_range(const Etcdserverpb__RangeRequest *req);
  * LSKV_ELEASEPROVIDED (ignore_lease with a lease). */
 int kvstore_validate_put(const Etcdserverpb__PutRequest *req);
 int kvstore_validate_delete_range(const Etcdserverpb__DeleteRangeRequest *req);
-int kvstore_validate_txn(const Etcdserverpb__TxnRequest *req);
+/* max_ops is --max-txn-ops (1..KV_MAX_TXN_OPS; out of range counts as the
+ * bound): per branch and per compare list, nested txns sharing the budget
+ * as in etcd's checkTxnRequest. */
+int kvstore_validate_txn(const Etcdserverpb__TxnRequest *req, long max_ops);
 
 /* Writes, from apply only. On error nothing changed. Errors as etcd's apply:
  * LSKV_EKEYNOTFOUND (ignore_value/ignore_lease on a missing key),

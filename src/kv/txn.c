@@ -222,9 +222,12 @@ static int check_intervals(Etcdserverpb__RequestOp **reqs, size_t n, struct keys
     return rv;
 }
 
-int kvstore_validate_txn(const Etcdserverpb__TxnRequest *req)
+int kvstore_validate_txn(const Etcdserverpb__TxnRequest *req, long max_ops)
 {
-    int rv = check_txn_request(req, KV_MAX_TXN_OPS, 0);
+    /* TXN_MAX_DEPTH (apply's bound) holds only while max_ops is within it. */
+    if (max_ops < 1 || max_ops > KV_MAX_TXN_OPS)
+        max_ops = KV_MAX_TXN_OPS;
+    int rv = check_txn_request(req, max_ops, 0);
     if (rv != 0)
         return rv;
     struct keys puts = {0};

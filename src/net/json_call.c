@@ -204,6 +204,10 @@ struct json_call *json_call_start(grpc_server *srv, const char *method, const ch
         int rv = json_to_pb(route.rpc->request, (const char *)body, len, &pb, &pb_len, errmsg);
         if (rv == LSKV_ENOMEM)
             answer_error(jc, GRPC_STATUS_RESOURCE_EXHAUSTED, "lskv: out of memory", false, 0);
+        else if (rv == LSKV_ETOODEEP && route.rpc->request == &etcdserverpb__txn_request__descriptor)
+            /* As over gRPC (api_decode): no Txn this deep fits etcd's op budget. */
+            answer_error(jc, GRPC_STATUS_INVALID_ARGUMENT,
+                         "etcdserver: too many operations in txn request", false, 0);
         else if (rv != 0)
             answer_error(jc, GRPC_STATUS_INVALID_ARGUMENT, errmsg, false, 0);
         else

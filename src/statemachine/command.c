@@ -4,23 +4,26 @@
 #include <string.h>
 
 #include "common/err.h"
+#include "common/pbdepth.h"
 #include "ledger/ledger.h"
 
 /* ---- store ops: etcd's checks and apply, one pair per request type ------ */
 
-static int validate_put(const ProtobufCMessage *req)
+static int validate_put(const ProtobufCMessage *req, const struct command_limits *lim)
 {
+    (void)lim;
     return kvstore_validate_put((const Etcdserverpb__PutRequest *)req);
 }
 
-static int validate_delete_range(const ProtobufCMessage *req)
+static int validate_delete_range(const ProtobufCMessage *req, const struct command_limits *lim)
 {
+    (void)lim;
     return kvstore_validate_delete_range((const Etcdserverpb__DeleteRangeRequest *)req);
 }
 
-static int validate_txn(const ProtobufCMessage *req)
+static int validate_txn(const ProtobufCMessage *req, const struct command_limits *lim)
 {
-    return kvstore_validate_txn((const Etcdserverpb__TxnRequest *)req);
+    return kvstore_validate_txn((const Etcdserverpb__TxnRequest *)req, lim->max_txn_ops);
 }
 
 static int apply_put(kvstore *kv, const ProtobufCMessage *req, struct arena *a,
@@ -150,6 +153,9 @@ int command_encode(enum command_op op, const struct command_meta *meta,
 int command_decode(const uint8_t *buf, size_t len, struct arena *a,
                    Lskvcommandpb__Command **out)
 {
+    /* The envelope adds one level to the request's (common/pbdepth.h). */
+    if (pbdepth_check(&lskvcommandpb__command__descriptor, buf, len, PBDEPTH_MAX + 1) != 0)
+        return LSKV_ECORRUPT;
     Lskvcommandpb__Command *c = lskvcommandpb__command__unpack(&a->pb, len, buf);
     if (c == NULL || command_kind_of(c->op_case) == NULL)
         return LSKV_ECORRUPT;

@@ -40,6 +40,11 @@ struct command_meta {
     uint64_t auth_revision;
 };
 
+/* The server's request limits the checks before proposal apply. */
+struct command_limits {
+    long max_txn_ops; /* --max-txn-ops: ops per txn branch (etcd's count) */
+};
+
 /* Runs a store op against kv; *resp (in a) is etcd's response message.
  * Returns 0 or an etcd error (deterministic), LSKV_EIO / LSKV_ENOMEM
  * (storage: not deterministic, stops the node). */
@@ -50,7 +55,8 @@ struct command_kind {
     enum command_op op;
     const char *name;                           /* for logs: "put", ... */
     const ProtobufCMessageDescriptor *request;  /* NULL: the body is plain bytes */
-    int (*validate)(const ProtobufCMessage *req); /* etcd's checks before proposal; may be NULL */
+    /* etcd's checks before proposal; may be NULL. */
+    int (*validate)(const ProtobufCMessage *req, const struct command_limits *lim);
     command_apply_fn apply;                     /* NULL: not a store op (signature) */
     unsigned ledger_type;                       /* enum ledger_entry_type when apply succeeds */
     bool receipt;                               /* claims ReceiptClaims{request, response} */
@@ -69,7 +75,8 @@ int command_encode(enum command_op op, const struct command_meta *meta,
                    const ProtobufCMessage *msg, uint8_t **out, size_t *out_len);
 
 /* Decodes a command into arena a and checks it names a known op.
- * Errors: LSKV_ECORRUPT (bytes do not decode, no op or an unknown one). */
+ * Errors: LSKV_ECORRUPT (bytes do not decode or nest deeper than a request
+ * may, no op or an unknown one). */
 int command_decode(const uint8_t *buf, size_t len, struct arena *a,
                    Lskvcommandpb__Command **out);
 /* The op's request message of a decoded command (NULL for byte ops). */

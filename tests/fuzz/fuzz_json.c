@@ -36,7 +36,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t len = 0;
     int rv = json_to_pb(d, (const char *)data + 1, size - 1, &pb, &len, errmsg);
     if (rv != 0) {
-        if (rv == LSKV_EINVAL && errmsg[0] == '\0')
+        if ((rv == LSKV_EINVAL || rv == LSKV_ETOODEEP) && errmsg[0] == '\0')
             abort(); /* every refusal says why */
         return 0;
     }

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 
 #include "common/arena.h"
+#include "common/pbdepth.h"
 #include "statemachine/fsm.h"
 #include "kv/kvstore.h"
 
@@ -41,9 +42,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         break;
     }
     case 2: {
+        /* As api_decode: the depth on the bytes before protobuf-c recurses. */
+        if (pbdepth_check(&etcdserverpb__txn_request__descriptor, body, len, PBDEPTH_MAX) != 0)
+            break;
         Etcdserverpb__TxnRequest *t = etcdserverpb__txn_request__unpack(&a.pb, len, body);
         if (t)
-            (void)kvstore_validate_txn(t);
+            (void)kvstore_validate_txn(t, 1 + (long)(len % KV_MAX_TXN_OPS));
         msg = (ProtobufCMessage *)t;
         type = COMMAND_TXN;
         break;
@@ -61,8 +65,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             const ProtobufCMessage *req = command_request(c);
             if (k == NULL || (k->request != NULL) != (req != NULL))
                 abort();
+            struct command_limits lim = {KV_MAX_TXN_OPS};
             if (k->validate != NULL && req != NULL)
-                (void)k->validate(req);
+                (void)k->validate(req, &lim);
         }
         break;
     }

@@ -69,6 +69,34 @@ TEST(config, bad_values_name_flag_and_rule)
     char *a5[] = {"lskvd", "--log-level", "loud"};
     ASSERT_EQ(parse(&c, 3, a5, errmsg), LSKV_EINVAL);
     config_free(&c);
+    char *a6[] = {"lskvd", "--max-txn-ops", "0"};
+    ASSERT_EQ(parse(&c, 3, a6, errmsg), LSKV_EINVAL);
+    ASSERT(strstr(errmsg, "--max-txn-ops=0") != NULL);
+    config_free(&c);
+}
+
+/* Flags lskvd does not implement are refused, never accepted and ignored. */
+TEST(config, unimplemented_cluster_flags_refused)
+{
+    struct config c;
+    char errmsg[LSKV_ERRMSG_SIZE] = "";
+    char *a1[] = {"lskvd", "--initial-cluster-state", "existing"};
+    ASSERT_EQ(parse(&c, 3, a1, errmsg), LSKV_EINVAL);
+    ASSERT(strstr(errmsg, "not implemented") != NULL);
+    config_free(&c);
+    char *a2[] = {"lskvd", "--name", "a", "--initial-advertise-peer-urls", "http://h:1",
+                  "--initial-cluster", "a=http://h:1,b=http://h:2"};
+    ASSERT_EQ(parse(&c, 7, a2, errmsg), LSKV_EINVAL);
+    ASSERT(strstr(errmsg, "multi-member clusters are not implemented") != NULL);
+    config_free(&c);
+    char *a3[] = {"lskvd", "--name", "a", "--initial-advertise-peer-urls", "http://h:1",
+                  "--initial-cluster", "b=http://h:1"};
+    ASSERT_EQ(parse(&c, 7, a3, errmsg), LSKV_EINVAL);
+    config_free(&c);
+    char *a4[] = {"lskvd", "--name", "a", "--initial-advertise-peer-urls", "http://h:1",
+                  "--initial-cluster", "a=http://h:1"};
+    ASSERT_EQ(parse(&c, 7, a4, errmsg), 0);
+    config_free(&c);
 }
 
 TEST(arena, alignment_and_large_blocks)

@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "common/err.h"
@@ -41,6 +42,65 @@ TEST(datadir, missing_or_empty_is_fresh_anything_else_is_not)
     write_text(f, "x");
     ASSERT_EQ(datadir_open(&d, p, errmsg), 0);
     ASSERT(!d.fresh);
+}
+
+/* The lock file made by the first open does not make a dir non-empty. */
+TEST(datadir, lock_file_keeps_an_empty_dir_fresh)
+{
+    char p[512], f[600], errmsg[LSKV_ERRMSG_SIZE] = "";
+    struct datadir d;
+    path_of(p, sizeof p, "dd");
+    ASSERT_EQ(mkdir(p, 0700), 0);
+    ASSERT_EQ(datadir_open(&d, p, errmsg), 0);
+    ASSERT(d.fresh);
+    snprintf(f, sizeof f, "%s/" DATADIR_LOCK_FILE, p);
+    struct stat st;
+    ASSERT_EQ(stat(f, &st), 0);
+    ASSERT_EQ(st.st_size, 0);
+    datadir_close(&d);
+    ASSERT_EQ(datadir_open(&d, p, errmsg), 0);
+    ASSERT(d.fresh);
+    datadir_close(&d);
+}
+
+/* A second process is refused at once, naming the holder; the lock file is
+ * not changed by it; after the holder lets go, the dir opens again. */
+TEST(datadir, second_process_is_refused_naming_the_holder)
+{
+    char p[512], f[600], errmsg[LSKV_ERRMSG_SIZE] = "";
+    struct datadir d;
+    path_of(p, sizeof p, "dd");
+    ASSERT_EQ(datadir_open(&d, p, errmsg), 0);
+    snprintf(f, sizeof f, "%s/" DATADIR_LOCK_FILE, p);
+    struct stat before, after;
+    ASSERT_EQ(stat(f, &before), 0);
+    pid_t child = fork();
+    ASSERT(child >= 0);
+    if (child == 0) {
+        struct datadir d2;
+        char msg[LSKV_ERRMSG_SIZE] = "";
+        int rv = datadir_open(&d2, p, msg);
+        char want[128];
+        snprintf(want, sizeof want, "locked by another lskvd (pid %ld)", (long)getppid());
+        _exit(rv == -EAGAIN && strstr(msg, want) != NULL && strstr(msg, p) == msg ? 0 : 1);
+    }
+    int status = 0;
+    ASSERT_EQ(waitpid(child, &status, 0), child);
+    ASSERT(WIFEXITED(status));
+    ASSERT_EQ(WEXITSTATUS(status), 0);
+    ASSERT_EQ(stat(f, &after), 0);
+    ASSERT_EQ(after.st_size, 0);
+    ASSERT_EQ(after.st_mtime, before.st_mtime);
+    datadir_close(&d);
+    child = fork();
+    ASSERT(child >= 0);
+    if (child == 0) {
+        struct datadir d2;
+        char msg[LSKV_ERRMSG_SIZE] = "";
+        _exit(datadir_open(&d2, p, msg) == 0 ? 0 : 1);
+    }
+    ASSERT_EQ(waitpid(child, &status, 0), child);
+    ASSERT(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 }
 
 TEST(datadir, a_fresh_dir_makes_ids_and_keys_once)

@@ -736,7 +736,7 @@ TEST(kvstore, txn_branches_reads_and_headers)
     nested->success[nested->n_success++] = op_put(a, "b", "");
     t->success[t->n_success++] = op_txn(a, nested);
     t->failure[t->n_failure++] = op_put(a, "never", "x");
-    ASSERT_EQ(kvstore_validate_txn(t), 0);
+    ASSERT_EQ(kvstore_validate_txn(t, KV_MAX_TXN_OPS), 0);
     Etcdserverpb__TxnResponse *resp = NULL;
     ASSERT_EQ(kvstore_txn(f.kv, t, a, &resp, f.errmsg), 0);
     /* As etcd 3.4.23 answers this very txn. */
@@ -852,9 +852,9 @@ TEST(kvstore, txn_validation)
     Etcdserverpb__TxnRequest *t = txn_new(a);
     for (int i = 0; i < KV_MAX_TXN_OPS + 1; i++)
         t->success[t->n_success++] = op_range(a, "k", NULL);
-    ASSERT_EQ(kvstore_validate_txn(t), LSKV_ETOOMANYOPS);
+    ASSERT_EQ(kvstore_validate_txn(t, KV_MAX_TXN_OPS), LSKV_ETOOMANYOPS);
     t->n_success = KV_MAX_TXN_OPS;
-    ASSERT_EQ(kvstore_validate_txn(t), 0);
+    ASSERT_EQ(kvstore_validate_txn(t, KV_MAX_TXN_OPS), 0);
     /* Nested txns share the budget: 100 at the top leaves 28 below. */
     t = txn_new(a);
     for (int i = 0; i < 99; i++)
@@ -863,21 +863,21 @@ TEST(kvstore, txn_validation)
     for (int i = 0; i < 29; i++)
         nested->failure[nested->n_failure++] = op_range(a, "k", NULL);
     t->success[t->n_success++] = op_txn(a, nested);
-    ASSERT_EQ(kvstore_validate_txn(t), LSKV_ETOOMANYOPS);
+    ASSERT_EQ(kvstore_validate_txn(t, KV_MAX_TXN_OPS), LSKV_ETOOMANYOPS);
     nested->n_failure = 28;
-    ASSERT_EQ(kvstore_validate_txn(t), 0);
+    ASSERT_EQ(kvstore_validate_txn(t, KV_MAX_TXN_OPS), 0);
     /* Empty op: "key not found"; empty keys. */
     t = txn_new(a);
     Etcdserverpb__RequestOp *empty = arena_alloc(a, sizeof(*empty));
     etcdserverpb__request_op__init(empty);
     t->failure[t->n_failure++] = empty;
-    ASSERT_EQ(kvstore_validate_txn(t), LSKV_EKEYNOTFOUND);
+    ASSERT_EQ(kvstore_validate_txn(t, KV_MAX_TXN_OPS), LSKV_EKEYNOTFOUND);
     t = txn_new(a);
     cmp_add(a, t, "", VER, EQ, 0, NULL);
-    ASSERT_EQ(kvstore_validate_txn(t), LSKV_EEMPTYKEY);
+    ASSERT_EQ(kvstore_validate_txn(t, KV_MAX_TXN_OPS), LSKV_EEMPTYKEY);
     t = txn_new(a);
     t->success[t->n_success++] = op_put(a, "", "v");
-    ASSERT_EQ(kvstore_validate_txn(t), LSKV_EEMPTYKEY);
+    ASSERT_EQ(kvstore_validate_txn(t, KV_MAX_TXN_OPS), LSKV_EEMPTYKEY);
 
     /* Duplicate keys. */
     struct {
@@ -891,59 +891,59 @@ TEST(kvstore, txn_validation)
     t = txn_new(a);
     t->success[t->n_success++] = op_put(a, "k", "1");
     t->success[t->n_success++] = op_put(a, "k", "2");
-    ASSERT_EQ(kvstore_validate_txn(t), LSKV_EDUPKEY);
+    ASSERT_EQ(kvstore_validate_txn(t, KV_MAX_TXN_OPS), LSKV_EDUPKEY);
     /* put k and delete k; delete range covering k */
     t = txn_new(a);
     t->success[t->n_success++] = op_put(a, "k", "1");
     t->success[t->n_success++] = op_del(a, "k", NULL);
-    ASSERT_EQ(kvstore_validate_txn(t), LSKV_EDUPKEY);
+    ASSERT_EQ(kvstore_validate_txn(t, KV_MAX_TXN_OPS), LSKV_EDUPKEY);
     t = txn_new(a);
     t->failure[t->n_failure++] = op_del(a, "a", "z");
     t->failure[t->n_failure++] = op_put(a, "k", "1");
-    ASSERT_EQ(kvstore_validate_txn(t), LSKV_EDUPKEY);
+    ASSERT_EQ(kvstore_validate_txn(t, KV_MAX_TXN_OPS), LSKV_EDUPKEY);
     /* range end is exclusive */
     t = txn_new(a);
     t->success[t->n_success++] = op_del(a, "a", "k");
     t->success[t->n_success++] = op_put(a, "k", "1");
-    ASSERT_EQ(kvstore_validate_txn(t), 0);
+    ASSERT_EQ(kvstore_validate_txn(t, KV_MAX_TXN_OPS), 0);
     /* delete twice is fine */
     t = txn_new(a);
     t->success[t->n_success++] = op_del(a, "k", NULL);
     t->success[t->n_success++] = op_del(a, "k", NULL);
-    ASSERT_EQ(kvstore_validate_txn(t), 0);
+    ASSERT_EQ(kvstore_validate_txn(t, KV_MAX_TXN_OPS), 0);
     /* puts in success and failure of the same txn: different branches */
     t = txn_new(a);
     t->success[t->n_success++] = op_put(a, "k", "1");
     t->failure[t->n_failure++] = op_put(a, "k", "2");
-    ASSERT_EQ(kvstore_validate_txn(t), 0);
+    ASSERT_EQ(kvstore_validate_txn(t, KV_MAX_TXN_OPS), 0);
     /* nested put vs outer put */
     t = txn_new(a);
     nested = txn_new(a);
     nested->success[nested->n_success++] = op_put(a, "k", "1");
     t->success[t->n_success++] = op_txn(a, nested);
     t->success[t->n_success++] = op_put(a, "k", "2");
-    ASSERT_EQ(kvstore_validate_txn(t), LSKV_EDUPKEY);
+    ASSERT_EQ(kvstore_validate_txn(t, KV_MAX_TXN_OPS), LSKV_EDUPKEY);
     /* nested put vs outer delete */
     t = txn_new(a);
     nested = txn_new(a);
     nested->failure[nested->n_failure++] = op_put(a, "k", "1");
     t->success[t->n_success++] = op_del(a, "k", NULL);
     t->success[t->n_success++] = op_txn(a, nested);
-    ASSERT_EQ(kvstore_validate_txn(t), LSKV_EDUPKEY);
+    ASSERT_EQ(kvstore_validate_txn(t, KV_MAX_TXN_OPS), LSKV_EDUPKEY);
     /* a nested txn putting k in both branches is fine */
     t = txn_new(a);
     nested = txn_new(a);
     nested->success[nested->n_success++] = op_put(a, "k", "1");
     nested->failure[nested->n_failure++] = op_put(a, "k", "2");
     t->success[t->n_success++] = op_txn(a, nested);
-    ASSERT_EQ(kvstore_validate_txn(t), 0);
+    ASSERT_EQ(kvstore_validate_txn(t, KV_MAX_TXN_OPS), 0);
     /* two nested txns putting k */
     t = txn_new(a);
     Etcdserverpb__TxnRequest *n2 = txn_new(a);
     n2->failure[n2->n_failure++] = op_put(a, "k", "2");
     t->success[t->n_success++] = op_txn(a, nested);
     t->success[t->n_success++] = op_txn(a, n2);
-    ASSERT_EQ(kvstore_validate_txn(t), LSKV_EDUPKEY);
+    ASSERT_EQ(kvstore_validate_txn(t, KV_MAX_TXN_OPS), LSKV_EDUPKEY);
     /* etcd quirks: a "\0" range end covers nothing, and a put in an earlier
      * nested txn is not checked against a later nested txn's delete. */
     t = txn_new(a);
@@ -951,7 +951,7 @@ TEST(kvstore, txn_validation)
     from->request_delete_range->range_end = zero_end();
     t->success[t->n_success++] = op_put(a, "k", "1");
     t->success[t->n_success++] = from;
-    ASSERT_EQ(kvstore_validate_txn(t), 0);
+    ASSERT_EQ(kvstore_validate_txn(t, KV_MAX_TXN_OPS), 0);
     t = txn_new(a);
     nested = txn_new(a);
     nested->success[nested->n_success++] = op_put(a, "k", "1");
@@ -959,11 +959,11 @@ TEST(kvstore, txn_validation)
     n2->success[n2->n_success++] = op_del(a, "k", NULL);
     t->success[t->n_success++] = op_txn(a, nested);
     t->success[t->n_success++] = op_txn(a, n2);
-    ASSERT_EQ(kvstore_validate_txn(t), 0);
+    ASSERT_EQ(kvstore_validate_txn(t, KV_MAX_TXN_OPS), 0);
     /* ... and the swapped order is caught. */
     t->success[0] = op_txn(a, n2);
     t->success[1] = op_txn(a, nested);
-    ASSERT_EQ(kvstore_validate_txn(t), LSKV_EDUPKEY);
+    ASSERT_EQ(kvstore_validate_txn(t, KV_MAX_TXN_OPS), LSKV_EDUPKEY);
     fx_close(&f);
 }
 
@@ -1292,5 +1292,34 @@ TEST(kvstore, snapshot_matches_documented_example)
             TEST_FAIL("byte %zu: %02x vs %02x", i, buf[i], byte);
     }
     free(buf);
+    fx_close(&f);
+}
+
+/* --max-txn-ops: etcd's count per branch (and compares), nested txns taking
+ * what the outer level leaves. */
+TEST(kvstore, txn_validation_max_ops)
+{
+    struct fx f;
+    fx_open(&f);
+    struct arena *a = &f.a;
+    Etcdserverpb__TxnRequest *t = txn_new(a);
+    for (int i = 0; i < 3; i++)
+        t->success[t->n_success++] = op_range(a, "k", NULL);
+    ASSERT_EQ(kvstore_validate_txn(t, 2), LSKV_ETOOMANYOPS);
+    ASSERT_EQ(kvstore_validate_txn(t, 3), 0);
+    t->n_success = 2;
+    ASSERT_EQ(kvstore_validate_txn(t, 2), 0);
+    /* Two per branch pass: etcd counts each branch on its own. */
+    for (int i = 0; i < 2; i++)
+        t->failure[t->n_failure++] = op_range(a, "k", NULL);
+    ASSERT_EQ(kvstore_validate_txn(t, 2), 0);
+    /* One op at the top leaves 1 for the nested txn. */
+    t = txn_new(a);
+    Etcdserverpb__TxnRequest *nested = txn_new(a);
+    for (int i = 0; i < 2; i++)
+        nested->success[nested->n_success++] = op_range(a, "k", NULL);
+    t->success[t->n_success++] = op_txn(a, nested);
+    ASSERT_EQ(kvstore_validate_txn(t, 2), LSKV_ETOOMANYOPS);
+    ASSERT_EQ(kvstore_validate_txn(t, 3), 0);
     fx_close(&f);
 }
