@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/hex.h"
+
 struct arena_block {
     struct arena_block *next;
     size_t used;
@@ -80,4 +82,22 @@ void *arena_memdup(struct arena *a, const void *p, size_t len)
     if (q != NULL && len)
         memcpy(q, p, len);
     return q;
+}
+
+char *arena_strndup(struct arena *a, const char *s, size_t n)
+{
+    char *d = arena_alloc(a, n + 1);
+    if (d != NULL) {
+        memcpy(d, s, n);
+        d[n] = '\0';
+    }
+    return d;
+}
+
+char *arena_hex(struct arena *a, const uint8_t *in, size_t n)
+{
+    char *s = arena_alloc(a, 2 * n + 1);
+    if (s != NULL)
+        hex_encode(in, n, s);
+    return s;
 }

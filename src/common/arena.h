@@ -6,6 +6,7 @@
 
 #include <protobuf-c/protobuf-c.h>
 #include <stddef.h>
+#include <stdint.h>
 
 struct arena_block;
 
@@ -23,5 +24,9 @@ void *arena_alloc(struct arena *a, size_t size);
 void *arena_calloc(struct arena *a, size_t n, size_t size);
 /* Copies len bytes (len may be 0: returns a valid non-NULL pointer). */
 void *arena_memdup(struct arena *a, const void *p, size_t len);
+/* The first n bytes of s as a NUL-terminated string. */
+char *arena_strndup(struct arena *a, const char *s, size_t n);
+/* Lower-case hex of n bytes, NUL-terminated. */
+char *arena_hex(struct arena *a, const uint8_t *in, size_t n);
 
 #endif

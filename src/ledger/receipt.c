@@ -13,21 +13,6 @@
 #include "common/hex.h"
 #include "ledger/sig.h"
 
-static char *arena_hex(struct arena *a, const uint8_t *in, size_t n)
-{
-    char *s = arena_alloc(a, 2 * n + 1);
-    if (s != NULL)
-        hex_encode(in, n, s);
-    return s;
-}
-
-static char *arena_strndup(struct arena *a, const char *s, size_t n)
-{
-    char *d = arena_alloc(a, n + 1);
-    if (d != NULL) {
-        memcpy(d, s, n);
-        d[n] = '\0';
-    }
     return d;
 }
 
