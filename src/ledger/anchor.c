@@ -11,9 +11,6 @@
 #include "common/err.h"
 #include "common/hex.h"
 
-    return d;
-}
-
 int anchor_from_sig(const struct sig_payload *p, struct arena *a,
                     Lskvserverpb__SignedRoot **out)
 {

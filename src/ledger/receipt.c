@@ -13,9 +13,6 @@
 #include "common/hex.h"
 #include "ledger/sig.h"
 
-    return d;
-}
-
 int receipt_build(const struct receipt_parts *p, struct arena *a, Lskvserverpb__Receipt **out)
 {
     Lskvserverpb__Receipt *r = arena_alloc(a, sizeof *r);
