@@ -1150,7 +1150,7 @@ static void check_fast_proofs(struct fixture *f, const uint64_t *sizes, int n)
     }
     ASSERT_EQ(f->l->slow_proofs, slow); /* none took the slow path */
     /* receipts of old revisions, whose trees start at a block boundary */
-    for (int64_t rev = 2; rev <= f->rev; rev += 97)
+    for (int64_t rev = 2; rev <= f->rev; rev += 311) /* a sample: ASan makes each slow */
         check_receipt(f, rev);
     check_receipt(f, 2 + (int64_t)LG_BLOCK_LEAVES); /* near a boundary */
     /* between older sizes too: only the chunks around both sizes are read */
