@@ -26,7 +26,11 @@
  *     its sending side (FIN), and reads and drops whatever the peer still
  *     sends until the peer's EOF or LINGER_MS. Closing a socket that has
  *     unread bytes, or a pending write, makes the kernel send a reset, which
- *     clients report as ECONNRESET; etcd (Go) never does that. */
+ *     clients report as ECONNRESET; etcd (Go) never does that.
+ * (7) A connection that has not finished its TLS handshake and sent its first
+ *     request bytes (the HTTP/2 preface, or an HTTP/1.x request line) within
+ *     H2_HANDSHAKE_MS is closed: a client that connects and stalls must not
+ *     hold a connection for ever (the linger timer doubles as this timer). */
 #include "net/h2.h"
 
 #include <stdlib.h>
@@ -284,6 +288,14 @@ static void on_linger(uv_timer_t *t)
     close_handles(t->data);
 }
 
+/* Note 7. */
+static void on_handshake_timeout(uv_timer_t *t)
+{
+    h2_conn *c = t->data;
+    if (c->state == ST_PREFACE)
+        conn_close(c, true);
+}
+
 static void on_shutdown(uv_shutdown_t *req, int status)
 {
     h2_conn *c = req->data;
@@ -398,6 +410,8 @@ static int process_plain(h2_conn *c, const uint8_t *data, size_t len)
             n = len;
         if (memcmp(data, &PREFACE[c->preface_have], n) != 0) {
             c->state = ST_HTTP1;
+            if (!c->mem)
+                uv_timer_stop(&c->linger); /* note 7: a request has begun */
             http1(c, data, len);
             return 0;
         }
@@ -405,6 +419,8 @@ static int process_plain(h2_conn *c, const uint8_t *data, size_t len)
         if (c->preface_have < PREFACE_LEN)
             return 0;
         c->state = ST_H2;
+        if (!c->mem)
+            uv_timer_stop(&c->linger); /* note 7 */
         if (session_recv(c, (const uint8_t *)PREFACE, PREFACE_LEN) != 0)
             return -1;
         data += n;
@@ -509,6 +525,8 @@ int h2_conn_accept(uv_stream_t *server, const struct h2_conn_config *cfg, h2_con
         listener_peer_name(&c->tcp, c->peer, sizeof c->peer);
         rv = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
     }
+    if (rv == 0)
+        uv_timer_start(&c->linger, on_handshake_timeout, H2_HANDSHAKE_MS, 0);
     if (rv != 0)
         conn_close(c, false);
     return 0;

@@ -31,6 +31,9 @@ typedef struct h2_conn h2_conn;
 #define H2_MAX_CONCURRENT_STREAMS 4096u
 /* Output queued in the socket above this: stop reading and producing. */
 #define H2_WRITE_HIGH_WATER_BYTES (4u << 20)
+/* Time a new connection has for its TLS handshake and first request bytes
+ * (h2.c note 7). */
+#define H2_HANDSHAKE_MS 10000
 
 struct h2_conn_hooks {
     void (*on_close)(void *ud);

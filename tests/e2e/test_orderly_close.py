@@ -79,3 +79,24 @@ def test_server_shutdown_ends_busy_connections_with_eof(server_factory):
         outcomes.append(read_to_end(s, nudge=PING * 8))
     assert outcomes == ["eof"] * 5, outcomes
     assert server.proc.wait(10) in (0, -signal.SIGTERM)
+
+
+def test_stalled_handshakes_are_closed_and_working_clients_are_not(server_factory):
+    """Connections that sent only part of the HTTP/2 preface (or nothing) are
+    closed after the handshake timeout (10 s, h2.c note 7), with EOF; a
+    client that completed its preface and then idles is kept."""
+    server = server_factory("lskvd")
+    stalled = []
+    for i in range(40):
+        s = socket.create_connection(("127.0.0.1", server.client_port), timeout=5)
+        if i % 2:
+            s.sendall(PREFACE[:16])
+        stalled.append(s)
+    idle = connect(server)  # full preface + SETTINGS exchanged
+    time.sleep(12)
+    assert [read_to_end(s, seconds=2) for s in stalled] == ["eof"] * 40
+    idle.sendall(PING)
+    idle.settimeout(5)
+    assert idle.recv(65536) != b"", "an idle HTTP/2 connection was closed"
+    for s in stalled + [idle]:
+        s.close()
