@@ -82,16 +82,5 @@ int cmd_anchor_get(int argc, char **argv)
     lskvserverpb__get_consistency_proof_response__free_unpacked(resp, NULL);
     if (js == NULL)
         return EXIT_USAGE;
-    int code = 0;
-    if (out_path != NULL) {
-        FILE *f = fopen(out_path, "w");
-        if (f == NULL || fputs(js, f) < 0 || fputc('\n', f) < 0 || fclose(f) != 0) {
-            lskvctl_fail(cmd, "%s: %s", out_path, strerror(errno));
-            code = EXIT_USAGE;
-        }
-    } else {
-        puts(js);
-    }
-    free(js);
-    return code;
+    return lskvctl_emit(cmd, out_path, js);
 }

@@ -17,6 +17,9 @@
 enum { EXIT_CHECK_FAILED = 1, EXIT_USAGE = 2, EXIT_NOT_IMPLEMENTED = 3 };
 
 void lskvctl_fail(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Writes js (taken, freed) and a newline to out_path, or to stdout when NULL.
+ * Returns 0 or EXIT_USAGE (the file could not be written; said on stderr). */
+int lskvctl_emit(const char *cmd, const char *out_path, char *js);
 /* Value of --name in argv (NULL if absent); marks consumed entries NULL. */
 const char *lskvctl_opt(int argc, char **argv, const char *name);
 bool lskvctl_flag(int argc, char **argv, const char *name);

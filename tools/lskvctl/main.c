@@ -379,18 +379,7 @@ int cmd_receipt_get(int argc, char **argv)
         lskvserverpb__get_receipt_response__free_unpacked(resp, NULL);
         if (js == NULL)
             return EXIT_USAGE;
-        int code = 0;
-        if (out_path != NULL) {
-            FILE *f = fopen(out_path, "w");
-            if (f == NULL || fputs(js, f) < 0 || fputc('\n', f) < 0 || fclose(f) != 0) {
-                lskvctl_fail(cmd, "%s: %s", out_path, strerror(errno));
-                code = EXIT_USAGE;
-            }
-        } else {
-            puts(js);
-        }
-        free(js);
-        return code;
+        return lskvctl_emit(cmd, out_path, js);
     }
 }
 
@@ -604,4 +593,20 @@ int main(int argc, char **argv)
     if (strcmp(a, "tx-status") == 0)
         return cmd_tx_status(argc - 2, argv + 2);
     return usage_error(a, "unknown command", NULL);
+}
+
+int lskvctl_emit(const char *cmd, const char *out_path, char *js)
+{
+    int code = 0;
+    if (out_path != NULL) {
+        FILE *f = fopen(out_path, "w");
+        if (f == NULL || fputs(js, f) < 0 || fputc('\n', f) < 0 || fclose(f) != 0) {
+            lskvctl_fail(cmd, "%s: %s", out_path, strerror(errno));
+            code = EXIT_USAGE;
+        }
+    } else {
+        puts(js);
+    }
+    free(js);
+    return code;
 }
