@@ -26,7 +26,15 @@
 
 typedef struct kvstore kvstore;
 
-#define KV_MAX_TXN_OPS 128 /* etcd's --max-txn-ops default */
+#define KV_TXN_OPS_DEFAULT 128 /* etcd's --max-txn-ops default */
+/* The largest --max-txn-ops: validation compares each put of a txn with the
+ * others and with its deletes (quadratic, a few ms at this bound); etcd sets
+ * no bound. */
+#define KV_TXN_OPS_LIMIT 4096
+/* Txns nest at most this many levels below the top whatever --max-txn-ops
+ * allows (apply recurses per level); deeper nesting gets etcd's "too many
+ * operations" answer, the one it gives at its default budget. */
+#define KV_TXN_MAX_DEPTH 128
 
 /* rs is borrowed and must outlive the store. Errors: LSKV_ENOMEM. */
 int kvstore_open(recstore *rs, kvstore **out);
@@ -71,9 +79,10 @@ int kvstore_validate_range(const Etcdserverpb__RangeRequest *req);
  * LSKV_ELEASEPROVIDED (ignore_lease with a lease). */
 int kvstore_validate_put(const Etcdserverpb__PutRequest *req);
 int kvstore_validate_delete_range(const Etcdserverpb__DeleteRangeRequest *req);
-/* max_ops is --max-txn-ops (1..KV_MAX_TXN_OPS; out of range counts as the
- * bound): per branch and per compare list, nested txns sharing the budget
- * as in etcd's checkTxnRequest. */
+/* max_ops is --max-txn-ops (1..KV_TXN_OPS_LIMIT; out of range counts as
+ * the default): per branch and per compare list, nested txns sharing the
+ * budget as in etcd's checkTxnRequest, and nesting at most KV_TXN_MAX_DEPTH
+ * deep. */
 int kvstore_validate_txn(const Etcdserverpb__TxnRequest *req, long max_ops);
 
 /* Writes, from apply only. On error nothing changed. Errors as etcd's apply:

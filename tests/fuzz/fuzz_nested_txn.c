@@ -107,7 +107,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (req == NULL)
         goto out;
     const struct command_kind *k = command_kind_of(COMMAND_TXN);
-    struct command_limits lim = {(data[0] & 2) ? 1 + data[2] % KV_MAX_TXN_OPS : KV_MAX_TXN_OPS};
+    struct command_limits lim = {(data[0] & 2) ? 1 + data[2] * 16 : KV_TXN_OPS_DEFAULT};
     if (k->validate(req, &lim) != 0)
         goto out;
     uint8_t *cmd;
