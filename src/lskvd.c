@@ -376,17 +376,26 @@ static int open_ledger(struct daemon *d, char *errmsg)
         .sig_tx_interval = (uint64_t)c->sig_tx_interval,
         .sig_ms_interval = (uint64_t)c->sig_ms_interval,
         .progress = ledger_progress,
+        .defer_open_chunk = true, /* ledger_begin_writes once the raft log checks out */
     };
     /* errmsg starts with the ledger file's path */
     return ledger_open(&lc, &d->ledger, errmsg);
 }
 
-/* Every sealed entry and the snapshot of the raft log check out, and the log
- * reaches the ledger's last entry (else its tail was lost or cut). */
+static int check_snapshot_position(void *arg, const uint8_t *plain, size_t len, char *errmsg)
+{
+    return fsm_check_snapshot(arg, plain, len, errmsg);
+}
+
+/* Every sealed entry and the snapshot of the raft log check out (the
+ * snapshot against the ledger too), and the log reaches the ledger's last
+ * entry (else its tail was lost or cut). */
 static int check_raft_dir(struct daemon *d, const struct consensus_config *cc, char *errmsg)
 {
     struct raftdir_info info;
-    int rv = raftdir_verify(cc, &info, errmsg);
+    struct raftdir_snapshot_check snapshot_check = {.check = check_snapshot_position,
+                                                    .arg = d->ledger};
+    int rv = raftdir_verify(cc, &snapshot_check, &info, errmsg);
     if (rv != 0 || info.empty)
         return rv;
     LOG_INFO(MODULE, "raft log: %" PRIu64 " command entries checked up to index %" PRIu64
@@ -438,7 +447,8 @@ static int open_daemon(struct daemon *d, char *errmsg)
     };
     /* The raft log is checked whole before the engine is opened or libraft
      * may change a file (consensus/raftdir.h). */
-    if ((rv = check_raft_dir(d, &cc, errmsg)) != 0)
+    if ((rv = check_raft_dir(d, &cc, errmsg)) != 0 ||
+        (rv = ledger_begin_writes(d->ledger, errmsg)) != 0)
         return rv;
 
     snprintf(path, sizeof path, "%s/engine", c->data_dir);

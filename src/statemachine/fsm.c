@@ -309,42 +309,60 @@ static int fsm_flush(void *data)
 }
 
 /* The ledger must hold the entries the snapshot covers, with the same root. */
-static int check_position(struct fsm *f, const uint8_t *p, size_t len)
+static int check_position(ledger *l, const uint8_t *p, size_t len, char *errmsg)
 {
-    if (len != POSITION_BYTES)
+    if (len != POSITION_BYTES) {
+        errmsg_printf(errmsg, "its POSITION section has %zu bytes, not %d", len, POSITION_BYTES);
         return LSKV_ECORRUPT;
+    }
     uint64_t size = get_u64be(p);
-    if (f->ledger == NULL || size == 0)
+    if (l == NULL || size == 0)
         return 0;
     struct ledger_position pos;
-    ledger_position(f->ledger, &pos);
+    ledger_position(l, &pos);
     if (pos.size < size) {
-        errmsg_printf(f->errmsg, "snapshot covers %" PRIu64 " ledger entries, the ledger holds "
+        errmsg_printf(errmsg, "snapshot covers %" PRIu64 " ledger entries, the ledger holds "
                       "%" PRIu64 ": ledger entries were lost", size, pos.size);
         return LSKV_ECORRUPT;
     }
     uint8_t root[HASH_BYTES];
-    int rv = ledger_root_at(f->ledger, size, root, f->errmsg);
+    int rv = ledger_root_at(l, size, root, errmsg);
     if (rv != 0)
         return rv;
     if (memcmp(root, p + 8, HASH_BYTES) != 0) {
-        errmsg_printf(f->errmsg, "the ledger's root over its first %" PRIu64 " entries differs "
+        errmsg_printf(errmsg, "the ledger's root over its first %" PRIu64 " entries differs "
                       "from the snapshot's: another history", size);
         return LSKV_ECORRUPT;
     }
     return 0;
 }
 
+static int decode_checked(ledger *l, const uint8_t *buf, size_t len, struct sm_sections *s,
+                          char *errmsg)
+{
+    int rv = sm_snapshot_decode(buf, len, s);
+    if (rv != 0)
+        return rv;
+    if (s->data[SM_SECTION_POSITION] == NULL || s->data[SM_SECTION_KV] == NULL) {
+        errmsg_printf(errmsg, "the state machine snapshot lacks its %s section",
+                      s->data[SM_SECTION_KV] == NULL ? "KV" : "POSITION");
+        return LSKV_ECORRUPT;
+    }
+    return check_position(l, s->data[SM_SECTION_POSITION], s->len[SM_SECTION_POSITION], errmsg);
+}
+
+int fsm_check_snapshot(ledger *l, const uint8_t *buf, size_t len, char *errmsg)
+{
+    struct sm_sections s;
+    return decode_checked(l, buf, len, &s, errmsg);
+}
+
 static int fsm_restore(void *data, const uint8_t *buf, size_t len)
 {
     struct fsm *f = data;
     struct sm_sections s;
-    int rv = sm_snapshot_decode(buf, len, &s);
+    int rv = decode_checked(f->ledger, buf, len, &s, f->errmsg);
     if (rv != 0)
-        return rv;
-    if (s.data[SM_SECTION_POSITION] == NULL || s.data[SM_SECTION_KV] == NULL)
-        return LSKV_ECORRUPT;
-    if ((rv = check_position(f, s.data[SM_SECTION_POSITION], s.len[SM_SECTION_POSITION])) != 0)
         return rv;
     return kvstore_restore(f->kv, s.data[SM_SECTION_KV], s.len[SM_SECTION_KV]);
 }

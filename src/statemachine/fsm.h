@@ -76,6 +76,13 @@ void fsm_init(struct fsm *f, kvstore *kv, recstore *records, uint64_t cluster_id
               uint64_t member_id);
 /* Sets the ledger (borrowed; may be NULL) before consensus_open. */
 void fsm_set_ledger(struct fsm *f, ledger *l);
+/* Checks a state machine snapshot's binding to the ledger (POSITION, as
+ * restore does) without restoring it: lskvd runs it on the raft snapshot
+ * before it opens the engine (consensus/raftdir.h), so that a snapshot from
+ * another history is refused before any file changes. l may be NULL (no
+ * check). Errors: LSKV_ECORRUPT (errmsg says why), those of
+ * sm_snapshot_decode and ledger_root_at. */
+int fsm_check_snapshot(ledger *l, const uint8_t *buf, size_t len, char *errmsg);
 /* The consensus_fsm vtable over f (f is borrowed). */
 struct consensus_fsm fsm_vtable(struct fsm *f);
 
