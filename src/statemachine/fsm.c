@@ -16,6 +16,7 @@ void fsm_init(struct fsm *f, kvstore *kv, recstore *records, uint64_t cluster_id
               uint64_t member_id)
 {
     f->kv = kv;
+    f->leases = NULL;
     f->records = records;
     f->ledger = NULL;
     f->cluster_id = cluster_id;
@@ -30,6 +31,33 @@ void fsm_init(struct fsm *f, kvstore *kv, recstore *records, uint64_t cluster_id
 void fsm_set_ledger(struct fsm *f, ledger *l)
 {
     f->ledger = l;
+}
+
+static bool lease_exists(void *arg, int64_t lease)
+{
+    return lessor_exists(arg, lease);
+}
+
+void fsm_set_leases(struct fsm *f, lessor *l)
+{
+    f->leases = l;
+    kvstore_set_lease_lookup(f->kv, l ? lease_exists : NULL, l);
+}
+
+/* A key's lease is the one its last write gave it (a deletion: none). */
+static int move_attachments(struct fsm *f)
+{
+    if (f->leases == NULL)
+        return 0;
+    size_t n = 0;
+    const struct kv_record *ch = kvstore_changes(f->kv, &n);
+    for (size_t i = 0; i < n; i++) {
+        int64_t lease = ch[i].tombstone ? 0 : ch[i].lease;
+        int rv = lessor_set_key(f->leases, ch[i].key, ch[i].key_len, lease);
+        if (rv != 0)
+            return rv;
+    }
+    return 0;
 }
 
 void fsm_result_free(struct fsm_result *r)
@@ -208,7 +236,16 @@ static int apply_command(struct fsm *f, const struct consensus_entry_info *info,
     }
     const ProtobufCMessage *req = command_request(c);
     ProtobufCMessage *resp = NULL;
-    r->rv = req ? kind->apply(f->kv, req, a, &resp, r->errmsg) : LSKV_ECORRUPT;
+    struct command_target target = {.kv = f->kv, .leases = f->leases};
+    bool lease_op = kind->op == COMMAND_LEASE_GRANT || kind->op == COMMAND_LEASE_REVOKE;
+    if (req == NULL || (lease_op && f->leases == NULL))
+        r->rv = LSKV_ECORRUPT;
+    else
+        r->rv = kind->apply(&target, req, a, &resp, r->errmsg);
+    /* The lessor's key table follows the store (a put's lease check was
+     * against it, so the lease exists). */
+    if (r->rv == 0)
+        r->rv = move_attachments(f);
     if (kind->receipt && req != NULL) {
         receipt_claims_set(&claims, kind->receipt_kind, req, resp);
         has_claims = true;
@@ -288,14 +325,26 @@ static int fsm_snapshot(void *data, uint8_t **buf, size_t *len)
     size_t kv_len = 0;
     if ((rv = kvstore_snapshot(f->kv, &kv, &kv_len)) != 0)
         return rv;
+    uint8_t *leases = NULL;
+    size_t leases_len = 0;
+    if (f->leases != NULL && (rv = lessor_encode(f->leases, &leases, &leases_len)) != 0) {
+        explicit_bzero(kv, kv_len);
+        free(kv);
+        return rv;
+    }
     struct sm_sections s = {0};
     s.data[SM_SECTION_POSITION] = position;
     s.len[SM_SECTION_POSITION] = sizeof position;
     s.data[SM_SECTION_KV] = kv;
     s.len[SM_SECTION_KV] = kv_len;
+    s.data[SM_SECTION_LEASES] = leases;
+    s.len[SM_SECTION_LEASES] = leases_len;
     rv = sm_snapshot_encode(&s, buf, len);
     explicit_bzero(kv, kv_len);
     free(kv);
+    if (leases != NULL)
+        explicit_bzero(leases, leases_len);
+    free(leases);
     return rv;
 }
 
@@ -364,6 +413,16 @@ static int fsm_restore(void *data, const uint8_t *buf, size_t len)
     int rv = decode_checked(f->ledger, buf, len, &s, f->errmsg);
     if (rv != 0)
         return rv;
+    if (f->leases != NULL) {
+        /* Snapshots from before leases have no section: no leases. */
+        static const uint8_t none[5] = {1, 0, 0, 0, 0};
+        const uint8_t *ls = s.data[SM_SECTION_LEASES] ? s.data[SM_SECTION_LEASES] : none;
+        size_t ll = s.data[SM_SECTION_LEASES] ? s.len[SM_SECTION_LEASES] : sizeof none;
+        if ((rv = lessor_decode(f->leases, ls, ll)) != 0) {
+            errmsg_printf(f->errmsg, "the snapshot's LEASES section: %s", lskv_strerror(rv));
+            return rv;
+        }
+    }
     return kvstore_restore(f->kv, s.data[SM_SECTION_KV], s.len[SM_SECTION_KV]);
 }
 

@@ -29,6 +29,7 @@ struct fsm_result {
 
 struct fsm {
     kvstore *kv;           /* borrowed */
+    lessor *leases;        /* borrowed; NULL: no leases (unit tests) */
     recstore *records;     /* borrowed: synced before a snapshot */
     ledger *ledger;        /* borrowed; NULL: no ledger (unit tests) */
     uint64_t cluster_id;   /* response header fields */
@@ -60,6 +61,7 @@ struct fsm {
  * Replay (restart): entries the ledger already holds (ledger_has_index) are
  * re-applied to the store and checked against the ledger byte for byte
  * instead of appended; a mismatch is a fatal divergence.
+ * Leases: grant and revoke are LEASE ledger entries holding the command.
  * Snapshots (statemachine/snapshot.h): the ledger is synced before the
  * store snapshot is produced; the snapshot's POSITION section records the
  * ledger size and root it covers, and restoring it onto a ledger that is
@@ -76,6 +78,10 @@ void fsm_init(struct fsm *f, kvstore *kv, recstore *records, uint64_t cluster_id
               uint64_t member_id);
 /* Sets the ledger (borrowed; may be NULL) before consensus_open. */
 void fsm_set_ledger(struct fsm *f, ledger *l);
+/* Sets the lease table (borrowed; may be NULL) before consensus_open: puts
+ * with a lease check it, every write moves its keys' attachments, and
+ * snapshots carry it (section LEASES). */
+void fsm_set_leases(struct fsm *f, lessor *l);
 /* Checks a state machine snapshot's binding to the ledger (POSITION, as
  * restore does) without restoring it: lskvd runs it on the raft snapshot
  * before it opens the engine (consensus/raftdir.h), so that a snapshot from

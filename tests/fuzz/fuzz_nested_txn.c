@@ -121,7 +121,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort(); /* a request that passed the checks must decode from the log */
     ProtobufCMessage *resp = NULL;
     char errmsg[LSKV_ERRMSG_SIZE] = "";
-    rv = k->apply(kv, command_request(c), &a, &resp, errmsg);
+    struct command_target target = {.kv = kv};
+    rv = k->apply(&target, command_request(c), &a, &resp, errmsg);
     if (rv == LSKV_EIO || rv == LSKV_ECORRUPT)
         abort();
     if (rv == 0 && resp != NULL) {
