@@ -57,6 +57,7 @@ struct daemon {
     uint64_t member_id;
     recstore *records;
     kvstore *kv;
+    lessor *leases;
     struct fsm fsm;
     consensus_node *node;
     grpc_server *server;
@@ -183,6 +184,7 @@ static void shutdown_daemon(struct daemon *d, int exit_code)
     uv_close((uv_handle_t *)&d->retry, NULL);
     uv_close((uv_handle_t *)&d->sig_check, NULL);
     uv_close((uv_handle_t *)&d->sig_timer, NULL);
+    lease_service_stop(&d->api);
     if (d->server != NULL)
         grpc_server_close(d->server, on_closed_server, d);
     else
@@ -230,6 +232,8 @@ static void start_serving(struct daemon *d)
         .limits = {.max_txn_ops = (long)c->max_txn_ops},
         .ledger = d->ledger,
         .receipt_retry_ms = (uint64_t)(c->sig_ms_interval < 50 ? c->sig_ms_interval : 50),
+        .leases = d->leases,
+        .loop = d->loop,
     };
     size_t n = api_methods(&d->api, d->methods, sizeof d->methods / sizeof d->methods[0]);
     struct grpc_server_config sc = {
@@ -252,6 +256,13 @@ static void start_serving(struct daemon *d)
         return;
     }
     start_signer(d);
+    /* As etcd's Promote: every lease gets its whole TTL again, plus an
+     * election timeout, so none expires early because of the restart. */
+    if (lease_service_start(&d->api, CONSENSUS_ELECTION_TIMEOUT_MS) != 0) {
+        LOG_ERROR(MODULE, "cannot start the lease expiry timer: out of memory");
+        shutdown_daemon(d, 1);
+        return;
+    }
     for (size_t i = 0; i < c->n_listen_client_urls; i++)
         LOG_INFO(MODULE, "ready to serve client requests on %s", c->listen_client_urls[i]);
     LOG_INFO(MODULE, "published member %016" PRIx64 " (%s) to cluster %016" PRIx64
@@ -465,8 +476,14 @@ static int open_daemon(struct daemon *d, char *errmsg)
         errmsg_printf(errmsg, "key index: %s", lskv_strerror(rv));
         return rv;
     }
+    /* etcd's TTL floor: ceil(1.5 x the election timeout) seconds. */
+    if ((rv = lessor_new((3 * CONSENSUS_ELECTION_TIMEOUT_MS / 2 + 999) / 1000, &d->leases)) != 0) {
+        errmsg_printf(errmsg, "lease table: %s", lskv_strerror(rv));
+        return rv;
+    }
     fsm_init(&d->fsm, d->kv, d->records, d->cluster_id, d->member_id);
     fsm_set_ledger(&d->fsm, d->ledger);
+    fsm_set_leases(&d->fsm, d->leases);
     struct consensus_fsm vt = fsm_vtable(&d->fsm);
     if ((rv = consensus_open(d->loop, &cc, &vt, &d->node, errmsg)) != 0) {
         if (d->fsm.errmsg[0])
@@ -485,6 +502,7 @@ static void close_daemon(struct daemon *d)
 {
     if (d->kv != NULL)
         kvstore_close(d->kv);
+    lessor_free(d->leases);
     if (d->records != NULL) {
         uint32_t epoch;
         uint64_t seals;

@@ -89,8 +89,6 @@ static const struct {
     bool streaming;
 } later[] = {
     {"/etcdserverpb.Watch/Watch", true},
-    {"/etcdserverpb.Lease/LeaseGrant", false},
-    {"/etcdserverpb.Lease/LeaseKeepAlive", true},
     {"/etcdserverpb.Cluster/MemberAdd", false},
     {"/etcdserverpb.Cluster/MemberRemove", false},
     {"/etcdserverpb.Cluster/MemberUpdate", false},

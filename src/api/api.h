@@ -37,6 +37,9 @@ struct api {
     uint64_t receipt_retry_ms; /* retry hint in "not ready" answers */
     uint64_t writes_in_flight; /* proposed writes not yet answered (TxStatus Pending) */
     uint64_t last_request_id;  /* ids of this member's proposals (command envelope) */
+    lessor *leases;            /* borrowed: the state machine's lease table */
+    uv_loop_t *loop;           /* for the lease expiry timer */
+    struct lease_expiry *lease_expiry; /* lease_service_start .. _stop */
 };
 
 /* Fills the method table for every etcd RPC (unimplemented ones answer
@@ -53,6 +56,11 @@ void api_fill_header(struct api *api, Etcdserverpb__ResponseHeader *h);
 void *api_decode(grpc_call *call, const ProtobufCMessageDescriptor *desc, const uint8_t *msg,
                  size_t len, struct arena *a);
 
+/* Proposes op with body (the request's bytes, checked) for call; the
+ * answer is the response apply produces, or etcd's error. */
+void api_propose(struct api *api, grpc_call *call, enum command_op op, const uint8_t *body,
+                 size_t len);
+
 /* Packs msg and finishes call with OK. */
 void api_reply(grpc_call *call, const ProtobufCMessage *msg);
 
@@ -65,6 +73,16 @@ size_t kv_service_methods(struct api *api, struct grpc_method *m);
 size_t maint_service_methods(struct api *api, struct grpc_method *m);
 size_t cluster_service_methods(struct api *api, struct grpc_method *m);
 size_t lease_service_methods(struct api *api, struct grpc_method *m);
+/* Leader duties for leases (single member: always): every lease's clock is
+ * started with the full TTL plus extend_ms (a restart or election must not
+ * make a lease expire early), then every 500 ms expired leases get revoke
+ * proposals (at most 500 per tick, as etcd's revoke rate of 1000/s). Stop
+ * before the node closes. Errors: LSKV_ENOMEM. */
+int lease_service_start(struct api *api, uint64_t extend_ms);
+void lease_service_stop(struct api *api);
+/* Starts the clocks of leases granted by the entries applied so far (call
+ * after a write applied: a lease's TTL runs from its grant). */
+void lease_service_applied(struct api *api);
 /* /etcdserverpb.Receipt/GetReceipt, GetConsistencyProof and /etcdserverpb.Maintenance/TxStatus
  * (lskvserverpb messages, DESIGN.md Appendix A). */
 size_t receipt_service_methods(struct api *api, struct grpc_method *m);

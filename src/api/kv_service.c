@@ -112,6 +112,7 @@ static void write_done(void *arg, int status, void *result)
     struct kv_request *r = arg;
     struct fsm_result *res = result;
     r->api->writes_in_flight--;
+    lease_service_applied(r->api);
     if (status != 0)
         api_fail(r->api, r->call, status, NULL);
     else if (res == NULL)
@@ -165,18 +166,23 @@ static void handle_write(struct api *api, grpc_call *call, const uint8_t *msg, s
         api_fail(api, call, rv, NULL);
         goto out;
     }
+    api_propose(api, call, op, msg, len);
+out:
+    arena_close(&a);
+}
+
+void api_propose(struct api *api, grpc_call *call, enum command_op op, const uint8_t *body,
+                 size_t len)
+{
     struct command_meta meta = {.request_id = ++api->last_request_id,
                                 .origin_member = api->member_id};
     uint8_t *cmd = NULL;
     size_t cmd_len = 0;
-    rv = command_wrap(op, &meta, msg, len, &cmd, &cmd_len);
-    if (rv != 0) {
+    int rv = command_wrap(op, &meta, body, len, &cmd, &cmd_len);
+    if (rv != 0)
         api_fail(api, call, rv, NULL);
-        goto out;
-    }
-    propose(api, call, cmd, cmd_len);
-out:
-    arena_close(&a);
+    else
+        propose(api, call, cmd, cmd_len);
 }
 
 static void kv_put(grpc_call *call, const uint8_t *msg, size_t len, void *ctx)

@@ -44,6 +44,8 @@ struct lessor {
     size_t lease_cap, n_leases;
     struct lkey **keys;
     size_t key_cap, n_keys;
+    int64_t *unclocked;        /* leases granted since the last clock start */
+    size_t n_unclocked, unclocked_cap;
 };
 
 /* ---- hashing ---- */
@@ -158,6 +160,7 @@ static void clear(lessor *l)
     }
     l->n_keys = 0;
     l->n_leases = 0;
+    l->n_unclocked = 0;
 }
 
 int lessor_new(int64_t min_ttl, lessor **out)
@@ -186,6 +189,7 @@ void lessor_free(lessor *l)
         clear(l);
     free(l->leases);
     free(l->keys);
+    free(l->unclocked);
     free(l);
 }
 
@@ -223,10 +227,20 @@ int lessor_grant(lessor *l, int64_t id, int64_t ttl, int64_t *granted)
         return LSKV_ELEASEEXISTS;
     if (ttl < l->min_ttl)
         ttl = l->min_ttl;
+    if (l->n_unclocked == l->unclocked_cap) {
+        size_t cap = l->unclocked_cap ? l->unclocked_cap * 2 : 16;
+        int64_t *p = realloc(l->unclocked, cap * sizeof *p);
+        if (p == NULL)
+            return LSKV_ENOMEM;
+        l->unclocked = p;
+        l->unclocked_cap = cap;
+    }
     int rv = add_lease(l, id, ttl);
-    if (rv == 0)
-        *granted = ttl;
-    return rv;
+    if (rv != 0)
+        return rv;
+    l->unclocked[l->n_unclocked++] = id;
+    *granted = ttl;
+    return 0;
 }
 
 bool lessor_exists(const lessor *l, int64_t id)
@@ -425,14 +439,23 @@ int lessor_ids(const lessor *l, struct arena *a, int64_t **ids, size_t *n)
 
 void lessor_start_clocks(lessor *l, uint64_t now_ms, uint64_t extend_ms, bool restart)
 {
-    for (size_t i = 0; i < l->lease_cap; i++) {
-        for (struct lease *x = l->leases[i]; x != NULL; x = x->hnext) {
-            if (x->expiry_ms != 0 && !restart)
-                continue;
-            x->expiry_ms = now_ms + (uint64_t)x->ttl * 1000 + extend_ms;
-            x->revoke_retry_ms = 0;
+    if (restart) {
+        for (size_t i = 0; i < l->lease_cap; i++) {
+            for (struct lease *x = l->leases[i]; x != NULL; x = x->hnext) {
+                x->expiry_ms = now_ms + (uint64_t)x->ttl * 1000 + extend_ms;
+                x->revoke_retry_ms = 0;
+            }
+        }
+    } else {
+        /* Only the leases granted since the last call (a revoked one is
+         * gone: skipped). */
+        for (size_t i = 0; i < l->n_unclocked; i++) {
+            struct lease *x = find_lease(l, l->unclocked[i]);
+            if (x != NULL && x->expiry_ms == 0)
+                x->expiry_ms = now_ms + (uint64_t)x->ttl * 1000 + extend_ms;
         }
     }
+    l->n_unclocked = 0;
 }
 
 int lessor_renew(lessor *l, int64_t id, uint64_t now_ms, int64_t *ttl)

@@ -70,8 +70,9 @@ struct lease_info {
 int lessor_info(const lessor *l, int64_t id, uint64_t now_ms, struct lease_info *out);
 /* Ids of every lease, in id order, into a. Errors: LSKV_ENOMEM. */
 int lessor_ids(const lessor *l, struct arena *a, int64_t **ids, size_t *n);
-/* Gives every lease without an expiry one: now + TTL + extend_ms. With
- * restart set, every lease gets one (etcd's Promote). */
+/* Gives every lease granted since the last call an expiry: now + TTL +
+ * extend_ms (O(new leases): call it after every apply). With restart set,
+ * every lease gets one (etcd's Promote). */
 void lessor_start_clocks(lessor *l, uint64_t now_ms, uint64_t extend_ms, bool restart);
 /* Renews lease id: expiry = now + TTL; *ttl is its granted TTL.
  * Errors: LSKV_ELEASENOTFOUND (no such lease, or it already expired). */
