@@ -67,6 +67,20 @@ void kvstore_set_lease_lookup(kvstore *kv, kvstore_lease_fn fn, void *arg);
  * Zero after a write that changed nothing or failed, and after compaction. */
 const struct kv_record *kvstore_changes(const kvstore *kv, size_t *n);
 
+/* History, for watch catch-up: every change with main revision in
+ * [from_rev, to_rev] (to_rev above the current revision: up to it) whose
+ * key is in [key, range_end) (etcd's range rules), in revision order, read
+ * and verified by record id from the revision log (kv/history.c): no key
+ * scan, and no record can be left out. rec (in a) is valid during cb; cb's
+ * non-zero return stops the walk and is returned. Errors: LSKV_ECOMPACTED
+ * (from_rev below the compaction point), LSKV_ECORRUPT (a record missing or
+ * failing verification; errmsg says which), LSKV_EIO, LSKV_ENOMEM. */
+typedef int (*kvstore_history_fn)(void *arg, const struct kv_record *rec, int64_t main,
+                                  int64_t sub);
+int kvstore_history(kvstore *kv, const ProtobufCBinaryData *key,
+                    const ProtobufCBinaryData *range_end, int64_t from_rev, int64_t to_rev,
+                    struct arena *a, kvstore_history_fn cb, void *arg, char *errmsg);
+
 /* Reads. Errors: LSKV_ECOMPACTED, LSKV_EFUTUREREV, LSKV_ECORRUPT (a record
  * failed verification; errmsg says which), LSKV_ENOMEM. */
 int kvstore_range(kvstore *kv, const Etcdserverpb__RangeRequest *req, struct arena *a,
