@@ -58,6 +58,7 @@ struct daemon {
     recstore *records;
     kvstore *kv;
     lessor *leases;
+    watch_hub *watch;
     struct fsm fsm;
     consensus_node *node;
     grpc_server *server;
@@ -185,6 +186,7 @@ static void shutdown_daemon(struct daemon *d, int exit_code)
     uv_close((uv_handle_t *)&d->sig_check, NULL);
     uv_close((uv_handle_t *)&d->sig_timer, NULL);
     lease_service_stop(&d->api);
+    watch_service_stop(&d->api);
     if (d->server != NULL)
         grpc_server_close(d->server, on_closed_server, d);
     else
@@ -234,6 +236,7 @@ static void start_serving(struct daemon *d)
         .receipt_retry_ms = (uint64_t)(c->sig_ms_interval < 50 ? c->sig_ms_interval : 50),
         .leases = d->leases,
         .loop = d->loop,
+        .watch = d->watch,
     };
     size_t n = api_methods(&d->api, d->methods, sizeof d->methods / sizeof d->methods[0]);
     struct grpc_server_config sc = {
@@ -258,8 +261,9 @@ static void start_serving(struct daemon *d)
     start_signer(d);
     /* As etcd's Promote: every lease gets its whole TTL again, plus an
      * election timeout, so none expires early because of the restart. */
-    if (lease_service_start(&d->api, CONSENSUS_ELECTION_TIMEOUT_MS) != 0) {
-        LOG_ERROR(MODULE, "cannot start the lease expiry timer: out of memory");
+    if (lease_service_start(&d->api, CONSENSUS_ELECTION_TIMEOUT_MS) != 0 ||
+        watch_service_start(&d->api) != 0) {
+        LOG_ERROR(MODULE, "cannot start the lease and watch timers: out of memory");
         shutdown_daemon(d, 1);
         return;
     }
@@ -393,6 +397,25 @@ static int open_ledger(struct daemon *d, char *errmsg)
     return ledger_open(&lc, &d->ledger, errmsg);
 }
 
+/* Watch responses carry the header every etcd response carries. */
+static void fill_watch_header(void *arg, Etcdserverpb__ResponseHeader *h)
+{
+    struct daemon *d = arg;
+    api_fill_header(&d->api, h);
+}
+
+static void watch_corrupt(void *arg, const char *errmsg)
+{
+    struct daemon *d = arg;
+    api_raise_corrupt(&d->api, errmsg);
+}
+
+static void notify_watchers(void *arg)
+{
+    struct daemon *d = arg;
+    watch_hub_notify(d->watch);
+}
+
 static int check_snapshot_position(void *arg, const uint8_t *plain, size_t len, char *errmsg)
 {
     return fsm_check_snapshot(arg, plain, len, errmsg);
@@ -484,6 +507,13 @@ static int open_daemon(struct daemon *d, char *errmsg)
     fsm_init(&d->fsm, d->kv, d->records, d->cluster_id, d->member_id);
     fsm_set_ledger(&d->fsm, d->ledger);
     fsm_set_leases(&d->fsm, d->leases);
+    struct watch_hub_config wc = {.kv = d->kv, .fill_header = fill_watch_header,
+                                  .on_corrupt = watch_corrupt, .arg = d};
+    if ((rv = watch_hub_new(&wc, &d->watch)) != 0) {
+        errmsg_printf(errmsg, "watch hub: %s", lskv_strerror(rv));
+        return rv;
+    }
+    fsm_set_observer(&d->fsm, notify_watchers, d);
     struct consensus_fsm vt = fsm_vtable(&d->fsm);
     if ((rv = consensus_open(d->loop, &cc, &vt, &d->node, errmsg)) != 0) {
         if (d->fsm.errmsg[0])
@@ -503,6 +533,7 @@ static void close_daemon(struct daemon *d)
     if (d->kv != NULL)
         kvstore_close(d->kv);
     lessor_free(d->leases);
+    watch_hub_free(d->watch);
     if (d->records != NULL) {
         uint32_t epoch;
         uint64_t seals;

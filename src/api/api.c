@@ -60,15 +60,20 @@ void api_reply(grpc_call *call, const ProtobufCMessage *msg)
         free(buf);
 }
 
+void api_raise_corrupt(struct api *api, const char *errmsg)
+{
+    if (!api->corrupt_alarm)
+        LOG_ERROR("api", "integrity fault, raising CORRUPT alarm: %s",
+                  errmsg && *errmsg ? errmsg : "(no detail)");
+    else
+        LOG_ERROR("api", "integrity fault: %s", errmsg && *errmsg ? errmsg : "(no detail)");
+    api->corrupt_alarm = true;
+}
+
 void api_fail(struct api *api, grpc_call *call, int code, const char *errmsg)
 {
     if (code == LSKV_ECORRUPT) {
-        if (!api->corrupt_alarm)
-            LOG_ERROR("api", "integrity fault, raising CORRUPT alarm: %s",
-                      errmsg && *errmsg ? errmsg : "(no detail)");
-        else
-            LOG_ERROR("api", "integrity fault: %s", errmsg && *errmsg ? errmsg : "(no detail)");
-        api->corrupt_alarm = true;
+        api_raise_corrupt(api, errmsg);
     } else if (errmsg && *errmsg) {
         LOG_DEBUG("api", "%s: %s", lskv_errname(code), errmsg);
     }
@@ -88,7 +93,6 @@ static const struct {
     const char *path;
     bool streaming;
 } later[] = {
-    {"/etcdserverpb.Watch/Watch", true},
     {"/etcdserverpb.Cluster/MemberAdd", false},
     {"/etcdserverpb.Cluster/MemberRemove", false},
     {"/etcdserverpb.Cluster/MemberUpdate", false},
@@ -125,6 +129,7 @@ size_t api_methods(struct api *api, struct grpc_method *methods, size_t max)
     n += maint_service_methods(api, tmp + n);
     n += cluster_service_methods(api, tmp + n);
     n += lease_service_methods(api, tmp + n);
+    n += watch_service_methods(api, tmp + n);
     n += receipt_service_methods(api, tmp + n);
     for (size_t i = 0; i < sizeof later / sizeof later[0]; i++)
         tmp[n++] = (struct grpc_method){.path = later[i].path,

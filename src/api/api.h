@@ -15,6 +15,7 @@
 #include "ledger/ledger.h"
 #include "net/grpc_server.h"
 #include "statemachine/command.h"
+#include "watch/watch.h"
 #include "proto/rpc.pb-c.h"
 
 #define API_VERSION "3.4.23" /* etcd API level lskv implements; clients gate on it */
@@ -40,7 +41,12 @@ struct api {
     lessor *leases;            /* borrowed: the state machine's lease table */
     uv_loop_t *loop;           /* for the lease expiry timer */
     struct lease_expiry *lease_expiry; /* lease_service_start .. _stop */
+    watch_hub *watch;          /* borrowed: fed by the state machine */
+    struct watch_driver *watch_driver; /* watch_service_start .. _stop */
 };
+
+/* Raises the CORRUPT alarm (once) and logs why. */
+void api_raise_corrupt(struct api *api, const char *errmsg);
 
 /* Fills the method table for every etcd RPC (unimplemented ones answer
  * UNIMPLEMENTED). Returns the number of methods written (<= max). */
@@ -80,6 +86,12 @@ size_t lease_service_methods(struct api *api, struct grpc_method *m);
  * before the node closes. Errors: LSKV_ENOMEM. */
 int lease_service_start(struct api *api, uint64_t extend_ms);
 void lease_service_stop(struct api *api);
+size_t watch_service_methods(struct api *api, struct grpc_method *m);
+/* The timers of the watch hub: catch-up of unsynced watchers (every 10 ms,
+ * while any) and progress notifications (every 10 min, as etcd). Stop
+ * before the hub is freed. Errors: LSKV_ENOMEM. */
+int watch_service_start(struct api *api);
+void watch_service_stop(struct api *api);
 /* Starts the clocks of leases granted by the entries applied so far (call
  * after a write applied: a lease's TTL runs from its grant). */
 void lease_service_applied(struct api *api);

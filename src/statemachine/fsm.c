@@ -17,6 +17,7 @@ void fsm_init(struct fsm *f, kvstore *kv, recstore *records, uint64_t cluster_id
 {
     f->kv = kv;
     f->leases = NULL;
+    f->observer = NULL;
     f->records = records;
     f->ledger = NULL;
     f->cluster_id = cluster_id;
@@ -36,6 +37,12 @@ void fsm_set_ledger(struct fsm *f, ledger *l)
 static bool lease_exists(void *arg, int64_t lease)
 {
     return lessor_exists(arg, lease);
+}
+
+void fsm_set_observer(struct fsm *f, void (*observer)(void *arg), void *arg)
+{
+    f->observer = observer;
+    f->observer_arg = arg;
 }
 
 void fsm_set_leases(struct fsm *f, lessor *l)
@@ -279,6 +286,8 @@ static int fsm_apply(void *data, const struct consensus_entry_info *info, const 
     struct arena a;
     arena_init(&a);
     int fatal = apply_command(f, info, cmd, len, &a, r);
+    if (fatal == 0 && r->rv == 0 && f->observer != NULL)
+        f->observer(f->observer_arg); /* the request (in a) is still alive */
     arena_close(&a);
     /* Storage and ledger failures are not deterministic results: stop this
      * node. */

@@ -37,6 +37,8 @@ struct fsm {
     uint64_t last_term;    /* term of the last applied entry */
     uint64_t replayed;     /* entries the ledger already held (checked, not appended) */
     char errmsg[LSKV_ERRMSG_SIZE]; /* why the last fatal apply failed */
+    void (*observer)(void *arg);   /* fsm_set_observer */
+    void *observer_arg;
 };
 
 /* The ledger (may be NULL) gets one entry per applied command, in order:
@@ -89,6 +91,9 @@ void fsm_set_leases(struct fsm *f, lessor *l);
  * check). Errors: LSKV_ECORRUPT (errmsg says why), those of
  * sm_snapshot_decode and ledger_root_at. */
 int fsm_check_snapshot(ledger *l, const uint8_t *buf, size_t len, char *errmsg);
+/* observer(arg) runs after every command that applied without an error,
+ * while kvstore_changes still holds its changes (watch fan-out). */
+void fsm_set_observer(struct fsm *f, void (*observer)(void *arg), void *arg);
 /* The consensus_fsm vtable over f (f is borrowed). */
 struct consensus_fsm fsm_vtable(struct fsm *f);
 
