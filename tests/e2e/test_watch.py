@@ -192,13 +192,13 @@ def test_watch_from_history_after_a_restart(server_factory):
 @pytest.mark.skipif(TARGET == "etcd", reason="lskvd's bound")
 def test_a_client_that_does_not_read_costs_bounded_memory(server_factory):
     """A watcher (prev_kv) whose client stops reading while 100k events of
-    ~1 KB happen: the server's RSS grows by much less than the ~100 MB of
+    ~2 KB happen: the server's RSS grows by much less than the ~200 MB of
     events it owes (they wait in history, not in memory), and the client
     then gets every event, in order. A first identical round without the
     watcher brings the raft log and caches to their steady size."""
     s = server_factory("lskvd", extra=["--cache-size", "0", "--snapshot-count", "200"])
     kv = s.kv()
-    value = b"x" * 500
+    value = b"x" * 1000
 
     def rss():
         with open("/proc/%d/status" % s.proc.pid) as f:
