@@ -419,8 +419,7 @@ def test_other_rpcs_unimplemented(lskvd):
         fn = ch.unary_unary(path, request_serializer=ser)
         c, _ = rpc_error(fn, req, timeout=20)
         assert c == grpc.StatusCode.UNIMPLEMENTED, (path, c)
-    for path, req in [("/etcdserverpb.Watch/Watch", P.WatchRequest()),
-                      ("/etcdserverpb.Maintenance/Snapshot", P.SnapshotRequest())]:
+    for path, req in [("/etcdserverpb.Maintenance/Snapshot", P.SnapshotRequest())]:
         if path.endswith("Snapshot"):
             fn = ch.unary_stream(path, request_serializer=lambda m: m.SerializeToString())
             c, _ = rpc_error(lambda: list(fn(req, timeout=20)))
