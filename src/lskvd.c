@@ -37,6 +37,7 @@
 #include "kv/kvstore.h"
 #include "ledger/ledger.h"
 #include "net/grpc_server.h"
+#include "storage/diskspace.h"
 #include "storage/recstore.h"
 
 #define MODULE "lskvd"
@@ -56,6 +57,7 @@ struct daemon {
     uint64_t cluster_id;
     uint64_t member_id;
     recstore *records;
+    struct diskspace space; /* NOSPACE alarm, quota, free-space reserve */
     kvstore *kv;
     struct fsm fsm;
     consensus_node *node;
@@ -130,6 +132,9 @@ static void signer_tick(struct daemon *d)
     struct consensus_status st;
     consensus_get_status(d->node, &st);
     if (!st.is_leader || st.fatal != 0)
+        return;
+    /* Below the floor nothing is proposed; signing resumes when space is back. */
+    if (diskspace_admit_other(&d->space) != 0)
         return;
     uint8_t *payload = NULL;
     size_t len = 0;
@@ -229,6 +234,7 @@ static void start_serving(struct daemon *d)
         .max_request_bytes = (size_t)c->max_request_bytes,
         .limits = {.max_txn_ops = (long)c->max_txn_ops},
         .ledger = d->ledger,
+        .space = &d->space,
         .receipt_retry_ms = (uint64_t)(c->sig_ms_interval < 50 ? c->sig_ms_interval : 50),
     };
     size_t n = api_methods(&d->api, d->methods, sizeof d->methods / sizeof d->methods[0]);
@@ -252,6 +258,10 @@ static void start_serving(struct daemon *d)
         return;
     }
     start_signer(d);
+    /* A restart on a full disk serves reads and reports NOSPACE at once. */
+    if (diskspace_admit_put(&d->space, recstore_disk_bytes(d->records), 0) != 0)
+        LOG_WARN(MODULE, "raising NOSPACE alarm: %s; writes that add data are refused until "
+                 "`etcdctl alarm disarm`", d->space.why);
     for (size_t i = 0; i < c->n_listen_client_urls; i++)
         LOG_INFO(MODULE, "ready to serve client requests on %s", c->listen_client_urls[i]);
     LOG_INFO(MODULE, "published member %016" PRIx64 " (%s) to cluster %016" PRIx64
@@ -420,6 +430,26 @@ static int open_daemon(struct daemon *d, char *errmsg)
     if ((rv = open_ledger(d, errmsg)) != 0)
         return rv;
 
+    /* Raft segments and the free-space reserve follow the filesystem's size
+     * (storage/diskspace.h): a 64 MiB filesystem must hold a few segments. */
+    uint64_t avail = 0, total = 0;
+    uint64_t segment = 64u << 20, snap_bytes = 1u << 30;
+    if (diskspace_stat(c->data_dir, &avail, &total)) {
+        segment = diskspace_segment_bytes(avail, total);
+        snap_bytes = diskspace_snapshot_bytes(total);
+    }
+    /* The log kept before a snapshot holds at most snap_bytes too. */
+    uint64_t trailing = snap_bytes / (uint64_t)c->max_request_bytes;
+    trailing = trailing < 2 ? 2 : trailing > 1000 ? 1000 : trailing;
+    diskspace_init(&d->space, c->data_dir, c->quota_backend_bytes, segment,
+                   (uint64_t)c->max_request_bytes, snap_bytes);
+    LOG_INFO(MODULE, "disk: %" PRIu64 " of %" PRIu64 " MiB free; raft segments of %" PRIu64
+             " MiB, a snapshot every %" PRIu64 " MiB of log keeping %" PRIu64 " entries; "
+             "writes that add data stop below %" PRIu64 " MiB free, all writes below %" PRIu64
+             " MiB; quota %" PRId64 " bytes", avail >> 20, total >> 20, segment >> 20,
+             snap_bytes >> 20, trailing, d->space.reserve >> 20, d->space.floor >> 20,
+             d->space.quota);
+
     struct url peer; /* checked by config_parse */
     if ((rv = url_parse(c->initial_advertise_peer_urls[0], 0, &peer, errmsg)) != 0)
         return rv;
@@ -433,6 +463,9 @@ static int open_daemon(struct daemon *d, char *errmsg)
         .member_id = d->member_id,
         .peer_address = peer.hostport,
         .snapshot_threshold = (unsigned)c->snapshot_count,
+        .segment_bytes = (size_t)segment,
+        .snapshot_bytes = snap_bytes,
+        .snapshot_trailing = (unsigned)trailing,
         .fatal_cb = on_consensus_fatal,
         .fatal_arg = d,
     };

@@ -160,7 +160,10 @@ static void handle_write(struct api *api, grpc_call *call, const uint8_t *msg, s
     ProtobufCMessage *req = api_decode(call, kind->request, msg, len, &a);
     if (req == NULL)
         goto out;
-    int rv = kind->validate ? kind->validate(req, &api->limits) : 0;
+    /* etcd checks its quota before the request (v3rpc/quota.go). */
+    int rv = api_admit_write(api, op, req, len);
+    if (rv == 0 && kind->validate)
+        rv = kind->validate(req, &api->limits);
     if (rv != 0) {
         api_fail(api, call, rv, NULL);
         goto out;

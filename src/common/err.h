@@ -31,7 +31,8 @@
     X(EVALUEPROVIDED, -10019, "value is provided")                               \
     X(ELEASEPROVIDED, -10020, "lease is provided")                               \
     X(ETIMEOUT, -10021, "request timed out")                                     \
-    X(ETOODEEP, -10022, "message nested too deep")
+    X(ETOODEEP, -10022, "message nested too deep")                              \
+    X(ENOSPACE, -10040, "no space left on device")
 
 enum lskv_err {
 #define LSKV_ERR_ENUM(name, code, msg) LSKV_##name = (code),

@@ -136,6 +136,9 @@ struct consensus_node {
     uv_timer_t timer; /* defers fatal_cb; the last handle closed */
     uv_prepare_t prepare; /* calls fsm.flush after a loop turn that applied */
     bool unflushed;       /* entries applied since the last fsm.flush */
+    uint64_t snapshot_bytes;  /* node.h; 0: snapshots by entry count only */
+    uint64_t applied_bytes;   /* command bytes applied since the last snapshot */
+    unsigned snapshot_threshold; /* the configured entry count */
 
     int fsm_err; /* detail of the last wrapper failure, for errmsg */
     char fsm_msg[LSKV_ERRMSG_SIZE];
@@ -204,6 +207,8 @@ static int map_raft_err(const consensus_node *node, int rv)
         return LSKV_ESHUTDOWN;
     case RAFT_NOMEM:
         return LSKV_ENOMEM;
+    case RAFT_NOSPACE: /* a segment could not be preallocated */
+        return LSKV_ENOSPACE;
     default:
         return LSKV_EIO;
     }
@@ -395,6 +400,12 @@ static int wrap_apply(struct raft_fsm *rfsm, const struct raft_buffer *buf, void
         return RAFT_IOERR;
     }
     node->unflushed = true;
+    /* Enough bytes since the last snapshot: libraft takes one after this
+     * apply loop (its threshold counts entries), and wrap_snapshot puts the
+     * count back. */
+    node->applied_bytes += buf->len;
+    if (node->snapshot_bytes != 0 && node->applied_bytes >= node->snapshot_bytes)
+        raft_set_snapshot_threshold(&node->raft, 1);
     /* Invariant (3): raft passes *result to the proposer's callback only if it
      * holds a request for this index. */
     if (node->head != NULL && node->head->req.index == index) {
@@ -417,6 +428,10 @@ static int wrap_snapshot(struct raft_fsm *rfsm, struct raft_buffer *bufs[], unsi
     if (node->fatal != 0 || check_restored(node) != 0)
         return RAFT_CORRUPT;
     rv = node->fsm.snapshot(node->fsm.data, &plain, &plain_len);
+    if (rv == 0 && node->snapshot_bytes != 0) {
+        node->applied_bytes = 0;
+        raft_set_snapshot_threshold(&node->raft, node->snapshot_threshold);
+    }
     if (rv != 0) {
         node->fsm_err = rv;
         snprintf(node->fsm_msg, sizeof node->fsm_msg, "state machine snapshot: %s",
@@ -688,7 +703,9 @@ int consensus_open(uv_loop_t *loop, const struct consensus_config *config,
      * the loop thread, which waits for an RCU grace period (30-40 ms
      * measured here): with raft_uv's 8 MiB default that stalled every
      * request in flight about every 20k Puts of 256 B (p99 of put-16x16). */
-    raft_uv_set_segment_size(&node->io, SEGMENT_BYTES);
+    /* Smaller on a small filesystem (node.h: segment_bytes). */
+    raft_uv_set_segment_size(&node->io, config->segment_bytes ? config->segment_bytes
+                                                              : SEGMENT_BYTES);
 
     node->raft_fsm.version = 1;
     node->raft_fsm.data = node;
@@ -713,9 +730,10 @@ int consensus_open(uv_loop_t *loop, const struct consensus_config *config,
 
     raft_set_heartbeat_timeout(&node->raft, HEARTBEAT_TIMEOUT_MS);
     raft_set_election_timeout(&node->raft, ELECTION_TIMEOUT_MS);
-    raft_set_snapshot_threshold(&node->raft, config->snapshot_threshold
-                                                 ? config->snapshot_threshold
-                                                 : DEFAULT_SNAPSHOT_THRESHOLD);
+    node->snapshot_threshold = config->snapshot_threshold ? config->snapshot_threshold
+                                                          : DEFAULT_SNAPSHOT_THRESHOLD;
+    node->snapshot_bytes = config->snapshot_bytes;
+    raft_set_snapshot_threshold(&node->raft, node->snapshot_threshold);
     raft_set_snapshot_trailing(&node->raft, config->snapshot_trailing
                                                 ? config->snapshot_trailing
                                                 : DEFAULT_SNAPSHOT_TRAILING);
@@ -746,7 +764,10 @@ int consensus_open(uv_loop_t *loop, const struct consensus_config *config,
         } else {
             errmsg_printf(errmsg, "raft start %s: %s", config->dir,
                           node->raft.errmsg[0] ? node->raft.errmsg : raft_strerror(rv));
-            rv = rv == RAFT_NOMEM ? LSKV_ENOMEM : rv == RAFT_CORRUPT ? LSKV_ECORRUPT : LSKV_EIO;
+            rv = rv == RAFT_NOMEM      ? LSKV_ENOMEM
+                 : rv == RAFT_CORRUPT  ? LSKV_ECORRUPT
+                 : rv == RAFT_NOSPACE  ? LSKV_ENOSPACE
+                                       : LSKV_EIO;
         }
         goto err_after_raft_init;
     }

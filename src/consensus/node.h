@@ -77,7 +77,15 @@ struct consensus_config {
      * snapshot_trailing entries before it, so a follower that lags less than
      * that catches up from the log instead of a snapshot. */
     unsigned snapshot_threshold; /* 0 = default 100000 (etcd's) */
+    /* Bytes of each raft log segment; raft_uv preallocates up to three (one
+     * open, two ready). 0 = 64 MiB (etcd's WAL segment); the daemon passes
+     * less on a small filesystem (storage/diskspace.h). */
+    size_t segment_bytes;
     unsigned snapshot_trailing;  /* 0 = default 1000 */
+    /* Also take a snapshot once the entries applied since the last one hold
+     * this many bytes (0 = by count only): bounds the log a restart
+     * replays, and so what the replay writes again (storage/diskspace.h). */
+    uint64_t snapshot_bytes;
     /* Optional (may be NULL). Called once, from the loop and never from
      * inside apply, when the node hits a fatal divergence: a committed entry
      * that does not open under data_key (LSKV_ECORRUPT/LSKV_EFORMAT) or an
@@ -128,6 +136,7 @@ int consensus_open(uv_loop_t *loop, const struct consensus_config *config,
  *   LSKV_ENOTLEADER  leadership lost before commit (outcome unknown: another
  *                    leader may still commit it),
  *   LSKV_ESHUTDOWN   consensus_close was called (outcome unknown),
+ *   LSKV_ENOSPACE    no space for a new log segment,
  *   LSKV_EIO         a disk write failed.
  * If it fails, cb is never called.
  * Errors: LSKV_ENOTLEADER (not the leader, or a new leader that has not yet

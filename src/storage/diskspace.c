@@ -1,0 +1,96 @@
+#include "storage/diskspace.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/statvfs.h>
+
+#include "common/err.h"
+
+#define MIB (1ull << 20)
+
+bool diskspace_stat(const char *dir, uint64_t *avail, uint64_t *total)
+{
+    struct statvfs st;
+    if (statvfs(dir, &st) != 0)
+        return false;
+    *avail = (uint64_t)st.f_bavail * st.f_frsize;
+    *total = (uint64_t)st.f_blocks * st.f_frsize;
+    return true;
+}
+
+uint64_t diskspace_segment_bytes(uint64_t avail, uint64_t total)
+{
+    uint64_t cap = total / 32 < avail / 8 ? total / 32 : avail / 8;
+    uint64_t seg = 64 * MIB;
+    while (seg > MIB && seg > cap)
+        seg >>= 1;
+    return seg;
+}
+
+uint64_t diskspace_snapshot_bytes(uint64_t total)
+{
+    uint64_t b = total / 32;
+    return b < 4 * MIB ? 4 * MIB : b > 1024 * MIB ? 1024 * MIB : b;
+}
+
+void diskspace_init(struct diskspace *d, const char *dir, int64_t quota, uint64_t segment,
+                    uint64_t max_request, uint64_t snapshot_bytes)
+{
+    memset(d, 0, sizeof *d);
+    snprintf(d->dir, sizeof d->dir, "%s", dir);
+    d->quota = quota == 0 ? (int64_t)DISKSPACE_DEFAULT_QUOTA : quota;
+    d->floor = snapshot_bytes + segment + 2 * max_request + 2 * MIB;
+    d->reserve = d->floor + segment + 2 * max_request + 6 * MIB;
+    d->probe = diskspace_stat;
+}
+
+/* Free bytes on the filesystem; a failed statvfs admits (it says nothing
+ * about space, and refusing every write on it would be worse). */
+static uint64_t avail_bytes(struct diskspace *d)
+{
+    uint64_t avail = 0, total = 0;
+    if (!d->probe(d->dir, &avail, &total))
+        return UINT64_MAX;
+    return avail;
+}
+
+int diskspace_admit_put(struct diskspace *d, int64_t backend_bytes, uint64_t cost)
+{
+    if (d->alarm)
+        return LSKV_ENOSPACE;
+    uint64_t avail = avail_bytes(d);
+    uint64_t need = d->reserve + cost + (backend_bytes > 0 ? (uint64_t)backend_bytes / 4 : 0);
+    if (avail < need) {
+        snprintf(d->why, sizeof d->why,
+                 "%" PRIu64 " bytes free on the filesystem of %.4000s, %" PRIu64
+                 " kept free for restart, engine compaction and entries in flight",
+                 avail, d->dir, need);
+    } else if (d->quota > 0 && backend_bytes + (int64_t)cost >= d->quota) {
+        snprintf(d->why, sizeof d->why,
+                 "the engine holds %" PRId64 " bytes, --quota-backend-bytes is %" PRId64,
+                 backend_bytes, d->quota);
+    } else {
+        return 0;
+    }
+    d->alarm = true;
+    return LSKV_ENOSPACE;
+}
+
+int diskspace_admit_other(struct diskspace *d)
+{
+    uint64_t avail = avail_bytes(d);
+    if (avail >= d->floor)
+        return 0;
+    if (!d->alarm)
+        snprintf(d->why, sizeof d->why,
+                 "%" PRIu64 " bytes free on the filesystem of %.4000s, below the %" PRIu64
+                 " bytes every write needs", avail, d->dir, d->floor);
+    d->alarm = true;
+    return LSKV_ENOSPACE;
+}
+
+void diskspace_disarm(struct diskspace *d)
+{
+    d->alarm = false;
+}
