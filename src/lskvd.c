@@ -66,6 +66,7 @@ struct daemon {
     struct grpc_method methods[96];
     uv_signal_t sigint, sigterm;
     uv_timer_t retry;
+    uv_timer_t space_timer; /* keeps space.reserve (storage/diskspace.h) */
     int exit_code;
     bool stopping;
     bool serving; /* past the start-up checks: clients are answered */
@@ -186,6 +187,7 @@ static void shutdown_daemon(struct daemon *d, int exit_code)
     uv_close((uv_handle_t *)&d->sigint, NULL);
     uv_close((uv_handle_t *)&d->sigterm, NULL);
     uv_close((uv_handle_t *)&d->retry, NULL);
+    uv_close((uv_handle_t *)&d->space_timer, NULL);
     uv_close((uv_handle_t *)&d->sig_check, NULL);
     uv_close((uv_handle_t *)&d->sig_timer, NULL);
     if (d->server != NULL)
@@ -214,6 +216,12 @@ static void on_signal(uv_signal_t *sig, int signum)
     struct daemon *d = sig->data;
     LOG_INFO(MODULE, "received %s", strsignal(signum));
     shutdown_daemon(d, 0);
+}
+
+static void on_space_timer(uv_timer_t *t)
+{
+    struct daemon *d = t->data;
+    diskspace_keep(&d->space);
 }
 
 static void start_serving(struct daemon *d)
@@ -258,6 +266,8 @@ static void start_serving(struct daemon *d)
         return;
     }
     start_signer(d);
+    diskspace_keep(&d->space);
+    uv_timer_start(&d->space_timer, on_space_timer, 1000, 1000);
     /* A restart on a full disk serves reads and reports NOSPACE at once. */
     if (diskspace_admit_put(&d->space, recstore_disk_bytes(d->records), 0) != 0)
         LOG_WARN(MODULE, "raising NOSPACE alarm: %s; writes that add data are refused until "
@@ -422,18 +432,10 @@ static int open_daemon(struct daemon *d, char *errmsg)
     if ((rv = datadir_open(&d->dir, c->data_dir, errmsg)) != 0 ||
         (rv = datadir_check_complete(&d->dir, errmsg)) != 0)
         return rv;
-    if ((rv = load_secret(d, "data.key", d->data_key, sizeof d->data_key, "data key",
-                          errmsg)) != 0)
-        return rv;
-    if ((rv = load_ids(d, errmsg)) != 0)
-        return rv;
-    if ((rv = open_ledger(d, errmsg)) != 0)
-        return rv;
-
     /* Raft segments and the free-space reserve follow the filesystem's size
      * (storage/diskspace.h): a 64 MiB filesystem must hold a few segments. */
     uint64_t avail = 0, total = 0;
-    uint64_t segment = 64u << 20, snap_bytes = 1u << 30;
+    uint64_t segment = 64u << 20, snap_bytes = 64u << 20;
     if (diskspace_stat(c->data_dir, &avail, &total)) {
         segment = diskspace_segment_bytes(avail, total);
         snap_bytes = diskspace_snapshot_bytes(total);
@@ -449,6 +451,19 @@ static int open_daemon(struct daemon *d, char *errmsg)
              " MiB; quota %" PRId64 " bytes", avail >> 20, total >> 20, segment >> 20,
              snap_bytes >> 20, trailing, d->space.reserve >> 20, d->space.floor >> 20,
              d->space.quota);
+    uint64_t freed = diskspace_start(&d->space);
+    if (freed != 0)
+        LOG_WARN(MODULE, "no space left on device: %" PRIu64 " MiB free on the filesystem of %s; "
+                 "deleted %s/" DISKSPACE_FILE " (%" PRIu64 " MiB) so that this start fits",
+                 avail >> 20, c->data_dir, c->data_dir, freed >> 20);
+
+    if ((rv = load_secret(d, "data.key", d->data_key, sizeof d->data_key, "data key",
+                          errmsg)) != 0)
+        return rv;
+    if ((rv = load_ids(d, errmsg)) != 0)
+        return rv;
+    if ((rv = open_ledger(d, errmsg)) != 0)
+        return rv;
 
     struct url peer; /* checked by config_parse */
     if ((rv = url_parse(c->initial_advertise_peer_urls[0], 0, &peer, errmsg)) != 0)
@@ -548,6 +563,8 @@ int main(int argc, char **argv)
     uv_signal_init(d.loop, &d.sigint);
     uv_signal_init(d.loop, &d.sigterm);
     uv_timer_init(d.loop, &d.retry);
+    uv_timer_init(d.loop, &d.space_timer);
+    d.space_timer.data = &d;
     uv_check_init(d.loop, &d.sig_check);
     uv_timer_init(d.loop, &d.sig_timer);
     d.sigint.data = d.sigterm.data = d.retry.data = &d;

@@ -3,7 +3,10 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <unistd.h>
 
 #include "common/err.h"
 
@@ -31,7 +34,7 @@ uint64_t diskspace_segment_bytes(uint64_t avail, uint64_t total)
 uint64_t diskspace_snapshot_bytes(uint64_t total)
 {
     uint64_t b = total / 32;
-    return b < 4 * MIB ? 4 * MIB : b > 1024 * MIB ? 1024 * MIB : b;
+    return b < 4 * MIB ? 4 * MIB : b > 64 * MIB ? 64 * MIB : b;
 }
 
 void diskspace_init(struct diskspace *d, const char *dir, int64_t quota, uint64_t segment,
@@ -45,14 +48,51 @@ void diskspace_init(struct diskspace *d, const char *dir, int64_t quota, uint64_
     d->probe = diskspace_stat;
 }
 
-/* Free bytes on the filesystem; a failed statvfs admits (it says nothing
- * about space, and refusing every write on it would be worse). */
+/* Free bytes on the filesystem, space.reserve counted as free; a failed
+ * statvfs admits (it says nothing about space, and refusing every write on
+ * it would be worse). */
 static uint64_t avail_bytes(struct diskspace *d)
 {
     uint64_t avail = 0, total = 0;
     if (!d->probe(d->dir, &avail, &total))
         return UINT64_MAX;
-    return avail;
+    return avail + d->held;
+}
+
+static void reserve_path(const struct diskspace *d, char *out, size_t size)
+{
+    snprintf(out, size, "%.4000s/" DISKSPACE_FILE, d->dir);
+}
+
+uint64_t diskspace_start(struct diskspace *d)
+{
+    char path[4200];
+    struct stat st;
+    reserve_path(d, path, sizeof path);
+    if (stat(path, &st) != 0)
+        return 0;
+    d->held = (uint64_t)st.st_blocks * 512;
+    if (avail_bytes(d) - d->held >= d->floor || unlink(path) != 0)
+        return 0;
+    uint64_t freed = d->held;
+    d->held = 0;
+    return freed;
+}
+
+void diskspace_keep(struct diskspace *d)
+{
+    if (d->held != 0 || avail_bytes(d) < d->reserve)
+        return;
+    char path[4200];
+    reserve_path(d, path, sizeof path);
+    int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return;
+    if (posix_fallocate(fd, 0, (off_t)d->floor) == 0)
+        d->held = d->floor;
+    else
+        unlink(path);
+    close(fd);
 }
 
 int diskspace_admit_put(struct diskspace *d, int64_t backend_bytes, uint64_t cost)

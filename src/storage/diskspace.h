@@ -17,6 +17,13 @@
  * back, until `alarm disarm` clears it (as in etcd); the next Put re-checks.
  * It is not persisted: a restart re-evaluates it from the disk.
  *
+ * The floor is also kept as a file, <data dir>/space.reserve (allocated,
+ * never written), counted as free space: another process filling the disk
+ * cannot take it. A start that finds less than the floor free (the disk
+ * was filled by someone else, or lskvd was killed with preallocated raft
+ * segments) deletes it first, so that the start fits; it is made again
+ * once the reserve is free.
+ *
  * Free space is read with statvfs(2) (f_bavail: what an unprivileged
  * writer can use) at every check: a syscall of about a microsecond. */
 #ifndef LSKV_STORAGE_DISKSPACE_H
@@ -26,12 +33,14 @@
 #include <stdint.h>
 
 #define DISKSPACE_DEFAULT_QUOTA (2ull << 30) /* etcd's DefaultQuotaBytes */
+#define DISKSPACE_FILE "space.reserve"
 
 struct diskspace {
     char dir[4096];
     uint64_t reserve; /* free bytes below which puts raise NOSPACE */
     uint64_t floor;   /* free bytes below which nothing is proposed */
     int64_t quota;    /* engine disk bytes that raise NOSPACE; < 0: none */
+    uint64_t held;    /* bytes allocated to space.reserve (0: none) */
     bool alarm;       /* NOSPACE raised and not disarmed */
     char why[4352];   /* why it was last raised, for the log */
     bool (*probe)(const char *dir, uint64_t *avail, uint64_t *total); /* tests */
@@ -47,7 +56,7 @@ bool diskspace_stat(const char *dir, uint64_t *avail, uint64_t *total);
 uint64_t diskspace_segment_bytes(uint64_t avail, uint64_t total);
 
 /* Raft log bytes between snapshots (consensus_config.snapshot_bytes) for a
- * filesystem of total bytes: total/32, between 4 MiB and 1 GiB. A restart
+ * filesystem of total bytes: total/32, between 4 MiB and 64 MiB. A restart
  * replays the log after the last snapshot and writes its records to the
  * engine again, so this bounds what a restart needs. */
 uint64_t diskspace_snapshot_bytes(uint64_t total);
@@ -65,6 +74,13 @@ uint64_t diskspace_snapshot_bytes(uint64_t total);
  * the reserve: what a LevelDB compaction writes before it deletes. */
 void diskspace_init(struct diskspace *d, const char *dir, int64_t quota, uint64_t segment,
                     uint64_t max_request, uint64_t snapshot_bytes);
+
+/* At start: finds space.reserve, and deletes it when less than the floor
+ * is free. Returns the bytes it freed (0: none). */
+uint64_t diskspace_start(struct diskspace *d);
+/* Makes space.reserve (floor bytes) when it is missing and the reserve is
+ * free; called on a timer. */
+void diskspace_keep(struct diskspace *d);
 
 /* May a Put (or a Txn with puts) of cost bytes be proposed? 0, or
  * LSKV_ENOSPACE after raising the alarm (or with it raised). The caller
