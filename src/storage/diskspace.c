@@ -45,23 +45,24 @@ void diskspace_init(struct diskspace *d, const char *dir, int64_t quota, uint64_
     d->quota = quota == 0 ? (int64_t)DISKSPACE_DEFAULT_QUOTA : quota;
     d->floor = snapshot_bytes + segment + 2 * max_request + 2 * MIB;
     d->reserve = d->floor + segment + 2 * max_request + 6 * MIB;
+    d->margin = segment + 2 * max_request + MIB;
     d->probe = diskspace_stat;
 }
 
-/* Free bytes on the filesystem, space.reserve counted as free; a failed
+static void reserve_path(const struct diskspace *d, char *out, size_t size)
+{
+    snprintf(out, size, "%.4000s/" DISKSPACE_FILE, d->dir);
+}
+
+/* Free bytes on the filesystem (space.reserve not counted); a failed
  * statvfs admits (it says nothing about space, and refusing every write on
  * it would be worse). */
 static uint64_t avail_bytes(struct diskspace *d)
 {
     uint64_t avail = 0, total = 0;
     if (!d->probe(d->dir, &avail, &total))
-        return UINT64_MAX;
-    return avail + d->held;
-}
-
-static void reserve_path(const struct diskspace *d, char *out, size_t size)
-{
-    snprintf(out, size, "%.4000s/" DISKSPACE_FILE, d->dir);
+        return UINT64_MAX / 2;
+    return avail;
 }
 
 uint64_t diskspace_start(struct diskspace *d)
@@ -72,7 +73,7 @@ uint64_t diskspace_start(struct diskspace *d)
     if (stat(path, &st) != 0)
         return 0;
     d->held = (uint64_t)st.st_blocks * 512;
-    if (avail_bytes(d) - d->held >= d->floor || unlink(path) != 0)
+    if (avail_bytes(d) >= d->floor || unlink(path) != 0)
         return 0;
     uint64_t freed = d->held;
     d->held = 0;
@@ -81,15 +82,16 @@ uint64_t diskspace_start(struct diskspace *d)
 
 void diskspace_keep(struct diskspace *d)
 {
-    if (d->held != 0 || avail_bytes(d) < d->reserve)
+    if (d->held != 0 || avail_bytes(d) < d->reserve + d->floor + MIB)
         return;
     char path[4200];
     reserve_path(d, path, sizeof path);
     int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
     if (fd < 0)
         return;
-    if (posix_fallocate(fd, 0, (off_t)d->floor) == 0)
-        d->held = d->floor;
+    /* 1 MiB over the floor: once it goes, at least the floor is free */
+    if (posix_fallocate(fd, 0, (off_t)(d->floor + MIB)) == 0)
+        d->held = d->floor + MIB;
     else
         unlink(path);
     close(fd);
@@ -99,7 +101,7 @@ int diskspace_admit_put(struct diskspace *d, int64_t backend_bytes, uint64_t cos
 {
     if (d->alarm)
         return LSKV_ENOSPACE;
-    uint64_t avail = avail_bytes(d);
+    uint64_t avail = avail_bytes(d) + d->held;
     uint64_t need = d->reserve + cost + (backend_bytes > 0 ? (uint64_t)backend_bytes / 4 : 0);
     if (avail < need) {
         snprintf(d->why, sizeof d->why,
@@ -120,12 +122,13 @@ int diskspace_admit_put(struct diskspace *d, int64_t backend_bytes, uint64_t cos
 int diskspace_admit_other(struct diskspace *d)
 {
     uint64_t avail = avail_bytes(d);
-    if (avail >= d->floor)
+    if (avail + d->held >= d->floor && avail >= d->margin)
         return 0;
     if (!d->alarm)
         snprintf(d->why, sizeof d->why,
                  "%" PRIu64 " bytes free on the filesystem of %.4000s, below the %" PRIu64
-                 " bytes every write needs", avail, d->dir, d->floor);
+                 " bytes every write needs", avail, d->dir,
+                 avail < d->margin ? d->margin : d->floor - d->held);
     d->alarm = true;
     return LSKV_ENOSPACE;
 }

@@ -17,12 +17,15 @@
  * back, until `alarm disarm` clears it (as in etcd); the next Put re-checks.
  * It is not persisted: a restart re-evaluates it from the disk.
  *
- * The floor is also kept as a file, <data dir>/space.reserve (allocated,
- * never written), counted as free space: another process filling the disk
- * cannot take it. A start that finds less than the floor free (the disk
- * was filled by someone else, or lskvd was killed with preallocated raft
- * segments) deletes it first, so that the start fits; it is made again
- * once the reserve is free.
+ * The floor (and 1 MiB) is also kept as a file, <data dir>/space.reserve
+ * (allocated, never written) that another process filling the disk cannot
+ * take, counted as free space by the checks, except that a write also
+ * needs `margin` bytes really free (what is in flight when it is checked).
+ * A start that finds less than the floor free (the disk was filled by
+ * someone else, or lskvd was killed with preallocated raft segments)
+ * deletes it first, so that the start fits; it is made again once the
+ * reserve and the floor are free (that is, on a filesystem of at least
+ * about 3 x floor + segments).
  *
  * Free space is read with statvfs(2) (f_bavail: what an unprivileged
  * writer can use) at every check: a syscall of about a microsecond. */
@@ -39,6 +42,7 @@ struct diskspace {
     char dir[4096];
     uint64_t reserve; /* free bytes below which puts raise NOSPACE */
     uint64_t floor;   /* free bytes below which nothing is proposed */
+    uint64_t margin;  /* bytes really free (space.reserve aside) any write needs */
     int64_t quota;    /* engine disk bytes that raise NOSPACE; < 0: none */
     uint64_t held;    /* bytes allocated to space.reserve (0: none) */
     bool alarm;       /* NOSPACE raised and not disarmed */
@@ -70,6 +74,7 @@ uint64_t diskspace_snapshot_bytes(uint64_t total);
  *   reserve = floor + segment + 2 x max request + 6 MiB
  *             (and what is in flight when the alarm goes up: a segment
  *             being prepared, a few entries, a LevelDB memtable)
+ *   margin  = segment + 2 x max request + 1 MiB
  * and a Put also needs a quarter of the engine's disk bytes free on top of
  * the reserve: what a LevelDB compaction writes before it deletes. */
 void diskspace_init(struct diskspace *d, const char *dir, int64_t quota, uint64_t segment,
@@ -78,8 +83,8 @@ void diskspace_init(struct diskspace *d, const char *dir, int64_t quota, uint64_
 /* At start: finds space.reserve, and deletes it when less than the floor
  * is free. Returns the bytes it freed (0: none). */
 uint64_t diskspace_start(struct diskspace *d);
-/* Makes space.reserve (floor bytes) when it is missing and the reserve is
- * free; called on a timer. */
+/* Makes space.reserve (floor + 1 MiB) when it is missing and the reserve
+ * and that much are free; called on a timer. */
 void diskspace_keep(struct diskspace *d);
 
 /* May a Put (or a Txn with puts) of cost bytes be proposed? 0, or
@@ -87,7 +92,7 @@ void diskspace_keep(struct diskspace *d);
  * logs d->why when the alarm goes up (alarm false before, true after). */
 int diskspace_admit_put(struct diskspace *d, int64_t backend_bytes, uint64_t cost);
 /* May any other write be proposed (DeleteRange, Compact, a signature)? 0, or
- * LSKV_ENOSPACE below the floor (raising the alarm). */
+ * LSKV_ENOSPACE below the floor or the margin (raising the alarm). */
 int diskspace_admit_other(struct diskspace *d);
 /* Clears the alarm (etcd's alarm disarm). */
 void diskspace_disarm(struct diskspace *d);

@@ -136,6 +136,13 @@ def test_full_disk_alarm_reads_restart_disarm(tmpfs, server_factory):
     # Something else takes the rest of the disk; lskvd dies with it.
     fill(tmpfs / "filler2")
     assert free_bytes(tmpfs) < MIB
+    # Nothing is written into a full disk, not even a delete; lskvd lives on.
+    assert (s.data_dir / "space.reserve").exists()
+    code, details = rpc_error(kv.DeleteRange, rpc_pb2.DeleteRangeRequest(key=b"k000002"),
+                              timeout=10)
+    assert (code, details) == (grpc.StatusCode.RESOURCE_EXHAUSTED, NOSPACE)
+    assert_all_there(s, acked)
+    assert s.alive()
     s.kill()
     t0 = time.time()
     s.start()
@@ -162,6 +169,10 @@ def test_full_disk_alarm_reads_restart_disarm(tmpfs, server_factory):
         acked[key] = value
     assert status_errors(s) == []
     assert_all_there(s, acked)
+    deadline = time.time() + 5  # made again once the reserve is free
+    while not (s.data_dir / "space.reserve").exists():
+        assert time.time() < deadline, "space.reserve not made again"
+        time.sleep(0.1)
     s.stop_cleanly()
     s.start()
     assert_all_there(s, acked)

@@ -76,11 +76,17 @@ TEST(diskspace, alarm_on_free_space_sticks_until_disarmed)
     ASSERT(d.alarm);
     fake_avail = d.floor;
     ASSERT_EQ(diskspace_admit_other(&d), 0);
-    /* space.reserve counts as free */
+    /* space.reserve counts as free, but not for the margin */
     diskspace_disarm(&d);
     fake_avail = d.reserve - MIB;
     d.held = MIB;
     ASSERT_EQ(diskspace_admit_put(&d, 0, 0), 0);
+    fake_avail = d.floor - MIB;
+    ASSERT_EQ(diskspace_admit_other(&d), 0);
+    fake_avail = d.margin - 1;
+    d.held = d.floor;
+    ASSERT_EQ(diskspace_admit_other(&d), LSKV_ENOSPACE);
+    diskspace_disarm(&d);
     /* no statvfs: admit rather than refuse everything */
     d.held = 0;
     d.probe = failing_probe;
@@ -111,16 +117,16 @@ TEST(diskspace, reserve_file_made_and_released_at_start)
     struct diskspace d;
     diskspace_init(&d, dir, 0, MIB, 4096, 4 * MIB);
     d.probe = fake_probe;
-    fake_avail = d.reserve - 1; /* not enough to make it */
+    fake_avail = d.reserve + d.floor; /* not enough to make it */
     diskspace_keep(&d);
     ASSERT_EQ(d.held, 0);
     ASSERT(access(path, F_OK) != 0);
-    fake_avail = d.reserve;
+    fake_avail = d.reserve + d.floor + MIB;
     diskspace_keep(&d);
-    ASSERT_EQ(d.held, d.floor);
+    ASSERT_EQ(d.held, d.floor + MIB);
     struct stat st;
     ASSERT_EQ(stat(path, &st), 0);
-    ASSERT_EQ((uint64_t)st.st_size, d.floor);
+    ASSERT_EQ((uint64_t)st.st_size, d.floor + MIB);
     /* a start with the floor free keeps it */
     struct diskspace d2;
     diskspace_init(&d2, dir, 0, MIB, 4096, 4 * MIB);
@@ -129,6 +135,14 @@ TEST(diskspace, reserve_file_made_and_released_at_start)
     ASSERT_EQ(diskspace_start(&d2), 0);
     ASSERT(d2.held >= d2.floor);
     ASSERT_EQ(access(path, F_OK), 0);
+    /* while running it stays, whatever takes the disk; a write still needs
+     * the margin really free */
+    fake_avail = d.margin - 1;
+    ASSERT_EQ(diskspace_admit_other(&d), LSKV_ENOSPACE);
+    ASSERT_EQ(d.held, d.floor + MIB);
+    ASSERT_EQ(access(path, F_OK), 0);
+    fake_avail = d.margin;
+    ASSERT_EQ(diskspace_admit_other(&d), 0);
     /* a start on a full disk deletes it */
     diskspace_init(&d2, dir, 0, MIB, 4096, 4 * MIB);
     d2.probe = fake_probe;
