@@ -135,7 +135,8 @@ static void signer_tick(struct daemon *d)
     if (!st.is_leader || st.fatal != 0)
         return;
     /* Below the floor nothing is proposed; signing resumes when space is back. */
-    if (diskspace_admit_other(&d->space) != 0)
+    uint64_t cost = 0;
+    if (diskspace_admit_other(&d->space, 0, &cost) != 0)
         return;
     uint8_t *payload = NULL;
     size_t len = 0;
@@ -269,7 +270,8 @@ static void start_serving(struct daemon *d)
     diskspace_keep(&d->space);
     uv_timer_start(&d->space_timer, on_space_timer, 1000, 1000);
     /* A restart on a full disk serves reads and reports NOSPACE at once. */
-    if (diskspace_admit_put(&d->space, recstore_disk_bytes(d->records), 0) != 0)
+    uint64_t cost = 0;
+    if (diskspace_admit_put(&d->space, recstore_disk_bytes(d->records), 0, &cost) != 0)
         LOG_WARN(MODULE, "raising NOSPACE alarm: %s; writes that add data are refused until "
                  "`etcdctl alarm disarm`", d->space.why);
     for (size_t i = 0; i < c->n_listen_client_urls; i++)

@@ -82,19 +82,26 @@ static void space_alarm_raised(struct api *api, bool was)
 }
 
 int api_admit_write(struct api *api, enum command_op op, const ProtobufCMessage *req,
-                    size_t len)
+                    size_t len, uint64_t *cost)
 {
+    *cost = 0;
     if (api->space == NULL)
         return 0;
     bool was = api->space->alarm;
     int rv;
     if (op == COMMAND_PUT ||
         (op == COMMAND_TXN && txn_puts((const Etcdserverpb__TxnRequest *)req)))
-        rv = diskspace_admit_put(api->space, recstore_disk_bytes(api->records), len);
+        rv = diskspace_admit_put(api->space, recstore_disk_bytes(api->records), len, cost);
     else
-        rv = diskspace_admit_other(api->space);
+        rv = diskspace_admit_other(api->space, len, cost);
     space_alarm_raised(api, was);
     return rv;
+}
+
+void api_write_done(struct api *api, uint64_t cost)
+{
+    if (api->space != NULL)
+        diskspace_done(api->space, cost);
 }
 
 void api_fail(struct api *api, grpc_call *call, int code, const char *errmsg)

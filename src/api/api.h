@@ -65,9 +65,12 @@ void api_fail(struct api *api, grpc_call *call, int code, const char *errmsg);
 /* The disk-space guard before proposing op (storage/diskspace.h): a Put or
  * a Txn with a put anywhere in its top-level branches (etcd's quota cost)
  * against the reserve and the quota, anything else against the floor.
- * 0, or LSKV_ENOSPACE (logged when it raises the alarm). */
+ * 0 with *cost (hand it to api_write_done once answered), or LSKV_ENOSPACE
+ * (logged when it raises the alarm). */
 int api_admit_write(struct api *api, enum command_op op, const ProtobufCMessage *req,
-                    size_t len);
+                    size_t len, uint64_t *cost);
+/* The write admitted with cost was answered (diskspace_done). */
+void api_write_done(struct api *api, uint64_t cost);
 
 /* Per-service tables (each appends its methods, returns how many). */
 size_t kv_service_methods(struct api *api, struct grpc_method *m);

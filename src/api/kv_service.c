@@ -18,6 +18,7 @@ struct kv_request {
     grpc_call *call;
     struct arena arena;
     Etcdserverpb__RangeRequest *range; /* linearizable range waiting on a barrier */
+    uint64_t space_cost;               /* a write's disk bytes (api_admit_write) */
 };
 
 static struct kv_request *request_new(struct api *api, grpc_call *call)
@@ -28,6 +29,7 @@ static struct kv_request *request_new(struct api *api, grpc_call *call)
     r->api = api;
     r->call = call;
     r->range = NULL;
+    r->space_cost = 0;
     arena_init(&r->arena);
     return r;
 }
@@ -112,6 +114,7 @@ static void write_done(void *arg, int status, void *result)
     struct kv_request *r = arg;
     struct fsm_result *res = result;
     r->api->writes_in_flight--;
+    api_write_done(r->api, r->space_cost);
     if (status != 0)
         api_fail(r->api, r->call, status, NULL);
     else if (res == NULL)
@@ -126,18 +129,22 @@ static void write_done(void *arg, int status, void *result)
     request_free(r);
 }
 
-/* Proposes cmd for call; answers the call on any failure. Takes cmd. */
-static void propose(struct api *api, grpc_call *call, uint8_t *cmd, size_t len)
+/* Proposes cmd for call; answers the call on any failure. Takes cmd and
+ * the write's disk cost. */
+static void propose(struct api *api, grpc_call *call, uint8_t *cmd, size_t len, uint64_t cost)
 {
     struct kv_request *r = request_new(api, call);
     if (r == NULL) {
         free(cmd);
+        api_write_done(api, cost);
         api_fail(api, call, LSKV_ENOMEM, NULL);
         return;
     }
+    r->space_cost = cost;
     int rv = consensus_propose(api->node, cmd, len, write_done, r);
     free(cmd);
     if (rv != 0) {
+        api_write_done(api, cost);
         api_fail(api, call, rv, NULL);
         request_free(r);
     } else {
@@ -161,10 +168,12 @@ static void handle_write(struct api *api, grpc_call *call, const uint8_t *msg, s
     if (req == NULL)
         goto out;
     /* etcd checks its quota before the request (v3rpc/quota.go). */
-    int rv = api_admit_write(api, op, req, len);
+    uint64_t cost = 0;
+    int rv = api_admit_write(api, op, req, len, &cost);
     if (rv == 0 && kind->validate)
         rv = kind->validate(req, &api->limits);
     if (rv != 0) {
+        api_write_done(api, cost);
         api_fail(api, call, rv, NULL);
         goto out;
     }
@@ -174,10 +183,11 @@ static void handle_write(struct api *api, grpc_call *call, const uint8_t *msg, s
     size_t cmd_len = 0;
     rv = command_wrap(op, &meta, msg, len, &cmd, &cmd_len);
     if (rv != 0) {
+        api_write_done(api, cost);
         api_fail(api, call, rv, NULL);
         goto out;
     }
-    propose(api, call, cmd, cmd_len);
+    propose(api, call, cmd, cmd_len, cost);
 out:
     arena_close(&a);
 }

@@ -97,40 +97,57 @@ void diskspace_keep(struct diskspace *d)
     close(fd);
 }
 
-int diskspace_admit_put(struct diskspace *d, int64_t backend_bytes, uint64_t cost)
+int diskspace_admit_put(struct diskspace *d, int64_t backend_bytes, uint64_t len,
+                        uint64_t *cost)
 {
+    *cost = 0;
     if (d->alarm)
         return LSKV_ENOSPACE;
+    uint64_t c = DISKSPACE_COPIES * len;
     uint64_t avail = avail_bytes(d) + d->held;
-    uint64_t need = d->reserve + cost + (backend_bytes > 0 ? (uint64_t)backend_bytes / 4 : 0);
+    uint64_t need = d->reserve + d->inflight + c +
+                    (backend_bytes > 0 ? (uint64_t)backend_bytes / 4 : 0);
     if (avail < need) {
         snprintf(d->why, sizeof d->why,
                  "%" PRIu64 " bytes free on the filesystem of %.4000s, %" PRIu64
                  " kept free for restart, engine compaction and entries in flight",
                  avail, d->dir, need);
-    } else if (d->quota > 0 && backend_bytes + (int64_t)cost >= d->quota) {
+    } else if (d->quota > 0 && backend_bytes + (int64_t)len >= d->quota) {
         snprintf(d->why, sizeof d->why,
                  "the engine holds %" PRId64 " bytes, --quota-backend-bytes is %" PRId64,
                  backend_bytes, d->quota);
     } else {
+        d->inflight += c;
+        *cost = c;
         return 0;
     }
     d->alarm = true;
     return LSKV_ENOSPACE;
 }
 
-int diskspace_admit_other(struct diskspace *d)
+int diskspace_admit_other(struct diskspace *d, uint64_t len, uint64_t *cost)
 {
+    *cost = 0;
+    uint64_t c = DISKSPACE_COPIES * len;
     uint64_t avail = avail_bytes(d);
-    if (avail + d->held >= d->floor && avail >= d->margin)
+    uint64_t need = d->inflight + c;
+    if (avail + d->held >= d->floor + need && avail >= d->margin + need) {
+        d->inflight += c;
+        *cost = c;
         return 0;
+    }
     if (!d->alarm)
         snprintf(d->why, sizeof d->why,
                  "%" PRIu64 " bytes free on the filesystem of %.4000s, below the %" PRIu64
                  " bytes every write needs", avail, d->dir,
-                 avail < d->margin ? d->margin : d->floor - d->held);
+                 avail < d->margin + need ? d->margin + need : d->floor + need - d->held);
     d->alarm = true;
     return LSKV_ENOSPACE;
+}
+
+void diskspace_done(struct diskspace *d, uint64_t cost)
+{
+    d->inflight -= cost < d->inflight ? cost : d->inflight;
 }
 
 void diskspace_disarm(struct diskspace *d)

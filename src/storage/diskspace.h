@@ -45,6 +45,7 @@ struct diskspace {
     uint64_t margin;  /* bytes really free (space.reserve aside) any write needs */
     int64_t quota;    /* engine disk bytes that raise NOSPACE; < 0: none */
     uint64_t held;    /* bytes allocated to space.reserve (0: none) */
+    uint64_t inflight; /* disk bytes of admitted writes not yet answered */
     bool alarm;       /* NOSPACE raised and not disarmed */
     char why[4352];   /* why it was last raised, for the log */
     bool (*probe)(const char *dir, uint64_t *avail, uint64_t *total); /* tests */
@@ -87,13 +88,22 @@ uint64_t diskspace_start(struct diskspace *d);
  * and that much are free; called on a timer. */
 void diskspace_keep(struct diskspace *d);
 
-/* May a Put (or a Txn with puts) of cost bytes be proposed? 0, or
+/* A write of n request bytes lands in the raft log, the ledger and the
+ * engine: it is counted as this many times n until it is answered, so that
+ * many writes admitted at once do not each count the same free space. */
+#define DISKSPACE_COPIES 3
+
+/* May a Put (or a Txn with puts) of len request bytes be proposed? 0 (and
+ * *cost set: pass it to diskspace_done once the write is answered), or
  * LSKV_ENOSPACE after raising the alarm (or with it raised). The caller
  * logs d->why when the alarm goes up (alarm false before, true after). */
-int diskspace_admit_put(struct diskspace *d, int64_t backend_bytes, uint64_t cost);
-/* May any other write be proposed (DeleteRange, Compact, a signature)? 0, or
- * LSKV_ENOSPACE below the floor or the margin (raising the alarm). */
-int diskspace_admit_other(struct diskspace *d);
+int diskspace_admit_put(struct diskspace *d, int64_t backend_bytes, uint64_t len,
+                        uint64_t *cost);
+/* May any other write be proposed (DeleteRange, Compact, a signature)? Same
+ * contract; LSKV_ENOSPACE below the floor or the margin. */
+int diskspace_admit_other(struct diskspace *d, uint64_t len, uint64_t *cost);
+/* An admitted write was answered (or not proposed after all). */
+void diskspace_done(struct diskspace *d, uint64_t cost);
 /* Clears the alarm (etcd's alarm disarm). */
 void diskspace_disarm(struct diskspace *d);
 

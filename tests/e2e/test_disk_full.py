@@ -8,6 +8,7 @@ etcd's run on the same tmpfs is the last test (it exits and cannot restart).
 import json
 import os
 import subprocess
+import threading
 import time
 
 import grpc
@@ -179,6 +180,44 @@ def test_full_disk_alarm_reads_restart_disarm(tmpfs, server_factory):
     assert alarm_lines(s) == []
     print("lskvd on 64 MiB: %d Puts of 64 KiB before NOSPACE; restart on the full disk "
           "after kill -9: %.2f s" % (n_fitted, restart_s))
+
+
+@lskvd_only
+def test_many_writers_at_once_stop_at_nospace(tmpfs, server_factory):
+    """32 writers of 1 MiB values at once on the 64 MiB tmpfs: each write
+    admitted counts what the others in flight will write (about 3 MiB each:
+    raft log, ledger, engine), so the node refuses instead of meeting
+    ENOSPC half-way; it lives on, every acknowledged write is there, and it
+    restarts."""
+    s = server_factory("lskvd", start=False)
+    s.data_dir = tmpfs / "data"
+    s.start()
+    acked, refused, lock = {}, [], threading.Lock()
+
+    def writer(w):
+        kv = kv_of(s)
+        for i in range(100):
+            key, value = b"w%02d-%03d" % (w, i), os.urandom(MIB)
+            code, r = rpc_error(kv.Put, rpc_pb2.PutRequest(key=key, value=value), timeout=60)
+            with lock:
+                if code != grpc.StatusCode.OK:
+                    refused.append((code, r))
+                    return
+                acked[key] = value
+
+    threads = [threading.Thread(target=writer, args=(w,)) for w in range(32)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert s.alive(), s.log_text()[-3000:]
+    assert set(refused) == {(grpc.StatusCode.RESOURCE_EXHAUSTED, NOSPACE)}
+    assert len(acked) >= 3
+    assert "fatal" not in s.log_text()
+    assert_all_there(s, acked)
+    s.stop_cleanly()
+    s.start()
+    assert_all_there(s, acked)
 
 
 def test_quota_backend_bytes_as_etcd(server_factory):

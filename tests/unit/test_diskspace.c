@@ -21,6 +21,23 @@ static bool fake_probe(const char *dir, uint64_t *avail, uint64_t *total)
     return true;
 }
 
+/* Admits and answers at once: one write at a time. */
+static int put1(struct diskspace *d, int64_t backend, uint64_t len)
+{
+    uint64_t cost = 0;
+    int rv = diskspace_admit_put(d, backend, len, &cost);
+    diskspace_done(d, cost);
+    return rv;
+}
+
+static int other1(struct diskspace *d)
+{
+    uint64_t cost = 0;
+    int rv = diskspace_admit_other(d, 0, &cost);
+    diskspace_done(d, cost);
+    return rv;
+}
+
 static bool failing_probe(const char *dir, uint64_t *avail, uint64_t *total)
 {
     (void)dir;
@@ -52,45 +69,45 @@ TEST(diskspace, alarm_on_free_space_sticks_until_disarmed)
     diskspace_init(&d, "/x", 0, 2 * MIB, MIB, 4 * MIB);
     d.probe = fake_probe;
     fake_avail = d.reserve + 10 * MIB;
-    ASSERT_EQ(diskspace_admit_put(&d, 0, 1000), 0);
+    ASSERT_EQ(put1(&d, 0, 1000), 0);
     ASSERT(!d.alarm);
     /* a quarter of the engine's bytes is kept for its compactions */
-    ASSERT_EQ(diskspace_admit_put(&d, (int64_t)(40 * MIB), 1000), LSKV_ENOSPACE);
+    ASSERT_EQ(put1(&d, (int64_t)(40 * MIB), 1000), LSKV_ENOSPACE);
     ASSERT(d.alarm);
     ASSERT(d.why[0] != '\0');
     /* sticky: space is there, still refused, as etcd's alarm */
-    ASSERT_EQ(diskspace_admit_put(&d, 0, 1000), LSKV_ENOSPACE);
+    ASSERT_EQ(put1(&d, 0, 1000), LSKV_ENOSPACE);
     /* deletes and compactions pass above the floor */
-    ASSERT_EQ(diskspace_admit_other(&d), 0);
+    ASSERT_EQ(other1(&d), 0);
     diskspace_disarm(&d);
     ASSERT(!d.alarm);
-    ASSERT_EQ(diskspace_admit_put(&d, 0, 1000), 0);
-    /* the cost counts */
-    fake_avail = d.reserve + 1000;
-    ASSERT_EQ(diskspace_admit_put(&d, 0, 999), 0);
-    ASSERT_EQ(diskspace_admit_put(&d, 0, 1001), LSKV_ENOSPACE);
+    ASSERT_EQ(put1(&d, 0, 1000), 0);
+    /* the cost counts, once per copy (raft log, ledger, engine) */
+    fake_avail = d.reserve + 3000;
+    ASSERT_EQ(put1(&d, 0, 1000), 0);
+    ASSERT_EQ(put1(&d, 0, 1001), LSKV_ENOSPACE);
     diskspace_disarm(&d);
     /* below the floor nothing passes */
     fake_avail = d.floor - 1;
-    ASSERT_EQ(diskspace_admit_other(&d), LSKV_ENOSPACE);
+    ASSERT_EQ(other1(&d), LSKV_ENOSPACE);
     ASSERT(d.alarm);
     fake_avail = d.floor;
-    ASSERT_EQ(diskspace_admit_other(&d), 0);
+    ASSERT_EQ(other1(&d), 0);
     /* space.reserve counts as free, but not for the margin */
     diskspace_disarm(&d);
     fake_avail = d.reserve - MIB;
     d.held = MIB;
-    ASSERT_EQ(diskspace_admit_put(&d, 0, 0), 0);
+    ASSERT_EQ(put1(&d, 0, 0), 0);
     fake_avail = d.floor - MIB;
-    ASSERT_EQ(diskspace_admit_other(&d), 0);
+    ASSERT_EQ(other1(&d), 0);
     fake_avail = d.margin - 1;
     d.held = d.floor;
-    ASSERT_EQ(diskspace_admit_other(&d), LSKV_ENOSPACE);
+    ASSERT_EQ(other1(&d), LSKV_ENOSPACE);
     diskspace_disarm(&d);
     /* no statvfs: admit rather than refuse everything */
     d.held = 0;
     d.probe = failing_probe;
-    ASSERT_EQ(diskspace_admit_put(&d, 0, 1000), 0);
+    ASSERT_EQ(put1(&d, 0, 1000), 0);
 }
 
 TEST(diskspace, quota_as_etcd)
@@ -99,13 +116,13 @@ TEST(diskspace, quota_as_etcd)
     diskspace_init(&d, "/x", 3 * (int64_t)MIB, 2 * MIB, MIB, 4 * MIB);
     d.probe = fake_probe;
     fake_avail = 1ull << 40;
-    ASSERT_EQ(diskspace_admit_put(&d, (int64_t)(3 * MIB) - 101, 100), 0);
+    ASSERT_EQ(put1(&d, (int64_t)(3 * MIB) - 101, 100), 0);
     /* etcd: refused when size + cost reaches the quota */
-    ASSERT_EQ(diskspace_admit_put(&d, (int64_t)(3 * MIB) - 100, 100), LSKV_ENOSPACE);
+    ASSERT_EQ(put1(&d, (int64_t)(3 * MIB) - 100, 100), LSKV_ENOSPACE);
     ASSERT(d.alarm);
     diskspace_init(&d, "/x", -1, 2 * MIB, MIB, 4 * MIB);
     d.probe = fake_probe;
-    ASSERT_EQ(diskspace_admit_put(&d, (int64_t)(100ull << 30), 100), 0); /* no quota */
+    ASSERT_EQ(put1(&d, (int64_t)(100ull << 30), 100), 0); /* no quota */
 }
 
 TEST(diskspace, reserve_file_made_and_released_at_start)
@@ -138,11 +155,11 @@ TEST(diskspace, reserve_file_made_and_released_at_start)
     /* while running it stays, whatever takes the disk; a write still needs
      * the margin really free */
     fake_avail = d.margin - 1;
-    ASSERT_EQ(diskspace_admit_other(&d), LSKV_ENOSPACE);
+    ASSERT_EQ(other1(&d), LSKV_ENOSPACE);
     ASSERT_EQ(d.held, d.floor + MIB);
     ASSERT_EQ(access(path, F_OK), 0);
     fake_avail = d.margin;
-    ASSERT_EQ(diskspace_admit_other(&d), 0);
+    ASSERT_EQ(other1(&d), 0);
     /* a start on a full disk deletes it */
     diskspace_init(&d2, dir, 0, MIB, 4096, 4 * MIB);
     d2.probe = fake_probe;
@@ -151,4 +168,32 @@ TEST(diskspace, reserve_file_made_and_released_at_start)
     ASSERT_EQ(d2.held, 0);
     ASSERT(access(path, F_OK) != 0);
     rmdir(dir);
+}
+
+TEST(diskspace, writes_in_flight_count)
+{
+    struct diskspace d;
+    diskspace_init(&d, "/x", 0, 2 * MIB, MIB, 4 * MIB);
+    d.probe = fake_probe;
+    /* room for two 1 MiB puts beyond the reserve, not three: admitted
+     * together, each counts what the ones before it will write */
+    fake_avail = d.reserve + 2 * DISKSPACE_COPIES * MIB;
+    uint64_t c1, c2, c3;
+    ASSERT_EQ(diskspace_admit_put(&d, 0, MIB, &c1), 0);
+    ASSERT_EQ(diskspace_admit_put(&d, 0, MIB, &c2), 0);
+    ASSERT_EQ(diskspace_admit_put(&d, 0, MIB, &c3), LSKV_ENOSPACE);
+    ASSERT_EQ(c3, 0);
+    ASSERT_EQ(d.inflight, 2 * DISKSPACE_COPIES * MIB);
+    diskspace_disarm(&d);
+    diskspace_done(&d, c1);
+    ASSERT_EQ(diskspace_admit_put(&d, 0, MIB, &c3), 0);
+    diskspace_done(&d, c2);
+    diskspace_done(&d, c3);
+    ASSERT_EQ(d.inflight, 0);
+    /* deletes too, against the floor and the margin */
+    fake_avail = d.floor + DISKSPACE_COPIES * 1000; /* the floor is above the margin */
+    ASSERT_EQ(diskspace_admit_other(&d, 1000, &c1), 0);
+    ASSERT_EQ(diskspace_admit_other(&d, 1, &c2), LSKV_ENOSPACE);
+    diskspace_done(&d, c1);
+    ASSERT_EQ(d.inflight, 0);
 }
