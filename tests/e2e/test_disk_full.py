@@ -233,6 +233,12 @@ def test_quota_backend_bytes_as_etcd(server_factory):
         refused = put_until_refused(kv, acked, limit=400)
         nospace = "memberID:%d alarm:NOSPACE" % member_id(s)
         steps = [refused, alarm_lines(s) == [nospace], status_errors(s) == [nospace + " "]]
+        for path, body in (("/v3/maintenance/alarm", {"action": "GET"}),
+                           ("/v3/kv/put", {"key": "eA==", "value": "eQ=="})):
+            r = subprocess.run(["curl", "-sS", "-X", "POST", s.url + path,
+                                "-d", json.dumps(body)], capture_output=True, text=True,
+                               timeout=20)
+            steps.append(r.stdout.replace(str(member_id(s)), "<id>"))
         steps.append(rpc_error(kv.Txn, rpc_pb2.TxnRequest(success=[put_op(b"t")]),
                                timeout=10)[:2])
         steps.append(rpc_error(kv.Txn, rpc_pb2.TxnRequest(
