@@ -67,6 +67,7 @@ struct daemon {
     uv_signal_t sigint, sigterm;
     uv_timer_t retry;
     uv_timer_t space_timer; /* keeps space.reserve (storage/diskspace.h) */
+    bool stall_logged;      /* the stalled apply was logged */
     int exit_code;
     bool stopping;
     bool serving; /* past the start-up checks: clients are answered */
@@ -222,6 +223,15 @@ static void on_signal(uv_signal_t *sig, int signum)
 static void on_space_timer(uv_timer_t *t)
 {
     struct daemon *d = t->data;
+    struct consensus_status st;
+    consensus_get_status(d->node, &st);
+    if (st.stalled != d->stall_logged) {
+        if (st.stalled)
+            LOG_WARN(MODULE, "raising NOSPACE alarm: %s; applying waits for space", d->space.why);
+        else
+            LOG_INFO(MODULE, "applying again: the disk has room");
+        d->stall_logged = st.stalled;
+    }
     diskspace_keep(&d->space);
 }
 
@@ -507,6 +517,7 @@ static int open_daemon(struct daemon *d, char *errmsg)
     }
     fsm_init(&d->fsm, d->kv, d->records, d->cluster_id, d->member_id);
     fsm_set_ledger(&d->fsm, d->ledger);
+    fsm_set_space(&d->fsm, &d->space);
     struct consensus_fsm vt = fsm_vtable(&d->fsm);
     if ((rv = consensus_open(d->loop, &cc, &vt, &d->node, errmsg)) != 0) {
         if (d->fsm.errmsg[0])

@@ -136,6 +136,11 @@ struct consensus_node {
     uv_timer_t timer; /* defers fatal_cb; the last handle closed */
     uv_prepare_t prepare; /* calls fsm.flush after a loop turn that applied */
     bool unflushed;       /* entries applied since the last fsm.flush */
+    bool opened;          /* consensus_open returned: fsm.can_apply is asked */
+    bool stalled;         /* fsm.can_apply said no for an entry of stalled_len */
+    size_t stalled_len;
+    bool resuming;        /* resume_req, the barrier that restarts applying, is in flight */
+    struct raft_barrier resume_req;
     uint64_t snapshot_bytes;  /* node.h; 0: snapshots by entry count only */
     uint64_t applied_bytes;   /* command bytes applied since the last snapshot */
     unsigned snapshot_threshold; /* the configured entry count */
@@ -263,9 +268,35 @@ static void flush_fsm(consensus_node *node)
     }
 }
 
+static void resumed_cb(struct raft_barrier *req, int status)
+{
+    (void)status;
+    consensus_node *node = req->data;
+    node->resuming = false;
+}
+
+/* A stalled apply (fsm.can_apply) resumes once the fsm says yes: libraft
+ * retries the entry on its next apply loop, which only an append starts, so
+ * a barrier of its own (the callers' round may be committed already,
+ * waiting behind the stalled entry). */
+static void maybe_resume(consensus_node *node)
+{
+    if (!node->stalled || node->resuming || node->closing || node->fatal != 0 ||
+        raft_state(&node->raft) != RAFT_LEADER ||
+        !node->fsm.can_apply(node->fsm.data, node->stalled_len))
+        return;
+    node->stalled = false;
+    node->resume_req.data = node;
+    if (raft_barrier(&node->raft, &node->resume_req, resumed_cb) == 0)
+        node->resuming = true;
+    else
+        node->stalled = true;
+}
+
 static void prepare_cb(uv_prepare_t *handle)
 {
     flush_fsm(handle->data);
+    maybe_resume(handle->data);
 }
 
 /* ---- the raft FSM wrapper ----------------------------------------------- */
@@ -341,6 +372,13 @@ static int wrap_apply(struct raft_fsm *rfsm, const struct raft_buffer *buf, void
     *result = NULL;
     if (node->fatal != 0)
         return RAFT_CORRUPT;
+    if (node->opened && node->fsm.can_apply != NULL &&
+        !node->fsm.can_apply(node->fsm.data, buf->len)) {
+        /* Not a divergence: libraft keeps last_applied and retries. */
+        node->stalled = true;
+        node->stalled_len = buf->len;
+        return RAFT_NOSPACE;
+    }
 
     uint64_t index = (uint64_t)node->raft.last_applied + 1; /* invariant (2) */
     char msg[LSKV_ERRMSG_SIZE] = "";
@@ -779,6 +817,7 @@ int consensus_open(uv_loop_t *loop, const struct consensus_config *config,
         rv = node->fatal;
         goto err_after_raft_init;
     }
+    node->opened = true;
     *out = node;
     return 0;
 
@@ -1018,4 +1057,5 @@ void consensus_get_status(consensus_node *node, struct consensus_status *out)
     out->applied_index = raft_last_applied(&node->raft);
     out->is_leader = !node->closing && raft_state(&node->raft) == RAFT_LEADER;
     out->fatal = node->fatal;
+    out->stalled = node->stalled;
 }

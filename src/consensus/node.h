@@ -62,6 +62,15 @@ struct consensus_fsm {
      * out what those applies buffered, so many entries share one storage
      * write. A non-zero return is a fatal divergence, as for apply. */
     int (*flush)(void *data);
+    /* Optional (may be NULL). Asked, once consensus_open has returned,
+     * before each committed command is applied: false = not now (the disk
+     * cannot take what apply would write). The node then applies nothing
+     * more, which is no divergence (libraft keeps the entry and retries it),
+     * and asks again with the same length each loop turn; once it says yes,
+     * a barrier makes libraft apply from that entry on. Proposals and
+     * barriers wait meanwhile. The replay inside consensus_open is not
+     * asked: the start needs it applied. */
+    bool (*can_apply)(void *data, size_t len);
 };
 
 struct consensus_config {
@@ -105,6 +114,7 @@ struct consensus_status {
     uint64_t applied_index;
     bool is_leader;
     int fatal;              /* 0, or the code of a fatal divergence (see fatal_cb) */
+    bool stalled;           /* fsm.can_apply said no; applying waits */
 };
 
 typedef void (*consensus_done_cb)(void *arg, int status, void *result);

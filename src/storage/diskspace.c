@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/err.h"
@@ -47,6 +48,7 @@ void diskspace_init(struct diskspace *d, const char *dir, int64_t quota, uint64_
     d->reserve = d->floor + segment + 2 * max_request + 6 * MIB;
     d->margin = segment + 2 * max_request + MIB;
     d->probe = diskspace_stat;
+    d->cache_ms = 10;
 }
 
 static void reserve_path(const struct diskspace *d, char *out, size_t size)
@@ -59,9 +61,19 @@ static void reserve_path(const struct diskspace *d, char *out, size_t size)
  * it would be worse). */
 static uint64_t avail_bytes(struct diskspace *d)
 {
+    /* statvfs costs a few microseconds, as much as a small write's other
+     * work: one every cache_ms serves every check in between (what was
+     * admitted meanwhile is counted in inflight). */
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    uint64_t now = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+    if (d->cache_ms != 0 && d->probed_ms != 0 && now - d->probed_ms < d->cache_ms)
+        return d->cached;
     uint64_t avail = 0, total = 0;
     if (!d->probe(d->dir, &avail, &total))
-        return UINT64_MAX / 2;
+        avail = UINT64_MAX / 2;
+    d->cached = avail;
+    d->probed_ms = now ? now : 1;
     return avail;
 }
 
@@ -143,6 +155,19 @@ int diskspace_admit_other(struct diskspace *d, uint64_t len, uint64_t *cost)
                  avail < d->margin + need ? d->margin + need : d->floor + need - d->held);
     d->alarm = true;
     return LSKV_ENOSPACE;
+}
+
+bool diskspace_can_apply(struct diskspace *d, uint64_t len)
+{
+    uint64_t avail = avail_bytes(d);
+    if (avail >= DISKSPACE_COPIES * len + MIB)
+        return true;
+    if (!d->alarm)
+        snprintf(d->why, sizeof d->why,
+                 "%" PRIu64 " bytes free on the filesystem of %.4000s: a committed entry of %"
+                 PRIu64 " bytes waits to be applied", avail, d->dir, len);
+    d->alarm = true;
+    return false;
 }
 
 void diskspace_done(struct diskspace *d, uint64_t cost)

@@ -49,6 +49,8 @@ struct diskspace {
     bool alarm;       /* NOSPACE raised and not disarmed */
     char why[4352];   /* why it was last raised, for the log */
     bool (*probe)(const char *dir, uint64_t *avail, uint64_t *total); /* tests */
+    uint64_t cache_ms;  /* statvfs at most this often (0: every check; tests) */
+    uint64_t cached, probed_ms;
 };
 
 /* Free (f_bavail) and total bytes of the filesystem holding dir. */
@@ -102,6 +104,10 @@ int diskspace_admit_put(struct diskspace *d, int64_t backend_bytes, uint64_t len
 /* May any other write be proposed (DeleteRange, Compact, a signature)? Same
  * contract; LSKV_ENOSPACE below the floor or the margin. */
 int diskspace_admit_other(struct diskspace *d, uint64_t len, uint64_t *cost);
+/* May a committed entry of len bytes be applied now (what apply writes to
+ * the ledger and the engine fits)? false raises the alarm; the node stalls
+ * and asks again (consensus_fsm.can_apply). */
+bool diskspace_can_apply(struct diskspace *d, uint64_t len);
 /* An admitted write was answered (or not proposed after all). */
 void diskspace_done(struct diskspace *d, uint64_t cost);
 /* Clears the alarm (etcd's alarm disarm). */

@@ -56,10 +56,12 @@ TEST(diskspace, sizes_follow_the_filesystem)
     ASSERT_EQ(diskspace_snapshot_bytes(1ull << 40), 64 * MIB);
     struct diskspace d;
     diskspace_init(&d, "/nonexistent", 0, 2 * MIB, 1536 * 1024, 4 * MIB);
+    d.cache_ms = 0; /* the fake disk changes at once */
     ASSERT_EQ(d.quota, (int64_t)DISKSPACE_DEFAULT_QUOTA);
     ASSERT_EQ(d.floor, 4 * MIB + 2 * MIB + 3 * MIB + 2 * MIB);
     ASSERT_EQ(d.reserve, d.floor + 2 * MIB + 3 * MIB + 6 * MIB);
     diskspace_init(&d, "/nonexistent", -1, 2 * MIB, 1536 * 1024, 4 * MIB);
+    d.cache_ms = 0; /* the fake disk changes at once */
     ASSERT_EQ(d.quota, -1);
 }
 
@@ -67,6 +69,7 @@ TEST(diskspace, alarm_on_free_space_sticks_until_disarmed)
 {
     struct diskspace d;
     diskspace_init(&d, "/x", 0, 2 * MIB, MIB, 4 * MIB);
+    d.cache_ms = 0; /* the fake disk changes at once */
     d.probe = fake_probe;
     fake_avail = d.reserve + 10 * MIB;
     ASSERT_EQ(put1(&d, 0, 1000), 0);
@@ -114,6 +117,7 @@ TEST(diskspace, quota_as_etcd)
 {
     struct diskspace d;
     diskspace_init(&d, "/x", 3 * (int64_t)MIB, 2 * MIB, MIB, 4 * MIB);
+    d.cache_ms = 0; /* the fake disk changes at once */
     d.probe = fake_probe;
     fake_avail = 1ull << 40;
     ASSERT_EQ(put1(&d, (int64_t)(3 * MIB) - 101, 100), 0);
@@ -121,6 +125,7 @@ TEST(diskspace, quota_as_etcd)
     ASSERT_EQ(put1(&d, (int64_t)(3 * MIB) - 100, 100), LSKV_ENOSPACE);
     ASSERT(d.alarm);
     diskspace_init(&d, "/x", -1, 2 * MIB, MIB, 4 * MIB);
+    d.cache_ms = 0; /* the fake disk changes at once */
     d.probe = fake_probe;
     ASSERT_EQ(put1(&d, (int64_t)(100ull << 30), 100), 0); /* no quota */
 }
@@ -133,6 +138,7 @@ TEST(diskspace, reserve_file_made_and_released_at_start)
     snprintf(path, sizeof path, "%s/" DISKSPACE_FILE, dir);
     struct diskspace d;
     diskspace_init(&d, dir, 0, MIB, 4096, 4 * MIB);
+    d.cache_ms = 0; /* the fake disk changes at once */
     d.probe = fake_probe;
     fake_avail = d.reserve + d.floor; /* not enough to make it */
     diskspace_keep(&d);
@@ -147,6 +153,7 @@ TEST(diskspace, reserve_file_made_and_released_at_start)
     /* a start with the floor free keeps it */
     struct diskspace d2;
     diskspace_init(&d2, dir, 0, MIB, 4096, 4 * MIB);
+    d2.cache_ms = 0; /* the fake disk changes at once */
     d2.probe = fake_probe;
     fake_avail = d2.floor;
     ASSERT_EQ(diskspace_start(&d2), 0);
@@ -162,6 +169,7 @@ TEST(diskspace, reserve_file_made_and_released_at_start)
     ASSERT_EQ(other1(&d), 0);
     /* a start on a full disk deletes it */
     diskspace_init(&d2, dir, 0, MIB, 4096, 4 * MIB);
+    d2.cache_ms = 0; /* the fake disk changes at once */
     d2.probe = fake_probe;
     fake_avail = 0;
     ASSERT(diskspace_start(&d2) >= d2.floor);
@@ -174,6 +182,7 @@ TEST(diskspace, writes_in_flight_count)
 {
     struct diskspace d;
     diskspace_init(&d, "/x", 0, 2 * MIB, MIB, 4 * MIB);
+    d.cache_ms = 0; /* the fake disk changes at once */
     d.probe = fake_probe;
     /* room for two 1 MiB puts beyond the reserve, not three: admitted
      * together, each counts what the ones before it will write */
