@@ -46,6 +46,12 @@
  *     command: everything in the log applied, or a barrier of this term
  *     applied before this leader proposed anything (later entries are its
  *     own barriers). Until then proposals answer LSKV_ENOTLEADER.
+ * (9) A stalled apply is not a divergence: once consensus_open has returned,
+ *     wrap_apply asks fsm.can_apply first and, on no, returns before it
+ *     changes anything (no place advanced, nothing opened); libraft keeps
+ *     last_applied and retries the same index on its next apply loop, which
+ *     maybe_resume starts with a barrier of its own once can_apply says yes
+ *     (asked from the prepare handle, each loop turn while stalled).
  * (6) Durability: the leader counts its own vote for an entry only when its
  *     own raft_uv append completes, and raft_uv completes an append only
  *     after the write is durable (O_DIRECT + RWF_DSYNC/O_DSYNC writes to the
