@@ -446,9 +446,11 @@ static int wrap_apply(struct raft_fsm *rfsm, const struct raft_buffer *buf, void
     node->unflushed = true;
     /* Enough bytes since the last snapshot: libraft takes one after this
      * apply loop (its threshold counts entries), and wrap_snapshot puts the
-     * count back. */
+     * count back. Not inside consensus_open: a start on a full disk must
+     * not depend on writing a snapshot. */
     node->applied_bytes += buf->len;
-    if (node->snapshot_bytes != 0 && node->applied_bytes >= node->snapshot_bytes)
+    if (node->opened && node->snapshot_bytes != 0 &&
+        node->applied_bytes >= node->snapshot_bytes)
         raft_set_snapshot_threshold(&node->raft, 1);
     /* Invariant (3): raft passes *result to the proposer's callback only if it
      * holds a request for this index. */
