@@ -896,6 +896,27 @@ TEST(consensus, flush_failure_is_fatal)
     harness_done(&h);
 }
 
+TEST(consensus, snapshot_after_snapshot_bytes_of_log)
+{
+    static struct harness h;
+    static struct tfsm f, f2;
+    harness_init(&h, 100000, 2); /* the entry count alone would never snapshot */
+    h.config.snapshot_bytes = 4096;
+    open_node(&h, &f);
+    /* about 130 bytes sealed each: 2.6 KB a batch, one apply loop each */
+    for (uint32_t i = 0; i < 10; i++)
+        propose_range(&h, i * 20, (i + 1) * 20);
+    /* one at a time (libraft takes none while one is being written) */
+    ASSERT_GE(f.snapshots, 2);
+    ASSERT_LE(f.snapshots, 10);
+    close_node(&h);
+    open_node(&h, &f2);
+    ASSERT_EQ(f2.restores, 1);
+    ASSERT_EQ(f2.n, 200);
+    close_node(&h);
+    harness_done(&h);
+}
+
 /* Runs the loop for ms milliseconds. */
 static void run_for(struct harness *h, uint64_t ms)
 {
