@@ -59,6 +59,8 @@ struct daemon {
     recstore *records;
     struct diskspace space; /* NOSPACE alarm, quota, free-space reserve */
     kvstore *kv;
+    lessor *leases;
+    watch_hub *watch;
     struct fsm fsm;
     consensus_node *node;
     grpc_server *server;
@@ -192,6 +194,8 @@ static void shutdown_daemon(struct daemon *d, int exit_code)
     uv_close((uv_handle_t *)&d->space_timer, NULL);
     uv_close((uv_handle_t *)&d->sig_check, NULL);
     uv_close((uv_handle_t *)&d->sig_timer, NULL);
+    lease_service_stop(&d->api);
+    watch_service_stop(&d->api);
     if (d->server != NULL)
         grpc_server_close(d->server, on_closed_server, d);
     else
@@ -255,6 +259,9 @@ static void start_serving(struct daemon *d)
         .ledger = d->ledger,
         .space = &d->space,
         .receipt_retry_ms = (uint64_t)(c->sig_ms_interval < 50 ? c->sig_ms_interval : 50),
+        .leases = d->leases,
+        .loop = d->loop,
+        .watch = d->watch,
     };
     size_t n = api_methods(&d->api, d->methods, sizeof d->methods / sizeof d->methods[0]);
     struct grpc_server_config sc = {
@@ -277,6 +284,14 @@ static void start_serving(struct daemon *d)
         return;
     }
     start_signer(d);
+    /* As etcd's Promote: every lease gets its whole TTL again, plus an
+     * election timeout, so none expires early because of the restart. */
+    if (lease_service_start(&d->api, CONSENSUS_ELECTION_TIMEOUT_MS) != 0 ||
+        watch_service_start(&d->api) != 0) {
+        LOG_ERROR(MODULE, "cannot start the lease and watch timers: out of memory");
+        shutdown_daemon(d, 1);
+        return;
+    }
     diskspace_keep(&d->space);
     uv_timer_start(&d->space_timer, on_space_timer, 1000, 1000);
     /* A restart on a full disk serves reads and reports NOSPACE at once. */
@@ -408,17 +423,45 @@ static int open_ledger(struct daemon *d, char *errmsg)
         .sig_tx_interval = (uint64_t)c->sig_tx_interval,
         .sig_ms_interval = (uint64_t)c->sig_ms_interval,
         .progress = ledger_progress,
+        .defer_open_chunk = true, /* ledger_begin_writes once the raft log checks out */
     };
     /* errmsg starts with the ledger file's path */
     return ledger_open(&lc, &d->ledger, errmsg);
 }
 
-/* Every sealed entry and the snapshot of the raft log check out, and the log
- * reaches the ledger's last entry (else its tail was lost or cut). */
+/* Watch responses carry the header every etcd response carries. */
+static void fill_watch_header(void *arg, Etcdserverpb__ResponseHeader *h)
+{
+    struct daemon *d = arg;
+    api_fill_header(&d->api, h);
+}
+
+static void watch_corrupt(void *arg, const char *errmsg)
+{
+    struct daemon *d = arg;
+    api_raise_corrupt(&d->api, errmsg);
+}
+
+static void notify_watchers(void *arg)
+{
+    struct daemon *d = arg;
+    watch_hub_notify(d->watch);
+}
+
+static int check_snapshot_position(void *arg, const uint8_t *plain, size_t len, char *errmsg)
+{
+    return fsm_check_snapshot(arg, plain, len, errmsg);
+}
+
+/* Every sealed entry and the snapshot of the raft log check out (the
+ * snapshot against the ledger too), and the log reaches the ledger's last
+ * entry (else its tail was lost or cut). */
 static int check_raft_dir(struct daemon *d, const struct consensus_config *cc, char *errmsg)
 {
     struct raftdir_info info;
-    int rv = raftdir_verify(cc, &info, errmsg);
+    struct raftdir_snapshot_check snapshot_check = {.check = check_snapshot_position,
+                                                    .arg = d->ledger};
+    int rv = raftdir_verify(cc, &snapshot_check, &info, errmsg);
     if (rv != 0 || info.empty)
         return rv;
     LOG_INFO(MODULE, "raft log: %" PRIu64 " command entries checked up to index %" PRIu64
@@ -498,7 +541,8 @@ static int open_daemon(struct daemon *d, char *errmsg)
     };
     /* The raft log is checked whole before the engine is opened or libraft
      * may change a file (consensus/raftdir.h). */
-    if ((rv = check_raft_dir(d, &cc, errmsg)) != 0)
+    if ((rv = check_raft_dir(d, &cc, errmsg)) != 0 ||
+        (rv = ledger_begin_writes(d->ledger, errmsg)) != 0)
         return rv;
 
     snprintf(path, sizeof path, "%s/engine", c->data_dir);
@@ -515,8 +559,21 @@ static int open_daemon(struct daemon *d, char *errmsg)
         errmsg_printf(errmsg, "key index: %s", lskv_strerror(rv));
         return rv;
     }
+    /* etcd's TTL floor: ceil(1.5 x the election timeout) seconds. */
+    if ((rv = lessor_new((3 * CONSENSUS_ELECTION_TIMEOUT_MS / 2 + 999) / 1000, &d->leases)) != 0) {
+        errmsg_printf(errmsg, "lease table: %s", lskv_strerror(rv));
+        return rv;
+    }
     fsm_init(&d->fsm, d->kv, d->records, d->cluster_id, d->member_id);
     fsm_set_ledger(&d->fsm, d->ledger);
+    fsm_set_leases(&d->fsm, d->leases);
+    struct watch_hub_config wc = {.kv = d->kv, .fill_header = fill_watch_header,
+                                  .on_corrupt = watch_corrupt, .arg = d};
+    if ((rv = watch_hub_new(&wc, &d->watch)) != 0) {
+        errmsg_printf(errmsg, "watch hub: %s", lskv_strerror(rv));
+        return rv;
+    }
+    fsm_set_observer(&d->fsm, notify_watchers, d);
     fsm_set_space(&d->fsm, &d->space);
     struct consensus_fsm vt = fsm_vtable(&d->fsm);
     if ((rv = consensus_open(d->loop, &cc, &vt, &d->node, errmsg)) != 0) {
@@ -536,6 +593,8 @@ static void close_daemon(struct daemon *d)
 {
     if (d->kv != NULL)
         kvstore_close(d->kv);
+    lessor_free(d->leases);
+    watch_hub_free(d->watch);
     if (d->records != NULL) {
         uint32_t epoch;
         uint64_t seals;

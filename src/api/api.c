@@ -89,7 +89,7 @@ int api_admit_write(struct api *api, enum command_op op, const ProtobufCMessage 
         return 0;
     bool was = api->space->alarm;
     int rv;
-    if (op == COMMAND_PUT ||
+    if (op == COMMAND_PUT || op == COMMAND_LEASE_GRANT ||
         (op == COMMAND_TXN && txn_puts((const Etcdserverpb__TxnRequest *)req)))
         rv = diskspace_admit_put(api->space, recstore_disk_bytes(api->records), len, cost);
     else
@@ -104,6 +104,16 @@ void api_write_done(struct api *api, uint64_t cost)
         diskspace_done(api->space, cost);
 }
 
+void api_raise_corrupt(struct api *api, const char *errmsg)
+{
+    if (!api->corrupt_alarm)
+        LOG_ERROR("api", "integrity fault, raising CORRUPT alarm: %s",
+                  errmsg && *errmsg ? errmsg : "(no detail)");
+    else
+        LOG_ERROR("api", "integrity fault: %s", errmsg && *errmsg ? errmsg : "(no detail)");
+    api->corrupt_alarm = true;
+}
+
 void api_fail(struct api *api, grpc_call *call, int code, const char *errmsg)
 {
     if (code == LSKV_ENOSPACE && api->space != NULL && !api->space->alarm) {
@@ -113,12 +123,7 @@ void api_fail(struct api *api, grpc_call *call, int code, const char *errmsg)
         space_alarm_raised(api, false);
     }
     if (code == LSKV_ECORRUPT) {
-        if (!api->corrupt_alarm)
-            LOG_ERROR("api", "integrity fault, raising CORRUPT alarm: %s",
-                      errmsg && *errmsg ? errmsg : "(no detail)");
-        else
-            LOG_ERROR("api", "integrity fault: %s", errmsg && *errmsg ? errmsg : "(no detail)");
-        api->corrupt_alarm = true;
+        api_raise_corrupt(api, errmsg);
     } else if (errmsg && *errmsg) {
         LOG_DEBUG("api", "%s: %s", lskv_errname(code), errmsg);
     }
@@ -138,9 +143,6 @@ static const struct {
     const char *path;
     bool streaming;
 } later[] = {
-    {"/etcdserverpb.Watch/Watch", true},
-    {"/etcdserverpb.Lease/LeaseGrant", false},
-    {"/etcdserverpb.Lease/LeaseKeepAlive", true},
     {"/etcdserverpb.Cluster/MemberAdd", false},
     {"/etcdserverpb.Cluster/MemberRemove", false},
     {"/etcdserverpb.Cluster/MemberUpdate", false},
@@ -177,6 +179,7 @@ size_t api_methods(struct api *api, struct grpc_method *methods, size_t max)
     n += maint_service_methods(api, tmp + n);
     n += cluster_service_methods(api, tmp + n);
     n += lease_service_methods(api, tmp + n);
+    n += watch_service_methods(api, tmp + n);
     n += receipt_service_methods(api, tmp + n);
     for (size_t i = 0; i < sizeof later / sizeof later[0]; i++)
         tmp[n++] = (struct grpc_method){.path = later[i].path,

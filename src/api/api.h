@@ -16,6 +16,7 @@
 #include "net/grpc_server.h"
 #include "statemachine/command.h"
 #include "storage/diskspace.h"
+#include "watch/watch.h"
 #include "proto/rpc.pb-c.h"
 
 #define API_VERSION "3.4.23" /* etcd API level lskv implements; clients gate on it */
@@ -39,7 +40,15 @@ struct api {
     uint64_t receipt_retry_ms; /* retry hint in "not ready" answers */
     uint64_t writes_in_flight; /* proposed writes not yet answered (TxStatus Pending) */
     uint64_t last_request_id;  /* ids of this member's proposals (command envelope) */
+    lessor *leases;            /* borrowed: the state machine's lease table */
+    uv_loop_t *loop;           /* for the lease expiry timer */
+    struct lease_expiry *lease_expiry; /* lease_service_start .. _stop */
+    watch_hub *watch;          /* borrowed: fed by the state machine */
+    struct watch_driver *watch_driver; /* watch_service_start .. _stop */
 };
+
+/* Raises the CORRUPT alarm (once) and logs why. */
+void api_raise_corrupt(struct api *api, const char *errmsg);
 
 /* Fills the method table for every etcd RPC (unimplemented ones answer
  * UNIMPLEMENTED). Returns the number of methods written (<= max). */
@@ -55,6 +64,15 @@ void api_fill_header(struct api *api, Etcdserverpb__ResponseHeader *h);
 void *api_decode(grpc_call *call, const ProtobufCMessageDescriptor *desc, const uint8_t *msg,
                  size_t len, struct arena *a);
 
+/* Proposes op with body (the request's bytes, checked) for call; the
+ * answer is the response apply produces, or etcd's error. */
+void api_propose(struct api *api, grpc_call *call, enum command_op op, const uint8_t *body,
+                 size_t len);
+/* The same for a write admitted by api_admit_write with cost (answered:
+ * api_write_done). */
+void api_propose_cost(struct api *api, grpc_call *call, enum command_op op,
+                      const uint8_t *body, size_t len, uint64_t cost);
+
 /* Packs msg and finishes call with OK. */
 void api_reply(grpc_call *call, const ProtobufCMessage *msg);
 
@@ -62,9 +80,9 @@ void api_reply(grpc_call *call, const ProtobufCMessage *msg);
  * errmsg and raise the CORRUPT alarm, LSKV_ENOSPACE raises NOSPACE. */
 void api_fail(struct api *api, grpc_call *call, int code, const char *errmsg);
 
-/* The disk-space guard before proposing op (storage/diskspace.h): a Put or
- * a Txn with a put anywhere in its top-level branches (etcd's quota cost)
- * against the reserve and the quota, anything else against the floor.
+/* The disk-space guard before proposing op (storage/diskspace.h): a Put, a
+ * LeaseGrant or a Txn with a put in its top-level branches (etcd's quota
+ * cost) against the reserve and the quota, anything else against the floor.
  * 0 with *cost (hand it to api_write_done once answered), or LSKV_ENOSPACE
  * (logged when it raises the alarm). */
 int api_admit_write(struct api *api, enum command_op op, const ProtobufCMessage *req,
@@ -77,6 +95,22 @@ size_t kv_service_methods(struct api *api, struct grpc_method *m);
 size_t maint_service_methods(struct api *api, struct grpc_method *m);
 size_t cluster_service_methods(struct api *api, struct grpc_method *m);
 size_t lease_service_methods(struct api *api, struct grpc_method *m);
+/* Leader duties for leases (single member: always): every lease's clock is
+ * started with the full TTL plus extend_ms (a restart or election must not
+ * make a lease expire early), then every 500 ms expired leases get revoke
+ * proposals (at most 500 per tick, as etcd's revoke rate of 1000/s). Stop
+ * before the node closes. Errors: LSKV_ENOMEM. */
+int lease_service_start(struct api *api, uint64_t extend_ms);
+void lease_service_stop(struct api *api);
+size_t watch_service_methods(struct api *api, struct grpc_method *m);
+/* The timers of the watch hub: catch-up of unsynced watchers (every 10 ms,
+ * while any) and progress notifications (every 10 min, as etcd). Stop
+ * before the hub is freed. Errors: LSKV_ENOMEM. */
+int watch_service_start(struct api *api);
+void watch_service_stop(struct api *api);
+/* Starts the clocks of leases granted by the entries applied so far (call
+ * after a write applied: a lease's TTL runs from its grant). */
+void lease_service_applied(struct api *api);
 /* /etcdserverpb.Receipt/GetReceipt, GetConsistencyProof and /etcdserverpb.Maintenance/TxStatus
  * (lskvserverpb messages, DESIGN.md Appendix A). */
 size_t receipt_service_methods(struct api *api, struct grpc_method *m);

@@ -29,6 +29,11 @@ struct etcd_error etcd_error_from(int code)
                                    "etcdserver: mvcc: required revision is a future revision"};
     case LSKV_ELEASENOTFOUND:
         return (struct etcd_error){GRPC_STATUS_NOT_FOUND, "etcdserver: requested lease not found"};
+    case LSKV_ELEASEEXISTS:
+        return (struct etcd_error){GRPC_STATUS_FAILED_PRECONDITION,
+                                   "etcdserver: lease already exists"};
+    case LSKV_ELEASETTLTOOLARGE:
+        return (struct etcd_error){GRPC_STATUS_OUT_OF_RANGE, "etcdserver: too large lease TTL"};
     case LSKV_ENOTLEADER:
         return (struct etcd_error){GRPC_STATUS_UNAVAILABLE, "etcdserver: no leader"};
     case LSKV_ETIMEOUT:

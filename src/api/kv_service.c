@@ -115,6 +115,7 @@ static void write_done(void *arg, int status, void *result)
     struct fsm_result *res = result;
     r->api->writes_in_flight--;
     api_write_done(r->api, r->space_cost);
+    lease_service_applied(r->api);
     if (status != 0)
         api_fail(r->api, r->call, status, NULL);
     else if (res == NULL)
@@ -177,19 +178,31 @@ static void handle_write(struct api *api, grpc_call *call, const uint8_t *msg, s
         api_fail(api, call, rv, NULL);
         goto out;
     }
+    api_propose_cost(api, call, op, msg, len, cost);
+out:
+    arena_close(&a);
+}
+
+void api_propose(struct api *api, grpc_call *call, enum command_op op, const uint8_t *body,
+                 size_t len)
+{
+    api_propose_cost(api, call, op, body, len, 0);
+}
+
+void api_propose_cost(struct api *api, grpc_call *call, enum command_op op,
+                      const uint8_t *body, size_t len, uint64_t cost)
+{
     struct command_meta meta = {.request_id = ++api->last_request_id,
                                 .origin_member = api->member_id};
     uint8_t *cmd = NULL;
     size_t cmd_len = 0;
-    rv = command_wrap(op, &meta, msg, len, &cmd, &cmd_len);
+    int rv = command_wrap(op, &meta, body, len, &cmd, &cmd_len);
     if (rv != 0) {
         api_write_done(api, cost);
         api_fail(api, call, rv, NULL);
-        goto out;
+    } else {
+        propose(api, call, cmd, cmd_len, cost);
     }
-    propose(api, call, cmd, cmd_len, cost);
-out:
-    arena_close(&a);
 }
 
 static void kv_put(grpc_call *call, const uint8_t *msg, size_t len, void *ctx)

@@ -31,7 +31,9 @@
     X(EVALUEPROVIDED, -10019, "value is provided")                               \
     X(ELEASEPROVIDED, -10020, "lease is provided")                               \
     X(ETIMEOUT, -10021, "request timed out")                                     \
-    X(ETOODEEP, -10022, "message nested too deep")                              \
+    X(ETOODEEP, -10022, "message nested too deep")                               \
+    X(ELEASEEXISTS, -10030, "lease already exists")                              \
+    X(ELEASETTLTOOLARGE, -10031, "too large lease TTL")                          \
     X(ENOSPACE, -10040, "no space left on device")
 
 enum lskv_err {

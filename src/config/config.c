@@ -52,8 +52,9 @@ static const struct opt opts[] = {
      "Path to the client server TLS key file."},
     {"max-request-bytes", OPT_INT, "1572864", 1, 64 * MIB, F(max_request_bytes), 0,
      "Maximum client request size in bytes the server will accept."},
-    {"max-txn-ops", OPT_INT, "128", 1, 128, F(max_txn_ops), 0,
-     "Maximum number of operations permitted in a transaction."},
+    {"max-txn-ops", OPT_INT, "128", 1, 4096 /* KV_TXN_OPS_LIMIT */, F(max_txn_ops), 0,
+     "Maximum number of operations permitted in a transaction (at most 4096; txns nest "
+     "at most 128 levels deep, lskv)."},
     {"snapshot-count", OPT_INT, "100000", 8, 100000000, F(snapshot_count), 0,
      "Number of committed transactions to trigger a snapshot."},
     {"quota-backend-bytes", OPT_INT, "0", INT64_MIN, INT64_MAX, F(quota_backend_bytes), 0,

@@ -33,6 +33,10 @@
 
 typedef struct consensus_node consensus_node;
 
+/* Raft's election timeout; etcd's lease TTL floor and its lease extension
+ * after a restart or an election derive from it. */
+#define CONSENSUS_ELECTION_TIMEOUT_MS 1000
+
 /* What an applied entry carries besides the command. time and randomness, if
  * the state machine needs them, arrive here from the proposing leader. */
 struct consensus_entry_info {

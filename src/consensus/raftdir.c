@@ -185,6 +185,7 @@ static void remove_stale_shadows(const char *dir)
 
 struct check {
     const struct consensus_config *config;
+    const struct raftdir_snapshot_check *snapshot_check;
     keyring *keys;
     struct entry_place place;
     uint8_t *scratch;
@@ -192,11 +193,13 @@ struct check {
     char *errmsg;
 };
 
-/* Parses and authenticates one sealed entry (of kind) into c->scratch. */
+/* Parses and authenticates one sealed entry (of kind) into c->scratch
+ * (*plain_len bytes, which the caller wipes). */
 static int open_sealed(struct check *c, uint8_t kind, const struct raft_buffer *b,
-                       struct entry_header *h, const char **why)
+                       struct entry_header *h, size_t *plain_len_out, const char **why)
 {
     size_t plain_len;
+    *plain_len_out = 0;
     int rv = entry_parse(b->base, b->len, h, &plain_len);
     if (rv != 0) {
         *why = rv == LSKV_EFORMAT ? "unknown entry format version" : "does not parse";
@@ -213,7 +216,7 @@ static int open_sealed(struct check *c, uint8_t kind, const struct raft_buffer *
     rv = keyring_key(c->keys, h->key_id, &key);
     if (rv == 0)
         rv = entry_open_k(key, c->config->cluster_id, kind, b->base, b->len, h, c->scratch);
-    explicit_bzero(c->scratch, plain_len);
+    *plain_len_out = plain_len;
     if (rv == LSKV_ECORRUPT)
         *why = "does not authenticate: its bytes were changed, or it was sealed under another "
                "data key or cluster id";
@@ -227,19 +230,27 @@ static int check_snapshot(struct check *c, const struct raft_snapshot *s)
     char file[4300];
     snprintf(file, sizeof file, "%s/snapshot-%" PRIu64 "-%" PRIu64 "-*", c->config->dir,
              (uint64_t)s->term, (uint64_t)s->index);
-    int rv = s->n_bufs == 1 ? open_sealed(c, ENTRY_KIND_SNAPSHOT, &s->bufs[0], &h, &why)
-                            : LSKV_ECORRUPT;
-    if (rv == 0 && (h.index != s->index || h.term != s->term)) {
+    size_t plain_len = 0;
+    int rv = s->n_bufs == 1
+                 ? open_sealed(c, ENTRY_KIND_SNAPSHOT, &s->bufs[0], &h, &plain_len, &why)
+                 : LSKV_ECORRUPT;
+    if (rv != 0) {
+        errmsg_printf(c->errmsg, "raft snapshot %s: %s", file, why ? why : lskv_strerror(rv));
+    } else if (h.index != s->index || h.term != s->term) {
         errmsg_printf(c->errmsg,
                       "raft snapshot %s: sealed as the snapshot at index %" PRIu64 " term %" PRIu64
                       " (an older snapshot under a newer name?)",
                       file, h.index, h.term);
-        return LSKV_ECORRUPT;
+        rv = LSKV_ECORRUPT;
+    } else if (c->snapshot_check != NULL) {
+        c->errmsg[0] = '\0';
+        rv = c->snapshot_check->check(c->snapshot_check->arg, c->scratch, plain_len, c->errmsg);
+        if (rv != 0)
+            errmsg_wrapf(c->errmsg, "raft snapshot %s", file);
     }
-    if (rv != 0) {
-        errmsg_printf(c->errmsg, "raft snapshot %s: %s", file, why ? why : lskv_strerror(rv));
+    explicit_bzero(c->scratch, plain_len);
+    if (rv != 0)
         return rv;
-    }
     memcpy(c->place.chain, h.chain, ENTRY_CHAIN_BYTES);
     c->place.term = h.term;
     return 0;
@@ -249,7 +260,9 @@ static int check_entry(struct check *c, uint64_t index, const struct raft_entry 
 {
     struct entry_header h;
     const char *why = NULL;
-    int rv = open_sealed(c, ENTRY_KIND_COMMAND, &e->buf, &h, &why);
+    size_t plain_len;
+    int rv = open_sealed(c, ENTRY_KIND_COMMAND, &e->buf, &h, &plain_len, &why);
+    explicit_bzero(c->scratch, plain_len);
     bool opened = rv == 0;
     if (rv == 0 && (why = entry_misplaced(&h, index, &c->place)) != NULL)
         rv = LSKV_ECORRUPT;
@@ -295,8 +308,9 @@ static void on_io_closed(struct raft_io *io)
     *(bool *)io->data = true;
 }
 
-int raftdir_verify(const struct consensus_config *config, struct raftdir_info *out,
-                   char *errmsg)
+int raftdir_verify(const struct consensus_config *config,
+                   const struct raftdir_snapshot_check *snapshot_check,
+                   struct raftdir_info *out, char *errmsg)
 {
     memset(out, 0, sizeof *out);
     remove_stale_shadows(config->dir);
@@ -305,7 +319,7 @@ int raftdir_verify(const struct consensus_config *config, struct raftdir_info *o
     if (rv != 0 || out->empty)
         return rv;
 
-    struct check c = {.config = config, .errmsg = errmsg};
+    struct check c = {.config = config, .snapshot_check = snapshot_check, .errmsg = errmsg};
     uv_loop_t loop;
     struct raft_uv_transport transport = {0};
     struct raft_io io = {0};

@@ -30,12 +30,23 @@ struct raftdir_info {
  * "<dir>/open-*". */
 void raftdir_segment_of(const char *dir, uint64_t index, char *out, size_t size);
 
+/* A check of the newest snapshot's plaintext (the state machine's bytes)
+ * before anything is opened: the state machine checks what binds it to
+ * other files (the ledger position). Returns 0 or an error with errmsg
+ * saying why; raftdir adds the snapshot's file name. */
+struct raftdir_snapshot_check {
+    int (*check)(void *arg, const uint8_t *plain, size_t len, char *errmsg);
+    void *arg;
+};
+
 /* Checks config->dir as described above (dir, data_key, cluster_id,
- * member_id, peer_address and key_epoch_size are used).
+ * member_id, peer_address and key_epoch_size are used), and the snapshot
+ * with snapshot_check when given (may be NULL).
  * Errors: LSKV_ECORRUPT / LSKV_EFORMAT (errmsg names the file or raft entry
  * and the reason), LSKV_EIO (libraft could not load it), negated errno,
  * LSKV_ENOMEM. */
-int raftdir_verify(const struct consensus_config *config, struct raftdir_info *out,
-                   char *errmsg);
+int raftdir_verify(const struct consensus_config *config,
+                   const struct raftdir_snapshot_check *snapshot_check,
+                   struct raftdir_info *out, char *errmsg);
 
 #endif

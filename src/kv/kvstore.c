@@ -59,6 +59,7 @@ void kvstore_close(kvstore *kv)
     if (kv == NULL)
         return;
     kvindex_free(kv->ix);
+    kv_history_free(&kv->history);
     free(kv->changes);
     free(kv->undo);
     free(kv);
@@ -454,6 +455,8 @@ int kv_write_end(kvstore *kv, int rv, char *errmsg)
 {
     assert(kv->writing);
     size_t staged = 0;
+    if (rv == 0 && kv->n_changes > 0 && (rv = kv_history_reserve(&kv->history)) != 0 && errmsg)
+        errmsg_printf(errmsg, "revision log: %s", lskv_strerror(rv));
     if (rv == 0) {
         for (; staged < kv->n_changes; staged++) {
             rv = recstore_put(kv->rs, kv->rev + 1, (int64_t)staged, &kv->changes[staged]);
@@ -482,6 +485,7 @@ int kv_write_end(kvstore *kv, int rv, char *errmsg)
         kv->n_changes = 0;
     } else if (kv->n_changes > 0) {
         kv->rev++;
+        kv_history_append(&kv->history, kv->rev, kv->n_changes);
     }
     kv->writing = false;
     return rv;
@@ -674,6 +678,9 @@ int kvstore_validate_delete_range(const Etcdserverpb__DeleteRangeRequest *req)
 struct compact_ctx {
     recstore *rs;
     int rv;
+    int64_t at;          /* the compaction point */
+    uint32_t *dropped;   /* subs deleted at it */
+    size_t n_dropped, cap_dropped;
 };
 
 static void compact_drop(void *arg, struct kvindex_rev rev)
@@ -681,6 +688,20 @@ static void compact_drop(void *arg, struct kvindex_rev rev)
     struct compact_ctx *c = arg;
     if (c->rv == 0)
         c->rv = recstore_delete(c->rs, rev.main, rev.sub);
+    /* The revision log keeps the subs that survive at the compaction point. */
+    if (c->rv == 0 && rev.main == c->at) {
+        if (c->n_dropped == c->cap_dropped) {
+            size_t cap = c->cap_dropped ? c->cap_dropped * 2 : 16;
+            uint32_t *p = realloc(c->dropped, cap * sizeof *p);
+            if (p == NULL) {
+                c->rv = LSKV_ENOMEM;
+                return;
+            }
+            c->dropped = p;
+            c->cap_dropped = cap;
+        }
+        c->dropped[c->n_dropped++] = (uint32_t)rev.sub;
+    }
 }
 
 int kvstore_compact(kvstore *kv, const Etcdserverpb__CompactionRequest *req,
@@ -700,11 +721,14 @@ int kvstore_compact(kvstore *kv, const Etcdserverpb__CompactionRequest *req,
         return LSKV_ENOMEM;
     /* The index is the keyset, so it is compacted whatever happens to the
      * record deletions: a record left behind is garbage nobody reads. */
-    struct compact_ctx c = {kv->rs, 0};
+    struct compact_ctx c = {.rs = kv->rs, .at = req->revision};
     kvindex_compact(kv->ix, req->revision, compact_drop, &c);
     kv->compact_main = req->revision;
     kv->n_changes = 0;
     int rv = c.rv;
+    if (rv == 0)
+        rv = kv_history_compact(&kv->history, req->revision, c.dropped, c.n_dropped);
+    free(c.dropped);
     if (rv == 0)
         rv = recstore_commit(kv->rs);
     if (rv != 0) {
@@ -767,5 +791,5 @@ int kvstore_restore(kvstore *kv, const uint8_t *buf, size_t len)
     kv->rev = rev;
     kv->compact_main = compact_main;
     kv->n_changes = 0;
-    return 0;
+    return kv_history_rebuild(&kv->history, kv->ix, compact_main, rev);
 }

@@ -26,7 +26,15 @@
 
 typedef struct kvstore kvstore;
 
-#define KV_MAX_TXN_OPS 128 /* etcd's --max-txn-ops default */
+#define KV_TXN_OPS_DEFAULT 128 /* etcd's --max-txn-ops default */
+/* The largest --max-txn-ops: validation compares each put of a txn with the
+ * others and with its deletes (quadratic, a few ms at this bound); etcd sets
+ * no bound. */
+#define KV_TXN_OPS_LIMIT 4096
+/* Txns nest at most this many levels below the top whatever --max-txn-ops
+ * allows (apply recurses per level); deeper nesting gets etcd's "too many
+ * operations" answer, the one it gives at its default budget. */
+#define KV_TXN_MAX_DEPTH 128
 
 /* rs is borrowed and must outlive the store. Errors: LSKV_ENOMEM. */
 int kvstore_open(recstore *rs, kvstore **out);
@@ -59,6 +67,20 @@ void kvstore_set_lease_lookup(kvstore *kv, kvstore_lease_fn fn, void *arg);
  * Zero after a write that changed nothing or failed, and after compaction. */
 const struct kv_record *kvstore_changes(const kvstore *kv, size_t *n);
 
+/* History, for watch catch-up: every change with main revision in
+ * [from_rev, to_rev] (to_rev above the current revision: up to it) whose
+ * key is in [key, range_end) (etcd's range rules), in revision order, read
+ * and verified by record id from the revision log (kv/history.c): no key
+ * scan, and no record can be left out. rec (in a) is valid during cb; cb's
+ * non-zero return stops the walk and is returned. Errors: LSKV_ECOMPACTED
+ * (from_rev below the compaction point), LSKV_ECORRUPT (a record missing or
+ * failing verification; errmsg says which), LSKV_EIO, LSKV_ENOMEM. */
+typedef int (*kvstore_history_fn)(void *arg, const struct kv_record *rec, int64_t main,
+                                  int64_t sub);
+int kvstore_history(kvstore *kv, const ProtobufCBinaryData *key,
+                    const ProtobufCBinaryData *range_end, int64_t from_rev, int64_t to_rev,
+                    struct arena *a, kvstore_history_fn cb, void *arg, char *errmsg);
+
 /* Reads. Errors: LSKV_ECOMPACTED, LSKV_EFUTUREREV, LSKV_ECORRUPT (a record
  * failed verification; errmsg says which), LSKV_ENOMEM. */
 int kvstore_range(kvstore *kv, const Etcdserverpb__RangeRequest *req, struct arena *a,
@@ -71,9 +93,10 @@ int kvstore_validate_range(const Etcdserverpb__RangeRequest *req);
  * LSKV_ELEASEPROVIDED (ignore_lease with a lease). */
 int kvstore_validate_put(const Etcdserverpb__PutRequest *req);
 int kvstore_validate_delete_range(const Etcdserverpb__DeleteRangeRequest *req);
-/* max_ops is --max-txn-ops (1..KV_MAX_TXN_OPS; out of range counts as the
- * bound): per branch and per compare list, nested txns sharing the budget
- * as in etcd's checkTxnRequest. */
+/* max_ops is --max-txn-ops (1..KV_TXN_OPS_LIMIT; out of range counts as
+ * the default): per branch and per compare list, nested txns sharing the
+ * budget as in etcd's checkTxnRequest, and nesting at most KV_TXN_MAX_DEPTH
+ * deep. */
 int kvstore_validate_txn(const Etcdserverpb__TxnRequest *req, long max_ops);
 
 /* Writes, from apply only. On error nothing changed. Errors as etcd's apply:

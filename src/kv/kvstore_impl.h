@@ -11,6 +11,15 @@
 #include "kv/index.h"
 #include "kv/kvstore.h"
 
+/* The revision log (kv/history.c). */
+struct kv_history {
+    int64_t base;            /* first main revision logged; 0: none yet */
+    uint32_t *subs;          /* changes per main revision from base */
+    size_t n, cap;
+    uint32_t *base_subs;     /* NULL, or the subs surviving at base (sorted) */
+    size_t n_base_subs, cap_base_subs;
+};
+
 struct kvstore {
     recstore *rs;            /* borrowed */
     kvindex *ix;             /* owned */
@@ -26,6 +35,7 @@ struct kvstore {
     struct kv_record *changes;
     kvindex_entry **undo;
     size_t n_changes, cap_changes;
+    struct kv_history history;
 };
 
 /* A range of keys: end_len 0 is the single key; end_all means every key >=
@@ -74,5 +84,18 @@ void kv_write_begin(kvstore *kv);
 int kv_write_end(kvstore *kv, int rv, char *errmsg);
 
 int kv_lease_check(kvstore *kv, int64_t lease);
+
+/* The revision log. reserve makes room for one more revision (the only step
+ * that can fail: LSKV_ENOMEM); append logs revision main's n changes.
+ * compact moves the base to at, dropping the subs compaction deleted there;
+ * rebuild makes the log from the index (after a restore). Errors:
+ * LSKV_ENOMEM, LSKV_ECORRUPT (an index revision outside [base, rev]). */
+int kv_history_reserve(struct kv_history *h);
+void kv_history_append(struct kv_history *h, int64_t main, size_t n);
+int kv_history_compact(struct kv_history *h, int64_t at, const uint32_t *dropped_at,
+                       size_t n_dropped);
+int kv_history_rebuild(struct kv_history *h, const kvindex *ix, int64_t compact_main,
+                       int64_t rev);
+void kv_history_free(struct kv_history *h);
 
 #endif

@@ -14,9 +14,9 @@
 #include "common/err.h"
 #include "kv/kvstore_impl.h"
 
-/* Deeper nesting cannot pass validation (each level uses up at least one op
- * of the KV_MAX_TXN_OPS budget); apply refuses it rather than recurse. */
-#define TXN_MAX_DEPTH (KV_MAX_TXN_OPS + 2)
+/* Deeper nesting cannot pass validation (KV_TXN_MAX_DEPTH); apply refuses
+ * it rather than recurse. */
+#define TXN_MAX_DEPTH (KV_TXN_MAX_DEPTH + 2)
 
 static int bytes_cmp(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen)
 {
@@ -64,7 +64,7 @@ static int check_txn_request(const Etcdserverpb__TxnRequest *r, long max_ops, in
         opc = r->n_success;
     if (opc < r->n_failure)
         opc = r->n_failure;
-    if ((long)opc > max_ops || depth > TXN_MAX_DEPTH)
+    if ((long)opc > max_ops || depth > KV_TXN_MAX_DEPTH)
         return LSKV_ETOOMANYOPS;
     for (size_t i = 0; i < r->n_compare; i++)
         if (r->compare[i] == NULL || r->compare[i]->key.len == 0)
@@ -224,9 +224,8 @@ static int check_intervals(Etcdserverpb__RequestOp **reqs, size_t n, struct keys
 
 int kvstore_validate_txn(const Etcdserverpb__TxnRequest *req, long max_ops)
 {
-    /* TXN_MAX_DEPTH (apply's bound) holds only while max_ops is within it. */
-    if (max_ops < 1 || max_ops > KV_MAX_TXN_OPS)
-        max_ops = KV_MAX_TXN_OPS;
+    if (max_ops < 1 || max_ops > KV_TXN_OPS_LIMIT)
+        max_ops = KV_TXN_OPS_DEFAULT;
     int rv = check_txn_request(req, max_ops, 0);
     if (rv != 0)
         return rv;

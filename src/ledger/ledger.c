@@ -481,7 +481,8 @@ int ledger_open(const struct ledger_config *config, ledger **out, char *errmsg)
     }
     if (n_sealed < l->n_chunks)
         rv = repair_unsynced(l, n_sealed, v, errmsg);
-    else /* no open chunk (first start, or a crash right after sealing) */
+    else if (!config->defer_open_chunk) /* no open chunk (a first start, a crash
+                                           right after sealing) */
         rv = lg_create_open_chunk(l, true, errmsg);
     if (rv != 0)
         goto err;
@@ -492,6 +493,13 @@ err:
     verify_close(v);
     ledger_close(l);
     return rv;
+}
+
+int ledger_begin_writes(ledger *l, char *errmsg)
+{
+    if (l->n_chunks > 0 && l->chunks[l->n_chunks - 1].open)
+        return 0;
+    return lg_create_open_chunk(l, true, errmsg);
 }
 
 void ledger_close(ledger *l)

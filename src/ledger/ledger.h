@@ -58,6 +58,10 @@ struct ledger_config {
     uint64_t sig_tx_interval;        /* entries; 0 = default 5000 */
     uint64_t sig_ms_interval;        /* ms; 0 = default 100 */
     bool fsync_each;                 /* fdatasync after every append (else see ledger_sync) */
+    /* A missing open chunk (the last one sealed) is not created by
+     * ledger_open but by ledger_begin_writes, so that a start that the
+     * checks after ledger_open refuse has changed no file. */
+    bool defer_open_chunk;
     /* Called about once a second while ledger_open verifies the sealed
      * chunks, and once at their end (may be NULL): bytes verified of the
      * ledger's total, entries so far. */
@@ -101,6 +105,10 @@ enum ledger_tx_status {
  * with the file's path, then "offset N, txid T.I: " and the reason),
  * LSKV_EFORMAT, LSKV_ENOMEM, LSKV_EINVAL. */
 int ledger_open(const struct ledger_config *config, ledger **out, char *errmsg);
+/* Creates the open chunk that ledger_open deferred (defer_open_chunk), if
+ * any; appends before it fail. Errors: negated errno (errmsg names the
+ * file), LSKV_ENOMEM. */
+int ledger_begin_writes(ledger *l, char *errmsg);
 /* Syncs and closes; wipes the secret. NULL is a no-op. */
 void ledger_close(ledger *l);
 

@@ -184,6 +184,8 @@ int lg_append_frame(ledger *l, struct chunk_entry *e, const uint8_t *plain,
         why = "raft index is not above the last entry's";
     else if (e->term > UINT32_MAX)
         why = "term does not fit the 32-bit nonce field";
+    else if (l->fd < 0)
+        why = "no open chunk (ledger_begin_writes was not called)";
     else if (!empty && e->term < l->last_term)
         why = "term is below the last entry's";
     else if (!empty && e->revision < l->last_rev)

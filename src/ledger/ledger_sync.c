@@ -182,7 +182,7 @@ int ledger_sync(ledger *l)
             return rv;
         }
     }
-    if (fdatasync(l->fd) != 0) {
+    if (l->fd >= 0 && fdatasync(l->fd) != 0) {
         l->sticky = -errno;
         return l->sticky;
     }

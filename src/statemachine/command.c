@@ -26,41 +26,113 @@ static int validate_txn(const ProtobufCMessage *req, const struct command_limits
     return kvstore_validate_txn((const Etcdserverpb__TxnRequest *)req, lim->max_txn_ops);
 }
 
-static int apply_put(kvstore *kv, const ProtobufCMessage *req, struct arena *a,
-                     ProtobufCMessage **resp, char *errmsg)
+static int apply_put(const struct command_target *t, const ProtobufCMessage *req,
+                     struct arena *a, ProtobufCMessage **resp, char *errmsg)
 {
     Etcdserverpb__PutResponse *out = NULL;
-    int rv = kvstore_put(kv, (const Etcdserverpb__PutRequest *)req, a, &out, errmsg);
+    int rv = kvstore_put(t->kv, (const Etcdserverpb__PutRequest *)req, a, &out, errmsg);
     *resp = (ProtobufCMessage *)out;
     return rv;
 }
 
-static int apply_delete_range(kvstore *kv, const ProtobufCMessage *req, struct arena *a,
-                              ProtobufCMessage **resp, char *errmsg)
+static int apply_delete_range(const struct command_target *t, const ProtobufCMessage *req,
+                              struct arena *a, ProtobufCMessage **resp, char *errmsg)
 {
     Etcdserverpb__DeleteRangeResponse *out = NULL;
-    int rv = kvstore_delete_range(kv, (const Etcdserverpb__DeleteRangeRequest *)req, a, &out,
+    int rv = kvstore_delete_range(t->kv, (const Etcdserverpb__DeleteRangeRequest *)req, a, &out,
                                   errmsg);
     *resp = (ProtobufCMessage *)out;
     return rv;
 }
 
-static int apply_txn(kvstore *kv, const ProtobufCMessage *req, struct arena *a,
-                     ProtobufCMessage **resp, char *errmsg)
+static int apply_txn(const struct command_target *t, const ProtobufCMessage *req,
+                     struct arena *a, ProtobufCMessage **resp, char *errmsg)
 {
     Etcdserverpb__TxnResponse *out = NULL;
-    int rv = kvstore_txn(kv, (const Etcdserverpb__TxnRequest *)req, a, &out, errmsg);
+    int rv = kvstore_txn(t->kv, (const Etcdserverpb__TxnRequest *)req, a, &out, errmsg);
     *resp = (ProtobufCMessage *)out;
     return rv;
 }
 
-static int apply_compaction(kvstore *kv, const ProtobufCMessage *req, struct arena *a,
-                            ProtobufCMessage **resp, char *errmsg)
+static int apply_compaction(const struct command_target *t, const ProtobufCMessage *req,
+                            struct arena *a, ProtobufCMessage **resp, char *errmsg)
 {
     Etcdserverpb__CompactionResponse *out = NULL;
-    int rv = kvstore_compact(kv, (const Etcdserverpb__CompactionRequest *)req, a, &out, errmsg);
+    int rv = kvstore_compact(t->kv, (const Etcdserverpb__CompactionRequest *)req, a, &out, errmsg);
     *resp = (ProtobufCMessage *)out;
     return rv;
+}
+
+/* ---- leases (lease/lessor.h) -------------------------------------------- */
+
+static int validate_lease_grant(const ProtobufCMessage *req, const struct command_limits *lim)
+{
+    (void)lim;
+    const Etcdserverpb__LeaseGrantRequest *r = (const Etcdserverpb__LeaseGrantRequest *)req;
+    return r->ttl > LEASE_MAX_TTL ? LSKV_ELEASETTLTOOLARGE : 0;
+}
+
+static int apply_lease_grant(const struct command_target *t, const ProtobufCMessage *req,
+                             struct arena *a, ProtobufCMessage **resp, char *errmsg)
+{
+    (void)errmsg;
+    const Etcdserverpb__LeaseGrantRequest *r = (const Etcdserverpb__LeaseGrantRequest *)req;
+    int64_t ttl;
+    int rv = lessor_grant(t->leases, r->id, r->ttl, &ttl);
+    if (rv != 0)
+        return rv;
+    Etcdserverpb__LeaseGrantResponse *out = arena_alloc(a, sizeof *out);
+    if (out == NULL)
+        return LSKV_ENOMEM;
+    etcdserverpb__lease_grant_response__init(out);
+    out->id = r->id;
+    out->ttl = ttl;
+    out->error = (char *)"";
+    *resp = &out->base;
+    return 0;
+}
+
+/* etcd's Revoke: the lease's keys deleted in key order, in one revision (a
+ * txn of deletes), then the lease is gone. */
+static int apply_lease_revoke(const struct command_target *t, const ProtobufCMessage *req,
+                              struct arena *a, ProtobufCMessage **resp, char *errmsg)
+{
+    const Etcdserverpb__LeaseRevokeRequest *r = (const Etcdserverpb__LeaseRevokeRequest *)req;
+    uint8_t **keys;
+    size_t *lens, n;
+    int rv = lessor_keys(t->leases, r->id, a, &keys, &lens, &n);
+    if (rv != 0)
+        return rv;
+    Etcdserverpb__TxnRequest *txn = arena_alloc(a, sizeof *txn);
+    Etcdserverpb__RequestOp **ops = arena_alloc(a, (n ? n : 1) * sizeof *ops);
+    if (txn == NULL || ops == NULL)
+        return LSKV_ENOMEM;
+    etcdserverpb__txn_request__init(txn);
+    for (size_t i = 0; i < n; i++) {
+        Etcdserverpb__RequestOp *op = arena_alloc(a, sizeof *op);
+        Etcdserverpb__DeleteRangeRequest *d = arena_alloc(a, sizeof *d);
+        if (op == NULL || d == NULL)
+            return LSKV_ENOMEM;
+        etcdserverpb__request_op__init(op);
+        etcdserverpb__delete_range_request__init(d);
+        d->key = (ProtobufCBinaryData){.data = keys[i], .len = lens[i]};
+        op->request_case = ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_DELETE_RANGE;
+        op->request_delete_range = d;
+        ops[i] = op;
+    }
+    txn->success = ops;
+    txn->n_success = n;
+    Etcdserverpb__TxnResponse *deleted = NULL;
+    if ((rv = kvstore_txn(t->kv, txn, a, &deleted, errmsg)) != 0)
+        return rv;
+    if ((rv = lessor_remove(t->leases, r->id)) != 0)
+        return rv;
+    Etcdserverpb__LeaseRevokeResponse *out = arena_alloc(a, sizeof *out);
+    if (out == NULL)
+        return LSKV_ENOMEM;
+    etcdserverpb__lease_revoke_response__init(out);
+    *resp = &out->base;
+    return 0;
 }
 
 /* The one table of ops (command.h). */
@@ -74,6 +146,13 @@ static const struct command_kind command_kinds[] = {
     {COMMAND_COMPACTION, "compaction", &etcdserverpb__compaction_request__descriptor, NULL,
      apply_compaction, LEDGER_ENTRY_COMPACT, false, 0},
     {COMMAND_SIGNATURE, "signature", NULL, NULL, NULL, LEDGER_ENTRY_SIGNATURE, false, 0},
+    /* Lease entries have no receipt kind yet: their ledger entry (type
+     * LEASE) holds the command itself, as a compaction's does; a revoke's
+     * deletes follow from it and the state before. */
+    {COMMAND_LEASE_GRANT, "lease_grant", &etcdserverpb__lease_grant_request__descriptor,
+     validate_lease_grant, apply_lease_grant, LEDGER_ENTRY_LEASE, false, 0},
+    {COMMAND_LEASE_REVOKE, "lease_revoke", &etcdserverpb__lease_revoke_request__descriptor, NULL,
+     apply_lease_revoke, LEDGER_ENTRY_LEASE, false, 0},
 };
 
 const struct command_kind *command_kind_of(unsigned op)

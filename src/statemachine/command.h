@@ -20,6 +20,7 @@
 
 #include "common/arena.h"
 #include "kv/kvstore.h"
+#include "lease/lessor.h"
 #include "ledger/receipt.h"
 #include "proto/lskvcommand.pb-c.h"
 
@@ -30,6 +31,8 @@ enum command_op {
     COMMAND_TXN = LSKVCOMMANDPB__COMMAND__OP_TXN,
     COMMAND_COMPACTION = LSKVCOMMANDPB__COMMAND__OP_COMPACTION,
     COMMAND_SIGNATURE = LSKVCOMMANDPB__COMMAND__OP_SIGNATURE,
+    COMMAND_LEASE_GRANT = LSKVCOMMANDPB__COMMAND__OP_LEASE_GRANT,
+    COMMAND_LEASE_REVOKE = LSKVCOMMANDPB__COMMAND__OP_LEASE_REVOKE,
 };
 
 /* Who asked; every field may be zero / NULL (internal commands). */
@@ -45,11 +48,17 @@ struct command_limits {
     long max_txn_ops; /* --max-txn-ops: ops per txn branch (etcd's count) */
 };
 
-/* Runs a store op against kv; *resp (in a) is etcd's response message.
+/* The replicated state an op applies to. */
+struct command_target {
+    kvstore *kv;
+    lessor *leases;
+};
+
+/* Runs an op against t; *resp (in a) is etcd's response message.
  * Returns 0 or an etcd error (deterministic), LSKV_EIO / LSKV_ENOMEM
  * (storage: not deterministic, stops the node). */
-typedef int (*command_apply_fn)(kvstore *kv, const ProtobufCMessage *req, struct arena *a,
-                                ProtobufCMessage **resp, char *errmsg);
+typedef int (*command_apply_fn)(const struct command_target *t, const ProtobufCMessage *req,
+                                struct arena *a, ProtobufCMessage **resp, char *errmsg);
 
 struct command_kind {
     enum command_op op;

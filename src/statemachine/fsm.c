@@ -16,6 +16,8 @@ void fsm_init(struct fsm *f, kvstore *kv, recstore *records, uint64_t cluster_id
               uint64_t member_id)
 {
     f->kv = kv;
+    f->leases = NULL;
+    f->observer = NULL;
     f->records = records;
     f->ledger = NULL;
     f->space = NULL;
@@ -42,6 +44,39 @@ static bool fsm_can_apply(void *data, size_t len)
 void fsm_set_ledger(struct fsm *f, ledger *l)
 {
     f->ledger = l;
+}
+
+static bool lease_exists(void *arg, int64_t lease)
+{
+    return lessor_exists(arg, lease);
+}
+
+void fsm_set_observer(struct fsm *f, void (*observer)(void *arg), void *arg)
+{
+    f->observer = observer;
+    f->observer_arg = arg;
+}
+
+void fsm_set_leases(struct fsm *f, lessor *l)
+{
+    f->leases = l;
+    kvstore_set_lease_lookup(f->kv, l ? lease_exists : NULL, l);
+}
+
+/* A key's lease is the one its last write gave it (a deletion: none). */
+static int move_attachments(struct fsm *f)
+{
+    if (f->leases == NULL)
+        return 0;
+    size_t n = 0;
+    const struct kv_record *ch = kvstore_changes(f->kv, &n);
+    for (size_t i = 0; i < n; i++) {
+        int64_t lease = ch[i].tombstone ? 0 : ch[i].lease;
+        int rv = lessor_set_key(f->leases, ch[i].key, ch[i].key_len, lease);
+        if (rv != 0)
+            return rv;
+    }
+    return 0;
 }
 
 void fsm_result_free(struct fsm_result *r)
@@ -220,7 +255,16 @@ static int apply_command(struct fsm *f, const struct consensus_entry_info *info,
     }
     const ProtobufCMessage *req = command_request(c);
     ProtobufCMessage *resp = NULL;
-    r->rv = req ? kind->apply(f->kv, req, a, &resp, r->errmsg) : LSKV_ECORRUPT;
+    struct command_target target = {.kv = f->kv, .leases = f->leases};
+    bool lease_op = kind->op == COMMAND_LEASE_GRANT || kind->op == COMMAND_LEASE_REVOKE;
+    if (req == NULL || (lease_op && f->leases == NULL))
+        r->rv = LSKV_ECORRUPT;
+    else
+        r->rv = kind->apply(&target, req, a, &resp, r->errmsg);
+    /* The lessor's key table follows the store (a put's lease check was
+     * against it, so the lease exists). */
+    if (r->rv == 0)
+        r->rv = move_attachments(f);
     if (kind->receipt && req != NULL) {
         receipt_claims_set(&claims, kind->receipt_kind, req, resp);
         has_claims = true;
@@ -254,6 +298,8 @@ static int fsm_apply(void *data, const struct consensus_entry_info *info, const 
     struct arena a;
     arena_init(&a);
     int fatal = apply_command(f, info, cmd, len, &a, r);
+    if (fatal == 0 && r->rv == 0 && f->observer != NULL)
+        f->observer(f->observer_arg); /* the request (in a) is still alive */
     arena_close(&a);
     /* Storage and ledger failures are not deterministic results: stop this
      * node. */
@@ -300,14 +346,26 @@ static int fsm_snapshot(void *data, uint8_t **buf, size_t *len)
     size_t kv_len = 0;
     if ((rv = kvstore_snapshot(f->kv, &kv, &kv_len)) != 0)
         return rv;
+    uint8_t *leases = NULL;
+    size_t leases_len = 0;
+    if (f->leases != NULL && (rv = lessor_encode(f->leases, &leases, &leases_len)) != 0) {
+        explicit_bzero(kv, kv_len);
+        free(kv);
+        return rv;
+    }
     struct sm_sections s = {0};
     s.data[SM_SECTION_POSITION] = position;
     s.len[SM_SECTION_POSITION] = sizeof position;
     s.data[SM_SECTION_KV] = kv;
     s.len[SM_SECTION_KV] = kv_len;
+    s.data[SM_SECTION_LEASES] = leases;
+    s.len[SM_SECTION_LEASES] = leases_len;
     rv = sm_snapshot_encode(&s, buf, len);
     explicit_bzero(kv, kv_len);
     free(kv);
+    if (leases != NULL)
+        explicit_bzero(leases, leases_len);
+    free(leases);
     return rv;
 }
 
@@ -321,43 +379,71 @@ static int fsm_flush(void *data)
 }
 
 /* The ledger must hold the entries the snapshot covers, with the same root. */
-static int check_position(struct fsm *f, const uint8_t *p, size_t len)
+static int check_position(ledger *l, const uint8_t *p, size_t len, char *errmsg)
 {
-    if (len != POSITION_BYTES)
+    if (len != POSITION_BYTES) {
+        errmsg_printf(errmsg, "its POSITION section has %zu bytes, not %d", len, POSITION_BYTES);
         return LSKV_ECORRUPT;
+    }
     uint64_t size = get_u64be(p);
-    if (f->ledger == NULL || size == 0)
+    if (l == NULL || size == 0)
         return 0;
     struct ledger_position pos;
-    ledger_position(f->ledger, &pos);
+    ledger_position(l, &pos);
     if (pos.size < size) {
-        errmsg_printf(f->errmsg, "snapshot covers %" PRIu64 " ledger entries, the ledger holds "
+        errmsg_printf(errmsg, "snapshot covers %" PRIu64 " ledger entries, the ledger holds "
                       "%" PRIu64 ": ledger entries were lost", size, pos.size);
         return LSKV_ECORRUPT;
     }
     uint8_t root[HASH_BYTES];
-    int rv = ledger_root_at(f->ledger, size, root, f->errmsg);
+    int rv = ledger_root_at(l, size, root, errmsg);
     if (rv != 0)
         return rv;
     if (memcmp(root, p + 8, HASH_BYTES) != 0) {
-        errmsg_printf(f->errmsg, "the ledger's root over its first %" PRIu64 " entries differs "
+        errmsg_printf(errmsg, "the ledger's root over its first %" PRIu64 " entries differs "
                       "from the snapshot's: another history", size);
         return LSKV_ECORRUPT;
     }
     return 0;
 }
 
+static int decode_checked(ledger *l, const uint8_t *buf, size_t len, struct sm_sections *s,
+                          char *errmsg)
+{
+    int rv = sm_snapshot_decode(buf, len, s);
+    if (rv != 0)
+        return rv;
+    if (s->data[SM_SECTION_POSITION] == NULL || s->data[SM_SECTION_KV] == NULL) {
+        errmsg_printf(errmsg, "the state machine snapshot lacks its %s section",
+                      s->data[SM_SECTION_KV] == NULL ? "KV" : "POSITION");
+        return LSKV_ECORRUPT;
+    }
+    return check_position(l, s->data[SM_SECTION_POSITION], s->len[SM_SECTION_POSITION], errmsg);
+}
+
+int fsm_check_snapshot(ledger *l, const uint8_t *buf, size_t len, char *errmsg)
+{
+    struct sm_sections s;
+    return decode_checked(l, buf, len, &s, errmsg);
+}
+
 static int fsm_restore(void *data, const uint8_t *buf, size_t len)
 {
     struct fsm *f = data;
     struct sm_sections s;
-    int rv = sm_snapshot_decode(buf, len, &s);
+    int rv = decode_checked(f->ledger, buf, len, &s, f->errmsg);
     if (rv != 0)
         return rv;
-    if (s.data[SM_SECTION_POSITION] == NULL || s.data[SM_SECTION_KV] == NULL)
-        return LSKV_ECORRUPT;
-    if ((rv = check_position(f, s.data[SM_SECTION_POSITION], s.len[SM_SECTION_POSITION])) != 0)
-        return rv;
+    if (f->leases != NULL) {
+        /* Snapshots from before leases have no section: no leases. */
+        static const uint8_t none[5] = {1, 0, 0, 0, 0};
+        const uint8_t *ls = s.data[SM_SECTION_LEASES] ? s.data[SM_SECTION_LEASES] : none;
+        size_t ll = s.data[SM_SECTION_LEASES] ? s.len[SM_SECTION_LEASES] : sizeof none;
+        if ((rv = lessor_decode(f->leases, ls, ll)) != 0) {
+            errmsg_printf(f->errmsg, "the snapshot's LEASES section: %s", lskv_strerror(rv));
+            return rv;
+        }
+    }
     return kvstore_restore(f->kv, s.data[SM_SECTION_KV], s.len[SM_SECTION_KV]);
 }
 

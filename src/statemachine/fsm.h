@@ -30,6 +30,7 @@ struct fsm_result {
 
 struct fsm {
     kvstore *kv;           /* borrowed */
+    lessor *leases;        /* borrowed; NULL: no leases (unit tests) */
     recstore *records;     /* borrowed: synced before a snapshot */
     struct diskspace *space; /* borrowed; NULL: apply never waits for disk space */
     ledger *ledger;        /* borrowed; NULL: no ledger (unit tests) */
@@ -38,6 +39,8 @@ struct fsm {
     uint64_t last_term;    /* term of the last applied entry */
     uint64_t replayed;     /* entries the ledger already held (checked, not appended) */
     char errmsg[LSKV_ERRMSG_SIZE]; /* why the last fatal apply failed */
+    void (*observer)(void *arg);   /* fsm_set_observer */
+    void *observer_arg;
 };
 
 /* The ledger (may be NULL) gets one entry per applied command, in order:
@@ -62,6 +65,7 @@ struct fsm {
  * Replay (restart): entries the ledger already holds (ledger_has_index) are
  * re-applied to the store and checked against the ledger byte for byte
  * instead of appended; a mismatch is a fatal divergence.
+ * Leases: grant and revoke are LEASE ledger entries holding the command.
  * Snapshots (statemachine/snapshot.h): the ledger is synced before the
  * store snapshot is produced; the snapshot's POSITION section records the
  * ledger size and root it covers, and restoring it onto a ledger that is
@@ -82,6 +86,20 @@ void fsm_init(struct fsm *f, kvstore *kv, recstore *records, uint64_t cluster_id
 void fsm_set_space(struct fsm *f, struct diskspace *space);
 /* Sets the ledger (borrowed; may be NULL) before consensus_open. */
 void fsm_set_ledger(struct fsm *f, ledger *l);
+/* Sets the lease table (borrowed; may be NULL) before consensus_open: puts
+ * with a lease check it, every write moves its keys' attachments, and
+ * snapshots carry it (section LEASES). */
+void fsm_set_leases(struct fsm *f, lessor *l);
+/* Checks a state machine snapshot's binding to the ledger (POSITION, as
+ * restore does) without restoring it: lskvd runs it on the raft snapshot
+ * before it opens the engine (consensus/raftdir.h), so that a snapshot from
+ * another history is refused before any file changes. l may be NULL (no
+ * check). Errors: LSKV_ECORRUPT (errmsg says why), those of
+ * sm_snapshot_decode and ledger_root_at. */
+int fsm_check_snapshot(ledger *l, const uint8_t *buf, size_t len, char *errmsg);
+/* observer(arg) runs after every command that applied without an error,
+ * while kvstore_changes still holds its changes (watch fan-out). */
+void fsm_set_observer(struct fsm *f, void (*observer)(void *arg), void *arg);
 /* The consensus_fsm vtable over f (f is borrowed). */
 struct consensus_fsm fsm_vtable(struct fsm *f);
 

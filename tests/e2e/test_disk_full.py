@@ -222,7 +222,7 @@ def test_many_writers_at_once_stop_at_nospace(tmpfs, server_factory):
 
 def test_quota_backend_bytes_as_etcd(server_factory):
     """--quota-backend-bytes raises NOSPACE on both, with the same answers:
-    Put and Txn-with-put refused, Range, read-only Txn, DeleteRange and
+    Put, LeaseGrant and Txn-with-put refused, Range, read-only Txn, DeleteRange and
     Compact served, disarm clears it and the next Put over quota raises it
     again."""
     out = {}
@@ -239,6 +239,10 @@ def test_quota_backend_bytes_as_etcd(server_factory):
                                 "-d", json.dumps(body)], capture_output=True, text=True,
                                timeout=20)
             steps.append(r.stdout.replace(str(member_id(s)), "<id>"))
+        lease = rpc_pb2_grpc.LeaseStub(grpc.insecure_channel(s.endpoint, [
+            ("grpc.use_local_subchannel_pool", 1)]))
+        steps.append(rpc_error(lease.LeaseGrant, rpc_pb2.LeaseGrantRequest(TTL=60),
+                               timeout=10)[:2])
         steps.append(rpc_error(kv.Txn, rpc_pb2.TxnRequest(success=[put_op(b"t")]),
                                timeout=10)[:2])
         steps.append(rpc_error(kv.Txn, rpc_pb2.TxnRequest(

@@ -51,6 +51,42 @@ def test_max_txn_ops_as_etcd(server_factory):
     assert r.returncode != 0 and "too many operations in txn request" in r.stderr
 
 
+def big_txn_answers(server):
+    """(code, details or succeeded) of the Txns a limit of 1000 decides."""
+    kv = server.kv()
+    cases = {
+        "1000 puts": rpc_pb2.TxnRequest(success=[put_op(b"p%04d" % i) for i in range(1000)]),
+        "1001 puts": rpc_pb2.TxnRequest(success=[put_op(b"q%04d" % i) for i in range(1001)]),
+        # 500 at the top leave 500 for the nested txn.
+        "nested 500 + 500": rpc_pb2.TxnRequest(
+            success=[put_op(b"r%04d" % i) for i in range(499)] + [rpc_pb2.RequestOp(
+                request_txn=rpc_pb2.TxnRequest(
+                    success=[put_op(b"s%04d" % i) for i in range(500)]))]),
+        "nested 500 + 501": rpc_pb2.TxnRequest(
+            success=[put_op(b"t%04d" % i) for i in range(499)] + [rpc_pb2.RequestOp(
+                request_txn=rpc_pb2.TxnRequest(
+                    success=[put_op(b"u%04d" % i) for i in range(501)]))]),
+    }
+    out = {}
+    for name, req in cases.items():
+        code, r = rpc_error(kv.Txn, req, timeout=20)
+        out[name] = (code, r if code != grpc.StatusCode.OK else r.succeeded)
+    return out
+
+
+def test_max_txn_ops_above_default_as_etcd(server_factory):
+    """A budget above etcd's default of 128 is honoured, not clamped."""
+    etcd = server_factory("etcd", extra=["--max-txn-ops", "1000"])
+    lskvd = server_factory("lskvd", extra=["--max-txn-ops", "1000"])
+    want = big_txn_answers(etcd)
+    assert want["1000 puts"] == (grpc.StatusCode.OK, True)
+    assert want["1001 puts"] == (grpc.StatusCode.INVALID_ARGUMENT,
+                                 "etcdserver: too many operations in txn request")
+    assert big_txn_answers(lskvd) == want
+    r = lskvd.kv().Range(rpc_pb2.RangeRequest(key=b"p", range_end=b"q", count_only=True))
+    assert r.count == 1000
+
+
 @pytest.mark.skipif(TARGET == "etcd", reason="lskvd's refusals of flags it lacks")
 @pytest.mark.parametrize("flags,why", [
     (["--initial-cluster-state", "existing"], "joining an existing cluster is not implemented"),
@@ -58,6 +94,7 @@ def test_max_txn_ops_as_etcd(server_factory):
       "--initial-advertise-peer-urls", "http://127.0.0.1:1", "--name", "a"],
      "multi-member clusters are not implemented"),
     (["--max-txn-ops", "0"], "--max-txn-ops=0"),
+    (["--max-txn-ops", "4097"], "--max-txn-ops=4097: must be an integer in [1, 4096]"),
 ])
 def test_unimplemented_flags_refused(tmp_path, flags, why):
     d = tmp_path / "data"

@@ -381,7 +381,6 @@ def test_status_and_member_list_fields(pair):
 
 
 OTHER_RPCS = [
-    ("/etcdserverpb.Lease/LeaseGrant", P.LeaseGrantRequest(TTL=10)),
     ("/etcdserverpb.Cluster/MemberAdd", P.MemberAddRequest(peerURLs=["http://127.0.0.1:1"])),
     ("/etcdserverpb.Cluster/MemberRemove", P.MemberRemoveRequest(ID=1)),
     ("/etcdserverpb.Cluster/MemberUpdate", P.MemberUpdateRequest(ID=1)),
@@ -421,7 +420,6 @@ def test_other_rpcs_unimplemented(lskvd):
         c, _ = rpc_error(fn, req, timeout=20)
         assert c == grpc.StatusCode.UNIMPLEMENTED, (path, c)
     for path, req in [("/etcdserverpb.Watch/Watch", P.WatchRequest()),
-                      ("/etcdserverpb.Lease/LeaseKeepAlive", P.LeaseKeepAliveRequest(ID=1)),
                       ("/etcdserverpb.Maintenance/Snapshot", P.SnapshotRequest())]:
         if path.endswith("Snapshot"):
             fn = ch.unary_stream(path, request_serializer=lambda m: m.SerializeToString())

@@ -91,6 +91,28 @@ def test_signed_chunk_cut_short(server_factory):
     check_refused(s, [sealed[1]])
 
 
+def test_ledger_cut_behind_the_raft_snapshot(server_factory):
+    """Every chunk after the second sealed one removed: what is left is a
+    valid shorter ledger (it audits clean on its own), but the raft log's
+    snapshot covers entries it no longer holds. Refused from the snapshot's
+    POSITION before the engine is opened, so no file changes."""
+    s, sealed = make_ledger(server_factory)
+    ledger = s.data_dir / "ledger"
+    names = ledgerfile.chunks(ledger)
+    for n in names[names.index(sealed[1]) + 1:]:
+        (ledger / n).unlink()
+    before = dir_state(s.data_dir)
+    answers = start_reading(s)
+    log = s.log_text(True)
+    assert s.proc.poll() is not None, "lskvd served a cut ledger; log:\n" + log[-2000:]
+    assert s.proc.returncode != 0
+    assert answers == [], "answered %d reads before refusing" % len(answers)
+    why = refusal_line(s)
+    assert why is not None, "no refusal line; log:\n" + log[-2000:]
+    assert "raft snapshot" in why and "ledger entries were lost" in why, why
+    assert dir_state(s.data_dir) == before, "a refused start changed files"
+
+
 def test_untampered_ledger_starts(server_factory):
     s, _ = make_ledger(server_factory)
     s.start()

@@ -107,7 +107,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (req == NULL)
         goto out;
     const struct command_kind *k = command_kind_of(COMMAND_TXN);
-    struct command_limits lim = {(data[0] & 2) ? 1 + data[2] % KV_MAX_TXN_OPS : KV_MAX_TXN_OPS};
+    struct command_limits lim = {(data[0] & 2) ? 1 + data[2] * 16 : KV_TXN_OPS_DEFAULT};
     if (k->validate(req, &lim) != 0)
         goto out;
     uint8_t *cmd;
@@ -121,7 +121,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort(); /* a request that passed the checks must decode from the log */
     ProtobufCMessage *resp = NULL;
     char errmsg[LSKV_ERRMSG_SIZE] = "";
-    rv = k->apply(kv, command_request(c), &a, &resp, errmsg);
+    struct command_target target = {.kv = kv};
+    rv = k->apply(&target, command_request(c), &a, &resp, errmsg);
     if (rv == LSKV_EIO || rv == LSKV_ECORRUPT)
         abort();
     if (rv == 0 && resp != NULL) {

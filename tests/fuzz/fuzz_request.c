@@ -47,7 +47,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             break;
         Etcdserverpb__TxnRequest *t = etcdserverpb__txn_request__unpack(&a.pb, len, body);
         if (t)
-            (void)kvstore_validate_txn(t, 1 + (long)(len % KV_MAX_TXN_OPS));
+            (void)kvstore_validate_txn(t, 1 + (long)(len % KV_TXN_OPS_LIMIT));
         msg = (ProtobufCMessage *)t;
         type = COMMAND_TXN;
         break;
@@ -65,7 +65,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             const ProtobufCMessage *req = command_request(c);
             if (k == NULL || (k->request != NULL) != (req != NULL))
                 abort();
-            struct command_limits lim = {KV_MAX_TXN_OPS};
+            struct command_limits lim = {KV_TXN_OPS_DEFAULT};
             if (k->validate != NULL && req != NULL)
                 (void)k->validate(req, &lim);
         }

@@ -620,14 +620,14 @@ TEST(consensus, raftdir_verify_checks_a_closed_log_without_changing_it)
     harness_init(&h, 16, 4);
     struct raftdir_info info;
     char errmsg[LSKV_ERRMSG_SIZE] = "";
-    ASSERT_EQ(raftdir_verify(&h.config, &info, errmsg), 0);
+    ASSERT_EQ(raftdir_verify(&h.config, NULL, &info, errmsg), 0);
     ASSERT(info.empty); /* no directory yet */
     open_node(&h, &f1);
     for (uint32_t i = 0; i < 40; i += 10)
         propose_range(&h, i, i + 10);
     close_node(&h);
     int files = count_files(h.dir, "");
-    ASSERT_EQ(raftdir_verify(&h.config, &info, errmsg), 0);
+    ASSERT_EQ(raftdir_verify(&h.config, NULL, &info, errmsg), 0);
     ASSERT(!info.empty);
     ASSERT_GT(info.snapshot_index, 0);
     ASSERT_EQ(info.last_index, f1.idx[39]);
@@ -638,7 +638,7 @@ TEST(consensus, raftdir_verify_checks_a_closed_log_without_changing_it)
     ASSERT_EQ(count_files(parent, ".raft-verify-"), 0);
     /* another cluster id: the first checked entry does not authenticate */
     h.config.cluster_id = 999;
-    ASSERT_EQ(raftdir_verify(&h.config, &info, errmsg), LSKV_ECORRUPT);
+    ASSERT_EQ(raftdir_verify(&h.config, NULL, &info, errmsg), LSKV_ECORRUPT);
     ASSERT(strstr(errmsg, "snapshot") != NULL || strstr(errmsg, "raft entry") != NULL);
     harness_done(&h);
 }

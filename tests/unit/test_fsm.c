@@ -314,3 +314,96 @@ TEST(fsm, snapshot_covers_the_ledger_and_restore_refuses_a_shorter_one)
     free(snap);
     fx_close(&f);
 }
+
+static int apply_cmd(struct store *s, uint64_t index, enum command_op op,
+                     const ProtobufCMessage *req, struct fsm_result **r)
+{
+    uint8_t *cmd;
+    size_t len;
+    ASSERT_EQ(command_encode(op, NULL, req, &cmd, &len), 0);
+    int rv = apply(s, 2, index, cmd, len, r);
+    free(cmd);
+    return rv;
+}
+
+static int lease_cmd(struct store *s, uint64_t index, enum command_op op, int64_t id,
+                     int64_t ttl)
+{
+    struct fsm_result *r;
+    Etcdserverpb__LeaseGrantRequest g = ETCDSERVERPB__LEASE_GRANT_REQUEST__INIT;
+    Etcdserverpb__LeaseRevokeRequest v = ETCDSERVERPB__LEASE_REVOKE_REQUEST__INIT;
+    g.id = v.id = id;
+    g.ttl = ttl;
+    ASSERT_EQ(apply_cmd(s, index, op, op == COMMAND_LEASE_GRANT ? &g.base : &v.base, &r), 0);
+    int rv = r->rv;
+    fsm_result_free(r);
+    return rv;
+}
+
+static int put_leased(struct store *s, uint64_t index, const char *key, int64_t lease)
+{
+    uint8_t *cmd;
+    size_t len;
+    struct fsm_result *r;
+    put_cmd(key, "v", lease, &cmd, &len);
+    ASSERT_EQ(apply(s, 2, index, cmd, len, &r), 0);
+    free(cmd);
+    int rv = r->rv;
+    fsm_result_free(r);
+    return rv;
+}
+
+/* Grant, puts with a lease, a put that moves a key off it, revoke: the
+ * lease's remaining keys go in one revision, and a snapshot carries the
+ * leases and their keys. */
+TEST(fsm, leases_hold_keys_and_revoke_deletes_them_in_one_revision)
+{
+    struct fx f;
+    struct store s;
+    lessor *leases, *restored;
+    open_fx_and_store(&f, &s, "db1");
+    ASSERT_EQ(lessor_new(2, &leases), 0);
+    fsm_set_leases(&s.fsm, leases);
+    ASSERT_EQ(lease_cmd(&s, 3, COMMAND_LEASE_GRANT, 77, 1), 0);
+    ASSERT_EQ(lease_cmd(&s, 4, COMMAND_LEASE_GRANT, 77, 5), LSKV_ELEASEEXISTS);
+    ASSERT_EQ(put_leased(&s, 5, "a", 78), LSKV_ELEASENOTFOUND);
+    ASSERT_EQ(put_leased(&s, 6, "a", 77), 0);
+    ASSERT_EQ(put_leased(&s, 7, "b", 77), 0);
+    ASSERT_EQ(put_leased(&s, 8, "c", 77), 0);
+    ASSERT_EQ(put_leased(&s, 9, "c", 0), 0); /* moved off the lease */
+    ASSERT_EQ(kvstore_revision(s.kv), 5);
+    ASSERT_EQ(lessor_lease_of(leases, (const uint8_t *)"b", 1), 77);
+
+    uint8_t *snap;
+    size_t snap_len;
+    ASSERT_EQ(s.vt.snapshot(s.vt.data, &snap, &snap_len), 0);
+
+    ASSERT_EQ(lease_cmd(&s, 10, COMMAND_LEASE_REVOKE, 77, 0), 0);
+    ASSERT_EQ(kvstore_revision(s.kv), 6); /* a and b: one revision */
+    ASSERT(!lessor_exists(leases, 77));
+    ASSERT_EQ(lease_cmd(&s, 11, COMMAND_LEASE_REVOKE, 77, 0), LSKV_ELEASENOTFOUND);
+    struct arena a;
+    arena_init(&a);
+    Etcdserverpb__RangeRequest rr = ETCDSERVERPB__RANGE_REQUEST__INIT;
+    rr.key = (ProtobufCBinaryData){.data = (uint8_t *)"a", .len = 1};
+    rr.range_end = (ProtobufCBinaryData){.data = (uint8_t *)"z", .len = 1};
+    Etcdserverpb__RangeResponse *resp;
+    ASSERT_EQ(kvstore_range(s.kv, &rr, &a, &resp, f.errmsg), 0);
+    ASSERT_EQ(resp->count, 1); /* c only */
+    arena_close(&a);
+    store_close(&s);
+
+    /* The snapshot from before the revoke brings lease 77 and a, b back. */
+    store_open(&s, "db2", f.l);
+    ASSERT_EQ(lessor_new(2, &restored), 0);
+    fsm_set_leases(&s.fsm, restored);
+    ASSERT_EQ(s.vt.restore(s.vt.data, snap, snap_len), 0);
+    ASSERT(lessor_exists(restored, 77));
+    ASSERT_EQ(lessor_lease_of(restored, (const uint8_t *)"a", 1), 77);
+    ASSERT_EQ(lessor_lease_of(restored, (const uint8_t *)"c", 1), 0);
+    store_close(&s);
+    free(snap);
+    lessor_free(leases);
+    lessor_free(restored);
+    fx_close(&f);
+}

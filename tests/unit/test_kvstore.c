@@ -736,7 +736,7 @@ TEST(kvstore, txn_branches_reads_and_headers)
     nested->success[nested->n_success++] = op_put(a, "b", "");
     t->success[t->n_success++] = op_txn(a, nested);
     t->failure[t->n_failure++] = op_put(a, "never", "x");
-    ASSERT_EQ(kvstore_validate_txn(t, KV_MAX_TXN_OPS), 0);
+    ASSERT_EQ(kvstore_validate_txn(t, KV_TXN_OPS_DEFAULT), 0);
     Etcdserverpb__TxnResponse *resp = NULL;
     ASSERT_EQ(kvstore_txn(f.kv, t, a, &resp, f.errmsg), 0);
     /* As etcd 3.4.23 answers this very txn. */
@@ -850,11 +850,11 @@ TEST(kvstore, txn_validation)
     struct arena *a = &f.a;
     /* Too many ops (compares, success or failure over 128). */
     Etcdserverpb__TxnRequest *t = txn_new(a);
-    for (int i = 0; i < KV_MAX_TXN_OPS + 1; i++)
+    for (int i = 0; i < KV_TXN_OPS_DEFAULT + 1; i++)
         t->success[t->n_success++] = op_range(a, "k", NULL);
-    ASSERT_EQ(kvstore_validate_txn(t, KV_MAX_TXN_OPS), LSKV_ETOOMANYOPS);
-    t->n_success = KV_MAX_TXN_OPS;
-    ASSERT_EQ(kvstore_validate_txn(t, KV_MAX_TXN_OPS), 0);
+    ASSERT_EQ(kvstore_validate_txn(t, KV_TXN_OPS_DEFAULT), LSKV_ETOOMANYOPS);
+    t->n_success = KV_TXN_OPS_DEFAULT;
+    ASSERT_EQ(kvstore_validate_txn(t, KV_TXN_OPS_DEFAULT), 0);
     /* Nested txns share the budget: 100 at the top leaves 28 below. */
     t = txn_new(a);
     for (int i = 0; i < 99; i++)
@@ -863,21 +863,21 @@ TEST(kvstore, txn_validation)
     for (int i = 0; i < 29; i++)
         nested->failure[nested->n_failure++] = op_range(a, "k", NULL);
     t->success[t->n_success++] = op_txn(a, nested);
-    ASSERT_EQ(kvstore_validate_txn(t, KV_MAX_TXN_OPS), LSKV_ETOOMANYOPS);
+    ASSERT_EQ(kvstore_validate_txn(t, KV_TXN_OPS_DEFAULT), LSKV_ETOOMANYOPS);
     nested->n_failure = 28;
-    ASSERT_EQ(kvstore_validate_txn(t, KV_MAX_TXN_OPS), 0);
+    ASSERT_EQ(kvstore_validate_txn(t, KV_TXN_OPS_DEFAULT), 0);
     /* Empty op: "key not found"; empty keys. */
     t = txn_new(a);
     Etcdserverpb__RequestOp *empty = arena_alloc(a, sizeof(*empty));
     etcdserverpb__request_op__init(empty);
     t->failure[t->n_failure++] = empty;
-    ASSERT_EQ(kvstore_validate_txn(t, KV_MAX_TXN_OPS), LSKV_EKEYNOTFOUND);
+    ASSERT_EQ(kvstore_validate_txn(t, KV_TXN_OPS_DEFAULT), LSKV_EKEYNOTFOUND);
     t = txn_new(a);
     cmp_add(a, t, "", VER, EQ, 0, NULL);
-    ASSERT_EQ(kvstore_validate_txn(t, KV_MAX_TXN_OPS), LSKV_EEMPTYKEY);
+    ASSERT_EQ(kvstore_validate_txn(t, KV_TXN_OPS_DEFAULT), LSKV_EEMPTYKEY);
     t = txn_new(a);
     t->success[t->n_success++] = op_put(a, "", "v");
-    ASSERT_EQ(kvstore_validate_txn(t, KV_MAX_TXN_OPS), LSKV_EEMPTYKEY);
+    ASSERT_EQ(kvstore_validate_txn(t, KV_TXN_OPS_DEFAULT), LSKV_EEMPTYKEY);
 
     /* Duplicate keys. */
     struct {
@@ -891,59 +891,59 @@ TEST(kvstore, txn_validation)
     t = txn_new(a);
     t->success[t->n_success++] = op_put(a, "k", "1");
     t->success[t->n_success++] = op_put(a, "k", "2");
-    ASSERT_EQ(kvstore_validate_txn(t, KV_MAX_TXN_OPS), LSKV_EDUPKEY);
+    ASSERT_EQ(kvstore_validate_txn(t, KV_TXN_OPS_DEFAULT), LSKV_EDUPKEY);
     /* put k and delete k; delete range covering k */
     t = txn_new(a);
     t->success[t->n_success++] = op_put(a, "k", "1");
     t->success[t->n_success++] = op_del(a, "k", NULL);
-    ASSERT_EQ(kvstore_validate_txn(t, KV_MAX_TXN_OPS), LSKV_EDUPKEY);
+    ASSERT_EQ(kvstore_validate_txn(t, KV_TXN_OPS_DEFAULT), LSKV_EDUPKEY);
     t = txn_new(a);
     t->failure[t->n_failure++] = op_del(a, "a", "z");
     t->failure[t->n_failure++] = op_put(a, "k", "1");
-    ASSERT_EQ(kvstore_validate_txn(t, KV_MAX_TXN_OPS), LSKV_EDUPKEY);
+    ASSERT_EQ(kvstore_validate_txn(t, KV_TXN_OPS_DEFAULT), LSKV_EDUPKEY);
     /* range end is exclusive */
     t = txn_new(a);
     t->success[t->n_success++] = op_del(a, "a", "k");
     t->success[t->n_success++] = op_put(a, "k", "1");
-    ASSERT_EQ(kvstore_validate_txn(t, KV_MAX_TXN_OPS), 0);
+    ASSERT_EQ(kvstore_validate_txn(t, KV_TXN_OPS_DEFAULT), 0);
     /* delete twice is fine */
     t = txn_new(a);
     t->success[t->n_success++] = op_del(a, "k", NULL);
     t->success[t->n_success++] = op_del(a, "k", NULL);
-    ASSERT_EQ(kvstore_validate_txn(t, KV_MAX_TXN_OPS), 0);
+    ASSERT_EQ(kvstore_validate_txn(t, KV_TXN_OPS_DEFAULT), 0);
     /* puts in success and failure of the same txn: different branches */
     t = txn_new(a);
     t->success[t->n_success++] = op_put(a, "k", "1");
     t->failure[t->n_failure++] = op_put(a, "k", "2");
-    ASSERT_EQ(kvstore_validate_txn(t, KV_MAX_TXN_OPS), 0);
+    ASSERT_EQ(kvstore_validate_txn(t, KV_TXN_OPS_DEFAULT), 0);
     /* nested put vs outer put */
     t = txn_new(a);
     nested = txn_new(a);
     nested->success[nested->n_success++] = op_put(a, "k", "1");
     t->success[t->n_success++] = op_txn(a, nested);
     t->success[t->n_success++] = op_put(a, "k", "2");
-    ASSERT_EQ(kvstore_validate_txn(t, KV_MAX_TXN_OPS), LSKV_EDUPKEY);
+    ASSERT_EQ(kvstore_validate_txn(t, KV_TXN_OPS_DEFAULT), LSKV_EDUPKEY);
     /* nested put vs outer delete */
     t = txn_new(a);
     nested = txn_new(a);
     nested->failure[nested->n_failure++] = op_put(a, "k", "1");
     t->success[t->n_success++] = op_del(a, "k", NULL);
     t->success[t->n_success++] = op_txn(a, nested);
-    ASSERT_EQ(kvstore_validate_txn(t, KV_MAX_TXN_OPS), LSKV_EDUPKEY);
+    ASSERT_EQ(kvstore_validate_txn(t, KV_TXN_OPS_DEFAULT), LSKV_EDUPKEY);
     /* a nested txn putting k in both branches is fine */
     t = txn_new(a);
     nested = txn_new(a);
     nested->success[nested->n_success++] = op_put(a, "k", "1");
     nested->failure[nested->n_failure++] = op_put(a, "k", "2");
     t->success[t->n_success++] = op_txn(a, nested);
-    ASSERT_EQ(kvstore_validate_txn(t, KV_MAX_TXN_OPS), 0);
+    ASSERT_EQ(kvstore_validate_txn(t, KV_TXN_OPS_DEFAULT), 0);
     /* two nested txns putting k */
     t = txn_new(a);
     Etcdserverpb__TxnRequest *n2 = txn_new(a);
     n2->failure[n2->n_failure++] = op_put(a, "k", "2");
     t->success[t->n_success++] = op_txn(a, nested);
     t->success[t->n_success++] = op_txn(a, n2);
-    ASSERT_EQ(kvstore_validate_txn(t, KV_MAX_TXN_OPS), LSKV_EDUPKEY);
+    ASSERT_EQ(kvstore_validate_txn(t, KV_TXN_OPS_DEFAULT), LSKV_EDUPKEY);
     /* etcd quirks: a "\0" range end covers nothing, and a put in an earlier
      * nested txn is not checked against a later nested txn's delete. */
     t = txn_new(a);
@@ -951,7 +951,7 @@ TEST(kvstore, txn_validation)
     from->request_delete_range->range_end = zero_end();
     t->success[t->n_success++] = op_put(a, "k", "1");
     t->success[t->n_success++] = from;
-    ASSERT_EQ(kvstore_validate_txn(t, KV_MAX_TXN_OPS), 0);
+    ASSERT_EQ(kvstore_validate_txn(t, KV_TXN_OPS_DEFAULT), 0);
     t = txn_new(a);
     nested = txn_new(a);
     nested->success[nested->n_success++] = op_put(a, "k", "1");
@@ -959,11 +959,11 @@ TEST(kvstore, txn_validation)
     n2->success[n2->n_success++] = op_del(a, "k", NULL);
     t->success[t->n_success++] = op_txn(a, nested);
     t->success[t->n_success++] = op_txn(a, n2);
-    ASSERT_EQ(kvstore_validate_txn(t, KV_MAX_TXN_OPS), 0);
+    ASSERT_EQ(kvstore_validate_txn(t, KV_TXN_OPS_DEFAULT), 0);
     /* ... and the swapped order is caught. */
     t->success[0] = op_txn(a, n2);
     t->success[1] = op_txn(a, nested);
-    ASSERT_EQ(kvstore_validate_txn(t, KV_MAX_TXN_OPS), LSKV_EDUPKEY);
+    ASSERT_EQ(kvstore_validate_txn(t, KV_TXN_OPS_DEFAULT), LSKV_EDUPKEY);
     fx_close(&f);
 }
 
@@ -1321,5 +1321,130 @@ TEST(kvstore, txn_validation_max_ops)
     t->success[t->n_success++] = op_txn(a, nested);
     ASSERT_EQ(kvstore_validate_txn(t, 2), LSKV_ETOOMANYOPS);
     ASSERT_EQ(kvstore_validate_txn(t, 3), 0);
+    fx_close(&f);
+}
+
+/* A budget above etcd's default is honoured, but nesting stays bounded by
+ * KV_TXN_MAX_DEPTH levels below the top (apply recurses per level). */
+TEST(kvstore, txn_validation_depth_bound)
+{
+    struct fx f;
+    fx_open(&f);
+    struct arena *a = &f.a;
+    Etcdserverpb__TxnRequest *t = txn_new(a); /* empty: costs no op */
+    for (int level = 0; level < KV_TXN_MAX_DEPTH; level++) {
+        Etcdserverpb__TxnRequest *up = txn_new(a);
+        up->success[up->n_success++] = op_txn(a, t);
+        t = up;
+    }
+    /* KV_TXN_MAX_DEPTH levels below the top: the default budget just holds
+     * (each level above the empty bottom uses one op). */
+    ASSERT_EQ(kvstore_validate_txn(t, KV_TXN_OPS_DEFAULT), 0);
+    ASSERT_EQ(kvstore_validate_txn(t, KV_TXN_OPS_LIMIT), 0);
+    Etcdserverpb__TxnRequest *deeper = txn_new(a);
+    deeper->success[deeper->n_success++] = op_txn(a, t);
+    ASSERT_EQ(kvstore_validate_txn(deeper, KV_TXN_OPS_LIMIT), LSKV_ETOOMANYOPS);
+    /* A flat txn above the default passes under a budget that allows it. */
+    Etcdserverpb__TxnRequest *wide = txn_new(a);
+    wide->success = arena_alloc(a, 300 * sizeof(void *));
+    for (int i = 0; i < 300; i++)
+        wide->success[wide->n_success++] = op_range(a, "k", NULL);
+    ASSERT_EQ(kvstore_validate_txn(wide, 300), 0);
+    ASSERT_EQ(kvstore_validate_txn(wide, 299), LSKV_ETOOMANYOPS);
+    ASSERT_EQ(kvstore_validate_txn(wide, KV_TXN_OPS_LIMIT + 1), LSKV_ETOOMANYOPS);
+    fx_close(&f);
+}
+
+/* ---- history (kv/history.c) ---- */
+
+struct seen {
+    char text[2048];
+};
+
+static int note_change(void *arg, const struct kv_record *rec, int64_t main, int64_t sub)
+{
+    struct seen *s = arg;
+    size_t n = strlen(s->text);
+    snprintf(s->text + n, sizeof s->text - n, "%lld.%lld %s%.*s=%.*s;", (long long)main,
+             (long long)sub, rec->tombstone ? "-" : "", (int)rec->key_len,
+             (const char *)rec->key, (int)rec->value_len, (const char *)rec->value);
+    return 0;
+}
+
+static const char *history(struct fx *f, const char *key, const char *end, int64_t from,
+                           int64_t to, int want_rv)
+{
+    static struct seen s;
+    memset(&s, 0, sizeof s);
+    ProtobufCBinaryData k = bin(key), e = end ? bin(end) : (ProtobufCBinaryData){0};
+    int rv = kvstore_history(f->kv, &k, &e, from, to, &f->a, note_change, &s, f->errmsg);
+    if (rv != want_rv)
+        TEST_FAIL("history from %lld: %s (%s)", (long long)from, lskv_errname(rv), f->errmsg);
+    return s.text;
+}
+
+static void compact_at(struct fx *f, int64_t rev)
+{
+    Etcdserverpb__CompactionRequest r = ETCDSERVERPB__COMPACTION_REQUEST__INIT;
+    r.revision = rev;
+    Etcdserverpb__CompactionResponse *resp;
+    ASSERT_EQ(kvstore_compact(f->kv, &r, &f->a, &resp, f->errmsg), 0);
+}
+
+/* Changes come back in revision order by record id, filtered by range, the
+ * subs of a multi-key delete included; compaction keeps what survives at its
+ * point (not the tombstone it deleted) and refuses what is below; a restore
+ * rebuilds the same log; a record gone from the engine is an error. */
+TEST(kvstore, history_by_revision)
+{
+    struct fx f;
+    fx_open_cache(&f, 0);
+    put(&f, "a", "1");            /* 2 */
+    put(&f, "b", "2");            /* 3 */
+    put(&f, "c", "3");            /* 4 */
+    ASSERT_EQ(del(&f, "a", "c"), 2); /* 5: a and b, subs 0 and 1 */
+    put(&f, "b", "4");            /* 6 */
+    put(&f, "x", "5");            /* 7 */
+    ASSERT_STR_EQ(history(&f, "a", "z", 1, 100, 0),
+                  "2.0 a=1;3.0 b=2;4.0 c=3;5.0 -a=;5.1 -b=;6.0 b=4;7.0 x=5;");
+    ASSERT_STR_EQ(history(&f, "b", NULL, 4, 6, 0), "5.1 -b=;6.0 b=4;");
+    ASSERT_STR_EQ(history(&f, "c", "\xff", 5, 100, 0), "7.0 x=5;");
+
+    /* A snapshot restored elsewhere gives the same history. */
+    uint8_t *snap;
+    size_t snap_len;
+    ASSERT_EQ(kvstore_snapshot(f.kv, &snap, &snap_len), 0);
+    kvstore *copy;
+    ASSERT_EQ(kvstore_open(f.rs, &copy), 0);
+    ASSERT_EQ(kvstore_restore(copy, snap, snap_len), 0);
+    kvstore *orig = f.kv;
+    f.kv = copy;
+    ASSERT_STR_EQ(history(&f, "a", "z", 1, 100, 0),
+                  "2.0 a=1;3.0 b=2;4.0 c=3;5.0 -a=;5.1 -b=;6.0 b=4;7.0 x=5;");
+    f.kv = orig;
+    kvstore_close(copy);
+    free(snap);
+
+    /* Compaction at 5: its tombstones are deleted with the older revisions;
+     * history from 5 has what survives there, from 4 is compacted. */
+    compact_at(&f, 5);
+    history(&f, "a", "z", 4, 100, LSKV_ECOMPACTED);
+    ASSERT_STR_EQ(history(&f, "a", "z", 5, 100, 0), "6.0 b=4;7.0 x=5;");
+    put(&f, "y", "6");            /* 8 */
+    ASSERT_STR_EQ(history(&f, "a", "z", 7, 100, 0), "7.0 x=5;8.0 y=6;");
+    ASSERT_EQ(kvstore_snapshot(f.kv, &snap, &snap_len), 0);
+    ASSERT_EQ(kvstore_open(f.rs, &copy), 0);
+    ASSERT_EQ(kvstore_restore(copy, snap, snap_len), 0);
+    f.kv = copy;
+    ASSERT_STR_EQ(history(&f, "a", "z", 5, 100, 0), "6.0 b=4;7.0 x=5;8.0 y=6;");
+    f.kv = orig;
+    kvstore_close(copy);
+    free(snap);
+
+    /* The host hides a record the log says exists: an error, not a gap
+     * (no cache: every read goes to the engine). */
+    ASSERT_EQ(recstore_commit(f.rs), 0);
+    tamper_hide(f.te, 7, 0, true);
+    history(&f, "a", "z", 5, 100, LSKV_ECORRUPT);
     fx_close(&f);
 }

@@ -1348,3 +1348,40 @@ TEST(ledger, old_receipts_and_status_read_one_block_not_the_chunk)
     arena_close(&a);
     fx_close(&f);
 }
+
+/* defer_open_chunk: ledger_open makes no file (a start refused after it must
+ * change nothing); appends wait for ledger_begin_writes. */
+TEST(ledger, deferred_open_chunk_is_made_by_begin_writes)
+{
+    struct fixture f;
+    fx_init(&f, 0);
+    put(&f);
+    ASSERT_EQ(ledger_sync(f.l), 0);
+    ledger_close(f.l);
+    /* Remove the open chunk: what is left is an empty ledger dir. */
+    char path[600];
+    open_chunk_path(f.dir, path, sizeof path);
+    ASSERT_EQ(unlink(path), 0);
+    int committed;
+    ASSERT_EQ(count_chunks(f.dir, &committed), 0);
+
+    char errmsg[LSKV_ERRMSG_SIZE] = "";
+    struct ledger_config cfg = {.dir = f.dir, .secret = f.secret, .service = f.svc,
+                                .sig_tx_interval = 10, .defer_open_chunk = true};
+    ASSERT_EQ(ledger_open(&cfg, &f.l, errmsg), 0);
+    ASSERT_EQ(count_chunks(f.dir, &committed), 0);
+    f.index = 1;
+    f.rev = 1;
+    struct ledger_entry e = {.term = 2, .index = 1, .revision = 2, .type = LEDGER_ENTRY_KV};
+    ASSERT_EQ(ledger_append(f.l, &e, errmsg), LSKV_EINVAL);
+    ASSERT(strstr(errmsg, "ledger_begin_writes") != NULL);
+    ASSERT_EQ(ledger_sync(f.l), 0);
+    ASSERT_EQ(ledger_begin_writes(f.l, errmsg), 0);
+    ASSERT_EQ(count_chunks(f.dir, &committed), 1);
+    ASSERT_EQ(ledger_begin_writes(f.l, errmsg), 0); /* once only */
+    ASSERT_EQ(count_chunks(f.dir, &committed), 1);
+    put(&f);
+    sign(&f);
+    check_receipt(&f, 2);
+    fx_close(&f);
+}

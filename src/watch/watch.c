@@ -1,0 +1,540 @@
+/* Watchers on one list per hub; a stream holds the ones it created. Matching
+ * is a scan of the synced watchers per applied write (etcd keeps an
+ * interval tree; a scan is simpler and fine for the watcher counts
+ * measured, see bench/). */
+#include "watch/watch.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/arena.h"
+#include "common/err.h"
+
+#define DEFAULT_MAX_QUEUED (4u << 20)
+/* etcd's cancel reasons (mvcc/watcher.go) and its invalid watch id. */
+#define ERR_EMPTY_RANGE "mvcc: watcher range is empty"
+#define ERR_DUPLICATE_ID "mvcc: duplicate watch ID provided on the WatchStream"
+#define ERR_CORRUPT "etcdserver: corrupt cluster"
+#define INVALID_WATCH_ID (-1)
+
+struct watcher {
+    struct watcher *prev, *next; /* the hub's list */
+    watch_stream *stream;
+    int64_t id;
+    uint8_t *key;
+    size_t key_len;
+    uint8_t *end;                /* single key: NULL; every key >= key: end_len 0 */
+    size_t end_len;
+    int64_t next_rev;            /* the next revision it is owed */
+    bool synced;
+    bool prev_kv, progress, noput, nodelete;
+    bool had_event;              /* since the last progress notification */
+};
+
+struct watch_stream {
+    watch_hub *hub;
+    struct watch_sink sink;
+    int64_t next_id;
+    struct watcher **w;
+    size_t n, cap;
+    watch_stream *prev, *next;
+};
+
+struct watch_hub {
+    struct watch_hub_config c;
+    struct watcher *head;
+    watch_stream *streams;
+    struct watch_stats stats;
+};
+
+int watch_hub_new(const struct watch_hub_config *config, watch_hub **out)
+{
+    watch_hub *h = calloc(1, sizeof *h);
+    if (h == NULL)
+        return LSKV_ENOMEM;
+    h->c = *config;
+    if (h->c.max_queued_bytes == 0)
+        h->c.max_queued_bytes = DEFAULT_MAX_QUEUED;
+    *out = h;
+    return 0;
+}
+
+void watch_hub_free(watch_hub *h)
+{
+    if (h == NULL)
+        return;
+    while (h->streams != NULL)
+        watch_stream_close(h->streams);
+    free(h);
+}
+
+/* ---- watchers ---- */
+
+static void watcher_free(struct watcher *w)
+{
+    watch_hub *h = w->stream->hub;
+    if (w->prev)
+        w->prev->next = w->next;
+    else
+        h->head = w->next;
+    if (w->next)
+        w->next->prev = w->prev;
+    watch_stream *s = w->stream;
+    for (size_t i = 0; i < s->n; i++) {
+        if (s->w[i] == w) {
+            s->w[i] = s->w[--s->n];
+            break;
+        }
+    }
+    h->stats.watchers--;
+    if (!w->synced)
+        h->stats.unsynced--;
+    free(w->key);
+    free(w->end);
+    free(w);
+}
+
+static struct watcher *find(const watch_stream *s, int64_t id)
+{
+    for (size_t i = 0; i < s->n; i++)
+        if (s->w[i]->id == id)
+            return s->w[i];
+    return NULL;
+}
+
+static int bytes_order(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen)
+{
+    size_t n = alen < blen ? alen : blen;
+    int c = n ? memcmp(a, b, n) : 0;
+    if (c != 0)
+        return c;
+    return alen < blen ? -1 : alen > blen;
+}
+
+static bool matches(const struct watcher *w, const uint8_t *k, size_t klen)
+{
+    int c = bytes_order(k, klen, w->key, w->key_len);
+    if (w->end == NULL)
+        return c == 0;
+    if (c < 0)
+        return false;
+    return w->end_len == 0 || bytes_order(k, klen, w->end, w->end_len) < 0;
+}
+
+static void set_synced(struct watcher *w, bool synced)
+{
+    if (w->synced == synced)
+        return;
+    w->synced = synced;
+    if (synced)
+        w->stream->hub->stats.unsynced--;
+    else
+        w->stream->hub->stats.unsynced++;
+}
+
+/* ---- responses ---- */
+
+static int send_response(watch_stream *s, Etcdserverpb__WatchResponse *r, int64_t revision)
+{
+    Etcdserverpb__ResponseHeader header = ETCDSERVERPB__RESPONSE_HEADER__INIT;
+    watch_hub *h = s->hub;
+    if (h->c.fill_header)
+        h->c.fill_header(h->c.arg, &header);
+    header.revision = revision;
+    r->header = &header;
+    size_t n = etcdserverpb__watch_response__get_packed_size(r);
+    uint8_t *buf = malloc(n ? n : 1);
+    if (buf == NULL)
+        return LSKV_ENOMEM;
+    etcdserverpb__watch_response__pack(r, buf);
+    int rv = s->sink.send(s->sink.arg, buf, n);
+    free(buf);
+    r->header = NULL;
+    return rv;
+}
+
+static void send_control(watch_stream *s, int64_t id, bool created, bool canceled,
+                         const char *reason, int64_t compact_revision)
+{
+    Etcdserverpb__WatchResponse r = ETCDSERVERPB__WATCH_RESPONSE__INIT;
+    r.watch_id = id;
+    r.created = created;
+    r.canceled = canceled;
+    r.cancel_reason = (char *)(reason ? reason : "");
+    r.compact_revision = compact_revision;
+    (void)send_response(s, &r, kvstore_revision(s->hub->c.kv));
+}
+
+/* Events being gathered for one watcher's response. */
+struct batch {
+    struct watcher *w;
+    struct arena *a;
+    Mvccpb__Event **ev;
+    size_t n, cap;
+    int rv;
+};
+
+static Mvccpb__KeyValue *kv_of(struct arena *a, const struct kv_record *rec, int64_t main)
+{
+    Mvccpb__KeyValue *kv = arena_alloc(a, sizeof *kv);
+    uint8_t *key = arena_alloc(a, rec->key_len ? rec->key_len : 1);
+    if (kv == NULL || key == NULL)
+        return NULL;
+    mvccpb__key_value__init(kv);
+    memcpy(key, rec->key, rec->key_len);
+    kv->key = (ProtobufCBinaryData){.data = key, .len = rec->key_len};
+    kv->mod_revision = main;
+    if (!rec->tombstone) {
+        uint8_t *value = arena_alloc(a, rec->value_len ? rec->value_len : 1);
+        if (value == NULL)
+            return NULL;
+        if (rec->value_len)
+            memcpy(value, rec->value, rec->value_len);
+        kv->value = (ProtobufCBinaryData){.data = value, .len = rec->value_len};
+        kv->create_revision = rec->create_revision;
+        kv->version = rec->version;
+        kv->lease = rec->lease;
+    }
+    return kv;
+}
+
+/* The key's value before revision main (etcd reads it at main - 1), or NULL. */
+static Mvccpb__KeyValue *prev_of(watch_hub *h, struct arena *a, const struct kv_record *rec,
+                                 int64_t main)
+{
+    Etcdserverpb__RangeRequest rr = ETCDSERVERPB__RANGE_REQUEST__INIT;
+    rr.key = (ProtobufCBinaryData){.data = (uint8_t *)rec->key, .len = rec->key_len};
+    rr.revision = main - 1;
+    Etcdserverpb__RangeResponse *resp = NULL;
+    if (main - 1 < 1 || kvstore_range(h->c.kv, &rr, a, &resp, NULL) != 0 || resp->n_kvs == 0)
+        return NULL;
+    return resp->kvs[0];
+}
+
+static int batch_add(struct batch *b, const struct kv_record *rec, int64_t main)
+{
+    struct watcher *w = b->w;
+    if (!matches(w, rec->key, rec->key_len))
+        return 0;
+    if ((rec->tombstone && w->nodelete) || (!rec->tombstone && w->noput))
+        return 0;
+    if (b->n == b->cap) {
+        size_t cap = b->cap ? b->cap * 2 : 8;
+        Mvccpb__Event **p = arena_alloc(b->a, cap * sizeof *p);
+        if (p == NULL)
+            return LSKV_ENOMEM;
+        if (b->n)
+            memcpy(p, b->ev, b->n * sizeof *p);
+        b->ev = p;
+        b->cap = cap;
+    }
+    Mvccpb__Event *e = arena_alloc(b->a, sizeof *e);
+    if (e == NULL)
+        return LSKV_ENOMEM;
+    mvccpb__event__init(e);
+    e->type = rec->tombstone ? MVCCPB__EVENT__EVENT_TYPE__DELETE : MVCCPB__EVENT__EVENT_TYPE__PUT;
+    if ((e->kv = kv_of(b->a, rec, main)) == NULL)
+        return LSKV_ENOMEM;
+    /* etcd reads no previous value for a create (a put of version 1). */
+    if (w->prev_kv && !(!rec->tombstone && rec->version == 1))
+        e->prev_kv = prev_of(w->stream->hub, b->a, rec, main);
+    b->ev[b->n++] = e;
+    return 0;
+}
+
+static int batch_send(struct batch *b, int64_t revision)
+{
+    if (b->n == 0)
+        return 0; /* all filtered out: etcd sends nothing */
+    Etcdserverpb__WatchResponse r = ETCDSERVERPB__WATCH_RESPONSE__INIT;
+    r.watch_id = b->w->id;
+    r.events = b->ev;
+    r.n_events = b->n;
+    b->w->had_event = true;
+    b->w->stream->hub->stats.events_sent += b->n;
+    return send_response(b->w->stream, &r, revision);
+}
+
+static bool stream_full(const watch_stream *s)
+{
+    return s->sink.queued(s->sink.arg) > s->hub->c.max_queued_bytes;
+}
+
+/* ---- stream requests ---- */
+
+static int create(watch_stream *s, const Etcdserverpb__WatchCreateRequest *c)
+{
+    watch_hub *h = s->hub;
+    static const uint8_t zero = 0;
+    const uint8_t *key = c->key.len ? c->key.data : &zero; /* etcd: "\0" is the smallest key */
+    size_t key_len = c->key.len ? c->key.len : 1;
+    bool single = c->range_end.len == 0;
+    bool from_key = c->range_end.len == 1 && c->range_end.data[0] == 0;
+    if (!single && !from_key && bytes_order(key, key_len, c->range_end.data, c->range_end.len) >= 0) {
+        send_control(s, INVALID_WATCH_ID, true, true, ERR_EMPTY_RANGE, 0);
+        return 0;
+    }
+    int64_t id = c->watch_id;
+    if (id == 0) { /* etcd's AutoWatchID */
+        while (find(s, s->next_id) != NULL)
+            s->next_id++;
+        id = s->next_id++;
+    } else if (find(s, id) != NULL) {
+        send_control(s, INVALID_WATCH_ID, true, true, ERR_DUPLICATE_ID, 0);
+        return 0;
+    }
+    struct watcher *w = calloc(1, sizeof *w);
+    if (w == NULL)
+        return LSKV_ENOMEM;
+    w->key = malloc(key_len);
+    if (!single && !from_key)
+        w->end = malloc(c->range_end.len);
+    else if (from_key)
+        w->end = malloc(1);
+    if (s->n == s->cap) {
+        size_t cap = s->cap ? s->cap * 2 : 4;
+        struct watcher **p = realloc(s->w, cap * sizeof *p);
+        if (p != NULL) {
+            s->w = p;
+            s->cap = cap;
+        }
+    }
+    if (w->key == NULL || (!single && w->end == NULL) || s->n == s->cap) {
+        free(w->key);
+        free(w->end);
+        free(w);
+        return LSKV_ENOMEM;
+    }
+    memcpy(w->key, key, key_len);
+    w->key_len = key_len;
+    if (!single && !from_key) {
+        memcpy(w->end, c->range_end.data, c->range_end.len);
+        w->end_len = c->range_end.len;
+    }
+    w->stream = s;
+    w->id = id;
+    w->prev_kv = c->prev_kv;
+    w->progress = c->progress_notify;
+    for (size_t i = 0; i < c->n_filters; i++) {
+        if (c->filters[i] == ETCDSERVERPB__WATCH_CREATE_REQUEST__FILTER_TYPE__NOPUT)
+            w->noput = true;
+        else if (c->filters[i] == ETCDSERVERPB__WATCH_CREATE_REQUEST__FILTER_TYPE__NODELETE)
+            w->nodelete = true;
+    }
+    int64_t cur = kvstore_revision(h->c.kv);
+    w->next_rev = c->start_revision > 0 ? c->start_revision : cur + 1;
+    /* etcd: synced when it starts in the future; else history first. */
+    w->synced = w->next_rev > cur;
+    s->w[s->n++] = w;
+    w->next = h->head;
+    if (h->head)
+        h->head->prev = w;
+    h->head = w;
+    h->stats.watchers++;
+    if (!w->synced)
+        h->stats.unsynced++;
+    send_control(s, id, true, false, NULL, 0);
+    return 0;
+}
+
+int watch_stream_request(watch_stream *s, const Etcdserverpb__WatchRequest *req)
+{
+    switch (req->request_union_case) {
+    case ETCDSERVERPB__WATCH_REQUEST__REQUEST_UNION_CREATE_REQUEST:
+        return req->create_request ? create(s, req->create_request) : 0;
+    case ETCDSERVERPB__WATCH_REQUEST__REQUEST_UNION_CANCEL_REQUEST: {
+        if (req->cancel_request == NULL)
+            return 0;
+        struct watcher *w = find(s, req->cancel_request->watch_id);
+        if (w != NULL) { /* etcd answers nothing for an unknown id */
+            watcher_free(w);
+            send_control(s, req->cancel_request->watch_id, false, true, NULL, 0);
+        }
+        return 0;
+    }
+    case ETCDSERVERPB__WATCH_REQUEST__REQUEST_UNION_PROGRESS_REQUEST:
+        if (req->progress_request != NULL)
+            send_control(s, INVALID_WATCH_ID, false, false, NULL, 0);
+        return 0;
+    default:
+        return 0; /* etcd ignores what it does not know */
+    }
+}
+
+watch_stream *watch_stream_open(watch_hub *h, const struct watch_sink *sink)
+{
+    watch_stream *s = calloc(1, sizeof *s);
+    if (s == NULL)
+        return NULL;
+    s->hub = h;
+    s->sink = *sink;
+    s->next = h->streams;
+    if (h->streams)
+        h->streams->prev = s;
+    h->streams = s;
+    h->stats.streams++;
+    return s;
+}
+
+void watch_stream_close(watch_stream *s)
+{
+    if (s == NULL)
+        return;
+    while (s->n > 0)
+        watcher_free(s->w[s->n - 1]);
+    watch_hub *h = s->hub;
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        h->streams = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+    h->stats.streams--;
+    free(s->w);
+    free(s);
+}
+
+/* ---- events ---- */
+
+void watch_hub_notify(watch_hub *h)
+{
+    size_t n = 0;
+    const struct kv_record *ch = kvstore_changes(h->c.kv, &n);
+    if (n == 0 || h->head == NULL)
+        return;
+    int64_t rev = kvstore_revision(h->c.kv);
+    struct arena a;
+    arena_init(&a);
+    for (struct watcher *w = h->head, *next; w != NULL; w = next) {
+        next = w->next;
+        if (!w->synced || w->next_rev > rev)
+            continue;
+        struct batch b = {.w = w, .a = &a};
+        for (size_t i = 0; i < n && b.rv == 0; i++)
+            b.rv = batch_add(&b, &ch[i], rev);
+        if (b.rv != 0 || (b.n > 0 && stream_full(w->stream))) {
+            /* Not sent: caught up from history later (no event is lost). */
+            set_synced(w, false);
+            w->next_rev = rev;
+        } else {
+            w->next_rev = rev + 1;
+            (void)batch_send(&b, rev);
+        }
+        arena_close(&a);
+        arena_init(&a);
+    }
+    arena_close(&a);
+}
+
+struct history_walk {
+    struct batch *b;
+    size_t bytes;
+};
+
+static int add_history(void *arg, const struct kv_record *rec, int64_t main, int64_t sub)
+{
+    (void)sub;
+    struct history_walk *hw = arg;
+    hw->bytes += rec->key_len + rec->value_len;
+    return batch_add(hw->b, rec, main);
+}
+
+/* Sends w what it is owed from history, up to *budget revisions; false when
+ * w was cancelled. */
+static bool catch_up(watch_hub *h, struct watcher *w, size_t *budget, struct arena *a)
+{
+    int64_t cur = kvstore_revision(h->c.kv);
+    int64_t compacted = kvstore_compact_revision(h->c.kv);
+    if (w->next_rev > cur) {
+        set_synced(w, true);
+        return true;
+    }
+    if (compacted > 0 && w->next_rev < compacted) {
+        watch_stream *s = w->stream;
+        int64_t id = w->id;
+        watcher_free(w);
+        /* etcd's compaction response carries revision 0 in its header. */
+        Etcdserverpb__WatchResponse r = ETCDSERVERPB__WATCH_RESPONSE__INIT;
+        r.watch_id = id;
+        r.canceled = true;
+        r.compact_revision = compacted;
+        (void)send_response(s, &r, 0);
+        return false;
+    }
+    int64_t to = w->next_rev + (int64_t)*budget - 1;
+    if (to > cur)
+        to = cur;
+    struct batch b = {.w = w, .a = a};
+    struct history_walk hw = {.b = &b};
+    ProtobufCBinaryData key = {.data = w->key, .len = w->key_len};
+    static uint8_t zero = 0;
+    ProtobufCBinaryData end = {0};
+    if (w->end != NULL)
+        end = w->end_len ? (ProtobufCBinaryData){.data = w->end, .len = w->end_len}
+                         : (ProtobufCBinaryData){.data = &zero, .len = 1};
+    char errmsg[LSKV_ERRMSG_SIZE] = "";
+    int rv = kvstore_history(h->c.kv, &key, &end, w->next_rev, to, a, add_history, &hw,
+                             errmsg);
+    if (rv == 0)
+        rv = b.rv;
+    if (rv == LSKV_ECORRUPT) {
+        if (h->c.on_corrupt)
+            h->c.on_corrupt(h->c.arg, errmsg);
+        watch_stream *s = w->stream;
+        int64_t id = w->id;
+        watcher_free(w);
+        send_control(s, id, false, true, ERR_CORRUPT, 0);
+        return false;
+    }
+    if (rv != 0)
+        return true; /* out of memory: try again later */
+    *budget -= (size_t)(to - w->next_rev + 1);
+    (void)batch_send(&b, cur); /* etcd: the catch-up response has the current revision */
+    w->next_rev = to + 1;
+    if (w->next_rev > cur)
+        set_synced(w, true);
+    return true;
+}
+
+bool watch_hub_sync(watch_hub *h, size_t budget)
+{
+    bool more = false;
+    struct arena a;
+    arena_init(&a);
+    for (struct watcher *w = h->head, *next; w != NULL; w = next) {
+        next = w->next;
+        if (w->synced)
+            continue;
+        if (budget == 0 || stream_full(w->stream)) {
+            more = more || budget == 0;
+            continue;
+        }
+        /* A cancelled watcher may have been next's predecessor only. */
+        if (catch_up(h, w, &budget, &a) && !w->synced)
+            more = true;
+        arena_close(&a);
+        arena_init(&a);
+    }
+    arena_close(&a);
+    return more;
+}
+
+void watch_hub_progress(watch_hub *h)
+{
+    int64_t cur = kvstore_revision(h->c.kv);
+    for (struct watcher *w = h->head; w != NULL; w = w->next) {
+        if (!w->progress || !w->synced)
+            continue;
+        if (!w->had_event) {
+            Etcdserverpb__WatchResponse r = ETCDSERVERPB__WATCH_RESPONSE__INIT;
+            r.watch_id = w->id;
+            (void)send_response(w->stream, &r, cur);
+        }
+        w->had_event = false;
+    }
+}
+
+void watch_hub_stats(const watch_hub *h, struct watch_stats *out)
+{
+    *out = h->stats;
+}
