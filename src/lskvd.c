@@ -37,6 +37,7 @@
 #include "kv/kvstore.h"
 #include "ledger/ledger.h"
 #include "net/grpc_server.h"
+#include "storage/diskspace.h"
 #include "storage/recstore.h"
 
 #define MODULE "lskvd"
@@ -56,6 +57,7 @@ struct daemon {
     uint64_t cluster_id;
     uint64_t member_id;
     recstore *records;
+    struct diskspace space; /* NOSPACE alarm, quota, free-space reserve */
     kvstore *kv;
     lessor *leases;
     watch_hub *watch;
@@ -66,6 +68,8 @@ struct daemon {
     struct grpc_method methods[96];
     uv_signal_t sigint, sigterm;
     uv_timer_t retry;
+    uv_timer_t space_timer; /* keeps space.reserve (storage/diskspace.h) */
+    bool stall_logged;      /* the stalled apply was logged */
     int exit_code;
     bool stopping;
     bool serving; /* past the start-up checks: clients are answered */
@@ -133,6 +137,10 @@ static void signer_tick(struct daemon *d)
     consensus_get_status(d->node, &st);
     if (!st.is_leader || st.fatal != 0)
         return;
+    /* Below the floor nothing is proposed; signing resumes when space is back. */
+    uint64_t cost = 0;
+    if (diskspace_admit_other(&d->space, 0, &cost) != 0)
+        return;
     uint8_t *payload = NULL;
     size_t len = 0;
     int rv = ledger_make_signature(d->ledger, d->identity, now, &payload, &len);
@@ -183,6 +191,7 @@ static void shutdown_daemon(struct daemon *d, int exit_code)
     uv_close((uv_handle_t *)&d->sigint, NULL);
     uv_close((uv_handle_t *)&d->sigterm, NULL);
     uv_close((uv_handle_t *)&d->retry, NULL);
+    uv_close((uv_handle_t *)&d->space_timer, NULL);
     uv_close((uv_handle_t *)&d->sig_check, NULL);
     uv_close((uv_handle_t *)&d->sig_timer, NULL);
     lease_service_stop(&d->api);
@@ -215,6 +224,21 @@ static void on_signal(uv_signal_t *sig, int signum)
     shutdown_daemon(d, 0);
 }
 
+static void on_space_timer(uv_timer_t *t)
+{
+    struct daemon *d = t->data;
+    struct consensus_status st;
+    consensus_get_status(d->node, &st);
+    if (st.stalled != d->stall_logged) {
+        if (st.stalled)
+            LOG_WARN(MODULE, "raising NOSPACE alarm: %s; applying waits for space", d->space.why);
+        else
+            LOG_INFO(MODULE, "applying again: the disk has room");
+        d->stall_logged = st.stalled;
+    }
+    diskspace_keep(&d->space);
+}
+
 static void start_serving(struct daemon *d)
 {
     char errmsg[LSKV_ERRMSG_SIZE] = "";
@@ -233,6 +257,7 @@ static void start_serving(struct daemon *d)
         .max_request_bytes = (size_t)c->max_request_bytes,
         .limits = {.max_txn_ops = (long)c->max_txn_ops},
         .ledger = d->ledger,
+        .space = &d->space,
         .receipt_retry_ms = (uint64_t)(c->sig_ms_interval < 50 ? c->sig_ms_interval : 50),
         .leases = d->leases,
         .loop = d->loop,
@@ -267,6 +292,13 @@ static void start_serving(struct daemon *d)
         shutdown_daemon(d, 1);
         return;
     }
+    diskspace_keep(&d->space);
+    uv_timer_start(&d->space_timer, on_space_timer, 1000, 1000);
+    /* A restart on a full disk serves reads and reports NOSPACE at once. */
+    uint64_t cost = 0;
+    if (diskspace_admit_put(&d->space, recstore_disk_bytes(d->records), 0, &cost) != 0)
+        LOG_WARN(MODULE, "raising NOSPACE alarm: %s; writes that add data are refused until "
+                 "`etcdctl alarm disarm`", d->space.why);
     for (size_t i = 0; i < c->n_listen_client_urls; i++)
         LOG_INFO(MODULE, "ready to serve client requests on %s", c->listen_client_urls[i]);
     LOG_INFO(MODULE, "published member %016" PRIx64 " (%s) to cluster %016" PRIx64
@@ -455,6 +487,31 @@ static int open_daemon(struct daemon *d, char *errmsg)
     if ((rv = datadir_open(&d->dir, c->data_dir, errmsg)) != 0 ||
         (rv = datadir_check_complete(&d->dir, errmsg)) != 0)
         return rv;
+    /* Raft segments and the free-space reserve follow the filesystem's size
+     * (storage/diskspace.h): a 64 MiB filesystem must hold a few segments. */
+    uint64_t avail = 0, total = 0;
+    uint64_t segment = 64u << 20, snap_bytes = 64u << 20;
+    if (diskspace_stat(c->data_dir, &avail, &total)) {
+        segment = diskspace_segment_bytes(avail, total);
+        snap_bytes = diskspace_snapshot_bytes(total);
+    }
+    /* The log kept before a snapshot holds at most snap_bytes too. */
+    uint64_t trailing = snap_bytes / (uint64_t)c->max_request_bytes;
+    trailing = trailing < 2 ? 2 : trailing > 1000 ? 1000 : trailing;
+    diskspace_init(&d->space, c->data_dir, c->quota_backend_bytes, segment,
+                   (uint64_t)c->max_request_bytes, snap_bytes);
+    LOG_INFO(MODULE, "disk: %" PRIu64 " of %" PRIu64 " MiB free; raft segments of %" PRIu64
+             " MiB, a snapshot every %" PRIu64 " MiB of log keeping %" PRIu64 " entries; "
+             "writes that add data stop below %" PRIu64 " MiB free, all writes below %" PRIu64
+             " MiB; quota %" PRId64 " bytes", avail >> 20, total >> 20, segment >> 20,
+             snap_bytes >> 20, trailing, d->space.reserve >> 20, d->space.floor >> 20,
+             d->space.quota);
+    uint64_t freed = diskspace_start(&d->space);
+    if (freed != 0)
+        LOG_WARN(MODULE, "no space left on device: %" PRIu64 " MiB free on the filesystem of %s; "
+                 "deleted %s/" DISKSPACE_FILE " (%" PRIu64 " MiB) so that this start fits",
+                 avail >> 20, c->data_dir, c->data_dir, freed >> 20);
+
     if ((rv = load_secret(d, "data.key", d->data_key, sizeof d->data_key, "data key",
                           errmsg)) != 0)
         return rv;
@@ -476,6 +533,9 @@ static int open_daemon(struct daemon *d, char *errmsg)
         .member_id = d->member_id,
         .peer_address = peer.hostport,
         .snapshot_threshold = (unsigned)c->snapshot_count,
+        .segment_bytes = (size_t)segment,
+        .snapshot_bytes = snap_bytes,
+        .snapshot_trailing = (unsigned)trailing,
         .fatal_cb = on_consensus_fatal,
         .fatal_arg = d,
     };
@@ -514,6 +574,7 @@ static int open_daemon(struct daemon *d, char *errmsg)
         return rv;
     }
     fsm_set_observer(&d->fsm, notify_watchers, d);
+    fsm_set_space(&d->fsm, &d->space);
     struct consensus_fsm vt = fsm_vtable(&d->fsm);
     if ((rv = consensus_open(d->loop, &cc, &vt, &d->node, errmsg)) != 0) {
         if (d->fsm.errmsg[0])
@@ -574,6 +635,8 @@ int main(int argc, char **argv)
     uv_signal_init(d.loop, &d.sigint);
     uv_signal_init(d.loop, &d.sigterm);
     uv_timer_init(d.loop, &d.retry);
+    uv_timer_init(d.loop, &d.space_timer);
+    d.space_timer.data = &d;
     uv_check_init(d.loop, &d.sig_check);
     uv_timer_init(d.loop, &d.sig_timer);
     d.sigint.data = d.sigterm.data = d.retry.data = &d;

@@ -1,5 +1,6 @@
 #include "api/api.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -60,6 +61,49 @@ void api_reply(grpc_call *call, const ProtobufCMessage *msg)
         free(buf);
 }
 
+/* etcd's quota cost is non-zero for a Put and for a Txn with a put in a
+ * top-level branch (etcdserver/quota.go costTxn). */
+static bool txn_puts(const Etcdserverpb__TxnRequest *t)
+{
+    for (size_t i = 0; i < t->n_success; i++)
+        if (t->success[i]->request_case == ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_PUT)
+            return true;
+    for (size_t i = 0; i < t->n_failure; i++)
+        if (t->failure[i]->request_case == ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_PUT)
+            return true;
+    return false;
+}
+
+static void space_alarm_raised(struct api *api, bool was)
+{
+    if (!was && api->space->alarm)
+        LOG_WARN("api", "raising NOSPACE alarm: %s; writes that add data are refused until "
+                 "`etcdctl alarm disarm`", api->space->why);
+}
+
+int api_admit_write(struct api *api, enum command_op op, const ProtobufCMessage *req,
+                    size_t len, uint64_t *cost)
+{
+    *cost = 0;
+    if (api->space == NULL)
+        return 0;
+    bool was = api->space->alarm;
+    int rv;
+    if (op == COMMAND_PUT || op == COMMAND_LEASE_GRANT ||
+        (op == COMMAND_TXN && txn_puts((const Etcdserverpb__TxnRequest *)req)))
+        rv = diskspace_admit_put(api->space, recstore_disk_bytes(api->records), len, cost);
+    else
+        rv = diskspace_admit_other(api->space, len, cost);
+    space_alarm_raised(api, was);
+    return rv;
+}
+
+void api_write_done(struct api *api, uint64_t cost)
+{
+    if (api->space != NULL)
+        diskspace_done(api->space, cost);
+}
+
 void api_raise_corrupt(struct api *api, const char *errmsg)
 {
     if (!api->corrupt_alarm)
@@ -72,6 +116,12 @@ void api_raise_corrupt(struct api *api, const char *errmsg)
 
 void api_fail(struct api *api, grpc_call *call, int code, const char *errmsg)
 {
+    if (code == LSKV_ENOSPACE && api->space != NULL && !api->space->alarm) {
+        snprintf(api->space->why, sizeof api->space->why, "%s",
+                 errmsg && *errmsg ? errmsg : "a raft log segment could not be allocated");
+        api->space->alarm = true;
+        space_alarm_raised(api, false);
+    }
     if (code == LSKV_ECORRUPT) {
         api_raise_corrupt(api, errmsg);
     } else if (errmsg && *errmsg) {

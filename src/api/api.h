@@ -15,6 +15,7 @@
 #include "ledger/ledger.h"
 #include "net/grpc_server.h"
 #include "statemachine/command.h"
+#include "storage/diskspace.h"
 #include "watch/watch.h"
 #include "proto/rpc.pb-c.h"
 
@@ -34,6 +35,7 @@ struct api {
     size_t max_request_bytes;  /* etcd's --max-request-bytes */
     struct command_limits limits; /* --max-txn-ops, for the command table's checks */
     bool corrupt_alarm;        /* raised on the first integrity fault */
+    struct diskspace *space;   /* borrowed: the NOSPACE alarm; NULL: no guard */
     ledger *ledger;            /* borrowed; NULL: receipts answer UNAVAILABLE */
     uint64_t receipt_retry_ms; /* retry hint in "not ready" answers */
     uint64_t writes_in_flight; /* proposed writes not yet answered (TxStatus Pending) */
@@ -66,13 +68,27 @@ void *api_decode(grpc_call *call, const ProtobufCMessageDescriptor *desc, const 
  * answer is the response apply produces, or etcd's error. */
 void api_propose(struct api *api, grpc_call *call, enum command_op op, const uint8_t *body,
                  size_t len);
+/* The same for a write admitted by api_admit_write with cost (answered:
+ * api_write_done). */
+void api_propose_cost(struct api *api, grpc_call *call, enum command_op op,
+                      const uint8_t *body, size_t len, uint64_t cost);
 
 /* Packs msg and finishes call with OK. */
 void api_reply(grpc_call *call, const ProtobufCMessage *msg);
 
 /* Finishes call with the etcd error for code; integrity faults are logged with
- * errmsg and raise the CORRUPT alarm. */
+ * errmsg and raise the CORRUPT alarm, LSKV_ENOSPACE raises NOSPACE. */
 void api_fail(struct api *api, grpc_call *call, int code, const char *errmsg);
+
+/* The disk-space guard before proposing op (storage/diskspace.h): a Put, a
+ * LeaseGrant or a Txn with a put in its top-level branches (etcd's quota
+ * cost) against the reserve and the quota, anything else against the floor.
+ * 0 with *cost (hand it to api_write_done once answered), or LSKV_ENOSPACE
+ * (logged when it raises the alarm). */
+int api_admit_write(struct api *api, enum command_op op, const ProtobufCMessage *req,
+                    size_t len, uint64_t *cost);
+/* The write admitted with cost was answered (diskspace_done). */
+void api_write_done(struct api *api, uint64_t cost);
 
 /* Per-service tables (each appends its methods, returns how many). */
 size_t kv_service_methods(struct api *api, struct grpc_method *m);

@@ -42,6 +42,9 @@ struct etcd_error etcd_error_from(int code)
         return (struct etcd_error){GRPC_STATUS_UNAVAILABLE, "etcdserver: server stopped"};
     case LSKV_ECORRUPT:
         return (struct etcd_error){GRPC_STATUS_DATA_LOSS, "etcdserver: corrupt cluster"};
+    case LSKV_ENOSPACE: /* the NOSPACE alarm (storage/diskspace.h) */
+        return (struct etcd_error){GRPC_STATUS_RESOURCE_EXHAUSTED,
+                                   "etcdserver: mvcc: database space exceeded"};
     case LSKV_EINVAL:
         return (struct etcd_error){GRPC_STATUS_INVALID_ARGUMENT, "etcdserver: invalid request"};
     case LSKV_EUNIMPLEMENTED:

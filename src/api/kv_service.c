@@ -18,6 +18,7 @@ struct kv_request {
     grpc_call *call;
     struct arena arena;
     Etcdserverpb__RangeRequest *range; /* linearizable range waiting on a barrier */
+    uint64_t space_cost;               /* a write's disk bytes (api_admit_write) */
 };
 
 static struct kv_request *request_new(struct api *api, grpc_call *call)
@@ -28,6 +29,7 @@ static struct kv_request *request_new(struct api *api, grpc_call *call)
     r->api = api;
     r->call = call;
     r->range = NULL;
+    r->space_cost = 0;
     arena_init(&r->arena);
     return r;
 }
@@ -112,6 +114,7 @@ static void write_done(void *arg, int status, void *result)
     struct kv_request *r = arg;
     struct fsm_result *res = result;
     r->api->writes_in_flight--;
+    api_write_done(r->api, r->space_cost);
     lease_service_applied(r->api);
     if (status != 0)
         api_fail(r->api, r->call, status, NULL);
@@ -127,18 +130,22 @@ static void write_done(void *arg, int status, void *result)
     request_free(r);
 }
 
-/* Proposes cmd for call; answers the call on any failure. Takes cmd. */
-static void propose(struct api *api, grpc_call *call, uint8_t *cmd, size_t len)
+/* Proposes cmd for call; answers the call on any failure. Takes cmd and
+ * the write's disk cost. */
+static void propose(struct api *api, grpc_call *call, uint8_t *cmd, size_t len, uint64_t cost)
 {
     struct kv_request *r = request_new(api, call);
     if (r == NULL) {
         free(cmd);
+        api_write_done(api, cost);
         api_fail(api, call, LSKV_ENOMEM, NULL);
         return;
     }
+    r->space_cost = cost;
     int rv = consensus_propose(api->node, cmd, len, write_done, r);
     free(cmd);
     if (rv != 0) {
+        api_write_done(api, cost);
         api_fail(api, call, rv, NULL);
         request_free(r);
     } else {
@@ -161,12 +168,17 @@ static void handle_write(struct api *api, grpc_call *call, const uint8_t *msg, s
     ProtobufCMessage *req = api_decode(call, kind->request, msg, len, &a);
     if (req == NULL)
         goto out;
-    int rv = kind->validate ? kind->validate(req, &api->limits) : 0;
+    /* etcd checks its quota before the request (v3rpc/quota.go). */
+    uint64_t cost = 0;
+    int rv = api_admit_write(api, op, req, len, &cost);
+    if (rv == 0 && kind->validate)
+        rv = kind->validate(req, &api->limits);
     if (rv != 0) {
+        api_write_done(api, cost);
         api_fail(api, call, rv, NULL);
         goto out;
     }
-    api_propose(api, call, op, msg, len);
+    api_propose_cost(api, call, op, msg, len, cost);
 out:
     arena_close(&a);
 }
@@ -174,15 +186,23 @@ out:
 void api_propose(struct api *api, grpc_call *call, enum command_op op, const uint8_t *body,
                  size_t len)
 {
+    api_propose_cost(api, call, op, body, len, 0);
+}
+
+void api_propose_cost(struct api *api, grpc_call *call, enum command_op op,
+                      const uint8_t *body, size_t len, uint64_t cost)
+{
     struct command_meta meta = {.request_id = ++api->last_request_id,
                                 .origin_member = api->member_id};
     uint8_t *cmd = NULL;
     size_t cmd_len = 0;
     int rv = command_wrap(op, &meta, body, len, &cmd, &cmd_len);
-    if (rv != 0)
+    if (rv != 0) {
+        api_write_done(api, cost);
         api_fail(api, call, rv, NULL);
-    else
-        propose(api, call, cmd, cmd_len);
+    } else {
+        propose(api, call, cmd, cmd_len, cost);
+    }
 }
 
 static void kv_put(grpc_call *call, const uint8_t *msg, size_t len, void *ctx)

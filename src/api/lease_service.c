@@ -43,14 +43,20 @@ static void lease_grant(grpc_call *call, const uint8_t *msg, size_t len, void *c
     if (req == NULL)
         goto out;
     const struct command_kind *kind = command_kind_of(COMMAND_LEASE_GRANT);
-    int rv = kind->validate(&req->base, &api->limits);
+    /* etcd checks its quota first (v3rpc/quota.go quotaLeaseServer) */
+    uint64_t cost = 0;
+    int rv = api_admit_write(api, COMMAND_LEASE_GRANT, &req->base, len, &cost);
+    if (rv == 0)
+        rv = kind->validate(&req->base, &api->limits);
     if (rv != 0) {
+        api_write_done(api, cost);
         api_fail(api, call, rv, NULL);
         goto out;
     }
     while (req->id == 0) {
         uint64_t r;
         if (RAND_bytes((uint8_t *)&r, sizeof r) != 1) {
+            api_write_done(api, cost);
             api_fail(api, call, LSKV_EIO, "no randomness for a lease id");
             goto out;
         }
@@ -60,11 +66,12 @@ static void lease_grant(grpc_call *call, const uint8_t *msg, size_t len, void *c
     size_t n = etcdserverpb__lease_grant_request__get_packed_size(req);
     uint8_t *body = arena_alloc(&a, n ? n : 1);
     if (body == NULL) {
+        api_write_done(api, cost);
         api_fail(api, call, LSKV_ENOMEM, NULL);
         goto out;
     }
     etcdserverpb__lease_grant_request__pack(req, body);
-    api_propose(api, call, COMMAND_LEASE_GRANT, body, n);
+    api_propose_cost(api, call, COMMAND_LEASE_GRANT, body, n, cost);
 out:
     arena_close(&a);
 }
@@ -78,10 +85,14 @@ static void lease_revoke(grpc_call *call, const uint8_t *msg, size_t len, void *
         api_decode(call, &etcdserverpb__lease_revoke_request__descriptor, msg, len, &a);
     if (req != NULL) {
         /* etcd answers an unknown lease before proposing anything. */
+        uint64_t cost = 0;
+        int rv;
         if (!lessor_exists(api->leases, req->id))
             api_fail(api, call, LSKV_ELEASENOTFOUND, NULL);
+        else if ((rv = api_admit_write(api, COMMAND_LEASE_REVOKE, &req->base, len, &cost)) != 0)
+            api_fail(api, call, rv, NULL);
         else
-            api_propose(api, call, COMMAND_LEASE_REVOKE, msg, len);
+            api_propose_cost(api, call, COMMAND_LEASE_REVOKE, msg, len, cost);
     }
     arena_close(&a);
 }

@@ -1,9 +1,12 @@
 /* etcdserverpb.Maintenance: Status and Alarm (list/deactivate). */
+#include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "api/api.h"
 #include "common/arena.h"
 #include "common/err.h"
+#include "common/log.h"
 
 static void maint_status(grpc_call *call, const uint8_t *msg, size_t len, void *ctx)
 {
@@ -27,11 +30,16 @@ static void maint_status(grpc_call *call, const uint8_t *msg, size_t len, void *
     resp.raftindex = st.commit_index;
     resp.raftterm = st.term;
     resp.raftappliedindex = st.applied_index;
-    char *errors[1] = {(char *)"etcdserver: corrupt cluster"};
-    if (api->corrupt_alarm) {
-        resp.errors = errors;
-        resp.n_errors = 1;
+    char *errors[2];
+    char nospace[64];
+    if (api->corrupt_alarm)
+        errors[resp.n_errors++] = (char *)"etcdserver: corrupt cluster";
+    if (api->space != NULL && api->space->alarm) {
+        /* etcd: the alarm member in gogoproto's compact text */
+        snprintf(nospace, sizeof nospace, "memberID:%" PRIu64 " alarm:NOSPACE ", api->member_id);
+        errors[resp.n_errors++] = nospace;
     }
+    resp.errors = errors;
     api_reply(call, &resp.base);
     arena_close(&a);
 }
@@ -47,19 +55,47 @@ static void maint_alarm(grpc_call *call, const uint8_t *msg, size_t len, void *c
         arena_close(&a);
         return;
     }
-    /* The CORRUPT alarm is local to this node's trusted core; it is cleared
-     * only by a restart, which re-verifies from durable state. */
+    /* Both alarms are local to this node. CORRUPT is cleared only by a
+     * restart, which re-verifies from durable state; NOSPACE by disarm
+     * (storage/diskspace.h), and a restart re-checks the disk. */
     /* etcd answers alarms from its applier with no header at all. */
     Etcdserverpb__AlarmResponse resp = ETCDSERVERPB__ALARM_RESPONSE__INIT;
-    Etcdserverpb__AlarmMember member = ETCDSERVERPB__ALARM_MEMBER__INIT;
-    Etcdserverpb__AlarmMember *members[1] = {&member};
-    if (api->corrupt_alarm &&
-        req->action == ETCDSERVERPB__ALARM_REQUEST__ALARM_ACTION__GET) {
-        member.memberid = api->member_id;
-        member.alarm = ETCDSERVERPB__ALARM_TYPE__CORRUPT;
-        resp.alarms = members;
-        resp.n_alarms = 1;
+    Etcdserverpb__AlarmMember member[2] = {ETCDSERVERPB__ALARM_MEMBER__INIT,
+                                           ETCDSERVERPB__ALARM_MEMBER__INIT};
+    Etcdserverpb__AlarmMember *members[2] = {&member[0], &member[1]};
+    bool nospace = api->space != NULL && api->space->alarm;
+    bool mine = req->memberid == api->member_id;
+    bool want_nospace = req->alarm == ETCDSERVERPB__ALARM_TYPE__NOSPACE;
+    switch (req->action) {
+    case ETCDSERVERPB__ALARM_REQUEST__ALARM_ACTION__GET: /* NONE: all types */
+        if (api->corrupt_alarm && (req->alarm == ETCDSERVERPB__ALARM_TYPE__NONE ||
+                                   req->alarm == ETCDSERVERPB__ALARM_TYPE__CORRUPT))
+            member[resp.n_alarms++].alarm = ETCDSERVERPB__ALARM_TYPE__CORRUPT;
+        if (nospace && (req->alarm == ETCDSERVERPB__ALARM_TYPE__NONE || want_nospace))
+            member[resp.n_alarms++].alarm = ETCDSERVERPB__ALARM_TYPE__NOSPACE;
+        break;
+    case ETCDSERVERPB__ALARM_REQUEST__ALARM_ACTION__DEACTIVATE:
+        if (nospace && mine && want_nospace) {
+            diskspace_disarm(api->space);
+            LOG_INFO("api", "NOSPACE alarm disarmed");
+            member[resp.n_alarms++].alarm = ETCDSERVERPB__ALARM_TYPE__NOSPACE;
+        }
+        break;
+    case ETCDSERVERPB__ALARM_REQUEST__ALARM_ACTION__ACTIVATE:
+        if (api->space != NULL && mine && want_nospace) {
+            if (!nospace)
+                LOG_WARN("api", "NOSPACE alarm raised by a client");
+            api->space->alarm = true;
+            member[resp.n_alarms++].alarm = ETCDSERVERPB__ALARM_TYPE__NOSPACE;
+        }
+        break;
+    default:
+        break;
     }
+    for (size_t i = 0; i < resp.n_alarms; i++)
+        member[i].memberid = api->member_id;
+    if (resp.n_alarms > 0)
+        resp.alarms = members;
     api_reply(call, &resp.base);
     arena_close(&a);
 }

@@ -57,6 +57,9 @@ static const struct opt opts[] = {
      "at most 128 levels deep, lskv)."},
     {"snapshot-count", OPT_INT, "100000", 8, 100000000, F(snapshot_count), 0,
      "Number of committed transactions to trigger a snapshot."},
+    {"quota-backend-bytes", OPT_INT, "0", INT64_MIN, INT64_MAX, F(quota_backend_bytes), 0,
+     "Raise the NOSPACE alarm when the engine's disk bytes (Status dbSize) reach this "
+     "(0 = 2 GiB, < 0 = no quota); free disk space is guarded in any case."},
     {"cache-size", OPT_INT, "67108864", 0, INT64_MAX, F(cache_size_bytes), 0,
      "Bytes of decrypted values the trusted core may cache (lskv)."},
     {"log-level", OPT_STRING, "info", 0, 0, F(log_level), 0,

@@ -31,6 +31,7 @@ struct config {
     int64_t max_txn_ops;         /* --max-txn-ops */
     int64_t snapshot_count;      /* --snapshot-count: raft entries between snapshots */
     int64_t cache_size_bytes;    /* --cache-size: trusted value cache bound */
+    int64_t quota_backend_bytes; /* --quota-backend-bytes: 0 = 2 GiB, < 0 = none */
     char *log_level;             /* --log-level */
     int64_t sig_tx_interval;     /* --sig-tx-interval: entries between ledger signatures */
     int64_t sig_ms_interval;     /* --sig-ms-interval: ms between ledger signatures */

@@ -46,6 +46,12 @@
  *     command: everything in the log applied, or a barrier of this term
  *     applied before this leader proposed anything (later entries are its
  *     own barriers). Until then proposals answer LSKV_ENOTLEADER.
+ * (9) A stalled apply is not a divergence: once consensus_open has returned,
+ *     wrap_apply asks fsm.can_apply first and, on no, returns before it
+ *     changes anything (no place advanced, nothing opened); libraft keeps
+ *     last_applied and retries the same index on its next apply loop, which
+ *     maybe_resume starts with a barrier of its own once can_apply says yes
+ *     (asked from the prepare handle, each loop turn while stalled).
  * (6) Durability: the leader counts its own vote for an entry only when its
  *     own raft_uv append completes, and raft_uv completes an append only
  *     after the write is durable (O_DIRECT + RWF_DSYNC/O_DSYNC writes to the
@@ -135,6 +141,14 @@ struct consensus_node {
     uv_timer_t timer; /* defers fatal_cb; the last handle closed */
     uv_prepare_t prepare; /* calls fsm.flush after a loop turn that applied */
     bool unflushed;       /* entries applied since the last fsm.flush */
+    bool opened;          /* consensus_open returned: fsm.can_apply is asked */
+    bool stalled;         /* fsm.can_apply said no for an entry of stalled_len */
+    size_t stalled_len;
+    bool resuming;        /* resume_req, the barrier that restarts applying, is in flight */
+    struct raft_barrier resume_req;
+    uint64_t snapshot_bytes;  /* node.h; 0: snapshots by entry count only */
+    uint64_t applied_bytes;   /* command bytes applied since the last snapshot */
+    unsigned snapshot_threshold; /* the configured entry count */
 
     int fsm_err; /* detail of the last wrapper failure, for errmsg */
     char fsm_msg[LSKV_ERRMSG_SIZE];
@@ -203,6 +217,8 @@ static int map_raft_err(const consensus_node *node, int rv)
         return LSKV_ESHUTDOWN;
     case RAFT_NOMEM:
         return LSKV_ENOMEM;
+    case RAFT_NOSPACE: /* a segment could not be preallocated */
+        return LSKV_ENOSPACE;
     default:
         return LSKV_EIO;
     }
@@ -257,9 +273,35 @@ static void flush_fsm(consensus_node *node)
     }
 }
 
+static void resumed_cb(struct raft_barrier *req, int status)
+{
+    (void)status;
+    consensus_node *node = req->data;
+    node->resuming = false;
+}
+
+/* A stalled apply (fsm.can_apply) resumes once the fsm says yes: libraft
+ * retries the entry on its next apply loop, which only an append starts, so
+ * a barrier of its own (the callers' round may be committed already,
+ * waiting behind the stalled entry). */
+static void maybe_resume(consensus_node *node)
+{
+    if (!node->stalled || node->resuming || node->closing || node->fatal != 0 ||
+        raft_state(&node->raft) != RAFT_LEADER ||
+        !node->fsm.can_apply(node->fsm.data, node->stalled_len))
+        return;
+    node->stalled = false;
+    node->resume_req.data = node;
+    if (raft_barrier(&node->raft, &node->resume_req, resumed_cb) == 0)
+        node->resuming = true;
+    else
+        node->stalled = true;
+}
+
 static void prepare_cb(uv_prepare_t *handle)
 {
     flush_fsm(handle->data);
+    maybe_resume(handle->data);
 }
 
 /* ---- the raft FSM wrapper ----------------------------------------------- */
@@ -335,6 +377,13 @@ static int wrap_apply(struct raft_fsm *rfsm, const struct raft_buffer *buf, void
     *result = NULL;
     if (node->fatal != 0)
         return RAFT_CORRUPT;
+    if (node->opened && node->fsm.can_apply != NULL &&
+        !node->fsm.can_apply(node->fsm.data, buf->len)) {
+        /* Not a divergence: libraft keeps last_applied and retries. */
+        node->stalled = true;
+        node->stalled_len = buf->len;
+        return RAFT_NOSPACE;
+    }
 
     uint64_t index = (uint64_t)node->raft.last_applied + 1; /* invariant (2) */
     char msg[LSKV_ERRMSG_SIZE] = "";
@@ -394,6 +443,14 @@ static int wrap_apply(struct raft_fsm *rfsm, const struct raft_buffer *buf, void
         return RAFT_IOERR;
     }
     node->unflushed = true;
+    /* Enough bytes since the last snapshot: libraft takes one after this
+     * apply loop (its threshold counts entries), and wrap_snapshot puts the
+     * count back. Not inside consensus_open: a start on a full disk must
+     * not depend on writing a snapshot. */
+    node->applied_bytes += buf->len;
+    if (node->opened && node->snapshot_bytes != 0 &&
+        node->applied_bytes >= node->snapshot_bytes)
+        raft_set_snapshot_threshold(&node->raft, 1);
     /* Invariant (3): raft passes *result to the proposer's callback only if it
      * holds a request for this index. */
     if (node->head != NULL && node->head->req.index == index) {
@@ -416,6 +473,10 @@ static int wrap_snapshot(struct raft_fsm *rfsm, struct raft_buffer *bufs[], unsi
     if (node->fatal != 0 || check_restored(node) != 0)
         return RAFT_CORRUPT;
     rv = node->fsm.snapshot(node->fsm.data, &plain, &plain_len);
+    if (rv == 0 && node->snapshot_bytes != 0) {
+        node->applied_bytes = 0;
+        raft_set_snapshot_threshold(&node->raft, node->snapshot_threshold);
+    }
     if (rv != 0) {
         node->fsm_err = rv;
         snprintf(node->fsm_msg, sizeof node->fsm_msg, "state machine snapshot: %s",
@@ -687,7 +748,9 @@ int consensus_open(uv_loop_t *loop, const struct consensus_config *config,
      * the loop thread, which waits for an RCU grace period (30-40 ms
      * measured here): with raft_uv's 8 MiB default that stalled every
      * request in flight about every 20k Puts of 256 B (p99 of put-16x16). */
-    raft_uv_set_segment_size(&node->io, SEGMENT_BYTES);
+    /* Smaller on a small filesystem (node.h: segment_bytes). */
+    raft_uv_set_segment_size(&node->io, config->segment_bytes ? config->segment_bytes
+                                                              : SEGMENT_BYTES);
 
     node->raft_fsm.version = 1;
     node->raft_fsm.data = node;
@@ -712,9 +775,10 @@ int consensus_open(uv_loop_t *loop, const struct consensus_config *config,
 
     raft_set_heartbeat_timeout(&node->raft, HEARTBEAT_TIMEOUT_MS);
     raft_set_election_timeout(&node->raft, CONSENSUS_ELECTION_TIMEOUT_MS);
-    raft_set_snapshot_threshold(&node->raft, config->snapshot_threshold
-                                                 ? config->snapshot_threshold
-                                                 : DEFAULT_SNAPSHOT_THRESHOLD);
+    node->snapshot_threshold = config->snapshot_threshold ? config->snapshot_threshold
+                                                          : DEFAULT_SNAPSHOT_THRESHOLD;
+    node->snapshot_bytes = config->snapshot_bytes;
+    raft_set_snapshot_threshold(&node->raft, node->snapshot_threshold);
     raft_set_snapshot_trailing(&node->raft, config->snapshot_trailing
                                                 ? config->snapshot_trailing
                                                 : DEFAULT_SNAPSHOT_TRAILING);
@@ -745,7 +809,10 @@ int consensus_open(uv_loop_t *loop, const struct consensus_config *config,
         } else {
             errmsg_printf(errmsg, "raft start %s: %s", config->dir,
                           node->raft.errmsg[0] ? node->raft.errmsg : raft_strerror(rv));
-            rv = rv == RAFT_NOMEM ? LSKV_ENOMEM : rv == RAFT_CORRUPT ? LSKV_ECORRUPT : LSKV_EIO;
+            rv = rv == RAFT_NOMEM      ? LSKV_ENOMEM
+                 : rv == RAFT_CORRUPT  ? LSKV_ECORRUPT
+                 : rv == RAFT_NOSPACE  ? LSKV_ENOSPACE
+                                       : LSKV_EIO;
         }
         goto err_after_raft_init;
     }
@@ -757,6 +824,7 @@ int consensus_open(uv_loop_t *loop, const struct consensus_config *config,
         rv = node->fatal;
         goto err_after_raft_init;
     }
+    node->opened = true;
     *out = node;
     return 0;
 
@@ -996,4 +1064,5 @@ void consensus_get_status(consensus_node *node, struct consensus_status *out)
     out->applied_index = raft_last_applied(&node->raft);
     out->is_leader = !node->closing && raft_state(&node->raft) == RAFT_LEADER;
     out->fatal = node->fatal;
+    out->stalled = node->stalled;
 }

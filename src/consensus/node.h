@@ -66,6 +66,15 @@ struct consensus_fsm {
      * out what those applies buffered, so many entries share one storage
      * write. A non-zero return is a fatal divergence, as for apply. */
     int (*flush)(void *data);
+    /* Optional (may be NULL). Asked, once consensus_open has returned,
+     * before each committed command is applied: false = not now (the disk
+     * cannot take what apply would write). The node then applies nothing
+     * more, which is no divergence (libraft keeps the entry and retries it),
+     * and asks again with the same length each loop turn; once it says yes,
+     * a barrier makes libraft apply from that entry on. Proposals and
+     * barriers wait meanwhile. The replay inside consensus_open is not
+     * asked: the start needs it applied. */
+    bool (*can_apply)(void *data, size_t len);
 };
 
 struct consensus_config {
@@ -81,7 +90,15 @@ struct consensus_config {
      * snapshot_trailing entries before it, so a follower that lags less than
      * that catches up from the log instead of a snapshot. */
     unsigned snapshot_threshold; /* 0 = default 100000 (etcd's) */
+    /* Bytes of each raft log segment; raft_uv preallocates up to three (one
+     * open, two ready). 0 = 64 MiB (etcd's WAL segment); the daemon passes
+     * less on a small filesystem (storage/diskspace.h). */
+    size_t segment_bytes;
     unsigned snapshot_trailing;  /* 0 = default 1000 */
+    /* Also take a snapshot once the entries applied since the last one hold
+     * this many bytes (0 = by count only): bounds the log a restart
+     * replays, and so what the replay writes again (storage/diskspace.h). */
+    uint64_t snapshot_bytes;
     /* Optional (may be NULL). Called once, from the loop and never from
      * inside apply, when the node hits a fatal divergence: a committed entry
      * that does not open under data_key (LSKV_ECORRUPT/LSKV_EFORMAT) or an
@@ -101,6 +118,7 @@ struct consensus_status {
     uint64_t applied_index;
     bool is_leader;
     int fatal;              /* 0, or the code of a fatal divergence (see fatal_cb) */
+    bool stalled;           /* fsm.can_apply said no; applying waits */
 };
 
 typedef void (*consensus_done_cb)(void *arg, int status, void *result);
@@ -132,6 +150,7 @@ int consensus_open(uv_loop_t *loop, const struct consensus_config *config,
  *   LSKV_ENOTLEADER  leadership lost before commit (outcome unknown: another
  *                    leader may still commit it),
  *   LSKV_ESHUTDOWN   consensus_close was called (outcome unknown),
+ *   LSKV_ENOSPACE    no space for a new log segment,
  *   LSKV_EIO         a disk write failed.
  * If it fails, cb is never called.
  * Errors: LSKV_ENOTLEADER (not the leader, or a new leader that has not yet

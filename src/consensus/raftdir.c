@@ -51,7 +51,11 @@ static int copy_file(const char *from, const char *to)
         close(in);
         return rv;
     }
+    /* Sparse: raft_uv preallocates open segments, mostly zeros, and a start
+     * on a full disk must not need their size again (storage/diskspace.h). */
+    static const uint8_t zero[65536];
     uint8_t buf[65536];
+    off_t size = 0;
     int rv = 0;
     for (;;) {
         ssize_t n = read(in, buf, sizeof buf);
@@ -59,7 +63,17 @@ static int copy_file(const char *from, const char *to)
             continue;
         if (n <= 0) {
             rv = n < 0 ? -errno : 0;
+            if (rv == 0 && ftruncate(out, size) != 0)
+                rv = -errno;
             break;
+        }
+        size += n;
+        if (memcmp(buf, zero, (size_t)n) == 0) {
+            if (lseek(out, size, SEEK_SET) < 0) {
+                rv = -errno;
+                goto done;
+            }
+            continue;
         }
         for (ssize_t off = 0; off < n;) {
             ssize_t w = write(out, buf + off, (size_t)(n - off));

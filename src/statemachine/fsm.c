@@ -20,6 +20,7 @@ void fsm_init(struct fsm *f, kvstore *kv, recstore *records, uint64_t cluster_id
     f->observer = NULL;
     f->records = records;
     f->ledger = NULL;
+    f->space = NULL;
     f->cluster_id = cluster_id;
     f->member_id = member_id;
     f->last_term = 0;
@@ -27,6 +28,17 @@ void fsm_init(struct fsm *f, kvstore *kv, recstore *records, uint64_t cluster_id
     f->errmsg[0] = '\0';
     /* Applied entries share one engine write per loop turn (fsm_flush). */
     kvstore_set_deferred_commit(kv, true);
+}
+
+void fsm_set_space(struct fsm *f, struct diskspace *space)
+{
+    f->space = space;
+}
+
+static bool fsm_can_apply(void *data, size_t len)
+{
+    struct fsm *f = data;
+    return f->space == NULL || diskspace_can_apply(f->space, len);
 }
 
 void fsm_set_ledger(struct fsm *f, ledger *l)
@@ -444,5 +456,6 @@ struct consensus_fsm fsm_vtable(struct fsm *f)
         .snapshot = fsm_snapshot,
         .restore = fsm_restore,
         .flush = fsm_flush,
+        .can_apply = fsm_can_apply,
     };
 }

@@ -18,6 +18,7 @@
 #include "kv/kvstore.h"
 #include "ledger/ledger.h"
 #include "statemachine/command.h"
+#include "storage/diskspace.h"
 
 /* What apply hands back to the proposer. */
 struct fsm_result {
@@ -31,6 +32,7 @@ struct fsm {
     kvstore *kv;           /* borrowed */
     lessor *leases;        /* borrowed; NULL: no leases (unit tests) */
     recstore *records;     /* borrowed: synced before a snapshot */
+    struct diskspace *space; /* borrowed; NULL: apply never waits for disk space */
     ledger *ledger;        /* borrowed; NULL: no ledger (unit tests) */
     uint64_t cluster_id;   /* response header fields */
     uint64_t member_id;
@@ -78,6 +80,10 @@ struct fsm {
  * as one engine write. */
 void fsm_init(struct fsm *f, kvstore *kv, recstore *records, uint64_t cluster_id,
               uint64_t member_id);
+/* Sets the disk-space guard (borrowed; may be NULL) before consensus_open:
+ * the vtable's can_apply then holds an entry back while the disk cannot
+ * take its ledger entry and records (storage/diskspace.h). */
+void fsm_set_space(struct fsm *f, struct diskspace *space);
 /* Sets the ledger (borrowed; may be NULL) before consensus_open. */
 void fsm_set_ledger(struct fsm *f, ledger *l);
 /* Sets the lease table (borrowed; may be NULL) before consensus_open: puts

@@ -46,6 +46,9 @@ struct tfsm {
     unsigned flushes;
     uint32_t n_at_flush;        /* n when flush last ran */
     int fail_flush;             /* flush returns this when non-zero */
+    bool with_can_apply;        /* fsm_of sets .can_apply */
+    bool no_space;              /* can_apply says no */
+    unsigned can_apply_asked;
 };
 
 static void make_cmd(uint32_t id, uint8_t out[CMD_LEN])
@@ -135,6 +138,14 @@ static int t_flush(void *data)
     return f->fail_flush;
 }
 
+static bool t_can_apply(void *data, size_t len)
+{
+    struct tfsm *f = data;
+    ASSERT_GT(len, CMD_LEN); /* the sealed entry */
+    f->can_apply_asked++;
+    return !f->no_space;
+}
+
 static struct consensus_fsm fsm_of(struct tfsm *f)
 {
     struct consensus_fsm fsm = {
@@ -144,6 +155,7 @@ static struct consensus_fsm fsm_of(struct tfsm *f)
         .snapshot = t_snapshot,
         .restore = t_restore,
         .flush = f->with_flush ? t_flush : NULL,
+        .can_apply = f->with_can_apply ? t_can_apply : NULL,
     };
     return fsm;
 }
@@ -881,6 +893,89 @@ TEST(consensus, flush_failure_is_fatal)
     close_node(&h);
     ASSERT_EQ(f.flushes, flushes); /* never again after the fatal one */
     ASSERT_EQ(f.n, 4);
+    harness_done(&h);
+}
+
+TEST(consensus, snapshot_after_snapshot_bytes_of_log)
+{
+    static struct harness h;
+    static struct tfsm f, f2;
+    harness_init(&h, 100000, 2); /* the entry count alone would never snapshot */
+    h.config.snapshot_bytes = 4096;
+    open_node(&h, &f);
+    /* about 130 bytes sealed each: 2.6 KB a batch, one apply loop each */
+    for (uint32_t i = 0; i < 10; i++)
+        propose_range(&h, i * 20, (i + 1) * 20);
+    /* one at a time (libraft takes none while one is being written) */
+    ASSERT_GE(f.snapshots, 2);
+    ASSERT_LE(f.snapshots, 10);
+    close_node(&h);
+    open_node(&h, &f2);
+    ASSERT_EQ(f2.restores, 1);
+    ASSERT_EQ(f2.n, 200);
+    close_node(&h);
+    harness_done(&h);
+}
+
+/* Runs the loop for ms milliseconds. */
+static void run_for(struct harness *h, uint64_t ms)
+{
+    uint64_t end = uv_now(&h->loop) + ms;
+    while (uv_now(&h->loop) < end) {
+        uv_run(&h->loop, UV_RUN_ONCE);
+        uv_update_time(&h->loop);
+    }
+}
+
+TEST(consensus, stalled_apply_waits_then_resumes_without_loss)
+{
+    static struct harness h;
+    static struct tfsm f, f2;
+    f.with_can_apply = true;
+    harness_init(&h, 0, 0);
+    open_node(&h, &f);
+    propose_range(&h, 0, 3);
+    f.no_space = true;
+    static struct done d[5];
+    memset(d, 0, sizeof d);
+    n_done = 0;
+    for (uint32_t i = 0; i < 5; i++)
+        propose_id(&h, 3 + i, &d[i]);
+    struct done b = {0};
+    ASSERT_EQ(consensus_barrier(h.node, on_done, &b), 0);
+    run_for(&h, 300);
+    /* nothing applied, nothing answered, no divergence */
+    ASSERT_EQ(f.n, 3);
+    ASSERT_EQ(n_done, 0);
+    ASSERT_EQ(h.fatal_calls, 0);
+    struct consensus_status st;
+    consensus_get_status(h.node, &st);
+    ASSERT(st.stalled);
+    ASSERT_GT(f.can_apply_asked, 1); /* asked again while waiting */
+    f.no_space = false;
+    run_until(&h, NULL, &n_done, 6);
+    ASSERT_EQ(f.n, 8);
+    for (uint32_t i = 0; i < 5; i++) {
+        ASSERT_EQ(d[i].calls, 1);
+        ASSERT_EQ(d[i].status, 0);
+        ASSERT_EQ(d[i].result_id, 3 + i);
+    }
+    ASSERT_EQ(b.calls, 1);
+    ASSERT_EQ(b.status, 0);
+    for (uint32_t i = 0; i < 8; i++)
+        ASSERT_EQ(f.ids[i], i);
+    consensus_get_status(h.node, &st);
+    ASSERT(!st.stalled);
+    ASSERT_EQ(h.fatal_calls, 0);
+    close_node(&h);
+    /* the restart replays the same history (replay is not asked) */
+    f2.with_can_apply = true;
+    f2.no_space = true;
+    open_node(&h, &f2);
+    ASSERT_EQ(f2.n, 8);
+    for (uint32_t i = 0; i < 8; i++)
+        ASSERT_EQ(f2.ids[i], i);
+    close_node(&h);
     harness_done(&h);
 }
 
