@@ -143,7 +143,9 @@ int kv_history_rebuild(struct kv_history *h, const kvindex *ix, int64_t compact_
     kv_history_free(h);
     /* Before any write, revision 1 made no change. */
     h->base = compact_main > 0 ? compact_main : 1;
-    if (rev < h->base)
+    /* Every revision above the base made at least one change the index
+     * still holds: a longer log would be a snapshot that lies. */
+    if (rev < h->base || (uint64_t)(rev - h->base) > (uint64_t)kvindex_revisions(ix))
         return LSKV_ECORRUPT;
     size_t n = (size_t)(rev - h->base + 1);
     int rv = grow_to(h, n);

@@ -786,10 +786,18 @@ int kvstore_restore(kvstore *kv, const uint8_t *buf, size_t len)
         kvindex_free(ix);
         return LSKV_ECORRUPT;
     }
+    struct kv_history history = {0};
+    if ((rv = kv_history_rebuild(&history, ix, compact_main, rev)) != 0) {
+        kv_history_free(&history);
+        kvindex_free(ix);
+        return rv;
+    }
     kvindex_free(kv->ix);
+    kv_history_free(&kv->history);
     kv->ix = ix;
+    kv->history = history;
     kv->rev = rev;
     kv->compact_main = compact_main;
     kv->n_changes = 0;
-    return kv_history_rebuild(&kv->history, kv->ix, compact_main, rev);
+    return 0;
 }
