@@ -33,7 +33,8 @@
     X(ETIMEOUT, -10021, "request timed out")                                     \
     X(ETOODEEP, -10022, "message nested too deep")                               \
     X(ELEASEEXISTS, -10030, "lease already exists")                              \
-    X(ELEASETTLTOOLARGE, -10031, "too large lease TTL")
+    X(ELEASETTLTOOLARGE, -10031, "too large lease TTL")                          \
+    X(ETOOMANYREQUESTS, -10050, "too many requests")
 
 enum lskv_err {
 #define LSKV_ERR_ENUM(name, code, msg) LSKV_##name = (code),

@@ -82,6 +82,12 @@ struct consensus_config {
      * that catches up from the log instead of a snapshot. */
     unsigned snapshot_threshold; /* 0 = default 100000 (etcd's) */
     unsigned snapshot_trailing;  /* 0 = default 1000 */
+    /* Proposals not yet applied (etcd's maxGapBetweenApplyAndCommitIndex)
+     * and their sealed bytes: beyond either bound consensus_propose answers
+     * LSKV_ETOOMANYREQUESTS, so a flood of writes is refused instead of
+     * growing memory. 0 = defaults CONSENSUS_MAX_INFLIGHT and 256 MiB. */
+    unsigned max_inflight;
+    uint64_t max_inflight_bytes;
     /* Optional (may be NULL). Called once, from the loop and never from
      * inside apply, when the node hits a fatal divergence: a committed entry
      * that does not open under data_key (LSKV_ECORRUPT/LSKV_EFORMAT) or an
@@ -101,7 +107,11 @@ struct consensus_status {
     uint64_t applied_index;
     bool is_leader;
     int fatal;              /* 0, or the code of a fatal divergence (see fatal_cb) */
+    uint64_t inflight;      /* proposals not yet applied (max_inflight) */
+    uint64_t inflight_bytes; /* their sealed bytes (max_inflight_bytes) */
 };
+
+#define CONSENSUS_MAX_INFLIGHT 5000u /* etcd 3.4 v3_server.go */
 
 typedef void (*consensus_done_cb)(void *arg, int status, void *result);
 
@@ -138,7 +148,8 @@ int consensus_open(uv_loop_t *loop, const struct consensus_config *config,
  *         applied the entries of earlier terms: node.c invariant 8),
  *         LSKV_ESHUTDOWN (closing),
  *         LSKV_EIO (fatal divergence, or raft I/O), LSKV_ETOOLARGE (entry
- *         above 4 GiB), LSKV_ENOMEM. */
+ *         above 4 GiB), LSKV_ETOOMANYREQUESTS (max_inflight proposals or
+ *         max_inflight_bytes not yet applied), LSKV_ENOMEM. */
 int consensus_propose(consensus_node *node, const uint8_t *cmd, size_t len,
                       consensus_done_cb cb, void *arg);
 

@@ -5,7 +5,10 @@
  * parser is not fed, and bytes that arrive are kept (bounded) for later.
  * Malformed request: 400 and close; a body above grpc_server_max_json_body:
  * 413 and close; "Connection: close" or HTTP/1.0: close after the
- * answer. */
+ * answer. The input and body buffers count against the server-wide request
+ * budget (grpc_server.c invariant 5, `accounted`): a request that would take
+ * the server over it gets etcd's 429 "too many requests" and the connection
+ * closes, which frees its buffers. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -26,6 +29,7 @@ struct http1_conn {
     int http_minor;
     bool keep_alive;
     bool closed;
+    size_t accounted;    /* bytes counted against the server's budget */
 };
 
 static void process(struct http1_conn *hc);
@@ -72,6 +76,33 @@ static void on_done(void *arg, const struct gateway_response *r)
         process(hc);
 }
 
+static void too_many_requests(struct http1_conn *hc)
+{
+    size_t len = 0;
+    char *body = gateway_error_body(GRPC_STATUS_RESOURCE_EXHAUSTED,
+                                    "etcdserver: too many requests", &len);
+    struct gateway_response r = {.status = gateway_http_status(GRPC_STATUS_RESOURCE_EXHAUSTED),
+                                 .content_type = "application/json",
+                                 .body = body ? body : "",
+                                 .body_len = body ? len : 0};
+    hc->head = false;
+    write_response(hc, &r, true);
+    free(body);
+}
+
+/* Brings the budget up to date with what the buffers hold now (new_in_cap:
+ * the input buffer's size about to be). false: over budget, refused. */
+static bool account(struct http1_conn *hc, size_t new_in_cap)
+{
+    size_t now = new_in_cap + hc->parser.body_cap;
+    if (!grpc_server_buffer_adjust(hc->srv, hc->accounted, now)) {
+        too_many_requests(hc);
+        return false;
+    }
+    hc->accounted = now;
+    return true;
+}
+
 static void process(struct http1_conn *hc)
 {
     hc->in_process = true;
@@ -88,8 +119,15 @@ static void process(struct http1_conn *hc)
             break;
         }
         hc->in_off += (size_t)n;
-        if (hc->in_off == hc->in_len)
-            hc->in_off = hc->in_len = 0;
+        if (hc->in_off == hc->in_len) {
+            /* All parsed: an idle keep-alive connection holds no buffer
+             * (h2.c note 8). */
+            free(hc->in);
+            hc->in = NULL;
+            hc->in_off = hc->in_len = hc->in_cap = 0;
+        }
+        if (!account(hc, hc->in_cap))
+            break;
         if (!complete) {
             if (hc->parser.expect_continue) {
                 hc->parser.expect_continue = false;
@@ -140,6 +178,8 @@ void http1_conn_input(struct http1_conn *hc, const uint8_t *data, size_t len)
         size_t cap = hc->in_cap ? hc->in_cap : 4096;
         while (cap < hc->in_len + len)
             cap *= 2;
+        if (!account(hc, cap))
+            return;
         uint8_t *p = realloc(hc->in, cap);
         if (p == NULL) {
             hc->closed = true;
@@ -157,6 +197,8 @@ void http1_conn_input(struct http1_conn *hc, const uint8_t *data, size_t len)
 
 void http1_conn_closed(struct http1_conn *hc)
 {
+    grpc_server_buffer_adjust(hc->srv, hc->accounted, 0); /* freed soon after */
+    hc->accounted = 0;
     hc->c = NULL;
     hc->closed = true;
     if (hc->jc != NULL) {
