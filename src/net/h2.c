@@ -31,6 +31,9 @@
  *     request bytes (the HTTP/2 preface, or an HTTP/1.x request line) within
  *     H2_HANDSHAKE_MS is closed: a client that connects and stalls must not
  *     hold a connection for ever (the linger timer doubles as this timer).
+ *     From then on HTTP/2 connections may idle (etcd keeps them too; their
+ *     cost is small, note 8); the HTTP/1 hook sets its own idle timeout
+ *     (h2_conn_set_idle_timeout, the same timer).
  * (8) Memory of a connection is allocated when needed, not at accept (issue 8
  *     point 6: thousands of idle or stalled sockets must cost a few kB
  *     each): socket reads and TLS plaintext go through one buffer each for
@@ -609,6 +612,23 @@ int h2_conn_write_raw(h2_conn *c, const uint8_t *data, size_t len)
     if (rv == 0)
         rv = write_out(c);
     return rv;
+}
+
+static void on_idle_timeout(uv_timer_t *t)
+{
+    h2_conn *c = t->data;
+    if (!c->closing)
+        conn_close(c, true);
+}
+
+void h2_conn_set_idle_timeout(h2_conn *c, uint64_t ms)
+{
+    if (c->mem || c->closing)
+        return; /* closing: the timer is the linger timer now (note 6) */
+    if (ms == 0)
+        uv_timer_stop(&c->linger);
+    else
+        uv_timer_start(&c->linger, on_idle_timeout, ms, 0);
 }
 
 void h2_conn_end(h2_conn *c)

@@ -8,13 +8,18 @@
  * answer. The input and body buffers count against the server-wide request
  * budget (grpc_server.c invariant 5, `accounted`): a request that would take
  * the server over it gets etcd's 429 "too many requests" and the connection
- * closes, which frees its buffers. */
+ * closes, which frees its buffers. A connection with no request in flight
+ * that sends nothing for H1_IDLE_MS is closed (issue 8 point 6: idle
+ * sockets must not pile up; Apache closes idle keep-alive connections
+ * after 5 s). */
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/err.h"
 #include "http/http1.h"
 #include "net/gateway_glue.h"
+
+#define H1_IDLE_MS H2_HANDSHAKE_MS
 
 struct http1_conn {
     grpc_server *srv;
@@ -71,6 +76,8 @@ static void on_done(void *arg, const struct gateway_response *r)
     hc->jc = NULL;
     hc->busy = false;
     write_response(hc, r, !hc->keep_alive);
+    if (hc->c != NULL && !hc->closed)
+        h2_conn_set_idle_timeout(hc->c, H1_IDLE_MS);
     http1_parser_next(&hc->parser);
     if (!hc->in_process)
         process(hc);
@@ -138,6 +145,7 @@ static void process(struct http1_conn *hc)
         }
         const struct http1_request *req = http1_parser_request(&hc->parser);
         hc->busy = true;
+        h2_conn_set_idle_timeout(hc->c, 0); /* the handler may take its time */
         hc->http_minor = req->http_minor;
         hc->keep_alive = req->keep_alive;
         hc->head = strcmp(req->method, "HEAD") == 0;
@@ -165,6 +173,8 @@ void http1_conn_input(struct http1_conn *hc, const uint8_t *data, size_t len)
 {
     if (hc->closed || hc->c == NULL || len == 0)
         return;
+    if (!hc->busy)
+        h2_conn_set_idle_timeout(hc->c, H1_IDLE_MS);
     if (hc->in_len - hc->in_off + len > hc->in_max) {
         plain_error(hc, 413, "request too large\n");
         return;

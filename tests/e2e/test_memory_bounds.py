@@ -103,6 +103,39 @@ def test_idle_h2c_connections_cost_little_and_are_closed(server_factory):
             s.close()
 
 
+def test_idle_http1_connections_are_closed(server_factory):
+    """Gateway (HTTP/1.1) connections that idle after an answer, or stall
+    inside a request, are closed after 10 s without a byte; an HTTP/1
+    client that keeps talking is not."""
+    server = server_factory("lskvd")
+
+    def conn():
+        return socket.create_connection(("127.0.0.1", server.client_port), timeout=5)
+
+    get = b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n"
+    idle, partial = [], []
+    for _ in range(100):
+        s = conn()
+        s.sendall(get)
+        assert s.recv(65536).startswith(b"HTTP/1.1 200")
+        idle.append(s)
+    for _ in range(100):
+        s = conn()
+        s.sendall(b"POST /v3/kv/put HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{")
+        partial.append(s)
+    busy = conn()
+    start = time.time()
+    try:
+        while time.time() < start + HANDSHAKE_S + 2:
+            busy.sendall(get)
+            assert busy.recv(65536).startswith(b"HTTP/1.1 200")
+            time.sleep(1)
+        assert all_closed(idle + partial, seconds=5), "idle HTTP/1 connections kept"
+    finally:
+        for s in idle + partial + [busy]:
+            s.close()
+
+
 @pytest.fixture
 def tls_files(tmp_path):
     import subprocess
