@@ -52,6 +52,11 @@
  *     open segment, or fdatasync where direct I/O is unavailable). So on a
  *     single node commit => on disk, and an acknowledged entry survives
  *     kill -9 (test consensus.kill9_keeps_acknowledged).
+ * (9) Proposals on the list are bounded by count (max_inflight, etcd's 5000)
+ *     and by sealed bytes (max_inflight_bytes): beyond either,
+ *     consensus_propose answers LSKV_ETOOMANYREQUESTS at once, so a flood of
+ *     writes costs refusals, not memory (issue 8 point 6). A lone proposal
+ *     passes the bytes bound whatever its size.
  */
 #include "consensus/node.h"
 

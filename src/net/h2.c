@@ -40,8 +40,8 @@
  *     the whole loop (read_buf, plain_buf), because every byte is consumed
  *     synchronously (nghttp2, the HTTP/1 hook) before the next read; the
  *     nghttp2 session exists from the completed preface on; OpenSSL's own
- *     state from the first TLS byte on (tls.c); output buffers only while
- *     there is output. */
+ *     state once the first TLS record (the ClientHello) is complete
+ *     (tls.c); output buffers only while there is output. */
 #include "net/h2.h"
 
 #include <stdlib.h>
