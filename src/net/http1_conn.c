@@ -115,8 +115,9 @@ static void process(struct http1_conn *hc)
     hc->in_process = true;
     while (!hc->busy && !hc->closed && hc->c != NULL) {
         bool complete = false;
-        long n = http1_parser_feed(&hc->parser, hc->in + hc->in_off, hc->in_len - hc->in_off,
-                                   &complete);
+        /* hc->in is NULL while nothing is buffered. */
+        const uint8_t *p = hc->in != NULL ? hc->in + hc->in_off : (const uint8_t *)"";
+        long n = http1_parser_feed(&hc->parser, p, hc->in_len - hc->in_off, &complete);
         if (n == LSKV_ETOOLARGE) {
             plain_error(hc, 413, "request too large\n");
             break;
