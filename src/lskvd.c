@@ -159,7 +159,7 @@ static void signer_tick(struct daemon *d)
     free(cmd);
     if (rv == 0)
         d->sig_in_flight = true;
-    else if (rv != LSKV_ENOTLEADER)
+    else if (rv != LSKV_ENOTLEADER && rv != LSKV_ETOOMANYREQUESTS) /* retried next tick */
         LOG_WARN(MODULE, "cannot propose a signature: %s", lskv_strerror(rv));
 }
 
@@ -239,6 +239,24 @@ static void on_space_timer(uv_timer_t *t)
     diskspace_keep(&d->space);
 }
 
+static uint64_t gauge_inflight(void *arg)
+{
+    struct daemon *d = arg;
+    struct consensus_status st = {0};
+    if (d->node != NULL)
+        consensus_get_status(d->node, &st);
+    return st.inflight;
+}
+
+static uint64_t gauge_inflight_bytes(void *arg)
+{
+    struct daemon *d = arg;
+    struct consensus_status st = {0};
+    if (d->node != NULL)
+        consensus_get_status(d->node, &st);
+    return st.inflight_bytes;
+}
+
 static void start_serving(struct daemon *d)
 {
     char errmsg[LSKV_ERRMSG_SIZE] = "";
@@ -272,6 +290,7 @@ static void start_serving(struct daemon *d)
         /* gRPC's own limit sits above etcd's request limit, as in etcd
          * (max-request-bytes + 512 KiB of slack). */
         .max_recv_message_bytes = (size_t)c->max_request_bytes + 512 * 1024,
+        .max_buffered_request_bytes = (size_t)c->max_buffered_request_bytes,
         .methods = d->methods,
         .n_methods = n,
         .json_gateway = true,
@@ -283,6 +302,13 @@ static void start_serving(struct daemon *d)
         shutdown_daemon(d, 1);
         return;
     }
+    grpc_server_add_gauge(d->server, "lskv_proposals_in_flight", "gauge",
+                          "Raft proposals not yet applied (etcd's limit: 5000).",
+                          gauge_inflight, d);
+    grpc_server_add_gauge(d->server, "lskv_proposal_bytes_in_flight", "gauge",
+                          "Sealed bytes of the proposals not yet applied "
+                          "(--max-buffered-request-bytes).",
+                          gauge_inflight_bytes, d);
     start_signer(d);
     /* As etcd's Promote: every lease gets its whole TTL again, plus an
      * election timeout, so none expires early because of the restart. */
@@ -536,6 +562,7 @@ static int open_daemon(struct daemon *d, char *errmsg)
         .segment_bytes = (size_t)segment,
         .snapshot_bytes = snap_bytes,
         .snapshot_trailing = (unsigned)trailing,
+        .max_inflight_bytes = (uint64_t)c->max_buffered_request_bytes,
         .fatal_cb = on_consensus_fatal,
         .fatal_arg = d,
     };

@@ -40,6 +40,9 @@ struct etcd_error etcd_error_from(int code)
         return (struct etcd_error){GRPC_STATUS_UNAVAILABLE, "etcdserver: request timed out"};
     case LSKV_ESHUTDOWN:
         return (struct etcd_error){GRPC_STATUS_UNAVAILABLE, "etcdserver: server stopped"};
+    case LSKV_ETOOMANYREQUESTS: /* rpctypes.ErrGRPCTooManyRequests */
+        return (struct etcd_error){GRPC_STATUS_RESOURCE_EXHAUSTED,
+                                   "etcdserver: too many requests"};
     case LSKV_ECORRUPT:
         return (struct etcd_error){GRPC_STATUS_DATA_LOSS, "etcdserver: corrupt cluster"};
     case LSKV_ENOSPACE: /* the NOSPACE alarm (storage/diskspace.h) */

@@ -245,7 +245,9 @@ static void on_expiry_tick(uv_timer_t *t)
             rv = consensus_propose(api->node, cmd, len, revoke_done, NULL);
             free(cmd);
         }
-        if (rv != 0 && rv != LSKV_ENOTLEADER)
+        /* Not the leader, or too many proposals in flight: retried after
+         * REVOKE_RETRY_MS, quietly. */
+        if (rv != 0 && rv != LSKV_ENOTLEADER && rv != LSKV_ETOOMANYREQUESTS)
             LOG_WARN(MODULE, "cannot propose the revoke of expired lease %016llx: %s",
                      (unsigned long long)ids[i], lskv_strerror(rv));
     }

@@ -34,7 +34,8 @@
     X(ETOODEEP, -10022, "message nested too deep")                               \
     X(ELEASEEXISTS, -10030, "lease already exists")                              \
     X(ELEASETTLTOOLARGE, -10031, "too large lease TTL")                          \
-    X(ENOSPACE, -10040, "no space left on device")
+    X(ENOSPACE, -10040, "no space left on device")                               \
+    X(ETOOMANYREQUESTS, -10050, "too many requests")
 
 enum lskv_err {
 #define LSKV_ERR_ENUM(name, code, msg) LSKV_##name = (code),

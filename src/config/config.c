@@ -52,6 +52,11 @@ static const struct opt opts[] = {
      "Path to the client server TLS key file."},
     {"max-request-bytes", OPT_INT, "1572864", 1, 64 * MIB, F(max_request_bytes), 0,
      "Maximum client request size in bytes the server will accept."},
+    {"max-buffered-request-bytes", OPT_INT, "268435456", 1 * MIB, INT64_MAX,
+     F(max_buffered_request_bytes), 0,
+     "Server-wide bound on request bytes held at once: partly received requests, and "
+     "writes proposed but not yet applied, each up to this; a request beyond it gets "
+     "'etcdserver: too many requests' (lskv)."},
     {"max-txn-ops", OPT_INT, "128", 1, 4096 /* KV_TXN_OPS_LIMIT */, F(max_txn_ops), 0,
      "Maximum number of operations permitted in a transaction (at most 4096; txns nest "
      "at most 128 levels deep, lskv)."},

@@ -28,6 +28,7 @@ struct config {
     char *cert_file;             /* --cert-file: client TLS certificate (PEM) */
     char *key_file;              /* --key-file */
     int64_t max_request_bytes;   /* --max-request-bytes: etcd's 1.5 MiB */
+    int64_t max_buffered_request_bytes; /* --max-buffered-request-bytes: server-wide */
     int64_t max_txn_ops;         /* --max-txn-ops */
     int64_t snapshot_count;      /* --snapshot-count: raft entries between snapshots */
     int64_t cache_size_bytes;    /* --cache-size: trusted value cache bound */

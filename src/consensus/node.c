@@ -58,6 +58,11 @@
  *     open segment, or fdatasync where direct I/O is unavailable). So on a
  *     single node commit => on disk, and an acknowledged entry survives
  *     kill -9 (test consensus.kill9_keeps_acknowledged).
+ * (9) Proposals on the list are bounded by count (max_inflight, etcd's 5000)
+ *     and by sealed bytes (max_inflight_bytes): beyond either,
+ *     consensus_propose answers LSKV_ETOOMANYREQUESTS at once, so a flood of
+ *     writes costs refusals, not memory (issue 8 point 6). A lone proposal
+ *     passes the bytes bound whatever its size.
  */
 #include "consensus/node.h"
 
@@ -80,11 +85,13 @@
 #define DEFAULT_SNAPSHOT_THRESHOLD 100000 /* etcd's --snapshot-count */
 #define DEFAULT_SNAPSHOT_TRAILING 1000
 #define SEGMENT_BYTES (64u << 20)
+#define DEFAULT_MAX_INFLIGHT_BYTES (256u << 20)
 #define HEARTBEAT_TIMEOUT_MS 100
 
 struct proposal {
     struct raft_apply req; /* req.data = this; req.index set by raft_apply */
     consensus_node *node;
+    size_t bytes;          /* sealed length, counted in node->inflight_bytes */
     consensus_done_cb cb;
     void *arg;
     struct proposal *prev, *next;
@@ -128,6 +135,11 @@ struct consensus_node {
     uint64_t restored_index, restored_term;
 
     struct proposal *head, *tail; /* invariant (3) */
+    /* Proposals on the list and their sealed bytes, bounded by max_inflight
+     * and max_inflight_bytes (etcd: ErrTooManyRequests when apply lags
+     * commit by 5000): a flood of writes is refused, not queued in memory. */
+    uint64_t inflight, inflight_bytes;
+    uint64_t max_inflight, max_inflight_bytes;
     struct round *round;          /* barrier in flight, or NULL */
     struct waiter_list next;      /* callers waiting for the round after it */
 
@@ -226,6 +238,8 @@ static int map_raft_err(const consensus_node *node, int rv)
 
 static void proposal_unlink(consensus_node *node, struct proposal *p)
 {
+    node->inflight--;
+    node->inflight_bytes -= p->bytes;
     if (p->prev != NULL)
         p->prev->next = p->next;
     else
@@ -782,6 +796,9 @@ int consensus_open(uv_loop_t *loop, const struct consensus_config *config,
     raft_set_snapshot_trailing(&node->raft, config->snapshot_trailing
                                                 ? config->snapshot_trailing
                                                 : DEFAULT_SNAPSHOT_TRAILING);
+    node->max_inflight = config->max_inflight ? config->max_inflight : CONSENSUS_MAX_INFLIGHT;
+    node->max_inflight_bytes = config->max_inflight_bytes ? config->max_inflight_bytes
+                                                          : DEFAULT_MAX_INFLIGHT_BYTES;
 
     /* First start: a one-member configuration. Later starts: raft_uv finds
      * state in the directory and answers RAFT_CANTBOOTSTRAP. */
@@ -934,6 +951,11 @@ int consensus_propose(consensus_node *node, const uint8_t *cmd, size_t len,
     size_t sealed_len = entry_sealed_len(len);
     if (sealed_len == 0 || sealed_len > UINT32_MAX)
         return LSKV_ETOOLARGE;
+    /* One proposal alone is always let through: the bytes bound must not
+     * refuse a request that max-request-bytes allows. */
+    if (node->inflight >= node->max_inflight ||
+        (node->inflight > 0 && node->inflight_bytes + sealed_len > node->max_inflight_bytes))
+        return LSKV_ETOOMANYREQUESTS;
     struct proposal *p = calloc(1, sizeof *p);
     uint8_t *sealed = raft_malloc(sealed_len);
     if (p == NULL || sealed == NULL) {
@@ -967,6 +989,9 @@ int consensus_propose(consensus_node *node, const uint8_t *cmd, size_t len,
     }
     /* Invariant (3): raft_apply assigned the next log index (h.index). */
     entry_chain_next(node->propose_chain, sealed, sealed_len, node->propose_chain);
+    p->bytes = sealed_len;
+    node->inflight++;
+    node->inflight_bytes += sealed_len;
     p->prev = node->tail;
     if (node->tail != NULL)
         node->tail->next = p;
@@ -1065,4 +1090,6 @@ void consensus_get_status(consensus_node *node, struct consensus_status *out)
     out->is_leader = !node->closing && raft_state(&node->raft) == RAFT_LEADER;
     out->fatal = node->fatal;
     out->stalled = node->stalled;
+    out->inflight = node->inflight;
+    out->inflight_bytes = node->inflight_bytes;
 }

@@ -99,6 +99,12 @@ struct consensus_config {
      * this many bytes (0 = by count only): bounds the log a restart
      * replays, and so what the replay writes again (storage/diskspace.h). */
     uint64_t snapshot_bytes;
+    /* Proposals not yet applied (etcd's maxGapBetweenApplyAndCommitIndex)
+     * and their sealed bytes: beyond either bound consensus_propose answers
+     * LSKV_ETOOMANYREQUESTS, so a flood of writes is refused instead of
+     * growing memory. 0 = defaults CONSENSUS_MAX_INFLIGHT and 256 MiB. */
+    unsigned max_inflight;
+    uint64_t max_inflight_bytes;
     /* Optional (may be NULL). Called once, from the loop and never from
      * inside apply, when the node hits a fatal divergence: a committed entry
      * that does not open under data_key (LSKV_ECORRUPT/LSKV_EFORMAT) or an
@@ -119,7 +125,11 @@ struct consensus_status {
     bool is_leader;
     int fatal;              /* 0, or the code of a fatal divergence (see fatal_cb) */
     bool stalled;           /* fsm.can_apply said no; applying waits */
+    uint64_t inflight;      /* proposals not yet applied (max_inflight) */
+    uint64_t inflight_bytes; /* their sealed bytes (max_inflight_bytes) */
 };
+
+#define CONSENSUS_MAX_INFLIGHT 5000u /* etcd 3.4 v3_server.go */
 
 typedef void (*consensus_done_cb)(void *arg, int status, void *result);
 
@@ -157,7 +167,8 @@ int consensus_open(uv_loop_t *loop, const struct consensus_config *config,
  *         applied the entries of earlier terms: node.c invariant 8),
  *         LSKV_ESHUTDOWN (closing),
  *         LSKV_EIO (fatal divergence, or raft I/O), LSKV_ETOOLARGE (entry
- *         above 4 GiB), LSKV_ENOMEM. */
+ *         above 4 GiB), LSKV_ETOOMANYREQUESTS (max_inflight proposals or
+ *         max_inflight_bytes not yet applied), LSKV_ENOMEM. */
 int consensus_propose(consensus_node *node, const uint8_t *cmd, size_t len,
                       consensus_done_cb cb, void *arg);
 

@@ -16,6 +16,12 @@ struct metrics {
     uint64_t *started;  /* [n] */
     uint64_t *handled;  /* [n][METRICS_N_CODES] */
     uint64_t http[6];   /* by status class: 1xx..5xx, index 1..5 */
+    struct gauge {
+        const char *name, *type, *help;
+        metrics_gauge_fn fn;
+        void *arg;
+    } gauges[METRICS_MAX_GAUGES];
+    size_t n_gauges;
 };
 
 static const char *const code_names[METRICS_N_CODES] = {
@@ -69,6 +75,15 @@ void metrics_http(struct metrics *m, int status)
 {
     if (m != NULL && status >= 100 && status < 600)
         m->http[status / 100]++;
+}
+
+int metrics_add_gauge(struct metrics *m, const char *name, const char *type, const char *help,
+                      metrics_gauge_fn fn, void *arg)
+{
+    if (m->n_gauges == METRICS_MAX_GAUGES)
+        return LSKV_ENOMEM;
+    m->gauges[m->n_gauges++] = (struct gauge){name, type, help, fn, arg};
+    return 0;
 }
 
 uint64_t metrics_handled_count(const struct metrics *m, size_t i, int code)
@@ -147,6 +162,12 @@ char *metrics_render(const struct metrics *m, size_t *len)
                  "# TYPE process_resident_memory_bytes gauge\n"
                  "process_resident_memory_bytes %ld\n",
                  rss);
+        json_buf_puts(&b, line);
+    }
+    for (size_t i = 0; i < m->n_gauges; i++) {
+        const struct gauge *g = &m->gauges[i];
+        snprintf(line, sizeof line, "# HELP %s %s\n# TYPE %s %s\n%s %" PRIu64 "\n", g->name,
+                 g->help, g->name, g->type, g->name, g->fn(g->arg));
         json_buf_puts(&b, line);
     }
     if (b.err) {

@@ -48,6 +48,11 @@ size_t grpc_server_max_recv(const grpc_server *srv);
  * bodies get 413. */
 #define GATEWAY_JSON_SLACK_BYTES (1u << 20)
 size_t grpc_server_max_json_body(const grpc_server *srv);
+/* Request bytes held by a transport, against the server-wide budget
+ * (grpc_server.c invariant 5): old_bytes were counted before, new_bytes
+ * now. Returns false, counting nothing new, when a growth would exceed the
+ * budget; the transport must then refuse the request (429) and free. */
+bool grpc_server_buffer_adjust(grpc_server *srv, size_t old_bytes, size_t new_bytes);
 /* The /version body, NUL-terminated. */
 const char *grpc_server_version_body(const grpc_server *srv);
 

@@ -18,8 +18,19 @@
  * (4) Every nghttp2 callback first checks that the connection is alive: a
  *     handler may close the server (and so this connection) from inside a
  *     callback, after which stream user data may point to freed calls.
- * (5) Bytes buffered for partial request messages are counted per
- *     connection and bounded (CONN_MAX_BUFFERED_BYTES).
+ * (5) Bytes buffered for partial request messages (and unary messages
+ *     waiting for half-close, JSON bodies, HTTP/1 input) are counted per
+ *     connection and for the whole server (buffered_add/buffered_sub), and
+ *     bounded: per connection by CONN_MAX_BUFFERED_BYTES (the connection is
+ *     closed), server-wide by max_buffered (issue 8 point 6). A call whose
+ *     bytes take the server over max_buffered is refused on the spot and its
+ *     bytes freed; the others go on. We refuse rather than stop reading:
+ *     a paused connection holds its buffers, and if every connection held
+ *     part of a message, nobody could finish and free anything (deadlock).
+ *     The answer is etcd's ErrGRPCTooManyRequests (RESOURCE_EXHAUSTED
+ *     "etcdserver: too many requests"; 429 on the gateway): clients report
+ *     it and do not retry it blindly (clientv3 retries only UNAVAILABLE),
+ *     which is what a server that is out of room needs.
  *
  * Response shape (grpc/doc/PROTOCOL-HTTP2.md): HEADERS (:status 200,
  * content-type application/grpc), DATA (5-byte prefixed messages), HEADERS
@@ -52,6 +63,9 @@
 
 #define DEFAULT_MAX_RECV_BYTES (2u << 20)
 #define CONN_MAX_BUFFERED_BYTES (64u << 20)
+#define DEFAULT_MAX_BUFFERED_BYTES (256u << 20)
+/* etcd rpctypes.ErrGRPCTooManyRequests (invariant 5). */
+#define TOO_MANY_REQUESTS "etcdserver: too many requests"
 
 struct listener {
     uv_tcp_t tcp;
@@ -77,6 +91,8 @@ struct grpc_server {
     struct grpc_method *methods; /* copies, paths strdup'd */
     size_t n_methods;
     size_t max_recv;
+    size_t buffered, max_buffered; /* invariant 5 */
+    uint64_t refused;              /* calls refused by invariant 5 */
     nghttp2_session_callbacks *callbacks;
     struct h2_conn_hooks hooks;
     struct gconn *conns;
@@ -137,6 +153,7 @@ struct grpc_call {
     /* JSON stream (HTTP/2 request for the gateway). */
     bool json;
     bool json_too_large;
+    bool json_refused; /* invariant 5 */
     char http_method[16];
     uint8_t *json_body;
     size_t json_len, json_cap;
@@ -149,6 +166,19 @@ static size_t call_buffered(const grpc_call *call)
 {
     return grpc_deframer_buffered(&call->deframer) + (call->unary_msg ? call->unary_len : 0) +
            call->json_len;
+}
+
+/* Invariant 5. */
+static void buffered_add(struct gconn *gc, size_t n)
+{
+    gc->buffered += n;
+    gc->srv->buffered += n;
+}
+
+static void buffered_sub(struct gconn *gc, size_t n)
+{
+    gc->buffered -= n;
+    gc->srv->buffered -= n;
 }
 
 static size_t method_index(const grpc_call *call)
@@ -198,7 +228,7 @@ static void call_unlink(grpc_call *call)
     struct gconn *gc = call->conn;
     if (gc == NULL)
         return;
-    gc->buffered -= call_buffered(call);
+    buffered_sub(gc, call_buffered(call));
     if (call->prev)
         call->prev->next = call->next;
     else
@@ -487,6 +517,17 @@ static void json_respond(void *arg, const struct gateway_response *r)
 /* A JSON stream's request is complete: run it through the gateway. */
 static void json_dispatch(grpc_call *call)
 {
+    if (call->json_refused) {
+        size_t len = 0;
+        char *body = gateway_error_body(GRPC_STATUS_RESOURCE_EXHAUSTED, TOO_MANY_REQUESTS, &len);
+        struct gateway_response r = {.status = gateway_http_status(GRPC_STATUS_RESOURCE_EXHAUSTED),
+                                     .content_type = "application/json",
+                                     .body = body ? body : "",
+                                     .body_len = body ? len : 0};
+        json_respond(call, &r);
+        free(body);
+        return;
+    }
     if (call->json_too_large) {
         static const char body[] = "request too large\n";
         struct gateway_response r = {.status = 413,
@@ -500,7 +541,7 @@ static void json_dispatch(grpc_call *call)
     call->jc = json_call_start(call->srv, method, call->path, call->json_body, call->json_len,
                                call->peer, json_respond, call);
     if (call->conn != NULL)
-        call->conn->buffered -= call->json_len;
+        buffered_sub(call->conn, call->json_len);
     free(call->json_body);
     call->json_body = NULL;
     call->json_len = call->json_cap = 0;
@@ -530,7 +571,7 @@ static void end_of_request(grpc_call *call)
         uint8_t *msg = call->unary_msg;
         size_t len = call->unary_len;
         if (call->conn)
-            call->conn->buffered -= len;
+            buffered_sub(call->conn, len);
         call->unary_msg = NULL;
         call_own(call);
         m->on_message(call, msg, len, m->ctx);
@@ -647,7 +688,7 @@ static int on_data_chunk_recv(nghttp2_session *session, uint8_t flags, int32_t s
         return NGHTTP2_ERR_CALLBACK_FAILURE;
     grpc_call *call = stream_call(session, stream_id);
     if (call != NULL && call->json) {
-        if (call->json_too_large || call->resp_done || call->jc != NULL)
+        if (call->json_too_large || call->json_refused || call->resp_done || call->jc != NULL)
             return 0;
         if (call->json_len + len > grpc_server_max_json_body(gc->srv)) {
             call->json_too_large = true;
@@ -667,7 +708,17 @@ static int on_data_chunk_recv(nghttp2_session *session, uint8_t flags, int32_t s
         }
         memcpy(call->json_body + call->json_len, data, len);
         call->json_len += len;
-        gc->buffered += len;
+        buffered_add(gc, len);
+        if (gc->srv->buffered > gc->srv->max_buffered) {
+            /* Invariant 5: refused (at end of stream), bytes freed now. */
+            call->json_refused = true;
+            gc->srv->refused++;
+            buffered_sub(gc, call->json_len);
+            free(call->json_body);
+            call->json_body = NULL;
+            call->json_len = call->json_cap = 0;
+            return 0;
+        }
         if (gc->buffered > CONN_MAX_BUFFERED_BYTES)
             nghttp2_session_terminate_session(session, NGHTTP2_ENHANCE_YOUR_CALM);
         return 0;
@@ -677,8 +728,23 @@ static int on_data_chunk_recv(nghttp2_session *session, uint8_t flags, int32_t s
     call->in_cb++;
     size_t before = call_buffered(call);
     int rv = grpc_deframer_push(&call->deframer, data, len, on_grpc_message, call);
-    if (call->conn != NULL)
-        call->conn->buffered += call_buffered(call) - before;
+    bool refused = false;
+    if (call->conn != NULL) {
+        size_t after = call_buffered(call);
+        if (after >= before)
+            buffered_add(call->conn, after - before);
+        else
+            buffered_sub(call->conn, before - after);
+        if (rv == 0 && after > before && gc->srv->buffered > gc->srv->max_buffered) {
+            /* Invariant 5: this call's bytes took the server over. */
+            gc->srv->refused++;
+            abort_call(call, GRPC_STATUS_RESOURCE_EXHAUSTED, TOO_MANY_REQUESTS);
+            buffered_sub(call->conn, call->unary_msg ? call->unary_len : 0);
+            free(call->unary_msg);
+            call->unary_msg = NULL;
+            refused = true; /* the deframer is freed below */
+        }
+    }
     char msg[200];
     switch (rv) {
     case LSKV_ETOOLARGE:
@@ -709,9 +775,9 @@ static int on_data_chunk_recv(nghttp2_session *session, uint8_t flags, int32_t s
     default:
         break;
     }
-    if (rv != 0 && call->conn != NULL) {
+    if ((rv != 0 || refused) && call->conn != NULL) {
         /* The deframer is dead; give its memory back now. */
-        call->conn->buffered -= grpc_deframer_buffered(&call->deframer);
+        buffered_sub(call->conn, grpc_deframer_buffered(&call->deframer));
         grpc_deframer_free(&call->deframer);
     }
     call->in_cb--;
@@ -888,6 +954,22 @@ static void on_listener_closed(uv_handle_t *h)
     maybe_closed(srv);
 }
 
+static uint64_t gauge_buffered(void *arg)
+{
+    return grpc_server_buffered_bytes(arg);
+}
+
+static uint64_t gauge_refused(void *arg)
+{
+    return grpc_server_refused_calls(arg);
+}
+
+int grpc_server_add_gauge(grpc_server *srv, const char *name, const char *type,
+                          const char *help, uint64_t (*fn)(void *arg), void *arg)
+{
+    return metrics_add_gauge(srv->metrics, name, type, help, fn, arg);
+}
+
 int grpc_server_open(uv_loop_t *loop, const struct grpc_server_config *config,
                      grpc_server **out, char *errmsg)
 {
@@ -901,6 +983,8 @@ int grpc_server_open(uv_loop_t *loop, const struct grpc_server_config *config,
                                                    : DEFAULT_MAX_RECV_BYTES;
     if (srv->max_recv > UINT32_MAX)
         srv->max_recv = UINT32_MAX;
+    srv->max_buffered = config->max_buffered_request_bytes ? config->max_buffered_request_bytes
+                                                           : DEFAULT_MAX_BUFFERED_BYTES;
     srv->hooks.on_close = conn_on_close;
     srv->hooks.on_free = conn_on_free;
     srv->gateway = config->json_gateway;
@@ -962,6 +1046,13 @@ int grpc_server_open(uv_loop_t *loop, const struct grpc_server_config *config,
     rv = metrics_open(srv->metric_paths, srv->metric_streaming, srv->n_methods, &srv->metrics);
     if (rv != 0)
         goto err;
+    metrics_add_gauge(srv->metrics, "lskv_buffered_request_bytes", "gauge",
+                      "Request bytes held while they arrive (--max-buffered-request-bytes).",
+                      gauge_buffered, srv);
+    metrics_add_gauge(srv->metrics, "lskv_refused_requests_total", "counter",
+                      "Requests refused with 'etcdserver: too many requests' for want of "
+                      "buffer room.",
+                      gauge_refused, srv);
 
     urls = calloc(config->n_listen_urls ? config->n_listen_urls : 1, sizeof *urls);
     srv->listeners =
@@ -1182,6 +1273,26 @@ size_t grpc_server_max_json_body(const grpc_server *srv)
 {
     /* max_recv <= UINT32_MAX, so this does not overflow. */
     return srv->max_recv + srv->max_recv / 3 + 2 + GATEWAY_JSON_SLACK_BYTES;
+}
+
+bool grpc_server_buffer_adjust(grpc_server *srv, size_t old_bytes, size_t new_bytes)
+{
+    if (new_bytes > old_bytes && srv->buffered - old_bytes + new_bytes > srv->max_buffered) {
+        srv->refused++;
+        return false;
+    }
+    srv->buffered = srv->buffered - old_bytes + new_bytes;
+    return true;
+}
+
+size_t grpc_server_buffered_bytes(const grpc_server *srv)
+{
+    return srv->buffered;
+}
+
+uint64_t grpc_server_refused_calls(const grpc_server *srv)
+{
+    return srv->refused;
 }
 
 const char *grpc_server_version_body(const grpc_server *srv)

@@ -79,6 +79,12 @@ struct grpc_server_config {
     const char *cert_file; /* PEM; required when any URL is https:// */
     const char *key_file;
     size_t max_recv_message_bytes; /* larger messages: RESOURCE_EXHAUSTED; 0 = 2 MiB */
+    /* Server-wide bound on request bytes held while they arrive (partial
+     * messages, unary messages before half-close, gateway bodies). A call
+     * that would take the total above it is refused with RESOURCE_EXHAUSTED
+     * "etcdserver: too many requests" (HTTP 429 on the gateway) and its
+     * bytes are freed. 0 = 256 MiB. */
+    size_t max_buffered_request_bytes;
     const struct grpc_method *methods; /* copied */
     size_t n_methods;
     /* The grpc-gateway JSON API on the same port (HTTP/1.1, and HTTP/2
@@ -139,6 +145,17 @@ void *grpc_call_get_data(const grpc_call *call);
 /* The client's address "ip:port" ("[ip6]:port"), for logs. Borrowed, valid
  * until finish. */
 const char *grpc_call_peer(const grpc_call *call);
+
+/* The figures of max_buffered_request_bytes, for /metrics and tests:
+ * request bytes held now, and calls refused so far. */
+size_t grpc_server_buffered_bytes(const grpc_server *srv);
+uint64_t grpc_server_refused_calls(const grpc_server *srv);
+
+/* Adds a figure of the caller's to /metrics (see http/metrics.h,
+ * metrics_add_gauge: name, type and help are static strings). Errors:
+ * LSKV_ENOMEM (no room left). */
+int grpc_server_add_gauge(grpc_server *srv, const char *name, const char *type,
+                          const char *help, uint64_t (*fn)(void *arg), void *arg);
 
 /* For tests and fuzzing: serves one connection without a socket. Feed it
  * client bytes with h2_conn_feed and close it with h2_conn_close

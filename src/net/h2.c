@@ -30,7 +30,18 @@
  * (7) A connection that has not finished its TLS handshake and sent its first
  *     request bytes (the HTTP/2 preface, or an HTTP/1.x request line) within
  *     H2_HANDSHAKE_MS is closed: a client that connects and stalls must not
- *     hold a connection for ever (the linger timer doubles as this timer). */
+ *     hold a connection for ever (the linger timer doubles as this timer).
+ *     From then on HTTP/2 connections may idle (etcd keeps them too; their
+ *     cost is small, note 8); the HTTP/1 hook sets its own idle timeout
+ *     (h2_conn_set_idle_timeout, the same timer).
+ * (8) Memory of a connection is allocated when needed, not at accept (issue 8
+ *     point 6: thousands of idle or stalled sockets must cost a few kB
+ *     each): socket reads and TLS plaintext go through one buffer each for
+ *     the whole loop (read_buf, plain_buf), because every byte is consumed
+ *     synchronously (nghttp2, the HTTP/1 hook) before the next read; the
+ *     nghttp2 session exists from the completed preface on; OpenSSL's own
+ *     state once the first TLS record (the ClientHello) is complete
+ *     (tls.c); output buffers only while there is output. */
 #include "net/h2.h"
 
 #include <stdlib.h>
@@ -71,9 +82,13 @@ struct h2_conn {
     uint8_t *obuf;         /* output being collected for one uv_write */
     size_t olen, ocap;
     char peer[80];
-    uint8_t rbuf[64 * 1024];
-    uint8_t pbuf[16 * 1024];
 };
+
+/* Note 8. Everything runs on the loop thread (h2.h), and a buffer's bytes
+ * are consumed before the next read or TLS record, so one of each serves
+ * every connection. */
+static uint8_t read_buf[64 * 1024];
+static uint8_t plain_buf[16 * 1024];
 
 struct write_req {
     uv_write_t req;
@@ -418,9 +433,11 @@ static int process_plain(h2_conn *c, const uint8_t *data, size_t len)
         c->preface_have += n;
         if (c->preface_have < PREFACE_LEN)
             return 0;
-        c->state = ST_H2;
         if (!c->mem)
             uv_timer_stop(&c->linger); /* note 7 */
+        if (session_create(c) != 0) /* note 8 */
+            return -1;
+        c->state = ST_H2;
         if (session_recv(c, (const uint8_t *)PREFACE, PREFACE_LEN) != 0)
             return -1;
         data += n;
@@ -446,10 +463,10 @@ static void process_input(h2_conn *c, const uint8_t *data, size_t len)
             fail = true;
         }
         while (!fail && !c->closing) {
-            ssize_t n = tls_conn_read(c->tls, c->pbuf, sizeof c->pbuf);
+            ssize_t n = tls_conn_read(c->tls, plain_buf, sizeof plain_buf);
             if (n == 0)
                 break;
-            if (n < 0 || process_plain(c, c->pbuf, (size_t)n) != 0)
+            if (n < 0 || process_plain(c, plain_buf, (size_t)n) != 0)
                 fail = true;
         }
     } else {
@@ -469,8 +486,8 @@ static void process_input(h2_conn *c, const uint8_t *data, size_t len)
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     (void)suggested;
-    h2_conn *c = h->data;
-    *buf = uv_buf_init((char *)c->rbuf, sizeof c->rbuf);
+    (void)h;
+    *buf = uv_buf_init((char *)read_buf, sizeof read_buf); /* note 8 */
 }
 
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
@@ -517,8 +534,6 @@ int h2_conn_accept(uv_stream_t *server, const struct h2_conn_config *cfg, h2_con
     int rv = uv_accept(server, (uv_stream_t *)&c->tcp);
     if (rv == 0 && cfg->tls != NULL)
         rv = tls_conn_open(cfg->tls, &c->tls);
-    if (rv == 0)
-        rv = session_create(c);
     if (rv == 0) {
         uv_tcp_nodelay(&c->tcp, 1);
         uv_tcp_keepalive(&c->tcp, 1, 60);
@@ -541,11 +556,6 @@ int h2_conn_open_mem(const struct h2_conn_config *cfg, h2_conn **out)
     c->cfg.tls = NULL;
     c->mem = true;
     snprintf(c->peer, sizeof c->peer, "mem");
-    if (session_create(c) != 0) {
-        nghttp2_session_del(c->session);
-        free(c);
-        return LSKV_ENOMEM;
-    }
     *out = c;
     return 0;
 }
@@ -602,6 +612,23 @@ int h2_conn_write_raw(h2_conn *c, const uint8_t *data, size_t len)
     if (rv == 0)
         rv = write_out(c);
     return rv;
+}
+
+static void on_idle_timeout(uv_timer_t *t)
+{
+    h2_conn *c = t->data;
+    if (!c->closing)
+        conn_close(c, true);
+}
+
+void h2_conn_set_idle_timeout(h2_conn *c, uint64_t ms)
+{
+    if (c->mem || c->closing)
+        return; /* closing: the timer is the linger timer now (note 6) */
+    if (ms == 0)
+        uv_timer_stop(&c->linger);
+    else
+        uv_timer_start(&c->linger, on_idle_timeout, ms, 0);
 }
 
 void h2_conn_end(h2_conn *c)

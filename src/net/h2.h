@@ -84,6 +84,10 @@ void h2_conn_close(h2_conn *c);
 /* Raw bytes for the HTTP/1.1 hook. Errors: LSKV_ESHUTDOWN when closing. */
 int h2_conn_write_raw(h2_conn *c, const uint8_t *data, size_t len);
 
+/* Raw mode: closes the connection (gracefully) unless called again within
+ * ms; 0 disarms. No-op once closing and for memory connections. */
+void h2_conn_set_idle_timeout(h2_conn *c, uint64_t ms);
+
 /* Raw mode: closes once what was written is out (graceful). Idempotent. */
 void h2_conn_end(h2_conn *c);
 

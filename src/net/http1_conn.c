@@ -5,13 +5,21 @@
  * parser is not fed, and bytes that arrive are kept (bounded) for later.
  * Malformed request: 400 and close; a body above grpc_server_max_json_body:
  * 413 and close; "Connection: close" or HTTP/1.0: close after the
- * answer. */
+ * answer. The input and body buffers count against the server-wide request
+ * budget (grpc_server.c invariant 5, `accounted`): a request that would take
+ * the server over it gets etcd's 429 "too many requests" and the connection
+ * closes, which frees its buffers. A connection with no request in flight
+ * that sends nothing for H1_IDLE_MS is closed (issue 8 point 6: idle
+ * sockets must not pile up; Apache closes idle keep-alive connections
+ * after 5 s). */
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/err.h"
 #include "http/http1.h"
 #include "net/gateway_glue.h"
+
+#define H1_IDLE_MS H2_HANDSHAKE_MS
 
 struct http1_conn {
     grpc_server *srv;
@@ -26,6 +34,7 @@ struct http1_conn {
     int http_minor;
     bool keep_alive;
     bool closed;
+    size_t accounted;    /* bytes counted against the server's budget */
 };
 
 static void process(struct http1_conn *hc);
@@ -67,9 +76,38 @@ static void on_done(void *arg, const struct gateway_response *r)
     hc->jc = NULL;
     hc->busy = false;
     write_response(hc, r, !hc->keep_alive);
+    if (hc->c != NULL && !hc->closed)
+        h2_conn_set_idle_timeout(hc->c, H1_IDLE_MS);
     http1_parser_next(&hc->parser);
     if (!hc->in_process)
         process(hc);
+}
+
+static void too_many_requests(struct http1_conn *hc)
+{
+    size_t len = 0;
+    char *body = gateway_error_body(GRPC_STATUS_RESOURCE_EXHAUSTED,
+                                    "etcdserver: too many requests", &len);
+    struct gateway_response r = {.status = gateway_http_status(GRPC_STATUS_RESOURCE_EXHAUSTED),
+                                 .content_type = "application/json",
+                                 .body = body ? body : "",
+                                 .body_len = body ? len : 0};
+    hc->head = false;
+    write_response(hc, &r, true);
+    free(body);
+}
+
+/* Brings the budget up to date with what the buffers hold now (new_in_cap:
+ * the input buffer's size about to be). false: over budget, refused. */
+static bool account(struct http1_conn *hc, size_t new_in_cap)
+{
+    size_t now = new_in_cap + hc->parser.body_cap;
+    if (!grpc_server_buffer_adjust(hc->srv, hc->accounted, now)) {
+        too_many_requests(hc);
+        return false;
+    }
+    hc->accounted = now;
+    return true;
 }
 
 static void process(struct http1_conn *hc)
@@ -77,8 +115,9 @@ static void process(struct http1_conn *hc)
     hc->in_process = true;
     while (!hc->busy && !hc->closed && hc->c != NULL) {
         bool complete = false;
-        long n = http1_parser_feed(&hc->parser, hc->in + hc->in_off, hc->in_len - hc->in_off,
-                                   &complete);
+        /* hc->in is NULL while nothing is buffered. */
+        const uint8_t *p = hc->in != NULL ? hc->in + hc->in_off : (const uint8_t *)"";
+        long n = http1_parser_feed(&hc->parser, p, hc->in_len - hc->in_off, &complete);
         if (n == LSKV_ETOOLARGE) {
             plain_error(hc, 413, "request too large\n");
             break;
@@ -88,8 +127,15 @@ static void process(struct http1_conn *hc)
             break;
         }
         hc->in_off += (size_t)n;
-        if (hc->in_off == hc->in_len)
-            hc->in_off = hc->in_len = 0;
+        if (hc->in_off == hc->in_len) {
+            /* All parsed: an idle keep-alive connection holds no buffer
+             * (h2.c note 8). */
+            free(hc->in);
+            hc->in = NULL;
+            hc->in_off = hc->in_len = hc->in_cap = 0;
+        }
+        if (!account(hc, hc->in_cap))
+            break;
         if (!complete) {
             if (hc->parser.expect_continue) {
                 hc->parser.expect_continue = false;
@@ -100,6 +146,7 @@ static void process(struct http1_conn *hc)
         }
         const struct http1_request *req = http1_parser_request(&hc->parser);
         hc->busy = true;
+        h2_conn_set_idle_timeout(hc->c, 0); /* the handler may take its time */
         hc->http_minor = req->http_minor;
         hc->keep_alive = req->keep_alive;
         hc->head = strcmp(req->method, "HEAD") == 0;
@@ -127,6 +174,8 @@ void http1_conn_input(struct http1_conn *hc, const uint8_t *data, size_t len)
 {
     if (hc->closed || hc->c == NULL || len == 0)
         return;
+    if (!hc->busy)
+        h2_conn_set_idle_timeout(hc->c, H1_IDLE_MS);
     if (hc->in_len - hc->in_off + len > hc->in_max) {
         plain_error(hc, 413, "request too large\n");
         return;
@@ -140,6 +189,8 @@ void http1_conn_input(struct http1_conn *hc, const uint8_t *data, size_t len)
         size_t cap = hc->in_cap ? hc->in_cap : 4096;
         while (cap < hc->in_len + len)
             cap *= 2;
+        if (!account(hc, cap))
+            return;
         uint8_t *p = realloc(hc->in, cap);
         if (p == NULL) {
             hc->closed = true;
@@ -157,6 +208,8 @@ void http1_conn_input(struct http1_conn *hc, const uint8_t *data, size_t len)
 
 void http1_conn_closed(struct http1_conn *hc)
 {
+    grpc_server_buffer_adjust(hc->srv, hc->accounted, 0); /* freed soon after */
+    hc->accounted = 0;
     hc->c = NULL;
     hc->closed = true;
     if (hc->jc != NULL) {

@@ -11,8 +11,16 @@ struct tls_ctx {
     SSL_CTX *ssl_ctx;
 };
 
+/* h2.c note 8: until its first TLS record (the ClientHello) is complete, a
+ * connection costs this struct and that record's bytes; only then is the
+ * SSL object made (a few kB, plus OpenSSL's 16 kB read and handshake
+ * buffers), so clients that stall before or inside their first record
+ * cannot make us hold OpenSSL's state. */
 struct tls_conn {
-    SSL *ssl;
+    tls_ctx *ctx;
+    SSL *ssl;       /* NULL until the first record is complete */
+    uint8_t *first; /* the first record so far, while ssl is NULL */
+    size_t first_len;
     BIO *rbio; /* network -> OpenSSL */
     BIO *wbio; /* OpenSSL -> network */
     bool ready;
@@ -93,21 +101,28 @@ int tls_conn_open(tls_ctx *ctx, tls_conn **out)
     tls_conn *c = calloc(1, sizeof *c);
     if (c == NULL)
         return LSKV_ENOMEM;
-    c->ssl = SSL_new(ctx->ssl_ctx);
+    c->ctx = ctx;
+    *out = c;
+    return 0;
+}
+
+static int ssl_create(tls_conn *c)
+{
+    c->ssl = SSL_new(c->ctx->ssl_ctx);
     c->rbio = BIO_new(BIO_s_mem());
     c->wbio = BIO_new(BIO_s_mem());
     if (c->ssl == NULL || c->rbio == NULL || c->wbio == NULL) {
         BIO_free(c->rbio);
         BIO_free(c->wbio);
         SSL_free(c->ssl);
-        free(c);
+        c->ssl = NULL;
+        c->rbio = c->wbio = NULL;
         ERR_clear_error();
         return LSKV_ENOMEM;
     }
     BIO_set_mem_eof_return(c->rbio, -1);
     SSL_set_bio(c->ssl, c->rbio, c->wbio); /* the SSL owns both BIOs now */
     SSL_set_accept_state(c->ssl);
-    *out = c;
     return 0;
 }
 
@@ -116,11 +131,62 @@ void tls_conn_close(tls_conn *c)
     if (c == NULL)
         return;
     SSL_free(c->ssl);
+    free(c->first);
     free(c);
+}
+
+#define RECORD_HEADER_BYTES 5
+#define RECORD_MAX_BYTES (RECORD_HEADER_BYTES + 16384 + 2048)
+
+/* Bytes of the first record still missing, or 0 when it is complete (or is
+ * not a handshake record of a plausible size: OpenSSL then answers it). */
+static size_t first_record_missing(const tls_conn *c)
+{
+    if (c->first_len < RECORD_HEADER_BYTES)
+        return RECORD_HEADER_BYTES - c->first_len;
+    size_t total = RECORD_HEADER_BYTES + ((size_t)c->first[3] << 8 | c->first[4]);
+    if (c->first[0] != 22 || total > RECORD_MAX_BYTES || c->first_len >= total)
+        return 0;
+    return total - c->first_len;
+}
+
+/* Collects the first record (see struct tls_conn); 1 once it is complete
+ * and the SSL object holds it, 0 while incomplete. */
+static int collect_first(tls_conn *c, const uint8_t **data, size_t *len)
+{
+    while (*len > 0) {
+        size_t n = first_record_missing(c);
+        if (n == 0)
+            break;
+        if (n > *len)
+            n = *len;
+        uint8_t *p = realloc(c->first, c->first_len + n);
+        if (p == NULL)
+            return LSKV_ENOMEM;
+        c->first = p;
+        memcpy(c->first + c->first_len, *data, n);
+        c->first_len += n;
+        *data += n;
+        *len -= n;
+    }
+    if (first_record_missing(c) > 0)
+        return 0;
+    if (ssl_create(c) != 0)
+        return LSKV_ENOMEM;
+    int n = BIO_write(c->rbio, c->first, (int)c->first_len);
+    free(c->first);
+    c->first = NULL;
+    c->first_len = 0;
+    return n > 0 ? 1 : LSKV_EIO;
 }
 
 int tls_conn_feed(tls_conn *c, const uint8_t *data, size_t len)
 {
+    if (c->ssl == NULL) {
+        int rv = collect_first(c, &data, &len);
+        if (rv <= 0)
+            return rv;
+    }
     while (len > 0) {
         int n = BIO_write(c->rbio, data, len > 1 << 30 ? 1 << 30 : (int)len);
         if (n <= 0)
@@ -138,6 +204,11 @@ int tls_conn_feed(tls_conn *c, const uint8_t *data, size_t len)
                 ERR_clear_error();
                 return LSKV_EIO;
             }
+            /* Waiting for the client's next flight: SSL_MODE_RELEASE_BUFFERS
+             * does not apply inside a handshake, so give back the record
+             * buffers now (it fails, harmlessly, while bytes are pending). */
+            if (SSL_free_buffers(c->ssl) != 1)
+                ERR_clear_error();
         }
     }
     return 0;
@@ -183,11 +254,15 @@ int tls_conn_write(tls_conn *c, const uint8_t *data, size_t len)
 
 size_t tls_conn_pending(const tls_conn *c)
 {
+    if (c->wbio == NULL)
+        return 0;
     return BIO_ctrl_pending(c->wbio);
 }
 
 size_t tls_conn_take(tls_conn *c, uint8_t *buf, size_t cap)
 {
+    if (c->wbio == NULL)
+        return 0;
     int n = BIO_read(c->wbio, buf, cap > 1 << 30 ? 1 << 30 : (int)cap);
     return n > 0 ? (size_t)n : 0;
 }

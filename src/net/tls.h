@@ -22,7 +22,8 @@ int tls_ctx_open(const char *cert_file, const char *key_file, tls_ctx **out,
                  char *errmsg);
 void tls_ctx_close(tls_ctx *ctx);
 
-/* Errors: LSKV_ENOMEM. ctx must outlive the connection. */
+/* Errors: LSKV_ENOMEM. ctx must outlive the connection. OpenSSL's state is
+ * made on the first bytes fed (h2.c note 8). */
 int tls_conn_open(tls_ctx *ctx, tls_conn **out);
 void tls_conn_close(tls_conn *c);
 

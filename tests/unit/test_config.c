@@ -28,6 +28,7 @@ TEST(config, defaults_match_etcd)
     ASSERT_STR_EQ(c.listen_client_urls[0], "http://127.0.0.1:2379");
     ASSERT_EQ(c.max_request_bytes, 1572864);
     ASSERT_EQ(c.max_txn_ops, 128);
+    ASSERT_EQ(c.max_buffered_request_bytes, 256 << 20); /* lskv's own */
     config_free(&c);
 }
 
@@ -54,6 +55,11 @@ TEST(config, bad_values_name_flag_and_rule)
     char *a1[] = {"lskvd", "--max-request-bytes", "-5"};
     ASSERT_EQ(parse(&c, 3, a1, errmsg), LSKV_EINVAL);
     ASSERT(strstr(errmsg, "--max-request-bytes=-5") != NULL);
+    config_free(&c);
+    /* Below 1 MiB no request of etcd's default size could ever be held. */
+    char *ab[] = {"lskvd", "--max-buffered-request-bytes", "1000"};
+    ASSERT_EQ(parse(&c, 3, ab, errmsg), LSKV_EINVAL);
+    ASSERT(strstr(errmsg, "--max-buffered-request-bytes=1000") != NULL);
     config_free(&c);
     char *a2[] = {"lskvd", "--no-such-flag=1"};
     ASSERT_EQ(parse(&c, 2, a2, errmsg), LSKV_EINVAL);

@@ -727,6 +727,55 @@ TEST(consensus, barrier_after_proposals_and_batching)
     harness_done(&h);
 }
 
+/* etcd's ErrTooManyRequests: proposals not yet applied are bounded by count
+ * and by bytes; the room comes back as they apply. A lone proposal passes
+ * the bytes bound whatever its size. */
+TEST(consensus, proposals_in_flight_bounded)
+{
+    static struct harness h;
+    static struct tfsm f;
+    static struct done d[8];
+    harness_init(&h, 0, 0);
+    h.config.max_inflight = 5;
+    open_node(&h, &f);
+    propose_ids_nowait(&h, d, 5);
+    uint8_t cmd[CMD_LEN];
+    make_cmd(99, cmd);
+    ASSERT_EQ(consensus_propose(h.node, cmd, sizeof cmd, on_done, &d[5]),
+              LSKV_ETOOMANYREQUESTS);
+    struct consensus_status st;
+    consensus_get_status(h.node, &st);
+    ASSERT_EQ(st.inflight, 5);
+    ASSERT(st.inflight_bytes >= 5 * CMD_LEN);
+    run_until(&h, NULL, &n_done, 5);
+    assert_answered_once(d, 5, 0);
+    ASSERT_EQ(d[5].calls, 0);
+    consensus_get_status(h.node, &st);
+    ASSERT_EQ(st.inflight, 0);
+    ASSERT_EQ(st.inflight_bytes, 0);
+    close_node(&h);
+    harness_done(&h);
+
+    static struct harness h2;
+    static struct tfsm f2;
+    harness_init(&h2, 0, 0);
+    snprintf(h2.dir, sizeof h2.dir, "%s/raft-bytes", test_tmpdir());
+    h2.config.max_inflight_bytes = 1;
+    open_node(&h2, &f2);
+    n_done = 0;
+    memset(d, 0, sizeof d);
+    propose_id(&h2, 6, &d[6]);
+    ASSERT_EQ(consensus_propose(h2.node, cmd, sizeof cmd, on_done, &d[7]),
+              LSKV_ETOOMANYREQUESTS);
+    run_until(&h2, NULL, &n_done, 1);
+    assert_answered_once(&d[6], 1, 0);
+    propose_id(&h2, 7, &d[7]);
+    run_until(&h2, NULL, &n_done, 2);
+    assert_answered_once(&d[7], 1, 0);
+    close_node(&h2);
+    harness_done(&h2);
+}
+
 TEST(consensus, close_fails_pending_exactly_once)
 {
     static struct harness h;
