@@ -91,6 +91,12 @@ void kvstore_set_lease_lookup(kvstore *kv, kvstore_lease_fn fn, void *arg)
     kv->lease_arg = arg;
 }
 
+void kvstore_forget_changes(kvstore *kv)
+{
+    if (!kv->writing)
+        kv->n_changes = 0;
+}
+
 const struct kv_record *kvstore_changes(const kvstore *kv, size_t *n)
 {
     *n = kv->writing ? 0 : kv->n_changes;

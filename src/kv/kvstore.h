@@ -66,6 +66,11 @@ void kvstore_set_lease_lookup(kvstore *kv, kvstore_lease_fn fn, void *arg);
  * next write, and no longer than the request and arena passed to that write.
  * Zero after a write that changed nothing or failed, and after compaction. */
 const struct kv_record *kvstore_changes(const kvstore *kv, size_t *n);
+/* Forgets the last write's changes (kvstore_changes gives none): the state
+ * machine calls it before each command, so a command that is not a store
+ * write (a lease grant, a signature) is not taken for the write before it,
+ * whose changes point into freed request memory. */
+void kvstore_forget_changes(kvstore *kv);
 
 /* History, for watch catch-up: every change with main revision in
  * [from_rev, to_rev] (to_rev above the current revision: up to it) whose

@@ -297,6 +297,7 @@ static int fsm_apply(void *data, const struct consensus_entry_info *info, const 
         return LSKV_ENOMEM;
     struct arena a;
     arena_init(&a);
+    kvstore_forget_changes(f->kv);
     int fatal = apply_command(f, info, cmd, len, &a, r);
     if (fatal == 0 && r->rv == 0 && f->observer != NULL)
         f->observer(f->observer_arg); /* the request (in a) is still alive */

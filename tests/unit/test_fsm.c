@@ -407,3 +407,27 @@ TEST(fsm, leases_hold_keys_and_revoke_deletes_them_in_one_revision)
     lessor_free(restored);
     fx_close(&f);
 }
+
+/* A command that is not a store write (a grant) after a put: the put's
+ * changes are not taken for the grant's (they point into freed request
+ * memory; ASan would say so), so no key moves between leases. */
+TEST(fsm, a_grant_after_a_put_moves_no_key)
+{
+    struct fx f;
+    struct store s;
+    lessor *leases;
+    open_fx_and_store(&f, &s, "db1");
+    ASSERT_EQ(lessor_new(2, &leases), 0);
+    fsm_set_leases(&s.fsm, leases);
+    ASSERT_EQ(lease_cmd(&s, 3, COMMAND_LEASE_GRANT, 5, 10), 0);
+    ASSERT_EQ(put_leased(&s, 4, "k", 5), 0);
+    ASSERT_EQ(put_leased(&s, 5, "k", 0), 0); /* detached */
+    ASSERT_EQ(lease_cmd(&s, 6, COMMAND_LEASE_GRANT, 6, 10), 0);
+    ASSERT_EQ(lessor_lease_of(leases, (const uint8_t *)"k", 1), 0);
+    ASSERT_EQ(put_leased(&s, 7, "k", 6), 0);
+    ASSERT_EQ(lease_cmd(&s, 8, COMMAND_LEASE_GRANT, 7, 10), 0);
+    ASSERT_EQ(lessor_lease_of(leases, (const uint8_t *)"k", 1), 6);
+    store_close(&s);
+    lessor_free(leases);
+    fx_close(&f);
+}
