@@ -18,7 +18,9 @@
  * of 40 bytes plus the key, its revision packed inline (main < 2^47, sub <
  * 2^16; the "one-put form"); any other key points to a struct gens. Readers
  * see both forms through entry_gens; writers unpack first (the only step
- * that may fail) and pack again when a key is back to one put. Hash slots
+ * that may fail) and pack again when a key is back to one put. Entries come
+ * from slabs by size class, not malloc (its 8-byte header and 16-byte
+ * rounding were 10 of the 64 bytes of a 16-byte key's entry). Hash slots
  * are 8 bytes: the entry's address with 16 bits of its hash above it.
  *
  * Exact-key lookups (kvindex_find, and kvindex_put of an existing key) go
@@ -83,8 +85,26 @@ typedef uint64_t ht_slot;
 
 enum { HT_MIN_CAP = 64, HT_MAX_PROBE = 32 };
 
+/* Entry slabs: entries of up to SLAB_MAX_ENTRY bytes (rounded up to 8) are
+ * cut from SLAB_BYTES blocks, one class per size; a freed entry goes on its
+ * class's free list (the link in its first 8 bytes) for the next entry of
+ * that size. Blocks are returned with the index. Larger entries use malloc. */
+#define SLAB_BYTES ((size_t)64 * 1024)
+#define SLAB_MAX_ENTRY 256
+struct slab {
+    struct slab *next;
+    uint64_t mem[]; /* SLAB_BYTES */
+};
+struct slab_class {
+    void *free;        /* freed entries */
+    uint8_t *bump;     /* unused tail of the newest block */
+    size_t left;
+};
+
 struct kvindex {
     kvindex_entry *root;
+    struct slab *slabs;
+    struct slab_class cls[SLAB_MAX_ENTRY / 8 + 1]; /* by size / 8 */
     size_t size; /* entries */
     size_t live; /* entries whose last generation is non-empty */
     size_t revs; /* revisions over all entries */
@@ -403,22 +423,96 @@ static void tree_remove(kvindex *ix, kvindex_entry *z)
     rebalance(ix, fix);
 }
 
-static void entry_free(kvindex_entry *e)
+/* ---- entry slabs ---- */
+
+#if defined(__SANITIZE_ADDRESS__)
+/* Keep ASan's use-after-free checks on entries cut from slabs (declared
+ * without const: gcc would take a const pointer to unwritten memory as a read). */
+void __asan_poison_memory_region(void volatile *addr, size_t size);
+void __asan_unpoison_memory_region(void volatile *addr, size_t size);
+#define POISON(p, n) __asan_poison_memory_region((p), (n))
+#define UNPOISON(p, n) __asan_unpoison_memory_region((p), (n))
+#else
+#define POISON(p, n) ((void)(p), (void)(n))
+#define UNPOISON(p, n) ((void)(p), (void)(n))
+#endif
+
+static inline size_t entry_bytes(size_t key_len)
+{
+    return (offsetof(kvindex_entry, key) + key_len + 7) & ~(size_t)7;
+}
+
+/* A zeroed entry with room for key_len key bytes, or NULL. */
+static kvindex_entry *entry_alloc(kvindex *ix, size_t key_len)
+{
+    if (key_len > UINT32_MAX)
+        return NULL;
+    size_t sz = entry_bytes(key_len);
+    void *p;
+    if (sz > SLAB_MAX_ENTRY) {
+        p = malloc(sz);
+        if (p == NULL)
+            return NULL;
+    } else {
+        struct slab_class *c = &ix->cls[sz / 8];
+        if (c->free != NULL) {
+            p = c->free;
+            UNPOISON(p, sz);
+            memcpy(&c->free, p, sizeof(void *));
+        } else {
+            if (c->left < sz) {
+                struct slab *b = malloc(sizeof(*b) + SLAB_BYTES);
+                if (b == NULL)
+                    return NULL;
+                b->next = ix->slabs;
+                ix->slabs = b;
+                c->bump = (uint8_t *)b->mem;
+                c->left = SLAB_BYTES;
+                POISON(c->bump, c->left);
+            }
+            p = c->bump;
+            c->bump += sz;
+            c->left -= sz;
+            UNPOISON(p, sz);
+        }
+    }
+    memset(p, 0, sz);
+    return p;
+}
+
+static void entry_free(kvindex *ix, kvindex_entry *e)
 {
     if (!(e->flags & E_ONE) && e->u.gens != NULL) {
         for (uint32_t i = 0; i < e->u.gens->n; i++)
             free(e->u.gens->g[i].block);
         free(e->u.gens);
     }
-    free(e);
+    size_t sz = entry_bytes(e->key_len);
+    if (sz > SLAB_MAX_ENTRY) {
+        free(e);
+        return;
+    }
+    struct slab_class *c = &ix->cls[sz / 8];
+    memcpy(e, &c->free, sizeof(void *));
+    c->free = e;
+    POISON(e, sz);
+}
+
+static void slabs_free(kvindex *ix)
+{
+    for (struct slab *b = ix->slabs, *next; b != NULL; b = next) {
+        next = b->next;
+        UNPOISON(b->mem, SLAB_BYTES);
+        free(b);
+    }
+    ix->slabs = NULL;
 }
 
 /* A new entry in the one-put form of rev (which must fit). */
-static kvindex_entry *entry_new_one(const uint8_t *key, size_t key_len, struct kvindex_rev rev)
+static kvindex_entry *entry_new_one(kvindex *ix, const uint8_t *key, size_t key_len,
+                                    struct kvindex_rev rev)
 {
-    if (key_len > UINT32_MAX)
-        return NULL;
-    kvindex_entry *e = calloc(1, offsetof(kvindex_entry, key) + key_len);
+    kvindex_entry *e = entry_alloc(ix, key_len);
     if (e == NULL)
         return NULL;
     e->u.one = ((uint64_t)rev.main << ONE_SUB_BITS) | (uint64_t)rev.sub;
@@ -431,16 +525,14 @@ static kvindex_entry *entry_new_one(const uint8_t *key, size_t key_len, struct k
 }
 
 /* A new entry in the general form with one empty generation. */
-static kvindex_entry *entry_new(const uint8_t *key, size_t key_len)
+static kvindex_entry *entry_new(kvindex *ix, const uint8_t *key, size_t key_len)
 {
-    if (key_len > UINT32_MAX)
-        return NULL;
-    kvindex_entry *e = calloc(1, offsetof(kvindex_entry, key) + key_len);
+    kvindex_entry *e = entry_alloc(ix, key_len);
     if (e == NULL)
         return NULL;
     e->u.gens = calloc(1, sizeof(struct gens) + sizeof(struct gen));
     if (e->u.gens == NULL) {
-        free(e);
+        entry_free(ix, e);
         return NULL;
     }
     e->u.gens->n = e->u.gens->cap = 1;
@@ -611,7 +703,7 @@ int kvindex_new(kvindex **out)
     return 0;
 }
 
-static void free_subtree(kvindex_entry *n)
+static void free_subtree(kvindex *ix, kvindex_entry *n)
 {
     /* Iterative post-order through parent pointers: no recursion depth limits. */
     while (n != NULL) {
@@ -627,7 +719,7 @@ static void free_subtree(kvindex_entry *n)
                 else
                     p->right = NULL;
             }
-            entry_free(n);
+            entry_free(ix, n);
             n = p;
         }
     }
@@ -637,7 +729,8 @@ void kvindex_free(kvindex *ix)
 {
     if (ix == NULL)
         return;
-    free_subtree(ix->root);
+    free_subtree(ix, ix->root);
+    slabs_free(ix);
     free(ix->ht);
     free(ix);
 }
@@ -826,14 +919,14 @@ int kvindex_put(kvindex *ix, const uint8_t *key, size_t key_len, struct kvindex_
         return 0;
     }
     if (one_fits(rev)) {
-        n = entry_new_one(key, key_len, rev);
+        n = entry_new_one(ix, key, key_len, rev);
         if (n == NULL)
             return LSKV_ENOMEM;
     } else {
-        n = entry_new(key, key_len);
+        n = entry_new(ix, key, key_len);
         if (n == NULL || gen_reserve(&n->u.gens->g[0], 1) != 0) {
             if (n)
-                entry_free(n);
+                entry_free(ix, n);
             return LSKV_ENOMEM;
         }
         gen_append(&n->u.gens->g[0], rev);
@@ -891,7 +984,7 @@ static void entry_remove(kvindex *ix, kvindex_entry *e)
     ht_del(ix, e);
     tree_remove(ix, e);
     ix->size--;
-    entry_free(e);
+    entry_free(ix, e);
 }
 
 void kvindex_undo(kvindex *ix, kvindex_entry *e)
@@ -1070,7 +1163,7 @@ static bool rd_i64(struct reader *r, int64_t *v)
 }
 
 /* Decodes and checks one entry. Returns 0, LSKV_ECORRUPT or LSKV_ENOMEM. */
-static int decode_entry(struct reader *r, int64_t max_rev, kvindex_entry **out)
+static int decode_entry(kvindex *ix, struct reader *r, int64_t max_rev, kvindex_entry **out)
 {
     uint32_t key_len, ngens;
     if (!rd_u32(r, &key_len) || key_len == 0 || key_len > r->left)
@@ -1081,7 +1174,7 @@ static int decode_entry(struct reader *r, int64_t max_rev, kvindex_entry **out)
     /* Each generation takes at least 20 bytes: bound counts before allocating. */
     if (!rd_u32(r, &ngens) || ngens == 0 || ngens > r->left / 20)
         return LSKV_ECORRUPT;
-    kvindex_entry *e = entry_new(key, key_len);
+    kvindex_entry *e = entry_new(ix, key, key_len);
     if (e == NULL)
         return LSKV_ENOMEM;
     int rv = LSKV_ECORRUPT;
@@ -1139,7 +1232,7 @@ static int decode_entry(struct reader *r, int64_t max_rev, kvindex_entry **out)
     *out = e;
     return 0;
 err:
-    entry_free(e);
+    entry_free(ix, e);
     return rv;
 }
 
@@ -1173,12 +1266,12 @@ int kvindex_decode(const uint8_t *buf, size_t len, int64_t max_rev, kvindex **ou
     int rv = ix ? 0 : LSKV_ENOMEM;
     size_t got = 0;
     for (; rv == 0 && got < (size_t)count; got++) {
-        rv = decode_entry(&r, max_rev, &v[got]);
+        rv = decode_entry(ix, &r, max_rev, &v[got]);
         if (rv != 0)
             break;
         kvindex_entry *e = v[got];
         if (got > 0 && key_cmp(v[got - 1]->key, v[got - 1]->key_len, e->key, e->key_len) >= 0) {
-            entry_free(e);
+            entry_free(ix, e);
             rv = LSKV_ECORRUPT;
             break;
         }
@@ -1191,9 +1284,11 @@ int kvindex_decode(const uint8_t *buf, size_t len, int64_t max_rev, kvindex **ou
             ix->revs += gens[i].n;
     }
     if (rv != 0) {
-        for (size_t i = 0; i < got; i++)
-            entry_free(v[i]);
+        for (size_t i = 0; i < got && ix != NULL; i++)
+            entry_free(ix, v[i]);
         free(v);
+        if (ix != NULL)
+            slabs_free(ix);
         free(ix);
         return rv;
     }
