@@ -30,8 +30,9 @@ DESCRIPTIONS = {
     "hot-range-s-16x16": "Range of that hot key after all its updates, serializable",
     "big-range-s-16x16": "Range of one random key, serializable, on a store of a million keys "
                          "(the restart after it is the 'big' row below)",
-    "mem-range-s-16x16": "Range of one random key, serializable, on a million keys of 16 B with "
-                         "16 B values, lskv without value cache (the memory table below)",
+    "mem-range-s-16x16": "Range of one random key, serializable, on the big key space (a million "
+                         "keys; 100k with BENCH_QUICK) of 16 B keys with 16 B values, lskv "
+                         "without value cache (the trusted-memory table below)",
     "txn-noop-a-16x16": "Txn whose compare fails, a 2 KB Put in the branch not taken: a write "
                         "that changes nothing (the restart after it is the 'noopa' row below)",
     "txn-noop-b-16x16": "The same, ten times as many (the 'noopb' restart row)",
