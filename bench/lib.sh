@@ -3,7 +3,8 @@
 #
 # Callers set: PROG, PY (python3), ETCD, LSKVD (binaries), WORK (data dirs),
 # OUT (logs); optionally LSKVD_FLAGS (extra lskvd flags, e.g.
-# "--sig-tx-interval 1"). start_server sets SERVER_PID and SERVER_URL.
+# "--sig-tx-interval 1") and LSKVD_STATE_FLAGS (more, for one server only).
+# start_server sets SERVER_PID and SERVER_URL.
 SERVER_PID=""
 SERVER_URL=""
 
@@ -32,7 +33,7 @@ start_server() {
   log=$OUT/$target-$tag${keep:+-restart}.log
   [ -n "$keep" ] || rm -rf "$data"
   local extra=()
-  if [ "$target" = etcd ]; then bin=$ETCD; else bin=$LSKVD; read -r -a extra <<<"${LSKVD_FLAGS:-}"; fi
+  if [ "$target" = etcd ]; then bin=$ETCD; else bin=$LSKVD; read -r -a extra <<<"${LSKVD_FLAGS:-} ${LSKVD_STATE_FLAGS:-}"; fi
   SERVER_URL=http://127.0.0.1:$cport
   "$bin" --name bench --data-dir "$data" \
     --listen-client-urls "$SERVER_URL" --advertise-client-urls "$SERVER_URL" \

@@ -30,6 +30,18 @@ DESCRIPTIONS = {
     "hot-range-s-16x16": "Range of that hot key after all its updates, serializable",
     "big-range-s-16x16": "Range of one random key, serializable, on a store of a million keys "
                          "(the restart after it is the 'big' row below)",
+    "mem-range-s-16x16": "Range of one random key, serializable, on the big key space (a million "
+                         "keys; 100k with BENCH_QUICK) of 16 B keys with 16 B values, lskv "
+                         "without value cache (the trusted-memory table below)",
+    "txn-noop-a-16x16": "Txn whose compare fails, a 2 KB Put in the branch not taken: a write "
+                        "that changes nothing (the restart after it is the 'noopa' row below)",
+    "txn-noop-b-16x16": "The same, ten times as many (the 'noopb' restart row)",
+}
+STATES = {
+    "main": "the workloads above",
+    "big": "1M keys loaded",
+    "noopa": "no-op Txns",
+    "noopb": "no-op Txns",
 }
 ORDER = list(DESCRIPTIONS)
 FILE_RE = re.compile(r"^(?P<target>[a-z0-9]+)-r(?P<round>\d+)-(?P<name>[a-z0-9-]+)\.json$")
@@ -43,6 +55,7 @@ def die(msg):
 def load(results):
     runs = {}  # (name, target) -> [doc, ...]
     rss = {}  # target -> [doc, ...]
+    mem = {}  # target -> [doc, ...]
     restarts = {}  # (state, target) -> [doc, ...]
     for fn in sorted(os.listdir(results)):
         m = FILE_RE.match(fn)
@@ -58,11 +71,13 @@ def load(results):
         doc["_round"] = int(m["round"])
         if m["name"] == "rss":
             rss.setdefault(m["target"], []).append(doc)
+        elif m["name"] == "mem":
+            mem.setdefault(m["target"], []).append(doc)
         elif m["name"].startswith("restart-"):
             restarts.setdefault((doc["state"], m["target"]), []).append(doc)
         else:
             runs.setdefault((m["name"], m["target"]), []).append(doc)
-    return runs, rss, restarts
+    return runs, rss, mem, restarts
 
 
 def median(values):
@@ -112,7 +127,56 @@ def summarise(runs, name, target):
     }
 
 
-def markdown(results, runs, rss, restarts, env, plot_name):
+def mem_table(mem):
+    """The trusted-memory table: lskv's trusted heap per key beside RSS."""
+    out = []
+    any_doc = next(iter(mem.values()))[0]
+    keys, ks = any_doc["keys"], any_doc.get("key_size", 16)
+    out.append(f"Trusted memory: {keys:,} keys of {ks} B with {any_doc.get('val_size', 16)} B "
+               "values (loaded by the workload `mem-range-s-16x16`; lskv with `--cache-size 0`). "
+               "lskv's trusted bytes are its `lskv_trusted_bytes` from /metrics: the heap in use "
+               "(glibc mallinfo2 `uordblks + hblkhd`, all threads: every live malloc block with "
+               "its header and rounding) minus what LevelDB reports for its memtables and block "
+               "cache (`leveldb.approximate-memory-usage`); the value cache, off here, would count "
+               "as trusted (it holds decrypted values). LevelDB's table "
+               "cache and the buffers of connections in flight are left in, so it overstates the "
+               "trusted core (key index, ledger tree and offsets, raft's in-memory log, ...); "
+               "free heap, code, stacks and static data are not in it. Target: at most "
+               f"100 B + key length = {100 + ks} B per key.\n")
+    out.append("| server | keys | RSS MiB | peak RSS MiB | trusted MiB | trusted B/key "
+               "| trusted B/key grown since ready | target B/key |")
+    out.append("|---|--:|--:|--:|--:|--:|--:|--:|")
+    med = {}
+    for t in ("etcd", "lskv"):
+        docs = mem.get(t, [])
+        if not docs:
+            continue
+        rssm = median([d["vmrss_kb"] / 1024 for d in docs])
+        hwm = median([d["vmhwm_kb"] / 1024 for d in docs])
+        tr = [d["trusted_bytes"] for d in docs if d.get("trusted_bytes") is not None]
+        if tr:
+            trm = median(tr)
+            grown = median([d["trusted_bytes"] - (d.get("start_trusted_bytes") or 0)
+                            for d in docs if d.get("trusted_bytes") is not None])
+            cells = (f"{trm / 2**20:.1f}", f"**{trm / keys:.1f}**", f"{grown / keys:.1f}",
+                     f"{100 + ks}")
+        else:
+            trm = None
+            cells = ("–", "–", "–", "–")
+        med[t] = (rssm, trm)
+        out.append(f"| {t} | {keys:,} | {rssm:.1f} | {hwm:.1f} | " + " | ".join(cells) + " |")
+    if "etcd" in med and "lskv" in med:
+        e_rss, l_tr = med["etcd"][0], med["lskv"][1]
+        line = f"\nlskv/etcd: RSS **{med['lskv'][0] / e_rss:.2f}**"
+        if l_tr is not None:
+            line += (f"; lskv's trusted bytes over etcd's RSS **{l_tr / 2**20 / e_rss:.2f}** "
+                     f"(etcd: {e_rss * 2**20 / keys:.0f} B of RSS per key)")
+        out.append(line)
+    out.append("")
+    return out
+
+
+def markdown(results, runs, rss, mem, restarts, env, plot_name):
     targets = [t for t in ("etcd", "lskv") if any(k[1] == t for k in runs)]
     names = [n for n in ORDER if any(k[0] == n for k in runs)]
     names += sorted({k[0] for k in runs} - set(names))
@@ -191,6 +255,8 @@ def markdown(results, runs, rss, restarts, env, plot_name):
             out.append(f"\nlskv/etcd: peak RSS **{per['lskv'][0] / per['etcd'][0]:.2f}**, "
                        f"growth per 100k keys **{per['lskv'][1] / per['etcd'][1]:.2f}**")
         out.append("")
+    if mem:
+        out += mem_table(mem)
     if restarts:
         out.append("Restart: a server stopped (SIGTERM) after the writes below is started again "
                    "on its data dir; time from launch until it logs \"ready to serve client "
@@ -210,7 +276,7 @@ def markdown(results, runs, rss, restarts, env, plot_name):
             e = cell.get("etcd", (None,))[0]
             lv = cell.get("lskv", (None,))[0]
             r = f"**{lv / e:.2f}**" if e and lv else "-"
-            out.append(f"| {state} | {doc['writes']:,} | {doc['keys']:,} | "
+            out.append(f"| {state} ({STATES.get(state, '')}) | {doc['writes']:,} | {doc['keys']:,} | "
                        f"{'-' if e is None else f'{e:.2f}'} | {'-' if lv is None else f'{lv:.2f}'} | {r} |")
         out.append("")
     if failures:
@@ -302,7 +368,7 @@ def main(argv):
     if results is None:
         print(__doc__, file=sys.stderr)
         sys.exit(2)
-    runs, rss, restarts = load(results)
+    runs, rss, mem, restarts = load(results)
     if not runs:
         die(f"{results}: no lskv-bench results")
     env = {}
@@ -311,16 +377,16 @@ def main(argv):
             env = json.load(f)
     except (OSError, ValueError):
         pass
-    _, names, targets = markdown(results, runs, rss, restarts, env, None)
+    _, names, targets = markdown(results, runs, rss, mem, restarts, env, None)
     plotted = plot(results, runs, names, targets, plot_dest or os.path.join(results, "latency.png"))
     # Both copies of the table sit next to their copy of the plot.
-    text, _, _ = markdown(results, runs, rss, restarts, env, os.path.basename(plotted) if plotted else None)
+    text, _, _ = markdown(results, runs, rss, mem, restarts, env, os.path.basename(plotted) if plotted else None)
     with open(os.path.join(results, "summary.md"), "w") as f:
         f.write(text + "\n")
     if md_dest:
         if plotted and plot_dest:
             rel = os.path.relpath(os.path.abspath(plot_dest), os.path.dirname(os.path.abspath(md_dest)))
-            text, _, _ = markdown(results, runs, rss, restarts, env, rel)
+            text, _, _ = markdown(results, runs, rss, mem, restarts, env, rel)
         with open(md_dest, "w") as f:
             f.write(text + "\n")
 

@@ -54,10 +54,10 @@ done
 # Sizes: full run / BENCH_QUICK.
 if [ "$QUICK" = 1 ]; then
   N_KEYS=10000; N_PUT1=300; N_PUT=10000; N_RANGE=10000; N_RANGE_L=5000; N_TXN=5000
-  N_HOT=20000; N_HOT_RANGE=10000; N_BIG=100000
+  N_HOT=20000; N_HOT_RANGE=10000; N_BIG=100000; N_NOOP1=1000; N_NOOP2=10000
 else
   N_KEYS=100000; N_PUT1=3000; N_PUT=100000; N_RANGE=100000; N_RANGE_L=50000; N_TXN=50000
-  N_HOT=200000; N_HOT_RANGE=100000; N_BIG=1000000
+  N_HOT=200000; N_HOT_RANGE=100000; N_BIG=1000000; N_NOOP1=10000; N_NOOP2=100000
 fi
 VAL=256
 KS="--key-size 8 --val-size $VAL"
@@ -77,14 +77,24 @@ WORKLOADS=(
   "hot-put-16x16|hot|$C16 put $KS --key-space-size 1 --total $N_HOT"
   "hot-range-s-16x16|hot|$C16 range $KS --key-space-size 1 --consistency s --total $N_HOT_RANGE"
   "big-range-s-16x16|big|$C16 range $KS --key-space-size $N_BIG --preload $N_BIG --consistency s --total $N_RANGE"
+  "mem-range-s-16x16|mem|$C16 range --key-size 16 --val-size 16 --key-space-size $N_BIG --preload $N_BIG --consistency s --total $N_RANGE"
+  "txn-noop-a-16x16|noopa|$C16 txn-noop --key-size 8 --val-size 2048 --key-space-size $N_KEYS --total $N_NOOP1"
+  "txn-noop-b-16x16|noopb|$C16 txn-noop --key-size 8 --val-size 2048 --key-space-size $N_KEYS --total $N_NOOP2"
 )
+# Extra lskvd flags by state: "mem" measures the trusted core without the
+# value cache (what the per-key memory target is about).
+state_flags() { if [ "$1" = mem ]; then echo "--cache-size 0"; fi; }
 # After the last workload of these states the server is restarted on its
 # data dir and the time to "ready" is recorded (restart-<state>.json): "main"
 # after its writes (N_PUT1 + N_KEYS + N_PUT + N_TXN puts since start), "big"
-# holding N_BIG keys.
-RESTART_AFTER="main big"
+# holding N_BIG keys; "noopa" and "noopb" after N_NOOP1 and N_NOOP2 Txns that
+# change nothing (their compare fails), each a ~2 KB raft entry.
+RESTART_AFTER="main big noopa noopb"
 # The peak RSS sample is taken after this workload: N_KEYS keys are loaded.
 RSS_AFTER=range-l-16x16
+# The memory sample after this one: N_BIG keys of 16 B with 16 B values,
+# lskv without the value cache (RSS, and lskv's trusted heap from /metrics).
+MEM_AFTER=mem-range-s-16x16
 
 want_workload() {
   [ -z "${BENCH_WORKLOADS:-}" ] && return 0
@@ -120,6 +130,37 @@ rss_sample() {
   [ -n "$hwm" ] || { echo "$PROG: $1: cannot read /proc/$SERVER_PID/status" >&2; return 0; }
   printf '{"target": "%s", "round": %s, "keys": %s, "vmhwm_kb": %s, "vmrss_kb": %s, "start_rss_kb": %s}\n' \
     "$1" "$2" "$3" "$hwm" "$rss" "${BASE_RSS_KB:-0}" >"$OUT/$1-r$2-rss.json"
+}
+
+# metrics_gauge NAME: a gauge of the server's /metrics (lskvd's), or nothing.
+metrics_gauge() {
+  $PY - "$SERVER_URL/metrics" "$1" <<'EOF' 2>/dev/null
+import sys, urllib.request
+for line in urllib.request.urlopen(sys.argv[1], timeout=30).read().decode().splitlines():
+    p = line.split()
+    if len(p) == 2 and p[0] == sys.argv[2]:
+        print(p[1])
+EOF
+}
+
+# mem_sample TARGET ROUND KEYS: RSS from /proc, and for lskv the heap split
+# of /metrics (lskv_trusted_bytes: heap in use minus LevelDB's memtables and
+# block cache), now and when the server became ready.
+BASE_TRUSTED=""
+mem_sample() {
+  local hwm rss trusted=null heap=null untrusted=null base=null
+  hwm=$(proc_kb VmHWM); rss=$(proc_kb VmRSS)
+  [ -n "$hwm" ] || { echo "$PROG: $1: cannot read /proc/$SERVER_PID/status" >&2; return 0; }
+  if [ "$1" = lskv ]; then
+    trusted=$(metrics_gauge lskv_trusted_bytes); heap=$(metrics_gauge lskv_heap_in_use_bytes)
+    untrusted=$(metrics_gauge lskv_untrusted_bytes); base=${BASE_TRUSTED:-null}
+    [ -n "$trusted" ] || { echo "$PROG: lskv: no lskv_trusted_bytes in /metrics" >&2; FAILED=1; trusted=null; }
+  fi
+  printf '{"target": "%s", "round": %s, "keys": %s, "key_size": 16, "val_size": 16, "vmhwm_kb": %s, "vmrss_kb": %s, "start_rss_kb": %s, "trusted_bytes": %s, "heap_bytes": %s, "untrusted_bytes": %s, "start_trusted_bytes": %s}\n' \
+    "$1" "$2" "$3" "$hwm" "$rss" "${BASE_RSS_KB:-0}" "$trusted" "${heap:-null}" "${untrusted:-null}" "$base" \
+    >"$OUT/$1-r$2-mem.json"
+  printf '  r%s %-5s %-18s RSS %s MiB%s\n' "$2" "$1" "memory" "$((rss / 1024))" \
+    "$([ "$trusted" != null ] && $PY -c "print(', trusted %.1f B/key' % ($trusted / $3))")"
 }
 
 # restart_sample TARGET ROUND STATE WRITES KEYS: restarts the server on its
@@ -167,11 +208,12 @@ EOF
 
 maybe_restart() {
   case " $RESTART_AFTER " in *" $3 "*) ;; *) return 0 ;; esac
-  if [ "$3" = main ]; then
-    restart_sample "$1" "$2" main $((N_PUT1 + N_KEYS + N_PUT + N_TXN)) "$N_KEYS"
-  else
-    restart_sample "$1" "$2" "$3" "$N_BIG" "$N_BIG"
-  fi
+  case $3 in
+    main) restart_sample "$1" "$2" main $((N_PUT1 + N_KEYS + N_PUT + N_TXN)) "$N_KEYS" ;;
+    noopa) restart_sample "$1" "$2" noopa "$N_NOOP1" 0 ;;
+    noopb) restart_sample "$1" "$2" noopb "$N_NOOP2" 0 ;;
+    *) restart_sample "$1" "$2" "$3" "$N_BIG" "$N_BIG" ;;
+  esac
 }
 
 run_round() {
@@ -183,16 +225,20 @@ run_round() {
       maybe_restart "$target" "$round" "$current"
       stop_server
       rm -rf "$WORK"/data-*
+      LSKVD_STATE_FLAGS=$(state_flags "$state")
       if ! start_server "$target" "r$round-$state"; then
         echo "$PROG: stopping: $target cannot be benchmarked" >&2
         exit 1
       fi
       BASE_RSS_KB=$(proc_kb VmRSS)
+      BASE_TRUSTED=""
+      if [ "$target" = lskv ]; then BASE_TRUSTED=$(metrics_gauge lskv_trusted_bytes); fi
       current=$state
     fi
     # shellcheck disable=SC2086
     run_workload "$target" "$round" "$name" $args
     [ "$name" = "$RSS_AFTER" ] && rss_sample "$target" "$round" "$N_KEYS"
+    [ "$name" = "$MEM_AFTER" ] && mem_sample "$target" "$round" "$N_BIG"
   done
   maybe_restart "$target" "$round" "$current"
   stop_server

@@ -30,6 +30,7 @@
 #include "common/log.h"
 #include "config/config.h"
 #include "config/datadir.h"
+#include "http/metrics.h"
 #include "statemachine/fsm.h"
 #include "consensus/node.h"
 #include "consensus/raftdir.h"
@@ -114,6 +115,15 @@ static int load_ids(struct daemon *d, char *errmsg)
 }
 
 static void on_closed_server(void *arg);
+
+/* The heap bytes that are not the trusted core's: the untrusted engine's
+ * memtables and block cache (lskv_trusted_bytes in /metrics). The value
+ * cache holds decrypted values, so it is trusted (--cache-size bounds it). */
+static int64_t untrusted_bytes(void *arg)
+{
+    struct daemon *d = arg;
+    return recstore_engine_mem_bytes(d->records);
+}
 
 /* --- Signer ------------------------------------------------------------------ */
 
@@ -309,6 +319,7 @@ static void start_serving(struct daemon *d)
                           "Sealed bytes of the proposals not yet applied "
                           "(--max-buffered-request-bytes).",
                           gauge_inflight_bytes, d);
+    metrics_set_untrusted(untrusted_bytes, d);
     start_signer(d);
     /* As etcd's Promote: every lease gets its whole TTL again, plus an
      * election timeout, so none expires early because of the restart. */
@@ -628,6 +639,7 @@ static void close_daemon(struct daemon *d)
         recstore_key_stats(d->records, &epoch, &seals);
         LOG_INFO(MODULE, "record keys: last epoch %" PRIu32 ", %" PRIu64 " seals under it",
                  epoch, seals);
+        metrics_set_untrusted(NULL, NULL);
         recstore_close(d->records);
     }
     ledger_close(d->ledger);

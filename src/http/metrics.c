@@ -1,6 +1,14 @@
 #include "http/metrics.h"
 
 #include <inttypes.h>
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+/* From the sanitizer runtime (sanitizer/allocator_interface.h, a header
+ * Debian's gcc does not ship). */
+size_t __sanitizer_get_current_allocated_bytes(void);
+#define HEAP_FROM_SANITIZER 1
+#elif defined(__GLIBC__)
+#include <malloc.h>
+#endif
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +31,10 @@ struct metrics {
     } gauges[METRICS_MAX_GAUGES];
     size_t n_gauges;
 };
+
+/* Process-wide, as the heap it splits (metrics_set_untrusted). */
+static int64_t (*untrusted_fn)(void *arg);
+static void *untrusted_arg;
 
 static const char *const code_names[METRICS_N_CODES] = {
     "OK", "Canceled", "Unknown", "InvalidArgument", "DeadlineExceeded", "NotFound",
@@ -84,6 +96,28 @@ int metrics_add_gauge(struct metrics *m, const char *name, const char *type, con
         return LSKV_ENOMEM;
     m->gauges[m->n_gauges++] = (struct gauge){name, type, help, fn, arg};
     return 0;
+}
+
+void metrics_set_untrusted(int64_t (*fn)(void *arg), void *arg)
+{
+    untrusted_fn = fn;
+    untrusted_arg = arg;
+}
+
+/* malloc'd bytes in use over every arena and mmap'd block, allocator
+ * headers and rounding included (what the heap must hold, free space
+ * excepted); -1 where glibc's mallinfo2 is missing. Sanitizer builds replace
+ * malloc: their allocator's count of bytes handed out (no headers). */
+static int64_t heap_in_use_bytes(void)
+{
+#if defined(HEAP_FROM_SANITIZER)
+    return (int64_t)__sanitizer_get_current_allocated_bytes();
+#elif defined(__GLIBC__)
+    struct mallinfo2 mi = mallinfo2();
+    return (int64_t)(mi.uordblks + mi.hblkhd);
+#else
+    return -1;
+#endif
 }
 
 uint64_t metrics_handled_count(const struct metrics *m, size_t i, int code)
@@ -168,6 +202,28 @@ char *metrics_render(const struct metrics *m, size_t *len)
         const struct gauge *g = &m->gauges[i];
         snprintf(line, sizeof line, "# HELP %s %s\n# TYPE %s %s\n%s %" PRIu64 "\n", g->name,
                  g->help, g->name, g->type, g->name, g->fn(g->arg));
+        json_buf_puts(&b, line);
+    }
+    int64_t heap = heap_in_use_bytes();
+    if (heap >= 0) {
+        int64_t untrusted = untrusted_fn ? untrusted_fn(untrusted_arg) : 0;
+        snprintf(line, sizeof line,
+                 "# HELP lskv_heap_in_use_bytes Bytes malloc holds for the process "
+                 "(glibc mallinfo2 uordblks + hblkhd).\n"
+                 "# TYPE lskv_heap_in_use_bytes gauge\n"
+                 "lskv_heap_in_use_bytes %" PRId64 "\n", heap);
+        json_buf_puts(&b, line);
+        snprintf(line, sizeof line,
+                 "# HELP lskv_untrusted_bytes Of those, what the untrusted storage engine "
+                 "holds (memtables, block cache).\n"
+                 "# TYPE lskv_untrusted_bytes gauge\n"
+                 "lskv_untrusted_bytes %" PRId64 "\n", untrusted);
+        json_buf_puts(&b, line);
+        snprintf(line, sizeof line,
+                 "# HELP lskv_trusted_bytes Heap in use minus untrusted: an upper bound "
+                 "on the trusted core's heap.\n"
+                 "# TYPE lskv_trusted_bytes gauge\n"
+                 "lskv_trusted_bytes %" PRId64 "\n", heap - untrusted);
         json_buf_puts(&b, line);
     }
     if (b.err) {

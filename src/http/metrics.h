@@ -1,7 +1,7 @@
 /* Prometheus counters for the front door, named as etcd (go-grpc-prometheus)
  * names them: grpc_server_started_total and grpc_server_handled_total by
- * method and gRPC code, plus process_resident_memory_bytes and a few
- * gateway counters. Single-threaded (the loop thread). */
+ * method and gRPC code, plus process_resident_memory_bytes, the heap split
+ * into trusted and untrusted bytes, and a few gateway counters. Single-threaded (the loop thread). */
 #ifndef LSKV_HTTP_METRICS_H
 #define LSKV_HTTP_METRICS_H
 
@@ -34,6 +34,12 @@ void metrics_http(struct metrics *m, int http_status);
 typedef uint64_t (*metrics_gauge_fn)(void *arg);
 int metrics_add_gauge(struct metrics *m, const char *name, const char *type, const char *help,
                       metrics_gauge_fn fn, void *arg);
+
+/* fn(arg) gives the heap bytes that are not the trusted core's (the storage
+ * engine's memtables and block cache); /metrics reports
+ * lskv_heap_in_use_bytes, lskv_untrusted_bytes and their difference,
+ * lskv_trusted_bytes. Process-wide, as the heap; fn NULL: nothing untrusted. */
+void metrics_set_untrusted(int64_t (*fn)(void *arg), void *arg);
 
 uint64_t metrics_handled_count(const struct metrics *m, size_t i, int code);
 

@@ -32,6 +32,10 @@ struct engine {
     void (*batch_free)(struct engine_batch *b);
     /* Bytes the engine's files take now (0 if unknown). */
     int64_t (*disk_bytes)(struct engine *e);
+    /* Bytes of memory the engine holds for itself (memtables, block cache),
+     * 0 if unknown; may be NULL. Counted apart from the trusted core's
+     * memory (lskv_trusted_bytes in /metrics). */
+    int64_t (*mem_bytes)(struct engine *e);
     /* Closes the engine and frees e. */
     void (*close)(struct engine *e);
 };

@@ -642,6 +642,11 @@ int64_t recstore_disk_bytes(recstore *rs)
     return rs->engine->disk_bytes(rs->engine);
 }
 
+int64_t recstore_engine_mem_bytes(recstore *rs)
+{
+    return rs->engine->mem_bytes ? rs->engine->mem_bytes(rs->engine) : 0;
+}
+
 void recstore_stats(const recstore *rs, struct recstore_stats *out)
 {
     *out = (struct recstore_stats){

@@ -114,6 +114,8 @@ int recstore_get(recstore *rs, int64_t main, int64_t sub, struct arena *a,
 
 /* Approximate bytes on disk of the engine (for Maintenance.Status db size). */
 int64_t recstore_disk_bytes(recstore *rs);
+/* Memory the untrusted engine holds for itself (0 if it cannot tell). */
+int64_t recstore_engine_mem_bytes(recstore *rs);
 
 struct recstore_stats {
     size_t cache_bytes;      /* bytes charged in the cache (<= cache_bytes config) */

@@ -496,3 +496,127 @@ TEST(index, decode_rejects_broken_invariants)
     free(buf);
     kvindex_free(ix);
 }
+
+/* A key holding one put is stored packed (main below 2^47, sub below 2^16);
+ * revisions outside that range, and every later write, use the general form.
+ * Both must give the same answers, through writes, undo, compaction and
+ * the serialised form. */
+TEST(index, packed_and_general_forms_agree)
+{
+    const int64_t big = (int64_t)1 << 47; /* first main that does not pack */
+    kvindex *ix = new_index();
+    put(ix, "a", 5, 0);         /* packed */
+    put(ix, "b", 5, 65535);     /* packed, largest sub */
+    put(ix, "c", 5, 65536);     /* sub too big */
+    put(ix, "d", big - 1, 0);   /* packed, largest main */
+    put(ix, "e", big, 1);       /* main too big */
+    ASSERT_EQ(kvindex_check(ix), 0);
+    struct kvindex_hit h;
+    ASSERT(kvindex_get(ix, K("b"), 5, &h));
+    ASSERT_EQ(h.mod.sub, 65535);
+    ASSERT(kvindex_get(ix, K("c"), 5, &h));
+    ASSERT_EQ(h.mod.sub, 65536);
+    expect(ix, "d", big - 1, big - 1, big - 1, 1);
+    ASSERT(kvindex_get(ix, K("e"), big, &h));
+    ASSERT_EQ(h.mod.main, big);
+    ASSERT_EQ(h.mod.sub, 1);
+    expect(ix, "a", 4, 0, 0, 0);
+
+    /* A second put unpacks; undoing it packs again with the same answers. */
+    put(ix, "a", 6, 0);
+    expect(ix, "a", 6, 6, 5, 2);
+    kvindex_undo(ix, kvindex_find(ix, K("a")));
+    expect(ix, "a", 6, 5, 5, 1);
+    ASSERT_EQ(kvindex_revisions(ix), 5);
+    ASSERT_EQ(kvindex_check(ix), 0);
+
+    /* Tombstone of a packed key, then undo of the tombstone. */
+    ASSERT_EQ(kvindex_tombstone(ix, kvindex_find(ix, K("a")), R(7, 0)), 0);
+    expect(ix, "a", 7, 0, 0, 0);
+    expect(ix, "a", 6, 5, 5, 1);
+    ASSERT_EQ(kvindex_live(ix), 4);
+    kvindex_undo(ix, kvindex_find(ix, K("a")));
+    expect(ix, "a", 7, 5, 5, 1);
+    ASSERT_EQ(kvindex_live(ix), 5);
+
+    /* Undo of the put that created a packed key removes it. */
+    put(ix, "f", 8, 0);
+    kvindex_undo(ix, kvindex_find(ix, K("f")));
+    ASSERT(kvindex_find(ix, K("f")) == NULL);
+    ASSERT_EQ(kvindex_size(ix), 5);
+
+    /* Compaction leaves one put of "a", which packs; "g" is deleted. */
+    put(ix, "a", 9, 0);
+    put(ix, "a", 10, 0);
+    put(ix, "g", 9, 1);
+    ASSERT_EQ(kvindex_tombstone(ix, kvindex_find(ix, K("g")), R(10, 1)), 0);
+    compact(ix, 10);
+    ASSERT_EQ(n_dropped, 4); /* a@5 and a@9, g's put and tombstone */
+    ASSERT(was_dropped(5, 0) && was_dropped(9, 0) && was_dropped(9, 1) && was_dropped(10, 1));
+    ASSERT(kvindex_find(ix, K("g")) == NULL);
+    ASSERT(kvindex_get(ix, K("a"), 10, &h));
+    ASSERT_EQ(h.mod.main, 10);
+    ASSERT_EQ(h.version, 3); /* puts at 5, 9 and 10 (6 was undone) */
+    ASSERT_EQ(h.create_revision, 5);
+    ASSERT_EQ(kvindex_check(ix), 0);
+
+    /* The serialised form does not depend on the form in memory. */
+    size_t len, len2, used;
+    uint8_t *buf = encode(ix, &len);
+    kvindex *back;
+    ASSERT_EQ(kvindex_decode(buf, len, big, &back, &used), 0);
+    ASSERT_EQ(kvindex_check(back), 0);
+    uint8_t *buf2 = encode(back, &len2);
+    ASSERT_EQ(len2, len);
+    ASSERT_MEM_EQ(buf, buf2, len);
+    ASSERT(kvindex_get(back, K("c"), 5, &h));
+    ASSERT_EQ(h.mod.sub, 65536);
+    ASSERT(kvindex_get(back, K("e"), big, &h));
+    ASSERT_EQ(h.mod.main, big);
+    expect(back, "b", 5, 5, 5, 1);
+    free(buf);
+    free(buf2);
+    kvindex_free(back);
+    kvindex_free(ix);
+}
+
+/* Entries of every size class and beyond it (key lengths 1..300; the
+ * largest go to malloc), removed and added again: freed entries are reused,
+ * and every key keeps its own bytes and revision. */
+TEST(index, entries_of_every_size_reused)
+{
+    kvindex *ix = new_index();
+    uint8_t key[300];
+    for (int round = 0; round < 2; round++) {
+        for (size_t len = 1; len <= sizeof key; len++) {
+            memset(key, (int)('a' + len % 26), len);
+            ASSERT_EQ(kvindex_put(ix, key, len, R((int64_t)(round * 1000 + len), 0), NULL), 0);
+        }
+        /* Remove the even lengths (undo of their creating put). */
+        for (size_t len = 2; len <= sizeof key; len += 2) {
+            memset(key, (int)('a' + len % 26), len);
+            kvindex_entry *e = kvindex_find(ix, key, len);
+            ASSERT(e != NULL);
+            kvindex_undo(ix, e);
+        }
+        ASSERT_EQ(kvindex_check(ix), 0);
+        if (round == 0) /* the odd ones get a second put next round */
+            continue;
+        for (size_t len = 1; len <= sizeof key; len++) {
+            memset(key, (int)('a' + len % 26), len);
+            struct kvindex_hit h;
+            bool found = kvindex_get(ix, key, len, 5000, &h);
+            ASSERT_EQ(found, len % 2 == 1);
+            if (found) {
+                size_t kl;
+                const uint8_t *k = kvindex_entry_key(kvindex_find(ix, key, len), &kl);
+                ASSERT_EQ(kl, len);
+                ASSERT_MEM_EQ(k, key, len);
+                ASSERT_EQ(h.mod.main, (int64_t)(1000 + len));
+                ASSERT_EQ(h.version, 2);
+            }
+        }
+    }
+    ASSERT_EQ(kvindex_size(ix), 150);
+    kvindex_free(ix);
+}

@@ -1,6 +1,6 @@
 /* lskv-bench: a gRPC load generator for etcd v3 compatible servers.
  *
- *   lskv-bench [flags] put|range|txn-put|mixed [flags]
+ *   lskv-bench [flags] put|range|txn-put|txn-noop|mixed [flags]
  *
  * Flags follow etcd's `benchmark` tool where they fit (see usage()). Every
  * request is a unary gRPC call on one of --conns HTTP/2 connections; --clients
@@ -37,8 +37,8 @@
 #define STALL_TIMEOUT_NS (30ull * 1000000000ull) /* no response at all for this long */
 #define HIST_ROWS 12
 
-enum workload { WL_PUT, WL_RANGE, WL_TXN_PUT, WL_MIXED };
-static const char *const workload_names[] = {"put", "range", "txn-put", "mixed"};
+enum workload { WL_PUT, WL_RANGE, WL_TXN_PUT, WL_TXN_NOOP, WL_MIXED };
+static const char *const workload_names[] = {"put", "range", "txn-put", "txn-noop", "mixed"};
 enum op { OP_PUT, OP_RANGE, OP_TXN, OP_COUNT };
 static const char *const op_names[] = {"put", "range", "txn"};
 static const char *const op_paths[] = {"/etcdserverpb.KV/Put", "/etcdserverpb.KV/Range",
@@ -149,7 +149,7 @@ __attribute__((format(printf, 1, 2), noreturn)) static void die(const char *fmt,
 static void usage(FILE *f)
 {
     fprintf(f,
-"usage: " PROG " [flags] put|range|txn-put|mixed [flags]\n"
+"usage: " PROG " [flags] put|range|txn-put|txn-noop|mixed [flags]\n"
 "\n"
 "Connection flags:\n"
 "  --endpoints URLS        comma-separated http:// (h2c) or https:// endpoints\n"
@@ -175,6 +175,8 @@ static void usage(FILE *f)
 "  --consistency l|s       range: linearizable or serializable (default l)\n"
 "  --limit N               range: read up to N keys from the chosen key on (default 0: one key)\n"
 "  --txn-ops N             txn-put: puts per transaction, on consecutive keys (default 1)\n"
+"                          txn-noop: the same transaction behind a compare that never\n"
+"                          holds (version < 0): a write that changes nothing\n"
 "  --read-fraction F       mixed: share of requests that are ranges (default 0.5)\n"
 "\n"
 "Output flags:\n"
@@ -193,7 +195,7 @@ __attribute__((format(printf, 1, 2), noreturn)) static void usage_error(const ch
     vfprintf(stderr, fmt, ap);
     va_end(ap);
     fputc('\n', stderr);
-    fprintf(stderr, "usage: " PROG " [flags] put|range|txn-put|mixed [flags]  (--help for all)\n");
+    fprintf(stderr, "usage: " PROG " [flags] put|range|txn-put|txn-noop|mixed [flags]  (--help for all)\n");
     exit(EXIT_USAGE);
 }
 
@@ -323,7 +325,7 @@ static int build_request(struct bench *b, struct client *cl)
         op = OP_PUT;
     else if (o->workload == WL_RANGE)
         op = OP_RANGE;
-    else if (o->workload == WL_TXN_PUT)
+    else if (o->workload == WL_TXN_PUT || o->workload == WL_TXN_NOOP)
         op = OP_TXN;
     else /* mixed: 53 random bits against the read fraction */
         op = (double)(splitmix64(&cl->rng) >> 11) * 0x1p-53 < o->read_fraction ? OP_RANGE
@@ -339,6 +341,20 @@ static int build_request(struct bench *b, struct client *cl)
         Etcdserverpb__TxnRequest txn = ETCDSERVERPB__TXN_REQUEST__INIT;
         txn.n_success = o->txn_ops;
         txn.success = cl->op_ptrs;
+        /* txn-noop: version < 0 never holds, so the puts are not applied; the
+         * puts still make it a write (etcd sends it through raft). */
+        Etcdserverpb__Compare cmp = ETCDSERVERPB__COMPARE__INIT;
+        Etcdserverpb__Compare *cmps[1] = {&cmp};
+        if (o->workload == WL_TXN_NOOP) {
+            cmp.key.data = (uint8_t *)cl->keys;
+            cmp.key.len = o->key_size;
+            cmp.result = ETCDSERVERPB__COMPARE__COMPARE_RESULT__LESS;
+            cmp.target = ETCDSERVERPB__COMPARE__COMPARE_TARGET__VERSION;
+            cmp.target_union_case = ETCDSERVERPB__COMPARE__TARGET_UNION_VERSION;
+            cmp.version = 0;
+            txn.n_compare = 1;
+            txn.compare = cmps;
+        }
         return pack_into(cl, &txn.base);
     }
     format_key(cl->keys, o->key_size, next_key_number(b, cl));
@@ -393,8 +409,12 @@ static const char *check_response(struct bench *b, struct client *cl)
         Etcdserverpb__TxnResponse *r = etcdserverpb__txn_response__unpack(NULL, len, msg);
         if (r == NULL)
             return "undecodable TxnResponse";
-        int good = r->succeeded && r->n_responses == b->o.txn_ops;
+        int good = b->o.workload == WL_TXN_NOOP
+                       ? !r->succeeded && r->n_responses == 0
+                       : r->succeeded && r->n_responses == b->o.txn_ops;
         etcdserverpb__txn_response__free_unpacked(r, NULL);
+        if (b->o.workload == WL_TXN_NOOP)
+            return good ? NULL : "TxnResponse: txn-noop succeeded or has responses";
         return good ? NULL : "TxnResponse: not succeeded or wrong number of responses";
     }
     case OP_COUNT:
@@ -896,7 +916,7 @@ static void parse_args(int argc, char **argv, struct opts *o)
                 if (strcmp(w, workload_names[i]) == 0)
                     workload = i;
             if (workload < 0)
-                usage_error("unknown workload '%s' (put, range, txn-put or mixed)", w);
+                usage_error("unknown workload '%s' (put, range, txn-put, txn-noop or mixed)", w);
             continue;
         }
         switch (c) {
@@ -941,12 +961,12 @@ static void parse_args(int argc, char **argv, struct opts *o)
         }
     }
     if (workload < 0)
-        usage_error("no workload given (put, range, txn-put or mixed)");
+        usage_error("no workload given (put, range, txn-put, txn-noop or mixed)");
     o->workload = (enum workload)workload;
     if (seen_read_fraction && o->workload != WL_MIXED)
         usage_error("--read-fraction: only for the mixed workload");
-    if (seen_txn_ops && o->workload != WL_TXN_PUT)
-        usage_error("--txn-ops: only for the txn-put workload");
+    if (seen_txn_ops && o->workload != WL_TXN_PUT && o->workload != WL_TXN_NOOP)
+        usage_error("--txn-ops: only for the txn-put and txn-noop workloads");
     if ((seen_limit || seen_consistency) && o->workload != WL_RANGE && o->workload != WL_MIXED)
         usage_error("--consistency and --limit: only for the range and mixed workloads");
     if (o->total == 0 && o->duration_s == 0)
