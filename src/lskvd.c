@@ -249,6 +249,87 @@ static void on_space_timer(uv_timer_t *t)
     diskspace_keep(&d->space);
 }
 
+/* Lease and watch series, with etcd's names. */
+static uint64_t lease_granted(void *arg)
+{
+    struct lessor_stats st;
+    lessor_stats(((struct daemon *)arg)->leases, &st);
+    return st.granted;
+}
+
+static uint64_t lease_revoked(void *arg)
+{
+    struct lessor_stats st;
+    lessor_stats(((struct daemon *)arg)->leases, &st);
+    return st.revoked;
+}
+
+static uint64_t lease_renewed(void *arg)
+{
+    struct lessor_stats st;
+    lessor_stats(((struct daemon *)arg)->leases, &st);
+    return st.renewed;
+}
+
+static uint64_t lease_expired(void *arg)
+{
+    return lease_service_expired(&((struct daemon *)arg)->api);
+}
+
+static struct watch_stats watch_stats_of(void *arg)
+{
+    struct watch_stats st;
+    watch_hub_stats(((struct daemon *)arg)->watch, &st);
+    return st;
+}
+
+static uint64_t watchers(void *arg)
+{
+    return watch_stats_of(arg).watchers;
+}
+
+static uint64_t watch_streams(void *arg)
+{
+    return watch_stats_of(arg).streams;
+}
+
+static uint64_t slow_watchers(void *arg)
+{
+    return watch_stats_of(arg).unsynced;
+}
+
+static uint64_t watch_events(void *arg)
+{
+    return watch_stats_of(arg).events_sent;
+}
+
+static void add_lease_and_watch_series(struct daemon *d)
+{
+    static const struct {
+        const char *name, *type, *help;
+        metrics_gauge_fn fn;
+    } series[] = {
+        {"etcd_debugging_lease_granted_total", "counter", "The total number of granted leases.",
+         lease_granted},
+        {"etcd_debugging_lease_revoked_total", "counter", "The total number of revoked leases.",
+         lease_revoked},
+        {"etcd_debugging_lease_renewed_total", "counter",
+         "The number of renewed leases seen by the leader.", lease_renewed},
+        {"etcd_debugging_server_lease_expired_total", "counter",
+         "The total number of expired leases.", lease_expired},
+        {"etcd_debugging_mvcc_watcher_total", "gauge", "Total number of watchers.", watchers},
+        {"etcd_debugging_mvcc_watch_stream_total", "gauge",
+         "Total number of watch streams.", watch_streams},
+        {"etcd_debugging_mvcc_slow_watcher_total", "gauge",
+         "Total number of unsynced slow watchers.", slow_watchers},
+        {"etcd_debugging_mvcc_events_total", "counter",
+         "Total number of events sent by this member.", watch_events},
+    };
+    for (size_t i = 0; i < sizeof series / sizeof series[0]; i++)
+        grpc_server_add_gauge(d->server, series[i].name, series[i].type, series[i].help,
+                              series[i].fn, d);
+}
+
 static uint64_t gauge_inflight(void *arg)
 {
     struct daemon *d = arg;
@@ -312,6 +393,7 @@ static void start_serving(struct daemon *d)
         shutdown_daemon(d, 1);
         return;
     }
+    add_lease_and_watch_series(d);
     grpc_server_add_gauge(d->server, "lskv_proposals_in_flight", "gauge",
                           "Raft proposals not yet applied (etcd's limit: 5000).",
                           gauge_inflight, d);

@@ -102,6 +102,9 @@ size_t lease_service_methods(struct api *api, struct grpc_method *m);
  * before the node closes. Errors: LSKV_ENOMEM. */
 int lease_service_start(struct api *api, uint64_t extend_ms);
 void lease_service_stop(struct api *api);
+/* Revokes proposed for expired leases since the start (etcd's
+ * etcd_debugging_server_lease_expired_total). */
+uint64_t lease_service_expired(const struct api *api);
 size_t watch_service_methods(struct api *api, struct grpc_method *m);
 /* The timers of the watch hub: catch-up of unsynced watchers (every 10 ms,
  * while any) and progress notifications (every 10 min, as etcd). Stop

@@ -26,6 +26,7 @@
 struct lease_expiry {
     uv_timer_t timer;
     struct api *api;
+    uint64_t expired; /* revokes proposed for expired leases */
 };
 
 static uint64_t now_ms(void)
@@ -245,6 +246,8 @@ static void on_expiry_tick(uv_timer_t *t)
             rv = consensus_propose(api->node, cmd, len, revoke_done, NULL);
             free(cmd);
         }
+        if (rv == 0)
+            e->expired++;
         /* Not the leader, or too many proposals in flight: retried after
          * REVOKE_RETRY_MS, quietly. */
         if (rv != 0 && rv != LSKV_ENOTLEADER && rv != LSKV_ETOOMANYREQUESTS)
@@ -270,6 +273,11 @@ int lease_service_start(struct api *api, uint64_t extend_ms)
 static void on_expiry_closed(uv_handle_t *h)
 {
     free(h->data);
+}
+
+uint64_t lease_service_expired(const struct api *api)
+{
+    return api->lease_expiry ? api->lease_expiry->expired : 0;
 }
 
 void lease_service_stop(struct api *api)

@@ -30,7 +30,7 @@ void metrics_http(struct metrics *m, int http_status);
 /* A figure read from its owner when /metrics is rendered: a Prometheus
  * "gauge" or "counter" named name (name, type and help are borrowed static
  * strings). Errors: LSKV_ENOMEM (METRICS_MAX_GAUGES reached). */
-#define METRICS_MAX_GAUGES 8
+#define METRICS_MAX_GAUGES 24
 typedef uint64_t (*metrics_gauge_fn)(void *arg);
 int metrics_add_gauge(struct metrics *m, const char *name, const char *type, const char *help,
                       metrics_gauge_fn fn, void *arg);

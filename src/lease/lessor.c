@@ -46,6 +46,7 @@ struct lessor {
     size_t key_cap, n_keys;
     int64_t *unclocked;        /* leases granted since the last clock start */
     size_t n_unclocked, unclocked_cap;
+    struct lessor_stats stats;
 };
 
 /* ---- hashing ---- */
@@ -198,6 +199,11 @@ size_t lessor_count(const lessor *l)
     return l->n_leases;
 }
 
+void lessor_stats(const lessor *l, struct lessor_stats *out)
+{
+    *out = l->stats;
+}
+
 /* ---- replicated state ---- */
 
 static int add_lease(lessor *l, int64_t id, int64_t ttl)
@@ -240,6 +246,7 @@ int lessor_grant(lessor *l, int64_t id, int64_t ttl, int64_t *granted)
         return rv;
     l->unclocked[l->n_unclocked++] = id;
     *granted = ttl;
+    l->stats.granted++;
     return 0;
 }
 
@@ -396,6 +403,7 @@ int lessor_remove(lessor *l, int64_t id)
     *p = x->hnext;
     free(x);
     l->n_leases--;
+    l->stats.revoked++;
     return 0;
 }
 
@@ -465,6 +473,7 @@ int lessor_renew(lessor *l, int64_t id, uint64_t now_ms, int64_t *ttl)
         return LSKV_ELEASENOTFOUND;
     x->expiry_ms = now_ms + (uint64_t)x->ttl * 1000;
     *ttl = x->ttl;
+    l->stats.renewed++;
     return 0;
 }
 

@@ -36,6 +36,12 @@ void lessor_free(lessor *l);
 
 size_t lessor_count(const lessor *l);
 
+/* Counts for /metrics (etcd's etcd_debugging_lease_*_total). */
+struct lessor_stats {
+    uint64_t granted, revoked, renewed;
+};
+void lessor_stats(const lessor *l, struct lessor_stats *out);
+
 /* ---- apply (replicated state) ---- */
 
 /* Grants lease id (> 0) with ttl seconds (below the floor: the floor); the

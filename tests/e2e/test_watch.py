@@ -238,3 +238,42 @@ def test_a_client_that_does_not_read_costs_bounded_memory(server_factory):
             seen += 1
     assert seen == 100000
     stalled.close()
+
+
+def metrics_of(s):
+    import urllib.request
+    text = urllib.request.urlopen("http://%s/metrics" % s.endpoint, timeout=10).read().decode()
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, val = line.rpartition(" ")
+            out[name] = float(val)
+    return out
+
+
+SERIES = ["etcd_debugging_lease_granted_total", "etcd_debugging_lease_revoked_total",
+          "etcd_debugging_lease_renewed_total", "etcd_debugging_mvcc_watcher_total",
+          "etcd_debugging_mvcc_watch_stream_total", "etcd_debugging_mvcc_events_total"]
+
+
+def test_lease_and_watch_metrics_as_etcd(pair):
+    """/metrics has etcd's lease and watch series, with etcd's values for
+    the same calls."""
+    got = []
+    for s in pair:
+        c = etcd3.client(host="127.0.0.1", port=s.client_port)
+        w = Session(s)
+        w.send(**create(b"m/", b"m0"))
+        assert w.recv().created
+        a, b = c.lease(100), c.lease(100)
+        list(c.refresh_lease(a.id))
+        c.put("m/1", "x", lease=a)
+        c.put("m/2", "y")
+        b.revoke()
+        assert len(w.drain(0.5)) == 2
+        m = metrics_of(s)
+        got.append({k: m.get(k) for k in SERIES})
+        w.close()
+    assert got[1] == got[0]
+    assert got[0]["etcd_debugging_lease_granted_total"] == 2
+    assert got[0]["etcd_debugging_mvcc_watcher_total"] == 1
