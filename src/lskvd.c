@@ -688,7 +688,10 @@ static int open_daemon(struct daemon *d, char *errmsg)
     fsm_set_ledger(&d->fsm, d->ledger);
     fsm_set_leases(&d->fsm, d->leases);
     struct watch_hub_config wc = {.kv = d->kv, .fill_header = fill_watch_header,
-                                  .on_corrupt = watch_corrupt, .arg = d};
+                                  .on_corrupt = watch_corrupt, .arg = d,
+                                  /* etcd's watch server: the request limit
+                                   * plus its gRPC overhead allowance */
+                                  .fragment_bytes = (size_t)c->max_request_bytes + 512 * 1024};
     if ((rv = watch_hub_new(&wc, &d->watch)) != 0) {
         errmsg_printf(errmsg, "watch hub: %s", lskv_strerror(rv));
         return rv;

@@ -27,7 +27,7 @@ struct watcher {
     size_t end_len;
     int64_t next_rev;            /* the next revision it is owed */
     bool synced;
-    bool prev_kv, progress, noput, nodelete;
+    bool prev_kv, progress, noput, nodelete, fragment;
     bool had_event;              /* since the last progress notification */
 };
 
@@ -242,6 +242,47 @@ static int batch_add(struct batch *b, const struct kv_record *rec, int64_t main)
     return 0;
 }
 
+static size_t varint_len(size_t v)
+{
+    size_t n = 1;
+    while (v >= 0x80) {
+        v >>= 7;
+        n++;
+    }
+    return n;
+}
+
+/* etcd's sendFragments: a response of fragment_bytes or more, with two
+ * events or more, goes as several, each with the events that keep it below
+ * the limit (at least one), fragment set on all but the last. Sizes are
+ * exact: r carries the header it will be sent with. */
+static int send_fragments(watch_stream *s, Etcdserverpb__WatchResponse *r, int64_t revision,
+                          size_t limit)
+{
+    Mvccpb__Event **all = r->events;
+    size_t n = r->n_events;
+    r->n_events = 0;
+    r->fragment = true;
+    size_t base = etcdserverpb__watch_response__get_packed_size(r);
+    r->header = NULL;
+    size_t i = 0;
+    int rv = 0;
+    while (rv == 0 && i < n) {
+        size_t size = base, first = i;
+        for (; i < n; i++) {
+            size_t e = mvccpb__event__get_packed_size(all[i]);
+            size += 1 + varint_len(e) + e;
+            if (i > first && size >= limit)
+                break;
+        }
+        r->events = all + first;
+        r->n_events = i - first;
+        r->fragment = i < n;
+        rv = send_response(s, r, revision);
+    }
+    return rv;
+}
+
 static int batch_send(struct batch *b, int64_t revision)
 {
     if (b->n == 0)
@@ -251,7 +292,18 @@ static int batch_send(struct batch *b, int64_t revision)
     r.events = b->ev;
     r.n_events = b->n;
     b->w->had_event = true;
-    b->w->stream->hub->stats.events_sent += b->n;
+    watch_hub *h = b->w->stream->hub;
+    h->stats.events_sent += b->n;
+    if (b->w->fragment && b->n >= 2 && h->c.fragment_bytes > 0) {
+        Etcdserverpb__ResponseHeader header = ETCDSERVERPB__RESPONSE_HEADER__INIT;
+        if (h->c.fill_header)
+            h->c.fill_header(h->c.arg, &header);
+        header.revision = revision;
+        r.header = &header;
+        if (etcdserverpb__watch_response__get_packed_size(&r) >= h->c.fragment_bytes)
+            return send_fragments(b->w->stream, &r, revision, h->c.fragment_bytes);
+        r.header = NULL;
+    }
     return send_response(b->w->stream, &r, revision);
 }
 
@@ -315,6 +367,7 @@ static int create(watch_stream *s, const Etcdserverpb__WatchCreateRequest *c)
     w->id = id;
     w->prev_kv = c->prev_kv;
     w->progress = c->progress_notify;
+    w->fragment = c->fragment;
     for (size_t i = 0; i < c->n_filters; i++) {
         if (c->filters[i] == ETCDSERVERPB__WATCH_CREATE_REQUEST__FILTER_TYPE__NOPUT)
             w->noput = true;

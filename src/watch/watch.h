@@ -48,6 +48,9 @@ struct watch_hub_config {
     void (*on_corrupt)(void *arg, const char *errmsg);
     void *arg;
     size_t max_queued_bytes;            /* per stream; 0: 4 MiB */
+    size_t fragment_bytes;              /* a watcher created with fragment gets
+                                           responses cut below this (etcd:
+                                           --max-request-bytes + 512 KiB) */
 };
 
 /* Errors: LSKV_ENOMEM. */
