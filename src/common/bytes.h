@@ -1,8 +1,11 @@
-/* Explicit byte order for every on-disk and on-wire format: big endian. */
+/* Explicit byte order for every on-disk and on-wire format: big endian; and
+ * the byte-string order keys sort in (etcd's bytes.Compare). */
 #ifndef LSKV_COMMON_BYTES_H
 #define LSKV_COMMON_BYTES_H
 
+#include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 static inline void put_u32be(uint8_t *p, uint32_t v)
 {
@@ -26,6 +29,27 @@ static inline void put_u64be(uint8_t *p, uint64_t v)
 static inline uint64_t get_u64be(const uint8_t *p)
 {
     return ((uint64_t)get_u32be(p) << 32) | get_u32be(p + 4);
+}
+
+/* Lexicographic order of byte strings, a prefix first: < 0, 0, > 0. */
+static inline int bytes_order(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen)
+{
+    size_t n = alen < blen ? alen : blen;
+    int c = n ? memcmp(a, b, n) : 0;
+    if (c != 0)
+        return c;
+    return alen < blen ? -1 : alen > blen;
+}
+
+/* Bytes of v as a protobuf varint. */
+static inline size_t varint_len(uint64_t v)
+{
+    size_t n = 1;
+    while (v >= 0x80) {
+        v >>= 7;
+        n++;
+    }
+    return n;
 }
 
 #endif

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/bytes.h"
 #include "common/err.h"
 #include "kv/kvstore_impl.h"
 
@@ -167,21 +168,10 @@ int kv_history_rebuild(struct kv_history *h, const kvindex *ix, int64_t compact_
 
 static bool in_range(const struct keyrange *r, const uint8_t *k, size_t klen)
 {
-    size_t n = klen < r->key_len ? klen : r->key_len;
-    int c = n ? memcmp(k, r->key, n) : 0;
-    if (c == 0)
-        c = klen < r->key_len ? -1 : klen > r->key_len;
+    int c = bytes_order(k, klen, r->key, r->key_len);
     if (r->end_len == 0)
         return c == 0;
-    if (c < 0)
-        return false;
-    if (r->end_all)
-        return true;
-    n = klen < r->end_len ? klen : r->end_len;
-    c = n ? memcmp(k, r->end, n) : 0;
-    if (c == 0)
-        c = klen < r->end_len ? -1 : klen > r->end_len;
-    return c < 0;
+    return c >= 0 && (r->end_all || bytes_order(k, klen, r->end, r->end_len) < 0);
 }
 
 int kvstore_history(kvstore *kv, const ProtobufCBinaryData *key,

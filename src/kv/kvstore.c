@@ -135,15 +135,6 @@ void keyrange_from(struct keyrange *r, const ProtobufCBinaryData *key,
     r->end_all = range_end->len == 1 && range_end->data[0] == 0;
 }
 
-static int bytes_cmp(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen)
-{
-    size_t n = alen < blen ? alen : blen;
-    int c = n ? memcmp(a, b, n) : 0;
-    if (c != 0)
-        return c;
-    return alen < blen ? -1 : alen > blen ? 1 : 0;
-}
-
 int kv_visit(kvstore *kv, const struct keyrange *r, int64_t at_rev, kv_visit_fn cb, void *arg)
 {
     struct kvindex_hit hit;
@@ -157,7 +148,7 @@ int kv_visit(kvstore *kv, const struct keyrange *r, int64_t at_rev, kv_visit_fn 
          e = kvindex_next(e)) {
         size_t klen;
         const uint8_t *k = kvindex_entry_key(e, &klen);
-        if (!r->end_all && bytes_cmp(k, klen, r->end, r->end_len) >= 0)
+        if (!r->end_all && bytes_order(k, klen, r->end, r->end_len) >= 0)
             break;
         if (!kvindex_entry_get(e, at_rev, &hit))
             continue;
@@ -301,7 +292,7 @@ static int cand_cmp(const void *pa, const void *pb, void *arg)
     switch (s->target) {
     case ETCDSERVERPB__RANGE_REQUEST__SORT_TARGET__KEY: {
         const uint8_t *ak = kvindex_entry_key(a->e, &al), *bk = kvindex_entry_key(b->e, &bl);
-        c = bytes_cmp(ak, al, bk, bl);
+        c = bytes_order(ak, al, bk, bl);
         break;
     }
     case ETCDSERVERPB__RANGE_REQUEST__SORT_TARGET__VERSION:
@@ -314,7 +305,7 @@ static int cand_cmp(const void *pa, const void *pb, void *arg)
         c = cmp_i64(a->hit.mod.main, b->hit.mod.main);
         break;
     case ETCDSERVERPB__RANGE_REQUEST__SORT_TARGET__VALUE:
-        c = bytes_cmp(a->kv->value.data, a->kv->value.len, b->kv->value.data, b->kv->value.len);
+        c = bytes_order(a->kv->value.data, a->kv->value.len, b->kv->value.data, b->kv->value.len);
         break;
     default:
         break;

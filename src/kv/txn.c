@@ -11,21 +11,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/bytes.h"
 #include "common/err.h"
 #include "kv/kvstore_impl.h"
 
 /* Deeper nesting cannot pass validation (KV_TXN_MAX_DEPTH); apply refuses
  * it rather than recurse. */
 #define TXN_MAX_DEPTH (KV_TXN_MAX_DEPTH + 2)
-
-static int bytes_cmp(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen)
-{
-    size_t n = alen < blen ? alen : blen;
-    int c = n ? memcmp(a, b, n) : 0;
-    if (c != 0)
-        return c;
-    return alen < blen ? -1 : alen > blen ? 1 : 0;
-}
 
 static bool bytes_eq(const ProtobufCBinaryData *a, const ProtobufCBinaryData *b)
 {
@@ -146,8 +138,8 @@ static bool ivls_cover(const struct ivls *s, const ProtobufCBinaryData *k)
         if (d->end == NULL) {
             if (bytes_eq(d->key, k))
                 return true;
-        } else if (bytes_cmp(d->key->data, d->key->len, k->data, k->len) <= 0 &&
-                   bytes_cmp(k->data, k->len, d->end->data, d->end->len) < 0) {
+        } else if (bytes_order(d->key->data, d->key->len, k->data, k->len) <= 0 &&
+                   bytes_order(k->data, k->len, d->end->data, d->end->len) < 0) {
             return true;
         }
     }
@@ -271,7 +263,7 @@ static bool compare_kv(const Etcdserverpb__Compare *c, int64_t version, int64_t 
         ProtobufCBinaryData empty = {0, NULL};
         const ProtobufCBinaryData *v = u == ETCDSERVERPB__COMPARE__TARGET_UNION_VALUE ? &c->value
                                                                                     : &empty;
-        result = bytes_cmp(value->data, value->len, v->data, v->len);
+        result = bytes_order(value->data, value->len, v->data, v->len);
         break;
     }
     case ETCDSERVERPB__COMPARE__COMPARE_TARGET__CREATE:

@@ -323,15 +323,6 @@ int lessor_set_key(lessor *l, const uint8_t *key, size_t key_len, int64_t id)
     return 0;
 }
 
-static int bytes_order(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen)
-{
-    size_t n = alen < blen ? alen : blen;
-    int c = n ? memcmp(a, b, n) : 0;
-    if (c != 0)
-        return c;
-    return alen < blen ? -1 : alen > blen;
-}
-
 static int key_cmp(const void *a, const void *b)
 {
     const struct lkey *x = *(const struct lkey *const *)a;

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/bytes.h"
 #include "common/err.h"
 #include "common/pbdepth.h"
 #include "ledger/ledger.h"
@@ -164,16 +165,6 @@ const struct command_kind *command_kind_of(unsigned op)
 }
 
 /* ---- envelope ------------------------------------------------------------ */
-
-static size_t varint_len(uint64_t v)
-{
-    size_t n = 1;
-    while (v >= 0x80) {
-        v >>= 7;
-        n++;
-    }
-    return n;
-}
 
 static size_t varint_put(uint8_t *p, uint64_t v)
 {

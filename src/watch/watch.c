@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "common/arena.h"
+#include "common/bytes.h"
 #include "common/err.h"
 
 #define DEFAULT_MAX_QUEUED (4u << 20)
@@ -100,15 +101,6 @@ static struct watcher *find(const watch_stream *s, int64_t id)
         if (s->w[i]->id == id)
             return s->w[i];
     return NULL;
-}
-
-static int bytes_order(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen)
-{
-    size_t n = alen < blen ? alen : blen;
-    int c = n ? memcmp(a, b, n) : 0;
-    if (c != 0)
-        return c;
-    return alen < blen ? -1 : alen > blen;
 }
 
 static bool matches(const struct watcher *w, const uint8_t *k, size_t klen)
@@ -240,16 +232,6 @@ static int batch_add(struct batch *b, const struct kv_record *rec, int64_t main)
         e->prev_kv = prev_of(w->stream->hub, b->a, rec, main);
     b->ev[b->n++] = e;
     return 0;
-}
-
-static size_t varint_len(size_t v)
-{
-    size_t n = 1;
-    while (v >= 0x80) {
-        v >>= 7;
-        n++;
-    }
-    return n;
 }
 
 /* etcd's sendFragments: a response of fragment_bytes or more, with two
