@@ -279,40 +279,30 @@ def test_lease_and_watch_metrics_as_etcd(pair):
     assert got[0]["etcd_debugging_mvcc_watcher_total"] == 1
 
 
+def read_varint(buf, i):
+    v, shift = 0, 0
+    while True:
+        b = buf[i]
+        i += 1
+        v |= (b & 0x7F) << shift
+        shift += 7
+        if b < 0x80:
+            return v, i
+
+
 def top_level_varint(buf, field):
     """The value of a top-level varint field in protobuf bytes, or None
     (python3-etcd3's stubs predate WatchResponse.fragment)."""
     i = 0
     while i < len(buf):
-        tag, shift = 0, 0
-        while True:
-            b = buf[i]
-            i += 1
-            tag |= (b & 0x7F) << shift
-            shift += 7
-            if b < 0x80:
-                break
+        tag, i = read_varint(buf, i)
         num, wt = tag >> 3, tag & 7
         if wt == 0:
-            v, shift = 0, 0
-            while True:
-                b = buf[i]
-                i += 1
-                v |= (b & 0x7F) << shift
-                shift += 7
-                if b < 0x80:
-                    break
+            v, i = read_varint(buf, i)
             if num == field:
                 return v
         elif wt == 2:
-            n, shift = 0, 0
-            while True:
-                b = buf[i]
-                i += 1
-                n |= (b & 0x7F) << shift
-                shift += 7
-                if b < 0x80:
-                    break
+            n, i = read_varint(buf, i)
             i += n
         else:
             raise ValueError("wire type %d" % wt)
