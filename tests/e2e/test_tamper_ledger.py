@@ -35,7 +35,9 @@ def leaves_of(s, chunk):
     return [f.leaf for f in ledgerfile.frames(s.data_dir / "ledger") if f.chunk == chunk]
 
 
-def check_refused(s, names):
+def check_refused(s, names, audit_fails=True):
+    """Refused at start, naming one of names, with no answer and no file
+    changed; the offline audit fails too unless the ledger is valid alone."""
     before = dir_state(s.data_dir)
     answers = start_reading(s)
     log = s.log_text(True)
@@ -46,8 +48,10 @@ def check_refused(s, names):
     assert why is not None, "no refusal line; log:\n" + log[-2000:]
     assert "ledger" in why and any(n in why for n in names), why
     assert dir_state(s.data_dir) == before, "a refused start changed files"
-    a = audit(s)
-    assert a.returncode != 0, "the tampered ledger audits clean: " + a.stdout
+    if audit_fails:
+        a = audit(s)
+        assert a.returncode != 0, "the tampered ledger audits clean: " + a.stdout
+    return why
 
 
 @pytest.mark.parametrize("where", ["body", "private", "signature"])
@@ -93,7 +97,7 @@ def test_signed_chunk_cut_short(server_factory):
 
 def test_ledger_cut_behind_the_raft_snapshot(server_factory):
     """Every chunk after the second sealed one removed: what is left is a
-    valid shorter ledger (it audits clean on its own), but the raft log's
+    shorter ledger, valid on its own, but the raft log's
     snapshot covers entries it no longer holds. Refused from the snapshot's
     POSITION before the engine is opened, so no file changes."""
     s, sealed = make_ledger(server_factory)
@@ -101,16 +105,8 @@ def test_ledger_cut_behind_the_raft_snapshot(server_factory):
     names = ledgerfile.chunks(ledger)
     for n in names[names.index(sealed[1]) + 1:]:
         (ledger / n).unlink()
-    before = dir_state(s.data_dir)
-    answers = start_reading(s)
-    log = s.log_text(True)
-    assert s.proc.poll() is not None, "lskvd served a cut ledger; log:\n" + log[-2000:]
-    assert s.proc.returncode != 0
-    assert answers == [], "answered %d reads before refusing" % len(answers)
-    why = refusal_line(s)
-    assert why is not None, "no refusal line; log:\n" + log[-2000:]
-    assert "raft snapshot" in why and "ledger entries were lost" in why, why
-    assert dir_state(s.data_dir) == before, "a refused start changed files"
+    why = check_refused(s, ["ledger entries were lost"], audit_fails=False)
+    assert "raft snapshot" in why, why
 
 
 def test_untampered_ledger_starts(server_factory):
