@@ -43,6 +43,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "common/bytes.h"
 #include "common/err.h"
@@ -95,6 +96,9 @@ struct recstore {
     char failed_msg[LSKV_ERRMSG_SIZE];
     uint64_t cache_hits;
     uint64_t engine_reads;
+
+    int64_t disk_bytes;        /* recstore_disk_bytes, measured at disk_bytes_ms */
+    uint64_t disk_bytes_ms;
 };
 
 void recstore_make_id(int64_t main, int64_t sub, uint8_t id[RECSTORE_ID_BYTES])
@@ -637,9 +641,20 @@ out:
     return rv;
 }
 
+/* The engine walks its directory to answer (a stat per file): every write's
+ * quota check asks, so one answer serves DISK_BYTES_MS. */
+#define DISK_BYTES_MS 100
+
 int64_t recstore_disk_bytes(recstore *rs)
 {
-    return rs->engine->disk_bytes(rs->engine);
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    uint64_t now = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000 + 1;
+    if (rs->disk_bytes_ms == 0 || now - rs->disk_bytes_ms >= DISK_BYTES_MS) {
+        rs->disk_bytes = rs->engine->disk_bytes(rs->engine);
+        rs->disk_bytes_ms = now;
+    }
+    return rs->disk_bytes;
 }
 
 int64_t recstore_engine_mem_bytes(recstore *rs)

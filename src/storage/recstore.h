@@ -112,7 +112,8 @@ const char *recstore_errmsg(const recstore *rs);
 int recstore_get(recstore *rs, int64_t main, int64_t sub, struct arena *a,
                  struct kv_record *out, char *errmsg);
 
-/* Approximate bytes on disk of the engine (for Maintenance.Status db size). */
+/* Approximate bytes on disk of the engine (Maintenance.Status db size, the
+ * quota): measured at most every 100 ms, so up to that old. */
 int64_t recstore_disk_bytes(recstore *rs);
 /* Memory the untrusted engine holds for itself (0 if it cannot tell). */
 int64_t recstore_engine_mem_bytes(recstore *rs);
