@@ -12,8 +12,10 @@
  * (an anchor to save). Nothing signed yet: UNAVAILABLE as for receipts; no
  * signature at exactly that size: NOT_FOUND.
  *
- * GetReceipt(revision, raft_term): the receipt of the write that made
- * revision (raft_term 0 = any term). Until a signature covers it, or while
+ * GetReceipt(revision, raft_term[, claims_digest]): the receipt of the write
+ * that made revision (raft_term 0 = any term); with claims_digest (64 hex
+ * digits), of the entry at that revision with those claims, which is how a
+ * lease grant or revoke is found (its revision is shared with others). Until a signature covers it, or while
  * the write is still in flight: UNAVAILABLE "lskv: receipt not ready, retry
  * (retry-after-ms: N)" with trailer retry-after-ms: N (over JSON: 202 with
  * Retry-After); a revision no write made (or made in another term):
@@ -30,6 +32,7 @@
 #include "api/api.h"
 #include "common/arena.h"
 #include "common/err.h"
+#include "common/hex.h"
 #include "proto/lskvserver.pb-c.h"
 
 /* True when revision may still be made by a write this node proposed. */
@@ -73,8 +76,16 @@ static void get_receipt(grpc_call *call, const uint8_t *msg, size_t len, void *c
         grpc_call_finish(call, GRPC_STATUS_UNAVAILABLE, "lskv: no ledger");
         goto out;
     }
+    uint8_t claims[32];
+    bool by_claims = req->claims_digest != NULL && req->claims_digest[0] != '\0';
+    if (by_claims && hex_decode(req->claims_digest, claims, sizeof claims) != 0) {
+        grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT,
+                         "lskv: claims_digest must be 64 hex digits");
+        goto out;
+    }
     Lskvserverpb__Receipt *receipt = NULL;
-    int rv = ledger_receipt(api->ledger, req->revision, req->raft_term, &a, &receipt, errmsg);
+    int rv = ledger_receipt_claimed(api->ledger, req->revision, req->raft_term,
+                                    by_claims ? claims : NULL, &a, &receipt, errmsg);
     if (rv == LSKV_ENOTFOUND && pending(api, req->revision, req->raft_term))
         rv = LSKV_ENOTREADY;
     if (rv == LSKV_ENOTREADY) {
@@ -83,8 +94,9 @@ static void get_receipt(grpc_call *call, const uint8_t *msg, size_t len, void *c
     }
     if (rv == LSKV_ENOTFOUND) {
         char m[160];
-        snprintf(m, sizeof m, "lskv: no write made revision %" PRId64 "%s", req->revision,
-                 req->raft_term ? " in that term" : "");
+        snprintf(m, sizeof m, "lskv: no write %s revision %" PRId64 "%s%s",
+                 by_claims ? "at" : "made", req->revision, req->raft_term ? " in that term" : "",
+                 by_claims ? " with those claims" : "");
         grpc_call_finish(call, GRPC_STATUS_NOT_FOUND, m);
         goto out;
     }

@@ -176,6 +176,11 @@ int ledger_apply_signature(ledger *l, uint64_t term, uint64_t index, int64_t rev
  * (chunk files disagree with the tree), negated errno, LSKV_ENOMEM. */
 int ledger_receipt(ledger *l, int64_t revision, uint64_t raft_term, struct arena *a,
                    Lskvserverpb__Receipt **out, char *errmsg);
+/* As ledger_receipt for the entry at `revision` whose claims digest is
+ * claims_digest (32 bytes; any entry type), NULL: as ledger_receipt. */
+int ledger_receipt_claimed(ledger *l, int64_t revision, uint64_t raft_term,
+                           const uint8_t *claims_digest, struct arena *a,
+                           Lskvserverpb__Receipt **out, char *errmsg);
 /* As ledger_receipt for a leaf index (any entry type). */
 int ledger_receipt_at(ledger *l, uint64_t leaf, struct arena *a, Lskvserverpb__Receipt **out,
                       char *errmsg);

@@ -248,7 +248,21 @@ struct want {
     uint64_t leaf;
     int64_t rev;
     uint64_t term;
+    const uint8_t *claims; /* with rev: the entry with these claims, else the KV entry */
 };
+
+/* The entry asked for by revision: the KV entry that made rev, or with a
+ * claims digest, the entry at rev that claims it (any type: a lease
+ * command's revision is shared). */
+static bool entry_is_wanted(int64_t rev, const uint8_t *claims, int64_t e_rev, uint8_t e_type,
+                            const uint8_t e_claims[MERKLE_HASH_BYTES])
+{
+    if (e_rev != rev)
+        return false;
+    if (claims != NULL)
+        return memcmp(claims, e_claims, MERKLE_HASH_BYTES) == 0;
+    return e_type == CHUNK_ENTRY_KV;
+}
 
 /* Receipt of an entry below the window: the tree from the point (block or
  * chunk start) at or below it, the leaves of its block from the file, then
@@ -289,7 +303,8 @@ static int receipt_from_disk(ledger *l, struct want w, struct arena *a,
             if (!have && w.rev > 0 && e.revision > w.rev) {
                 rv = LSKV_ENOTFOUND;
                 done = true;
-            } else if (!have && (w.rev > 0 ? e.revision == w.rev && e.type == CHUNK_ENTRY_KV
+            } else if (!have && (w.rev > 0 ? entry_is_wanted(w.rev, w.claims, e.revision, e.type,
+                                                             e.claims_digest)
                                           : i == w.leaf)) {
                 have = true;
                 f = (struct found){.leaf = i, .term = e.term, .index = e.index,
@@ -350,10 +365,12 @@ int ledger_receipt_at(ledger *l, uint64_t leaf, struct arena *a, Lskvserverpb__R
     return LSKV_ENOTREADY;
 }
 
-/* The first KV entry with revision rev: 0 and *f, LSKV_ENOTFOUND, or an
- * error; 1 with files (may the files hold it) when it is not in the
- * window. Revisions never decrease along the ledger (invariant 4). */
-static int find_revision(ledger *l, int64_t rev, bool files, struct found *f, char *errmsg)
+/* The first entry with revision rev that entry_is_wanted: 0 and *f,
+ * LSKV_ENOTFOUND, or an error; 1 with files (may the files hold it) when it
+ * is not in the window. Revisions never decrease along the ledger
+ * (invariant 4). */
+static int find_revision(ledger *l, int64_t rev, const uint8_t *claims, bool files,
+                         struct found *f, char *errmsg)
 {
     uint64_t base = merkle_base(l->tree);
     const struct chunk_info *open = &l->chunks[l->n_chunks - 1];
@@ -370,7 +387,8 @@ static int find_revision(ledger *l, int64_t rev, bool files, struct found *f, ch
                 hi = mid;
         }
         for (size_t i = lo; i < l->n_win && l->win[i].revision == rev; i++) {
-            if (l->win[i].type == CHUNK_ENTRY_KV) {
+            if (entry_is_wanted(rev, claims, l->win[i].revision, l->win[i].type,
+                                l->win[i].claims_digest)) {
                 f->leaf = base + i;
                 f->term = l->win[i].term;
                 return 0;
@@ -396,7 +414,7 @@ static int find_revision(ledger *l, int64_t rev, bool files, struct found *f, ch
                 past = true;
                 break;
             }
-            if (e.revision == rev && e.type == CHUNK_ENTRY_KV) {
+            if (entry_is_wanted(rev, claims, e.revision, e.type, e.claims_digest)) {
                 f->leaf = s.leaf - 1;
                 f->term = e.term;
                 found = true;
@@ -415,11 +433,19 @@ static int find_revision(ledger *l, int64_t rev, bool files, struct found *f, ch
 int ledger_receipt(ledger *l, int64_t revision, uint64_t raft_term, struct arena *a,
                    Lskvserverpb__Receipt **out, char *errmsg)
 {
+    return ledger_receipt_claimed(l, revision, raft_term, NULL, a, out, errmsg);
+}
+
+int ledger_receipt_claimed(ledger *l, int64_t revision, uint64_t raft_term,
+                           const uint8_t *claims_digest, struct arena *a,
+                           Lskvserverpb__Receipt **out, char *errmsg)
+{
     struct found f = {0};
-    int rv = find_revision(l, revision, true, &f, errmsg);
+    int rv = find_revision(l, revision, claims_digest, true, &f, errmsg);
     if (rv == 1) /* found and proved in one read of the files */
-        rv = receipt_from_disk(l, (struct want){.rev = revision, .term = raft_term}, a, out,
-                               errmsg);
+        rv = receipt_from_disk(
+            l, (struct want){.rev = revision, .term = raft_term, .claims = claims_digest}, a, out,
+            errmsg);
     else if (rv == 0 && raft_term != 0 && f.term != raft_term)
         rv = LSKV_ENOTFOUND;
     else if (rv == 0)
@@ -434,7 +460,7 @@ int ledger_tx_status(ledger *l, int64_t revision, uint64_t raft_term,
                      enum ledger_tx_status *out, char *errmsg)
 {
     struct found f = {0};
-    int rv = find_revision(l, revision, false, &f, errmsg);
+    int rv = find_revision(l, revision, NULL, false, &f, errmsg);
     if (rv == LSKV_ENOTFOUND) {
         *out = LEDGER_TX_UNKNOWN;
         return 0;

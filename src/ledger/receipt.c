@@ -79,6 +79,16 @@ static const struct {
                      LSKVSERVERPB__RECEIPT_CLAIMS__RESPONSE_RESPONSE_TXN,
                      &etcdserverpb__txn_request__descriptor,
                      &etcdserverpb__txn_response__descriptor},
+    [RECEIPT_LEASE_GRANT] = {"lease_grant",
+                             LSKVSERVERPB__RECEIPT_CLAIMS__REQUEST_REQUEST_LEASE_GRANT,
+                             LSKVSERVERPB__RECEIPT_CLAIMS__RESPONSE_RESPONSE_LEASE_GRANT,
+                             &etcdserverpb__lease_grant_request__descriptor,
+                             &etcdserverpb__lease_grant_response__descriptor},
+    [RECEIPT_LEASE_REVOKE] = {"lease_revoke",
+                              LSKVSERVERPB__RECEIPT_CLAIMS__REQUEST_REQUEST_LEASE_REVOKE,
+                              LSKVSERVERPB__RECEIPT_CLAIMS__RESPONSE_RESPONSE_LEASE_REVOKE,
+                              &etcdserverpb__lease_revoke_request__descriptor,
+                              &etcdserverpb__lease_revoke_response__descriptor},
 };
 
 int receipt_kind_from_name(const char *name, enum receipt_kind *out)

@@ -47,9 +47,16 @@ struct receipt_parts {
 int receipt_build(const struct receipt_parts *p, struct arena *a, Lskvserverpb__Receipt **out);
 
 /* The writes a receipt can be for. */
-enum receipt_kind { RECEIPT_PUT, RECEIPT_DELETE_RANGE, RECEIPT_TXN };
+enum receipt_kind {
+    RECEIPT_PUT,
+    RECEIPT_DELETE_RANGE,
+    RECEIPT_TXN,
+    RECEIPT_LEASE_GRANT,
+    RECEIPT_LEASE_REVOKE
+};
 
-/* The kind named "put", "delete_range" or "txn". Errors: LSKV_EINVAL. */
+/* The kind named "put", "delete_range", "txn", "lease_grant" or
+ * "lease_revoke". Errors: LSKV_EINVAL. */
 int receipt_kind_from_name(const char *name, enum receipt_kind *out);
 /* The request and response message types of kind (PutRequest, ...). */
 const ProtobufCMessageDescriptor *receipt_request_type(enum receipt_kind k);

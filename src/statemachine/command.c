@@ -147,13 +147,14 @@ static const struct command_kind command_kinds[] = {
     {COMMAND_COMPACTION, "compaction", &etcdserverpb__compaction_request__descriptor, NULL,
      apply_compaction, LEDGER_ENTRY_COMPACT, false, 0},
     {COMMAND_SIGNATURE, "signature", NULL, NULL, NULL, LEDGER_ENTRY_SIGNATURE, false, 0},
-    /* Lease entries have no receipt kind yet: their ledger entry (type
-     * LEASE) holds the command itself, as a compaction's does; a revoke's
-     * deletes follow from it and the state before. */
+    /* A lease entry's write set is the command itself, as a compaction's
+     * (fsm.c ledger_record): a grant changes no key, and a revoke's deletes
+     * follow from it and the state before. Their receipts are found by
+     * revision and claims digest (lskvserver.proto GetReceiptRequest). */
     {COMMAND_LEASE_GRANT, "lease_grant", &etcdserverpb__lease_grant_request__descriptor,
-     validate_lease_grant, apply_lease_grant, LEDGER_ENTRY_LEASE, false, 0},
+     validate_lease_grant, apply_lease_grant, LEDGER_ENTRY_LEASE, true, RECEIPT_LEASE_GRANT},
     {COMMAND_LEASE_REVOKE, "lease_revoke", &etcdserverpb__lease_revoke_request__descriptor, NULL,
-     apply_lease_revoke, LEDGER_ENTRY_LEASE, false, 0},
+     apply_lease_revoke, LEDGER_ENTRY_LEASE, true, RECEIPT_LEASE_REVOKE},
 };
 
 const struct command_kind *command_kind_of(unsigned op)

@@ -178,10 +178,13 @@ static int ledger_record(struct fsm *f, const struct consensus_entry_info *info,
     int rv = 0;
     if (r->rv == 0 && claims != NULL) {
         e.type = kind->ledger_type;
-        if ((rv = encode_write_set(f, &ws, &e.write_set_len)) != 0 ||
-            (rv = receipt_claims_pack(claims, &cl, &e.claims_len)) != 0)
+        if (kind->ledger_type == LEDGER_ENTRY_KV &&
+            (rv = encode_write_set(f, &ws, &e.write_set_len)) != 0)
             goto out;
-        e.write_set = ws;
+        if ((rv = receipt_claims_pack(claims, &cl, &e.claims_len)) != 0)
+            goto out;
+        if (ws != NULL)
+            e.write_set = ws;
         e.claims = cl;
     } else if (r->rv == 0 && kind != NULL) {
         e.type = kind->ledger_type;

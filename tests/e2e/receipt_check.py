@@ -125,7 +125,8 @@ def drop_field(msg, field):
     return bytes(out)
 
 
-KIND_FIELDS = {"put": (1, 4), "delete_range": (2, 5), "txn": (3, 6)}
+KIND_FIELDS = {"put": (1, 4), "delete_range": (2, 5), "txn": (3, 6), "lease_grant": (7, 9),
+               "lease_revoke": (8, 10)}
 
 
 def claims_digest(request, response, kind="put"):

@@ -128,6 +128,58 @@ def test_receipts_for_delete_and_txn_over_grpc(lskvd, tmp_path):
         assert b.returncode == 0, (kind, b.stdout, b.stderr)
 
 
+def test_receipts_for_lease_grant_and_revoke(lskvd, tmp_path):
+    """Lease commands are ledger entries with receipts: a grant and a keyless
+    revoke make no revision (as in etcd), so they are asked for by the
+    revision in their header and their claims."""
+    lease = rpc_pb2_grpc.LeaseStub(lskvd.channel())
+    kv = lskvd.kv()
+    cert = service_cert(lskvd)
+    cases = []
+    g1 = rpc_pb2.LeaseGrantRequest(ID=0x51, TTL=60)
+    cases.append(("lease_grant", g1, lease.LeaseGrant(g1)))
+    kv.Put(rpc_pb2.PutRequest(key=b"lease-rk", value=b"v", lease=0x51))
+    g2 = rpc_pb2.LeaseGrantRequest(TTL=30)  # server-chosen ID
+    cases.append(("lease_grant", g2, lease.LeaseGrant(g2)))
+    r1 = rpc_pb2.LeaseRevokeRequest(ID=0x51)  # deletes a key: a revision of its own
+    cases.append(("lease_revoke", r1, lease.LeaseRevoke(r1)))
+    r2 = rpc_pb2.LeaseRevokeRequest(ID=cases[1][2].ID)  # no key: shares a revision
+    cases.append(("lease_revoke", r2, lease.LeaseRevoke(r2)))
+    assert cases[2][2].header.revision == cases[1][2].header.revision + 1
+    assert cases[3][2].header.revision == cases[2][2].header.revision
+    # A grant with ID 0 is applied (and claimed) with the ID the server chose.
+    cases[1] = ("lease_grant", rpc_pb2.LeaseGrantRequest(ID=cases[1][2].ID, TTL=30), cases[1][2])
+    for i, (kind, req, resp) in enumerate(cases):
+        rev, term = resp.header.revision, resp.header.raft_term
+        rq, rs = write_claims(tmp_path, "%s%d" % (kind, i), req, resp)
+        out = str(tmp_path / ("%s%d.json" % (kind, i)))
+        r = ctl("receipt", "get", rev, "--term", term, "--endpoints", lskvd.url, "--out", out,
+                "--request", rq, "--response", rs, "--kind", kind)
+        assert r.returncode == 0, (kind, r.stderr)
+        a, b = verify_both(out, cert, rq, rs, kind)
+        assert a.returncode == 0 and "claims match" in a.stdout, (kind, a.stdout, a.stderr)
+        assert b.returncode == 0, (kind, b.stdout, b.stderr)
+        # The receipt is this command's: the other kind's claims do not match.
+        other = "lease_revoke" if kind == "lease_grant" else "lease_grant"
+        a, b = verify_both(out, cert, rq, rs, other)
+        assert a.returncode != 0 and b.returncode != 0, (kind, a.stdout, b.stdout)
+    # A response the server did not give (another TTL) has no receipt.
+    forged = rpc_pb2.LeaseGrantResponse()
+    forged.CopyFrom(cases[0][2])
+    forged.TTL += 1
+    rq, rs = write_claims(tmp_path, "forged", cases[0][1], forged)
+    r = ctl("receipt", "get", forged.header.revision, "--endpoints", lskvd.url, "--timeout", "2",
+            "--request", rq, "--response", rs, "--kind", "lease_grant")
+    assert r.returncode == 1 and "status 5" in r.stderr and "with those claims" in r.stderr, \
+        r.stderr
+    # A digest that is not 64 hex digits is refused as such.
+    with pytest.raises(grpc.RpcError) as e:
+        lskvd.channel().unary_unary("/etcdserverpb.Receipt/GetReceipt")(
+            b"\x08" + varint(cases[0][2].header.revision) + b"\x1a\x03xyz", timeout=10)
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "64 hex digits" in e.value.details()
+
+
 def test_tampered_receipt_request_or_response_fails_with_a_reason(lskvd, tmp_path):
     cert = service_cert(lskvd)
     rev, term = put_json(lskvd, "tk", "tv-original")

@@ -111,10 +111,15 @@ static void check_receipt(struct fixture *f, int64_t rev)
     rv = receipt_verify(r, f->svc, cd, NULL, errmsg);
     if (rv != 0)
         TEST_FAIL("verify rev %lld: %s", (long long)rev, errmsg);
-    /* the claims of another revision must not verify */
+    /* found by its claims too (the same leaf); the claims of another
+     * revision neither verify nor find an entry at rev */
+    Lskvserverpb__Receipt *r2;
+    ASSERT_EQ(ledger_receipt_claimed(f->l, rev, 2, cd, &a, &r2, errmsg), 0);
+    ASSERT_EQ(r2->tx_receipt->leaf_index, r->tx_receipt->leaf_index);
     c = snprintf(claims, sizeof claims, "claims-%lld", (long long)rev + 1);
     SHA256((const unsigned char *)claims, (size_t)c, cd);
     ASSERT_EQ(receipt_verify(r, f->svc, cd, NULL, errmsg), LSKV_ECORRUPT);
+    ASSERT_EQ(ledger_receipt_claimed(f->l, rev, 2, cd, &a, &r2, errmsg), LSKV_ENOTFOUND);
     arena_close(&a);
 }
 

@@ -24,16 +24,18 @@
 static const char usage[] =
     "usage: lskvctl <command> ...\n"
     "  receipt verify FILE --service-cert CERT [--request R --response S\n"
-    "                 [--kind put|delete_range|txn]] [--anchor A]\n"
+    "                 [--kind put|delete_range|txn|lease_grant|lease_revoke]] [--anchor A]\n"
     "      verify a receipt (JSON, as GetReceipt returns it) offline; R and S are\n"
     "      the binary protobuf request and response the receipt is for; with an\n"
     "      anchor, the receipt's tree and the anchor's must be one history (the\n"
     "      receipt must carry the proof: receipt get --anchor)\n"
     "  receipt get REV [--term T] [--endpoints URL] [--out FILE] [--timeout SEC]\n"
-    "                 [--anchor A]\n"
+    "                 [--anchor A] [--request R --response S [--kind K]]\n"
     "      fetch the receipt of the write that made revision REV (JSON), retrying\n"
     "      while the server says it is not signed yet (default timeout 10 s); with\n"
-    "      an anchor, embed the consistency proof between its tree and the anchor's\n"
+    "      an anchor, embed the consistency proof between its tree and the anchor's;\n"
+    "      with R and S, of the write at REV with those claims (how lease commands,\n"
+    "      which make no revision of their own, are found)\n"
     "  anchor get [--endpoints URL] [--out FILE]\n"
     "      save the latest signed root (JSON): an anchor for --anchor\n"
     "  tx-status REV [--term T] [--endpoints URL]\n"
@@ -137,7 +139,8 @@ static int claims_from_files(const char *kind, const char *req_path, const char 
     enum receipt_kind k;
     rv = LSKV_EINVAL;
     if (receipt_kind_from_name(kind, &k) != 0) {
-        errmsg_printf(errmsg, "--kind must be put, delete_range or txn");
+        errmsg_printf(errmsg, "--kind must be put, delete_range, txn, lease_grant or "
+                              "lease_revoke");
         goto out;
     }
     a = protobuf_c_message_unpack(receipt_request_type(k), NULL, rql, rq);
@@ -298,6 +301,11 @@ int cmd_receipt_get(int argc, char **argv)
     const char *out_path = lskvctl_opt(argc, argv, "--out");
     const char *timeout_s = lskvctl_opt(argc, argv, "--timeout");
     const char *anchor_path = lskvctl_opt(argc, argv, "--anchor");
+    const char *claims_req = lskvctl_opt(argc, argv, "--request");
+    const char *claims_resp = lskvctl_opt(argc, argv, "--response");
+    const char *kind = lskvctl_opt(argc, argv, "--kind");
+    if ((claims_req == NULL) != (claims_resp == NULL) || (kind != NULL && claims_req == NULL))
+        return usage_error(cmd, "--request and --response go together (--kind with them)", NULL);
     struct write_ref w;
     if (write_ref_parse(argc, argv, cmd, true, &w) != 0)
         return EXIT_USAGE;
@@ -307,7 +315,17 @@ int cmd_receipt_get(int argc, char **argv)
     Lskvserverpb__GetReceiptRequest req = LSKVSERVERPB__GET_RECEIPT_REQUEST__INIT;
     req.revision = w.rev;
     req.raft_term = w.term;
-    uint8_t buf[64];
+    char digest_hex[2 * 32 + 1];
+    if (claims_req != NULL) {
+        uint8_t digest[32];
+        if (claims_from_files(kind ? kind : "put", claims_req, claims_resp, digest, errmsg) != 0) {
+            lskvctl_fail(cmd, "%s", errmsg);
+            return EXIT_USAGE;
+        }
+        hex_encode(digest, sizeof digest, digest_hex);
+        req.claims_digest = digest_hex;
+    }
+    uint8_t buf[160];
     size_t n = lskvserverpb__get_receipt_request__pack(&req, buf);
     for (;;) {
         struct lskvctl_reply r;
