@@ -43,6 +43,7 @@
 
 #include "common/bytes.h"
 #include "common/err.h"
+#include "common/hash64.h"
 
 struct gen {
     int64_t ver;     /* puts + tombstones ever appended to this generation */
@@ -549,31 +550,9 @@ static kvindex_entry *entry_new(kvindex *ix, const uint8_t *key, size_t key_len)
 
 /* ---- hash table (exact-key accelerator) ---- */
 
-static inline uint64_t mix64(uint64_t x)
-{
-    x ^= x >> 30;
-    x *= 0xbf58476d1ce4e5b9ULL;
-    x ^= x >> 27;
-    x *= 0x94d049bb133111ebULL;
-    x ^= x >> 31;
-    return x;
-}
-
 uint64_t kvindex_key_hash(const uint8_t *key, size_t len)
 {
-    uint64_t h = 0x9e3779b97f4a7c15ULL ^ (uint64_t)len;
-    size_t i = 0;
-    for (; i + 8 <= len; i += 8) {
-        uint64_t w;
-        memcpy(&w, key + i, 8);
-        h = mix64(h ^ w);
-    }
-    if (i < len) {
-        uint64_t w = 0;
-        memcpy(&w, key + i, len - i);
-        h = mix64(h ^ w ^ 0x5555555555555555ULL);
-    }
-    return h;
+    return hash_bytes64(0, key, len);
 }
 
 static inline kvindex_entry *slot_entry(ht_slot s)

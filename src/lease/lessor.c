@@ -16,6 +16,7 @@
 
 #include "common/bytes.h"
 #include "common/err.h"
+#include "common/hash64.h"
 
 #define SNAPSHOT_VERSION 1
 
@@ -51,24 +52,9 @@ struct lessor {
 
 /* ---- hashing ---- */
 
-static uint64_t mix64(uint64_t x)
-{
-    x ^= x >> 33;
-    x *= 0xff51afd7ed558ccdULL;
-    x ^= x >> 33;
-    x *= 0xc4ceb9fe1a85ec53ULL;
-    x ^= x >> 33;
-    return x;
-}
-
 static uint64_t key_hash(const lessor *l, const uint8_t *key, size_t len)
 {
-    uint64_t h = l->seed ^ 0xcbf29ce484222325ULL;
-    for (size_t i = 0; i < len; i++) {
-        h ^= key[i];
-        h *= 0x100000001b3ULL;
-    }
-    return mix64(h ^ len);
+    return hash_bytes64(l->seed, key, len);
 }
 
 static size_t id_slot(const lessor *l, int64_t id)

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "common/err.h"
+#include "common/hash64.h"
 
 struct cache_entry {
     struct cache_entry *hnext; /* bucket chain */
@@ -35,14 +36,7 @@ enum { INITIAL_BUCKETS = 64 };
 
 static uint64_t mix(int64_t main, int64_t sub)
 {
-    /* splitmix64 finaliser over both halves of the id. */
-    uint64_t x = (uint64_t)main * 0x9e3779b97f4a7c15ULL ^ (uint64_t)sub;
-    x ^= x >> 30;
-    x *= 0xbf58476d1ce4e5b9ULL;
-    x ^= x >> 27;
-    x *= 0x94d049bb133111ebULL;
-    x ^= x >> 31;
-    return x;
+    return mix64((uint64_t)main * 0x9e3779b97f4a7c15ULL ^ (uint64_t)sub);
 }
 
 static size_t charge(size_t len)
