@@ -555,6 +555,12 @@ static void fill_watch_header(void *arg, Etcdserverpb__ResponseHeader *h)
     api_fill_header(&d->api, h);
 }
 
+static size_t watch_total_queued(void *arg)
+{
+    struct daemon *d = arg;
+    return d->server ? grpc_server_pending_out_bytes(d->server) : 0;
+}
+
 static void watch_corrupt(void *arg, const char *errmsg)
 {
     struct daemon *d = arg;
@@ -689,6 +695,11 @@ static int open_daemon(struct daemon *d, char *errmsg)
     fsm_set_leases(&d->fsm, d->leases);
     struct watch_hub_config wc = {.kv = d->kv, .fill_header = fill_watch_header,
                                   .on_corrupt = watch_corrupt, .arg = d,
+                                  /* one budget for what clients send and
+                                   * what they are slow to read */
+                                  .total_queued = watch_total_queued,
+                                  .max_total_queued_bytes =
+                                      (size_t)c->max_buffered_request_bytes,
                                   /* etcd's watch server: the request limit
                                    * plus its gRPC overhead allowance */
                                   .fragment_bytes = (size_t)c->max_request_bytes + 512 * 1024};

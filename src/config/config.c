@@ -56,7 +56,8 @@ static const struct opt opts[] = {
      F(max_buffered_request_bytes), 0,
      "Server-wide bound on request bytes held at once: partly received requests, and "
      "writes proposed but not yet applied, each up to this; a request beyond it gets "
-     "'etcdserver: too many requests' (lskv)."},
+     "'etcdserver: too many requests'; and watch output clients are slow to read, beyond "
+     "which watchers catch up from history (lskv)."},
     {"max-txn-ops", OPT_INT, "128", 1, 4096 /* KV_TXN_OPS_LIMIT */, F(max_txn_ops), 0,
      "Maximum number of operations permitted in a transaction (at most 4096; txns nest "
      "at most 128 levels deep, lskv)."},

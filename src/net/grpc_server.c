@@ -92,6 +92,7 @@ struct grpc_server {
     size_t n_methods;
     size_t max_recv;
     size_t buffered, max_buffered; /* invariant 5 */
+    size_t out_pending;            /* every call's out queue, in bytes */
     uint64_t refused;              /* calls refused by invariant 5 */
     nghttp2_session_callbacks *callbacks;
     struct h2_conn_hooks hooks;
@@ -208,6 +209,7 @@ static void call_free(grpc_call *call)
     free(call->message);
     free(call->trailer_name);
     free(call->trailer_value);
+    call->srv->out_pending -= call->out.len - call->out.off;
     free(call->out.buf);
     free(call->json_body);
     free(call);
@@ -289,6 +291,16 @@ static int outq_append(struct outq *q, const uint8_t *a, size_t na, const uint8_
     return 0;
 }
 
+/* outq_append on call's queue, counted in the server's out_pending. */
+static int call_out_append(grpc_call *call, const uint8_t *a, size_t na, const uint8_t *b,
+                           size_t nb)
+{
+    int rv = outq_append(&call->out, a, na, b, nb);
+    if (rv == 0)
+        call->srv->out_pending += na + nb;
+    return rv;
+}
+
 #define NV(n, v)                                                               \
     {                                                                          \
         (uint8_t *)(n), (uint8_t *)(v), sizeof(n) - 1, strlen(v), NGHTTP2_NV_FLAG_NONE \
@@ -320,6 +332,7 @@ static ssize_t data_read(nghttp2_session *session, int32_t stream_id, uint8_t *b
         size_t n = avail < length ? avail : length;
         memcpy(buf, q->buf + q->off, n);
         q->off += n;
+        call->srv->out_pending -= n;
         if (q->off == q->len && q->cap > 65536) {
             free(q->buf);
             memset(q, 0, sizeof *q);
@@ -484,7 +497,7 @@ static void json_respond(void *arg, const struct gateway_response *r)
     nghttp2_session *session = call_session(call);
     if (session == NULL)
         return;
-    if (outq_append(&call->out, (const uint8_t *)r->body, r->body_len, NULL, 0) != 0) {
+    if (call_out_append(call, (const uint8_t *)r->body, r->body_len, NULL, 0) != 0) {
         nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, call->stream_id,
                                   NGHTTP2_INTERNAL_ERROR);
         h2_conn_kick(call->conn->h2);
@@ -1138,7 +1151,7 @@ int grpc_call_send(grpc_call *call, const uint8_t *msg, size_t len)
         return LSKV_ESHUTDOWN;
     uint8_t prefix[GRPC_FRAME_PREFIX_BYTES];
     grpc_frame_prefix(prefix, (uint32_t)len);
-    int rv = outq_append(&call->out, prefix, sizeof prefix, msg, len);
+    int rv = call_out_append(call, prefix, sizeof prefix, msg, len);
     if (rv != 0)
         return rv;
     if (!call->headers_sent) {
@@ -1303,6 +1316,11 @@ const char *grpc_server_version_body(const grpc_server *srv)
 bool grpc_call_cancelled(const grpc_call *call)
 {
     return call->cancelled;
+}
+
+size_t grpc_server_pending_out_bytes(const grpc_server *srv)
+{
+    return srv->out_pending;
 }
 
 size_t grpc_call_pending_bytes(const grpc_call *call)

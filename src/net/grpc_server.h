@@ -137,6 +137,8 @@ bool grpc_call_cancelled(const grpc_call *call);
  * out yet: a streaming handler (Watch) can slow down when a client does not
  * read. */
 size_t grpc_call_pending_bytes(const grpc_call *call);
+/* The same, summed over every call of the server. */
+size_t grpc_server_pending_out_bytes(const grpc_server *srv);
 
 /* Per-call slot for the handler's own state. */
 void grpc_call_set_data(grpc_call *call, void *data);

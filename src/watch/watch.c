@@ -291,7 +291,12 @@ static int batch_send(struct batch *b, int64_t revision)
 
 static bool stream_full(const watch_stream *s)
 {
-    return s->sink.queued(s->sink.arg) > s->hub->c.max_queued_bytes;
+    const struct watch_hub_config *c = &s->hub->c;
+    size_t queued = s->sink.queued(s->sink.arg);
+    if (queued > c->max_queued_bytes)
+        return true;
+    return queued >= WATCH_STREAM_SHARE_BYTES && c->total_queued != NULL &&
+           c->max_total_queued_bytes > 0 && c->total_queued(c->arg) > c->max_total_queued_bytes;
 }
 
 /* ---- stream requests ---- */
@@ -461,16 +466,26 @@ void watch_hub_notify(watch_hub *h)
     arena_close(&a);
 }
 
+/* History read into one catch-up response, about (whole revisions: the
+ * one that crosses it is finished). Bounds what a catch-up holds in memory
+ * and queues on a stream at once, whatever the revision budget. */
+#define CATCH_UP_BYTES (1u << 20)
+#define WALK_FULL 1 /* add_history's stop: not an error */
+
 struct history_walk {
     struct batch *b;
     size_t bytes;
+    int64_t last_main; /* of the last record taken */
 };
 
 static int add_history(void *arg, const struct kv_record *rec, int64_t main, int64_t sub)
 {
     (void)sub;
     struct history_walk *hw = arg;
+    if (hw->bytes >= CATCH_UP_BYTES && main != hw->last_main)
+        return WALK_FULL;
     hw->bytes += rec->key_len + rec->value_len;
+    hw->last_main = main;
     return batch_add(hw->b, rec, main);
 }
 
@@ -510,6 +525,10 @@ static bool catch_up(watch_hub *h, struct watcher *w, size_t *budget, struct are
     char errmsg[LSKV_ERRMSG_SIZE] = "";
     int rv = kvstore_history(h->c.kv, &key, &end, w->next_rev, to, a, add_history, &hw,
                              errmsg);
+    if (rv == WALK_FULL) { /* everything up to last_main was taken */
+        to = hw.last_main;
+        rv = 0;
+    }
     if (rv == 0)
         rv = b.rv;
     if (rv == LSKV_ECORRUPT) {

@@ -15,7 +15,10 @@
  * Slow readers: a stream whose client has not read more than
  * max_queued_bytes stops getting events; its watchers become unsynced at the
  * revision they reached and catch up from history once the client reads
- * again, so a stalled client costs bounded memory, never a lost event.
+ * again, so a stalled client costs bounded memory, never a lost event. The
+ * same happens to every stream holding WATCH_STREAM_SHARE_BYTES or more
+ * while all output together exceeds max_total_queued_bytes: many slow
+ * streams stay within one server-wide budget.
  *
  * Everything runs on the loop thread. */
 #ifndef LSKV_WATCH_WATCH_H
@@ -27,6 +30,9 @@
 
 #include "kv/kvstore.h"
 #include "proto/rpc.pb-c.h"
+
+/* What a stream may hold while the server is over its output budget. */
+#define WATCH_STREAM_SHARE_BYTES (64u << 10)
 
 typedef struct watch_hub watch_hub;
 typedef struct watch_stream watch_stream;
@@ -48,6 +54,10 @@ struct watch_hub_config {
     void (*on_corrupt)(void *arg, const char *errmsg);
     void *arg;
     size_t max_queued_bytes;            /* per stream; 0: 4 MiB */
+    /* Server-wide: bytes queued for clients on all streams (and other
+     * calls); NULL or max 0: no server-wide bound. */
+    size_t (*total_queued)(void *arg);
+    size_t max_total_queued_bytes;
     size_t fragment_bytes;              /* a watcher created with fragment gets
                                            responses cut below this (etcd:
                                            --max-request-bytes + 512 KiB) */

@@ -2,6 +2,7 @@
 etcdctl watch commands on etcd and lskvd give the same responses; history
 from a start revision comes back in order; a client that does not read
 costs bounded memory and still gets every event."""
+import os
 import queue
 import subprocess
 import threading
@@ -238,6 +239,64 @@ def test_a_client_that_does_not_read_costs_bounded_memory(server_factory):
             seen += 1
     assert seen == 100000
     stalled.close()
+
+
+def test_many_slow_streams_share_one_server_wide_budget(server_factory, monkeypatch):
+    """32 streams whose clients stop reading, each owed ~40 MB of events:
+    each may hold 4 MiB, but all together stay within the server-wide
+    budget (--max-buffered-request-bytes, 8 MiB here), so RSS grows by less
+    than half the 134 MB that 32 full streams would hold (measured without
+    the budget: 140-200 MB); then every stream gets every event, in
+    order."""
+    # Under ASan, freed memory waits in a quarantine (256 MB) that RSS counts.
+    monkeypatch.setenv("ASAN_OPTIONS", os.environ.get("ASAN_OPTIONS", "") + ":quarantine_size_mb=4")
+    s = server_factory("lskvd", extra=["--cache-size", "0", "--snapshot-count", "200",
+                                       "--max-buffered-request-bytes", str(8 << 20)])
+    kv = s.kv()
+    value = b"y" * 1000
+    n_streams, n_txns = 32, 200
+
+    def rss():
+        with open("/proc/%d/status" % s.proc.pid) as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+
+    def round_of_writes(prefix):
+        for i in range(n_txns):
+            kv.Txn(P.TxnRequest(success=[
+                P.RequestOp(request_put=P.PutRequest(key=prefix + b"%03d" % j, value=value))
+                for j in range(100)]))
+
+    round_of_writes(b"warm/")
+    round_of_writes(b"m/")
+    stalled = [Session(s) for _ in range(n_streams)]
+    for w in stalled:
+        w.send(**create(b"m/", b"m0", prev_kv=True))
+        assert w.recv().created
+        w.gate.clear()
+    base = rss()
+    round_of_writes(b"m/")
+    grown = rss() - base
+    full = n_streams * (4 << 20)
+    print("RSS grew %.1f MB with %d stalled streams (%.0f MB if each held its own limit)" % (
+        grown / 1e6, n_streams, full / 1e6))
+    assert grown < full / 2, "RSS grew %.0f MB" % (grown / 1e6)
+    for w in stalled:
+        w.gate.set()
+    want = n_txns * 100
+    for w in stalled:
+        seen, last = 0, 0
+        deadline = time.monotonic() + 120
+        while seen < want and time.monotonic() < deadline:
+            r = w.recv(10)
+            assert r is not None and not isinstance(r, grpc.RpcError), r
+            for e in r.events:
+                assert e.kv.mod_revision >= last and e.prev_kv.value == value
+                last = e.kv.mod_revision
+                seen += 1
+        assert seen == want
+        w.close()
 
 
 def metrics_of(s):
