@@ -1188,7 +1188,7 @@ static int write_json(struct bench *b)
     strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", gmtime(&b->started_at));
     double el = elapsed_s(b);
     json_t *params = json_pack(
-        "{s:I, s:f, s:f, s:i, s:i, s:I, s:b, s:s, s:I, s:i, s:f, s:I, s:I, s:I, s:I, s:I}",
+        "{s:I, s:I, s:I, s:I, s:f, s:f, s:i, s:i, s:I, s:b, s:s, s:I, s:i, s:f, s:I, s:I}",
         "watchers", (json_int_t)o->watchers, "leases", (json_int_t)o->leases, "lease_ttl",
         (json_int_t)o->lease_ttl, "total",
         (json_int_t)o->total, "duration_s", o->duration_s, "rate", o->rate, "key_size",
