@@ -200,6 +200,23 @@ const char *gconn_errmsg(const struct gconn *c)
     return c->errmsg;
 }
 
+/* Grows *buf (*cap bytes, doubling from 256) to hold need bytes.
+ * Errors: UV_ENOMEM (*buf is unchanged). */
+static int buf_reserve(uint8_t **buf, size_t *cap, size_t need)
+{
+    if (need <= *cap)
+        return 0;
+    size_t n = *cap ? *cap : 256;
+    while (n < need)
+        n *= 2;
+    uint8_t *p = realloc(*buf, n);
+    if (p == NULL)
+        return UV_ENOMEM;
+    *buf = p;
+    *cap = n;
+    return 0;
+}
+
 /* ---- nghttp2 callbacks -------------------------------------------------- */
 
 static int on_header(nghttp2_session *s, const nghttp2_frame *frame, const uint8_t *name,
@@ -271,16 +288,8 @@ static int on_data_chunk(nghttp2_session *s, uint8_t flags, int32_t stream_id,
     struct gcall *call = nghttp2_session_get_stream_user_data(s, stream_id);
     if (call == NULL)
         return 0;
-    if (call->resp_len + len > call->resp_cap) {
-        size_t cap = call->resp_cap ? call->resp_cap : 256;
-        while (cap < call->resp_len + len)
-            cap *= 2;
-        uint8_t *p = realloc(call->resp, cap);
-        if (p == NULL)
-            return NGHTTP2_ERR_CALLBACK_FAILURE;
-        call->resp = p;
-        call->resp_cap = cap;
-    }
+    if (buf_reserve(&call->resp, &call->resp_cap, call->resp_len + len) != 0)
+        return NGHTTP2_ERR_CALLBACK_FAILURE;
     memcpy(call->resp + call->resp_len, data, len);
     call->resp_len += len;
     return call->on_message ? deliver_messages(user, call) : 0;
@@ -742,16 +751,8 @@ static int queue_message(struct gcall *call, const uint8_t *msg, size_t len)
         call->sent_ = 0;
     }
     size_t need = call->out_len_ + 5 + len;
-    if (need > call->out_cap_) {
-        size_t cap = call->out_cap_ ? call->out_cap_ : 256;
-        while (cap < need)
-            cap *= 2;
-        uint8_t *p = realloc(call->out_, cap);
-        if (p == NULL)
-            return UV_ENOMEM;
-        call->out_ = p;
-        call->out_cap_ = cap;
-    }
+    if (buf_reserve(&call->out_, &call->out_cap_, need) != 0)
+        return UV_ENOMEM;
     uint8_t *p = call->out_ + call->out_len_;
     p[0] = 0; /* not compressed */
     p[1] = (uint8_t)(len >> 24);

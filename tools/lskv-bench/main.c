@@ -441,6 +441,33 @@ static int build_request(struct bench *b, struct client *cl)
     return pack_into(cl, &range.base);
 }
 
+/* LeaseGrant (the id is kept for the keep-alives) and LeaseKeepAlive. */
+static const char *check_lease_response(struct bench *b, struct client *cl, const uint8_t *msg,
+                                        size_t len)
+{
+    int grant = cl->op == OP_GRANT;
+    ProtobufCMessage *m = protobuf_c_message_unpack(
+        grant ? &etcdserverpb__lease_grant_response__descriptor
+              : &etcdserverpb__lease_keep_alive_response__descriptor,
+        NULL, len, msg);
+    if (m == NULL)
+        return grant ? "undecodable LeaseGrantResponse" : "undecodable LeaseKeepAliveResponse";
+    const char *bad = NULL;
+    if (grant) {
+        const Etcdserverpb__LeaseGrantResponse *r = (const void *)m;
+        if (r->id == 0 || r->ttl <= 0 || r->error[0] != '\0')
+            bad = "LeaseGrantResponse: no id, no TTL or an error";
+        else if (b->nleases < b->o.leases)
+            b->leases[b->nleases++] = r->id;
+    } else {
+        const Etcdserverpb__LeaseKeepAliveResponse *r = (const void *)m;
+        if (r->id != cl->lease_id || r->ttl <= 0)
+            bad = "LeaseKeepAliveResponse: another lease, or TTL <= 0 (lease gone)";
+    }
+    protobuf_c_message_free_unpacked(m, NULL);
+    return bad;
+}
+
 /* Decodes the response message of a successful call (or one message of a
  * stream); returns a description of what is wrong with it, or NULL. */
 static const char *check_response(struct bench *b, struct client *cl, const uint8_t *msg,
@@ -476,26 +503,9 @@ static const char *check_response(struct bench *b, struct client *cl, const uint
             return good ? NULL : "TxnResponse: txn-noop succeeded or has responses";
         return good ? NULL : "TxnResponse: not succeeded or wrong number of responses";
     }
-    case OP_GRANT: {
-        Etcdserverpb__LeaseGrantResponse *r =
-            etcdserverpb__lease_grant_response__unpack(NULL, len, msg);
-        if (r == NULL)
-            return "undecodable LeaseGrantResponse";
-        int good = r->id != 0 && r->ttl > 0 && r->error[0] == '\0';
-        if (good && b->nleases < b->o.leases)
-            b->leases[b->nleases++] = r->id;
-        etcdserverpb__lease_grant_response__free_unpacked(r, NULL);
-        return good ? NULL : "LeaseGrantResponse: no id, no TTL or an error";
-    }
-    case OP_KEEPALIVE: {
-        Etcdserverpb__LeaseKeepAliveResponse *r =
-            etcdserverpb__lease_keep_alive_response__unpack(NULL, len, msg);
-        if (r == NULL)
-            return "undecodable LeaseKeepAliveResponse";
-        int good = r->id == cl->lease_id && r->ttl > 0;
-        etcdserverpb__lease_keep_alive_response__free_unpacked(r, NULL);
-        return good ? NULL : "LeaseKeepAliveResponse: another lease, or TTL <= 0 (lease gone)";
-    }
+    case OP_GRANT:
+    case OP_KEEPALIVE:
+        return check_lease_response(b, cl, msg, len);
     case OP_COUNT:
         break;
     }
@@ -583,6 +593,22 @@ static int count_call_error(struct bench *b, struct client *cl, const struct gca
     return 1;
 }
 
+/* The same for a finished unary call, its response message included. */
+static int count_unary_error(struct bench *b, struct client *cl, const struct gcall *call)
+{
+    if (count_call_error(b, cl, call))
+        return 1;
+    const uint8_t *msg;
+    size_t len;
+    const char *bad = gcall_message(call, &msg, &len) != 0
+                          ? "response is not one uncompressed gRPC message"
+                          : check_response(b, cl, msg, len);
+    if (bad == NULL)
+        return 0;
+    count_error(b, "bad response: %s", bad);
+    return 1;
+}
+
 /* A client whose connection or stream is gone: it stops for good. */
 static void client_lost(struct client *cl)
 {
@@ -605,19 +631,10 @@ static void on_call_done(struct gcall *call)
         maybe_end_phase(b);
         return;
     }
-    const uint8_t *msg;
-    size_t len;
-    if (!count_call_error(b, cl, call)) {
-        const char *bad = gcall_message(call, &msg, &len) != 0
-                              ? "response is not one uncompressed gRPC message"
-                              : check_response(b, cl, msg, len);
-        if (bad != NULL) {
-            count_error(b, "bad response: %s", bad);
-        } else {
-            b->ok++;
-            bench_hist_record(b->hist, now - cl->start_ns);
-            bench_hist_record(b->op_hist[cl->op], now - cl->start_ns);
-        }
+    if (!count_unary_error(b, cl, call)) {
+        b->ok++;
+        bench_hist_record(b->hist, now - cl->start_ns);
+        bench_hist_record(b->op_hist[cl->op], now - cl->start_ns);
     }
     if (call->err != 0 && call->h2_error == 0) { /* the connection failed */
         client_lost(cl);
@@ -918,17 +935,7 @@ static void on_watch_put_done(struct gcall *call)
     if (b->phase == PHASE_DONE)
         return;
     b->t_last = now;
-    const uint8_t *msg;
-    size_t len;
-    const char *bad = NULL;
-    if (!count_call_error(b, cl, call)) {
-        bad = gcall_message(call, &msg, &len) != 0
-                  ? "response is not one uncompressed gRPC message"
-                  : check_response(b, cl, msg, len);
-        if (bad != NULL)
-            count_error(b, "bad response: %s", bad);
-    }
-    if (b->errors > 0) {
+    if (count_unary_error(b, cl, call)) {
         watch_finish(b);
         return;
     }
