@@ -664,7 +664,7 @@ static void on_keepalive_message(struct gcall *call, const uint8_t *msg, size_t 
 }
 
 /* lease-keepalive: a client's stream ended; before the end of the run that
- * is an error, and the client stops. */
+ * is an error, and the client stops, unless the client half-closed it. */
 static void on_stream_done(struct gcall *call)
 {
     struct client *cl = call->data;
@@ -677,7 +677,10 @@ static void on_stream_done(struct gcall *call)
         maybe_end_phase(b);
         return;
     }
-    if (!count_call_error(b, cl, call))
+    int failed = count_call_error(b, cl, call);
+    if (!cl->running && !failed)
+        return; /* the answer to its half-close */
+    if (!failed)
         count_error(b, "the server ended the stream (grpc-status 0)");
     if (cl->running)
         client_lost(cl);
@@ -687,6 +690,10 @@ static void client_next(struct client *cl)
 {
     struct bench *b = cl->b;
     if (b->stopping || b->issued >= b->phase_total) {
+        /* Its share is done: end its LeaseKeepAlive stream as a client
+         * does (half-close; the server then ends it with status 0). */
+        if (cl->stream_open && cl->running)
+            gcall_close_send(&cl->call);
         client_stop(cl);
         maybe_end_phase(b);
         return;
