@@ -36,6 +36,13 @@ DESCRIPTIONS = {
     "txn-noop-a-16x16": "Txn whose compare fails, a 2 KB Put in the branch not taken: a write "
                         "that changes nothing (the restart after it is the 'noopa' row below)",
     "txn-noop-b-16x16": "The same, ten times as many (the 'noopb' restart row)",
+    "watch-latency-1": "Watch latency, one watcher of one key: Puts of that key at a fixed "
+                       "rate, one at a time; latency from each Put's send to the watcher's "
+                       "event; throughput is events/s (set by the Put rate: ~1 by design)",
+    "watch-latency-1000": "The same with 1000 watchers of the key (10 per Watch stream); "
+                          "latency from each Put's send to each watcher's event",
+    "lease-keepalive-16x16": "LeaseKeepAlive: 1000 leases granted first, then keep-alives "
+                             "over one LeaseKeepAlive stream per client, one in flight each",
 }
 STATES = {
     "main": "the workloads above",
@@ -122,9 +129,34 @@ def summarise(runs, name, target):
         "p50": median([d["latency_ms"]["p50"] for d in docs]),
         "p99": median([d["latency_ms"]["p99"] for d in docs]),
         "p999": median([d["latency_ms"]["p99_9"] for d in docs]),
+        "mean": median([d["latency_ms"]["mean"] for d in docs]),
+        "put_p50": median([d["ops"]["put"]["p50"] for d in docs if "put" in d.get("ops", {})]),
         "errors": sum(d["errors"] for d in docs),
         "docs": docs,
     }
+
+
+def watch_table(runs, names):
+    """Watch latency: the mean beside the percentiles, and the Put's own
+    latency (its commit), which every event's latency includes."""
+    out = ["Watch latency (ms, from the Put's send to each watcher's event; medians of the "
+           "rounds). The Put p50 is the Put's own round trip, which the event latency "
+           "includes: the difference is the delivery to the watchers.\n",
+           "| workload | watchers | etcd mean | lskv mean | mean lskv/etcd | etcd p50 | lskv p50 "
+           "| p50 lskv/etcd | etcd p99 | lskv p99 | p99 lskv/etcd | etcd Put p50 | lskv Put p50 |",
+           "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"]
+    for name in names:
+        e = summarise(runs, name, "etcd")
+        s = summarise(runs, name, "lskv")
+        g = lambda x, k: x[k] if x else None  # noqa: E731
+        w = (e or s)["docs"][0]["params"]["watchers"]
+        out.append(f"| `{name}` | {w:,} | {fmt(g(e, 'mean'))} | {fmt(g(s, 'mean'))} "
+                   f"| {ratio(g(s, 'mean'), g(e, 'mean'))} | {fmt(g(e, 'p50'))} "
+                   f"| {fmt(g(s, 'p50'))} | {ratio(g(s, 'p50'), g(e, 'p50'))} "
+                   f"| {fmt(g(e, 'p99'))} | {fmt(g(s, 'p99'))} | {ratio(g(s, 'p99'), g(e, 'p99'))} "
+                   f"| {fmt(g(e, 'put_p50'))} | {fmt(g(s, 'put_p50'))} |")
+    out.append("")
+    return out
 
 
 def mem_table(mem):
@@ -208,7 +240,8 @@ def markdown(results, runs, rss, mem, restarts, env, plot_name):
                         kinds[k["error"]] = kinds.get(k["error"], 0) + k["count"]
                 failures.append((name, t, x["errors"], kinds))
         g = lambda x, k: x[k] if x else None  # noqa: E731
-        cell = lambda x: (fmt(x["tput"]) + x["tput_spread"]) if x else "–"  # noqa: E731
+        unit = " ev/s" if name.startswith("watch-latency") else ""
+        cell = lambda x: (fmt(x["tput"]) + unit + x["tput_spread"]) if x else "–"  # noqa: E731
         out.append(
             f"| `{name}` | {cell(e)} | {cell(s)} | {ratio(g(s, 'tput'), g(e, 'tput'))} "
             f"| {fmt(g(e, 'p50'))} | {fmt(g(s, 'p50'))} | {ratio(g(s, 'p50'), g(e, 'p50'))} "
@@ -225,15 +258,25 @@ def markdown(results, runs, rss, mem, restarts, env, plot_name):
         out.append("Hot-key history: throughput of `hot-range-s-16x16` (one key with a "
                    "long revision history) over `fresh-range-s-16x16` (the same Range on a "
                    "fresh store): " + ", ".join(hist) + " (1 = history costs nothing).\n")
+    watch = [n for n in names if runs[next(k for k in runs if k[0] == n)][0]["workload"]
+             == "watch-latency"]
+    if watch:
+        out += watch_table(runs, watch)
     out.append("Workloads:\n")
     for name in names:
         docs = (runs.get((name, "etcd")) or runs.get((name, "lskv")))
         d = docs[0]
         p = d["params"]
+        if d["workload"] == "watch-latency":
+            what = (f"{p['watchers']} watchers, {p['total']} Puts at {p['rate']:g}/s "
+                    f"+ 1 conn for the Puts")
+        elif d["workload"] == "lease-keepalive":
+            what = f"{p['total']} keep-alives, {p['leases']} leases of TTL {p['lease_ttl']} s"
+        else:
+            what = (f"{p['total']} requests, key space {p['key_space_size']}"
+                    f"{', preload %d' % p['preload'] if p['preload'] else ''}")
         out.append(f"- `{name}`: {DESCRIPTIONS.get(name, d['workload'])} "
-                   f"({d['workload']}, {d['conns']} conns x {d['clients']} streams, "
-                   f"{p['total']} requests, key space {p['key_space_size']}"
-                   f"{', preload %d' % p['preload'] if p['preload'] else ''}).")
+                   f"({d['workload']}, {d['conns']} conns x {d['clients']} streams, {what}).")
     out.append("")
     if rss:
         out.append("Memory, from /proc after the range workloads (key space loaded): peak "

@@ -55,10 +55,15 @@ done
 if [ "$QUICK" = 1 ]; then
   N_KEYS=10000; N_PUT1=300; N_PUT=10000; N_RANGE=10000; N_RANGE_L=5000; N_TXN=5000
   N_HOT=20000; N_HOT_RANGE=10000; N_BIG=100000; N_NOOP1=1000; N_NOOP2=10000
+  N_WATCH_PUTS=100; N_KEEPALIVE=10000
 else
   N_KEYS=100000; N_PUT1=3000; N_PUT=100000; N_RANGE=100000; N_RANGE_L=50000; N_TXN=50000
   N_HOT=200000; N_HOT_RANGE=100000; N_BIG=1000000; N_NOOP1=10000; N_NOOP2=100000
+  N_WATCH_PUTS=1000; N_KEEPALIVE=100000
 fi
+# watch-latency: Puts of one key at this rate (etcd's benchmark default), one
+# at a time: each waits for every watcher's event of the one before.
+WATCH_RATE=100
 VAL=256
 KS="--key-size 8 --val-size $VAL"
 C16="--conns 16 --clients 256"
@@ -66,7 +71,8 @@ C16="--conns 16 --clients 256"
 # name|server state|lskv-bench arguments. State "main" is one fresh server per
 # round for the workloads in order; "fresh" and "hot" get their own fresh
 # servers: the one-key Range on a fresh store is the control for the same
-# Range after 200k updates of that key.
+# Range after 200k updates of that key. "stream" (watch latency, lease
+# keep-alives: the streaming RPCs) gets a fresh server too.
 WORKLOADS=(
   "put-1x1|main|--conns 1 --clients 1 put $KS --key-space-size $N_KEYS --total $N_PUT1"
   "put-16x16|main|$C16 put $KS --key-space-size $N_KEYS --total $N_PUT"
@@ -80,6 +86,9 @@ WORKLOADS=(
   "mem-range-s-16x16|mem|$C16 range --key-size 16 --val-size 16 --key-space-size $N_BIG --preload $N_BIG --consistency s --total $N_RANGE"
   "txn-noop-a-16x16|noopa|$C16 txn-noop --key-size 8 --val-size 2048 --key-space-size $N_KEYS --total $N_NOOP1"
   "txn-noop-b-16x16|noopb|$C16 txn-noop --key-size 8 --val-size 2048 --key-space-size $N_KEYS --total $N_NOOP2"
+  "watch-latency-1|stream|--conns 1 --clients 1 watch-latency --watchers 1 $KS --rate $WATCH_RATE --total $N_WATCH_PUTS"
+  "watch-latency-1000|stream|--conns 10 --clients 100 watch-latency --watchers 1000 $KS --rate $WATCH_RATE --total $N_WATCH_PUTS"
+  "lease-keepalive-16x16|stream|$C16 lease-keepalive --leases 1000 --total $N_KEEPALIVE"
 )
 # Extra lskvd flags by state: "mem" measures the trusted core without the
 # value cache (what the per-key memory target is about).
@@ -195,8 +204,9 @@ run_workload() {
   line=$($PY - "$json" <<'EOF' 2>/dev/null
 import json, sys
 d = json.load(open(sys.argv[1])); l = d["latency_ms"]
-print("%9.0f req/s  p50 %7.3f  p99 %8.3f  p99.9 %8.3f ms  %d errors"
-      % (d["throughput_rps"], l["p50"], l["p99"], l["p99_9"], d["errors"]))
+print("%9.0f %s  p50 %7.3f  p99 %8.3f  p99.9 %8.3f ms  %d errors"
+      % (d["throughput_rps"], "ev/s " if d["workload"] == "watch-latency" else "req/s",
+         l["p50"], l["p99"], l["p99_9"], d["errors"]))
 EOF
   )
   printf '  r%s %-5s %-18s %s\n' "$round" "$target" "$name" "${line:-(no results)}"

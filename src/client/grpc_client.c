@@ -1,4 +1,4 @@
-/* gRPC unary calls over nghttp2 on libuv (see grpc_client.h).
+/* gRPC unary and streaming calls over nghttp2 on libuv (see grpc_client.h).
  *
  * Data flow. Reads: TCP bytes -> (TLS: memory BIO -> SSL_read) ->
  * nghttp2_session_mem_recv, whose callbacks fill the active gcall and finish
@@ -200,6 +200,23 @@ const char *gconn_errmsg(const struct gconn *c)
     return c->errmsg;
 }
 
+/* Grows *buf (*cap bytes, doubling from 256) to hold need bytes.
+ * Errors: UV_ENOMEM (*buf is unchanged). */
+static int buf_reserve(uint8_t **buf, size_t *cap, size_t need)
+{
+    if (need <= *cap)
+        return 0;
+    size_t n = *cap ? *cap : 256;
+    while (n < need)
+        n *= 2;
+    uint8_t *p = realloc(*buf, n);
+    if (p == NULL)
+        return UV_ENOMEM;
+    *buf = p;
+    *cap = n;
+    return 0;
+}
+
 /* ---- nghttp2 callbacks -------------------------------------------------- */
 
 static int on_header(nghttp2_session *s, const nghttp2_frame *frame, const uint8_t *name,
@@ -235,6 +252,35 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *frame, const uint8
     return 0;
 }
 
+/* Streaming calls: hands every complete gRPC message buffered in resp to
+ * on_message and keeps the partial rest. */
+static int deliver_messages(struct gconn *c, struct gcall *call)
+{
+    size_t off = 0;
+    while (call->resp_len - off >= 5) {
+        const uint8_t *p = call->resp + off;
+        size_t n = (size_t)p[1] << 24 | (size_t)p[2] << 16 | (size_t)p[3] << 8 | p[4];
+        if (p[0] != 0) {
+            if (c->errmsg[0] == '\0')
+                snprintf(c->errmsg, sizeof c->errmsg, "%s: compressed gRPC message", call->path);
+            return NGHTTP2_ERR_CALLBACK_FAILURE;
+        }
+        if (call->resp_len - off - 5 < n)
+            break;
+        call->on_message(call, p + 5, n);
+        if (call->conn_ != c) { /* finished inside the callback */
+            call->resp_len = 0;
+            return 0;
+        }
+        off += 5 + n;
+    }
+    if (off > 0) {
+        memmove(call->resp, call->resp + off, call->resp_len - off);
+        call->resp_len -= off;
+    }
+    return 0;
+}
+
 static int on_data_chunk(nghttp2_session *s, uint8_t flags, int32_t stream_id,
                          const uint8_t *data, size_t len, void *user)
 {
@@ -242,19 +288,11 @@ static int on_data_chunk(nghttp2_session *s, uint8_t flags, int32_t stream_id,
     struct gcall *call = nghttp2_session_get_stream_user_data(s, stream_id);
     if (call == NULL)
         return 0;
-    if (call->resp_len + len > call->resp_cap) {
-        size_t cap = call->resp_cap ? call->resp_cap : 256;
-        while (cap < call->resp_len + len)
-            cap *= 2;
-        uint8_t *p = realloc(call->resp, cap);
-        if (p == NULL)
-            return NGHTTP2_ERR_CALLBACK_FAILURE;
-        call->resp = p;
-        call->resp_cap = cap;
-    }
+    if (buf_reserve(&call->resp, &call->resp_cap, call->resp_len + len) != 0)
+        return NGHTTP2_ERR_CALLBACK_FAILURE;
     memcpy(call->resp + call->resp_len, data, len);
     call->resp_len += len;
-    return 0;
+    return call->on_message ? deliver_messages(user, call) : 0;
 }
 
 static int on_stream_close(nghttp2_session *s, int32_t stream_id, uint32_t error_code,
@@ -290,6 +328,23 @@ static ssize_t read_request(nghttp2_session *s, int32_t stream_id, uint8_t *buf,
 {
     (void)s, (void)stream_id, (void)user;
     struct gcall *call = source->ptr;
+    if (call->on_message != NULL) { /* streaming: what gcall_send queued */
+        size_t n = call->out_len_ - call->sent_;
+        if (n == 0 && !call->out_closed_) {
+            call->deferred_ = 1;
+            return NGHTTP2_ERR_DEFERRED;
+        }
+        if (n > length)
+            n = length;
+        memcpy(buf, call->out_ + call->sent_, n);
+        call->sent_ += n;
+        if (call->sent_ == call->out_len_) {
+            call->sent_ = call->out_len_ = 0;
+            if (call->out_closed_)
+                *data_flags |= NGHTTP2_DATA_FLAG_EOF;
+        }
+        return (ssize_t)n;
+    }
     size_t total = sizeof call->prefix_ + call->msg_len, n = 0;
     while (n < length && call->sent_ < total) {
         size_t chunk;
@@ -682,6 +737,64 @@ void gcall_free(struct gcall *call)
     free(call->resp);
     call->resp = NULL;
     call->resp_cap = call->resp_len = 0;
+    free(call->out_);
+    call->out_ = NULL;
+    call->out_cap_ = call->out_len_ = 0;
+}
+
+/* Appends one framed message to a streaming call's send buffer. */
+static int queue_message(struct gcall *call, const uint8_t *msg, size_t len)
+{
+    if (call->sent_ > 0) { /* drop what nghttp2 has taken */
+        memmove(call->out_, call->out_ + call->sent_, call->out_len_ - call->sent_);
+        call->out_len_ -= call->sent_;
+        call->sent_ = 0;
+    }
+    size_t need = call->out_len_ + 5 + len;
+    if (buf_reserve(&call->out_, &call->out_cap_, need) != 0)
+        return UV_ENOMEM;
+    uint8_t *p = call->out_ + call->out_len_;
+    p[0] = 0; /* not compressed */
+    p[1] = (uint8_t)(len >> 24);
+    p[2] = (uint8_t)(len >> 16);
+    p[3] = (uint8_t)(len >> 8);
+    p[4] = (uint8_t)len;
+    if (len > 0)
+        memcpy(p + 5, msg, len);
+    call->out_len_ = need;
+    return 0;
+}
+
+/* Lets nghttp2 read a streaming call's request data again. */
+static void resume_sending(struct gcall *call)
+{
+    struct gconn *c = call->conn_;
+    if (call->deferred_) {
+        call->deferred_ = 0;
+        nghttp2_session_resume_data(c->h2, call->stream_id_);
+    }
+    schedule_flush(c);
+}
+
+int gcall_send(struct gcall *call, const uint8_t *msg, size_t len)
+{
+    if (call->on_message == NULL)
+        return UV_EINVAL;
+    if (call->conn_ == NULL || call->conn_->dead || call->conn_->closing || call->out_closed_)
+        return UV_ENOTCONN;
+    int rv = queue_message(call, msg, len);
+    if (rv == 0)
+        resume_sending(call);
+    return rv;
+}
+
+void gcall_close_send(struct gcall *call)
+{
+    if (call->on_message == NULL || call->conn_ == NULL || call->out_closed_ ||
+        call->conn_->dead || call->conn_->closing)
+        return;
+    call->out_closed_ = 1;
+    resume_sending(call);
 }
 
 int gcall_start(struct gconn *c, struct gcall *call)
@@ -700,6 +813,12 @@ int gcall_start(struct gconn *c, struct gcall *call)
     call->prefix_[2] = (uint8_t)(call->msg_len >> 16);
     call->prefix_[3] = (uint8_t)(call->msg_len >> 8);
     call->prefix_[4] = (uint8_t)call->msg_len;
+    call->out_len_ = 0;
+    call->out_closed_ = 0;
+    call->deferred_ = 0;
+    if (call->on_message != NULL && call->msg != NULL &&
+        queue_message(call, call->msg, call->msg_len) != 0)
+        return UV_ENOMEM;
 
 #define NV(n, v) {(uint8_t *)(n), (uint8_t *)(v), sizeof(n) - 1, strlen(v), \
                   NGHTTP2_NV_FLAG_NO_COPY_NAME}

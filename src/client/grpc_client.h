@@ -1,5 +1,5 @@
-/* A minimal gRPC client (lskv-bench, lskvctl): unary calls over HTTP/2 (nghttp2) on
- * libuv TCP connections, cleartext (h2c with prior knowledge, http://) or TLS
+/* A minimal gRPC client (lskv-bench, lskvctl): unary and bidirectional
+ * streaming calls over HTTP/2 (nghttp2) on libuv TCP connections, cleartext (h2c with prior knowledge, http://) or TLS
  * with ALPN h2 (https://). One connection carries many concurrent calls;
  * every call is a new stream. Single-threaded: everything runs on one loop.
  *
@@ -56,14 +56,30 @@ const char *gconn_errmsg(const struct gconn *c);
  * close_cb (may be NULL) runs once the handles are closed and c is freed. */
 void gconn_close(struct gconn *c, void (*close_cb)(void *arg), void *arg);
 
-/* One unary call. The caller owns the struct, fills the request fields and
- * keeps it (and msg) alive until done is called. */
+/* One call. The caller owns the struct, fills the request fields and keeps
+ * it (and msg) alive until done is called.
+ *
+ * Unary (on_message NULL): msg is the request; the response accumulates in
+ * resp and is read with gcall_message inside done.
+ *
+ * Streaming (on_message set, e.g. Watch, LeaseKeepAlive): msg, when not
+ * NULL, is the first request message (copied at gcall_start); more follow
+ * with gcall_send, and gcall_close_send half-closes the request side. Every
+ * complete response message is handed to on_message as it arrives (resp
+ * only buffers a partial one); done is called once when the stream ends
+ * (the server's trailers, a reset, or the connection failing or closing:
+ * err UV_ECANCELED after gconn_close). */
 struct gcall {
     /* request */
     const char *path;    /* "/etcdserverpb.KV/Put"; borrowed */
     const uint8_t *msg;  /* serialized request message, borrowed */
     size_t msg_len;      /* bytes of msg */
     void (*done)(struct gcall *call); /* called once when the call ends */
+    /* streaming calls: one response message (without the gRPC prefix),
+     * valid during the callback. It may call gcall_send, or gconn_close
+     * (then done runs first and no more messages are delivered); it must
+     * not free the call. */
+    void (*on_message)(struct gcall *call, const uint8_t *msg, size_t len);
     void *data;          /* for the caller */
 
     /* result, valid inside done (reset by gcall_start) */
@@ -81,12 +97,16 @@ struct gcall {
     int32_t stream_id_;
     size_t sent_;
     uint8_t prefix_[5];
+    uint8_t *out_;       /* streaming: framed messages not yet sent */
+    size_t out_len_, out_cap_;
+    int out_closed_;     /* streaming: gcall_close_send was called */
+    int deferred_;       /* streaming: nghttp2 waits for gcall_send */
     struct gcall *next_, *prev_; /* the connection's active calls */
 };
 
 /* Prepares a call struct (zeroes it). Pair with gcall_free. */
 void gcall_init(struct gcall *call);
-/* Frees the response buffer. The call must not be active. */
+/* Frees the response and send buffers. The call must not be active. */
 void gcall_free(struct gcall *call);
 
 /* Starts call on c. The request is framed (5-byte gRPC prefix) and sent with
@@ -97,7 +117,18 @@ void gcall_free(struct gcall *call);
  * not ready or has failed), UV_ENOMEM. */
 int gcall_start(struct gconn *c, struct gcall *call);
 
-/* The response message of a finished call: exactly one uncompressed gRPC
+/* Streaming calls: queues one request message (framed, copied) on the
+ * active call; frames go out on the next loop iteration. Errors:
+ * UV_ENOTCONN (the call is not active or its request side is closed),
+ * UV_EINVAL (not a streaming call), UV_ENOMEM. */
+int gcall_send(struct gcall *call, const uint8_t *msg, size_t len);
+
+/* Streaming calls: ends the request side (END_STREAM after what is queued);
+ * the server's answers keep coming until it ends the stream. No-op when the
+ * call is not active. */
+void gcall_close_send(struct gcall *call);
+
+/* The response message of a finished unary call: exactly one uncompressed gRPC
  * frame is expected. On 0, *msg / *len point into call->resp (valid until the
  * call is restarted or freed). Errors: UV_EPROTO (no frame, several frames,
  * compressed, or length mismatch). */

@@ -1,11 +1,16 @@
 /* lskv-bench: a gRPC load generator for etcd v3 compatible servers.
  *
- *   lskv-bench [flags] put|range|txn-put|txn-noop|mixed [flags]
+ *   lskv-bench [flags] put|range|txn-put|txn-noop|mixed|watch-latency|lease-keepalive [flags]
  *
  * Flags follow etcd's `benchmark` tool where they fit (see usage()). Every
- * request is a unary gRPC call on one of --conns HTTP/2 connections; --clients
+ * request is a gRPC call on one of --conns HTTP/2 connections; --clients
  * closed-loop clients (concurrent streams) are spread over them round-robin
- * and each keeps exactly one request in flight. Every response is checked:
+ * and each keeps exactly one request in flight: a unary call, or for
+ * lease-keepalive the next message on the client's LeaseKeepAlive stream.
+ * watch-latency is driven differently (see its section): Puts at a fixed
+ * rate on their own connection, --watchers watchers over --clients Watch
+ * streams, the latency from each Put's send to each watcher's event.
+ * Every response is checked:
  * HTTP status 200, grpc-status 0 and a decodable response message; anything
  * else is counted as an error, reported by kind, and makes the exit status 1.
  *
@@ -37,12 +42,20 @@
 #define STALL_TIMEOUT_NS (30ull * 1000000000ull) /* no response at all for this long */
 #define HIST_ROWS 12
 
-enum workload { WL_PUT, WL_RANGE, WL_TXN_PUT, WL_TXN_NOOP, WL_MIXED };
-static const char *const workload_names[] = {"put", "range", "txn-put", "txn-noop", "mixed"};
-enum op { OP_PUT, OP_RANGE, OP_TXN, OP_COUNT };
-static const char *const op_names[] = {"put", "range", "txn"};
+enum workload {
+    WL_PUT, WL_RANGE, WL_TXN_PUT, WL_TXN_NOOP, WL_MIXED, WL_WATCH_LATENCY, WL_LEASE_KEEPALIVE,
+    WL_COUNT
+};
+static const char *const workload_names[] = {"put",   "range",         "txn-put",
+                                             "txn-noop", "mixed", "watch-latency",
+                                             "lease-keepalive"};
+#define WORKLOAD_LIST "put, range, txn-put, txn-noop, mixed, watch-latency or lease-keepalive"
+enum op { OP_PUT, OP_RANGE, OP_TXN, OP_GRANT, OP_KEEPALIVE, OP_COUNT };
+static const char *const op_names[] = {"put", "range", "txn", "grant", "keepalive"};
 static const char *const op_paths[] = {"/etcdserverpb.KV/Put", "/etcdserverpb.KV/Range",
-                                       "/etcdserverpb.KV/Txn"};
+                                       "/etcdserverpb.KV/Txn", "/etcdserverpb.Lease/LeaseGrant",
+                                       "/etcdserverpb.Lease/LeaseKeepAlive"};
+#define WATCH_PATH "/etcdserverpb.Watch/Watch"
 enum phase { PHASE_CONNECT, PHASE_PRELOAD, PHASE_RUN, PHASE_DONE };
 
 struct opts {
@@ -62,6 +75,9 @@ struct opts {
     unsigned txn_ops;       /* puts per txn-put transaction */
     double read_fraction;   /* mixed: share of ranges */
     uint64_t preload;       /* put keys [0, preload) before timing */
+    uint64_t watchers;      /* watch-latency: watchers over all streams */
+    uint64_t leases;        /* lease-keepalive: leases granted before timing */
+    int64_t lease_ttl;      /* lease-keepalive: their TTL in seconds */
     uint64_t seed;
     const char *cacert, *cert, *key;
     int insecure;
@@ -87,6 +103,10 @@ struct client {
     uint64_t start_ns;
     uint64_t rng;
     int running;           /* has a request in flight or waits for its rate slot */
+    int stream_open;       /* lease-keepalive: its LeaseKeepAlive stream is active */
+    uint64_t lease_round;  /* lease-keepalive: the next of its leases to renew */
+    int64_t lease_id;      /* lease-keepalive: the lease of the request in flight */
+    uint64_t watchers;     /* watch-latency: watchers on this stream */
     uint8_t *msg;          /* packed request */
     size_t msg_cap;
     char *keys;            /* txn_ops keys of key_size bytes each */
@@ -101,7 +121,8 @@ struct bench {
     struct gendpoint *eps;
     size_t neps;
     SSL_CTX *tls;
-    struct gconn **conns;
+    struct gconn **conns;  /* o.conns, and watch-latency's Put connection last */
+    unsigned nconns;
     unsigned conns_pending;
     int connect_failed;
     struct client *clients;
@@ -131,6 +152,20 @@ struct bench {
     uint64_t preload_s_ns;          /* how long the preload took */
     int exit_code;
     time_t started_at;
+
+    int64_t *leases;                /* lease-keepalive: granted lease ids */
+    uint64_t nleases;
+    struct watch_run *watch;        /* watch-latency */
+};
+
+/* watch-latency (see its section). */
+struct watch_run {
+    struct client put;          /* the Put driver, on conns[o.conns] */
+    uv_timer_t put_timer;       /* waits for the next rate slot */
+    uint64_t created;           /* watchers the server confirmed */
+    uint64_t puts;              /* Puts acknowledged */
+    uint64_t events_left;       /* events still due for the Put in flight */
+    int put_in_flight;
 };
 
 /* ---- messages ----------------------------------------------------------- */
@@ -149,7 +184,7 @@ __attribute__((format(printf, 1, 2), noreturn)) static void die(const char *fmt,
 static void usage(FILE *f)
 {
     fprintf(f,
-"usage: " PROG " [flags] put|range|txn-put|txn-noop|mixed [flags]\n"
+"usage: " PROG " [flags] put|range|txn-put|txn-noop|mixed|watch-latency|lease-keepalive [flags]\n"
 "\n"
 "Connection flags:\n"
 "  --endpoints URLS        comma-separated http:// (h2c) or https:// endpoints\n"
@@ -178,6 +213,15 @@ static void usage(FILE *f)
 "                          txn-noop: the same transaction behind a compare that never\n"
 "                          holds (version < 0): a write that changes nothing\n"
 "  --read-fraction F       mixed: share of requests that are ranges (default 0.5)\n"
+"  --watchers N            watch-latency: watchers of key 0, spread over the --clients\n"
+"                          Watch streams (default: --clients); --total Puts of that key\n"
+"                          at --rate per second (default 100) on one more connection,\n"
+"                          the next Put once every watcher got the last one's event;\n"
+"                          latency: from each Put's send to each watcher's event\n"
+"  --leases N              lease-keepalive: leases granted before timing (default:\n"
+"                          --clients); each client renews its share in turn over its own\n"
+"                          LeaseKeepAlive stream, --total keep-alives in all\n"
+"  --lease-ttl SECONDS     lease-keepalive: the leases' TTL (default 100)\n"
 "\n"
 "Output flags:\n"
 "  --json FILE             write the results as JSON\n"
@@ -195,7 +239,8 @@ __attribute__((format(printf, 1, 2), noreturn)) static void usage_error(const ch
     vfprintf(stderr, fmt, ap);
     va_end(ap);
     fputc('\n', stderr);
-    fprintf(stderr, "usage: " PROG " [flags] put|range|txn-put|txn-noop|mixed [flags]  (--help for all)\n");
+    fprintf(stderr, "usage: " PROG " [flags] WORKLOAD [flags]  (WORKLOAD: " WORKLOAD_LIST
+                    "; --help for all)\n");
     exit(EXIT_USAGE);
 }
 
@@ -321,7 +366,24 @@ static int build_request(struct bench *b, struct client *cl)
 {
     const struct opts *o = &b->o;
     enum op op;
-    if (b->phase == PHASE_PRELOAD || o->workload == WL_PUT)
+    if (o->workload == WL_LEASE_KEEPALIVE) {
+        if (b->phase == PHASE_PRELOAD) {
+            cl->op = OP_GRANT;
+            cl->call.path = op_paths[OP_GRANT];
+            Etcdserverpb__LeaseGrantRequest grant = ETCDSERVERPB__LEASE_GRANT_REQUEST__INIT;
+            grant.ttl = o->lease_ttl;
+            return pack_into(cl, &grant.base);
+        }
+        /* This client's leases in turn: index, index + clients, ... */
+        cl->op = OP_KEEPALIVE;
+        cl->call.path = op_paths[OP_KEEPALIVE];
+        cl->lease_id = b->leases[(cl->index + (uint64_t)o->clients * cl->lease_round++) %
+                                 b->nleases];
+        Etcdserverpb__LeaseKeepAliveRequest ka = ETCDSERVERPB__LEASE_KEEP_ALIVE_REQUEST__INIT;
+        ka.id = cl->lease_id;
+        return pack_into(cl, &ka.base);
+    }
+    if (b->phase == PHASE_PRELOAD || o->workload == WL_PUT || o->workload == WL_WATCH_LATENCY)
         op = OP_PUT;
     else if (o->workload == WL_RANGE)
         op = OP_RANGE;
@@ -379,14 +441,38 @@ static int build_request(struct bench *b, struct client *cl)
     return pack_into(cl, &range.base);
 }
 
-/* Decodes the response of a successful call; returns a description of what
- * is wrong with it, or NULL. */
-static const char *check_response(struct bench *b, struct client *cl)
+/* LeaseGrant (the id is kept for the keep-alives) and LeaseKeepAlive. */
+static const char *check_lease_response(struct bench *b, struct client *cl, const uint8_t *msg,
+                                        size_t len)
 {
-    const uint8_t *msg;
-    size_t len;
-    if (gcall_message(&cl->call, &msg, &len) != 0)
-        return "response is not one uncompressed gRPC message";
+    int grant = cl->op == OP_GRANT;
+    ProtobufCMessage *m = protobuf_c_message_unpack(
+        grant ? &etcdserverpb__lease_grant_response__descriptor
+              : &etcdserverpb__lease_keep_alive_response__descriptor,
+        NULL, len, msg);
+    if (m == NULL)
+        return grant ? "undecodable LeaseGrantResponse" : "undecodable LeaseKeepAliveResponse";
+    const char *bad = NULL;
+    if (grant) {
+        const Etcdserverpb__LeaseGrantResponse *r = (const void *)m;
+        if (r->id == 0 || r->ttl <= 0 || r->error[0] != '\0')
+            bad = "LeaseGrantResponse: no id, no TTL or an error";
+        else if (b->nleases < b->o.leases)
+            b->leases[b->nleases++] = r->id;
+    } else {
+        const Etcdserverpb__LeaseKeepAliveResponse *r = (const void *)m;
+        if (r->id != cl->lease_id || r->ttl <= 0)
+            bad = "LeaseKeepAliveResponse: another lease, or TTL <= 0 (lease gone)";
+    }
+    protobuf_c_message_free_unpacked(m, NULL);
+    return bad;
+}
+
+/* Decodes the response message of a successful call (or one message of a
+ * stream); returns a description of what is wrong with it, or NULL. */
+static const char *check_response(struct bench *b, struct client *cl, const uint8_t *msg,
+                                  size_t len)
+{
     switch (cl->op) {
     case OP_PUT: {
         Etcdserverpb__PutResponse *r = etcdserverpb__put_response__unpack(NULL, len, msg);
@@ -417,6 +503,9 @@ static const char *check_response(struct bench *b, struct client *cl)
             return good ? NULL : "TxnResponse: txn-noop succeeded or has responses";
         return good ? NULL : "TxnResponse: not succeeded or wrong number of responses";
     }
+    case OP_GRANT:
+    case OP_KEEPALIVE:
+        return check_lease_response(b, cl, msg, len);
     case OP_COUNT:
         break;
     }
@@ -426,6 +515,9 @@ static const char *check_response(struct bench *b, struct client *cl)
 static void client_next(struct client *cl);
 static void maybe_end_phase(struct bench *b);
 static void on_duration(uv_timer_t *t);
+static void on_keepalive_message(struct gcall *call, const uint8_t *msg, size_t len);
+static void on_stream_done(struct gcall *call);
+static void watch_finish(struct bench *b);
 
 static void client_stop(struct client *cl)
 {
@@ -441,7 +533,16 @@ static void send_request(struct client *cl)
     int rv = build_request(b, cl);
     if (rv == 0) {
         cl->start_ns = uv_hrtime();
-        rv = gcall_start(cl->conn, &cl->call);
+        if (cl->op != OP_KEEPALIVE) {
+            rv = gcall_start(cl->conn, &cl->call);
+        } else if (cl->stream_open) {
+            rv = gcall_send(&cl->call, cl->call.msg, cl->call.msg_len);
+        } else { /* the first keep-alive opens the client's stream */
+            cl->call.on_message = on_keepalive_message;
+            cl->call.done = on_stream_done;
+            rv = gcall_start(cl->conn, &cl->call);
+            cl->stream_open = rv == 0;
+        }
     }
     if (rv != 0) {
         /* The connection is gone (its failure was counted when it failed,
@@ -470,17 +571,9 @@ static void on_rate_slot(uv_timer_t *t)
     send_request(cl);
 }
 
-static void on_call_done(struct gcall *call)
+/* Counts what went wrong with a finished call, if anything; 1 if it failed. */
+static int count_call_error(struct bench *b, struct client *cl, const struct gcall *call)
 {
-    struct client *cl = call->data;
-    struct bench *b = cl->b;
-    uint64_t now = uv_hrtime();
-    b->t_last = now;
-    if (b->stalled) { /* already counted as stalled */
-        client_stop(cl);
-        maybe_end_phase(b);
-        return;
-    }
     if (call->err != 0) {
         if (call->h2_error != 0)
             count_error(b, "stream reset by the server: %s",
@@ -495,30 +588,112 @@ static void on_call_done(struct gcall *call)
         count_error(b, "grpc-status %d (%s): %s", call->grpc_status,
                     grpc_code_name(call->grpc_status), call->grpc_message);
     } else {
-        const char *bad = check_response(b, cl);
-        if (bad != NULL) {
-            count_error(b, "bad response: %s", bad);
-        } else {
-            b->ok++;
-            bench_hist_record(b->hist, now - cl->start_ns);
-            bench_hist_record(b->op_hist[cl->op], now - cl->start_ns);
-        }
+        return 0;
     }
-    if (call->err != 0 && call->h2_error == 0) { /* the connection failed */
-        b->alive--;
+    return 1;
+}
+
+/* The same for a finished unary call, its response message included. */
+static int count_unary_error(struct bench *b, struct client *cl, const struct gcall *call)
+{
+    if (count_call_error(b, cl, call))
+        return 1;
+    const uint8_t *msg;
+    size_t len;
+    const char *bad = gcall_message(call, &msg, &len) != 0
+                          ? "response is not one uncompressed gRPC message"
+                          : check_response(b, cl, msg, len);
+    if (bad == NULL)
+        return 0;
+    count_error(b, "bad response: %s", bad);
+    return 1;
+}
+
+/* A client whose connection or stream is gone: it stops for good. */
+static void client_lost(struct client *cl)
+{
+    struct bench *b = cl->b;
+    b->alive--;
+    client_stop(cl);
+    if (b->alive == 0)
+        b->stopping = 1;
+    maybe_end_phase(b);
+}
+
+static void on_call_done(struct gcall *call)
+{
+    struct client *cl = call->data;
+    struct bench *b = cl->b;
+    uint64_t now = uv_hrtime();
+    b->t_last = now;
+    if (b->stalled) { /* already counted as stalled */
         client_stop(cl);
-        if (b->alive == 0)
-            b->stopping = 1;
         maybe_end_phase(b);
         return;
     }
+    if (!count_unary_error(b, cl, call)) {
+        b->ok++;
+        bench_hist_record(b->hist, now - cl->start_ns);
+        bench_hist_record(b->op_hist[cl->op], now - cl->start_ns);
+    }
+    if (call->err != 0 && call->h2_error == 0) { /* the connection failed */
+        client_lost(cl);
+        return;
+    }
     client_next(cl);
+}
+
+/* lease-keepalive: one response on a client's LeaseKeepAlive stream. */
+static void on_keepalive_message(struct gcall *call, const uint8_t *msg, size_t len)
+{
+    struct client *cl = call->data;
+    struct bench *b = cl->b;
+    uint64_t now = uv_hrtime();
+    b->t_last = now;
+    if (b->stalled || !cl->running)
+        return;
+    const char *bad = check_response(b, cl, msg, len);
+    if (bad != NULL) {
+        count_error(b, "bad response: %s", bad);
+    } else {
+        b->ok++;
+        bench_hist_record(b->hist, now - cl->start_ns);
+        bench_hist_record(b->op_hist[cl->op], now - cl->start_ns);
+    }
+    client_next(cl);
+}
+
+/* lease-keepalive: a client's stream ended; before the end of the run that
+ * is an error, and the client stops, unless the client half-closed it. */
+static void on_stream_done(struct gcall *call)
+{
+    struct client *cl = call->data;
+    struct bench *b = cl->b;
+    cl->stream_open = 0;
+    if (b->phase == PHASE_DONE)
+        return;
+    if (b->stalled) {
+        client_stop(cl);
+        maybe_end_phase(b);
+        return;
+    }
+    int failed = count_call_error(b, cl, call);
+    if (!cl->running && !failed)
+        return; /* the answer to its half-close */
+    if (!failed)
+        count_error(b, "the server ended the stream (grpc-status 0)");
+    if (cl->running)
+        client_lost(cl);
 }
 
 static void client_next(struct client *cl)
 {
     struct bench *b = cl->b;
     if (b->stopping || b->issued >= b->phase_total) {
+        /* Its share is done: end its LeaseKeepAlive stream as a client
+         * does (half-close; the server then ends it with status 0). */
+        if (cl->stream_open && cl->running)
+            gcall_close_send(&cl->call);
         client_stop(cl);
         maybe_end_phase(b);
         return;
@@ -541,15 +716,22 @@ static void client_next(struct client *cl)
 
 /* ---- phases ------------------------------------------------------------- */
 
-static void close_everything(struct bench *b)
+static void close_conns(struct bench *b)
 {
-    for (unsigned i = 0; i < b->o.conns; i++)
+    for (unsigned i = 0; i < b->nconns; i++)
         if (b->conns[i] != NULL) {
             gconn_close(b->conns[i], NULL, NULL);
             b->conns[i] = NULL;
         }
+}
+
+static void close_everything(struct bench *b)
+{
+    close_conns(b);
     for (unsigned i = 0; i < b->o.clients; i++)
         uv_close((uv_handle_t *)&b->clients[i].rate_timer, NULL);
+    if (b->watch != NULL)
+        uv_close((uv_handle_t *)&b->watch->put_timer, NULL);
     uv_close((uv_handle_t *)&b->progress_timer, NULL);
     uv_close((uv_handle_t *)&b->duration_timer, NULL);
 }
@@ -606,8 +788,9 @@ static void maybe_end_phase(struct bench *b)
         b->preload_s_ns = uv_hrtime() - b->t_start;
         if (b->errors > 0 || b->stalled) {
             clear_progress(b);
-            fprintf(stderr, PROG ": preload: %llu of %llu puts failed:\n",
-                    (unsigned long long)b->errors, (unsigned long long)b->o.preload);
+            fprintf(stderr, PROG ": preload: %llu of %llu %ss failed:\n",
+                    (unsigned long long)b->errors, (unsigned long long)b->o.preload,
+                    b->o.workload == WL_LEASE_KEEPALIVE ? "lease grant" : "put");
             print_errors(b, stderr);
             b->exit_code = EXIT_SETUP;
             b->phase = PHASE_DONE;
@@ -643,11 +826,11 @@ static void on_progress(uv_timer_t *t)
                         STALL_TIMEOUT_NS / 1000000000ull);
         b->stalled = 1;
         b->stopping = 1;
-        for (unsigned i = 0; i < b->o.conns; i++)
-            if (b->conns[i] != NULL) {
-                gconn_close(b->conns[i], NULL, NULL);
-                b->conns[i] = NULL;
-            }
+        if (b->watch != NULL) {
+            watch_finish(b);
+            return;
+        }
+        close_conns(b);
         for (unsigned i = 0; i < b->o.clients; i++)
             if (b->clients[i].running && uv_is_active((uv_handle_t *)&b->clients[i].rate_timer)) {
                 uv_timer_stop(&b->clients[i].rate_timer);
@@ -678,6 +861,201 @@ static void on_progress(uv_timer_t *t)
     b->progress_shown = 1;
 }
 
+/* ---- watch-latency -------------------------------------------------------
+ *
+ * etcd's `benchmark watch-latency` method: every watcher watches one key;
+ * Puts of that key go out on a connection of their own at --rate per
+ * second, one at a time: the next Put waits for its rate slot, for the
+ * last Put's response and for every watcher's event of it. Each event's
+ * latency is measured from its Put's send (etcd's tool starts the clock
+ * when the Put returns; that leaves out the commit, and events may beat the
+ * response). The watchers are spread evenly over the --clients Watch
+ * streams (one stream per client, clients round-robin over --conns), all
+ * created before the first Put (reported as the preload time). Any error
+ * ends the run: a watcher that missed an event would stall it. */
+
+static void watch_finish(struct bench *b)
+{
+    b->stopping = 1;
+    b->running = 0;
+    if (b->phase == PHASE_DONE)
+        return;
+    b->phase = PHASE_DONE;
+    uv_timer_stop(&b->duration_timer);
+    close_everything(b);
+}
+
+static void watch_send_put(struct bench *b)
+{
+    struct watch_run *w = b->watch;
+    struct client *cl = &w->put;
+    int rv = build_request(b, cl);
+    if (rv == 0) {
+        cl->start_ns = uv_hrtime();
+        w->events_left = b->o.watchers;
+        w->put_in_flight = 1;
+        rv = gcall_start(cl->conn, &cl->call);
+        w->put_in_flight = rv == 0;
+    }
+    if (rv != 0) {
+        count_error(b, "put: %s", rv == UV_ENOTCONN && gconn_errmsg(cl->conn)[0]
+                                      ? gconn_errmsg(cl->conn) : uv_strerror(rv));
+        watch_finish(b);
+    }
+}
+
+static void on_put_slot(uv_timer_t *t)
+{
+    struct bench *b = t->data;
+    if (b->phase == PHASE_RUN)
+        watch_send_put(b);
+}
+
+/* Sends the next Put once the last one is complete, at its rate slot. */
+static void watch_maybe_next(struct bench *b)
+{
+    struct watch_run *w = b->watch;
+    if (b->phase != PHASE_RUN || w->put_in_flight || w->events_left > 0)
+        return;
+    if (b->stopping || w->puts >= b->o.total) {
+        watch_finish(b);
+        return;
+    }
+    if (b->o.rate > 0) {
+        uint64_t now = uv_hrtime(), slot = b->next_slot_ns > now ? b->next_slot_ns : now;
+        b->next_slot_ns = slot + (uint64_t)(1e9 / b->o.rate);
+        if (slot > now + 500000) {
+            uv_timer_start(&w->put_timer, on_put_slot, (slot - now + 999999) / 1000000, 0);
+            return;
+        }
+    }
+    watch_send_put(b);
+}
+
+static void on_watch_put_done(struct gcall *call)
+{
+    struct client *cl = call->data;
+    struct bench *b = cl->b;
+    struct watch_run *w = b->watch;
+    uint64_t now = uv_hrtime();
+    w->put_in_flight = 0;
+    if (b->phase == PHASE_DONE)
+        return;
+    b->t_last = now;
+    if (count_unary_error(b, cl, call)) {
+        watch_finish(b);
+        return;
+    }
+    w->puts++;
+    bench_hist_record(b->op_hist[OP_PUT], now - cl->start_ns);
+    watch_maybe_next(b);
+}
+
+static void watch_begin_puts(struct bench *b)
+{
+    uint64_t now = uv_hrtime();
+    b->preload_s_ns = now - b->t_start;
+    b->phase = PHASE_RUN;
+    b->phase_total = b->o.total * b->o.watchers; /* events, for the progress line */
+    b->t_start = b->t_last = b->progress_t = b->next_slot_ns = now;
+    b->progress_ok = 0;
+    if (b->o.duration_s > 0)
+        uv_timer_start(&b->duration_timer, on_duration, (uint64_t)(b->o.duration_s * 1000), 0);
+    watch_maybe_next(b);
+}
+
+static void on_watch_message(struct gcall *call, const uint8_t *msg, size_t len)
+{
+    struct client *cl = call->data;
+    struct bench *b = cl->b;
+    struct watch_run *w = b->watch;
+    uint64_t now = uv_hrtime();
+    if (b->phase == PHASE_DONE)
+        return;
+    b->t_last = now;
+    Etcdserverpb__WatchResponse *r = etcdserverpb__watch_response__unpack(NULL, len, msg);
+    if (r == NULL) {
+        count_error(b, "bad response: undecodable WatchResponse");
+    } else if (r->created) {
+        if (r->canceled || r->watch_id < 0)
+            count_error(b, "watch not created: %s", r->cancel_reason);
+        else if (++w->created == b->o.watchers)
+            watch_begin_puts(b);
+    } else if (r->canceled) {
+        count_error(b, "watch canceled: %s", r->cancel_reason[0] ? r->cancel_reason : "(no reason)");
+    } else {
+        for (size_t i = 0; i < r->n_events; i++) {
+            const Mvccpb__Event *ev = r->events[i];
+            if (b->phase != PHASE_RUN || w->events_left == 0 || ev->kv == NULL ||
+                ev->type != MVCCPB__EVENT__EVENT_TYPE__PUT) {
+                count_error(b, "unexpected watch event");
+                break;
+            }
+            w->events_left--;
+            b->ok++;
+            bench_hist_record(b->hist, now - w->put.start_ns);
+        }
+    }
+    etcdserverpb__watch_response__free_unpacked(r, NULL);
+    if (b->errors > 0)
+        watch_finish(b);
+    else
+        watch_maybe_next(b);
+}
+
+static void on_watch_stream_done(struct gcall *call)
+{
+    struct client *cl = call->data;
+    struct bench *b = cl->b;
+    cl->stream_open = 0;
+    if (b->phase == PHASE_DONE || b->stalled)
+        return;
+    if (!count_call_error(b, cl, call))
+        count_error(b, "the server ended a watch stream (grpc-status 0)");
+    watch_finish(b);
+}
+
+/* Opens the watch streams, each with its share of the watchers. */
+static void watch_start(struct bench *b)
+{
+    const struct opts *o = &b->o;
+    b->phase = PHASE_PRELOAD;
+    b->phase_total = o->watchers;
+    b->t_start = b->t_last = b->progress_t = uv_hrtime();
+    b->running = 1; /* for the stall guard: the run is in progress */
+    bench_hist_reset(b->hist);
+    for (int i = 0; i < OP_COUNT; i++)
+        bench_hist_reset(b->op_hist[i]);
+    Etcdserverpb__WatchCreateRequest create = ETCDSERVERPB__WATCH_CREATE_REQUEST__INIT;
+    Etcdserverpb__WatchRequest req = ETCDSERVERPB__WATCH_REQUEST__INIT;
+    req.request_union_case = ETCDSERVERPB__WATCH_REQUEST__REQUEST_UNION_CREATE_REQUEST;
+    req.create_request = &create;
+    for (unsigned i = 0; i < o->clients; i++) {
+        struct client *cl = &b->clients[i];
+        cl->watchers = o->watchers / o->clients + (i < o->watchers % o->clients);
+        if (cl->watchers == 0)
+            continue;
+        format_key(cl->keys, o->key_size, 0);
+        create.key.data = (uint8_t *)cl->keys;
+        create.key.len = o->key_size;
+        int rv = pack_into(cl, &req.base);
+        if (rv == 0) {
+            cl->call.path = WATCH_PATH;
+            cl->call.on_message = on_watch_message;
+            cl->call.done = on_watch_stream_done;
+            rv = gcall_start(cl->conn, &cl->call);
+            cl->stream_open = rv == 0;
+        }
+        for (uint64_t k = 1; rv == 0 && k < cl->watchers; k++)
+            rv = gcall_send(&cl->call, cl->call.msg, cl->call.msg_len);
+        if (rv != 0) {
+            count_error(b, "watch: %s", uv_strerror(rv));
+            watch_finish(b);
+            return;
+        }
+    }
+}
+
 /* ---- connecting --------------------------------------------------------- */
 
 static void on_conn_ready(struct gconn *c, int status, void *arg)
@@ -685,7 +1063,7 @@ static void on_conn_ready(struct gconn *c, int status, void *arg)
     struct bench *b = arg;
     if (status != 0 && !b->connect_failed) {
         b->connect_failed = 1;
-        for (unsigned i = 0; i < b->o.conns; i++)
+        for (unsigned i = 0; i < b->nconns; i++)
             if (b->conns[i] == c)
                 fprintf(stderr, PROG ": %s: %s\n", b->eps[i % b->neps].authority,
                         gconn_errmsg(c));
@@ -699,7 +1077,10 @@ static void on_conn_ready(struct gconn *c, int status, void *arg)
         return;
     }
     uv_timer_start(&b->progress_timer, on_progress, b->tty ? 250 : 5000, b->tty ? 250 : 5000);
-    start_phase(b, b->o.preload ? PHASE_PRELOAD : PHASE_RUN);
+    if (b->watch != NULL)
+        watch_start(b);
+    else
+        start_phase(b, b->o.preload ? PHASE_PRELOAD : PHASE_RUN);
 }
 
 /* ---- results ------------------------------------------------------------ */
@@ -755,14 +1136,21 @@ static void print_results(struct bench *b)
     double el = elapsed_s(b);
     printf("%s: %s, %u conns x %u clients (streams), %s\n", PROG,
            workload_names[b->o.workload], b->o.conns, b->o.clients, b->o.endpoints);
-    if (b->o.preload)
-        printf("  preload    %llu keys in %.2f s\n", (unsigned long long)b->o.preload,
+    int watch = b->watch != NULL;
+    if (watch)
+        printf("  watchers   %llu on %u streams, set up in %.2f s\n"
+               "  puts       %llu at %g/s (one at a time)\n",
+               (unsigned long long)b->o.watchers, b->o.clients, (double)b->preload_s_ns / 1e9,
+               (unsigned long long)b->watch->puts, b->o.rate);
+    else if (b->o.preload)
+        printf("  preload    %llu %s in %.2f s\n", (unsigned long long)b->o.preload,
+               b->o.workload == WL_LEASE_KEEPALIVE ? "leases" : "keys",
                (double)b->preload_s_ns / 1e9);
-    printf("  requests   %llu ok, %llu errors in %.3f s\n", (unsigned long long)b->ok,
-           (unsigned long long)b->errors, el);
-    printf("  throughput %.1f req/s\n", el > 0 ? (double)b->ok / el : 0.0);
-    print_latency_line(stdout, "latency", b->hist);
-    if (b->o.workload == WL_MIXED)
+    printf("  %-10s %llu ok, %llu errors in %.3f s\n", watch ? "events" : "requests",
+           (unsigned long long)b->ok, (unsigned long long)b->errors, el);
+    printf("  throughput %.1f %s/s\n", el > 0 ? (double)b->ok / el : 0.0, watch ? "events" : "req");
+    print_latency_line(stdout, watch ? "event" : "latency", b->hist);
+    if (b->o.workload == WL_MIXED || watch)
         for (int i = 0; i < OP_COUNT; i++)
             if (b->op_hist[i]->total)
                 print_latency_line(stdout, op_names[i], b->op_hist[i]);
@@ -814,7 +1202,9 @@ static int write_json(struct bench *b)
     strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", gmtime(&b->started_at));
     double el = elapsed_s(b);
     json_t *params = json_pack(
-        "{s:I, s:f, s:f, s:i, s:i, s:I, s:b, s:s, s:I, s:i, s:f, s:I, s:I}", "total",
+        "{s:I, s:I, s:I, s:I, s:f, s:f, s:i, s:i, s:I, s:b, s:s, s:I, s:i, s:f, s:I, s:I}",
+        "watchers", (json_int_t)o->watchers, "leases", (json_int_t)o->leases, "lease_ttl",
+        (json_int_t)o->lease_ttl, "total",
         (json_int_t)o->total, "duration_s", o->duration_s, "rate", o->rate, "key_size",
         (int)o->key_size, "val_size", (int)o->val_size, "key_space_size",
         (json_int_t)o->key_space, "sequential_keys", o->sequential, "consistency",
@@ -841,7 +1231,11 @@ static int write_json(struct bench *b)
         fprintf(stderr, PROG ": --json: could not build the JSON document\n");
         return -1;
     }
-    if (o->workload == WL_MIXED) {
+    if (b->watch != NULL) { /* requests = events; the Puts apart */
+        json_object_set_new(root, "puts", json_integer((json_int_t)b->watch->puts));
+        json_object_set_new(root, "watchers", json_integer((json_int_t)o->watchers));
+    }
+    if (o->workload == WL_MIXED || b->watch != NULL) {
         json_t *ops = json_object();
         for (int i = 0; i < OP_COUNT; i++)
             if (b->op_hist[i]->total)
@@ -863,7 +1257,8 @@ enum {
     OPT_ENDPOINTS = 256, OPT_CONNS, OPT_CLIENTS, OPT_TOTAL, OPT_DURATION, OPT_RATE,
     OPT_KEY_SIZE, OPT_VAL_SIZE, OPT_KEY_SPACE, OPT_SEQUENTIAL, OPT_CONSISTENCY, OPT_LIMIT,
     OPT_TXN_OPS, OPT_READ_FRACTION, OPT_PRELOAD, OPT_SEED, OPT_CACERT, OPT_CERT, OPT_KEY,
-    OPT_INSECURE, OPT_JSON, OPT_LABEL, OPT_QUIET, OPT_HELP,
+    OPT_INSECURE, OPT_JSON, OPT_LABEL, OPT_QUIET, OPT_HELP, OPT_WATCHERS, OPT_LEASES,
+    OPT_LEASE_TTL,
 };
 
 static const struct option long_opts[] = {
@@ -891,6 +1286,9 @@ static const struct option long_opts[] = {
     {"label", required_argument, NULL, OPT_LABEL},
     {"quiet", no_argument, NULL, OPT_QUIET},
     {"help", no_argument, NULL, OPT_HELP},
+    {"watchers", required_argument, NULL, OPT_WATCHERS},
+    {"leases", required_argument, NULL, OPT_LEASES},
+    {"lease-ttl", required_argument, NULL, OPT_LEASE_TTL},
     {NULL, 0, NULL, 0},
 };
 
@@ -899,9 +1297,10 @@ static void parse_args(int argc, char **argv, struct opts *o)
     *o = (struct opts){
         .endpoints = "http://127.0.0.1:2379", .conns = 1, .clients = 1, .key_size = 8,
         .val_size = 8, .key_space = 1, .txn_ops = 1, .read_fraction = 0.5, .seed = 1,
+        .lease_ttl = 100,
     };
     int workload = -1, seen_read_fraction = 0, seen_txn_ops = 0, seen_limit = 0,
-        seen_consistency = 0;
+        seen_consistency = 0, seen_rate = 0, seen_lease_ttl = 0;
     opterr = 0;
     for (;;) {
         int c = getopt_long(argc, argv, "+", long_opts, NULL);
@@ -912,11 +1311,11 @@ static void parse_args(int argc, char **argv, struct opts *o)
             const char *w = argv[optind++];
             if (workload >= 0)
                 usage_error("unexpected argument '%s'", w);
-            for (int i = 0; i < 4; i++)
+            for (int i = 0; i < WL_COUNT; i++)
                 if (strcmp(w, workload_names[i]) == 0)
                     workload = i;
             if (workload < 0)
-                usage_error("unknown workload '%s' (put, range, txn-put, txn-noop or mixed)", w);
+                usage_error("unknown workload '%s' (" WORKLOAD_LIST ")", w);
             continue;
         }
         switch (c) {
@@ -925,7 +1324,13 @@ static void parse_args(int argc, char **argv, struct opts *o)
         case OPT_CLIENTS: o->clients = (unsigned)parse_u64("clients", optarg, 1, 100000); break;
         case OPT_TOTAL: o->total = parse_u64("total", optarg, 1, UINT64_MAX / 2); break;
         case OPT_DURATION: o->duration_s = parse_double("duration", optarg, 0.001, 1e6, 1); break;
-        case OPT_RATE: o->rate = parse_double("rate", optarg, 0, 1e8, 0); break;
+        case OPT_RATE: seen_rate = 1; o->rate = parse_double("rate", optarg, 0, 1e8, 0); break;
+        case OPT_WATCHERS: o->watchers = parse_u64("watchers", optarg, 1, 1000000); break;
+        case OPT_LEASES: o->leases = parse_u64("leases", optarg, 1, 10000000); break;
+        case OPT_LEASE_TTL:
+            seen_lease_ttl = 1;
+            o->lease_ttl = (int64_t)parse_u64("lease-ttl", optarg, 1, 9000000000ull);
+            break;
         case OPT_KEY_SIZE: o->key_size = (unsigned)parse_u64("key-size", optarg, 1, 65536); break;
         case OPT_VAL_SIZE: o->val_size = (unsigned)parse_u64("val-size", optarg, 0, 64u << 20); break;
         case OPT_KEY_SPACE: o->key_space = parse_u64("key-space-size", optarg, 1, UINT64_MAX / 2); break;
@@ -961,8 +1366,28 @@ static void parse_args(int argc, char **argv, struct opts *o)
         }
     }
     if (workload < 0)
-        usage_error("no workload given (put, range, txn-put, txn-noop or mixed)");
+        usage_error("no workload given (" WORKLOAD_LIST ")");
     o->workload = (enum workload)workload;
+    if (o->watchers > 0 && o->workload != WL_WATCH_LATENCY)
+        usage_error("--watchers: only for the watch-latency workload");
+    if ((o->leases > 0 || seen_lease_ttl) && o->workload != WL_LEASE_KEEPALIVE)
+        usage_error("--leases and --lease-ttl: only for the lease-keepalive workload");
+    if (o->workload == WL_WATCH_LATENCY) {
+        if (o->watchers == 0)
+            o->watchers = o->clients;
+        if (!seen_rate)
+            o->rate = 100; /* etcd's --put-rate default */
+        if (o->key_space != 1 || o->preload || o->sequential)
+            usage_error("watch-latency: every Put goes to key 0 (no --key-space-size, "
+                        "--preload or --sequential-keys)");
+    }
+    if (o->workload == WL_LEASE_KEEPALIVE) {
+        if (o->leases == 0)
+            o->leases = o->clients;
+        if (o->preload)
+            usage_error("lease-keepalive: no --preload (its leases are granted first)");
+        o->preload = o->leases; /* the grants are its untimed preload */
+    }
     if (seen_read_fraction && o->workload != WL_MIXED)
         usage_error("--read-fraction: only for the mixed workload");
     if (seen_txn_ops && o->workload != WL_TXN_PUT && o->workload != WL_TXN_NOOP)
@@ -1016,6 +1441,7 @@ static void setup_clients(struct bench *b)
         cl->index = i;
         cl->rng = o->seed * 0x100000001b3ull + i + 1;
         cl->conn = b->conns[i % o->conns];
+        cl->watchers = 0;
         gcall_init(&cl->call);
         cl->call.done = on_call_done;
         cl->call.data = cl;
@@ -1042,6 +1468,21 @@ static void setup_clients(struct bench *b)
         }
     }
     b->alive = o->clients;
+    if (o->workload == WL_LEASE_KEEPALIVE && (b->leases = calloc(o->leases, sizeof *b->leases)) == NULL)
+        die("out of memory");
+    if (o->workload == WL_WATCH_LATENCY) {
+        struct watch_run *w = b->watch = calloc(1, sizeof *b->watch);
+        if (w == NULL || (w->put.keys = malloc(o->key_size)) == NULL)
+            die("out of memory");
+        w->put.b = b;
+        w->put.index = o->clients;
+        w->put.conn = b->conns[o->conns];
+        gcall_init(&w->put.call);
+        w->put.call.done = on_watch_put_done;
+        w->put.call.data = &w->put;
+        uv_timer_init(b->loop, &w->put_timer);
+        w->put_timer.data = b;
+    }
 }
 
 static void free_bench(struct bench *b)
@@ -1057,6 +1498,13 @@ static void free_bench(struct bench *b)
     }
     free(b->clients);
     free(b->conns);
+    free(b->leases);
+    if (b->watch != NULL) {
+        gcall_free(&b->watch->put.call);
+        free(b->watch->put.msg);
+        free(b->watch->put.keys);
+        free(b->watch);
+    }
     free(b->eps);
     free(b->value);
     free(b->hist);
@@ -1080,9 +1528,14 @@ int main(int argc, char **argv)
     for (int i = 0; i < OP_COUNT; i++)
         b->op_hist[i] = malloc(sizeof *b->op_hist[i]);
     b->value = malloc(b->o.val_size ? b->o.val_size : 1);
-    b->conns = calloc(b->o.conns, sizeof *b->conns);
-    if (!b->hist || !b->op_hist[0] || !b->op_hist[1] || !b->op_hist[2] || !b->value || !b->conns)
+    /* watch-latency's Puts have a connection of their own, the last one. */
+    b->nconns = b->o.conns + (b->o.workload == WL_WATCH_LATENCY);
+    b->conns = calloc(b->nconns, sizeof *b->conns);
+    if (!b->hist || !b->value || !b->conns)
         die("out of memory");
+    for (int i = 0; i < OP_COUNT; i++)
+        if (!b->op_hist[i])
+            die("out of memory");
     uint64_t vs = b->o.seed ^ 0x5eedull;
     for (unsigned i = 0; i < b->o.val_size; i++)
         b->value[i] = (uint8_t)splitmix64(&vs);
@@ -1097,8 +1550,8 @@ int main(int argc, char **argv)
     uv_timer_init(b->loop, &b->duration_timer);
     b->progress_timer.data = b->duration_timer.data = b;
     b->phase = PHASE_CONNECT;
-    b->conns_pending = b->o.conns;
-    for (unsigned i = 0; i < b->o.conns; i++) {
+    b->conns_pending = b->nconns;
+    for (unsigned i = 0; i < b->nconns; i++) {
         const struct gendpoint *ep = &b->eps[i % b->neps];
         int rv = gconn_open(b->loop, ep, b->tls, on_conn_ready, b, &b->conns[i], errmsg);
         if (rv != 0)
