@@ -188,11 +188,14 @@ static size_t method_index(const grpc_call *call)
 }
 
 /* The handler now owns the call. */
+/* Each message of a stream is handed over here: the call starts (and is
+ * counted in grpc_server_started_total) at the first only. */
 static void call_own(grpc_call *call)
 {
+    if (!call->delivered)
+        metrics_started(call->srv->metrics, method_index(call));
     call->handler_owned = true;
     call->delivered = true;
-    metrics_started(call->srv->metrics, method_index(call));
 }
 
 static nghttp2_session *call_session(grpc_call *call)

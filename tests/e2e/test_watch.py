@@ -310,6 +310,36 @@ def metrics_of(s):
     return out
 
 
+def started(m, method):
+    """grpc_server_started_total of one method (0 before its first call)."""
+    return sum(v for k, v in m.items()
+               if k.startswith("grpc_server_started_total{") and
+               'grpc_method="%s"' % method in k)
+
+
+def test_a_stream_of_many_messages_is_one_started_call_as_etcd(pair):
+    """grpc_server_started_total counts a Watch or LeaseKeepAlive stream
+    once, however many messages it carries (lskvd counted each)."""
+    deltas = []
+    for s in pair:
+        c = etcd3.client(host="127.0.0.1", port=s.client_port)
+        lease = c.lease(100)
+        before = metrics_of(s)
+        w = Session(s)
+        for i in range(5):
+            w.send(**create(b"s%d/" % i, b"s%d0" % i))
+            assert w.recv().created
+        w.close()
+        ka = rpc_pb2_grpc.LeaseStub(s.channel()).LeaseKeepAlive(
+            iter([P.LeaseKeepAliveRequest(ID=lease.id)] * 5))
+        assert len(list(ka)) == 5
+        time.sleep(0.2)
+        after = metrics_of(s)
+        deltas.append({m: started(after, m) - started(before, m)
+                       for m in ("Watch", "LeaseKeepAlive")})
+    assert deltas[1] == deltas[0] == {"Watch": 1, "LeaseKeepAlive": 1}, deltas
+
+
 SERIES = ["etcd_debugging_lease_granted_total", "etcd_debugging_lease_revoked_total",
           "etcd_debugging_lease_renewed_total", "etcd_debugging_mvcc_watcher_total",
           "etcd_debugging_mvcc_watch_stream_total", "etcd_debugging_mvcc_events_total"]
