@@ -1,15 +1,20 @@
-/* Watchers on one list per hub; a stream holds the ones it created. Matching
- * is a scan of the synced watchers per applied write (etcd keeps an
- * interval tree; a scan is simpler and fine for the watcher counts
- * measured, see bench/). */
+/* Watchers on one list per hub; a stream holds the ones it created. An
+ * applied write reaches the watchers of its keys through a hash table of
+ * single-key watchers (seeded at random: keys come from clients) and every
+ * range watcher through a list of them (etcd keeps an interval tree for
+ * ranges; a list is simpler and fine for the range watcher counts
+ * measured, see bench/), so a write costs nothing per watcher of other
+ * keys. */
 #include "watch/watch.h"
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 
 #include "common/arena.h"
 #include "common/bytes.h"
 #include "common/err.h"
+#include "common/hash64.h"
 
 #define DEFAULT_MAX_QUEUED (4u << 20)
 /* etcd's cancel reasons (mvcc/watcher.go) and its invalid watch id. */
@@ -20,6 +25,9 @@
 
 struct watcher {
     struct watcher *prev, *next; /* the hub's list */
+    struct watcher *hnext;       /* single key: its bucket's chain */
+    struct watcher *rprev, *rnext; /* range: the hub's range list */
+    uint64_t mark;               /* the notify round that took it */
     watch_stream *stream;
     int64_t id;
     uint8_t *key;
@@ -46,13 +54,31 @@ struct watch_hub {
     struct watcher *head;
     watch_stream *streams;
     struct watch_stats stats;
+    /* Single-key watchers by key: power-of-two buckets, grown at load 1. */
+    struct watcher **buckets;
+    size_t n_buckets, n_keyed;
+    uint64_t seed;
+    struct watcher *ranges;
+    /* notify: the watchers one write reaches, and the round's mark. */
+    struct watcher **reached;
+    size_t reached_cap;
+    uint64_t round;
 };
+
+enum { INITIAL_BUCKETS = 64 };
 
 int watch_hub_new(const struct watch_hub_config *config, watch_hub **out)
 {
     watch_hub *h = calloc(1, sizeof *h);
     if (h == NULL)
         return LSKV_ENOMEM;
+    h->buckets = calloc(INITIAL_BUCKETS, sizeof *h->buckets);
+    if (h->buckets == NULL || getrandom(&h->seed, sizeof h->seed, 0) != sizeof h->seed) {
+        free(h->buckets);
+        free(h);
+        return LSKV_ENOMEM;
+    }
+    h->n_buckets = INITIAL_BUCKETS;
     h->c = *config;
     if (h->c.max_queued_bytes == 0)
         h->c.max_queued_bytes = DEFAULT_MAX_QUEUED;
@@ -66,14 +92,81 @@ void watch_hub_free(watch_hub *h)
         return;
     while (h->streams != NULL)
         watch_stream_close(h->streams);
+    free(h->buckets);
+    free(h->reached);
     free(h);
 }
 
 /* ---- watchers ---- */
 
+static struct watcher **bucket_of(const watch_hub *h, const uint8_t *key, size_t len)
+{
+    return &h->buckets[hash_bytes64(h->seed, key, len) & (h->n_buckets - 1)];
+}
+
+/* Doubles the table; on ENOMEM it stays as it is (chains grow longer). */
+static void grow_buckets(watch_hub *h)
+{
+    size_t n = h->n_buckets * 2;
+    struct watcher **old = h->buckets, **nb = calloc(n, sizeof *nb);
+    if (nb == NULL)
+        return;
+    size_t old_n = h->n_buckets;
+    h->buckets = nb;
+    h->n_buckets = n;
+    for (size_t i = 0; i < old_n; i++) {
+        for (struct watcher *w = old[i], *next; w != NULL; w = next) {
+            next = w->hnext;
+            struct watcher **b = bucket_of(h, w->key, w->key_len);
+            w->hnext = *b;
+            *b = w;
+        }
+    }
+    free(old);
+}
+
+/* Makes w reachable by notify: by its key, or on the range list. */
+static void index_add(watch_hub *h, struct watcher *w)
+{
+    if (w->end != NULL) {
+        w->rnext = h->ranges;
+        if (h->ranges)
+            h->ranges->rprev = w;
+        h->ranges = w;
+        return;
+    }
+    if (h->n_keyed >= h->n_buckets)
+        grow_buckets(h);
+    struct watcher **b = bucket_of(h, w->key, w->key_len);
+    w->hnext = *b;
+    *b = w;
+    h->n_keyed++;
+}
+
+static void index_remove(watch_hub *h, struct watcher *w)
+{
+    if (w->end != NULL) {
+        if (w->rprev)
+            w->rprev->rnext = w->rnext;
+        else
+            h->ranges = w->rnext;
+        if (w->rnext)
+            w->rnext->rprev = w->rprev;
+        return;
+    }
+    for (struct watcher **p = bucket_of(h, w->key, w->key_len); *p != NULL; p = &(*p)->hnext) {
+        if (*p == w) {
+            *p = w->hnext;
+            h->n_keyed--;
+            return;
+        }
+    }
+}
+
 static void watcher_free(struct watcher *w)
 {
     watch_hub *h = w->stream->hub;
+    index_remove(h, w);
     if (w->prev)
         w->prev->next = w->next;
     else
@@ -370,6 +463,7 @@ static int create(watch_stream *s, const Etcdserverpb__WatchCreateRequest *c)
     if (h->head)
         h->head->prev = w;
     h->head = w;
+    index_add(h, w);
     h->stats.watchers++;
     if (!w->synced)
         h->stats.unsynced++;
@@ -436,6 +530,53 @@ void watch_stream_close(watch_stream *s)
 
 /* ---- events ---- */
 
+/* Adds w to this round's reached list once. Errors: LSKV_ENOMEM. */
+static int reach(watch_hub *h, struct watcher *w, size_t *n)
+{
+    if (w->mark == h->round || !w->synced)
+        return 0;
+    if (*n == h->reached_cap) {
+        size_t cap = h->reached_cap ? 2 * h->reached_cap : 64;
+        struct watcher **p = realloc(h->reached, cap * sizeof *p);
+        if (p == NULL)
+            return LSKV_ENOMEM;
+        h->reached = p;
+        h->reached_cap = cap;
+    }
+    w->mark = h->round;
+    h->reached[(*n)++] = w;
+    return 0;
+}
+
+/* The synced watchers the changes (of revision rev) may concern: those of
+ * their keys and every range watcher. On ENOMEM every synced watcher, and
+ * one that does not fit catches up from history instead. */
+static size_t reached_by(watch_hub *h, const struct kv_record *ch, size_t n_changes,
+                         int64_t rev)
+{
+    size_t n = 0;
+    int rv = 0;
+    h->round++;
+    for (size_t i = 0; i < n_changes && rv == 0; i++)
+        for (struct watcher *w = *bucket_of(h, ch[i].key, ch[i].key_len); w && rv == 0;
+             w = w->hnext)
+            if (w->key_len == ch[i].key_len && memcmp(w->key, ch[i].key, w->key_len) == 0)
+                rv = reach(h, w, &n);
+    for (struct watcher *w = h->ranges; w != NULL && rv == 0; w = w->rnext)
+        rv = reach(h, w, &n);
+    if (rv != 0) {
+        n = 0;
+        h->round++;
+        for (struct watcher *w = h->head; w != NULL; w = w->next) {
+            if (reach(h, w, &n) != 0 && w->next_rev <= rev) {
+                set_synced(w, false);
+                w->next_rev = rev;
+            }
+        }
+    }
+    return n;
+}
+
 void watch_hub_notify(watch_hub *h)
 {
     size_t n = 0;
@@ -443,10 +584,11 @@ void watch_hub_notify(watch_hub *h)
     if (n == 0 || h->head == NULL)
         return;
     int64_t rev = kvstore_revision(h->c.kv);
+    size_t n_reached = reached_by(h, ch, n, rev);
     struct arena a;
     arena_init(&a);
-    for (struct watcher *w = h->head, *next; w != NULL; w = next) {
-        next = w->next;
+    for (size_t r = 0; r < n_reached; r++) {
+        struct watcher *w = h->reached[r];
         if (!w->synced || w->next_rev > rev)
             continue;
         struct batch b = {.w = w, .a = &a};
