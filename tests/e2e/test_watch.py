@@ -208,6 +208,41 @@ def test_etcdctl_watch_as_etcd(pair):
         assert got[0].strip(), "etcd printed nothing for %s" % args
 
 
+def test_etcdctl_interactive_watch_as_etcd(pair):
+    """etcdctl watch -i: watch commands typed on stdin, each a watcher on
+    the same stream (one with --prev-kv, one from a revision), then
+    writes: the same output as etcd's."""
+    got = []
+    for s in pair:
+        for args in (["put", "ia", "0"], ["put", "ib/1", "0"]):
+            assert s.etcdctl(*args).returncode == 0
+        p = subprocess.Popen([ETCDCTL, "--endpoints=" + s.endpoint, "watch", "-i"],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, env={"ETCDCTL_API": "3"})
+        for line in ("watch ia\n", "watch --prefix ib/ --prev-kv\n", "watch ia --rev 1\n",
+                     "watch\n"):  # the last: etcdctl's own error for a missing key
+            p.stdin.write(line)
+            p.stdin.flush()
+            time.sleep(0.3)
+        time.sleep(0.7)
+        for args in (["put", "ia", "1"], ["put", "ib/1", "2"], ["del", "ia"], ["put", "ib/2", "3"]):
+            assert s.etcdctl(*args).returncode == 0
+        time.sleep(1.0)
+        p.terminate()
+        out, err = p.communicate(timeout=10)
+        # etcdctl prints each watcher from its own goroutine, line by line:
+        # lines of two watchers' events interleave differently from run to
+        # run on either server, so the lines are compared as a multiset.
+        lines = sorted(normalize(out, s).splitlines())
+        # stderr: etcdctl's answer to the bad command (what follows depends
+        # on when it is stopped)
+        got.append((lines, normalize(err, s).splitlines()[:1]))
+    assert got[1] == got[0]
+    # ia: 2 watchers x 2 events and the history of the --rev watcher (its
+    # first put), ib/: 2 events with their previous values
+    assert got[0][0].count("PUT") == 5 and got[0][0].count("DELETE") == 2, got[0]
+
+
 def test_watch_from_history_after_a_restart(server_factory):
     """Resumable from the last revision seen, after kill -9 of the server."""
     s = server_factory("lskvd", extra=["--snapshot-count", "8"])
