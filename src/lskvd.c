@@ -376,8 +376,11 @@ static void start_serving(struct daemon *d)
     struct grpc_server_config sc = {
         .listen_urls = (const char *const *)c->listen_client_urls,
         .n_listen_urls = c->n_listen_client_urls,
-        .cert_file = c->cert_file,
-        .key_file = c->key_file,
+        .tls = {.cert_file = c->cert_file,
+                .key_file = c->key_file,
+                .trusted_ca_file = c->trusted_ca_file,
+                .client_cert_auth = c->client_cert_auth,
+                .cipher_suites = c->cipher_suites},
         /* gRPC's own limit sits above etcd's request limit, as in etcd
          * (max-request-bytes + 512 KiB of slack). */
         .max_recv_message_bytes = (size_t)c->max_request_bytes + 512 * 1024,

@@ -10,7 +10,7 @@
 #include "common/url.h"
 #include "common/log.h"
 
-enum opt_type { OPT_STRING, OPT_URLS, OPT_INT };
+enum opt_type { OPT_STRING, OPT_URLS, OPT_INT, OPT_BOOL };
 
 struct opt {
     const char *name;
@@ -50,6 +50,15 @@ static const struct opt opts[] = {
      "Path to the client server TLS cert file."},
     {"key-file", OPT_STRING, NULL, 0, 0, F(key_file), 0,
      "Path to the client server TLS key file."},
+    {"trusted-ca-file", OPT_STRING, NULL, 0, 0, F(trusted_ca_file), 0,
+     "Path to the client server TLS trusted CA cert file: clients must present a "
+     "certificate it signed (as etcd 3.4, even without --client-cert-auth)."},
+    {"client-cert-auth", OPT_BOOL, "false", 0, 0, F(client_cert_auth), 0,
+     "Enable client cert authentication: a client without a certificate signed by "
+     "--trusted-ca-file is refused at the TLS handshake."},
+    {"cipher-suites", OPT_STRING, NULL, 0, 0, F(cipher_suites), 0,
+     "Comma-separated list of supported TLS 1.2 cipher suites, in etcd's names (empty: "
+     "OpenSSL's defaults); TLS 1.3's are not configurable, as in etcd."},
     {"max-request-bytes", OPT_INT, "1572864", 1, 64 * MIB, F(max_request_bytes), 0,
      "Maximum client request size in bytes the server will accept."},
     {"max-buffered-request-bytes", OPT_INT, "268435456", 1 * MIB, INT64_MAX,
@@ -157,8 +166,52 @@ static int set_opt(struct config *c, const struct opt *o, const char *value, cha
         *(int64_t *)field_at(c, o->offset) = v;
         return 0;
     }
+    case OPT_BOOL:
+        if (strcmp(value, "true") != 0 && strcmp(value, "false") != 0) {
+            errmsg_printf(errmsg, "--%s=%s: must be true or false", o->name, value);
+            return LSKV_EINVAL;
+        }
+        *(bool *)field_at(c, o->offset) = strcmp(value, "true") == 0;
+        return 0;
     }
     return LSKV_EINVAL;
+}
+
+/* The names etcd 3.4 accepts for --cipher-suites (Go's crypto/tls names,
+ * secure and insecure, and two aliases; etcd's pkg/tlsutil). */
+static const char *const cipher_suite_names[] = {
+    "TLS_RSA_WITH_RC4_128_SHA", "TLS_RSA_WITH_3DES_EDE_CBC_SHA", "TLS_RSA_WITH_AES_128_CBC_SHA",
+    "TLS_RSA_WITH_AES_256_CBC_SHA", "TLS_RSA_WITH_AES_128_CBC_SHA256",
+    "TLS_RSA_WITH_AES_128_GCM_SHA256", "TLS_RSA_WITH_AES_256_GCM_SHA384",
+    "TLS_ECDHE_ECDSA_WITH_RC4_128_SHA", "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA",
+    "TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA", "TLS_ECDHE_RSA_WITH_RC4_128_SHA",
+    "TLS_ECDHE_RSA_WITH_3DES_EDE_CBC_SHA", "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA",
+    "TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA", "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256",
+    "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA256", "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+    "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256", "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
+    "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384", "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256",
+    "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256", "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305",
+    "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305",
+    /* TLS 1.3's: accepted, and not configurable (Go ignores them too) */
+    "TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384", "TLS_CHACHA20_POLY1305_SHA256",
+};
+
+static int check_cipher_suites(const char *list, char *errmsg)
+{
+    for (const char *s = list; *s != '\0';) {
+        size_t len = strcspn(s, ",");
+        bool known = false;
+        for (size_t i = 0; i < sizeof cipher_suite_names / sizeof *cipher_suite_names; i++)
+            known |= strlen(cipher_suite_names[i]) == len &&
+                     strncmp(cipher_suite_names[i], s, len) == 0;
+        if (!known) {
+            errmsg_printf(errmsg, "--cipher-suites=%s: unexpected TLS cipher suite \"%.*s\"",
+                          list, (int)len, s);
+            return LSKV_EINVAL;
+        }
+        s += len + (s[len] == ',');
+    }
+    return 0;
 }
 
 static void usage(FILE *out)
@@ -248,6 +301,8 @@ int config_parse(struct config *c, int argc, char **argv, FILE *out, bool *exit_
             return LSKV_EINVAL;
         }
         const char *value = eq ? eq + 1 : NULL;
+        if (value == NULL && o->type == OPT_BOOL)
+            value = "true"; /* as Go's flags: --flag alone, or --flag=false */
         if (value == NULL) {
             if (i + 1 >= argc) {
                 errmsg_printf(errmsg, "--%s: needs a value", o->name);
@@ -278,6 +333,22 @@ int config_parse(struct config *c, int argc, char **argv, FILE *out, bool *exit_
         errmsg_printf(errmsg, "--listen-client-urls: https:// needs --cert-file and --key-file");
         return LSKV_EINVAL;
     }
+    /* TLS options without a TLS listener would be silently ignored. */
+    const char *tls_only = c->client_cert_auth ? "--client-cert-auth"
+                           : c->trusted_ca_file ? "--trusted-ca-file"
+                           : c->cipher_suites   ? "--cipher-suites"
+                                                : NULL;
+    if (tls_only != NULL && !tls) {
+        errmsg_printf(errmsg, "%s: needs an https:// URL in --listen-client-urls", tls_only);
+        return LSKV_EINVAL;
+    }
+    if (c->client_cert_auth && c->trusted_ca_file == NULL) {
+        errmsg_printf(errmsg, "--client-cert-auth: needs --trusted-ca-file (the CA that "
+                              "signs client certificates)");
+        return LSKV_EINVAL;
+    }
+    if (c->cipher_suites != NULL && (rv = check_cipher_suites(c->cipher_suites, errmsg)) != 0)
+        return rv;
     if (strcmp(c->initial_cluster_state, "existing") == 0) {
         errmsg_printf(errmsg, "--initial-cluster-state=existing: joining an existing cluster "
                               "is not implemented yet (only 'new' single-member clusters)");
@@ -314,6 +385,8 @@ void config_dump(const struct config *c, void (*print)(const char *line))
             snprintf(line, sizeof line, "%s=%s", o->name, v ? v : "");
         } else if (o->type == OPT_INT) {
             snprintf(line, sizeof line, "%s=%" PRId64, o->name, *(const int64_t *)field);
+        } else if (o->type == OPT_BOOL) {
+            snprintf(line, sizeof line, "%s=%s", o->name, *(const bool *)field ? "true" : "false");
         } else {
             char *const *urls = (char *const *)field;
             size_t n = *(const size_t *)field_at(c, o->count_offset);

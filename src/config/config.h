@@ -27,6 +27,9 @@ struct config {
     char *initial_cluster_state; /* new | existing */
     char *cert_file;             /* --cert-file: client TLS certificate (PEM) */
     char *key_file;              /* --key-file */
+    char *trusted_ca_file;       /* --trusted-ca-file: CA for client certificates */
+    bool client_cert_auth;       /* --client-cert-auth: require a client certificate */
+    char *cipher_suites;         /* --cipher-suites: etcd's (Go) names, comma separated */
     int64_t max_request_bytes;   /* --max-request-bytes: etcd's 1.5 MiB */
     int64_t max_buffered_request_bytes; /* --max-buffered-request-bytes: server-wide */
     int64_t max_txn_ops;         /* --max-txn-ops */

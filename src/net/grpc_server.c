@@ -1085,12 +1085,12 @@ int grpc_server_open(uv_loop_t *loop, const struct grpc_server_config *config,
         any_tls |= urls[i].tls;
     }
     if (any_tls) {
-        if (config->cert_file == NULL || config->key_file == NULL) {
+        if (config->tls.cert_file == NULL || config->tls.key_file == NULL) {
             errmsg_printf(errmsg, "https:// listen URL needs a certificate and key file");
             rv = LSKV_EINVAL;
             goto err;
         }
-        rv = tls_ctx_open(config->cert_file, config->key_file, &srv->tls, errmsg);
+        rv = tls_ctx_open(&config->tls, &srv->tls, errmsg);
         if (rv != 0)
             goto err;
     }

@@ -28,6 +28,8 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "net/tls.h"
+
 typedef struct grpc_server grpc_server;
 typedef struct grpc_call grpc_call;
 
@@ -76,8 +78,7 @@ struct grpc_method {
 struct grpc_server_config {
     const char *const *listen_urls; /* "http://127.0.0.1:2379", "https://[::1]:2379" */
     size_t n_listen_urls;
-    const char *cert_file; /* PEM; required when any URL is https:// */
-    const char *key_file;
+    struct tls_options tls; /* cert and key required when any URL is https:// */
     size_t max_recv_message_bytes; /* larger messages: RESOURCE_EXHAUSTED; 0 = 2 MiB */
     /* Server-wide bound on request bytes held while they arrive (partial
      * messages, unary messages before half-close, gateway bodies). A call

@@ -48,8 +48,11 @@
 #include <string.h>
 
 #include "common/err.h"
+#include "common/log.h"
 #include "net/h2_filter.h"
 #include "net/listener.h"
+
+#define MODULE "net"
 
 #define LINGER_MS 500 /* note 6 */
 #define PREFACE NGHTTP2_CLIENT_MAGIC
@@ -461,6 +464,10 @@ static void process_input(h2_conn *c, const uint8_t *data, size_t len)
         if (tls_conn_feed(c->tls, data, len) != 0) {
             write_out(c); /* the alert, if any */
             fail = true;
+            /* As etcd's "rejected connection" line: who, and why. */
+            if (!tls_conn_ready(c->tls) && tls_conn_failure(c->tls)[0] != '\0')
+                LOG_WARN(MODULE, "rejected connection from %s (TLS handshake: %s)", c->peer,
+                         tls_conn_failure(c->tls));
         }
         while (!fail && !c->closing) {
             ssize_t n = tls_conn_read(c->tls, plain_buf, sizeof plain_buf);

@@ -2,6 +2,7 @@
 
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <openssl/x509.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -24,6 +25,7 @@ struct tls_conn {
     BIO *rbio; /* network -> OpenSSL */
     BIO *wbio; /* OpenSSL -> network */
     bool ready;
+    char failure[160]; /* tls_conn_failure */
 };
 
 static void openssl_errmsg(char *errmsg, const char *what)
@@ -52,9 +54,77 @@ static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outle
     return SSL_TLSEXT_ERR_NOACK;
 }
 
-int tls_ctx_open(const char *cert_file, const char *key_file, tls_ctx **out,
-                 char *errmsg)
+/* etcd's names (IANA's, as OpenSSL's standard names; Go's two CHACHA20
+ * aliases lack the _SHA256) into an OpenSSL cipher list, in order. */
+static int cipher_list(SSL_CTX *ctx, const char *names, char *out, size_t cap, char *errmsg)
 {
+    STACK_OF(SSL_CIPHER) *all = SSL_CTX_get_ciphers(ctx);
+    size_t used = 0;
+    out[0] = '\0';
+    for (const char *s = names; *s != '\0';) {
+        size_t len = strcspn(s, ",");
+        char name[96];
+        snprintf(name, sizeof name, "%.*s", (int)len, s);
+        s += len + (s[len] == ',');
+        if (strncmp(name, "TLS_AES_", 8) == 0 || strcmp(name, "TLS_CHACHA20_POLY1305_SHA256") == 0)
+            continue; /* TLS 1.3: not configurable, as in Go */
+        const char *found = NULL;
+        size_t nlen = strlen(name);
+        for (int i = 0; i < sk_SSL_CIPHER_num(all) && found == NULL; i++) {
+            const SSL_CIPHER *c = sk_SSL_CIPHER_value(all, i);
+            const char *std = SSL_CIPHER_standard_name(c);
+            if (std != NULL && (strcmp(std, name) == 0 ||
+                                (strncmp(std, name, nlen) == 0 && strcmp(std + nlen, "_SHA256") == 0)))
+                found = SSL_CIPHER_get_name(c);
+        }
+        if (found == NULL) {
+            errmsg_printf(errmsg, "--cipher-suites: %s is not offered by this OpenSSL "
+                                  "(at its default security level)", name);
+            return LSKV_EIO;
+        }
+        int n = snprintf(out + used, cap - used, "%s%s", used ? ":" : "", found);
+        if (n < 0 || (size_t)n >= cap - used) {
+            errmsg_printf(errmsg, "--cipher-suites: list too long");
+            return LSKV_EIO;
+        }
+        used += (size_t)n;
+    }
+    return 0;
+}
+
+/* etcd's client TLS on top of the certificate: client certificates and
+ * cipher suites. */
+static int client_options(SSL_CTX *ctx, const struct tls_options *o, char *errmsg)
+{
+    if (o->trusted_ca_file != NULL) {
+        if (SSL_CTX_load_verify_locations(ctx, o->trusted_ca_file, NULL) != 1) {
+            openssl_errmsg(errmsg, o->trusted_ca_file);
+            return LSKV_EIO;
+        }
+        STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(o->trusted_ca_file);
+        if (names != NULL)
+            SSL_CTX_set_client_CA_list(ctx, names);
+        ERR_clear_error();
+    }
+    /* etcd 3.4 (pkg/transport): a trusted CA alone requires them too. */
+    if (o->client_cert_auth || o->trusted_ca_file != NULL)
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+    if (o->cipher_suites != NULL && o->cipher_suites[0] != '\0') {
+        char list[2048];
+        int rv = cipher_list(ctx, o->cipher_suites, list, sizeof list, errmsg);
+        if (rv != 0)
+            return rv;
+        if (list[0] != '\0' && SSL_CTX_set_cipher_list(ctx, list) != 1) {
+            openssl_errmsg(errmsg, "--cipher-suites");
+            return LSKV_EIO;
+        }
+    }
+    return 0;
+}
+
+int tls_ctx_open(const struct tls_options *o, tls_ctx **out, char *errmsg)
+{
+    const char *cert_file = o->cert_file, *key_file = o->key_file;
     tls_ctx *ctx = calloc(1, sizeof *ctx);
     if (ctx == NULL)
         return LSKV_ENOMEM;
@@ -79,6 +149,8 @@ int tls_ctx_open(const char *cert_file, const char *key_file, tls_ctx **out,
         openssl_errmsg(errmsg, "key does not match certificate");
         goto err;
     }
+    if (client_options(ctx->ssl_ctx, o, errmsg) != 0)
+        goto err;
     SSL_CTX_set_alpn_select_cb(ctx->ssl_ctx, alpn_select, NULL);
     *out = ctx;
     return 0;
@@ -133,6 +205,23 @@ void tls_conn_close(tls_conn *c)
     SSL_free(c->ssl);
     free(c->first);
     free(c);
+}
+
+/* Keeps why the handshake failed, for the log (h2.c), and clears
+ * OpenSSL's error queue. */
+static void note_failure(tls_conn *c)
+{
+    unsigned long e = ERR_peek_last_error();
+    char reason[120] = "handshake failed";
+    if (e != 0)
+        ERR_error_string_n(e, reason, sizeof reason);
+    long v = SSL_get_verify_result(c->ssl);
+    if (v != X509_V_OK)
+        snprintf(c->failure, sizeof c->failure, "%s (client certificate: %s)", reason,
+                 X509_verify_cert_error_string(v));
+    else
+        snprintf(c->failure, sizeof c->failure, "%s", reason);
+    ERR_clear_error();
 }
 
 #define RECORD_HEADER_BYTES 5
@@ -201,7 +290,7 @@ int tls_conn_feed(tls_conn *c, const uint8_t *data, size_t len)
         } else {
             int e = SSL_get_error(c->ssl, rv);
             if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE) {
-                ERR_clear_error();
+                note_failure(c);
                 return LSKV_EIO;
             }
             /* Waiting for the client's next flight: SSL_MODE_RELEASE_BUFFERS
@@ -217,6 +306,11 @@ int tls_conn_feed(tls_conn *c, const uint8_t *data, size_t len)
 bool tls_conn_ready(const tls_conn *c)
 {
     return c->ready;
+}
+
+const char *tls_conn_failure(const tls_conn *c)
+{
+    return c->failure;
 }
 
 ssize_t tls_conn_read(tls_conn *c, uint8_t *buf, size_t cap)

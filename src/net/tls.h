@@ -16,10 +16,22 @@
 typedef struct tls_ctx tls_ctx;
 typedef struct tls_conn tls_conn;
 
-/* Loads the PEM certificate chain and private key. Errors: LSKV_EIO (errmsg
- * has OpenSSL's reason), LSKV_ENOMEM. */
-int tls_ctx_open(const char *cert_file, const char *key_file, tls_ctx **out,
-                 char *errmsg);
+/* What the server's side of TLS is made of (etcd's client TLS flags). */
+struct tls_options {
+    const char *cert_file, *key_file; /* PEM chain and key */
+    /* CA (PEM) for client certificates: with it (or client_cert_auth) a
+     * client must present one it signed or the handshake fails, as in etcd
+     * 3.4, where a trusted CA alone requires them too. */
+    const char *trusted_ca_file;
+    bool client_cert_auth;
+    /* TLS 1.2 suites, etcd's (Go's, IANA) names comma separated, in order of
+     * preference; NULL: OpenSSL's defaults. TLS 1.3 names are skipped. */
+    const char *cipher_suites;
+};
+
+/* Errors: LSKV_EIO (a file or a cipher suite OpenSSL cannot take; errmsg
+ * says which and why), LSKV_ENOMEM. */
+int tls_ctx_open(const struct tls_options *o, tls_ctx **out, char *errmsg);
 void tls_ctx_close(tls_ctx *ctx);
 
 /* Errors: LSKV_ENOMEM. ctx must outlive the connection. OpenSSL's state is
@@ -33,6 +45,9 @@ int tls_conn_feed(tls_conn *c, const uint8_t *data, size_t len);
 
 /* True once the handshake completed. */
 bool tls_conn_ready(const tls_conn *c);
+/* Why the handshake failed (OpenSSL's reason, with the certificate
+ * verification result when there is one); "" when it did not. */
+const char *tls_conn_failure(const tls_conn *c);
 
 /* Decrypted bytes into buf: returns > 0 bytes, 0 when nothing is available
  * yet, LSKV_ESHUTDOWN after the peer's close_notify, LSKV_EIO on error. */

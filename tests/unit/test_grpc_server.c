@@ -351,8 +351,7 @@ static void fixture_run(struct fixture *fx, size_t max_recv, bool with_tls, clie
     struct grpc_server_config cfg = {
         .listen_urls = urls,
         .n_listen_urls = with_tls ? 3 : 1,
-        .cert_file = with_tls ? fx->cert : NULL,
-        .key_file = with_tls ? fx->key : NULL,
+        .tls = {.cert_file = with_tls ? fx->cert : NULL, .key_file = with_tls ? fx->key : NULL},
         .max_recv_message_bytes = max_recv,
         .json_gateway = fx->json_gateway,
         .methods = methods,
@@ -1041,8 +1040,8 @@ TEST(grpc_server, open_errors)
     cfg.listen_urls = tls;
     cfg.n_listen_urls = 1;
     ASSERT_EQ(grpc_server_open(&loop, &cfg, &srv, errmsg), LSKV_EINVAL);
-    cfg.cert_file = "/nonexistent.pem";
-    cfg.key_file = "/nonexistent.key";
+    cfg.tls.cert_file = "/nonexistent.pem";
+    cfg.tls.key_file = "/nonexistent.key";
     ASSERT_EQ(grpc_server_open(&loop, &cfg, &srv, errmsg), LSKV_EIO);
 
     const char *one[] = {"http://127.0.0.1:0"};
