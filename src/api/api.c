@@ -147,7 +147,6 @@ static const struct {
     {"/etcdserverpb.Cluster/MemberRemove", false},
     {"/etcdserverpb.Cluster/MemberUpdate", false},
     {"/etcdserverpb.Cluster/MemberPromote", false},
-    {"/etcdserverpb.Maintenance/Defragment", false},
     {"/etcdserverpb.Maintenance/Hash", false},
     {"/etcdserverpb.Maintenance/HashKV", false},
     {"/etcdserverpb.Maintenance/Snapshot", false},

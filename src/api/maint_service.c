@@ -1,4 +1,5 @@
-/* etcdserverpb.Maintenance: Status and Alarm (list/deactivate). */
+/* etcdserverpb.Maintenance: Status, Alarm (list/deactivate) and
+ * Defragment. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -100,11 +101,81 @@ static void maint_alarm(grpc_call *call, const uint8_t *msg, size_t len, void *c
     arena_close(&a);
 }
 
+/* Defragment: the engine rewrites its files on a worker thread (the loop
+ * serves on meanwhile, unlike etcd, which blocks its backend), then the
+ * call is answered. The call stays valid until finished, even if the
+ * client goes (grpc_server.h). */
+struct defrag {
+    uv_work_t work;
+    struct api *api;
+    grpc_call *call;
+    int64_t before;
+    uint64_t start_ms;
+    int rv;
+    char errmsg[LSKV_ERRMSG_SIZE];
+};
+
+static void defrag_work(uv_work_t *w)
+{
+    struct defrag *d = w->data;
+    d->rv = recstore_compact_engine(d->api->records, d->errmsg);
+}
+
+static void defrag_done(uv_work_t *w, int status)
+{
+    struct defrag *d = w->data;
+    if (status != 0 && d->rv == 0) {
+        d->rv = LSKV_EIO;
+        snprintf(d->errmsg, sizeof d->errmsg, "defragment: %s", uv_strerror(status));
+    }
+    if (d->rv != 0) {
+        LOG_WARN("api", "failed to defragment: %s", d->errmsg);
+        api_fail(d->api, d->call, d->rv, d->errmsg);
+    } else {
+        LOG_INFO("api", "finished defragmenting: db size %" PRId64 " -> %" PRId64
+                 " bytes, took %" PRIu64 " ms", d->before, recstore_disk_bytes(d->api->records),
+                 uv_now(d->api->loop) - d->start_ms);
+        /* etcd answers with no header at all */
+        Etcdserverpb__DefragmentResponse resp = ETCDSERVERPB__DEFRAGMENT_RESPONSE__INIT;
+        api_reply(d->call, &resp.base);
+    }
+    free(d);
+}
+
+static void maint_defragment(grpc_call *call, const uint8_t *msg, size_t len, void *ctx)
+{
+    struct api *api = ctx;
+    struct arena a;
+    arena_init(&a);
+    void *req = api_decode(call, &etcdserverpb__defragment_request__descriptor, msg, len, &a);
+    arena_close(&a);
+    if (req == NULL)
+        return;
+    struct defrag *d = calloc(1, sizeof *d);
+    if (d == NULL) {
+        api_fail(api, call, LSKV_ENOMEM, "defragment: out of memory");
+        return;
+    }
+    *d = (struct defrag){.api = api, .call = call, .before = recstore_disk_bytes(api->records),
+                         .start_ms = uv_now(api->loop)};
+    d->work.data = d;
+    LOG_INFO("api", "defragmenting the engine (db size %" PRId64 " bytes)", d->before);
+    int rv = uv_queue_work(api->loop, &d->work, defrag_work, defrag_done);
+    if (rv != 0) {
+        free(d);
+        char m[96];
+        snprintf(m, sizeof m, "defragment: %s", uv_strerror(rv));
+        api_fail(api, call, LSKV_EIO, m);
+    }
+}
+
 size_t maint_service_methods(struct api *api, struct grpc_method *m)
 {
     m[0] = (struct grpc_method){.path = "/etcdserverpb.Maintenance/Status",
                                 .on_message = maint_status, .ctx = api};
     m[1] = (struct grpc_method){.path = "/etcdserverpb.Maintenance/Alarm",
                                 .on_message = maint_alarm, .ctx = api};
-    return 2;
+    m[2] = (struct grpc_method){.path = "/etcdserverpb.Maintenance/Defragment",
+                                .on_message = maint_defragment, .ctx = api};
+    return 3;
 }

@@ -36,6 +36,11 @@ struct engine {
      * 0 if unknown; may be NULL. Counted apart from the trusted core's
      * memory (lskv_trusted_bytes in /metrics). */
     int64_t (*mem_bytes)(struct engine *e);
+    /* Rewrites the engine's files without deleted and overwritten data
+     * (etcd's defragment); may be NULL (nothing to do). The only call that
+     * may run on another thread while the loop thread uses e (LevelDB
+     * allows it). */
+    int (*compact)(struct engine *e, char *errmsg);
     /* Closes the engine and frees e. */
     void (*close)(struct engine *e);
 };

@@ -138,6 +138,14 @@ static int64_t ldb_mem_bytes(struct engine *e)
     return n > 0 ? n : 0;
 }
 
+static int ldb_compact(struct engine *e, char *errmsg)
+{
+    (void)errmsg; /* LevelDB's CompactRange reports nothing */
+    struct leveldb_engine *l = e->impl;
+    leveldb_compact_range(l->db, NULL, 0, NULL, 0);
+    return 0;
+}
+
 static void ldb_close(struct engine *e)
 {
     if (e == NULL)
@@ -178,6 +186,7 @@ int engine_leveldb_open(const char *path, struct engine **out, char *errmsg)
         .batch_free = ldb_batch_free,
         .disk_bytes = ldb_disk_bytes,
         .mem_bytes = ldb_mem_bytes,
+        .compact = ldb_compact,
         .close = ldb_close,
     };
     l->path = strdup(path);

@@ -657,6 +657,12 @@ int64_t recstore_disk_bytes(recstore *rs)
     return rs->disk_bytes;
 }
 
+int recstore_compact_engine(recstore *rs, char *errmsg)
+{
+    struct engine *e = rs->engine; /* set at open, never changed */
+    return e->compact ? e->compact(e, errmsg) : 0;
+}
+
 int64_t recstore_engine_mem_bytes(recstore *rs)
 {
     return rs->engine->mem_bytes ? rs->engine->mem_bytes(rs->engine) : 0;

@@ -117,6 +117,10 @@ int recstore_get(recstore *rs, int64_t main, int64_t sub, struct arena *a,
 int64_t recstore_disk_bytes(recstore *rs);
 /* Memory the untrusted engine holds for itself (0 if it cannot tell). */
 int64_t recstore_engine_mem_bytes(recstore *rs);
+/* The engine's defragment (engine.h compact): safe to call from a worker
+ * thread while the loop thread goes on with rs; nothing else is. Errors:
+ * LSKV_EIO (errmsg says why). */
+int recstore_compact_engine(recstore *rs, char *errmsg);
 
 struct recstore_stats {
     size_t cache_bytes;      /* bytes charged in the cache (<= cache_bytes config) */

@@ -385,7 +385,6 @@ OTHER_RPCS = [
     ("/etcdserverpb.Cluster/MemberRemove", P.MemberRemoveRequest(ID=1)),
     ("/etcdserverpb.Cluster/MemberUpdate", P.MemberUpdateRequest(ID=1)),
     ("/etcdserverpb.Cluster/MemberPromote", b"\x08\x01"),
-    ("/etcdserverpb.Maintenance/Defragment", P.DefragmentRequest()),
     ("/etcdserverpb.Maintenance/Hash", P.HashRequest()),
     ("/etcdserverpb.Maintenance/HashKV", P.HashKVRequest()),
     ("/etcdserverpb.Maintenance/MoveLeader", P.MoveLeaderRequest(targetID=1)),
