@@ -376,7 +376,9 @@ static void abandon(struct conc_call *cc)
         Etcdserverpb__RequestOp *del[1] = {op_delete(&a, cc->key)};
         rv = propose_txn(cc->api, NULL, cc->key, cc->my_rev, del, 1, NULL, 0);
     }
-    if (rv != 0)
+    if (rv == LSKV_ESHUTDOWN || rv == LSKV_ENOTLEADER)
+        LOG_DEBUG(MODULE, "no clean-up of an abandoned lock or campaign: %s", lskv_strerror(rv));
+    else if (rv != 0)
         LOG_WARN(MODULE, "cannot propose the clean-up of an abandoned lock or campaign: %s",
                  lskv_strerror(rv));
     arena_close(&a);
@@ -567,7 +569,7 @@ static void on_result(void *arg, int status, void *result)
     free(p);
     int rv = status ? status : res == NULL ? LSKV_EIO : res->rv;
     if (cc == NULL) { /* a clean-up nobody waits for */
-        if (rv != 0 && rv != LSKV_ESHUTDOWN)
+        if (rv != 0 && rv != LSKV_ESHUTDOWN && rv != LSKV_ENOTLEADER)
             LOG_WARN(MODULE, "clean-up of an abandoned lock or campaign failed: %s",
                      lskv_strerror(rv));
         fsm_result_free(res);
@@ -817,12 +819,14 @@ static void on_cancel(grpc_call *call, void *ctx)
 static void *decode(struct conc_call *cc, const ProtobufCMessageDescriptor *desc,
                     const uint8_t *msg, size_t len)
 {
-    void *req = api_decode(cc->call, desc, msg, len, &cc->arena);
+    grpc_call *call = cc->call;
+    grpc_call_set_data(call, NULL); /* api_decode may finish the call */
+    void *req = api_decode(call, desc, msg, len, &cc->arena);
     if (req == NULL) {
-        /* answered by api_decode */
-        grpc_call_set_data(cc->call, NULL);
-        cc->call = NULL;
+        cc->call = NULL; /* answered by api_decode */
         finish(cc, GRPC_STATUS_OK, NULL);
+    } else {
+        grpc_call_set_data(call, cc);
     }
     return req;
 }
