@@ -760,6 +760,10 @@ static void observe_change(struct conc_call *cc, const struct kv_record *rec)
     }
 }
 
+/* One applied entry's changes. A new leader (looked up after the old one's
+ * deletion, or the first put with none) is followed from the next revision
+ * on, as concurrency's observe watches it from rev+1: the rest of this
+ * entry's changes are not sent. */
 static void observe_applied(struct conc_call *cc, const struct kv_record *changes, size_t n)
 {
     for (size_t i = 0; i < n && cc->call != NULL; i++) {
@@ -769,12 +773,14 @@ static void observe_applied(struct conc_call *cc, const struct kv_record *change
         if (cc->following) {
             if (rec->key_len != cc->leader_len || memcmp(rec->key, cc->leader, rec->key_len))
                 continue;
-            if (rec->tombstone)
+            if (rec->tombstone) {
                 observe_lookup(cc);
-            else
-                observe_change(cc, rec);
+                return;
+            }
+            observe_change(cc, rec);
         } else if (!rec->tombstone) {
             observe_change(cc, rec);
+            return;
         }
     }
 }

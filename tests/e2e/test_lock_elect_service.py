@@ -28,6 +28,8 @@ MESSAGES = [
     "etcdserverpb.LeaseRevokeRequest", "etcdserverpb.LeaseRevokeResponse",
     "etcdserverpb.RangeRequest", "etcdserverpb.RangeResponse",
     "etcdserverpb.PutRequest", "etcdserverpb.PutResponse",
+    "etcdserverpb.TxnRequest", "etcdserverpb.TxnResponse", "etcdserverpb.RequestOp",
+    "etcdserverpb.DeleteRangeRequest",
     "v3lockpb.LockRequest", "v3lockpb.LockResponse",
     "v3lockpb.UnlockRequest", "v3lockpb.UnlockResponse",
     "v3electionpb.CampaignRequest", "v3electionpb.CampaignResponse",
@@ -40,6 +42,7 @@ METHODS = {  # name: (path, response type, server streaming)
     "Revoke": ("/etcdserverpb.Lease/LeaseRevoke", "LeaseRevokeResponse", False),
     "Range": ("/etcdserverpb.KV/Range", "RangeResponse", False),
     "Put": ("/etcdserverpb.KV/Put", "PutResponse", False),
+    "Txn": ("/etcdserverpb.KV/Txn", "TxnResponse", False),
     "Lock": ("/v3lockpb.Lock/Lock", "LockResponse", False),
     "Unlock": ("/v3lockpb.Lock/Unlock", "UnlockResponse", False),
     "Campaign": ("/v3electionpb.Election/Campaign", "CampaignResponse", False),
@@ -354,6 +357,47 @@ def test_observe_sends_current_leader(pair, pb):
     want = observe_existing_transcript(Client(etcd, pb))
     assert len(want) == 2 and want[-1] == ("end", "DEADLINE_EXCEEDED"), want
     assert observe_existing_transcript(Client(lskvd, pb)) == want
+
+
+def observe_txn_transcript(c):
+    """Leader keys written by plain puts and multi-key txns: a new leader
+    is followed from the revision after the one it was found at."""
+    pb = c.pb
+    seen = []
+    stream = c.Observe(pb.LeaderRequest(name=b"t"), timeout=4)
+
+    def watch():
+        try:
+            for r in stream:
+                seen.append(c.norm(r))
+        except grpc.RpcError as e:
+            seen.append(("end", e.code().name))
+    tw = threading.Thread(target=watch, daemon=True)
+    tw.start()
+    time.sleep(0.5)
+
+    def put(k, v):
+        return pb.RequestOp(request_put=pb.PutRequest(key=k, value=v))
+
+    def delete(k):
+        return pb.RequestOp(request_delete_range=pb.DeleteRangeRequest(key=k))
+    c.Put(pb.PutRequest(key=b"tx", value=b"outside"))
+    c.Txn(pb.TxnRequest(success=[put(b"t/b", b"1"), put(b"t/a", b"2")]))
+    c.Put(pb.PutRequest(key=b"t/b", value=b"3"))
+    c.Put(pb.PutRequest(key=b"t/a", value=b"4"))
+    c.Txn(pb.TxnRequest(success=[delete(b"t/b"), put(b"t/a", b"5")]))
+    c.Txn(pb.TxnRequest(success=[put(b"t/a", b"6"), put(b"t/c", b"7")]))
+    c.Txn(pb.TxnRequest(success=[delete(b"t/a"), put(b"t/c", b"8")]))
+    c.Put(pb.PutRequest(key=b"t/c", value=b"9"))
+    tw.join(10)
+    return seen
+
+
+def test_observe_follows_txns_as_etcd(pair, pb):
+    etcd, lskvd = pair
+    want = observe_txn_transcript(Client(etcd, pb))
+    assert want[-1] == ("end", "DEADLINE_EXCEEDED"), want
+    assert observe_txn_transcript(Client(lskvd, pb)) == want
 
 
 # ------------------------------------------------------------- JSON gateway
