@@ -787,6 +787,8 @@ static void observe_applied(struct conc_call *cc, const struct kv_record *change
 
 void concurrency_service_applied(struct api *api)
 {
+    if (api->conc_calls == NULL)
+        return; /* nobody waits (and before serving, replay finds no api) */
     size_t n = 0;
     const struct kv_record *changes = kvstore_changes(api->kv, &n);
     if (n == 0)
@@ -837,20 +839,25 @@ static void *decode(struct conc_call *cc, const ProtobufCMessageDescriptor *desc
     return req;
 }
 
+/* Lock and Campaign: the prefix of the name, then the session. */
+static void start_named(struct conc_call *cc, ProtobufCBinaryData name, int64_t lease)
+{
+    cc->lease = lease;
+    int rv = set_prefix(cc, name);
+    if (rv != 0)
+        conc_fail(cc, rv, NULL);
+    else
+        start_session(cc);
+}
+
 static void lock_lock(grpc_call *call, const uint8_t *msg, size_t len, void *ctx)
 {
     struct conc_call *cc = call_new(ctx, call, K_LOCK);
     if (cc == NULL)
         return;
     V3lockpb__LockRequest *req = decode(cc, &v3lockpb__lock_request__descriptor, msg, len);
-    if (req == NULL)
-        return;
-    cc->lease = req->lease;
-    int rv = set_prefix(cc, req->name);
-    if (rv != 0)
-        conc_fail(cc, rv, NULL);
-    else
-        start_session(cc);
+    if (req != NULL)
+        start_named(cc, req->name, req->lease);
 }
 
 static void election_campaign(grpc_call *call, const uint8_t *msg, size_t len, void *ctx)
@@ -862,13 +869,8 @@ static void election_campaign(grpc_call *call, const uint8_t *msg, size_t len, v
         decode(cc, &v3electionpb__campaign_request__descriptor, msg, len);
     if (req == NULL)
         return;
-    cc->lease = req->lease;
     cc->value = req->value;
-    int rv = set_prefix(cc, req->name);
-    if (rv != 0)
-        conc_fail(cc, rv, NULL);
-    else
-        start_session(cc);
+    start_named(cc, req->name, req->lease);
 }
 
 /* Proclaim and Resign: concurrency.ResumeElection on the leader key. */
