@@ -291,21 +291,28 @@ def test_cancelled_waiters_clean_up(pair, pb):
         and want[5] == ("campaign keys", ["ce/L0"])))
 
 
-def election_transcript(c):
-    pb = c.pb
-    out = []
+def observe(c, name, timeout=None):
+    """An Observe stream read by a thread into seen (normalised responses,
+    then ("end", code)); started and given half a second to settle."""
     seen = []
-    stream = c.Observe(pb.LeaderRequest(name=b"pick"))
+    stream = c.Observe(c.pb.LeaderRequest(name=name), timeout=timeout)
 
-    def watch():
+    def read():
         try:
             for r in stream:
                 seen.append(c.norm(r))
         except grpc.RpcError as e:
             seen.append(("end", e.code().name))
-    tw = threading.Thread(target=watch, daemon=True)
-    tw.start()
+    t = threading.Thread(target=read, daemon=True)
+    t.start()
     time.sleep(0.5)
+    return stream, seen, t
+
+
+def election_transcript(c):
+    pb = c.pb
+    out = []
+    stream, seen, tw = observe(c, b"pick")
     la, lb = c.grant(), c.grant()
     alice = c.raw("Campaign", pb.CampaignRequest(name=b"pick", lease=la, value=b"alice"))
     out.append(("alice", c.norm(alice)))
@@ -313,15 +320,20 @@ def election_transcript(c):
                        timeout=30)
     time.sleep(0.5)
     out.append(("bob waits", tb.is_alive()))
+    # A pause after each write: etcd's observer re-watches after each change,
+    # and a watch that starts behind the store answers with a later header.
     out.append(("proclaim", c.call("Proclaim", pb.ProclaimRequest(leader=alice.leader,
                                                                   value=b"alice2"))))
+    time.sleep(0.3)
     out.append(("resign", c.call("Resign", pb.ResignRequest(leader=alice.leader))))
     tb.join(20)
     bob = bb.get("result")
     out.append(("bob", c.norm(bob)))
     out.append(("leader", c.call("Leader", pb.LeaderRequest(name=b"pick"))))
     out.append(("proclaim", c.call("Proclaim", pb.ProclaimRequest(leader=bob.leader, value=b"bob2"))))
+    time.sleep(0.3)
     c.Revoke(pb.LeaseRevokeRequest(ID=lb))  # leadership ends with the lease
+    time.sleep(0.3)
     out.append(("leader after revoke", c.call("Leader", pb.LeaderRequest(name=b"pick"))))
     lc = c.grant()
     out.append(("carol", c.call("Campaign", pb.CampaignRequest(name=b"pick", lease=lc, value=b"carol"))))
@@ -363,26 +375,13 @@ def observe_txn_transcript(c):
     """Leader keys written by plain puts and multi-key txns: a new leader
     is followed from the revision after the one it was found at."""
     pb = c.pb
-    seen = []
-    stream = c.Observe(pb.LeaderRequest(name=b"t"), timeout=5)
-
-    def watch():
-        try:
-            for r in stream:
-                seen.append(c.norm(r))
-        except grpc.RpcError as e:
-            seen.append(("end", e.code().name))
-    tw = threading.Thread(target=watch, daemon=True)
-    tw.start()
-    time.sleep(0.5)
+    _, seen, tw = observe(c, b"t", timeout=5)
 
     def put(k, v):
         return pb.RequestOp(request_put=pb.PutRequest(key=k, value=v))
 
     def delete(k):
         return pb.RequestOp(request_delete_range=pb.DeleteRangeRequest(key=k))
-    # One write at a time: etcd's observer re-watches after each change, and
-    # a watch that starts behind the store answers with a later header.
     writes = [
         (c.Put, pb.PutRequest(key=b"tx", value=b"outside")),
         (c.Txn, pb.TxnRequest(success=[put(b"t/b", b"1"), put(b"t/a", b"2")])),
@@ -393,7 +392,7 @@ def observe_txn_transcript(c):
         (c.Txn, pb.TxnRequest(success=[delete(b"t/a"), put(b"t/c", b"8")])),
         (c.Put, pb.PutRequest(key=b"t/c", value=b"9")),
     ]
-    for fn, req in writes:
+    for fn, req in writes:  # paced as in election_transcript
         fn(req)
         time.sleep(0.3)
     tw.join(10)
