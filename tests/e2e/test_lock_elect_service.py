@@ -20,7 +20,7 @@ import grpc
 import pytest
 from google.protobuf import descriptor_pb2, descriptor_pool, json_format, message_factory
 
-from conftest import grpc_channel
+from conftest import grpc_channel, lskvd_only
 
 PROTO_DIR = Path(__file__).resolve().parents[2] / "proto"
 MESSAGES = [
@@ -447,3 +447,48 @@ def test_gateway_routes_as_etcd(pair, pb):
     want = gateway_transcript(etcd, Client(etcd, pb))
     assert want[0][1] == 200 and want[3][1] == 500, want
     assert gateway_transcript(lskvd, Client(lskvd, pb)) == want
+
+
+# ------------------------------------------------------------- lskvd's bound
+
+CONC_MAX_CALLS = 4096  # api/concurrency_service.c
+
+
+@lskvd_only
+def test_calls_beyond_the_bound_are_refused(lskvd, pb):
+    """Waiting Lock/Campaign calls and Observe streams are held in memory:
+    beyond CONC_MAX_CALLS at once a call gets etcd's "too many requests";
+    once one goes, calls are served again."""
+    # Own connections (grpcio shares one per target otherwise), 2048
+    # streams each: the server's HTTP/2 limit is 4096 per connection.
+    channels = [grpc.insecure_channel(lskvd.endpoint, [("grpc.use_local_subchannel_pool", 1)])
+                for _ in range(3)]
+    c = Client(lskvd, pb)
+    c.Campaign(pb.CampaignRequest(name=b"bound", lease=c.grant(), value=b"v"))
+    observe = [ch.unary_stream(METHODS["Observe"][0],
+                               request_serializer=lambda m: m.SerializeToString(),
+                               response_deserializer=pb.LeaderResponse.FromString)
+               for ch in channels[:2]]
+    leader = channels[2].unary_unary(METHODS["Leader"][0],
+                                     request_serializer=lambda m: m.SerializeToString(),
+                                     response_deserializer=pb.LeaderResponse.FromString)
+
+    def ask():
+        try:
+            return leader(pb.LeaderRequest(name=b"bound"), timeout=10).kv.value
+        except grpc.RpcError as e:
+            return (e.code().name, e.details())
+    held = [observe[i % 2](pb.LeaderRequest(name=b"bound")) for i in range(CONC_MAX_CALLS - 1)]
+    for s in held:
+        assert next(s).kv.value == b"v"  # the server holds this one
+    assert ask() == b"v"  # the last call within the bound
+    held.append(observe[0](pb.LeaderRequest(name=b"bound")))
+    assert next(held[-1]).kv.value == b"v"
+    assert ask() == ("RESOURCE_EXHAUSTED", "etcdserver: too many requests")
+    held.pop(0).cancel()
+    deadline = time.time() + 30
+    while ask() != b"v":
+        assert time.time() < deadline
+        time.sleep(0.1)
+    for s in held:
+        s.cancel()
