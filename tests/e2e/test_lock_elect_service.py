@@ -197,6 +197,15 @@ def basics_transcript(c):
     out.append(("proclaim after resign",
                 c.call("Proclaim", pb.ProclaimRequest(leader=camp.leader, value=b"v4"))))
     out.append(("campaign lease 0", c.call("Campaign", pb.CampaignRequest(name=b"f", value=b"z"))))
+    g = c.raw("Campaign", pb.CampaignRequest(name=b"g", lease=la, value=b"same"))
+    out.append(("campaign same value",
+                c.call("Campaign", pb.CampaignRequest(name=b"g", lease=la, value=b"same"))))
+    # A leader key with lease 0: the session grants a lease, the put takes it.
+    lk0 = pb.LeaderKey(name=g.leader.name, key=g.leader.key, rev=g.leader.rev, lease=0)
+    out.append(("proclaim lease 0", c.call("Proclaim", pb.ProclaimRequest(leader=lk0, value=b"p0"))))
+    out.append(("leader g", c.call("Leader", pb.LeaderRequest(name=b"g"))))
+    out.append(("resign lease 0", c.call("Resign", pb.ResignRequest(leader=lk0))))
+    out.append(("leader g after", c.call("Leader", pb.LeaderRequest(name=b"g"))))
     return out
 
 
