@@ -664,7 +664,8 @@ static void check_wait(struct conc_call *cc)
 
 /* ---- Observe ---- */
 
-static void observe_send(struct conc_call *cc, Etcdserverpb__ResponseHeader *hdr,
+/* Returns false when the stream ended here (cc is freed). */
+static bool observe_send(struct conc_call *cc, Etcdserverpb__ResponseHeader *hdr,
                          Mvccpb__KeyValue *kv)
 {
     V3electionpb__LeaderResponse resp = V3ELECTIONPB__LEADER_RESPONSE__INIT;
@@ -674,13 +675,16 @@ static void observe_send(struct conc_call *cc, Etcdserverpb__ResponseHeader *hdr
     uint8_t *buf = malloc(n ? n : 1);
     if (buf == NULL) {
         finish(cc, GRPC_STATUS_RESOURCE_EXHAUSTED, "lskv: out of memory");
-        return;
+        return false;
     }
     v3electionpb__leader_response__pack(&resp, buf);
     (void)grpc_call_send(cc->call, buf, n); /* a cancelled call drops it */
     free(buf);
-    if (cc->call != NULL && grpc_call_pending_bytes(cc->call) > CONC_OBSERVE_MAX_BYTES)
+    if (grpc_call_pending_bytes(cc->call) > CONC_OBSERVE_MAX_BYTES) {
         finish(cc, GRPC_STATUS_RESOURCE_EXHAUSTED, "etcdserver: too many requests");
+        return false;
+    }
+    return true;
 }
 
 static int follow(struct conc_call *cc, const uint8_t *key, size_t len)
@@ -733,7 +737,7 @@ static void observe_lookup(struct conc_call *cc)
         if ((rv = follow(cc, resp->kvs[0]->key.data, resp->kvs[0]->key.len)) != 0)
             conc_fail(cc, rv, NULL);
         else
-            observe_send(cc, resp->header, resp->kvs[0]);
+            (void)observe_send(cc, resp->header, resp->kvs[0]);
     }
     arena_close(&a);
 }
@@ -751,34 +755,36 @@ static void observe_change(struct conc_call *cc, const struct kv_record *rec)
     api_fill_header(cc->api, &hdr);
     if (!cc->following) {
         hdr.revision = rec->mod_revision; /* as concurrency's observe */
-        if (follow(cc, rec->key, rec->key_len) != 0)
+        if (follow(cc, rec->key, rec->key_len) != 0) {
             conc_fail(cc, LSKV_ENOMEM, NULL);
-        else
-            observe_send(cc, &hdr, &kv);
-    } else {
-        observe_send(cc, &hdr, &kv);
+            return;
+        }
     }
+    (void)observe_send(cc, &hdr, &kv);
 }
 
-/* One applied entry's changes. A new leader (looked up after the old one's
- * deletion, or the first put with none) is followed from the next revision
- * on, as concurrency's observe watches it from rev+1: the rest of this
- * entry's changes are not sent. */
+/* One applied entry's changes; cc may be freed here (the stream ended). An
+ * entry changes a key at most once (etcd refuses a txn that writes one
+ * twice), so one change is all that can concern the stream: the leader's
+ * put or deletion, or with no leader the first put under the prefix. A new
+ * leader is followed from the next revision on, as concurrency's observe
+ * watches it from rev+1. */
 static void observe_applied(struct conc_call *cc, const struct kv_record *changes, size_t n)
 {
-    for (size_t i = 0; i < n && cc->call != NULL; i++) {
+    for (size_t i = 0; i < n; i++) {
         const struct kv_record *rec = &changes[i];
         if (!in_prefix(cc, rec->key, rec->key_len))
             continue;
         if (cc->following) {
             if (rec->key_len != cc->leader_len || memcmp(rec->key, cc->leader, rec->key_len))
                 continue;
-            if (rec->tombstone) {
+            if (rec->tombstone)
                 observe_lookup(cc);
-                return;
-            }
-            observe_change(cc, rec);
-        } else if (!rec->tombstone) {
+            else
+                observe_change(cc, rec);
+            return;
+        }
+        if (!rec->tombstone) {
             observe_change(cc, rec);
             return;
         }
