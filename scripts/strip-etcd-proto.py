@@ -1,10 +1,12 @@
+# Strips an etcd .proto of gogoproto and google.api options and points its
+# imports at proto/: python3 scripts/strip-etcd-proto.py in.proto > proto/x.proto
 import re,sys
 s=open(sys.argv[1]).read()
 s=re.sub(r'import "gogoproto/gogo.proto";\n','',s)
 s=re.sub(r'import "google/api/annotations.proto";\n','',s)
 s=re.sub(r'option \(gogoproto\.[^;]*;\n','',s)
 s=re.sub(r'\s*\[\(gogoproto[^\]]*\]','',s)
-s=s.replace('import "etcd/mvcc/mvccpb/kv.proto"','import "kv.proto"').replace('import "etcd/auth/authpb/auth.proto"','import "auth.proto"')
+s=s.replace('import "etcd/mvcc/mvccpb/kv.proto"','import "kv.proto"').replace('import "etcd/auth/authpb/auth.proto"','import "auth.proto"').replace('import "etcd/etcdserver/etcdserverpb/rpc.proto"','import "rpc.proto"')
 out=[];i=0
 while True:
     j=s.find('option (google.api.http)',i)

@@ -574,6 +574,7 @@ static void notify_watchers(void *arg)
 {
     struct daemon *d = arg;
     watch_hub_notify(d->watch);
+    concurrency_service_applied(&d->api);
 }
 
 static int check_snapshot_position(void *arg, const uint8_t *plain, size_t len, char *errmsg)

@@ -180,6 +180,7 @@ size_t api_methods(struct api *api, struct grpc_method *methods, size_t max)
     n += lease_service_methods(api, tmp + n);
     n += watch_service_methods(api, tmp + n);
     n += receipt_service_methods(api, tmp + n);
+    n += concurrency_service_methods(api, tmp + n);
     for (size_t i = 0; i < sizeof later / sizeof later[0]; i++)
         tmp[n++] = (struct grpc_method){.path = later[i].path,
                                         .streaming = later[i].streaming,

@@ -45,6 +45,8 @@ struct api {
     struct lease_expiry *lease_expiry; /* lease_service_start .. _stop */
     watch_hub *watch;          /* borrowed: fed by the state machine */
     struct watch_driver *watch_driver; /* watch_service_start .. _stop */
+    struct conc_call *conc_calls; /* Lock/Campaign waiting, Observe streaming */
+    size_t n_conc_calls;          /* Lock/Election calls not yet freed */
 };
 
 /* Raises the CORRUPT alarm (once) and logs why. */
@@ -114,6 +116,16 @@ void watch_service_stop(struct api *api);
 /* Starts the clocks of leases granted by the entries applied so far (call
  * after a write applied: a lease's TTL runs from its grant). */
 void lease_service_applied(struct api *api);
+/* A lease id for a grant that names none: a positive random int63, as
+ * etcd's leader picks. Errors: LSKV_EIO (no randomness). */
+int lease_service_new_id(int64_t *id);
+/* v3lockpb.Lock and v3electionpb.Election (etcd's v3lock and v3election
+ * servers over clientv3/concurrency), api/concurrency_service.c. */
+size_t concurrency_service_methods(struct api *api, struct grpc_method *m);
+/* After every applied entry that changed keys (the state machine's
+ * observer, while kvstore_changes holds them): answers the Lock and
+ * Campaign calls whose turn came and streams leader changes to Observe. */
+void concurrency_service_applied(struct api *api);
 /* /etcdserverpb.Receipt/GetReceipt, GetConsistencyProof and /etcdserverpb.Maintenance/TxStatus
  * (lskvserverpb messages, DESIGN.md Appendix A). */
 size_t receipt_service_methods(struct api *api, struct grpc_method *m);

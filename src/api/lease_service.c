@@ -34,6 +34,18 @@ static uint64_t now_ms(void)
     return uv_hrtime() / 1000000u;
 }
 
+int lease_service_new_id(int64_t *id)
+{
+    *id = 0;
+    while (*id == 0) {
+        uint64_t r;
+        if (RAND_bytes((uint8_t *)&r, sizeof r) != 1)
+            return LSKV_EIO;
+        *id = (int64_t)(r & INT64_MAX);
+    }
+    return 0;
+}
+
 static void lease_grant(grpc_call *call, const uint8_t *msg, size_t len, void *ctx)
 {
     struct api *api = ctx;
@@ -54,14 +66,10 @@ static void lease_grant(grpc_call *call, const uint8_t *msg, size_t len, void *c
         api_fail(api, call, rv, NULL);
         goto out;
     }
-    while (req->id == 0) {
-        uint64_t r;
-        if (RAND_bytes((uint8_t *)&r, sizeof r) != 1) {
-            api_write_done(api, cost);
-            api_fail(api, call, LSKV_EIO, "no randomness for a lease id");
-            goto out;
-        }
-        req->id = (int64_t)(r & INT64_MAX);
+    if (req->id == 0 && (rv = lease_service_new_id(&req->id)) != 0) {
+        api_write_done(api, cost);
+        api_fail(api, call, rv, "no randomness for a lease id");
+        goto out;
     }
     /* The id is part of the command: the request is packed again. */
     size_t n = etcdserverpb__lease_grant_request__get_packed_size(req);

@@ -19,6 +19,8 @@
 #include "http/json.h"
 #include "proto/lskvserver.pb-c.h"
 #include "proto/rpc.pb-c.h"
+#include "proto/v3election.pb-c.h"
+#include "proto/v3lock.pb-c.h"
 
 static const struct gateway_rpc rpcs[] = {
     {"kv/range", "/etcdserverpb.KV/Range", &etcdserverpb__range_request__descriptor,
@@ -78,6 +80,22 @@ static const struct gateway_rpc rpcs[] = {
      &etcdserverpb__snapshot_response__descriptor, true},
     {"maintenance/transfer-leadership", "/etcdserverpb.Maintenance/MoveLeader", &etcdserverpb__move_leader_request__descriptor,
      &etcdserverpb__move_leader_response__descriptor, false},
+    /* v3lockpb and v3electionpb (v3lock/v3election *.pb.gw.go), registered
+     * on the same mux by etcd's embed/serve.go. */
+    {"lock/lock", "/v3lockpb.Lock/Lock", &v3lockpb__lock_request__descriptor,
+     &v3lockpb__lock_response__descriptor, false},
+    {"lock/unlock", "/v3lockpb.Lock/Unlock", &v3lockpb__unlock_request__descriptor,
+     &v3lockpb__unlock_response__descriptor, false},
+    {"election/campaign", "/v3electionpb.Election/Campaign", &v3electionpb__campaign_request__descriptor,
+     &v3electionpb__campaign_response__descriptor, false},
+    {"election/proclaim", "/v3electionpb.Election/Proclaim", &v3electionpb__proclaim_request__descriptor,
+     &v3electionpb__proclaim_response__descriptor, false},
+    {"election/leader", "/v3electionpb.Election/Leader", &v3electionpb__leader_request__descriptor,
+     &v3electionpb__leader_response__descriptor, false},
+    {"election/observe", "/v3electionpb.Election/Observe", &v3electionpb__leader_request__descriptor,
+     &v3electionpb__leader_response__descriptor, true},
+    {"election/resign", "/v3electionpb.Election/Resign", &v3electionpb__resign_request__descriptor,
+     &v3electionpb__resign_response__descriptor, false},
     {"auth/enable", "/etcdserverpb.Auth/AuthEnable", &etcdserverpb__auth_enable_request__descriptor,
      &etcdserverpb__auth_enable_response__descriptor, false},
     {"auth/disable", "/etcdserverpb.Auth/AuthDisable", &etcdserverpb__auth_disable_request__descriptor,

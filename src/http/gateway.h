@@ -9,7 +9,8 @@
  * now), lease/grant, lease/revoke, lease/keepalive, lease/timetolive,
  * lease/leases (kv/lease/... aliases), cluster/member/{add,remove,update,
  * list,promote}, maintenance/{alarm,status,defragment,hash,snapshot,
- * transfer-leadership,tx_status}, auth/..., receipt/get_receipt.
+ * transfer-leadership,tx_status}, auth/..., receipt/get_receipt,
+ * lock/{lock,unlock}, election/{campaign,proclaim,leader,observe,resign}.
  * Plus GET /health, /version, /metrics. */
 #ifndef LSKV_HTTP_GATEWAY_H
 #define LSKV_HTTP_GATEWAY_H
