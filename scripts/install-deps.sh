@@ -12,6 +12,7 @@ PACKAGES=(
   etcd-server etcd-client golang-etcd-server-dev
   # tests and tools
   python3 python3-pytest python3-etcd3 python3-grpcio python3-protobuf python3-hypothesis
+  protobuf-compiler
   python3-cryptography python3-plyvel curl nghttp2-client openssl gnuplot-nox iproute2 procps psmisc
 )
 

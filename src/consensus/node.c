@@ -673,7 +673,7 @@ static void prepare_close_cb(uv_handle_t *handle)
  * io->close to pass the first call on only. */
 static void io_close_once(struct raft_io *io)
 {
-    consensus_node *node = (consensus_node *)((char *)io - offsetof(consensus_node, io));
+    consensus_node *node = (consensus_node *)(void *)((char *)io - offsetof(consensus_node, io));
     if (node->io_closed)
         return;
     node->io_closed = true;
@@ -682,7 +682,7 @@ static void io_close_once(struct raft_io *io)
 
 static void io_close_guarded(struct raft_io *io, raft_io_close_cb cb)
 {
-    consensus_node *node = (consensus_node *)((char *)io - offsetof(consensus_node, io));
+    consensus_node *node = (consensus_node *)(void *)((char *)io - offsetof(consensus_node, io));
     node->raft_close_cb = cb;
     node->uv_close_fn(io, io_close_once);
 }
