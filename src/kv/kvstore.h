@@ -80,6 +80,15 @@ void kvstore_forget_changes(kvstore *kv);
  * non-zero return stops the walk and is returned. Errors: LSKV_ECOMPACTED
  * (from_rev below the compaction point), LSKV_ECORRUPT (a record missing or
  * failing verification; errmsg says which), LSKV_EIO, LSKV_ENOMEM. */
+/* etcd's HashKV at rev (0: the current revision): CRC-32C over the records
+ * etcd's bolt bucket would hold and hash (kv/hash.c), read and verified by
+ * record id. *compact_rev gets etcd's compactMainRev (-1: never compacted).
+ * Errors: LSKV_ECOMPACTED (0 < rev <= the compaction point), LSKV_EFUTUREREV,
+ * LSKV_ECORRUPT (a record missing or failing verification), LSKV_EIO,
+ * LSKV_ENOMEM. Records are read into a. */
+int kvstore_hash_kv(kvstore *kv, int64_t rev, struct arena *a, uint32_t *hash,
+                    int64_t *compact_rev, char *errmsg);
+
 typedef int (*kvstore_history_fn)(void *arg, const struct kv_record *rec, int64_t main,
                                   int64_t sub);
 int kvstore_history(kvstore *kv, const ProtobufCBinaryData *key,
