@@ -473,23 +473,11 @@ static int on_grpc_message(void *arg, const uint8_t *msg, size_t len)
     return 0;
 }
 
-/* The gateway's answer for a JSON stream. */
-static void json_respond(void *arg, const struct gateway_response *r)
+/* The HEADERS of the gateway's answer on a JSON stream; with a body
+ * unless HEAD. */
+static void json_headers(grpc_call *call, nghttp2_session *session,
+                         const struct gateway_response *r)
 {
-    grpc_call *call = arg;
-    call->jc = NULL;
-    if (call->resp_done)
-        return;
-    call->resp_done = true;
-    nghttp2_session *session = call_session(call);
-    if (session == NULL)
-        return;
-    if (outq_append(&call->out, (const uint8_t *)r->body, r->body_len, NULL, 0) != 0) {
-        nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, call->stream_id,
-                                  NGHTTP2_INTERNAL_ERROR);
-        h2_conn_kick(call->conn->h2);
-        return;
-    }
     char hs[8];
     snprintf(hs, sizeof hs, "%d", r->status);
     char retry[16];
@@ -513,6 +501,71 @@ static void json_respond(void *arg, const struct gateway_response *r)
     nghttp2_submit_response(session, call->stream_id, nva, n, head ? NULL : &prd);
     h2_conn_kick(call->conn->h2);
 }
+
+/* The gateway's answer for a JSON stream (json_call_sink). */
+static void json_respond(void *arg, const struct gateway_response *r)
+{
+    grpc_call *call = arg;
+    if (!r->streamed)
+        call->jc = NULL;
+    if (call->resp_done)
+        return;
+    if (!r->streamed)
+        call->resp_done = true;
+    nghttp2_session *session = call_session(call);
+    if (session == NULL)
+        return;
+    if (outq_append(&call->out, (const uint8_t *)r->body, r->body_len, NULL, 0) != 0) {
+        nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, call->stream_id,
+                                  NGHTTP2_INTERNAL_ERROR);
+        h2_conn_kick(call->conn->h2);
+        return;
+    }
+    json_headers(call, session, r);
+}
+
+/* One piece of a streamed answer (json_call_sink). */
+static void json_piece(void *arg, const char *data, size_t len, bool last)
+{
+    grpc_call *call = arg;
+    if (last) {
+        call->jc = NULL;
+        call->resp_done = true;
+    }
+    nghttp2_session *session = call_session(call);
+    if (session == NULL)
+        return;
+    if (outq_append(&call->out, (const uint8_t *)data, len, NULL, 0) != 0) {
+        /* Not finished from here (the sink contract): the reset closes the
+         * stream from nghttp2's send path, which cancels the call. */
+        nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, call->stream_id,
+                                  NGHTTP2_INTERNAL_ERROR);
+    } else if (call->deferred) {
+        call->deferred = false;
+        nghttp2_session_resume_data(session, call->stream_id);
+    }
+    h2_conn_kick(call->conn->h2);
+}
+
+static size_t json_pending(void *arg)
+{
+    const grpc_call *call = arg;
+    return call->out.len - call->out.off;
+}
+
+static void json_abort(void *arg)
+{
+    grpc_call *call = arg;
+    nghttp2_session *session = call_session(call);
+    if (session == NULL)
+        return;
+    /* Closed when nghttp2 sends it (on_stream_close): json_call_cancel. */
+    nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, call->stream_id, NGHTTP2_CANCEL);
+    h2_conn_kick(call->conn->h2);
+}
+
+static const struct json_call_sink json_sink = {
+    .answer = json_respond, .piece = json_piece, .pending = json_pending, .abort = json_abort};
 
 /* A JSON stream's request is complete: run it through the gateway. */
 static void json_dispatch(grpc_call *call)
@@ -539,7 +592,7 @@ static void json_dispatch(grpc_call *call)
     }
     const char *method = strcmp(call->http_method, "HEAD") == 0 ? "GET" : call->http_method;
     call->jc = json_call_start(call->srv, method, call->path, call->json_body, call->json_len,
-                               call->peer, json_respond, call);
+                               call->peer, &json_sink, call);
     if (call->conn != NULL)
         buffered_sub(call->conn, call->json_len);
     free(call->json_body);
@@ -1242,12 +1295,79 @@ int grpc_server_call_external(grpc_server *srv, const char *path, const uint8_t 
     return 0;
 }
 
+int grpc_server_stream_external(grpc_server *srv, const char *path, const char *peer,
+                                const struct grpc_call_transport *t, void *arg,
+                                grpc_call **out)
+{
+    *out = NULL;
+    const struct grpc_method *m = NULL;
+    for (size_t i = 0; i < srv->n_methods; i++)
+        if (strcmp(srv->methods[i].path, path) == 0)
+            m = &srv->methods[i];
+    if (m == NULL)
+        return LSKV_ENOTFOUND;
+    if (!m->streaming)
+        return LSKV_EUNIMPLEMENTED;
+    grpc_call *call = calloc(1, sizeof *call);
+    if (call == NULL)
+        return LSKV_ENOMEM;
+    call->srv = srv;
+    call->method = m;
+    call->ext = t;
+    call->ext_arg = arg;
+    call->stream_id = -1;
+    snprintf(call->path, sizeof call->path, "%s", path);
+    snprintf(call->peer, sizeof call->peer, "%s", peer ? peer : "?");
+    *out = call;
+    return 0;
+}
+
+/* After a callback into the handler of an external stream: is it still on?
+ * Frees the call when it is over (invariant 1). */
+static bool external_alive(grpc_call *call)
+{
+    call->in_cb--;
+    bool alive = !call->handler_finished && !call->stream_gone;
+    call_maybe_free(call);
+    return alive;
+}
+
+bool grpc_call_external_message(grpc_call *call, const uint8_t *msg, size_t len)
+{
+    if (call->handler_finished || call->stream_gone)
+        return false;
+    call_own(call);
+    call->n_msgs++;
+    call->in_cb++;
+    call->method->on_message(call, msg, len, call->method->ctx);
+    return external_alive(call);
+}
+
+bool grpc_call_external_half_close(grpc_call *call)
+{
+    if (call->handler_finished || call->stream_gone)
+        return false;
+    const struct grpc_method *m = call->method;
+    call->in_cb++;
+    if (m->on_half_close != NULL) {
+        call_own(call);
+        m->on_half_close(call, m->ctx);
+    } else if (!call->delivered) {
+        /* The handler never saw the call: end it as the server does for
+         * streams (end_of_request). */
+        call->handler_owned = true;
+        metrics_started(call->srv->metrics, method_index(call));
+        grpc_call_finish(call, GRPC_STATUS_OK, NULL);
+    }
+    return external_alive(call);
+}
+
 void grpc_call_detach(grpc_call *call)
 {
     if (call->ext == NULL || call->handler_finished || call->stream_gone)
         return;
     call->stream_gone = true;
-    if (!call->cancelled) {
+    if (!call->cancelled && call->handler_owned) { /* else the handler never saw it */
         call->cancelled = true;
         metrics_handled(call->srv->metrics, method_index(call), GRPC_STATUS_CANCELLED);
         if (call->method->on_cancel) {
@@ -1307,6 +1427,8 @@ bool grpc_call_cancelled(const grpc_call *call)
 
 size_t grpc_call_pending_bytes(const grpc_call *call)
 {
+    if (call->ext != NULL)
+        return call->ext->pending != NULL ? call->ext->pending(call->ext_arg) : 0;
     return call->out.len - call->out.off;
 }
 

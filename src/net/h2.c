@@ -631,6 +631,23 @@ void h2_conn_set_idle_timeout(h2_conn *c, uint64_t ms)
         uv_timer_start(&c->linger, on_idle_timeout, ms, 0);
 }
 
+static void on_abort_timeout(uv_timer_t *t)
+{
+    conn_close(t->data, false);
+}
+
+void h2_conn_abort_soon(h2_conn *c)
+{
+    if (c->mem || c->closing)
+        return;
+    uv_timer_start(&c->linger, on_abort_timeout, 0, 0);
+}
+
+size_t h2_conn_queued_bytes(const h2_conn *c)
+{
+    return queued(c);
+}
+
 void h2_conn_end(h2_conn *c)
 {
     conn_close(c, true);

@@ -70,18 +70,77 @@ static void plain_error(struct http1_conn *hc, int status, const char *body)
     write_response(hc, &r, true);
 }
 
-static void on_done(void *arg, const struct gateway_response *r)
+/* The request in flight is answered: on to the next one. */
+static void request_done(struct http1_conn *hc)
 {
-    struct http1_conn *hc = arg;
     hc->jc = NULL;
     hc->busy = false;
-    write_response(hc, r, !hc->keep_alive);
     if (hc->c != NULL && !hc->closed)
         h2_conn_set_idle_timeout(hc->c, H1_IDLE_MS);
     http1_parser_next(&hc->parser);
     if (!hc->in_process)
         process(hc);
 }
+
+static void on_answer(void *arg, const struct gateway_response *r)
+{
+    struct http1_conn *hc = arg;
+    if (r->streamed) {
+        /* The head of a streamed answer; pieces follow (on_piece). */
+        if (hc->c == NULL || hc->closed)
+            return;
+        size_t len = 0;
+        char *out = gateway_http1_response(r, hc->http_minor, !hc->keep_alive, &len);
+        if (out != NULL)
+            (void)h2_conn_write_raw(hc->c, (const uint8_t *)out, len);
+        free(out);
+        return;
+    }
+    hc->jc = NULL;
+    write_response(hc, r, !hc->keep_alive);
+    request_done(hc);
+}
+
+static void on_piece(void *arg, const char *data, size_t len, bool last)
+{
+    struct http1_conn *hc = arg;
+    if (last)
+        hc->jc = NULL; /* closing below must not cancel it */
+    if (hc->c != NULL && !hc->closed) {
+        size_t n = 0;
+        char *out = gateway_http1_chunk(data, len, hc->http_minor >= 1, last, &n);
+        /* Not closed from here (the sink contract): a failed write leaves
+         * the connection to its own error path. */
+        if (out != NULL)
+            (void)h2_conn_write_raw(hc->c, (const uint8_t *)out, n);
+        free(out);
+        if (last && !hc->keep_alive) {
+            hc->closed = true;
+            h2_conn_end(hc->c);
+        }
+    }
+    if (last)
+        request_done(hc);
+}
+
+static size_t on_pending(void *arg)
+{
+    struct http1_conn *hc = arg;
+    return hc->c != NULL ? h2_conn_queued_bytes(hc->c) : 0;
+}
+
+static void on_abort(void *arg)
+{
+    /* Closed from the loop, outside this callback; the close cancels the
+     * call (http1_conn_closed). Pending output goes: the client does not
+     * read it. */
+    struct http1_conn *hc = arg;
+    if (hc->c != NULL && !hc->closed)
+        h2_conn_abort_soon(hc->c);
+}
+
+static const struct json_call_sink sink = {
+    .answer = on_answer, .piece = on_piece, .pending = on_pending, .abort = on_abort};
 
 static void too_many_requests(struct http1_conn *hc)
 {
@@ -151,7 +210,7 @@ static void process(struct http1_conn *hc)
         hc->keep_alive = req->keep_alive;
         hc->head = strcmp(req->method, "HEAD") == 0;
         hc->jc = json_call_start(hc->srv, hc->head ? "GET" : req->method, req->target,
-                                 req->body, req->body_len, h2_conn_peer(hc->c), on_done, hc);
+                                 req->body, req->body_len, h2_conn_peer(hc->c), &sink, hc);
     }
     hc->in_process = false;
 }

@@ -5,7 +5,35 @@
  *
  * Life cycle: a json_call lives from json_call_start until both (a) the
  * call is over (the handler finished it, or it never started) and (b) the
- * HTTP side heard the answer or cancelled. */
+ * HTTP side heard the answer or cancelled.
+ *
+ * Notes on streaming methods (watch, lease/keepalive, and any table row
+ * flagged streaming), after etcd's rpc.pb.gw.go request_Watch_Watch_0 and
+ * grpc-gateway's ForwardResponseStream:
+ *
+ * (1) The body is a sequence of JSON values (concatenated or separated by
+ *     white space; json_next_value splits it), each one request message.
+ *     The first is converted before the stream opens: if it is malformed
+ *     the answer is a one-shot error with code 2 (Unknown, HTTP 500), the
+ *     decoder's text as message, as Go gives it. A later malformed value
+ *     ends the request side there (Go's decoder goroutine stops and calls
+ *     CloseSend): what the handler does on half-close decides the rest
+ *     (keepalive ends the stream, watch keeps it open, as in etcd).
+ * (2) Each response message is a piece {"result":<message>}\n, written as
+ *     it comes; the head (200, chunked) goes with the first piece or the
+ *     end. A handler that fails writes {"error":{...}} (gateway_stream_
+ *     error) after the head, whose status is the error's own when nothing
+ *     was written yet. Grpc-Metadata-Content-Type is there once a message
+ *     reached the server (the gateway read the stream's header metadata).
+ * (3) Memory: the body is bounded as for unary calls (the transports
+ *     collect it: the whole body arrives before the first message goes;
+ *     Go feeds messages as they arrive, which changes only timing). The
+ *     answer bytes a transport holds are bounded by
+ *     GATEWAY_STREAM_MAX_PENDING_BYTES: the watch hub stops sending to a
+ *     stream at its own per-stream limit (grpc_call_pending_bytes asks the
+ *     transport); any other stream (a body of thousands of keepalives from
+ *     a client that does not read) is aborted: the transport resets the
+ *     stream or closes the connection, and cancels the call. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -20,12 +48,17 @@ struct json_call {
     grpc_call *call; /* while the handler holds it */
     const struct gateway_rpc *rpc;
     bool health;
-    json_call_done_fn done;
+    const struct json_call_sink *sink;
     void *arg;
     bool in_start;
-    bool finished; /* done ran (or must not run: cancelled) */
+    bool finished; /* the answer is complete (or must not be: cancelled) */
     char *json;    /* the response message as JSON, from send */
     size_t json_len;
+    /* Streaming methods (notes above). */
+    bool streaming;
+    bool head_sent; /* the head of the streamed answer */
+    bool delivered; /* a request message reached the handler */
+    bool aborted;   /* note 3: the transport will cancel us */
 };
 
 static const char text_plain[] = "text/plain; charset=utf-8";
@@ -35,7 +68,50 @@ static void answer(struct json_call *jc, const struct gateway_response *r)
 {
     jc->finished = true;
     metrics_http(grpc_server_metrics(jc->srv), r->status);
-    jc->done(jc->arg, r);
+    jc->sink->answer(jc->arg, r);
+}
+
+/* The head of a streamed answer (note 2), once. */
+static void stream_head(struct json_call *jc, int status)
+{
+    if (jc->head_sent)
+        return;
+    jc->head_sent = true;
+    struct gateway_response r = {.status = status,
+                                 .content_type = app_json,
+                                 .body = "",
+                                 .grpc_metadata = jc->delivered,
+                                 .streamed = true};
+    metrics_http(grpc_server_metrics(jc->srv), status);
+    jc->sink->answer(jc->arg, &r);
+}
+
+/* The end of a streamed answer: an error piece for a failed call. */
+static void stream_end(struct json_call *jc, enum grpc_status status, const char *message)
+{
+    size_t len = 0;
+    char *err = NULL;
+    if (status != GRPC_STATUS_OK) {
+        err = gateway_stream_error((int)status, message ? message : "", &len);
+        stream_head(jc, gateway_http_status((int)status));
+    } else {
+        stream_head(jc, 200);
+    }
+    jc->finished = true;
+    jc->sink->piece(jc->arg, err ? err : "", err ? len : 0, true);
+    free(err);
+}
+
+/* Note 3: the transport holds too much; it resets and cancels us later. */
+static bool stream_overflow(struct json_call *jc)
+{
+    if (!jc->aborted && jc->sink->pending(jc->arg) <= GATEWAY_STREAM_MAX_PENDING_BYTES)
+        return false;
+    if (!jc->aborted) {
+        jc->aborted = true;
+        jc->sink->abort(jc->arg);
+    }
+    return true;
 }
 
 static void answer_text(struct json_call *jc, int status, const char *ct, const char *body)
@@ -72,11 +148,37 @@ static void jc_free(struct json_call *jc)
     free(jc);
 }
 
+static int stream_send(struct json_call *jc, const uint8_t *msg, size_t len)
+{
+    if (jc->finished || stream_overflow(jc))
+        return LSKV_ESHUTDOWN;
+    char *out = NULL;
+    size_t out_len = 0;
+    int rv = json_from_pb(jc->rpc->response, msg, len, &out, &out_len);
+    if (rv != 0)
+        return rv;
+    struct json_buf b = {0};
+    json_buf_puts(&b, "{\"result\":");
+    json_buf_put(&b, out, out_len);
+    json_buf_puts(&b, "}\n");
+    free(out);
+    if (b.err) {
+        free(b.p);
+        return LSKV_ENOMEM;
+    }
+    stream_head(jc, 200);
+    jc->sink->piece(jc->arg, b.p, b.len, false);
+    free(b.p);
+    return 0;
+}
+
 static int t_send(void *arg, const uint8_t *msg, size_t len)
 {
     struct json_call *jc = arg;
     if (jc->health)
         return 0;
+    if (jc->streaming)
+        return stream_send(jc, msg, len);
     char *out = NULL;
     size_t out_len = 0;
     int rv = json_from_pb(jc->rpc->response, msg, len, &out, &out_len);
@@ -93,6 +195,14 @@ static void t_finish(void *arg, enum grpc_status status, const char *message,
 {
     struct json_call *jc = arg;
     jc->call = NULL;
+    if (jc->streaming) {
+        if (jc->aborted)
+            return; /* the transport cancels us (note 3) */
+        stream_end(jc, status, message);
+        if (!jc->in_start)
+            jc_free(jc);
+        return;
+    }
     if (jc->health) {
         /* etcd: {"health":"true"} or 503 {"health":"false"}. */
         if (status == GRPC_STATUS_OK)
@@ -114,7 +224,14 @@ static void t_finish(void *arg, enum grpc_status status, const char *message,
         jc_free(jc);
 }
 
-static const struct grpc_call_transport transport = {.send = t_send, .finish = t_finish};
+static size_t t_pending(void *arg)
+{
+    struct json_call *jc = arg;
+    return jc->finished ? 0 : jc->sink->pending(jc->arg);
+}
+
+static const struct grpc_call_transport transport = {
+    .send = t_send, .finish = t_finish, .pending = t_pending};
 
 static void start_rpc(struct json_call *jc, const char *path, const uint8_t *pb, size_t len,
                       const char *peer)
@@ -181,11 +298,95 @@ static void start_metrics(struct json_call *jc)
     free(text);
 }
 
+/* The next request message of a streaming body as protobuf (note 1).
+ * Returns 1 with *pb (malloc'd), 0 at the end of the body, or an error
+ * with errmsg set. */
+static int next_message(struct json_call *jc, const uint8_t *body, size_t len, size_t *pos,
+                        uint8_t **pb, size_t *pb_len, char *errmsg)
+{
+    size_t start = 0, end = 0;
+    if (!json_next_value((const char *)body, len, *pos, &start, &end))
+        return 0;
+    *pos = end;
+    int rv = json_to_pb(jc->rpc->request, (const char *)body + start, end - start, pb, pb_len,
+                        errmsg);
+    if (rv == LSKV_ETOODEEP)
+        rv = LSKV_EINVAL; /* errmsg has Go's text */
+    if (rv == 0 && *pb_len > grpc_server_max_recv(jc->srv)) {
+        grpc_frame_too_large_text(errmsg, LSKV_ERRMSG_SIZE, *pb_len, grpc_server_max_recv(jc->srv));
+        free(*pb);
+        *pb = NULL;
+        rv = LSKV_ETOOLARGE;
+    }
+    return rv == 0 ? 1 : rv;
+}
+
+static void start_stream(struct json_call *jc, const uint8_t *body, size_t len, const char *peer)
+{
+    char errmsg[LSKV_ERRMSG_SIZE] = "";
+    size_t pos = 0;
+    uint8_t *pb = NULL;
+    size_t pb_len = 0;
+    int more = next_message(jc, body, len, &pos, &pb, &pb_len, errmsg);
+    if (more == LSKV_ENOMEM) {
+        answer_error(jc, GRPC_STATUS_RESOURCE_EXHAUSTED, "lskv: out of memory", false, 0);
+        return;
+    }
+    if (more == LSKV_ETOOLARGE) {
+        answer_error(jc, GRPC_STATUS_RESOURCE_EXHAUSTED, errmsg, false, 0);
+        return;
+    }
+    if (more < 0) {
+        /* Go: the decoder's error as it is, code Unknown (note 1). */
+        answer_error(jc, GRPC_STATUS_UNKNOWN, errmsg, false, 0);
+        return;
+    }
+    grpc_call *call = NULL;
+    int rv = grpc_server_stream_external(jc->srv, jc->rpc->method, peer, &transport, jc, &call);
+    if (rv != 0) {
+        free(pb);
+        char msg[300];
+        if (rv == LSKV_ENOMEM)
+            snprintf(msg, sizeof msg, "lskv: out of memory");
+        else
+            snprintf(msg, sizeof msg, "unknown method %s", jc->rpc->method);
+        answer_error(jc, rv == LSKV_ENOMEM ? GRPC_STATUS_RESOURCE_EXHAUSTED
+                                           : GRPC_STATUS_UNIMPLEMENTED,
+                     msg, false, 0);
+        return;
+    }
+    jc->call = call;
+    jc->streaming = true;
+    while (more == 1) {
+        if (stream_overflow(jc)) {
+            free(pb);
+            return;
+        }
+        jc->delivered = true;
+        bool on = grpc_call_external_message(call, pb, pb_len);
+        free(pb);
+        pb = NULL;
+        if (!on || jc->aborted)
+            return; /* over: t_finish answered (or the transport cancels) */
+        more = next_message(jc, body, len, &pos, &pb, &pb_len, errmsg);
+        if (more == LSKV_ETOOLARGE || more == LSKV_ENOMEM) {
+            /* The gateway's Send fails: the stream ends with the error. */
+            jc->call = NULL;
+            grpc_call_detach(call);
+            stream_end(jc, GRPC_STATUS_RESOURCE_EXHAUSTED,
+                       more == LSKV_ENOMEM ? "lskv: out of memory" : errmsg);
+            return;
+        }
+    }
+    /* The end of the body, or a malformed value: CloseSend (note 1). */
+    (void)grpc_call_external_half_close(call);
+}
+
 struct json_call *json_call_start(grpc_server *srv, const char *method, const char *target,
                                   const uint8_t *body, size_t len, const char *peer,
-                                  json_call_done_fn done, void *arg)
+                                  const struct json_call_sink *sink, void *arg)
 {
-    struct json_call stack = {.srv = srv, .done = done, .arg = arg};
+    struct json_call stack = {.srv = srv, .sink = sink, .arg = arg};
     struct json_call *jc = calloc(1, sizeof *jc);
     if (jc == NULL) {
         answer_text(&stack, 503, text_plain, "out of memory\n");
@@ -241,8 +442,8 @@ struct json_call *json_call_start(grpc_server *srv, const char *method, const ch
         break;
     }
     case GATEWAY_STREAMING:
-        answer_error(jc, GRPC_STATUS_UNIMPLEMENTED,
-                     "lskv: streaming methods are not served over the JSON gateway yet", false, 0);
+        jc->rpc = route.rpc;
+        start_stream(jc, body, len, peer);
         break;
     }
     jc->in_start = false;
