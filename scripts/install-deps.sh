@@ -13,6 +13,8 @@ PACKAGES=(
   # tests and tools
   python3 python3-pytest python3-etcd3 python3-grpcio python3-protobuf python3-hypothesis
   python3-cryptography python3-plyvel curl nghttp2-client openssl gnuplot-nox iproute2 procps psmisc
+  # Patroni on lskvd (tests/e2e/test_patroni.py, issue 9)
+  patroni postgresql-15
 )
 
 missing=()
