@@ -189,9 +189,10 @@ static size_t method_index(const grpc_call *call)
 /* The handler now owns the call. */
 static void call_own(grpc_call *call)
 {
+    if (!call->handler_owned) /* a stream is started once, not per message */
+        metrics_started(call->srv->metrics, method_index(call));
     call->handler_owned = true;
     call->delivered = true;
-    metrics_started(call->srv->metrics, method_index(call));
 }
 
 static nghttp2_session *call_session(grpc_call *call)

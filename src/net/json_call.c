@@ -343,16 +343,22 @@ static void start_stream(struct json_call *jc, const uint8_t *body, size_t len, 
     }
     grpc_call *call = NULL;
     int rv = grpc_server_stream_external(jc->srv, jc->rpc->method, peer, &transport, jc, &call);
+    if (rv == LSKV_ENOMEM) {
+        free(pb);
+        answer_error(jc, GRPC_STATUS_RESOURCE_EXHAUSTED, "lskv: out of memory", false, 0);
+        return;
+    }
     if (rv != 0) {
+        /* A method we do not serve: the stream's first Recv fails, as
+         * grpc-go says it ("/etcdserverpb.Maintenance/Snapshot"). */
         free(pb);
         char msg[300];
-        if (rv == LSKV_ENOMEM)
-            snprintf(msg, sizeof msg, "lskv: out of memory");
-        else
-            snprintf(msg, sizeof msg, "unknown method %s", jc->rpc->method);
-        answer_error(jc, rv == LSKV_ENOMEM ? GRPC_STATUS_RESOURCE_EXHAUSTED
-                                           : GRPC_STATUS_UNIMPLEMENTED,
-                     msg, false, 0);
+        const char *m = jc->rpc->method + 1;
+        const char *slash = strrchr(m, '/');
+        snprintf(msg, sizeof msg, "unknown method %s for service %.*s", slash + 1,
+                 (int)(slash - m), m);
+        jc->streaming = true;
+        stream_end(jc, GRPC_STATUS_UNIMPLEMENTED, msg);
         return;
     }
     jc->call = call;
