@@ -1,0 +1,330 @@
+"""Streaming routes of the JSON gateway (issue 9): POST /v3/watch and
+/v3/lease/keepalive, as etcd 3.4's grpc-gateway serves them.
+
+The body is a sequence of JSON request messages; each response message comes
+as a line {"result":{...}} as soon as it exists (chunked on HTTP/1.1). What
+etcd does, measured with curl and checked here against both servers:
+  - watch: created, then events as they happen; the stream stays open after
+    the body ends (etcd's watch server keeps its send loop after CloseSend);
+  - keepalive: one answer per request, and the answer ends with the body;
+  - a malformed first value: a one-shot 500 {"error":...,"code":2} with Go's
+    decoder text; a malformed later value ends the request side there;
+  - an empty keepalive body: 200 with an empty body.
+lskvd-only: HTTP/2 (etcd serves JSON over h2 only with TLS), a client that
+goes away frees its stream, a client that does not read is cut off.
+"""
+import base64
+import http.client
+import json
+import socket
+import subprocess
+import time
+import urllib.request
+
+import pytest
+
+from conftest import lskvd_only
+
+KINDS = ["etcd", "lskvd"]
+
+
+def b64(s):
+    return base64.b64encode(s.encode()).decode()
+
+
+def post(server, path, body, timeout=10):
+    req = urllib.request.Request(server.url + path, data=json.dumps(body).encode(),
+                                 method="POST")
+    with urllib.request.urlopen(req, timeout=timeout) as r:
+        return json.loads(r.read())
+
+
+def open_stream(server, path, body, timeout=5):
+    """(connection, response) of a streaming POST; body is bytes or str."""
+    conn = http.client.HTTPConnection("127.0.0.1", server.client_port, timeout=timeout)
+    conn.request("POST", path, body=body if isinstance(body, bytes) else body.encode(),
+                 headers={"Content-Type": "application/json"})
+    return conn, conn.getresponse()
+
+
+def read_result(resp):
+    line = resp.readline()
+    assert line.endswith(b"\n"), line
+    obj = json.loads(line)
+    assert list(obj) == ["result"], obj
+    return obj["result"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("prefix", ["/v3", "/v3beta"])
+def test_watch_created_events_and_open_after_body(server_factory, kind, prefix):
+    s = server_factory(kind)
+    conn, resp = open_stream(s, prefix + "/watch",
+                             json.dumps({"create_request": {"key": b64("foo")}}))
+    assert resp.status == 200
+    assert resp.getheader("Content-Type") == "application/json"
+    assert resp.getheader("Transfer-Encoding") == "chunked"
+    assert resp.getheader("Grpc-Metadata-Content-Type") == "application/grpc"
+    created = read_result(resp)
+    assert created["created"] is True
+    assert set(created["header"]) >= {"cluster_id", "member_id", "revision", "raft_term"}
+    for i in range(3):
+        post(s, "/v3/kv/put", {"key": b64("foo"), "value": b64("v%d" % i)})
+        ev = read_result(resp)
+        kv = ev["events"][0]["kv"]
+        assert (kv["key"], kv["value"]) == (b64("foo"), b64("v%d" % i))
+        assert "type" not in ev["events"][0]  # PUT is the zero value
+    post(s, "/v3/kv/deleterange", {"key": b64("foo")})
+    ev = read_result(resp)
+    assert ev["events"][0]["type"] == "DELETE"
+    conn.close()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_watch_create_and_cancel_in_one_body(server_factory, kind):
+    s = server_factory(kind)
+    body = (json.dumps({"create_request": {"key": b64("a"), "range_end": b64("b")}}) + "\n" +
+            json.dumps({"cancel_request": {"watch_id": "0"}}))
+    conn, resp = open_stream(s, "/v3/watch", body)
+    assert read_result(resp)["created"] is True
+    canceled = read_result(resp)
+    assert canceled["canceled"] is True
+    assert "watch_id" not in canceled  # id 0 is the zero value
+    conn.close()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_keepalive_answers_each_and_ends_with_body(server_factory, kind):
+    s = server_factory(kind)
+    lease = post(s, "/v3/lease/grant", {"TTL": 30})["ID"]
+    # A number and a quoted number, concatenated and newline-separated.
+    body = '{"ID":%s}{"ID":"%s"}\n{"ID":%s}\n' % (lease, lease, lease)
+    conn, resp = open_stream(s, "/v3/lease/keepalive", body)
+    assert resp.status == 200
+    assert resp.getheader("Grpc-Metadata-Content-Type") == "application/grpc"
+    text = resp.read()  # the stream ends with the body
+    lines = text.decode().splitlines()
+    assert len(lines) == 3, text
+    for ln in lines:
+        r = json.loads(ln)["result"]
+        assert r["ID"] == lease and r["TTL"] == "30"
+    conn.close()
+    # Unknown lease: TTL 0 is omitted, as etcd does.
+    conn, resp = open_stream(s, "/v3/lease/keepalive", '{"ID":12345}')
+    r = json.loads(resp.read())["result"]
+    assert r["ID"] == "12345" and "TTL" not in r
+    conn.close()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_keepalive_with_curl(server_factory, kind):
+    s = server_factory(kind)
+    lease = post(s, "/v3/lease/grant", {"TTL": 20})["ID"]
+    out = subprocess.run(["curl", "-N", "-s", "-X", "POST", "-d", '{"ID":"%s"}' % lease,
+                          s.url + "/v3/lease/keepalive"],
+                         capture_output=True, timeout=10)
+    assert out.returncode == 0
+    assert out.stdout.endswith(b"}}\n"), out.stdout
+    assert json.loads(out.stdout)["result"]["TTL"] == "20"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_watch_with_curl_sees_events(server_factory, kind):
+    s = server_factory(kind)
+    p = subprocess.Popen(["curl", "-N", "-s", "--max-time", "3", "-X", "POST", "-d",
+                          json.dumps({"create_request": {"key": b64("k")}}),
+                          s.url + "/v3/watch"], stdout=subprocess.PIPE)
+    first = p.stdout.readline()
+    assert json.loads(first)["result"]["created"] is True
+    post(s, "/v3/kv/put", {"key": b64("k"), "value": b64("1")})
+    ev = json.loads(p.stdout.readline())["result"]
+    assert ev["events"][0]["kv"]["value"] == b64("1")
+    p.wait(timeout=10)
+    assert p.returncode == 28  # still open when curl gave up: the stream stays
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("path", ["/v3/watch", "/v3/lease/keepalive"])
+@pytest.mark.parametrize("body,message", [
+    ('{"ID":', "unexpected EOF"),
+    ("xx", "invalid character 'x' looking for beginning of value"),
+    ("[1]", "json: cannot unmarshal array into Go value of type map[string]json.RawMessage"),
+])
+def test_malformed_first_value_is_a_one_shot_error(server_factory, kind, path, body, message):
+    s = server_factory(kind)
+    conn, resp = open_stream(s, path, body)
+    assert resp.status == 500
+    assert resp.getheader("Content-Length") is not None
+    assert json.loads(resp.read()) == {"error": message, "message": message, "code": 2}
+    conn.close()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_malformed_later_value_ends_the_request_side(server_factory, kind):
+    s = server_factory(kind)
+    lease = post(s, "/v3/lease/grant", {"TTL": 30})["ID"]
+    conn, resp = open_stream(s, "/v3/lease/keepalive",
+                             '{"ID":%s} xx {"ID":%s}' % (lease, lease))
+    lines = resp.read().splitlines()
+    assert len(lines) == 1 and json.loads(lines[0])["result"]["ID"] == lease
+    conn.close()
+    # Watch: created, and the stream stays open (events still come).
+    conn, resp = open_stream(s, "/v3/watch",
+                             json.dumps({"create_request": {"key": b64("m")}}) + "}{")
+    assert read_result(resp)["created"] is True
+    post(s, "/v3/kv/put", {"key": b64("m"), "value": b64("x")})
+    assert read_result(resp)["events"][0]["kv"]["key"] == b64("m")
+    conn.close()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_empty_keepalive_body(server_factory, kind):
+    s = server_factory(kind)
+    conn, resp = open_stream(s, "/v3/lease/keepalive", b"")
+    assert resp.status == 200
+    assert resp.read() == b""
+    assert resp.getheader("Grpc-Metadata-Content-Type") is None
+    conn.close()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_http10_stream_until_close(server_factory, kind):
+    s = server_factory(kind)
+    lease = post(s, "/v3/lease/grant", {"TTL": 30})["ID"]
+    body = '{"ID":%s}' % lease
+    with socket.create_connection(("127.0.0.1", s.client_port), timeout=5) as c:
+        c.sendall(("POST /v3/lease/keepalive HTTP/1.0\r\nContent-Length: %d\r\n\r\n%s"
+                   % (len(body), body)).encode())
+        data = b""
+        while True:
+            chunk = c.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    head, _, rest = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.0 200"), head
+    assert b"Transfer-Encoding" not in head and b"Content-Length" not in head
+    assert json.loads(rest)["result"]["ID"] == lease
+
+
+def metric(server, name):
+    with urllib.request.urlopen(server.url + "/metrics", timeout=5) as r:
+        for ln in r.read().decode().splitlines():
+            if ln.startswith(name + " "):
+                return float(ln.split()[1])
+    return None
+
+
+def wait_metric(server, name, want, timeout=10):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if metric(server, name) == want:
+            return
+        time.sleep(0.1)
+    assert metric(server, name) == want
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_client_disconnect_frees_streams(server_factory, kind):
+    s = server_factory(kind)
+    conns = []
+    for i in range(40):
+        conn, resp = open_stream(s, "/v3/watch",
+                                 json.dumps({"create_request": {"key": b64("d%d" % i)}}))
+        assert read_result(resp)["created"] is True
+        conns.append(conn)
+    if not s.is_etcd:
+        assert metric(s, "etcd_debugging_mvcc_watch_stream_total") == 40
+    for c in conns:
+        c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        c.close()  # a reset, as a killed client
+    if not s.is_etcd:
+        wait_metric(s, "etcd_debugging_mvcc_watch_stream_total", 0)
+        wait_metric(s, "etcd_debugging_mvcc_watcher_total", 0)
+    # Still serving, streams too.
+    post(s, "/v3/kv/put", {"key": b64("d0"), "value": b64("x")})
+    conn, resp = open_stream(s, "/v3/watch", json.dumps({"create_request": {"key": b64("z")}}))
+    assert read_result(resp)["created"] is True
+    conn.close()
+
+
+@lskvd_only
+def test_client_that_does_not_read_is_cut_off(server_factory):
+    """A body of many keepalives from a client that never reads: the answer
+    would be ~100 times the body; lskvd holds at most a bounded amount
+    (json_call.c note 3) and closes the connection."""
+    s = server_factory("lskvd")
+    lease = post(s, "/v3/lease/grant", {"TTL": 30})["ID"]
+    one = '{"ID":%s}' % lease
+    body = (one * 100000).encode()
+    c = socket.socket()
+    c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    c.settimeout(10)
+    c.connect(("127.0.0.1", s.client_port))
+    c.sendall(b"POST /v3/lease/keepalive HTTP/1.1\r\nContent-Length: %d\r\n\r\n" % len(body)
+              + body)
+    time.sleep(1.0)
+    # The server dropped its output and closed: what is left is what the
+    # kernel buffers held, far less than the full answer.
+    got = 0
+    try:
+        while True:
+            chunk = c.recv(1 << 16)
+            if not chunk:
+                break
+            got += len(chunk)
+    except ConnectionResetError:
+        pass
+    c.close()
+    assert got < 100000 * len(one) * 4
+    post(s, "/v3/kv/put", {"key": b64("after"), "value": b64("1")})
+    assert metric(s, "grpc_server_handled_total{grpc_code=\"Canceled\","
+                  "grpc_method=\"LeaseKeepAlive\",grpc_service=\"etcdserverpb.Lease\","
+                  "grpc_type=\"bidi_stream\"}") == 1
+
+
+@lskvd_only
+def test_http2_watch_and_keepalive(server_factory):
+    s = server_factory("lskvd")
+    lease = post(s, "/v3/lease/grant", {"TTL": 30})["ID"]
+    out = subprocess.run(["curl", "-s", "--http2-prior-knowledge", "-X", "POST", "-d",
+                          '{"ID":%s}\n{"ID":%s}' % (lease, lease),
+                          s.url + "/v3/lease/keepalive"], capture_output=True, timeout=10)
+    assert out.returncode == 0
+    lines = out.stdout.decode().splitlines()
+    assert len(lines) == 2 and all(json.loads(x)["result"]["TTL"] == "30" for x in lines)
+    p = subprocess.Popen(["curl", "-N", "-s", "--http2-prior-knowledge", "--max-time", "3",
+                          "-X", "POST", "-d", json.dumps({"create_request": {"key": b64("h")}}),
+                          s.url + "/v3/watch"], stdout=subprocess.PIPE)
+    assert json.loads(p.stdout.readline())["result"]["created"] is True
+    post(s, "/v3/kv/put", {"key": b64("h"), "value": b64("2")})
+    ev = json.loads(p.stdout.readline())["result"]
+    assert ev["events"][0]["kv"]["value"] == b64("2")
+    assert metric(s, "etcd_debugging_mvcc_watch_stream_total") == 1
+    p.wait(timeout=10)  # curl gives up: the stream is reset
+    wait_metric(s, "etcd_debugging_mvcc_watch_stream_total", 0)
+    # Malformed first value over h2: the same one-shot error.
+    out = subprocess.run(["curl", "-s", "--http2-prior-knowledge", "-X", "POST", "-d", "xx",
+                          "-w", "\n%{http_code}", s.url + "/v3/watch"],
+                         capture_output=True, timeout=10)
+    body, code = out.stdout.decode().rsplit("\n", 1)
+    assert code == "500" and json.loads(body)["code"] == 2
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_unserved_streaming_method_error_chunk(server_factory, kind):
+    """maintenance/snapshot is streaming: etcd sends the snapshot; lskvd does
+    not serve Snapshot and answers as grpc-gateway does for a stream whose
+    first Recv fails."""
+    s = server_factory(kind)
+    conn, resp = open_stream(s, "/v3/maintenance/snapshot", "{}")
+    if s.is_etcd:
+        assert resp.status == 200
+        assert "blob" in read_result(resp)
+    else:
+        assert resp.status == 501
+        err = json.loads(resp.read())["error"]
+        assert err == {"grpc_code": 12, "http_code": 501, "http_status": "Not Implemented",
+                       "message": "unknown method Snapshot for service "
+                                  "etcdserverpb.Maintenance"}
+    conn.close()
