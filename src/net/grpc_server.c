@@ -283,7 +283,8 @@ static int outq_append(struct outq *q, const uint8_t *a, size_t na, const uint8_
             q->cap = cap;
         }
     }
-    memcpy(q->buf + q->len, a, na);
+    if (na) /* an empty piece on an empty queue: no buffer at all */
+        memcpy(q->buf + q->len, a, na);
     if (nb)
         memcpy(q->buf + q->len + na, b, nb);
     q->len += na + nb;

@@ -608,6 +608,8 @@ int h2_conn_write_raw(h2_conn *c, const uint8_t *data, size_t len)
 {
     if (c->closing)
         return LSKV_ESHUTDOWN;
+    if (len == 0)
+        return 0;
     int rv = emit(c, data, len);
     if (rv == 0)
         rv = write_out(c);
