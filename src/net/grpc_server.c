@@ -1261,10 +1261,11 @@ void grpc_call_finish(grpc_call *call, enum grpc_status status, const char *mess
 
 /* ---- external calls (JSON gateway) ---- */
 
-int grpc_server_call_external(grpc_server *srv, const char *path, const uint8_t *msg,
-                              size_t len, const char *peer,
-                              const struct grpc_call_transport *t, void *arg,
-                              grpc_call **out)
+/* A new external call of method path, which must be streaming or not as
+ * said. Errors: LSKV_ENOTFOUND, LSKV_EUNIMPLEMENTED (the other kind),
+ * LSKV_ENOMEM. */
+static int external_new(grpc_server *srv, const char *path, bool streaming, const char *peer,
+                        const struct grpc_call_transport *t, void *arg, grpc_call **out)
 {
     *out = NULL;
     const struct grpc_method *m = NULL;
@@ -1273,7 +1274,7 @@ int grpc_server_call_external(grpc_server *srv, const char *path, const uint8_t 
             m = &srv->methods[i];
     if (m == NULL)
         return LSKV_ENOTFOUND;
-    if (m->streaming)
+    if (m->streaming != streaming)
         return LSKV_EUNIMPLEMENTED;
     grpc_call *call = calloc(1, sizeof *call);
     if (call == NULL)
@@ -1282,14 +1283,27 @@ int grpc_server_call_external(grpc_server *srv, const char *path, const uint8_t 
     call->method = m;
     call->ext = t;
     call->ext_arg = arg;
-    call->n_msgs = 1;
     call->stream_id = -1;
     snprintf(call->path, sizeof call->path, "%s", path);
     snprintf(call->peer, sizeof call->peer, "%s", peer ? peer : "?");
     *out = call;
+    return 0;
+}
+
+int grpc_server_call_external(grpc_server *srv, const char *path, const uint8_t *msg,
+                              size_t len, const char *peer,
+                              const struct grpc_call_transport *t, void *arg,
+                              grpc_call **out)
+{
+    grpc_call *call = NULL;
+    int rv = external_new(srv, path, false, peer, t, arg, &call);
+    if (rv != 0)
+        return rv;
+    *out = call;
+    call->n_msgs = 1;
     call_own(call);
     call->in_cb++;
-    m->on_message(call, msg, len, m->ctx);
+    call->method->on_message(call, msg, len, call->method->ctx);
     call->in_cb--;
     if (call->handler_finished)
         *out = NULL;
@@ -1301,27 +1315,7 @@ int grpc_server_stream_external(grpc_server *srv, const char *path, const char *
                                 const struct grpc_call_transport *t, void *arg,
                                 grpc_call **out)
 {
-    *out = NULL;
-    const struct grpc_method *m = NULL;
-    for (size_t i = 0; i < srv->n_methods; i++)
-        if (strcmp(srv->methods[i].path, path) == 0)
-            m = &srv->methods[i];
-    if (m == NULL)
-        return LSKV_ENOTFOUND;
-    if (!m->streaming)
-        return LSKV_EUNIMPLEMENTED;
-    grpc_call *call = calloc(1, sizeof *call);
-    if (call == NULL)
-        return LSKV_ENOMEM;
-    call->srv = srv;
-    call->method = m;
-    call->ext = t;
-    call->ext_arg = arg;
-    call->stream_id = -1;
-    snprintf(call->path, sizeof call->path, "%s", path);
-    snprintf(call->peer, sizeof call->peer, "%s", peer ? peer : "?");
-    *out = call;
-    return 0;
+    return external_new(srv, path, true, peer, t, arg, out);
 }
 
 /* After a callback into the handler of an external stream: is it still on?

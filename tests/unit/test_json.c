@@ -334,21 +334,22 @@ static void spans(const char *text, char *out, size_t size)
 
 TEST(json, next_value_splits_a_stream_body)
 {
-    char got[256];
-    spans("", got, sizeof got);
-    ASSERT_STR_EQ(got, "");
-    spans(" \r\n\t ", got, sizeof got);
-    ASSERT_STR_EQ(got, "");
-    spans("{\"ID\":1}{\"ID\":\"2\"}\n {}", got, sizeof got);
-    ASSERT_STR_EQ(got, "{\"ID\":1}|{\"ID\":\"2\"}|{}");
-    /* Braces and escaped quotes inside strings do not count. */
-    spans("{\"k\":\"}\\\"{\"} [1,[2]]\"s\\\"\" 12 true", got, sizeof got);
-    ASSERT_STR_EQ(got, "{\"k\":\"}\\\"{\"}|[1,[2]]|\"s\\\"\"|12|true");
-    /* Not JSON: spans json_to_pb refuses; an open value runs to the end. */
-    spans("{\"ID\":1}} xx{\"a\":", got, sizeof got);
-    ASSERT_STR_EQ(got, "{\"ID\":1}|}|xx|{\"a\":");
-    spans("\"open\\", got, sizeof got);
-    ASSERT_STR_EQ(got, "\"open\\");
+    static const char *const cases[][2] = {
+        {"", ""},
+        {" \r\n\t ", ""},
+        {"{\"ID\":1}{\"ID\":\"2\"}\n {}", "{\"ID\":1}|{\"ID\":\"2\"}|{}"},
+        /* Braces and escaped quotes inside strings do not count. */
+        {"{\"k\":\"}\\\"{\"} [1,[2]]\"s\\\"\" 12 true",
+         "{\"k\":\"}\\\"{\"}|[1,[2]]|\"s\\\"\"|12|true"},
+        /* Not JSON: spans json_to_pb refuses; an open value runs to the end. */
+        {"{\"ID\":1}} xx{\"a\":", "{\"ID\":1}|}|xx|{\"a\":"},
+        {"\"open\\", "\"open\\"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char got[256];
+        spans(cases[i][0], got, sizeof got);
+        ASSERT_STR_EQ(got, cases[i][1]);
+    }
 }
 
 TEST(gateway, stream_pieces)
