@@ -9,7 +9,11 @@
  *     and /metrics are plain handlers, anything else is "404 page not found".
  * (3) Errors from a gRPC call carry etcd's trailer metadata, which makes Go
  *     answer with chunked encoding and a Grpc-Trailer-Content-Type trailer;
- *     curl and friends show the same body either way. */
+ *     curl and friends show the same body either way.
+ * (4) Streaming rows (streaming = true: client, server or bidirectional
+ *     streams alike) are served by net/json_call.c as grpc-gateway's
+ *     ForwardResponseStream does; a new row needs nothing more than its
+ *     entry here and a streaming method in the gRPC server. */
 #include "http/gateway.h"
 
 #include <stdio.h>

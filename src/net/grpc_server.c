@@ -44,9 +44,13 @@
  * content-type) become *JSON streams* here: the body is collected and given
  * to json_call.c at end of stream, which runs the method as an *external
  * call* (a grpc_call with a transport instead of a stream; see
- * net/gateway_glue.h) and hands back an answer we send as one response.
- * Invariant 1 holds for external calls with "stream side" = "transport
- * side": it is gone when the transport detached or heard finish. */
+ * net/gateway_glue.h) and hands back an answer we send as one response;
+ * a streaming method's answer comes as a head and pieces (json_sink),
+ * written as DATA as they come. Invariant 1 holds for external calls with
+ * "stream side" = "transport side": it is gone when the transport
+ * detached or heard finish. An external streaming call is fed by the
+ * gateway (grpc_call_external_message, _half_close) as a client stream
+ * would be; its pending bytes are the transport's. */
 #include "net/grpc_server.h"
 
 #include <inttypes.h>
