@@ -126,6 +126,14 @@ const struct gateway_rpc *gateway_rpc_by_method(const char *method)
     return NULL;
 }
 
+bool gateway_rpc_server_stream(const struct gateway_rpc *rpc)
+{
+    /* etcd 3.4's rpc.proto and v3election.proto: "returns (stream X)"
+     * with a plain request. */
+    return rpc->streaming && (strcmp(rpc->method, "/etcdserverpb.Maintenance/Snapshot") == 0 ||
+                              strcmp(rpc->method, "/v3electionpb.Election/Observe") == 0);
+}
+
 static bool path_is(const char *path, size_t len, const char *want)
 {
     return len == strlen(want) && memcmp(path, want, len) == 0;

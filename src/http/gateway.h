@@ -52,6 +52,11 @@ void gateway_route(const char *method, const char *target, struct gateway_route 
 /* The gateway's row for a gRPC method path, or NULL. */
 const struct gateway_rpc *gateway_rpc_by_method(const char *method);
 
+/* A server-streaming method (one request, many answers): etcd 3.4 has two,
+ * Maintenance/Snapshot and Election/Observe; every other streaming row is
+ * bidirectional. Decided by method path, so a new row needs no flag. */
+bool gateway_rpc_server_stream(const struct gateway_rpc *rpc);
+
 /* HTTP status for a gRPC status code (grpc-gateway's HTTPStatusFromCode). */
 int gateway_http_status(int grpc_code);
 

@@ -21,10 +21,14 @@
  *     (keepalive ends the stream, watch keeps it open, as in etcd).
  * (2) Each response message is a piece {"result":<message>}\n, written as
  *     it comes; the head (200, chunked) goes with the first piece or the
- *     end. A handler that fails writes {"error":{...}} (gateway_stream_
- *     error) after the head, whose status is the error's own when nothing
- *     was written yet. Grpc-Metadata-Content-Type is there once a message
- *     reached the server (the gateway read the stream's header metadata).
+ *     end. A handler that fails after a piece writes {"error":{...}}
+ *     (gateway_stream_error) and ends; one that fails before any gets an
+ *     ordinary one-shot error (Go's stream.Header() returns the status of a
+ *     trailers-only answer). Grpc-Metadata-Content-Type is there once a
+ *     message reached the server (the gateway read the header metadata).
+ *     Server-streaming methods (gateway_rpc_server_stream: Snapshot,
+ *     Observe) read one value as Go does: an empty body is an empty
+ *     request, a malformed one 400 (code 3), the rest is not read.
  * (3) Memory: the body is bounded as for unary calls (the transports
  *     collect it: the whole body arrives before the first message goes;
  *     Go feeds messages as they arrive, which changes only timing). The
@@ -64,6 +68,9 @@ struct json_call {
 static const char text_plain[] = "text/plain; charset=utf-8";
 static const char app_json[] = "application/json";
 
+static void answer_error(struct json_call *jc, int code, const char *message, bool from_call,
+                         unsigned retry_after_s);
+
 static void answer(struct json_call *jc, const struct gateway_response *r)
 {
     jc->finished = true;
@@ -91,9 +98,14 @@ static void stream_end(struct json_call *jc, enum grpc_status status, const char
 {
     size_t len = 0;
     char *err = NULL;
+    if (status != GRPC_STATUS_OK && !jc->head_sent) {
+        /* Nothing sent: the gateway's stream.Header() fails (trailers
+         * only) and the answer is an ordinary error (note 2). */
+        answer_error(jc, (int)status, message ? message : "", false, 0);
+        return;
+    }
     if (status != GRPC_STATUS_OK) {
         err = gateway_stream_error((int)status, message ? message : "", &len);
-        stream_head(jc, gateway_http_status((int)status));
     } else {
         stream_head(jc, 200);
     }
@@ -336,10 +348,22 @@ static void start_stream(struct json_call *jc, const uint8_t *body, size_t len, 
         answer_error(jc, GRPC_STATUS_RESOURCE_EXHAUSTED, errmsg, false, 0);
         return;
     }
+    bool one = gateway_rpc_server_stream(jc->rpc);
     if (more < 0) {
-        /* Go: the decoder's error as it is, code Unknown (note 1). */
-        answer_error(jc, GRPC_STATUS_UNKNOWN, errmsg, false, 0);
+        /* Go: the decoder's error as it is, code Unknown (note 1); a
+         * server stream's request is InvalidArgument (note 2). */
+        answer_error(jc, one ? GRPC_STATUS_INVALID_ARGUMENT : GRPC_STATUS_UNKNOWN, errmsg,
+                     false, 0);
         return;
+    }
+    if (more == 0 && one) {
+        pb = malloc(1); /* an empty body: the empty request message */
+        if (pb == NULL) {
+            answer_error(jc, GRPC_STATUS_RESOURCE_EXHAUSTED, "lskv: out of memory", false, 0);
+            return;
+        }
+        pb_len = 0;
+        more = 1;
     }
     grpc_call *call = NULL;
     int rv = grpc_server_stream_external(jc->srv, jc->rpc->method, peer, &transport, jc, &call);
@@ -374,6 +398,8 @@ static void start_stream(struct json_call *jc, const uint8_t *body, size_t len, 
         pb = NULL;
         if (!on || jc->aborted)
             return; /* over: t_finish answered (or the transport cancels) */
+        if (one)
+            break; /* one request; the rest of the body is not read */
         more = next_message(jc, body, len, &pos, &pb, &pb_len, errmsg);
         if (more == LSKV_ETOOLARGE || more == LSKV_ENOMEM) {
             /* The gateway's Send fails: the stream ends with the error. */
