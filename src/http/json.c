@@ -1088,8 +1088,12 @@ static char *go_json_fix(const char *s, size_t n, size_t *out_len)
     return o;
 }
 
-bool json_next_value(const char *p, size_t len, size_t pos, size_t *start, size_t *end)
+bool json_next_value(const char *p, size_t len, size_t pos, size_t *start, size_t *end,
+                     bool *open_end)
 {
+    bool open = false;
+    if (open_end == NULL)
+        open_end = &open;
     size_t i = pos;
     while (i < len && is_ws(p[i]))
         i++;
@@ -1100,7 +1104,7 @@ bool json_next_value(const char *p, size_t len, size_t pos, size_t *start, size_
     if (c == '{' || c == '[' || c == '"') {
         /* A container or a string: to its matching end, or to len. */
         size_t depth = 0;
-        bool in_string = false;
+        bool in_string = false, closed = false;
         for (; i < len; i++) {
             char d = p[i];
             if (in_string) {
@@ -1112,6 +1116,7 @@ bool json_next_value(const char *p, size_t len, size_t pos, size_t *start, size_
                     continue;
                 if (!in_string && depth == 0) {
                     i++;
+                    closed = true;
                     break;
                 }
             } else if (d == '"') {
@@ -1121,10 +1126,12 @@ bool json_next_value(const char *p, size_t len, size_t pos, size_t *start, size_
             } else if (d == '}' || d == ']') {
                 if (depth == 0 || --depth == 0) {
                     i++;
+                    closed = true;
                     break;
                 }
             }
         }
+        *open_end = !closed;
         *end = i < len ? i : len;
         return true;
     }
@@ -1134,6 +1141,7 @@ bool json_next_value(const char *p, size_t len, size_t pos, size_t *start, size_
     while (i < len && !is_ws(p[i]) && strchr("{}[]\",:", p[i]) == NULL)
         i++;
     *end = i;
+    *open_end = i == len;
     return true;
 }
 

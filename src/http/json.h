@@ -46,8 +46,11 @@ int json_from_pb(const ProtobufCMessageDescriptor *desc, const uint8_t *pb, size
  * them). From offset pos, skips white space; false when nothing is left.
  * Otherwise [*start, *end) is the next value, or for bytes that are not
  * JSON a span that json_to_pb refuses with Go's text (an unterminated
- * value runs to the end); *end > pos. Never reads past len. */
-bool json_next_value(const char *p, size_t len, size_t pos, size_t *start, size_t *end);
+ * value runs to the end); *end > pos. Never reads past len. open_end (may
+ * be NULL) says whether more bytes could still extend the span: an
+ * unterminated container or string, or a literal that touches len. */
+bool json_next_value(const char *p, size_t len, size_t pos, size_t *start, size_t *end,
+                     bool *open_end);
 
 /* Go's encoding/base64 StdEncoding decoder (padding required, CR/LF
  * skipped). out has room for len / 4 * 3 + 3 bytes. Returns the decoded

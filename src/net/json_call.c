@@ -317,7 +317,7 @@ static int next_message(struct json_call *jc, const uint8_t *body, size_t len, s
                         uint8_t **pb, size_t *pb_len, char *errmsg)
 {
     size_t start = 0, end = 0;
-    if (!json_next_value((const char *)body, len, *pos, &start, &end))
+    if (!json_next_value((const char *)body, len, *pos, &start, &end, NULL))
         return 0;
     *pos = end;
     int rv = json_to_pb(jc->rpc->request, (const char *)body + start, end - start, pb, pb_len,

@@ -3,6 +3,7 @@
  * request type (watch, lease keepalive), the rest is the body. Every span
  * must lie inside the input, move forward, and either convert or be
  * refused with a message; white space alone yields no span. */
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,8 +25,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     const ProtobufCMessageDescriptor *d = types[data[0] % 2];
     const char *body = (const char *)data + 1;
     size_t len = size - 1, pos = 0, start = 0, end = 0;
-    while (json_next_value(body, len, pos, &start, &end)) {
-        if (start < pos || end <= start || end > len)
+    bool open_end = false;
+    while (json_next_value(body, len, pos, &start, &end, &open_end)) {
+        if (start < pos || end <= start || end > len || (open_end && end != len))
             abort();
         for (size_t i = pos; i < start; i++)
             if (strchr(" \t\r\n", body[i]) == NULL || body[i] == '\0')

@@ -324,7 +324,9 @@ static void spans(const char *text, char *out, size_t size)
 {
     size_t pos = 0, start = 0, end = 0, n = 0, len = strlen(text);
     out[0] = '\0';
-    while (json_next_value(text, len, pos, &start, &end)) {
+    bool open_end = false;
+    while (json_next_value(text, len, pos, &start, &end, &open_end)) {
+        ASSERT(!open_end || end == len);
         ASSERT(start >= pos && end > start && end <= len);
         n += (size_t)snprintf(out + n, size - n, "%s%.*s", n ? "|" : "", (int)(end - start),
                               text + start);
@@ -345,6 +347,19 @@ TEST(json, next_value_splits_a_stream_body)
         {"{\"ID\":1}} xx{\"a\":", "{\"ID\":1}|}|xx|{\"a\":"},
         {"\"open\\", "\"open\\"},
     };
+    /* What may still grow when more bytes come (a body that arrives in
+     * pieces). */
+    static const struct {
+        const char *text;
+        bool open;
+    } ends[] = {{"{\"a\":1}", false}, {"{\"a\":1", true}, {"\"s\\\"", true}, {"\"s\"", false},
+                {"12", true}, {"12 ", false}, {"[1]]", false}, {"{\"a\":\"}\"", true}};
+    for (size_t i = 0; i < sizeof ends / sizeof ends[0]; i++) {
+        size_t start = 0, end = 0;
+        bool open_end = !ends[i].open;
+        ASSERT(json_next_value(ends[i].text, strlen(ends[i].text), 0, &start, &end, &open_end));
+        ASSERT_EQ(open_end, ends[i].open);
+    }
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char got[256];
         spans(cases[i][0], got, sizeof got);
