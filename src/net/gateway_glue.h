@@ -105,10 +105,22 @@ struct json_call_sink {
  * borrowed). The answer is complete (sink->answer of a whole answer, or
  * sink->piece with last) exactly once, possibly before this returns (then
  * the result is NULL), unless json_call_cancel comes first. sink is
- * borrowed until then. */
+ * borrowed until then. body_done false (streaming routes only, see
+ * json_call_streams_body): more of the body follows through
+ * json_call_body. */
 struct json_call *json_call_start(grpc_server *srv, const char *method, const char *target,
-                                  const uint8_t *body, size_t len, const char *peer,
-                                  const struct json_call_sink *sink, void *arg);
+                                  const uint8_t *body, size_t len, bool body_done,
+                                  const char *peer, const struct json_call_sink *sink,
+                                  void *arg);
+/* Whether the route's body may be fed as it arrives (a streaming method:
+ * each JSON value is sent as soon as it is complete, as Go's decoder
+ * goroutine does). */
+bool json_call_streams_body(const char *method, const char *target);
+/* More body bytes (borrowed) of a call started with body_done false, while
+ * its answer is not complete; done: the body is complete. The answer may
+ * complete in here (the sink hears it, and jc is gone after this
+ * returns). Bytes after the answer completed are the transport's to drop. */
+void json_call_body(struct json_call *jc, const uint8_t *data, size_t len, bool done);
 /* The HTTP side went away: nothing more is said to the sink. */
 void json_call_cancel(struct json_call *jc);
 

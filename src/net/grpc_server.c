@@ -158,6 +158,7 @@ struct grpc_call {
     bool json;
     bool json_too_large;
     bool json_refused; /* invariant 5 */
+    bool json_live;    /* a streaming route: the body goes to jc as it comes */
     char http_method[16];
     uint8_t *json_body;
     size_t json_len, json_cap;
@@ -403,6 +404,8 @@ static bool service_known(const grpc_server *srv, const char *service, size_t le
     return false;
 }
 
+static const struct json_call_sink json_sink; /* below, with the JSON stream code */
+
 /* Request headers are complete: validate and route. */
 static void start_call(grpc_call *call)
 {
@@ -414,6 +417,12 @@ static void start_call(grpc_call *call)
                    (ct[ctl] == '\0' || ct[ctl] == '+' || ct[ctl] == ';');
     if (srv->gateway && (!call->is_post || !grpc_ct)) {
         call->json = true; /* served at end of stream (json_dispatch) */
+        if (json_call_streams_body(call->http_method, call->path)) {
+            /* A streaming route: its body goes to the call as it comes. */
+            call->json_live = true;
+            call->jc = json_call_start(srv, call->http_method, call->path, NULL, 0, false,
+                                       call->peer, &json_sink, call);
+        }
         return;
     }
     if (!call->is_post) {
@@ -598,7 +607,7 @@ static void json_dispatch(grpc_call *call)
     }
     const char *method = strcmp(call->http_method, "HEAD") == 0 ? "GET" : call->http_method;
     call->jc = json_call_start(call->srv, method, call->path, call->json_body, call->json_len,
-                               call->peer, &json_sink, call);
+                               true, call->peer, &json_sink, call);
     if (call->conn != NULL)
         buffered_sub(call->conn, call->json_len);
     free(call->json_body);
@@ -609,6 +618,11 @@ static void json_dispatch(grpc_call *call)
 /* The client half-closed. */
 static void end_of_request(grpc_call *call)
 {
+    if (call->json_live) {
+        if (call->jc != NULL)
+            json_call_body(call->jc, NULL, 0, true);
+        return;
+    }
     if (call->json && !call->resp_done && call->jc == NULL) {
         json_dispatch(call);
         return;
@@ -746,6 +760,15 @@ static int on_data_chunk_recv(nghttp2_session *session, uint8_t flags, int32_t s
     if (gc->dead)
         return NGHTTP2_ERR_CALLBACK_FAILURE;
     grpc_call *call = stream_call(session, stream_id);
+    if (call != NULL && call->json_live) {
+        if (call->jc != NULL) {
+            call->in_cb++;
+            json_call_body(call->jc, data, len, false);
+            call->in_cb--;
+            call_maybe_free(call);
+        }
+        return 0;
+    }
     if (call != NULL && call->json) {
         if (call->json_too_large || call->json_refused || call->resp_done || call->jc != NULL)
             return 0;

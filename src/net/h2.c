@@ -343,6 +343,10 @@ static void conn_close(h2_conn *c, bool graceful)
         close_handles(c);
         return;
     }
+    if (!c->shutting_down && c->olen > 0 && write_out(c) != 0) {
+        close_handles(c); /* collected raw output goes first */
+        return;
+    }
     if (c->shutting_down || c->write_inflight > 0)
         return; /* on_write, on_read, on_shutdown or the timer finish it */
     c->shutting_down = true;
@@ -610,9 +614,12 @@ int h2_conn_write_raw(h2_conn *c, const uint8_t *data, size_t len)
         return LSKV_ESHUTDOWN;
     if (len == 0)
         return 0;
+    /* Collected, and handed to the socket once per loop iteration (note 3):
+     * a stream of small answers (gateway keepalives, watch events) must not
+     * cost one socket write and one output buffer each. */
     int rv = emit(c, data, len);
     if (rv == 0)
-        rv = write_out(c);
+        h2_conn_kick(c);
     return rv;
 }
 

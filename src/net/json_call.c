@@ -63,6 +63,13 @@ struct json_call {
     bool head_sent; /* the head of the streamed answer */
     bool delivered; /* a request message reached the handler */
     bool aborted;   /* note 3: the transport will cancel us */
+    bool opened;    /* the stream is open: jc->call, or over */
+    bool send_closed; /* no more messages (half-closed or over) */
+    bool body_done; /* the transport has given the whole body */
+    uint8_t *in;    /* body bytes not yet taken: in[0..in_len) */
+    size_t in_len, in_cap;
+    size_t accounted; /* in_cap, against the server's request budget */
+    char peer[80];
 };
 
 static const char text_plain[] = "text/plain; charset=utf-8";
@@ -156,6 +163,9 @@ static void answer_error(struct json_call *jc, int code, const char *message, bo
 
 static void jc_free(struct json_call *jc)
 {
+    if (jc->accounted)
+        grpc_server_buffer_adjust(jc->srv, jc->accounted, 0);
+    free(jc->in);
     free(jc->json);
     free(jc);
 }
@@ -310,18 +320,12 @@ static void start_metrics(struct json_call *jc)
     free(text);
 }
 
-/* The next request message of a streaming body as protobuf (note 1).
- * Returns 1 with *pb (malloc'd), 0 at the end of the body, or an error
- * with errmsg set. */
-static int next_message(struct json_call *jc, const uint8_t *body, size_t len, size_t *pos,
-                        uint8_t **pb, size_t *pb_len, char *errmsg)
+/* One value of a streaming body as protobuf (note 1). Returns 0 with *pb
+ * (malloc'd), or an error with errmsg set. */
+static int convert(struct json_call *jc, const uint8_t *text, size_t len, uint8_t **pb,
+                   size_t *pb_len, char *errmsg)
 {
-    size_t start = 0, end = 0;
-    if (!json_next_value((const char *)body, len, *pos, &start, &end, NULL))
-        return 0;
-    *pos = end;
-    int rv = json_to_pb(jc->rpc->request, (const char *)body + start, end - start, pb, pb_len,
-                        errmsg);
+    int rv = json_to_pb(jc->rpc->request, (const char *)text, len, pb, pb_len, errmsg);
     if (rv == LSKV_ETOODEEP)
         rv = LSKV_EINVAL; /* errmsg has Go's text */
     if (rv == 0 && *pb_len > grpc_server_max_recv(jc->srv)) {
@@ -330,93 +334,197 @@ static int next_message(struct json_call *jc, const uint8_t *body, size_t len, s
         *pb = NULL;
         rv = LSKV_ETOOLARGE;
     }
-    return rv == 0 ? 1 : rv;
+    return rv;
 }
 
-static void start_stream(struct json_call *jc, const uint8_t *body, size_t len, const char *peer)
+/* The stream cannot take the request side any further (note 1): before it
+ * opened, an ordinary error; after, the stream ends with it. */
+static void stream_fail(struct json_call *jc, int rv, const char *errmsg)
 {
-    char errmsg[LSKV_ERRMSG_SIZE] = "";
-    size_t pos = 0;
-    uint8_t *pb = NULL;
-    size_t pb_len = 0;
-    int more = next_message(jc, body, len, &pos, &pb, &pb_len, errmsg);
-    if (more == LSKV_ENOMEM) {
-        answer_error(jc, GRPC_STATUS_RESOURCE_EXHAUSTED, "lskv: out of memory", false, 0);
+    jc->send_closed = true;
+    int code = rv == LSKV_EINVAL ? (gateway_rpc_server_stream(jc->rpc)
+                                        ? GRPC_STATUS_INVALID_ARGUMENT
+                                        : GRPC_STATUS_UNKNOWN)
+                                 : GRPC_STATUS_RESOURCE_EXHAUSTED;
+    const char *msg = rv == LSKV_ENOMEM ? "lskv: out of memory" : errmsg;
+    if (!jc->opened) {
+        jc->opened = true;
+        answer_error(jc, code, msg, false, 0);
         return;
     }
-    if (more == LSKV_ETOOLARGE) {
-        answer_error(jc, GRPC_STATUS_RESOURCE_EXHAUSTED, errmsg, false, 0);
-        return;
+    if (jc->call != NULL) {
+        grpc_call *call = jc->call;
+        jc->call = NULL;
+        grpc_call_detach(call);
     }
-    bool one = gateway_rpc_server_stream(jc->rpc);
-    if (more < 0) {
-        /* Go: the decoder's error as it is, code Unknown (note 1); a
-         * server stream's request is InvalidArgument (note 2). */
-        answer_error(jc, one ? GRPC_STATUS_INVALID_ARGUMENT : GRPC_STATUS_UNKNOWN, errmsg,
-                     false, 0);
-        return;
-    }
-    if (more == 0 && one) {
-        pb = malloc(1); /* an empty body: the empty request message */
-        if (pb == NULL) {
-            answer_error(jc, GRPC_STATUS_RESOURCE_EXHAUSTED, "lskv: out of memory", false, 0);
-            return;
-        }
-        pb_len = 0;
-        more = 1;
-    }
+    stream_end(jc, (enum grpc_status)code, msg);
+}
+
+/* Opens the stream for the first message. false: answered instead. */
+static bool stream_open(struct json_call *jc)
+{
+    jc->opened = true;
+    jc->streaming = true;
     grpc_call *call = NULL;
-    int rv = grpc_server_stream_external(jc->srv, jc->rpc->method, peer, &transport, jc, &call);
+    int rv = grpc_server_stream_external(jc->srv, jc->rpc->method, jc->peer, &transport, jc,
+                                         &call);
     if (rv == LSKV_ENOMEM) {
-        free(pb);
         answer_error(jc, GRPC_STATUS_RESOURCE_EXHAUSTED, "lskv: out of memory", false, 0);
-        return;
+        return false;
     }
     if (rv != 0) {
-        /* A method we do not serve: the stream's first Recv fails, as
-         * grpc-go says it ("/etcdserverpb.Maintenance/Snapshot"). */
-        free(pb);
+        /* A method we do not serve: a trailers-only UNIMPLEMENTED, as
+         * grpc-go says it, is an ordinary error (note 2). */
         char msg[300];
         const char *m = jc->rpc->method + 1;
         const char *slash = strrchr(m, '/');
         snprintf(msg, sizeof msg, "unknown method %s for service %.*s", slash + 1,
                  (int)(slash - m), m);
-        jc->streaming = true;
         stream_end(jc, GRPC_STATUS_UNIMPLEMENTED, msg);
-        return;
+        return false;
     }
     jc->call = call;
-    jc->streaming = true;
-    while (more == 1) {
-        if (stream_overflow(jc)) {
-            free(pb);
-            return;
-        }
-        jc->delivered = true;
-        bool on = grpc_call_external_message(call, pb, pb_len);
-        free(pb);
-        pb = NULL;
-        if (!on || jc->aborted)
-            return; /* over: t_finish answered (or the transport cancels) */
-        if (one)
-            break; /* one request; the rest of the body is not read */
-        more = next_message(jc, body, len, &pos, &pb, &pb_len, errmsg);
-        if (more == LSKV_ETOOLARGE || more == LSKV_ENOMEM) {
-            /* The gateway's Send fails: the stream ends with the error. */
-            jc->call = NULL;
-            grpc_call_detach(call);
-            stream_end(jc, GRPC_STATUS_RESOURCE_EXHAUSTED,
-                       more == LSKV_ENOMEM ? "lskv: out of memory" : errmsg);
-            return;
-        }
+    return true;
+}
+
+/* One request message to the stream (opening it first). false: the
+ * request side is over (the call ended, or the transport aborts). */
+static bool stream_deliver(struct json_call *jc, const uint8_t *pb, size_t pb_len)
+{
+    if (!jc->opened && !stream_open(jc))
+        return false;
+    if (jc->call == NULL || stream_overflow(jc))
+        return false;
+    jc->delivered = true;
+    if (!grpc_call_external_message(jc->call, pb, pb_len) || jc->aborted)
+        return false; /* over: t_finish answered (or the transport cancels) */
+    if (gateway_rpc_server_stream(jc->rpc)) {
+        /* One request; the rest of the body is not read (note 2). */
+        jc->send_closed = true;
+        (void)grpc_call_external_half_close(jc->call);
+        return false;
     }
-    /* The end of the body, or a malformed value: CloseSend (note 1). */
-    (void)grpc_call_external_half_close(call);
+    return true;
+}
+
+/* Takes every complete value from jc->in (note 1). */
+static void stream_pump(struct json_call *jc)
+{
+    size_t pos = 0;
+    while (!jc->finished && !jc->aborted && !jc->send_closed) {
+        size_t start = 0, end = 0;
+        bool open_end = false;
+        if (!json_next_value((const char *)jc->in, jc->in_len, pos, &start, &end, &open_end)) {
+            pos = jc->in_len;
+            break;
+        }
+        if (open_end && !jc->body_done) {
+            pos = start; /* the rest of this value is still to come */
+            break;
+        }
+        pos = end;
+        char errmsg[LSKV_ERRMSG_SIZE] = "";
+        uint8_t *pb = NULL;
+        size_t pb_len = 0;
+        int rv = convert(jc, jc->in + start, end - start, &pb, &pb_len, errmsg);
+        if (rv == LSKV_EINVAL && jc->opened) {
+            /* A later malformed value: Go's decoder stops, CloseSend. */
+            jc->send_closed = true;
+            if (jc->call != NULL)
+                (void)grpc_call_external_half_close(jc->call);
+            break;
+        }
+        if (rv != 0) {
+            stream_fail(jc, rv, errmsg);
+            break;
+        }
+        bool on = stream_deliver(jc, pb, pb_len);
+        free(pb);
+        if (!on)
+            break;
+    }
+    if (jc->finished || jc->aborted || jc->send_closed) {
+        jc->in_len = 0; /* nobody reads the rest */
+    } else if (pos > 0) {
+        memmove(jc->in, jc->in + pos, jc->in_len - pos);
+        jc->in_len -= pos;
+    }
+    if (!jc->body_done || jc->finished || jc->aborted || jc->send_closed)
+        return;
+    /* The end of the body: CloseSend (an empty body still opens the
+     * stream; a server stream's request is then the empty message). */
+    if (!jc->opened && gateway_rpc_server_stream(jc->rpc)) {
+        (void)stream_deliver(jc, (const uint8_t *)"", 0);
+        return;
+    }
+    if (!jc->opened && !stream_open(jc))
+        return;
+    jc->send_closed = true;
+    if (jc->call != NULL)
+        (void)grpc_call_external_half_close(jc->call);
+}
+
+/* Body bytes of a streaming request; done: the body is complete. */
+static void stream_body(struct json_call *jc, const uint8_t *data, size_t len, bool done)
+{
+    if (len > 0 && !jc->send_closed && !jc->finished && !jc->aborted) {
+        size_t max = grpc_server_max_json_body(jc->srv);
+        if (jc->in_len + len > max) {
+            stream_fail(jc, LSKV_ETOOLARGE, "etcdserver: request is too large");
+            return;
+        }
+        if (jc->in_len + len > jc->in_cap) {
+            size_t cap = jc->in_cap ? jc->in_cap : 1024;
+            while (cap < jc->in_len + len)
+                cap *= 2;
+            if (!grpc_server_buffer_adjust(jc->srv, jc->accounted, cap)) {
+                /* grpc_server.c invariant 5. */
+                stream_fail(jc, LSKV_ETOOLARGE, "etcdserver: too many requests");
+                return;
+            }
+            jc->accounted = cap;
+            uint8_t *p = realloc(jc->in, cap);
+            if (p == NULL) {
+                stream_fail(jc, LSKV_ENOMEM, "");
+                return;
+            }
+            jc->in = p;
+            jc->in_cap = cap;
+        }
+        memcpy(jc->in + jc->in_len, data, len);
+        jc->in_len += len;
+    }
+    jc->body_done = done;
+    stream_pump(jc);
+    if (jc->in_len == 0 && jc->in_cap > 65536) {
+        grpc_server_buffer_adjust(jc->srv, jc->accounted, 0);
+        jc->accounted = 0;
+        free(jc->in);
+        jc->in = NULL;
+        jc->in_cap = 0;
+    }
+}
+
+bool json_call_streams_body(const char *method, const char *target)
+{
+    struct gateway_route route;
+    gateway_route(method, target, &route);
+    return route.kind == GATEWAY_STREAMING;
+}
+
+void json_call_body(struct json_call *jc, const uint8_t *data, size_t len, bool done)
+{
+    jc->in_start = true;
+    stream_body(jc, data, len, done);
+    jc->in_start = false;
+    if (jc->finished && jc->call == NULL)
+        jc_free(jc); /* the transport heard the end and let go */
 }
 
 struct json_call *json_call_start(grpc_server *srv, const char *method, const char *target,
-                                  const uint8_t *body, size_t len, const char *peer,
-                                  const struct json_call_sink *sink, void *arg)
+                                  const uint8_t *body, size_t len, bool body_done,
+                                  const char *peer, const struct json_call_sink *sink,
+                                  void *arg)
 {
     struct json_call stack = {.srv = srv, .sink = sink, .arg = arg};
     struct json_call *jc = calloc(1, sizeof *jc);
@@ -475,7 +583,8 @@ struct json_call *json_call_start(grpc_server *srv, const char *method, const ch
     }
     case GATEWAY_STREAMING:
         jc->rpc = route.rpc;
-        start_stream(jc, body, len, peer);
+        snprintf(jc->peer, sizeof jc->peer, "%s", peer ? peer : "?");
+        stream_body(jc, body, len, body_done);
         break;
     }
     jc->in_start = false;
