@@ -365,7 +365,9 @@ def test_client_that_does_not_read_gets_backpressure(server_factory, kind):
     assert data.count(b'"result"') == n
     print("%s: RSS grew %d KiB while %d answers (%d MB) were owed" % (
         kind, grown, n, len(data) >> 20))
-    if not s.is_etcd:
+    with open("/proc/%d/maps" % s.proc.pid) as f:
+        asan = "libasan" in f.read()  # its quarantine keeps freed memory
+    if not s.is_etcd and not asan:
         assert grown < 48 * 1024, grown  # 4 MiB socket high water + 8 MiB stream bound
 
 
