@@ -12,13 +12,16 @@
  * grpc-gateway's ForwardResponseStream:
  *
  * (1) The body is a sequence of JSON values (concatenated or separated by
- *     white space; json_next_value splits it), each one request message.
- *     The first is converted before the stream opens: if it is malformed
- *     the answer is a one-shot error with code 2 (Unknown, HTTP 500), the
- *     decoder's text as message, as Go gives it. A later malformed value
- *     ends the request side there (Go's decoder goroutine stops and calls
- *     CloseSend): what the handler does on half-close decides the rest
- *     (keepalive ends the stream, watch keeps it open, as in etcd).
+ *     white space; json_next_value splits it), each one request message,
+ *     sent as soon as it is complete: the transports hand body bytes over
+ *     as they arrive (json_call_body), as Go's decoder goroutine reads
+ *     them. The first is converted before the stream opens: if it is
+ *     malformed the answer is a one-shot error with code 2 (Unknown, HTTP
+ *     500), the decoder's text as message, as Go gives it. A later
+ *     malformed value ends the request side there (Go's decoder goroutine
+ *     stops and calls CloseSend): what the handler does on half-close
+ *     decides the rest (keepalive ends the stream, watch keeps it open, as
+ *     in etcd); the rest of the body is read and dropped by the transport.
  * (2) Each response message is a piece {"result":<message>}\n, written as
  *     it comes; the head (200, chunked) goes with the first piece or the
  *     end. A handler that fails after a piece writes {"error":{...}}
@@ -29,15 +32,16 @@
  *     Server-streaming methods (gateway_rpc_server_stream: Snapshot,
  *     Observe) read one value as Go does: an empty body is an empty
  *     request, a malformed one 400 (code 3), the rest is not read.
- * (3) Memory: the body is bounded as for unary calls (the transports
- *     collect it: the whole body arrives before the first message goes;
- *     Go feeds messages as they arrive, which changes only timing). The
- *     answer bytes a transport holds are bounded by
- *     GATEWAY_STREAM_MAX_PENDING_BYTES: the watch hub stops sending to a
+ * (3) Memory: only the value in progress is held (jc->in, at most
+ *     grpc_server_max_json_body, counted against the server's request
+ *     budget). Answers: a transport stops reading while its socket holds
+ *     H2_WRITE_HIGH_WATER_BYTES, so a client that sends requests without
+ *     reading answers is slowed by TCP; the watch hub stops sending to a
  *     stream at its own per-stream limit (grpc_call_pending_bytes asks the
- *     transport); any other stream (a body of thousands of keepalives from
- *     a client that does not read) is aborted: the transport resets the
- *     stream or closes the connection, and cancels the call. */
+ *     transport); past GATEWAY_STREAM_MAX_PENDING_BYTES (an HTTP/2 client
+ *     whose flow-control window stays shut) the stream is aborted: the
+ *     transport resets the stream or closes the connection, and cancels
+ *     the call. */
 #include <stdlib.h>
 #include <string.h>
 
