@@ -14,6 +14,8 @@ PACKAGES=(
   python3 python3-pytest python3-etcd3 python3-grpcio python3-protobuf python3-hypothesis
   protobuf-compiler
   python3-cryptography python3-plyvel curl nghttp2-client openssl gnuplot-nox iproute2 procps psmisc
+  # Patroni on lskvd (tests/e2e/test_patroni.py, issue 9)
+  patroni postgresql-15
 )
 
 missing=()

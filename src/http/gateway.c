@@ -9,7 +9,11 @@
  *     and /metrics are plain handlers, anything else is "404 page not found".
  * (3) Errors from a gRPC call carry etcd's trailer metadata, which makes Go
  *     answer with chunked encoding and a Grpc-Trailer-Content-Type trailer;
- *     curl and friends show the same body either way. */
+ *     curl and friends show the same body either way.
+ * (4) Streaming rows (streaming = true: client, server or bidirectional
+ *     streams alike) are served by net/json_call.c as grpc-gateway's
+ *     ForwardResponseStream does; a new row needs nothing more than its
+ *     entry here and a streaming method in the gRPC server. */
 #include "http/gateway.h"
 
 #include <stdio.h>
@@ -140,6 +144,14 @@ const struct gateway_rpc *gateway_rpc_by_method(const char *method)
     return NULL;
 }
 
+bool gateway_rpc_server_stream(const struct gateway_rpc *rpc)
+{
+    /* etcd 3.4's rpc.proto and v3election.proto: "returns (stream X)"
+     * with a plain request. */
+    return rpc->streaming && (strcmp(rpc->method, "/etcdserverpb.Maintenance/Snapshot") == 0 ||
+                              strcmp(rpc->method, "/v3electionpb.Election/Observe") == 0);
+}
+
 static bool path_is(const char *path, size_t len, const char *want)
 {
     return len == strlen(want) && memcmp(path, want, len) == 0;
@@ -268,6 +280,52 @@ char *gateway_error_body(int grpc_code, const char *message, size_t *len)
     return b.p;
 }
 
+char *gateway_stream_error(int grpc_code, const char *message, size_t *len)
+{
+    struct json_buf b = {0};
+    int http = gateway_http_status(grpc_code);
+    char num[64];
+    snprintf(num, sizeof num, "{\"error\":{\"grpc_code\":%d,\"http_code\":%d", grpc_code, http);
+    json_buf_puts(&b, num);
+    if (message != NULL && message[0] != '\0') {
+        json_buf_puts(&b, ",\"message\":");
+        json_buf_string(&b, message, strlen(message));
+    }
+    json_buf_puts(&b, ",\"http_status\":");
+    const char *reason = gateway_reason(http);
+    json_buf_string(&b, reason, strlen(reason));
+    json_buf_puts(&b, "}}");
+    if (b.err) {
+        free(b.p);
+        return NULL;
+    }
+    *len = b.len;
+    return b.p;
+}
+
+char *gateway_http1_chunk(const char *data, size_t data_len, bool chunked, bool last,
+                          size_t *len)
+{
+    char head[24] = "";
+    int n = 0;
+    if (chunked && data_len > 0)
+        n = snprintf(head, sizeof head, "%zx\r\n", data_len);
+    size_t tail = chunked && data_len > 0 ? 2 : 0;
+    size_t end = chunked && last ? 5 : 0;
+    size_t total = (size_t)n + data_len + tail + end;
+    char *out = malloc(total + 1);
+    if (out == NULL)
+        return NULL;
+    memcpy(out, head, (size_t)n);
+    if (data_len)
+        memcpy(out + n, data, data_len);
+    memcpy(out + (size_t)n + data_len, "\r\n", tail);
+    memcpy(out + (size_t)n + data_len + tail, "0\r\n\r\n", end);
+    out[total] = '\0';
+    *len = total;
+    return out;
+}
+
 char *gateway_http1_response(const struct gateway_response *r, int http_minor, bool close,
                              size_t *len)
 {
@@ -292,6 +350,16 @@ char *gateway_http1_response(const struct gateway_response *r, int http_minor, b
                      close ? "Connection: close\r\n" : "", retry);
     if (n < 0 || (size_t)n >= sizeof head)
         return NULL;
+    if (r->streamed) {
+        /* Go sends chunked for HTTP/1.1; 1.0 reads until close. */
+        if (http_minor >= 1)
+            n += snprintf(head + n, sizeof head - (size_t)n, "Transfer-Encoding: chunked\r\n");
+        n += snprintf(head + n, sizeof head - (size_t)n, "\r\n");
+        if ((size_t)n >= sizeof head)
+            return NULL;
+        *len = (size_t)n;
+        return strdup(head);
+    }
     if (chunked)
         n += snprintf(head + n, sizeof head - (size_t)n,
                       "Trailer: Grpc-Trailer-Content-Type\r\nTransfer-Encoding: chunked\r\n\r\n%zx\r\n",

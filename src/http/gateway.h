@@ -5,8 +5,9 @@
  * net/grpc_server.c carry the bytes.
  *
  * Routes (POST, body = request message as JSON, under /v3/ and /v3beta/):
- * kv/range, kv/put, kv/deleterange, kv/txn, kv/compaction, watch (501 for
- * now), lease/grant, lease/revoke, lease/keepalive, lease/timetolive,
+ * kv/range, kv/put, kv/deleterange, kv/txn, kv/compaction, watch
+ * (streaming), lease/grant, lease/revoke, lease/keepalive (streaming),
+ * lease/timetolive,
  * lease/leases (kv/lease/... aliases), cluster/member/{add,remove,update,
  * list,promote}, maintenance/{alarm,status,defragment,hash,snapshot,
  * transfer-leadership,tx_status}, auth/..., receipt/get_receipt,
@@ -27,7 +28,9 @@ enum gateway_kind {
     GATEWAY_NOT_FOUND,   /* 404 from grpc-gateway: "Not Found\n" */
     GATEWAY_NO_ROUTE,    /* 404 from Go's mux: "404 page not found\n" */
     GATEWAY_BAD_METHOD,  /* 405 "Method Not Allowed\n" */
-    GATEWAY_STREAMING,   /* a streaming method (watch, keepalive, snapshot): 501 */
+    GATEWAY_STREAMING,   /* a streaming method (watch, keepalive, snapshot): the
+                          * body is a sequence of request messages, the answer
+                          * a sequence of {"result":...} lines (json_call.c) */
 };
 
 struct gateway_rpc {
@@ -35,7 +38,7 @@ struct gateway_rpc {
     const char *method;  /* "/etcdserverpb.KV/Range" */
     const ProtobufCMessageDescriptor *request;
     const ProtobufCMessageDescriptor *response;
-    bool streaming;
+    bool streaming;      /* a streaming method (client, server or both) */
 };
 
 struct gateway_route {
@@ -49,6 +52,11 @@ void gateway_route(const char *method, const char *target, struct gateway_route 
 
 /* The gateway's row for a gRPC method path, or NULL. */
 const struct gateway_rpc *gateway_rpc_by_method(const char *method);
+
+/* A server-streaming method (one request, many answers): etcd 3.4 has two,
+ * Maintenance/Snapshot and Election/Observe; every other streaming row is
+ * bidirectional. Decided by method path, so a new row needs no flag. */
+bool gateway_rpc_server_stream(const struct gateway_rpc *rpc);
 
 /* HTTP status for a gRPC status code (grpc-gateway's HTTPStatusFromCode). */
 int gateway_http_status(int grpc_code);
@@ -77,14 +85,30 @@ struct gateway_response {
     bool grpc_trailer;        /* a gRPC call failed: Grpc-Trailer-Content-Type trailer */
     bool allow_get;           /* 405 from a GET-only handler: "Allow: GET" */
     unsigned retry_after_s;   /* > 0: "Retry-After: N" (a 202 "not ready yet") */
+    bool streamed;            /* only the head: the body follows in pieces, as
+                               * grpc-gateway's ForwardResponseStream writes it
+                               * (chunked on HTTP/1.1, until close on 1.0) */
 };
 
 /* Formats the HTTP/1.x status line and headers (CORS headers as etcd sends
  * them, Content-Type, Retry-After, Content-Length or chunked with a trailer). chunked
  * is used for grpc_trailer answers when http_minor >= 1. close adds
- * "Connection: close". Returns a malloc'd buffer holding the whole response
+ * "Connection: close". A streamed answer gets the head only ("Transfer-
+ * Encoding: chunked" on HTTP/1.1; the caller frames the pieces with
+ * gateway_http1_chunk). Returns a malloc'd buffer holding the whole response
  * including the body (and the chunk framing), or NULL when out of memory. */
 char *gateway_http1_response(const struct gateway_response *r, int http_minor, bool close,
                              size_t *len);
+
+/* One piece of a streamed body (HTTP/1.1 chunked framing when chunked;
+ * as is otherwise); last adds the terminating zero-size chunk. Returns a
+ * malloc'd buffer of *len bytes, or NULL when out of memory. */
+char *gateway_http1_chunk(const char *data, size_t data_len, bool chunked, bool last,
+                          size_t *len);
+
+/* grpc-gateway's error chunk of a stream that failed, without a newline:
+ * {"error":{"grpc_code":c,"http_code":h,"message":m,"http_status":s}}.
+ * malloc'd and NUL-terminated; NULL when out of memory. */
+char *gateway_stream_error(int grpc_code, const char *message, size_t *len);
 
 #endif

@@ -86,6 +86,8 @@ static int on_headers_complete(http_parser *p)
     snprintf(hp->req.method, sizeof hp->req.method, "%s",
              http_method_str((enum http_method)p->method));
     hp->req.http_minor = p->http_major > 1 ? 1 : p->http_minor;
+    hp->req.keep_alive = http_should_keep_alive(p) != 0;
+    hp->headers_ready = true;
     if (p->content_length != (uint64_t)-1 && p->content_length > hp->max_body_bytes) {
         hp->body_too_large = true;
         return -1;
@@ -182,9 +184,15 @@ const struct http1_request *http1_parser_request(const struct http1_parser *hp)
     return &hp->req;
 }
 
+void http1_parser_take_body(struct http1_parser *hp)
+{
+    hp->req.body_len = 0;
+}
+
 void http1_parser_next(struct http1_parser *hp)
 {
     hp->complete = false;
+    hp->headers_ready = false;
     hp->req.body_len = 0;
     if (hp->body_cap > 65536) {
         free(hp->req.body);

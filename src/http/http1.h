@@ -32,6 +32,9 @@ struct http1_parser {
     bool body_too_large;
     bool complete;
     bool expect_continue; /* "Expect: 100-continue" seen: answer 100 first */
+    bool headers_ready;   /* the head of a request is parsed (method, target,
+                           * keep_alive set; the body may be on its way):
+                           * the caller clears it once seen */
     char hname[32], hvalue[32];
     size_t hname_len, hvalue_len;
     bool in_value;
@@ -54,6 +57,9 @@ long http1_parser_feed(struct http1_parser *hp, const uint8_t *data, size_t len,
 /* The request parsed by the last feed that completed one. */
 const struct http1_request *http1_parser_request(const struct http1_parser *hp);
 
+/* Forgets the body bytes parsed so far (a caller that takes the body as it
+ * arrives); max_body_bytes then bounds what comes until the next take. */
+void http1_parser_take_body(struct http1_parser *hp);
 /* Forgets the completed request and gets ready for the next one. */
 void http1_parser_next(struct http1_parser *hp);
 

@@ -1088,6 +1088,63 @@ static char *go_json_fix(const char *s, size_t n, size_t *out_len)
     return o;
 }
 
+bool json_next_value(const char *p, size_t len, size_t pos, size_t *start, size_t *end,
+                     bool *open_end)
+{
+    bool open = false;
+    if (open_end == NULL)
+        open_end = &open;
+    size_t i = pos;
+    while (i < len && is_ws(p[i]))
+        i++;
+    if (i >= len)
+        return false;
+    *start = i;
+    char c = p[i];
+    if (c == '{' || c == '[' || c == '"') {
+        /* A container or a string: to its matching end, or to len. */
+        size_t depth = 0;
+        bool in_string = false, closed = false;
+        for (; i < len; i++) {
+            char d = p[i];
+            if (in_string) {
+                if (d == '\\')
+                    i++; /* the escaped byte (past len: the loop ends) */
+                else if (d == '"')
+                    in_string = false;
+                else
+                    continue;
+                if (!in_string && depth == 0) {
+                    i++;
+                    closed = true;
+                    break;
+                }
+            } else if (d == '"') {
+                in_string = true;
+            } else if (d == '{' || d == '[') {
+                depth++;
+            } else if (d == '}' || d == ']') {
+                if (depth == 0 || --depth == 0) {
+                    i++;
+                    closed = true;
+                    break;
+                }
+            }
+        }
+        *open_end = !closed;
+        *end = i < len ? i : len;
+        return true;
+    }
+    /* A literal or a number (or a stray byte): up to the next delimiter,
+     * at least one byte. */
+    i++;
+    while (i < len && !is_ws(p[i]) && strchr("{}[]\",:", p[i]) == NULL)
+        i++;
+    *end = i;
+    *open_end = i == len;
+    return true;
+}
+
 int json_to_pb(const ProtobufCMessageDescriptor *desc, const char *json, size_t len,
                uint8_t **out, size_t *out_len, char *errmsg)
 {

@@ -23,6 +23,7 @@
 #define LSKV_HTTP_JSON_H
 
 #include <protobuf-c/protobuf-c.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -39,6 +40,17 @@ int json_to_pb(const ProtobufCMessageDescriptor *desc, const char *json, size_t 
  * Errors: LSKV_ECORRUPT (pb does not decode), LSKV_ENOMEM. */
 int json_from_pb(const ProtobufCMessageDescriptor *desc, const uint8_t *pb, size_t len,
                  char **out, size_t *out_len);
+
+/* Splits a sequence of JSON values (a streaming gateway body: values
+ * concatenated or separated by white space, as Go's json.Decoder reads
+ * them). From offset pos, skips white space; false when nothing is left.
+ * Otherwise [*start, *end) is the next value, or for bytes that are not
+ * JSON a span that json_to_pb refuses with Go's text (an unterminated
+ * value runs to the end); *end > pos. Never reads past len. open_end (may
+ * be NULL) says whether more bytes could still extend the span: an
+ * unterminated container or string, or a literal that touches len. */
+bool json_next_value(const char *p, size_t len, size_t pos, size_t *start, size_t *end,
+                     bool *open_end);
 
 /* Go's encoding/base64 StdEncoding decoder (padding required, CR/LF
  * skipped). out has room for len / 4 * 3 + 3 bytes. Returns the decoded

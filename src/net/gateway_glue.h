@@ -24,6 +24,9 @@ struct grpc_call_transport {
      * trailer) may be NULL; all borrowed. */
     void (*finish)(void *arg, enum grpc_status status, const char *message,
                    const char *trailer_name, const char *trailer_value);
+    /* Response bytes the transport holds, not yet taken by the client
+     * (grpc_call_pending_bytes); NULL: 0. */
+    size_t (*pending)(void *arg);
 };
 
 /* Starts a unary call of method path with request msg (borrowed). The
@@ -34,6 +37,21 @@ int grpc_server_call_external(grpc_server *srv, const char *path, const uint8_t 
                               size_t len, const char *peer,
                               const struct grpc_call_transport *t, void *arg,
                               grpc_call **out);
+
+/* Opens a call of the streaming method path with no message yet; feed it
+ * with grpc_call_external_message and end the request side with
+ * grpc_call_external_half_close, as a gRPC client would. Errors:
+ * LSKV_ENOTFOUND (no such method), LSKV_EUNIMPLEMENTED (not streaming),
+ * LSKV_ENOMEM. */
+int grpc_server_stream_external(grpc_server *srv, const char *path, const char *peer,
+                                const struct grpc_call_transport *t, void *arg,
+                                grpc_call **out);
+/* One request message (borrowed) to the handler of an external streaming
+ * call. Returns false when the call is over (the handler finished it, in
+ * this call or before: finish ran and the call is gone). */
+bool grpc_call_external_message(grpc_call *call, const uint8_t *msg, size_t len);
+/* No more request messages. Returns false when the call is over. */
+bool grpc_call_external_half_close(grpc_call *call);
 
 /* The transport is gone before finish: cancel the call. */
 void grpc_call_detach(grpc_call *call);
@@ -59,16 +77,51 @@ const char *grpc_server_version_body(const grpc_server *srv);
 /* ---- json_call.c: one gateway request, transport independent ---- */
 
 struct json_call;
-/* The answer (borrowed for the duration of the callback). */
-typedef void (*json_call_done_fn)(void *arg, const struct gateway_response *resp);
+
+/* Where the answer goes. Everything passed is borrowed for the duration
+ * of the callback. */
+struct json_call_sink {
+    /* The answer, or with resp->streamed its head only (the body follows
+     * through piece). Runs exactly once. */
+    void (*answer)(void *arg, const struct gateway_response *resp);
+    /* Streamed answers: the next piece of the body; last: it is the final
+     * one (data may be empty) and the answer is complete. Must not call
+     * back into json_call. */
+    void (*piece)(void *arg, const char *data, size_t len, bool last);
+    /* Answer bytes the transport holds that the client has not taken. */
+    size_t (*pending)(void *arg);
+    /* A streamed answer cannot go on (json_call.c note 3): reset the
+     * stream or close the connection soon, and then json_call_cancel; not
+     * from inside this callback. */
+    void (*abort)(void *arg);
+};
+
+/* The most answer bytes a streamed gateway call lets its transport hold
+ * (json_call.c note 3): past this the stream ends with "etcdserver: too
+ * many requests". Watch stops sending at its own 4 MiB per stream first. */
+#define GATEWAY_STREAM_MAX_PENDING_BYTES (8u << 20)
 
 /* Serves one HTTP request (method "POST", target "/v3/kv/range", body
- * borrowed). done runs exactly once, possibly before this returns (then
- * the result is NULL), unless json_call_cancel comes first. */
+ * borrowed). The answer is complete (sink->answer of a whole answer, or
+ * sink->piece with last) exactly once, possibly before this returns (then
+ * the result is NULL), unless json_call_cancel comes first. sink is
+ * borrowed until then. body_done false (streaming routes only, see
+ * json_call_streams_body): more of the body follows through
+ * json_call_body. */
 struct json_call *json_call_start(grpc_server *srv, const char *method, const char *target,
-                                  const uint8_t *body, size_t len, const char *peer,
-                                  json_call_done_fn done, void *arg);
-/* The HTTP side went away: done will not run. */
+                                  const uint8_t *body, size_t len, bool body_done,
+                                  const char *peer, const struct json_call_sink *sink,
+                                  void *arg);
+/* Whether the route's body may be fed as it arrives (a streaming method:
+ * each JSON value is sent as soon as it is complete, as Go's decoder
+ * goroutine does). */
+bool json_call_streams_body(const char *method, const char *target);
+/* More body bytes (borrowed) of a call started with body_done false, while
+ * its answer is not complete; done: the body is complete. The answer may
+ * complete in here (the sink hears it, and jc is gone after this
+ * returns). Bytes after the answer completed are the transport's to drop. */
+void json_call_body(struct json_call *jc, const uint8_t *data, size_t len, bool done);
+/* The HTTP side went away: nothing more is said to the sink. */
 void json_call_cancel(struct json_call *jc);
 
 /* ---- http1_conn.c: an HTTP/1.x connection on an h2_conn in raw mode ---- */

@@ -44,9 +44,13 @@
  * content-type) become *JSON streams* here: the body is collected and given
  * to json_call.c at end of stream, which runs the method as an *external
  * call* (a grpc_call with a transport instead of a stream; see
- * net/gateway_glue.h) and hands back an answer we send as one response.
- * Invariant 1 holds for external calls with "stream side" = "transport
- * side": it is gone when the transport detached or heard finish. */
+ * net/gateway_glue.h) and hands back an answer we send as one response;
+ * a streaming method's answer comes as a head and pieces (json_sink),
+ * written as DATA as they come. Invariant 1 holds for external calls with
+ * "stream side" = "transport side": it is gone when the transport
+ * detached or heard finish. An external streaming call is fed by the
+ * gateway (grpc_call_external_message, _half_close) as a client stream
+ * would be; its pending bytes are the transport's. */
 #include "net/grpc_server.h"
 
 #include <inttypes.h>
@@ -155,6 +159,7 @@ struct grpc_call {
     bool json;
     bool json_too_large;
     bool json_refused; /* invariant 5 */
+    bool json_live;    /* a streaming route: the body goes to jc as it comes */
     char http_method[16];
     uint8_t *json_body;
     size_t json_len, json_cap;
@@ -287,7 +292,8 @@ static int outq_append(struct outq *q, const uint8_t *a, size_t na, const uint8_
             q->cap = cap;
         }
     }
-    memcpy(q->buf + q->len, a, na);
+    if (na) /* an empty piece on an empty queue: no buffer at all */
+        memcpy(q->buf + q->len, a, na);
     if (nb)
         memcpy(q->buf + q->len + na, b, nb);
     q->len += na + nb;
@@ -413,6 +419,8 @@ static bool service_known(const grpc_server *srv, const char *service, size_t le
     return false;
 }
 
+static const struct json_call_sink json_sink; /* below, with the JSON stream code */
+
 /* Request headers are complete: validate and route. */
 static void start_call(grpc_call *call)
 {
@@ -424,6 +432,12 @@ static void start_call(grpc_call *call)
                    (ct[ctl] == '\0' || ct[ctl] == '+' || ct[ctl] == ';');
     if (srv->gateway && (!call->is_post || !grpc_ct)) {
         call->json = true; /* served at end of stream (json_dispatch) */
+        if (json_call_streams_body(call->http_method, call->path)) {
+            /* A streaming route: its body goes to the call as it comes. */
+            call->json_live = true;
+            call->jc = json_call_start(srv, call->http_method, call->path, NULL, 0, false,
+                                       call->peer, &json_sink, call);
+        }
         return;
     }
     if (!call->is_post) {
@@ -489,23 +503,11 @@ static int on_grpc_message(void *arg, const uint8_t *msg, size_t len)
     return 0;
 }
 
-/* The gateway's answer for a JSON stream. */
-static void json_respond(void *arg, const struct gateway_response *r)
+/* The HEADERS of the gateway's answer on a JSON stream; with a body
+ * unless HEAD. */
+static void json_headers(grpc_call *call, nghttp2_session *session,
+                         const struct gateway_response *r)
 {
-    grpc_call *call = arg;
-    call->jc = NULL;
-    if (call->resp_done)
-        return;
-    call->resp_done = true;
-    nghttp2_session *session = call_session(call);
-    if (session == NULL)
-        return;
-    if (call_out_append(call, (const uint8_t *)r->body, r->body_len, NULL, 0) != 0) {
-        nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, call->stream_id,
-                                  NGHTTP2_INTERNAL_ERROR);
-        h2_conn_kick(call->conn->h2);
-        return;
-    }
     char hs[8];
     snprintf(hs, sizeof hs, "%d", r->status);
     char retry[16];
@@ -529,6 +531,71 @@ static void json_respond(void *arg, const struct gateway_response *r)
     nghttp2_submit_response(session, call->stream_id, nva, n, head ? NULL : &prd);
     h2_conn_kick(call->conn->h2);
 }
+
+/* The gateway's answer for a JSON stream (json_call_sink). */
+static void json_respond(void *arg, const struct gateway_response *r)
+{
+    grpc_call *call = arg;
+    if (!r->streamed)
+        call->jc = NULL;
+    if (call->resp_done)
+        return;
+    if (!r->streamed)
+        call->resp_done = true;
+    nghttp2_session *session = call_session(call);
+    if (session == NULL)
+        return;
+    if (call_out_append(call, (const uint8_t *)r->body, r->body_len, NULL, 0) != 0) {
+        nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, call->stream_id,
+                                  NGHTTP2_INTERNAL_ERROR);
+        h2_conn_kick(call->conn->h2);
+        return;
+    }
+    json_headers(call, session, r);
+}
+
+/* One piece of a streamed answer (json_call_sink). */
+static void json_piece(void *arg, const char *data, size_t len, bool last)
+{
+    grpc_call *call = arg;
+    if (last) {
+        call->jc = NULL;
+        call->resp_done = true;
+    }
+    nghttp2_session *session = call_session(call);
+    if (session == NULL)
+        return;
+    if (call_out_append(call, (const uint8_t *)data, len, NULL, 0) != 0) {
+        /* Not finished from here (the sink contract): the reset closes the
+         * stream from nghttp2's send path, which cancels the call. */
+        nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, call->stream_id,
+                                  NGHTTP2_INTERNAL_ERROR);
+    } else if (call->deferred) {
+        call->deferred = false;
+        nghttp2_session_resume_data(session, call->stream_id);
+    }
+    h2_conn_kick(call->conn->h2);
+}
+
+static size_t json_pending(void *arg)
+{
+    const grpc_call *call = arg;
+    return call->out.len - call->out.off;
+}
+
+static void json_abort(void *arg)
+{
+    grpc_call *call = arg;
+    nghttp2_session *session = call_session(call);
+    if (session == NULL)
+        return;
+    /* Closed when nghttp2 sends it (on_stream_close): json_call_cancel. */
+    nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, call->stream_id, NGHTTP2_CANCEL);
+    h2_conn_kick(call->conn->h2);
+}
+
+static const struct json_call_sink json_sink = {
+    .answer = json_respond, .piece = json_piece, .pending = json_pending, .abort = json_abort};
 
 /* A JSON stream's request is complete: run it through the gateway. */
 static void json_dispatch(grpc_call *call)
@@ -555,7 +622,7 @@ static void json_dispatch(grpc_call *call)
     }
     const char *method = strcmp(call->http_method, "HEAD") == 0 ? "GET" : call->http_method;
     call->jc = json_call_start(call->srv, method, call->path, call->json_body, call->json_len,
-                               call->peer, json_respond, call);
+                               true, call->peer, &json_sink, call);
     if (call->conn != NULL)
         buffered_sub(call->conn, call->json_len);
     free(call->json_body);
@@ -566,6 +633,11 @@ static void json_dispatch(grpc_call *call)
 /* The client half-closed. */
 static void end_of_request(grpc_call *call)
 {
+    if (call->json_live) {
+        if (call->jc != NULL)
+            json_call_body(call->jc, NULL, 0, true);
+        return;
+    }
     if (call->json && !call->resp_done && call->jc == NULL) {
         json_dispatch(call);
         return;
@@ -703,6 +775,15 @@ static int on_data_chunk_recv(nghttp2_session *session, uint8_t flags, int32_t s
     if (gc->dead)
         return NGHTTP2_ERR_CALLBACK_FAILURE;
     grpc_call *call = stream_call(session, stream_id);
+    if (call != NULL && call->json_live) {
+        if (call->jc != NULL) {
+            call->in_cb++;
+            json_call_body(call->jc, data, len, false);
+            call->in_cb--;
+            call_maybe_free(call);
+        }
+        return 0;
+    }
     if (call != NULL && call->json) {
         if (call->json_too_large || call->json_refused || call->resp_done || call->jc != NULL)
             return 0;
@@ -1222,10 +1303,11 @@ void grpc_call_finish(grpc_call *call, enum grpc_status status, const char *mess
 
 /* ---- external calls (JSON gateway) ---- */
 
-int grpc_server_call_external(grpc_server *srv, const char *path, const uint8_t *msg,
-                              size_t len, const char *peer,
-                              const struct grpc_call_transport *t, void *arg,
-                              grpc_call **out)
+/* A new external call of method path, which must be streaming or not as
+ * said. Errors: LSKV_ENOTFOUND, LSKV_EUNIMPLEMENTED (the other kind),
+ * LSKV_ENOMEM. */
+static int external_new(grpc_server *srv, const char *path, bool streaming, const char *peer,
+                        const struct grpc_call_transport *t, void *arg, grpc_call **out)
 {
     *out = NULL;
     const struct grpc_method *m = NULL;
@@ -1234,7 +1316,7 @@ int grpc_server_call_external(grpc_server *srv, const char *path, const uint8_t 
             m = &srv->methods[i];
     if (m == NULL)
         return LSKV_ENOTFOUND;
-    if (m->streaming)
+    if (m->streaming != streaming)
         return LSKV_EUNIMPLEMENTED;
     grpc_call *call = calloc(1, sizeof *call);
     if (call == NULL)
@@ -1243,14 +1325,27 @@ int grpc_server_call_external(grpc_server *srv, const char *path, const uint8_t 
     call->method = m;
     call->ext = t;
     call->ext_arg = arg;
-    call->n_msgs = 1;
     call->stream_id = -1;
     snprintf(call->path, sizeof call->path, "%s", path);
     snprintf(call->peer, sizeof call->peer, "%s", peer ? peer : "?");
     *out = call;
+    return 0;
+}
+
+int grpc_server_call_external(grpc_server *srv, const char *path, const uint8_t *msg,
+                              size_t len, const char *peer,
+                              const struct grpc_call_transport *t, void *arg,
+                              grpc_call **out)
+{
+    grpc_call *call = NULL;
+    int rv = external_new(srv, path, false, peer, t, arg, &call);
+    if (rv != 0)
+        return rv;
+    *out = call;
+    call->n_msgs = 1;
     call_own(call);
     call->in_cb++;
-    m->on_message(call, msg, len, m->ctx);
+    call->method->on_message(call, msg, len, call->method->ctx);
     call->in_cb--;
     if (call->handler_finished)
         *out = NULL;
@@ -1258,12 +1353,59 @@ int grpc_server_call_external(grpc_server *srv, const char *path, const uint8_t 
     return 0;
 }
 
+int grpc_server_stream_external(grpc_server *srv, const char *path, const char *peer,
+                                const struct grpc_call_transport *t, void *arg,
+                                grpc_call **out)
+{
+    return external_new(srv, path, true, peer, t, arg, out);
+}
+
+/* After a callback into the handler of an external stream: is it still on?
+ * Frees the call when it is over (invariant 1). */
+static bool external_alive(grpc_call *call)
+{
+    call->in_cb--;
+    bool alive = !call->handler_finished && !call->stream_gone;
+    call_maybe_free(call);
+    return alive;
+}
+
+bool grpc_call_external_message(grpc_call *call, const uint8_t *msg, size_t len)
+{
+    if (call->handler_finished || call->stream_gone)
+        return false;
+    call_own(call);
+    call->n_msgs++;
+    call->in_cb++;
+    call->method->on_message(call, msg, len, call->method->ctx);
+    return external_alive(call);
+}
+
+bool grpc_call_external_half_close(grpc_call *call)
+{
+    if (call->handler_finished || call->stream_gone)
+        return false;
+    const struct grpc_method *m = call->method;
+    call->in_cb++;
+    if (m->on_half_close != NULL) {
+        call_own(call);
+        m->on_half_close(call, m->ctx);
+    } else if (!call->delivered) {
+        /* The handler never saw the call: end it as the server does for
+         * streams (end_of_request). */
+        call->handler_owned = true;
+        metrics_started(call->srv->metrics, method_index(call));
+        grpc_call_finish(call, GRPC_STATUS_OK, NULL);
+    }
+    return external_alive(call);
+}
+
 void grpc_call_detach(grpc_call *call)
 {
     if (call->ext == NULL || call->handler_finished || call->stream_gone)
         return;
     call->stream_gone = true;
-    if (!call->cancelled) {
+    if (!call->cancelled && call->handler_owned) { /* else the handler never saw it */
         call->cancelled = true;
         metrics_handled(call->srv->metrics, method_index(call), GRPC_STATUS_CANCELLED);
         if (call->method->on_cancel) {
@@ -1328,6 +1470,8 @@ size_t grpc_server_pending_out_bytes(const grpc_server *srv)
 
 size_t grpc_call_pending_bytes(const grpc_call *call)
 {
+    if (call->ext != NULL)
+        return call->ext->pending != NULL ? call->ext->pending(call->ext_arg) : 0;
     return call->out.len - call->out.off;
 }
 

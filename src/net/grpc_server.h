@@ -16,9 +16,10 @@
  * handler finishes it; sends on a cancelled call are dropped.
  *
  * With json_gateway, the same handlers also serve the JSON API: the gateway
- * turns the JSON body into the request message, hands the handler an
- * ordinary unary call, and renders its response as JSON (same life cycle;
- * the call is cancelled when the HTTP connection or stream goes away).
+ * turns the JSON body into the request message(s), hands the handler an
+ * ordinary call (unary, or a stream fed with one message per JSON value
+ * of the body), and renders its responses as JSON (same life cycle; the
+ * call is cancelled when the HTTP connection or stream goes away).
  * Every call is counted for /metrics by method and status. */
 #ifndef LSKV_NET_GRPC_SERVER_H
 #define LSKV_NET_GRPC_SERVER_H

@@ -346,6 +346,10 @@ static void conn_close(h2_conn *c, bool graceful)
         close_handles(c);
         return;
     }
+    if (!c->shutting_down && c->olen > 0 && write_out(c) != 0) {
+        close_handles(c); /* collected raw output goes first */
+        return;
+    }
     if (c->shutting_down || c->write_inflight > 0)
         return; /* on_write, on_read, on_shutdown or the timer finish it */
     c->shutting_down = true;
@@ -615,9 +619,14 @@ int h2_conn_write_raw(h2_conn *c, const uint8_t *data, size_t len)
 {
     if (c->closing)
         return LSKV_ESHUTDOWN;
+    if (len == 0)
+        return 0;
+    /* Collected, and handed to the socket once per loop iteration (note 3):
+     * a stream of small answers (gateway keepalives, watch events) must not
+     * cost one socket write and one output buffer each. */
     int rv = emit(c, data, len);
     if (rv == 0)
-        rv = write_out(c);
+        h2_conn_kick(c);
     return rv;
 }
 
@@ -636,6 +645,23 @@ void h2_conn_set_idle_timeout(h2_conn *c, uint64_t ms)
         uv_timer_stop(&c->linger);
     else
         uv_timer_start(&c->linger, on_idle_timeout, ms, 0);
+}
+
+static void on_abort_timeout(uv_timer_t *t)
+{
+    conn_close(t->data, false);
+}
+
+void h2_conn_abort_soon(h2_conn *c)
+{
+    if (c->mem || c->closing)
+        return;
+    uv_timer_start(&c->linger, on_abort_timeout, 0, 0);
+}
+
+size_t h2_conn_queued_bytes(const h2_conn *c)
+{
+    return queued(c);
 }
 
 void h2_conn_end(h2_conn *c)

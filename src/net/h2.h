@@ -88,6 +88,12 @@ int h2_conn_write_raw(h2_conn *c, const uint8_t *data, size_t len);
  * ms; 0 disarms. No-op once closing and for memory connections. */
 void h2_conn_set_idle_timeout(h2_conn *c, uint64_t ms);
 
+/* Raw mode: closes at once (pending output dropped), but from the loop,
+ * not inside this call: the caller may be deep in a callback. No-op once
+ * closing and for memory connections. */
+void h2_conn_abort_soon(h2_conn *c);
+/* Output bytes written and not yet taken by the socket. */
+size_t h2_conn_queued_bytes(const h2_conn *c);
 /* Raw mode: closes once what was written is out (graceful). Idempotent. */
 void h2_conn_end(h2_conn *c);
 

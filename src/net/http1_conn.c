@@ -29,6 +29,8 @@ struct http1_conn {
     size_t in_off, in_len, in_cap, in_max;
     struct json_call *jc; /* the request in flight */
     bool busy;           /* a request is in flight */
+    bool body_in;        /* ... a streaming one whose body is still coming */
+    bool answered;       /* ... whose answer is complete before its body */
     bool in_process;
     bool head;           /* the request in flight is HEAD */
     int http_minor;
@@ -70,18 +72,81 @@ static void plain_error(struct http1_conn *hc, int status, const char *body)
     write_response(hc, &r, true);
 }
 
-static void on_done(void *arg, const struct gateway_response *r)
+/* The request in flight is answered: on to the next one. */
+static void request_done(struct http1_conn *hc)
 {
-    struct http1_conn *hc = arg;
     hc->jc = NULL;
+    if (hc->body_in) {
+        hc->answered = true; /* on once the body is all read (process) */
+        return;
+    }
     hc->busy = false;
-    write_response(hc, r, !hc->keep_alive);
     if (hc->c != NULL && !hc->closed)
         h2_conn_set_idle_timeout(hc->c, H1_IDLE_MS);
     http1_parser_next(&hc->parser);
     if (!hc->in_process)
         process(hc);
 }
+
+static void on_answer(void *arg, const struct gateway_response *r)
+{
+    struct http1_conn *hc = arg;
+    if (r->streamed) {
+        /* The head of a streamed answer; pieces follow (on_piece). */
+        if (hc->c == NULL || hc->closed)
+            return;
+        size_t len = 0;
+        char *out = gateway_http1_response(r, hc->http_minor, !hc->keep_alive, &len);
+        if (out != NULL)
+            (void)h2_conn_write_raw(hc->c, (const uint8_t *)out, len);
+        free(out);
+        return;
+    }
+    hc->jc = NULL;
+    write_response(hc, r, !hc->keep_alive);
+    request_done(hc);
+}
+
+static void on_piece(void *arg, const char *data, size_t len, bool last)
+{
+    struct http1_conn *hc = arg;
+    if (last)
+        hc->jc = NULL; /* closing below must not cancel it */
+    if (hc->c != NULL && !hc->closed) {
+        size_t n = 0;
+        char *out = gateway_http1_chunk(data, len, hc->http_minor >= 1, last, &n);
+        /* Not closed from here (the sink contract): a failed write leaves
+         * the connection to its own error path. */
+        if (out != NULL)
+            (void)h2_conn_write_raw(hc->c, (const uint8_t *)out, n);
+        free(out);
+        if (last && !hc->keep_alive) {
+            hc->closed = true;
+            h2_conn_end(hc->c);
+        }
+    }
+    if (last)
+        request_done(hc);
+}
+
+static size_t on_pending(void *arg)
+{
+    struct http1_conn *hc = arg;
+    return hc->c != NULL ? h2_conn_queued_bytes(hc->c) : 0;
+}
+
+static void on_abort(void *arg)
+{
+    /* Closed from the loop, outside this callback; the close cancels the
+     * call (http1_conn_closed). Pending output goes: the client does not
+     * read it. */
+    struct http1_conn *hc = arg;
+    if (hc->c != NULL && !hc->closed)
+        h2_conn_abort_soon(hc->c);
+}
+
+static const struct json_call_sink sink = {
+    .answer = on_answer, .piece = on_piece, .pending = on_pending, .abort = on_abort};
 
 static void too_many_requests(struct http1_conn *hc)
 {
@@ -110,14 +175,42 @@ static bool account(struct http1_conn *hc, size_t new_in_cap)
     return true;
 }
 
+/* A request is complete enough to answer: the head for a streaming one,
+ * the whole request otherwise. */
+static void begin_request(struct http1_conn *hc, const struct http1_request *req)
+{
+    hc->busy = true;
+    h2_conn_set_idle_timeout(hc->c, 0); /* the handler may take its time */
+    hc->http_minor = req->http_minor;
+    hc->keep_alive = req->keep_alive;
+    hc->head = strcmp(req->method, "HEAD") == 0;
+}
+
+static void continue_100(struct http1_conn *hc)
+{
+    if (hc->parser.expect_continue) {
+        hc->parser.expect_continue = false;
+        static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+        h2_conn_write_raw(hc->c, (const uint8_t *)cont, sizeof cont - 1);
+    }
+}
+
 static void process(struct http1_conn *hc)
 {
     hc->in_process = true;
-    while (!hc->busy && !hc->closed && hc->c != NULL) {
+    while ((!hc->busy || hc->body_in) && !hc->closed && hc->c != NULL) {
+        if (hc->body_in && hc->in_len == hc->in_off)
+            break; /* more body later (no bytes would mean EOF to the parser) */
         bool complete = false;
         /* hc->in is NULL while nothing is buffered. */
         const uint8_t *p = hc->in != NULL ? hc->in + hc->in_off : (const uint8_t *)"";
         long n = http1_parser_feed(&hc->parser, p, hc->in_len - hc->in_off, &complete);
+        if (n < 0 && hc->body_in) {
+            /* Mid-answer: no error page; the close cancels the call. */
+            hc->closed = true;
+            h2_conn_close(hc->c);
+            break;
+        }
         if (n == LSKV_ETOOLARGE) {
             plain_error(hc, 413, "request too large\n");
             break;
@@ -136,22 +229,41 @@ static void process(struct http1_conn *hc)
         }
         if (!account(hc, hc->in_cap))
             break;
-        if (!complete) {
-            if (hc->parser.expect_continue) {
-                hc->parser.expect_continue = false;
-                static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
-                h2_conn_write_raw(hc->c, (const uint8_t *)cont, sizeof cont - 1);
+        const struct http1_request *req = http1_parser_request(&hc->parser);
+        if (!hc->busy && hc->parser.headers_ready) {
+            hc->parser.headers_ready = false;
+            if (json_call_streams_body(req->method, req->target)) {
+                /* A streaming route: its body goes to the call as it comes
+                 * (json_call.c note 1). */
+                begin_request(hc, req);
+                hc->body_in = true;
+                if (!complete)
+                    continue_100(hc);
+                hc->jc = json_call_start(hc->srv, req->method, req->target, NULL, 0, false,
+                                         h2_conn_peer(hc->c), &sink, hc);
             }
+        }
+        if (hc->body_in) {
+            if (hc->jc != NULL && (req->body_len > 0 || complete))
+                json_call_body(hc->jc, req->body, req->body_len, complete);
+            http1_parser_take_body(&hc->parser);
+            if (complete) {
+                hc->body_in = false;
+                if (hc->answered) {
+                    hc->answered = false;
+                    request_done(hc);
+                }
+            }
+            continue;
+        }
+        if (!complete) {
+            continue_100(hc);
             break;
         }
-        const struct http1_request *req = http1_parser_request(&hc->parser);
-        hc->busy = true;
-        h2_conn_set_idle_timeout(hc->c, 0); /* the handler may take its time */
-        hc->http_minor = req->http_minor;
-        hc->keep_alive = req->keep_alive;
-        hc->head = strcmp(req->method, "HEAD") == 0;
+        begin_request(hc, req);
         hc->jc = json_call_start(hc->srv, hc->head ? "GET" : req->method, req->target,
-                                 req->body, req->body_len, h2_conn_peer(hc->c), on_done, hc);
+                                 req->body, req->body_len, true, h2_conn_peer(hc->c), &sink,
+                                 hc);
     }
     hc->in_process = false;
 }

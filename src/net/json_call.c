@@ -5,7 +5,43 @@
  *
  * Life cycle: a json_call lives from json_call_start until both (a) the
  * call is over (the handler finished it, or it never started) and (b) the
- * HTTP side heard the answer or cancelled. */
+ * HTTP side heard the answer or cancelled.
+ *
+ * Notes on streaming methods (watch, lease/keepalive, and any table row
+ * flagged streaming), after etcd's rpc.pb.gw.go request_Watch_Watch_0 and
+ * grpc-gateway's ForwardResponseStream:
+ *
+ * (1) The body is a sequence of JSON values (concatenated or separated by
+ *     white space; json_next_value splits it), each one request message,
+ *     sent as soon as it is complete: the transports hand body bytes over
+ *     as they arrive (json_call_body), as Go's decoder goroutine reads
+ *     them. The first is converted before the stream opens: if it is
+ *     malformed the answer is a one-shot error with code 2 (Unknown, HTTP
+ *     500), the decoder's text as message, as Go gives it. A later
+ *     malformed value ends the request side there (Go's decoder goroutine
+ *     stops and calls CloseSend): what the handler does on half-close
+ *     decides the rest (keepalive ends the stream, watch keeps it open, as
+ *     in etcd); the rest of the body is read and dropped by the transport.
+ * (2) Each response message is a piece {"result":<message>}\n, written as
+ *     it comes; the head (200, chunked) goes with the first piece or the
+ *     end. A handler that fails after a piece writes {"error":{...}}
+ *     (gateway_stream_error) and ends; one that fails before any gets an
+ *     ordinary one-shot error (Go's stream.Header() returns the status of a
+ *     trailers-only answer). Grpc-Metadata-Content-Type is there once a
+ *     message reached the server (the gateway read the header metadata).
+ *     Server-streaming methods (gateway_rpc_server_stream: Snapshot,
+ *     Observe) read one value as Go does: an empty body is an empty
+ *     request, a malformed one 400 (code 3), the rest is not read.
+ * (3) Memory: only the value in progress is held (jc->in, at most
+ *     grpc_server_max_json_body, counted against the server's request
+ *     budget). Answers: a transport stops reading while its socket holds
+ *     H2_WRITE_HIGH_WATER_BYTES, so a client that sends requests without
+ *     reading answers is slowed by TCP; the watch hub stops sending to a
+ *     stream at its own per-stream limit (grpc_call_pending_bytes asks the
+ *     transport); past GATEWAY_STREAM_MAX_PENDING_BYTES (an HTTP/2 client
+ *     whose flow-control window stays shut) the stream is aborted: the
+ *     transport resets the stream or closes the connection, and cancels
+ *     the call. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -20,22 +56,85 @@ struct json_call {
     grpc_call *call; /* while the handler holds it */
     const struct gateway_rpc *rpc;
     bool health;
-    json_call_done_fn done;
+    const struct json_call_sink *sink;
     void *arg;
     bool in_start;
-    bool finished; /* done ran (or must not run: cancelled) */
+    bool finished; /* the answer is complete (or must not be: cancelled) */
     char *json;    /* the response message as JSON, from send */
     size_t json_len;
+    /* Streaming methods (notes above). */
+    bool streaming;
+    bool head_sent; /* the head of the streamed answer */
+    bool delivered; /* a request message reached the handler */
+    bool aborted;   /* note 3: the transport will cancel us */
+    bool opened;    /* the stream is open: jc->call, or over */
+    bool send_closed; /* no more messages (half-closed or over) */
+    bool body_done; /* the transport has given the whole body */
+    uint8_t *in;    /* body bytes not yet taken: in[0..in_len) */
+    size_t in_len, in_cap;
+    size_t accounted; /* in_cap, against the server's request budget */
+    char peer[80];
 };
 
 static const char text_plain[] = "text/plain; charset=utf-8";
 static const char app_json[] = "application/json";
 
+static void answer_error(struct json_call *jc, int code, const char *message, bool from_call,
+                         unsigned retry_after_s);
+
 static void answer(struct json_call *jc, const struct gateway_response *r)
 {
     jc->finished = true;
     metrics_http(grpc_server_metrics(jc->srv), r->status);
-    jc->done(jc->arg, r);
+    jc->sink->answer(jc->arg, r);
+}
+
+/* The head of a streamed answer (note 2), once. */
+static void stream_head(struct json_call *jc, int status)
+{
+    if (jc->head_sent)
+        return;
+    jc->head_sent = true;
+    struct gateway_response r = {.status = status,
+                                 .content_type = app_json,
+                                 .body = "",
+                                 .grpc_metadata = jc->delivered,
+                                 .streamed = true};
+    metrics_http(grpc_server_metrics(jc->srv), status);
+    jc->sink->answer(jc->arg, &r);
+}
+
+/* The end of a streamed answer: an error piece for a failed call. */
+static void stream_end(struct json_call *jc, enum grpc_status status, const char *message)
+{
+    size_t len = 0;
+    char *err = NULL;
+    if (status != GRPC_STATUS_OK && !jc->head_sent) {
+        /* Nothing sent: the gateway's stream.Header() fails (trailers
+         * only) and the answer is an ordinary error (note 2). */
+        answer_error(jc, (int)status, message ? message : "", false, 0);
+        return;
+    }
+    if (status != GRPC_STATUS_OK) {
+        err = gateway_stream_error((int)status, message ? message : "", &len);
+    } else {
+        stream_head(jc, 200);
+    }
+    jc->finished = true;
+    jc->sink->piece(jc->arg, err ? err : "", err ? len : 0, true);
+    free(err);
+}
+
+/* Note 3: the transport holds too much; it resets and cancels us later. */
+static bool stream_overflow(struct json_call *jc)
+{
+    if (!jc->aborted && jc->sink->pending(jc->arg) <= GATEWAY_STREAM_MAX_PENDING_BYTES)
+        return false;
+    if (!jc->aborted) {
+        jc->aborted = true;
+        jc->sink->abort(jc->arg);
+    }
+    return true;
 }
 
 static void answer_text(struct json_call *jc, int status, const char *ct, const char *body)
@@ -68,8 +167,35 @@ static void answer_error(struct json_call *jc, int code, const char *message, bo
 
 static void jc_free(struct json_call *jc)
 {
+    if (jc->accounted)
+        grpc_server_buffer_adjust(jc->srv, jc->accounted, 0);
+    free(jc->in);
     free(jc->json);
     free(jc);
+}
+
+static int stream_send(struct json_call *jc, const uint8_t *msg, size_t len)
+{
+    if (jc->finished || stream_overflow(jc))
+        return LSKV_ESHUTDOWN;
+    char *out = NULL;
+    size_t out_len = 0;
+    int rv = json_from_pb(jc->rpc->response, msg, len, &out, &out_len);
+    if (rv != 0)
+        return rv;
+    struct json_buf b = {0};
+    json_buf_puts(&b, "{\"result\":");
+    json_buf_put(&b, out, out_len);
+    json_buf_puts(&b, "}\n");
+    free(out);
+    if (b.err) {
+        free(b.p);
+        return LSKV_ENOMEM;
+    }
+    stream_head(jc, 200);
+    jc->sink->piece(jc->arg, b.p, b.len, false);
+    free(b.p);
+    return 0;
 }
 
 static int t_send(void *arg, const uint8_t *msg, size_t len)
@@ -77,6 +203,8 @@ static int t_send(void *arg, const uint8_t *msg, size_t len)
     struct json_call *jc = arg;
     if (jc->health)
         return 0;
+    if (jc->streaming)
+        return stream_send(jc, msg, len);
     char *out = NULL;
     size_t out_len = 0;
     int rv = json_from_pb(jc->rpc->response, msg, len, &out, &out_len);
@@ -93,6 +221,14 @@ static void t_finish(void *arg, enum grpc_status status, const char *message,
 {
     struct json_call *jc = arg;
     jc->call = NULL;
+    if (jc->streaming) {
+        if (jc->aborted)
+            return; /* the transport cancels us (note 3) */
+        stream_end(jc, status, message);
+        if (!jc->in_start)
+            jc_free(jc);
+        return;
+    }
     if (jc->health) {
         /* etcd: {"health":"true"} or 503 {"health":"false"}. */
         if (status == GRPC_STATUS_OK)
@@ -114,7 +250,14 @@ static void t_finish(void *arg, enum grpc_status status, const char *message,
         jc_free(jc);
 }
 
-static const struct grpc_call_transport transport = {.send = t_send, .finish = t_finish};
+static size_t t_pending(void *arg)
+{
+    struct json_call *jc = arg;
+    return jc->finished ? 0 : jc->sink->pending(jc->arg);
+}
+
+static const struct grpc_call_transport transport = {
+    .send = t_send, .finish = t_finish, .pending = t_pending};
 
 static void start_rpc(struct json_call *jc, const char *path, const uint8_t *pb, size_t len,
                       const char *peer)
@@ -181,11 +324,213 @@ static void start_metrics(struct json_call *jc)
     free(text);
 }
 
-struct json_call *json_call_start(grpc_server *srv, const char *method, const char *target,
-                                  const uint8_t *body, size_t len, const char *peer,
-                                  json_call_done_fn done, void *arg)
+/* One value of a streaming body as protobuf (note 1). Returns 0 with *pb
+ * (malloc'd), or an error with errmsg set. */
+static int convert(struct json_call *jc, const uint8_t *text, size_t len, uint8_t **pb,
+                   size_t *pb_len, char *errmsg)
 {
-    struct json_call stack = {.srv = srv, .done = done, .arg = arg};
+    int rv = json_to_pb(jc->rpc->request, (const char *)text, len, pb, pb_len, errmsg);
+    if (rv == LSKV_ETOODEEP)
+        rv = LSKV_EINVAL; /* errmsg has Go's text */
+    if (rv == 0 && *pb_len > grpc_server_max_recv(jc->srv)) {
+        grpc_frame_too_large_text(errmsg, LSKV_ERRMSG_SIZE, *pb_len, grpc_server_max_recv(jc->srv));
+        free(*pb);
+        *pb = NULL;
+        rv = LSKV_ETOOLARGE;
+    }
+    return rv;
+}
+
+/* The stream cannot take the request side any further (note 1): before it
+ * opened, an ordinary error; after, the stream ends with it. */
+static void stream_fail(struct json_call *jc, int rv, const char *errmsg)
+{
+    jc->send_closed = true;
+    int code = rv == LSKV_EINVAL ? (gateway_rpc_server_stream(jc->rpc)
+                                        ? GRPC_STATUS_INVALID_ARGUMENT
+                                        : GRPC_STATUS_UNKNOWN)
+                                 : GRPC_STATUS_RESOURCE_EXHAUSTED;
+    const char *msg = rv == LSKV_ENOMEM ? "lskv: out of memory" : errmsg;
+    if (!jc->opened) {
+        jc->opened = true;
+        answer_error(jc, code, msg, false, 0);
+        return;
+    }
+    if (jc->call != NULL) {
+        grpc_call *call = jc->call;
+        jc->call = NULL;
+        grpc_call_detach(call);
+    }
+    stream_end(jc, (enum grpc_status)code, msg);
+}
+
+/* Opens the stream for the first message. false: answered instead. */
+static bool stream_open(struct json_call *jc)
+{
+    jc->opened = true;
+    jc->streaming = true;
+    grpc_call *call = NULL;
+    int rv = grpc_server_stream_external(jc->srv, jc->rpc->method, jc->peer, &transport, jc,
+                                         &call);
+    if (rv == LSKV_ENOMEM) {
+        answer_error(jc, GRPC_STATUS_RESOURCE_EXHAUSTED, "lskv: out of memory", false, 0);
+        return false;
+    }
+    if (rv != 0) {
+        /* A method we do not serve: a trailers-only UNIMPLEMENTED, as
+         * grpc-go says it, is an ordinary error (note 2). */
+        char msg[300];
+        const char *m = jc->rpc->method + 1;
+        const char *slash = strrchr(m, '/');
+        snprintf(msg, sizeof msg, "unknown method %s for service %.*s", slash + 1,
+                 (int)(slash - m), m);
+        stream_end(jc, GRPC_STATUS_UNIMPLEMENTED, msg);
+        return false;
+    }
+    jc->call = call;
+    return true;
+}
+
+/* One request message to the stream (opening it first). false: the
+ * request side is over (the call ended, or the transport aborts). */
+static bool stream_deliver(struct json_call *jc, const uint8_t *pb, size_t pb_len)
+{
+    if (!jc->opened && !stream_open(jc))
+        return false;
+    if (jc->call == NULL || stream_overflow(jc))
+        return false;
+    jc->delivered = true;
+    if (!grpc_call_external_message(jc->call, pb, pb_len) || jc->aborted)
+        return false; /* over: t_finish answered (or the transport cancels) */
+    if (gateway_rpc_server_stream(jc->rpc)) {
+        /* One request; the rest of the body is not read (note 2). */
+        jc->send_closed = true;
+        (void)grpc_call_external_half_close(jc->call);
+        return false;
+    }
+    return true;
+}
+
+/* Takes every complete value from jc->in (note 1). */
+static void stream_pump(struct json_call *jc)
+{
+    size_t pos = 0;
+    while (!jc->finished && !jc->aborted && !jc->send_closed) {
+        size_t start = 0, end = 0;
+        bool open_end = false;
+        if (!json_next_value((const char *)jc->in, jc->in_len, pos, &start, &end, &open_end)) {
+            pos = jc->in_len;
+            break;
+        }
+        if (open_end && !jc->body_done) {
+            pos = start; /* the rest of this value is still to come */
+            break;
+        }
+        pos = end;
+        char errmsg[LSKV_ERRMSG_SIZE] = "";
+        uint8_t *pb = NULL;
+        size_t pb_len = 0;
+        int rv = convert(jc, jc->in + start, end - start, &pb, &pb_len, errmsg);
+        if (rv == LSKV_EINVAL && jc->opened) {
+            /* A later malformed value: Go's decoder stops, CloseSend. */
+            jc->send_closed = true;
+            if (jc->call != NULL)
+                (void)grpc_call_external_half_close(jc->call);
+            break;
+        }
+        if (rv != 0) {
+            stream_fail(jc, rv, errmsg);
+            break;
+        }
+        bool on = stream_deliver(jc, pb, pb_len);
+        free(pb);
+        if (!on)
+            break;
+    }
+    if (jc->finished || jc->aborted || jc->send_closed) {
+        jc->in_len = 0; /* nobody reads the rest */
+    } else if (pos > 0) {
+        memmove(jc->in, jc->in + pos, jc->in_len - pos);
+        jc->in_len -= pos;
+    }
+    if (!jc->body_done || jc->finished || jc->aborted || jc->send_closed)
+        return;
+    /* The end of the body: CloseSend (an empty body still opens the
+     * stream; a server stream's request is then the empty message). */
+    if (!jc->opened && gateway_rpc_server_stream(jc->rpc)) {
+        (void)stream_deliver(jc, (const uint8_t *)"", 0);
+        return;
+    }
+    if (!jc->opened && !stream_open(jc))
+        return;
+    jc->send_closed = true;
+    if (jc->call != NULL)
+        (void)grpc_call_external_half_close(jc->call);
+}
+
+/* Body bytes of a streaming request; done: the body is complete. */
+static void stream_body(struct json_call *jc, const uint8_t *data, size_t len, bool done)
+{
+    if (len > 0 && !jc->send_closed && !jc->finished && !jc->aborted) {
+        size_t max = grpc_server_max_json_body(jc->srv);
+        if (jc->in_len + len > max) {
+            stream_fail(jc, LSKV_ETOOLARGE, "etcdserver: request is too large");
+            return;
+        }
+        if (jc->in_len + len > jc->in_cap) {
+            size_t cap = jc->in_cap ? jc->in_cap : 1024;
+            while (cap < jc->in_len + len)
+                cap *= 2;
+            if (!grpc_server_buffer_adjust(jc->srv, jc->accounted, cap)) {
+                /* grpc_server.c invariant 5. */
+                stream_fail(jc, LSKV_ETOOLARGE, "etcdserver: too many requests");
+                return;
+            }
+            jc->accounted = cap;
+            uint8_t *p = realloc(jc->in, cap);
+            if (p == NULL) {
+                stream_fail(jc, LSKV_ENOMEM, "");
+                return;
+            }
+            jc->in = p;
+            jc->in_cap = cap;
+        }
+        memcpy(jc->in + jc->in_len, data, len);
+        jc->in_len += len;
+    }
+    jc->body_done = done;
+    stream_pump(jc);
+    if (jc->in_len == 0 && jc->in_cap > 65536) {
+        grpc_server_buffer_adjust(jc->srv, jc->accounted, 0);
+        jc->accounted = 0;
+        free(jc->in);
+        jc->in = NULL;
+        jc->in_cap = 0;
+    }
+}
+
+bool json_call_streams_body(const char *method, const char *target)
+{
+    struct gateway_route route;
+    gateway_route(method, target, &route);
+    return route.kind == GATEWAY_STREAMING;
+}
+
+void json_call_body(struct json_call *jc, const uint8_t *data, size_t len, bool done)
+{
+    jc->in_start = true;
+    stream_body(jc, data, len, done);
+    jc->in_start = false;
+    if (jc->finished && jc->call == NULL)
+        jc_free(jc); /* the transport heard the end and let go */
+}
+
+struct json_call *json_call_start(grpc_server *srv, const char *method, const char *target,
+                                  const uint8_t *body, size_t len, bool body_done,
+                                  const char *peer, const struct json_call_sink *sink,
+                                  void *arg)
+{
+    struct json_call stack = {.srv = srv, .sink = sink, .arg = arg};
     struct json_call *jc = calloc(1, sizeof *jc);
     if (jc == NULL) {
         answer_text(&stack, 503, text_plain, "out of memory\n");
@@ -241,8 +586,9 @@ struct json_call *json_call_start(grpc_server *srv, const char *method, const ch
         break;
     }
     case GATEWAY_STREAMING:
-        answer_error(jc, GRPC_STATUS_UNIMPLEMENTED,
-                     "lskv: streaming methods are not served over the JSON gateway yet", false, 0);
+        jc->rpc = route.rpc;
+        snprintf(jc->peer, sizeof jc->peer, "%s", peer ? peer : "?");
+        stream_body(jc, body, len, body_done);
         break;
     }
     jc->in_start = false;

@@ -319,6 +319,85 @@ TEST(gateway, routes)
     ASSERT(gateway_rpc_by_method("/nope/Nope") == NULL);
 }
 
+/* The spans json_next_value gives for text, joined by '|'. */
+static void spans(const char *text, char *out, size_t size)
+{
+    size_t pos = 0, start = 0, end = 0, n = 0, len = strlen(text);
+    out[0] = '\0';
+    bool open_end = false;
+    while (json_next_value(text, len, pos, &start, &end, &open_end)) {
+        ASSERT(!open_end || end == len);
+        ASSERT(start >= pos && end > start && end <= len);
+        n += (size_t)snprintf(out + n, size - n, "%s%.*s", n ? "|" : "", (int)(end - start),
+                              text + start);
+        pos = end;
+    }
+}
+
+TEST(json, next_value_splits_a_stream_body)
+{
+    static const char *const cases[][2] = {
+        {"", ""},
+        {" \r\n\t ", ""},
+        {"{\"ID\":1}{\"ID\":\"2\"}\n {}", "{\"ID\":1}|{\"ID\":\"2\"}|{}"},
+        /* Braces and escaped quotes inside strings do not count. */
+        {"{\"k\":\"}\\\"{\"} [1,[2]]\"s\\\"\" 12 true",
+         "{\"k\":\"}\\\"{\"}|[1,[2]]|\"s\\\"\"|12|true"},
+        /* Not JSON: spans json_to_pb refuses; an open value runs to the end. */
+        {"{\"ID\":1}} xx{\"a\":", "{\"ID\":1}|}|xx|{\"a\":"},
+        {"\"open\\", "\"open\\"},
+    };
+    /* What may still grow when more bytes come (a body that arrives in
+     * pieces). */
+    static const struct {
+        const char *text;
+        bool open;
+    } ends[] = {{"{\"a\":1}", false}, {"{\"a\":1", true}, {"\"s\\\"", true}, {"\"s\"", false},
+                {"12", true}, {"12 ", false}, {"[1]]", false}, {"{\"a\":\"}\"", true}};
+    for (size_t i = 0; i < sizeof ends / sizeof ends[0]; i++) {
+        size_t start = 0, end = 0;
+        bool open_end = !ends[i].open;
+        ASSERT(json_next_value(ends[i].text, strlen(ends[i].text), 0, &start, &end, &open_end));
+        ASSERT_EQ(open_end, ends[i].open);
+    }
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char got[256];
+        spans(cases[i][0], got, sizeof got);
+        ASSERT_STR_EQ(got, cases[i][1]);
+    }
+}
+
+TEST(gateway, stream_pieces)
+{
+    size_t len = 0;
+    char *e = gateway_stream_error(12, "unknown method Snapshot for service x", &len);
+    ASSERT_STR_EQ(e, "{\"error\":{\"grpc_code\":12,\"http_code\":501,\"message\":"
+                     "\"unknown method Snapshot for service x\",\"http_status\":"
+                     "\"Not Implemented\"}}");
+    ASSERT_EQ(len, strlen(e));
+    free(e);
+    char *c = gateway_http1_chunk("abc\n", 4, true, false, &len);
+    ASSERT_STR_EQ(c, "4\r\nabc\n\r\n");
+    free(c);
+    c = gateway_http1_chunk("", 0, true, true, &len);
+    ASSERT_STR_EQ(c, "0\r\n\r\n");
+    free(c);
+    c = gateway_http1_chunk("{}", 2, true, true, &len);
+    ASSERT_STR_EQ(c, "2\r\n{}\r\n0\r\n\r\n");
+    free(c);
+    c = gateway_http1_chunk("{}", 2, false, true, &len); /* HTTP/1.0: as is */
+    ASSERT_STR_EQ(c, "{}");
+    free(c);
+    struct gateway_response r = {.status = 200, .content_type = "application/json",
+                                 .grpc_metadata = true, .streamed = true};
+    char *h = gateway_http1_response(&r, 1, false, &len);
+    ASSERT(strstr(h, "Transfer-Encoding: chunked\r\n\r\n") != NULL);
+    ASSERT(strstr(h, "Content-Length") == NULL);
+    ASSERT(strstr(h, "Grpc-Metadata-Content-Type: application/grpc\r\n") != NULL);
+    ASSERT_EQ(len, strlen(h));
+    free(h);
+}
+
 TEST(gateway, status_and_bodies)
 {
     ASSERT_EQ(gateway_http_status(0), 200);
