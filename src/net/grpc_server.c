@@ -1303,9 +1303,11 @@ void grpc_call_finish(grpc_call *call, enum grpc_status status, const char *mess
 
 /* ---- external calls (JSON gateway) ---- */
 
-/* A new external call of method path, which must be streaming or not as
- * said. Errors: LSKV_ENOTFOUND, LSKV_EUNIMPLEMENTED (the other kind),
- * LSKV_ENOMEM. */
+/* A new external call of method path. A one-shot call needs a method
+ * registered unary; a stream may also drive one registered unary: a
+ * server-streaming method (one request, then many sends, as Observe), given
+ * one message only. Errors: LSKV_ENOTFOUND, LSKV_EUNIMPLEMENTED (a one-shot
+ * call of a streaming method), LSKV_ENOMEM. */
 static int external_new(grpc_server *srv, const char *path, bool streaming, const char *peer,
                         const struct grpc_call_transport *t, void *arg, grpc_call **out)
 {
@@ -1316,7 +1318,7 @@ static int external_new(grpc_server *srv, const char *path, bool streaming, cons
             m = &srv->methods[i];
     if (m == NULL)
         return LSKV_ENOTFOUND;
-    if (m->streaming != streaming)
+    if (m->streaming && !streaming)
         return LSKV_EUNIMPLEMENTED;
     grpc_call *call = calloc(1, sizeof *call);
     if (call == NULL)
@@ -1372,7 +1374,8 @@ static bool external_alive(grpc_call *call)
 
 bool grpc_call_external_message(grpc_call *call, const uint8_t *msg, size_t len)
 {
-    if (call->handler_finished || call->stream_gone)
+    if (call->handler_finished || call->stream_gone ||
+        (!call->method->streaming && call->n_msgs > 0)) /* unary: one request */
         return false;
     call_own(call);
     call->n_msgs++;

@@ -403,8 +403,9 @@ def test_http2_watch_and_keepalive(server_factory):
 def test_server_streaming_route(server_factory, kind):
     """maintenance/snapshot is server-streaming: one request value (an empty
     body is an empty request, a malformed one 400 code 3). etcd streams the
-    snapshot; lskvd does not serve Snapshot: its trailers-only answer makes
-    grpc-gateway's stream.Header() fail, an ordinary one-shot error."""
+    snapshot; lskvd does not serve Snapshot yet: its trailers-only
+    UNIMPLEMENTED makes grpc-gateway's stream.Header() fail, an ordinary
+    one-shot error."""
     s = server_factory(kind)
     conn, resp = open_stream(s, "/v3/maintenance/snapshot", "xx")
     msg = "invalid character 'x' looking for beginning of value"
@@ -416,7 +417,27 @@ def test_server_streaming_route(server_factory, kind):
         assert resp.status == 200
         assert "blob" in read_result(resp)
     else:
-        assert resp.status == 501
-        msg = "unknown method Snapshot for service etcdserverpb.Maintenance"
+        assert resp.status == 501  # its gRPC answer, UNIMPLEMENTED, one-shot
+        msg = "lskv: this etcd method is not implemented yet"
         assert json.loads(resp.read()) == {"error": msg, "message": msg, "code": 12}
+    conn.close()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_election_observe_streams_each_leader(server_factory, kind):
+    """/v3/election/observe (server-streaming): the current leader's key at
+    once, then each new value a Proclaim sets, as {"result": ...} lines."""
+    s = server_factory(kind)
+    lease = post(s, "/v3/lease/grant", {"TTL": 60})["ID"]
+    leader = post(s, "/v3/election/campaign", {"name": b64("el"), "lease": lease,
+                                               "value": b64("v1")})["leader"]
+    conn, resp = open_stream(s, "/v3/election/observe", json.dumps({"name": b64("el")}))
+    assert resp.status == 200
+    first = read_result(resp)
+    assert base64.b64decode(first["kv"]["value"]) == b"v1"
+    assert base64.b64decode(first["kv"]["key"]) == base64.b64decode(leader["key"])
+    post(s, "/v3/election/proclaim", {"leader": leader, "value": b64("v2")})
+    second = read_result(resp)
+    assert base64.b64decode(second["kv"]["value"]) == b"v2"
+    assert int(second["kv"]["mod_revision"]) > int(first["kv"]["mod_revision"])
     conn.close()
