@@ -217,7 +217,8 @@ static void call_free(grpc_call *call)
     free(call->message);
     free(call->trailer_name);
     free(call->trailer_value);
-    call->srv->out_pending -= call->out.len - call->out.off;
+    /* The queue went with the stream (call_stream_gone): a call may outlive
+     * its server, so call->srv is not touched here. */
     free(call->out.buf);
     free(call->json_body);
     free(call);
@@ -254,6 +255,10 @@ static void call_stream_gone(grpc_call *call)
 {
     call_unlink(call);
     call->stream_gone = true;
+    /* Nothing queued can go out any more; the server is still there. */
+    call->srv->out_pending -= call->out.len - call->out.off;
+    free(call->out.buf);
+    memset(&call->out, 0, sizeof call->out);
     if (call->jc != NULL) {
         struct json_call *jc = call->jc;
         call->jc = NULL;

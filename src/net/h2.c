@@ -346,8 +346,11 @@ static void conn_close(h2_conn *c, bool graceful)
         close_handles(c);
         return;
     }
-    if (!c->shutting_down && c->olen > 0 && write_out(c) != 0) {
-        close_handles(c); /* collected raw output goes first */
+    /* Collected raw output goes first (over TLS it waits in OpenSSL's
+     * buffer, not in obuf: a Connection: close answer lost it). */
+    bool unwritten = c->olen > 0 || (c->tls != NULL && tls_conn_pending(c->tls) > 0);
+    if (!c->shutting_down && unwritten && write_out(c) != 0) {
+        close_handles(c);
         return;
     }
     if (c->shutting_down || c->write_inflight > 0)
