@@ -75,6 +75,7 @@ class Server:
         self.peer_port = free_port()
         self.proc = None
         self._log_offset = 0
+        self.starts = 0  # grpc_channel: a restarted server gets new connections
 
     # -- addresses
     @property
@@ -120,6 +121,7 @@ class Server:
 
     def _start_once(self, timeout):
         assert self.proc is None or self.proc.poll() is not None
+        self.starts += 1
         self._log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         log = open(self.log_path, "ab")
         env = dict(os.environ)
@@ -218,9 +220,14 @@ def etcdctl(server, *args, input=None, timeout=60, cacert=None):
 
 
 def grpc_channel(server, root_cert=None):
+    # grpc-core shares connections among channels with equal arguments: a
+    # channel made after a restart could pick the old process's connection,
+    # which got its GOAWAY, and fail its first call with UNAVAILABLE "GOAWAY
+    # received" (seen in CI). The start count keeps them apart.
     opts = [("grpc.max_send_message_length", -1),
             ("grpc.max_receive_message_length", -1),
-            ("grpc.enable_retries", 0)]
+            ("grpc.enable_retries", 0),
+            ("lskv.test.server_start", getattr(server, "starts", 0))]
     if server.tls:
         with open(root_cert or server.tls["ca"], "rb") as f:
             creds = grpc.ssl_channel_credentials(f.read())
