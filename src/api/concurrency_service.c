@@ -320,20 +320,6 @@ static Etcdserverpb__RequestOp *op_put(struct arena *a, ProtobufCBinaryData key,
     return op;
 }
 
-static Etcdserverpb__RequestOp *op_delete(struct arena *a, ProtobufCBinaryData key)
-{
-    Etcdserverpb__RequestOp *op = arena_alloc(a, sizeof *op);
-    Etcdserverpb__DeleteRangeRequest *d = arena_alloc(a, sizeof *d);
-    if (op == NULL || d == NULL)
-        return NULL;
-    etcdserverpb__request_op__init(op);
-    etcdserverpb__delete_range_request__init(d);
-    d->key = key;
-    op->request_case = ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_DELETE_RANGE;
-    op->request_delete_range = d;
-    return op;
-}
-
 /* A txn "if create_revision(key) == rev then success else failure". */
 static int propose_txn(struct api *api, struct conc_call *cc, ProtobufCBinaryData key,
                        int64_t rev, Etcdserverpb__RequestOp **success, size_t n_success,
@@ -373,7 +359,7 @@ static void abandon(struct conc_call *cc)
         d.key = cc->key;
         rv = propose(cc->api, NULL, COMMAND_DELETE_RANGE, &d.base);
     } else {
-        Etcdserverpb__RequestOp *del[1] = {op_delete(&a, cc->key)};
+        Etcdserverpb__RequestOp *del[1] = {command_op_delete(&a, cc->key)};
         rv = propose_txn(cc->api, NULL, cc->key, cc->my_rev, del, 1, NULL, 0);
     }
     if (rv == LSKV_ESHUTDOWN || rv == LSKV_ENOTLEADER)
@@ -439,7 +425,7 @@ static void start_enter(struct conc_call *cc)
         break;
     }
     case K_RESIGN: {
-        Etcdserverpb__RequestOp *then[1] = {op_delete(a, cc->key)};
+        Etcdserverpb__RequestOp *then[1] = {command_op_delete(a, cc->key)};
         rv = propose_txn(cc->api, cc, cc->key, cc->my_rev, then, 1, NULL, 0);
         break;
     }

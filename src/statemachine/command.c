@@ -93,6 +93,20 @@ static int apply_lease_grant(const struct command_target *t, const ProtobufCMess
     return 0;
 }
 
+Etcdserverpb__RequestOp *command_op_delete(struct arena *a, ProtobufCBinaryData key)
+{
+    Etcdserverpb__RequestOp *op = arena_alloc(a, sizeof *op);
+    Etcdserverpb__DeleteRangeRequest *d = arena_alloc(a, sizeof *d);
+    if (op == NULL || d == NULL)
+        return NULL;
+    etcdserverpb__request_op__init(op);
+    etcdserverpb__delete_range_request__init(d);
+    d->key = key;
+    op->request_case = ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_DELETE_RANGE;
+    op->request_delete_range = d;
+    return op;
+}
+
 /* etcd's Revoke: the lease's keys deleted in key order, in one revision (a
  * txn of deletes), then the lease is gone. */
 static int apply_lease_revoke(const struct command_target *t, const ProtobufCMessage *req,
@@ -109,18 +123,10 @@ static int apply_lease_revoke(const struct command_target *t, const ProtobufCMes
     if (txn == NULL || ops == NULL)
         return LSKV_ENOMEM;
     etcdserverpb__txn_request__init(txn);
-    for (size_t i = 0; i < n; i++) {
-        Etcdserverpb__RequestOp *op = arena_alloc(a, sizeof *op);
-        Etcdserverpb__DeleteRangeRequest *d = arena_alloc(a, sizeof *d);
-        if (op == NULL || d == NULL)
+    for (size_t i = 0; i < n; i++)
+        if ((ops[i] = command_op_delete(a, (ProtobufCBinaryData){.data = keys[i],
+                                                                 .len = lens[i]})) == NULL)
             return LSKV_ENOMEM;
-        etcdserverpb__request_op__init(op);
-        etcdserverpb__delete_range_request__init(d);
-        d->key = (ProtobufCBinaryData){.data = keys[i], .len = lens[i]};
-        op->request_case = ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_DELETE_RANGE;
-        op->request_delete_range = d;
-        ops[i] = op;
-    }
     txn->success = ops;
     txn->n_success = n;
     Etcdserverpb__TxnResponse *deleted = NULL;

@@ -74,6 +74,8 @@ struct command_kind {
 
 /* The row of op, or NULL for an op this build does not know. */
 const struct command_kind *command_kind_of(unsigned op);
+/* A Txn op deleting the one key (borrowed), in arena a; NULL on ENOMEM. */
+Etcdserverpb__RequestOp *command_op_delete(struct arena *a, ProtobufCBinaryData key);
 
 /* Envelope around body (the op's field content, borrowed) into a malloc'ed
  * buffer. Errors: LSKV_EINVAL (unknown op), LSKV_ENOMEM. */
