@@ -185,7 +185,7 @@ static void maint_hash_kv(grpc_call *call, const uint8_t *msg, size_t len, void 
     char errmsg[LSKV_ERRMSG_SIZE] = "";
     uint32_t hash = 0;
     int64_t compact_rev = 0;
-    int rv = kvstore_hash_kv(api->kv, req->revision, &a, &hash, &compact_rev, errmsg);
+    int rv = kvstore_hash_kv(api->kv, req->revision, &hash, &compact_rev, errmsg);
     if (rv != 0) { /* LSKV_ECORRUPT raises the alarm there */
         api_fail(api, call, rv, errmsg);
     } else {

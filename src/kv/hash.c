@@ -14,7 +14,9 @@
  * Here the survivors are the index's revisions at or below the compaction
  * point, the later ones come from the revision log (kvstore_history), and
  * every record is read back through the verified path: a hash is never
- * computed over a forged record. */
+ * computed over a forged record. Records are read into an arena that is
+ * emptied every HASH_WINDOW revisions (or survivors): the memory a hash
+ * takes is bounded by a window, not by the store. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -24,10 +26,11 @@
 #include "kv/kvstore_impl.h"
 #include "proto/kv.pb-c.h"
 
+#define HASH_WINDOW 64
+
 struct hash_walk {
     uint32_t crc;
-    uint8_t *buf; /* a record's KeyValue, grown as needed */
-    size_t cap;
+    struct arena *a; /* the window's */
 };
 
 static int hash_record(struct hash_walk *w, const struct kv_record *rec, int64_t main, int64_t sub)
@@ -47,16 +50,12 @@ static int hash_record(struct hash_walk *w, const struct kv_record *rec, int64_t
         kv.lease = rec->lease;
     }
     size_t n = mvccpb__key_value__get_packed_size(&kv);
-    if (n > w->cap) {
-        uint8_t *p = realloc(w->buf, n);
-        if (p == NULL)
-            return LSKV_ENOMEM;
-        w->buf = p;
-        w->cap = n;
-    }
-    mvccpb__key_value__pack(&kv, w->buf);
+    uint8_t *buf = arena_alloc(w->a, n ? n : 1);
+    if (buf == NULL)
+        return LSKV_ENOMEM;
+    mvccpb__key_value__pack(&kv, buf);
     w->crc = crc32c_update(w->crc, rk, rec->tombstone ? 18 : 17);
-    w->crc = crc32c_update(w->crc, w->buf, n);
+    w->crc = crc32c_update(w->crc, buf, n);
     return 0;
 }
 
@@ -108,8 +107,8 @@ static int take_survivor(void *arg, const kvindex_entry *e, struct kvindex_rev r
     return 0;
 }
 
-int kvstore_hash_kv(kvstore *kv, int64_t rev, struct arena *a, uint32_t *hash,
-                    int64_t *compact_rev, char *errmsg)
+int kvstore_hash_kv(kvstore *kv, int64_t rev, uint32_t *hash, int64_t *compact_rev,
+                    char *errmsg)
 {
     int64_t compact = kv->compact_main;
     *compact_rev = compact;
@@ -137,26 +136,35 @@ int kvstore_hash_kv(kvstore *kv, int64_t rev, struct arena *a, uint32_t *hash,
             x->kept = kept && hit.mod.main == x->rev.main && hit.mod.sub == x->rev.sub;
         }
     }
-    struct hash_walk w = {.crc = crc32c_update(0, (const uint8_t *)"key", 3)};
+    struct arena a;
+    arena_init(&a);
+    struct hash_walk w = {.crc = crc32c_update(0, (const uint8_t *)"key", 3), .a = &a};
     if (rv == 0 && s.n > 0)
         qsort(s.all, s.n, sizeof *s.all, survivor_cmp);
+    size_t read = 0;
     for (size_t i = 0; i < s.n && rv == 0; i++) {
         if (!s.all[i].kept && keep_any)
             continue;
+        if (read++ % HASH_WINDOW == 0) {
+            arena_close(&a);
+            arena_init(&a);
+        }
         struct kvindex_rev r = s.all[i].rev;
         struct kv_record rec;
-        rv = recstore_get(kv->rs, r.main, r.sub, a, &rec, errmsg);
+        rv = recstore_get(kv->rs, r.main, r.sub, &a, &rec, errmsg);
         if (rv == 0)
             rv = hash_record(&w, &rec, r.main, r.sub);
     }
     free(s.all);
-    if (rv == 0 && rev > compact) {
-        static const uint8_t zero = 0;
-        ProtobufCBinaryData all = {.data = (uint8_t *)&zero, .len = 1};
-        rv = kvstore_history(kv, &all, &all, compact > 0 ? compact + 1 : 1, rev, a, hash_history,
-                             &w, errmsg);
+    static const uint8_t zero = 0;
+    ProtobufCBinaryData all = {.data = (uint8_t *)&zero, .len = 1};
+    for (int64_t lo = compact > 0 ? compact + 1 : 1; rv == 0 && lo <= rev; lo += HASH_WINDOW) {
+        arena_close(&a);
+        arena_init(&a);
+        int64_t hi = lo + HASH_WINDOW - 1 < rev ? lo + HASH_WINDOW - 1 : rev;
+        rv = kvstore_history(kv, &all, &all, lo, hi, &a, hash_history, &w, errmsg);
     }
-    free(w.buf);
+    arena_close(&a);
     *hash = w.crc;
     return rv;
 }

@@ -85,9 +85,9 @@ void kvstore_forget_changes(kvstore *kv);
  * record id. *compact_rev gets etcd's compactMainRev (-1: never compacted).
  * Errors: LSKV_ECOMPACTED (0 < rev <= the compaction point), LSKV_EFUTUREREV,
  * LSKV_ECORRUPT (a record missing or failing verification), LSKV_EIO,
- * LSKV_ENOMEM. Records are read into a. */
-int kvstore_hash_kv(kvstore *kv, int64_t rev, struct arena *a, uint32_t *hash,
-                    int64_t *compact_rev, char *errmsg);
+ * LSKV_ENOMEM. Memory: a window of records at a time, not the store. */
+int kvstore_hash_kv(kvstore *kv, int64_t rev, uint32_t *hash, int64_t *compact_rev,
+                    char *errmsg);
 
 typedef int (*kvstore_history_fn)(void *arg, const struct kv_record *rec, int64_t main,
                                   int64_t sub);
