@@ -89,6 +89,14 @@ def by_watcher(responses):
     return sorted(out.items())
 
 
+def rss_of(s):
+    """The server's resident set size, bytes."""
+    with open("/proc/%d/status" % s.proc.pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+
+
 def create(key, end=b"", watch_id=None, **kw):
     c = P.WatchCreateRequest(key=key, range_end=end, **kw)
     if watch_id is not None:
@@ -271,12 +279,6 @@ def test_a_client_that_does_not_read_costs_bounded_memory(server_factory):
     kv = s.kv()
     value = b"x" * 1000
 
-    def rss():
-        with open("/proc/%d/status" % s.proc.pid) as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-
     def round_of_writes(prefix):
         for i in range(1000):
             kv.Txn(P.TxnRequest(success=[
@@ -289,9 +291,9 @@ def test_a_client_that_does_not_read_costs_bounded_memory(server_factory):
     stalled.send(**create(b"s/", b"s0", prev_kv=True))
     assert stalled.recv().created
     stalled.gate.clear()
-    base = rss()
+    base = rss_of(s)
     round_of_writes(b"s/")
-    grown = rss() - base
+    grown = rss_of(s) - base
     owed = 100000 * (2 * len(value) + 40)
     print("RSS grew %.1f MB while %.1f MB of events were owed" % (grown / 1e6, owed / 1e6))
     assert grown < owed / 2, "RSS grew %.0f MB for %.0f MB of events owed" % (
@@ -326,12 +328,6 @@ def test_many_slow_streams_share_one_server_wide_budget(server_factory, monkeypa
     value = b"y" * 1000
     n_streams, n_txns = 32, 200
 
-    def rss():
-        with open("/proc/%d/status" % s.proc.pid) as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-
     def round_of_writes(prefix):
         for i in range(n_txns):
             kv.Txn(P.TxnRequest(success=[
@@ -345,9 +341,9 @@ def test_many_slow_streams_share_one_server_wide_budget(server_factory, monkeypa
         w.send(**create(b"m/", b"m0", prev_kv=True))
         assert w.recv().created
         w.gate.clear()
-    base = rss()
+    base = rss_of(s)
     round_of_writes(b"m/")
-    grown = rss() - base
+    grown = rss_of(s) - base
     full = n_streams * (4 << 20)
     print("RSS grew %.1f MB with %d stalled streams (%.0f MB if each held its own limit)" % (
         grown / 1e6, n_streams, full / 1e6))
