@@ -20,7 +20,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -165,7 +167,7 @@ static void signer_tick(struct daemon *d)
     free(payload);
     if (rv != 0)
         return;
-    rv = consensus_propose(d->node, cmd, cmd_len, on_signature_done, d);
+    rv = consensus_propose(d->node, 0, cmd, cmd_len, on_signature_done, d); /* leader only */
     free(cmd);
     if (rv == 0)
         d->sig_in_flight = true;
@@ -348,6 +350,14 @@ static uint64_t gauge_inflight_bytes(void *arg)
     return st.inflight_bytes;
 }
 
+static uint64_t random_request_base(void)
+{
+    uint64_t v = 0;
+    if (getrandom(&v, sizeof v, 0) != (ssize_t)sizeof v)
+        v = (uint64_t)time(NULL) << 24 ^ (uint64_t)getpid();
+    return v >> 1; /* room to count up without wrapping to 0 */
+}
+
 static void start_serving(struct daemon *d)
 {
     char errmsg[LSKV_ERRMSG_SIZE] = "";
@@ -371,6 +381,7 @@ static void start_serving(struct daemon *d)
         .leases = d->leases,
         .loop = d->loop,
         .watch = d->watch,
+        .last_request_id = random_request_base(),
     };
     size_t n = api_methods(&d->api, d->methods, sizeof d->methods / sizeof d->methods[0]);
     struct grpc_server_config sc = {

@@ -39,7 +39,10 @@ struct api {
     ledger *ledger;            /* borrowed; NULL: receipts answer UNAVAILABLE */
     uint64_t receipt_retry_ms; /* retry hint in "not ready" answers */
     uint64_t writes_in_flight; /* proposed writes not yet answered (TxStatus Pending) */
-    uint64_t last_request_id;  /* ids of this member's proposals (command envelope) */
+    /* Ids of this member's proposals (command envelope); the daemon starts
+     * them at a random point, so a forwarded command of an earlier run that
+     * applies after a restart answers no caller of this run. */
+    uint64_t last_request_id;
     lessor *leases;            /* borrowed: the state machine's lease table */
     uv_loop_t *loop;           /* for the lease expiry timer */
     struct lease_expiry *lease_expiry; /* lease_service_start .. _stop */

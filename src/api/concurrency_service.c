@@ -265,7 +265,7 @@ static int propose(struct api *api, struct conc_call *cc, enum command_op op,
         goto err_after_admit;
     p->api = api;
     p->cc = cc;
-    rv = consensus_propose(api->node, cmd, cmd_len, on_result, p);
+    rv = consensus_propose(api->node, meta.request_id, cmd, cmd_len, on_result, p);
     free(cmd);
     if (rv != 0)
         goto err_after_admit;

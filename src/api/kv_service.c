@@ -132,7 +132,8 @@ static void write_done(void *arg, int status, void *result)
 
 /* Proposes cmd for call; answers the call on any failure. Takes cmd and
  * the write's disk cost. */
-static void propose(struct api *api, grpc_call *call, uint8_t *cmd, size_t len, uint64_t cost)
+static void propose(struct api *api, grpc_call *call, uint64_t request_id, uint8_t *cmd,
+                    size_t len, uint64_t cost)
 {
     struct kv_request *r = request_new(api, call);
     if (r == NULL) {
@@ -142,7 +143,7 @@ static void propose(struct api *api, grpc_call *call, uint8_t *cmd, size_t len, 
         return;
     }
     r->space_cost = cost;
-    int rv = consensus_propose(api->node, cmd, len, write_done, r);
+    int rv = consensus_propose(api->node, request_id, cmd, len, write_done, r);
     free(cmd);
     if (rv != 0) {
         api_write_done(api, cost);
@@ -201,7 +202,7 @@ void api_propose_cost(struct api *api, grpc_call *call, enum command_op op,
         api_write_done(api, cost);
         api_fail(api, call, rv, NULL);
     } else {
-        propose(api, call, cmd, cmd_len, cost);
+        propose(api, call, meta.request_id, cmd, cmd_len, cost);
     }
 }
 

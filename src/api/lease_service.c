@@ -251,7 +251,7 @@ static void on_expiry_tick(uv_timer_t *t)
         struct command_meta meta = {.origin_member = api->member_id};
         int rv = command_encode(COMMAND_LEASE_REVOKE, &meta, &req.base, &cmd, &len);
         if (rv == 0) {
-            rv = consensus_propose(api->node, cmd, len, revoke_done, NULL);
+            rv = consensus_propose(api->node, 0, cmd, len, revoke_done, NULL); /* leader only */
             free(cmd);
         }
         if (rv == 0)

@@ -79,6 +79,7 @@
 
 #include "common/err.h"
 #include "consensus/entry.h"
+#include "consensus/forward.h"
 #include "consensus/raftdir.h"
 #include "crypto/keyring.h"
 
@@ -87,6 +88,7 @@
 #define SEGMENT_BYTES (64u << 20)
 #define DEFAULT_MAX_INFLIGHT_BYTES (256u << 20)
 #define HEARTBEAT_TIMEOUT_MS 100
+#define DEFAULT_REQUEST_TIMEOUT_MS (5000 + 2 * CONSENSUS_ELECTION_TIMEOUT_MS) /* etcd's */
 
 struct proposal {
     struct raft_apply req; /* req.data = this; req.index set by raft_apply */
@@ -119,7 +121,9 @@ struct consensus_node {
     uv_loop_t *loop;
     struct raft raft;
     struct raft_io io;
-    struct raft_uv_transport transport;
+    struct raft_uv_transport tcp;        /* used when the config gives no transport */
+    struct raft_uv_transport *transport; /* &tcp or the config's */
+    forwarder *fwd;                      /* writes and reads of a follower */
     struct raft_fsm raft_fsm;
     struct consensus_fsm fsm;
     keyring *keys; /* entry and snapshot keys by epoch = raft index / epoch size */
@@ -314,8 +318,17 @@ static void maybe_resume(consensus_node *node)
 
 static void prepare_cb(uv_prepare_t *handle)
 {
-    flush_fsm(handle->data);
-    maybe_resume(handle->data);
+    consensus_node *node = handle->data;
+    flush_fsm(node);
+    maybe_resume(node);
+    if (node->fwd != NULL)
+        forwarder_progress(node->fwd, raft_last_applied(&node->raft));
+}
+
+void consensus_free_result(consensus_node *node, void *result)
+{
+    if (result != NULL && node->fsm.free_result != NULL)
+        node->fsm.free_result(node->fsm.data, result);
 }
 
 /* ---- the raft FSM wrapper ----------------------------------------------- */
@@ -469,8 +482,9 @@ static int wrap_apply(struct raft_fsm *rfsm, const struct raft_buffer *buf, void
      * holds a request for this index. */
     if (node->head != NULL && node->head->req.index == index) {
         *result = res;
-    } else if (res != NULL && node->fsm.free_result != NULL) {
-        node->fsm.free_result(node->fsm.data, res);
+    } else if (node->fwd == NULL ||
+               !forwarder_applied(node->fwd, info.origin_member, info.request_id, res)) {
+        consensus_free_result(node, res);
     }
     return 0;
 }
@@ -651,7 +665,8 @@ static void timer_close_cb(uv_handle_t *handle)
         free(node->scratch);
     }
     raft_uv_close(&node->io);
-    raft_uv_tcp_close(&node->transport);
+    if (node->transport == &node->tcp)
+        raft_uv_tcp_close(&node->tcp);
     keyring_free(node->keys);
     free(node);
     if (cb != NULL)
@@ -741,13 +756,29 @@ int consensus_open(uv_loop_t *loop, const struct consensus_config *config,
     rv = mkdir_p(config->dir, errmsg);
     if (rv != 0)
         goto err;
-    rv = raft_uv_tcp_init(&node->transport, loop);
-    if (rv != 0) {
-        errmsg_printf(errmsg, "raft tcp transport: %s", raft_strerror(rv));
-        rv = rv == RAFT_NOMEM ? LSKV_ENOMEM : LSKV_EIO;
+    struct forwarder_config fc = {
+        .node = node,
+        .member_id = config->member_id,
+        .send = config->send,
+        .send_arg = config->send_arg,
+        .timeout_ms = config->request_timeout_ms ? config->request_timeout_ms
+                                                 : DEFAULT_REQUEST_TIMEOUT_MS,
+    };
+    if ((rv = forwarder_new(loop, &fc, &node->fwd)) != 0) {
+        errmsg_printf(errmsg, "consensus: out of memory");
         goto err;
     }
-    rv = raft_uv_init(&node->io, loop, config->dir, &node->transport);
+    node->transport = config->transport;
+    if (node->transport == NULL) {
+        rv = raft_uv_tcp_init(&node->tcp, loop);
+        if (rv != 0) {
+            errmsg_printf(errmsg, "raft tcp transport: %s", raft_strerror(rv));
+            rv = rv == RAFT_NOMEM ? LSKV_ENOMEM : LSKV_EIO;
+            goto err;
+        }
+        node->transport = &node->tcp;
+    }
+    rv = raft_uv_init(&node->io, loop, config->dir, node->transport);
     if (rv != 0) {
         errmsg_printf(errmsg, "raft io %s: %s", config->dir,
                       node->io.errmsg[0] ? node->io.errmsg : raft_strerror(rv));
@@ -800,11 +831,19 @@ int consensus_open(uv_loop_t *loop, const struct consensus_config *config,
     node->max_inflight_bytes = config->max_inflight_bytes ? config->max_inflight_bytes
                                                           : DEFAULT_MAX_INFLIGHT_BYTES;
 
-    /* First start: a one-member configuration. Later starts: raft_uv finds
-     * state in the directory and answers RAFT_CANTBOOTSTRAP. */
+    /* First start: the configured members (or this one alone). Later
+     * starts: raft_uv finds state in the directory and answers
+     * RAFT_CANTBOOTSTRAP. */
     struct raft_configuration conf;
     raft_configuration_init(&conf);
-    rv = raft_configuration_add(&conf, config->member_id, config->peer_address, RAFT_VOTER);
+    if (config->members == NULL) {
+        rv = raft_configuration_add(&conf, config->member_id, config->peer_address, RAFT_VOTER);
+    } else {
+        rv = 0;
+        for (size_t i = 0; i < config->n_members && rv == 0; i++)
+            rv = raft_configuration_add(&conf, config->members[i].id, config->members[i].address,
+                                        RAFT_VOTER);
+    }
     if (rv == 0)
         rv = raft_bootstrap(&node->raft, &conf);
     raft_configuration_close(&conf);
@@ -850,13 +889,18 @@ err_after_raft_init:
      * node frees itself once the loop has run the close callbacks. */
     node->open_failed = true;
     node->closing = true;
+    forwarder_close(node->fwd, LSKV_ESHUTDOWN);
+    node->fwd = NULL;
     raft_close(&node->raft, on_raft_closed);
     return rv;
 err_after_uv_init:
     raft_uv_close(&node->io);
 err_after_tcp_init:
-    raft_uv_tcp_close(&node->transport);
+    if (node->transport == &node->tcp)
+        raft_uv_tcp_close(&node->tcp);
 err:
+    if (node->fwd != NULL)
+        forwarder_close(node->fwd, LSKV_ESHUTDOWN);
     keyring_free(node->keys);
     free(node);
     return rv;
@@ -890,6 +934,8 @@ void consensus_close(consensus_node *node, void (*cb)(void *arg), void *arg)
     /* Invariant (4): every caller hears ESHUTDOWN now; raft's later answers
      * to the orphaned requests only release memory. */
     fail_all(node, LSKV_ESHUTDOWN);
+    forwarder_close(node->fwd, LSKV_ESHUTDOWN);
+    node->fwd = NULL;
     uv_timer_stop(&node->timer);
     node->drain_deadline = uv_now(node->loop) + 5000;
     uv_timer_start(&node->timer, drain_cb, 0, 1);
@@ -930,6 +976,15 @@ static int check_usable(consensus_node *node)
     return 0;
 }
 
+/* The leader a follower forwards to (0: none known, or this node). */
+static uint64_t leader_of(consensus_node *node)
+{
+    raft_id id = 0;
+    const char *address = NULL;
+    raft_leader(&node->raft, &id, &address);
+    return id == node->member_id ? 0 : id;
+}
+
 /* Invariant (8): takes propose_chain from the applied place when that is safe. */
 static void chain_from_applied(consensus_node *node)
 {
@@ -937,10 +992,12 @@ static void chain_from_applied(consensus_node *node)
     node->chain_term = node->raft.current_term;
 }
 
-int consensus_propose(consensus_node *node, const uint8_t *cmd, size_t len,
-                      consensus_done_cb cb, void *arg)
+int consensus_propose(consensus_node *node, uint64_t request_id, const uint8_t *cmd,
+                      size_t len, consensus_done_cb cb, void *arg)
 {
     int rv = check_usable(node);
+    if (rv == LSKV_ENOTLEADER && request_id != 0 && node->fwd != NULL)
+        return forwarder_propose(node->fwd, leader_of(node), request_id, cmd, len, cb, arg);
     if (rv != 0)
         return rv;
     if (node->chain_term != node->raft.current_term) {
@@ -1055,6 +1112,14 @@ static void barrier_cb(struct raft_barrier *req, int status)
 int consensus_barrier(consensus_node *node, consensus_done_cb cb, void *arg)
 {
     int rv = check_usable(node);
+    if (rv == LSKV_ENOTLEADER)
+        return forwarder_read(node->fwd, leader_of(node), cb, arg);
+    return rv != 0 ? rv : consensus_barrier_local(node, cb, arg);
+}
+
+int consensus_barrier_local(consensus_node *node, consensus_done_cb cb, void *arg)
+{
+    int rv = check_usable(node);
     if (rv != 0)
         return rv;
     struct waiter *w = malloc(sizeof *w);
@@ -1073,6 +1138,12 @@ int consensus_barrier(consensus_node *node, consensus_done_cb cb, void *arg)
     if (rv != 0)
         free(w);
     return rv;
+}
+
+void consensus_receive(consensus_node *node, uint64_t from, const uint8_t *msg, size_t len)
+{
+    if (node->fwd != NULL)
+        forwarder_receive(node->fwd, from, msg, len);
 }
 
 void consensus_get_status(consensus_node *node, struct consensus_status *out)

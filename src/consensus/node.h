@@ -43,6 +43,16 @@ struct consensus_entry_info {
     uint64_t index;        /* raft index of the entry */
     uint64_t term;         /* raft term the entry was proposed in */
     uint64_t proposed_ms;  /* leader's wall clock at proposal (unix ms) */
+    /* Set by apply from the command's envelope (0 when it has none): a
+     * command a follower forwarded finds its waiting caller by them. */
+    uint64_t origin_member;
+    uint64_t request_id;
+};
+
+/* A member of the configuration a new cluster bootstraps with. */
+struct consensus_member {
+    uint64_t id;
+    const char *address; /* peer "host:port" */
 };
 
 /* The deterministic state machine the node drives. */
@@ -52,7 +62,7 @@ struct consensus_fsm {
      * result (may be NULL) goes to the proposer's callback on this node, or
      * to free_result when nobody here waits for it. A non-zero return is a
      * fatal divergence. */
-    int (*apply)(void *data, const struct consensus_entry_info *info,
+    int (*apply)(void *data, struct consensus_entry_info *info,
                  const uint8_t *cmd, size_t len, void **result);
     void (*free_result)(void *data, void *result);
     /* Produces a snapshot (malloc'ed; the node frees it) covering all
@@ -85,6 +95,19 @@ struct consensus_config {
                                   0 = KEYRING_DEFAULT_EPOCH_SIZE */
     uint64_t member_id;        /* raft server id (non-zero) */
     const char *peer_address;  /* "127.0.0.1:2380" */
+    /* The voters a fresh raft directory is bootstrapped with (every member
+     * of a new cluster bootstraps the same list); NULL: this member alone. */
+    const struct consensus_member *members;
+    size_t n_members;
+    /* raft's transport (net/peer.h: mutual TLS between members); NULL:
+     * libraft's plain TCP transport (unit tests). Borrowed until the close
+     * callback. */
+    struct raft_uv_transport *transport;
+    /* Sends a forwarding message (consensus/forward.h) to member `to`;
+     * 0 = queued. NULL: a follower refuses writes (LSKV_ENOTLEADER). */
+    int (*send)(void *arg, uint64_t to, const uint8_t *msg, size_t len);
+    void *send_arg;
+    unsigned request_timeout_ms; /* forwarded requests; 0 = 7000 (etcd's) */
     /* A snapshot is taken (fsm->snapshot, synchronously on the loop) every
      * snapshot_threshold applied entries; the log then keeps the last
      * snapshot_trailing entries before it, so a follower that lags less than
@@ -154,14 +177,20 @@ int consensus_open(uv_loop_t *loop, const struct consensus_config *config,
                    char *errmsg);
 
 /* Proposes cmd (copied and sealed with a fresh nonce; the entry carries the
- * current term and this node's wall clock as proposed_ms). If this returns 0,
+ * current term and this node's wall clock as proposed_ms). On a follower,
+ * a command with a request_id (non-zero, unique among this member's
+ * commands; the id its envelope carries) goes to the leader, and cb gets
+ * the result of this member's own apply of it (consensus/forward.h); with
+ * request_id 0 a follower answers LSKV_ENOTLEADER. If this returns 0,
  * cb fires exactly once, never from inside this call: status 0 with the fsm's
  * result (ownership passes to cb) once applied here, or status < 0:
  *   LSKV_ENOTLEADER  leadership lost before commit (outcome unknown: another
  *                    leader may still commit it),
  *   LSKV_ESHUTDOWN   consensus_close was called (outcome unknown),
  *   LSKV_ENOSPACE    no space for a new log segment,
- *   LSKV_EIO         a disk write failed.
+ *   LSKV_EIO         a disk write failed,
+ *   LSKV_ETIMEOUT    forwarded, and no outcome within the request timeout
+ *                    (outcome unknown).
  * If it fails, cb is never called.
  * Errors: LSKV_ENOTLEADER (not the leader, or a new leader that has not yet
  *         applied the entries of earlier terms: node.c invariant 8),
@@ -169,11 +198,12 @@ int consensus_open(uv_loop_t *loop, const struct consensus_config *config,
  *         LSKV_EIO (fatal divergence, or raft I/O), LSKV_ETOOLARGE (entry
  *         above 4 GiB), LSKV_ETOOMANYREQUESTS (max_inflight proposals or
  *         max_inflight_bytes not yet applied), LSKV_ENOMEM. */
-int consensus_propose(consensus_node *node, const uint8_t *cmd, size_t len,
-                      consensus_done_cb cb, void *arg);
+int consensus_propose(consensus_node *node, uint64_t request_id, const uint8_t *cmd,
+                      size_t len, consensus_done_cb cb, void *arg);
 
 /* Linearizable-read point: cb(arg, 0, NULL) once every entry committed before
- * the call has been applied locally and leadership is confirmed. Callers are
+ * the call has been applied locally and leadership is confirmed (on a
+ * follower: the leader's read index, applied here). Callers are
  * batched: one raft_barrier is in flight at a time, and every caller that
  * arrives while it is in flight shares the NEXT one (so a caller never relies
  * on a barrier appended before it arrived). Same callback and error contract
@@ -181,6 +211,10 @@ int consensus_propose(consensus_node *node, const uint8_t *cmd, size_t len,
 int consensus_barrier(consensus_node *node, consensus_done_cb cb, void *arg);
 
 void consensus_get_status(consensus_node *node, struct consensus_status *out);
+
+/* A forwarding message from member `from`, as its authenticated link
+ * proved it (msg borrowed). Ignored while closing. */
+void consensus_receive(consensus_node *node, uint64_t from, const uint8_t *msg, size_t len);
 
 /* Closes the node. Every pending proposal and barrier callback fires with
  * LSKV_ESHUTDOWN inside this call (whether or not the entry still gets

@@ -236,7 +236,7 @@ static int set_header(struct fsm *f, ProtobufCMessage *resp, struct arena *a)
 /* Decodes and applies one command; the outcome (including etcd errors, which
  * are deterministic results, not failures) lands in r. Returns non-zero only
  * for a ledger failure (fatal: r->errmsg says why). */
-static int apply_command(struct fsm *f, const struct consensus_entry_info *info,
+static int apply_command(struct fsm *f, struct consensus_entry_info *info,
                          const uint8_t *cmd, size_t len, struct arena *a, struct fsm_result *r)
 {
     Lskvserverpb__ReceiptClaims claims = LSKVSERVERPB__RECEIPT_CLAIMS__INIT;
@@ -249,6 +249,8 @@ static int apply_command(struct fsm *f, const struct consensus_entry_info *info,
         goto record;
     }
     kind = command_kind_of(c->op_case);
+    info->origin_member = c->origin_member; /* who waits for the result (node.h) */
+    info->request_id = c->request_id;
     if (kind->op == COMMAND_SIGNATURE) {
         /* No response: the proposer (the leader's signer) only waits for it.
          * Any failure is fatal: a signature this node cannot check or whose
@@ -290,7 +292,7 @@ record:
     return rv;
 }
 
-static int fsm_apply(void *data, const struct consensus_entry_info *info, const uint8_t *cmd,
+static int fsm_apply(void *data, struct consensus_entry_info *info, const uint8_t *cmd,
                      size_t len, void **result)
 {
     struct fsm *f = data;

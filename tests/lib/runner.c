@@ -1,8 +1,11 @@
 #include "runner.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdbool.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -24,6 +27,17 @@ void test_register(const char *suite, const char *name, test_fn fn)
         exit(2);
     }
     tests[n_tests++] = (struct test_case){suite, name, fn};
+}
+
+int test_free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t alen = sizeof a;
+    ASSERT_EQ(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    ASSERT_EQ(getsockname(fd, (struct sockaddr *)&a, &alen), 0);
+    close(fd);
+    return ntohs(a.sin_port);
 }
 
 const char *test_tmpdir(void)

@@ -65,5 +65,7 @@ void test_register(const char *suite, const char *name, test_fn fn);
 
 /* A fresh temporary directory for this test (removed by the runner). */
 const char *test_tmpdir(void);
+/* A TCP port on 127.0.0.1 that was free a moment ago. */
+int test_free_port(void);
 
 #endif

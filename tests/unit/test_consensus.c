@@ -57,7 +57,7 @@ static void make_cmd(uint32_t id, uint8_t out[CMD_LEN])
     put_u32be(out + sizeof MARKER - 1, id);
 }
 
-static int t_apply(void *data, const struct consensus_entry_info *info, const uint8_t *cmd,
+static int t_apply(void *data, struct consensus_entry_info *info, const uint8_t *cmd,
                    size_t len, void **result)
 {
     struct tfsm *f = data;
@@ -164,17 +164,6 @@ static struct consensus_fsm fsm_of(struct tfsm *f)
 
 static const uint8_t test_key[AEAD_KEY_BYTES] = {0x11, 0x22, 0x33, 0x44, 5, 6, 7, 8, 9};
 
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t alen = sizeof a;
-    ASSERT_EQ(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
-    ASSERT_EQ(getsockname(fd, (struct sockaddr *)&a, &alen), 0);
-    close(fd);
-    return ntohs(a.sin_port);
-}
-
 struct harness {
     uv_loop_t loop;
     char dir[512];
@@ -200,7 +189,7 @@ static void harness_init(struct harness *h, unsigned threshold, unsigned trailin
     memset(h, 0, sizeof *h);
     ASSERT_EQ(uv_loop_init(&h->loop), 0);
     snprintf(h->dir, sizeof h->dir, "%s/raft", test_tmpdir());
-    snprintf(h->addr, sizeof h->addr, "127.0.0.1:%d", free_port());
+    snprintf(h->addr, sizeof h->addr, "127.0.0.1:%d", test_free_port());
     h->config.dir = h->dir;
     h->config.data_key = test_key;
     h->config.member_id = 1;
@@ -283,7 +272,7 @@ static void propose_id(struct harness *h, uint32_t id, struct done *d)
 {
     uint8_t cmd[CMD_LEN];
     make_cmd(id, cmd);
-    ASSERT_EQ(consensus_propose(h->node, cmd, sizeof cmd, on_done, d), 0);
+    ASSERT_EQ(consensus_propose(h->node, 0, cmd, sizeof cmd, on_done, d), 0);
 }
 
 /* Proposes ids [0, n) without waiting; n_done counts the answers. */
@@ -741,7 +730,7 @@ TEST(consensus, proposals_in_flight_bounded)
     propose_ids_nowait(&h, d, 5);
     uint8_t cmd[CMD_LEN];
     make_cmd(99, cmd);
-    ASSERT_EQ(consensus_propose(h.node, cmd, sizeof cmd, on_done, &d[5]),
+    ASSERT_EQ(consensus_propose(h.node, 0, cmd, sizeof cmd, on_done, &d[5]),
               LSKV_ETOOMANYREQUESTS);
     struct consensus_status st;
     consensus_get_status(h.node, &st);
@@ -765,7 +754,7 @@ TEST(consensus, proposals_in_flight_bounded)
     n_done = 0;
     memset(d, 0, sizeof d);
     propose_id(&h2, 6, &d[6]);
-    ASSERT_EQ(consensus_propose(h2.node, cmd, sizeof cmd, on_done, &d[7]),
+    ASSERT_EQ(consensus_propose(h2.node, 0, cmd, sizeof cmd, on_done, &d[7]),
               LSKV_ETOOMANYREQUESTS);
     run_until(&h2, NULL, &n_done, 1);
     assert_answered_once(&d[6], 1, 0);
@@ -808,7 +797,7 @@ TEST(consensus, errors_after_close_and_before_leader)
     uint8_t cmd[CMD_LEN];
     make_cmd(1, cmd);
     struct done d = {0};
-    ASSERT_EQ(consensus_propose(h.node, cmd, sizeof cmd, on_done, &d), LSKV_ESHUTDOWN);
+    ASSERT_EQ(consensus_propose(h.node, 0, cmd, sizeof cmd, on_done, &d), LSKV_ESHUTDOWN);
     ASSERT_EQ(consensus_barrier(h.node, on_done, &d), LSKV_ESHUTDOWN);
     run_until(&h, &h.closed, NULL, 0);
     ASSERT_EQ(d.calls, 0);
@@ -886,7 +875,7 @@ TEST(consensus, apply_failure_is_fatal)
     struct done d2 = {0};
     uint8_t cmd[CMD_LEN];
     make_cmd(4, cmd);
-    ASSERT_EQ(consensus_propose(h.node, cmd, sizeof cmd, on_done, &d2), LSKV_EIO);
+    ASSERT_EQ(consensus_propose(h.node, 0, cmd, sizeof cmd, on_done, &d2), LSKV_EIO);
     close_node(&h);
     ASSERT_EQ(d.calls, 1);
     ASSERT_EQ(d.status, LSKV_ESHUTDOWN);
@@ -937,7 +926,7 @@ TEST(consensus, flush_failure_is_fatal)
     uint8_t cmd[CMD_LEN];
     make_cmd(9, cmd);
     struct done d = {0};
-    ASSERT_EQ(consensus_propose(h.node, cmd, sizeof cmd, on_done, &d), LSKV_EIO);
+    ASSERT_EQ(consensus_propose(h.node, 0, cmd, sizeof cmd, on_done, &d), LSKV_EIO);
     unsigned flushes = f.flushes;
     close_node(&h);
     ASSERT_EQ(f.flushes, flushes); /* never again after the fatal one */
@@ -1061,7 +1050,7 @@ static void child_propose(void)
         uint8_t cmd[CMD_LEN];
         uint32_t id = child.next_id++;
         make_cmd(id, cmd);
-        if (consensus_propose(child.h->node, cmd, sizeof cmd, child_done,
+        if (consensus_propose(child.h->node, 0, cmd, sizeof cmd, child_done,
                               (void *)(uintptr_t)id) != 0)
             _exit(4);
         child.in_flight++;
