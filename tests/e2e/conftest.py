@@ -59,7 +59,7 @@ def free_port():
 class Server:
     """One single-member etcd or lskvd process with its own data dir."""
 
-    def __init__(self, kind, workdir, name="n1", tls=None, extra=()):
+    def __init__(self, kind, workdir, name="n1", tls=None, extra=(), initial_cluster=None):
         assert kind in ("etcd", "lskvd")
         self.kind = kind  # what the test asked for
         self.binary = ETCD if (kind == "etcd" or TARGET == "etcd") else LSKVD
@@ -71,6 +71,7 @@ class Server:
         self.name = name
         self.tls = tls  # dict(cert=..., key=..., ca=...) or None
         self.extra = list(extra)
+        self.initial_cluster = initial_cluster  # None: this member alone
         self.client_port = free_port()
         self.peer_port = free_port()
         self.proc = None
@@ -95,7 +96,7 @@ class Server:
         a = [self.binary, "--name", self.name, "--data-dir", str(self.data_dir),
              "--listen-client-urls", self.url, "--advertise-client-urls", self.url,
              "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-             "--initial-cluster", "%s=%s" % (self.name, peer),
+             "--initial-cluster", self.initial_cluster or "%s=%s" % (self.name, peer),
              "--max-request-bytes", str(MAX_REQUEST_BYTES)]
         if self.tls:
             a += ["--cert-file", self.tls["cert"], "--key-file", self.tls["key"]]
@@ -120,6 +121,12 @@ class Server:
                 time.sleep(0.5)
 
     def _start_once(self, timeout):
+        self.launch()
+        self.wait_ready(timeout)
+        return self
+
+    def launch(self):
+        """Starts the process without waiting for it to serve."""
         assert self.proc is None or self.proc.poll() is not None
         self.starts += 1
         self._log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
@@ -133,8 +140,6 @@ class Server:
                                      stdin=subprocess.DEVNULL, env=env,
                                      start_new_session=True)
         log.close()
-        self.wait_ready(timeout)
-        return self
 
     def log_text(self, since_start=False):
         try:
@@ -341,6 +346,59 @@ def server_factory(tmp_path):
         if m:
             pytest.fail("sanitizer report in %s:\n%s" % (
                 s.log_path, s.log_text()[max(0, m.start() - 200):m.start() + 3000]))
+
+
+class Cluster:
+    """n members of one etcd or lskvd cluster on 127.0.0.1, started together."""
+
+    def __init__(self, kind, workdir, n, extra=()):
+        self.members = [Server(kind, Path(workdir) / ("m%d" % (i + 1)), name="m%d" % (i + 1),
+                               extra=extra) for i in range(n)]
+        ic = ",".join("%s=http://127.0.0.1:%d" % (m.name, m.peer_port) for m in self.members)
+        for m in self.members:
+            m.initial_cluster = ic
+            m.extra = ["--initial-cluster-token", "tok-%d" % self.members[0].peer_port] + m.extra
+
+    def start(self, timeout=90):
+        for m in self.members:
+            m.launch()
+        for m in self.members:
+            m.wait_ready(timeout)
+        return self
+
+    @property
+    def endpoints(self):
+        return ",".join(m.endpoint for m in self.members)
+
+    def kill(self):
+        for m in self.members:
+            m.kill()
+
+
+@pytest.fixture
+def cluster_factory(tmp_path):
+    """make(kind, n) -> started Cluster; killed and cleaned at teardown."""
+    made = []
+
+    def make(kind="lskvd", n=3, start=True, **kw):
+        c = Cluster(kind, tmp_path / ("%s-cluster-%d" % (kind, len(made))), n, **kw)
+        made.append(c)
+        if start:
+            c.start()
+        return c
+
+    yield make
+    for c in made:
+        c.kill()
+    for c in made:
+        for s in c.members:
+            shutil.rmtree(s.data_dir, ignore_errors=True)
+    for c in made:
+        for s in c.members:
+            m = SANITIZER_REPORT.search(s.log_text())
+            if m:
+                pytest.fail("sanitizer report in %s:\n%s" % (
+                    s.log_path, s.log_text()[max(0, m.start() - 200):m.start() + 3000]))
 
 
 @pytest.fixture

@@ -1,0 +1,387 @@
+/* A member's network: see member_net.h. */
+#include "net/member_net.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/err.h"
+#include "common/log.h"
+#include "net/forward_links.h"
+
+#define MODULE "member"
+#define JOIN_RETRY_MS 1000
+#define JOIN_LOG_EVERY 10 /* failed attempts between two log lines */
+
+struct member_net {
+    uv_loop_t *loop;
+    peer_net *net;
+    forward_links *links;
+    uint64_t member_id, cluster_id;
+    struct member_net_peer *members; /* copied, strings too */
+    size_t n_members;
+    struct attest_policy policy;
+
+    /* Serving joins (member_net_serve_joins). */
+    bool serving;
+    struct join_founder founder;
+    uint8_t *report; /* this member's own report */
+    size_t report_len;
+
+    /* Joining (member_net_join). */
+    const struct join_key *key;
+    const struct datadir *dir;
+    uint8_t *request;
+    size_t request_len;
+    peer_link *join_link;
+    uv_timer_t retry;
+    unsigned attempts;
+    bool joined;
+    member_net_joined_cb done;
+    void *done_arg;
+
+    bool closing;
+    void (*close_cb)(void *arg);
+    void *close_arg;
+};
+
+static const struct member_net_peer *member_of(const member_net *mn, uint64_t id)
+{
+    for (size_t i = 0; i < mn->n_members; i++)
+        if (mn->members[i].id == id)
+            return &mn->members[i];
+    return NULL;
+}
+
+uint64_t member_net_founder(const struct member_net_config *cfg)
+{
+    uint64_t low = 0;
+    for (size_t i = 0; i < cfg->n_members; i++)
+        if (low == 0 || cfg->members[i].id < low)
+            low = cfg->members[i].id;
+    return low;
+}
+
+/* ---- serving joins -------------------------------------------------------- */
+
+/* Only the members the configuration names, under their names. */
+static int admit(void *arg, uint64_t member_id, const char *name, char *errmsg)
+{
+    member_net *mn = arg;
+    const struct member_net_peer *m = member_of(mn, member_id);
+    if (m == NULL || member_id == mn->member_id) {
+        errmsg_printf(errmsg, "member %016" PRIx64 " is not in the cluster's configuration",
+                      member_id);
+        return -EACCES;
+    }
+    if (strcmp(m->name, name) != 0) {
+        errmsg_printf(errmsg, "member %016" PRIx64 " is named %s in the configuration, not %s",
+                      member_id, m->name, name);
+        return -EACCES;
+    }
+    return 0;
+}
+
+static void join_request_in(void *arg, peer_link *l, const uint8_t *msg, size_t len)
+{
+    member_net *mn = arg;
+    uint8_t digest[CERT_DIGEST_BYTES];
+    peer_link_key_digest(l, digest);
+    uint8_t *resp = NULL;
+    size_t resp_len = 0;
+    struct join_peer who = {0};
+    char errmsg[LSKV_ERRMSG_SIZE] = "";
+    int rv = join_handle(&mn->founder, digest, msg, len, &resp, &resp_len, &who, errmsg);
+    if (rv == 0)
+        LOG_INFO(MODULE, "admitted member %016" PRIx64 " (%s, node %.16s...) from %s: its "
+                 "attestation report passed the policy; sent the cluster's secrets",
+                 who.member_id, who.name, who.node_id, peer_link_address(l));
+    else
+        LOG_WARN(MODULE, "refused a join from %s (member %016" PRIx64 "): %s",
+                 peer_link_address(l), who.member_id, errmsg);
+    if (resp != NULL) {
+        /* The joiner closes the link once it has the answer. */
+        if (peer_link_send(l, resp, resp_len) != 0)
+            peer_link_close(l);
+        join_buf_free(resp, resp_len);
+    } else {
+        peer_link_close(l);
+    }
+}
+
+static void join_link_closed(void *arg, peer_link *l, int status)
+{
+    (void)arg;
+    (void)l;
+    (void)status;
+}
+
+static int on_link(void *arg, peer_link *l, uint8_t channel)
+{
+    member_net *mn = arg;
+    if (mn->closing)
+        return LSKV_ESHUTDOWN;
+    if (channel == PEER_FORWARD) {
+        if (peer_link_member(l) == 0 || member_of(mn, peer_link_member(l)) == NULL)
+            return -EACCES;
+        forward_links_accept(mn->links, l);
+        return 0;
+    }
+    if (channel == PEER_JOIN && mn->serving) {
+        static const struct peer_link_callbacks cbs = {
+            .on_message = join_request_in,
+            .on_close = join_link_closed,
+        };
+        peer_link_set(l, &cbs, mn);
+        return 0;
+    }
+    return -ECONNREFUSED; /* not serving joins (yet): the joiner retries */
+}
+
+int member_net_serve_joins(member_net *mn, const cert_service *service,
+                           const uint8_t *data_key, const uint8_t *ledger_secret,
+                           const char *node_cert_pem, char *errmsg)
+{
+    uint8_t digest[CERT_DIGEST_BYTES];
+    int rv = cert_key_digest_of_pem(node_cert_pem, strlen(node_cert_pem), digest);
+    if (rv != 0) {
+        errmsg_printf(errmsg, "node certificate: %s", lskv_strerror(rv));
+        return rv;
+    }
+    if ((rv = attest_report_make(digest, &mn->report, &mn->report_len, errmsg)) != 0)
+        return rv;
+    mn->founder = (struct join_founder){
+        .policy = &mn->policy,
+        .service = service,
+        .data_key = data_key,
+        .ledger_secret = ledger_secret,
+        .cluster_id = mn->cluster_id,
+        .report = mn->report,
+        .report_len = mn->report_len,
+        .admit = admit,
+        .admit_arg = mn,
+    };
+    mn->serving = true;
+    return 0;
+}
+
+/* ---- joining -------------------------------------------------------------- */
+
+static void join_attempt(member_net *mn);
+
+static void on_retry(uv_timer_t *t)
+{
+    join_attempt(t->data);
+}
+
+static void join_finish(member_net *mn, int status, const char *errmsg)
+{
+    mn->joined = true;
+    uv_timer_stop(&mn->retry);
+    if (mn->join_link != NULL) {
+        peer_link_close(mn->join_link);
+        mn->join_link = NULL;
+    }
+    mn->done(mn->done_arg, status, errmsg);
+}
+
+static void join_response_in(void *arg, peer_link *l, const uint8_t *msg, size_t len)
+{
+    member_net *mn = arg;
+    if (mn->joined || l != mn->join_link)
+        return;
+    char errmsg[LSKV_ERRMSG_SIZE] = "";
+    struct join_secrets s = {0};
+    const char *founder_pem = peer_link_cert_pem(l);
+    int rv = founder_pem == NULL ? LSKV_ECORRUPT
+                                 : join_response_open(msg, len, mn->key, mn->member_id,
+                                                      founder_pem, strlen(founder_pem),
+                                                      &mn->policy, &s, errmsg);
+    if (rv == 0)
+        rv = join_install(mn->dir, &s, mn->key, errmsg);
+    struct peer_tls_identity id = {.cert_pem = s.node_cert_pem,
+                                   .key_pem = mn->key->key_pem,
+                                   .service_cert_pem = s.service_cert_pem};
+    if (rv == 0)
+        rv = peer_net_set_identity(mn->net, &id, errmsg);
+    join_secrets_wipe(&s);
+    if (rv == 0)
+        LOG_INFO(MODULE, "joined: %s vouched for by its attestation report; secrets installed",
+                 peer_link_address(l));
+    join_finish(mn, rv, errmsg);
+}
+
+static void join_open(void *arg, peer_link *l, int status)
+{
+    member_net *mn = arg;
+    if (status == 0 || l != mn->join_link)
+        return;
+    if (mn->attempts % JOIN_LOG_EVERY == 1)
+        LOG_INFO(MODULE, "waiting for the founder at %s to admit this member: %s (attempt %u)",
+                 peer_link_address(l), lskv_strerror(status), mn->attempts);
+}
+
+static void join_closed(void *arg, peer_link *l, int status)
+{
+    (void)status;
+    member_net *mn = arg;
+    if (l != mn->join_link)
+        return;
+    mn->join_link = NULL;
+    if (!mn->joined && !mn->closing)
+        uv_timer_start(&mn->retry, on_retry, JOIN_RETRY_MS, 0);
+}
+
+static void join_attempt(member_net *mn)
+{
+    static const struct peer_link_callbacks cbs = {
+        .on_open = join_open,
+        .on_message = join_response_in,
+        .on_close = join_closed,
+    };
+    if (mn->joined || mn->closing || mn->join_link != NULL)
+        return;
+    const struct member_net_peer *f = NULL;
+    for (size_t i = 0; i < mn->n_members; i++)
+        if (f == NULL || mn->members[i].id < f->id)
+            f = &mn->members[i];
+    mn->attempts++;
+    int rv = peer_link_connect(mn->net, f->address, PEER_JOIN, &cbs, mn, &mn->join_link);
+    if (rv == 0)
+        rv = peer_link_send(mn->join_link, mn->request, mn->request_len);
+    if (rv != 0 && mn->join_link == NULL)
+        uv_timer_start(&mn->retry, on_retry, JOIN_RETRY_MS, 0);
+    else if (rv != 0)
+        peer_link_close(mn->join_link); /* join_closed retries */
+}
+
+int member_net_join(member_net *mn, const struct join_key *k, const struct datadir *d,
+                    member_net_joined_cb done, void *arg, char *errmsg)
+{
+    const struct member_net_peer *self = member_of(mn, mn->member_id);
+    int rv = join_request_make(k, mn->member_id, self ? self->name : "", mn->cluster_id,
+                               &mn->request, &mn->request_len, errmsg);
+    if (rv != 0)
+        return rv;
+    mn->key = k;
+    mn->dir = d;
+    mn->done = done;
+    mn->done_arg = arg;
+    uv_timer_start(&mn->retry, on_retry, 0, 0);
+    return 0;
+}
+
+/* ---- life cycle ----------------------------------------------------------- */
+
+struct raft_uv_transport *member_net_transport(member_net *mn)
+{
+    return peer_net_raft_transport(mn->net);
+}
+
+int member_net_send(void *arg, uint64_t to, const uint8_t *msg, size_t len)
+{
+    member_net *mn = arg;
+    return forward_links_send(mn->links, to, msg, len);
+}
+
+void member_net_set_node(member_net *mn, consensus_node *node)
+{
+    forward_links_set_node(mn->links, node);
+}
+
+static void free_members(member_net *mn)
+{
+    for (size_t i = 0; i < mn->n_members; i++) {
+        free((char *)mn->members[i].name);
+        free((char *)mn->members[i].address);
+    }
+    free(mn->members);
+}
+
+int member_net_open(uv_loop_t *loop, const struct member_net_config *cfg,
+                    const struct peer_tls_identity *identity, member_net **out, char *errmsg)
+{
+    member_net *mn = calloc(1, sizeof *mn);
+    if (mn == NULL || (mn->members = calloc(cfg->n_members, sizeof *mn->members)) == NULL) {
+        free(mn);
+        errmsg_printf(errmsg, "member network: out of memory");
+        return LSKV_ENOMEM;
+    }
+    mn->loop = loop;
+    mn->member_id = cfg->member_id;
+    mn->cluster_id = cfg->cluster_id;
+    mn->policy = *cfg->policy;
+    struct forward_peer *peers = calloc(cfg->n_members, sizeof *peers);
+    size_t n_peers = 0;
+    int rv = peers == NULL ? LSKV_ENOMEM : 0;
+    for (size_t i = 0; i < cfg->n_members && rv == 0; i++) {
+        mn->members[i].id = cfg->members[i].id;
+        mn->members[i].name = strdup(cfg->members[i].name);
+        mn->members[i].address = strdup(cfg->members[i].address);
+        mn->n_members++;
+        if (mn->members[i].name == NULL || mn->members[i].address == NULL)
+            rv = LSKV_ENOMEM;
+        else if (cfg->members[i].id != cfg->member_id)
+            peers[n_peers++] = (struct forward_peer){.id = cfg->members[i].id,
+                                                     .address = cfg->members[i].address};
+    }
+    struct peer_net_config pc = {
+        .member_id = cfg->member_id,
+        .listen_address = cfg->listen_address,
+        .identity = *identity,
+        .on_link = on_link,
+        .arg = mn,
+    };
+    if (rv == 0)
+        rv = peer_net_open(loop, &pc, &mn->net, errmsg);
+    /* No link is taken before the loop runs: the links exist by then. */
+    if (rv == 0 && (rv = forward_links_new(mn->net, peers, n_peers, &mn->links)) != 0)
+        peer_net_close(mn->net, NULL, NULL); /* out of memory: let the start fail */
+    free(peers);
+    if (rv != 0) {
+        if (rv == LSKV_ENOMEM)
+            errmsg_printf(errmsg, "member network: out of memory");
+        free_members(mn);
+        free(mn);
+        return rv;
+    }
+    uv_timer_init(loop, &mn->retry);
+    mn->retry.data = mn;
+    *out = mn;
+    return 0;
+}
+
+static void net_closed(void *arg)
+{
+    member_net *mn = arg;
+    void (*cb)(void *) = mn->close_cb;
+    void *cb_arg = mn->close_arg;
+    free(mn->report);
+    join_buf_free(mn->request, mn->request_len);
+    free_members(mn);
+    free(mn);
+    if (cb != NULL)
+        cb(cb_arg);
+}
+
+static void retry_closed(uv_handle_t *h)
+{
+    member_net *mn = h->data;
+    peer_net_close(mn->net, net_closed, mn);
+}
+
+void member_net_close(member_net *mn, void (*cb)(void *arg), void *arg)
+{
+    if (mn->closing)
+        return;
+    mn->closing = true;
+    mn->close_cb = cb;
+    mn->close_arg = arg;
+    forward_links_close(mn->links); /* freed once peer_net_close ends its links */
+    mn->links = NULL;
+    if (mn->join_link != NULL)
+        peer_link_close(mn->join_link);
+    uv_close((uv_handle_t *)&mn->retry, retry_closed);
+}

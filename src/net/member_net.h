@@ -1,0 +1,85 @@
+/* A member's network: its peer port (net/peer.h) carrying raft's traffic,
+ * the forwarding links (net/forward_links.h) and the join exchange
+ * (identity/join.h) in both roles.
+ *
+ * Forming a cluster (DESIGN.md section 5): the member with the lowest id in
+ * --initial-cluster is the founder. It makes the service identity and the
+ * secrets and serves joins; every other member of a new cluster starts with
+ * a fresh node key and a self-signed certificate, asks the founder for the
+ * secrets over PEER_JOIN (retrying each second while the founder cannot be
+ * reached: members start in any order), installs them into its data dir and
+ * then starts as a member. Once a member holds the secrets it serves joins
+ * too, but only of the members the configuration names (id and name), and
+ * only after their attestation report passed the cluster's policy. */
+#ifndef LSKV_NET_MEMBER_NET_H
+#define LSKV_NET_MEMBER_NET_H
+
+#include <raft.h>
+#include <raft/uv.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "config/datadir.h"
+#include "consensus/node.h"
+#include "identity/attestation.h"
+#include "identity/cert.h"
+#include "identity/join.h"
+#include "net/peer.h"
+
+typedef struct member_net member_net;
+
+struct member_net_peer {
+    uint64_t id;
+    const char *name;
+    const char *address; /* peer "host:port" */
+};
+
+struct member_net_config {
+    uint64_t member_id, cluster_id;
+    const char *name;
+    const char *listen_address;            /* "host:port" */
+    const struct member_net_peer *members; /* every member, this one too (copied) */
+    size_t n_members;
+    const struct attest_policy *policy;    /* copied */
+};
+
+/* Listens on the peer port with identity (copied). Errors: as
+ * peer_net_open, LSKV_ENOMEM. */
+int member_net_open(uv_loop_t *loop, const struct member_net_config *cfg,
+                    const struct peer_tls_identity *identity, member_net **out, char *errmsg);
+
+/* The founder of the configuration: its lowest member id. */
+uint64_t member_net_founder(const struct member_net_config *cfg);
+
+/* Serves joins from now on with these (borrowed until member_net_close):
+ * the service identity holding its key, the data key and ledger secret
+ * (JOIN_SECRET_BYTES each) and this member's node certificate (PEM), whose
+ * key its attestation report binds. Errors: as attest_report_make. */
+int member_net_serve_joins(member_net *mn, const cert_service *service,
+                           const uint8_t *data_key, const uint8_t *ledger_secret,
+                           const char *node_cert_pem, char *errmsg);
+
+typedef void (*member_net_joined_cb)(void *arg, int status, const char *errmsg);
+
+/* Joins through the founder: request made with k (borrowed until done),
+ * response checked against the policy, secrets installed into d (fresh,
+ * held locked by this process). done fires once, never inside this call:
+ * 0 once installed and the endorsed identity is in use for new peer
+ * connections, else the founder's refusal or the reason the response was
+ * not taken (the daemon stops). Errors: LSKV_ENOMEM, as join_request_make. */
+int member_net_join(member_net *mn, const struct join_key *k, const struct datadir *d,
+                    member_net_joined_cb done, void *arg, char *errmsg);
+
+/* raft's transport; valid until member_net_close. */
+struct raft_uv_transport *member_net_transport(member_net *mn);
+/* consensus_config.send (arg: the member_net). */
+int member_net_send(void *arg, uint64_t to, const uint8_t *msg, size_t len);
+/* Where forwarded messages go once the node is open. */
+void member_net_set_node(member_net *mn, consensus_node *node);
+
+/* Closes links and the port; cb (may be NULL) once everything is released.
+ * Call it after the consensus node that used the transport has closed. */
+void member_net_close(member_net *mn, void (*cb)(void *arg), void *arg);
+
+#endif
