@@ -709,3 +709,102 @@ TEST(peer, close_with_pending_and_live)
     uv_close((uv_handle_t *)&mute, NULL);
     teardown();
 }
+
+/* ---- three real libraft nodes over this transport ------------------------- */
+
+struct rnode {
+    struct raft_io io;
+    struct raft raft;
+    struct raft_fsm fsm;
+    int applied;
+    char last[32];
+    bool closed;
+};
+
+static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void **result)
+{
+    struct rnode *n = fsm->data;
+    n->applied++;
+    snprintf(n->last, sizeof n->last, "%.*s", (int)buf->len, (const char *)buf->base);
+    *result = NULL;
+    return 0;
+}
+
+static void raft_closed(struct raft *r)
+{
+    struct rnode *n = r->data;
+    n->closed = true;
+}
+
+static void applied_cb(struct raft_apply *req, int status, void *result)
+{
+    (void)result;
+    int *st = req->data;
+    *st = status == 0 ? 1 : status;
+}
+
+TEST(peer, raft_cluster_elects_and_replicates)
+{
+    setup();
+    static struct rnode rn[4];
+    struct server sv[4] = {{0}};
+    peer_net *net[4];
+    char addr[4][64];
+    for (int i = 1; i <= 3; i++) {
+        net[i] = open_net((uint64_t)i, &pki.m[i], pki.service, &sv[i]);
+        addr_of(net[i], addr[i], sizeof addr[i]);
+    }
+    for (int i = 1; i <= 3; i++) {
+        char dir[600];
+        snprintf(dir, sizeof dir, "%s/raft%d", test_tmpdir(), i);
+        mkdir(dir, 0700);
+        struct rnode *n = &rn[i];
+        n->fsm.version = 1;
+        n->fsm.data = n;
+        n->fsm.apply = fsm_apply;
+        ASSERT_EQ(raft_uv_init(&n->io, &loop, dir, peer_net_raft_transport(net[i])), 0);
+        ASSERT_EQ(raft_init(&n->raft, &n->io, &n->fsm, (raft_id)i, addr[i]), 0);
+        n->raft.data = n;
+        raft_set_election_timeout(&n->raft, 300);
+        raft_set_heartbeat_timeout(&n->raft, 50);
+        struct raft_configuration conf;
+        raft_configuration_init(&conf);
+        for (int j = 1; j <= 3; j++)
+            ASSERT_EQ(raft_configuration_add(&conf, (raft_id)j, addr[j], RAFT_VOTER), 0);
+        ASSERT_EQ(raft_bootstrap(&n->raft, &conf), 0);
+        raft_configuration_close(&conf);
+        ASSERT_EQ(raft_start(&n->raft), 0);
+    }
+    int leader = 0;
+    for (int t = 0; t < 1000 && leader == 0; t++) {
+        run_for(10);
+        for (int i = 1; i <= 3; i++)
+            if (raft_state(&rn[i].raft) == RAFT_LEADER)
+                leader = i;
+    }
+    ASSERT_GT(leader, 0);
+    fprintf(stderr, "# leader: member %d\n", leader);
+    struct raft_apply req;
+    int status = 0;
+    req.data = &status;
+    struct raft_buffer buf = {.base = raft_malloc(8), .len = 8};
+    memcpy(buf.base, "entry-42", 8);
+    ASSERT_EQ(raft_apply(&rn[leader].raft, &req, &buf, 1, applied_cb), 0);
+    for (int t = 0; t < 500 && (rn[1].applied < 1 || rn[2].applied < 1 || rn[3].applied < 1);
+         t++)
+        run_for(10);
+    ASSERT_EQ(status, 1);
+    for (int i = 1; i <= 3; i++) {
+        ASSERT_EQ(rn[i].applied, 1);
+        ASSERT_STR_EQ(rn[i].last, "entry-42");
+    }
+    for (int i = 1; i <= 3; i++)
+        raft_close(&rn[i].raft, raft_closed);
+    for (int i = 1; i <= 3; i++)
+        ASSERT(run_until(&rn[i].closed, 5000));
+    for (int i = 1; i <= 3; i++)
+        raft_uv_close(&rn[i].io);
+    for (int i = 1; i <= 3; i++)
+        close_net(net[i]);
+    teardown();
+}
