@@ -65,6 +65,7 @@ struct peer_link {
     uv_timer_t timer; /* handshake timeout */
     uv_getaddrinfo_t gai;
     uv_connect_t connect;
+    struct addrinfo *addrs, *next_addr; /* client: what the name resolved to */
     bool gai_pending, tcp_reading;
     int handles;      /* open libuv handles and pending requests */
     int close_status; /* why it closed */
@@ -99,6 +100,7 @@ struct peer_net {
     struct ident *ident;
     uv_tcp_t listener;
     uv_timer_t defer; /* runs the transport's close callback outside close */
+    unsigned handshake_timeout_ms;
     int (*on_link)(void *arg, peer_link *l, uint8_t channel);
     void *arg;
     peer_link *links;
@@ -345,6 +347,8 @@ static void link_free(peer_link *l)
     ident_unref(l->ident);
     peer_framer_free(&l->framer);
     free(l->pending);
+    if (l->addrs != NULL)
+        uv_freeaddrinfo(l->addrs);
     free(l);
     transport_maybe_closed(n);
     net_maybe_closed(n);
@@ -365,18 +369,32 @@ static void link_close(peer_link *l, int status)
     l->close_status = status;
     if (l->gai_pending)
         uv_cancel((uv_req_t *)&l->gai); /* its callback still comes */
-    uv_close((uv_handle_t *)&l->tcp, handle_closed);
+    if (!uv_is_closing((uv_handle_t *)&l->tcp)) /* else retry_closed counts it */
+        uv_close((uv_handle_t *)&l->tcp, handle_closed);
     uv_close((uv_handle_t *)&l->timer, handle_closed);
     if (l->bridge_open)
         uv_close((uv_handle_t *)&l->bridge, handle_closed);
 }
 
-/* Logs why a connection is refused or failed, once. */
-static void refuse(peer_link *l, int status, const char *fmt, const char *reason)
+static const char *channel_name(uint8_t channel)
+{
+    switch (channel) {
+    case PEER_RAFT:
+        return " (raft)";
+    case PEER_JOIN:
+        return " (join)";
+    case PEER_FORWARD:
+        return " (forward)";
+    }
+    return ""; /* a server before the preamble */
+}
+
+/* Logs why a connection is refused or failed, once, and closes it. */
+static void refuse(peer_link *l, int status, const char *what, const char *reason)
 {
     if (l->state != S_CLOSED)
-        LOG_WARN(MOD, "%s %s (channel %u): %s", l->client ? "connection to" : "connection from",
-                 l->name, l->channel, reason ? reason : fmt);
+        LOG_WARN(MOD, "%s %s%s closed: %s", l->client ? "connection to" : "connection from",
+                 l->name, channel_name(l->channel), reason ? reason : what);
     link_close(l, status);
 }
 
@@ -400,7 +418,7 @@ static peer_link *link_new(peer_net *n, bool client, uint8_t channel)
     uv_timer_init(n->loop, &l->timer);
     l->tcp.data = l->timer.data = l;
     l->handles = 2;
-    uv_timer_start(&l->timer, timeout_cb, PEER_HANDSHAKE_TIMEOUT_MS, 0);
+    uv_timer_start(&l->timer, timeout_cb, n->handshake_timeout_ms, 0);
     l->next = n->links;
     if (n->links != NULL)
         n->links->prev = l;
@@ -795,6 +813,21 @@ static int start_tls(peer_link *l)
 
 /* ---- connecting ---------------------------------------------------------- */
 
+static void connect_next(peer_link *l);
+
+/* The socket of a failed attempt is closed; try the next address. */
+static void retry_closed(uv_handle_t *h)
+{
+    peer_link *l = h->data;
+    if (l->state == S_CLOSED) {
+        handle_closed(h);
+        return;
+    }
+    uv_tcp_init(l->net->loop, &l->tcp);
+    l->tcp.data = l;
+    connect_next(l);
+}
+
 static void connect_cb(uv_connect_t *req, int status)
 {
     peer_link *l = req->data;
@@ -802,6 +835,10 @@ static void connect_cb(uv_connect_t *req, int status)
     if (l->state == S_CLOSED) {
         if (l->handles == 0)
             link_free(l);
+        return;
+    }
+    if (status < 0 && l->next_addr != NULL) {
+        uv_close((uv_handle_t *)&l->tcp, retry_closed);
         return;
     }
     if (status < 0) {
@@ -813,30 +850,37 @@ static void connect_cb(uv_connect_t *req, int status)
         refuse(l, rv, NULL, lskv_strerror(rv));
 }
 
-static void gai_cb(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+static void connect_next(peer_link *l)
 {
-    peer_link *l = req->data;
-    l->gai_pending = false;
-    l->handles--;
-    if (l->state == S_CLOSED) {
-        uv_freeaddrinfo(res);
-        if (l->handles == 0)
-            link_free(l);
-        return;
-    }
-    if (status < 0) {
-        refuse(l, status, NULL, uv_strerror(status));
-        return;
-    }
-    l->state = S_CONNECT;
+    struct addrinfo *ai = l->next_addr;
+    l->next_addr = ai->ai_next;
     l->connect.data = l;
-    int rv = uv_tcp_connect(&l->connect, &l->tcp, res->ai_addr, connect_cb);
-    uv_freeaddrinfo(res);
+    int rv = uv_tcp_connect(&l->connect, &l->tcp, ai->ai_addr, connect_cb);
     if (rv != 0) {
         refuse(l, rv, NULL, uv_strerror(rv));
         return;
     }
     l->handles++;
+}
+
+static void gai_cb(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+{
+    peer_link *l = req->data;
+    l->gai_pending = false;
+    l->handles--;
+    l->addrs = l->next_addr = res;
+    if (l->state == S_CLOSED) {
+        if (l->handles == 0)
+            link_free(l);
+        return;
+    }
+    if (status < 0 || res == NULL) {
+        refuse(l, status < 0 ? status : UV_EAI_NONAME, NULL,
+               uv_strerror(status < 0 ? status : UV_EAI_NONAME));
+        return;
+    }
+    l->state = S_CONNECT;
+    connect_next(l);
 }
 
 static int dial(peer_net *n, const char *address, uint8_t channel, peer_link **out)
@@ -973,6 +1017,8 @@ int peer_net_open(uv_loop_t *loop, const struct peer_net_config *cfg, peer_net *
         return LSKV_ENOMEM;
     n->loop = loop;
     n->member_id = cfg->member_id;
+    n->handshake_timeout_ms =
+        cfg->handshake_timeout_ms ? cfg->handshake_timeout_ms : PEER_HANDSHAKE_TIMEOUT_MS;
     n->on_link = cfg->on_link;
     n->arg = cfg->arg;
     int rv = ident_make(&cfg->identity, &n->ident, errmsg);

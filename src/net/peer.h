@@ -76,6 +76,7 @@ struct peer_net_config {
      * link is closed, the client's on_open gets -ECONNREFUSED). */
     int (*on_link)(void *arg, peer_link *l, uint8_t channel);
     void *arg;
+    unsigned handshake_timeout_ms; /* 0: PEER_HANDSHAKE_TIMEOUT_MS */
 };
 
 /* Binds and listens. Errors: negated errno (errmsg names the address and
@@ -97,7 +98,8 @@ int peer_net_set_identity(peer_net *n, const struct peer_tls_identity *id, char 
 struct raft_uv_transport *peer_net_raft_transport(peer_net *n);
 
 /* Connects to address ("host:port", host a name, an IPv4 literal or a
- * bracketed IPv6 one) on channel (PEER_JOIN or PEER_FORWARD). cbs is
+ * bracketed IPv6 one; each address a name resolves to is tried in turn) on
+ * channel (PEER_JOIN or PEER_FORWARD). cbs is
  * copied; on_open then on_message/on_close follow. Messages sent before
  * on_open are queued. Errors: LSKV_EINVAL (address or channel),
  * LSKV_ESHUTDOWN (net closing), LSKV_ENOMEM; no callback then. */

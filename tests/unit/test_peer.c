@@ -162,13 +162,17 @@ static int on_link(void *arg, peer_link *l, uint8_t channel)
     return 0;
 }
 
+static const char *listen_on = "127.0.0.1:0";
+static unsigned handshake_ms; /* 0: the default */
+
 static peer_net *open_net(uint64_t id, const struct member *m, const char *service,
                           struct server *s)
 {
     char err[LSKV_ERRMSG_SIZE] = "";
     struct peer_net_config cfg = {
         .member_id = id,
-        .listen_address = "127.0.0.1:0",
+        .listen_address = listen_on,
+        .handshake_timeout_ms = handshake_ms,
         .identity = {.cert_pem = m->cert, .key_pem = m->key, .service_cert_pem = service},
         .on_link = on_link,
         .arg = s,
@@ -643,6 +647,30 @@ static void mute_accept(uv_stream_t *server, int status)
     server->data = c; /* remember the last one, to close it */
 }
 
+/* Listens on a free port with mute_accept; addr gets "127.0.0.1:port". */
+static void mute_open(uv_tcp_t *mute, char *addr, size_t cap)
+{
+    uv_tcp_init(&loop, mute);
+    mute->data = NULL;
+    struct sockaddr_in sin;
+    uv_ip4_addr("127.0.0.1", 0, &sin);
+    ASSERT_EQ(uv_tcp_bind(mute, (struct sockaddr *)&sin, 0), 0);
+    ASSERT_EQ(uv_listen((uv_stream_t *)mute, 8, mute_accept), 0);
+    int len = sizeof sin;
+    uv_tcp_getsockname(mute, (struct sockaddr *)&sin, &len);
+    snprintf(addr, cap, "127.0.0.1:%u", ntohs(sin.sin_port));
+}
+
+static void mute_close(uv_tcp_t *mute)
+{
+    for (uv_tcp_t *m = mute->data; m != NULL;) {
+        uv_tcp_t *next = m->data;
+        uv_close((uv_handle_t *)m, (uv_close_cb)free);
+        m = next;
+    }
+    uv_close((uv_handle_t *)mute, NULL);
+}
+
 TEST(peer, close_with_pending_and_live)
 {
     setup();
@@ -653,15 +681,7 @@ TEST(peer, close_with_pending_and_live)
     addr_of(a, addr_a, sizeof addr_a);
     addr_of(b, addr_b, sizeof addr_b);
     uv_tcp_t mute;
-    uv_tcp_init(&loop, &mute);
-    mute.data = NULL;
-    struct sockaddr_in sin;
-    uv_ip4_addr("127.0.0.1", 0, &sin);
-    ASSERT_EQ(uv_tcp_bind(&mute, (struct sockaddr *)&sin, 0), 0);
-    ASSERT_EQ(uv_listen((uv_stream_t *)&mute, 8, mute_accept), 0);
-    int len = sizeof sin;
-    uv_tcp_getsockname(&mute, (struct sockaddr *)&sin, &len);
-    snprintf(addr_m, sizeof addr_m, "127.0.0.1:%u", ntohs(sin.sin_port));
+    mute_open(&mute, addr_m, sizeof addr_m);
 
     struct raft_uv_transport *ta = peer_net_raft_transport(a), *tb = peer_net_raft_transport(b);
     ASSERT_EQ(ta->init(ta, 1, addr_a), 0);
@@ -701,12 +721,7 @@ TEST(peer, close_with_pending_and_live)
     ASSERT_EQ(peer_link_connect(a, addr_m, PEER_FORWARD, &client_cbs, &c2, &l), 0);
     close_net(a); /* with a connect in flight */
     ASSERT(c2.closed);
-    for (uv_tcp_t *m = mute.data; m != NULL;) {
-        uv_tcp_t *next = m->data;
-        uv_close((uv_handle_t *)m, (uv_close_cb)free);
-        m = next;
-    }
-    uv_close((uv_handle_t *)&mute, NULL);
+    mute_close(&mute);
     teardown();
 }
 
@@ -806,5 +821,145 @@ TEST(peer, raft_cluster_elects_and_replicates)
         raft_uv_close(&rn[i].io);
     for (int i = 1; i <= 3; i++)
         close_net(net[i]);
+    teardown();
+}
+
+/* ---- never hang; addresses ------------------------------------------------- */
+
+struct raw {
+    uv_tcp_t tcp;
+    uv_connect_t req;
+    uv_write_t w;
+    bool connected, eof;
+    const char *send; /* sent once connected */
+};
+
+static void raw_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    (void)h;
+    static char b[65536];
+    (void)suggested;
+    *buf = uv_buf_init(b, sizeof b);
+}
+
+static void raw_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
+{
+    (void)buf;
+    struct raw *r = st->data;
+    if (n < 0)
+        r->eof = true;
+}
+
+static void raw_connected(uv_connect_t *req, int status)
+{
+    struct raw *r = req->data;
+    ASSERT_EQ(status, 0);
+    r->connected = true;
+    uv_read_start((uv_stream_t *)&r->tcp, raw_alloc, raw_read);
+    if (r->send != NULL) {
+        uv_buf_t b = uv_buf_init((char *)r->send, (unsigned)strlen(r->send));
+        uv_write(&r->w, (uv_stream_t *)&r->tcp, &b, 1, NULL);
+    }
+}
+
+static void raw_connect(struct raw *r, uint16_t port)
+{
+    struct sockaddr_in sin;
+    uv_ip4_addr("127.0.0.1", port, &sin);
+    uv_tcp_init(&loop, &r->tcp);
+    r->tcp.data = r->req.data = r;
+    ASSERT_EQ(uv_tcp_connect(&r->req, &r->tcp, (struct sockaddr *)&sin, raw_connected), 0);
+}
+
+TEST(peer, handshake_timeout_both_sides)
+{
+    setup();
+    handshake_ms = 300;
+    struct server sa = {0}, sb = {0};
+    peer_net *a = open_net(1, &pki.m[1], pki.service, &sa);
+    peer_net *b = open_net(2, &pki.m[2], pki.service, &sb);
+    /* Server side: a client that says nothing, and one that speaks no TLS. */
+    static struct raw silent, junk = {.send = "GET / HTTP/1.1\r\nHost: x\r\n\r\n"};
+    raw_connect(&silent, peer_net_port(a));
+    raw_connect(&junk, peer_net_port(a));
+    ASSERT(run_until(&junk.eof, 1000));
+    ASSERT(!silent.eof);
+    ASSERT(run_until(&silent.eof, 2000));
+
+    /* Client side: a server that accepts and says nothing. */
+    uv_tcp_t mute;
+    char addr_m[64], addr_b[64];
+    mute_open(&mute, addr_m, sizeof addr_m);
+    addr_of(b, addr_b, sizeof addr_b);
+    struct client c = {0};
+    peer_link *l;
+    uint64_t t0 = uv_now(&loop);
+    ASSERT_EQ(peer_link_connect(a, addr_m, PEER_FORWARD, &client_cbs, &c, &l), 0);
+    ASSERT(run_until(&c.closed, 3000));
+    ASSERT_EQ(c.open_status, LSKV_ETIMEOUT);
+    ASSERT_GE(uv_now(&loop) - t0, 250);
+    struct raft_uv_transport *ta = peer_net_raft_transport(a);
+    ASSERT_EQ(ta->init(ta, 1, "127.0.0.1:1"), 0);
+    static struct rside r;
+    r.req.data = &r;
+    ASSERT_EQ(ta->connect(ta, &r.req, 3, addr_m, r_connect), 0);
+    ASSERT(run_until(&r.connected, 3000));
+    ASSERT_EQ(r.connect_status, RAFT_NOCONNECTION);
+    /* Nothing listening: refused at once. */
+    struct client c2 = {0};
+    close_net(b);
+    ASSERT_EQ(peer_link_connect(a, addr_b, PEER_FORWARD, &client_cbs, &c2, &l), 0);
+    ASSERT(run_until(&c2.closed, 3000));
+    ASSERT_EQ(c2.open_status, UV_ECONNREFUSED);
+    ASSERT_EQ(peer_link_connect(a, "no-port", PEER_FORWARD, &client_cbs, &c2, &l), LSKV_EINVAL);
+    ASSERT_EQ(peer_link_connect(a, addr_b, PEER_RAFT, &client_cbs, &c2, &l), LSKV_EINVAL);
+
+    close_transport(ta);
+    close_net(a);
+    mute_close(&mute);
+    uv_close((uv_handle_t *)&silent.tcp, NULL);
+    uv_close((uv_handle_t *)&junk.tcp, NULL);
+    teardown();
+}
+
+/* Names and IPv6 literals, for listening and dialling. */
+TEST(peer, addresses)
+{
+    setup();
+    struct server sa = {0}, sb = {0};
+    listen_on = "localhost:0";
+    peer_net *a = open_net(1, &pki.m[1], pki.service, &sa);
+    listen_on = "[::1]:0";
+    char err[LSKV_ERRMSG_SIZE];
+    struct peer_net_config cfg = {
+        .member_id = 2,
+        .listen_address = listen_on,
+        .identity = {pki.m[2].cert, pki.m[2].key, pki.service},
+        .on_link = on_link,
+        .arg = &sb,
+    };
+    peer_net *b = NULL;
+    bool v6 = peer_net_open(&loop, &cfg, &b, err) == 0;
+    if (!v6) {
+        fprintf(stderr, "# no IPv6 here: %s\n", err);
+        cfg.listen_address = "127.0.0.1:0";
+        ASSERT_EQ(peer_net_open(&loop, &cfg, &b, err), 0);
+    }
+    char addr[64];
+    struct client c1 = {0}, c2 = {0};
+    peer_link *l;
+    snprintf(addr, sizeof addr, "localhost:%u", peer_net_port(a));
+    ASSERT_EQ(peer_link_connect(b, addr, PEER_FORWARD, &client_cbs, &c1, &l), 0);
+    ASSERT(run_until(&c1.opened, 5000));
+    ASSERT_EQ(c1.open_status, 0);
+    if (v6) {
+        snprintf(addr, sizeof addr, "[::1]:%u", peer_net_port(b));
+        ASSERT_EQ(peer_link_connect(a, addr, PEER_FORWARD, &client_cbs, &c2, &l), 0);
+        ASSERT(run_until(&c2.opened, 5000));
+        ASSERT_EQ(c2.open_status, 0);
+        ASSERT_EQ(peer_link_member(l), 2);
+    }
+    close_net(a);
+    close_net(b);
     teardown();
 }
