@@ -802,6 +802,7 @@ static int start_tls(peer_link *l)
     if (rv != 0)
         return rv;
     uv_tcp_nodelay(&l->tcp, 1);
+    uv_tcp_keepalive(&l->tcp, 1, 30); /* a vanished peer's link ends, in time */
     rv = uv_read_start((uv_stream_t *)&l->tcp, alloc_cb, tcp_read_cb);
     if (rv != 0)
         return rv;

@@ -3,10 +3,11 @@
  * A tls_ctx made by tls_ctx_open is the client-facing server: it holds the
  * certificate and key and offers ALPN "h2" (TLS 1.2 and 1.3). tls_ctx_wrap
  * takes an SSL_CTX configured elsewhere (the peer network's mutual TLS,
- * net/peer.c), for either role. A tls_conn is one connection: ciphertext from the network goes in
- * with tls_conn_feed, plaintext comes out of tls_conn_read; plaintext to send
- * goes in with tls_conn_write and ciphertext for the network comes out of
- * tls_conn_take. The handshake runs inside feed. */
+ * net/peer.c), for either role. A tls_conn is one connection: ciphertext
+ * from the network goes in with tls_conn_feed, plaintext comes out of
+ * tls_conn_read; plaintext to send goes in with tls_conn_write and
+ * ciphertext for the network comes out of tls_conn_take. The handshake runs
+ * inside feed (and, for a client, starts in tls_conn_open). */
 #ifndef LSKV_NET_TLS_H
 #define LSKV_NET_TLS_H
 
@@ -17,6 +18,8 @@
 
 typedef struct tls_ctx tls_ctx;
 typedef struct tls_conn tls_conn;
+struct ssl_ctx_st; /* OpenSSL's SSL_CTX */
+struct ssl_st;     /* OpenSSL's SSL */
 
 /* What the server's side of TLS is made of (etcd's client TLS flags). */
 struct tls_options {
@@ -37,7 +40,6 @@ int tls_ctx_open(const struct tls_options *o, tls_ctx **out, char *errmsg);
 /* Wraps ssl_ctx (an SSL_CTX; its configuration is the caller's) for the
  * server (client false) or the client role. If this returns 0, ownership of
  * ssl_ctx passes to *out. Errors: LSKV_ENOMEM. */
-struct ssl_ctx_st;
 int tls_ctx_wrap(struct ssl_ctx_st *ssl_ctx, bool client, tls_ctx **out);
 void tls_ctx_close(tls_ctx *ctx);
 
