@@ -1,6 +1,8 @@
 /* net/peer.c: members' mutual-TLS links and raft's transport, with two or
  * three peer_nets on one loop and certificates made by identity/cert.c. */
 #include <errno.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
 #include <inttypes.h>
 #include <netinet/in.h>
 #include <raft.h>
@@ -15,6 +17,7 @@
 #include "common/hex.h"
 #include "identity/cert.h"
 #include "net/peer.h"
+#include "net/tls.h"
 #include "runner.h"
 
 /* ---- fixture --------------------------------------------------------------- */
@@ -126,6 +129,7 @@ static void run_for(unsigned ms)
 /* What a server net saw. */
 struct server {
     int links;
+    int close_status;
     uint8_t last_channel;
     uint64_t last_member;
     uint8_t last_digest[32];
@@ -142,9 +146,9 @@ static void echo_message(void *arg, peer_link *l, const uint8_t *msg, size_t len
 static void server_closed(void *arg, peer_link *l, int status)
 {
     (void)l;
-    (void)status;
     struct server *s = arg;
     s->links--;
+    s->close_status = status;
 }
 
 static int on_link(void *arg, peer_link *l, uint8_t channel)
@@ -961,5 +965,145 @@ TEST(peer, addresses)
     }
     close_net(a);
     close_net(b);
+    teardown();
+}
+
+/* ---- a hand-driven client (net/tls.h), to send what peer.c never would --- */
+
+struct hand {
+    uv_tcp_t tcp;
+    uv_connect_t req;
+    tls_ctx *ctx;
+    tls_conn *tls;
+    bool ready, eof;
+    const uint8_t *after; /* plaintext sent once the handshake is done */
+    size_t after_len;
+    uint8_t ack;
+    bool acked;
+};
+
+static void free_write(uv_write_t *w, int status)
+{
+    (void)status;
+    free(w);
+}
+
+static void hand_flush(struct hand *h)
+{
+    size_t n = tls_conn_pending(h->tls);
+    if (n == 0)
+        return;
+    uv_write_t *w = malloc(sizeof *w + n);
+    uint8_t *buf = (uint8_t *)(w + 1);
+    n = tls_conn_take(h->tls, buf, n);
+    uv_buf_t b = uv_buf_init((char *)buf, (unsigned)n);
+    ASSERT_EQ(uv_write(w, (uv_stream_t *)&h->tcp, &b, 1, free_write), 0);
+}
+
+static void hand_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
+{
+    struct hand *h = st->data;
+    if (n < 0) {
+        h->eof = true;
+        return;
+    }
+    if (tls_conn_feed(h->tls, (const uint8_t *)buf->base, (size_t)n) != 0) {
+        h->eof = true;
+        return;
+    }
+    hand_flush(h);
+    if (!h->ready && tls_conn_ready(h->tls)) {
+        h->ready = true;
+        ASSERT_EQ(tls_conn_write(h->tls, h->after, h->after_len), 0);
+        hand_flush(h);
+    }
+    uint8_t plain[256];
+    ssize_t got = tls_conn_read(h->tls, plain, sizeof plain);
+    if (got > 0 && !h->acked) {
+        h->acked = true;
+        h->ack = plain[0];
+    } else if (got < 0) {
+        h->eof = true;
+    }
+}
+
+static void hand_connected(uv_connect_t *req, int status)
+{
+    struct hand *h = req->data;
+    ASSERT_EQ(status, 0);
+    ASSERT_EQ(uv_read_start((uv_stream_t *)&h->tcp, raw_alloc, hand_read), 0);
+    hand_flush(h); /* the ClientHello */
+}
+
+/* Connects to port as member m, sends after (plaintext) once ready. */
+static void hand_start(struct hand *h, const struct member *m, uint16_t port)
+{
+    SSL_CTX *sc = SSL_CTX_new(TLS_client_method());
+    BIO *cb = BIO_new_mem_buf(m->cert, -1), *kb = BIO_new_mem_buf(m->key, -1);
+    X509 *x = PEM_read_bio_X509(cb, NULL, NULL, NULL);
+    EVP_PKEY *k = PEM_read_bio_PrivateKey(kb, NULL, NULL, NULL);
+    ASSERT(x != NULL && k != NULL);
+    ASSERT_EQ(SSL_CTX_use_certificate(sc, x), 1);
+    ASSERT_EQ(SSL_CTX_use_PrivateKey(sc, k), 1);
+    SSL_CTX_set_verify(sc, SSL_VERIFY_NONE, NULL);
+    X509_free(x);
+    EVP_PKEY_free(k);
+    BIO_free(cb);
+    BIO_free(kb);
+    ASSERT_EQ(tls_ctx_wrap(sc, true, &h->ctx), 0);
+    ASSERT_EQ(tls_conn_open(h->ctx, &h->tls), 0);
+    struct sockaddr_in sin;
+    uv_ip4_addr("127.0.0.1", port, &sin);
+    uv_tcp_init(&loop, &h->tcp);
+    h->tcp.data = h->req.data = h;
+    ASSERT_EQ(uv_tcp_connect(&h->req, &h->tcp, (struct sockaddr *)&sin, hand_connected), 0);
+}
+
+static void hand_done(uv_handle_t *hd)
+{
+    struct hand *h = hd->data;
+    tls_conn_close(h->tls);
+    tls_ctx_close(h->ctx);
+}
+
+TEST(peer, bad_bytes_after_handshake)
+{
+    setup();
+    struct server sa = {0};
+    peer_net *a = open_net(1, &pki.m[1], pki.service, &sa);
+    /* A frame announcing PEER_MAX_MESSAGE + 1 bytes ends the link. */
+    static uint8_t msg[PEER_PREAMBLE_MAX + 8];
+    struct peer_preamble p = {.channel = PEER_FORWARD};
+    size_t n = peer_preamble_encode(&p, msg);
+    peer_frame_header(5, msg + n);
+    memcpy(msg + n + 4, "hello", 5);
+    peer_frame_header(PEER_MAX_MESSAGE + 1u, msg + n + 9);
+    static struct hand h1;
+    h1.after = msg;
+    h1.after_len = n + 13;
+    hand_start(&h1, &pki.m[2], peer_net_port(a));
+    ASSERT(run_until(&h1.eof, 5000));
+    ASSERT(h1.acked);
+    ASSERT_EQ(h1.ack, PEER_ACK_OK);
+    ASSERT_EQ(sa.last_member, 2);
+    for (int i = 0; i < 100 && sa.links > 0; i++)
+        run_for(10);
+    ASSERT_EQ(sa.links, 0);
+    ASSERT_EQ(sa.close_status, LSKV_ETOOLARGE);
+
+    /* A malformed preamble: closed, on_link never called. */
+    sa.last_channel = 0;
+    static const uint8_t junk[] = "LSKP\x01\x09junkjunkjunk";
+    static struct hand h2;
+    h2.after = junk;
+    h2.after_len = sizeof junk - 1;
+    hand_start(&h2, &pki.m[2], peer_net_port(a));
+    ASSERT(run_until(&h2.eof, 5000));
+    ASSERT(!h2.acked);
+    ASSERT_EQ(sa.last_channel, 0);
+
+    uv_close((uv_handle_t *)&h1.tcp, hand_done);
+    uv_close((uv_handle_t *)&h2.tcp, hand_done);
+    close_net(a);
     teardown();
 }
