@@ -10,6 +10,7 @@
 
 struct tls_ctx {
     SSL_CTX *ssl_ctx;
+    bool client; /* connections start the handshake */
 };
 
 /* h2.c note 8: until its first TLS record (the ClientHello) is complete, a
@@ -160,22 +161,23 @@ err:
     return LSKV_EIO;
 }
 
+int tls_ctx_wrap(SSL_CTX *ssl_ctx, bool client, tls_ctx **out)
+{
+    tls_ctx *ctx = calloc(1, sizeof *ctx);
+    if (ctx == NULL)
+        return LSKV_ENOMEM;
+    ctx->ssl_ctx = ssl_ctx;
+    ctx->client = client;
+    *out = ctx;
+    return 0;
+}
+
 void tls_ctx_close(tls_ctx *ctx)
 {
     if (ctx == NULL)
         return;
     SSL_CTX_free(ctx->ssl_ctx);
     free(ctx);
-}
-
-int tls_conn_open(tls_ctx *ctx, tls_conn **out)
-{
-    tls_conn *c = calloc(1, sizeof *c);
-    if (c == NULL)
-        return LSKV_ENOMEM;
-    c->ctx = ctx;
-    *out = c;
-    return 0;
 }
 
 static int ssl_create(tls_conn *c)
@@ -194,8 +196,40 @@ static int ssl_create(tls_conn *c)
     }
     BIO_set_mem_eof_return(c->rbio, -1);
     SSL_set_bio(c->ssl, c->rbio, c->wbio); /* the SSL owns both BIOs now */
-    SSL_set_accept_state(c->ssl);
+    if (c->ctx->client)
+        SSL_set_connect_state(c->ssl);
+    else
+        SSL_set_accept_state(c->ssl);
     return 0;
+}
+
+int tls_conn_open(tls_ctx *ctx, tls_conn **out)
+{
+    tls_conn *c = calloc(1, sizeof *c);
+    if (c == NULL)
+        return LSKV_ENOMEM;
+    c->ctx = ctx;
+    if (ctx->client) {
+        /* A client speaks first: make the ClientHello now. */
+        int rv = ssl_create(c);
+        if (rv == 0) {
+            int r = SSL_do_handshake(c->ssl); /* cannot finish without the server */
+            if (r != -1 || SSL_get_error(c->ssl, r) != SSL_ERROR_WANT_READ)
+                rv = LSKV_EIO;
+            ERR_clear_error();
+        }
+        if (rv != 0) {
+            tls_conn_close(c);
+            return rv;
+        }
+    }
+    *out = c;
+    return 0;
+}
+
+SSL *tls_conn_ssl(tls_conn *c)
+{
+    return c->ssl;
 }
 
 void tls_conn_close(tls_conn *c)
@@ -217,8 +251,8 @@ static void note_failure(tls_conn *c)
         ERR_error_string_n(e, reason, sizeof reason);
     long v = SSL_get_verify_result(c->ssl);
     if (v != X509_V_OK)
-        snprintf(c->failure, sizeof c->failure, "%s (client certificate: %s)", reason,
-                 X509_verify_cert_error_string(v));
+        snprintf(c->failure, sizeof c->failure, "%s (%s certificate: %s)", reason,
+                 c->ctx->client ? "server" : "client", X509_verify_cert_error_string(v));
     else
         snprintf(c->failure, sizeof c->failure, "%s", reason);
     ERR_clear_error();

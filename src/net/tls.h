@@ -1,10 +1,13 @@
-/* Server-side TLS (OpenSSL 3) over memory BIOs, so the socket stays libuv's.
+/* TLS (OpenSSL 3) over memory BIOs, so the socket stays libuv's.
  *
- * A tls_ctx holds the certificate and key and offers ALPN "h2" (TLS 1.2 and
- * 1.3). A tls_conn is one connection: ciphertext from the network goes in
- * with tls_conn_feed, plaintext comes out of tls_conn_read; plaintext to send
- * goes in with tls_conn_write and ciphertext for the network comes out of
- * tls_conn_take. The handshake runs inside feed. */
+ * A tls_ctx made by tls_ctx_open is the client-facing server: it holds the
+ * certificate and key and offers ALPN "h2" (TLS 1.2 and 1.3). tls_ctx_wrap
+ * takes an SSL_CTX configured elsewhere (the peer network's mutual TLS,
+ * net/peer.c), for either role. A tls_conn is one connection: ciphertext
+ * from the network goes in with tls_conn_feed, plaintext comes out of
+ * tls_conn_read; plaintext to send goes in with tls_conn_write and
+ * ciphertext for the network comes out of tls_conn_take. The handshake runs
+ * inside feed (and, for a client, starts in tls_conn_open). */
 #ifndef LSKV_NET_TLS_H
 #define LSKV_NET_TLS_H
 
@@ -15,6 +18,8 @@
 
 typedef struct tls_ctx tls_ctx;
 typedef struct tls_conn tls_conn;
+struct ssl_ctx_st; /* OpenSSL's SSL_CTX */
+struct ssl_st;     /* OpenSSL's SSL */
 
 /* What the server's side of TLS is made of (etcd's client TLS flags). */
 struct tls_options {
@@ -32,10 +37,16 @@ struct tls_options {
 /* Errors: LSKV_EIO (a file or a cipher suite OpenSSL cannot take; errmsg
  * says which and why), LSKV_ENOMEM. */
 int tls_ctx_open(const struct tls_options *o, tls_ctx **out, char *errmsg);
+/* Wraps ssl_ctx (an SSL_CTX; its configuration is the caller's) for the
+ * server (client false) or the client role. If this returns 0, ownership of
+ * ssl_ctx passes to *out. Errors: LSKV_ENOMEM. */
+int tls_ctx_wrap(struct ssl_ctx_st *ssl_ctx, bool client, tls_ctx **out);
 void tls_ctx_close(tls_ctx *ctx);
 
-/* Errors: LSKV_ENOMEM. ctx must outlive the connection. OpenSSL's state is
- * made on the first bytes fed (h2.c note 8). */
+/* Errors: LSKV_ENOMEM; LSKV_EIO (client role: the ClientHello could not be
+ * made). ctx must outlive the connection. Server role: OpenSSL's state is
+ * made on the first bytes fed (h2.c note 8). Client role: the ClientHello is
+ * pending (tls_conn_take) when this returns. */
 int tls_conn_open(tls_ctx *ctx, tls_conn **out);
 void tls_conn_close(tls_conn *c);
 
@@ -48,6 +59,11 @@ bool tls_conn_ready(const tls_conn *c);
 /* Why the handshake failed (OpenSSL's reason, with the certificate
  * verification result when there is one); "" when it did not. */
 const char *tls_conn_failure(const tls_conn *c);
+
+/* The connection's SSL object, to inspect the peer's certificate once
+ * ready; NULL before the first record (server role). Valid until
+ * tls_conn_close. */
+struct ssl_st *tls_conn_ssl(tls_conn *c);
 
 /* Decrypted bytes into buf: returns > 0 bytes, 0 when nothing is available
  * yet, LSKV_ESHUTDOWN after the peer's close_notify, LSKV_EIO on error. */
