@@ -73,6 +73,7 @@ struct peer_link {
 
     uint64_t member;        /* proven by an endorsed certificate, or 0 */
     uint8_t key_digest[32]; /* SHA-256 of the peer's SPKI DER */
+    char *cert_pem;         /* the peer's certificate, PEM (PEER_JOIN links only) */
 
     /* Server: the preamble so far. */
     uint8_t pre[PEER_PREAMBLE_MAX];
@@ -274,6 +275,11 @@ static int check_peer(peer_link *l, uint8_t channel, uint64_t want_member, char 
     bool endorsed = s != NULL && cert_check_endorsed(s, pem, (size_t)pem_len, err) == 0;
     uint64_t member = endorsed ? cn_member(x) : 0;
     l->member = member;
+    if (channel == PEER_JOIN && l->cert_pem == NULL &&
+        (l->cert_pem = strndup(pem, (size_t)pem_len)) == NULL) {
+        snprintf(reason, cap, "out of memory");
+        goto out;
+    }
     if (channel == PEER_JOIN && (!l->client || s == NULL)) {
         rv = 0; /* a joiner, or joining: attestation checks the key */
     } else if (!endorsed) {
@@ -349,6 +355,7 @@ static void link_free(peer_link *l)
     free(l->pending);
     if (l->addrs != NULL)
         uv_freeaddrinfo(l->addrs);
+    free(l->cert_pem);
     free(l);
     transport_maybe_closed(n);
     net_maybe_closed(n);
@@ -1133,6 +1140,11 @@ void peer_link_close(peer_link *l)
 uint64_t peer_link_member(const peer_link *l)
 {
     return l->member;
+}
+
+const char *peer_link_cert_pem(const peer_link *l)
+{
+    return l->cert_pem;
 }
 
 void peer_link_key_digest(const peer_link *l, uint8_t out[32])

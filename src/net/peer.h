@@ -117,6 +117,9 @@ size_t peer_link_queued(const peer_link *l);
 void peer_link_close(peer_link *l);
 /* The member id proven by an endorsed certificate; 0 if none (a joiner). */
 uint64_t peer_link_member(const peer_link *l);
+/* The peer's certificate (PEM) on a PEER_JOIN link once it is open (the
+ * joiner checks the founder's against its report), else NULL. */
+const char *peer_link_cert_pem(const peer_link *l);
 /* SHA-256 of the peer's SubjectPublicKeyInfo DER. */
 void peer_link_key_digest(const peer_link *l, uint8_t out[32]);
 /* The peer's address ("ip:port" or the address dialled), for logs. */
