@@ -501,6 +501,20 @@ int cert_spki_digest(const uint8_t *spki, size_t len, uint8_t out[CERT_DIGEST_BY
     return 0;
 }
 
+int cert_cn_of_pem(const char *pem, size_t pem_len, char *out, size_t size)
+{
+    X509 *x = pem_to_cert(pem, pem_len);
+    int n = x ? X509_NAME_get_text_by_NID(X509_get_subject_name(x), NID_commonName, NULL, 0)
+              : -1;
+    int rv = LSKV_EINVAL;
+    if (n >= 0 && (size_t)n < size &&
+        X509_NAME_get_text_by_NID(X509_get_subject_name(x), NID_commonName, out,
+                                  (int)size) == n)
+        rv = 0;
+    X509_free(x);
+    return rv;
+}
+
 int cert_key_new(const char *cn, char **key_pem, char **cert_pem, char *errmsg)
 {
     EVP_PKEY *k = EVP_EC_gen("P-384");

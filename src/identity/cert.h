@@ -107,6 +107,10 @@ int cert_check_endorsed(const cert_service *s, const char *node_pem, size_t pem_
  * Errors: LSKV_EINVAL. */
 int cert_node_id_of_pem(const char *pem, size_t pem_len, char out[CERT_NODE_ID_HEX]);
 
+/* The subject common name of a PEM certificate into out (NUL-terminated).
+ * Errors: LSKV_EINVAL (unparsable, no CN, longer than size - 1). */
+int cert_cn_of_pem(const char *pem, size_t pem_len, char *out, size_t size);
+
 /* --- Keys of members that are joining (identity/join.h) ---------------- */
 
 /* A fresh P-384 key (*key_pem, PKCS#8: a secret, cert_secret_free) and a
