@@ -38,7 +38,7 @@ ifeq ($(FLAVOUR),debug)
 HARDEN := -fstack-protector-strong
 endif
 
-PROTOS := rpc kv auth lskvserver lskvcommand v3lock v3election
+PROTOS := rpc kv auth lskvserver lskvcommand v3lock v3election lskvpeer
 PROTO_C := $(PROTOS:%=$(GEN)/proto/%.pb-c.c)
 PROTO_H := $(PROTOS:%=$(GEN)/proto/%.pb-c.h)
 

@@ -88,6 +88,10 @@ static const struct opt opts[] = {
      "key epoch (lskv)."},
     {"ledger-chunk-bytes", OPT_INT, "5242880", 4096, 1024 * MIB, F(ledger_chunk_bytes), 0,
      "Seal a ledger chunk at the first signature past this size (lskv)."},
+    {"attestation-policy", OPT_STRING, NULL, 0, 0, F(attestation_policy), 0,
+     "JSON file of the attestation reports members accept from joining members: "
+     "{\"accept_virtual\": bool, \"measurements\": [\"<64 hex>\", ...]} (default: virtual "
+     "reports of this very binary) (lskv)."},
 };
 #define N_OPTS (sizeof opts / sizeof opts[0])
 

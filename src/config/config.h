@@ -41,6 +41,7 @@ struct config {
     int64_t sig_ms_interval;     /* --sig-ms-interval: ms between ledger signatures */
     int64_t ledger_chunk_bytes;  /* --ledger-chunk-bytes: seal a chunk at this size */
     int64_t key_epoch_size;      /* --key-epoch-size: raft indexes / revisions per data key */
+    char *attestation_policy;    /* --attestation-policy: JSON file, NULL = default */
 };
 
 /* Fills defaults, then parses argv. On --help prints usage to out and sets

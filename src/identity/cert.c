@@ -109,7 +109,9 @@ static int load_key(const char *path, EVP_PKEY **out, char *errmsg)
     return 0;
 }
 
-static int save_key(const char *path, EVP_PKEY *k, char *errmsg)
+/* PKCS#8 PEM of k's private key in a malloc'ed string: a secret, freed
+ * with cert_secret_free. */
+static int key_to_pem(EVP_PKEY *k, char **out, size_t *len)
 {
     BIO *b = BIO_new(BIO_s_mem());
     if (b == NULL)
@@ -118,12 +120,70 @@ static int save_key(const char *path, EVP_PKEY *k, char *errmsg)
     if (PEM_write_bio_PrivateKey(b, k, NULL, NULL, 0, NULL, NULL) == 1) {
         char *data;
         long n = BIO_get_mem_data(b, &data);
-        rv = file_write_durable(path, data, (size_t)n, 0600, errmsg);
-        OPENSSL_cleanse(data, (size_t)n);
-    } else {
-        errmsg_printf(errmsg, "%s: cannot encode key", path);
+        rv = LSKV_ENOMEM;
+        if (n >= 0 && (*out = malloc((size_t)n + 1)) != NULL) {
+            memcpy(*out, data, (size_t)n);
+            (*out)[n] = '\0';
+            *len = (size_t)n;
+            rv = 0;
+        }
+        if (n > 0)
+            OPENSSL_cleanse(data, (size_t)n);
     }
     BIO_free(b);
+    return rv;
+}
+
+/* An EC private key from PEM (not copied; the key object wipes itself). */
+static EVP_PKEY *pem_to_key(const char *pem, size_t len)
+{
+    if (len > INT32_MAX)
+        return NULL;
+    BIO *b = BIO_new_mem_buf(pem, (int)len);
+    if (b == NULL)
+        return NULL;
+    EVP_PKEY *k = PEM_read_bio_PrivateKey(b, NULL, NULL, NULL);
+    BIO_free(b);
+    if (k != NULL && !EVP_PKEY_is_a(k, "EC")) {
+        EVP_PKEY_free(k);
+        k = NULL;
+    }
+    return k;
+}
+
+void cert_secret_free(char *secret)
+{
+    if (secret == NULL)
+        return;
+    OPENSSL_cleanse(secret, strlen(secret));
+    free(secret);
+}
+
+static int save_key(const char *path, EVP_PKEY *k, char *errmsg)
+{
+    char *pem;
+    size_t n;
+    int rv = key_to_pem(k, &pem, &n);
+    if (rv != 0) {
+        errmsg_printf(errmsg, "%s: cannot encode key", path);
+        return rv;
+    }
+    rv = file_write_durable(path, pem, n, 0600, errmsg);
+    cert_secret_free(pem);
+    return rv;
+}
+
+/* Writes dir/<name>.key (0600) then dir/<name>.pem: a crash between them
+ * leaves a key without a certificate, which loading refuses by name. */
+static int save_pair(const char *dir, const char *name, EVP_PKEY *k, const char *pem,
+                     char *errmsg)
+{
+    char cpath[4096], kpath[4096];
+    snprintf(cpath, sizeof cpath, "%s/%s.pem", dir, name);
+    snprintf(kpath, sizeof kpath, "%s/%s.key", dir, name);
+    int rv = save_key(kpath, k, errmsg);
+    if (rv == 0)
+        rv = file_write_durable(cpath, pem, strlen(pem), 0644, errmsg);
     return rv;
 }
 
@@ -241,6 +301,60 @@ int cert_service_from_file(const char *path, cert_service **out, char *errmsg)
     return rv;
 }
 
+int cert_service_new(const char *cn, cert_service **out, char *errmsg)
+{
+    cert_service *s = calloc(1, sizeof *s);
+    if (s == NULL)
+        return LSKV_ENOMEM;
+    s->key = EVP_EC_gen("P-384");
+    if (s->key == NULL || (s->cert = make_cert(s->key, cn, NULL, s->key, true)) == NULL ||
+        (s->pem = cert_to_pem(s->cert)) == NULL) {
+        cert_service_free(s);
+        errmsg_printf(errmsg, "cannot make a service identity");
+        return LSKV_EIO;
+    }
+    *out = s;
+    return 0;
+}
+
+int cert_service_save(const cert_service *s, const char *dir, char *errmsg)
+{
+    if (s->key == NULL) {
+        errmsg_printf(errmsg, "%s: service identity has no key to save", dir);
+        return LSKV_EINVAL;
+    }
+    return save_pair(dir, "service", s->key, s->pem, errmsg);
+}
+
+int cert_service_from_pem_key(const char *cert_pem, size_t cert_len, const char *key_pem,
+                              size_t key_len, cert_service **out, char *errmsg)
+{
+    cert_service *s;
+    int rv = cert_service_from_pem(cert_pem, cert_len, &s, errmsg);
+    if (rv != 0)
+        return rv;
+    s->key = pem_to_key(key_pem, key_len);
+    if (s->key == NULL) {
+        cert_service_free(s);
+        errmsg_printf(errmsg, "service key: not a PEM EC private key");
+        return LSKV_ECORRUPT;
+    }
+    if (X509_check_private_key(s->cert, s->key) != 1) {
+        cert_service_free(s);
+        errmsg_printf(errmsg, "service key does not match the service certificate");
+        return LSKV_ECORRUPT;
+    }
+    *out = s;
+    return 0;
+}
+
+int cert_service_key_pem(const cert_service *s, char **pem, size_t *len)
+{
+    if (s->key == NULL)
+        return LSKV_EINVAL;
+    return key_to_pem(s->key, pem, len);
+}
+
 int cert_service_load_or_create(const char *dir, const char *cn, bool create,
                                 cert_service **out, bool *created, char *errmsg)
 {
@@ -254,15 +368,12 @@ int cert_service_load_or_create(const char *dir, const char *cn, bool create,
         return LSKV_ENOMEM;
     int rv;
     if (!file_exists(cpath) && !file_exists(kpath) && create) {
-        rv = LSKV_EIO;
-        s->key = EVP_EC_gen("P-384");
-        if (s->key == NULL || (s->cert = make_cert(s->key, cn, NULL, s->key, true)) == NULL ||
-            (s->pem = cert_to_pem(s->cert)) == NULL) {
-            errmsg_printf(errmsg, "%s: cannot make service identity", dir);
-            goto err;
+        cert_service_free(s);
+        if ((rv = cert_service_new(cn, &s, errmsg)) != 0) {
+            errmsg_wrapf(errmsg, "%s", dir);
+            return rv;
         }
-        if ((rv = save_key(kpath, s->key, errmsg)) != 0 ||
-            (rv = file_write_durable(cpath, s->pem, strlen(s->pem), 0644, errmsg)) != 0)
+        if ((rv = cert_service_save(s, dir, errmsg)) != 0)
             goto err;
         if (created != NULL)
             *created = true;
@@ -303,17 +414,148 @@ int cert_service_digest(const cert_service *s, uint8_t out[CERT_DIGEST_BYTES])
     return 0;
 }
 
-static int node_id_of_cert(X509 *x, char out[CERT_NODE_ID_HEX])
+/* SHA-256 of the SubjectPublicKeyInfo DER of pub: node ids and what an
+ * attestation report binds. */
+static int key_digest(EVP_PKEY *pub, uint8_t out[CERT_DIGEST_BYTES])
 {
-    EVP_PKEY *pub = X509_get0_pubkey(x);
     unsigned char *der = NULL;
     int n = pub ? i2d_PUBKEY(pub, &der) : -1;
     if (n <= 0)
         return LSKV_EINVAL;
-    uint8_t h[32];
-    SHA256(der, (size_t)n, h);
+    SHA256(der, (size_t)n, out);
     OPENSSL_free(der);
-    hex_encode(h, sizeof h, out);
+    return 0;
+}
+
+static int node_id_of_cert(X509 *x, char out[CERT_NODE_ID_HEX])
+{
+    uint8_t h[CERT_DIGEST_BYTES];
+    int rv = key_digest(X509_get0_pubkey(x), h);
+    if (rv == 0)
+        hex_encode(h, sizeof h, out);
+    return rv;
+}
+
+int cert_key_digest_of_pem(const char *pem, size_t pem_len, uint8_t out[CERT_DIGEST_BYTES])
+{
+    X509 *x = pem_to_cert(pem, pem_len);
+    if (x == NULL)
+        return LSKV_EINVAL;
+    int rv = key_digest(X509_get0_pubkey(x), out);
+    X509_free(x);
+    return rv;
+}
+
+int cert_spki_of_pem(const char *pem, size_t pem_len, uint8_t **der, size_t *der_len)
+{
+    X509 *x = pem_to_cert(pem, pem_len);
+    EVP_PKEY *pub = x ? X509_get0_pubkey(x) : NULL;
+    unsigned char *d = NULL;
+    int n = pub ? i2d_PUBKEY(pub, &d) : -1;
+    X509_free(x);
+    if (n <= 0)
+        return LSKV_EINVAL;
+    *der = malloc((size_t)n);
+    if (*der != NULL)
+        memcpy(*der, d, (size_t)n);
+    OPENSSL_free(d);
+    if (*der == NULL)
+        return LSKV_ENOMEM;
+    *der_len = (size_t)n;
+    return 0;
+}
+
+/* A P-384 public key from SPKI DER that is exactly its canonical encoding,
+ * so the digest of the bytes and of the key are one value. */
+static EVP_PKEY *spki_to_key(const uint8_t *spki, size_t len)
+{
+    if (len == 0 || len > 1024)
+        return NULL;
+    const unsigned char *p = spki;
+    EVP_PKEY *k = d2i_PUBKEY(NULL, &p, (long)len);
+    if (k == NULL)
+        return NULL;
+    unsigned char *der = NULL;
+    int n = i2d_PUBKEY(k, &der);
+    char group[32] = "";
+    size_t glen = 0;
+    bool ok = p == spki + len && n > 0 && (size_t)n == len && memcmp(der, spki, len) == 0 &&
+              EVP_PKEY_is_a(k, "EC") &&
+              EVP_PKEY_get_utf8_string_param(k, "group", group, sizeof group, &glen) == 1 &&
+              strcmp(group, "secp384r1") == 0;
+    OPENSSL_free(der);
+    if (!ok) {
+        EVP_PKEY_free(k);
+        return NULL;
+    }
+    return k;
+}
+
+int cert_spki_digest(const uint8_t *spki, size_t len, uint8_t out[CERT_DIGEST_BYTES])
+{
+    EVP_PKEY *k = spki_to_key(spki, len);
+    if (k == NULL)
+        return LSKV_EINVAL;
+    SHA256(spki, len, out);
+    EVP_PKEY_free(k);
+    return 0;
+}
+
+int cert_cn_of_pem(const char *pem, size_t pem_len, char *out, size_t size)
+{
+    X509 *x = pem_to_cert(pem, pem_len);
+    int n = x ? X509_NAME_get_text_by_NID(X509_get_subject_name(x), NID_commonName, NULL, 0)
+              : -1;
+    int rv = LSKV_EINVAL;
+    if (n >= 0 && (size_t)n < size &&
+        X509_NAME_get_text_by_NID(X509_get_subject_name(x), NID_commonName, out,
+                                  (int)size) == n)
+        rv = 0;
+    X509_free(x);
+    return rv;
+}
+
+int cert_key_new(const char *cn, char **key_pem, char **cert_pem, char *errmsg)
+{
+    EVP_PKEY *k = EVP_EC_gen("P-384");
+    X509 *x = k ? make_cert(k, cn, NULL, k, false) : NULL;
+    size_t n;
+    int rv = LSKV_EIO;
+    *key_pem = *cert_pem = NULL;
+    if (x != NULL && (*cert_pem = cert_to_pem(x)) != NULL &&
+        (rv = key_to_pem(k, key_pem, &n)) == 0) {
+        X509_free(x);
+        EVP_PKEY_free(k);
+        return 0;
+    }
+    free(*cert_pem);
+    *cert_pem = NULL;
+    X509_free(x);
+    EVP_PKEY_free(k);
+    errmsg_printf(errmsg, "cannot make a node key");
+    return rv;
+}
+
+int cert_issue_node(const cert_service *s, const uint8_t *spki, size_t spki_len,
+                    const char *cn, char **pem_out, char *errmsg)
+{
+    if (s->key == NULL) {
+        errmsg_printf(errmsg, "no service key to endorse a node with");
+        return LSKV_EINVAL;
+    }
+    EVP_PKEY *pub = spki_to_key(spki, spki_len);
+    if (pub == NULL) {
+        errmsg_printf(errmsg, "node public key: not a P-384 SubjectPublicKeyInfo");
+        return LSKV_EINVAL;
+    }
+    X509 *x = make_cert(pub, cn, s->cert, s->key, false);
+    *pem_out = x ? cert_to_pem(x) : NULL;
+    X509_free(x);
+    EVP_PKEY_free(pub);
+    if (*pem_out == NULL) {
+        errmsg_printf(errmsg, "cannot issue a node certificate");
+        return LSKV_EIO;
+    }
     return 0;
 }
 
@@ -400,8 +642,7 @@ int cert_node_load_or_create(const char *dir, const cert_service *s, const char 
             errmsg_printf(errmsg, "%s: cannot make node identity", dir);
             goto err;
         }
-        if ((rv = save_key(kpath, n->key, errmsg)) != 0 ||
-            (rv = file_write_durable(cpath, n->pem, strlen(n->pem), 0644, errmsg)) != 0)
+        if ((rv = save_pair(dir, "node", n->key, n->pem, errmsg)) != 0)
             goto err;
         if (created != NULL)
             *created = true;
@@ -423,6 +664,25 @@ int cert_node_load_or_create(const char *dir, const cert_service *s, const char 
     return 0;
 err:
     cert_node_free(n);
+    return rv;
+}
+
+int cert_node_install(const char *dir, const cert_service *s, const char *cert_pem,
+                      size_t cert_len, const char *key_pem, size_t key_len, char *errmsg)
+{
+    X509 *x = pem_to_cert(cert_pem, cert_len);
+    EVP_PKEY *k = x ? pem_to_key(key_pem, key_len) : NULL;
+    char *pem = x ? cert_to_pem(x) : NULL;
+    int rv = LSKV_ECORRUPT;
+    if (x == NULL || k == NULL || pem == NULL)
+        errmsg_printf(errmsg, "node identity: not a PEM certificate and EC private key");
+    else if (X509_check_private_key(x, k) != 1)
+        errmsg_printf(errmsg, "node key does not match the node certificate");
+    else if ((rv = check_endorsed(s, x, errmsg)) == 0)
+        rv = save_pair(dir, "node", k, pem, errmsg);
+    free(pem);
+    EVP_PKEY_free(k);
+    X509_free(x);
     return rv;
 }
 

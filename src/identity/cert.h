@@ -37,6 +37,24 @@ typedef struct cert_node cert_node;
  * than 0600, key does not match cert), LSKV_EIO (OpenSSL), LSKV_ENOMEM. */
 int cert_service_load_or_create(const char *dir, const char *cn, bool create,
                                 cert_service **out, bool *created, char *errmsg);
+/* A new service identity in memory (key and self-signed CA certificate with
+ * common name cn); nothing is written. Errors: LSKV_EIO, LSKV_ENOMEM. */
+int cert_service_new(const char *cn, cert_service **out, char *errmsg);
+/* Writes s as dir/service.key (0600) and dir/service.pem, durably,
+ * replacing what is there. Errors: LSKV_EINVAL (s has no key), negated
+ * errno, LSKV_EIO. */
+int cert_service_save(const cert_service *s, const char *dir, char *errmsg);
+/* A service identity that can endorse, from its PEM certificate and PKCS#8
+ * PEM key (both copied; the caller wipes key_pem).
+ * Errors: LSKV_ECORRUPT (unparsable, or the key is not the certificate's). */
+int cert_service_from_pem_key(const char *cert_pem, size_t cert_len, const char *key_pem,
+                              size_t key_len, cert_service **out, char *errmsg);
+/* The service private key as PKCS#8 PEM (NUL-terminated, *len without the
+ * NUL): a secret the caller frees with cert_secret_free.
+ * Errors: LSKV_EINVAL (s has no key), LSKV_EIO, LSKV_ENOMEM. */
+int cert_service_key_pem(const cert_service *s, char **pem, size_t *len);
+/* Wipes a NUL-terminated secret (a key PEM) and frees it. NULL is a no-op. */
+void cert_secret_free(char *secret);
 /* A verify-only service identity from a PEM certificate (copied).
  * Errors: LSKV_ECORRUPT (not a certificate), LSKV_ENOMEM. */
 int cert_service_from_pem(const char *pem, size_t len, cert_service **out, char *errmsg);
@@ -56,6 +74,14 @@ void cert_service_free(cert_service *s);
  * endorse with); LSKV_ECORRUPT (node cert not endorsed by s). */
 int cert_node_load_or_create(const char *dir, const cert_service *s, const char *cn,
                              bool create, cert_node **out, bool *created, char *errmsg);
+/* Checks that cert_pem (a node certificate) is endorsed by s and that
+ * key_pem is its private key, then writes dir/node.key (0600) and
+ * dir/node.pem durably, as cert_node_load_or_create then loads them.
+ * Both strings are copied; the caller wipes key_pem.
+ * Errors: LSKV_ECORRUPT (unparsable, key not the certificate's, not
+ * endorsed), LSKV_EIO, negated errno. */
+int cert_node_install(const char *dir, const cert_service *s, const char *cert_pem,
+                      size_t cert_len, const char *key_pem, size_t key_len, char *errmsg);
 /* PEM certificate and hex node id; valid until cert_node_free. */
 const char *cert_node_pem(const cert_node *n);
 const char *cert_node_id(const cert_node *n);
@@ -80,5 +106,32 @@ int cert_check_endorsed(const cert_service *s, const char *node_pem, size_t pem_
 /* Node id (hex SHA-256 of the public key DER) of a PEM certificate.
  * Errors: LSKV_EINVAL. */
 int cert_node_id_of_pem(const char *pem, size_t pem_len, char out[CERT_NODE_ID_HEX]);
+
+/* The subject common name of a PEM certificate into out (NUL-terminated).
+ * Errors: LSKV_EINVAL (unparsable, no CN, longer than size - 1). */
+int cert_cn_of_pem(const char *pem, size_t pem_len, char *out, size_t size);
+
+/* --- Keys of members that are joining (identity/join.h) ---------------- */
+
+/* A fresh P-384 key (*key_pem, PKCS#8: a secret, cert_secret_free) and a
+ * self-signed certificate for it (*cert_pem, free()), common name cn: what
+ * a joining member shows in its TLS handshake before it is endorsed.
+ * Errors: LSKV_EIO, LSKV_ENOMEM. */
+int cert_key_new(const char *cn, char **key_pem, char **cert_pem, char *errmsg);
+/* The public key of a PEM certificate as SubjectPublicKeyInfo DER (*der
+ * malloc'ed, caller frees). Errors: LSKV_EINVAL (unparsable), LSKV_ENOMEM. */
+int cert_spki_of_pem(const char *pem, size_t pem_len, uint8_t **der, size_t *der_len);
+/* SHA-256 of the public key (SPKI DER) of a PEM certificate: the bytes of
+ * its node id, and what an attestation report binds. Errors: LSKV_EINVAL. */
+int cert_key_digest_of_pem(const char *pem, size_t pem_len, uint8_t out[CERT_DIGEST_BYTES]);
+/* SHA-256 of spki after checking it is a P-384 SubjectPublicKeyInfo in its
+ * one canonical DER encoding. Errors: LSKV_EINVAL. */
+int cert_spki_digest(const uint8_t *spki, size_t len, uint8_t out[CERT_DIGEST_BYTES]);
+/* Issues a node certificate for the public key spki (checked as by
+ * cert_spki_digest), common name cn, signed by s's key. *pem_out is
+ * malloc'ed (caller frees). Errors: LSKV_EINVAL (s has no key; spki is not
+ * a P-384 key), LSKV_EIO, LSKV_ENOMEM. */
+int cert_issue_node(const cert_service *s, const uint8_t *spki, size_t spki_len,
+                    const char *cn, char **pem_out, char *errmsg);
 
 #endif

@@ -58,5 +58,6 @@ int cmd_ledger_show(int argc, char **argv);
 int cmd_ledger_audit(int argc, char **argv);
 int cmd_ledger_synth(int argc, char **argv);
 int cmd_receipt_verify(int argc, char **argv);
+int cmd_attestation_verify(int argc, char **argv);
 
 #endif

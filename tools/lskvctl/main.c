@@ -49,6 +49,10 @@ static const char usage[] =
     "  ledger synth DIR --entries N [--sig-every K] [--chunk-bytes B]\n"
     "                 [--receipts OUTDIR]\n"
     "      TEST TOOL: write a synthetic ledger, identity and secret under DIR\n"
+    "  attestation verify FILE --policy POLICY (--key-digest HEX | --node-cert CERT)\n"
+    "      check a member's attestation report (binary AttestationReport) against\n"
+    "      an --attestation-policy file and the key it must bind (SHA-256 of the\n"
+    "      public key, or that of a certificate); prints its fields and the verdict\n"
     "exit: 0 ok, 1 check failed, 2 usage or I/O error, 3 not implemented\n";
 
 void lskvctl_fail(const char *cmd, const char *fmt, ...)
@@ -608,6 +612,8 @@ int main(int argc, char **argv)
         return cmd_anchor_get(argc - 3, argv + 3);
     if (strcmp(a, "receipt") == 0 && strcmp(b, "get") == 0)
         return cmd_receipt_get(argc - 3, argv + 3);
+    if (strcmp(a, "attestation") == 0 && strcmp(b, "verify") == 0)
+        return cmd_attestation_verify(argc - 3, argv + 3);
     if (strcmp(a, "tx-status") == 0)
         return cmd_tx_status(argc - 2, argv + 2);
     return usage_error(a, "unknown command", NULL);
