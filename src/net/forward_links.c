@@ -1,6 +1,7 @@
 /* Forwarding links between members: see forward_links.h. */
 #include "net/forward_links.h"
 
+#include <inttypes.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
