@@ -108,7 +108,9 @@ static int load_secret(struct daemon *d, const char *name, uint8_t *out, size_t 
 static int load_ids(struct daemon *d, char *errmsg)
 {
     struct datadir_ids ids = {0, 0};
-    int rv = datadir_load_ids(&d->dir, d->data_key, &ids, NULL, errmsg);
+    const struct members *m = &d->config.members; /* etcd's ids, for a fresh dir */
+    struct datadir_ids derived = {m->cluster_id, m->m[m->self].id};
+    int rv = datadir_load_ids(&d->dir, d->data_key, &derived, &ids, NULL, errmsg);
     d->cluster_id = ids.cluster_id;
     d->member_id = ids.member_id;
     return rv;
@@ -408,7 +410,7 @@ static void start_serving(struct daemon *d)
     start_signer(d);
     /* As etcd's Promote: every lease gets its whole TTL again, plus an
      * election timeout, so none expires early because of the restart. */
-    if (lease_service_start(&d->api, CONSENSUS_ELECTION_TIMEOUT_MS) != 0 ||
+    if (lease_service_start(&d->api, (uint64_t)c->election_timeout_ms) != 0 ||
         watch_service_start(&d->api) != 0) {
         LOG_ERROR(MODULE, "cannot start the lease and watch timers: out of memory");
         shutdown_daemon(d, 1);
@@ -426,6 +428,8 @@ static void start_serving(struct daemon *d)
     LOG_INFO(MODULE, "published member %016" PRIx64 " (%s) to cluster %016" PRIx64
              ", revision %" PRId64,
              d->member_id, c->name, d->cluster_id, kvstore_revision(d->kv));
+    /* etcd's e2e suite and tools wait for this line and a "published" one */
+    LOG_INFO(MODULE, "enabled capabilities for version 3.4");
 }
 
 static void try_ready(struct daemon *d);
@@ -660,6 +664,8 @@ static int open_daemon(struct daemon *d, char *errmsg)
         .cluster_id = d->cluster_id,
         .key_epoch_size = (uint64_t)c->key_epoch_size,
         .member_id = d->member_id,
+        .heartbeat_ms = (unsigned)c->heartbeat_interval_ms,
+        .election_ms = (unsigned)c->election_timeout_ms,
         .peer_address = peer.hostport,
         .snapshot_threshold = (unsigned)c->snapshot_count,
         .segment_bytes = (size_t)segment,
@@ -690,7 +696,7 @@ static int open_daemon(struct daemon *d, char *errmsg)
         return rv;
     }
     /* etcd's TTL floor: ceil(1.5 x the election timeout) seconds. */
-    if ((rv = lessor_new((3 * CONSENSUS_ELECTION_TIMEOUT_MS / 2 + 999) / 1000, &d->leases)) != 0) {
+    if ((rv = lessor_new((3 * c->election_timeout_ms / 2 + 999) / 1000, &d->leases)) != 0) {
         errmsg_printf(errmsg, "lease table: %s", lskv_strerror(rv));
         return rv;
     }
@@ -766,6 +772,11 @@ int main(int argc, char **argv)
     if (exit_now) {
         config_free(&d.config);
         return 0;
+    }
+    if (config_open_log_output(&d.config, errmsg) != 0) {
+        fprintf(stderr, "lskvd: %s\n", errmsg);
+        config_free(&d.config);
+        return 2;
     }
     log_level_parse(d.config.log_level, &log_min_level);
     config_dump(&d.config, log_config_line);
