@@ -375,6 +375,14 @@ static void start_serving(struct daemon *d)
         .watch = d->watch,
     };
     size_t n = api_methods(&d->api, d->methods, sizeof d->methods / sizeof d->methods[0]);
+    bool made = false; /* --auto-tls: etcd's self-signed client certificate */
+    if (config_auto_tls(c, &made, errmsg) != 0) {
+        LOG_ERROR(MODULE, "cannot serve clients: --auto-tls: %s", errmsg);
+        shutdown_daemon(d, 1);
+        return;
+    }
+    if (c->auto_tls)
+        LOG_INFO(MODULE, "--auto-tls: %s %s", made ? "made" : "using", c->cert_file);
     struct grpc_server_config sc = {
         .listen_urls = (const char *const *)c->listen_client_urls,
         .n_listen_urls = c->n_listen_client_urls,
@@ -654,7 +662,9 @@ static int open_daemon(struct daemon *d, char *errmsg)
         return rv;
 
     struct url peer; /* checked by config_parse */
-    if ((rv = url_parse(c->initial_advertise_peer_urls[0], 0, &peer, errmsg)) != 0)
+    char peer_address[80]; /* raft_uv takes numeric addresses only */
+    if ((rv = url_parse(c->initial_advertise_peer_urls[0], 0, &peer, errmsg)) != 0 ||
+        (rv = url_resolve(&peer, NULL, peer_address, sizeof peer_address, errmsg)) != 0)
         return rv;
     char raft_dir[4096];
     snprintf(raft_dir, sizeof raft_dir, "%s/raft", c->data_dir);
@@ -666,7 +676,7 @@ static int open_daemon(struct daemon *d, char *errmsg)
         .member_id = d->member_id,
         .heartbeat_ms = (unsigned)c->heartbeat_interval_ms,
         .election_ms = (unsigned)c->election_timeout_ms,
-        .peer_address = peer.hostport,
+        .peer_address = peer_address,
         .snapshot_threshold = (unsigned)c->snapshot_count,
         .segment_bytes = (size_t)segment,
         .snapshot_bytes = snap_bytes,

@@ -11,6 +11,7 @@
 #include "common/err.h"
 #include "common/url.h"
 #include "common/log.h"
+#include "identity/selfcert.h"
 
 /* OPT_REFUSED: an etcd flag lskvd does not implement; help says why. Its
  * def, when not NULL, is the one value accepted (etcd's default, e.g. a
@@ -590,6 +591,31 @@ int config_parse(struct config *c, int argc, char **argv, FILE *out, bool *exit_
         return LSKV_EINVAL;
     }
     return check_initial_cluster(c, errmsg);
+}
+
+int config_auto_tls(struct config *c, bool *made, char *errmsg)
+{
+    *made = false;
+    if (!c->auto_tls || (c->cert_file != NULL && c->key_file != NULL))
+        return 0;
+    struct url u[CONFIG_MAX_URLS];
+    const char *hosts[CONFIG_MAX_URLS];
+    for (size_t i = 0; i < c->n_listen_client_urls; i++) {
+        int rv = url_parse(c->listen_client_urls[i], 0, &u[i], errmsg); /* checked before */
+        if (rv != 0)
+            return rv;
+        hosts[i] = u[i].host;
+    }
+    char dir[SELFCERT_PATH_MAX], cert[SELFCERT_PATH_MAX], key[SELFCERT_PATH_MAX];
+    snprintf(dir, sizeof dir, "%s/fixtures/client", c->data_dir);
+    int rv = selfcert_ensure(dir, hosts, c->n_listen_client_urls, cert, key, made, errmsg);
+    if (rv != 0)
+        return rv;
+    free(c->cert_file);
+    free(c->key_file);
+    c->cert_file = strdup(cert);
+    c->key_file = strdup(key);
+    return c->cert_file && c->key_file ? 0 : LSKV_ENOMEM;
 }
 
 int config_open_log_output(const struct config *c, char *errmsg)

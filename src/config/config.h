@@ -75,6 +75,14 @@ struct config {
 int config_parse(struct config *c, int argc, char **argv, FILE *out, bool *exit_now,
                  char *errmsg);
 void config_free(struct config *c);
+/* --auto-tls as etcd's ClientSelfCert: when set and --cert-file/--key-file
+ * are not both given, makes (or reuses) the self-signed pair in
+ * <data-dir>/fixtures/client for every --listen-client-urls host
+ * (identity/selfcert.h) and sets cert_file and key_file to it; else does
+ * nothing. Call once the data dir is open. *made says a new pair was
+ * written. Errors: those of selfcert_ensure, LSKV_ENOMEM. */
+int config_auto_tls(struct config *c, bool *made, char *errmsg);
+
 /* Sends the log (stderr) where --log-outputs says: nothing for default and
  * stderr, stdout, or a file opened for appending (dup2 onto stderr).
  * Errors: negated errno with errmsg naming the file. */
