@@ -65,6 +65,7 @@ struct daemon {
     struct fsm fsm;
     consensus_node *node;
     grpc_server *server;
+    grpc_server *metrics; /* --listen-metrics-urls; closed before server */
     struct api api;
     struct grpc_method methods[96];
     uv_signal_t sigint, sigterm;
@@ -117,6 +118,17 @@ static int load_ids(struct daemon *d, char *errmsg)
 }
 
 static void on_closed_server(void *arg);
+
+/* The metrics listener reads through the client server: it goes first. */
+static void on_closed_metrics(void *arg)
+{
+    struct daemon *d = arg;
+    d->metrics = NULL;
+    if (d->server != NULL)
+        grpc_server_close(d->server, on_closed_server, d);
+    else
+        on_closed_server(d);
+}
 
 /* The heap bytes that are not the trusted core's: the untrusted engine's
  * memtables and block cache (lskv_trusted_bytes in /metrics). The value
@@ -208,10 +220,10 @@ static void shutdown_daemon(struct daemon *d, int exit_code)
     uv_close((uv_handle_t *)&d->sig_timer, NULL);
     lease_service_stop(&d->api);
     watch_service_stop(&d->api);
-    if (d->server != NULL)
-        grpc_server_close(d->server, on_closed_server, d);
+    if (d->metrics != NULL)
+        grpc_server_close(d->metrics, on_closed_metrics, d);
     else
-        on_closed_server(d);
+        on_closed_metrics(d);
 }
 
 static void on_closed_node(void *arg)
@@ -405,6 +417,20 @@ static void start_serving(struct daemon *d)
         LOG_ERROR(MODULE, "cannot serve clients: %s", errmsg);
         shutdown_daemon(d, 1);
         return;
+    }
+    if (c->n_listen_metrics_urls > 0) { /* etcd's /metrics and /health listener */
+        struct grpc_server_config mc = {
+            .listen_urls = (const char *const *)c->listen_metrics_urls,
+            .n_listen_urls = c->n_listen_metrics_urls,
+            .tls = sc.tls,
+            .json_gateway = true,
+            .metrics_of = d->server,
+        };
+        if (grpc_server_open(d->loop, &mc, &d->metrics, errmsg) != 0) {
+            LOG_ERROR(MODULE, "cannot serve metrics: %s", errmsg);
+            shutdown_daemon(d, 1);
+            return;
+        }
     }
     add_lease_and_watch_series(d);
     grpc_server_add_gauge(d->server, "lskv_proposals_in_flight", "gauge",
