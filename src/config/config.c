@@ -1,5 +1,6 @@
 #include "config/config.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <unistd.h>
@@ -476,13 +477,34 @@ static int check_tls(struct config *c, char *errmsg)
     return 0;
 }
 
+/* etcd's checkBindURLs: a listen URL names an IP address or localhost. */
+static int check_bind_urls(const char *flag, char *const *urls, size_t n, char *errmsg)
+{
+    for (size_t i = 0; i < n; i++) {
+        struct url u;
+        unsigned char buf[16];
+        if (url_parse(urls[i], 0, &u, errmsg) != 0) /* checked when set */
+            return LSKV_EINVAL;
+        if (strcmp(u.host, "localhost") != 0 && inet_pton(AF_INET, u.host, buf) != 1 &&
+            inet_pton(AF_INET6, u.host, buf) != 1) {
+            errmsg_printf(errmsg, "%s: expected IP in URL for binding (%s)", flag, urls[i]);
+            return LSKV_EINVAL;
+        }
+    }
+    return 0;
+}
+
 /* --initial-cluster as etcd reads it; multi-member clusters are not
  * implemented yet, so it may name only this member: rather than start a
  * lone member of a cluster that serves divergent data. */
 static int check_initial_cluster(struct config *c, char *errmsg)
 {
     int rv;
-    if (c->initial_cluster == NULL) { /* etcd's InitialClusterFromName */
+    if (c->initial_cluster == NULL && strcmp(c->name, "default") == 0) {
+        /* etcd's default, kept for the default name whatever is advertised */
+        if ((c->initial_cluster = strdup("default=http://localhost:2380")) == NULL)
+            return LSKV_ENOMEM;
+    } else if (c->initial_cluster == NULL) { /* etcd's InitialClusterFromName */
         size_t n = 1;
         for (size_t i = 0; i < c->n_initial_advertise_peer_urls; i++)
             n += strlen(c->name) + 2 + strlen(c->initial_advertise_peer_urls[i]);
@@ -577,6 +599,13 @@ int config_parse(struct config *c, int argc, char **argv, FILE *out, bool *exit_
                       "API only)");
         return LSKV_EINVAL;
     }
+    if ((rv = check_bind_urls("--listen-client-urls", c->listen_client_urls,
+                              c->n_listen_client_urls, errmsg)) != 0 ||
+        (rv = check_bind_urls("--listen-peer-urls", c->listen_peer_urls, c->n_listen_peer_urls,
+                              errmsg)) != 0 ||
+        (rv = check_bind_urls("--listen-metrics-urls", c->listen_metrics_urls,
+                              c->n_listen_metrics_urls, errmsg)) != 0)
+        return rv;
     if ((rv = check_logging(c, errmsg)) != 0 || (rv = check_timing(c, errmsg)) != 0 ||
         (rv = check_tls(c, errmsg)) != 0)
         return rv;

@@ -136,6 +136,28 @@ TEST(config, token_and_cluster_give_etcds_ids)
     config_free(&c);
 }
 
+TEST(config, listen_urls_name_ips_or_localhost_and_default_cluster)
+{
+    struct config c;
+    char errmsg[LSKV_ERRMSG_SIZE] = "";
+    char *a[] = {"lskvd", "--listen-client-urls", "http://example.com:1"};
+    ASSERT_EQ(parse(&c, 3, a, errmsg), LSKV_EINVAL);
+    ASSERT_STR_EQ(errmsg, "--listen-client-urls: expected IP in URL for binding "
+                          "(http://example.com:1)");
+    config_free(&c);
+    char *ok[] = {"lskvd", "--listen-metrics-urls", "http://localhost:1,http://[::1]:2",
+                  "--listen-peer-urls", "http://0.0.0.0:3"};
+    ASSERT_EQ(parse(&c, 5, ok, errmsg), 0);
+    config_free(&c);
+    /* etcd keeps default=http://localhost:2380 for the default name: another
+     * advertised URL then needs an --initial-cluster */
+    char *d[] = {"lskvd", "--initial-advertise-peer-urls", "http://127.0.0.1:9"};
+    ASSERT_EQ(parse(&c, 3, d, errmsg), LSKV_EINVAL);
+    ASSERT(strstr(errmsg, "--initial-cluster has default=http://localhost:2380 but missing "
+                          "from --initial-advertise-peer-urls=http://127.0.0.1:9") != NULL);
+    config_free(&c);
+}
+
 TEST(config, raft_timing_as_etcd_validates_it)
 {
     struct config c;
