@@ -67,6 +67,7 @@ struct daemon {
     struct fsm fsm;
     consensus_node *node;
     grpc_server *server;
+    grpc_server *metrics; /* --listen-metrics-urls; closed before server */
     struct api api;
     struct grpc_method methods[96];
     uv_signal_t sigint, sigterm;
@@ -110,13 +111,26 @@ static int load_secret(struct daemon *d, const char *name, uint8_t *out, size_t 
 static int load_ids(struct daemon *d, char *errmsg)
 {
     struct datadir_ids ids = {0, 0};
-    int rv = datadir_load_ids(&d->dir, d->data_key, &ids, NULL, errmsg);
+    const struct members *m = &d->config.members; /* etcd's ids, for a fresh dir */
+    struct datadir_ids derived = {m->cluster_id, m->m[m->self].id};
+    int rv = datadir_load_ids(&d->dir, d->data_key, &derived, &ids, NULL, errmsg);
     d->cluster_id = ids.cluster_id;
     d->member_id = ids.member_id;
     return rv;
 }
 
 static void on_closed_server(void *arg);
+
+/* The metrics listener reads through the client server: it goes first. */
+static void on_closed_metrics(void *arg)
+{
+    struct daemon *d = arg;
+    d->metrics = NULL;
+    if (d->server != NULL)
+        grpc_server_close(d->server, on_closed_server, d);
+    else
+        on_closed_server(d);
+}
 
 /* The heap bytes that are not the trusted core's: the untrusted engine's
  * memtables and block cache (lskv_trusted_bytes in /metrics). The value
@@ -208,10 +222,10 @@ static void shutdown_daemon(struct daemon *d, int exit_code)
     uv_close((uv_handle_t *)&d->sig_timer, NULL);
     lease_service_stop(&d->api);
     watch_service_stop(&d->api);
-    if (d->server != NULL)
-        grpc_server_close(d->server, on_closed_server, d);
+    if (d->metrics != NULL)
+        grpc_server_close(d->metrics, on_closed_metrics, d);
     else
-        on_closed_server(d);
+        on_closed_metrics(d);
 }
 
 static void on_closed_node(void *arg)
@@ -384,6 +398,14 @@ static void start_serving(struct daemon *d)
         .last_request_id = random_request_base(),
     };
     size_t n = api_methods(&d->api, d->methods, sizeof d->methods / sizeof d->methods[0]);
+    bool made = false; /* --auto-tls: etcd's self-signed client certificate */
+    if (config_auto_tls(c, &made, errmsg) != 0) {
+        LOG_ERROR(MODULE, "cannot serve clients: --auto-tls: %s", errmsg);
+        shutdown_daemon(d, 1);
+        return;
+    }
+    if (c->auto_tls)
+        LOG_INFO(MODULE, "--auto-tls: %s %s", made ? "made" : "using", c->cert_file);
     struct grpc_server_config sc = {
         .listen_urls = (const char *const *)c->listen_client_urls,
         .n_listen_urls = c->n_listen_client_urls,
@@ -407,6 +429,20 @@ static void start_serving(struct daemon *d)
         shutdown_daemon(d, 1);
         return;
     }
+    if (c->n_listen_metrics_urls > 0) { /* etcd's /metrics and /health listener */
+        struct grpc_server_config mc = {
+            .listen_urls = (const char *const *)c->listen_metrics_urls,
+            .n_listen_urls = c->n_listen_metrics_urls,
+            .tls = sc.tls,
+            .json_gateway = true,
+            .metrics_of = d->server,
+        };
+        if (grpc_server_open(d->loop, &mc, &d->metrics, errmsg) != 0) {
+            LOG_ERROR(MODULE, "cannot serve metrics: %s", errmsg);
+            shutdown_daemon(d, 1);
+            return;
+        }
+    }
     add_lease_and_watch_series(d);
     grpc_server_add_gauge(d->server, "lskv_proposals_in_flight", "gauge",
                           "Raft proposals not yet applied (etcd's limit: 5000).",
@@ -419,7 +455,7 @@ static void start_serving(struct daemon *d)
     start_signer(d);
     /* As etcd's Promote: every lease gets its whole TTL again, plus an
      * election timeout, so none expires early because of the restart. */
-    if (lease_service_start(&d->api, CONSENSUS_ELECTION_TIMEOUT_MS) != 0 ||
+    if (lease_service_start(&d->api, (uint64_t)c->election_timeout_ms) != 0 ||
         watch_service_start(&d->api) != 0) {
         LOG_ERROR(MODULE, "cannot start the lease and watch timers: out of memory");
         shutdown_daemon(d, 1);
@@ -437,6 +473,8 @@ static void start_serving(struct daemon *d)
     LOG_INFO(MODULE, "published member %016" PRIx64 " (%s) to cluster %016" PRIx64
              ", revision %" PRId64,
              d->member_id, c->name, d->cluster_id, kvstore_revision(d->kv));
+    /* etcd's e2e suite and tools wait for this line and a "published" one */
+    LOG_INFO(MODULE, "enabled capabilities for version 3.4");
 }
 
 static void try_ready(struct daemon *d);
@@ -661,7 +699,9 @@ static int open_daemon(struct daemon *d, char *errmsg)
         return rv;
 
     struct url peer; /* checked by config_parse */
-    if ((rv = url_parse(c->initial_advertise_peer_urls[0], 0, &peer, errmsg)) != 0)
+    char peer_address[80]; /* raft_uv takes numeric addresses only */
+    if ((rv = url_parse(c->initial_advertise_peer_urls[0], 0, &peer, errmsg)) != 0 ||
+        (rv = url_resolve(&peer, NULL, peer_address, sizeof peer_address, errmsg)) != 0)
         return rv;
     char raft_dir[4096];
     snprintf(raft_dir, sizeof raft_dir, "%s/raft", c->data_dir);
@@ -671,7 +711,9 @@ static int open_daemon(struct daemon *d, char *errmsg)
         .cluster_id = d->cluster_id,
         .key_epoch_size = (uint64_t)c->key_epoch_size,
         .member_id = d->member_id,
-        .peer_address = peer.hostport,
+        .heartbeat_ms = (unsigned)c->heartbeat_interval_ms,
+        .election_ms = (unsigned)c->election_timeout_ms,
+        .peer_address = peer_address,
         .snapshot_threshold = (unsigned)c->snapshot_count,
         .segment_bytes = (size_t)segment,
         .snapshot_bytes = snap_bytes,
@@ -701,7 +743,7 @@ static int open_daemon(struct daemon *d, char *errmsg)
         return rv;
     }
     /* etcd's TTL floor: ceil(1.5 x the election timeout) seconds. */
-    if ((rv = lessor_new((3 * CONSENSUS_ELECTION_TIMEOUT_MS / 2 + 999) / 1000, &d->leases)) != 0) {
+    if ((rv = lessor_new((3 * c->election_timeout_ms / 2 + 999) / 1000, &d->leases)) != 0) {
         errmsg_printf(errmsg, "lease table: %s", lskv_strerror(rv));
         return rv;
     }
@@ -777,6 +819,11 @@ int main(int argc, char **argv)
     if (exit_now) {
         config_free(&d.config);
         return 0;
+    }
+    if (config_open_log_output(&d.config, errmsg) != 0) {
+        fprintf(stderr, "lskvd: %s\n", errmsg);
+        config_free(&d.config);
+        return 2;
     }
     log_level_parse(d.config.log_level, &log_min_level);
     config_dump(&d.config, log_config_line);

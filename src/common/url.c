@@ -1,6 +1,9 @@
 #include "common/url.h"
 
+#include <arpa/inet.h>
 #include <http_parser.h>
+#include <netdb.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -56,5 +59,44 @@ int url_parse(const char *s, unsigned flags, struct url *out, char *errmsg)
     bool v6 = strchr(out->host, ':') != NULL;
     snprintf(out->hostport, sizeof out->hostport, "%s%s%s:%u", v6 ? "[" : "", out->host,
              v6 ? "]" : "", (unsigned)out->port);
+    return 0;
+}
+
+int url_resolve(const struct url *u, struct sockaddr_storage *sa, char *numeric, size_t size,
+                char *errmsg)
+{
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+    struct addrinfo *res = NULL, *pick = NULL;
+    char port[8];
+    snprintf(port, sizeof port, "%u", (unsigned)u->port);
+    int rv = getaddrinfo(u->host, port, &hints, &res);
+    if (rv != 0) {
+        errmsg_printf(errmsg, "resolve %s: %s", u->host, gai_strerror(rv));
+        return LSKV_EINVAL;
+    }
+    for (struct addrinfo *a = res; a != NULL && pick == NULL; a = a->ai_next)
+        if (a->ai_family == AF_INET)
+            pick = a;
+    for (struct addrinfo *a = res; a != NULL && pick == NULL; a = a->ai_next)
+        if (a->ai_family == AF_INET6)
+            pick = a;
+    if (pick == NULL || pick->ai_addrlen > sizeof(struct sockaddr_storage)) {
+        freeaddrinfo(res);
+        errmsg_printf(errmsg, "resolve %s: no IPv4 or IPv6 address", u->host);
+        return LSKV_EINVAL;
+    }
+    if (sa != NULL) {
+        memset(sa, 0, sizeof *sa);
+        memcpy(sa, pick->ai_addr, pick->ai_addrlen);
+    }
+    if (numeric != NULL) {
+        char ip[INET6_ADDRSTRLEN] = "?";
+        bool v6 = pick->ai_family == AF_INET6;
+        const void *addr = v6 ? (const void *)&((struct sockaddr_in6 *)(void *)pick->ai_addr)->sin6_addr
+                              : (const void *)&((struct sockaddr_in *)(void *)pick->ai_addr)->sin_addr;
+        inet_ntop(pick->ai_family, addr, ip, sizeof ip);
+        snprintf(numeric, size, "%s%s%s:%u", v6 ? "[" : "", ip, v6 ? "]" : "", (unsigned)u->port);
+    }
+    freeaddrinfo(res);
     return 0;
 }

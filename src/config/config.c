@@ -1,6 +1,9 @@
 #include "config/config.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <unistd.h>
 #include <inttypes.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -9,8 +12,12 @@
 #include "common/err.h"
 #include "common/url.h"
 #include "common/log.h"
+#include "identity/selfcert.h"
 
-enum opt_type { OPT_STRING, OPT_URLS, OPT_INT, OPT_BOOL };
+/* OPT_REFUSED: an etcd flag lskvd does not implement; help says why. Its
+ * def, when not NULL, is the one value accepted (etcd's default, e.g. a
+ * feature left off). */
+enum opt_type { OPT_STRING, OPT_URLS, OPT_INT, OPT_BOOL, OPT_REFUSED };
 
 struct opt {
     const char *name;
@@ -29,23 +36,40 @@ static const struct opt opts[] = {
     {"name", OPT_STRING, "default", 0, 0, F(name), 0, "Human-readable name for this member."},
     {"data-dir", OPT_STRING, NULL, 0, 0, F(data_dir), 0,
      "Path to the data directory (default: ./<name>.lskv)."},
-    {"listen-client-urls", OPT_URLS, "http://127.0.0.1:2379", 0, 0, F(listen_client_urls),
+    {"listen-client-urls", OPT_URLS, "http://localhost:2379", 0, 0, F(listen_client_urls),
      F(n_listen_client_urls), "List of URLs to listen on for client traffic (http:// or https://)."},
-    {"advertise-client-urls", OPT_URLS, "http://127.0.0.1:2379", 0, 0,
+    {"advertise-client-urls", OPT_URLS, "http://localhost:2379", 0, 0,
      F(advertise_client_urls), F(n_advertise_client_urls),
      "List of this member's client URLs to advertise to the public."},
-    {"listen-peer-urls", OPT_URLS, "http://127.0.0.1:2380", 0, 0, F(listen_peer_urls),
+    {"listen-peer-urls", OPT_URLS, "http://localhost:2380", 0, 0, F(listen_peer_urls),
      F(n_listen_peer_urls),
      "List of URLs for peer traffic (checked; a single member has no peers, so nothing "
      "listens yet)."},
-    {"initial-advertise-peer-urls", OPT_URLS, "http://127.0.0.1:2380", 0, 0,
+    {"initial-advertise-peer-urls", OPT_URLS, "http://localhost:2380", 0, 0,
      F(initial_advertise_peer_urls), F(n_initial_advertise_peer_urls),
      "List of this member's peer URLs to advertise to the rest of the cluster."},
     {"initial-cluster", OPT_STRING, NULL, 0, 0, F(initial_cluster), 0,
-     "Initial cluster configuration for bootstrapping (name=peer-url,...); only this "
-     "member yet (single-member clusters)."},
+     "Initial cluster configuration for bootstrapping (name=peer-url,...; default: --name "
+     "with each --initial-advertise-peer-urls); only this member yet (single-member "
+     "clusters)."},
+    {"initial-cluster-token", OPT_STRING, MEMBERS_DEFAULT_TOKEN, 0, 0,
+     F(initial_cluster_token), 0,
+     "Initial cluster token for the etcd cluster during bootstrap (member and cluster ids "
+     "derive from it as etcd's)."},
     {"initial-cluster-state", OPT_STRING, "new", 0, 0, F(initial_cluster_state), 0,
      "Initial cluster state: 'new' ('existing', joining a cluster, is not implemented yet)."},
+    {"heartbeat-interval", OPT_INT, "100", 1, INT64_MAX, F(heartbeat_interval_ms), 0,
+     "Time (in milliseconds) of a heartbeat interval."},
+    {"election-timeout", OPT_INT, "1000", 1, INT64_MAX, F(election_timeout_ms), 0,
+     "Time (in milliseconds) for an election to timeout (the minimum lease TTL is "
+     "ceil(1.5 x this) seconds, as etcd's)."},
+    {"strict-reconfig-check", OPT_BOOL, "true", 0, 0, F(strict_reconfig_check), 0,
+     "Reject reconfiguration requests that would cause quorum loss."},
+    {"enable-v2", OPT_BOOL, "false", 0, 0, F(enable_v2), 0,
+     "Accept etcd V2 client requests: only false (lskv has no v2 API)."},
+    {"listen-metrics-urls", OPT_URLS, NULL, 0, 0, F(listen_metrics_urls),
+     F(n_listen_metrics_urls),
+     "List of URLs to listen on for the metrics and health endpoints (/metrics, /health)."},
     {"cert-file", OPT_STRING, NULL, 0, 0, F(cert_file), 0,
      "Path to the client server TLS cert file."},
     {"key-file", OPT_STRING, NULL, 0, 0, F(key_file), 0,
@@ -56,6 +80,22 @@ static const struct opt opts[] = {
     {"client-cert-auth", OPT_BOOL, "false", 0, 0, F(client_cert_auth), 0,
      "Enable client cert authentication: a client without a certificate signed by "
      "--trusted-ca-file is refused at the TLS handshake."},
+    {"auto-tls", OPT_BOOL, "false", 0, 0, F(auto_tls), 0,
+     "Client TLS using generated certificates (in <data-dir>/fixtures/client), for https:// "
+     "client URLs without --cert-file/--key-file."},
+    {"peer-auto-tls", OPT_BOOL, "false", 0, 0, F(peer_auto_tls), 0,
+     "Peer TLS using generated certificates: accepted, lskv members always use mutual TLS "
+     "with their node certificates."},
+    {"peer-cert-file", OPT_STRING, NULL, 0, 0, F(peer_cert_file), 0,
+     "Path to the peer server TLS cert file (not supported yet: members use their node "
+     "certificates)."},
+    {"peer-key-file", OPT_STRING, NULL, 0, 0, F(peer_key_file), 0,
+     "Path to the peer server TLS key file (not supported yet)."},
+    {"peer-trusted-ca-file", OPT_STRING, NULL, 0, 0, F(peer_trusted_ca_file), 0,
+     "Path to the peer server TLS trusted CA file (not supported yet)."},
+    {"peer-client-cert-auth", OPT_BOOL, "false", 0, 0, F(peer_client_cert_auth), 0,
+     "Enable peer client cert authentication (not supported yet; members always "
+     "authenticate each other by their node certificates)."},
     {"cipher-suites", OPT_STRING, NULL, 0, 0, F(cipher_suites), 0,
      "Comma-separated list of supported TLS 1.2 cipher suites, in etcd's names (empty: "
      "OpenSSL's defaults); TLS 1.3's are not configurable, as in etcd."},
@@ -79,6 +119,15 @@ static const struct opt opts[] = {
      "Bytes of decrypted values the trusted core may cache (lskv)."},
     {"log-level", OPT_STRING, "info", 0, 0, F(log_level), 0,
      "Log level: debug, info, warn, error, panic, or fatal."},
+    {"logger", OPT_STRING, "capnslog", 0, 0, F(logger), 0,
+     "Specify 'zap' or 'capnslog' (accepted as etcd 3.4 does; lskvd writes one line "
+     "format with either)."},
+    {"log-outputs", OPT_STRING, "default", 0, 0, F(log_outputs), 0,
+     "Where the log goes: default, stderr, stdout, or (with --logger zap) a file path."},
+    {"experimental-initial-corrupt-check", OPT_BOOL, "false", 0, 0,
+     F(experimental_initial_corrupt_check), 0,
+     "Check data corruption before serving: lskvd always verifies its ledger and raft "
+     "log at start, so true and false both mean on."},
     {"sig-tx-interval", OPT_INT, "5000", 1, 100000000, F(sig_tx_interval), 0,
      "Ledger entries between signatures (lskv; 1 = sign after every entry)."},
     {"sig-ms-interval", OPT_INT, "100", 1, 3600000, F(sig_ms_interval), 0,
@@ -92,6 +141,44 @@ static const struct opt opts[] = {
      "JSON file of the attestation reports members accept from joining members: "
      "{\"accept_virtual\": bool, \"measurements\": [\"<64 hex>\", ...]} (default: virtual "
      "reports of this very binary) (lskv)."},
+    /* etcd 3.4 flags tools pass that lskvd does not implement: refused by
+     * name with the reason, rather than ignored. */
+    {"force-new-cluster", OPT_REFUSED, "false", 0, 0, 0, 0,
+     "rewriting the membership of an existing data dir is not supported"},
+    {"discovery", OPT_REFUSED, NULL, 0, 0, 0, 0, "discovery is not supported"},
+    {"discovery-srv", OPT_REFUSED, NULL, 0, 0, 0, 0, "discovery is not supported"},
+    {"discovery-fallback", OPT_REFUSED, NULL, 0, 0, 0, 0, "discovery is not supported"},
+    {"discovery-proxy", OPT_REFUSED, NULL, 0, 0, 0, 0, "discovery is not supported"},
+    {"proxy", OPT_REFUSED, "off", 0, 0, 0, 0, "the v2 proxy is not supported"},
+    {"client-crl-file", OPT_REFUSED, NULL, 0, 0, 0, 0,
+     "certificate revocation lists are not supported yet"},
+    {"peer-crl-file", OPT_REFUSED, NULL, 0, 0, 0, 0,
+     "certificate revocation lists are not supported yet"},
+    {"auth-token", OPT_REFUSED, "simple", 0, 0, 0, 0,
+     "authentication is not supported yet (only etcd's default, simple)"},
+    {"max-concurrent-streams", OPT_REFUSED, NULL, 0, 0, 0, 0,
+     "the gRPC stream limit is not configurable yet"},
+    {"auto-compaction-retention", OPT_REFUSED, "0", 0, 0, 0, 0,
+     "automatic compaction is not supported yet (compact with etcdctl)"},
+    {"auto-compaction-mode", OPT_REFUSED, "periodic", 0, 0, 0, 0,
+     "automatic compaction is not supported yet"},
+    {"wal-dir", OPT_REFUSED, NULL, 0, 0, 0, 0,
+     "the raft log lives in <data-dir>/raft (a separate directory is not supported)"},
+    {"enable-pprof", OPT_REFUSED, "false", 0, 0, 0, 0, "there is no Go profiler"},
+    {"enable-grpc-gateway", OPT_REFUSED, "true", 0, 0, 0, 0,
+     "the JSON gateway is always on, as etcd's default"},
+    {"metrics", OPT_REFUSED, "basic", 0, 0, 0, 0, "only etcd's basic metrics are served"},
+    {"experimental-enable-lease-checkpoint", OPT_REFUSED, "false", 0, 0, 0, 0,
+     "lease checkpoints are not supported yet"},
+    {"experimental-watch-progress-notify-interval", OPT_REFUSED, NULL, 0, 0, 0, 0,
+     "periodic watch progress notifications are not supported yet"},
+    {"experimental-compaction-batch-limit", OPT_REFUSED, NULL, 0, 0, 0, 0,
+     "compaction is not batched in lskv"},
+    {"experimental-corrupt-check-time", OPT_REFUSED, NULL, 0, 0, 0, 0,
+     "periodic corruption checks between members are not supported yet"},
+    {"experimental-backend-bbolt-freelist-type", OPT_REFUSED, NULL, 0, 0, 0, 0,
+     "lskv has no bbolt backend"},
+    {"experimental-enable-v2v3", OPT_REFUSED, NULL, 0, 0, 0, 0, "lskv has no v2 API"},
 };
 #define N_OPTS (sizeof opts / sizeof opts[0])
 
@@ -177,6 +264,11 @@ static int set_opt(struct config *c, const struct opt *o, const char *value, cha
         }
         *(bool *)field_at(c, o->offset) = strcmp(value, "true") == 0;
         return 0;
+    case OPT_REFUSED:
+        if (o->def != NULL && strcmp(value, o->def) == 0)
+            return 0;
+        errmsg_printf(errmsg, "--%s=%s: not supported by lskvd: %s", o->name, value, o->help);
+        return LSKV_EINVAL;
     }
     return LSKV_EINVAL;
 }
@@ -221,54 +313,225 @@ static int check_cipher_suites(const char *list, char *errmsg)
 static void usage(FILE *out)
 {
     fprintf(out, "Usage: lskvd [flags]\n\n"
-                 "A confidential, ledger-backed key-value store speaking etcd's v3 API.\n\n"
-                 "Flags:\n");
+                 "A confidential, ledger-backed key-value store speaking etcd's v3 API.\n"
+                 "Every flag may also come from ETCD_<FLAG> (upper case, '-' as '_'), as "
+                 "in etcd.\n\nFlags:\n");
     for (size_t i = 0; i < N_OPTS; i++)
-        fprintf(out, "  --%-30s %s%s%s%s\n", opts[i].name, opts[i].help,
-                opts[i].def ? " (default: " : "", opts[i].def ? opts[i].def : "",
-                opts[i].def ? ")" : "");
+        if (opts[i].type != OPT_REFUSED)
+            fprintf(out, "  --%-30s %s%s%s%s\n", opts[i].name, opts[i].help,
+                    opts[i].def ? " (default: " : "", opts[i].def ? opts[i].def : "",
+                    opts[i].def ? ")" : "");
     fprintf(out, "  --%-30s %s\n", "help", "Show this help.");
+    fprintf(out, "\netcd flags lskvd refuses (except with the value shown):\n");
+    for (size_t i = 0; i < N_OPTS; i++)
+        if (opts[i].type == OPT_REFUSED)
+            fprintf(out, "  --%-30s %s%s%s%s\n", opts[i].name, opts[i].help,
+                    opts[i].def ? " (accepted: " : "", opts[i].def ? opts[i].def : "",
+                    opts[i].def ? ")" : "");
 }
 
-static bool is_own_peer_url(const struct config *c, const char *url, size_t len)
+/* Bool-like flags may stand alone (--flag means --flag=true, as Go's). */
+static bool is_bool(const struct opt *o)
 {
-    for (size_t i = 0; i < c->n_initial_advertise_peer_urls; i++)
-        if (strlen(c->initial_advertise_peer_urls[i]) == len &&
-            strncmp(c->initial_advertise_peer_urls[i], url, len) == 0)
-            return true;
-    return false;
+    return o->type == OPT_BOOL ||
+           (o->type == OPT_REFUSED && o->def != NULL &&
+            (strcmp(o->def, "false") == 0 || strcmp(o->def, "true") == 0));
 }
 
-/* Multi-member clusters are not implemented: rather than ignore the other
- * members, --initial-cluster may name only this member and its own peer
- * URLs (as the single-member etcd command lines everyone uses do). */
-static int check_initial_cluster(const struct config *c, char *errmsg)
+/* etcd's pkg/flags FlagToEnv: ETCD_ + name upper-cased, '-' -> '_'. */
+static void env_name(const struct opt *o, char *out, size_t size)
 {
-    const char *s = c->initial_cluster;
-    if (s == NULL)
-        return 0;
-    size_t name_len = strlen(c->name);
-    do {
-        const char *comma = strchr(s, ',');
-        size_t len = comma ? (size_t)(comma - s) : strlen(s);
-        const char *eq = memchr(s, '=', len);
-        if (eq == NULL) {
-            errmsg_printf(errmsg, "--initial-cluster=%s: entries are name=peer-url",
-                          c->initial_cluster);
+    size_t k = (size_t)snprintf(out, size, "ETCD_");
+    for (const char *p = o->name; *p != '\0' && k + 1 < size; p++)
+        out[k++] = *p == '-' ? '_' : (char)(*p >= 'a' && *p <= 'z' ? *p - 32 : *p);
+    out[k] = '\0';
+}
+
+/* etcd's SetFlagsFromEnv and verifyEnv. */
+static int parse_env(struct config *c, const bool *on_command_line, char *errmsg)
+{
+    char key[96];
+    for (size_t i = 0; i < N_OPTS; i++) {
+        if (on_command_line[i])
+            continue;
+        env_name(&opts[i], key, sizeof key);
+        const char *v = getenv(key);
+        if (v == NULL || *v == '\0')
+            continue;
+        char why[LSKV_ERRMSG_SIZE];
+        int rv = set_opt(c, &opts[i], v, why);
+        if (rv != 0) {
+            errmsg_printf(errmsg, "invalid value \"%s\" for %s: %s", v, key, why);
+            return rv;
+        }
+        LOG_INFO("config", "recognized and used environment variable %s=%s", key, v);
+    }
+    for (char **e = environ; *e != NULL; e++) {
+        size_t len = strcspn(*e, "=");
+        bool known = false;
+        for (size_t i = 0; i < N_OPTS && !known; i++) {
+            env_name(&opts[i], key, sizeof key);
+            if (strlen(key) != len || strncmp(key, *e, len) != 0)
+                continue;
+            known = true;
+            if (on_command_line[i]) {
+                errmsg_printf(errmsg, "conflicting environment variable \"%s\" is shadowed by "
+                              "corresponding command-line flag (either unset environment "
+                              "variable or disable flag)", key);
+                return LSKV_EINVAL;
+            }
+        }
+        if (!known && strncmp(*e, "ETCD_", 5) == 0)
+            LOG_WARN("config", "unrecognized environment variable %s", *e);
+    }
+    return 0;
+}
+
+/* etcd's --logger and --log-outputs rules (embed/config_logging.go), for
+ * the outputs lskvd can write: one of them. */
+static int check_logging(const struct config *c, char *errmsg)
+{
+    bool zap = strcmp(c->logger, "zap") == 0;
+    if (!zap && strcmp(c->logger, "capnslog") != 0) {
+        errmsg_printf(errmsg, "unknown logger option \"%s\"", c->logger);
+        return LSKV_EINVAL;
+    }
+    const char *o = c->log_outputs;
+    if (strchr(o, ',') != NULL) {
+        if (!zap) {
+            errmsg_printf(errmsg, "--logger=capnslog supports only 1 value in '--log-outputs', "
+                          "got \"%s\"", o);
             return LSKV_EINVAL;
         }
-        size_t n = (size_t)(eq - s);
-        if (n != name_len || strncmp(s, c->name, n) != 0 ||
-            !is_own_peer_url(c, eq + 1, len - n - 1)) {
-            errmsg_printf(errmsg,
-                          "--initial-cluster=%s: multi-member clusters are not implemented "
-                          "yet; only this member (--name %s with its "
-                          "--initial-advertise-peer-urls) may be named",
-                          c->initial_cluster, c->name);
+        errmsg_printf(errmsg, "--log-outputs=%s: lskvd writes its log to one output", o);
+        return LSKV_EINVAL;
+    }
+    bool std = strcmp(o, "default") == 0 || strcmp(o, "stderr") == 0 ||
+               strcmp(o, "stdout") == 0;
+    if (!zap && !std) {
+        errmsg_printf(errmsg, "unknown log-output \"%s\" (only supports \"default\", "
+                      "\"stderr\", \"stdout\")", o);
+        return LSKV_EINVAL;
+    }
+    if (strcmp(o, "systemd/journal") == 0 || *o == '\0') {
+        errmsg_printf(errmsg, "--log-outputs=%s: not supported by lskvd (default, stderr, "
+                      "stdout or a file)", o);
+        return LSKV_EINVAL;
+    }
+    return 0;
+}
+
+/* etcd's Validate for the raft timing (embed/config.go). */
+static int check_timing(const struct config *c, char *errmsg)
+{
+    if (5 * c->heartbeat_interval_ms > c->election_timeout_ms) {
+        errmsg_printf(errmsg, "--election-timeout[%" PRId64 "ms] should be at least as 5 times "
+                      "as --heartbeat-interval[%" PRId64 "ms]", c->election_timeout_ms,
+                      c->heartbeat_interval_ms);
+        return LSKV_EINVAL;
+    }
+    if (c->election_timeout_ms > 50000) {
+        errmsg_printf(errmsg, "--election-timeout[%" PRId64 "ms] is too long, and should be "
+                      "set less than 50000ms", c->election_timeout_ms);
+        return LSKV_EINVAL;
+    }
+    return 0;
+}
+
+/* The flags that only make sense with a TLS client listener. */
+static int check_tls(struct config *c, char *errmsg)
+{
+    bool tls = false;
+    for (size_t i = 0; i < c->n_listen_client_urls; i++)
+        tls |= strncmp(c->listen_client_urls[i], "https://", 8) == 0;
+    bool certs = c->cert_file != NULL && c->key_file != NULL;
+    if (c->auto_tls && certs)
+        LOG_WARN("config", "ignoring client auto TLS since certs given");
+    if (tls && !certs && !c->auto_tls) {
+        errmsg_printf(errmsg, "--listen-client-urls: https:// needs --cert-file and --key-file "
+                      "(or --auto-tls)");
+        return LSKV_EINVAL;
+    }
+    /* TLS options without a TLS listener would be silently ignored. */
+    const char *tls_only = c->client_cert_auth ? "--client-cert-auth"
+                           : c->trusted_ca_file ? "--trusted-ca-file"
+                           : c->cipher_suites   ? "--cipher-suites"
+                                                : NULL;
+    if (tls_only != NULL && !tls) {
+        errmsg_printf(errmsg, "%s: needs an https:// URL in --listen-client-urls", tls_only);
+        return LSKV_EINVAL;
+    }
+    if (c->client_cert_auth && c->trusted_ca_file == NULL) {
+        errmsg_printf(errmsg, "--client-cert-auth: needs --trusted-ca-file (the CA that "
+                              "signs client certificates)");
+        return LSKV_EINVAL;
+    }
+    const char *peer = c->peer_cert_file         ? "--peer-cert-file"
+                       : c->peer_key_file        ? "--peer-key-file"
+                       : c->peer_trusted_ca_file ? "--peer-trusted-ca-file"
+                       : c->peer_client_cert_auth ? "--peer-client-cert-auth"
+                                                  : NULL;
+    if (peer != NULL) {
+        errmsg_printf(errmsg, "%s: not supported yet (lskv members authenticate each other "
+                      "with their node certificates; --peer-auto-tls is accepted)", peer);
+        return LSKV_EINVAL;
+    }
+    if (c->cipher_suites != NULL)
+        return check_cipher_suites(c->cipher_suites, errmsg);
+    return 0;
+}
+
+/* etcd's checkBindURLs: a listen URL names an IP address or localhost. */
+static int check_bind_urls(const char *flag, char *const *urls, size_t n, char *errmsg)
+{
+    for (size_t i = 0; i < n; i++) {
+        struct url u;
+        unsigned char buf[16];
+        if (url_parse(urls[i], 0, &u, errmsg) != 0) /* checked when set */
+            return LSKV_EINVAL;
+        if (strcmp(u.host, "localhost") != 0 && inet_pton(AF_INET, u.host, buf) != 1 &&
+            inet_pton(AF_INET6, u.host, buf) != 1) {
+            errmsg_printf(errmsg, "%s: expected IP in URL for binding (%s)", flag, urls[i]);
             return LSKV_EINVAL;
         }
-        s = comma ? comma + 1 : NULL;
-    } while (s != NULL);
+    }
+    return 0;
+}
+
+/* --initial-cluster as etcd reads it; multi-member clusters are not
+ * implemented yet, so it may name only this member: rather than start a
+ * lone member of a cluster that serves divergent data. */
+static int check_initial_cluster(struct config *c, char *errmsg)
+{
+    int rv;
+    if (c->initial_cluster == NULL && strcmp(c->name, "default") == 0) {
+        /* etcd's default, kept for the default name whatever is advertised */
+        if ((c->initial_cluster = strdup("default=http://localhost:2380")) == NULL)
+            return LSKV_ENOMEM;
+    } else if (c->initial_cluster == NULL) { /* etcd's InitialClusterFromName */
+        size_t n = 1;
+        for (size_t i = 0; i < c->n_initial_advertise_peer_urls; i++)
+            n += strlen(c->name) + 2 + strlen(c->initial_advertise_peer_urls[i]);
+        if ((c->initial_cluster = malloc(n)) == NULL)
+            return LSKV_ENOMEM;
+        size_t k = 0;
+        for (size_t i = 0; i < c->n_initial_advertise_peer_urls; i++)
+            k += (size_t)snprintf(c->initial_cluster + k, n - k, "%s%s=%s", i ? "," : "",
+                                  c->name, c->initial_advertise_peer_urls[i]);
+    }
+    if ((rv = members_parse(c->initial_cluster, c->initial_cluster_token, &c->members,
+                            errmsg)) != 0 ||
+        (rv = members_find_local(&c->members, c->name, c->initial_advertise_peer_urls,
+                                 c->n_initial_advertise_peer_urls, errmsg)) != 0)
+        return rv;
+    if (c->members.n > 1) {
+        errmsg_printf(errmsg,
+                      "--initial-cluster=%s: multi-member clusters are not implemented "
+                      "yet; only this member (--name %s with its "
+                      "--initial-advertise-peer-urls) may be named",
+                      c->initial_cluster, c->name);
+        return LSKV_EINVAL;
+    }
     return 0;
 }
 
@@ -276,10 +539,12 @@ int config_parse(struct config *c, int argc, char **argv, FILE *out, bool *exit_
                  char *errmsg)
 {
     int rv;
+    bool on_command_line[N_OPTS] = {false};
     memset(c, 0, sizeof *c);
     *exit_now = false;
     for (size_t i = 0; i < N_OPTS; i++) {
-        if (opts[i].def != NULL && (rv = set_opt(c, &opts[i], opts[i].def, errmsg)) != 0)
+        if (opts[i].def != NULL && opts[i].type != OPT_REFUSED &&
+            (rv = set_opt(c, &opts[i], opts[i].def, errmsg)) != 0)
             return rv;
     }
     for (int i = 1; i < argc; i++) {
@@ -304,8 +569,9 @@ int config_parse(struct config *c, int argc, char **argv, FILE *out, bool *exit_
             errmsg_printf(errmsg, "%s: unknown flag (see --help)", arg);
             return LSKV_EINVAL;
         }
+        on_command_line[o - opts] = true;
         const char *value = eq ? eq + 1 : NULL;
-        if (value == NULL && o->type == OPT_BOOL)
+        if (value == NULL && is_bool(o))
             value = "true"; /* as Go's flags: --flag alone, or --flag=false */
         if (value == NULL) {
             if (i + 1 >= argc) {
@@ -317,6 +583,8 @@ int config_parse(struct config *c, int argc, char **argv, FILE *out, bool *exit_
         if ((rv = set_opt(c, o, value, errmsg)) != 0)
             return rv;
     }
+    if ((rv = parse_env(c, on_command_line, errmsg)) != 0)
+        return rv;
     if (c->data_dir == NULL) {
         size_t n = strlen(c->name) + 6;
         c->data_dir = malloc(n);
@@ -330,28 +598,20 @@ int config_parse(struct config *c, int argc, char **argv, FILE *out, bool *exit_
                       c->log_level);
         return LSKV_EINVAL;
     }
-    bool tls = false;
-    for (size_t i = 0; i < c->n_listen_client_urls; i++)
-        tls |= strncmp(c->listen_client_urls[i], "https://", 8) == 0;
-    if (tls && (c->cert_file == NULL || c->key_file == NULL)) {
-        errmsg_printf(errmsg, "--listen-client-urls: https:// needs --cert-file and --key-file");
+    if (c->enable_v2) {
+        errmsg_printf(errmsg, "--enable-v2=true: not supported by lskvd (it serves etcd's v3 "
+                      "API only)");
         return LSKV_EINVAL;
     }
-    /* TLS options without a TLS listener would be silently ignored. */
-    const char *tls_only = c->client_cert_auth ? "--client-cert-auth"
-                           : c->trusted_ca_file ? "--trusted-ca-file"
-                           : c->cipher_suites   ? "--cipher-suites"
-                                                : NULL;
-    if (tls_only != NULL && !tls) {
-        errmsg_printf(errmsg, "%s: needs an https:// URL in --listen-client-urls", tls_only);
-        return LSKV_EINVAL;
-    }
-    if (c->client_cert_auth && c->trusted_ca_file == NULL) {
-        errmsg_printf(errmsg, "--client-cert-auth: needs --trusted-ca-file (the CA that "
-                              "signs client certificates)");
-        return LSKV_EINVAL;
-    }
-    if (c->cipher_suites != NULL && (rv = check_cipher_suites(c->cipher_suites, errmsg)) != 0)
+    if ((rv = check_bind_urls("--listen-client-urls", c->listen_client_urls,
+                              c->n_listen_client_urls, errmsg)) != 0 ||
+        (rv = check_bind_urls("--listen-peer-urls", c->listen_peer_urls, c->n_listen_peer_urls,
+                              errmsg)) != 0 ||
+        (rv = check_bind_urls("--listen-metrics-urls", c->listen_metrics_urls,
+                              c->n_listen_metrics_urls, errmsg)) != 0)
+        return rv;
+    if ((rv = check_logging(c, errmsg)) != 0 || (rv = check_timing(c, errmsg)) != 0 ||
+        (rv = check_tls(c, errmsg)) != 0)
         return rv;
     if (strcmp(c->initial_cluster_state, "existing") == 0) {
         errmsg_printf(errmsg, "--initial-cluster-state=existing: joining an existing cluster "
@@ -366,6 +626,50 @@ int config_parse(struct config *c, int argc, char **argv, FILE *out, bool *exit_
     return check_initial_cluster(c, errmsg);
 }
 
+int config_auto_tls(struct config *c, bool *made, char *errmsg)
+{
+    *made = false;
+    if (!c->auto_tls || (c->cert_file != NULL && c->key_file != NULL))
+        return 0;
+    struct url u[CONFIG_MAX_URLS];
+    const char *hosts[CONFIG_MAX_URLS];
+    for (size_t i = 0; i < c->n_listen_client_urls; i++) {
+        int rv = url_parse(c->listen_client_urls[i], 0, &u[i], errmsg); /* checked before */
+        if (rv != 0)
+            return rv;
+        hosts[i] = u[i].host;
+    }
+    char dir[SELFCERT_PATH_MAX], cert[SELFCERT_PATH_MAX], key[SELFCERT_PATH_MAX];
+    snprintf(dir, sizeof dir, "%s/fixtures/client", c->data_dir);
+    int rv = selfcert_ensure(dir, hosts, c->n_listen_client_urls, cert, key, made, errmsg);
+    if (rv != 0)
+        return rv;
+    free(c->cert_file);
+    free(c->key_file);
+    c->cert_file = strdup(cert);
+    c->key_file = strdup(key);
+    return c->cert_file && c->key_file ? 0 : LSKV_ENOMEM;
+}
+
+int config_open_log_output(const struct config *c, char *errmsg)
+{
+    const char *o = c->log_outputs;
+    if (strcmp(o, "default") == 0 || strcmp(o, "stderr") == 0)
+        return 0;
+    int fd = strcmp(o, "stdout") == 0
+                 ? dup(STDOUT_FILENO)
+                 : open(o, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    if (fd < 0 || dup2(fd, STDERR_FILENO) < 0) {
+        int rv = -errno;
+        errmsg_printf(errmsg, "--log-outputs=%s: %s", o, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return rv;
+    }
+    close(fd);
+    return 0;
+}
+
 void config_free(struct config *c)
 {
     for (size_t i = 0; i < N_OPTS; i++) {
@@ -376,6 +680,7 @@ void config_free(struct config *c)
             clear_urls(c, &opts[i]);
         }
     }
+    members_free(&c->members);
 }
 
 void config_dump(const struct config *c, void (*print)(const char *line))
@@ -384,6 +689,8 @@ void config_dump(const struct config *c, void (*print)(const char *line))
     for (size_t i = 0; i < N_OPTS; i++) {
         const struct opt *o = &opts[i];
         const void *field = field_at(c, o->offset);
+        if (o->type == OPT_REFUSED)
+            continue;
         if (o->type == OPT_STRING) {
             const char *v = *(char *const *)field;
             snprintf(line, sizeof line, "%s=%s", o->name, v ? v : "");
@@ -398,6 +705,19 @@ void config_dump(const struct config *c, void (*print)(const char *line))
             for (size_t u = 0; u < n && k > 0 && (size_t)k < sizeof line; u++)
                 k += snprintf(line + k, sizeof line - (size_t)k, "%s%s", u ? "," : "", urls[u]);
         }
+        print(line);
+    }
+    for (size_t i = 0; i < c->members.n; i++) {
+        const struct member *m = &c->members.m[i];
+        int k = snprintf(line, sizeof line, "initial member %016" PRIx64 " %s%s, peer URLs ",
+                         m->id, m->name, i == c->members.self ? " (this member)" : "");
+        for (size_t u = 0; u < m->n_peer_urls && k > 0 && (size_t)k < sizeof line; u++)
+            k += snprintf(line + k, sizeof line - (size_t)k, "%s%s", u ? "," : "",
+                          m->peer_urls[u]);
+        print(line);
+    }
+    if (c->members.n > 0) {
+        snprintf(line, sizeof line, "initial cluster id %016" PRIx64, c->members.cluster_id);
         print(line);
     }
 }

@@ -10,6 +10,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "config/members.h"
+
 #define CONFIG_MAX_URLS 8
 
 struct config {
@@ -23,8 +25,27 @@ struct config {
     size_t n_listen_peer_urls;
     char *initial_advertise_peer_urls[CONFIG_MAX_URLS];
     size_t n_initial_advertise_peer_urls;
-    char *initial_cluster;       /* name=url,... */
+    char *initial_cluster;       /* name=url,...; default: --name with each advertised peer URL */
+    char *initial_cluster_token; /* --initial-cluster-token: etcd's "etcd-cluster" */
     char *initial_cluster_state; /* new | existing */
+    struct members members;      /* parsed --initial-cluster with etcd's ids (members.h);
+                                    members.m[members.self] is this member */
+    int64_t heartbeat_interval_ms; /* --heartbeat-interval: raft heartbeat (etcd's 100) */
+    int64_t election_timeout_ms;   /* --election-timeout: raft election (etcd's 1000) */
+    bool strict_reconfig_check;  /* --strict-reconfig-check (etcd's true) */
+    bool enable_v2;              /* --enable-v2: only false (no v2 API) */
+    char *logger;                /* --logger: zap | capnslog (one lskv format either way) */
+    char *log_outputs;           /* --log-outputs: default | stderr | stdout | a file (zap) */
+    char *listen_metrics_urls[CONFIG_MAX_URLS];
+    size_t n_listen_metrics_urls; /* --listen-metrics-urls: /metrics and /health */
+    bool auto_tls;               /* --auto-tls: self-signed client cert when https lacks one */
+    /* Peer TLS (the peer network uses them; the file ones are refused
+     * until it does). lskv members always use mutual TLS with their node
+     * certificates, so --peer-auto-tls is accepted. */
+    bool peer_auto_tls;
+    char *peer_cert_file, *peer_key_file, *peer_trusted_ca_file;
+    bool peer_client_cert_auth;
+    bool experimental_initial_corrupt_check; /* lskv always checks at start */
     char *cert_file;             /* --cert-file: client TLS certificate (PEM) */
     char *key_file;              /* --key-file */
     char *trusted_ca_file;       /* --trusted-ca-file: CA for client certificates */
@@ -44,11 +65,30 @@ struct config {
     char *attestation_policy;    /* --attestation-policy: JSON file, NULL = default */
 };
 
-/* Fills defaults, then parses argv. On --help prints usage to out and sets
- * *exit_now. Errors: LSKV_EINVAL with errmsg naming flag, value and rule. */
+/* Fills defaults, parses argv, then takes ETCD_<FLAG> environment variables
+ * as etcd 3.4 does (pkg/flags): a non-empty ETCD_FOO_BAR sets --foo-bar
+ * unless the flag is on the command line, where a variable that shadows it
+ * is an error ("conflicting environment variable ..."); unknown ETCD_
+ * variables are logged as warnings. Then derives the membership (members.h).
+ * On --help prints usage to out and sets *exit_now. Errors: LSKV_EINVAL with
+ * errmsg naming flag (or variable), value and rule; an etcd flag lskvd does
+ * not implement is refused, never ignored. */
 int config_parse(struct config *c, int argc, char **argv, FILE *out, bool *exit_now,
                  char *errmsg);
 void config_free(struct config *c);
+/* --auto-tls as etcd's ClientSelfCert: when set and --cert-file/--key-file
+ * are not both given, makes (or reuses) the self-signed pair in
+ * <data-dir>/fixtures/client for every --listen-client-urls host
+ * (identity/selfcert.h) and sets cert_file and key_file to it; else does
+ * nothing. Call once the data dir is open. *made says a new pair was
+ * written. Errors: those of selfcert_ensure, LSKV_ENOMEM. */
+int config_auto_tls(struct config *c, bool *made, char *errmsg);
+
+/* Sends the log (stderr) where --log-outputs says: nothing for default and
+ * stderr, stdout, or a file opened for appending (dup2 onto stderr).
+ * Errors: negated errno with errmsg naming the file. */
+int config_open_log_output(const struct config *c, char *errmsg);
+
 /* One "flag=value" log line per flag, through the given printer. */
 void config_dump(const struct config *c, void (*print)(const char *line));
 

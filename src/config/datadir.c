@@ -296,18 +296,13 @@ int datadir_ids_parse(const char *text, size_t len, struct datadir_ids *ids,
 }
 
 static int make_ids(const char *path, const uint8_t data_key[DATADIR_KEY_BYTES],
-                    struct datadir_ids *ids, char *errmsg)
+                    const struct datadir_ids *fresh_ids, struct datadir_ids *ids, char *errmsg)
 {
-    uint64_t r[2] = {0, 0};
-    while (r[0] == 0 || r[1] == 0) {
-        int rv = crypto_random((uint8_t *)r, sizeof r);
-        if (rv != 0) {
-            errmsg_printf(errmsg, "%s: no randomness", path);
-            return rv;
-        }
+    if (fresh_ids->cluster_id == 0 || fresh_ids->member_id == 0) {
+        errmsg_printf(errmsg, "%s: ids must not be 0", path);
+        return LSKV_EINVAL;
     }
-    ids->cluster_id = r[0];
-    ids->member_id = r[1];
+    *ids = *fresh_ids;
     uint8_t tag[DATADIR_TAG_BYTES];
     char text[DATADIR_IDS_TEXT_BYTES];
     int rv = datadir_ids_tag(data_key, ids, tag);
@@ -320,7 +315,8 @@ static int make_ids(const char *path, const uint8_t data_key[DATADIR_KEY_BYTES],
 }
 
 int datadir_load_ids(const struct datadir *d, const uint8_t data_key[DATADIR_KEY_BYTES],
-                     struct datadir_ids *ids, bool *created, char *errmsg)
+                     const struct datadir_ids *fresh_ids, struct datadir_ids *ids,
+                     bool *created, char *errmsg)
 {
     char path[DATADIR_PATH_MAX];
     bool exists;
@@ -332,7 +328,7 @@ int datadir_load_ids(const struct datadir *d, const uint8_t data_key[DATADIR_KEY
     if (rv != 0)
         return rv;
     if (!exists) {
-        rv = make_ids(path, data_key, ids, errmsg);
+        rv = make_ids(path, data_key, fresh_ids, ids, errmsg);
         if (rv == 0 && created != NULL)
             *created = true;
         return rv;

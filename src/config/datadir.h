@@ -69,11 +69,14 @@ int datadir_load_secret(const struct datadir *d, const char *name, uint8_t *out,
                         size_t len, bool *created, char *errmsg);
 
 /* Loads ids and checks its tag under data_key; in a fresh dir without ids
- * makes new random ids and writes them with their tag.
+ * writes fresh_ids (the ids etcd derives from the flags, config/members.h)
+ * with their tag. A dir that has ids keeps them, whatever the flags say
+ * now (as etcd ignores --initial-cluster once it has a data dir).
  * Errors: LSKV_ECORRUPT (missing in a non-empty dir, malformed, tag does not
- * match), negated errno, LSKV_EIO. */
+ * match), LSKV_EINVAL (a fresh id is 0), negated errno, LSKV_EIO. */
 int datadir_load_ids(const struct datadir *d, const uint8_t data_key[DATADIR_KEY_BYTES],
-                     struct datadir_ids *ids, bool *created, char *errmsg);
+                     const struct datadir_ids *fresh_ids, struct datadir_ids *ids,
+                     bool *created, char *errmsg);
 
 /* --- The ids file format (pure; fuzzed by tests/fuzz/fuzz_ids.c) --------- */
 

@@ -87,8 +87,6 @@
 #define DEFAULT_SNAPSHOT_TRAILING 1000
 #define SEGMENT_BYTES (64u << 20)
 #define DEFAULT_MAX_INFLIGHT_BYTES (256u << 20)
-#define HEARTBEAT_TIMEOUT_MS 100
-#define DEFAULT_REQUEST_TIMEOUT_MS (5000 + 2 * CONSENSUS_ELECTION_TIMEOUT_MS) /* etcd's */
 
 struct proposal {
     struct raft_apply req; /* req.data = this; req.index set by raft_apply */
@@ -761,8 +759,11 @@ int consensus_open(uv_loop_t *loop, const struct consensus_config *config,
         .member_id = config->member_id,
         .send = config->send,
         .send_arg = config->send_arg,
-        .timeout_ms = config->request_timeout_ms ? config->request_timeout_ms
-                                                 : DEFAULT_REQUEST_TIMEOUT_MS,
+        /* etcd's ReqTimeout: 5 s + 2 election timeouts */
+        .timeout_ms = config->request_timeout_ms
+                          ? config->request_timeout_ms
+                          : 5000 + 2 * (config->election_ms ? config->election_ms
+                                                            : CONSENSUS_ELECTION_TIMEOUT_MS),
     };
     if ((rv = forwarder_new(loop, &fc, &node->fwd)) != 0) {
         errmsg_printf(errmsg, "consensus: out of memory");
@@ -818,8 +819,10 @@ int consensus_open(uv_loop_t *loop, const struct consensus_config *config,
     uv_prepare_start(&node->prepare, prepare_cb);
     uv_unref((uv_handle_t *)&node->prepare); /* never keeps the loop alive */
 
-    raft_set_heartbeat_timeout(&node->raft, HEARTBEAT_TIMEOUT_MS);
-    raft_set_election_timeout(&node->raft, CONSENSUS_ELECTION_TIMEOUT_MS);
+    raft_set_heartbeat_timeout(&node->raft, config->heartbeat_ms ? config->heartbeat_ms
+                                                                 : CONSENSUS_HEARTBEAT_MS);
+    raft_set_election_timeout(&node->raft, config->election_ms ? config->election_ms
+                                                               : CONSENSUS_ELECTION_TIMEOUT_MS);
     node->snapshot_threshold = config->snapshot_threshold ? config->snapshot_threshold
                                                           : DEFAULT_SNAPSHOT_THRESHOLD;
     node->snapshot_bytes = config->snapshot_bytes;

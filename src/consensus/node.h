@@ -33,9 +33,12 @@
 
 typedef struct consensus_node consensus_node;
 
-/* Raft's election timeout; etcd's lease TTL floor and its lease extension
- * after a restart or an election derive from it. */
+/* Raft's default election timeout and heartbeat (etcd's; --election-timeout
+ * and --heartbeat-interval change them). etcd's lease TTL floor and its
+ * lease extension after a restart or an election derive from the election
+ * timeout in use. */
 #define CONSENSUS_ELECTION_TIMEOUT_MS 1000
+#define CONSENSUS_HEARTBEAT_MS 100
 
 /* What an applied entry carries besides the command. time and randomness, if
  * the state machine needs them, arrive here from the proposing leader. */
@@ -94,6 +97,8 @@ struct consensus_config {
     uint64_t key_epoch_size;   /* raft indexes per data key epoch (crypto/keyring.h);
                                   0 = KEYRING_DEFAULT_EPOCH_SIZE */
     uint64_t member_id;        /* raft server id (non-zero) */
+    unsigned heartbeat_ms;     /* 0 = CONSENSUS_HEARTBEAT_MS */
+    unsigned election_ms;      /* 0 = CONSENSUS_ELECTION_TIMEOUT_MS */
     const char *peer_address;  /* "127.0.0.1:2380" */
     /* The voters a fresh raft directory is bootstrapped with (every member
      * of a new cluster bootstraps the same list); NULL: this member alone. */
@@ -107,7 +112,7 @@ struct consensus_config {
      * 0 = queued. NULL: a follower refuses writes (LSKV_ENOTLEADER). */
     int (*send)(void *arg, uint64_t to, const uint8_t *msg, size_t len);
     void *send_arg;
-    unsigned request_timeout_ms; /* forwarded requests; 0 = 7000 (etcd's) */
+    unsigned request_timeout_ms; /* forwarded requests; 0 = etcd's 5 s + 2 election timeouts */
     /* A snapshot is taken (fsm->snapshot, synchronously on the loop) every
      * snapshot_threshold applied entries; the log then keeps the last
      * snapshot_trailing entries before it, so a follower that lags less than

@@ -58,6 +58,9 @@ void grpc_call_detach(grpc_call *call);
 
 /* Gateway settings of the server. */
 struct metrics *grpc_server_metrics(grpc_server *srv);
+/* The server whose /metrics and /health this one serves (--listen-metrics-
+ * urls), or NULL for a client server. */
+grpc_server *grpc_server_metrics_of(const grpc_server *srv);
 size_t grpc_server_max_recv(const grpc_server *srv);
 /* The largest JSON body the gateway reads: room for a protobuf of
  * grpc_server_max_recv bytes as base64 (4/3) plus GATEWAY_JSON_SLACK_BYTES

@@ -88,6 +88,7 @@ struct gconn {
 };
 
 struct grpc_server {
+    grpc_server *metrics_of; /* grpc_server_config.metrics_of */
     uv_loop_t *loop;
     struct listener *listeners;
     size_t n_listeners;
@@ -1090,6 +1091,7 @@ int grpc_server_open(uv_loop_t *loop, const struct grpc_server_config *config,
     srv->hooks.on_close = conn_on_close;
     srv->hooks.on_free = conn_on_free;
     srv->gateway = config->json_gateway;
+    srv->metrics_of = config->metrics_of;
     srv->hooks.on_http1 = config->json_gateway ? conn_on_http1 : NULL;
     {
         int n = snprintf(srv->version_body, sizeof srv->version_body,
@@ -1423,6 +1425,11 @@ void grpc_call_detach(grpc_call *call)
         }
     }
     call_maybe_free(call);
+}
+
+grpc_server *grpc_server_metrics_of(const grpc_server *srv)
+{
+    return srv->metrics_of;
 }
 
 struct metrics *grpc_server_metrics(grpc_server *srv)

@@ -96,6 +96,11 @@ struct grpc_server_config {
     const char *server_version;  /* /version "etcdserver"; NULL = "3.4.23" */
     const char *cluster_version; /* /version "etcdcluster"; NULL = "3.4.0" */
     const char *build_version;   /* /version "lskv" (extra field); NULL = none */
+    /* etcd's --listen-metrics-urls: non-NULL makes this a server of GET
+     * /metrics and /health only (json_gateway on, no methods), answered from
+     * metrics_of's figures and by a health read through metrics_of. Close it
+     * before metrics_of. */
+    grpc_server *metrics_of;
 };
 
 /* Binds every listen URL and starts accepting. Errors: negated errno (bind),

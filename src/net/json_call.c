@@ -272,7 +272,10 @@ static void start_rpc(struct json_call *jc, const char *path, const uint8_t *pb,
         return;
     }
     grpc_call *call = NULL;
-    int rv = grpc_server_call_external(jc->srv, path, pb, len, peer, &transport, jc, &call);
+    /* a metrics listener's /health reads through the client server */
+    grpc_server *of = grpc_server_metrics_of(jc->srv);
+    int rv = grpc_server_call_external(of ? of : jc->srv, path, pb, len, peer, &transport, jc,
+                                       &call);
     if (rv == 0) {
         jc->call = call;
         return;
@@ -311,7 +314,8 @@ static void start_health(struct json_call *jc, const char *peer)
 static void start_metrics(struct json_call *jc)
 {
     size_t len = 0;
-    char *text = metrics_render(grpc_server_metrics(jc->srv), &len);
+    grpc_server *of = grpc_server_metrics_of(jc->srv);
+    char *text = metrics_render(grpc_server_metrics(of ? of : jc->srv), &len);
     if (text == NULL) {
         answer_text(jc, 500, text_plain, "out of memory\n");
         return;
@@ -540,6 +544,14 @@ struct json_call *json_call_start(grpc_server *srv, const char *method, const ch
     jc->in_start = true;
     struct gateway_route route;
     gateway_route(method, target, &route);
+    /* A metrics listener serves these two only, as etcd's. */
+    if (grpc_server_metrics_of(srv) != NULL && route.kind != GATEWAY_HEALTH &&
+        route.kind != GATEWAY_METRICS)
+        route.kind = GATEWAY_NO_ROUTE;
+    /* A metrics listener serves these two only, as etcd's. */
+    if (grpc_server_metrics_of(srv) != NULL && route.kind != GATEWAY_HEALTH &&
+        route.kind != GATEWAY_METRICS)
+        route.kind = GATEWAY_NO_ROUTE;
     switch (route.kind) {
     case GATEWAY_RPC: {
         jc->rpc = route.rpc;

@@ -10,28 +10,17 @@ int listener_listen(uv_tcp_t *tcp, const struct url *url,
                     uv_connection_cb cb, char *errmsg)
 {
     struct sockaddr_storage ss;
-    int rv = uv_ip4_addr(url->host, url->port, (struct sockaddr_in *)&ss);
+    char numeric[80];
+    /* Names ("localhost") resolve once, at start-up, IPv4 first (as etcd). */
+    int rv = url_resolve(url, &ss, numeric, sizeof numeric, errmsg);
     if (rv != 0)
-        rv = uv_ip6_addr(url->host, url->port, (struct sockaddr_in6 *)&ss);
-    if (rv != 0) {
-        /* A name: resolve synchronously, once, at startup. */
-        uv_getaddrinfo_t req;
-        struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
-        char port[8];
-        snprintf(port, sizeof port, "%u", url->port);
-        rv = uv_getaddrinfo(tcp->loop, &req, NULL, url->host, port, &hints);
-        if (rv != 0) {
-            errmsg_printf(errmsg, "resolve %s: %s", url->host, uv_strerror(rv));
-            return rv;
-        }
-        memcpy(&ss, req.addrinfo->ai_addr, req.addrinfo->ai_addrlen);
-        uv_freeaddrinfo(req.addrinfo);
-    }
+        return UV_EINVAL;
     rv = uv_tcp_bind(tcp, (const struct sockaddr *)&ss, 0);
     if (rv == 0)
         rv = uv_listen((uv_stream_t *)tcp, 511, cb);
     if (rv != 0) {
-        errmsg_printf(errmsg, "listen on %s:%u: %s", url->host, url->port, uv_strerror(rv));
+        /* names the address and the port, as etcd's "listen tcp ...: bind: ..." */
+        errmsg_printf(errmsg, "listen on %s (%s): %s", url->hostport, numeric, uv_strerror(rv));
         return rv;
     }
     return 0;

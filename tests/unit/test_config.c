@@ -1,4 +1,5 @@
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "common/err.h"
 #include "common/arena.h"
@@ -25,7 +26,18 @@ TEST(config, defaults_match_etcd)
     ASSERT_STR_EQ(c.name, "default");
     ASSERT_STR_EQ(c.data_dir, "default.lskv");
     ASSERT_EQ(c.n_listen_client_urls, 1);
-    ASSERT_STR_EQ(c.listen_client_urls[0], "http://127.0.0.1:2379");
+    ASSERT_STR_EQ(c.listen_client_urls[0], "http://localhost:2379");
+    ASSERT_STR_EQ(c.initial_advertise_peer_urls[0], "http://localhost:2380");
+    ASSERT_STR_EQ(c.initial_cluster_token, "etcd-cluster");
+    ASSERT_EQ(c.heartbeat_interval_ms, 100);
+    ASSERT_EQ(c.election_timeout_ms, 1000);
+    ASSERT(c.strict_reconfig_check && !c.enable_v2 && !c.auto_tls);
+    ASSERT_STR_EQ(c.logger, "capnslog");
+    /* etcd's default membership and ids (measured on etcd 3.4.23) */
+    ASSERT_STR_EQ(c.initial_cluster, "default=http://localhost:2380");
+    ASSERT_EQ(c.members.n, 1);
+    ASSERT(c.members.m[c.members.self].id == 0x8e9e05c52164694dULL);
+    ASSERT(c.members.cluster_id == 0xcdf818194e3a8c32ULL);
     ASSERT_EQ(c.max_request_bytes, 1572864);
     ASSERT_EQ(c.max_txn_ops, 128);
     ASSERT_EQ(c.max_buffered_request_bytes, 256 << 20); /* lskv's own */
@@ -103,6 +115,141 @@ TEST(config, unimplemented_cluster_flags_refused)
                   "--initial-cluster", "a=http://h:1"};
     ASSERT_EQ(parse(&c, 7, a4, errmsg), 0);
     config_free(&c);
+}
+
+TEST(config, token_and_cluster_give_etcds_ids)
+{
+    struct config c;
+    char errmsg[LSKV_ERRMSG_SIZE] = "";
+    char *a[] = {"lskvd", "--name", "a", "--initial-cluster-token", "tok2",
+                 "--initial-advertise-peer-urls", "http://127.0.0.1:25386,http://127.0.0.1:25385",
+                 "--initial-cluster", "a=http://127.0.0.1:25385,a=http://127.0.0.1:25386"};
+    ASSERT_EQ(parse(&c, 9, a, errmsg), 0);
+    ASSERT(c.members.m[c.members.self].id == 0x01736c09848c5862ULL);
+    ASSERT(c.members.cluster_id == 0xab2d585756325ee9ULL);
+    config_free(&c);
+    char *b[] = {"lskvd", "--name", "a", "--initial-advertise-peer-urls", "http://h:2",
+                 "--initial-cluster", "a=http://h:1"};
+    ASSERT_EQ(parse(&c, 7, b, errmsg), LSKV_EINVAL);
+    ASSERT(strstr(errmsg, "--initial-cluster has a=http://h:1 but missing from "
+                          "--initial-advertise-peer-urls=http://h:2") != NULL);
+    config_free(&c);
+}
+
+TEST(config, listen_urls_name_ips_or_localhost_and_default_cluster)
+{
+    struct config c;
+    char errmsg[LSKV_ERRMSG_SIZE] = "";
+    char *a[] = {"lskvd", "--listen-client-urls", "http://example.com:1"};
+    ASSERT_EQ(parse(&c, 3, a, errmsg), LSKV_EINVAL);
+    ASSERT_STR_EQ(errmsg, "--listen-client-urls: expected IP in URL for binding "
+                          "(http://example.com:1)");
+    config_free(&c);
+    char *ok[] = {"lskvd", "--listen-metrics-urls", "http://localhost:1,http://[::1]:2",
+                  "--listen-peer-urls", "http://0.0.0.0:3"};
+    ASSERT_EQ(parse(&c, 5, ok, errmsg), 0);
+    config_free(&c);
+    /* etcd keeps default=http://localhost:2380 for the default name: another
+     * advertised URL then needs an --initial-cluster */
+    char *d[] = {"lskvd", "--initial-advertise-peer-urls", "http://127.0.0.1:9"};
+    ASSERT_EQ(parse(&c, 3, d, errmsg), LSKV_EINVAL);
+    ASSERT(strstr(errmsg, "--initial-cluster has default=http://localhost:2380 but missing "
+                          "from --initial-advertise-peer-urls=http://127.0.0.1:9") != NULL);
+    config_free(&c);
+}
+
+TEST(config, raft_timing_as_etcd_validates_it)
+{
+    struct config c;
+    char errmsg[LSKV_ERRMSG_SIZE] = "";
+    char *ok[] = {"lskvd", "--heartbeat-interval", "20", "--election-timeout=100"};
+    ASSERT_EQ(parse(&c, 4, ok, errmsg), 0);
+    ASSERT_EQ(c.heartbeat_interval_ms, 20);
+    ASSERT_EQ(c.election_timeout_ms, 100);
+    config_free(&c);
+    char *five[] = {"lskvd", "--heartbeat-interval", "300"};
+    ASSERT_EQ(parse(&c, 3, five, errmsg), LSKV_EINVAL);
+    ASSERT_STR_EQ(errmsg, "--election-timeout[1000ms] should be at least as 5 times as "
+                          "--heartbeat-interval[300ms]");
+    config_free(&c);
+    char *lng[] = {"lskvd", "--election-timeout", "50001"};
+    ASSERT_EQ(parse(&c, 3, lng, errmsg), LSKV_EINVAL);
+    ASSERT_STR_EQ(errmsg, "--election-timeout[50001ms] is too long, and should be set less "
+                          "than 50000ms");
+    config_free(&c);
+}
+
+TEST(config, logger_outputs_v2_and_peer_tls)
+{
+    struct config c;
+    char errmsg[LSKV_ERRMSG_SIZE] = "";
+    char *zap[] = {"lskvd", "--logger", "zap", "--log-outputs", "stderr", "--peer-auto-tls",
+                   "--enable-v2=false", "--strict-reconfig-check=false",
+                   "--experimental-initial-corrupt-check=true", "--force-new-cluster=false"};
+    ASSERT_EQ(parse(&c, 10, zap, errmsg), 0);
+    ASSERT(c.peer_auto_tls && !c.strict_reconfig_check);
+    config_free(&c);
+    static const struct {
+        const char *flag, *value, *why;
+    } bad[] = {
+        {"--logger", "json", "unknown logger option \"json\""},
+        {"--log-outputs", "stdout,stderr", "--logger=capnslog supports only 1 value"},
+        {"--log-outputs", "/tmp/x.log", "unknown log-output \"/tmp/x.log\""},
+        {"--enable-v2", "true", "--enable-v2=true: not supported by lskvd"},
+        {"--peer-cert-file", "p.pem", "--peer-cert-file: not supported yet"},
+        {"--peer-client-cert-auth", "true", "--peer-client-cert-auth: not supported yet"},
+        {"--force-new-cluster", "true", "--force-new-cluster=true: not supported by lskvd"},
+        {"--auth-token", "jwt", "--auth-token=jwt: not supported by lskvd: authentication"},
+        {"--experimental-enable-lease-checkpoint", "true", "lease checkpoints"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char arg[128]; /* --flag=value: Go's bools take no separate value */
+        snprintf(arg, sizeof arg, "%s=%s", bad[i].flag, bad[i].value);
+        char *a[] = {"lskvd", arg};
+        ASSERT_EQ(parse(&c, 2, a, errmsg), LSKV_EINVAL);
+        ASSERT(strstr(errmsg, bad[i].why) != NULL);
+        config_free(&c);
+    }
+    /* a bool-like refused flag alone means true */
+    char *alone[] = {"lskvd", "--force-new-cluster"};
+    ASSERT_EQ(parse(&c, 2, alone, errmsg), LSKV_EINVAL);
+    config_free(&c);
+}
+
+TEST(config, etcd_environment_variables)
+{
+    struct config c;
+    char errmsg[LSKV_ERRMSG_SIZE] = "";
+    setenv("ETCD_NAME", "fromenv", 1);
+    setenv("ETCD_HEARTBEAT_INTERVAL", "50", 1);
+    setenv("ETCD_INITIAL_ADVERTISE_PEER_URLS", "http://h:9", 1);
+    setenv("ETCD_NO_SUCH_FLAG", "1", 1); /* warned about, not fatal */
+    char *none[] = {"lskvd"};
+    ASSERT_EQ(parse(&c, 1, none, errmsg), 0);
+    ASSERT_STR_EQ(c.name, "fromenv");
+    ASSERT_STR_EQ(c.data_dir, "fromenv.lskv");
+    ASSERT_EQ(c.heartbeat_interval_ms, 50);
+    ASSERT_STR_EQ(c.initial_cluster, "fromenv=http://h:9");
+    config_free(&c);
+    /* a flag on the command line that an ETCD_ variable shadows: etcd's fatal text */
+    char *flag[] = {"lskvd", "--name", "x"};
+    ASSERT_EQ(parse(&c, 3, flag, errmsg), LSKV_EINVAL);
+    ASSERT_STR_EQ(errmsg, "conflicting environment variable \"ETCD_NAME\" is shadowed by "
+                          "corresponding command-line flag (either unset environment variable "
+                          "or disable flag)");
+    config_free(&c);
+    setenv("ETCD_NAME", "", 1); /* empty: unused, yet it still conflicts (etcd) */
+    ASSERT_EQ(parse(&c, 3, flag, errmsg), LSKV_EINVAL);
+    config_free(&c);
+    unsetenv("ETCD_NAME");
+    setenv("ETCD_ELECTION_TIMEOUT", "soon", 1);
+    ASSERT_EQ(parse(&c, 1, none, errmsg), LSKV_EINVAL);
+    ASSERT(strstr(errmsg, "invalid value \"soon\" for ETCD_ELECTION_TIMEOUT") != NULL);
+    config_free(&c);
+    unsetenv("ETCD_ELECTION_TIMEOUT");
+    unsetenv("ETCD_HEARTBEAT_INTERVAL");
+    unsetenv("ETCD_INITIAL_ADVERTISE_PEER_URLS");
+    unsetenv("ETCD_NO_SUCH_FLAG");
 }
 
 TEST(arena, alignment_and_large_blocks)

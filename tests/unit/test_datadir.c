@@ -103,6 +103,8 @@ TEST(datadir, second_process_is_refused_naming_the_holder)
     ASSERT(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 }
 
+static const struct datadir_ids FRESH_IDS = {0x1234, 0x5678};
+
 TEST(datadir, a_fresh_dir_makes_ids_and_keys_once)
 {
     char p[512], errmsg[LSKV_ERRMSG_SIZE] = "";
@@ -114,9 +116,12 @@ TEST(datadir, a_fresh_dir_makes_ids_and_keys_once)
     ASSERT_EQ(datadir_load_secret(&d, "data.key", key, sizeof key, &created, errmsg), 0);
     ASSERT(created);
     struct datadir_ids ids, ids2;
-    ASSERT_EQ(datadir_load_ids(&d, key, &ids, &created, errmsg), 0);
+    /* A fresh dir takes the ids it is given (etcd's, derived from flags). */
+    struct datadir_ids derived = {0xcdf818194e3a8c32u, 0x8e9e05c52164694du};
+    ASSERT_EQ(datadir_load_ids(&d, key, &derived, &ids, &created, errmsg), 0);
     ASSERT(created);
-    ASSERT(ids.cluster_id != 0 && ids.member_id != 0);
+    ASSERT_EQ(ids.cluster_id, 0xcdf818194e3a8c32u);
+    ASSERT_EQ(ids.member_id, 0x8e9e05c52164694du);
 
     /* Reopened: not fresh, the same values, nothing made. */
     ASSERT_EQ(datadir_open(&d, p, errmsg), 0);
@@ -124,7 +129,9 @@ TEST(datadir, a_fresh_dir_makes_ids_and_keys_once)
     ASSERT_EQ(datadir_load_secret(&d, "data.key", key2, sizeof key2, &created, errmsg), 0);
     ASSERT(!created);
     ASSERT_MEM_EQ(key, key2, sizeof key);
-    ASSERT_EQ(datadir_load_ids(&d, key, &ids2, &created, errmsg), 0);
+    /* An existing dir keeps its ids, whatever the flags derive now. */
+    struct datadir_ids other_flags = {1, 2};
+    ASSERT_EQ(datadir_load_ids(&d, key, &other_flags, &ids2, &created, errmsg), 0);
     ASSERT(!created);
     ASSERT_EQ(ids.cluster_id, ids2.cluster_id);
     ASSERT_EQ(ids.member_id, ids2.member_id);
@@ -149,7 +156,7 @@ TEST(datadir, missing_ids_in_a_non_empty_dir_is_refused)
     write_text(f, "x");
     ASSERT_EQ(datadir_open(&d, p, errmsg), 0);
     struct datadir_ids ids;
-    ASSERT_EQ(datadir_load_ids(&d, KEY, &ids, NULL, errmsg), LSKV_ECORRUPT);
+    ASSERT_EQ(datadir_load_ids(&d, KEY, &FRESH_IDS, &ids, NULL, errmsg), LSKV_ECORRUPT);
     ASSERT(strstr(errmsg, "/ids: missing in a non-empty data dir") != NULL);
     snprintf(f, sizeof f, "%s/ids", p);
     ASSERT(access(f, F_OK) != 0);
@@ -211,11 +218,11 @@ TEST(datadir, changed_ids_or_key_do_not_match)
     path_of(p, sizeof p, "dd");
     ASSERT_EQ(datadir_open(&d, p, errmsg), 0);
     struct datadir_ids ids;
-    ASSERT_EQ(datadir_load_ids(&d, KEY, &ids, NULL, errmsg), 0);
+    ASSERT_EQ(datadir_load_ids(&d, KEY, &FRESH_IDS, &ids, NULL, errmsg), 0);
     ASSERT_EQ(datadir_open(&d, p, errmsg), 0);
 
     uint8_t other[DATADIR_KEY_BYTES] = {1, 2, 4};
-    ASSERT_EQ(datadir_load_ids(&d, other, &ids, NULL, errmsg), LSKV_ECORRUPT);
+    ASSERT_EQ(datadir_load_ids(&d, other, &FRESH_IDS, &ids, NULL, errmsg), LSKV_ECORRUPT);
     ASSERT(strstr(errmsg, "does not match this data dir") != NULL);
 
     /* The same tag over a flipped cluster id, then member id. */
@@ -231,13 +238,13 @@ TEST(datadir, changed_ids_or_key_do_not_match)
             changed.member_id ^= 0x100;
         datadir_ids_format(&changed, tag, text);
         write_text(f, text);
-        ASSERT_EQ(datadir_load_ids(&d, KEY, &changed, NULL, errmsg), LSKV_ECORRUPT);
+        ASSERT_EQ(datadir_load_ids(&d, KEY, &FRESH_IDS, &changed, NULL, errmsg), LSKV_ECORRUPT);
         ASSERT(strstr(errmsg, "/ids: does not match this data dir") != NULL);
     }
     datadir_ids_format(&ids, tag, text);
     write_text(f, text);
     struct datadir_ids back;
-    ASSERT_EQ(datadir_load_ids(&d, KEY, &back, NULL, errmsg), 0);
+    ASSERT_EQ(datadir_load_ids(&d, KEY, &FRESH_IDS, &back, NULL, errmsg), 0);
     ASSERT_EQ(back.cluster_id, ids.cluster_id);
 }
 

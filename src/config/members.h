@@ -1,0 +1,61 @@
+/* The bootstrap membership, as etcd 3.4 derives it from --initial-cluster,
+ * --initial-cluster-token, --name and --initial-advertise-peer-urls
+ * (etcdserver/api/membership: newMember, genID; etcdserver/config.go):
+ *
+ *   member id  = first 8 bytes, big endian, of
+ *                SHA-1(the member's peer URLs sorted and concatenated + token)
+ *   cluster id = first 8 bytes, big endian, of
+ *                SHA-1(the member ids sorted, each as 8 bytes big endian)
+ *
+ * so `etcdctl member list` shows the ids etcd would show for the same flags.
+ * --initial-cluster is "name=peer-url,..."; a name may repeat to give a
+ * member several peer URLs. Pure functions, no I/O. */
+#ifndef LSKV_CONFIG_MEMBERS_H
+#define LSKV_CONFIG_MEMBERS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define MEMBERS_MAX 32     /* members in --initial-cluster */
+#define MEMBERS_MAX_URLS 8 /* peer URLs of one member */
+#define MEMBERS_DEFAULT_TOKEN "etcd-cluster"
+
+struct member {
+    char *name;
+    char *peer_urls[MEMBERS_MAX_URLS]; /* sorted (strcmp), as etcd keeps them */
+    size_t n_peer_urls;
+    uint64_t id;
+};
+
+struct members {
+    struct member m[MEMBERS_MAX]; /* sorted by id, as `member list` lists them */
+    size_t n;
+    size_t self;                  /* index of this member (members_find_local) */
+    uint64_t cluster_id;
+};
+
+/* etcd's member id of peer URLs (in any order) and a cluster token. */
+uint64_t members_member_id(const char *const *peer_urls, size_t n, const char *token);
+/* etcd's cluster id of member ids (in any order). */
+uint64_t members_cluster_id(const uint64_t *ids, size_t n);
+
+/* Parses initial_cluster into *out (zeroed first; free with members_free
+ * also on error) and derives every id. Each URL must be http:// or
+ * https://host:port with nothing after the port (etcd's NewURLs).
+ * Errors: LSKV_EINVAL (malformed entry, bad URL, duplicate URL, two
+ * members with one id, too many), LSKV_ENOMEM; errmsg says which. */
+int members_parse(const char *initial_cluster, const char *token, struct members *out,
+                  char *errmsg);
+
+/* Finds the member named name and checks that its peer URLs are exactly
+ * advertised (as sets, compared as strings; etcd also resolves host names
+ * before it gives up), setting out->self. Errors: LSKV_EINVAL with etcd's
+ * texts ("couldn't find local name ...", "--initial-cluster has ... but
+ * missing from --initial-advertise-peer-urls=...", "--initial-advertise-peer-
+ * urls has ... but missing from --initial-cluster=..."). */
+int members_find_local(struct members *out, const char *name, char *const *advertised,
+                       size_t n_advertised, char *errmsg);
+
+void members_free(struct members *m);
+
+#endif

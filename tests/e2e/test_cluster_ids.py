@@ -1,0 +1,96 @@
+"""Member and cluster ids as etcd 3.4 derives them (SHA-1 of the sorted peer
+URLs and --initial-cluster-token; of the sorted member ids): lskvd and etcd
+started with the same flags (one after the other: lskvd binds its advertised
+peer URL) show the same ids in `etcdctl member list` and `endpoint status`.
+The 3-member derivation is checked in tests/unit/test_members.c against ids
+measured on a 3-member etcd; a multi-member --initial-cluster is refused by
+lskvd until clusters land."""
+import pytest
+
+from conftest import ETCD, LSKVD, TARGET
+from flagrun import Proc, free_port, ids
+
+
+def run_both(tmp_path, make_args, env=None):
+    out = {}
+    peer = free_port()
+    for kind, binary in (("etcd", ETCD), ("lskvd", LSKVD)):
+        client = free_port()
+        p = Proc(binary, make_args(client, peer, tmp_path / kind / "data"), tmp_path / kind,
+                 env)
+        try:
+            p.wait_ready()
+            out[kind] = ids("127.0.0.1:%d" % client)
+        finally:
+            p.stop()
+    out["peer"] = peer
+    return out
+
+
+def common(client, peer_host, peer, data):
+    return ["--data-dir", str(data),
+            "--listen-client-urls", "http://127.0.0.1:%d" % client,
+            "--advertise-client-urls", "http://127.0.0.1:%d" % client,
+            "--listen-peer-urls", "http://%s:%d" % (peer_host, peer),
+            "--initial-advertise-peer-urls", "http://%s:%d" % (peer_host, peer)]
+
+
+@pytest.mark.skipif(TARGET == "etcd", reason="compares lskvd with etcd")
+def test_name_only_on_a_localhost_peer_url(tmp_path):
+    """--name alone: etcd's --initial-cluster is name=advertised peer URLs,
+    the token "etcd-cluster"; here on a localhost URL."""
+    got = run_both(tmp_path, lambda c, p, d: common(c, "localhost", p, d) + ["--name", "n-l"])
+    assert got["lskvd"] == got["etcd"]
+    assert got["etcd"][2][0][1:] == ("n-l", ["http://localhost:%s" % got["peer"]])
+
+
+@pytest.mark.skipif(TARGET == "etcd", reason="compares lskvd with etcd")
+def test_default_name_keeps_etcds_default_cluster(tmp_path):
+    """The default name keeps default=http://localhost:2380: another
+    advertised peer URL is refused, with etcd's text."""
+    peer = free_port()
+    texts = {}
+    for kind, binary in (("etcd", ETCD), ("lskvd", LSKVD)):
+        p = Proc(binary, common(free_port(), "127.0.0.1", peer, tmp_path / kind / "data"),
+                 tmp_path / kind)
+        assert p.wait_exit() != 0
+        texts[kind] = p.log()
+    want = ("--initial-cluster has default=http://localhost:2380 but missing from "
+            "--initial-advertise-peer-urls=http://127.0.0.1:%d (resolved urls: "
+            "\"http://127.0.0.1:%d\" != \"http://localhost:2380\")" % (peer, peer))
+    assert want in texts["etcd"]
+    assert want in texts["lskvd"]
+
+
+@pytest.mark.skipif(TARGET == "etcd", reason="compares lskvd with etcd")
+def test_token_and_initial_cluster_give_etcds_ids(tmp_path):
+    def args(c, p, d):
+        return common(c, "127.0.0.1", p, d) + [
+            "--name", "node-a", "--initial-cluster-token", "lskv-ids-test",
+            "--initial-cluster", "node-a=http://127.0.0.1:%d" % p]
+    got = run_both(tmp_path, args)
+    assert got["lskvd"] == got["etcd"]
+    # and the token matters
+    plain = run_both(tmp_path / "plain", lambda c, p, d: common(c, "127.0.0.1", p, d) + [
+        "--name", "node-a"])
+    assert plain["lskvd"][:2] != got["lskvd"][:2]
+
+
+@pytest.mark.skipif(TARGET == "etcd", reason="compares lskvd with etcd")
+def test_ids_from_etcd_environment_variables(tmp_path):
+    env = {"ETCD_NAME": "env-node", "ETCD_INITIAL_CLUSTER_TOKEN": "from-env"}
+    got = run_both(tmp_path, lambda c, p, d: common(c, "127.0.0.1", p, d), env)
+    assert got["lskvd"] == got["etcd"]
+    assert got["lskvd"][2][0][1] == "env-node"
+
+
+@pytest.mark.skipif(TARGET == "etcd", reason="lskvd's refusal")
+def test_three_member_initial_cluster_is_refused_not_started_alone(tmp_path):
+    p1, p2, p3 = free_port(), free_port(), free_port()
+    ic = ",".join("m%d=http://127.0.0.1:%d" % (i + 1, p) for i, p in enumerate((p1, p2, p3)))
+    args = common(free_port(), "127.0.0.1", p1, tmp_path / "data") + [
+        "--name", "m1", "--initial-cluster", ic, "--initial-cluster-token", "t3"]
+    p = Proc(LSKVD, args, tmp_path)
+    assert p.wait_exit() != 0
+    assert "multi-member clusters are not implemented yet" in p.log()
+    assert not (tmp_path / "data").exists()
