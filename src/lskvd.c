@@ -28,6 +28,7 @@
 
 #include "api/api.h"
 #include "common/err.h"
+#include "common/file.h"
 #include "common/url.h"
 #include "common/log.h"
 #include "config/config.h"
@@ -40,6 +41,7 @@
 #include "kv/kvstore.h"
 #include "ledger/ledger.h"
 #include "net/grpc_server.h"
+#include "net/member_net.h"
 #include "storage/diskspace.h"
 #include "storage/recstore.h"
 
@@ -49,6 +51,10 @@ struct daemon {
     uv_loop_t *loop;
     struct config config;
     struct datadir dir;
+    uint64_t segment_bytes, snapshot_bytes, snapshot_trailing; /* from the disk's size */
+    struct attest_policy policy; /* what joining members' reports must pass */
+    member_net *net;             /* peer port: raft, forwarding, joins */
+    struct join_key join_key;    /* a joining member's key until it is installed */
     uint8_t data_key[AEAD_KEY_BYTES];
     uint8_t ledger_secret[LEDGER_SECRET_BYTES];
     cert_service *service;
@@ -77,6 +83,7 @@ struct daemon {
     int exit_code;
     bool stopping;
     bool serving; /* past the start-up checks: clients are answered */
+    bool consensus_opened; /* consensus_open was called: the net closes after it */
 };
 
 static void log_config_line(const char *line)
@@ -228,11 +235,25 @@ static void shutdown_daemon(struct daemon *d, int exit_code)
         on_closed_metrics(d);
 }
 
+static void close_member_net(struct daemon *d)
+{
+    if (d->net != NULL)
+        member_net_close(d->net, NULL, NULL);
+    d->net = NULL;
+}
+
 static void on_closed_node(void *arg)
 {
     struct daemon *d = arg;
     d->node = NULL;
+    close_member_net(d); /* raft no longer uses the transport */
     LOG_INFO(MODULE, "stopped");
+}
+
+/* A failed consensus_open let go of the transport. */
+static void on_consensus_released(void *arg)
+{
+    close_member_net(arg);
 }
 
 static void on_closed_server(void *arg)
@@ -241,6 +262,8 @@ static void on_closed_server(void *arg)
     d->server = NULL;
     if (d->node != NULL)
         consensus_close(d->node, on_closed_node, d);
+    else if (!d->consensus_opened)
+        close_member_net(d);
 }
 
 static void on_signal(uv_signal_t *sig, int signum)
@@ -383,6 +406,7 @@ static void start_serving(struct daemon *d)
         .cluster_id = d->cluster_id,
         .member_id = d->member_id,
         .name = c->name,
+        .members = &c->members,
         .peer_urls = c->initial_advertise_peer_urls,
         .n_peer_urls = c->n_initial_advertise_peer_urls,
         .client_urls = c->advertise_client_urls,
@@ -655,10 +679,10 @@ static int check_raft_dir(struct daemon *d, const struct consensus_config *cc, c
     return LSKV_ECORRUPT;
 }
 
-static int open_daemon(struct daemon *d, char *errmsg)
+/* The data dir, locked and checked, and what the disk's size decides. */
+static int open_datadir(struct daemon *d, char *errmsg)
 {
     struct config *c = &d->config;
-    char path[4096];
     int rv;
 
     /* Nothing is made in a data dir that is not fresh (config/datadir.h). */
@@ -689,6 +713,142 @@ static int open_daemon(struct daemon *d, char *errmsg)
         LOG_WARN(MODULE, "no space left on device: %" PRIu64 " MiB free on the filesystem of %s; "
                  "deleted %s/" DISKSPACE_FILE " (%" PRIu64 " MiB) so that this start fits",
                  avail >> 20, c->data_dir, c->data_dir, freed >> 20);
+    d->segment_bytes = segment;
+    d->snapshot_bytes = snap_bytes;
+    d->snapshot_trailing = trailing;
+    return 0;
+}
+
+/* The members' peer addresses as raft and the peer network use them
+ * (numeric: raft's configuration keeps them). */
+struct member_addresses {
+    char address[MEMBERS_MAX][80];
+    struct member_net_peer peers[MEMBERS_MAX];
+    struct consensus_member voters[MEMBERS_MAX];
+};
+
+static int resolve_members(const struct members *m, struct member_addresses *out, char *errmsg)
+{
+    for (size_t i = 0; i < m->n; i++) {
+        struct url u;
+        int rv = url_parse(m->m[i].peer_urls[0], 0, &u, errmsg);
+        if (rv == 0)
+            rv = url_resolve(&u, NULL, out->address[i], sizeof out->address[i], errmsg);
+        if (rv != 0)
+            return rv;
+        out->peers[i] = (struct member_net_peer){
+            .id = m->m[i].id, .name = m->m[i].name, .address = out->address[i]};
+        out->voters[i] = (struct consensus_member){.id = m->m[i].id,
+                                                   .address = out->address[i]};
+    }
+    return 0;
+}
+
+/* Listens on the peer port with identity. */
+static int open_member_net(struct daemon *d, const struct peer_tls_identity *identity,
+                           char *errmsg)
+{
+    struct config *c = &d->config;
+    struct member_addresses a;
+    struct url listen;
+    char listen_address[80];
+    int rv;
+    if ((rv = resolve_members(&c->members, &a, errmsg)) != 0 ||
+        (rv = url_parse(c->listen_peer_urls[0], 0, &listen, errmsg)) != 0 ||
+        (rv = url_resolve(&listen, NULL, listen_address, sizeof listen_address, errmsg)) != 0)
+        return rv;
+    struct member_net_config mc = {
+        .member_id = c->members.m[c->members.self].id,
+        .cluster_id = c->members.cluster_id,
+        .name = c->name,
+        .listen_address = listen_address,
+        .members = a.peers,
+        .n_members = c->members.n,
+        .policy = &d->policy,
+    };
+    return member_net_open(d->loop, &mc, identity, &d->net, errmsg);
+}
+
+static void continue_start(struct daemon *d);
+
+static void on_joined(void *arg, int status, const char *errmsg)
+{
+    struct daemon *d = arg;
+    join_key_wipe(&d->join_key);
+    if (d->stopping)
+        return;
+    if (status != 0) {
+        LOG_ERROR(MODULE, "refusing to start: joining the cluster: %s (%s)", errmsg,
+                  lskv_errname(status));
+        shutdown_daemon(d, 1);
+        return;
+    }
+    continue_start(d);
+}
+
+/* A member of a new multi-member cluster other than its founder starts with
+ * a fresh node key and asks the founder for the cluster's secrets
+ * (net/member_net.h); every other start goes on at once. Returns 1 while
+ * joining (on_joined continues), 0 to go on, or an error. */
+static int maybe_join(struct daemon *d, char *errmsg)
+{
+    struct config *c = &d->config;
+    const struct members *m = &c->members;
+    int rv = c->attestation_policy != NULL
+                 ? attest_policy_load(c->attestation_policy, &d->policy, errmsg)
+                 : attest_policy_default(&d->policy, errmsg);
+    if (rv != 0)
+        return rv;
+    uint64_t founder = m->m[0].id;
+    for (size_t i = 1; i < m->n; i++)
+        founder = m->m[i].id < founder ? m->m[i].id : founder;
+    if (!d->dir.fresh || m->n == 1 || m->m[m->self].id == founder)
+        return 0;
+    if ((rv = join_key_new(m->m[m->self].id, &d->join_key, errmsg)) != 0)
+        return rv;
+    struct peer_tls_identity id = {.cert_pem = d->join_key.cert_pem,
+                                   .key_pem = d->join_key.key_pem};
+    if ((rv = open_member_net(d, &id, errmsg)) != 0 ||
+        (rv = member_net_join(d->net, &d->join_key, &d->dir, on_joined, d, errmsg)) != 0)
+        return rv;
+    LOG_INFO(MODULE, "joining cluster %016" PRIx64 " through its founder, member %016" PRIx64,
+             m->cluster_id, founder);
+    return 1;
+}
+
+/* This member's node certificate and key, as the peer network shows them. */
+static int node_tls_identity(struct daemon *d, char **key_pem, char *errmsg)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/identity/node.key", d->config.data_dir);
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    int rv = file_read_all(path, &buf, &len, errmsg);
+    if (rv != 0)
+        return rv;
+    char *pem = malloc(len + 1);
+    if (pem == NULL) {
+        explicit_bzero(buf, len);
+        free(buf);
+        return LSKV_ENOMEM;
+    }
+    memcpy(pem, buf, len);
+    pem[len] = '\0';
+    explicit_bzero(buf, len);
+    free(buf);
+    *key_pem = pem;
+    return 0;
+}
+
+static void on_consensus_released(void *arg);
+
+static int open_daemon(struct daemon *d, char *errmsg)
+{
+    struct config *c = &d->config;
+    char path[4096];
+    int rv;
+    uint64_t segment = d->segment_bytes, snap_bytes = d->snapshot_bytes;
+    uint64_t trailing = d->snapshot_trailing;
 
     if ((rv = load_secret(d, "data.key", d->data_key, sizeof d->data_key, "data key",
                           errmsg)) != 0)
@@ -697,12 +857,30 @@ static int open_daemon(struct daemon *d, char *errmsg)
         return rv;
     if ((rv = open_ledger(d, errmsg)) != 0)
         return rv;
-
-    struct url peer; /* checked by config_parse */
-    char peer_address[80]; /* raft_uv takes numeric addresses only */
-    if ((rv = url_parse(c->initial_advertise_peer_urls[0], 0, &peer, errmsg)) != 0 ||
-        (rv = url_resolve(&peer, NULL, peer_address, sizeof peer_address, errmsg)) != 0)
+    if (d->net == NULL) { /* not a joiner: show the node certificate from the start */
+        char *key_pem = NULL;
+        if ((rv = node_tls_identity(d, &key_pem, errmsg)) != 0)
+            return rv;
+        struct peer_tls_identity id = {.cert_pem = cert_node_pem(d->identity),
+                                       .key_pem = key_pem,
+                                       .service_cert_pem = cert_service_pem(d->service)};
+        rv = open_member_net(d, &id, errmsg);
+        cert_secret_free(key_pem);
+        if (rv != 0)
+            return rv;
+    }
+    /* Any member holding the secrets admits the configured members. */
+    if ((rv = member_net_serve_joins(d->net, d->service, d->data_key, d->ledger_secret,
+                                     cert_node_pem(d->identity), errmsg)) != 0)
         return rv;
+    struct member_addresses *addrs = malloc(sizeof *addrs);
+    if (addrs == NULL)
+        return LSKV_ENOMEM;
+    if ((rv = resolve_members(&c->members, addrs, errmsg)) != 0) {
+        free(addrs);
+        return rv;
+    }
+
     char raft_dir[4096];
     snprintf(raft_dir, sizeof raft_dir, "%s/raft", c->data_dir);
     struct consensus_config cc = {
@@ -713,7 +891,14 @@ static int open_daemon(struct daemon *d, char *errmsg)
         .member_id = d->member_id,
         .heartbeat_ms = (unsigned)c->heartbeat_interval_ms,
         .election_ms = (unsigned)c->election_timeout_ms,
-        .peer_address = peer_address,
+        .peer_address = addrs->address[c->members.self],
+        .members = addrs->voters,
+        .n_members = c->members.n,
+        .transport = member_net_transport(d->net),
+        .send = member_net_send,
+        .send_arg = d->net,
+        .released_cb = on_consensus_released,
+        .released_arg = d,
         .snapshot_threshold = (unsigned)c->snapshot_count,
         .segment_bytes = (size_t)segment,
         .snapshot_bytes = snap_bytes,
@@ -725,8 +910,10 @@ static int open_daemon(struct daemon *d, char *errmsg)
     /* The raft log is checked whole before the engine is opened or libraft
      * may change a file (consensus/raftdir.h). */
     if ((rv = check_raft_dir(d, &cc, errmsg)) != 0 ||
-        (rv = ledger_begin_writes(d->ledger, errmsg)) != 0)
+        (rv = ledger_begin_writes(d->ledger, errmsg)) != 0) {
+        free(addrs);
         return rv;
+    }
 
     snprintf(path, sizeof path, "%s/engine", c->data_dir);
     struct recstore_config rc = {
@@ -767,17 +954,36 @@ static int open_daemon(struct daemon *d, char *errmsg)
     fsm_set_observer(&d->fsm, notify_watchers, d);
     fsm_set_space(&d->fsm, &d->space);
     struct consensus_fsm vt = fsm_vtable(&d->fsm);
-    if ((rv = consensus_open(d->loop, &cc, &vt, &d->node, errmsg)) != 0) {
+    d->consensus_opened = true; /* the net closes after the node (or its release) */
+    rv = consensus_open(d->loop, &cc, &vt, &d->node, errmsg);
+    free(addrs);
+    if (rv != 0) {
         if (d->fsm.errmsg[0])
             errmsg_wrapf(errmsg, "%s", d->fsm.errmsg);
         return rv;
     }
+    member_net_set_node(d->net, d->node);
     struct ledger_position pos;
     ledger_position(d->ledger, &pos);
     LOG_INFO(MODULE, "ledger: %" PRIu64 " entries (last %" PRIu64 ".%" PRIu64 ", revision %" PRId64
              "), %" PRIu64 " signed; %" PRIu64 " replayed entries checked",
              pos.size, pos.term, pos.index, pos.revision, pos.signed_size, d->fsm.replayed);
     return 0;
+}
+
+/* After the data dir (and a join): the member opens and, once every
+ * committed entry is applied, serves. */
+static void continue_start(struct daemon *d)
+{
+    char errmsg[LSKV_ERRMSG_SIZE] = "";
+    if (open_daemon(d, errmsg) != 0) {
+        LOG_ERROR(MODULE, "refusing to start: %s", errmsg);
+        shutdown_daemon(d, 1);
+        return;
+    }
+    LOG_INFO(MODULE, "member %016" PRIx64 " of cluster %016" PRIx64 ", data in %s", d->member_id,
+             d->cluster_id, d->config.data_dir);
+    try_ready(d);
 }
 
 static void close_daemon(struct daemon *d)
@@ -796,6 +1002,7 @@ static void close_daemon(struct daemon *d)
         recstore_close(d->records);
     }
     ledger_close(d->ledger);
+    join_key_wipe(&d->join_key);
     cert_node_free(d->identity);
     cert_service_free(d->service);
     config_free(&d->config);
@@ -841,17 +1048,18 @@ int main(int argc, char **argv)
     uv_signal_start(&d.sigint, on_signal, SIGINT);
     uv_signal_start(&d.sigterm, on_signal, SIGTERM);
 
-    if (open_daemon(&d, errmsg) != 0) {
+    int rv = open_datadir(&d, errmsg);
+    if (rv == 0)
+        rv = maybe_join(&d, errmsg);
+    if (rv < 0) {
         LOG_ERROR(MODULE, "refusing to start: %s", errmsg);
         shutdown_daemon(&d, 1);
-    } else {
-        LOG_INFO(MODULE, "member %016" PRIx64 " of cluster %016" PRIx64 ", data in %s",
-                 d.member_id, d.cluster_id, d.config.data_dir);
-        try_ready(&d);
+    } else if (rv == 0) {
+        continue_start(&d);
     }
     uv_run(d.loop, UV_RUN_DEFAULT);
     close_daemon(&d);
-    int rv = uv_loop_close(d.loop);
+    rv = uv_loop_close(d.loop);
     if (rv != 0)
         LOG_WARN(MODULE, "event loop closed with open handles: %s", uv_strerror(rv));
     return d.exit_code;

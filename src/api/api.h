@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "common/arena.h"
+#include "config/members.h"
 #include "consensus/node.h"
 #include "kv/kvstore.h"
 #include "ledger/ledger.h"
@@ -28,6 +29,7 @@ struct api {
     uint64_t cluster_id;
     uint64_t member_id;
     const char *name;          /* member name */
+    const struct members *members; /* the bootstrap membership (config/members.h) */
     char *const *peer_urls;    /* advertised, borrowed */
     size_t n_peer_urls;
     char *const *client_urls;  /* advertised, borrowed */

@@ -1,6 +1,9 @@
-/* etcdserverpb.Cluster: MemberList (membership changes come with clusters). */
+/* etcdserverpb.Cluster: MemberList of the bootstrap membership (name, id
+ * and peer URLs of every member as --initial-cluster gives them; client
+ * URLs of this member: the others' are not published through raft yet). */
 #include "api/api.h"
 #include "common/arena.h"
+#include "common/err.h"
 
 static void cluster_member_list(grpc_call *call, const uint8_t *msg, size_t len, void *ctx)
 {
@@ -15,18 +18,31 @@ static void cluster_member_list(grpc_call *call, const uint8_t *msg, size_t len,
     Etcdserverpb__ResponseHeader header = ETCDSERVERPB__RESPONSE_HEADER__INIT;
     api_fill_header(api, &header);
     header.revision = 0; /* etcd's cluster server header carries no revision */
-    Etcdserverpb__Member self = ETCDSERVERPB__MEMBER__INIT;
-    self.id = api->member_id;
-    self.name = (char *)api->name;
-    self.peerurls = (char **)api->peer_urls;
-    self.n_peerurls = api->n_peer_urls;
-    self.clienturls = (char **)api->client_urls;
-    self.n_clienturls = api->n_client_urls;
-    Etcdserverpb__Member *members[1] = {&self};
+    size_t n = api->members != NULL ? api->members->n : 0;
+    Etcdserverpb__Member *list = arena_alloc(&a, (n ? n : 1) * sizeof *list);
+    Etcdserverpb__Member **members = arena_alloc(&a, (n ? n : 1) * sizeof *members);
+    if (list == NULL || members == NULL) {
+        api_fail(api, call, LSKV_ENOMEM, NULL);
+        arena_close(&a);
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const struct member *m = &api->members->m[i];
+        etcdserverpb__member__init(&list[i]);
+        list[i].id = m->id;
+        list[i].name = m->name;
+        list[i].peerurls = (char **)m->peer_urls;
+        list[i].n_peerurls = m->n_peer_urls;
+        if (m->id == api->member_id) {
+            list[i].clienturls = (char **)api->client_urls;
+            list[i].n_clienturls = api->n_client_urls;
+        }
+        members[i] = &list[i];
+    }
     Etcdserverpb__MemberListResponse resp = ETCDSERVERPB__MEMBER_LIST_RESPONSE__INIT;
     resp.header = &header;
     resp.members = members;
-    resp.n_members = 1;
+    resp.n_members = n;
     api_reply(call, &resp.base);
     arena_close(&a);
 }

@@ -498,9 +498,7 @@ static int check_bind_urls(const char *flag, char *const *urls, size_t n, char *
     return 0;
 }
 
-/* --initial-cluster as etcd reads it; multi-member clusters are not
- * implemented yet, so it may name only this member: rather than start a
- * lone member of a cluster that serves divergent data. */
+/* --initial-cluster as etcd reads it (config/members.h). */
 static int check_initial_cluster(struct config *c, char *errmsg)
 {
     int rv;
@@ -524,14 +522,6 @@ static int check_initial_cluster(struct config *c, char *errmsg)
         (rv = members_find_local(&c->members, c->name, c->initial_advertise_peer_urls,
                                  c->n_initial_advertise_peer_urls, errmsg)) != 0)
         return rv;
-    if (c->members.n > 1) {
-        errmsg_printf(errmsg,
-                      "--initial-cluster=%s: multi-member clusters are not implemented "
-                      "yet; only this member (--name %s with its "
-                      "--initial-advertise-peer-urls) may be named",
-                      c->initial_cluster, c->name);
-        return LSKV_EINVAL;
-    }
     return 0;
 }
 

@@ -727,11 +727,15 @@ int consensus_open(uv_loop_t *loop, const struct consensus_config *config,
         config->peer_address == NULL || fsm->apply == NULL || fsm->snapshot == NULL ||
         fsm->restore == NULL) {
         errmsg_printf(errmsg, "consensus: incomplete configuration");
+        if (config->released_cb != NULL)
+            config->released_cb(config->released_arg);
         return LSKV_EINVAL;
     }
     node = calloc(1, sizeof *node);
     if (node == NULL) {
         errmsg_printf(errmsg, "consensus: out of memory");
+        if (config->released_cb != NULL)
+            config->released_cb(config->released_arg);
         return LSKV_ENOMEM;
     }
     node->loop = loop;
@@ -892,6 +896,8 @@ err_after_raft_init:
      * node frees itself once the loop has run the close callbacks. */
     node->open_failed = true;
     node->closing = true;
+    node->close_cb = config->released_cb; /* timer_close_cb calls it */
+    node->close_arg = config->released_arg;
     forwarder_close(node->fwd, LSKV_ESHUTDOWN);
     node->fwd = NULL;
     raft_close(&node->raft, on_raft_closed);
@@ -906,6 +912,8 @@ err:
         forwarder_close(node->fwd, LSKV_ESHUTDOWN);
     keyring_free(node->keys);
     free(node);
+    if (config->released_cb != NULL)
+        config->released_cb(config->released_arg);
     return rv;
 }
 

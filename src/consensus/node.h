@@ -113,6 +113,12 @@ struct consensus_config {
     int (*send)(void *arg, uint64_t to, const uint8_t *msg, size_t len);
     void *send_arg;
     unsigned request_timeout_ms; /* forwarded requests; 0 = etcd's 5 s + 2 election timeouts */
+    /* Optional. When consensus_open fails, called exactly once when the
+     * transport is no longer used: inside consensus_open when raft never
+     * started, else once raft's asynchronous close has finished (close
+     * the transport only then). */
+    void (*released_cb)(void *arg);
+    void *released_arg;
     /* A snapshot is taken (fsm->snapshot, synchronously on the loop) every
      * snapshot_threshold applied entries; the log then keeps the last
      * snapshot_trailing entries before it, so a follower that lags less than
