@@ -58,7 +58,7 @@ struct attest_policy {
     struct attest_measurement measurements[ATTEST_MAX_MEASUREMENTS];
 };
 
-/* A decoded report; evidence borrowed from nothing (only its size kept). */
+/* A decoded report (a copy: the evidence itself is not kept, only its size). */
 struct attest_report {
     uint32_t format_version;
     int kind;                            /* enum attest_kind, or what the bytes said */

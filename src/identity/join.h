@@ -128,7 +128,8 @@ void join_secrets_wipe(struct join_secrets *s);
  * Errors: the founder's refusal code as it sent it (errmsg "founder refused
  * the join: <its text>"), LSKV_ECORRUPT (malformed; a check failed), -EACCES
  * (the founder's report refused by policy or not binding its TLS key),
- * LSKV_EFORMAT, LSKV_EUNIMPLEMENTED, LSKV_ENOMEM. */
+ * LSKV_EFORMAT, LSKV_EUNIMPLEMENTED, LSKV_EINVAL (founder_cert_pem is not a
+ * PEM certificate), LSKV_ENOMEM. */
 int join_response_open(const uint8_t *resp, size_t len, const struct join_key *k,
                        uint64_t member_id, const char *founder_cert_pem,
                        size_t founder_cert_len, const struct attest_policy *policy,
