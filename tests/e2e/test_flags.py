@@ -311,6 +311,8 @@ def test_etcd_flags_lskvd_lacks_are_refused_by_name(tmp_path, flags, why):
 def test_accepted_etcd_flags_start(server_factory, kind, logger):
     # (etcd with zap logs no "ready to serve client requests", which the
     # fixture waits for; lskvd writes its one format with either)
+    if logger == "zap" and TARGET == "etcd":
+        pytest.skip("etcd with zap prints no 'ready to serve client requests'")
     s = server_factory(kind, extra=[
         "--initial-cluster-token", "tok", "--logger", logger, "--log-outputs", "stderr",
         "--enable-v2=false", "--strict-reconfig-check", "--peer-auto-tls",
