@@ -3,12 +3,14 @@ URLs and --initial-cluster-token; of the sorted member ids): lskvd and etcd
 started with the same flags (one after the other: lskvd binds its advertised
 peer URL) show the same ids in `etcdctl member list` and `endpoint status`.
 The 3-member derivation is checked in tests/unit/test_members.c against ids
-measured on a 3-member etcd; a multi-member --initial-cluster is refused by
-lskvd until clusters land."""
+measured on a 3-member etcd (and end to end in test_cluster.py); one member
+of three started alone serves nothing."""
+import time
+
 import pytest
 
 from conftest import ETCD, LSKVD, TARGET
-from flagrun import Proc, free_port, ids
+from flagrun import Proc, ctl, free_port, ids
 
 
 def run_both(tmp_path, make_args, env=None):
@@ -84,13 +86,24 @@ def test_ids_from_etcd_environment_variables(tmp_path):
     assert got["lskvd"][2][0][1] == "env-node"
 
 
-@pytest.mark.skipif(TARGET == "etcd", reason="lskvd's refusal")
-def test_three_member_initial_cluster_is_refused_not_started_alone(tmp_path):
-    p1, p2, p3 = free_port(), free_port(), free_port()
-    ic = ",".join("m%d=http://127.0.0.1:%d" % (i + 1, p) for i, p in enumerate((p1, p2, p3)))
-    args = common(free_port(), "127.0.0.1", p1, tmp_path / "data") + [
-        "--name", "m1", "--initial-cluster", ic, "--initial-cluster-token", "t3"]
-    p = Proc(LSKVD, args, tmp_path)
-    assert p.wait_exit() != 0
-    assert "multi-member clusters are not implemented yet" in p.log()
-    assert not (tmp_path / "data").exists()
+@pytest.mark.parametrize("who", ["m1", "m2", "m3"])
+def test_a_member_of_three_started_alone_serves_nothing(tmp_path, who):
+    """Any one member of a 3-member --initial-cluster started without its
+    peers (the founder, or a member waiting to join) never answers a client:
+    it has no quorum, as etcd."""
+    ports = [free_port() for _ in range(3)]
+    ic = ",".join("m%d=http://127.0.0.1:%d" % (i + 1, p) for i, p in enumerate(ports))
+    i = int(who[1]) - 1
+    client = free_port()
+    args = common(client, "127.0.0.1", ports[i], tmp_path / "data") + [
+        "--name", who, "--initial-cluster", ic, "--initial-cluster-token", "t3"]
+    p = Proc(LSKVD if TARGET != "etcd" else ETCD, args, tmp_path)
+    try:
+        time.sleep(4)
+        assert p.proc.poll() is None, p.log()[-2000:]
+        r = ctl("127.0.0.1:%d" % client, "put", "k", "v")
+        assert r.returncode != 0
+        r = ctl("127.0.0.1:%d" % client, "get", "k", "--consistency=s")
+        assert r.returncode != 0
+    finally:
+        p.stop()

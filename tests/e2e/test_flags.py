@@ -92,9 +92,6 @@ def test_max_txn_ops_above_default_as_etcd(server_factory):
 @pytest.mark.skipif(TARGET == "etcd", reason="lskvd's refusals of flags it lacks")
 @pytest.mark.parametrize("flags,why", [
     (["--initial-cluster-state", "existing"], "joining an existing cluster is not implemented"),
-    (["--initial-cluster", "a=http://127.0.0.1:1,b=http://127.0.0.1:2",
-      "--initial-advertise-peer-urls", "http://127.0.0.1:1", "--name", "a"],
-     "multi-member clusters are not implemented"),
     (["--max-txn-ops", "0"], "--max-txn-ops=0"),
     (["--max-txn-ops", "4097"], "--max-txn-ops=4097: must be an integer in [1, 4096]"),
 ])

@@ -94,7 +94,7 @@ TEST(config, bad_values_name_flag_and_rule)
 }
 
 /* Flags lskvd does not implement are refused, never accepted and ignored. */
-TEST(config, unimplemented_cluster_flags_refused)
+TEST(config, cluster_flags_checked)
 {
     struct config c;
     char errmsg[LSKV_ERRMSG_SIZE] = "";
@@ -104,8 +104,9 @@ TEST(config, unimplemented_cluster_flags_refused)
     config_free(&c);
     char *a2[] = {"lskvd", "--name", "a", "--initial-advertise-peer-urls", "http://h:1",
                   "--initial-cluster", "a=http://h:1,b=http://h:2"};
-    ASSERT_EQ(parse(&c, 7, a2, errmsg), LSKV_EINVAL);
-    ASSERT(strstr(errmsg, "multi-member clusters are not implemented") != NULL);
+    ASSERT_EQ(parse(&c, 7, a2, errmsg), 0); /* a cluster of two */
+    ASSERT_EQ(c.members.n, 2u);
+    ASSERT_STR_EQ(c.members.m[c.members.self].name, "a");
     config_free(&c);
     char *a3[] = {"lskvd", "--name", "a", "--initial-advertise-peer-urls", "http://h:1",
                   "--initial-cluster", "b=http://h:1"};
