@@ -897,6 +897,8 @@ static int open_daemon(struct daemon *d, char *errmsg)
         .transport = member_net_transport(d->net),
         .send = member_net_send,
         .send_arg = d->net,
+        .serve_call = lease_service_serve_call,
+        .serve_arg = &d->api, /* refuses until the api is set up */
         .released_cb = on_consensus_released,
         .released_arg = d,
         .snapshot_threshold = (unsigned)c->snapshot_count,

@@ -108,6 +108,10 @@ size_t lease_service_methods(struct api *api, struct grpc_method *m);
  * proposals (at most 500 per tick, as etcd's revoke rate of 1000/s). Stop
  * before the node closes. Errors: LSKV_ENOMEM. */
 int lease_service_start(struct api *api, uint64_t extend_ms);
+/* consensus_config.serve_call (arg: the api): the leader answers a
+ * follower's lease keep-alive or time-to-live (lease_service.c). */
+int lease_service_serve_call(void *arg, uint8_t kind, const uint8_t *req, size_t len,
+                             uint8_t **reply, size_t *reply_len);
 void lease_service_stop(struct api *api);
 /* Revokes proposed for expired leases since the start (etcd's
  * etcd_debugging_server_lease_expired_total). */

@@ -4,16 +4,22 @@
  * proposer picks the id of a grant that names none, a positive random
  * int63 as etcd's leader does). TimeToLive, Leases and KeepAlive answer
  * from the leader's lease table at once, as etcd's leader does (its renewals
- * do not go through raft either). The expiry timer is the leader's: it
- * starts the clock of every new lease and proposes a revoke for every
- * expired one; apply itself never reads a clock (lease/lessor.h). */
+ * do not go through raft either): a follower asks the leader
+ * (consensus_call_leader, answered by lease_service_serve_call) and answers
+ * with its own header. The expiry timer is the leader's: it starts the clock
+ * of every new lease and proposes a revoke for every expired one, and a
+ * member that becomes leader gives every lease its whole TTL again plus an
+ * election timeout (etcd's Promote); apply itself never reads a clock
+ * (lease/lessor.h). */
 #include <stdlib.h>
 #include <string.h>
 
 #include <openssl/rand.h>
 
 #include "api/api.h"
+#include "api/etcd_errors.h"
 #include "common/arena.h"
+#include "common/bytes.h"
 #include "common/err.h"
 #include "common/log.h"
 #include "statemachine/fsm.h"
@@ -27,7 +33,30 @@ struct lease_expiry {
     uv_timer_t timer;
     struct api *api;
     uint64_t expired; /* revokes proposed for expired leases */
+    uint64_t extend_ms; /* etcd's Promote extension: an election timeout */
+    bool leading;       /* this member led at the last tick */
 };
+
+/* Calls a follower makes to the leader (consensus_call_leader). */
+enum lease_call {
+    LEASE_CALL_KEEPALIVE = 1, /* lease id i64 -> granted TTL i64 */
+    LEASE_CALL_TIME_TO_LIVE = 2, /* LeaseTimeToLiveRequest -> ...Response (no header) */
+};
+
+/* Flat messages a member sent (a lease call and its answer). */
+static void *unpack(const ProtobufCMessageDescriptor *desc, const uint8_t *buf, size_t len,
+                    struct arena *a)
+{
+    return protobuf_c_message_unpack(desc, &a->pb, len, buf);
+}
+
+/* Whether this member answers lease calls itself. */
+static bool leading(struct api *api)
+{
+    struct consensus_status st;
+    consensus_get_status(api->node, &st);
+    return st.is_leader;
+}
 
 static uint64_t now_ms(void)
 {
@@ -106,6 +135,65 @@ static void lease_revoke(grpc_call *call, const uint8_t *msg, size_t len, void *
     arena_close(&a);
 }
 
+/* The leader's answer to a TimeToLive request, into a (no header). */
+static int time_to_live_answer(struct api *api, const Etcdserverpb__LeaseTimeToLiveRequest *req,
+                               struct arena *a, Etcdserverpb__LeaseTimeToLiveResponse *resp)
+{
+    resp->id = req->id;
+    struct lease_info info;
+    if (lessor_info(api->leases, req->id, now_ms(), &info) != 0) {
+        resp->ttl = -1; /* etcd: an unknown lease is not an error here */
+        return 0;
+    }
+    resp->ttl = info.remaining_ms / 1000; /* Go's int64(Remaining().Seconds()) */
+    resp->grantedttl = info.granted_ttl;
+    if (req->keys) {
+        uint8_t **keys;
+        size_t *lens, nk;
+        int rv = lessor_keys(api->leases, req->id, a, &keys, &lens, &nk);
+        ProtobufCBinaryData *v = arena_alloc(a, (nk ? nk : 1) * sizeof *v);
+        if (rv != 0 || v == NULL)
+            return rv ? rv : LSKV_ENOMEM;
+        for (size_t i = 0; i < nk; i++)
+            v[i] = (ProtobufCBinaryData){.data = keys[i], .len = lens[i]};
+        resp->keys = v;
+        resp->n_keys = nk;
+    }
+    return 0;
+}
+
+static void time_to_live_reply(struct api *api, grpc_call *call,
+                               Etcdserverpb__LeaseTimeToLiveResponse *resp)
+{
+    Etcdserverpb__ResponseHeader header = ETCDSERVERPB__RESPONSE_HEADER__INIT;
+    api_fill_header(api, &header);
+    resp->header = &header;
+    api_reply(call, &resp->base);
+}
+
+struct ttl_wait {
+    struct api *api;
+    grpc_call *call;
+};
+
+static void ttl_from_leader(void *arg, int status, const uint8_t *reply, size_t len)
+{
+    struct ttl_wait *w = arg;
+    struct arena a;
+    arena_init(&a);
+    Etcdserverpb__LeaseTimeToLiveResponse *resp = NULL;
+    if (status == 0 &&
+        (resp = unpack(&etcdserverpb__lease_time_to_live_response__descriptor, reply, len,
+                           &a)) == NULL)
+        status = LSKV_EIO;
+    if (status != 0)
+        api_fail(w->api, w->call, status, NULL);
+    else
+        time_to_live_reply(w->api, w->call, resp);
+    arena_close(&a);
+    free(w);
+}
+
 static void lease_time_to_live(grpc_call *call, const uint8_t *msg, size_t len, void *ctx)
 {
     struct api *api = ctx;
@@ -115,33 +203,25 @@ static void lease_time_to_live(grpc_call *call, const uint8_t *msg, size_t len, 
         api_decode(call, &etcdserverpb__lease_time_to_live_request__descriptor, msg, len, &a);
     if (req == NULL)
         goto out;
-    Etcdserverpb__ResponseHeader header = ETCDSERVERPB__RESPONSE_HEADER__INIT;
-    api_fill_header(api, &header);
-    Etcdserverpb__LeaseTimeToLiveResponse resp = ETCDSERVERPB__LEASE_TIME_TO_LIVE_RESPONSE__INIT;
-    resp.header = &header;
-    resp.id = req->id;
-    struct lease_info info;
-    if (lessor_info(api->leases, req->id, now_ms(), &info) != 0) {
-        resp.ttl = -1; /* etcd: an unknown lease is not an error here */
-    } else {
-        resp.ttl = info.remaining_ms / 1000; /* Go's int64(Remaining().Seconds()) */
-        resp.grantedttl = info.granted_ttl;
-        if (req->keys) {
-            uint8_t **keys;
-            size_t *lens, nk;
-            int rv = lessor_keys(api->leases, req->id, &a, &keys, &lens, &nk);
-            ProtobufCBinaryData *v = arena_alloc(&a, (nk ? nk : 1) * sizeof *v);
-            if (rv != 0 || v == NULL) {
-                api_fail(api, call, rv ? rv : LSKV_ENOMEM, NULL);
-                goto out;
-            }
-            for (size_t i = 0; i < nk; i++)
-                v[i] = (ProtobufCBinaryData){.data = keys[i], .len = lens[i]};
-            resp.keys = v;
-            resp.n_keys = nk;
+    if (!leading(api)) {
+        struct ttl_wait *w = malloc(sizeof *w);
+        int rv = w == NULL ? LSKV_ENOMEM
+                           : consensus_call_leader(api->node, LEASE_CALL_TIME_TO_LIVE, msg, len,
+                                                   ttl_from_leader, w);
+        if (w != NULL)
+            *w = (struct ttl_wait){.api = api, .call = call};
+        if (rv != 0) {
+            free(w);
+            api_fail(api, call, rv, NULL);
         }
+        goto out;
     }
-    api_reply(call, &resp.base);
+    Etcdserverpb__LeaseTimeToLiveResponse resp = ETCDSERVERPB__LEASE_TIME_TO_LIVE_RESPONSE__INIT;
+    int rv = time_to_live_answer(api, req, &a, &resp);
+    if (rv != 0)
+        api_fail(api, call, rv, NULL);
+    else
+        time_to_live_reply(api, call, &resp);
 out:
     arena_close(&a);
 }
@@ -179,6 +259,69 @@ out:
     arena_close(&a);
 }
 
+/* A LeaseKeepAlive stream whose renewals a follower asks the leader for:
+ * the stream ends only once every answer is sent. */
+struct keepalive_stream {
+    unsigned pending;    /* renewals asked of the leader, not yet answered */
+    bool end_requested;  /* half-closed or cancelled while some were pending */
+    bool finished;       /* grpc_call_finish was called */
+};
+
+struct keepalive_wait {
+    struct api *api;
+    grpc_call *call;
+    struct keepalive_stream *st;
+    int64_t id;
+};
+
+/* Sends one answer on the stream. */
+static void keep_alive_answer(struct api *api, grpc_call *call, int64_t id, int64_t ttl)
+{
+    /* The header is taken before the renewal's answer, as etcd does: a
+     * lease revoked at revision r is never seen renewed at a later one. */
+    Etcdserverpb__ResponseHeader header = ETCDSERVERPB__RESPONSE_HEADER__INIT;
+    api_fill_header(api, &header);
+    Etcdserverpb__LeaseKeepAliveResponse resp = ETCDSERVERPB__LEASE_KEEP_ALIVE_RESPONSE__INIT;
+    resp.header = &header;
+    resp.id = id;
+    resp.ttl = ttl;
+    uint8_t buf[128]; /* header (4 varints) + 2 varints */
+    size_t n = etcdserverpb__lease_keep_alive_response__pack(&resp, buf);
+    (void)grpc_call_send(call, buf, n); /* a cancelled stream drops it */
+}
+
+static void keep_alive_finish(grpc_call *call, struct keepalive_stream *st,
+                              enum grpc_status status, const char *message)
+{
+    st->finished = true;
+    grpc_call_set_data(call, NULL);
+    grpc_call_finish(call, status, message);
+    if (st->pending == 0)
+        free(st);
+}
+
+static void keep_alive_from_leader(void *arg, int status, const uint8_t *reply, size_t len)
+{
+    struct keepalive_wait *w = arg;
+    struct keepalive_stream *st = w->st;
+    st->pending--;
+    if (!st->finished) {
+        if (status == 0 && len != 8)
+            status = LSKV_EIO;
+        if (status == 0) {
+            keep_alive_answer(w->api, w->call, w->id, (int64_t)get_u64be(reply));
+            if (st->end_requested && st->pending == 0)
+                keep_alive_finish(w->call, st, GRPC_STATUS_OK, NULL);
+        } else {
+            struct etcd_error e = etcd_error_from(status);
+            keep_alive_finish(w->call, st, e.status, e.message);
+        }
+    } else if (st->pending == 0) {
+        free(st);
+    }
+    free(w);
+}
+
 /* One message of a LeaseKeepAlive stream: renew and answer on the stream.
  * An unknown or expired lease gets TTL 0, as etcd answers. */
 static void lease_keep_alive(grpc_call *call, const uint8_t *msg, size_t len, void *ctx)
@@ -190,34 +333,86 @@ static void lease_keep_alive(grpc_call *call, const uint8_t *msg, size_t len, vo
         api_decode(call, &etcdserverpb__lease_keep_alive_request__descriptor, msg, len, &a);
     if (req == NULL)
         goto out; /* answered: the stream ends */
-    /* The header is taken before the renewal, as etcd does: a lease revoked
-     * at revision r is never seen renewed at a later one. */
-    Etcdserverpb__ResponseHeader header = ETCDSERVERPB__RESPONSE_HEADER__INIT;
-    api_fill_header(api, &header);
-    Etcdserverpb__LeaseKeepAliveResponse resp = ETCDSERVERPB__LEASE_KEEP_ALIVE_RESPONSE__INIT;
-    resp.header = &header;
-    resp.id = req->id;
+    struct keepalive_stream *st = grpc_call_get_data(call);
+    if (!leading(api) || (st != NULL && st->pending > 0)) { /* in order after those */
+        struct keepalive_wait *w = malloc(sizeof *w);
+        if (st == NULL && (st = calloc(1, sizeof *st)) != NULL)
+            grpc_call_set_data(call, st);
+        uint8_t id[8];
+        put_u64be(id, (uint64_t)req->id);
+        int rv = w == NULL || st == NULL
+                     ? LSKV_ENOMEM
+                     : consensus_call_leader(api->node, LEASE_CALL_KEEPALIVE, id, sizeof id,
+                                             keep_alive_from_leader, w);
+        if (rv != 0) {
+            free(w);
+            struct etcd_error e = etcd_error_from(rv);
+            if (st != NULL)
+                keep_alive_finish(call, st, e.status, e.message);
+            else
+                grpc_call_finish(call, e.status, e.message);
+            goto out;
+        }
+        *w = (struct keepalive_wait){.api = api, .call = call, .st = st, .id = req->id};
+        st->pending++;
+        goto out;
+    }
     int64_t ttl = 0;
     if (lessor_renew(api->leases, req->id, now_ms(), &ttl) != 0)
         ttl = 0;
-    resp.ttl = ttl;
-    size_t n = etcdserverpb__lease_keep_alive_response__get_packed_size(&resp);
-    uint8_t *buf = arena_alloc(&a, n ? n : 1);
-    if (buf == NULL) {
-        grpc_call_finish(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "lskv: out of memory");
-        goto out;
-    }
-    etcdserverpb__lease_keep_alive_response__pack(&resp, buf);
-    (void)grpc_call_send(call, buf, n); /* a cancelled stream drops it */
+    keep_alive_answer(api, call, req->id, ttl);
 out:
     arena_close(&a);
 }
 
-/* The client half-closed, or the stream went away: nothing is pending. */
+/* The client half-closed, or the stream went away: the stream ends once
+ * nothing is pending. */
 static void lease_keep_alive_end(grpc_call *call, void *ctx)
 {
     (void)ctx;
-    grpc_call_finish(call, GRPC_STATUS_OK, NULL);
+    struct keepalive_stream *st = grpc_call_get_data(call);
+    if (st == NULL) {
+        grpc_call_finish(call, GRPC_STATUS_OK, NULL);
+    } else if (!st->finished && !st->end_requested) {
+        st->end_requested = true;
+        if (st->pending == 0)
+            keep_alive_finish(call, st, GRPC_STATUS_OK, NULL);
+    }
+}
+
+int lease_service_serve_call(void *arg, uint8_t kind, const uint8_t *req, size_t len,
+                             uint8_t **reply, size_t *reply_len)
+{
+    struct api *api = arg;
+    if (api->leases == NULL || api->node == NULL)
+        return LSKV_ENOTLEADER; /* not serving yet */
+    if (kind == LEASE_CALL_KEEPALIVE && len == 8) {
+        int64_t ttl = 0;
+        if (lessor_renew(api->leases, (int64_t)get_u64be(req), now_ms(), &ttl) != 0)
+            ttl = 0;
+        if ((*reply = malloc(8)) == NULL)
+            return LSKV_ENOMEM;
+        put_u64be(*reply, (uint64_t)ttl);
+        *reply_len = 8;
+        return 0;
+    }
+    if (kind != LEASE_CALL_TIME_TO_LIVE)
+        return LSKV_EINVAL;
+    struct arena a;
+    arena_init(&a);
+    Etcdserverpb__LeaseTimeToLiveRequest *r =
+        unpack(&etcdserverpb__lease_time_to_live_request__descriptor, req, len, &a);
+    Etcdserverpb__LeaseTimeToLiveResponse resp = ETCDSERVERPB__LEASE_TIME_TO_LIVE_RESPONSE__INIT;
+    int rv = r == NULL ? LSKV_EINVAL : time_to_live_answer(api, r, &a, &resp);
+    if (rv == 0) {
+        *reply_len = etcdserverpb__lease_time_to_live_response__get_packed_size(&resp);
+        if ((*reply = malloc(*reply_len ? *reply_len : 1)) == NULL)
+            rv = LSKV_ENOMEM;
+        else
+            etcdserverpb__lease_time_to_live_response__pack(&resp, *reply);
+    }
+    arena_close(&a);
+    return rv;
 }
 
 /* ---- expiry (leader) ---- */
@@ -240,7 +435,13 @@ static void on_expiry_tick(uv_timer_t *t)
     struct lease_expiry *e = t->data;
     struct api *api = e->api;
     uint64_t now = now_ms();
-    lessor_start_clocks(api->leases, now, 0, false);
+    bool lead = leading(api);
+    /* A new leader's clocks did not see the old leader's renewals: every
+     * lease gets its TTL again plus an election timeout (etcd's Promote). */
+    lessor_start_clocks(api->leases, now, e->extend_ms, lead && !e->leading);
+    e->leading = lead;
+    if (!lead)
+        return;
     int64_t ids[REVOKES_PER_TICK];
     size_t n = lessor_expired(api->leases, now, REVOKE_RETRY_MS, ids, REVOKES_PER_TICK);
     for (size_t i = 0; i < n; i++) {
@@ -270,6 +471,8 @@ int lease_service_start(struct api *api, uint64_t extend_ms)
     if (e == NULL)
         return LSKV_ENOMEM;
     e->api = api;
+    e->extend_ms = extend_ms;
+    e->leading = leading(api);
     lessor_start_clocks(api->leases, now_ms(), extend_ms, true);
     uv_timer_init(api->loop, &e->timer);
     e->timer.data = e;

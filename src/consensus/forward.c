@@ -22,6 +22,14 @@ struct fwd_proposal {
     struct fwd_proposal *older, *newer;  /* in deadline order */
 };
 
+struct fwd_call {
+    uint64_t call_id;
+    uint64_t deadline;
+    consensus_call_cb cb;
+    void *arg;
+    struct fwd_call *older, *newer; /* in deadline order */
+};
+
 struct reader {
     consensus_done_cb cb;
     void *arg;
@@ -52,6 +60,8 @@ struct forwarder {
     struct read_round *known;     /* replies, in increasing index order */
     uint64_t last_read_id;
     uint64_t applied;             /* last index forwarder_progress saw */
+    struct fwd_call *oldest_call, *newest_call;
+    uint64_t calls, last_call_id;
 };
 
 /* A forwarded request the leader serves. */
@@ -96,6 +106,23 @@ int fwd_parse(const uint8_t *buf, size_t len, struct fwd_msg *out)
         return 0;
     case FWD_READ_INDEX:
         return len == HEADER_BYTES ? 0 : LSKV_ECORRUPT;
+    case FWD_CALL:
+        if (len < HEADER_BYTES + 1)
+            return LSKV_ECORRUPT;
+        out->kind = buf[HEADER_BYTES];
+        out->cmd = buf + HEADER_BYTES + 1;
+        out->cmd_len = len - HEADER_BYTES - 1;
+        return 0;
+    case FWD_CALL_REPLY:
+        if (len < HEADER_BYTES + 4)
+            return LSKV_ECORRUPT;
+        out->status = (int32_t)get_u32be(buf + HEADER_BYTES);
+        if (!known_status(out->status) && out->status != LSKV_EINVAL &&
+            out->status != LSKV_ELEASENOTFOUND)
+            return LSKV_ECORRUPT;
+        out->cmd = buf + HEADER_BYTES + 4;
+        out->cmd_len = len - HEADER_BYTES - 4;
+        return 0;
     case FWD_PROPOSE_FAILED:
     case FWD_READ_REPLY: {
         size_t want = HEADER_BYTES + 4 + (out->type == FWD_READ_REPLY ? 8 : 0);
@@ -238,6 +265,107 @@ uint64_t forwarder_waiting(const forwarder *f)
     return f->waiting;
 }
 
+/* ---- follower: calls to the leader ---------------------------------------- */
+
+static void call_unlink(forwarder *f, struct fwd_call *c)
+{
+    if (c->older != NULL)
+        c->older->newer = c->newer;
+    else
+        f->oldest_call = c->newer;
+    if (c->newer != NULL)
+        c->newer->older = c->older;
+    else
+        f->newest_call = c->older;
+    f->calls--;
+}
+
+static void finish_call(forwarder *f, struct fwd_call *c, int status, const uint8_t *reply,
+                        size_t len)
+{
+    call_unlink(f, c);
+    consensus_call_cb cb = c->cb;
+    void *arg = c->arg;
+    free(c);
+    cb(arg, status, reply, len);
+}
+
+int forwarder_call(forwarder *f, uint64_t leader, uint8_t kind, const uint8_t *req, size_t len,
+                   consensus_call_cb cb, void *arg)
+{
+    if (f->closed)
+        return LSKV_ESHUTDOWN;
+    if (leader == 0 || leader == f->cfg.member_id)
+        return LSKV_ENOTLEADER;
+    if (f->calls >= MAX_WAITING)
+        return LSKV_ETOOMANYREQUESTS;
+    struct fwd_call *c = calloc(1, sizeof *c);
+    uint8_t *m = malloc(HEADER_BYTES + 1 + len);
+    if (c == NULL || m == NULL) {
+        free(c);
+        free(m);
+        return LSKV_ENOMEM;
+    }
+    c->call_id = ++f->last_call_id;
+    m[0] = FWD_CALL;
+    put_u64be(m + 1, c->call_id);
+    m[HEADER_BYTES] = kind;
+    if (len > 0)
+        memcpy(m + HEADER_BYTES + 1, req, len);
+    int rv = f->cfg.send(f->cfg.send_arg, leader, m, HEADER_BYTES + 1 + len);
+    free(m);
+    if (rv != 0) {
+        free(c);
+        return LSKV_ENOTLEADER;
+    }
+    c->deadline = uv_now(f->loop) + f->cfg.timeout_ms;
+    c->cb = cb;
+    c->arg = arg;
+    c->older = f->newest_call;
+    if (f->newest_call != NULL)
+        f->newest_call->newer = c;
+    else
+        f->oldest_call = c;
+    f->newest_call = c;
+    f->calls++;
+    start_ticking(f);
+    return 0;
+}
+
+static void on_call_reply(forwarder *f, const struct fwd_msg *m)
+{
+    for (struct fwd_call *c = f->oldest_call; c != NULL; c = c->newer) {
+        if (c->call_id == m->id) {
+            finish_call(f, c, m->status, m->cmd, m->cmd_len);
+            return;
+        }
+    }
+}
+
+/* Leader side: answers at once. */
+static void serve_call(forwarder *f, uint64_t from, const struct fwd_msg *m)
+{
+    uint8_t *reply = NULL;
+    size_t reply_len = 0;
+    int rv = f->cfg.serve_call != NULL
+                 ? f->cfg.serve_call(f->cfg.serve_arg, m->kind, m->cmd, m->cmd_len, &reply,
+                                     &reply_len)
+                 : LSKV_EINVAL;
+    if (rv != 0)
+        reply_len = 0;
+    uint8_t *out = malloc(HEADER_BYTES + 4 + reply_len);
+    if (out != NULL) {
+        out[0] = FWD_CALL_REPLY;
+        put_u64be(out + 1, m->id);
+        put_u32be(out + HEADER_BYTES, (uint32_t)rv);
+        if (reply_len > 0)
+            memcpy(out + HEADER_BYTES + 4, reply, reply_len);
+        f->cfg.send(f->cfg.send_arg, from, out, HEADER_BYTES + 4 + reply_len);
+        free(out);
+    }
+    free(reply);
+}
+
 /* ---- follower: read indexes ---------------------------------------------- */
 
 static void fire_readers(struct reader *r, int status)
@@ -362,7 +490,9 @@ static void on_tick(uv_timer_t *t)
         fire_readers(rr->readers, LSKV_ETIMEOUT);
         free(rr);
     }
-    if (f->oldest == NULL && f->asked == NULL && f->known == NULL)
+    while (f->oldest_call != NULL && f->oldest_call->deadline <= now)
+        finish_call(f, f->oldest_call, LSKV_ETIMEOUT, NULL, 0);
+    if (f->oldest == NULL && f->asked == NULL && f->known == NULL && f->oldest_call == NULL)
         uv_timer_stop(t);
 }
 
@@ -429,6 +559,12 @@ void forwarder_receive(forwarder *f, uint64_t from, const uint8_t *msg, size_t l
     case FWD_READ_REPLY:
         on_read_reply(f, &m);
         return;
+    case FWD_CALL:
+        serve_call(f, from, &m);
+        return;
+    case FWD_CALL_REPLY:
+        on_call_reply(f, &m);
+        return;
     }
 }
 
@@ -467,6 +603,8 @@ void forwarder_close(forwarder *f, int status)
     }
     fire_readers(f->next_readers, status);
     f->next_readers = NULL;
+    while (f->oldest_call != NULL)
+        finish_call(f, f->oldest_call, status, NULL, 0);
     while (f->known != NULL) {
         struct read_round *rr = f->known;
         f->known = rr->next;

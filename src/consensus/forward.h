@@ -19,6 +19,11 @@
  *   FWD_PROPOSE_FAILED  2 | request_id u64 | status i32
  *   FWD_READ_INDEX      3 | read_id u64
  *   FWD_READ_REPLY      4 | read_id u64 | status i32 | index u64
+ *   FWD_CALL            5 | call_id u64 | kind u8 | request bytes
+ *   FWD_CALL_REPLY      6 | call_id u64 | status i32 | reply bytes
+ * A call is what the leader answers at once from its own state, not
+ * through the log (lease keep-alives and time-to-live: only the leader's
+ * lease clocks count); consensus_config.serve_call answers it there.
  * A status is one of the consensus_propose error codes; anything else reads
  * as LSKV_EIO. Members are attested cores on authenticated links, but a
  * message is still parsed with bounds (fuzz: tests/fuzz/fuzz_forward.c).
@@ -40,6 +45,8 @@ enum fwd_type {
     FWD_PROPOSE_FAILED = 2,
     FWD_READ_INDEX = 3,
     FWD_READ_REPLY = 4,
+    FWD_CALL = 5,
+    FWD_CALL_REPLY = 6,
 };
 
 struct fwd_msg {
@@ -47,7 +54,9 @@ struct fwd_msg {
     uint64_t id;         /* request id or read id */
     int32_t status;      /* PROPOSE_FAILED, READ_REPLY */
     uint64_t index;      /* READ_REPLY */
-    const uint8_t *cmd;  /* PROPOSE: borrowed from the parsed buffer */
+    uint8_t kind;        /* CALL */
+    const uint8_t *cmd;  /* PROPOSE, CALL, CALL_REPLY: the bytes after the fixed
+                            fields, borrowed from the parsed buffer */
     size_t cmd_len;
 };
 
@@ -62,6 +71,8 @@ struct forwarder_config {
     uint64_t member_id;
     int (*send)(void *arg, uint64_t to, const uint8_t *msg, size_t len);
     void *send_arg;
+    consensus_serve_call_fn serve_call; /* may be NULL: calls answer LSKV_EINVAL */
+    void *serve_arg;
     unsigned timeout_ms;
 };
 
@@ -77,6 +88,9 @@ void forwarder_close(forwarder *f, int status);
 int forwarder_propose(forwarder *f, uint64_t leader, uint64_t request_id, const uint8_t *cmd,
                       size_t len, consensus_done_cb cb, void *arg);
 int forwarder_read(forwarder *f, uint64_t leader, consensus_done_cb cb, void *arg);
+/* A call to the leader (FWD_CALL); same contract. */
+int forwarder_call(forwarder *f, uint64_t leader, uint8_t kind, const uint8_t *req, size_t len,
+                   consensus_call_cb cb, void *arg);
 
 /* An entry was applied here with this origin and request id: if a caller
  * waits for it, it gets result (returns true: result taken). */

@@ -763,6 +763,8 @@ int consensus_open(uv_loop_t *loop, const struct consensus_config *config,
         .member_id = config->member_id,
         .send = config->send,
         .send_arg = config->send_arg,
+        .serve_call = config->serve_call,
+        .serve_arg = config->serve_arg,
         /* etcd's ReqTimeout: 5 s + 2 election timeouts */
         .timeout_ms = config->request_timeout_ms
                           ? config->request_timeout_ms
@@ -1149,6 +1151,17 @@ int consensus_barrier_local(consensus_node *node, consensus_done_cb cb, void *ar
     if (rv != 0)
         free(w);
     return rv;
+}
+
+int consensus_call_leader(consensus_node *node, uint8_t kind, const uint8_t *req, size_t len,
+                          consensus_call_cb cb, void *arg)
+{
+    int rv = check_usable(node);
+    if (rv == 0)
+        return LSKV_ENOTLEADER; /* the leader answers its own callers */
+    if (rv != LSKV_ENOTLEADER)
+        return rv;
+    return forwarder_call(node->fwd, leader_of(node), kind, req, len, cb, arg);
 }
 
 void consensus_receive(consensus_node *node, uint64_t from, const uint8_t *msg, size_t len)

@@ -52,6 +52,15 @@ struct consensus_entry_info {
     uint64_t request_id;
 };
 
+/* The answer to a call to the leader (consensus_call_leader): status 0 and
+ * the reply bytes (borrowed for the callback), or an error. */
+typedef void (*consensus_call_cb)(void *arg, int status, const uint8_t *reply, size_t len);
+/* The leader's side of a call: answers req of kind at once into *reply
+ * (malloc'ed; the node frees it). Returns 0 or an LSKV_E* sent back as the
+ * status. */
+typedef int (*consensus_serve_call_fn)(void *arg, uint8_t kind, const uint8_t *req, size_t len,
+                                       uint8_t **reply, size_t *reply_len);
+
 /* A member of the configuration a new cluster bootstraps with. */
 struct consensus_member {
     uint64_t id;
@@ -112,6 +121,8 @@ struct consensus_config {
      * 0 = queued. NULL: a follower refuses writes (LSKV_ENOTLEADER). */
     int (*send)(void *arg, uint64_t to, const uint8_t *msg, size_t len);
     void *send_arg;
+    consensus_serve_call_fn serve_call; /* may be NULL: calls are refused */
+    void *serve_arg;
     unsigned request_timeout_ms; /* forwarded requests; 0 = etcd's 5 s + 2 election timeouts */
     /* Optional. When consensus_open fails, called exactly once when the
      * transport is no longer used: inside consensus_open when raft never
@@ -222,6 +233,15 @@ int consensus_propose(consensus_node *node, uint64_t request_id, const uint8_t *
 int consensus_barrier(consensus_node *node, consensus_done_cb cb, void *arg);
 
 void consensus_get_status(consensus_node *node, struct consensus_status *out);
+
+/* Asks the leader (this node must not be it: callers serve themselves
+ * when consensus_get_status says is_leader) to answer req of kind with
+ * its serve_call. cb fires exactly once, never inside this call, when it
+ * returns 0: the reply, or LSKV_ETIMEOUT / the leader's error / LSKV_ESHUTDOWN.
+ * Errors: LSKV_ENOTLEADER (no leader known, or this node leads),
+ * LSKV_ETOOMANYREQUESTS, LSKV_ESHUTDOWN, LSKV_ENOMEM. */
+int consensus_call_leader(consensus_node *node, uint8_t kind, const uint8_t *req, size_t len,
+                          consensus_call_cb cb, void *arg);
 
 /* A forwarding message from member `from`, as its authenticated link
  * proved it (msg borrowed). Ignored while closing. */

@@ -5,11 +5,13 @@ go on, and the killed member catching up after its restart. The same
 sequences run against a 3-member Debian etcd where the behaviour is etcd's."""
 import hashlib
 import json
+import os
+import subprocess
 import time
 
 import pytest
 
-from conftest import TARGET, etcdctl
+from conftest import ETCDCTL, TARGET, etcdctl
 
 
 def member_id(peer_urls, token):
@@ -160,3 +162,41 @@ def test_a_joiner_the_policy_refuses_gets_no_secret(cluster_factory, tmp_path):
         assert not (j.data_dir / "identity" / "service.key").exists()
     assert "refused a join" in founder.log_text()
     assert "measurement" in founder.log_text()
+
+
+@pytest.mark.parametrize("kind", ["etcd", "lskvd"])
+def test_lease_kept_alive_through_a_follower_lives_on_the_leader(cluster_factory, kind):
+    """Keep-alives and time-to-live at a follower go to the leader, whose
+    clock decides expiry: a lease kept alive only through a follower lives
+    past its TTL, and dies on every member once the keep-alives stop."""
+    c = cluster_factory(kind, 3)
+    lead = leader_of(c)
+    f = next(m for m in c.members if m is not lead)
+    r = ctl(f, "lease", "grant", "4")
+    assert r.returncode == 0, r.stderr
+    lease = r.stdout.split()[1]
+    assert ctl(f, "put", "leased", "v", "--lease=" + lease).returncode == 0
+    ka = subprocess.Popen([ETCDCTL, "--endpoints=" + f.endpoint, "lease", "keep-alive", lease],
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          env={"ETCDCTL_API": "3", "PATH": os.environ["PATH"]})
+    try:
+        time.sleep(9)  # more than twice the TTL
+        for m in c.members:
+            r = ctl(m, "get", "leased", "--print-value-only")
+            assert r.stdout.strip() == "v", (m.name, r.stdout, r.stderr)
+        r = ctl(f, "lease", "timetolive", lease, "--keys")
+        assert r.returncode == 0, r.stderr
+        assert "granted with TTL(4s)" in r.stdout and "attached keys([leased])" in r.stdout
+        remaining = int(r.stdout.split("remaining(")[1].split("s)")[0])
+        assert 1 <= remaining <= 4, r.stdout
+    finally:
+        ka.terminate()
+        out = ka.communicate(timeout=10)[0]
+    assert out.count("keepalived with TTL(4)") >= 3, out
+    # Without keep-alives the leader revokes it: gone everywhere.
+    def gone():
+        return all(ctl(m, "get", "leased", "--print-value-only").stdout.strip() == ""
+                   for m in c.members)
+    wait_for(gone, timeout=15, what="the lease to expire")
+    r = ctl(f, "lease", "timetolive", lease)
+    assert "already expired" in r.stdout, r.stdout
