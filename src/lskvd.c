@@ -373,8 +373,8 @@ static void start_serving(struct daemon *d)
         .cluster_id = d->cluster_id,
         .member_id = d->member_id,
         .name = c->name,
-        .peer_urls = c->initial_advertise_peer_urls,
-        .n_peer_urls = c->n_initial_advertise_peer_urls,
+        .peer_urls = c->members.m[c->members.self].peer_urls, /* sorted, as etcd's */
+        .n_peer_urls = c->members.m[c->members.self].n_peer_urls,
         .client_urls = c->advertise_client_urls,
         .n_client_urls = c->n_advertise_client_urls,
         .max_request_bytes = (size_t)c->max_request_bytes,

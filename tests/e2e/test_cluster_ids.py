@@ -77,6 +77,26 @@ def test_token_and_initial_cluster_give_etcds_ids(tmp_path):
 
 
 @pytest.mark.skipif(TARGET == "etcd", reason="compares lskvd with etcd")
+def test_a_member_with_two_peer_urls(tmp_path):
+    """A name repeated in --initial-cluster: one member, its URLs sorted
+    (the advertised ones given in the other order)."""
+    second = free_port()
+
+    def args(c, p, d):
+        a = common(c, "127.0.0.1", p, d) + [
+            "--name", "two", "--initial-cluster-token", "tok2",
+            "--initial-cluster", "two=http://127.0.0.1:%d,two=http://127.0.0.1:%d" % (
+                second, p)]
+        both = "http://127.0.0.1:%d,http://127.0.0.1:%d" % (p, second)
+        a[a.index("--initial-advertise-peer-urls") + 1] = both
+        a[a.index("--listen-peer-urls") + 1] = both
+        return a
+    got = run_both(tmp_path, args)
+    assert got["lskvd"] == got["etcd"]
+    assert len(got["lskvd"][2][0][2]) == 2
+
+
+@pytest.mark.skipif(TARGET == "etcd", reason="compares lskvd with etcd")
 def test_ids_from_etcd_environment_variables(tmp_path):
     env = {"ETCD_NAME": "env-node", "ETCD_INITIAL_CLUSTER_TOKEN": "from-env"}
     got = run_both(tmp_path, lambda c, p, d: common(c, "127.0.0.1", p, d), env)

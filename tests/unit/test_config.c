@@ -210,6 +210,10 @@ TEST(config, logger_outputs_v2_and_peer_tls)
         ASSERT(strstr(errmsg, bad[i].why) != NULL);
         config_free(&c);
     }
+    char *dbg[] = {"lskvd", "--debug", "--max-wals=5", "--pre-vote=false"};
+    ASSERT_EQ(parse(&c, 4, dbg, errmsg), 0);
+    ASSERT_STR_EQ(c.log_level, "debug");
+    config_free(&c);
     /* a bool-like refused flag alone means true */
     char *alone[] = {"lskvd", "--force-new-cluster"};
     ASSERT_EQ(parse(&c, 2, alone, errmsg), LSKV_EINVAL);
