@@ -524,6 +524,26 @@ static int check_tls(struct config *c, char *errmsg)
     return 0;
 }
 
+/* "http://node1:1" -> "http://10.0.0.1:1" (members_resolve_fn); as etcd's
+ * netutil.resolveURL, localhost and IP addresses stay as they are. */
+static int resolve_url(const char *s, char *out, size_t size)
+{
+    struct url u;
+    unsigned char buf[16];
+    char why[LSKV_ERRMSG_SIZE], numeric[80];
+    if (url_parse(s, 0, &u, why) != 0)
+        return -1;
+    if (strcmp(u.host, "localhost") == 0 || inet_pton(AF_INET, u.host, buf) == 1 ||
+        inet_pton(AF_INET6, u.host, buf) == 1) {
+        snprintf(out, size, "%s", s);
+        return 0;
+    }
+    if (url_resolve(&u, NULL, numeric, sizeof numeric, why) != 0)
+        return -1;
+    snprintf(out, size, "%s://%s", u.tls ? "https" : "http", numeric);
+    return 0;
+}
+
 /* etcd's checkBindURLs: a listen URL names an IP address or localhost. */
 static int check_bind_urls(const char *flag, char *const *urls, size_t n, char *errmsg)
 {
@@ -565,7 +585,7 @@ static int check_initial_cluster(struct config *c, char *errmsg)
     if ((rv = members_parse(c->initial_cluster, c->initial_cluster_token, &c->members,
                             errmsg)) != 0 ||
         (rv = members_find_local(&c->members, c->name, c->initial_advertise_peer_urls,
-                                 c->n_initial_advertise_peer_urls, errmsg)) != 0)
+                                 c->n_initial_advertise_peer_urls, resolve_url, errmsg)) != 0)
         return rv;
     if (c->members.n > 1) {
         errmsg_printf(errmsg,
