@@ -431,6 +431,8 @@ static void start_serving(struct daemon *d)
             shutdown_daemon(d, 1);
             return;
         }
+        for (size_t i = 0; i < c->n_listen_metrics_urls; i++) /* etcd's line */
+            LOG_INFO(MODULE, "listening for metrics on %s", c->listen_metrics_urls[i]);
     }
     add_lease_and_watch_series(d);
     grpc_server_add_gauge(d->server, "lskv_proposals_in_flight", "gauge",
