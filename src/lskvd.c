@@ -407,8 +407,8 @@ static void start_serving(struct daemon *d)
         .member_id = d->member_id,
         .name = c->name,
         .members = &c->members,
-        .peer_urls = c->initial_advertise_peer_urls,
-        .n_peer_urls = c->n_initial_advertise_peer_urls,
+        .peer_urls = c->members.m[c->members.self].peer_urls, /* sorted, as etcd's */
+        .n_peer_urls = c->members.m[c->members.self].n_peer_urls,
         .client_urls = c->advertise_client_urls,
         .n_client_urls = c->n_advertise_client_urls,
         .max_request_bytes = (size_t)c->max_request_bytes,
@@ -466,6 +466,8 @@ static void start_serving(struct daemon *d)
             shutdown_daemon(d, 1);
             return;
         }
+        for (size_t i = 0; i < c->n_listen_metrics_urls; i++) /* etcd's line */
+            LOG_INFO(MODULE, "listening for metrics on %s", c->listen_metrics_urls[i]);
     }
     add_lease_and_watch_series(d);
     grpc_server_add_gauge(d->server, "lskv_proposals_in_flight", "gauge",

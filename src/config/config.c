@@ -119,6 +119,8 @@ static const struct opt opts[] = {
      "Bytes of decrypted values the trusted core may cache (lskv)."},
     {"log-level", OPT_STRING, "info", 0, 0, F(log_level), 0,
      "Log level: debug, info, warn, error, panic, or fatal."},
+    {"debug", OPT_BOOL, "false", 0, 0, F(debug), 0,
+     "Enable debug-level logging (etcd 3.4's, deprecated there: --log-level=debug)."},
     {"logger", OPT_STRING, "capnslog", 0, 0, F(logger), 0,
      "Specify 'zap' or 'capnslog' (accepted as etcd 3.4 does; lskvd writes one line "
      "format with either)."},
@@ -179,6 +181,51 @@ static const struct opt opts[] = {
     {"experimental-backend-bbolt-freelist-type", OPT_REFUSED, NULL, 0, 0, 0, 0,
      "lskv has no bbolt backend"},
     {"experimental-enable-v2v3", OPT_REFUSED, NULL, 0, 0, 0, 0, "lskv has no v2 API"},
+    {"experimental-enable-lease-checkpoint-persist", OPT_REFUSED, "false", 0, 0, 0, 0,
+     "lease checkpoints are not supported yet"},
+    {"experimental-warning-apply-duration", OPT_REFUSED, NULL, 0, 0, 0, 0,
+     "the slow-apply warning is not configurable"},
+    {"experimental-peer-skip-client-san-verification", OPT_REFUSED, "false", 0, 0, 0, 0,
+     "peers are checked by their node certificates"},
+    {"config-file", OPT_REFUSED, NULL, 0, 0, 0, 0,
+     "configuration files are not supported (flags or ETCD_* variables)"},
+    {"max-snapshots", OPT_REFUSED, "5", 0, 0, 0, 0,
+     "libraft keeps the last two snapshots (not configurable)"},
+    {"max-wals", OPT_REFUSED, "5", 0, 0, 0, 0,
+     "libraft removes raft log segments itself (not configurable)"},
+    {"initial-election-tick-advance", OPT_REFUSED, "true", 0, 0, 0, 0,
+     "a single member elects itself at once"},
+    {"pre-vote", OPT_REFUSED, "false", 0, 0, 0, 0, "raft pre-vote is not configurable yet"},
+    {"backend-batch-interval", OPT_REFUSED, NULL, 0, 0, 0, 0, "lskv has no bbolt backend"},
+    {"backend-batch-limit", OPT_REFUSED, NULL, 0, 0, 0, 0, "lskv has no bbolt backend"},
+    {"grpc-keepalive-min-time", OPT_REFUSED, NULL, 0, 0, 0, 0,
+     "gRPC keepalive enforcement is not configurable yet"},
+    {"grpc-keepalive-interval", OPT_REFUSED, NULL, 0, 0, 0, 0,
+     "server-side gRPC keepalive pings are not supported yet"},
+    {"grpc-keepalive-timeout", OPT_REFUSED, NULL, 0, 0, 0, 0,
+     "server-side gRPC keepalive pings are not supported yet"},
+    {"discovery-srv-name", OPT_REFUSED, NULL, 0, 0, 0, 0, "discovery is not supported"},
+    {"proxy-failure-wait", OPT_REFUSED, NULL, 0, 0, 0, 0, "the v2 proxy is not supported"},
+    {"proxy-refresh-interval", OPT_REFUSED, NULL, 0, 0, 0, 0, "the v2 proxy is not supported"},
+    {"proxy-dial-timeout", OPT_REFUSED, NULL, 0, 0, 0, 0, "the v2 proxy is not supported"},
+    {"proxy-write-timeout", OPT_REFUSED, NULL, 0, 0, 0, 0, "the v2 proxy is not supported"},
+    {"proxy-read-timeout", OPT_REFUSED, NULL, 0, 0, 0, 0, "the v2 proxy is not supported"},
+    {"client-cert-allowed-hostname", OPT_REFUSED, NULL, 0, 0, 0, 0,
+     "client certificate host name checks are not supported yet"},
+    {"peer-cert-allowed-cn", OPT_REFUSED, NULL, 0, 0, 0, 0,
+     "peers are checked by their node certificates"},
+    {"peer-cert-allowed-hostname", OPT_REFUSED, NULL, 0, 0, 0, 0,
+     "peers are checked by their node certificates"},
+    {"log-output", OPT_REFUSED, NULL, 0, 0, 0, 0, "deprecated in etcd 3.4: use --log-outputs"},
+    {"log-package-levels", OPT_REFUSED, NULL, 0, 0, 0, 0,
+     "per-package levels are not supported (--log-level)"},
+    {"bcrypt-cost", OPT_REFUSED, NULL, 0, 0, 0, 0, "authentication is not supported yet"},
+    {"auth-token-ttl", OPT_REFUSED, NULL, 0, 0, 0, 0, "authentication is not supported yet"},
+    {"cors", OPT_REFUSED, NULL, 0, 0, 0, 0, "CORS headers are not supported"},
+    {"host-whitelist", OPT_REFUSED, "*", 0, 0, 0, 0,
+     "only etcd's default (every host) is supported"},
+    {"unsafe-no-fsync", OPT_REFUSED, "false", 0, 0, 0, 0,
+     "lskv always syncs what it acknowledges"},
 };
 #define N_OPTS (sizeof opts / sizeof opts[0])
 
@@ -481,6 +528,26 @@ static int check_tls(struct config *c, char *errmsg)
     return 0;
 }
 
+/* "http://node1:1" -> "http://10.0.0.1:1" (members_resolve_fn); as etcd's
+ * netutil.resolveURL, localhost and IP addresses stay as they are. */
+static int resolve_url(const char *s, char *out, size_t size)
+{
+    struct url u;
+    unsigned char buf[16];
+    char why[LSKV_ERRMSG_SIZE], numeric[80];
+    if (url_parse(s, 0, &u, why) != 0)
+        return -1;
+    if (strcmp(u.host, "localhost") == 0 || inet_pton(AF_INET, u.host, buf) == 1 ||
+        inet_pton(AF_INET6, u.host, buf) == 1) {
+        snprintf(out, size, "%s", s);
+        return 0;
+    }
+    if (url_resolve(&u, NULL, numeric, sizeof numeric, why) != 0)
+        return -1;
+    snprintf(out, size, "%s://%s", u.tls ? "https" : "http", numeric);
+    return 0;
+}
+
 /* etcd's checkBindURLs: a listen URL names an IP address or localhost. */
 static int check_bind_urls(const char *flag, char *const *urls, size_t n, char *errmsg)
 {
@@ -520,7 +587,7 @@ static int check_initial_cluster(struct config *c, char *errmsg)
     if ((rv = members_parse(c->initial_cluster, c->initial_cluster_token, &c->members,
                             errmsg)) != 0 ||
         (rv = members_find_local(&c->members, c->name, c->initial_advertise_peer_urls,
-                                 c->n_initial_advertise_peer_urls, errmsg)) != 0)
+                                 c->n_initial_advertise_peer_urls, resolve_url, errmsg)) != 0)
         return rv;
     return 0;
 }
@@ -581,6 +648,11 @@ int config_parse(struct config *c, int argc, char **argv, FILE *out, bool *exit_
         if (c->data_dir == NULL)
             return LSKV_ENOMEM;
         snprintf(c->data_dir, n, "%s.lskv", c->name);
+    }
+    if (c->debug) { /* etcd 3.4: --debug is --log-level=debug */
+        free(c->log_level);
+        if ((c->log_level = strdup("debug")) == NULL)
+            return LSKV_ENOMEM;
     }
     enum log_level level;
     if (log_level_parse(c->log_level, &level) != 0) {

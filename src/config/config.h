@@ -34,6 +34,7 @@ struct config {
     int64_t election_timeout_ms;   /* --election-timeout: raft election (etcd's 1000) */
     bool strict_reconfig_check;  /* --strict-reconfig-check (etcd's true) */
     bool enable_v2;              /* --enable-v2: only false (no v2 API) */
+    bool debug;                  /* --debug: --log-level=debug (etcd 3.4) */
     char *logger;                /* --logger: zap | capnslog (one lskv format either way) */
     char *log_outputs;           /* --log-outputs: default | stderr | stdout | a file (zap) */
     char *listen_metrics_urls[CONFIG_MAX_URLS];

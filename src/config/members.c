@@ -202,8 +202,28 @@ static void join(char *out, size_t size, const char *prefix, char *const *urls, 
         k += (size_t)snprintf(out + k, size - k, "%s%s%s", i ? "," : "", prefix, urls[i]);
 }
 
+/* URLStringsEqual after the string compare failed: both lists resolved,
+ * sorted, equal. */
+static bool resolved_equal(char *const *a, char *const *b, size_t n, members_resolve_fn resolve)
+{
+    char ra[MEMBERS_MAX_URLS][300], rb[MEMBERS_MAX_URLS][300];
+    const char *pa[MEMBERS_MAX_URLS], *pb[MEMBERS_MAX_URLS];
+    for (size_t i = 0; i < n; i++) {
+        if (resolve(a[i], ra[i], sizeof ra[i]) != 0 || resolve(b[i], rb[i], sizeof rb[i]) != 0)
+            return false;
+        pa[i] = ra[i];
+        pb[i] = rb[i];
+    }
+    qsort(pa, n, sizeof *pa, cmp_str);
+    qsort(pb, n, sizeof *pb, cmp_str);
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(pa[i], pb[i]) != 0)
+            return false;
+    return true;
+}
+
 int members_find_local(struct members *out, const char *name, char *const *advertised,
-                       size_t n_advertised, char *errmsg)
+                       size_t n_advertised, members_resolve_fn resolve, char *errmsg)
 {
     struct member *m = find_name(out, name, strlen(name));
     if (m == NULL) {
@@ -219,7 +239,8 @@ int members_find_local(struct members *out, const char *name, char *const *adver
     bool equal = n == m->n_peer_urls;
     for (size_t i = 0; equal && i < n; i++)
         equal = strcmp(ap[i], m->peer_urls[i]) == 0;
-    if (equal)
+    if (equal || (n == m->n_peer_urls && resolve != NULL &&
+                  resolved_equal(ap, m->peer_urls, n, resolve)))
         return 0;
     /* etcd's advertiseMatchesCluster texts, with URLStringsEqual's reason */
     char why[1600], a[700], b[700], missing[700], prefix[300];

@@ -47,14 +47,20 @@ uint64_t members_cluster_id(const uint64_t *ids, size_t n);
 int members_parse(const char *initial_cluster, const char *token, struct members *out,
                   char *errmsg);
 
-/* Finds the member named name and checks that its peer URLs are exactly
- * advertised (as sets, compared as strings; etcd also resolves host names
- * before it gives up), setting out->self. Errors: LSKV_EINVAL with etcd's
- * texts ("couldn't find local name ...", "--initial-cluster has ... but
- * missing from --initial-advertise-peer-urls=...", "--initial-advertise-peer-
- * urls has ... but missing from --initial-cluster=..."). */
+/* Maps a URL to the form compared when the strings differ (etcd resolves
+ * host names: "http://localhost:1" -> "http://127.0.0.1:1"). Returns 0, or
+ * non-zero when it cannot (the URLs then differ). */
+typedef int (*members_resolve_fn)(const char *url, char *out, size_t size);
+
+/* Finds the member named name and checks that its peer URLs are advertised
+ * (as sets: equal strings, or, with resolve not NULL, equal once every URL
+ * of both lists is resolved, as etcd's URLStringsEqual), setting out->self.
+ * Errors: LSKV_EINVAL with etcd's texts ("couldn't find local name ...",
+ * "--initial-cluster has ... but missing from --initial-advertise-peer-urls=
+ * ...", "--initial-advertise-peer-urls has ... but missing from
+ * --initial-cluster=..."). */
 int members_find_local(struct members *out, const char *name, char *const *advertised,
-                       size_t n_advertised, char *errmsg);
+                       size_t n_advertised, members_resolve_fn resolve, char *errmsg);
 
 void members_free(struct members *m);
 

@@ -7,7 +7,7 @@ import signal
 import subprocess
 import time
 
-from conftest import ETCDCTL, READY_LINE, free_port  # noqa: F401 (re-exported)
+from conftest import ETCDCTL, READY_LINE, SANITIZER_REPORT, free_port  # noqa: F401
 
 
 class Proc:
@@ -38,7 +38,14 @@ class Proc:
 
     def wait_exit(self, timeout=60):
         """The exit code of a process expected to refuse to start."""
-        return self.proc.wait(timeout)
+        rc = self.proc.wait(timeout)
+        self.check_sanitizers()
+        return rc
+
+    def check_sanitizers(self):
+        m = SANITIZER_REPORT.search(self.log())
+        assert m is None, "sanitizer report in %s:\n%s" % (self.log_path,
+                                                           self.log()[m.start():][:3000])
 
     def stop(self):
         if self.proc.poll() is None:
@@ -48,6 +55,7 @@ class Proc:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        self.check_sanitizers()
 
 
 def ctl(endpoint, *args, tls_skip_verify=False):

@@ -5,6 +5,7 @@ peer URL) show the same ids in `etcdctl member list` and `endpoint status`.
 The 3-member derivation is checked in tests/unit/test_members.c against ids
 measured on a 3-member etcd (and end to end in test_cluster.py); one member
 of three started alone serves nothing."""
+import socket
 import time
 
 import pytest
@@ -76,6 +77,48 @@ def test_token_and_initial_cluster_give_etcds_ids(tmp_path):
     plain = run_both(tmp_path / "plain", lambda c, p, d: common(c, "127.0.0.1", p, d) + [
         "--name", "node-a"])
     assert plain["lskvd"][:2] != got["lskvd"][:2]
+
+
+@pytest.mark.skipif(TARGET == "etcd", reason="compares lskvd with etcd")
+def test_initial_cluster_matches_the_advertised_url_once_resolved(tmp_path):
+    """--initial-cluster names this machine, --initial-advertise-peer-urls
+    its address: etcd resolves the name and takes the id from
+    --initial-cluster's string (localhost and IPs it leaves as they are)."""
+    host = socket.gethostname()
+    try:
+        ip = socket.gethostbyname(host)
+    except OSError:
+        pytest.skip("this machine's name does not resolve")
+
+    def args(c, p, d):
+        a = common(c, "127.0.0.1", p, d) + [
+            "--name", "r", "--initial-cluster", "r=http://%s:%d" % (host, p)]
+        a[a.index("--initial-advertise-peer-urls") + 1] = "http://%s:%d" % (ip, p)
+        a[a.index("--listen-peer-urls") + 1] = "http://%s:%d" % (ip, p)
+        return a
+    got = run_both(tmp_path, args)
+    assert got["lskvd"] == got["etcd"]
+    assert got["lskvd"][2][0][2] == ["http://%s:%d" % (host, got["peer"])]
+
+
+@pytest.mark.skipif(TARGET == "etcd", reason="compares lskvd with etcd")
+def test_a_member_with_two_peer_urls(tmp_path):
+    """A name repeated in --initial-cluster: one member, its URLs sorted
+    (the advertised ones given in the other order)."""
+    second = free_port()
+
+    def args(c, p, d):
+        a = common(c, "127.0.0.1", p, d) + [
+            "--name", "two", "--initial-cluster-token", "tok2",
+            "--initial-cluster", "two=http://127.0.0.1:%d,two=http://127.0.0.1:%d" % (
+                second, p)]
+        both = "http://127.0.0.1:%d,http://127.0.0.1:%d" % (p, second)
+        a[a.index("--initial-advertise-peer-urls") + 1] = both
+        a[a.index("--listen-peer-urls") + 1] = both
+        return a
+    got = run_both(tmp_path, args)
+    assert got["lskvd"] == got["etcd"]
+    assert len(got["lskvd"][2][0][2]) == 2
 
 
 @pytest.mark.skipif(TARGET == "etcd", reason="compares lskvd with etcd")

@@ -44,7 +44,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             abort();
         if (m.n > 0)
             (void)members_find_local(&m, m.m[0].name, m.m[0].peer_urls, m.m[0].n_peer_urls,
-                                     errmsg);
+                                     NULL, errmsg);
     }
     members_free(&m);
     free(text);

@@ -1,5 +1,8 @@
 #include <stdio.h>
 #include <stdlib.h>
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <unistd.h>
 
 #include "common/err.h"
 #include "common/arena.h"
@@ -159,6 +162,38 @@ TEST(config, listen_urls_name_ips_or_localhost_and_default_cluster)
     config_free(&c);
 }
 
+/* etcd compares the URLs resolved when the strings differ, but leaves
+ * localhost and IP addresses as they are; the ids come from
+ * --initial-cluster's strings. */
+TEST(config, advertised_urls_match_once_resolved)
+{
+    struct config c;
+    char errmsg[LSKV_ERRMSG_SIZE] = "";
+    char *a[] = {"lskvd", "--name", "a", "--initial-advertise-peer-urls", "http://127.0.0.1:7",
+                 "--initial-cluster", "a=http://localhost:7"};
+    ASSERT_EQ(parse(&c, 7, a, errmsg), LSKV_EINVAL);
+    ASSERT(strstr(errmsg, "(resolved urls: \"http://127.0.0.1:7\" != \"http://localhost:7\")"));
+    config_free(&c);
+    /* this machine's name, when it resolves to an IPv4 address */
+    char host[256], ip[INET_ADDRSTRLEN], cluster[400], adv[100];
+    struct addrinfo hints = {.ai_family = AF_INET}, *res = NULL;
+    if (gethostname(host, sizeof host) != 0 || getaddrinfo(host, NULL, &hints, &res) != 0)
+        return;
+    inet_ntop(AF_INET, &((struct sockaddr_in *)(void *)res->ai_addr)->sin_addr, ip, sizeof ip);
+    freeaddrinfo(res);
+    snprintf(cluster, sizeof cluster, "a=http://%s:7", host);
+    snprintf(adv, sizeof adv, "http://%s:7", ip);
+    char *b[] = {"lskvd", "--name", "a", "--initial-advertise-peer-urls", adv,
+                 "--initial-cluster", cluster};
+    ASSERT_EQ(parse(&c, 7, b, errmsg), 0);
+    char *urls[] = {cluster + 2};
+    ASSERT(c.members.m[0].id == members_member_id((const char *const *)urls, 1, "etcd-cluster"));
+    config_free(&c);
+    snprintf(adv, sizeof adv, "http://%s:8", ip);
+    ASSERT_EQ(parse(&c, 7, b, errmsg), LSKV_EINVAL);
+    config_free(&c);
+}
+
 TEST(config, raft_timing_as_etcd_validates_it)
 {
     struct config c;
@@ -211,6 +246,10 @@ TEST(config, logger_outputs_v2_and_peer_tls)
         ASSERT(strstr(errmsg, bad[i].why) != NULL);
         config_free(&c);
     }
+    char *dbg[] = {"lskvd", "--debug", "--max-wals=5", "--pre-vote=false"};
+    ASSERT_EQ(parse(&c, 4, dbg, errmsg), 0);
+    ASSERT_STR_EQ(c.log_level, "debug");
+    config_free(&c);
     /* a bool-like refused flag alone means true */
     char *alone[] = {"lskvd", "--force-new-cluster"};
     ASSERT_EQ(parse(&c, 2, alone, errmsg), LSKV_EINVAL);

@@ -14,7 +14,7 @@ TEST(members, etcd_defaults)
     char *ap[] = {"http://localhost:2380"};
     ASSERT_EQ(members_parse("default=http://localhost:2380", MEMBERS_DEFAULT_TOKEN, &m, errmsg),
               0);
-    ASSERT_EQ(members_find_local(&m, "default", ap, 1, errmsg), 0);
+    ASSERT_EQ(members_find_local(&m, "default", ap, 1, NULL, errmsg), 0);
     ASSERT_EQ(m.n, 1);
     ASSERT_EQ(m.self, 0);
     ASSERT_STR_EQ(m.m[0].name, "default");
@@ -42,7 +42,7 @@ TEST(members, three_members_as_etcd)
     ASSERT(m.m[2].id == 0x95e68c40024afb72ULL);
     ASSERT(m.cluster_id == 0x5c23e4b9d1e25ab2ULL);
     char *ap[] = {"http://127.0.0.1:25382"};
-    ASSERT_EQ(members_find_local(&m, "m2", ap, 1, errmsg), 0);
+    ASSERT_EQ(members_find_local(&m, "m2", ap, 1, NULL, errmsg), 0);
     ASSERT_EQ(m.self, 2);
     uint64_t ids[] = {0x95e68c40024afb72ULL, 0x50c7206fca233981ULL, 0x75b15df8ebb70aa8ULL};
     ASSERT(members_cluster_id(ids, 3) == 0x5c23e4b9d1e25ab2ULL); /* any order */
@@ -63,9 +63,9 @@ TEST(members, repeated_name_is_one_member_with_sorted_urls)
     ASSERT(m.m[0].id == 0x01736c09848c5862ULL);
     ASSERT(m.cluster_id == 0xab2d585756325ee9ULL);
     char *ap[] = {"http://127.0.0.1:25385", "http://127.0.0.1:25386"};
-    ASSERT_EQ(members_find_local(&m, "a", ap, 2, errmsg), 0);
+    ASSERT_EQ(members_find_local(&m, "a", ap, 2, NULL, errmsg), 0);
     /* one advertised URL of the two: etcd's text */
-    ASSERT_EQ(members_find_local(&m, "a", ap, 1, errmsg), LSKV_EINVAL);
+    ASSERT_EQ(members_find_local(&m, "a", ap, 1, NULL, errmsg), LSKV_EINVAL);
     ASSERT_STR_EQ(errmsg, "--initial-cluster has a=http://127.0.0.1:25386 but missing from "
                           "--initial-advertise-peer-urls=http://127.0.0.1:25385 "
                           "(len([\"http://127.0.0.1:25385\"]) != len([\"http://127.0.0.1:25385\" "
@@ -79,17 +79,17 @@ TEST(members, local_member_checks_use_etcds_texts)
     char errmsg[LSKV_ERRMSG_SIZE] = "";
     ASSERT_EQ(members_parse("a=http://h:1", "t", &m, errmsg), 0);
     char *ap[] = {"http://h:1"};
-    ASSERT_EQ(members_find_local(&m, "b", ap, 1, errmsg), LSKV_EINVAL);
+    ASSERT_EQ(members_find_local(&m, "b", ap, 1, NULL, errmsg), LSKV_EINVAL);
     ASSERT_STR_EQ(errmsg, "couldn't find local name \"b\" in the initial cluster configuration");
     char *other[] = {"http://h:2"};
-    ASSERT_EQ(members_find_local(&m, "a", other, 1, errmsg), LSKV_EINVAL);
+    ASSERT_EQ(members_find_local(&m, "a", other, 1, NULL, errmsg), LSKV_EINVAL);
     ASSERT_STR_EQ(errmsg, "--initial-cluster has a=http://h:1 but missing from "
                           "--initial-advertise-peer-urls=http://h:2 (resolved urls: "
                           "\"http://h:2\" != \"http://h:1\")");
     members_free(&m);
     ASSERT_EQ(members_parse("a=http://h:1,a=http://h:2", "t", &m, errmsg), 0);
     char *three[] = {"http://h:1", "http://h:2", "http://h:3"};
-    ASSERT_EQ(members_find_local(&m, "a", three, 3, errmsg), LSKV_EINVAL);
+    ASSERT_EQ(members_find_local(&m, "a", three, 3, NULL, errmsg), LSKV_EINVAL);
     ASSERT_STR_EQ(errmsg, "--initial-advertise-peer-urls has http://h:3 but missing from "
                           "--initial-cluster=a=http://h:1,a=http://h:2,a=http://h:3");
     members_free(&m);
