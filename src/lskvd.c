@@ -78,6 +78,7 @@ struct daemon {
     struct grpc_method methods[96];
     uv_signal_t sigint, sigterm;
     uv_timer_t retry;
+    uv_timer_t publish_retry;
     uv_timer_t space_timer; /* keeps space.reserve (storage/diskspace.h) */
     bool stall_logged;      /* the stalled apply was logged */
     int exit_code;
@@ -224,6 +225,7 @@ static void shutdown_daemon(struct daemon *d, int exit_code)
     uv_close((uv_handle_t *)&d->sigint, NULL);
     uv_close((uv_handle_t *)&d->sigterm, NULL);
     uv_close((uv_handle_t *)&d->retry, NULL);
+    uv_close((uv_handle_t *)&d->publish_retry, NULL);
     uv_close((uv_handle_t *)&d->space_timer, NULL);
     uv_close((uv_handle_t *)&d->sig_check, NULL);
     uv_close((uv_handle_t *)&d->sig_timer, NULL);
@@ -387,6 +389,81 @@ static uint64_t gauge_inflight_bytes(void *arg)
     return st.inflight_bytes;
 }
 
+static void publish(struct daemon *d);
+static void start_serving(struct daemon *d);
+static uint64_t random_request_base(void);
+
+static void on_publish_retry(uv_timer_t *t)
+{
+    publish(t->data);
+}
+
+static void on_published(void *arg, int status, void *result)
+{
+    struct daemon *d = arg;
+    struct fsm_result *r = result;
+    if (d->stopping) {
+        fsm_result_free(r);
+        return;
+    }
+    if (status == 0 && r != NULL && r->rv == 0) {
+        LOG_INFO(MODULE, "published local member %016" PRIx64 " (name %s) to cluster %016" PRIx64
+                 " through raft, revision %" PRId64, d->member_id, d->config.name,
+                 d->cluster_id, kvstore_revision(d->kv));
+        start_serving(d);
+    } else {
+        uv_timer_start(&d->publish_retry, on_publish_retry, 500, 0);
+    }
+    fsm_result_free(r);
+}
+
+/* etcd's publish: this member's name and client URLs go through the log,
+ * so every member lists them (statemachine/member_table.h); retried until
+ * it commits. */
+static bool published_already(struct daemon *d)
+{
+    struct config *c = &d->config;
+    const Etcdserverpb__Member *p = member_table_get(&d->fsm.members, d->member_id);
+    if (p == NULL || strcmp(p->name, c->name) != 0 ||
+        p->n_clienturls != c->n_advertise_client_urls)
+        return false;
+    for (size_t i = 0; i < p->n_clienturls; i++)
+        if (strcmp(p->clienturls[i], c->advertise_client_urls[i]) != 0)
+            return false;
+    return true;
+}
+
+static void publish(struct daemon *d)
+{
+    if (d->stopping)
+        return;
+    struct config *c = &d->config;
+    /* A restart with the same attributes writes nothing (and so also
+     * serves on a disk too full to take a write). */
+    if (published_already(d)) {
+        LOG_INFO(MODULE, "published local member %016" PRIx64 " (name %s) to cluster %016" PRIx64
+                 " already, revision %" PRId64, d->member_id, c->name, d->cluster_id,
+                 kvstore_revision(d->kv));
+        start_serving(d);
+        return;
+    }
+    Etcdserverpb__Member m = ETCDSERVERPB__MEMBER__INIT;
+    m.id = d->member_id;
+    m.name = c->name;
+    m.clienturls = c->advertise_client_urls;
+    m.n_clienturls = c->n_advertise_client_urls;
+    struct command_meta meta = {.request_id = random_request_base(),
+                                .origin_member = d->member_id};
+    uint8_t *cmd = NULL;
+    size_t len = 0;
+    int rv = command_encode(COMMAND_MEMBER_ATTRIBUTES, &meta, &m.base, &cmd, &len);
+    if (rv == 0)
+        rv = consensus_propose(d->node, meta.request_id, cmd, len, on_published, d);
+    free(cmd);
+    if (rv != 0)
+        uv_timer_start(&d->publish_retry, on_publish_retry, 500, 0);
+}
+
 static uint64_t random_request_base(void)
 {
     uint64_t v = 0;
@@ -407,6 +484,7 @@ static void start_serving(struct daemon *d)
         .member_id = d->member_id,
         .name = c->name,
         .members = &c->members,
+        .published = &d->fsm.members,
         .peer_urls = c->members.m[c->members.self].peer_urls, /* sorted, as etcd's */
         .n_peer_urls = c->members.m[c->members.self].n_peer_urls,
         .client_urls = c->advertise_client_urls,
@@ -496,9 +574,6 @@ static void start_serving(struct daemon *d)
                  "`etcdctl alarm disarm`", d->space.why);
     for (size_t i = 0; i < c->n_listen_client_urls; i++)
         LOG_INFO(MODULE, "ready to serve client requests on %s", c->listen_client_urls[i]);
-    LOG_INFO(MODULE, "published member %016" PRIx64 " (%s) to cluster %016" PRIx64
-             ", revision %" PRId64,
-             d->member_id, c->name, d->cluster_id, kvstore_revision(d->kv));
     /* etcd's e2e suite and tools wait for this line and a "published" one */
     LOG_INFO(MODULE, "enabled capabilities for version 3.4");
 }
@@ -550,7 +625,7 @@ static void on_ready_barrier(void *arg, int status, void *result)
         return;
     }
     d->serving = true;
-    start_serving(d);
+    publish(d); /* then start_serving, as etcd serves once published */
 }
 
 /* Serve only once every committed entry is applied (restart replay). */
@@ -1007,6 +1082,7 @@ static void close_daemon(struct daemon *d)
     }
     ledger_close(d->ledger);
     join_key_wipe(&d->join_key);
+    fsm_close(&d->fsm);
     cert_node_free(d->identity);
     cert_service_free(d->service);
     config_free(&d->config);
@@ -1043,6 +1119,8 @@ int main(int argc, char **argv)
     uv_signal_init(d.loop, &d.sigint);
     uv_signal_init(d.loop, &d.sigterm);
     uv_timer_init(d.loop, &d.retry);
+    uv_timer_init(d.loop, &d.publish_retry);
+    d.publish_retry.data = &d;
     uv_timer_init(d.loop, &d.space_timer);
     d.space_timer.data = &d;
     uv_check_init(d.loop, &d.sig_check);

@@ -30,6 +30,7 @@ struct api {
     uint64_t member_id;
     const char *name;          /* member name */
     const struct members *members; /* the bootstrap membership (config/members.h) */
+    const struct member_table *published; /* what members published (client URLs) */
     char *const *peer_urls;    /* advertised, borrowed */
     size_t n_peer_urls;
     char *const *client_urls;  /* advertised, borrowed */

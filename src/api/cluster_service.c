@@ -1,6 +1,7 @@
-/* etcdserverpb.Cluster: MemberList of the bootstrap membership (name, id
- * and peer URLs of every member as --initial-cluster gives them; client
- * URLs of this member: the others' are not published through raft yet). */
+/* etcdserverpb.Cluster: MemberList of the bootstrap membership (id and peer
+ * URLs as --initial-cluster gives them) with what each member published
+ * through the log once it served (name and client URLs: etcd's publish; a
+ * member that has not published yet shows an empty name, as in etcd). */
 #include "api/api.h"
 #include "common/arena.h"
 #include "common/err.h"
@@ -30,12 +31,14 @@ static void cluster_member_list(grpc_call *call, const uint8_t *msg, size_t len,
         const struct member *m = &api->members->m[i];
         etcdserverpb__member__init(&list[i]);
         list[i].id = m->id;
-        list[i].name = m->name;
         list[i].peerurls = (char **)m->peer_urls;
         list[i].n_peerurls = m->n_peer_urls;
-        if (m->id == api->member_id) {
-            list[i].clienturls = (char **)api->client_urls;
-            list[i].n_clienturls = api->n_client_urls;
+        const Etcdserverpb__Member *p =
+            api->published ? member_table_get(api->published, m->id) : NULL;
+        list[i].name = p ? p->name : (char *)"";
+        if (p != NULL) {
+            list[i].clienturls = p->clienturls;
+            list[i].n_clienturls = p->n_clienturls;
         }
         members[i] = &list[i];
     }

@@ -93,6 +93,29 @@ static int apply_lease_grant(const struct command_target *t, const ProtobufCMess
     return 0;
 }
 
+static int validate_member_attributes(const ProtobufCMessage *req,
+                                      const struct command_limits *lim)
+{
+    (void)lim;
+    return ((const Etcdserverpb__Member *)req)->id != 0 ? 0 : LSKV_EINVAL;
+}
+
+/* etcd's publish: the answer is MemberUpdate's shape (header, members). */
+static int apply_member_attributes(const struct command_target *t, const ProtobufCMessage *req,
+                                   struct arena *a, ProtobufCMessage **resp, char *errmsg)
+{
+    (void)errmsg;
+    int rv = member_table_set(t->members, (const Etcdserverpb__Member *)req);
+    if (rv != 0)
+        return rv;
+    Etcdserverpb__MemberUpdateResponse *out = arena_alloc(a, sizeof *out);
+    if (out == NULL)
+        return LSKV_ENOMEM;
+    etcdserverpb__member_update_response__init(out);
+    *resp = &out->base;
+    return 0;
+}
+
 Etcdserverpb__RequestOp *command_op_delete(struct arena *a, ProtobufCBinaryData key)
 {
     Etcdserverpb__RequestOp *op = arena_alloc(a, sizeof *op);
@@ -161,6 +184,8 @@ static const struct command_kind command_kinds[] = {
      validate_lease_grant, apply_lease_grant, LEDGER_ENTRY_LEASE, true, RECEIPT_LEASE_GRANT},
     {COMMAND_LEASE_REVOKE, "lease_revoke", &etcdserverpb__lease_revoke_request__descriptor, NULL,
      apply_lease_revoke, LEDGER_ENTRY_LEASE, true, RECEIPT_LEASE_REVOKE},
+    {COMMAND_MEMBER_ATTRIBUTES, "member_attributes", &etcdserverpb__member__descriptor,
+     validate_member_attributes, apply_member_attributes, LEDGER_ENTRY_OTHER, false, 0},
 };
 
 const struct command_kind *command_kind_of(unsigned op)

@@ -21,6 +21,7 @@
 #include "common/arena.h"
 #include "kv/kvstore.h"
 #include "lease/lessor.h"
+#include "statemachine/member_table.h"
 #include "ledger/receipt.h"
 #include "proto/lskvcommand.pb-c.h"
 
@@ -33,6 +34,7 @@ enum command_op {
     COMMAND_SIGNATURE = LSKVCOMMANDPB__COMMAND__OP_SIGNATURE,
     COMMAND_LEASE_GRANT = LSKVCOMMANDPB__COMMAND__OP_LEASE_GRANT,
     COMMAND_LEASE_REVOKE = LSKVCOMMANDPB__COMMAND__OP_LEASE_REVOKE,
+    COMMAND_MEMBER_ATTRIBUTES = LSKVCOMMANDPB__COMMAND__OP_MEMBER_ATTRIBUTES,
 };
 
 /* Who asked; every field may be zero / NULL (internal commands). */
@@ -52,6 +54,7 @@ struct command_limits {
 struct command_target {
     kvstore *kv;
     lessor *leases;
+    struct member_table *members;
 };
 
 /* Runs an op against t; *resp (in a) is etcd's response message.

@@ -26,6 +26,7 @@ void fsm_init(struct fsm *f, kvstore *kv, recstore *records, uint64_t cluster_id
     f->last_term = 0;
     f->replayed = 0;
     f->errmsg[0] = '\0';
+    memset(&f->members, 0, sizeof f->members);
     /* Applied entries share one engine write per loop turn (fsm_flush). */
     kvstore_set_deferred_commit(kv, true);
 }
@@ -260,7 +261,7 @@ static int apply_command(struct fsm *f, struct consensus_entry_info *info,
     }
     const ProtobufCMessage *req = command_request(c);
     ProtobufCMessage *resp = NULL;
-    struct command_target target = {.kv = f->kv, .leases = f->leases};
+    struct command_target target = {.kv = f->kv, .leases = f->leases, .members = &f->members};
     bool lease_op = kind->op == COMMAND_LEASE_GRANT || kind->op == COMMAND_LEASE_REVOKE;
     if (req == NULL || (lease_op && f->leases == NULL))
         r->rv = LSKV_ECORRUPT;
@@ -359,7 +360,17 @@ static int fsm_snapshot(void *data, uint8_t **buf, size_t *len)
         free(kv);
         return rv;
     }
+    uint8_t *members = NULL;
+    size_t members_len = 0;
+    if ((rv = member_table_encode(&f->members, &members, &members_len)) != 0) {
+        explicit_bzero(kv, kv_len);
+        free(kv);
+        free(leases);
+        return rv;
+    }
     struct sm_sections s = {0};
+    s.data[SM_SECTION_MEMBERS] = members;
+    s.len[SM_SECTION_MEMBERS] = members_len;
     s.data[SM_SECTION_POSITION] = position;
     s.len[SM_SECTION_POSITION] = sizeof position;
     s.data[SM_SECTION_KV] = kv;
@@ -372,6 +383,7 @@ static int fsm_snapshot(void *data, uint8_t **buf, size_t *len)
     if (leases != NULL)
         explicit_bzero(leases, leases_len);
     free(leases);
+    free(members);
     return rv;
 }
 
@@ -450,7 +462,20 @@ static int fsm_restore(void *data, const uint8_t *buf, size_t len)
             return rv;
         }
     }
+    /* Snapshots from before members published have no section: none. */
+    if ((rv = s.data[SM_SECTION_MEMBERS]
+                  ? member_table_decode(&f->members, s.data[SM_SECTION_MEMBERS],
+                                        s.len[SM_SECTION_MEMBERS])
+                  : (member_table_clear(&f->members), 0)) != 0) {
+        errmsg_printf(f->errmsg, "the snapshot's MEMBERS section: %s", lskv_strerror(rv));
+        return rv;
+    }
     return kvstore_restore(f->kv, s.data[SM_SECTION_KV], s.len[SM_SECTION_KV]);
+}
+
+void fsm_close(struct fsm *f)
+{
+    member_table_clear(&f->members);
 }
 
 struct consensus_fsm fsm_vtable(struct fsm *f)

@@ -18,6 +18,7 @@
 #include "kv/kvstore.h"
 #include "ledger/ledger.h"
 #include "statemachine/command.h"
+#include "statemachine/member_table.h"
 #include "storage/diskspace.h"
 
 /* What apply hands back to the proposer. */
@@ -41,6 +42,7 @@ struct fsm {
     char errmsg[LSKV_ERRMSG_SIZE]; /* why the last fatal apply failed */
     void (*observer)(void *arg);   /* fsm_set_observer */
     void *observer_arg;
+    struct member_table members;   /* what members published (replicated) */
 };
 
 /* The ledger (may be NULL) gets one entry per applied command, in order:
@@ -104,5 +106,8 @@ void fsm_set_observer(struct fsm *f, void (*observer)(void *arg), void *arg);
 struct consensus_fsm fsm_vtable(struct fsm *f);
 
 void fsm_result_free(struct fsm_result *r);
+
+/* Releases what the state machine owns (not what it borrows). */
+void fsm_close(struct fsm *f);
 
 #endif

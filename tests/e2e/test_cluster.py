@@ -75,6 +75,9 @@ def test_three_members_form_one_cluster_with_etcds_ids(cluster_factory, kind):
         assert {x["name"]: x["ID"] for x in out["members"]} == want
         assert sorted(x["peerURLs"][0] for x in out["members"]) == sorted(
             "http://127.0.0.1:%d" % s.peer_port for s in c.members)
+        # Every member published its client URLs through the log.
+        assert {x["name"]: x["clientURLs"] for x in out["members"]} == {
+            s.name: ["http://127.0.0.1:%d" % s.client_port] for s in c.members}
     leaders = {status(m)["leader"] for m in c.members}
     assert len(leaders) == 1 and leaders.pop() in want.values()
 
@@ -200,3 +203,23 @@ def test_lease_kept_alive_through_a_follower_lives_on_the_leader(cluster_factory
     wait_for(gone, timeout=15, what="the lease to expire")
     r = ctl(f, "lease", "timetolive", lease)
     assert "already expired" in r.stdout, r.stdout
+
+
+@pytest.mark.parametrize("kind", ["etcd", "lskvd"])
+def test_endpoint_status_and_health_of_the_whole_cluster(cluster_factory, kind):
+    """etcdctl's --cluster finds every member through MemberList's client
+    URLs: status shows one leader, the same raft term and one revision."""
+    c = cluster_factory(kind, 3)
+    assert ctl(c.members[0], "put", "k", "v").returncode == 0
+    r = ctl(c.members[1], "endpoint", "status", "--cluster", "-w", "json")
+    assert r.returncode == 0, r.stderr
+    st = json.loads(r.stdout)
+    assert sorted(e["Endpoint"] for e in st) == sorted(m.url for m in c.members)
+    assert len({e["Status"]["leader"] for e in st}) == 1
+    assert len({e["Status"]["raftTerm"] for e in st}) == 1
+    assert {e["Status"]["header"]["revision"] for e in st} == {2}
+    ids = {e["Status"]["header"]["member_id"] for e in st}
+    assert len(ids) == 3 and st[0]["Status"]["leader"] in ids
+    r = ctl(c.members[2], "endpoint", "health", "--cluster")
+    assert r.returncode == 0, r.stderr + r.stdout
+    assert r.stderr.count("is healthy") + r.stdout.count("is healthy") == 3
