@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import ETCDCTL, TARGET, etcdctl
+from conftest import ETCDCTL, LSKVCTL, TARGET, etcdctl
 
 
 def member_id(peer_urls, token):
@@ -223,3 +223,72 @@ def test_endpoint_status_and_health_of_the_whole_cluster(cluster_factory, kind):
     r = ctl(c.members[2], "endpoint", "health", "--cluster")
     assert r.returncode == 0, r.stderr + r.stdout
     assert r.stderr.count("is healthy") + r.stdout.count("is healthy") == 3
+
+
+def test_every_member_holds_the_same_ledger(cluster_factory):
+    """Every member appends the same entries with the same txids, leaves and
+    roots (signatures are the leader's, replicated); each audits clean
+    against the one service certificate."""
+    if TARGET == "etcd":
+        pytest.skip("lskv's ledger")
+    c = cluster_factory("lskvd", 3)
+    for i in range(30):
+        m = c.members[i % 3]
+        assert ctl(m, "put", "k%02d" % i, "v%d" % i).returncode == 0
+    assert ctl(c.members[0], "del", "k0", "--prefix").returncode == 0
+    time.sleep(1)  # a signature after the last write (--sig-ms-interval)
+    for m in c.members:
+        m.stop_cleanly()
+    shows = []
+    for m in c.members:
+        cert = m.data_dir / "identity" / "service.pem"
+        r = subprocess.run([LSKVCTL, "ledger", "audit", str(m.data_dir / "ledger"),
+                            "--service-cert", str(cert), "--ledger-secret",
+                            str(m.data_dir / "ledger.secret"), "--no-progress"],
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0 and "audit OK" in r.stdout, r.stdout + r.stderr
+        r = subprocess.run([LSKVCTL, "ledger", "show", str(m.data_dir / "ledger")],
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+        shows.append(r.stdout)
+    assert len(shows[0].splitlines()) > 30
+    # The members stopped at different moments: one ledger may end a little
+    # earlier, never differently.
+    lines = [s.splitlines() for s in shows]
+    n = min(len(x) for x in lines)
+    assert n > 30
+    for other in lines[1:]:
+        assert other[:n] == lines[0][:n]
+
+
+@pytest.mark.parametrize("kind", ["etcd", "lskvd"])
+def test_python_etcd3_works_while_a_member_is_stopped(cluster_factory, kind):
+    import etcd3
+    c = cluster_factory(kind, 3)
+    lead = leader_of(c)
+    f = next(m for m in c.members if m is not lead)
+    other = next(m for m in c.members if m is not lead and m is not f)
+    client = etcd3.client(host="127.0.0.1", port=f.client_port, timeout=20)
+    client.put("/p/a", "1")
+    other.stop_cleanly()  # two of three: still a quorum
+    client.put("/p/b", "2")
+    assert client.get("/p/a")[0] == b"1"
+    assert sorted(v for v, _ in client.get_prefix("/p/")) == [b"1", b"2"]
+    ok, _ = client.transaction(compare=[client.transactions.value("/p/a") == "1"],
+                               success=[client.transactions.put("/p/a", "3")], failure=[])
+    assert ok
+    lease = client.lease(6)
+    client.put("/p/l", "x", lease=lease)
+    assert lease.remaining_ttl > 0
+    events, cancel = client.watch_prefix("/p/w")
+    client.put("/p/w1", "w")
+    ev = next(events)
+    assert ev.key == b"/p/w1"
+    cancel()
+    lease.revoke()
+    assert client.get("/p/l")[0] is None
+    with client.lock("L", ttl=5) as lk:
+        assert lk.is_acquired()
+    other.start()
+    assert etcd3.client(host="127.0.0.1", port=other.client_port).get("/p/a")[0] == b"3"
+    client.close()
