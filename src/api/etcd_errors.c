@@ -38,6 +38,14 @@ struct etcd_error etcd_error_from(int code)
         return (struct etcd_error){GRPC_STATUS_UNAVAILABLE, "etcdserver: no leader"};
     case LSKV_ETIMEOUT:
         return (struct etcd_error){GRPC_STATUS_UNAVAILABLE, "etcdserver: request timed out"};
+    case LSKV_ELEADERONLY: /* rpctypes.ErrGRPCNotLeader */
+        return (struct etcd_error){GRPC_STATUS_FAILED_PRECONDITION, "etcdserver: not leader"};
+    case LSKV_EBADTRANSFEREE:
+        return (struct etcd_error){GRPC_STATUS_FAILED_PRECONDITION,
+                                   "etcdserver: bad leader transferee"};
+    case LSKV_ETRANSFERTIMEOUT:
+        return (struct etcd_error){GRPC_STATUS_UNAVAILABLE,
+                                   "etcdserver: request timed out, leader transfer took too long"};
     case LSKV_ESHUTDOWN:
         return (struct etcd_error){GRPC_STATUS_UNAVAILABLE, "etcdserver: server stopped"};
     case LSKV_ETOOMANYREQUESTS: /* rpctypes.ErrGRPCTooManyRequests */

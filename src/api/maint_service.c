@@ -1,5 +1,5 @@
-/* etcdserverpb.Maintenance: Status, Alarm (list/deactivate), Defragment and
- * HashKV. */
+/* etcdserverpb.Maintenance: Status, Alarm (list/deactivate), Defragment,
+ * HashKV and MoveLeader. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -200,6 +200,64 @@ static void maint_hash_kv(grpc_call *call, const uint8_t *msg, size_t len, void 
     arena_close(&a);
 }
 
+struct move_leader {
+    struct api *api;
+    grpc_call *call;
+};
+
+static void move_leader_reply(struct api *api, grpc_call *call)
+{
+    Etcdserverpb__ResponseHeader header = ETCDSERVERPB__RESPONSE_HEADER__INIT;
+    api_fill_header(api, &header);
+    Etcdserverpb__MoveLeaderResponse resp = ETCDSERVERPB__MOVE_LEADER_RESPONSE__INIT;
+    resp.header = &header;
+    api_reply(call, &resp.base);
+}
+
+static void moved(void *arg, int status, void *result)
+{
+    (void)result;
+    struct move_leader *m = arg;
+    if (status != 0)
+        api_fail(m->api, m->call, status, NULL);
+    else
+        move_leader_reply(m->api, m->call);
+    free(m);
+}
+
+/* etcd's MoveLeader: only the leader moves itself; the transferee must be a
+ * voting member; done once it leads. */
+static void maint_move_leader(grpc_call *call, const uint8_t *msg, size_t len, void *ctx)
+{
+    struct api *api = ctx;
+    struct arena a;
+    arena_init(&a);
+    Etcdserverpb__MoveLeaderRequest *req =
+        api_decode(call, &etcdserverpb__move_leader_request__descriptor, msg, len, &a);
+    if (req == NULL)
+        goto out;
+    struct consensus_status st;
+    consensus_get_status(api->node, &st);
+    if (!st.is_leader) {
+        api_fail(api, call, LSKV_ELEADERONLY, NULL);
+    } else if (req->targetid == api->member_id) {
+        move_leader_reply(api, call); /* it leads already, as etcd answers */
+    } else {
+        struct move_leader *m = malloc(sizeof *m);
+        int rv = m == NULL ? LSKV_ENOMEM : consensus_transfer(api->node, req->targetid, moved, m);
+        if (rv != 0) {
+            free(m);
+            api_fail(api, call, rv, NULL);
+        } else {
+            *m = (struct move_leader){.api = api, .call = call};
+            LOG_INFO("maint", "leadership transfer starting from %016" PRIx64 " to %016" PRIx64,
+                     api->member_id, req->targetid);
+        }
+    }
+out:
+    arena_close(&a);
+}
+
 size_t maint_service_methods(struct api *api, struct grpc_method *m)
 {
     m[0] = (struct grpc_method){.path = "/etcdserverpb.Maintenance/Status",
@@ -210,5 +268,7 @@ size_t maint_service_methods(struct api *api, struct grpc_method *m)
                                 .on_message = maint_defragment, .ctx = api};
     m[3] = (struct grpc_method){.path = "/etcdserverpb.Maintenance/HashKV",
                                 .on_message = maint_hash_kv, .ctx = api};
-    return 4;
+    m[4] = (struct grpc_method){.path = "/etcdserverpb.Maintenance/MoveLeader",
+                                .on_message = maint_move_leader, .ctx = api};
+    return 5;
 }

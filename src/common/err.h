@@ -32,6 +32,9 @@
     X(ELEASEPROVIDED, -10020, "lease is provided")                               \
     X(ETIMEOUT, -10021, "request timed out")                                     \
     X(ETOODEEP, -10022, "message nested too deep")                               \
+    X(ELEADERONLY, -10023, "only the leader does this")                          \
+    X(EBADTRANSFEREE, -10024, "bad leader transferee")                           \
+    X(ETRANSFERTIMEOUT, -10025, "leader transfer took too long")                 \
     X(ELEASEEXISTS, -10030, "lease already exists")                              \
     X(ELEASETTLTOOLARGE, -10031, "too large lease TTL")                          \
     X(ENOSPACE, -10040, "no space left on device")                               \

@@ -143,6 +143,12 @@ struct consensus_node {
     uint64_t inflight, inflight_bytes;
     uint64_t max_inflight, max_inflight_bytes;
     struct round *round;          /* barrier in flight, or NULL */
+    /* consensus_transfer: raft holds transfer_req until transfer_cb. */
+    struct raft_transfer transfer_req;
+    bool transferring;
+    uint64_t transfer_target;
+    consensus_done_cb transfer_cb; /* NULL once answered */
+    void *transfer_arg;
     struct waiter_list next;      /* callers waiting for the round after it */
 
     uint8_t *scratch; /* opened commands, wiped after each apply */
@@ -636,6 +642,11 @@ static void fail_all(consensus_node *node, int status)
     if (node->round != NULL)
         waiter_list_fire(&node->round->waiters, status);
     waiter_list_fire(&node->next, status);
+    if (node->transfer_cb != NULL) {
+        consensus_done_cb cb = node->transfer_cb;
+        node->transfer_cb = NULL;
+        cb(node->transfer_arg, status, NULL);
+    }
 }
 
 /* raft has closed: it answered every request it held (0.15 fails them all
@@ -1162,6 +1173,44 @@ int consensus_call_leader(consensus_node *node, uint8_t kind, const uint8_t *req
     if (rv != LSKV_ENOTLEADER)
         return rv;
     return forwarder_call(node->fwd, leader_of(node), kind, req, len, cb, arg);
+}
+
+static void transfer_cb(struct raft_transfer *req)
+{
+    consensus_node *node = req->data;
+    node->transferring = false;
+    raft_id leader = 0;
+    const char *address = NULL;
+    if (!node->closing)
+        raft_leader(&node->raft, &leader, &address);
+    consensus_done_cb cb = node->transfer_cb;
+    node->transfer_cb = NULL;
+    if (cb != NULL)
+        cb(node->transfer_arg, node->closing ? LSKV_ESHUTDOWN
+                               : leader == node->transfer_target ? 0
+                                                                 : LSKV_ETRANSFERTIMEOUT,
+           NULL);
+}
+
+int consensus_transfer(consensus_node *node, uint64_t target, consensus_done_cb cb, void *arg)
+{
+    int rv = check_usable(node);
+    if (rv == LSKV_ENOTLEADER)
+        return LSKV_ELEADERONLY;
+    if (rv != 0)
+        return rv;
+    if (node->transferring)
+        return LSKV_ETOOMANYREQUESTS;
+    node->transfer_req.data = node;
+    rv = raft_transfer(&node->raft, &node->transfer_req, target, transfer_cb);
+    if (rv != 0)
+        return rv == RAFT_BADID || rv == RAFT_NOTFOUND ? LSKV_EBADTRANSFEREE
+                                                       : map_raft_err(node, rv);
+    node->transferring = true;
+    node->transfer_target = target;
+    node->transfer_cb = cb;
+    node->transfer_arg = arg;
+    return 0;
 }
 
 void consensus_receive(consensus_node *node, uint64_t from, const uint8_t *msg, size_t len)

@@ -243,6 +243,15 @@ void consensus_get_status(consensus_node *node, struct consensus_status *out);
 int consensus_call_leader(consensus_node *node, uint8_t kind, const uint8_t *req, size_t len,
                           consensus_call_cb cb, void *arg);
 
+/* Moves leadership to member target (etcd's MoveLeader). cb(arg, 0, NULL)
+ * once target leads, or an error: LSKV_ETRANSFERTIMEOUT (it did not within
+ * an election timeout), LSKV_ESHUTDOWN. Never inside this call when it
+ * returns 0. Errors: LSKV_ELEADERONLY (this node does not lead),
+ * LSKV_EBADTRANSFEREE (target is not a voter of the configuration),
+ * LSKV_ETOOMANYREQUESTS (a transfer is in flight). Moving to this node
+ * itself is LSKV_EBADTRANSFEREE here (the caller answers it). */
+int consensus_transfer(consensus_node *node, uint64_t target, consensus_done_cb cb, void *arg);
+
 /* A forwarding message from member `from`, as its authenticated link
  * proved it (msg borrowed). Ignored while closing. */
 void consensus_receive(consensus_node *node, uint64_t from, const uint8_t *msg, size_t len);

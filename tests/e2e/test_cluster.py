@@ -292,3 +292,30 @@ def test_python_etcd3_works_while_a_member_is_stopped(cluster_factory, kind):
     other.start()
     assert etcd3.client(host="127.0.0.1", port=other.client_port).get("/p/a")[0] == b"3"
     client.close()
+
+
+@pytest.mark.parametrize("kind", ["etcd", "lskvd"])
+def test_move_leader_as_etcdctl_does_it(cluster_factory, kind):
+    c = cluster_factory(kind, 3)
+    lead = leader_of(c)
+    target = next(m for m in c.members if m is not lead)
+    target_id = status(target)["header"]["member_id"]
+    lead_id = status(lead)["header"]["member_id"]
+    r = etcdctl_all(c, "move-leader", "%x" % target_id)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "Leadership transferred from %x to %x" % (lead_id, target_id)
+    assert {status(m)["leader"] for m in c.members} == {target_id}
+    assert ctl(lead, "put", "after-move", "1").returncode == 0  # the old leader forwards
+    # Not a member: etcd's error; asked of a follower: etcd's.
+    r = etcdctl_all(c, "move-leader", "%x" % 12345)
+    assert r.returncode != 0 and "etcdserver: bad leader transferee" in r.stderr, r.stderr
+    r = subprocess.run([ETCDCTL, "--endpoints=" + lead.endpoint, "move-leader",
+                        "%x" % target_id], capture_output=True, text=True, timeout=30,
+                       env={"ETCDCTL_API": "3", "PATH": os.environ["PATH"]})
+    assert r.returncode != 0 and "no leader endpoint given" in r.stderr, r.stderr
+
+
+def etcdctl_all(c, *args):
+    return subprocess.run([ETCDCTL, "--endpoints=" + c.endpoints, "--command-timeout=20s",
+                           *args], capture_output=True, text=True, timeout=60,
+                          env={"ETCDCTL_API": "3", "PATH": os.environ["PATH"]})
