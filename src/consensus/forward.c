@@ -12,10 +12,14 @@
 #define MAX_WAITING 5000u          /* etcd's maxGapBetweenApplyAndCommitIndex */
 #define TICK_MS 100u
 #define HEADER_BYTES 9u            /* type + id */
+#define MAX_RETAINED (64u << 20)   /* command bytes kept for sending again */
 
 struct fwd_proposal {
     uint64_t request_id;
     uint64_t deadline;
+    uint8_t *msg;          /* the FWD_PROPOSE message, kept until answered */
+    size_t msg_len;
+    bool sent;             /* to a leader that has not refused it */
     consensus_done_cb cb;
     void *arg;
     struct fwd_proposal *chain;          /* bucket chain */
@@ -54,6 +58,7 @@ struct forwarder {
     struct fwd_proposal *buckets[BUCKETS];
     struct fwd_proposal *oldest, *newest;
     uint64_t waiting;
+    uint64_t retained;            /* bytes of the waiting proposals' messages */
     struct read_round *asked;     /* in flight to the leader, or NULL */
     struct reader *next_readers;  /* arrived while asked was in flight */
     uint64_t next_leader;         /* where next_readers' round goes */
@@ -124,12 +129,13 @@ int fwd_parse(const uint8_t *buf, size_t len, struct fwd_msg *out)
         out->cmd_len = len - HEADER_BYTES - 4;
         return 0;
     case FWD_PROPOSE_FAILED:
+    case FWD_PROPOSE_REFUSED:
     case FWD_READ_REPLY: {
         size_t want = HEADER_BYTES + 4 + (out->type == FWD_READ_REPLY ? 8 : 0);
         if (len != want)
             return LSKV_ECORRUPT;
         out->status = (int32_t)get_u32be(buf + HEADER_BYTES);
-        if (!known_status(out->status) || (out->type == FWD_PROPOSE_FAILED && out->status == 0))
+        if (!known_status(out->status) || (out->type != FWD_READ_REPLY && out->status == 0))
             return LSKV_ECORRUPT;
         if (out->type == FWD_READ_REPLY)
             out->index = get_u64be(buf + HEADER_BYTES + 4);
@@ -148,7 +154,7 @@ static int send_small(forwarder *f, uint64_t to, uint8_t type, uint64_t id, int3
     size_t n = HEADER_BYTES;
     m[0] = type;
     put_u64be(m + 1, id);
-    if (type == FWD_PROPOSE_FAILED || type == FWD_READ_REPLY) {
+    if (type != FWD_READ_INDEX) {
         put_u32be(m + n, (uint32_t)status);
         n += 4;
     }
@@ -184,13 +190,42 @@ static void proposal_remove(forwarder *f, struct fwd_proposal *p)
     f->waiting--;
 }
 
+static void proposal_free(forwarder *f, struct fwd_proposal *p)
+{
+    f->retained -= p->msg_len;
+    free(p->msg);
+    free(p);
+}
+
 static void finish_proposal(forwarder *f, struct fwd_proposal *p, int status, void *result)
 {
     proposal_remove(f, p);
     consensus_done_cb cb = p->cb;
     void *arg = p->arg;
-    free(p);
+    proposal_free(f, p);
     cb(arg, status, result);
+}
+
+/* Sends p to the leader, or (this member leads now) proposes it here, where
+ * the raft request itself then answers the caller. Not sent: tried again
+ * on the next tick, until the deadline. */
+static void try_send(forwarder *f, struct fwd_proposal *p)
+{
+    struct consensus_status st;
+    consensus_get_status(f->cfg.node, &st);
+    if (st.is_leader) {
+        int rv = consensus_propose(f->cfg.node, 0, p->msg + HEADER_BYTES,
+                                   p->msg_len - HEADER_BYTES, p->cb, p->arg);
+        if (rv == 0) {
+            proposal_remove(f, p);
+            proposal_free(f, p);
+        } else if (rv != LSKV_ENOTLEADER) { /* not ready to lead yet: next tick */
+            finish_proposal(f, p, rv, NULL);
+        }
+        return;
+    }
+    if (st.leader_id != 0 && f->cfg.send(f->cfg.send_arg, st.leader_id, p->msg, p->msg_len) == 0)
+        p->sent = true;
 }
 
 static void on_tick(uv_timer_t *t);
@@ -201,14 +236,15 @@ static void start_ticking(forwarder *f)
         uv_timer_start(&f->timer, on_tick, TICK_MS, TICK_MS);
 }
 
-int forwarder_propose(forwarder *f, uint64_t leader, uint64_t request_id, const uint8_t *cmd,
-                      size_t len, consensus_done_cb cb, void *arg)
+int forwarder_propose(forwarder *f, uint64_t request_id, const uint8_t *cmd, size_t len,
+                      consensus_done_cb cb, void *arg)
 {
     if (f->closed)
         return LSKV_ESHUTDOWN;
-    if (leader == 0 || leader == f->cfg.member_id || request_id == 0)
+    if (request_id == 0)
         return LSKV_ENOTLEADER;
-    if (f->waiting >= MAX_WAITING)
+    /* One alone always passes the bytes bound (max-request-bytes rules). */
+    if (f->waiting >= MAX_WAITING || (f->waiting > 0 && f->retained + len > MAX_RETAINED))
         return LSKV_ETOOMANYREQUESTS;
     for (struct fwd_proposal *q = *bucket_of(f, request_id); q != NULL; q = q->chain)
         if (q->request_id == request_id)
@@ -223,12 +259,9 @@ int forwarder_propose(forwarder *f, uint64_t leader, uint64_t request_id, const 
     m[0] = FWD_PROPOSE;
     put_u64be(m + 1, request_id);
     memcpy(m + HEADER_BYTES, cmd, len);
-    int rv = f->cfg.send(f->cfg.send_arg, leader, m, HEADER_BYTES + len);
-    free(m);
-    if (rv != 0) {
-        free(p);
-        return LSKV_ENOTLEADER;
-    }
+    p->msg = m;
+    p->msg_len = HEADER_BYTES + len;
+    f->retained += p->msg_len;
     p->request_id = request_id;
     p->deadline = uv_now(f->loop) + f->cfg.timeout_ms;
     p->cb = cb;
@@ -244,6 +277,8 @@ int forwarder_propose(forwarder *f, uint64_t leader, uint64_t request_id, const 
     f->newest = p;
     f->waiting++;
     start_ticking(f);
+    /* No leader yet (an election): it waits, as etcd's proposals do. */
+    try_send(f, p);
     return 0;
 }
 
@@ -476,6 +511,11 @@ static void on_tick(uv_timer_t *t)
     uint64_t now = uv_now(f->loop);
     while (f->oldest != NULL && f->oldest->deadline <= now)
         finish_proposal(f, f->oldest, LSKV_ETIMEOUT, NULL);
+    for (struct fwd_proposal *p = f->oldest, *next; p != NULL; p = next) {
+        next = p->newer; /* try_send may take p off the list */
+        if (!p->sent)
+            try_send(f, p);
+    }
     if (f->asked != NULL && f->asked->deadline <= now) {
         struct read_round *rr = f->asked;
         ask_next(f);
@@ -543,11 +583,23 @@ void forwarder_receive(forwarder *f, uint64_t from, const uint8_t *msg, size_t l
                      : consensus_barrier_local(f->cfg.node, served_read, s);
         if (rv != 0) {
             free(s);
-            send_small(f, from, m.type == FWD_PROPOSE ? FWD_PROPOSE_FAILED : FWD_READ_REPLY, m.id,
-                       rv, 0);
+            /* Not appended: the follower may send it again. */
+            send_small(f, from, m.type == FWD_PROPOSE ? FWD_PROPOSE_REFUSED : FWD_READ_REPLY,
+                       m.id, rv, 0);
         }
         return;
     }
+    case FWD_PROPOSE_REFUSED:
+        for (struct fwd_proposal *p = *bucket_of(f, m.id); p != NULL; p = p->chain) {
+            if (p->request_id != m.id)
+                continue;
+            if (m.status == LSKV_ENOTLEADER) /* a new leader not ready yet, or none */
+                p->sent = false;
+            else
+                finish_proposal(f, p, m.status, NULL);
+            return;
+        }
+        return;
     case FWD_PROPOSE_FAILED:
         for (struct fwd_proposal *p = *bucket_of(f, m.id); p != NULL; p = p->chain) {
             if (p->request_id == m.id) {

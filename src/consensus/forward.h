@@ -16,7 +16,9 @@
  *
  * Messages (what consensus_config.send carries; big endian):
  *   FWD_PROPOSE         1 | request_id u64 | command bytes
- *   FWD_PROPOSE_FAILED  2 | request_id u64 | status i32
+ *   FWD_PROPOSE_FAILED  2 | request_id u64 | status i32   (appended, then lost:
+ *                                                          outcome unknown)
+ *   FWD_PROPOSE_REFUSED 7 | request_id u64 | status i32   (never appended)
  *   FWD_READ_INDEX      3 | read_id u64
  *   FWD_READ_REPLY      4 | read_id u64 | status i32 | index u64
  *   FWD_CALL            5 | call_id u64 | kind u8 | request bytes
@@ -47,6 +49,7 @@ enum fwd_type {
     FWD_READ_REPLY = 4,
     FWD_CALL = 5,
     FWD_CALL_REPLY = 6,
+    FWD_PROPOSE_REFUSED = 7,
 };
 
 struct fwd_msg {
@@ -82,11 +85,15 @@ int forwarder_new(uv_loop_t *loop, const struct forwarder_config *cfg, forwarder
 void forwarder_close(forwarder *f, int status);
 
 /* Follower side. Both answer through cb exactly once, never inside the call
- * when they return 0. Errors: LSKV_ENOTLEADER (no leader known, or the
- * link to it refused the message), LSKV_ETOOMANYREQUESTS (max waiting),
- * LSKV_ENOMEM. */
-int forwarder_propose(forwarder *f, uint64_t leader, uint64_t request_id, const uint8_t *cmd,
-                      size_t len, consensus_done_cb cb, void *arg);
+ * when they return 0. A proposal waits while no leader is known or the
+ * leader refused it before appending (a new leader not ready yet): it is
+ * sent again each tick until the request timeout, and proposed here if
+ * this member becomes leader meanwhile. The waiting proposals' bytes are
+ * bounded. Errors: LSKV_ENOTLEADER (forwarder_read: no leader known, or
+ * the link refused the message; forwarder_propose: request_id 0),
+ * LSKV_ETOOMANYREQUESTS (max waiting), LSKV_ENOMEM. */
+int forwarder_propose(forwarder *f, uint64_t request_id, const uint8_t *cmd, size_t len,
+                      consensus_done_cb cb, void *arg);
 int forwarder_read(forwarder *f, uint64_t leader, consensus_done_cb cb, void *arg);
 /* A call to the leader (FWD_CALL); same contract. */
 int forwarder_call(forwarder *f, uint64_t leader, uint8_t kind, const uint8_t *req, size_t len,

@@ -1021,7 +1021,7 @@ int consensus_propose(consensus_node *node, uint64_t request_id, const uint8_t *
 {
     int rv = check_usable(node);
     if (rv == LSKV_ENOTLEADER && request_id != 0 && node->fwd != NULL)
-        return forwarder_propose(node->fwd, leader_of(node), request_id, cmd, len, cb, arg);
+        return forwarder_propose(node->fwd, request_id, cmd, len, cb, arg);
     if (rv != 0)
         return rv;
     if (node->chain_term != node->raft.current_term) {

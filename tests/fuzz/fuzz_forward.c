@@ -1,6 +1,6 @@
 /* Fuzzes the forwarding message parser (consensus/forward.c): any bytes must
  * give 0 or LSKV_ECORRUPT, never a crash or an overread, and a parsed
- * message must be one of the four shapes with a known status. */
+ * message must be one of its shapes with a known status. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,7 +23,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (rv == 0) {
         if (m.type == FWD_PROPOSE && (m.cmd != copy + 9 || m.cmd_len != size - 9 || m.cmd_len == 0))
             abort();
-        if (m.type == FWD_PROPOSE_FAILED && (size != 13 || m.status == 0))
+        if ((m.type == FWD_PROPOSE_FAILED || m.type == FWD_PROPOSE_REFUSED) &&
+            (size != 13 || m.status == 0))
+            abort();
+        if (m.type == FWD_CALL && (size < 10 || m.cmd != copy + 10))
+            abort();
+        if (m.type == FWD_CALL_REPLY && (size < 13 || m.cmd != copy + 13))
             abort();
         if (m.type == FWD_READ_INDEX && size != 9)
             abort();

@@ -383,6 +383,48 @@ TEST(cluster_consensus, forwarded_requests_time_out_when_the_leader_is_cut_off)
     cluster_close(&c);
 }
 
+TEST(cluster_consensus, a_proposal_the_leader_refused_unappended_is_sent_again)
+{
+    struct cluster c;
+    cluster_open(&c, 5000);
+    settle(&c);
+    struct member *l = leader(&c);
+    struct member *f = a_follower(&c);
+    c.cut[l->id] = true; /* the first send is lost */
+    struct answer a = {0};
+    uint8_t cmd[CMD_BYTES];
+    make_cmd(f->id, 31, cmd);
+    ASSERT_EQ(consensus_propose(f->node, 31, cmd, sizeof cmd, on_answer, &a), 0);
+    for (int i = 0; i < 5; i++)
+        uv_run(&c.loop, UV_RUN_NOWAIT);
+    c.cut[l->id] = false;
+    /* The leader says it never appended it (not ready to lead): the
+     * follower sends it again and answers from its own apply. */
+    uint8_t refused[13] = {FWD_PROPOSE_REFUSED};
+    put_u64be(refused + 1, 31);
+    put_u32be(refused + 9, (uint32_t)LSKV_ENOTLEADER);
+    consensus_receive(f->node, l->id, refused, sizeof refused);
+    run_until(&c, answered, &a, 5000);
+    ASSERT_EQ(a.status, 0);
+    ASSERT_EQ(a.made_by, f->id);
+    unsigned applied = 0;
+    for (unsigned i = 0; i < l->n_applied; i++)
+        applied += l->applied_req[i] == 31;
+    ASSERT_EQ(applied, 1u); /* once: the lost first send never reached it */
+    /* Any other refusal is the caller's answer. */
+    struct answer b = {0};
+    make_cmd(f->id, 32, cmd);
+    c.cut[l->id] = true;
+    ASSERT_EQ(consensus_propose(f->node, 32, cmd, sizeof cmd, on_answer, &b), 0);
+    put_u64be(refused + 1, 32);
+    put_u32be(refused + 9, (uint32_t)LSKV_ETOOMANYREQUESTS);
+    consensus_receive(f->node, l->id, refused, sizeof refused);
+    run_until(&c, answered, &b, 5000);
+    ASSERT_EQ(b.status, LSKV_ETOOMANYREQUESTS);
+    c.cut[l->id] = false;
+    cluster_close(&c);
+}
+
 TEST(cluster_consensus, close_answers_waiting_forwarded_callers)
 {
     struct cluster c;
@@ -418,6 +460,11 @@ TEST(cluster_consensus, forwarding_messages_parse_strictly)
     ASSERT_EQ(fwd_parse(reply, sizeof reply, &m), LSKV_ECORRUPT);
     uint8_t failed_ok[13] = {FWD_PROPOSE_FAILED, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0};
     ASSERT_EQ(fwd_parse(failed_ok, sizeof failed_ok, &m), LSKV_ECORRUPT); /* status 0 */
+    uint8_t refused[13] = {FWD_PROPOSE_REFUSED, 0, 0, 0, 0, 0, 0, 0, 1, 0xff, 0xff, 0xd8, 0xe4};
+    ASSERT_EQ(fwd_parse(refused, sizeof refused, &m), 0); /* LSKV_ENOTLEADER */
+    ASSERT_EQ(m.status, LSKV_ENOTLEADER);
+    refused[12] = 0; /* status 0: never a refusal */
+    ASSERT_EQ(fwd_parse(refused, sizeof refused, &m), LSKV_ECORRUPT);
     uint8_t unknown[9] = {9};
     ASSERT_EQ(fwd_parse(unknown, sizeof unknown, &m), LSKV_ECORRUPT);
 }
