@@ -58,6 +58,15 @@
  *     open segment, or fdatasync where direct I/O is unavailable). So on a
  *     single node commit => on disk, and an acknowledged entry survives
  *     kill -9 (test consensus.kill9_keeps_acknowledged).
+ * (10) No caller's callback runs inside raft's own failure callbacks. libraft
+ *     0.15 fails a leader's requests (RAFT_LEADERSHIPLOST) from inside its
+ *     conversion to follower, while raft_state still says leader and the
+ *     leader state is half torn down: a raft_apply or raft_barrier from
+ *     there (a caller retrying, or the next barrier round) crashed in
+ *     libraft (fault rounds, tests/e2e/test_cluster_faults.py). So apply_cb
+ *     and barrier_cb queue failures on node->deferred, and prepare_cb
+ *     answers them on the next loop turn, when raft is a follower; a failed
+ *     round fails the callers waiting for the next one too.
  * (9) Proposals on the list are bounded by count (max_inflight, etcd's 5000)
  *     and by sealed bytes (max_inflight_bytes): beyond either,
  *     consensus_propose answers LSKV_ETOOMANYREQUESTS at once, so a flood of
@@ -100,6 +109,7 @@ struct proposal {
 struct waiter {
     consensus_done_cb cb;
     void *arg;
+    int status; /* node->deferred only: what cb gets */
     struct waiter *next;
 };
 
@@ -143,6 +153,9 @@ struct consensus_node {
     uint64_t inflight, inflight_bytes;
     uint64_t max_inflight, max_inflight_bytes;
     struct round *round;          /* barrier in flight, or NULL */
+    /* Failures raft reported while it was leaving the leader state
+     * (invariant 10), answered from the prepare handle. */
+    struct waiter_list deferred;
     /* consensus_transfer: raft holds transfer_req until transfer_cb. */
     struct raft_transfer transfer_req;
     bool transferring;
@@ -209,6 +222,47 @@ static void waiter_list_fire(struct waiter_list *l, int status)
         struct waiter *next = w->next;
         consensus_done_cb cb = w->cb;
         void *arg = w->arg;
+        free(w);
+        cb(arg, status, NULL);
+        w = next;
+    }
+}
+
+/* Invariant (10): cb gets status on the next loop turn. Returns 0, or
+ * LSKV_ENOMEM (then the caller answers at once: rare, and better than never). */
+static int defer_answer(consensus_node *node, consensus_done_cb cb, void *arg, int status)
+{
+    struct waiter *w = malloc(sizeof *w);
+    if (w == NULL)
+        return LSKV_ENOMEM;
+    w->cb = cb;
+    w->arg = arg;
+    w->status = status;
+    waiter_list_push(&node->deferred, w);
+    return 0;
+}
+
+/* Moves every waiter of l to the deferred answers, with status. */
+static void defer_list(consensus_node *node, struct waiter_list *l, int status)
+{
+    for (struct waiter *w = l->head; w != NULL; w = w->next)
+        w->status = status;
+    if (l->head != NULL) {
+        *node->deferred.tail = l->head;
+        node->deferred.tail = l->tail;
+    }
+    waiter_list_init(l);
+}
+
+static void fire_deferred(consensus_node *node)
+{
+    struct waiter *w = node->deferred.head;
+    waiter_list_init(&node->deferred);
+    while (w != NULL) {
+        struct waiter *next = w->next;
+        consensus_done_cb cb = w->cb;
+        void *arg = w->arg;
+        int status = w->status;
         free(w);
         cb(arg, status, NULL);
         w = next;
@@ -323,6 +377,7 @@ static void maybe_resume(consensus_node *node)
 static void prepare_cb(uv_prepare_t *handle)
 {
     consensus_node *node = handle->data;
+    fire_deferred(node);
     flush_fsm(node);
     maybe_resume(node);
     if (node->fwd != NULL)
@@ -642,6 +697,7 @@ static void fail_all(consensus_node *node, int status)
     if (node->round != NULL)
         waiter_list_fire(&node->round->waiters, status);
     waiter_list_fire(&node->next, status);
+    fire_deferred(node); /* raft's failures first reported */
     if (node->transfer_cb != NULL) {
         consensus_done_cb cb = node->transfer_cb;
         node->transfer_cb = NULL;
@@ -765,6 +821,7 @@ int consensus_open(uv_loop_t *loop, const struct consensus_config *config,
     node->fatal_cb = config->fatal_cb;
     node->fatal_arg = config->fatal_arg;
     waiter_list_init(&node->next);
+    waiter_list_init(&node->deferred);
 
     rv = mkdir_p(config->dir, errmsg);
     if (rv != 0)
@@ -986,6 +1043,8 @@ static void apply_cb(struct raft_apply *req, int status, void *result)
     consensus_done_cb cb = p->cb;
     void *arg = p->arg;
     free(p);
+    if (rv != 0 && !node->closing && defer_answer(node, cb, arg, rv) == 0)
+        return; /* invariant (10) */
     cb(arg, rv, rv == 0 ? result : NULL);
 }
 
@@ -1121,6 +1180,12 @@ static void barrier_cb(struct raft_barrier *req, int status)
         raft_state(&node->raft) == RAFT_LEADER)
         chain_from_applied(node); /* invariant (8) */
     node->round = NULL;
+    if (rv != 0 && !node->closing) { /* invariant (10): no new round from here */
+        defer_list(node, &r->waiters, rv);
+        defer_list(node, &node->next, rv);
+        free(r);
+        return;
+    }
     /* Callers that arrived while r was in flight get the next round, started
      * before r's callbacks run so that callers arriving from inside them join
      * the round after that one. */
