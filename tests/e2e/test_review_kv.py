@@ -386,7 +386,6 @@ OTHER_RPCS = [
     ("/etcdserverpb.Cluster/MemberUpdate", P.MemberUpdateRequest(ID=1)),
     ("/etcdserverpb.Cluster/MemberPromote", b"\x08\x01"),
     ("/etcdserverpb.Maintenance/Hash", P.HashRequest()),
-    ("/etcdserverpb.Maintenance/MoveLeader", P.MoveLeaderRequest(targetID=1)),
     ("/etcdserverpb.Auth/AuthEnable", P.AuthEnableRequest()),
     ("/etcdserverpb.Auth/AuthDisable", P.AuthDisableRequest()),
     ("/etcdserverpb.Auth/Authenticate", P.AuthenticateRequest(name="a", password="b")),
