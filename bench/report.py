@@ -43,7 +43,14 @@ DESCRIPTIONS = {
                           "latency from each Put's send to each watcher's event",
     "lease-keepalive-16x16": "LeaseKeepAlive: 1000 leases granted first, then keep-alives "
                              "over one LeaseKeepAlive stream per client, one in flight each",
+    "put-16x16-3m": "Put, 256 B values, random keys, on a 3-member cluster (connections "
+                    "round-robin over the members: followers forward to the leader)",
+    "range-l-16x16-3m": "Range of one random key, linearizable, on that 3-member cluster "
+                        "(key space preloaded; followers ask the leader for a read index)",
 }
+# The 3-member rows and the single-server rows they repeat: the report gives
+# what the cluster costs each server (throughput 3-member / single).
+CLUSTER_ROWS = {"put-16x16-3m": "put-16x16", "range-l-16x16-3m": "range-l-16x16"}
 STATES = {
     "main": "the workloads above",
     "big": "1M keys loaded",
@@ -258,6 +265,19 @@ def markdown(results, runs, rss, mem, restarts, env, plot_name):
         out.append("Hot-key history: throughput of `hot-range-s-16x16` (one key with a "
                    "long revision history) over `fresh-range-s-16x16` (the same Range on a "
                    "fresh store): " + ", ".join(hist) + " (1 = history costs nothing).\n")
+    cost = []
+    for name3, name1 in CLUSTER_ROWS.items():
+        per = []
+        for t in targets:
+            c, o = summarise(runs, name3, t), summarise(runs, name1, t)
+            if c and o:
+                per.append(f"{t} **{c['tput'] / o['tput']:.2f}**")
+        if per:
+            cost.append(f"`{name3}` over `{name1}`: " + ", ".join(per))
+    if cost:
+        out.append("3 members against 1: throughput of each 3-member row over its "
+                   "single-server row, per server (1 = replication costs nothing): "
+                   + "; ".join(cost) + ".\n")
     watch = [n for n in names if runs[next(k for k in runs if k[0] == n)][0]["workload"]
              == "watch-latency"]
     if watch:

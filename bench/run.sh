@@ -7,7 +7,9 @@
 # etcd, lskv, ... Results go to bench/results/<timestamp>/ (one JSON per
 # target, round and workload, the servers' logs, lskv-bench's output), the
 # table of lskv/etcd ratios to bench/results/latest.md, the latency plot to
-# bench/results/latest.png.
+# bench/results/latest.png (a partial run, BENCH_WORKLOADS set, to
+# bench/results/partial.md and .png instead, so the last full run's table
+# stays). The "-3m" workloads run against a 3-member cluster of each target.
 #
 # Environment:
 #   BENCH_QUICK=1          a ~1 minute smoke run (10x less work, 2 rounds)
@@ -15,6 +17,8 @@
 #                          without lskvd)
 #   BENCH_ROUNDS=N         rounds (default 3; 1 with BENCH_QUICK)
 #   BENCH_WORKLOADS="..."  run only these workloads (names as in the table)
+#   BENCH_REPORT=NAME      write the table and plot to bench/results/NAME.md and
+#                          NAME.png (default latest, or partial with BENCH_WORKLOADS)
 #   LSKVD_FLAGS="..."     extra lskvd flags (e.g. "--sig-tx-interval 1"); recorded
 #                          in env.json
 #   LSKVD, LSKV_BENCH, ETCD  binaries (default build/release/lskvd,
@@ -49,6 +53,8 @@ for t in $TARGETS; do
 done
 [ -x "$LSKV_BENCH" ] || die "$LSKV_BENCH: not found (run 'make release')"
 [ -x "$PY" ] || die "$PY: not found (Debian package python3)"
+[[ "${BENCH_REPORT:-x}" =~ ^[A-Za-z0-9][A-Za-z0-9._-]*$ ]] ||
+  die "BENCH_REPORT=$BENCH_REPORT: not a plain file name"
 
 # ---- workloads ----------------------------------------------------------
 # Sizes: full run / BENCH_QUICK.
@@ -89,7 +95,16 @@ WORKLOADS=(
   "watch-latency-1|stream|--conns 1 --clients 1 watch-latency --watchers 1 $KS --rate $WATCH_RATE --total $N_WATCH_PUTS"
   "watch-latency-1000|stream|--conns 10 --clients 100 watch-latency --watchers 1000 $KS --rate $WATCH_RATE --total $N_WATCH_PUTS"
   "lease-keepalive-16x16|stream|$C16 lease-keepalive --leases 1000 --total $N_KEEPALIVE"
+  "put-16x16-3m|3m|$C16 put $KS --key-space-size $N_KEYS --total $N_PUT"
+  "range-l-16x16-3m|3m|$C16 range $KS --key-space-size $N_KEYS --preload $N_KEYS --consistency l --total $N_RANGE_L"
 )
+# State "3m": a 3-member cluster of the target (fresh, all on this machine);
+# lskv-bench spreads its connections round-robin over the three members'
+# endpoints, so two thirds of the requests reach a follower (writes and
+# read-index rounds forwarded to the leader). range-l-16x16-3m preloads the
+# key space itself (the single-node range-l-16x16 reads what range-s-16x16
+# loaded), so it can run alone.
+state_members() { if [ "$1" = 3m ]; then echo 3; else echo 1; fi; }
 # Extra lskvd flags by state: "mem" measures the trusted core without the
 # value cache (what the per-key memory target is about).
 state_flags() { if [ "$1" = mem ]; then echo "--cache-size 0"; fi; }
@@ -198,7 +213,7 @@ run_workload() {
   local quiet=--quiet
   [ -t 2 ] && quiet=""
   # shellcheck disable=SC2086
-  "$LSKV_BENCH" --endpoints "$SERVER_URL" --label "$target" --json "$json" $quiet "$@" >"$txt"
+  "$LSKV_BENCH" --endpoints "$SERVER_ENDPOINTS" --label "$target" --json "$json" $quiet "$@" >"$txt"
   rc=$?
   local line
   line=$($PY - "$json" <<'EOF' 2>/dev/null
@@ -236,7 +251,7 @@ run_round() {
       stop_server
       rm -rf "$WORK"/data-*
       LSKVD_STATE_FLAGS=$(state_flags "$state")
-      if ! start_server "$target" "r$round-$state"; then
+      if ! start_cluster "$target" "r$round-$state" "$(state_members "$state")"; then
         echo "$PROG: stopping: $target cannot be benchmarked" >&2
         exit 1
       fi
@@ -279,9 +294,10 @@ for round in $(seq "$ROUNDS"); do
 done
 echo "$PROG: done in $((SECONDS - START)) s"
 
-$PY bench/report.py "$OUT" --markdown bench/results/latest.md --plot bench/results/latest.png ||
+REPORT=bench/results/${BENCH_REPORT:-$([ -n "${BENCH_WORKLOADS:-}" ] && echo partial || echo latest)}
+$PY bench/report.py "$OUT" --markdown "$REPORT.md" --plot "$REPORT.png" ||
   { echo "$PROG: report failed" >&2; FAILED=1; }
-[ -f bench/results/latest.md ] && cat bench/results/latest.md
+[ -f "$REPORT.md" ] && cat "$REPORT.md"
 if [ $FAILED -ne 0 ]; then
   echo "$PROG: some workloads failed (see above)" >&2
   exit 1
