@@ -7,9 +7,10 @@
 # so that its base port can be moved from 20000 to $E2E_BASE_PORT (other
 # engineers use 20xxx); nothing else in it is changed.
 #
-# Usage: scripts/etcd-e2e.sh [--control] [--no-install] [TEST_NAME...]
+# Usage: scripts/etcd-e2e.sh [--control] [--no-install] [--all] [TEST_NAME...]
 #   TEST_NAME: exact Go test names (each runs alone, -run '^NAME$');
 #   default: the tests that concern what lskvd has today (see DEFAULT_TESTS).
+#   --all: every test of the package (e2e.test -test.list).
 #   --control also runs each test against /usr/bin/etcd.
 # Env: E2E_BASE_PORT (25000), E2E_TIMEOUT (per test, 300s), LSKVD (binary).
 # Output: build/etcd-e2e/report.txt ("<target> <test> PASS|FAIL|SKIP|NORESULT <secs>"),
@@ -43,15 +44,16 @@ TestCtlV3Defrag TestCtlV3Alarm TestCtlV3MoveLeaderScenarios
 
 CONTROL=0
 INSTALL=1
+ALL=0
 TESTS=()
 for a in "$@"; do
     case $a in
         --control) CONTROL=1 ;;
         --no-install) INSTALL=0 ;;
+        --all) ALL=1 ;;
         *) TESTS+=("$a") ;;
     esac
 done
-[ ${#TESTS[@]} -eq 0 ] && read -r -a TESTS <<< "$(echo $DEFAULT_TESTS)"
 
 if [ $INSTALL = 1 ]; then
     # golang-etcd-server-dev pulls every golang-*-dev the e2e package imports.
@@ -82,6 +84,12 @@ BIN=$OUT/e2e.test
 echo "building $BIN (go test -c, GOPATH mode)"
 (cd "$E2E" && go test -c -o "$BIN" go.etcd.io/etcd/tests/e2e) || { echo "build failed" >&2; exit 1; }
 
+if [ $ALL = 1 ]; then
+    read -r -a TESTS <<< "$(cd "$E2E" && "$BIN" -test.list '.*' | grep '^Test' | tr '\n' ' ')"
+elif [ ${#TESTS[@]} -eq 0 ]; then
+    read -r -a TESTS <<< "$(echo $DEFAULT_TESTS)"
+fi
+
 mkdir -p "$OUT/bin-lskvd" "$OUT/bin-etcd"
 ln -sfn "$LSKVD" "$OUT/bin-lskvd/etcd"
 ln -sfn /usr/bin/etcdctl "$OUT/bin-lskvd/etcdctl"
@@ -106,6 +114,9 @@ for t in "${TESTS[@]}"; do
         res=$(grep -E "^--- (PASS|FAIL|SKIP): $t " "$log" | head -1 | awk '{print $2}' | tr -d :)
         [ -n "$res" ] || res=NORESULT
         printf '%s %s %s %ss\n' "$tgt" "$t" "$res" "$secs" | tee -a "$REPORT"
+        # Subtests, indented under their test.
+        grep -E "^ +--- (PASS|FAIL|SKIP): $t/" "$log" | awk -v g="$tgt" \
+            '{sub(":", "", $2); printf "%s   %s %s\n", g, $3, $2}' | tee -a "$REPORT"
         # A test that timed out can leave members behind (the suite starts them
         # in their own session); they are the ones run from our bin dir.
         for pid in $(pgrep -f "^$OUT/bin-$tgt/etcd " || true); do
@@ -115,4 +126,4 @@ for t in "${TESTS[@]}"; do
     done
 done
 echo "report: $REPORT"
-awk '{n[$1" "$3]++} END {for (k in n) print k, n[k]}' "$REPORT" | sort
+awk 'NF == 4 {n[$1" "$3]++} END {for (k in n) print k, n[k]}' "$REPORT" | sort
