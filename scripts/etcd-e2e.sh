@@ -14,6 +14,7 @@
 #   --control also runs each test against /usr/bin/etcd.
 # Env: E2E_BASE_PORT (25000), E2E_TIMEOUT (per test, 300s), LSKVD (binary).
 # Output: build/etcd-e2e/report.txt ("<target> <test> PASS|FAIL|SKIP|NORESULT <secs>"),
+#         build/etcd-e2e/reasons.txt (one line per failure, scripts/etcd-e2e-reasons.py),
 #         build/etcd-e2e/logs/<target>/<test>.log (test output with members' logs).
 set -u
 cd "$(dirname "$0")/.."
@@ -76,6 +77,8 @@ mkdir -p "$E2E" "$GP/src/go.etcd.io/etcd/integration"
 cp "$SRC"/tests/e2e/*.go "$E2E"/
 ln -s "$SRC/integration/fixtures" "$GP/src/go.etcd.io/etcd/integration/fixtures"
 sed -i "s/^const etcdProcessBasePort = 20000$/const etcdProcessBasePort = $BASE_PORT/" "$E2E/cluster_test.go"
+# make-mirror's second cluster has its own base port (10000).
+sed -i "s/mirrorcfg.basePort = 10000$/mirrorcfg.basePort = $((BASE_PORT + 1000))/" "$E2E/ctl_v3_make_mirror_test.go"
 grep -q "etcdProcessBasePort = $BASE_PORT" "$E2E/cluster_test.go" || {
     echo "could not patch etcdProcessBasePort" >&2; exit 1; }
 
@@ -111,11 +114,11 @@ for t in "${TESTS[@]}"; do
             -test.run "^$t\$" -test.v -test.timeout "$TIMEOUT" \
             -bin-dir "$OUT/bin-$tgt" -cert-dir "$SRC/integration/fixtures") > "$log" 2>&1
         secs=$(( $(date +%s) - start ))
-        res=$(grep -E "^--- (PASS|FAIL|SKIP): $t " "$log" | head -1 | awk '{print $2}' | tr -d :)
+        res=$(grep -a -o -E -- "--- (PASS|FAIL|SKIP): $t \(" "$log" | head -1 | awk '{print $2}' | tr -d :)
         [ -n "$res" ] || res=NORESULT
         printf '%s %s %s %ss\n' "$tgt" "$t" "$res" "$secs" | tee -a "$REPORT"
         # Subtests, indented under their test.
-        grep -E "^ +--- (PASS|FAIL|SKIP): $t/" "$log" | awk -v g="$tgt" \
+        grep -a -E "^ +--- (PASS|FAIL|SKIP): $t/" "$log" | awk -v g="$tgt" \
             '{sub(":", "", $2); printf "%s   %s %s\n", g, $3, $2}' | tee -a "$REPORT"
         # A test that timed out can leave members behind (the suite starts them
         # in their own session); they are the ones run from our bin dir.
@@ -125,5 +128,6 @@ for t in "${TESTS[@]}"; do
         done
     done
 done
-echo "report: $REPORT"
+python3 "$ROOT/scripts/etcd-e2e-reasons.py" "$OUT" > "$OUT/reasons.txt"
+echo "report: $REPORT, reasons of failures: $OUT/reasons.txt"
 awk 'NF == 4 {n[$1" "$3]++} END {for (k in n) print k, n[k]}' "$REPORT" | sort
