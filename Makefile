@@ -56,7 +56,7 @@ Q := @
 quiet = @printf '  %-6s %s\n' $(1) $(2);
 
 .SECONDARY:
-.PHONY: all release run test test-unit test-e2e test-fuzz deps fuzz bench clean check-layers
+.PHONY: all release run test test-unit test-e2e test-fuzz deps fuzz bench clean check-layers etcd-e2e
 all: $(B)/lskvd $(B)/unit_tests $(FUZZ_BIN) $(TOOL_BIN)
 
 release:
@@ -107,6 +107,12 @@ test: deps
 	$(Q)$(MAKE) --no-print-directory SANITIZE=1 all
 	$(Q)$(MAKE) --no-print-directory check-layers
 	$(Q)bash tests/run-all.sh
+
+# etcd 3.4's own e2e suite against lskvd (long; not part of `make test`).
+# ARGS: --control (also run against Debian's etcd) and/or test names.
+etcd-e2e:
+	$(Q)$(MAKE) --no-print-directory RELEASE=1 all
+	$(Q)bash scripts/etcd-e2e.sh $(ARGS)
 
 check-layers:
 	$(Q)bash scripts/check-layers.sh
