@@ -21,6 +21,7 @@ import atexit
 import json
 import os
 import random
+import resource
 import shutil
 import socket
 import subprocess
@@ -31,6 +32,13 @@ from pathlib import Path
 from conftest import ETCD, ETCDCTL, LSKVD, READY_LINE, MAX_REQUEST_BYTES
 
 CLIENT_PORT, PEER_PORT = 2379, 2380
+# LSKV_E2E_CORES=1: members may dump core into their work dir (core_pattern
+# permitting) so that a crash can be looked at with gdb.
+CORES = os.environ.get("LSKV_E2E_CORES") == "1"
+
+
+def _allow_core():
+    resource.setrlimit(resource.RLIMIT_CORE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
 
 
 def sh(*args, check=True):
@@ -75,6 +83,7 @@ class Member:
         self.data_dir = self.workdir / "data"
         self.log_path = self.workdir / "server.log"
         self.proc = None
+        self.last_status_error = None
         self.starts = 0
         self._log_offset = 0
 
@@ -109,7 +118,8 @@ class Member:
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(["ip", "netns", "exec", self.ns] + self.argv(),
                                          stdout=log, stderr=log, stdin=subprocess.DEVNULL,
-                                         env=env, start_new_session=True)
+                                         env=env, start_new_session=True, cwd=self.workdir,
+                                         preexec_fn=_allow_core if CORES else None)
 
     def log_text(self, since_start=False):
         try:
@@ -176,6 +186,7 @@ class Member:
         """etcdctl endpoint status as a dict, or None if it does not answer."""
         r = self.etcdctl("endpoint", "status", "-w", "json", timeout=15)
         if r.returncode != 0:
+            self.last_status_error = r.stderr.strip()[-300:]
             return None
         return json.loads(r.stdout)[0]["Status"]
 
