@@ -15,7 +15,6 @@ against a 3-member etcd for a few rounds to check the test itself.
 LSKV_FAULT_ROUNDS (default 50) rounds against lskvd, LSKV_FAULT_ROUNDS_ETCD
 (default 5) against etcd; `make soak` runs 500.
 """
-import json
 import os
 import pickle
 import random
@@ -43,6 +42,13 @@ KEYS_PER_ROUND = 3      # fresh keys each round keep each key's history short
 FAULTS = ["partition-leader", "partition-follower", "kill-leader", "kill-follower",
           "restart"]
 NOW = time.monotonic
+# Faster elections than the defaults (100/1000 ms) keep rounds short and give
+# the majority time to elect a leader while the old one is cut off.
+RAFT_FLAGS = ["--heartbeat-interval", "50", "--election-timeout", "500"]
+# The "snapshots" variant: a snapshot every 2000 entries, so that members
+# restarted or cut off install snapshots from the leader.
+SNAPSHOT_FLAGS = ["--snapshot-count", "2000"]
+THINK_S = 0.005  # per worker between ops: a smaller log keeps restarts quick
 
 
 def kind_under_test(kind):
@@ -54,6 +60,7 @@ def net_cluster(tmp_path):
     made = []
 
     def make(kind, n=3, **kw):
+        kw.setdefault("extra", RAFT_FLAGS)
         c = NetCluster(kind_under_test(kind), tmp_path / ("%s-%d" % (kind, len(made))), n,
                        **kw).setup()
         made.append(c)
@@ -86,8 +93,11 @@ def never_sent(e):
         "failed to connect" in d or "connection refused" in d)
 
 
-class MemberCrashed(AssertionError):
-    """A member exited by itself during the fault rounds."""
+class NotRecovered(AssertionError):
+    """A member exited by itself during the fault rounds, exited or hung
+    instead of serving when the nemesis started it again, or the cluster did
+    not get one leader back: the faults were not survived (what the strict
+    xfails below expect; a wrong answer or lost data is a plain failure)."""
 
 
 class Recorder:
@@ -142,8 +152,7 @@ class Worker(threading.Thread):
                 ok = self.delete(kv, key, starts)
             else:
                 ok = self.cas(kv, key, starts)
-            if not ok:
-                time.sleep(0.05)
+            time.sleep(THINK_S if ok else 0.05)
 
     def _val(self):
         self.seq += 1
@@ -225,18 +234,45 @@ class Nemesis:
         restarted so the other checks still run, and failed at the end."""
         deadline = time.time() + timeout
         while time.time() < deadline:
-            for m in self.c.members:
-                if not m.alive():
-                    self.crashes.append("%s exited with %s in round %d; log tail:\n%s" % (
-                        m.name, m.proc.returncode, self.round, m.log_text(True)[-1500:]))
-                    self.note("CRASH %s exit %s", m.name, m.proc.returncode)
-                    m.start()
+            dead = [m for m in self.c.members if not m.alive()]
+            for m in dead:
+                self.crashes.append("%s exited with %s in round %d; log tail:\n%s" % (
+                    m.name, m.proc.returncode, self.round, m.log_text(True)[-1500:]))
+                self.note("CRASH %s exit %s", m.name, m.proc.returncode)
+                m.launch()  # all at once: a member may need the others to start
+            for m in dead:
+                self.wait_started(m)
             sts = [m.status() for m in self.c.members]
             if all(sts) and len({s.get("leader") for s in sts}) == 1 and sts[0].get("leader"):
                 return
             time.sleep(0.1)
-        raise AssertionError("cluster not healthy after %ss: %s; errors: %s" % (
+        raise NotRecovered("cluster not healthy after %ss: %s; errors: %s" % (
             timeout, sts, [(m.name, m.proc.poll(), m.last_status_error) for m in self.c.members]))
+
+    def start(self, m):
+        m.launch()
+        self.wait_started(m)
+
+    def wait_started(self, m, tries=5):
+        """Waits until m serves; a member that exits instead of serving is a
+        failure like a crash (noted, failed at the end) and is started again."""
+        for i in range(tries):
+            try:
+                return m.wait_ready(60)
+            except RuntimeError as e:
+                if m.alive():
+                    raise NotRecovered("%s did not serve within 60 s of its start in round %d "
+                                       "(earlier failures: %d):\n%s" % (
+                                           m.name, self.round, len(self.crashes), e)) from e
+                if i == tries - 1:
+                    raise NotRecovered("%s never served again after %d starts; failures:\n%s"
+                                        % (m.name, tries, "\n".join(self.crashes[-3:])))
+                self.crashes.append("%s exited with %s while starting in round %d; log "
+                                    "tail:\n%s" % (m.name, m.proc.returncode, self.round,
+                                                   m.log_text(True)[-1500:]))
+                self.note("START FAILED %s exit %s", m.name, m.proc.returncode)
+                time.sleep(0.5)
+                m.launch()
 
     def run_round(self, fault, load_s):
         c = self.c
@@ -250,17 +286,17 @@ class Nemesis:
         self.note("%s %s (leader %s)", fault, victim.name, leader.name)
         if fault.startswith("partition"):
             c.partition([victim])
-            time.sleep(load_s + 1.0)  # long enough for an election on the majority side
+            time.sleep(load_s + 0.5)  # long enough for an election on the majority side
             c.heal()
         elif fault.startswith("kill"):
             victim.kill()
             time.sleep(load_s)
-            victim.start()
+            self.start(victim)
         else:
             rc = victim.stop()
             self.note("stopped %s: exit %s", victim.name, rc)
             time.sleep(0.2)
-            victim.start()
+            self.start(victim)
         self.note("healed")
         time.sleep(0.3)
 
@@ -400,8 +436,9 @@ def run_faults(cluster, rounds, tmp_path):
     acked = sum(1 for o in rec.ops if o.ret is not None and o.kind != GET)
     unknown = sum(1 for o in rec.ops if o.ret is None)
     print("%d rounds in %.0fs: %d ops (%d writes acked, %d unknown), %d serializable reads, "
-          "%d keys; history in %s" % (rounds, elapsed, len(rec.ops), acked, unknown,
-                                      len(rec.ser_reads), len(keys), tmp_path / "history.txt"))
+          "%d keys, %d crashes; history in %s" % (
+              rounds, elapsed, len(rec.ops), acked, unknown, len(rec.ser_reads), len(keys),
+              len(nem.crashes), tmp_path / "history.txt"))
     assert all(w.error is None for w in workers), [w.error for w in workers]
     assert acked > rounds * 5, "too little got through: %d acked writes" % acked
 
@@ -435,18 +472,34 @@ def run_faults(cluster, rounds, tmp_path):
 
 
 CRASH_XFAIL = pytest.mark.xfail(
-    TARGET != "etcd", raises=MemberCrashed, strict=True,
-    reason="lskvd segfaults in libraft under fault rounds (seen in every run of 15+ rounds): "
-           "consensus/node.c barrier_cb starts the next round (raft_barrier) from inside a "
-           "barrier callback that libraft fires with RAFT_LEADERSHIPLOST while it converts "
-           "the leader to follower, after freeing leader_state.progress (SIGSEGV at 0x0/0x38 "
-           "in libraft, stack raft_barrier <- round_start <- barrier_cb)")
+    TARGET != "etcd", raises=NotRecovered, strict=True,
+    reason="lskvd members exit under fault rounds (seen in every run of 15+ rounds). "
+           "(1) A restarted member exits 'refusing to start: log replay failed: request "
+           "timed out' when its start-up barrier times out (lskvd.c on_ready_barrier retries "
+           "only ENOTLEADER). (2) A segfault in libraft: consensus/node.c barrier_cb starts "
+           "the next round (raft_barrier) from inside a barrier callback that libraft fires "
+           "with RAFT_LEADERSHIPLOST while it converts the leader to follower, after freeing "
+           "leader_state.progress (SIGSEGV at 0x0/0x38 in libraft, stack raft_barrier <- "
+           "round_start <- barrier_cb). (3) Once, with the leader crashed while a follower "
+           "restarted, the two left (a majority) served nothing for 60 s")
+SNAPSHOT_XFAIL = pytest.mark.xfail(
+    TARGET != "etcd", raises=NotRecovered, strict=True,
+    reason="with --snapshot-count 2000, a killed follower restarted behind the leader "
+           "installs a raft snapshot but its ledger stays short, and from then on it refuses "
+           "every start: 'raft snapshot .../snapshot-13-2000-*: snapshot covers 1385 ledger "
+           "entries, the ledger holds 989: ledger entries were lost' (the member is lost); "
+           "plus the exits of test_fault_rounds_are_linearizable[lskvd]")
 
 
-@pytest.mark.parametrize("kind", ["etcd", pytest.param("lskvd", marks=CRASH_XFAIL)])
-def test_fault_rounds_are_linearizable(net_cluster, tmp_path, kind):
-    c = net_cluster(kind)
-    rounds = ETCD_ROUNDS if c.kind == "etcd" else ROUNDS
+@pytest.mark.parametrize("kind,snapshots,share", [
+    ("etcd", False, None), ("etcd", True, None),
+    pytest.param("lskvd", False, 0.8, marks=CRASH_XFAIL),
+    pytest.param("lskvd", True, 0.2, marks=SNAPSHOT_XFAIL)])
+def test_fault_rounds_are_linearizable(net_cluster, tmp_path, kind, snapshots, share):
+    """LSKV_FAULT_ROUNDS are split 4:1 between the default configuration and
+    frequent snapshots (lskvd); etcd runs LSKV_FAULT_ROUNDS_ETCD of each."""
+    c = net_cluster(kind, extra=RAFT_FLAGS + (SNAPSHOT_FLAGS if snapshots else []))
+    rounds = ETCD_ROUNDS if c.kind == "etcd" else max(1, round(ROUNDS * share))
     _, crashes = run_faults(c, rounds, tmp_path)
     if c.kind == "lskvd":
         for m in c.members:
@@ -462,7 +515,7 @@ def test_fault_rounds_are_linearizable(net_cluster, tmp_path, kind):
                 names[0], n, diff, led[names[0]][diff], led[n][diff])
         assert len(set(sizes.values())) == 1, sizes
     if crashes:
-        raise MemberCrashed("%d member crashes; first: %s" % (len(crashes), crashes[0]))
+        raise NotRecovered("%d member crashes; first: %s" % (len(crashes), crashes[0]))
 
 
 @pytest.mark.parametrize("kind", ["etcd", "lskvd"])
