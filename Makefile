@@ -113,7 +113,8 @@ test: deps
 SOAK_ROUNDS ?= 500
 soak:
 	$(Q)$(MAKE) --no-print-directory all
-	LSKV_FAULT_ROUNDS=$(SOAK_ROUNDS) LSKV_FAULT_ROUNDS_ETCD=50 /usr/bin/python3 -m pytest \
+	LSKV_FAULT_ROUNDS=$(SOAK_ROUNDS) LSKV_FAULT_SNAPSHOT_ROUNDS=$(SOAK_ROUNDS) \
+		LSKV_FAULT_ROUNDS_ETCD=50 /usr/bin/python3 -m pytest \
 		-p no:cacheprovider -q -s tests/e2e/test_cluster_faults.py
 
 check-layers:

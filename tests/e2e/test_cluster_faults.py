@@ -26,7 +26,8 @@ import time
 import grpc
 import pytest
 
-from conftest import LSKVCTL, SANITIZER_REPORT, TARGET, rpc_pb2, rpc_pb2_grpc
+from conftest import (LSKVCTL, SANITIZER_REPORT, TARGET, lskvd_xfail, rpc_pb2,
+                      rpc_pb2_grpc)
 from linearizability import (CAS, DELETE, GET, PUT, Op, check, check_serializable,
                              lost_acked_writes)
 from netns import NetCluster, netns_available
@@ -37,6 +38,7 @@ pytestmark = [pytest.mark.slow,
 
 ROUNDS = int(os.environ.get("LSKV_FAULT_ROUNDS", "50"))
 ETCD_ROUNDS = int(os.environ.get("LSKV_FAULT_ROUNDS_ETCD", "5"))
+SNAPSHOT_ROUNDS = int(os.environ.get("LSKV_FAULT_SNAPSHOT_ROUNDS", "0"))
 OP_TIMEOUT = 1.0        # s per client call; past it the outcome is unknown
 KEYS_PER_ROUND = 3      # fresh keys each round keep each key's history short
 FAULTS = ["partition-leader", "partition-follower", "kill-leader", "kill-follower",
@@ -488,18 +490,26 @@ SNAPSHOT_XFAIL = pytest.mark.xfail(
            "installs a raft snapshot but its ledger stays short, and from then on it refuses "
            "every start: 'raft snapshot .../snapshot-13-2000-*: snapshot covers 1385 ledger "
            "entries, the ledger holds 989: ledger entries were lost' (the member is lost); "
-           "plus the exits of test_fault_rounds_are_linearizable[lskvd]")
+           "plus the exits of test_fault_rounds_are_linearizable[lskvd]. Seen in 2 of "
+           "3 runs of 10-15 rounds, so run only by `make soak` (500 rounds); "
+           "test_follower_behind_a_snapshot_catches_up_and_restarts is the strict one")
 
 
-@pytest.mark.parametrize("kind,snapshots,share", [
-    ("etcd", False, None), ("etcd", True, None),
-    pytest.param("lskvd", False, 0.8, marks=CRASH_XFAIL),
-    pytest.param("lskvd", True, 0.2, marks=SNAPSHOT_XFAIL)])
-def test_fault_rounds_are_linearizable(net_cluster, tmp_path, kind, snapshots, share):
-    """LSKV_FAULT_ROUNDS are split 4:1 between the default configuration and
-    frequent snapshots (lskvd); etcd runs LSKV_FAULT_ROUNDS_ETCD of each."""
+@pytest.mark.parametrize("kind,snapshots", [
+    ("etcd", False), ("etcd", True),
+    pytest.param("lskvd", False, marks=CRASH_XFAIL),
+    pytest.param("lskvd", True, marks=SNAPSHOT_XFAIL)])
+def test_fault_rounds_are_linearizable(net_cluster, tmp_path, kind, snapshots):
+    """LSKV_FAULT_ROUNDS rounds in the default configuration,
+    LSKV_FAULT_SNAPSHOT_ROUNDS (default 0: skipped; `make soak` runs them)
+    with a snapshot every 2000 entries; etcd runs LSKV_FAULT_ROUNDS_ETCD of each."""
+    if kind_under_test(kind) == "etcd":
+        rounds = ETCD_ROUNDS
+    else:
+        rounds = SNAPSHOT_ROUNDS if snapshots else ROUNDS
+    if rounds == 0:
+        pytest.skip("LSKV_FAULT_SNAPSHOT_ROUNDS=0")
     c = net_cluster(kind, extra=RAFT_FLAGS + (SNAPSHOT_FLAGS if snapshots else []))
-    rounds = ETCD_ROUNDS if c.kind == "etcd" else max(1, round(ROUNDS * share))
     _, crashes = run_faults(c, rounds, tmp_path)
     if c.kind == "lskvd":
         for m in c.members:
@@ -564,3 +574,58 @@ def test_isolated_old_leader_never_answers_a_stale_linearizable_read(net_cluster
             pass
         assert time.time() < deadline, "healed ex-leader never read the new value"
         time.sleep(0.2)
+
+
+@pytest.mark.parametrize("kind", ["etcd", pytest.param("lskvd", marks=lskvd_xfail(
+    "a follower restarted 1000 writes (5 snapshots of 200) behind exits after ~7 s with "
+    "'refusing to start: log replay failed: request timed out' (3 of 3 runs): its start-up "
+    "barrier (lskvd.c try_ready/on_ready_barrier) times out while it catches up and only "
+    "ENOTLEADER is retried; a second start then refuses for good: 'raft snapshot "
+    ".../raft/snapshot-3-1000-*: snapshot covers 996 ledger entries, the ledger holds 0: "
+    "ledger entries were lost' (the installed snapshot brought no ledger entries)"))])
+def test_follower_behind_a_snapshot_catches_up_and_restarts(net_cluster, kind):
+    """A follower down while the others write well past a snapshot
+    (--snapshot-count 200) catches up when it comes back (the leader sends it
+    a snapshot), has every write, and serves again after one more restart."""
+    c = net_cluster(kind, extra=RAFT_FLAGS + ["--snapshot-count", "200"])
+    leader = c.leader()
+    f = next(m for m in c.members if m is not leader)
+    f.kill()
+    kv = rpc_pb2_grpc.KVStub(channel(leader))
+    for i in range(1000):
+        kv.Put(rpc_pb2.PutRequest(key=b"s/%04d" % i, value=b"v%d" % i), timeout=10)
+    want = kv.Range(rpc_pb2.RangeRequest(key=b"s/", range_end=b"s0"), timeout=10)
+
+    def caught_up():
+        r = rpc_pb2_grpc.KVStub(channel(f)).Range(
+            rpc_pb2.RangeRequest(key=b"s/", range_end=b"s0", serializable=True), timeout=5)
+        return r.count == 1000 and list(r.kvs) == list(want.kvs)
+
+    for attempt in ("restart after the snapshot", "one more restart"):
+        f.launch()
+        try:
+            f.wait_ready(60)
+        except RuntimeError as e:
+            # What a second try says too (the state the failed start left).
+            f.kill()
+            f.launch()
+            try:
+                f.wait_ready(60)
+                again = "a second start served"
+            except RuntimeError as e2:
+                again = "a second start failed too: %s" % str(e2).splitlines()[0]
+                again += "".join("\n" + x for x in f.log_text(True).splitlines()
+                                 if " error " in x)
+            pytest.fail("%s: %s\n%s" % (attempt, "".join(
+                x + "\n" for x in str(e).splitlines() if " error " in x), again))
+        deadline = time.time() + 30
+        while not caught_up():
+            assert time.time() < deadline, "%s: the follower never caught up" % attempt
+            time.sleep(0.2)
+        f.stop()
+    f.start()
+    if c.kind == "lskvd":
+        for m in c.members:
+            m.stop()
+        led = ledgers(c)
+        assert len({len(v) for v in led.values()}) == 1, {n: len(v) for n, v in led.items()}
