@@ -73,10 +73,18 @@ def net_cluster(tmp_path):
         c.teardown()
     for c in made:
         for m in c.members:
-            hit = SANITIZER_REPORT.search(m.log_text())
-            if hit:
-                pytest.fail("sanitizer report in %s:\n%s" % (
-                    m.log_path, m.log_text()[max(0, hit.start() - 200):hit.start() + 3000]))
+            text = m.log_text()
+            for hit in SANITIZER_REPORT.finditer(text):
+                report = text[max(0, hit.start() - 200):hit.start() + 3000]
+                if not KNOWN_CRASH.search(report):
+                    pytest.fail("sanitizer report in %s:\n%s" % (m.log_path, report))
+
+
+# The libraft segfault of CRASH_XFAIL as ASan reports it: counted by the
+# nemesis as a crash (the strict xfail), not failed again at teardown. Any
+# other sanitizer report fails the test.
+KNOWN_CRASH = re.compile(r"AddressSanitizer: SEGV on unknown address[^\n]*\n(.*\n){0,8}.*"
+                         r"in raft_barrier .*\n.*in round_start src/consensus/node\.c")
 
 
 def channel(member):
