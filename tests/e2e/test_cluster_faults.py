@@ -12,8 +12,9 @@ the same data on every member at one revision, and (lskvd) a clean ledger
 audit and the same ledger entries on every member. The same nemesis runs
 against a 3-member etcd for a few rounds to check the test itself.
 
-LSKV_FAULT_ROUNDS (default 50) rounds against lskvd, LSKV_FAULT_ROUNDS_ETCD
-(default 5) against etcd; `make soak` runs 500.
+LSKV_FAULT_ROUNDS (default 50) rounds against lskvd, LSKV_FAULT_SNAPSHOT_ROUNDS
+(default 0) more with a snapshot every 2000 entries, LSKV_FAULT_ROUNDS_ETCD
+(default 5 of each) against etcd; `make soak` runs 500 of each.
 """
 import os
 import pickle
