@@ -56,7 +56,7 @@ Q := @
 quiet = @printf '  %-6s %s\n' $(1) $(2);
 
 .SECONDARY:
-.PHONY: all release run test test-unit test-e2e test-fuzz deps fuzz bench clean check-layers etcd-e2e
+.PHONY: all release run test test-unit test-e2e test-fuzz deps fuzz bench clean check-layers etcd-e2e soak
 all: $(B)/lskvd $(B)/unit_tests $(FUZZ_BIN) $(TOOL_BIN)
 
 release:
@@ -113,6 +113,15 @@ test: deps
 etcd-e2e:
 	$(Q)$(MAKE) --no-print-directory RELEASE=1 all
 	$(Q)bash scripts/etcd-e2e.sh $(ARGS)
+
+# Fault rounds on 3-member clusters in network namespaces (root), many more
+# than the 50 of `make test`; not part of `make test`.
+SOAK_ROUNDS ?= 500
+soak:
+	$(Q)$(MAKE) --no-print-directory all
+	LSKV_FAULT_ROUNDS=$(SOAK_ROUNDS) LSKV_FAULT_SNAPSHOT_ROUNDS=$(SOAK_ROUNDS) \
+		LSKV_FAULT_ROUNDS_ETCD=50 /usr/bin/python3 -m pytest \
+		-p no:cacheprovider -q -s tests/e2e/test_cluster_faults.py
 
 check-layers:
 	$(Q)bash scripts/check-layers.sh

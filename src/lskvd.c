@@ -609,7 +609,9 @@ static void on_ready_barrier(void *arg, int status, void *result)
     struct daemon *d = arg;
     if (d->stopping)
         return;
-    if (status == LSKV_ENOTLEADER) {
+    /* No leader yet, or the leader's read index did not come in time (a
+     * member catching up, an election): ask again. */
+    if (status == LSKV_ENOTLEADER || status == LSKV_ETIMEOUT) {
         uv_timer_start(&d->retry, on_retry, 20, 0);
         return;
     }
