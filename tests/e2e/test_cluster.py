@@ -319,3 +319,29 @@ def etcdctl_all(c, *args):
     return subprocess.run([ETCDCTL, "--endpoints=" + c.endpoints, "--command-timeout=20s",
                            *args], capture_output=True, text=True, timeout=60,
                           env={"ETCDCTL_API": "3", "PATH": os.environ["PATH"]})
+
+
+@pytest.mark.parametrize("kind", ["etcd", "lskvd"])
+def test_five_members_survive_two_lost(cluster_factory, kind):
+    """Five members: with the leader and one follower killed, the three left
+    (a quorum) elect a leader and serve writes and linearizable reads; the
+    two come back and catch up."""
+    c = cluster_factory(kind, 5)
+    out = json.loads(ctl(c.members[0], "member", "list", "-w", "json").stdout)
+    assert len(out["members"]) == 5
+    assert ctl(c.members[4], "put", "five", "0").returncode == 0
+    lead = leader_of(c)
+    gone = [lead, next(m for m in c.members if m is not lead)]
+    for m in gone:
+        m.kill()
+    left = [m for m in c.members if m not in gone]
+    wait_for(lambda: ctl(left[0], "put", "five", "1").returncode == 0, timeout=40,
+             what="a write with two of five members gone")
+    for m in left:
+        r = ctl(m, "get", "five", "--print-value-only")
+        assert r.stdout.strip() == "1", (m.name, r.stdout, r.stderr)
+    for m in gone:
+        m.start()
+    wait_for(lambda: all(ctl(m, "get", "five", "--print-value-only",
+                             "--consistency=s").stdout.strip() == "1" for m in gone),
+             timeout=40, what="the two to catch up")
