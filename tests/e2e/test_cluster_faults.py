@@ -27,7 +27,7 @@ import time
 import grpc
 import pytest
 
-from conftest import (LSKVCTL, SANITIZER_REPORT, TARGET, lskvd_xfail, rpc_pb2,
+from conftest import (LSKVCTL, LSKVD, SANITIZER_REPORT, TARGET, lskvd_xfail, rpc_pb2,
                       rpc_pb2_grpc)
 from linearizability import (CAS, DELETE, GET, PUT, Op, check, check_serializable,
                              lost_acked_writes)
@@ -51,7 +51,14 @@ RAFT_FLAGS = ["--heartbeat-interval", "50", "--election-timeout", "500"]
 # The "snapshots" variant: a snapshot every 2000 entries, so that members
 # restarted or cut off install snapshots from the leader.
 SNAPSHOT_FLAGS = ["--snapshot-count", "2000"]
-THINK_S = 0.005  # per worker between ops: a smaller log keeps restarts quick
+# Per worker between ops: a smaller log keeps restarts quick. Under ASan
+# (tests/run-all.sh) libraft's log load reallocs its entry array once per
+# entry and ASan's realloc always copies, so loading the log at a restart is
+# quadratic: 65k entries took over a minute there (about 3 s in a debug
+# build); the ASan run paces its clients four times slower.
+SANITIZED = "/asan/" in LSKVD
+THINK_S = 0.02 if SANITIZED else 0.005
+START_WAIT_S = 120 if SANITIZED else 60
 
 
 def kind_under_test(kind):
@@ -261,12 +268,13 @@ class Nemesis:
         failure like a crash (noted, failed at the end) and is started again."""
         for i in range(tries):
             try:
-                return m.wait_ready(60)
+                return m.wait_ready(START_WAIT_S)
             except RuntimeError as e:
                 if m.alive():
-                    raise NotRecovered("%s did not serve within 60 s of its start in round %d "
+                    raise NotRecovered("%s did not serve within %d s of its start in round %d "
                                        "(earlier failures: %d):\n%s" % (
-                                           m.name, self.round, len(self.crashes), e)) from e
+                                           m.name, START_WAIT_S, self.round, len(self.crashes),
+                                           e)) from e
                 if i == tries - 1:
                     raise NotRecovered("%s never served again after %d starts; failures:\n%s"
                                         % (m.name, tries, "\n".join(self.crashes[-3:])))
@@ -591,13 +599,13 @@ def test_follower_behind_a_snapshot_catches_up_and_restarts(net_cluster, kind):
     for attempt in ("restart after the snapshot", "one more restart"):
         f.launch()
         try:
-            f.wait_ready(60)
+            f.wait_ready(START_WAIT_S)
         except RuntimeError as e:
             # What a second try says too (the state the failed start left).
             f.kill()
             f.launch()
             try:
-                f.wait_ready(60)
+                f.wait_ready(START_WAIT_S)
                 again = "a second start served"
             except RuntimeError as e2:
                 again = "a second start failed too: %s" % str(e2).splitlines()[0]
