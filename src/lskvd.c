@@ -878,9 +878,7 @@ static int maybe_join(struct daemon *d, char *errmsg)
                  : attest_policy_default(&d->policy, errmsg);
     if (rv != 0)
         return rv;
-    uint64_t founder = m->m[0].id;
-    for (size_t i = 1; i < m->n; i++)
-        founder = m->m[i].id < founder ? m->m[i].id : founder;
+    uint64_t founder = m->m[0].id; /* members are sorted by id (config/members.h) */
     if (!d->dir.fresh || m->n == 1 || m->m[m->self].id == founder)
         return 0;
     if ((rv = join_key_new(m->m[m->self].id, &d->join_key, errmsg)) != 0)

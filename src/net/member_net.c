@@ -55,13 +55,14 @@ static const struct member_net_peer *member_of(const member_net *mn, uint64_t id
     return NULL;
 }
 
-uint64_t member_net_founder(const struct member_net_config *cfg)
+/* The founder: the member with the lowest id. */
+static const struct member_net_peer *founder_of(const member_net *mn)
 {
-    uint64_t low = 0;
-    for (size_t i = 0; i < cfg->n_members; i++)
-        if (low == 0 || cfg->members[i].id < low)
-            low = cfg->members[i].id;
-    return low;
+    const struct member_net_peer *f = NULL;
+    for (size_t i = 0; i < mn->n_members; i++)
+        if (f == NULL || mn->members[i].id < f->id)
+            f = &mn->members[i];
+    return f;
 }
 
 /* ---- serving joins -------------------------------------------------------- */
@@ -243,10 +244,7 @@ static void join_attempt(member_net *mn)
     };
     if (mn->joined || mn->closing || mn->join_link != NULL)
         return;
-    const struct member_net_peer *f = NULL;
-    for (size_t i = 0; i < mn->n_members; i++)
-        if (f == NULL || mn->members[i].id < f->id)
-            f = &mn->members[i];
+    const struct member_net_peer *f = founder_of(mn);
     mn->attempts++;
     int rv = peer_link_connect(mn->net, f->address, PEER_JOIN, &cbs, mn, &mn->join_link);
     if (rv == 0)

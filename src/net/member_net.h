@@ -49,9 +49,6 @@ struct member_net_config {
 int member_net_open(uv_loop_t *loop, const struct member_net_config *cfg,
                     const struct peer_tls_identity *identity, member_net **out, char *errmsg);
 
-/* The founder of the configuration: its lowest member id. */
-uint64_t member_net_founder(const struct member_net_config *cfg);
-
 /* Serves joins from now on with these (borrowed until member_net_close):
  * the service identity holding its key, the data key and ledger secret
  * (JOIN_SECRET_BYTES each) and this member's node certificate (PEM), whose
