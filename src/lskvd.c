@@ -28,7 +28,6 @@
 
 #include "api/api.h"
 #include "common/err.h"
-#include "common/file.h"
 #include "common/url.h"
 #include "common/log.h"
 #include "config/config.h"
@@ -893,30 +892,6 @@ static int maybe_join(struct daemon *d, char *errmsg)
     return 1;
 }
 
-/* This member's node certificate and key, as the peer network shows them. */
-static int node_tls_identity(struct daemon *d, char **key_pem, char *errmsg)
-{
-    char path[4096];
-    snprintf(path, sizeof path, "%s/identity/node.key", d->config.data_dir);
-    uint8_t *buf = NULL;
-    size_t len = 0;
-    int rv = file_read_all(path, &buf, &len, errmsg);
-    if (rv != 0)
-        return rv;
-    char *pem = malloc(len + 1);
-    if (pem == NULL) {
-        explicit_bzero(buf, len);
-        free(buf);
-        return LSKV_ENOMEM;
-    }
-    memcpy(pem, buf, len);
-    pem[len] = '\0';
-    explicit_bzero(buf, len);
-    free(buf);
-    *key_pem = pem;
-    return 0;
-}
-
 static void on_consensus_released(void *arg);
 
 static int open_daemon(struct daemon *d, char *errmsg)
@@ -936,8 +911,11 @@ static int open_daemon(struct daemon *d, char *errmsg)
         return rv;
     if (d->net == NULL) { /* not a joiner: show the node certificate from the start */
         char *key_pem = NULL;
-        if ((rv = node_tls_identity(d, &key_pem, errmsg)) != 0)
+        size_t key_len = 0;
+        if ((rv = cert_node_key_pem(d->identity, &key_pem, &key_len)) != 0) {
+            errmsg_printf(errmsg, "node key: %s", lskv_strerror(rv));
             return rv;
+        }
         struct peer_tls_identity id = {.cert_pem = cert_node_pem(d->identity),
                                        .key_pem = key_pem,
                                        .service_cert_pem = cert_service_pem(d->service)};

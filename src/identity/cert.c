@@ -355,6 +355,11 @@ int cert_service_key_pem(const cert_service *s, char **pem, size_t *len)
     return key_to_pem(s->key, pem, len);
 }
 
+int cert_node_key_pem(const cert_node *n, char **pem, size_t *len)
+{
+    return key_to_pem(n->key, pem, len);
+}
+
 int cert_service_load_or_create(const char *dir, const char *cn, bool create,
                                 cert_service **out, bool *created, char *errmsg)
 {

@@ -84,6 +84,10 @@ int cert_node_install(const char *dir, const cert_service *s, const char *cert_p
                       size_t cert_len, const char *key_pem, size_t key_len, char *errmsg);
 /* PEM certificate and hex node id; valid until cert_node_free. */
 const char *cert_node_pem(const cert_node *n);
+/* The node private key as PKCS#8 PEM (what the peer network's TLS shows):
+ * a secret the caller frees with cert_secret_free. Errors: LSKV_EIO,
+ * LSKV_ENOMEM. */
+int cert_node_key_pem(const cert_node *n, char **pem, size_t *len);
 const char *cert_node_id(const cert_node *n);
 /* Signs a 32-byte digest: sig gets DER (room CERT_SIG_MAX_BYTES).
  * Errors: LSKV_EIO. */
