@@ -211,9 +211,14 @@ def test_endpoint_status_and_health_of_the_whole_cluster(cluster_factory, kind):
     URLs: status shows one leader, the same raft term and one revision."""
     c = cluster_factory(kind, 3)
     assert ctl(c.members[0], "put", "k", "v").returncode == 0
-    r = ctl(c.members[1], "endpoint", "status", "--cluster", "-w", "json")
-    assert r.returncode == 0, r.stderr
-    st = json.loads(r.stdout)
+    # Status is each member's local view: a follower may apply the put a
+    # moment later (under ASan, on a loaded machine), so ask until it has.
+    def status_all():
+        r = ctl(c.members[1], "endpoint", "status", "--cluster", "-w", "json")
+        assert r.returncode == 0, r.stderr
+        st = json.loads(r.stdout)
+        return st if {e["Status"]["header"]["revision"] for e in st} == {2} else None
+    st = wait_for(status_all, timeout=15, what="every member at revision 2")
     assert sorted(e["Endpoint"] for e in st) == sorted(m.url for m in c.members)
     assert len({e["Status"]["leader"] for e in st}) == 1
     assert len({e["Status"]["raftTerm"] for e in st}) == 1
