@@ -304,6 +304,7 @@ static int take_records(catchup *c, const uint8_t *p, size_t len, char *errmsg)
         return LSKV_ECORRUPT;
     }
     uint32_t m = get_u32be(b);
+    c->asked = 0; /* one answer per request */
     int rv = 0;
     size_t i = 0;
     for (; i < m && rv == 0; i++) {

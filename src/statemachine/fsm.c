@@ -27,6 +27,10 @@ void fsm_init(struct fsm *f, kvstore *kv, recstore *records, uint64_t cluster_id
     f->replayed = 0;
     f->errmsg[0] = '\0';
     memset(&f->members, 0, sizeof f->members);
+    f->pending = NULL;
+    f->pending_len = 0;
+    f->pending_gen = 0;
+    f->catchup = false;
     /* Applied entries share one engine write per loop turn (fsm_flush). */
     kvstore_set_deferred_commit(kv, true);
 }

@@ -482,20 +482,10 @@ def run_faults(cluster, rounds, tmp_path):
     return rec, nem.crashes
 
 
-SNAPSHOT_XFAIL = pytest.mark.xfail(
-    TARGET != "etcd", raises=NotRecovered, strict=True,
-    reason="with --snapshot-count 2000, a killed follower restarted behind the leader "
-           "installs a raft snapshot but its ledger stays short, and from then on it refuses "
-           "every start: 'raft snapshot .../snapshot-13-2000-*: snapshot covers 1385 ledger "
-           "entries, the ledger holds 989: ledger entries were lost' (the member is lost); "
-           "Seen in 2 of 3 runs of 10-15 rounds, so run only by `make soak` (500 rounds); "
-           "test_follower_behind_a_snapshot_catches_up_and_restarts is the strict one")
-
-
 @pytest.mark.parametrize("kind,snapshots", [
     ("etcd", False), ("etcd", True),
     ("lskvd", False),
-    pytest.param("lskvd", True, marks=SNAPSHOT_XFAIL)])
+    ("lskvd", True)])
 def test_fault_rounds_are_linearizable(net_cluster, tmp_path, kind, snapshots):
     """LSKV_FAULT_ROUNDS rounds in the default configuration,
     LSKV_FAULT_SNAPSHOT_ROUNDS (default 0: skipped; `make soak` runs them)
