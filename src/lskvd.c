@@ -27,6 +27,7 @@
 #include <uv.h>
 
 #include "api/api.h"
+#include "api/catchup_driver.h"
 #include "common/err.h"
 #include "common/url.h"
 #include "common/log.h"
@@ -71,6 +72,7 @@ struct daemon {
     watch_hub *watch;
     struct fsm fsm;
     consensus_node *node;
+    struct catchup_driver *catchup; /* a member that holds a raft snapshot back */
     grpc_server *server;
     grpc_server *metrics; /* --listen-metrics-urls; closed before server */
     struct api api;
@@ -230,6 +232,8 @@ static void shutdown_daemon(struct daemon *d, int exit_code)
     uv_close((uv_handle_t *)&d->sig_timer, NULL);
     lease_service_stop(&d->api);
     watch_service_stop(&d->api);
+    catchup_driver_stop(d->catchup);
+    d->catchup = NULL;
     if (d->metrics != NULL)
         grpc_server_close(d->metrics, on_closed_metrics, d);
     else
@@ -279,12 +283,14 @@ static void on_space_timer(uv_timer_t *t)
     struct daemon *d = t->data;
     struct consensus_status st;
     consensus_get_status(d->node, &st);
-    if (st.stalled != d->stall_logged) {
-        if (st.stalled)
+    /* A held snapshot stalls applying too (the catch-up driver logs it). */
+    bool no_space = st.stalled && !consensus_restore_held(d->node);
+    if (no_space != d->stall_logged) {
+        if (no_space)
             LOG_WARN(MODULE, "raising NOSPACE alarm: %s; applying waits for space", d->space.why);
         else
             LOG_INFO(MODULE, "applying again: the disk has room");
-        d->stall_logged = st.stalled;
+        d->stall_logged = no_space;
     }
     diskspace_keep(&d->space);
 }
@@ -728,9 +734,22 @@ static void notify_watchers(void *arg)
     concurrency_service_applied(&d->api);
 }
 
+/* A member of a cluster fetches the entries a snapshot covers that its
+ * ledger lacks (statemachine/catchup.h); a single member has lost them. */
 static int check_snapshot_position(void *arg, const uint8_t *plain, size_t len, char *errmsg)
 {
-    return fsm_check_snapshot(arg, plain, len, errmsg);
+    struct daemon *d = arg;
+    return fsm_check_snapshot_behind(d->ledger, plain, len, d->config.members.n > 1, errmsg);
+}
+
+/* consensus_config.serve_call: what other members ask this one. */
+static int serve_call(void *arg, uint8_t kind, const uint8_t *req, size_t len, uint8_t **reply,
+                      size_t *reply_len)
+{
+    struct daemon *d = arg;
+    if (catchup_driver_owns(kind))
+        return catchup_driver_serve(&d->fsm, kind, req, len, reply, reply_len);
+    return lease_service_serve_call(&d->api, kind, req, len, reply, reply_len);
 }
 
 /* Every sealed entry and the snapshot of the raft log check out (the
@@ -740,7 +759,7 @@ static int check_raft_dir(struct daemon *d, const struct consensus_config *cc, c
 {
     struct raftdir_info info;
     struct raftdir_snapshot_check snapshot_check = {.check = check_snapshot_position,
-                                                    .arg = d->ledger};
+                                                    .arg = d};
     int rv = raftdir_verify(cc, &snapshot_check, &info, errmsg);
     if (rv != 0 || info.empty)
         return rv;
@@ -952,8 +971,8 @@ static int open_daemon(struct daemon *d, char *errmsg)
         .transport = member_net_transport(d->net),
         .send = member_net_send,
         .send_arg = d->net,
-        .serve_call = lease_service_serve_call,
-        .serve_arg = &d->api, /* refuses until the api is set up */
+        .serve_call = serve_call, /* leases: refused until the api is set up */
+        .serve_arg = d,
         .released_cb = on_consensus_released,
         .released_arg = d,
         .snapshot_threshold = (unsigned)c->snapshot_count,
@@ -994,6 +1013,7 @@ static int open_daemon(struct daemon *d, char *errmsg)
     fsm_init(&d->fsm, d->kv, d->records, d->cluster_id, d->member_id);
     fsm_set_ledger(&d->fsm, d->ledger);
     fsm_set_leases(&d->fsm, d->leases);
+    fsm_allow_catchup(&d->fsm, c->members.n > 1);
     struct watch_hub_config wc = {.kv = d->kv, .fill_header = fill_watch_header,
                                   .on_corrupt = watch_corrupt, .arg = d,
                                   /* one budget for what clients send and
@@ -1020,6 +1040,17 @@ static int open_daemon(struct daemon *d, char *errmsg)
         return rv;
     }
     member_net_set_node(d->net, d->node);
+    if (c->members.n > 1) {
+        uint64_t ids[CATCHUP_DRIVER_MAX_MEMBERS];
+        size_t n = 0;
+        for (size_t i = 0; i < c->members.n && n < CATCHUP_DRIVER_MAX_MEMBERS; i++)
+            ids[n++] = c->members.m[i].id;
+        if ((rv = catchup_driver_start(d->loop, d->node, &d->fsm, ids, n, on_consensus_fatal, d,
+                                       &d->catchup)) != 0) {
+            errmsg_printf(errmsg, "catch-up driver: %s", lskv_strerror(rv));
+            return rv;
+        }
+    }
     struct ledger_position pos;
     ledger_position(d->ledger, &pos);
     LOG_INFO(MODULE, "ledger: %" PRIu64 " entries (last %" PRIu64 ".%" PRIu64 ", revision %" PRId64

@@ -87,11 +87,13 @@
 #include <time.h>
 
 #include "common/err.h"
+#include "common/log.h"
 #include "consensus/entry.h"
 #include "consensus/forward.h"
 #include "consensus/raftdir.h"
 #include "crypto/keyring.h"
 
+#define MODULE "raft"
 #define DEFAULT_SNAPSHOT_THRESHOLD 100000 /* etcd's --snapshot-count */
 #define DEFAULT_SNAPSHOT_TRAILING 1000
 #define SEGMENT_BYTES (64u << 20)
@@ -176,6 +178,10 @@ struct consensus_node {
     bool unflushed;       /* entries applied since the last fsm.flush */
     bool opened;          /* consensus_open returned: fsm.can_apply is asked */
     bool stalled;         /* fsm.can_apply said no for an entry of stalled_len */
+    /* fsm.restore held the last snapshot (LSKV_ENOTREADY) until
+     * consensus_restore_done: raft's last_applied is ahead of the state, so
+     * nothing is applied, no snapshot taken and no reader let through. */
+    bool held;
     size_t stalled_len;
     bool resuming;        /* resume_req, the barrier that restarts applying, is in flight */
     struct raft_barrier resume_req;
@@ -360,18 +366,38 @@ static void resumed_cb(struct raft_barrier *req, int status)
  * retries the entry on its next apply loop, which only an append starts, so
  * a barrier of its own (the callers' round may be committed already,
  * waiting behind the stalled entry). */
+static uint64_t leader_of(consensus_node *node);
+
+static void resumed_read_cb(void *arg, int status, void *result)
+{
+    (void)status;
+    (void)result;
+    consensus_node *node = arg;
+    node->resuming = false;
+}
+
+/* A follower's apply loop runs when the leader's commit index grows: a read
+ * index makes the leader commit a barrier. */
 static void maybe_resume(consensus_node *node)
 {
-    if (!node->stalled || node->resuming || node->closing || node->fatal != 0 ||
-        raft_state(&node->raft) != RAFT_LEADER ||
+    if (!node->stalled || node->resuming || node->closing || node->fatal != 0 || node->held ||
         !node->fsm.can_apply(node->fsm.data, node->stalled_len))
         return;
-    node->stalled = false;
-    node->resume_req.data = node;
-    if (raft_barrier(&node->raft, &node->resume_req, resumed_cb) == 0)
-        node->resuming = true;
-    else
-        node->stalled = true;
+    if (raft_state(&node->raft) == RAFT_LEADER) {
+        node->stalled = false;
+        node->resume_req.data = node;
+        if (raft_barrier(&node->raft, &node->resume_req, resumed_cb) == 0)
+            node->resuming = true;
+        else
+            node->stalled = true;
+    } else if (raft_state(&node->raft) == RAFT_FOLLOWER && node->fwd != NULL &&
+               leader_of(node) != 0) {
+        node->stalled = false;
+        if (forwarder_read(node->fwd, leader_of(node), resumed_read_cb, node) == 0)
+            node->resuming = true;
+        else
+            node->stalled = true;
+    }
 }
 
 static void prepare_cb(uv_prepare_t *handle)
@@ -380,8 +406,18 @@ static void prepare_cb(uv_prepare_t *handle)
     fire_deferred(node);
     flush_fsm(node);
     maybe_resume(node);
-    if (node->fwd != NULL)
+    if (node->fwd != NULL && !node->held)
         forwarder_progress(node->fwd, raft_last_applied(&node->raft));
+}
+
+bool consensus_restore_held(const consensus_node *node)
+{
+    return node->held;
+}
+
+void consensus_restore_done(consensus_node *node)
+{
+    node->held = false;
 }
 
 void consensus_free_result(consensus_node *node, void *result)
@@ -463,7 +499,7 @@ static int wrap_apply(struct raft_fsm *rfsm, const struct raft_buffer *buf, void
     *result = NULL;
     if (node->fatal != 0)
         return RAFT_CORRUPT;
-    if (node->opened && node->fsm.can_apply != NULL &&
+    if ((node->opened || node->held) && node->fsm.can_apply != NULL &&
         !node->fsm.can_apply(node->fsm.data, buf->len)) {
         /* Not a divergence: libraft keeps last_applied and retries. */
         node->stalled = true;
@@ -559,6 +595,8 @@ static int wrap_snapshot(struct raft_fsm *rfsm, struct raft_buffer *bufs[], unsi
 
     if (node->fatal != 0 || check_restored(node) != 0)
         return RAFT_CORRUPT;
+    if (node->held)
+        return RAFT_BUSY; /* libraft tries again at a later apply */
     rv = node->fsm.snapshot(node->fsm.data, &plain, &plain_len);
     if (rv == 0 && node->snapshot_bytes != 0) {
         node->applied_bytes = 0;
@@ -631,6 +669,12 @@ static int wrap_restore(struct raft_fsm *rfsm, struct raft_buffer *buf)
     rv = node->fsm.restore(node->fsm.data, plain, plain_len);
     explicit_bzero(plain, plain_len);
     free(plain);
+    node->held = rv == LSKV_ENOTREADY;
+    if (node->held) {
+        LOG_WARN(MODULE, "raft snapshot at index %" PRIu64 " held until this member has the "
+                 "ledger entries and records it covers (catch-up)", h.index);
+        rv = 0;
+    }
     if (rv != 0) {
         node->fsm_err = rv;
         errmsg_printf(node->fsm_msg,

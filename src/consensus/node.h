@@ -234,6 +234,16 @@ int consensus_barrier(consensus_node *node, consensus_done_cb cb, void *arg);
 
 void consensus_get_status(consensus_node *node, struct consensus_status *out);
 
+/* Whether the state machine holds the last raft snapshot back
+ * (consensus_fsm.restore answered LSKV_ENOTREADY: it lacks what the
+ * snapshot covers and fetches it, statemachine/catchup.h). Meanwhile raft's
+ * applied index is ahead of the state: nothing is applied, no snapshot is
+ * taken and no reader waiting for an applied index is let through.
+ * consensus_restore_done: the state machine has restored it; applying goes
+ * on (a follower asks the leader for a read index to restart it). */
+bool consensus_restore_held(const consensus_node *node);
+void consensus_restore_done(consensus_node *node);
+
 /* Asks the leader (this node must not be it: callers serve themselves
  * when consensus_get_status says is_leader) to answer req of kind with
  * its serve_call. cb fires exactly once, never inside this call, when it

@@ -763,26 +763,37 @@ int kvstore_snapshot(kvstore *kv, uint8_t **buf, size_t *len)
     return 0;
 }
 
-int kvstore_restore(kvstore *kv, const uint8_t *buf, size_t len)
+/* The header of a snapshot and its decoded index. */
+static int snapshot_index(const uint8_t *buf, size_t len, int64_t *rev, int64_t *compact_main,
+                          kvindex **ix)
 {
     if (len < SNAP_HEADER_BYTES || memcmp(buf, SNAP_MAGIC, 8) != 0)
         return LSKV_ECORRUPT;
     if (get_u32be(buf + 8) != SNAP_VERSION)
         return LSKV_EFORMAT;
-    int64_t rev = (int64_t)get_u64be(buf + 12);
-    int64_t compact_main = (int64_t)get_u64be(buf + 20);
+    *rev = (int64_t)get_u64be(buf + 12);
+    *compact_main = (int64_t)get_u64be(buf + 20);
     /* Bounds keep every later revision and version computation in range. */
-    if (rev < 1 || rev > INT64_MAX / 4 || compact_main < -1 || compact_main > rev)
+    if (*rev < 1 || *rev > INT64_MAX / 4 || *compact_main < -1 || *compact_main > *rev)
         return LSKV_ECORRUPT;
-    kvindex *ix;
     size_t used;
-    int rv = kvindex_decode(buf + SNAP_HEADER_BYTES, len - SNAP_HEADER_BYTES, rev, &ix, &used);
+    int rv = kvindex_decode(buf + SNAP_HEADER_BYTES, len - SNAP_HEADER_BYTES, *rev, ix, &used);
     if (rv != 0)
         return rv;
     if (used != len - SNAP_HEADER_BYTES) {
-        kvindex_free(ix);
+        kvindex_free(*ix);
         return LSKV_ECORRUPT;
     }
+    return 0;
+}
+
+int kvstore_restore(kvstore *kv, const uint8_t *buf, size_t len)
+{
+    int64_t rev, compact_main;
+    kvindex *ix;
+    int rv = snapshot_index(buf, len, &rev, &compact_main, &ix);
+    if (rv != 0)
+        return rv;
     struct kv_history history = {0};
     if ((rv = kv_history_rebuild(&history, ix, compact_main, rev)) != 0) {
         kv_history_free(&history);
@@ -797,4 +808,42 @@ int kvstore_restore(kvstore *kv, const uint8_t *buf, size_t len)
     kv->compact_main = compact_main;
     kv->n_changes = 0;
     return 0;
+}
+
+struct needed_walk {
+    int (*cb)(void *arg, const struct kvstore_needed *n);
+    void *arg;
+};
+
+static int report_needed(void *arg, const kvindex_entry *e, struct kvindex_rev rev,
+                         bool tombstone)
+{
+    struct needed_walk *w = arg;
+    struct kvstore_needed n = {.main = rev.main, .sub = rev.sub, .tombstone = tombstone};
+    n.key = kvindex_entry_key(e, &n.key_len);
+    struct kvindex_hit hit;
+    if (!tombstone) {
+        if (!kvindex_entry_get(e, rev.main, &hit) || hit.mod.main != rev.main ||
+            hit.mod.sub != rev.sub)
+            return LSKV_ECORRUPT;
+        n.create_revision = hit.create_revision;
+        n.version = hit.version;
+    }
+    return w->cb(w->arg, &n);
+}
+
+int kvstore_snapshot_records(const uint8_t *buf, size_t len,
+                             int (*cb)(void *arg, const struct kvstore_needed *n), void *arg)
+{
+    int64_t rev, compact_main;
+    kvindex *ix;
+    int rv = snapshot_index(buf, len, &rev, &compact_main, &ix);
+    if (rv != 0)
+        return rv;
+    struct needed_walk w = {.cb = cb, .arg = arg};
+    for (const kvindex_entry *e = kvindex_seek(ix, NULL, 0); e != NULL && rv == 0;
+         e = kvindex_next(e))
+        rv = kvindex_entry_since(e, 0, report_needed, &w);
+    kvindex_free(ix);
+    return rv;
 }

@@ -139,5 +139,20 @@ int kvstore_snapshot(kvstore *kv, uint8_t **buf, size_t *len);
 /* Replaces the state with a snapshot. Errors: LSKV_ECORRUPT, LSKV_EFORMAT,
  * LSKV_ENOMEM (state unchanged on error). */
 int kvstore_restore(kvstore *kv, const uint8_t *buf, size_t len);
+/* Every record a snapshot's index needs (each key's revisions, as
+ * kvindex_entry_since reports them), in key order, through cb: the key,
+ * the revision, whether it is a tombstone, and for a put its
+ * create_revision and version. Stops and returns cb's value when non-zero.
+ * Used by a member that installed a snapshot and must fetch the records
+ * it lacks. Errors: LSKV_ECORRUPT, LSKV_EFORMAT, LSKV_ENOMEM. */
+struct kvstore_needed {
+    const uint8_t *key;
+    size_t key_len;
+    int64_t main, sub;
+    bool tombstone;
+    int64_t create_revision, version; /* 0 for a tombstone */
+};
+int kvstore_snapshot_records(const uint8_t *buf, size_t len,
+                             int (*cb)(void *arg, const struct kvstore_needed *n), void *arg);
 
 #endif

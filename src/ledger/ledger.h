@@ -203,6 +203,24 @@ int ledger_consistency(ledger *l, uint64_t from_size, uint64_t to_size, struct a
 int ledger_tx_status(ledger *l, int64_t revision, uint64_t raft_term,
                      enum ledger_tx_status *out, char *errmsg);
 
+/* Catching up a member (ledger_copy.c). ledger_read_frames copies the
+ * frames of leaves [from, to) as they are on disk into *out (malloc'ed,
+ * frames back to back; each starts with its u32 length), stopping before
+ * max_bytes unless a single frame is bigger; *n = the frames copied (0 when
+ * from is at or past the end). Errors: negated errno, LSKV_ECORRUPT,
+ * LSKV_ENOMEM.
+ * ledger_append_copy appends one such frame taken from another member
+ * after checking it is exactly the frame this ledger would write for that
+ * entry (private part opens with the secret and seals again to the same
+ * bytes; a signature verifies over this ledger's leaves as in
+ * ledger_apply_signature). The caller checks the root the copied leaves
+ * reach (ledger_root_at) against what it trusts (a snapshot's position).
+ * Errors: LSKV_ECORRUPT (errmsg says why), LSKV_EFORMAT, LSKV_EINVAL (out
+ * of order), the errors of appending. */
+int ledger_read_frames(ledger *l, uint64_t from, uint64_t to, size_t max_bytes, uint8_t **out,
+                       size_t *out_len, uint64_t *n, char *errmsg);
+int ledger_append_copy(ledger *l, const uint8_t *frame, size_t len, char *errmsg);
+
 /* Writes the frames appended since the last flush to the open chunk
  * (ledger_append buffers them in memory; receipts and status already see
  * them). Call once per loop turn after applying entries; ledger_sync,

@@ -27,6 +27,10 @@ void fsm_init(struct fsm *f, kvstore *kv, recstore *records, uint64_t cluster_id
     f->replayed = 0;
     f->errmsg[0] = '\0';
     memset(&f->members, 0, sizeof f->members);
+    f->pending = NULL;
+    f->pending_len = 0;
+    f->pending_gen = 0;
+    f->catchup = false;
     /* Applied entries share one engine write per loop turn (fsm_flush). */
     kvstore_set_deferred_commit(kv, true);
 }
@@ -39,7 +43,14 @@ void fsm_set_space(struct fsm *f, struct diskspace *space)
 static bool fsm_can_apply(void *data, size_t len)
 {
     struct fsm *f = data;
+    if (f->pending != NULL)
+        return false; /* a held restore first */
     return f->space == NULL || diskspace_can_apply(f->space, len);
+}
+
+void fsm_allow_catchup(struct fsm *f, bool allow)
+{
+    f->catchup = allow;
 }
 
 void fsm_set_ledger(struct fsm *f, ledger *l)
@@ -333,6 +344,8 @@ static void fsm_free_result(void *data, void *result)
 static int fsm_snapshot(void *data, uint8_t **buf, size_t *len)
 {
     struct fsm *f = data;
+    if (f->pending != NULL)
+        return LSKV_ENOTREADY; /* the state is older than raft's applied index */
     /* The snapshot names records by id and covers ledger entries; both must
      * be durable before raft may drop the log entries that wrote them. */
     int rv = recstore_sync(f->records);
@@ -396,8 +409,9 @@ static int fsm_flush(void *data)
     return rv;
 }
 
-/* The ledger must hold the entries the snapshot covers, with the same root. */
-static int check_position(ledger *l, const uint8_t *p, size_t len, char *errmsg)
+/* The ledger must hold the entries the snapshot covers, with the same root;
+ * with behind (not NULL), holding fewer sets *behind instead of failing. */
+static int check_position(ledger *l, const uint8_t *p, size_t len, bool *behind, char *errmsg)
 {
     if (len != POSITION_BYTES) {
         errmsg_printf(errmsg, "its POSITION section has %zu bytes, not %d", len, POSITION_BYTES);
@@ -408,6 +422,10 @@ static int check_position(ledger *l, const uint8_t *p, size_t len, char *errmsg)
         return 0;
     struct ledger_position pos;
     ledger_position(l, &pos);
+    if (pos.size < size && behind != NULL) {
+        *behind = true;
+        return 0;
+    }
     if (pos.size < size) {
         errmsg_printf(errmsg, "snapshot covers %" PRIu64 " ledger entries, the ledger holds "
                       "%" PRIu64 ": ledger entries were lost", size, pos.size);
@@ -426,7 +444,7 @@ static int check_position(ledger *l, const uint8_t *p, size_t len, char *errmsg)
 }
 
 static int decode_checked(ledger *l, const uint8_t *buf, size_t len, struct sm_sections *s,
-                          char *errmsg)
+                          bool *behind, char *errmsg)
 {
     int rv = sm_snapshot_decode(buf, len, s);
     if (rv != 0)
@@ -436,22 +454,59 @@ static int decode_checked(ledger *l, const uint8_t *buf, size_t len, struct sm_s
                       s->data[SM_SECTION_KV] == NULL ? "KV" : "POSITION");
         return LSKV_ECORRUPT;
     }
-    return check_position(l, s->data[SM_SECTION_POSITION], s->len[SM_SECTION_POSITION], errmsg);
+    return check_position(l, s->data[SM_SECTION_POSITION], s->len[SM_SECTION_POSITION], behind,
+                          errmsg);
 }
 
 int fsm_check_snapshot(ledger *l, const uint8_t *buf, size_t len, char *errmsg)
 {
     struct sm_sections s;
-    return decode_checked(l, buf, len, &s, errmsg);
+    return decode_checked(l, buf, len, &s, NULL, errmsg);
+}
+
+int fsm_check_snapshot_behind(ledger *l, const uint8_t *buf, size_t len, bool behind_ok,
+                              char *errmsg)
+{
+    struct sm_sections s;
+    bool behind = false;
+    return decode_checked(l, buf, len, &s, behind_ok ? &behind : NULL, errmsg);
+}
+
+static void drop_pending(struct fsm *f)
+{
+    if (f->pending != NULL)
+        explicit_bzero(f->pending, f->pending_len);
+    free(f->pending);
+    f->pending = NULL;
+    f->pending_len = 0;
+}
+
+/* Keeps a snapshot whose ledger entries (and so records) this member lacks
+ * until catch-up fetched them (statemachine/catchup.h). */
+static int hold_restore(struct fsm *f, const uint8_t *buf, size_t len)
+{
+    uint8_t *copy = malloc(len ? len : 1);
+    if (copy == NULL)
+        return LSKV_ENOMEM;
+    memcpy(copy, buf, len);
+    drop_pending(f);
+    f->pending = copy;
+    f->pending_len = len;
+    f->pending_gen++;
+    return LSKV_ENOTREADY;
 }
 
 static int fsm_restore(void *data, const uint8_t *buf, size_t len)
 {
     struct fsm *f = data;
     struct sm_sections s;
-    int rv = decode_checked(f->ledger, buf, len, &s, f->errmsg);
+    bool behind = false;
+    int rv = decode_checked(f->ledger, buf, len, &s, f->catchup ? &behind : NULL, f->errmsg);
     if (rv != 0)
         return rv;
+    if (behind)
+        return hold_restore(f, buf, len);
+    drop_pending(f);
     if (f->leases != NULL) {
         /* Snapshots from before leases have no section: no leases. */
         static const uint8_t none[5] = {1, 0, 0, 0, 0};
@@ -473,9 +528,30 @@ static int fsm_restore(void *data, const uint8_t *buf, size_t len)
     return kvstore_restore(f->kv, s.data[SM_SECTION_KV], s.len[SM_SECTION_KV]);
 }
 
+int fsm_finish_restore(struct fsm *f)
+{
+    if (f->pending == NULL)
+        return 0;
+    uint8_t *buf = f->pending;
+    size_t len = f->pending_len;
+    f->pending = NULL; /* restore must not hold it again */
+    bool allow = f->catchup;
+    f->catchup = false;
+    int rv = fsm_restore(f, buf, len);
+    f->catchup = allow;
+    if (rv != 0) {
+        f->pending = buf;
+        return rv;
+    }
+    explicit_bzero(buf, len);
+    free(buf);
+    return 0;
+}
+
 void fsm_close(struct fsm *f)
 {
     member_table_clear(&f->members);
+    drop_pending(f);
 }
 
 struct consensus_fsm fsm_vtable(struct fsm *f)

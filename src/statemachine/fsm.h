@@ -43,6 +43,12 @@ struct fsm {
     void (*observer)(void *arg);   /* fsm_set_observer */
     void *observer_arg;
     struct member_table members;   /* what members published (replicated) */
+    /* A restore held back until this member has what the snapshot needs
+     * (statemachine/catchup.h): its plaintext (owned), or NULL. */
+    uint8_t *pending;
+    size_t pending_len;
+    uint64_t pending_gen;          /* counts held restores */
+    bool catchup;                  /* fsm_allow_catchup */
 };
 
 /* The ledger (may be NULL) gets one entry per applied command, in order:
@@ -99,6 +105,21 @@ void fsm_set_leases(struct fsm *f, lessor *l);
  * check). Errors: LSKV_ECORRUPT (errmsg says why), those of
  * sm_snapshot_decode and ledger_root_at. */
 int fsm_check_snapshot(ledger *l, const uint8_t *buf, size_t len, char *errmsg);
+/* With allow (a member of a cluster: others hold what it lacks), a
+ * snapshot whose ledger entries this member lacks is not an error: restore
+ * keeps it (f->pending) and answers LSKV_ENOTREADY, the state stays the one
+ * before, can_apply says no and snapshot fails with LSKV_ENOTREADY until
+ * fsm_finish_restore. Without it (a single member) such a snapshot means
+ * lost entries: LSKV_ECORRUPT. */
+void fsm_allow_catchup(struct fsm *f, bool allow);
+/* Restores the held snapshot, now that the ledger holds its entries and the
+ * records are there; clears it. Errors: those of restore (errmsg). */
+int fsm_finish_restore(struct fsm *f);
+/* fsm_check_snapshot, where a ledger that lacks the snapshot's entries is
+ * fine when behind_ok (a cluster member fetches them; its start does not
+ * depend on them): the entries it holds are checked later, on the copy. */
+int fsm_check_snapshot_behind(ledger *l, const uint8_t *buf, size_t len, bool behind_ok,
+                              char *errmsg);
 /* observer(arg) runs after every command that applied without an error,
  * while kvstore_changes still holds its changes (watch fan-out). */
 void fsm_set_observer(struct fsm *f, void (*observer)(void *arg), void *arg);

@@ -645,6 +645,24 @@ out:
  * quota check asks, so one answer serves DISK_BYTES_MS. */
 #define DISK_BYTES_MS 100
 
+bool recstore_contains(recstore *rs, int64_t main, int64_t sub)
+{
+    struct pending_slot *slot = pending_find(rs, main, sub);
+    if (slot != NULL)
+        return slot->kind != PENDING_DELETE;
+    size_t len;
+    if (cache_get(rs->cache, main, sub, &len) != NULL)
+        return true;
+    uint8_t id[RECSTORE_ID_BYTES];
+    recstore_make_id(main, sub, id);
+    uint8_t *val = NULL;
+    size_t val_len = 0;
+    char why[LSKV_ERRMSG_SIZE];
+    int rv = rs->engine->get(rs->engine, id, sizeof id, &val, &val_len, why);
+    free(val);
+    return rv == 0;
+}
+
 int64_t recstore_disk_bytes(recstore *rs)
 {
     struct timespec ts;

@@ -112,6 +112,11 @@ const char *recstore_errmsg(const recstore *rs);
 int recstore_get(recstore *rs, int64_t main, int64_t sub, struct arena *a,
                  struct kv_record *out, char *errmsg);
 
+/* Whether the store holds bytes for id (main, sub), unverified: a member
+ * catching up asks which records to fetch; a record it then holds is
+ * verified when read, as any. A pending delete: false. */
+bool recstore_contains(recstore *rs, int64_t main, int64_t sub);
+
 /* Approximate bytes on disk of the engine (Maintenance.Status db size, the
  * quota): measured at most every 100 ms, so up to that old. */
 int64_t recstore_disk_bytes(recstore *rs);

@@ -482,20 +482,10 @@ def run_faults(cluster, rounds, tmp_path):
     return rec, nem.crashes
 
 
-SNAPSHOT_XFAIL = pytest.mark.xfail(
-    TARGET != "etcd", raises=NotRecovered, strict=True,
-    reason="with --snapshot-count 2000, a killed follower restarted behind the leader "
-           "installs a raft snapshot but its ledger stays short, and from then on it refuses "
-           "every start: 'raft snapshot .../snapshot-13-2000-*: snapshot covers 1385 ledger "
-           "entries, the ledger holds 989: ledger entries were lost' (the member is lost); "
-           "Seen in 2 of 3 runs of 10-15 rounds, so run only by `make soak` (500 rounds); "
-           "test_follower_behind_a_snapshot_catches_up_and_restarts is the strict one")
-
-
 @pytest.mark.parametrize("kind,snapshots", [
     ("etcd", False), ("etcd", True),
     ("lskvd", False),
-    pytest.param("lskvd", True, marks=SNAPSHOT_XFAIL)])
+    ("lskvd", True)])
 def test_fault_rounds_are_linearizable(net_cluster, tmp_path, kind, snapshots):
     """LSKV_FAULT_ROUNDS rounds in the default configuration,
     LSKV_FAULT_SNAPSHOT_ROUNDS (default 0: skipped; `make soak` runs them)
@@ -573,11 +563,7 @@ def test_isolated_old_leader_never_answers_a_stale_linearizable_read(net_cluster
         time.sleep(0.2)
 
 
-@pytest.mark.parametrize("kind", ["etcd", pytest.param("lskvd", marks=lskvd_xfail(
-    "a follower restarted 1000 writes (5 snapshots of 200) behind gets a raft snapshot "
-    "that carries neither records nor ledger entries (issue 10 point 5, "
-    "docs/design-changes.md 29): it stops with 'snapshot covers N ledger entries, the "
-    "ledger holds M: ledger entries were lost' and refuses every later start"))])
+@pytest.mark.parametrize("kind", ["etcd", "lskvd"])
 def test_follower_behind_a_snapshot_catches_up_and_restarts(net_cluster, kind):
     """A follower down while the others write well past a snapshot
     (--snapshot-count 200) catches up when it comes back (the leader sends it
@@ -618,6 +604,12 @@ def test_follower_behind_a_snapshot_catches_up_and_restarts(net_cluster, kind):
             assert time.time() < deadline, "%s: the follower never caught up" % attempt
             time.sleep(0.2)
         f.stop()
+    if c.kind == "lskvd":
+        # The first restart installed the leader's snapshot and fetched what
+        # it covers (statemachine/catchup.h).
+        log = f.log_text()
+        assert "held until this member has the ledger entries" in log, log[-3000:]
+        assert "caught up: the held snapshot is restored" in log, log[-3000:]
     f.start()
     if c.kind == "lskvd":
         for m in c.members:
