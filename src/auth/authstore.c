@@ -152,6 +152,7 @@ int authstore_enable(struct authstore *as)
     if (!user_has_role(root, AUTH_ROOT, NULL))
         return LSKV_EROOTROLENOTEXIST;
     as->enabled = true; /* etcd does not move the revision here */
+    as->enabled_at = as->revision;
     return 0;
 }
 
@@ -740,6 +741,7 @@ static int decode_into(struct authstore *as, const Lskvauthpb__AuthState *st)
         return LSKV_ECORRUPT;
     as->enabled = st->enabled;
     as->revision = st->revision;
+    as->enabled_at = st->revision;
     if (st->n_roles && (as->roles = calloc(st->n_roles, sizeof *as->roles)) == NULL)
         return LSKV_ENOMEM;
     for (size_t i = 0; i < st->n_roles; i++, as->n_roles++) {

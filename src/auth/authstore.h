@@ -55,6 +55,10 @@ struct auth_user {
 struct authstore {
     bool enabled;
     uint64_t revision;
+    /* The revision of the last AuthEnable (after a snapshot restore: the
+     * restored revision). Not in the snapshot: tokens made before it are
+     * dead (auth/tokens.h). */
+    uint64_t enabled_at;
     struct auth_user *users; /* sorted by name */
     size_t n_users;
     struct auth_role *roles; /* sorted by name */
