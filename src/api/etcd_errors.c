@@ -114,6 +114,22 @@ struct etcd_error etcd_error_from(int code)
     }
 }
 
+struct etcd_error etcd_error_raw_auth(int code)
+{
+    switch (code) {
+    case LSKV_EPERMDENIED:
+        return (struct etcd_error){GRPC_STATUS_UNKNOWN, "auth: permission denied"};
+    case LSKV_EUSEREMPTY:
+        return (struct etcd_error){GRPC_STATUS_UNKNOWN, "auth: user name is empty"};
+    case LSKV_EUSERNOTFOUND:
+        return (struct etcd_error){GRPC_STATUS_UNKNOWN, "auth: user not found"};
+    case LSKV_EINVALIDTOKEN:
+        return (struct etcd_error){GRPC_STATUS_UNKNOWN, "auth: invalid auth token"};
+    default:
+        return etcd_error_from(code);
+    }
+}
+
 void etcd_error_finish(grpc_call *call, int code)
 {
     struct etcd_error e = etcd_error_from(code);

@@ -3,6 +3,7 @@
  * watchers (etcd's recvLoop ends, its sendLoop does not); the stream ends
  * when the client cancels it or the connection goes. A timer drives the
  * catch-up of unsynced watchers and etcd's progress notifications. */
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "api/api.h"
@@ -56,9 +57,16 @@ static int refuse_create(struct api *api, grpc_call *call, int code)
     wr.watch_id = -1;
     wr.created = true;
     wr.canceled = true;
+    /* etcd's reason is the gRPC error's text: "rpc error: code = ... desc = ..." */
+    char reason[160];
+    const char *status = code == LSKV_EINVALIDTOKEN                          ? "Unauthenticated"
+                         : code == LSKV_EAUTHOLDREV || code == LSKV_EUSEREMPTY ? "InvalidArgument"
+                                                                             : "PermissionDenied";
     if (code != LSKV_EINVALIDTOKEN && code != LSKV_EAUTHOLDREV && code != LSKV_EUSEREMPTY)
         code = LSKV_EPERMDENIED;
-    wr.cancel_reason = (char *)etcd_error_from(code).message;
+    snprintf(reason, sizeof reason, "rpc error: code = %s desc = %s", status,
+             etcd_error_from(code).message);
+    wr.cancel_reason = reason;
     uint8_t buf[256];
     size_t n = etcdserverpb__watch_response__get_packed_size(&wr);
     if (n > sizeof buf)
