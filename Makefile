@@ -33,12 +33,12 @@ WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes 
         -Wformat=2 -Wimplicit-fallthrough -Wcast-align -Wvla
 HARDEN := -fstack-protector-strong -D_FORTIFY_SOURCE=2
 CFLAGS_ALL := -std=c11 -D_GNU_SOURCE $(WARN) $(OPT) $(HARDEN) -Isrc -I$(GEN) -Itests/lib -MMD -MP $(EXTRA_CFLAGS)
-LIBS := -luv -lraft -lnghttp2 -lprotobuf-c -lleveldb -lssl -lcrypto -ljansson -lhttp_parser -lpthread
+LIBS := -luv -lraft -lnghttp2 -lprotobuf-c -lleveldb -lssl -lcrypto -lcrypt -ljansson -lhttp_parser -lpthread
 ifeq ($(FLAVOUR),debug)
 HARDEN := -fstack-protector-strong
 endif
 
-PROTOS := rpc kv auth lskvserver lskvcommand v3lock v3election lskvpeer
+PROTOS := rpc kv auth lskvauth lskvserver lskvcommand v3lock v3election lskvpeer
 PROTO_C := $(PROTOS:%=$(GEN)/proto/%.pb-c.c)
 PROTO_H := $(PROTOS:%=$(GEN)/proto/%.pb-c.h)
 

@@ -7,7 +7,7 @@ PACKAGES=(
   # build
   build-essential pkg-config clang libclang-rt-14-dev
   libuv1-dev libraft-dev libnghttp2-dev libprotobuf-c-dev protobuf-c-compiler
-  libleveldb-dev libssl-dev libjansson-dev libhttp-parser-dev
+  libleveldb-dev libssl-dev libjansson-dev libhttp-parser-dev libcrypt-dev
   # etcd for side-by-side tests and benchmarks, its protos for reference
   etcd-server etcd-client golang-etcd-server-dev
   # tests and tools

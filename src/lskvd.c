@@ -503,7 +503,14 @@ static void start_serving(struct daemon *d)
         .loop = d->loop,
         .watch = d->watch,
         .last_request_id = random_request_base(),
+        .auth = &d->fsm.auth,
+        .bcrypt_cost = (unsigned)c->bcrypt_cost,
     };
+    if (auth_tokens_new((uint64_t)c->auth_token_ttl * 1000, &d->api.tokens) != 0) {
+        LOG_ERROR(MODULE, "cannot serve clients: out of memory for the auth token table");
+        shutdown_daemon(d, 1);
+        return;
+    }
     size_t n = api_methods(&d->api, d->methods, sizeof d->methods / sizeof d->methods[0]);
     bool made = false; /* --auto-tls: etcd's self-signed client certificate */
     if (config_auto_tls(c, &made, errmsg) != 0) {
@@ -1091,6 +1098,7 @@ static void close_daemon(struct daemon *d)
     }
     ledger_close(d->ledger);
     join_key_wipe(&d->join_key);
+    auth_tokens_free(d->api.tokens);
     fsm_close(&d->fsm);
     cert_node_free(d->identity);
     cert_service_free(d->service);

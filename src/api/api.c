@@ -104,6 +104,67 @@ void api_write_done(struct api *api, uint64_t cost)
         diskspace_done(api->space, cost);
 }
 
+int api_auth_info(struct api *api, grpc_call *call, const char **user, uint64_t *rev)
+{
+    *user = "";
+    *rev = 0;
+    const char *token = grpc_call_token(call);
+    if (token == NULL || api->auth == NULL)
+        return 0;
+    if (api->tokens == NULL)
+        return LSKV_EINVALIDTOKEN;
+    int rv = auth_tokens_lookup(api->tokens, api->auth, token, uv_now(api->loop), user);
+    if (rv != 0) {
+        *user = "";
+        return rv;
+    }
+    *rev = api->auth->revision; /* etcd's simple token: the store's revision now */
+    return 0;
+}
+
+int api_authorize(struct api *api, grpc_call *call, enum command_op op,
+                  const ProtobufCMessage *req)
+{
+    if (api->auth == NULL)
+        return 0;
+    Lskvcommandpb__Command c = LSKVCOMMANDPB__COMMAND__INIT;
+    const char *user;
+    int rv = api_auth_info(api, call, &user, &c.auth_revision);
+    if (rv != 0)
+        return rv;
+    c.username = (char *)user;
+    c.request_id = 1; /* a client's request: checked */
+    c.op_case = (Lskvcommandpb__Command__OpCase)op;
+    struct command_target t = {.kv = api->kv, .leases = api->leases, .auth = api->auth};
+    return command_authorize(&t, &c, req);
+}
+
+int api_authorize_range(struct api *api, grpc_call *call, ProtobufCBinaryData key,
+                        ProtobufCBinaryData range_end)
+{
+    if (api->auth == NULL)
+        return 0;
+    const char *user;
+    uint64_t rev;
+    int rv = api_auth_info(api, call, &user, &rev);
+    if (rv != 0)
+        return rv;
+    return authstore_check(api->auth, user, rev, key.data, key.len, range_end.data,
+                           range_end.len, AUTH_READ);
+}
+
+int api_authorize_admin(struct api *api, grpc_call *call)
+{
+    if (api->auth == NULL)
+        return 0;
+    const char *user;
+    uint64_t rev;
+    int rv = api_auth_info(api, call, &user, &rev);
+    if (rv != 0)
+        return rv;
+    return authstore_check_admin(api->auth, user);
+}
+
 void api_raise_corrupt(struct api *api, const char *errmsg)
 {
     if (!api->corrupt_alarm)
@@ -151,22 +212,6 @@ static const struct {
     {"/etcdserverpb.Maintenance/Snapshot", false},
     {"/etcdserverpb.Maintenance/MoveLeader", false},
     {"/etcdserverpb.Maintenance/Downgrade", false},
-    {"/etcdserverpb.Auth/AuthEnable", false},
-    {"/etcdserverpb.Auth/AuthDisable", false},
-    {"/etcdserverpb.Auth/Authenticate", false},
-    {"/etcdserverpb.Auth/UserAdd", false},
-    {"/etcdserverpb.Auth/UserGet", false},
-    {"/etcdserverpb.Auth/UserList", false},
-    {"/etcdserverpb.Auth/UserDelete", false},
-    {"/etcdserverpb.Auth/UserChangePassword", false},
-    {"/etcdserverpb.Auth/UserGrantRole", false},
-    {"/etcdserverpb.Auth/UserRevokeRole", false},
-    {"/etcdserverpb.Auth/RoleAdd", false},
-    {"/etcdserverpb.Auth/RoleGet", false},
-    {"/etcdserverpb.Auth/RoleList", false},
-    {"/etcdserverpb.Auth/RoleDelete", false},
-    {"/etcdserverpb.Auth/RoleGrantPermission", false},
-    {"/etcdserverpb.Auth/RoleRevokePermission", false},
 };
 
 size_t api_methods(struct api *api, struct grpc_method *methods, size_t max)
@@ -180,6 +225,7 @@ size_t api_methods(struct api *api, struct grpc_method *methods, size_t max)
     n += watch_service_methods(api, tmp + n);
     n += receipt_service_methods(api, tmp + n);
     n += concurrency_service_methods(api, tmp + n);
+    n += auth_service_methods(api, tmp + n);
     for (size_t i = 0; i < sizeof later / sizeof later[0]; i++)
         tmp[n++] = (struct grpc_method){.path = later[i].path,
                                         .streaming = later[i].streaming,

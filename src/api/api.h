@@ -9,6 +9,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "auth/authstore.h"
+#include "auth/tokens.h"
 #include "common/arena.h"
 #include "config/members.h"
 #include "consensus/node.h"
@@ -53,7 +55,24 @@ struct api {
     struct watch_driver *watch_driver; /* watch_service_start .. _stop */
     struct conc_call *conc_calls; /* Lock/Campaign waiting, Observe streaming */
     size_t n_conc_calls;          /* Lock/Election calls not yet freed */
+    struct authstore *auth;    /* borrowed: the state machine's auth store */
+    auth_tokens *tokens;       /* this member's simple tokens (owned by the daemon) */
+    unsigned bcrypt_cost;      /* --bcrypt-cost */
 };
+
+/* Who made call (etcd's AuthInfoFromCtx): the user of its token and the
+ * auth revision now, or "" and 0 for a call without a token. Errors:
+ * LSKV_EINVALIDTOKEN (a token this member does not know, expired or dead). */
+int api_auth_info(struct api *api, grpc_call *call, const char **user, uint64_t *rev);
+/* etcd's checks of op with request req for the maker of call, before it is
+ * proposed (command_authorize's rules). 0 or an etcd error. */
+int api_authorize(struct api *api, grpc_call *call, enum command_op op,
+                  const ProtobufCMessage *req);
+/* etcd's IsRangePermitted for the maker of call (Range, Watch). */
+int api_authorize_range(struct api *api, grpc_call *call, ProtobufCBinaryData key,
+                        ProtobufCBinaryData range_end);
+/* etcd's IsAdminPermitted for the maker of call (Maintenance, auth admin). */
+int api_authorize_admin(struct api *api, grpc_call *call);
 
 /* Raises the CORRUPT alarm (once) and logs why. */
 void api_raise_corrupt(struct api *api, const char *errmsg);
@@ -139,5 +158,7 @@ void concurrency_service_applied(struct api *api);
 /* /etcdserverpb.Receipt/GetReceipt, GetConsistencyProof and /etcdserverpb.Maintenance/TxStatus
  * (lskvserverpb messages, DESIGN.md Appendix A). */
 size_t receipt_service_methods(struct api *api, struct grpc_method *m);
+/* etcdserverpb.Auth (api/auth_service.c): every method, simple tokens. */
+size_t auth_service_methods(struct api *api, struct grpc_method *m);
 
 #endif

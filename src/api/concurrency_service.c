@@ -261,6 +261,13 @@ static int propose(struct api *api, struct conc_call *cc, enum command_op op,
         goto err;
     struct command_meta meta = {.request_id = ++api->last_request_id,
                                 .origin_member = api->member_id};
+    /* The caller's identity, as etcd's v3lock/v3election clients carry the
+     * caller's token (a clean-up nobody waits for carries none: with auth
+     * enabled it is refused at apply, and the key goes with its lease). */
+    if (cc != NULL && cc->call != NULL &&
+        ((rv = api_auth_info(api, cc->call, &meta.username, &meta.auth_revision)) != 0 ||
+         (rv = api_authorize(api, cc->call, op, req)) != 0))
+        goto err_after_admit;
     if ((rv = command_wrap(op, &meta, body, n, &cmd, &cmd_len)) != 0)
         goto err_after_admit;
     p->api = api;

@@ -58,10 +58,75 @@ struct etcd_error etcd_error_from(int code)
                                    "etcdserver: mvcc: database space exceeded"};
     case LSKV_EINVAL:
         return (struct etcd_error){GRPC_STATUS_INVALID_ARGUMENT, "etcdserver: invalid request"};
+    /* auth: rpctypes.ErrGRPC* of etcd's auth errors */
+    case LSKV_EROOTUSERNOTEXIST:
+        return (struct etcd_error){GRPC_STATUS_FAILED_PRECONDITION,
+                                   "etcdserver: root user does not exist"};
+    case LSKV_EROOTROLENOTEXIST:
+        return (struct etcd_error){GRPC_STATUS_FAILED_PRECONDITION,
+                                   "etcdserver: root user does not have root role"};
+    case LSKV_EUSEREXISTS:
+        return (struct etcd_error){GRPC_STATUS_FAILED_PRECONDITION,
+                                   "etcdserver: user name already exists"};
+    case LSKV_EUSEREMPTY:
+        return (struct etcd_error){GRPC_STATUS_INVALID_ARGUMENT, "etcdserver: user name is empty"};
+    case LSKV_EUSERNOTFOUND:
+        return (struct etcd_error){GRPC_STATUS_FAILED_PRECONDITION,
+                                   "etcdserver: user name not found"};
+    case LSKV_EROLEEXISTS:
+        return (struct etcd_error){GRPC_STATUS_FAILED_PRECONDITION,
+                                   "etcdserver: role name already exists"};
+    case LSKV_EROLENOTFOUND:
+        return (struct etcd_error){GRPC_STATUS_FAILED_PRECONDITION,
+                                   "etcdserver: role name not found"};
+    case LSKV_EROLEEMPTY:
+        return (struct etcd_error){GRPC_STATUS_INVALID_ARGUMENT, "etcdserver: role name is empty"};
+    case LSKV_EAUTHFAILED:
+        return (struct etcd_error){GRPC_STATUS_INVALID_ARGUMENT,
+                                   "etcdserver: authentication failed, invalid user ID or password"};
+    case LSKV_EPERMDENIED:
+        return (struct etcd_error){GRPC_STATUS_PERMISSION_DENIED, "etcdserver: permission denied"};
+    case LSKV_EROLENOTGRANTED:
+        return (struct etcd_error){GRPC_STATUS_FAILED_PRECONDITION,
+                                   "etcdserver: role is not granted to the user"};
+    case LSKV_EPERMNOTGRANTED:
+        return (struct etcd_error){GRPC_STATUS_FAILED_PRECONDITION,
+                                   "etcdserver: permission is not granted to the role"};
+    case LSKV_EAUTHNOTENABLED:
+        return (struct etcd_error){GRPC_STATUS_FAILED_PRECONDITION,
+                                   "etcdserver: authentication is not enabled"};
+    case LSKV_EINVALIDTOKEN:
+        return (struct etcd_error){GRPC_STATUS_UNAUTHENTICATED, "etcdserver: invalid auth token"};
+    case LSKV_EINVALIDAUTHMGMT:
+        return (struct etcd_error){GRPC_STATUS_INVALID_ARGUMENT,
+                                   "etcdserver: invalid auth management"};
+    case LSKV_EAUTHOLDREV:
+        return (struct etcd_error){GRPC_STATUS_INVALID_ARGUMENT,
+                                   "etcdserver: revision of auth store is old"};
+    case LSKV_ENOPASSWORDUSER: /* not in etcd's table: togRPCError passes its text */
+        return (struct etcd_error){GRPC_STATUS_UNKNOWN,
+                                   "auth: authentication failed, password was given for no "
+                                   "password user"};
     case LSKV_EUNIMPLEMENTED:
         return (struct etcd_error){GRPC_STATUS_UNIMPLEMENTED, "lskv: method not implemented yet"};
     default:
         return (struct etcd_error){GRPC_STATUS_UNKNOWN, lskv_strerror(code)};
+    }
+}
+
+struct etcd_error etcd_error_raw_auth(int code)
+{
+    switch (code) {
+    case LSKV_EPERMDENIED:
+        return (struct etcd_error){GRPC_STATUS_UNKNOWN, "auth: permission denied"};
+    case LSKV_EUSEREMPTY:
+        return (struct etcd_error){GRPC_STATUS_UNKNOWN, "auth: user name is empty"};
+    case LSKV_EUSERNOTFOUND:
+        return (struct etcd_error){GRPC_STATUS_UNKNOWN, "auth: user not found"};
+    case LSKV_EINVALIDTOKEN:
+        return (struct etcd_error){GRPC_STATUS_UNKNOWN, "auth: invalid auth token"};
+    default:
+        return etcd_error_from(code);
     }
 }
 

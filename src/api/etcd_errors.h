@@ -14,6 +14,11 @@ struct etcd_error {
 /* Never fails: unknown codes map to UNKNOWN with lskv_strerror's text. */
 struct etcd_error etcd_error_from(int code);
 
+/* etcd's auth error for code as its Maintenance server answers it: the
+ * auth package's own text with status UNKNOWN ("auth: permission denied"),
+ * not the rpctypes one; codes that are not auth errors as etcd_error_from. */
+struct etcd_error etcd_error_raw_auth(int code);
+
 /* Finishes call with the etcd status and message for code. */
 void etcd_error_finish(grpc_call *call, int code);
 

@@ -91,6 +91,8 @@ static void kv_range(grpc_call *call, const uint8_t *msg, size_t len, void *ctx)
         return;
     }
     int rv = kvstore_validate_range(req);
+    if (rv == 0)
+        rv = api_authorize_range(api, call, req->key, req->range_end);
     if (rv != 0) {
         api_fail(api, call, rv, NULL);
         request_free(r);
@@ -174,6 +176,10 @@ static void handle_write(struct api *api, grpc_call *call, const uint8_t *msg, s
     int rv = api_admit_write(api, op, req, len, &cost);
     if (rv == 0 && kind->validate)
         rv = kind->validate(req, &api->limits);
+    /* etcd checks at apply only; lskv checks here too, so that a denied
+     * request leaves no trace (no entry, no revision), and again at apply. */
+    if (rv == 0)
+        rv = api_authorize(api, call, op, req);
     if (rv != 0) {
         api_write_done(api, cost);
         api_fail(api, call, rv, NULL);
@@ -197,7 +203,10 @@ void api_propose_cost(struct api *api, grpc_call *call, enum command_op op,
                                 .origin_member = api->member_id};
     uint8_t *cmd = NULL;
     size_t cmd_len = 0;
-    int rv = command_wrap(op, &meta, body, len, &cmd, &cmd_len);
+    /* The envelope carries who asked, checked again at apply. */
+    int rv = api_auth_info(api, call, &meta.username, &meta.auth_revision);
+    if (rv == 0)
+        rv = command_wrap(op, &meta, body, len, &cmd, &cmd_len);
     if (rv != 0) {
         api_write_done(api, cost);
         api_fail(api, call, rv, NULL);

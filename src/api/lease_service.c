@@ -127,6 +127,8 @@ static void lease_revoke(grpc_call *call, const uint8_t *msg, size_t len, void *
         int rv;
         if (!lessor_exists(api->leases, req->id))
             api_fail(api, call, LSKV_ELEASENOTFOUND, NULL);
+        else if ((rv = api_authorize(api, call, COMMAND_LEASE_REVOKE, &req->base)) != 0)
+            api_fail(api, call, rv, NULL); /* etcd's checkLeasePuts */
         else if ((rv = api_admit_write(api, COMMAND_LEASE_REVOKE, &req->base, len, &cost)) != 0)
             api_fail(api, call, rv, NULL);
         else

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 
 #include "api/api.h"
+#include "api/etcd_errors.h"
 #include "common/arena.h"
 #include "common/err.h"
 #include "common/log.h"
@@ -151,6 +152,12 @@ static void maint_defragment(grpc_call *call, const uint8_t *msg, size_t len, vo
     arena_close(&a);
     if (req == NULL)
         return;
+    int arv = api_authorize_admin(api, call); /* etcd's authMaintenanceServer */
+    if (arv != 0) {
+        struct etcd_error e = etcd_error_raw_auth(arv);
+        grpc_call_finish(call, e.status, e.message);
+        return;
+    }
     struct defrag *d = calloc(1, sizeof *d);
     if (d == NULL) {
         api_fail(api, call, LSKV_ENOMEM, "defragment: out of memory");
@@ -185,7 +192,14 @@ static void maint_hash_kv(grpc_call *call, const uint8_t *msg, size_t len, void 
     char errmsg[LSKV_ERRMSG_SIZE] = "";
     uint32_t hash = 0;
     int64_t compact_rev = 0;
-    int rv = kvstore_hash_kv(api->kv, req->revision, &hash, &compact_rev, errmsg);
+    int rv = api_authorize_admin(api, call); /* etcd's authMaintenanceServer */
+    if (rv != 0) {
+        struct etcd_error e = etcd_error_raw_auth(rv);
+        grpc_call_finish(call, e.status, e.message);
+        arena_close(&a);
+        return;
+    }
+    rv = kvstore_hash_kv(api->kv, req->revision, &hash, &compact_rev, errmsg);
     if (rv != 0) { /* LSKV_ECORRUPT raises the alarm there */
         api_fail(api, call, rv, errmsg);
     } else {

@@ -3,9 +3,11 @@
  * watchers (etcd's recvLoop ends, its sendLoop does not); the stream ends
  * when the client cancels it or the connection goes. A timer drives the
  * catch-up of unsynced watchers and etcd's progress notifications. */
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "api/api.h"
+#include "api/etcd_errors.h"
 #include "common/arena.h"
 #include "common/err.h"
 #include "common/log.h"
@@ -44,6 +46,35 @@ static void end_call(struct watch_call *wc)
     free(wc);
 }
 
+/* etcd's isWatchPermitted refusal: a created-and-canceled answer with
+ * watch id -1 and the reason as etcd's error text; the stream stays. */
+static int refuse_create(struct api *api, grpc_call *call, int code)
+{
+    Etcdserverpb__WatchResponse wr = ETCDSERVERPB__WATCH_RESPONSE__INIT;
+    Etcdserverpb__ResponseHeader h = ETCDSERVERPB__RESPONSE_HEADER__INIT;
+    api_fill_header(api, &h);
+    wr.header = &h;
+    wr.watch_id = -1;
+    wr.created = true;
+    wr.canceled = true;
+    /* etcd's reason is the gRPC error's text: "rpc error: code = ... desc = ..." */
+    char reason[160];
+    const char *status = code == LSKV_EINVALIDTOKEN                          ? "Unauthenticated"
+                         : code == LSKV_EAUTHOLDREV || code == LSKV_EUSEREMPTY ? "InvalidArgument"
+                                                                             : "PermissionDenied";
+    if (code != LSKV_EINVALIDTOKEN && code != LSKV_EAUTHOLDREV && code != LSKV_EUSEREMPTY)
+        code = LSKV_EPERMDENIED;
+    snprintf(reason, sizeof reason, "rpc error: code = %s desc = %s", status,
+             etcd_error_from(code).message);
+    wr.cancel_reason = reason;
+    uint8_t buf[256];
+    size_t n = etcdserverpb__watch_response__get_packed_size(&wr);
+    if (n > sizeof buf)
+        return LSKV_ENOMEM;
+    etcdserverpb__watch_response__pack(&wr, buf);
+    return grpc_call_send(call, buf, n) == LSKV_ENOMEM ? LSKV_ENOMEM : 0;
+}
+
 static void watch_message(grpc_call *call, const uint8_t *msg, size_t len, void *ctx)
 {
     struct api *api = ctx;
@@ -64,7 +95,17 @@ static void watch_message(grpc_call *call, const uint8_t *msg, size_t len, void 
     arena_init(&a);
     Etcdserverpb__WatchRequest *req =
         api_decode(call, &etcdserverpb__watch_request__descriptor, msg, len, &a);
-    if (req == NULL) {
+    int rv = 0;
+    if (req != NULL && req->request_union_case ==
+                           ETCDSERVERPB__WATCH_REQUEST__REQUEST_UNION_CREATE_REQUEST &&
+        req->create_request != NULL &&
+        (rv = api_authorize_range(api, call, req->create_request->key,
+                                  req->create_request->range_end)) != 0) {
+        if (refuse_create(api, call, rv) != 0) {
+            end_call(wc);
+            grpc_call_finish(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "lskv: out of memory");
+        }
+    } else if (req == NULL) {
         end_call(wc); /* api_decode has answered: the stream is over */
     } else if (watch_stream_request(wc->ws, req) != 0) {
         end_call(wc);

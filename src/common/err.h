@@ -38,7 +38,25 @@
     X(ELEASEEXISTS, -10030, "lease already exists")                              \
     X(ELEASETTLTOOLARGE, -10031, "too large lease TTL")                          \
     X(ENOSPACE, -10040, "no space left on device")                               \
-    X(ETOOMANYREQUESTS, -10050, "too many requests")
+    X(ETOOMANYREQUESTS, -10050, "too many requests")                             \
+    /* auth (auth/authstore.h): etcd's auth errors, one code each */             \
+    X(EROOTUSERNOTEXIST, -10060, "root user does not exist")                     \
+    X(EROOTROLENOTEXIST, -10061, "root user does not have root role")            \
+    X(EUSEREXISTS, -10062, "user name already exists")                           \
+    X(EUSEREMPTY, -10063, "user name is empty")                                  \
+    X(EUSERNOTFOUND, -10064, "user name not found")                              \
+    X(EROLEEXISTS, -10065, "role name already exists")                           \
+    X(EROLENOTFOUND, -10066, "role name not found")                              \
+    X(EROLEEMPTY, -10067, "role name is empty")                                  \
+    X(EAUTHFAILED, -10068, "authentication failed, invalid user ID or password") \
+    X(EPERMDENIED, -10069, "permission denied")                                  \
+    X(EROLENOTGRANTED, -10070, "role is not granted to the user")                \
+    X(EPERMNOTGRANTED, -10071, "permission is not granted to the role")          \
+    X(EAUTHNOTENABLED, -10072, "authentication is not enabled")                  \
+    X(EINVALIDTOKEN, -10073, "invalid auth token")                               \
+    X(EINVALIDAUTHMGMT, -10074, "invalid auth management")                       \
+    X(EAUTHOLDREV, -10075, "revision of auth store is old")                      \
+    X(ENOPASSWORDUSER, -10076, "password was given for no password user")
 
 enum lskv_err {
 #define LSKV_ERR_ENUM(name, code, msg) LSKV_##name = (code),

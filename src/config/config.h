@@ -55,6 +55,8 @@ struct config {
     int64_t max_request_bytes;   /* --max-request-bytes: etcd's 1.5 MiB */
     int64_t max_buffered_request_bytes; /* --max-buffered-request-bytes: server-wide */
     int64_t max_txn_ops;         /* --max-txn-ops */
+    int64_t bcrypt_cost;         /* --bcrypt-cost: auth password hashing */
+    int64_t auth_token_ttl;      /* --auth-token-ttl: seconds a simple token lives idle */
     int64_t snapshot_count;      /* --snapshot-count: raft entries between snapshots */
     int64_t cache_size_bytes;    /* --cache-size: trusted value cache bound */
     int64_t quota_backend_bytes; /* --quota-backend-bytes: 0 = 2 GiB, < 0 = none */

@@ -18,6 +18,7 @@ static int on_message_begin(http_parser *p)
     hp->target_len = 0;
     hp->req.target[0] = '\0';
     hp->req.body_len = 0;
+    hp->req.authorization[0] = '\0';
     hp->expect_continue = false;
     hp->hname_len = hp->hvalue_len = 0;
     hp->in_value = false;
@@ -42,12 +43,17 @@ static bool ieq(const char *a, size_t alen, const char *b)
     return alen == strlen(b) && strncasecmp(a, b, alen) == 0;
 }
 
-/* One header is complete: we only care about Expect. */
+/* One header is complete: we only care about Expect and Authorization. */
 static void header_done(struct http1_parser *hp)
 {
     if (hp->in_value && ieq(hp->hname, hp->hname_len, "expect") &&
         ieq(hp->hvalue, hp->hvalue_len, "100-continue"))
         hp->expect_continue = true;
+    if (hp->in_value && ieq(hp->hname, hp->hname_len, "authorization") &&
+        hp->hvalue_len <= HTTP1_MAX_AUTHORIZATION_BYTES) {
+        memcpy(hp->req.authorization, hp->hvalue, hp->hvalue_len);
+        hp->req.authorization[hp->hvalue_len] = '\0';
+    }
     hp->hname_len = hp->hvalue_len = 0;
     hp->in_value = false;
 }

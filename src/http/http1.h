@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #define HTTP1_MAX_TARGET_BYTES 8192
+#define HTTP1_MAX_AUTHORIZATION_BYTES 4096
 
 struct http1_request {
     char method[16];                      /* "POST" */
@@ -20,6 +21,9 @@ struct http1_request {
     bool keep_alive;
     uint8_t *body;                        /* owned by the parser */
     size_t body_len;
+    /* The Authorization header (etcd's gateway takes the auth token there),
+     * NUL-terminated; "" when absent or longer than the buffer. */
+    char authorization[HTTP1_MAX_AUTHORIZATION_BYTES + 1];
 };
 
 struct http1_parser {
@@ -35,7 +39,7 @@ struct http1_parser {
     bool headers_ready;   /* the head of a request is parsed (method, target,
                            * keep_alive set; the body may be on its way):
                            * the caller clears it once seen */
-    char hname[32], hvalue[32];
+    char hname[32], hvalue[HTTP1_MAX_AUTHORIZATION_BYTES];
     size_t hname_len, hvalue_len;
     bool in_value;
     int err; /* sticky */

@@ -29,12 +29,13 @@ struct grpc_call_transport {
     size_t (*pending)(void *arg);
 };
 
-/* Starts a unary call of method path with request msg (borrowed). The
+/* Starts a unary call of method path with request msg (borrowed), from
+ * peer with the client's auth token (NULL: none; grpc_call_token). The
  * handler may finish it before this returns (then *out is NULL). Errors:
  * LSKV_ENOTFOUND (no such method), LSKV_EUNIMPLEMENTED (streaming method),
  * LSKV_ENOMEM; the transport is not called then. */
 int grpc_server_call_external(grpc_server *srv, const char *path, const uint8_t *msg,
-                              size_t len, const char *peer,
+                              size_t len, const char *peer, const char *token,
                               const struct grpc_call_transport *t, void *arg,
                               grpc_call **out);
 
@@ -44,8 +45,8 @@ int grpc_server_call_external(grpc_server *srv, const char *path, const uint8_t 
  * LSKV_ENOTFOUND (no such method), LSKV_EUNIMPLEMENTED (not streaming),
  * LSKV_ENOMEM. */
 int grpc_server_stream_external(grpc_server *srv, const char *path, const char *peer,
-                                const struct grpc_call_transport *t, void *arg,
-                                grpc_call **out);
+                                const char *token, const struct grpc_call_transport *t,
+                                void *arg, grpc_call **out);
 /* One request message (borrowed) to the handler of an external streaming
  * call. Returns false when the call is over (the handler finished it, in
  * this call or before: finish ran and the call is gone). */
@@ -105,7 +106,7 @@ struct json_call_sink {
 #define GATEWAY_STREAM_MAX_PENDING_BYTES (8u << 20)
 
 /* Serves one HTTP request (method "POST", target "/v3/kv/range", body
- * borrowed). The answer is complete (sink->answer of a whole answer, or
+ * borrowed; token: the Authorization header, or NULL). The answer is complete (sink->answer of a whole answer, or
  * sink->piece with last) exactly once, possibly before this returns (then
  * the result is NULL), unless json_call_cancel comes first. sink is
  * borrowed until then. body_done false (streaming routes only, see
@@ -113,8 +114,8 @@ struct json_call_sink {
  * json_call_body. */
 struct json_call *json_call_start(grpc_server *srv, const char *method, const char *target,
                                   const uint8_t *body, size_t len, bool body_done,
-                                  const char *peer, const struct json_call_sink *sink,
-                                  void *arg);
+                                  const char *peer, const char *token,
+                                  const struct json_call_sink *sink, void *arg);
 /* Whether the route's body may be fed as it arrives (a streaming method:
  * each JSON value is sent as soon as it is complete, as Go's decoder
  * goroutine does). */

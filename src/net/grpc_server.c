@@ -153,6 +153,8 @@ struct grpc_call {
     struct outq out;
     void *data;
     char peer[80];
+    char *token;     /* grpc_call_token; malloc'ed or NULL */
+    bool token_meta; /* token came from "token" (it wins over "authorization") */
     /* External call: the response goes to the transport. */
     const struct grpc_call_transport *ext;
     void *ext_arg;
@@ -213,6 +215,7 @@ static nghttp2_session *call_session(grpc_call *call)
 
 static void call_free(grpc_call *call)
 {
+    free(call->token);
     grpc_deframer_free(&call->deframer);
     free(call->unary_msg);
     free(call->message);
@@ -442,7 +445,7 @@ static void start_call(grpc_call *call)
             /* A streaming route: its body goes to the call as it comes. */
             call->json_live = true;
             call->jc = json_call_start(srv, call->http_method, call->path, NULL, 0, false,
-                                       call->peer, &json_sink, call);
+                                       call->peer, call->token, &json_sink, call);
         }
         return;
     }
@@ -628,7 +631,7 @@ static void json_dispatch(grpc_call *call)
     }
     const char *method = strcmp(call->http_method, "HEAD") == 0 ? "GET" : call->http_method;
     call->jc = json_call_start(call->srv, method, call->path, call->json_body, call->json_len,
-                               true, call->peer, &json_sink, call);
+                               true, call->peer, call->token, &json_sink, call);
     if (call->conn != NULL)
         buffered_sub(call->conn, call->json_len);
     free(call->json_body);
@@ -721,6 +724,19 @@ static void copy_value(char *dst, size_t size, const uint8_t *v, size_t len, boo
     dst[len] = '\0';
 }
 
+/* Keeps the client's token (cut at GRPC_TOKEN_MAX). Errors: LSKV_ENOMEM. */
+static int call_set_token(grpc_call *call, const char *v, size_t len)
+{
+    if (len > GRPC_TOKEN_MAX)
+        len = GRPC_TOKEN_MAX;
+    char *t = strndup(v ? v : "", len);
+    if (t == NULL)
+        return LSKV_ENOMEM;
+    free(call->token);
+    call->token = t;
+    return 0;
+}
+
 static bool name_is(const uint8_t *name, size_t len, const char *want)
 {
     return len == strlen(want) && memcmp(name, want, len) == 0;
@@ -749,6 +765,11 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame,
         copy_value(call->content_type, sizeof call->content_type, value, valuelen, NULL);
     } else if (name_is(name, namelen, "grpc-encoding")) {
         copy_value(call->encoding, sizeof call->encoding, value, valuelen, NULL);
+    } else if (name_is(name, namelen, "token") ||
+               (name_is(name, namelen, "authorization") && !call->token_meta)) {
+        if (call_set_token(call, (const char *)value, valuelen) != 0)
+            return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* resets this stream */
+        call->token_meta = name_is(name, namelen, "token");
     }
     return 0;
 }
@@ -1316,7 +1337,8 @@ void grpc_call_finish(grpc_call *call, enum grpc_status status, const char *mess
  * one message only. Errors: LSKV_ENOTFOUND, LSKV_EUNIMPLEMENTED (a one-shot
  * call of a streaming method), LSKV_ENOMEM. */
 static int external_new(grpc_server *srv, const char *path, bool streaming, const char *peer,
-                        const struct grpc_call_transport *t, void *arg, grpc_call **out)
+                        const char *token, const struct grpc_call_transport *t, void *arg,
+                        grpc_call **out)
 {
     *out = NULL;
     const struct grpc_method *m = NULL;
@@ -1337,17 +1359,21 @@ static int external_new(grpc_server *srv, const char *path, bool streaming, cons
     call->stream_id = -1;
     snprintf(call->path, sizeof call->path, "%s", path);
     snprintf(call->peer, sizeof call->peer, "%s", peer ? peer : "?");
+    if (token != NULL && call_set_token(call, token, strlen(token)) != 0) {
+        free(call);
+        return LSKV_ENOMEM;
+    }
     *out = call;
     return 0;
 }
 
 int grpc_server_call_external(grpc_server *srv, const char *path, const uint8_t *msg,
-                              size_t len, const char *peer,
+                              size_t len, const char *peer, const char *token,
                               const struct grpc_call_transport *t, void *arg,
                               grpc_call **out)
 {
     grpc_call *call = NULL;
-    int rv = external_new(srv, path, false, peer, t, arg, &call);
+    int rv = external_new(srv, path, false, peer, token, t, arg, &call);
     if (rv != 0)
         return rv;
     *out = call;
@@ -1363,10 +1389,10 @@ int grpc_server_call_external(grpc_server *srv, const char *path, const uint8_t 
 }
 
 int grpc_server_stream_external(grpc_server *srv, const char *path, const char *peer,
-                                const struct grpc_call_transport *t, void *arg,
-                                grpc_call **out)
+                                const char *token, const struct grpc_call_transport *t,
+                                void *arg, grpc_call **out)
 {
-    return external_new(srv, path, true, peer, t, arg, out);
+    return external_new(srv, path, true, peer, token, t, arg, out);
 }
 
 /* After a callback into the handler of an external stream: is it still on?
@@ -1503,4 +1529,9 @@ void *grpc_call_get_data(const grpc_call *call)
 const char *grpc_call_peer(const grpc_call *call)
 {
     return call->peer;
+}
+
+const char *grpc_call_token(const grpc_call *call)
+{
+    return call->token;
 }

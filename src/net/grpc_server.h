@@ -155,6 +155,13 @@ void *grpc_call_get_data(const grpc_call *call);
  * until finish. */
 const char *grpc_call_peer(const grpc_call *call);
 
+/* The auth token the client sent (etcd's gRPC metadata "token", else
+ * "authorization"; the gateway's Authorization header), at most
+ * GRPC_TOKEN_MAX bytes (a longer one is cut, so it matches no token), or
+ * NULL for none. Borrowed, valid until finish. */
+#define GRPC_TOKEN_MAX 4096
+const char *grpc_call_token(const grpc_call *call);
+
 /* The figures of max_buffered_request_bytes, for /metrics and tests:
  * request bytes held now, and calls refused so far. */
 size_t grpc_server_buffered_bytes(const grpc_server *srv);

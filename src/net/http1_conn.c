@@ -39,6 +39,12 @@ struct http1_conn {
     size_t accounted;    /* bytes counted against the server's budget */
 };
 
+/* The auth token of a gateway request: its Authorization header. */
+static const char *token_of(const struct http1_request *req)
+{
+    return req->authorization[0] ? req->authorization : NULL;
+}
+
 static void process(struct http1_conn *hc);
 
 static void write_response(struct http1_conn *hc, const struct gateway_response *r, bool close)
@@ -240,7 +246,7 @@ static void process(struct http1_conn *hc)
                 if (!complete)
                     continue_100(hc);
                 hc->jc = json_call_start(hc->srv, req->method, req->target, NULL, 0, false,
-                                         h2_conn_peer(hc->c), &sink, hc);
+                                         h2_conn_peer(hc->c), token_of(req), &sink, hc);
             }
         }
         if (hc->body_in) {
@@ -262,8 +268,8 @@ static void process(struct http1_conn *hc)
         }
         begin_request(hc, req);
         hc->jc = json_call_start(hc->srv, hc->head ? "GET" : req->method, req->target,
-                                 req->body, req->body_len, true, h2_conn_peer(hc->c), &sink,
-                                 hc);
+                                 req->body, req->body_len, true, h2_conn_peer(hc->c),
+                                 token_of(req), &sink, hc);
     }
     hc->in_process = false;
 }

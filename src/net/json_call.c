@@ -74,6 +74,7 @@ struct json_call {
     size_t in_len, in_cap;
     size_t accounted; /* in_cap, against the server's request budget */
     char peer[80];
+    char *token; /* the client's Authorization header, or NULL */
 };
 
 static const char text_plain[] = "text/plain; charset=utf-8";
@@ -171,6 +172,7 @@ static void jc_free(struct json_call *jc)
         grpc_server_buffer_adjust(jc->srv, jc->accounted, 0);
     free(jc->in);
     free(jc->json);
+    free(jc->token);
     free(jc);
 }
 
@@ -260,7 +262,7 @@ static const struct grpc_call_transport transport = {
     .send = t_send, .finish = t_finish, .pending = t_pending};
 
 static void start_rpc(struct json_call *jc, const char *path, const uint8_t *pb, size_t len,
-                      const char *peer)
+                      const char *peer, const char *token)
 {
     size_t max = grpc_server_max_recv(jc->srv);
     if (len > max) {
@@ -274,8 +276,8 @@ static void start_rpc(struct json_call *jc, const char *path, const uint8_t *pb,
     grpc_call *call = NULL;
     /* a metrics listener's /health reads through the client server */
     grpc_server *of = grpc_server_metrics_of(jc->srv);
-    int rv = grpc_server_call_external(of ? of : jc->srv, path, pb, len, peer, &transport, jc,
-                                       &call);
+    int rv = grpc_server_call_external(of ? of : jc->srv, path, pb, len, peer, token,
+                                       &transport, jc, &call);
     if (rv == 0) {
         jc->call = call;
         return;
@@ -308,7 +310,7 @@ static void start_health(struct json_call *jc, const char *peer)
     uint8_t buf[64];
     size_t n = etcdserverpb__range_request__pack(&req, buf);
     jc->health = true;
-    start_rpc(jc, "/etcdserverpb.KV/Range", buf, n, peer);
+    start_rpc(jc, "/etcdserverpb.KV/Range", buf, n, peer, NULL);
 }
 
 static void start_metrics(struct json_call *jc)
@@ -374,7 +376,8 @@ static bool stream_open(struct json_call *jc)
     jc->opened = true;
     jc->streaming = true;
     grpc_call *call = NULL;
-    int rv = grpc_server_stream_external(jc->srv, jc->rpc->method, jc->peer, &transport, jc,
+    int rv = grpc_server_stream_external(jc->srv, jc->rpc->method, jc->peer, jc->token,
+                                         &transport, jc,
                                          &call);
     if (rv == LSKV_ENOMEM) {
         answer_error(jc, GRPC_STATUS_RESOURCE_EXHAUSTED, "lskv: out of memory", false, 0);
@@ -531,8 +534,8 @@ void json_call_body(struct json_call *jc, const uint8_t *data, size_t len, bool 
 
 struct json_call *json_call_start(grpc_server *srv, const char *method, const char *target,
                                   const uint8_t *body, size_t len, bool body_done,
-                                  const char *peer, const struct json_call_sink *sink,
-                                  void *arg)
+                                  const char *peer, const char *token,
+                                  const struct json_call_sink *sink, void *arg)
 {
     struct json_call stack = {.srv = srv, .sink = sink, .arg = arg};
     struct json_call *jc = calloc(1, sizeof *jc);
@@ -568,7 +571,7 @@ struct json_call *json_call_start(grpc_server *srv, const char *method, const ch
         else if (rv != 0)
             answer_error(jc, GRPC_STATUS_INVALID_ARGUMENT, errmsg, false, 0);
         else
-            start_rpc(jc, route.rpc->method, pb, pb_len, peer);
+            start_rpc(jc, route.rpc->method, pb, pb_len, peer, token);
         free(pb);
         break;
     }
@@ -600,6 +603,10 @@ struct json_call *json_call_start(grpc_server *srv, const char *method, const ch
     case GATEWAY_STREAMING:
         jc->rpc = route.rpc;
         snprintf(jc->peer, sizeof jc->peer, "%s", peer ? peer : "?");
+        if (token != NULL && (jc->token = strndup(token, GRPC_TOKEN_MAX)) == NULL) {
+            answer_error(jc, GRPC_STATUS_RESOURCE_EXHAUSTED, "lskv: out of memory", false, 0);
+            break;
+        }
         stream_body(jc, body, len, body_done);
         break;
     }

@@ -165,6 +165,168 @@ static int apply_lease_revoke(const struct command_target *t, const ProtobufCMes
     return 0;
 }
 
+/* ---- auth (auth/authstore.h): etcd's auth requests ----------------------- */
+
+#define AUTH_APPLY(fn, store_call, Req, Resp, resp_init)                                     \
+    static int fn(const struct command_target *t, const ProtobufCMessage *req,                \
+                  struct arena *a, ProtobufCMessage **resp, char *errmsg)                     \
+    {                                                                                          \
+        (void)errmsg;                                                                          \
+        (void)req;                                                                             \
+        if (t->auth == NULL)                                                                   \
+            return LSKV_ECORRUPT;                                                              \
+        int rv = store_call(t->auth, (const Req *)req);                                        \
+        if (rv != 0)                                                                           \
+            return rv;                                                                         \
+        Resp *out = arena_alloc(a, sizeof *out);                                               \
+        if (out == NULL)                                                                       \
+            return LSKV_ENOMEM;                                                                \
+        resp_init(out);                                                                        \
+        *resp = &out->base;                                                                    \
+        return 0;                                                                              \
+    }
+
+static int auth_enable(struct authstore *as, const Etcdserverpb__AuthEnableRequest *r)
+{
+    (void)r;
+    return authstore_enable(as);
+}
+
+static int auth_disable(struct authstore *as, const Etcdserverpb__AuthDisableRequest *r)
+{
+    (void)r;
+    return authstore_disable(as);
+}
+
+AUTH_APPLY(apply_auth_enable, auth_enable, Etcdserverpb__AuthEnableRequest,
+           Etcdserverpb__AuthEnableResponse, etcdserverpb__auth_enable_response__init)
+AUTH_APPLY(apply_auth_disable, auth_disable, Etcdserverpb__AuthDisableRequest,
+           Etcdserverpb__AuthDisableResponse, etcdserverpb__auth_disable_response__init)
+AUTH_APPLY(apply_user_add, authstore_user_add, Etcdserverpb__AuthUserAddRequest,
+           Etcdserverpb__AuthUserAddResponse, etcdserverpb__auth_user_add_response__init)
+AUTH_APPLY(apply_user_delete, authstore_user_delete, Etcdserverpb__AuthUserDeleteRequest,
+           Etcdserverpb__AuthUserDeleteResponse, etcdserverpb__auth_user_delete_response__init)
+AUTH_APPLY(apply_user_change_password, authstore_user_change_password,
+           Etcdserverpb__AuthUserChangePasswordRequest,
+           Etcdserverpb__AuthUserChangePasswordResponse,
+           etcdserverpb__auth_user_change_password_response__init)
+AUTH_APPLY(apply_user_grant_role, authstore_user_grant_role,
+           Etcdserverpb__AuthUserGrantRoleRequest, Etcdserverpb__AuthUserGrantRoleResponse,
+           etcdserverpb__auth_user_grant_role_response__init)
+AUTH_APPLY(apply_user_revoke_role, authstore_user_revoke_role,
+           Etcdserverpb__AuthUserRevokeRoleRequest, Etcdserverpb__AuthUserRevokeRoleResponse,
+           etcdserverpb__auth_user_revoke_role_response__init)
+AUTH_APPLY(apply_role_add, authstore_role_add, Etcdserverpb__AuthRoleAddRequest,
+           Etcdserverpb__AuthRoleAddResponse, etcdserverpb__auth_role_add_response__init)
+AUTH_APPLY(apply_role_delete, authstore_role_delete, Etcdserverpb__AuthRoleDeleteRequest,
+           Etcdserverpb__AuthRoleDeleteResponse, etcdserverpb__auth_role_delete_response__init)
+AUTH_APPLY(apply_role_grant_permission, authstore_role_grant_permission,
+           Etcdserverpb__AuthRoleGrantPermissionRequest,
+           Etcdserverpb__AuthRoleGrantPermissionResponse,
+           etcdserverpb__auth_role_grant_permission_response__init)
+AUTH_APPLY(apply_role_revoke_permission, authstore_role_revoke_permission,
+           Etcdserverpb__AuthRoleRevokePermissionRequest,
+           Etcdserverpb__AuthRoleRevokePermissionResponse,
+           etcdserverpb__auth_role_revoke_permission_response__init)
+
+/* The log holds a hash, never a password: a user add or password change
+ * without one (or with a password) is not proposed. */
+static int validate_user_add(const ProtobufCMessage *req, const struct command_limits *lim)
+{
+    (void)lim;
+    const Etcdserverpb__AuthUserAddRequest *r = (const Etcdserverpb__AuthUserAddRequest *)req;
+    bool no_password = r->options != NULL && r->options->no_password;
+    if (r->password != NULL && r->password[0] != '\0')
+        return LSKV_EINVAL;
+    if (r->name == NULL || r->name[0] == '\0')
+        return LSKV_EUSEREMPTY;
+    return no_password || (r->hashedpassword && r->hashedpassword[0]) ? 0 : LSKV_EINVAL;
+}
+
+static int validate_user_change_password(const ProtobufCMessage *req,
+                                         const struct command_limits *lim)
+{
+    (void)lim;
+    const Etcdserverpb__AuthUserChangePasswordRequest *r =
+        (const Etcdserverpb__AuthUserChangePasswordRequest *)req;
+    if (r->password != NULL && r->password[0] != '\0')
+        return LSKV_EINVAL;
+    return r->hashedpassword && r->hashedpassword[0] ? 0 : LSKV_EINVAL;
+}
+
+static int validate_role_grant_permission(const ProtobufCMessage *req,
+                                          const struct command_limits *lim)
+{
+    (void)lim;
+    const Etcdserverpb__AuthRoleGrantPermissionRequest *r =
+        (const Etcdserverpb__AuthRoleGrantPermissionRequest *)req;
+    if (r->perm == NULL)
+        return LSKV_EINVAL;
+    int type = (int)r->perm->permtype;
+    return type >= AUTH_READ && type <= AUTH_READWRITE ? 0 : LSKV_EINVAL;
+}
+
+bool command_is_auth(enum command_op op)
+{
+    return op >= COMMAND_AUTH_ENABLE && op <= COMMAND_ROLE_REVOKE_PERMISSION;
+}
+
+/* etcd's checkLeasePuts: every key on the lease must be writable. */
+static int check_lease_keys(const struct command_target *t, const char *user, uint64_t rev,
+                            int64_t lease)
+{
+    if (lease == 0 || t->leases == NULL || !lessor_exists(t->leases, lease))
+        return 0;
+    struct arena a;
+    arena_init(&a);
+    uint8_t **keys;
+    size_t *lens, n;
+    int rv = lessor_keys(t->leases, lease, &a, &keys, &lens, &n);
+    for (size_t i = 0; rv == 0 && i < n; i++)
+        rv = authstore_check(t->auth, user, rev, keys[i], lens[i], NULL, 0, AUTH_WRITE);
+    arena_close(&a);
+    return rv;
+}
+
+int command_authorize(const struct command_target *t, const Lskvcommandpb__Command *c,
+                      const ProtobufCMessage *req)
+{
+    if (t->auth == NULL || !t->auth->enabled || c->request_id == 0 || req == NULL)
+        return 0;
+    const char *user = c->username ? c->username : "";
+    uint64_t rev = c->auth_revision;
+    struct authstore *as = t->auth;
+    int rv = 0;
+    if (command_is_auth((enum command_op)c->op_case))
+        return authstore_check_admin(as, user);
+    switch ((enum command_op)c->op_case) {
+    case COMMAND_PUT: {
+        const Etcdserverpb__PutRequest *r = (const Etcdserverpb__PutRequest *)req;
+        rv = authstore_check(as, user, rev, r->key.data, r->key.len, NULL, 0, AUTH_WRITE);
+        if (rv == 0)
+            rv = check_lease_keys(t, user, rev, r->lease);
+        if (rv == 0 && r->prev_kv)
+            rv = authstore_check(as, user, rev, r->key.data, r->key.len, NULL, 0, AUTH_READ);
+        return rv;
+    }
+    case COMMAND_DELETE_RANGE: {
+        const Etcdserverpb__DeleteRangeRequest *r = (const Etcdserverpb__DeleteRangeRequest *)req;
+        rv = authstore_check(as, user, rev, r->key.data, r->key.len, r->range_end.data,
+                             r->range_end.len, AUTH_WRITE);
+        if (rv == 0 && r->prev_kv)
+            rv = authstore_check(as, user, rev, r->key.data, r->key.len, r->range_end.data,
+                                 r->range_end.len, AUTH_READ);
+        return rv;
+    }
+    case COMMAND_TXN:
+        return authstore_check_txn(as, user, rev, (const Etcdserverpb__TxnRequest *)req);
+    case COMMAND_LEASE_REVOKE:
+        return check_lease_keys(t, user, rev, ((const Etcdserverpb__LeaseRevokeRequest *)req)->id);
+    default:
+        return 0;
+    }
+}
+
 /* The one table of ops (command.h). */
 static const struct command_kind command_kinds[] = {
     {COMMAND_PUT, "put", &etcdserverpb__put_request__descriptor, validate_put, apply_put,
@@ -186,6 +348,35 @@ static const struct command_kind command_kinds[] = {
      apply_lease_revoke, LEDGER_ENTRY_LEASE, true, RECEIPT_LEASE_REVOKE},
     {COMMAND_MEMBER_ATTRIBUTES, "member_attributes", &etcdserverpb__member__descriptor,
      validate_member_attributes, apply_member_attributes, LEDGER_ENTRY_OTHER, false, 0},
+    /* Auth: the ledger entry's write set is the command (a user's password
+     * as its bcrypt hash only). */
+    {COMMAND_AUTH_ENABLE, "auth_enable", &etcdserverpb__auth_enable_request__descriptor, NULL,
+     apply_auth_enable, LEDGER_ENTRY_OTHER, false, 0},
+    {COMMAND_AUTH_DISABLE, "auth_disable", &etcdserverpb__auth_disable_request__descriptor, NULL,
+     apply_auth_disable, LEDGER_ENTRY_OTHER, false, 0},
+    {COMMAND_USER_ADD, "user_add", &etcdserverpb__auth_user_add_request__descriptor,
+     validate_user_add, apply_user_add, LEDGER_ENTRY_OTHER, false, 0},
+    {COMMAND_USER_DELETE, "user_delete", &etcdserverpb__auth_user_delete_request__descriptor,
+     NULL, apply_user_delete, LEDGER_ENTRY_OTHER, false, 0},
+    {COMMAND_USER_CHANGE_PASSWORD, "user_change_password",
+     &etcdserverpb__auth_user_change_password_request__descriptor,
+     validate_user_change_password, apply_user_change_password, LEDGER_ENTRY_OTHER, false, 0},
+    {COMMAND_USER_GRANT_ROLE, "user_grant_role",
+     &etcdserverpb__auth_user_grant_role_request__descriptor, NULL, apply_user_grant_role,
+     LEDGER_ENTRY_OTHER, false, 0},
+    {COMMAND_USER_REVOKE_ROLE, "user_revoke_role",
+     &etcdserverpb__auth_user_revoke_role_request__descriptor, NULL, apply_user_revoke_role,
+     LEDGER_ENTRY_OTHER, false, 0},
+    {COMMAND_ROLE_ADD, "role_add", &etcdserverpb__auth_role_add_request__descriptor, NULL,
+     apply_role_add, LEDGER_ENTRY_OTHER, false, 0},
+    {COMMAND_ROLE_DELETE, "role_delete", &etcdserverpb__auth_role_delete_request__descriptor,
+     NULL, apply_role_delete, LEDGER_ENTRY_OTHER, false, 0},
+    {COMMAND_ROLE_GRANT_PERMISSION, "role_grant_permission",
+     &etcdserverpb__auth_role_grant_permission_request__descriptor,
+     validate_role_grant_permission, apply_role_grant_permission, LEDGER_ENTRY_OTHER, false, 0},
+    {COMMAND_ROLE_REVOKE_PERMISSION, "role_revoke_permission",
+     &etcdserverpb__auth_role_revoke_permission_request__descriptor, NULL,
+     apply_role_revoke_permission, LEDGER_ENTRY_OTHER, false, 0},
 };
 
 const struct command_kind *command_kind_of(unsigned op)

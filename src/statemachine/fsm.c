@@ -31,6 +31,7 @@ void fsm_init(struct fsm *f, kvstore *kv, recstore *records, uint64_t cluster_id
     f->pending_len = 0;
     f->pending_gen = 0;
     f->catchup = false;
+    authstore_init(&f->auth);
     /* Applied entries share one engine write per loop turn (fsm_flush). */
     kvstore_set_deferred_commit(kv, true);
 }
@@ -272,11 +273,12 @@ static int apply_command(struct fsm *f, struct consensus_entry_info *info,
     }
     const ProtobufCMessage *req = command_request(c);
     ProtobufCMessage *resp = NULL;
-    struct command_target target = {.kv = f->kv, .leases = f->leases, .members = &f->members};
+    struct command_target target = {
+        .kv = f->kv, .leases = f->leases, .members = &f->members, .auth = &f->auth};
     bool lease_op = kind->op == COMMAND_LEASE_GRANT || kind->op == COMMAND_LEASE_REVOKE;
     if (req == NULL || (lease_op && f->leases == NULL))
         r->rv = LSKV_ECORRUPT;
-    else
+    else if ((r->rv = command_authorize(&target, c, req)) == 0)
         r->rv = kind->apply(&target, req, a, &resp, r->errmsg);
     /* The lessor's key table follows the store (a put's lease check was
      * against it, so the lease exists). */
@@ -381,7 +383,18 @@ static int fsm_snapshot(void *data, uint8_t **buf, size_t *len)
         free(leases);
         return rv;
     }
+    uint8_t *auth = NULL;
+    size_t auth_len = 0;
+    if ((rv = authstore_encode(&f->auth, &auth, &auth_len)) != 0) {
+        explicit_bzero(kv, kv_len);
+        free(kv);
+        free(leases);
+        free(members);
+        return rv;
+    }
     struct sm_sections s = {0};
+    s.data[SM_SECTION_AUTH] = auth;
+    s.len[SM_SECTION_AUTH] = auth_len;
     s.data[SM_SECTION_MEMBERS] = members;
     s.len[SM_SECTION_MEMBERS] = members_len;
     s.data[SM_SECTION_POSITION] = position;
@@ -397,6 +410,7 @@ static int fsm_snapshot(void *data, uint8_t **buf, size_t *len)
         explicit_bzero(leases, leases_len);
     free(leases);
     free(members);
+    free(auth);
     return rv;
 }
 
@@ -525,6 +539,13 @@ static int fsm_restore(void *data, const uint8_t *buf, size_t len)
         errmsg_printf(f->errmsg, "the snapshot's MEMBERS section: %s", lskv_strerror(rv));
         return rv;
     }
+    /* Snapshots from before auth have no section: a new store. */
+    if ((rv = s.data[SM_SECTION_AUTH]
+                  ? authstore_decode(&f->auth, s.data[SM_SECTION_AUTH], s.len[SM_SECTION_AUTH])
+                  : (authstore_clear(&f->auth), 0)) != 0) {
+        errmsg_printf(f->errmsg, "the snapshot's AUTH section: %s", lskv_strerror(rv));
+        return rv;
+    }
     return kvstore_restore(f->kv, s.data[SM_SECTION_KV], s.len[SM_SECTION_KV]);
 }
 
@@ -552,6 +573,7 @@ void fsm_close(struct fsm *f)
 {
     member_table_clear(&f->members);
     drop_pending(f);
+    authstore_clear(&f->auth);
 }
 
 struct consensus_fsm fsm_vtable(struct fsm *f)

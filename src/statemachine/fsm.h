@@ -49,6 +49,7 @@ struct fsm {
     size_t pending_len;
     uint64_t pending_gen;          /* counts held restores */
     bool catchup;                  /* fsm_allow_catchup */
+    struct authstore auth;         /* users, roles, permissions (replicated) */
 };
 
 /* The ledger (may be NULL) gets one entry per applied command, in order:
@@ -74,6 +75,11 @@ struct fsm {
  * re-applied to the store and checked against the ledger byte for byte
  * instead of appended; a mismatch is a fatal divergence.
  * Leases: grant and revoke are LEASE ledger entries holding the command.
+ * Auth: every command is checked against the auth store at apply
+ * (command_authorize) for the user and auth revision of its envelope; a
+ * denied one is an etcd error (no revision). Auth commands are OTHER
+ * entries holding the command (a password only as its bcrypt hash); the
+ * store is the snapshot's AUTH section.
  * Snapshots (statemachine/snapshot.h): the ledger is synced before the
  * store snapshot is produced; the snapshot's POSITION section records the
  * ledger size and root it covers, and restoring it onto a ledger that is

@@ -22,7 +22,7 @@ enum sm_section {
     SM_SECTION_KV = 2,       /* kvstore_snapshot (docs/snapshot-format.md) */
     SM_SECTION_LEASES = 3,   /* reserved for the lease table */
     SM_SECTION_MEMBERS = 4,  /* published member attributes (member_table.h) */
-    SM_SECTION_AUTH = 5,     /* reserved for users and roles */
+    SM_SECTION_AUTH = 5,     /* users, roles, auth revision (auth/authstore.h) */
     SM_SECTION_MAX = 5,
 };
 

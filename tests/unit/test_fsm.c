@@ -431,3 +431,78 @@ TEST(fsm, a_grant_after_a_put_moves_no_key)
     lessor_free(leases);
     fx_close(&f);
 }
+
+/* An auth or store command from user at auth revision rev (request id 1:
+ * a client's, so checked). */
+static int user_cmd(struct store *s, uint64_t index, enum command_op op,
+                    const ProtobufCMessage *req, const char *user, uint64_t rev)
+{
+    struct command_meta meta = {.request_id = 1, .username = user, .auth_revision = rev};
+    uint8_t *cmd;
+    size_t len;
+    struct fsm_result *r;
+    ASSERT_EQ(command_encode(op, &meta, req, &cmd, &len), 0);
+    ASSERT_EQ(apply(s, 2, index, cmd, len, &r), 0);
+    free(cmd);
+    int rv = r->rv;
+    fsm_result_free(r);
+    return rv;
+}
+
+/* Auth commands change the replicated store; once enabled, apply checks
+ * each command's user and auth revision (a denied put makes no revision),
+ * and the snapshot carries the store. */
+TEST(fsm, auth_commands_apply_and_are_checked_at_apply)
+{
+    struct fx f;
+    struct store s;
+    open_fx_and_store(&f, &s, "db");
+    Etcdserverpb__AuthUserAddRequest ua = ETCDSERVERPB__AUTH_USER_ADD_REQUEST__INIT;
+    ua.name = "root";
+    ua.hashedpassword = "$2b$04$abcdefghijklmnopqrstuuMGzXl9cBNlS0TkwT7L8YwJYyX2wYkm6";
+    ASSERT_EQ(user_cmd(&s, 3, COMMAND_USER_ADD, &ua.base, "", 0), 0);
+    ua.name = "u";
+    ASSERT_EQ(user_cmd(&s, 4, COMMAND_USER_ADD, &ua.base, "", 0), 0);
+    Etcdserverpb__AuthUserGrantRoleRequest gr = ETCDSERVERPB__AUTH_USER_GRANT_ROLE_REQUEST__INIT;
+    gr.user = "root";
+    gr.role = "root";
+    ASSERT_EQ(user_cmd(&s, 5, COMMAND_USER_GRANT_ROLE, &gr.base, "", 0), 0);
+    Etcdserverpb__AuthEnableRequest en = ETCDSERVERPB__AUTH_ENABLE_REQUEST__INIT;
+    ASSERT_EQ(user_cmd(&s, 6, COMMAND_AUTH_ENABLE, &en.base, "", 0), 0);
+    ASSERT(s.fsm.auth.enabled);
+    uint64_t rev = s.fsm.auth.revision;
+    Etcdserverpb__AuthRoleAddRequest ra = ETCDSERVERPB__AUTH_ROLE_ADD_REQUEST__INIT;
+    ra.name = "r";
+    ASSERT_EQ(user_cmd(&s, 7, COMMAND_ROLE_ADD, &ra.base, "", 0), LSKV_EUSEREMPTY);
+    ASSERT_EQ(user_cmd(&s, 8, COMMAND_ROLE_ADD, &ra.base, "u", rev), LSKV_EPERMDENIED);
+    ASSERT_EQ(user_cmd(&s, 9, COMMAND_ROLE_ADD, &ra.base, "root", rev), 0);
+    ASSERT_EQ(s.fsm.auth.revision, rev + 1);
+    Etcdserverpb__PutRequest put = ETCDSERVERPB__PUT_REQUEST__INIT;
+    put.key = (ProtobufCBinaryData){.data = (uint8_t *)"k", .len = 1};
+    int64_t kv_rev = kvstore_revision(s.kv);
+    ASSERT_EQ(user_cmd(&s, 10, COMMAND_PUT, &put.base, "", 0), LSKV_EUSEREMPTY);
+    ASSERT_EQ(user_cmd(&s, 11, COMMAND_PUT, &put.base, "u", rev + 1), LSKV_EPERMDENIED);
+    ASSERT_EQ(user_cmd(&s, 12, COMMAND_PUT, &put.base, "root", rev), LSKV_EAUTHOLDREV);
+    ASSERT_EQ(kvstore_revision(s.kv), kv_rev); /* denied: no revision */
+    ASSERT_EQ(user_cmd(&s, 13, COMMAND_PUT, &put.base, "root", rev + 1), 0);
+    ASSERT_EQ(kvstore_revision(s.kv), kv_rev + 1);
+    /* internal commands (request id 0) are not checked */
+    apply_put(&s, 14, "x", "1");
+    ASSERT_EQ(kvstore_revision(s.kv), kv_rev + 2);
+    uint8_t *snap;
+    size_t snap_len;
+    ASSERT_EQ(s.vt.snapshot(s.vt.data, &snap, &snap_len), 0);
+    ASSERT(memmem(snap, snap_len, ua.hashedpassword, strlen(ua.hashedpassword)) != NULL);
+    fsm_close(&s.fsm);
+    store_close(&s);
+    store_open(&s, "db2", f.l);
+    ASSERT_EQ(s.vt.restore(s.vt.data, snap, snap_len), 0);
+    ASSERT(s.fsm.auth.enabled);
+    ASSERT_EQ(s.fsm.auth.revision, rev + 1);
+    ASSERT(authstore_has_role(&s.fsm.auth, "root", "root"));
+    ASSERT(authstore_role(&s.fsm.auth, "r") != NULL);
+    free(snap);
+    fsm_close(&s.fsm);
+    store_close(&s);
+    fx_close(&f);
+}
