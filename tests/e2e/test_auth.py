@@ -17,7 +17,7 @@ import time
 import grpc
 import pytest
 
-from conftest import TARGET, normalize, rpc_error, rpc_pb2, rpc_pb2_grpc
+from conftest import TARGET, lskvd_only, normalize, rpc_error, rpc_pb2, rpc_pb2_grpc
 
 ROOT_PW = "r00t-Pa55"
 TTL = 2  # --auth-token-ttl for the matrix: tokens expire quickly
@@ -376,10 +376,12 @@ def test_gateway_authorization_header(pair):
 PASSWORDS = ["Zq7-unique-passw0rd-one", "Xk3-unique-passw0rd-two", "Wm5-unique-passw0rd-new"]
 
 
+@lskvd_only
 def test_passwords_never_stored_or_logged(server_factory):
     """Users with distinctive passwords, a password change, logins (right and
     wrong), a snapshot and a restart at debug log level: not one byte string
-    of a password anywhere under the data dir or in the log."""
+    of a password anywhere under the data dir or in the log. (etcd 3.4 fails
+    this: its WAL holds UserAdd's password in the clear, hashed at apply.)"""
     s = server_factory("lskvd", extra=["--log-level", "debug", "--snapshot-count", "8"]
                        if TARGET != "etcd" else ["--log-level", "debug"])
     root, u = "root:" + PASSWORDS[0], "u:" + PASSWORDS[1]
