@@ -17,7 +17,7 @@ import time
 import grpc
 import pytest
 
-from conftest import TARGET, normalize, rpc_error, rpc_pb2, rpc_pb2_grpc
+from conftest import TARGET, lskvd_only, normalize, rpc_error, rpc_pb2, rpc_pb2_grpc
 
 ROOT_PW = "r00t-Pa55"
 TTL = 2  # --auth-token-ttl for the matrix: tokens expire quickly
@@ -376,10 +376,12 @@ def test_gateway_authorization_header(pair):
 PASSWORDS = ["Zq7-unique-passw0rd-one", "Xk3-unique-passw0rd-two", "Wm5-unique-passw0rd-new"]
 
 
+@lskvd_only
 def test_passwords_never_stored_or_logged(server_factory):
     """Users with distinctive passwords, a password change, logins (right and
     wrong), a snapshot and a restart at debug log level: not one byte string
-    of a password anywhere under the data dir or in the log."""
+    of a password anywhere under the data dir or in the log. (etcd 3.4 fails
+    this: its WAL holds UserAdd's password in the clear, hashed at apply.)"""
     s = server_factory("lskvd", extra=["--log-level", "debug", "--snapshot-count", "8"]
                        if TARGET != "etcd" else ["--log-level", "debug"])
     root, u = "root:" + PASSWORDS[0], "u:" + PASSWORDS[1]
@@ -405,7 +407,8 @@ def test_passwords_never_stored_or_logged(server_factory):
     for root_dir in (s.data_dir, s.workdir):
         for d, _, names in os.walk(root_dir):
             files += [os.path.join(d, n) for n in names]
-    assert any("raft" in f for f in files) and s.log_path.exists()
+    marker = "wal" if s.is_etcd else "raft"  # the log is there to be searched
+    assert any(marker in f for f in files) and s.log_path.exists()
     seen = 0
     for f in set(files):
         with open(f, "rb") as fh:

@@ -386,22 +386,7 @@ OTHER_RPCS = [
     ("/etcdserverpb.Cluster/MemberUpdate", P.MemberUpdateRequest(ID=1)),
     ("/etcdserverpb.Cluster/MemberPromote", b"\x08\x01"),
     ("/etcdserverpb.Maintenance/Hash", P.HashRequest()),
-    ("/etcdserverpb.Auth/AuthEnable", P.AuthEnableRequest()),
-    ("/etcdserverpb.Auth/AuthDisable", P.AuthDisableRequest()),
-    ("/etcdserverpb.Auth/Authenticate", P.AuthenticateRequest(name="a", password="b")),
-    ("/etcdserverpb.Auth/UserAdd", P.AuthUserAddRequest(name="u", password="p")),
-    ("/etcdserverpb.Auth/UserGet", P.AuthUserGetRequest(name="u")),
-    ("/etcdserverpb.Auth/UserList", P.AuthUserListRequest()),
-    ("/etcdserverpb.Auth/UserDelete", P.AuthUserDeleteRequest(name="u")),
-    ("/etcdserverpb.Auth/UserChangePassword", P.AuthUserChangePasswordRequest(name="u")),
-    ("/etcdserverpb.Auth/UserGrantRole", P.AuthUserGrantRoleRequest(user="u", role="r")),
-    ("/etcdserverpb.Auth/UserRevokeRole", P.AuthUserRevokeRoleRequest(name="u", role="r")),
-    ("/etcdserverpb.Auth/RoleAdd", P.AuthRoleAddRequest(name="r")),
-    ("/etcdserverpb.Auth/RoleGet", P.AuthRoleGetRequest(role="r")),
-    ("/etcdserverpb.Auth/RoleList", P.AuthRoleListRequest()),
-    ("/etcdserverpb.Auth/RoleDelete", P.AuthRoleDeleteRequest(role="r")),
-    ("/etcdserverpb.Auth/RoleGrantPermission", P.AuthRoleGrantPermissionRequest(name="r")),
-    ("/etcdserverpb.Auth/RoleRevokePermission", P.AuthRoleRevokePermissionRequest(role="r")),
+    # Auth is served: tests/e2e/test_auth.py
 ]
 
 

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "auth/authstore.h"
+#include "auth/tokens.h"
 #include "common/err.h"
 #include "crypto/password.h"
 #include "proto/lskvauth.pb-c.h"
@@ -300,4 +301,55 @@ TEST(authstore, snapshot_round_trip_and_corrupt)
     free(buf);
     authstore_clear(&as);
     authstore_clear(&back);
+}
+
+TEST(authstore, simple_tokens_expire_and_die_with_their_user)
+{
+    struct authstore as;
+    authstore_init(&as);
+    ASSERT_EQ(add_user(&as, "root", "pw", false), 0);
+    ASSERT_EQ(grant_role(&as, "root", "root"), 0);
+    ASSERT_EQ(add_user(&as, "u", "pw", false), 0);
+    ASSERT_EQ(add_user(&as, "np", NULL, true), 0);
+    ASSERT_EQ(authstore_enable(&as), 0);
+    auth_tokens *t;
+    ASSERT_EQ(auth_tokens_new(1000, &t), 0);
+    char a[AUTH_TOKEN_MAX], b[AUTH_TOKEN_MAX];
+    ASSERT_EQ(auth_tokens_assign(t, &as, "np", 0, a), LSKV_EAUTHFAILED);
+    ASSERT_EQ(auth_tokens_assign(t, &as, "ghost", 0, a), LSKV_EAUTHFAILED);
+    ASSERT_EQ(auth_tokens_assign(t, &as, "u", 0, a), 0);
+    ASSERT_EQ(auth_tokens_assign(t, &as, "root", 0, b), 0);
+    ASSERT(strcmp(a, b) != 0);
+    ASSERT_EQ(strlen(strchr(a, '.')) > 1 && strchr(a, '.') - a == 16, 1); /* etcd's shape */
+    const char *who;
+    ASSERT_EQ(auth_tokens_lookup(t, &as, a, 900, &who), 0);
+    ASSERT_STR_EQ(who, "u");
+    ASSERT_EQ(auth_tokens_lookup(t, &as, a, 1800, &who), 0); /* each use renews */
+    ASSERT_EQ(auth_tokens_lookup(t, &as, "nope.1", 1800, &who), LSKV_EINVALIDTOKEN);
+    ASSERT_EQ(auth_tokens_lookup(t, &as, a, 2801, &who), LSKV_EINVALIDTOKEN); /* idle 1 s */
+    ASSERT_EQ(auth_tokens_lookup(t, &as, a, 2801, &who), LSKV_EINVALIDTOKEN); /* and gone */
+    /* a password change kills the user's tokens */
+    ASSERT_EQ(auth_tokens_assign(t, &as, "u", 3000, a), 0);
+    char h[PASSWORD_HASH_MAX];
+    ASSERT_EQ(password_hash("new", 4, h), 0);
+    Etcdserverpb__AuthUserChangePasswordRequest cp =
+        ETCDSERVERPB__AUTH_USER_CHANGE_PASSWORD_REQUEST__INIT;
+    cp.name = "u";
+    cp.hashedpassword = h;
+    ASSERT_EQ(authstore_user_change_password(&as, &cp), 0);
+    ASSERT_EQ(auth_tokens_lookup(t, &as, a, 3001, &who), LSKV_EINVALIDTOKEN);
+    /* so do disable and enable again, even unseen in between */
+    ASSERT_EQ(auth_tokens_assign(t, &as, "root", 3000, b), 0);
+    ASSERT_EQ(auth_tokens_lookup(t, &as, b, 3001, &who), 0);
+    ASSERT_EQ(authstore_disable(&as), 0);
+    ASSERT_EQ(authstore_enable(&as), 0);
+    ASSERT_EQ(auth_tokens_lookup(t, &as, b, 3002, &who), LSKV_EINVALIDTOKEN);
+    /* and deleting the user */
+    ASSERT_EQ(auth_tokens_assign(t, &as, "u", 4000, a), 0);
+    Etcdserverpb__AuthUserDeleteRequest del = ETCDSERVERPB__AUTH_USER_DELETE_REQUEST__INIT;
+    del.name = "u";
+    ASSERT_EQ(authstore_user_delete(&as, &del), 0);
+    ASSERT_EQ(auth_tokens_lookup(t, &as, a, 4001, &who), LSKV_EINVALIDTOKEN);
+    auth_tokens_free(t);
+    authstore_clear(&as);
 }

@@ -235,7 +235,7 @@ TEST(config, logger_outputs_v2_and_peer_tls)
         {"--peer-cert-file", "p.pem", "--peer-cert-file: not supported yet"},
         {"--peer-client-cert-auth", "true", "--peer-client-cert-auth: not supported yet"},
         {"--force-new-cluster", "true", "--force-new-cluster=true: not supported by lskvd"},
-        {"--auth-token", "jwt", "--auth-token=jwt: not supported by lskvd: authentication"},
+        {"--auth-token", "jwt", "--auth-token=jwt: not supported by lskvd: only etcd's default"},
         {"--experimental-enable-lease-checkpoint", "true", "lease checkpoints"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
@@ -307,4 +307,25 @@ TEST(arena, alignment_and_large_blocks)
     ASSERT_EQ(big[(1 << 20) - 1], 0);
     ASSERT(arena_calloc(&a, SIZE_MAX / 2, 4) == NULL);
     arena_close(&a);
+}
+
+TEST(config, auth_flags)
+{
+    struct config c;
+    char errmsg[LSKV_ERRMSG_SIZE];
+    char *def[] = {"lskvd"};
+    ASSERT_EQ(parse(&c, 1, def, errmsg), 0);
+    ASSERT_EQ(c.auth_token_ttl, 300); /* etcd's defaults */
+    ASSERT_EQ(c.bcrypt_cost, 10);
+    config_free(&c);
+    char *set[] = {"lskvd", "--auth-token", "simple", "--auth-token-ttl", "2",
+                   "--bcrypt-cost", "4"};
+    ASSERT_EQ(parse(&c, 7, set, errmsg), 0);
+    ASSERT_EQ(c.auth_token_ttl, 2);
+    ASSERT_EQ(c.bcrypt_cost, 4);
+    config_free(&c);
+    char *bad[] = {"lskvd", "--bcrypt-cost", "3"};
+    ASSERT_EQ(parse(&c, 3, bad, errmsg), LSKV_EINVAL);
+    ASSERT(strstr(errmsg, "bcrypt-cost") != NULL);
+    config_free(&c);
 }
