@@ -497,6 +497,8 @@ static void start_serving(struct daemon *d)
         .loop = d->loop,
         .watch = d->watch,
         .last_request_id = random_request_base(),
+        .data_key = d->data_key,
+        .sm = fsm_vtable(&d->fsm),
     };
     size_t n = api_methods(&d->api, d->methods, sizeof d->methods / sizeof d->methods[0]);
     bool made = false; /* --auto-tls: etcd's self-signed client certificate */

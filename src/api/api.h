@@ -53,6 +53,8 @@ struct api {
     struct watch_driver *watch_driver; /* watch_service_start .. _stop */
     struct conc_call *conc_calls; /* Lock/Campaign waiting, Observe streaming */
     size_t n_conc_calls;          /* Lock/Election calls not yet freed */
+    const uint8_t *data_key;   /* borrowed: backups are sealed under it */
+    struct consensus_fsm sm;   /* the state machine: its snapshot starts a backup */
 };
 
 /* Raises the CORRUPT alarm (once) and logs why. */
@@ -101,6 +103,8 @@ void api_write_done(struct api *api, uint64_t cost);
 /* Per-service tables (each appends its methods, returns how many). */
 size_t kv_service_methods(struct api *api, struct grpc_method *m);
 size_t maint_service_methods(struct api *api, struct grpc_method *m);
+/* Maintenance.Snapshot (api/maint_snapshot.c): streams a backup. */
+void maint_snapshot(grpc_call *call, const uint8_t *msg, size_t len, void *ctx);
 size_t cluster_service_methods(struct api *api, struct grpc_method *m);
 size_t lease_service_methods(struct api *api, struct grpc_method *m);
 /* Leader duties for leases (single member: always): every lease's clock is

@@ -763,6 +763,28 @@ int kvstore_snapshot(kvstore *kv, uint8_t **buf, size_t *len)
     return 0;
 }
 
+int kvstore_snapshot_index(const uint8_t *buf, size_t len, kvindex **out, int64_t *revision)
+{
+    if (len < SNAP_HEADER_BYTES || memcmp(buf, SNAP_MAGIC, 8) != 0)
+        return LSKV_ECORRUPT;
+    if (get_u32be(buf + 8) != SNAP_VERSION)
+        return LSKV_EFORMAT;
+    int64_t rev = (int64_t)get_u64be(buf + 12);
+    int64_t compact_main = (int64_t)get_u64be(buf + 20);
+    if (rev < 1 || rev > INT64_MAX / 4 || compact_main < -1 || compact_main > rev)
+        return LSKV_ECORRUPT;
+    size_t used;
+    int rv = kvindex_decode(buf + SNAP_HEADER_BYTES, len - SNAP_HEADER_BYTES, rev, out, &used);
+    if (rv != 0)
+        return rv;
+    if (used != len - SNAP_HEADER_BYTES) {
+        kvindex_free(*out);
+        return LSKV_ECORRUPT;
+    }
+    *revision = rev;
+    return 0;
+}
+
 int kvstore_restore(kvstore *kv, const uint8_t *buf, size_t len)
 {
     if (len < SNAP_HEADER_BYTES || memcmp(buf, SNAP_MAGIC, 8) != 0)

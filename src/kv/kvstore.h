@@ -139,5 +139,11 @@ int kvstore_snapshot(kvstore *kv, uint8_t **buf, size_t *len);
 /* Replaces the state with a snapshot. Errors: LSKV_ECORRUPT, LSKV_EFORMAT,
  * LSKV_ENOMEM (state unchanged on error). */
 int kvstore_restore(kvstore *kv, const uint8_t *buf, size_t len);
+/* Decodes a snapshot's key index on its own (a backup walks the revisions
+ * it names): *out (free with kvindex_free) and the snapshot's revision.
+ * Errors: those of kvstore_restore. */
+struct kvindex;
+int kvstore_snapshot_index(const uint8_t *buf, size_t len, struct kvindex **out,
+                           int64_t *revision);
 
 #endif
