@@ -15,6 +15,7 @@
  * --sig-tx-interval entries or --sig-ms-interval ms while unsigned entries
  * exist); one is in flight at a time. Writes do not wait for signatures. */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
@@ -32,6 +33,7 @@
 #include "common/log.h"
 #include "config/config.h"
 #include "config/datadir.h"
+#include "crypto/keyfile.h"
 #include "http/metrics.h"
 #include "statemachine/fsm.h"
 #include "consensus/node.h"
@@ -84,6 +86,12 @@ struct daemon {
     bool stopping;
     bool serving; /* past the start-up checks: clients are answered */
     bool consensus_opened; /* consensus_open was called: the net closes after it */
+    /* A data dir made by `lskvctl snapshot restore` (statemachine/restore.h) */
+    bool has_restore;               /* restore/ holds a backup */
+    bool restore_pending;           /* ... not yet applied (no restore/done) */
+    bool restore_in_flight;         /* the founder's RESTORE is proposed */
+    struct restore_source restore;  /* checked at start */
+    struct datadir_ids restore_ids; /* the ids lskvctl derived */
 };
 
 static void log_config_line(const char *line)
@@ -120,6 +128,18 @@ static int load_ids(struct daemon *d, char *errmsg)
     struct datadir_ids ids = {0, 0};
     const struct members *m = &d->config.members; /* etcd's ids, for a fresh dir */
     struct datadir_ids derived = {m->cluster_id, m->m[m->self].id};
+    if (d->has_restore && d->dir.fresh &&
+        (derived.cluster_id != d->restore_ids.cluster_id ||
+         derived.member_id != d->restore_ids.member_id)) {
+        errmsg_printf(errmsg, "%s/" RESTORE_IDS ": this data dir was restored for cluster "
+                      "%016" PRIx64 " member %016" PRIx64 ", but the flags give cluster %016"
+                      PRIx64 " member %016" PRIx64 ": start with the --name, --initial-cluster, "
+                      "--initial-cluster-token and --initial-advertise-peer-urls given to "
+                      "lskvctl snapshot restore", d->config.data_dir,
+                      d->restore_ids.cluster_id, d->restore_ids.member_id, derived.cluster_id,
+                      derived.member_id);
+        return LSKV_EINVAL;
+    }
     int rv = datadir_load_ids(&d->dir, d->data_key, &derived, &ids, NULL, errmsg);
     d->cluster_id = ids.cluster_id;
     d->member_id = ids.member_id;
@@ -604,6 +624,59 @@ static int check_replayed(struct daemon *d, char *errmsg)
     return LSKV_ECORRUPT;
 }
 
+static void on_restore_done(void *arg, int status, void *result)
+{
+    struct daemon *d = arg;
+    d->restore_in_flight = false;
+    fsm_result_free(result);
+    if (status != 0 && status != LSKV_ENOTLEADER && status != LSKV_ESHUTDOWN)
+        LOG_WARN(MODULE, "the RESTORE command failed: %s", lskv_strerror(status));
+}
+
+/* A restored cluster serves once its RESTORE command is applied: the
+ * founder proposes it, every member waits for it. Returns true once
+ * applied (restore/done is written then); else retries try_ready. */
+static bool restore_applied(struct daemon *d)
+{
+    char path[DATADIR_PATH_MAX + 32], errmsg[LSKV_ERRMSG_SIZE];
+    if (d->fsm.restored) {
+        int fd = -1;
+        if (datadir_path(&d->dir, RESTORE_DONE, path, sizeof path, errmsg) != 0 ||
+            (fd = open(path, O_WRONLY | O_CREAT, 0600)) < 0 || fsync(fd) != 0)
+            LOG_WARN(MODULE, "cannot write %s: a restart will propose the restore again "
+                     "(a no-op)", path);
+        if (fd >= 0)
+            close(fd);
+        d->restore_pending = false;
+        LOG_INFO(MODULE, "restored revision %" PRId64 " of cluster %016" PRIx64 " (its ledger "
+                 "at %" PRIu64 " entries) as the first ledger entry of cluster %016" PRIx64,
+                 d->restore.summary.revision, d->restore.header.cluster_id,
+                 d->restore.ledger_size, d->cluster_id);
+        return true;
+    }
+    const struct members *m = &d->config.members;
+    if (m->m[m->self].id == m->m[0].id && !d->restore_in_flight) {
+        Lskvcommandpb__Restore req;
+        restore_command(&d->restore, &req);
+        struct command_meta meta = {.origin_member = d->member_id};
+        uint8_t *cmd = NULL;
+        size_t len = 0;
+        int rv = command_encode(COMMAND_RESTORE, &meta, &req.base, &cmd, &len);
+        if (rv == 0)
+            rv = consensus_propose(d->node, 0, cmd, len, on_restore_done, d);
+        free(cmd);
+        if (rv == 0) {
+            d->restore_in_flight = true;
+            LOG_INFO(MODULE, "proposing the RESTORE of revision %" PRId64 " of cluster %016"
+                     PRIx64, d->restore.summary.revision, d->restore.header.cluster_id);
+        } else if (rv != LSKV_ENOTLEADER) {
+            LOG_WARN(MODULE, "cannot propose the RESTORE: %s", lskv_strerror(rv));
+        }
+    }
+    uv_timer_start(&d->retry, on_retry, 20, 0);
+    return false;
+}
+
 static void on_ready_barrier(void *arg, int status, void *result)
 {
     (void)result;
@@ -627,6 +700,8 @@ static void on_ready_barrier(void *arg, int status, void *result)
         shutdown_daemon(d, 1);
         return;
     }
+    if (d->restore_pending && !restore_applied(d))
+        return; /* restore_applied retries until it is */
     d->serving = true;
     publish(d); /* then start_serving, as etcd serves once published */
 }
@@ -759,6 +834,58 @@ static int check_raft_dir(struct daemon *d, const struct consensus_config *cc, c
     return LSKV_ECORRUPT;
 }
 
+static void restore_progress(void *arg, uint64_t done, uint64_t total)
+{
+    struct daemon *d = arg;
+    static uint64_t last_ms;
+    uv_update_time(d->loop);
+    if (done == total || uv_now(d->loop) - last_ms >= 1000) {
+        last_ms = uv_now(d->loop);
+        LOG_INFO(MODULE, "checking the backup to restore: %" PRIu64 " of %" PRIu64 " MiB",
+                 done >> 20, total >> 20);
+    }
+}
+
+/* A data dir made by `lskvctl snapshot restore`: its backup is checked in
+ * full before anything else, on every start (a replay imports it again). */
+static int open_restore(struct daemon *d, char *errmsg)
+{
+    char path[DATADIR_PATH_MAX + 32], text[DATADIR_IDS_TEXT_BYTES];
+    int rv;
+    if ((rv = datadir_path(&d->dir, RESTORE_BACKUP, path, sizeof path, errmsg)) != 0)
+        return rv;
+    if (access(path, F_OK) != 0)
+        return 0;
+    uint8_t key[BACKUP_KEY_BYTES], tag[DATADIR_TAG_BYTES];
+    if ((rv = datadir_path(&d->dir, RESTORE_KEY, path, sizeof path, errmsg)) != 0 ||
+        (rv = keyfile_load_or_create(path, key, sizeof key, false, NULL, errmsg)) != 0)
+        return rv;
+    FILE *f = NULL;
+    if ((rv = datadir_path(&d->dir, RESTORE_IDS, path, sizeof path, errmsg)) == 0 &&
+        ((f = fopen(path, "r")) == NULL || fread(text, 1, sizeof text, f) != sizeof text ||
+         datadir_ids_parse(text, sizeof text, &d->restore_ids, tag) != 0)) {
+        errmsg_printf(errmsg, "%s: missing or malformed", path);
+        rv = LSKV_ECORRUPT;
+    }
+    if (f != NULL)
+        fclose(f);
+    if (rv == 0 && (rv = datadir_path(&d->dir, RESTORE_BACKUP, path, sizeof path, errmsg)) == 0)
+        rv = restore_source_open(&d->restore, path, key, restore_progress, d, errmsg);
+    explicit_bzero(key, sizeof key);
+    if (rv != 0)
+        return rv;
+    d->has_restore = true;
+    if ((rv = datadir_path(&d->dir, RESTORE_DONE, path, sizeof path, errmsg)) != 0)
+        return rv;
+    d->restore_pending = access(path, F_OK) != 0;
+    LOG_INFO(MODULE, "restoring from a backup of cluster %016" PRIx64 " (member %016" PRIx64
+             ") at revision %" PRId64 ", ledger size %" PRIu64 ": %" PRIu64 " records%s",
+             d->restore.header.cluster_id, d->restore.header.member_id,
+             d->restore.summary.revision, d->restore.ledger_size, d->restore.summary.records,
+             d->restore_pending ? "" : " (applied already)");
+    return 0;
+}
+
 /* The data dir, locked and checked, and what the disk's size decides. */
 static int open_datadir(struct daemon *d, char *errmsg)
 {
@@ -767,7 +894,8 @@ static int open_datadir(struct daemon *d, char *errmsg)
 
     /* Nothing is made in a data dir that is not fresh (config/datadir.h). */
     if ((rv = datadir_open(&d->dir, c->data_dir, errmsg)) != 0 ||
-        (rv = datadir_check_complete(&d->dir, errmsg)) != 0)
+        (rv = datadir_check_complete(&d->dir, errmsg)) != 0 ||
+        (rv = open_restore(d, errmsg)) != 0)
         return rv;
     /* Raft segments and the free-space reserve follow the filesystem's size
      * (storage/diskspace.h): a 64 MiB filesystem must hold a few segments. */
@@ -1012,6 +1140,8 @@ static int open_daemon(struct daemon *d, char *errmsg)
     }
     fsm_set_observer(&d->fsm, notify_watchers, d);
     fsm_set_space(&d->fsm, &d->space);
+    if (d->has_restore)
+        fsm_set_restore(&d->fsm, &d->restore);
     struct consensus_fsm vt = fsm_vtable(&d->fsm);
     d->consensus_opened = true; /* the net closes after the node (or its release) */
     rv = consensus_open(d->loop, &cc, &vt, &d->node, errmsg);
@@ -1068,6 +1198,7 @@ static void close_daemon(struct daemon *d)
     config_free(&d->config);
     memset(d->data_key, 0, sizeof d->data_key);
     memset(d->ledger_secret, 0, sizeof d->ledger_secret);
+    restore_source_close(&d->restore);
     datadir_close(&d->dir); /* last: the data dir is ours until everything is closed */
 }
 

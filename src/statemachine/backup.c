@@ -714,6 +714,8 @@ int backup_read(FILE *f, uint64_t size, const uint8_t data_key[BACKUP_KEY_BYTES]
     free(r.sm.p);
     if (r.cur_open)
         backup_cursor_close(&r.cur);
+    if (rv == 0 && v->progress != NULL)
+        v->progress(v->arg, size, size);
     if (rv == 0 && out != NULL)
         *out = r.sum;
     return rv;

@@ -186,6 +186,11 @@ static const struct command_kind command_kinds[] = {
      apply_lease_revoke, LEDGER_ENTRY_LEASE, true, RECEIPT_LEASE_REVOKE},
     {COMMAND_MEMBER_ATTRIBUTES, "member_attributes", &etcdserverpb__member__descriptor,
      validate_member_attributes, apply_member_attributes, LEDGER_ENTRY_OTHER, false, 0},
+    /* Applied by the state machine itself (statemachine/restore.h): it reads
+     * the member's copy of the backup. The ledger entry's write set is the
+     * command: it records the source cluster and ledger position. */
+    {COMMAND_RESTORE, "restore", &lskvcommandpb__restore__descriptor, NULL, NULL,
+     LEDGER_ENTRY_OTHER, false, 0},
 };
 
 const struct command_kind *command_kind_of(unsigned op)

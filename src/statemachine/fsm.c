@@ -26,6 +26,8 @@ void fsm_init(struct fsm *f, kvstore *kv, recstore *records, uint64_t cluster_id
     f->last_term = 0;
     f->replayed = 0;
     f->errmsg[0] = '\0';
+    f->restore = NULL;
+    f->restored = false;
     memset(&f->members, 0, sizeof f->members);
     /* Applied entries share one engine write per loop turn (fsm_flush). */
     kvstore_set_deferred_commit(kv, true);
@@ -40,6 +42,11 @@ static bool fsm_can_apply(void *data, size_t len)
 {
     struct fsm *f = data;
     return f->space == NULL || diskspace_can_apply(f->space, len);
+}
+
+void fsm_set_restore(struct fsm *f, const struct restore_source *src)
+{
+    f->restore = src;
 }
 
 void fsm_set_ledger(struct fsm *f, ledger *l)
@@ -258,6 +265,14 @@ static int apply_command(struct fsm *f, struct consensus_entry_info *info,
          * root differs from its tree is a divergence. */
         r->rv = apply_signature(f, info, c->signature.data, c->signature.len, r->errmsg);
         return r->rv;
+    }
+    if (kind->op == COMMAND_RESTORE) {
+        /* No response: the founder only waits for it. A failure that is
+         * this member's alone (its copy) is LSKV_EIO and stops it. */
+        r->rv = c->restore == NULL ? LSKV_ECORRUPT
+                                   : restore_import(f->restore, c->restore, f->kv, f->records,
+                                                    f->leases, &f->restored, r->errmsg);
+        goto record;
     }
     const ProtobufCMessage *req = command_request(c);
     ProtobufCMessage *resp = NULL;
