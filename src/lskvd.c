@@ -91,6 +91,12 @@ struct daemon {
     bool restore_pending;           /* ... not yet applied (no restore/done) */
     bool restore_in_flight;         /* the founder's RESTORE is proposed */
     struct restore_source restore;  /* checked at start */
+    /* etcd's server metrics (add_etcd_series) */
+    struct metrics_histogram wal_fsync;      /* raft log appends */
+    struct metrics_histogram backend_commit; /* engine batch + ledger flush */
+    int (*fsm_flush)(void *data);            /* the state machine's, timed */
+    uint64_t last_leader, leader_changes;
+    char server_id_label[40], server_version_label[40], cluster_version_label[40];
     struct datadir_ids restore_ids; /* the ids lskvctl derived */
 };
 
@@ -216,8 +222,23 @@ static void signer_tick(struct daemon *d)
         LOG_WARN(MODULE, "cannot propose a signature: %s", lskv_strerror(rv));
 }
 
+/* etcd_server_leader_changes_seen_total: every loop turn looks, so every
+ * leader this member learns of is counted (etcd counts on each new lead). */
+static void leader_watch(struct daemon *d)
+{
+    if (d->node == NULL)
+        return;
+    struct consensus_status st;
+    consensus_get_status(d->node, &st);
+    if (st.leader_id != 0 && st.leader_id != d->last_leader)
+        d->leader_changes++;
+    if (st.leader_id != 0)
+        d->last_leader = st.leader_id;
+}
+
 static void on_sig_check(uv_check_t *h)
 {
+    leader_watch(h->data);
     signer_tick(h->data);
 }
 
@@ -388,6 +409,136 @@ static void add_lease_and_watch_series(struct daemon *d)
     for (size_t i = 0; i < sizeof series / sizeof series[0]; i++)
         grpc_server_add_gauge(d->server, series[i].name, series[i].type, series[i].help,
                               series[i].fn, d);
+}
+
+static struct consensus_status status_of(void *arg)
+{
+    struct daemon *d = arg;
+    struct consensus_status st = {0};
+    if (d->node != NULL)
+        consensus_get_status(d->node, &st);
+    return st;
+}
+
+static uint64_t has_leader(void *arg)
+{
+    return status_of(arg).leader_id != 0;
+}
+
+static uint64_t is_leader(void *arg)
+{
+    return status_of(arg).is_leader;
+}
+
+static uint64_t leader_changes(void *arg)
+{
+    return ((struct daemon *)arg)->leader_changes;
+}
+
+static uint64_t proposals_committed(void *arg)
+{
+    return status_of(arg).commit_index;
+}
+
+static uint64_t proposals_applied(void *arg)
+{
+    return status_of(arg).applied_index;
+}
+
+static uint64_t proposals_pending(void *arg)
+{
+    return status_of(arg).inflight;
+}
+
+static uint64_t proposals_failed(void *arg)
+{
+    return status_of(arg).proposals_failed;
+}
+
+static uint64_t db_bytes(void *arg)
+{
+    int64_t n = recstore_disk_bytes(((struct daemon *)arg)->records);
+    return n > 0 ? (uint64_t)n : 0;
+}
+
+static uint64_t keys_total(void *arg)
+{
+    return kvstore_key_count(((struct daemon *)arg)->kv);
+}
+
+static uint64_t one(void *arg)
+{
+    (void)arg;
+    return 1;
+}
+
+static void on_append(void *arg, uint64_t nsec)
+{
+    metrics_histogram_observe(&((struct daemon *)arg)->wal_fsync, (double)nsec / 1e9);
+}
+
+/* The state machine's flush (one engine write and a ledger flush per loop
+ * turn of applies) is lskv's backend commit. */
+static int timed_flush(void *data)
+{
+    struct daemon *d = (struct daemon *)(void *)((char *)data - offsetof(struct daemon, fsm));
+    uint64_t t0 = uv_hrtime();
+    int rv = d->fsm_flush(data);
+    metrics_histogram_observe(&d->backend_commit, (double)(uv_hrtime() - t0) / 1e9);
+    return rv;
+}
+
+/* etcd's names, types and labels for what lskvd has (docs/metrics.md). */
+static void add_etcd_series(struct daemon *d)
+{
+    static const struct {
+        const char *name, *type, *help;
+        metrics_gauge_fn fn;
+    } series[] = {
+        {"etcd_server_has_leader", "gauge",
+         "Whether or not a leader exists. 1 is existence, 0 is not.", has_leader},
+        {"etcd_server_is_leader", "gauge",
+         "Whether or not this member is a leader. 1 if is, 0 otherwise.", is_leader},
+        {"etcd_server_leader_changes_seen_total", "counter",
+         "The number of leader changes seen.", leader_changes},
+        {"etcd_server_proposals_committed_total", "gauge",
+         "The total number of consensus proposals committed.", proposals_committed},
+        {"etcd_server_proposals_applied_total", "gauge",
+         "The total number of consensus proposals applied.", proposals_applied},
+        {"etcd_server_proposals_pending", "gauge",
+         "The current number of pending proposals to commit.", proposals_pending},
+        {"etcd_server_proposals_failed_total", "counter",
+         "The total number of failed proposals seen.", proposals_failed},
+        {"etcd_mvcc_db_total_size_in_bytes", "gauge",
+         "Total size of the underlying database physically allocated in bytes.", db_bytes},
+        {"etcd_mvcc_db_total_size_in_use_in_bytes", "gauge",
+         "Total size of the underlying database logically in use in bytes.", db_bytes},
+        {"etcd_debugging_mvcc_keys_total", "gauge", "Total number of keys.", keys_total},
+    };
+    for (size_t i = 0; i < sizeof series / sizeof series[0]; i++)
+        grpc_server_add_gauge(d->server, series[i].name, series[i].type, series[i].help,
+                              series[i].fn, d);
+    snprintf(d->server_id_label, sizeof d->server_id_label, "server_id=\"%" PRIx64 "\"",
+             d->member_id);
+    snprintf(d->server_version_label, sizeof d->server_version_label,
+             "server_version=\"%s\"", API_VERSION);
+    snprintf(d->cluster_version_label, sizeof d->cluster_version_label,
+             "cluster_version=\"3.4\"");
+    grpc_server_add_labeled(d->server, "etcd_server_id", "gauge",
+                            "Server or member ID in hexadecimal format. 1 for 'server_id' "
+                            "label with current ID.", d->server_id_label, one, d);
+    grpc_server_add_labeled(d->server, "etcd_server_version", "gauge",
+                            "Which version is running. 1 for 'server_version' label with "
+                            "current version.", d->server_version_label, one, d);
+    grpc_server_add_labeled(d->server, "etcd_cluster_version", "gauge",
+                            "Which version is running. 1 for 'cluster_version' label with "
+                            "current cluster version", d->cluster_version_label, one, d);
+    grpc_server_add_histogram(d->server, "etcd_disk_wal_fsync_duration_seconds",
+                              "The latency distributions of fsync called by WAL.",
+                              &d->wal_fsync);
+    grpc_server_add_histogram(d->server, "etcd_disk_backend_commit_duration_seconds",
+                              "The latency distributions of commit called by backend.",
+                              &d->backend_commit);
 }
 
 static uint64_t gauge_inflight(void *arg)
@@ -569,6 +720,7 @@ static void start_serving(struct daemon *d)
             LOG_INFO(MODULE, "listening for metrics on %s", c->listen_metrics_urls[i]);
     }
     add_lease_and_watch_series(d);
+    add_etcd_series(d);
     grpc_server_add_gauge(d->server, "lskv_proposals_in_flight", "gauge",
                           "Raft proposals not yet applied (etcd's limit: 5000).",
                           gauge_inflight, d);
@@ -1093,6 +1245,8 @@ static int open_daemon(struct daemon *d, char *errmsg)
         .max_inflight_bytes = (uint64_t)c->max_buffered_request_bytes,
         .fatal_cb = on_consensus_fatal,
         .fatal_arg = d,
+        .append_observer = on_append,
+        .append_observer_arg = d,
     };
     /* The raft log is checked whole before the engine is opened or libraft
      * may change a file (consensus/raftdir.h). */
@@ -1143,6 +1297,11 @@ static int open_daemon(struct daemon *d, char *errmsg)
     if (d->has_restore)
         fsm_set_restore(&d->fsm, &d->restore);
     struct consensus_fsm vt = fsm_vtable(&d->fsm);
+    /* etcd's buckets: prometheus.ExponentialBuckets(0.001, 2, 14) */
+    metrics_histogram_init(&d->wal_fsync, 0.001, 2, 14);
+    metrics_histogram_init(&d->backend_commit, 0.001, 2, 14);
+    d->fsm_flush = vt.flush;
+    vt.flush = timed_flush;
     d->consensus_opened = true; /* the net closes after the node (or its release) */
     rv = consensus_open(d->loop, &cc, &vt, &d->node, errmsg);
     free(addrs);

@@ -271,6 +271,7 @@ size_t maint_service_methods(struct api *api, struct grpc_method *m)
     m[4] = (struct grpc_method){.path = "/etcdserverpb.Maintenance/MoveLeader",
                                 .on_message = maint_move_leader, .ctx = api};
     m[5] = (struct grpc_method){.path = "/etcdserverpb.Maintenance/Snapshot",
-                                .on_message = maint_snapshot, .ctx = api};
+                                .server_streaming = true, .on_message = maint_snapshot,
+                                .ctx = api};
     return 6;
 }
