@@ -488,7 +488,8 @@ static int timed_flush(void *data)
     return rv;
 }
 
-/* etcd's names, types and labels for what lskvd has (docs/metrics.md). */
+/* etcd's names, types and labels for what lskvd has (README "Metrics and
+ * health"). */
 static void add_etcd_series(struct daemon *d)
 {
     static const struct {
