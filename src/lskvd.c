@@ -15,6 +15,7 @@
  * --sig-tx-interval entries or --sig-ms-interval ms while unsigned entries
  * exist); one is in flight at a time. Writes do not wait for signatures. */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
@@ -33,6 +34,7 @@
 #include "common/log.h"
 #include "config/config.h"
 #include "config/datadir.h"
+#include "crypto/keyfile.h"
 #include "http/metrics.h"
 #include "statemachine/fsm.h"
 #include "consensus/node.h"
@@ -86,6 +88,18 @@ struct daemon {
     bool stopping;
     bool serving; /* past the start-up checks: clients are answered */
     bool consensus_opened; /* consensus_open was called: the net closes after it */
+    /* A data dir made by `lskvctl snapshot restore` (statemachine/restore.h) */
+    bool has_restore;               /* restore/ holds a backup */
+    bool restore_pending;           /* ... not yet applied (no restore/done) */
+    bool restore_in_flight;         /* the founder's RESTORE is proposed */
+    struct restore_source restore;  /* checked at start */
+    /* etcd's server metrics (add_etcd_series) */
+    struct metrics_histogram wal_fsync;      /* raft log appends */
+    struct metrics_histogram backend_commit; /* engine batch + ledger flush */
+    int (*fsm_flush)(void *data);            /* the state machine's, timed */
+    uint64_t last_leader, leader_changes;
+    char server_id_label[40], server_version_label[40], cluster_version_label[40];
+    struct datadir_ids restore_ids; /* the ids lskvctl derived */
 };
 
 static void log_config_line(const char *line)
@@ -122,6 +136,18 @@ static int load_ids(struct daemon *d, char *errmsg)
     struct datadir_ids ids = {0, 0};
     const struct members *m = &d->config.members; /* etcd's ids, for a fresh dir */
     struct datadir_ids derived = {m->cluster_id, m->m[m->self].id};
+    if (d->has_restore && d->dir.fresh &&
+        (derived.cluster_id != d->restore_ids.cluster_id ||
+         derived.member_id != d->restore_ids.member_id)) {
+        errmsg_printf(errmsg, "%s/" RESTORE_IDS ": this data dir was restored for cluster "
+                      "%016" PRIx64 " member %016" PRIx64 ", but the flags give cluster %016"
+                      PRIx64 " member %016" PRIx64 ": start with the --name, --initial-cluster, "
+                      "--initial-cluster-token and --initial-advertise-peer-urls given to "
+                      "lskvctl snapshot restore", d->config.data_dir,
+                      d->restore_ids.cluster_id, d->restore_ids.member_id, derived.cluster_id,
+                      derived.member_id);
+        return LSKV_EINVAL;
+    }
     int rv = datadir_load_ids(&d->dir, d->data_key, &derived, &ids, NULL, errmsg);
     d->cluster_id = ids.cluster_id;
     d->member_id = ids.member_id;
@@ -198,8 +224,23 @@ static void signer_tick(struct daemon *d)
         LOG_WARN(MODULE, "cannot propose a signature: %s", lskv_strerror(rv));
 }
 
+/* etcd_server_leader_changes_seen_total: every loop turn looks, so every
+ * leader this member learns of is counted (etcd counts on each new lead). */
+static void leader_watch(struct daemon *d)
+{
+    if (d->node == NULL)
+        return;
+    struct consensus_status st;
+    consensus_get_status(d->node, &st);
+    if (st.leader_id != 0 && st.leader_id != d->last_leader)
+        d->leader_changes++;
+    if (st.leader_id != 0)
+        d->last_leader = st.leader_id;
+}
+
 static void on_sig_check(uv_check_t *h)
 {
+    leader_watch(h->data);
     signer_tick(h->data);
 }
 
@@ -376,6 +417,137 @@ static void add_lease_and_watch_series(struct daemon *d)
                               series[i].fn, d);
 }
 
+static struct consensus_status status_of(void *arg)
+{
+    struct daemon *d = arg;
+    struct consensus_status st = {0};
+    if (d->node != NULL)
+        consensus_get_status(d->node, &st);
+    return st;
+}
+
+static uint64_t has_leader(void *arg)
+{
+    return status_of(arg).leader_id != 0;
+}
+
+static uint64_t is_leader(void *arg)
+{
+    return status_of(arg).is_leader;
+}
+
+static uint64_t leader_changes(void *arg)
+{
+    return ((struct daemon *)arg)->leader_changes;
+}
+
+static uint64_t proposals_committed(void *arg)
+{
+    return status_of(arg).commit_index;
+}
+
+static uint64_t proposals_applied(void *arg)
+{
+    return status_of(arg).applied_index;
+}
+
+static uint64_t proposals_pending(void *arg)
+{
+    return status_of(arg).inflight;
+}
+
+static uint64_t proposals_failed(void *arg)
+{
+    return status_of(arg).proposals_failed;
+}
+
+static uint64_t db_bytes(void *arg)
+{
+    int64_t n = recstore_disk_bytes(((struct daemon *)arg)->records);
+    return n > 0 ? (uint64_t)n : 0;
+}
+
+static uint64_t keys_total(void *arg)
+{
+    return kvstore_key_count(((struct daemon *)arg)->kv);
+}
+
+static uint64_t one(void *arg)
+{
+    (void)arg;
+    return 1;
+}
+
+static void on_append(void *arg, uint64_t nsec)
+{
+    metrics_histogram_observe(&((struct daemon *)arg)->wal_fsync, (double)nsec / 1e9);
+}
+
+/* The state machine's flush (one engine write and a ledger flush per loop
+ * turn of applies) is lskv's backend commit. */
+static int timed_flush(void *data)
+{
+    struct daemon *d = (struct daemon *)(void *)((char *)data - offsetof(struct daemon, fsm));
+    uint64_t t0 = uv_hrtime();
+    int rv = d->fsm_flush(data);
+    metrics_histogram_observe(&d->backend_commit, (double)(uv_hrtime() - t0) / 1e9);
+    return rv;
+}
+
+/* etcd's names, types and labels for what lskvd has (README "Metrics and
+ * health"). */
+static void add_etcd_series(struct daemon *d)
+{
+    static const struct {
+        const char *name, *type, *help;
+        metrics_gauge_fn fn;
+    } series[] = {
+        {"etcd_server_has_leader", "gauge",
+         "Whether or not a leader exists. 1 is existence, 0 is not.", has_leader},
+        {"etcd_server_is_leader", "gauge",
+         "Whether or not this member is a leader. 1 if is, 0 otherwise.", is_leader},
+        {"etcd_server_leader_changes_seen_total", "counter",
+         "The number of leader changes seen.", leader_changes},
+        {"etcd_server_proposals_committed_total", "gauge",
+         "The total number of consensus proposals committed.", proposals_committed},
+        {"etcd_server_proposals_applied_total", "gauge",
+         "The total number of consensus proposals applied.", proposals_applied},
+        {"etcd_server_proposals_pending", "gauge",
+         "The current number of pending proposals to commit.", proposals_pending},
+        {"etcd_server_proposals_failed_total", "counter",
+         "The total number of failed proposals seen.", proposals_failed},
+        {"etcd_mvcc_db_total_size_in_bytes", "gauge",
+         "Total size of the underlying database physically allocated in bytes.", db_bytes},
+        {"etcd_mvcc_db_total_size_in_use_in_bytes", "gauge",
+         "Total size of the underlying database logically in use in bytes.", db_bytes},
+        {"etcd_debugging_mvcc_keys_total", "gauge", "Total number of keys.", keys_total},
+    };
+    for (size_t i = 0; i < sizeof series / sizeof series[0]; i++)
+        grpc_server_add_gauge(d->server, series[i].name, series[i].type, series[i].help,
+                              series[i].fn, d);
+    snprintf(d->server_id_label, sizeof d->server_id_label, "server_id=\"%" PRIx64 "\"",
+             d->member_id);
+    snprintf(d->server_version_label, sizeof d->server_version_label,
+             "server_version=\"%s\"", API_VERSION);
+    snprintf(d->cluster_version_label, sizeof d->cluster_version_label,
+             "cluster_version=\"3.4\"");
+    grpc_server_add_labeled(d->server, "etcd_server_id", "gauge",
+                            "Server or member ID in hexadecimal format. 1 for 'server_id' "
+                            "label with current ID.", d->server_id_label, one, d);
+    grpc_server_add_labeled(d->server, "etcd_server_version", "gauge",
+                            "Which version is running. 1 for 'server_version' label with "
+                            "current version.", d->server_version_label, one, d);
+    grpc_server_add_labeled(d->server, "etcd_cluster_version", "gauge",
+                            "Which version is running. 1 for 'cluster_version' label with "
+                            "current cluster version", d->cluster_version_label, one, d);
+    grpc_server_add_histogram(d->server, "etcd_disk_wal_fsync_duration_seconds",
+                              "The latency distributions of fsync called by WAL.",
+                              &d->wal_fsync);
+    grpc_server_add_histogram(d->server, "etcd_disk_backend_commit_duration_seconds",
+                              "The latency distributions of commit called by backend.",
+                              &d->backend_commit);
+}
+
 static uint64_t gauge_inflight(void *arg)
 {
     struct daemon *d = arg;
@@ -505,6 +677,8 @@ static void start_serving(struct daemon *d)
         .last_request_id = random_request_base(),
         .auth = &d->fsm.auth,
         .bcrypt_cost = (unsigned)c->bcrypt_cost,
+        .data_key = d->data_key,
+        .sm = fsm_vtable(&d->fsm),
     };
     if (auth_tokens_new((uint64_t)c->auth_token_ttl * 1000, &d->api.tokens) != 0) {
         LOG_ERROR(MODULE, "cannot serve clients: out of memory for the auth token table");
@@ -560,6 +734,7 @@ static void start_serving(struct daemon *d)
             LOG_INFO(MODULE, "listening for metrics on %s", c->listen_metrics_urls[i]);
     }
     add_lease_and_watch_series(d);
+    add_etcd_series(d);
     grpc_server_add_gauge(d->server, "lskv_proposals_in_flight", "gauge",
                           "Raft proposals not yet applied (etcd's limit: 5000).",
                           gauge_inflight, d);
@@ -615,6 +790,59 @@ static int check_replayed(struct daemon *d, char *errmsg)
     return LSKV_ECORRUPT;
 }
 
+static void on_restore_done(void *arg, int status, void *result)
+{
+    struct daemon *d = arg;
+    d->restore_in_flight = false;
+    fsm_result_free(result);
+    if (status != 0 && status != LSKV_ENOTLEADER && status != LSKV_ESHUTDOWN)
+        LOG_WARN(MODULE, "the RESTORE command failed: %s", lskv_strerror(status));
+}
+
+/* A restored cluster serves once its RESTORE command is applied: the
+ * founder proposes it, every member waits for it. Returns true once
+ * applied (restore/done is written then); else retries try_ready. */
+static bool restore_applied(struct daemon *d)
+{
+    char path[DATADIR_PATH_MAX + 32], errmsg[LSKV_ERRMSG_SIZE];
+    if (d->fsm.restored) {
+        int fd = -1;
+        if (datadir_path(&d->dir, RESTORE_DONE, path, sizeof path, errmsg) != 0 ||
+            (fd = open(path, O_WRONLY | O_CREAT, 0600)) < 0 || fsync(fd) != 0)
+            LOG_WARN(MODULE, "cannot write %s: a restart will propose the restore again "
+                     "(a no-op)", path);
+        if (fd >= 0)
+            close(fd);
+        d->restore_pending = false;
+        LOG_INFO(MODULE, "restored revision %" PRId64 " of cluster %016" PRIx64 " (its ledger "
+                 "at %" PRIu64 " entries) as the first ledger entry of cluster %016" PRIx64,
+                 d->restore.summary.revision, d->restore.header.cluster_id,
+                 d->restore.ledger_size, d->cluster_id);
+        return true;
+    }
+    const struct members *m = &d->config.members;
+    if (m->m[m->self].id == m->m[0].id && !d->restore_in_flight) {
+        Lskvcommandpb__Restore req;
+        restore_command(&d->restore, &req);
+        struct command_meta meta = {.origin_member = d->member_id};
+        uint8_t *cmd = NULL;
+        size_t len = 0;
+        int rv = command_encode(COMMAND_RESTORE, &meta, &req.base, &cmd, &len);
+        if (rv == 0)
+            rv = consensus_propose(d->node, 0, cmd, len, on_restore_done, d);
+        free(cmd);
+        if (rv == 0) {
+            d->restore_in_flight = true;
+            LOG_INFO(MODULE, "proposing the RESTORE of revision %" PRId64 " of cluster %016"
+                     PRIx64, d->restore.summary.revision, d->restore.header.cluster_id);
+        } else if (rv != LSKV_ENOTLEADER) {
+            LOG_WARN(MODULE, "cannot propose the RESTORE: %s", lskv_strerror(rv));
+        }
+    }
+    uv_timer_start(&d->retry, on_retry, 20, 0);
+    return false;
+}
+
 static void on_ready_barrier(void *arg, int status, void *result)
 {
     (void)result;
@@ -638,6 +866,8 @@ static void on_ready_barrier(void *arg, int status, void *result)
         shutdown_daemon(d, 1);
         return;
     }
+    if (d->restore_pending && !restore_applied(d))
+        return; /* restore_applied retries until it is */
     d->serving = true;
     publish(d); /* then start_serving, as etcd serves once published */
 }
@@ -783,6 +1013,58 @@ static int check_raft_dir(struct daemon *d, const struct consensus_config *cc, c
     return LSKV_ECORRUPT;
 }
 
+static void restore_progress(void *arg, uint64_t done, uint64_t total)
+{
+    struct daemon *d = arg;
+    static uint64_t last_ms;
+    uv_update_time(d->loop);
+    if (done == total || uv_now(d->loop) - last_ms >= 1000) {
+        last_ms = uv_now(d->loop);
+        LOG_INFO(MODULE, "checking the backup to restore: %" PRIu64 " of %" PRIu64 " MiB",
+                 done >> 20, total >> 20);
+    }
+}
+
+/* A data dir made by `lskvctl snapshot restore`: its backup is checked in
+ * full before anything else, on every start (a replay imports it again). */
+static int open_restore(struct daemon *d, char *errmsg)
+{
+    char path[DATADIR_PATH_MAX + 32], text[DATADIR_IDS_TEXT_BYTES];
+    int rv;
+    if ((rv = datadir_path(&d->dir, RESTORE_BACKUP, path, sizeof path, errmsg)) != 0)
+        return rv;
+    if (access(path, F_OK) != 0)
+        return 0;
+    uint8_t key[BACKUP_KEY_BYTES], tag[DATADIR_TAG_BYTES];
+    if ((rv = datadir_path(&d->dir, RESTORE_KEY, path, sizeof path, errmsg)) != 0 ||
+        (rv = keyfile_load_or_create(path, key, sizeof key, false, NULL, errmsg)) != 0)
+        return rv;
+    FILE *f = NULL;
+    if ((rv = datadir_path(&d->dir, RESTORE_IDS, path, sizeof path, errmsg)) == 0 &&
+        ((f = fopen(path, "r")) == NULL || fread(text, 1, sizeof text, f) != sizeof text ||
+         datadir_ids_parse(text, sizeof text, &d->restore_ids, tag) != 0)) {
+        errmsg_printf(errmsg, "%s: missing or malformed", path);
+        rv = LSKV_ECORRUPT;
+    }
+    if (f != NULL)
+        fclose(f);
+    if (rv == 0 && (rv = datadir_path(&d->dir, RESTORE_BACKUP, path, sizeof path, errmsg)) == 0)
+        rv = restore_source_open(&d->restore, path, key, restore_progress, d, errmsg);
+    explicit_bzero(key, sizeof key);
+    if (rv != 0)
+        return rv;
+    d->has_restore = true;
+    if ((rv = datadir_path(&d->dir, RESTORE_DONE, path, sizeof path, errmsg)) != 0)
+        return rv;
+    d->restore_pending = access(path, F_OK) != 0;
+    LOG_INFO(MODULE, "restoring from a backup of cluster %016" PRIx64 " (member %016" PRIx64
+             ") at revision %" PRId64 ", ledger size %" PRIu64 ": %" PRIu64 " records%s",
+             d->restore.header.cluster_id, d->restore.header.member_id,
+             d->restore.summary.revision, d->restore.ledger_size, d->restore.summary.records,
+             d->restore_pending ? "" : " (applied already)");
+    return 0;
+}
+
 /* The data dir, locked and checked, and what the disk's size decides. */
 static int open_datadir(struct daemon *d, char *errmsg)
 {
@@ -791,7 +1073,8 @@ static int open_datadir(struct daemon *d, char *errmsg)
 
     /* Nothing is made in a data dir that is not fresh (config/datadir.h). */
     if ((rv = datadir_open(&d->dir, c->data_dir, errmsg)) != 0 ||
-        (rv = datadir_check_complete(&d->dir, errmsg)) != 0)
+        (rv = datadir_check_complete(&d->dir, errmsg)) != 0 ||
+        (rv = open_restore(d, errmsg)) != 0)
         return rv;
     /* Raft segments and the free-space reserve follow the filesystem's size
      * (storage/diskspace.h): a 64 MiB filesystem must hold a few segments. */
@@ -989,6 +1272,8 @@ static int open_daemon(struct daemon *d, char *errmsg)
         .max_inflight_bytes = (uint64_t)c->max_buffered_request_bytes,
         .fatal_cb = on_consensus_fatal,
         .fatal_arg = d,
+        .append_observer = on_append,
+        .append_observer_arg = d,
     };
     /* The raft log is checked whole before the engine is opened or libraft
      * may change a file (consensus/raftdir.h). */
@@ -1037,7 +1322,14 @@ static int open_daemon(struct daemon *d, char *errmsg)
     }
     fsm_set_observer(&d->fsm, notify_watchers, d);
     fsm_set_space(&d->fsm, &d->space);
+    if (d->has_restore)
+        fsm_set_restore(&d->fsm, &d->restore);
     struct consensus_fsm vt = fsm_vtable(&d->fsm);
+    /* etcd's buckets: prometheus.ExponentialBuckets(0.001, 2, 14) */
+    metrics_histogram_init(&d->wal_fsync, 0.001, 2, 14);
+    metrics_histogram_init(&d->backend_commit, 0.001, 2, 14);
+    d->fsm_flush = vt.flush;
+    vt.flush = timed_flush;
     d->consensus_opened = true; /* the net closes after the node (or its release) */
     rv = consensus_open(d->loop, &cc, &vt, &d->node, errmsg);
     free(addrs);
@@ -1105,6 +1397,7 @@ static void close_daemon(struct daemon *d)
     config_free(&d->config);
     memset(d->data_key, 0, sizeof d->data_key);
     memset(d->ledger_secret, 0, sizeof d->ledger_secret);
+    restore_source_close(&d->restore);
     datadir_close(&d->dir); /* last: the data dir is ours until everything is closed */
 }
 

@@ -209,7 +209,6 @@ static const struct {
     {"/etcdserverpb.Cluster/MemberUpdate", false},
     {"/etcdserverpb.Cluster/MemberPromote", false},
     {"/etcdserverpb.Maintenance/Hash", false},
-    {"/etcdserverpb.Maintenance/Snapshot", false},
     {"/etcdserverpb.Maintenance/MoveLeader", false},
     {"/etcdserverpb.Maintenance/Downgrade", false},
 };

@@ -58,6 +58,8 @@ struct api {
     struct authstore *auth;    /* borrowed: the state machine's auth store */
     auth_tokens *tokens;       /* this member's simple tokens (owned by the daemon) */
     unsigned bcrypt_cost;      /* --bcrypt-cost */
+    const uint8_t *data_key;   /* borrowed: backups are sealed under it */
+    struct consensus_fsm sm;   /* the state machine: its snapshot starts a backup */
 };
 
 /* Who made call (etcd's AuthInfoFromCtx): the user of its token and the
@@ -120,6 +122,8 @@ void api_write_done(struct api *api, uint64_t cost);
 /* Per-service tables (each appends its methods, returns how many). */
 size_t kv_service_methods(struct api *api, struct grpc_method *m);
 size_t maint_service_methods(struct api *api, struct grpc_method *m);
+/* Maintenance.Snapshot (api/maint_snapshot.c): streams a backup. */
+void maint_snapshot(grpc_call *call, const uint8_t *msg, size_t len, void *ctx);
 size_t cluster_service_methods(struct api *api, struct grpc_method *m);
 size_t lease_service_methods(struct api *api, struct grpc_method *m);
 /* Leader duties for leases (single member: always): every lease's clock is

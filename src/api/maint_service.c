@@ -1,5 +1,5 @@
 /* etcdserverpb.Maintenance: Status, Alarm (list/deactivate), Defragment,
- * HashKV and MoveLeader. */
+ * HashKV, MoveLeader and Snapshot (api/maint_snapshot.c). */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -284,5 +284,8 @@ size_t maint_service_methods(struct api *api, struct grpc_method *m)
                                 .on_message = maint_hash_kv, .ctx = api};
     m[4] = (struct grpc_method){.path = "/etcdserverpb.Maintenance/MoveLeader",
                                 .on_message = maint_move_leader, .ctx = api};
-    return 5;
+    m[5] = (struct grpc_method){.path = "/etcdserverpb.Maintenance/Snapshot",
+                                .server_streaming = true, .on_message = maint_snapshot,
+                                .ctx = api};
+    return 6;
 }

@@ -61,7 +61,8 @@ static int dir_is_empty(const char *path, bool *empty, char *errmsg)
     struct dirent *e;
     while ((e = readdir(dir)) != NULL) {
         if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0 &&
-            strcmp(e->d_name, DATADIR_LOCK_FILE) != 0) {
+            strcmp(e->d_name, DATADIR_LOCK_FILE) != 0 &&
+            strcmp(e->d_name, DATADIR_RESTORE_DIR) != 0) {
             *empty = false;
             break;
         }

@@ -19,7 +19,8 @@
  * the process holds it until it exits. The lock file is empty and never
  * written (it is made once, when missing), so a refused start changes no
  * byte; the freshness rule ignores it, so an empty dir with only a lock is
- * still fresh. The holder's pid comes from the kernel (F_GETLK). */
+ * still fresh (and so is one with only a restore/ dir: a restored member
+ * bootstraps a new cluster, then imports it). The holder's pid comes from the kernel (F_GETLK). */
 #ifndef LSKV_CONFIG_DATADIR_H
 #define LSKV_CONFIG_DATADIR_H
 
@@ -33,6 +34,9 @@
 #define DATADIR_IDS_TEXT_BYTES 124
 #define DATADIR_PATH_MAX 4096
 #define DATADIR_LOCK_FILE "lock" /* ignored by the freshness rule */
+/* Ignored by the freshness rule too: a backup `lskvctl snapshot restore`
+ * left for the first start (statemachine/restore.h). */
+#define DATADIR_RESTORE_DIR "restore"
 
 struct datadir {
     char path[DATADIR_PATH_MAX];

@@ -154,6 +154,12 @@ struct consensus_node {
      * commit by 5000): a flood of writes is refused, not queued in memory. */
     uint64_t inflight, inflight_bytes;
     uint64_t max_inflight, max_inflight_bytes;
+    uint64_t proposals_failed; /* consensus_status */
+    /* raft_uv's append, wrapped to time it (append_observer). */
+    int (*uv_append_fn)(struct raft_io *io, struct raft_io_append *req,
+                        const struct raft_entry entries[], unsigned n, raft_io_append_cb cb);
+    void (*append_observer)(void *arg, uint64_t nsec);
+    void *append_observer_arg;
     struct round *round;          /* barrier in flight, or NULL */
     /* Failures raft reported while it was leaving the leader state
      * (invariant 10), answered from the prepare handle. */
@@ -736,6 +742,7 @@ static void fail_all(consensus_node *node, int status)
             continue;
         consensus_done_cb cb = p->cb;
         p->cb = NULL;
+        node->proposals_failed++;
         cb(p->arg, status, NULL);
     }
     if (node->round != NULL)
@@ -795,6 +802,43 @@ static void prepare_close_cb(uv_handle_t *handle)
  * it can fire twice; raft's callback (ioCloseCb) then frees raft's memory a
  * second time (ASan: double free, after a SIGTERM). The node wraps
  * io->close to pass the first call on only. */
+/* A timed append: raft's request data is kept aside while raft_uv holds
+ * the request (raft_uv leaves req->data to its caller). */
+struct timed_append {
+    consensus_node *node;
+    void *data;
+    raft_io_append_cb cb;
+    uint64_t start_ns;
+};
+
+static void append_timed_cb(struct raft_io_append *req, int status)
+{
+    struct timed_append *t = req->data;
+    consensus_node *node = t->node;
+    raft_io_append_cb cb = t->cb;
+    req->data = t->data;
+    node->append_observer(node->append_observer_arg, uv_hrtime() - t->start_ns);
+    free(t);
+    cb(req, status);
+}
+
+static int io_append_timed(struct raft_io *io, struct raft_io_append *req,
+                           const struct raft_entry entries[], unsigned n, raft_io_append_cb cb)
+{
+    consensus_node *node = (consensus_node *)(void *)((char *)io - offsetof(consensus_node, io));
+    struct timed_append *t = malloc(sizeof *t);
+    if (t == NULL)
+        return node->uv_append_fn(io, req, entries, n, cb); /* untimed */
+    *t = (struct timed_append){node, req->data, cb, uv_hrtime()};
+    req->data = t;
+    int rv = node->uv_append_fn(io, req, entries, n, append_timed_cb);
+    if (rv != 0) {
+        req->data = t->data;
+        free(t);
+    }
+    return rv;
+}
+
 static void io_close_once(struct raft_io *io)
 {
     consensus_node *node = (consensus_node *)(void *)((char *)io - offsetof(consensus_node, io));
@@ -864,6 +908,8 @@ int consensus_open(uv_loop_t *loop, const struct consensus_config *config,
     snprintf(node->dir, sizeof node->dir, "%s", config->dir);
     node->fatal_cb = config->fatal_cb;
     node->fatal_arg = config->fatal_arg;
+    node->append_observer = config->append_observer;
+    node->append_observer_arg = config->append_observer_arg;
     waiter_list_init(&node->next);
     waiter_list_init(&node->deferred);
 
@@ -906,6 +952,10 @@ int consensus_open(uv_loop_t *loop, const struct consensus_config *config,
     }
     node->uv_close_fn = node->io.close;
     node->io.close = io_close_guarded;
+    if (node->append_observer != NULL) {
+        node->uv_append_fn = node->io.append;
+        node->io.append = io_append_timed;
+    }
     /* Sealed bytes do not compress. */
     raft_uv_set_snapshot_compression(&node->io, false);
     /* etcd's WAL segment size. Each full segment's close runs io_destroy on
@@ -1080,6 +1130,8 @@ static void apply_cb(struct raft_apply *req, int status, void *result)
         return;
     }
     int rv = map_raft_err(node, status);
+    if (rv != 0)
+        node->proposals_failed++;
     if (rv != 0 && result != NULL && node->fsm.free_result != NULL) {
         node->fsm.free_result(node->fsm.data, result);
         result = NULL;
@@ -1345,4 +1397,5 @@ void consensus_get_status(consensus_node *node, struct consensus_status *out)
     out->stalled = node->stalled;
     out->inflight = node->inflight;
     out->inflight_bytes = node->inflight_bytes;
+    out->proposals_failed = node->proposals_failed;
 }

@@ -159,6 +159,10 @@ struct consensus_config {
      * and closes the node. */
     void (*fatal_cb)(void *arg, int code, const char *errmsg);
     void *fatal_arg;
+    /* Optional (may be NULL): the nanoseconds each raft log append took,
+     * write and fsync (etcd_disk_wal_fsync_duration_seconds). */
+    void (*append_observer)(void *arg, uint64_t nsec);
+    void *append_observer_arg;
 };
 
 struct consensus_status {
@@ -172,6 +176,7 @@ struct consensus_status {
     bool stalled;           /* fsm.can_apply said no; applying waits */
     uint64_t inflight;      /* proposals not yet applied (max_inflight) */
     uint64_t inflight_bytes; /* their sealed bytes (max_inflight_bytes) */
+    uint64_t proposals_failed; /* proposals raft dropped (leader lost, closed) */
 };
 
 #define CONSENSUS_MAX_INFLIGHT 5000u /* etcd 3.4 v3_server.go */

@@ -14,6 +14,21 @@ void hash_sha256(const void *buf, size_t len, uint8_t out[HASH_BYTES])
     SHA256_Final(out, &c);
 }
 
+void hash_sha256_begin(struct hash_sha256_stream *h)
+{
+    SHA256_Init(&h->c);
+}
+
+void hash_sha256_add(struct hash_sha256_stream *h, const void *buf, size_t len)
+{
+    SHA256_Update(&h->c, buf, len);
+}
+
+void hash_sha256_end(struct hash_sha256_stream *h, uint8_t out[HASH_BYTES])
+{
+    SHA256_Final(out, &h->c);
+}
+
 void hash_hmac_init(struct hash_hmac *h, const uint8_t *key, size_t key_len)
 {
     uint8_t k[SHA256_CBLOCK] = {0}, pad[SHA256_CBLOCK];

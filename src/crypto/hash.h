@@ -19,6 +19,14 @@
 /* SHA-256 of buf. */
 void hash_sha256(const void *buf, size_t len, uint8_t out[HASH_BYTES]);
 
+/* SHA-256 over a stream of pieces (a file too big to hold at once). */
+struct hash_sha256_stream {
+    SHA256_CTX c;
+};
+void hash_sha256_begin(struct hash_sha256_stream *h);
+void hash_sha256_add(struct hash_sha256_stream *h, const void *buf, size_t len);
+void hash_sha256_end(struct hash_sha256_stream *h, uint8_t out[HASH_BYTES]);
+
 /* A keyed HMAC-SHA256 (inner and outer states after the padded key). Holds
  * key material: wipe with hash_hmac_wipe. */
 struct hash_hmac {

@@ -19,15 +19,17 @@ size_t __sanitizer_get_current_allocated_bytes(void);
 
 struct metrics {
     const char *const *paths;
-    const bool *streaming;
+    const uint8_t *types;
     size_t n;
     uint64_t *started;  /* [n] */
     uint64_t *handled;  /* [n][METRICS_N_CODES] */
     uint64_t http[6];   /* by status class: 1xx..5xx, index 1..5 */
+    uint64_t grpc_received, grpc_sent; /* message bytes */
     struct gauge {
-        const char *name, *type, *help;
+        const char *name, *type, *help, *labels;
         metrics_gauge_fn fn;
         void *arg;
+        const struct metrics_histogram *hist; /* non-NULL: a histogram */
     } gauges[METRICS_MAX_GAUGES];
     size_t n_gauges;
 };
@@ -43,14 +45,14 @@ static const char *const code_names[METRICS_N_CODES] = {
     "Unauthenticated",
 };
 
-int metrics_open(const char *const *paths, const bool *streaming, size_t n,
+int metrics_open(const char *const *paths, const uint8_t *types, size_t n,
                  struct metrics **out)
 {
     struct metrics *m = calloc(1, sizeof *m);
     if (m == NULL)
         return LSKV_ENOMEM;
     m->paths = paths;
-    m->streaming = streaming;
+    m->types = types;
     m->n = n;
     m->started = calloc(n ? n : 1, sizeof *m->started);
     m->handled = calloc(n ? n * METRICS_N_CODES : 1, sizeof *m->handled);
@@ -89,13 +91,85 @@ void metrics_http(struct metrics *m, int status)
         m->http[status / 100]++;
 }
 
-int metrics_add_gauge(struct metrics *m, const char *name, const char *type, const char *help,
-                      metrics_gauge_fn fn, void *arg)
+void metrics_grpc_bytes(struct metrics *m, uint64_t received, uint64_t sent)
+{
+    if (m != NULL) {
+        m->grpc_received += received;
+        m->grpc_sent += sent;
+    }
+}
+
+int metrics_add_labeled(struct metrics *m, const char *name, const char *type,
+                        const char *help, const char *labels, metrics_gauge_fn fn, void *arg)
 {
     if (m->n_gauges == METRICS_MAX_GAUGES)
         return LSKV_ENOMEM;
-    m->gauges[m->n_gauges++] = (struct gauge){name, type, help, fn, arg};
+    m->gauges[m->n_gauges++] = (struct gauge){name, type, help, labels, fn, arg, NULL};
     return 0;
+}
+
+int metrics_add_gauge(struct metrics *m, const char *name, const char *type, const char *help,
+                      metrics_gauge_fn fn, void *arg)
+{
+    return metrics_add_labeled(m, name, type, help, NULL, fn, arg);
+}
+
+void metrics_histogram_init(struct metrics_histogram *h, double start, double factor, size_t n)
+{
+    memset(h, 0, sizeof *h);
+    h->n = n < METRICS_HIST_MAX_BUCKETS ? n : METRICS_HIST_MAX_BUCKETS;
+    for (size_t i = 0; i < h->n; i++, start *= factor)
+        h->bound[i] = start;
+}
+
+void metrics_histogram_observe(struct metrics_histogram *h, double v)
+{
+    for (size_t i = 0; i < h->n; i++) {
+        if (v <= h->bound[i]) {
+            h->count[i]++;
+            break;
+        }
+    }
+    h->total++;
+    h->sum += v;
+}
+
+int metrics_add_histogram(struct metrics *m, const char *name, const char *help,
+                          const struct metrics_histogram *h)
+{
+    if (m->n_gauges == METRICS_MAX_GAUGES)
+        return LSKV_ENOMEM;
+    m->gauges[m->n_gauges++] = (struct gauge){name, "histogram", help, NULL, NULL, NULL, h};
+    return 0;
+}
+
+/* Go's strconv.FormatFloat(v, 'g', -1, 64), as the Prometheus client
+ * renders bounds and sums: the shortest text that reads back the same. */
+static void go_float(double v, char *out, size_t size)
+{
+    for (int prec = 1; prec <= 17; prec++) {
+        snprintf(out, size, "%.*g", prec, v);
+        if (strtod(out, NULL) == v)
+            return;
+    }
+}
+
+static void render_histogram(struct json_buf *b, const struct gauge *g)
+{
+    const struct metrics_histogram *h = g->hist;
+    char line[256], num[40];
+    uint64_t cum = 0;
+    for (size_t i = 0; i < h->n; i++) {
+        cum += h->count[i];
+        go_float(h->bound[i], num, sizeof num);
+        snprintf(line, sizeof line, "%s_bucket{le=\"%s\"} %" PRIu64 "\n", g->name, num, cum);
+        json_buf_puts(b, line);
+    }
+    go_float(h->sum, num, sizeof num);
+    snprintf(line, sizeof line,
+             "%s_bucket{le=\"+Inf\"} %" PRIu64 "\n%s_sum %s\n%s_count %" PRIu64 "\n", g->name,
+             h->total, g->name, num, g->name, h->total);
+    json_buf_puts(b, line);
 }
 
 void metrics_set_untrusted(int64_t (*fn)(void *arg), void *arg)
@@ -137,7 +211,9 @@ static void labels(struct json_buf *b, const struct metrics *m, size_t i)
     char tmp[512];
     snprintf(tmp, sizeof tmp, "grpc_method=\"%s\",grpc_service=\"%.*s\",grpc_type=\"%s\"",
              slash ? slash + 1 : p, slash ? (int)(slash - p) : 0, p,
-             m->streaming && m->streaming[i] ? "bidi_stream" : "unary");
+             !m->types || m->types[i] == METRICS_UNARY ? "unary"
+             : m->types[i] == METRICS_BIDI_STREAM     ? "bidi_stream"
+                                                      : "server_stream");
     json_buf_puts(b, tmp);
 }
 
@@ -157,7 +233,7 @@ static long rss_bytes(void)
 char *metrics_render(const struct metrics *m, size_t *len)
 {
     struct json_buf b = {0};
-    char line[256];
+    char line[512];
     json_buf_puts(&b, "# HELP grpc_server_handled_total Total number of RPCs completed on the "
                       "server, regardless of success or failure.\n"
                       "# TYPE grpc_server_handled_total counter\n");
@@ -198,10 +274,29 @@ char *metrics_render(const struct metrics *m, size_t *len)
                  rss);
         json_buf_puts(&b, line);
     }
+    snprintf(line, sizeof line,
+             "# HELP etcd_network_client_grpc_received_bytes_total The total number of bytes "
+             "received from grpc clients.\n"
+             "# TYPE etcd_network_client_grpc_received_bytes_total counter\n"
+             "etcd_network_client_grpc_received_bytes_total %" PRIu64 "\n", m->grpc_received);
+    json_buf_puts(&b, line);
+    snprintf(line, sizeof line,
+             "# HELP etcd_network_client_grpc_sent_bytes_total The total number of bytes sent "
+             "to grpc clients.\n"
+             "# TYPE etcd_network_client_grpc_sent_bytes_total counter\n"
+             "etcd_network_client_grpc_sent_bytes_total %" PRIu64 "\n", m->grpc_sent);
+    json_buf_puts(&b, line);
     for (size_t i = 0; i < m->n_gauges; i++) {
         const struct gauge *g = &m->gauges[i];
-        snprintf(line, sizeof line, "# HELP %s %s\n# TYPE %s %s\n%s %" PRIu64 "\n", g->name,
-                 g->help, g->name, g->type, g->name, g->fn(g->arg));
+        snprintf(line, sizeof line, "# HELP %s %s\n# TYPE %s %s\n", g->name, g->help, g->name,
+                 g->type);
+        json_buf_puts(&b, line);
+        if (g->hist != NULL) {
+            render_histogram(&b, g);
+            continue;
+        }
+        snprintf(line, sizeof line, "%s%s%s%s %" PRIu64 "\n", g->name, g->labels ? "{" : "",
+                 g->labels ? g->labels : "", g->labels ? "}" : "", g->fn(g->arg));
         json_buf_puts(&b, line);
     }
     int64_t heap = heap_in_use_bytes();

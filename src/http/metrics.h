@@ -13,10 +13,17 @@
 
 struct metrics;
 
+/* The grpc_type label of a method, as go-grpc-prometheus names it. */
+enum metrics_rpc_type {
+    METRICS_UNARY = 0,
+    METRICS_BIDI_STREAM = 1,
+    METRICS_SERVER_STREAM = 2,
+};
+
 /* paths: the gRPC method paths ("/etcdserverpb.KV/Range"), borrowed; must
- * outlive the registry. streaming[i]: the method's type label
- * (bidi_stream or unary). Errors: LSKV_ENOMEM. */
-int metrics_open(const char *const *paths, const bool *streaming, size_t n,
+ * outlive the registry. types[i] (enum metrics_rpc_type): the method's
+ * grpc_type label. Errors: LSKV_ENOMEM. */
+int metrics_open(const char *const *paths, const uint8_t *types, size_t n,
                  struct metrics **out);
 void metrics_close(struct metrics *m);
 
@@ -26,14 +33,39 @@ void metrics_started(struct metrics *m, size_t i);
 void metrics_handled(struct metrics *m, size_t i, int code);
 /* Counts one HTTP request answered by the JSON gateway with this status. */
 void metrics_http(struct metrics *m, int http_status);
+/* Counts gRPC message bytes received and sent (etcd's
+ * etcd_network_client_grpc_received_bytes_total and _sent_bytes_total). */
+void metrics_grpc_bytes(struct metrics *m, uint64_t received, uint64_t sent);
 
 /* A figure read from its owner when /metrics is rendered: a Prometheus
  * "gauge" or "counter" named name (name, type and help are borrowed static
  * strings). Errors: LSKV_ENOMEM (METRICS_MAX_GAUGES reached). */
-#define METRICS_MAX_GAUGES 24
+#define METRICS_MAX_GAUGES 48
 typedef uint64_t (*metrics_gauge_fn)(void *arg);
 int metrics_add_gauge(struct metrics *m, const char *name, const char *type, const char *help,
                       metrics_gauge_fn fn, void *arg);
+/* The same with a label set rendered as name{labels} ("server_id=\"8e9e\"",
+ * borrowed: must outlive the registry; NULL: none). */
+int metrics_add_labeled(struct metrics *m, const char *name, const char *type,
+                        const char *help, const char *labels, metrics_gauge_fn fn, void *arg);
+
+/* A Prometheus histogram with exponential buckets (prometheus.
+ * ExponentialBuckets(start, factor, n), as etcd declares its own), owned
+ * and observed by the caller, rendered by the registry it is added to. */
+#define METRICS_HIST_MAX_BUCKETS 24
+struct metrics_histogram {
+    double bound[METRICS_HIST_MAX_BUCKETS]; /* upper bounds, increasing */
+    uint64_t count[METRICS_HIST_MAX_BUCKETS]; /* observations <= bound[i] (not cumulative) */
+    size_t n;
+    uint64_t total; /* all observations (+Inf) */
+    double sum;
+};
+/* n <= METRICS_HIST_MAX_BUCKETS (more are dropped). */
+void metrics_histogram_init(struct metrics_histogram *h, double start, double factor, size_t n);
+void metrics_histogram_observe(struct metrics_histogram *h, double v);
+/* Adds h (borrowed: must outlive the registry). Errors: LSKV_ENOMEM. */
+int metrics_add_histogram(struct metrics *m, const char *name, const char *help,
+                          const struct metrics_histogram *h);
 
 /* fn(arg) gives the heap bytes that are not the trusted core's (the storage
  * engine's memtables and block cache); /metrics reports

@@ -787,6 +787,12 @@ static int snapshot_index(const uint8_t *buf, size_t len, int64_t *rev, int64_t 
     return 0;
 }
 
+int kvstore_snapshot_index(const uint8_t *buf, size_t len, kvindex **out, int64_t *revision)
+{
+    int64_t compact_main;
+    return snapshot_index(buf, len, revision, &compact_main, out);
+}
+
 int kvstore_restore(kvstore *kv, const uint8_t *buf, size_t len)
 {
     int64_t rev, compact_main;

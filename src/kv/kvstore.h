@@ -154,5 +154,11 @@ struct kvstore_needed {
 };
 int kvstore_snapshot_records(const uint8_t *buf, size_t len,
                              int (*cb)(void *arg, const struct kvstore_needed *n), void *arg);
+/* Decodes a snapshot's key index on its own (a backup walks the revisions
+ * it names): *out (free with kvindex_free) and the snapshot's revision.
+ * Errors: those of kvstore_restore. */
+struct kvindex;
+int kvstore_snapshot_index(const uint8_t *buf, size_t len, struct kvindex **out,
+                           int64_t *revision);
 
 #endif

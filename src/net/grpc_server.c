@@ -110,7 +110,7 @@ struct grpc_server {
     bool gateway;
     struct metrics *metrics;
     const char **metric_paths;
-    bool *metric_streaming;
+    uint8_t *metric_types; /* enum metrics_rpc_type */
     char version_body[512];
 };
 
@@ -508,6 +508,7 @@ static int on_grpc_message(void *arg, const uint8_t *msg, size_t len)
     }
     call_own(call);
     call->n_msgs++;
+    metrics_grpc_bytes(call->srv->metrics, len, 0);
     call->method->on_message(call, msg, len, call->method->ctx);
     return 0;
 }
@@ -671,6 +672,7 @@ static void end_of_request(grpc_call *call)
             buffered_sub(call->conn, len);
         call->unary_msg = NULL;
         call_own(call);
+        metrics_grpc_bytes(call->srv->metrics, len, 0);
         m->on_message(call, msg, len, m->ctx);
         free(msg);
         return;
@@ -1053,7 +1055,7 @@ static void server_free(grpc_server *srv)
     free(srv->listeners);
     metrics_close(srv->metrics);
     free(srv->metric_paths);
-    free(srv->metric_streaming);
+    free(srv->metric_types);
     tls_ctx_close(srv->tls);
     nghttp2_session_callbacks_del(srv->callbacks);
     free(srv);
@@ -1092,6 +1094,19 @@ int grpc_server_add_gauge(grpc_server *srv, const char *name, const char *type,
                           const char *help, uint64_t (*fn)(void *arg), void *arg)
 {
     return metrics_add_gauge(srv->metrics, name, type, help, fn, arg);
+}
+
+int grpc_server_add_labeled(grpc_server *srv, const char *name, const char *type,
+                            const char *help, const char *labels, uint64_t (*fn)(void *arg),
+                            void *arg)
+{
+    return metrics_add_labeled(srv->metrics, name, type, help, labels, fn, arg);
+}
+
+int grpc_server_add_histogram(grpc_server *srv, const char *name, const char *help,
+                              const struct metrics_histogram *h)
+{
+    return metrics_add_histogram(srv->metrics, name, help, h);
 }
 
 int grpc_server_open(uv_loop_t *loop, const struct grpc_server_config *config,
@@ -1158,17 +1173,18 @@ int grpc_server_open(uv_loop_t *loop, const struct grpc_server_config *config,
     }
 
     srv->metric_paths = calloc(srv->n_methods ? srv->n_methods : 1, sizeof *srv->metric_paths);
-    srv->metric_streaming =
-        calloc(srv->n_methods ? srv->n_methods : 1, sizeof *srv->metric_streaming);
-    if (srv->metric_paths == NULL || srv->metric_streaming == NULL) {
+    srv->metric_types = calloc(srv->n_methods ? srv->n_methods : 1, sizeof *srv->metric_types);
+    if (srv->metric_paths == NULL || srv->metric_types == NULL) {
         rv = LSKV_ENOMEM;
         goto err;
     }
     for (size_t i = 0; i < srv->n_methods; i++) {
         srv->metric_paths[i] = srv->methods[i].path;
-        srv->metric_streaming[i] = srv->methods[i].streaming;
+        srv->metric_types[i] = srv->methods[i].streaming          ? METRICS_BIDI_STREAM
+                               : srv->methods[i].server_streaming ? METRICS_SERVER_STREAM
+                                                                  : METRICS_UNARY;
     }
-    rv = metrics_open(srv->metric_paths, srv->metric_streaming, srv->n_methods, &srv->metrics);
+    rv = metrics_open(srv->metric_paths, srv->metric_types, srv->n_methods, &srv->metrics);
     if (rv != 0)
         goto err;
     metrics_add_gauge(srv->metrics, "lskv_buffered_request_bytes", "gauge",
@@ -1256,6 +1272,7 @@ int grpc_call_send(grpc_call *call, const uint8_t *msg, size_t len)
         return LSKV_EINVAL;
     if (call->cancelled || call->resp_done)
         return LSKV_ESHUTDOWN;
+    metrics_grpc_bytes(call->srv->metrics, 0, len);
     if (call->ext != NULL)
         return call->ext->send(call->ext_arg, msg, len);
     nghttp2_session *session = call_session(call);
@@ -1380,6 +1397,7 @@ int grpc_server_call_external(grpc_server *srv, const char *path, const uint8_t 
     call->n_msgs = 1;
     call_own(call);
     call->in_cb++;
+    metrics_grpc_bytes(call->srv->metrics, len, 0);
     call->method->on_message(call, msg, len, call->method->ctx);
     call->in_cb--;
     if (call->handler_finished)
@@ -1413,6 +1431,7 @@ bool grpc_call_external_message(grpc_call *call, const uint8_t *msg, size_t len)
     call_own(call);
     call->n_msgs++;
     call->in_cb++;
+    metrics_grpc_bytes(call->srv->metrics, len, 0);
     call->method->on_message(call, msg, len, call->method->ctx);
     return external_alive(call);
 }

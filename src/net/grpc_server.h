@@ -70,6 +70,8 @@ typedef void (*grpc_cancel_fn)(grpc_call *call, void *ctx);
 struct grpc_method {
     const char *path;           /* "/etcdserverpb.KV/Range" */
     bool streaming;             /* bidirectional stream (Watch, LeaseKeepAlive) */
+    bool server_streaming;      /* unary request, streamed answer (Snapshot): the
+                                   grpc_type label only; served as unary */
     grpc_message_fn on_message; /* required */
     grpc_half_close_fn on_half_close; /* streaming only; may be NULL */
     grpc_cancel_fn on_cancel;   /* may be NULL */
@@ -172,6 +174,14 @@ uint64_t grpc_server_refused_calls(const grpc_server *srv);
  * LSKV_ENOMEM (no room left). */
 int grpc_server_add_gauge(grpc_server *srv, const char *name, const char *type,
                           const char *help, uint64_t (*fn)(void *arg), void *arg);
+/* The same with labels (metrics_add_labeled), and a histogram
+ * (metrics_add_histogram). Errors: LSKV_ENOMEM. */
+int grpc_server_add_labeled(grpc_server *srv, const char *name, const char *type,
+                            const char *help, const char *labels, uint64_t (*fn)(void *arg),
+                            void *arg);
+struct metrics_histogram;
+int grpc_server_add_histogram(grpc_server *srv, const char *name, const char *help,
+                              const struct metrics_histogram *h);
 
 /* For tests and fuzzing: serves one connection without a socket. Feed it
  * client bytes with h2_conn_feed and close it with h2_conn_close

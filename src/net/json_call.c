@@ -42,6 +42,7 @@
  *     whose flow-control window stays shut) the stream is aborted: the
  *     transport resets the stream or closes the connection, and cancels
  *     the call. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -56,6 +57,8 @@ struct json_call {
     grpc_call *call; /* while the handler holds it */
     const struct gateway_rpc *rpc;
     bool health;
+    bool health_alarms; /* /health's first read: the alarm list (etcd's order) */
+    bool alarm_raised;  /* that read listed an alarm */
     const struct json_call_sink *sink;
     void *arg;
     bool in_start;
@@ -203,8 +206,14 @@ static int stream_send(struct json_call *jc, const uint8_t *msg, size_t len)
 static int t_send(void *arg, const uint8_t *msg, size_t len)
 {
     struct json_call *jc = arg;
-    if (jc->health)
+    if (jc->health) {
+        if (jc->health_alarms) {
+            Etcdserverpb__AlarmResponse *r = etcdserverpb__alarm_response__unpack(NULL, len, msg);
+            jc->alarm_raised = r == NULL || r->n_alarms > 0;
+            etcdserverpb__alarm_response__free_unpacked(r, NULL);
+        }
         return 0;
+    }
     if (jc->streaming)
         return stream_send(jc, msg, len);
     char *out = NULL;
@@ -217,6 +226,8 @@ static int t_send(void *arg, const uint8_t *msg, size_t len)
     jc->json_len = out_len;
     return 0;
 }
+
+static void start_health_read(struct json_call *jc);
 
 static void t_finish(void *arg, enum grpc_status status, const char *message,
                      const char *trailer_name, const char *trailer_value)
@@ -231,12 +242,20 @@ static void t_finish(void *arg, enum grpc_status status, const char *message,
             jc_free(jc);
         return;
     }
+    if (jc->health && jc->health_alarms && status == GRPC_STATUS_OK && !jc->alarm_raised) {
+        /* No alarm: the read through consensus next. jc belongs to that
+         * call now (its finish answers and frees). */
+        jc->health_alarms = false;
+        start_health_read(jc);
+        return;
+    }
     if (jc->health) {
-        /* etcd: {"health":"true"} or 503 {"health":"false"}. */
-        if (status == GRPC_STATUS_OK)
+        /* etcd: {"health":"true"} or 503 {"health":"false"}; any alarm
+         * (NOSPACE, CORRUPT) makes it false (etcdhttp/metrics.go). */
+        if (status == GRPC_STATUS_OK && !jc->alarm_raised)
             answer_text(jc, 200, text_plain, "{\"health\":\"true\"}");
         else
-            answer_text(jc, 503, text_plain, "{\"health\":\"false\"}");
+            answer_text(jc, 503, text_plain, "{\"health\":\"false\"}\n"); /* http.Error's \n */
     } else if (status != GRPC_STATUS_OK) {
         answer_error(jc, (int)status, message ? message : "", true,
                      gateway_retry_after_s((int)status, trailer_name, trailer_value));
@@ -283,7 +302,9 @@ static void start_rpc(struct json_call *jc, const char *path, const uint8_t *pb,
         return;
     }
     if (jc->health) {
-        answer_text(jc, 503, text_plain, "{\"health\":\"false\"}");
+        answer_text(jc, 503, text_plain, "{\"health\":\"false\"}\n"); /* http.Error's \n */
+        if (!jc->in_start) /* the read after the alarm list: nobody else frees */
+            jc_free(jc);
         return;
     }
     char msg[300];
@@ -299,7 +320,7 @@ static void start_rpc(struct json_call *jc, const char *path, const uint8_t *pb,
     }
 }
 
-static void start_health(struct json_call *jc, const char *peer)
+static void start_health_read(struct json_call *jc)
 {
     /* A linearizable read through consensus, as etcd's /health does. */
     Etcdserverpb__RangeRequest req = ETCDSERVERPB__RANGE_REQUEST__INIT;
@@ -309,8 +330,20 @@ static void start_health(struct json_call *jc, const char *peer)
     req.limit = 1;
     uint8_t buf[64];
     size_t n = etcdserverpb__range_request__pack(&req, buf);
+    start_rpc(jc, "/etcdserverpb.KV/Range", buf, n, jc->peer, NULL);
+}
+
+static void start_health(struct json_call *jc, const char *peer)
+{
+    /* etcd 3.4's checkHealth: any raised alarm first, then the read. */
+    Etcdserverpb__AlarmRequest req = ETCDSERVERPB__ALARM_REQUEST__INIT;
+    req.action = ETCDSERVERPB__ALARM_REQUEST__ALARM_ACTION__GET;
+    uint8_t buf[32];
+    size_t n = etcdserverpb__alarm_request__pack(&req, buf);
     jc->health = true;
-    start_rpc(jc, "/etcdserverpb.KV/Range", buf, n, peer, NULL);
+    jc->health_alarms = true;
+    snprintf(jc->peer, sizeof jc->peer, "%s", peer ? peer : "?");
+    start_rpc(jc, "/etcdserverpb.Maintenance/Alarm", buf, n, peer, NULL);
 }
 
 static void start_metrics(struct json_call *jc)

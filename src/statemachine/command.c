@@ -377,6 +377,11 @@ static const struct command_kind command_kinds[] = {
     {COMMAND_ROLE_REVOKE_PERMISSION, "role_revoke_permission",
      &etcdserverpb__auth_role_revoke_permission_request__descriptor, NULL,
      apply_role_revoke_permission, LEDGER_ENTRY_OTHER, false, 0},
+    /* Applied by the state machine itself (statemachine/restore.h): it reads
+     * the member's copy of the backup. The ledger entry's write set is the
+     * command: it records the source cluster and ledger position. */
+    {COMMAND_RESTORE, "restore", &lskvcommandpb__restore__descriptor, NULL, NULL,
+     LEDGER_ENTRY_OTHER, false, 0},
 };
 
 const struct command_kind *command_kind_of(unsigned op)

@@ -26,6 +26,8 @@ void fsm_init(struct fsm *f, kvstore *kv, recstore *records, uint64_t cluster_id
     f->last_term = 0;
     f->replayed = 0;
     f->errmsg[0] = '\0';
+    f->restore = NULL;
+    f->restored = false;
     memset(&f->members, 0, sizeof f->members);
     f->pending = NULL;
     f->pending_len = 0;
@@ -52,6 +54,11 @@ static bool fsm_can_apply(void *data, size_t len)
 void fsm_allow_catchup(struct fsm *f, bool allow)
 {
     f->catchup = allow;
+}
+
+void fsm_set_restore(struct fsm *f, const struct restore_source *src)
+{
+    f->restore = src;
 }
 
 void fsm_set_ledger(struct fsm *f, ledger *l)
@@ -270,6 +277,14 @@ static int apply_command(struct fsm *f, struct consensus_entry_info *info,
          * root differs from its tree is a divergence. */
         r->rv = apply_signature(f, info, c->signature.data, c->signature.len, r->errmsg);
         return r->rv;
+    }
+    if (kind->op == COMMAND_RESTORE) {
+        /* No response: the founder only waits for it. A failure that is
+         * this member's alone (its copy) is LSKV_EIO and stops it. */
+        r->rv = c->restore == NULL ? LSKV_ECORRUPT
+                                   : restore_import(f->restore, c->restore, f->kv, f->records,
+                                                    f->leases, &f->restored, r->errmsg);
+        goto record;
     }
     const ProtobufCMessage *req = command_request(c);
     ProtobufCMessage *resp = NULL;

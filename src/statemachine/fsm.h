@@ -19,6 +19,7 @@
 #include "ledger/ledger.h"
 #include "statemachine/command.h"
 #include "statemachine/member_table.h"
+#include "statemachine/restore.h"
 #include "storage/diskspace.h"
 
 /* What apply hands back to the proposer. */
@@ -50,6 +51,8 @@ struct fsm {
     uint64_t pending_gen;          /* counts held restores */
     bool catchup;                  /* fsm_allow_catchup */
     struct authstore auth;         /* users, roles, permissions (replicated) */
+    const struct restore_source *restore; /* fsm_set_restore; NULL: none */
+    bool restored;                 /* a RESTORE command has been applied */
 };
 
 /* The ledger (may be NULL) gets one entry per applied command, in order:
@@ -100,6 +103,11 @@ void fsm_init(struct fsm *f, kvstore *kv, recstore *records, uint64_t cluster_id
 void fsm_set_space(struct fsm *f, struct diskspace *space);
 /* Sets the ledger (borrowed; may be NULL) before consensus_open. */
 void fsm_set_ledger(struct fsm *f, ledger *l);
+/* Sets this member's copy of a backup (borrowed; may be NULL) before
+ * consensus_open: a RESTORE command imports it (statemachine/restore.h);
+ * its ledger entry (type OTHER, write set = the command) records the
+ * source. */
+void fsm_set_restore(struct fsm *f, const struct restore_source *src);
 /* Sets the lease table (borrowed; may be NULL) before consensus_open: puts
  * with a lease check it, every write moves its keys' attachments, and
  * snapshots carry it (section LEASES). */

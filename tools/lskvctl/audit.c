@@ -22,6 +22,8 @@
 #include "ledger/chunk.h"
 #include "ledger/ledger.h"
 #include "ledger/merkle.h"
+#include "statemachine/restore.h"
+#include "crypto/keyfile.h"
 #include "ledger/receipt.h"
 #include "ledger/sig.h"
 #include "ledger/verify.h"
@@ -191,10 +193,16 @@ int cmd_ledger_audit(int argc, char **argv)
     const char *cert_path = lskvctl_opt(argc, argv, "--service-cert");
     const char *secret_path = lskvctl_opt(argc, argv, "--ledger-secret");
     const char *anchor_path = lskvctl_opt(argc, argv, "--anchor");
+    const char *backup_path = lskvctl_opt(argc, argv, "--backup");
+    const char *backup_key = lskvctl_opt(argc, argv, "--source-data-key");
     bool quiet = lskvctl_flag(argc, argv, "--no-progress");
     const char *dir = lskvctl_positional(argc, argv);
     if (dir == NULL || cert_path == NULL) {
         lskvctl_fail(cmd, "need DIR and --service-cert CERT");
+        return EXIT_USAGE;
+    }
+    if (backup_path != NULL && (anchor_path != NULL || backup_key == NULL)) {
+        lskvctl_fail(cmd, "--backup needs --source-data-key, and goes without --anchor");
         return EXIT_USAGE;
     }
     char errmsg[LSKV_ERRMSG_SIZE] = "";
@@ -235,6 +243,23 @@ int cmd_ledger_audit(int argc, char **argv)
             goto out;
         }
         verify_set_anchor(v, anchor->tree_size, aroot);
+    }
+    /* A backup names the ledger position it was taken at (size and root):
+     * the ledger must hold that root at that size, as for an anchor. */
+    struct restore_source backup = {0};
+    if (backup_path != NULL) {
+        uint8_t key[32];
+        int rv = keyfile_load_or_create(backup_key, key, sizeof key, false, NULL, errmsg);
+        if (rv == 0)
+            rv = restore_source_open(&backup, backup_path, key, NULL, NULL, errmsg);
+        OPENSSL_cleanse(key, sizeof key);
+        if (rv != 0) {
+            bad(&a, "--backup: %s", errmsg);
+            goto out;
+        }
+        if (backup.ledger_size > 0)
+            verify_set_anchor(v, backup.ledger_size, backup.ledger_root);
+        restore_source_close(&backup);
     }
     if (list(dir, &cs, &n, errmsg) != 0) {
         bad(&a, "%s", errmsg);
@@ -322,6 +347,9 @@ out:
                el > 0 ? (double)st.size / el : 0.0);
         if (anchor_path != NULL)
             printf("anchor OK: the ledger holds the anchor's signed root\n");
+        if (backup_path != NULL)
+            printf("backup OK: the ledger holds the backup's position (%" PRIu64
+                   " entries, its root)\n", backup.ledger_size);
     }
     verify_close(v);
     arena_close(&ar);

@@ -59,5 +59,7 @@ int cmd_ledger_audit(int argc, char **argv);
 int cmd_ledger_synth(int argc, char **argv);
 int cmd_receipt_verify(int argc, char **argv);
 int cmd_attestation_verify(int argc, char **argv);
+int cmd_snapshot_status(int argc, char **argv);
+int cmd_snapshot_restore(int argc, char **argv);
 
 #endif

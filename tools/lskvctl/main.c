@@ -41,11 +41,13 @@ static const char usage[] =
     "  tx-status REV [--term T] [--endpoints URL]\n"
     "      Unknown, Pending, Committed or Invalid\n"
     "  ledger show DIR                        one line per ledger entry\n"
-    "  ledger audit DIR --service-cert CERT [--ledger-secret FILE] [--anchor A]\n"
+    "  ledger audit DIR --service-cert CERT [--ledger-secret FILE]\n"
+    "               [--anchor A | --backup FILE --source-data-key KEY]\n"
     "      re-read every chunk, recompute every leaf and root, check every\n"
     "      signature (and with the secret every private part); with an anchor,\n"
     "      the ledger must hold its signed root at its size (else rolled back\n"
-    "      or forked)\n"
+    "      or forked); with a backup, the ledger must hold the position (size and\n"
+    "      root) the backup was taken at\n"
     "  ledger synth DIR --entries N [--sig-every K] [--chunk-bytes B]\n"
     "                 [--receipts OUTDIR]\n"
     "      TEST TOOL: write a synthetic ledger, identity and secret under DIR\n"
@@ -53,6 +55,17 @@ static const char usage[] =
     "      check a member's attestation report (binary AttestationReport) against\n"
     "      an --attestation-policy file and the key it must bind (SHA-256 of the\n"
     "      public key, or that of a certificate); prints its fields and the verdict\n"
+    "  snapshot status FILE --source-data-key KEY\n"
+    "      check a backup `etcdctl snapshot save` took from lskvd (every frame, with\n"
+    "      the data.key of a member of its cluster) and print its source: cluster,\n"
+    "      member, revision, records, ledger size and root\n"
+    "  snapshot restore FILE --source-data-key KEY --data-dir D [--name N]\n"
+    "                 [--initial-cluster C] [--initial-cluster-token T]\n"
+    "                 [--initial-advertise-peer-urls U]\n"
+    "      check the backup, then make the new data dir D for member N of a new\n"
+    "      cluster (ids derived from the flags, as etcd's restore derives them);\n"
+    "      lskvd started there with the same flags imports it; a bad backup\n"
+    "      creates nothing\n"
     "exit: 0 ok, 1 check failed, 2 usage or I/O error, 3 not implemented\n";
 
 void lskvctl_fail(const char *cmd, const char *fmt, ...)
@@ -614,6 +627,10 @@ int main(int argc, char **argv)
         return cmd_receipt_get(argc - 3, argv + 3);
     if (strcmp(a, "attestation") == 0 && strcmp(b, "verify") == 0)
         return cmd_attestation_verify(argc - 3, argv + 3);
+    if (strcmp(a, "snapshot") == 0 && strcmp(b, "status") == 0)
+        return cmd_snapshot_status(argc - 3, argv + 3);
+    if (strcmp(a, "snapshot") == 0 && strcmp(b, "restore") == 0)
+        return cmd_snapshot_restore(argc - 3, argv + 3);
     if (strcmp(a, "tx-status") == 0)
         return cmd_tx_status(argc - 2, argv + 2);
     return usage_error(a, "unknown command", NULL);
