@@ -234,6 +234,12 @@ int consensus_barrier(consensus_node *node, consensus_done_cb cb, void *arg);
 
 void consensus_get_status(consensus_node *node, struct consensus_status *out);
 
+/* While this node leads: the highest index member has acknowledged in this
+ * term (libraft's match index; consensus/probe.h uses it to tell a member
+ * restarted from an old copy of its data dir). 0 otherwise, or when the
+ * member has acknowledged nothing yet in this term. */
+uint64_t consensus_match_index(consensus_node *node, uint64_t member);
+
 /* Asks the leader (this node must not be it: callers serve themselves
  * when consensus_get_status says is_leader) to answer req of kind with
  * its serve_call. cb fires exactly once, never inside this call, when it
