@@ -7,17 +7,16 @@
 #include <string.h>
 
 #include "common/err.h"
+#include "fuzz_copy.h"
 #include "consensus/probe.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    /* exact-size copy so ASan sees any read past the end */
-    uint8_t *copy = malloc(size ? size : 1);
+    uint8_t *copy = fuzz_copy(data, size);
     if (copy == NULL)
         return 0;
-    memcpy(copy, data, size);
     int rq = probe_request_decode(copy, size);
     if (rq != 0 && rq != LSKV_ECORRUPT)
         abort();
