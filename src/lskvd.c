@@ -49,6 +49,8 @@
 
 #define MODULE "lskvd"
 
+struct member_addresses;
+
 struct daemon {
     uv_loop_t *loop;
     struct config config;
@@ -100,6 +102,8 @@ struct daemon {
     uint64_t last_leader, leader_changes;
     char server_id_label[40], server_version_label[40], cluster_version_label[40];
     struct datadir_ids restore_ids; /* the ids lskvctl derived */
+    struct member_addresses *addrs; /* from open_daemon to open_consensus */
+    struct raftdir_info raft_info;  /* what the raft dir held at the start */
 };
 
 static void log_config_line(const char *line)
@@ -994,10 +998,11 @@ static int serve_call(void *arg, uint8_t kind, const uint8_t *req, size_t len, u
  * entry (else its tail was lost or cut). */
 static int check_raft_dir(struct daemon *d, const struct consensus_config *cc, char *errmsg)
 {
-    struct raftdir_info info;
+    struct raftdir_info info = {0};
     struct raftdir_snapshot_check snapshot_check = {.check = check_snapshot_position,
                                                     .arg = d};
     int rv = raftdir_verify(cc, &snapshot_check, &info, errmsg);
+    d->raft_info = info;
     if (rv != 0 || info.empty)
         return rv;
     LOG_INFO(MODULE, "raft log: %" PRIu64 " command entries checked up to index %" PRIu64
@@ -1152,6 +1157,7 @@ static int open_member_net(struct daemon *d, const struct peer_tls_identity *ide
         .members = a.peers,
         .n_members = c->members.n,
         .policy = &d->policy,
+        .election_ms = (unsigned)c->election_timeout_ms,
     };
     return member_net_open(d->loop, &mc, identity, &d->net, errmsg);
 }
@@ -1203,13 +1209,47 @@ static int maybe_join(struct daemon *d, char *errmsg)
 
 static void on_consensus_released(void *arg);
 
+/* raft's configuration for this member. */
+static void consensus_config_of(struct daemon *d, const char *raft_dir,
+                                struct consensus_config *cc)
+{
+    struct config *c = &d->config;
+    *cc = (struct consensus_config){
+        .dir = raft_dir,
+        .data_key = d->data_key,
+        .cluster_id = d->cluster_id,
+        .key_epoch_size = (uint64_t)c->key_epoch_size,
+        .member_id = d->member_id,
+        .heartbeat_ms = (unsigned)c->heartbeat_interval_ms,
+        .election_ms = (unsigned)c->election_timeout_ms,
+        .peer_address = d->addrs->address[c->members.self],
+        .members = d->addrs->voters,
+        .n_members = c->members.n,
+        .transport = member_net_transport(d->net),
+        .send = member_net_send,
+        .send_arg = d->net,
+        .serve_call = serve_call, /* leases: refused until the api is set up */
+        .serve_arg = d,
+        .released_cb = on_consensus_released,
+        .released_arg = d,
+        .snapshot_threshold = (unsigned)c->snapshot_count,
+        .segment_bytes = (size_t)d->segment_bytes,
+        .snapshot_bytes = d->snapshot_bytes,
+        .snapshot_trailing = (unsigned)d->snapshot_trailing,
+        .max_inflight_bytes = (uint64_t)c->max_buffered_request_bytes,
+        .fatal_cb = on_consensus_fatal,
+        .fatal_arg = d,
+        .append_observer = on_append,
+        .append_observer_arg = d,
+    };
+}
+
+/* Secrets, ledger and peer port, and the raft log checked: nothing in the
+ * data dir has been opened for writing yet. */
 static int open_daemon(struct daemon *d, char *errmsg)
 {
     struct config *c = &d->config;
-    char path[4096];
     int rv;
-    uint64_t segment = d->segment_bytes, snap_bytes = d->snapshot_bytes;
-    uint64_t trailing = d->snapshot_trailing;
 
     if ((rv = load_secret(d, "data.key", d->data_key, sizeof d->data_key, "data key",
                           errmsg)) != 0)
@@ -1237,51 +1277,32 @@ static int open_daemon(struct daemon *d, char *errmsg)
     if ((rv = member_net_serve_joins(d->net, d->service, d->data_key, d->ledger_secret,
                                      cert_node_pem(d->identity), errmsg)) != 0)
         return rv;
-    struct member_addresses *addrs = malloc(sizeof *addrs);
-    if (addrs == NULL)
+    if ((d->addrs = malloc(sizeof *d->addrs)) == NULL)
         return LSKV_ENOMEM;
-    if ((rv = resolve_members(&c->members, addrs, errmsg)) != 0) {
-        free(addrs);
+    if ((rv = resolve_members(&c->members, d->addrs, errmsg)) != 0)
         return rv;
-    }
 
     char raft_dir[4096];
     snprintf(raft_dir, sizeof raft_dir, "%s/raft", c->data_dir);
-    struct consensus_config cc = {
-        .dir = raft_dir,
-        .data_key = d->data_key,
-        .cluster_id = d->cluster_id,
-        .key_epoch_size = (uint64_t)c->key_epoch_size,
-        .member_id = d->member_id,
-        .heartbeat_ms = (unsigned)c->heartbeat_interval_ms,
-        .election_ms = (unsigned)c->election_timeout_ms,
-        .peer_address = addrs->address[c->members.self],
-        .members = addrs->voters,
-        .n_members = c->members.n,
-        .transport = member_net_transport(d->net),
-        .send = member_net_send,
-        .send_arg = d->net,
-        .serve_call = serve_call, /* leases: refused until the api is set up */
-        .serve_arg = d,
-        .released_cb = on_consensus_released,
-        .released_arg = d,
-        .snapshot_threshold = (unsigned)c->snapshot_count,
-        .segment_bytes = (size_t)segment,
-        .snapshot_bytes = snap_bytes,
-        .snapshot_trailing = (unsigned)trailing,
-        .max_inflight_bytes = (uint64_t)c->max_buffered_request_bytes,
-        .fatal_cb = on_consensus_fatal,
-        .fatal_arg = d,
-        .append_observer = on_append,
-        .append_observer_arg = d,
-    };
+    struct consensus_config cc;
+    consensus_config_of(d, raft_dir, &cc);
     /* The raft log is checked whole before the engine is opened or libraft
      * may change a file (consensus/raftdir.h). */
-    if ((rv = check_raft_dir(d, &cc, errmsg)) != 0 ||
-        (rv = ledger_begin_writes(d->ledger, errmsg)) != 0) {
-        free(addrs);
+    return check_raft_dir(d, &cc, errmsg);
+}
+
+/* Then the stores, the state machine and raft. */
+static int open_consensus(struct daemon *d, char *errmsg)
+{
+    struct config *c = &d->config;
+    char path[4096];
+    int rv;
+    char raft_dir[4096];
+    snprintf(raft_dir, sizeof raft_dir, "%s/raft", c->data_dir);
+    struct consensus_config cc;
+    consensus_config_of(d, raft_dir, &cc);
+    if ((rv = ledger_begin_writes(d->ledger, errmsg)) != 0)
         return rv;
-    }
 
     snprintf(path, sizeof path, "%s/engine", c->data_dir);
     struct recstore_config rc = {
@@ -1332,7 +1353,8 @@ static int open_daemon(struct daemon *d, char *errmsg)
     vt.flush = timed_flush;
     d->consensus_opened = true; /* the net closes after the node (or its release) */
     rv = consensus_open(d->loop, &cc, &vt, &d->node, errmsg);
-    free(addrs);
+    free(d->addrs);
+    d->addrs = NULL;
     if (rv != 0) {
         if (d->fsm.errmsg[0])
             errmsg_wrapf(errmsg, "%s", d->fsm.errmsg);
@@ -1360,6 +1382,34 @@ static int open_daemon(struct daemon *d, char *errmsg)
 
 /* After the data dir (and a join): the member opens and, once every
  * committed entry is applied, serves. */
+static void on_probed(void *arg, int status, const char *why)
+{
+    struct daemon *d = arg;
+    char errmsg[LSKV_ERRMSG_SIZE] = "";
+    if (d->stopping)
+        return;
+    if (status == -EEXIST) {
+        LOG_ERROR(MODULE, "refusing to start: data dir %s: %s", d->config.data_dir, why);
+        shutdown_daemon(d, 1);
+        return;
+    }
+    if (status != 0) {
+        LOG_ERROR(MODULE, "refusing to start: data dir %s was rolled back (restored from an older "
+                  "copy, or writes were lost): %s; it must not vote or serve: remove this member "
+                  "and add it again with a fresh data dir", d->config.data_dir, why);
+        shutdown_daemon(d, 1);
+        return;
+    }
+    if (open_consensus(d, errmsg) != 0) {
+        LOG_ERROR(MODULE, "refusing to start: %s", errmsg);
+        shutdown_daemon(d, 1);
+        return;
+    }
+    LOG_INFO(MODULE, "member %016" PRIx64 " of cluster %016" PRIx64 ", data in %s", d->member_id,
+             d->cluster_id, d->config.data_dir);
+    try_ready(d);
+}
+
 static void continue_start(struct daemon *d)
 {
     char errmsg[LSKV_ERRMSG_SIZE] = "";
@@ -1368,9 +1418,20 @@ static void continue_start(struct daemon *d)
         shutdown_daemon(d, 1);
         return;
     }
-    LOG_INFO(MODULE, "member %016" PRIx64 " of cluster %016" PRIx64 ", data in %s", d->member_id,
-             d->cluster_id, d->config.data_dir);
-    try_ready(d);
+    /* A member of a larger cluster asks the others what they know of it
+     * before raft may vote or serve (consensus/probe.h); a data dir made by
+     * this run holds nothing to roll back. */
+    if (d->config.members.n > 1 && !(d->dir.fresh && d->raft_info.empty)) {
+        struct probe_self self = {.last_index = d->raft_info.last_index,
+                                  .term = d->raft_info.term};
+        int rv = member_net_probe(d->net, &self, on_probed, d);
+        if (rv != 0) {
+            LOG_ERROR(MODULE, "refusing to start: rollback probe: %s", lskv_strerror(rv));
+            shutdown_daemon(d, 1);
+        }
+        return;
+    }
+    on_probed(d, 0, "");
 }
 
 static void close_daemon(struct daemon *d)
@@ -1391,6 +1452,7 @@ static void close_daemon(struct daemon *d)
     ledger_close(d->ledger);
     join_key_wipe(&d->join_key);
     auth_tokens_free(d->api.tokens);
+    free(d->addrs);
     fsm_close(&d->fsm);
     cert_node_free(d->identity);
     cert_service_free(d->service);

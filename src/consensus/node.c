@@ -1399,3 +1399,15 @@ void consensus_get_status(consensus_node *node, struct consensus_status *out)
     out->inflight_bytes = node->inflight_bytes;
     out->proposals_failed = node->proposals_failed;
 }
+
+uint64_t consensus_match_index(consensus_node *node, uint64_t member)
+{
+    if (node->closing || raft_state(&node->raft) != RAFT_LEADER || member == node->member_id)
+        return 0;
+    /* libraft keeps one progress per server of the configuration, same order. */
+    const struct raft_configuration *c = &node->raft.configuration;
+    for (unsigned i = 0; i < c->n; i++)
+        if (c->servers[i].id == member)
+            return node->raft.leader_state.progress[i].match_index;
+    return 0;
+}

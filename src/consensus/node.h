@@ -248,6 +248,11 @@ void consensus_get_status(consensus_node *node, struct consensus_status *out);
  * on (a follower asks the leader for a read index to restart it). */
 bool consensus_restore_held(const consensus_node *node);
 void consensus_restore_done(consensus_node *node);
+/* While this node leads: the highest index member has acknowledged in this
+ * term (libraft's match index; consensus/probe.h uses it to tell a member
+ * restarted from an old copy of its data dir). 0 otherwise, or when the
+ * member has acknowledged nothing yet in this term. */
+uint64_t consensus_match_index(consensus_node *node, uint64_t member);
 
 /* Asks the leader (this node must not be it: callers serve themselves
  * when consensus_get_status says is_leader) to answer req of kind with

@@ -377,6 +377,7 @@ int raftdir_verify(const struct consensus_config *config,
         out->commands++;
     }
     out->last_index = n ? start + n - 1 : out->snapshot_index;
+    out->term = term;
 out_loaded:
     free_loaded(snap, entries, n);
 out_io:

@@ -24,6 +24,7 @@ struct raftdir_info {
     uint64_t snapshot_index; /* 0 if none */
     uint64_t last_index;     /* last entry in the log (or the snapshot's) */
     uint64_t commands;       /* command entries checked */
+    uint64_t term;           /* raft's stored current term (metadata) */
 };
 
 /* Writes "<dir>/<first>-<last>" for the closed segment holding index, else

@@ -163,3 +163,39 @@ void grpc_frame_percent_decode(const char *in, char *out)
     }
     *out = '\0';
 }
+
+int grpc_timeout_parse(const uint8_t *v, size_t len, int64_t *out_ns)
+{
+    if (len < 2 || len > 9)
+        return LSKV_EINVAL;
+    int64_t unit;
+    switch (v[len - 1]) {
+    case 'H': unit = 3600000000000LL; break;
+    case 'M': unit = 60000000000LL; break;
+    case 'S': unit = 1000000000LL; break;
+    case 'm': unit = 1000000LL; break;
+    case 'u': unit = 1000LL; break;
+    case 'n': unit = 1LL; break;
+    default: return LSKV_EINVAL;
+    }
+    /* strconv.ParseInt(s, 10, 64): an optional sign, then digits. */
+    size_t i = 0, end = len - 1;
+    bool neg = false;
+    if (v[0] == '+' || v[0] == '-') {
+        neg = v[0] == '-';
+        i = 1;
+    }
+    if (i == end)
+        return LSKV_EINVAL;
+    int64_t n = 0; /* at most 8 digits: no overflow */
+    for (; i < end; i++) {
+        if (v[i] < '0' || v[i] > '9')
+            return LSKV_EINVAL;
+        n = n * 10 + (v[i] - '0');
+    }
+    if (n > INT64_MAX / unit)
+        *out_ns = neg ? INT64_MIN : INT64_MAX;
+    else
+        *out_ns = neg ? -n * unit : n * unit;
+    return 0;
+}

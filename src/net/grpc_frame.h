@@ -63,6 +63,13 @@ void grpc_frame_too_large_text(char *out, size_t cap, uint64_t len, size_t max_b
  * become %XX. Returns a malloc'd string, or NULL when out of memory. */
 char *grpc_frame_percent_encode(const char *msg);
 
+/* The grpc-timeout request header as grpc-go reads it (http_util.go
+ * decodeTimeout): 2 to 9 bytes, a base-10 integer with an optional sign,
+ * then a unit H, M, S, m, u or n. *out_ns gets the duration in nanoseconds,
+ * clamped to the int64 range; zero or negative means already expired.
+ * Errors: LSKV_EINVAL (grpc-go resets the stream with PROTOCOL_ERROR). */
+int grpc_timeout_parse(const uint8_t *v, size_t len, int64_t *out_ns);
+
 /* Reverse of grpc_frame_percent_encode (invalid escapes are kept as is).
  * out has room for strlen(in) + 1 bytes. */
 void grpc_frame_percent_decode(const char *in, char *out);

@@ -31,6 +31,11 @@
  *     "etcdserver: too many requests"; 429 on the gateway): clients report
  *     it and do not retry it blindly (clientv3 retries only UNAVAILABLE),
  *     which is what a server that is out of room needs.
+ * (6) A request's grpc-timeout runs from its headers: at the deadline a call
+ *     not yet answered is ended as abort_call ends it (the handler is told
+ *     through on_cancel and still finishes it; what it started, such as a
+ *     proposal, goes on, so a write may still be applied, as in etcd). A
+ *     malformed value resets the stream (PROTOCOL_ERROR), as grpc-go does.
  *
  * Response shape (grpc/doc/PROTOCOL-HTTP2.md): HEADERS (:status 200,
  * content-type application/grpc), DATA (5-byte prefixed messages), HEADERS
@@ -132,6 +137,9 @@ struct grpc_call {
     char content_type[64];
     bool has_content_type;
     char encoding[32];
+    bool timeout_set, bad_timeout; /* grpc-timeout */
+    int64_t timeout_ns;
+    uv_timer_t *deadline; /* armed while a deadline runs */
     struct grpc_deframer deframer;
     uint8_t *unary_msg; /* unary: the one message, held until half-close */
     size_t unary_len;
@@ -213,9 +221,24 @@ static nghttp2_session *call_session(grpc_call *call)
     return h2_conn_session(call->conn->h2);
 }
 
+static void deadline_closed(uv_handle_t *h)
+{
+    free(h);
+}
+
+/* The answer is out (or the call is gone): its deadline no longer matters. */
+static void call_disarm(grpc_call *call)
+{
+    if (call->deadline == NULL)
+        return;
+    uv_close((uv_handle_t *)call->deadline, deadline_closed);
+    call->deadline = NULL;
+}
+
 static void call_free(grpc_call *call)
 {
     free(call->token);
+    call_disarm(call);
     grpc_deframer_free(&call->deframer);
     free(call->unary_msg);
     free(call->message);
@@ -380,6 +403,7 @@ static void respond(grpc_call *call, int http_status, enum grpc_status status,
     if (call->resp_done)
         return;
     call->resp_done = true;
+    call_disarm(call);
     call->status = status;
     if (message != NULL)
         call->message = grpc_frame_percent_encode(message);
@@ -416,6 +440,49 @@ static void abort_call(grpc_call *call, enum grpc_status status, const char *mes
             call->in_cb--;
         }
     }
+}
+
+/* grpc-timeout (invariant 6). etcd 3.4's handlers return the context's
+ * error, which its grpc-go sends as UNKNOWN "context deadline exceeded";
+ * before the handler has the request, grpc-go's own read of it fails with
+ * DEADLINE_EXCEEDED and the same text. */
+#define DEADLINE_TEXT "context deadline exceeded"
+#define GRPC_DEADLINE_GRACE_MS 20
+
+static void on_deadline(uv_timer_t *t)
+{
+    grpc_call *call = t->data;
+    if (call->resp_done || call->handler_finished)
+        return;
+    bool in_handler = call->handler_owned || (call->method != NULL && call->method->streaming);
+    call->in_cb++;
+    abort_call(call, in_handler ? GRPC_STATUS_UNKNOWN : GRPC_STATUS_DEADLINE_EXCEEDED,
+               DEADLINE_TEXT);
+    call->in_cb--;
+    call_maybe_free(call);
+}
+
+static void arm_deadline(grpc_call *call)
+{
+    if (!call->timeout_set || call->resp_done || call->json || call->method == NULL)
+        return;
+    if (call->timeout_ns <= 0) {
+        abort_call(call, GRPC_STATUS_DEADLINE_EXCEEDED, DEADLINE_TEXT);
+        return;
+    }
+    uv_timer_t *t = malloc(sizeof *t);
+    if (t == NULL)
+        return; /* no deadline rather than no answer */
+    uv_timer_init(call->srv->loop, t);
+    t->data = call;
+    call->deadline = t;
+    /* From now, not from the loop's cached time, and a little later than
+     * the value: the client's own deadline, set before it sent the headers,
+     * passes first, so that a gRPC client reports its own DEADLINE_EXCEEDED
+     * as it does with etcd (whose answer takes its goroutines a moment). */
+    uv_update_time(call->srv->loop);
+    uint64_t ms = ((uint64_t)call->timeout_ns + 999999) / 1000000 + GRPC_DEADLINE_GRACE_MS;
+    uv_timer_start(t, on_deadline, ms, 0);
 }
 
 static bool service_known(const grpc_server *srv, const char *service, size_t len)
@@ -772,6 +839,9 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame,
         if (call_set_token(call, (const char *)value, valuelen) != 0)
             return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* resets this stream */
         call->token_meta = name_is(name, namelen, "token");
+    } else if (name_is(name, namelen, "grpc-timeout")) {
+        call->timeout_set = true;
+        call->bad_timeout = grpc_timeout_parse(value, valuelen, &call->timeout_ns) != 0;
     }
     return 0;
 }
@@ -787,8 +857,18 @@ static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, v
     if (call == NULL)
         return 0;
     call->in_cb++;
-    if (frame->hd.type == NGHTTP2_HEADERS && frame->headers.cat == NGHTTP2_HCAT_REQUEST)
-        start_call(call);
+    if (frame->hd.type == NGHTTP2_HEADERS && frame->headers.cat == NGHTTP2_HCAT_REQUEST) {
+        if (call->bad_timeout) {
+            /* grpc-go: "malformed time-out", the stream reset, nothing routed. */
+            call->resp_done = true;
+            nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, frame->hd.stream_id,
+                                      NGHTTP2_PROTOCOL_ERROR);
+            h2_conn_kick(gc->h2);
+        } else {
+            start_call(call);
+            arm_deadline(call);
+        }
+    }
     if ((frame->hd.flags & NGHTTP2_FLAG_END_STREAM) && !gc->dead)
         end_of_request(call);
     call->in_cb--;

@@ -10,6 +10,7 @@
 #include "common/err.h"
 #include "common/log.h"
 #include "net/forward_links.h"
+#include "net/probe_links.h"
 
 #define MODULE "member"
 #define JOIN_RETRY_MS 1000
@@ -19,6 +20,7 @@ struct member_net {
     uv_loop_t *loop;
     peer_net *net;
     forward_links *links;
+    probe_links *probes;
     uint64_t member_id, cluster_id;
     struct member_net_peer *members; /* copied, strings too */
     size_t n_members;
@@ -128,6 +130,12 @@ static int on_link(void *arg, peer_link *l, uint8_t channel)
         if (peer_link_member(l) == 0 || member_of(mn, peer_link_member(l)) == NULL)
             return -EACCES;
         forward_links_accept(mn->links, l);
+        return 0;
+    }
+    if (channel == PEER_PROBE) {
+        if (peer_link_member(l) == 0 || member_of(mn, peer_link_member(l)) == NULL)
+            return -EACCES;
+        probe_links_accept(mn->probes, l);
         return 0;
     }
     if (channel == PEER_JOIN && mn->serving) {
@@ -287,6 +295,13 @@ int member_net_send(void *arg, uint64_t to, const uint8_t *msg, size_t len)
 void member_net_set_node(member_net *mn, consensus_node *node)
 {
     forward_links_set_node(mn->links, node);
+    probe_links_set_node(mn->probes, node);
+}
+
+int member_net_probe(member_net *mn, const struct probe_self *self, probe_done_cb done,
+                     void *arg)
+{
+    return probe_links_ask(mn->probes, self, done, arg);
 }
 
 static void free_members(member_net *mn)
@@ -331,12 +346,26 @@ int member_net_open(uv_loop_t *loop, const struct member_net_config *cfg,
         .identity = *identity,
         .on_link = on_link,
         .arg = mn,
+        .fork_window_ms = cfg->election_ms,
     };
     if (rv == 0)
         rv = peer_net_open(loop, &pc, &mn->net, errmsg);
     /* No link is taken before the loop runs: the links exist by then. */
     if (rv == 0 && (rv = forward_links_new(mn->net, peers, n_peers, &mn->links)) != 0)
         peer_net_close(mn->net, NULL, NULL); /* out of memory: let the start fail */
+    if (rv == 0) {
+        struct probe_peer *pp = calloc(n_peers + 1, sizeof *pp);
+        for (size_t i = 0; pp != NULL && i < n_peers; i++)
+            pp[i] = (struct probe_peer){.id = peers[i].id, .address = peers[i].address};
+        rv = pp == NULL ? LSKV_ENOMEM
+                        : probe_links_new(loop, mn->net, pp, n_peers, cfg->election_ms,
+                                          &mn->probes);
+        free(pp);
+        if (rv != 0) {
+            forward_links_close(mn->links);
+            peer_net_close(mn->net, NULL, NULL);
+        }
+    }
     free(peers);
     if (rv != 0) {
         if (rv == LSKV_ENOMEM)
@@ -379,6 +408,8 @@ void member_net_close(member_net *mn, void (*cb)(void *arg), void *arg)
     mn->close_arg = arg;
     forward_links_close(mn->links); /* freed once peer_net_close ends its links */
     mn->links = NULL;
+    probe_links_close(mn->probes); /* the same */
+    mn->probes = NULL;
     if (mn->join_link != NULL)
         peer_link_close(mn->join_link);
     uv_close((uv_handle_t *)&mn->retry, retry_closed);

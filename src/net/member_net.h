@@ -26,6 +26,7 @@
 #include "identity/cert.h"
 #include "identity/join.h"
 #include "net/peer.h"
+#include "net/probe_links.h"
 
 typedef struct member_net member_net;
 
@@ -42,6 +43,8 @@ struct member_net_config {
     const struct member_net_peer *members; /* every member, this one too (copied) */
     size_t n_members;
     const struct attest_policy *policy;    /* copied */
+    unsigned election_ms; /* raft's election timeout: the peer net's fork
+                             window and the probe's pace (0: no fork check) */
 };
 
 /* Listens on the peer port with identity (copied). Errors: as
@@ -67,6 +70,12 @@ typedef void (*member_net_joined_cb)(void *arg, int status, const char *errmsg);
  * not taken (the daemon stops). Errors: LSKV_ENOMEM, as join_request_make. */
 int member_net_join(member_net *mn, const struct join_key *k, const struct datadir *d,
                     member_net_joined_cb done, void *arg, char *errmsg);
+
+/* Before raft starts on a data dir that holds state: asks the other members
+ * whether it was rolled back or another process of this member is live
+ * (net/probe_links.h). done as probe_links_ask. */
+int member_net_probe(member_net *mn, const struct probe_self *self, probe_done_cb done,
+                     void *arg);
 
 /* raft's transport; valid until member_net_close. */
 struct raft_uv_transport *member_net_transport(member_net *mn);

@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -72,6 +73,8 @@ struct peer_link {
     bool opened;      /* client: on_open(0) was called */
 
     uint64_t member;        /* proven by an endorsed certificate, or 0 */
+    uint64_t incarnation;   /* server: the one the preamble announced */
+    bool counted;           /* server: counted in its member's heard.links */
     uint8_t key_digest[32]; /* SHA-256 of the peer's SPKI DER */
     char *cert_pem;         /* the peer's certificate, PEM (PEER_JOIN links only) */
 
@@ -106,6 +109,14 @@ struct peer_net {
     void *arg;
     peer_link *links;
     int handles; /* listener + defer */
+    uint64_t incarnation;    /* this process's, announced in every preamble */
+    unsigned fork_window_ms; /* 0: no fork check */
+    /* The newest incarnation heard from each member and when (uv_now). */
+    struct heard {
+        uint64_t member, incarnation, at_ms;
+        int links; /* server-side links of that incarnation still open */
+    } *heard;
+    size_t n_heard;
     bool closing;
     void (*close_cb)(void *arg);
     void *close_arg;
@@ -297,6 +308,70 @@ out:
     return rv;
 }
 
+/* ---- incarnations ---------------------------------------------------------- */
+
+static struct heard *heard_of(peer_net *n, uint64_t member)
+{
+    for (size_t i = 0; i < n->n_heard; i++)
+        if (n->heard[i].member == member)
+            return &n->heard[i];
+    struct heard *h = realloc(n->heard, (n->n_heard + 1) * sizeof *h);
+    if (h == NULL)
+        return NULL;
+    n->heard = h;
+    h[n->n_heard] = (struct heard){.member = member};
+    return &h[n->n_heard++];
+}
+
+/* Server: a member's link announced incarnation inc. Refused (non-zero, with
+ * reason) while another incarnation of that member has a link open here and
+ * was heard within the fork window: two processes act as one member (a
+ * copied data dir). An incarnation whose links all closed (a process that
+ * stopped or died: its kernel closes them) or that was not heard for longer
+ * (a partition) is taken as gone: a restart. */
+static int check_incarnation(peer_link *l, uint64_t inc, char *reason, size_t cap)
+{
+    peer_net *n = l->net;
+    l->incarnation = inc;
+    if (n->fork_window_ms == 0 || l->member == 0)
+        return 0;
+    struct heard *h = heard_of(n, l->member);
+    if (h == NULL)
+        return 0; /* out of memory: no check rather than no service */
+    uint64_t now = uv_now(n->loop);
+    if (h->incarnation != 0 && h->incarnation != inc && h->links > 0 &&
+        now - h->at_ms < n->fork_window_ms) {
+        snprintf(reason, cap, "member %016" PRIx64 " is already live as incarnation %016" PRIx64
+                 " (heard %" PRIu64 " ms ago); refusing a second process of it (incarnation %016"
+                 PRIx64 "): was its data dir copied?", l->member, h->incarnation, now - h->at_ms,
+                 inc);
+        return -EEXIST;
+    }
+    if (h->incarnation != inc)
+        h->links = 0; /* the old one's links are closed when they next send */
+    h->incarnation = inc;
+    h->at_ms = now;
+    h->links++;
+    l->counted = true;
+    return 0;
+}
+
+/* Server: bytes came from the member behind l. A link of an incarnation
+ * that another has replaced (after the fork window) is closed. */
+static bool heard_from(peer_link *l)
+{
+    peer_net *n = l->net;
+    if (l->client || n->fork_window_ms == 0 || l->member == 0 || l->incarnation == 0)
+        return true;
+    struct heard *h = heard_of(n, l->member);
+    if (h == NULL)
+        return true;
+    if (h->incarnation != l->incarnation)
+        return false;
+    h->at_ms = uv_now(n->loop);
+    return true;
+}
+
 /* ---- life cycle ---------------------------------------------------------- */
 
 static void net_maybe_closed(peer_net *n)
@@ -308,6 +383,7 @@ static void net_maybe_closed(peer_net *n)
     void (*cb)(void *) = n->close_cb;
     void *arg = n->close_arg;
     ident_unref(n->ident);
+    free(n->heard);
     free(n);
     if (cb != NULL)
         cb(arg);
@@ -330,9 +406,16 @@ static void transport_maybe_closed(peer_net *n)
         uv_timer_start(&n->defer, defer_cb, 0, 0);
 }
 
+static struct heard *heard_of(peer_net *n, uint64_t member);
+
 static void link_free(peer_link *l)
 {
     peer_net *n = l->net;
+    if (l->counted) {
+        struct heard *h = heard_of(n, l->member);
+        if (h != NULL && h->incarnation == l->incarnation)
+            h->links--;
+    }
     if (l->prev != NULL)
         l->prev->next = l->next;
     else
@@ -392,6 +475,8 @@ static const char *channel_name(uint8_t channel)
         return " (join)";
     case PEER_FORWARD:
         return " (forward)";
+    case PEER_PROBE:
+        return " (probe)";
     }
     return ""; /* a server before the preamble */
 }
@@ -640,6 +725,11 @@ static void set_open(peer_link *l)
 /* Client: the server's answer to the preamble. */
 static size_t client_ack(peer_link *l, const uint8_t *data, size_t len)
 {
+    if (data[0] == PEER_ACK_FORK) {
+        refuse(l, -EEXIST, "refused by the server: another process of this member is live "
+               "there", NULL);
+        return len;
+    }
     if (data[0] != PEER_ACK_OK) {
         refuse(l, -ECONNREFUSED, "refused by the server", NULL);
         return len;
@@ -683,6 +773,11 @@ static void server_preamble(peer_link *l, const struct peer_preamble *p)
     if (check_peer(l, p->channel, p->raft_id, reason, sizeof reason) != 0) {
         send_ack(l, PEER_ACK_REFUSED);
         refuse(l, -EACCES, NULL, reason);
+        return;
+    }
+    if (check_incarnation(l, p->incarnation, reason, sizeof reason) != 0) {
+        send_ack(l, PEER_ACK_FORK);
+        refuse(l, -EEXIST, NULL, reason);
         return;
     }
     if (p->channel == PEER_RAFT) {
@@ -758,7 +853,7 @@ static void handshake_done(peer_link *l)
         refuse(l, -EACCES, NULL, reason);
         return;
     }
-    struct peer_preamble p = {.channel = l->channel};
+    struct peer_preamble p = {.channel = l->channel, .incarnation = l->net->incarnation};
     if (l->channel == PEER_RAFT) {
         p.raft_id = l->net->raft_id;
         snprintf(p.address, sizeof p.address, "%s", l->net->raft_address);
@@ -777,6 +872,8 @@ static void tcp_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
                                                         : uv_strerror((int)nread));
         else
             link_close(l, (int)nread);
+    } else if (nread > 0 && l->state == S_OPEN && !heard_from(l)) {
+        refuse(l, -EEXIST, "a newer process of this member replaced it", NULL);
     } else if (nread > 0 && l->state != S_CLOSED) {
         bool was_ready = tls_conn_ready(l->tls);
         if (tls_conn_feed(l->tls, (const uint8_t *)buf->base, (size_t)nread) != 0) {
@@ -1029,9 +1126,15 @@ int peer_net_open(uv_loop_t *loop, const struct peer_net_config *cfg, peer_net *
         cfg->handshake_timeout_ms ? cfg->handshake_timeout_ms : PEER_HANDSHAKE_TIMEOUT_MS;
     n->on_link = cfg->on_link;
     n->arg = cfg->arg;
+    n->fork_window_ms = cfg->fork_window_ms;
+    n->incarnation = cfg->incarnation;
+    while (n->incarnation == 0 &&
+           getrandom(&n->incarnation, sizeof n->incarnation, 0) != sizeof n->incarnation)
+        ;
     int rv = ident_make(&cfg->identity, &n->ident, errmsg);
     if (rv != 0) {
-        free(n);
+        free(n->heard);
+    free(n);
         return rv;
     }
     uv_tcp_init(loop, &n->listener);
@@ -1053,6 +1156,11 @@ int peer_net_open(uv_loop_t *loop, const struct peer_net_config *cfg, peer_net *
     n->transport.close = transport_close;
     *out = n;
     return 0;
+}
+
+uint64_t peer_net_incarnation(const peer_net *n)
+{
+    return n->incarnation;
 }
 
 uint16_t peer_net_port(const peer_net *n)
@@ -1079,7 +1187,7 @@ struct raft_uv_transport *peer_net_raft_transport(peer_net *n)
 int peer_link_connect(peer_net *n, const char *address, uint8_t channel,
                       const struct peer_link_callbacks *cbs, void *arg, peer_link **out)
 {
-    if (channel != PEER_JOIN && channel != PEER_FORWARD)
+    if (channel != PEER_JOIN && channel != PEER_FORWARD && channel != PEER_PROBE)
         return LSKV_EINVAL;
     peer_link *l = NULL;
     int rv = dial(n, address, channel, &l);

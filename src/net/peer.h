@@ -8,8 +8,8 @@
  *   uv_stream_t, so each raft connection hands raft one end of a socketpair
  *   (a uv_pipe_t allocated with raft_malloc, which raft_uv frees) and pumps
  *   bytes between the other end and TLS, with bounded buffers both ways.
- * - message links (PEER_JOIN, PEER_FORWARD): framed messages up to
- *   PEER_MAX_MESSAGE bytes.
+ * - message links (PEER_JOIN, PEER_FORWARD, PEER_PROBE): framed messages up
+ *   to PEER_MAX_MESSAGE bytes.
  *
  * Identity: TLS 1.3 only, both sides present a certificate. A member's node
  * certificate must chain to the service certificate (the only trust anchor,
@@ -23,6 +23,17 @@
  * "peer") with the peer's address and the reason. A connection that has not
  * finished its handshake and preamble within PEER_HANDSHAKE_TIMEOUT_MS is
  * closed.
+ *
+ * Forks: every preamble carries this process's incarnation (random per
+ * run). The server side remembers, per member, the newest incarnation and
+ * when it last heard bytes from it; a connection of another incarnation of
+ * that member, while one of the first's links is open and within
+ * fork_window_ms of its last bytes, is refused with PEER_ACK_FORK (the
+ * client sees -EEXIST), and logged: two processes act as one member.
+ * Otherwise (the first's links all closed, as when it stopped or died, or
+ * silent for longer: a partition) the new incarnation is taken as a
+ * restart, and the old one's remaining links are closed when they next
+ * send.
  *
  * Everything runs on the loop given to peer_net_open; no function is
  * thread-safe. */
@@ -55,7 +66,9 @@ struct peer_link_callbacks {
     /* Client side only: the handshake is done (0) or failed (< 0: negated
      * errno from the connection, LSKV_ETIMEOUT, LSKV_EIO for TLS,
      * -EACCES when the server's certificate is refused, -ECONNREFUSED when
-     * the server refused the link, LSKV_ESHUTDOWN when closed first).
+     * the server refused the link, -EEXIST when it refused it because
+     * another process of this member is live, LSKV_ESHUTDOWN when closed
+     * first).
      * on_close follows a failure. */
     void (*on_open)(void *arg, peer_link *l, int status);
     /* A message; msg is borrowed for the call. */
@@ -77,6 +90,8 @@ struct peer_net_config {
     int (*on_link)(void *arg, peer_link *l, uint8_t channel);
     void *arg;
     unsigned handshake_timeout_ms; /* 0: PEER_HANDSHAKE_TIMEOUT_MS */
+    uint64_t incarnation;          /* 0: a random one */
+    unsigned fork_window_ms;       /* 0: no fork check (the election timeout) */
 };
 
 /* Binds and listens. Errors: negated errno (errmsg names the address and
@@ -85,6 +100,8 @@ struct peer_net_config {
  * LSKV_ENOMEM. */
 int peer_net_open(uv_loop_t *loop, const struct peer_net_config *cfg, peer_net **out,
                   char *errmsg);
+/* This process's incarnation, as announced. */
+uint64_t peer_net_incarnation(const peer_net *n);
 /* The port the listener is bound to. */
 uint16_t peer_net_port(const peer_net *n);
 /* Replaces the identity for new connections (after a join gave this member
@@ -99,7 +116,7 @@ struct raft_uv_transport *peer_net_raft_transport(peer_net *n);
 
 /* Connects to address ("host:port", host a name, an IPv4 literal or a
  * bracketed IPv6 one; each address a name resolves to is tried in turn) on
- * channel (PEER_JOIN or PEER_FORWARD). cbs is
+ * channel (PEER_JOIN, PEER_FORWARD or PEER_PROBE). cbs is
  * copied; on_open then on_message/on_close follow. Messages sent before
  * on_open are queued. Errors: LSKV_EINVAL (address or channel),
  * LSKV_ESHUTDOWN (net closing), LSKV_ENOMEM; no callback then. */

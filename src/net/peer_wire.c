@@ -8,7 +8,7 @@
 #include "common/err.h"
 
 static const uint8_t magic[4] = {'L', 'S', 'K', 'P'};
-enum { WIRE_VERSION = 1 };
+enum { WIRE_VERSION = 2 };
 
 static void put_u16be(uint8_t *p, uint16_t v)
 {
@@ -28,7 +28,8 @@ size_t peer_preamble_encode(const struct peer_preamble *p, uint8_t out[PEER_PREA
     out[4] = WIRE_VERSION;
     out[5] = p->channel;
     put_u64be(out + 6, p->raft_id);
-    put_u16be(out + 14, (uint16_t)alen);
+    put_u64be(out + 14, p->incarnation);
+    put_u16be(out + 22, (uint16_t)alen);
     memcpy(out + PEER_PREAMBLE_FIXED, p->address, alen);
     return PEER_PREAMBLE_FIXED + alen;
 }
@@ -41,15 +42,16 @@ int peer_preamble_decode(const uint8_t *buf, size_t len, struct peer_preamble *o
         return LSKV_ECORRUPT;
     if (len > 4 && buf[4] != WIRE_VERSION)
         return LSKV_ECORRUPT;
-    if (len > 5 && (buf[5] < PEER_RAFT || buf[5] > PEER_FORWARD))
+    if (len > 5 && (buf[5] < PEER_RAFT || buf[5] > PEER_PROBE))
         return LSKV_ECORRUPT;
     if (len < PEER_PREAMBLE_FIXED)
         return 0;
     uint8_t channel = buf[5];
     uint64_t id = get_u64be(buf + 6);
-    size_t alen = get_u16be(buf + 14);
+    uint64_t incarnation = get_u64be(buf + 14);
+    size_t alen = get_u16be(buf + 22);
     bool raft = channel == PEER_RAFT;
-    if ((id != 0) != raft || (alen != 0) != raft || alen > PEER_ADDRESS_MAX)
+    if ((id != 0) != raft || (alen != 0) != raft || alen > PEER_ADDRESS_MAX || incarnation == 0)
         return LSKV_ECORRUPT;
     size_t have = len - PEER_PREAMBLE_FIXED < alen ? len - PEER_PREAMBLE_FIXED : alen;
     if (memchr(buf + PEER_PREAMBLE_FIXED, '\0', have) != NULL)
@@ -58,6 +60,7 @@ int peer_preamble_decode(const uint8_t *buf, size_t len, struct peer_preamble *o
         return 0;
     out->channel = channel;
     out->raft_id = id;
+    out->incarnation = incarnation;
     memcpy(out->address, buf + PEER_PREAMBLE_FIXED, alen);
     out->address[alen] = '\0';
     return (int)(PEER_PREAMBLE_FIXED + alen);

@@ -1,10 +1,12 @@
 /* The bytes members exchange on a peer connection (net/peer.c), inside TLS.
  *
  * After the TLS handshake the connecting side sends a preamble:
- *   "LSKP"  version (1 byte, 1)  channel (1 byte, enum peer_channel)
+ *   "LSKP"  version (1 byte, 2)  channel (1 byte, enum peer_channel)
  *   raft id (8 bytes, big-endian; 0 unless channel is PEER_RAFT)
+ *   incarnation (8 bytes, big-endian, non-zero: random per process run, so a
+ *   peer tells two processes acting as one member apart)
  *   address length (2 bytes, big-endian)  address (raft's "host:port")
- * and the accepting side answers one byte, PEER_ACK_OK or PEER_ACK_REFUSED.
+ * and the accepting side answers one byte, enum peer_ack.
  * Then a PEER_RAFT connection carries raft_uv's bytes as they are, and every
  * other channel carries messages framed as a 4-byte big-endian length and
  * that many bytes (at most PEER_MAX_MESSAGE). */
@@ -16,16 +18,21 @@
 
 #define PEER_MAX_MESSAGE (64u << 20)
 #define PEER_ADDRESS_MAX 300   /* bytes of a preamble's address */
-#define PEER_PREAMBLE_FIXED 16 /* bytes before the address */
+#define PEER_PREAMBLE_FIXED 24 /* bytes before the address */
 #define PEER_PREAMBLE_MAX (PEER_PREAMBLE_FIXED + PEER_ADDRESS_MAX)
 #define PEER_FRAME_HEADER 4
 
-enum peer_channel { PEER_RAFT = 1, PEER_JOIN = 2, PEER_FORWARD = 3 };
-enum peer_ack { PEER_ACK_OK = 0, PEER_ACK_REFUSED = 1 };
+/* PEER_PROBE: a restarting member asks what the others know of it
+ * (consensus/probe.h). */
+enum peer_channel { PEER_RAFT = 1, PEER_JOIN = 2, PEER_FORWARD = 3, PEER_PROBE = 4 };
+/* PEER_ACK_FORK: another process of the same member (another incarnation)
+ * was heard recently; this one is refused. */
+enum peer_ack { PEER_ACK_OK = 0, PEER_ACK_REFUSED = 1, PEER_ACK_FORK = 2 };
 
 struct peer_preamble {
     uint8_t channel;
     uint64_t raft_id;                   /* non-zero exactly for PEER_RAFT */
+    uint64_t incarnation;               /* non-zero */
     char address[PEER_ADDRESS_MAX + 1]; /* NUL-terminated; "" unless PEER_RAFT */
 };
 
@@ -35,7 +42,8 @@ size_t peer_preamble_encode(const struct peer_preamble *p, uint8_t out[PEER_PREA
 /* Decodes a preamble at the start of buf: returns the bytes it took (> 0),
  * 0 when buf holds only a prefix of a valid one, or LSKV_ECORRUPT (bad magic,
  * version or channel; a raft id or address where there must be none or none
- * where there must be one; an address too long or holding a NUL). */
+ * where there must be one; a zero incarnation; an address too long or
+ * holding a NUL). */
 int peer_preamble_decode(const uint8_t *buf, size_t len, struct peer_preamble *out);
 
 /* Reassembles framed messages from a byte stream. Zero it to start; free its

@@ -110,6 +110,43 @@ TEST(grpc_frame, deframe_errors)
     grpc_deframer_free(&d);
 }
 
+TEST(grpc_frame, timeout_parse)
+{
+    int64_t ns = 0;
+#define OK(v, want)                                                                    \
+    do {                                                                               \
+        ASSERT_EQ(grpc_timeout_parse((const uint8_t *)(v), strlen(v), &ns), 0);      \
+        ASSERT_EQ(ns, (int64_t)(want));                                              \
+    } while (0)
+#define BAD(v) ASSERT_EQ(grpc_timeout_parse((const uint8_t *)(v), strlen(v), &ns), LSKV_EINVAL)
+    OK("1S", 1000000000LL);
+    OK("250m", 250000000LL);
+    OK("7u", 7000LL);
+    OK("9n", 9LL);
+    OK("2M", 120000000000LL);
+    OK("1H", 3600000000000LL);
+    OK("99999999S", 99999999000000000LL);
+    OK("00000001m", 1000000LL);
+    OK("+5S", 5000000000LL);
+    OK("-1S", -1000000000LL); /* strconv.ParseInt takes a sign: expired */
+    OK("0S", 0);
+    OK("99999999H", INT64_MAX); /* clamped, as grpc-go clamps hours */
+    BAD("");
+    BAD("S");
+    BAD("1");
+    BAD("1x");
+    BAD("1s");
+    BAD("123456789S"); /* 8 digits at most */
+    BAD("+S");
+    BAD("-S");
+    BAD(" 1S");
+    BAD("1 S");
+    BAD("1.5S");
+    BAD("0x1S");
+#undef OK
+#undef BAD
+}
+
 TEST(grpc_frame, too_large_text)
 {
     char text[100];
@@ -938,6 +975,71 @@ static void client_hold(struct fixture *fx)
     ASSERT(h2client_goaway(cl));
     ASSERT(h2client_eof(cl));
     h2client_close(cl);
+}
+
+/* grpc-timeout: ended at the deadline as etcd's grpc-go ends it; a handler
+ * that answers in time answers; a malformed value resets the stream. */
+static void client_deadline(struct fixture *fx)
+{
+    h2client *cl;
+    ASSERT_EQ(h2client_connect("127.0.0.1", fx->port, false, &cl), 0);
+    size_t n;
+    uint8_t *req = h2client_frame((const uint8_t *)"x", 1, &n);
+    static const char *const t100ms[] = {"grpc-timeout", "100m", NULL};
+    static const char *const t2s[] = {"grpc-timeout", "2S", NULL};
+    static const char *const t0[] = {"grpc-timeout", "0S", NULL};
+    static const char *const bad[] = {"grpc-timeout", "1x", NULL};
+    static const char *const long9[] = {"grpc-timeout", "123456789S", NULL};
+
+    /* The handler holds it past the deadline (300 ms): UNKNOWN at 100 ms. */
+    uint64_t t = uv_hrtime();
+    struct h2client_stream *s = call_once(cl, "/test.Echo/Later", t100ms, req, n);
+    uint64_t ms = (uv_hrtime() - t) / 1000000;
+    ASSERT_EQ(s->grpc_status, GRPC_STATUS_UNKNOWN);
+    ASSERT_STR_EQ(s->grpc_message, "context deadline exceeded");
+    ASSERT(ms >= 90 && ms < 280);
+    /* In time: answered. */
+    s = call_once(cl, "/test.Echo/Later", t2s, req, n);
+    ASSERT_EQ(s->grpc_status, GRPC_STATUS_OK);
+    ASSERT_EQ(s->body_len, n);
+    /* Expired on arrival: the handler never sees it. */
+    s = call_once(cl, "/test.Echo/Unary", t0, req, n);
+    ASSERT_EQ(s->grpc_status, GRPC_STATUS_DEADLINE_EXCEEDED);
+    ASSERT_STR_EQ(s->grpc_message, "context deadline exceeded");
+    /* Malformed: reset, whatever the method. */
+    s = call_once(cl, "/test.Echo/Unary", bad, req, n);
+    ASSERT(s->reset_by_peer);
+    ASSERT_EQ(s->close_code, 1); /* PROTOCOL_ERROR */
+    ASSERT_EQ(s->grpc_status, -1);
+    s = call_once(cl, "/no.Such/Method", long9, req, n);
+    ASSERT(s->reset_by_peer);
+    ASSERT_EQ(s->close_code, 1);
+    /* The request never completes (no half-close): grpc-go's read of it
+     * times out, DEADLINE_EXCEEDED. */
+    int32_t id = h2client_start(cl, "/test.Echo/Unary", t100ms, req, n, false);
+    ASSERT_GT(id, 0);
+    ASSERT_EQ(h2client_wait(cl, id, 5000), 0);
+    s = h2client_stream(cl, id);
+    ASSERT_EQ(s->grpc_status, GRPC_STATUS_DEADLINE_EXCEEDED);
+    /* The connection serves on. */
+    s = call_once(cl, "/test.Echo/Unary", NULL, req, n);
+    ASSERT_EQ(s->grpc_status, GRPC_STATUS_OK);
+    free(req);
+    /* Let the held handler finish (cancelled) before the server closes. */
+    h2client_pump(cl, 400);
+    h2client_close(cl);
+}
+
+TEST(grpc_server, grpc_timeout)
+{
+    struct fixture fx = {0};
+    fx.later_ms = 300;
+    fixture_run(&fx, 0, false, client_deadline);
+    /* One Unary answered; one Later ended at its deadline: told through
+     * on_cancel, its late send refused, its finish harmless. */
+    const int got[] = {fx.n_unary, fx.n_cancel, fx.n_later_cancelled_at_finish,
+                       fx.n_later_send_refused};
+    ASSERT_MEM_EQ(got, ((const int[]){1, 1, 1, 1}), sizeof got);
 }
 
 TEST(grpc_server, close_cancels_pending_calls)

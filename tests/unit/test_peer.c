@@ -168,6 +168,7 @@ static int on_link(void *arg, peer_link *l, uint8_t channel)
 
 static const char *listen_on = "127.0.0.1:0";
 static unsigned handshake_ms; /* 0: the default */
+static unsigned fork_window;  /* 0: no fork check */
 
 static peer_net *open_net(uint64_t id, const struct member *m, const char *service,
                           struct server *s)
@@ -177,6 +178,7 @@ static peer_net *open_net(uint64_t id, const struct member *m, const char *servi
         .member_id = id,
         .listen_address = listen_on,
         .handshake_timeout_ms = handshake_ms,
+        .fork_window_ms = fork_window,
         .identity = {.cert_pem = m->cert, .key_pem = m->key, .service_cert_pem = service},
         .on_link = on_link,
         .arg = s,
@@ -1073,7 +1075,7 @@ TEST(peer, bad_bytes_after_handshake)
     peer_net *a = open_net(1, &pki.m[1], pki.service, &sa);
     /* A frame announcing PEER_MAX_MESSAGE + 1 bytes ends the link. */
     static uint8_t msg[PEER_PREAMBLE_MAX + 8];
-    struct peer_preamble p = {.channel = PEER_FORWARD};
+    struct peer_preamble p = {.channel = PEER_FORWARD, .incarnation = 7};
     size_t n = peer_preamble_encode(&p, msg);
     peer_frame_header(5, msg + n);
     memcpy(msg + n + 4, "hello", 5);
@@ -1093,7 +1095,7 @@ TEST(peer, bad_bytes_after_handshake)
 
     /* A malformed preamble: closed, on_link never called. */
     sa.last_channel = 0;
-    static const uint8_t junk[] = "LSKP\x01\x09junkjunkjunk";
+    static const uint8_t junk[] = "LSKP\x02\x09junkjunkjunk";
     static struct hand h2;
     h2.after = junk;
     h2.after_len = sizeof junk - 1;
@@ -1104,6 +1106,80 @@ TEST(peer, bad_bytes_after_handshake)
 
     uv_close((uv_handle_t *)&h1.tcp, hand_done);
     uv_close((uv_handle_t *)&h2.tcp, hand_done);
+    close_net(a);
+    teardown();
+}
+
+/* ---- forks ---------------------------------------------------------------- */
+
+/* Connects from n to addr on PEER_FORWARD, sends msg and waits for its echo. */
+static peer_link *echoed(peer_net *n, const char *addr, struct client *c, const char *msg)
+{
+    peer_link *l = NULL;
+    ASSERT_EQ(peer_link_connect(n, addr, PEER_FORWARD, &client_cbs, c, &l), 0);
+    ASSERT_EQ(peer_link_send(l, (const uint8_t *)msg, strlen(msg)), 0);
+    for (int i = 0; i < 500 && c->messages == 0; i++)
+        run_for(10);
+    ASSERT_EQ(c->open_status, 0);
+    ASSERT_EQ(c->messages, 1);
+    return l;
+}
+
+/* Two processes acting as member 2 (a copied data dir): while the first is
+ * heard within the fork window, the second is refused with -EEXIST; once the
+ * first has been silent longer, the second is taken as a restart and the
+ * first's remaining link is closed when it next sends. */
+TEST(peer, second_incarnation_refused_while_first_live)
+{
+    setup();
+    fork_window = 300;
+    struct server sa = {.echo = true}, sb1 = {0}, sb2 = {0};
+    peer_net *a = open_net(1, &pki.m[1], pki.service, &sa);
+    peer_net *b1 = open_net(2, &pki.m[2], pki.service, &sb1);
+    peer_net *b2 = open_net(2, &pki.m[2], pki.service, &sb2);
+    fork_window = 0;
+    ASSERT(peer_net_incarnation(b1) != 0);
+    ASSERT(peer_net_incarnation(b1) != peer_net_incarnation(b2));
+    char addr[64];
+    addr_of(a, addr, sizeof addr);
+
+    struct client c1 = {0};
+    peer_link *l1 = echoed(b1, addr, &c1, "one");
+
+    /* The first keeps talking: the second is refused each time. */
+    for (int round = 0; round < 2; round++) {
+        struct client c2 = {0};
+        peer_link *l2 = NULL;
+        ASSERT_EQ(peer_link_connect(b2, addr, PEER_PROBE, &client_cbs, &c2, &l2), 0);
+        ASSERT(run_until(&c2.closed, 5000));
+        ASSERT(c2.opened);
+        ASSERT_EQ(c2.open_status, -EEXIST);
+        ASSERT_EQ(peer_link_send(l1, (const uint8_t *)"one", 3), 0);
+        run_for(100);
+    }
+    ASSERT_EQ(c1.messages, 3);
+
+    /* Silent for longer than the window: a restart. */
+    run_for(400);
+    struct client c3 = {0};
+    peer_link *l3 = echoed(b2, addr, &c3, "two");
+    /* The old process's link is closed once it speaks again. */
+    ASSERT_EQ(peer_link_send(l1, (const uint8_t *)"one", 3), 0);
+    ASSERT(run_until(&c1.closed, 5000));
+    ASSERT_EQ(c1.messages, 3);
+
+    /* Once the live one's links have all closed (it stopped: its kernel
+     * closes them), another is a restart at once, window or not. */
+    peer_link_close(l3);
+    ASSERT(run_until(&c3.closed, 5000));
+    for (int i = 0; i < 100 && sa.links > 0; i++)
+        run_for(10);
+    struct client c4 = {0};
+    peer_link *l4 = echoed(b1, addr, &c4, "three");
+    peer_link_close(l4);
+    ASSERT(run_until(&c4.closed, 5000));
+    close_net(b1);
+    close_net(b2);
     close_net(a);
     teardown();
 }
