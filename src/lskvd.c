@@ -30,6 +30,7 @@
 #include "api/api.h"
 #include "api/catchup_driver.h"
 #include "common/err.h"
+#include "common/file.h"
 #include "common/url.h"
 #include "common/log.h"
 #include "config/config.h"
@@ -1149,6 +1150,18 @@ static int open_member_net(struct daemon *d, const struct peer_tls_identity *ide
         (rv = url_parse(c->listen_peer_urls[0], 0, &listen, errmsg)) != 0 ||
         (rv = url_resolve(&listen, NULL, listen_address, sizeof listen_address, errmsg)) != 0)
         return rv;
+    /* etcd's peer TLS files: the handshake's certificates (net/peer.h). */
+    uint8_t *pem[3] = {NULL, NULL, NULL};
+    const char *files[3] = {c->peer_cert_file, c->peer_key_file, c->peer_trusted_ca_file};
+    size_t len;
+    for (int i = 0; i < 3 && rv == 0; i++)
+        if (files[i] != NULL)
+            rv = file_read_all(files[i], &pem[i], &len, errmsg);
+    if (rv != 0) {
+        for (int i = 0; i < 3; i++)
+            free(pem[i]);
+        return rv;
+    }
     struct member_net_config mc = {
         .member_id = c->members.m[c->members.self].id,
         .cluster_id = c->members.cluster_id,
@@ -1158,8 +1171,16 @@ static int open_member_net(struct daemon *d, const struct peer_tls_identity *ide
         .n_members = c->members.n,
         .policy = &d->policy,
         .election_ms = (unsigned)c->election_timeout_ms,
+        .operator_tls = {.cert_pem = (const char *)pem[0], .key_pem = (const char *)pem[1],
+                         .ca_pem = (const char *)pem[2],
+                         .client_cert_auth = c->peer_client_cert_auth},
     };
-    return member_net_open(d->loop, &mc, identity, &d->net, errmsg);
+    rv = member_net_open(d->loop, &mc, identity, &d->net, errmsg);
+    if (pem[1] != NULL)
+        explicit_bzero(pem[1], strlen((const char *)pem[1]));
+    for (int i = 0; i < 3; i++)
+        free(pem[i]);
+    return rv;
 }
 
 static void continue_start(struct daemon *d);

@@ -87,15 +87,17 @@ static const struct opt opts[] = {
      "Peer TLS using generated certificates: accepted, lskv members always use mutual TLS "
      "with their node certificates."},
     {"peer-cert-file", OPT_STRING, NULL, 0, 0, F(peer_cert_file), 0,
-     "Path to the peer server TLS cert file (not supported yet: members use their node "
-     "certificates)."},
+     "Path to the peer server TLS cert file: the certificate members present in the TLS "
+     "handshake; each member's identity is then proven inside the session by its node "
+     "certificate (endorsed by the service) signing the TLS exporter value."},
     {"peer-key-file", OPT_STRING, NULL, 0, 0, F(peer_key_file), 0,
-     "Path to the peer server TLS key file (not supported yet)."},
+     "Path to the peer server TLS key file."},
     {"peer-trusted-ca-file", OPT_STRING, NULL, 0, 0, F(peer_trusted_ca_file), 0,
-     "Path to the peer server TLS trusted CA file (not supported yet)."},
+     "Path to the peer server TLS trusted CA file: peers' handshake certificates must chain "
+     "to it."},
     {"peer-client-cert-auth", OPT_BOOL, "false", 0, 0, F(peer_client_cert_auth), 0,
-     "Enable peer client cert authentication (not supported yet; members always "
-     "authenticate each other by their node certificates)."},
+     "Enable peer client cert authentication (with --peer-trusted-ca-file); members also "
+     "always prove their node certificates."},
     {"cipher-suites", OPT_STRING, NULL, 0, 0, F(cipher_suites), 0,
      "Comma-separated list of supported TLS 1.2 cipher suites, in etcd's names (empty: "
      "OpenSSL's defaults); TLS 1.3's are not configurable, as in etcd."},
@@ -515,14 +517,24 @@ static int check_tls(struct config *c, char *errmsg)
                               "signs client certificates)");
         return LSKV_EINVAL;
     }
-    const char *peer = c->peer_cert_file         ? "--peer-cert-file"
-                       : c->peer_key_file        ? "--peer-key-file"
-                       : c->peer_trusted_ca_file ? "--peer-trusted-ca-file"
-                       : c->peer_client_cert_auth ? "--peer-client-cert-auth"
-                                                  : NULL;
-    if (peer != NULL) {
-        errmsg_printf(errmsg, "%s: not supported yet (lskv members authenticate each other "
-                      "with their node certificates; --peer-auto-tls is accepted)", peer);
+    if ((c->peer_cert_file == NULL) != (c->peer_key_file == NULL)) {
+        errmsg_printf(errmsg, "%s: needs %s too", c->peer_cert_file ? "--peer-cert-file"
+                                                                   : "--peer-key-file",
+                      c->peer_cert_file ? "--peer-key-file" : "--peer-cert-file");
+        return LSKV_EINVAL;
+    }
+    const char *needs_cert = c->peer_trusted_ca_file ? "--peer-trusted-ca-file"
+                             : c->peer_client_cert_auth ? "--peer-client-cert-auth"
+                                                        : NULL;
+    if (needs_cert != NULL && c->peer_cert_file == NULL) {
+        errmsg_printf(errmsg, "%s: needs --peer-cert-file and --peer-key-file (lskv members "
+                      "otherwise authenticate each other by their node certificates alone)",
+                      needs_cert);
+        return LSKV_EINVAL;
+    }
+    if (c->peer_client_cert_auth && c->peer_trusted_ca_file == NULL) {
+        errmsg_printf(errmsg, "--peer-client-cert-auth: needs --peer-trusted-ca-file (the CA "
+                              "that signs peer certificates)");
         return LSKV_EINVAL;
     }
     if (c->cipher_suites != NULL)

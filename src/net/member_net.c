@@ -347,6 +347,7 @@ int member_net_open(uv_loop_t *loop, const struct member_net_config *cfg,
         .on_link = on_link,
         .arg = mn,
         .fork_window_ms = cfg->election_ms,
+        .operator_tls = cfg->operator_tls,
     };
     if (rv == 0)
         rv = peer_net_open(loop, &pc, &mn->net, errmsg);

@@ -45,6 +45,7 @@ struct member_net_config {
     const struct attest_policy *policy;    /* copied */
     unsigned election_ms; /* raft's election timeout: the peer net's fork
                              window and the probe's pace (0: no fork check) */
+    struct peer_operator_tls operator_tls; /* --peer-cert-file ... (net/peer.h) */
 };
 
 /* Listens on the peer port with identity (copied). Errors: as

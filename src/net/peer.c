@@ -49,9 +49,20 @@ struct ident {
     int refs;
     tls_ctx *server, *client;
     cert_service *service; /* NULL before joining */
+    /* Operator TLS (peer.h): the contexts present the operator's
+     * certificate, and the node's goes in the identity proof. */
+    bool wrapped;
+    EVP_PKEY *node_key;
+    char *node_cert_pem;
 };
 
-enum state { S_RESOLVE, S_CONNECT, S_TLS, S_PREAMBLE, S_OPEN, S_CLOSED };
+/* Operator TLS settings, copied. */
+struct op_tls {
+    char *cert_pem, *key_pem, *ca_pem;
+    bool client_cert_auth;
+};
+
+enum state { S_RESOLVE, S_CONNECT, S_TLS, S_PROOF, S_PREAMBLE, S_OPEN, S_CLOSED };
 
 struct peer_link {
     peer_net *net;
@@ -77,6 +88,9 @@ struct peer_link {
     bool counted;           /* server: counted in its member's heard.links */
     uint8_t key_digest[32]; /* SHA-256 of the peer's SPKI DER */
     char *cert_pem;         /* the peer's certificate, PEM (PEER_JOIN links only) */
+    char *proven_pem;       /* operator TLS: the node certificate its proof proved */
+    uint8_t *proof;         /* operator TLS: the peer's proof so far */
+    size_t proof_len;
 
     /* Server: the preamble so far. */
     uint8_t pre[PEER_PREAMBLE_MAX];
@@ -102,6 +116,7 @@ struct peer_net {
     uv_loop_t *loop;
     uint64_t member_id;
     struct ident *ident;
+    struct op_tls op; /* cert_pem NULL: node certificates in the handshake */
     uv_tcp_t listener;
     uv_timer_t defer; /* runs the transport's close callback outside close */
     unsigned handshake_timeout_ms;
@@ -152,8 +167,39 @@ static int accept_any(int ok, X509_STORE_CTX *ctx)
     return 1;
 }
 
-static int make_ssl_ctx(const struct peer_tls_identity *id, bool client, tls_ctx **out,
-                        char *errmsg)
+/* Operator TLS: etcd's checks of the peer's certificate (a chain to the CA
+ * when one is given; the server asks for a client certificate only with
+ * client_cert_auth). Who the peer is comes from its proof. */
+static int op_verify(SSL_CTX *ctx, const struct op_tls *op, bool client, char *errmsg)
+{
+    int mode = SSL_VERIFY_NONE;
+    if (op->ca_pem != NULL) {
+        BIO *b = BIO_new_mem_buf(op->ca_pem, -1);
+        X509_STORE *store = SSL_CTX_get_cert_store(ctx);
+        X509 *x;
+        int n = 0;
+        while (b != NULL && (x = PEM_read_bio_X509(b, NULL, NULL, NULL)) != NULL) {
+            n += X509_STORE_add_cert(store, x) == 1;
+            X509_free(x);
+        }
+        BIO_free(b);
+        ERR_clear_error();
+        if (n == 0) {
+            errmsg_printf(errmsg, "--peer-trusted-ca-file: no certificate in it");
+            return LSKV_EINVAL;
+        }
+        mode = SSL_VERIFY_PEER;
+    }
+    if (!client)
+        mode = op->client_cert_auth ? SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT
+                                    : SSL_VERIFY_NONE;
+    SSL_CTX_set_verify(ctx, mode, NULL);
+    return 0;
+}
+
+/* op NULL: the node certificate in the handshake, checked by check_peer. */
+static int make_ssl_ctx(const struct peer_tls_identity *id, const struct op_tls *op, bool client,
+                        tls_ctx **out, char *errmsg)
 {
     SSL_CTX *ctx = SSL_CTX_new(client ? TLS_client_method() : TLS_server_method());
     X509 *cert = NULL;
@@ -168,7 +214,11 @@ static int make_ssl_ctx(const struct peer_tls_identity *id, bool client, tls_ctx
     SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_TICKET);
     SSL_CTX_set_num_tickets(ctx, 0);
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
-    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, accept_any);
+    if (op == NULL)
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, accept_any);
+    else if ((rv = op_verify(ctx, op, client, errmsg)) != 0)
+        goto out;
+    rv = LSKV_EINVAL;
     cb = BIO_new_mem_buf(id->cert_pem, -1);
     kb = BIO_new_mem_buf(id->key_pem, -1);
     if (cb == NULL || kb == NULL) {
@@ -198,6 +248,31 @@ out:
     return rv;
 }
 
+static void op_free(struct op_tls *op)
+{
+    free(op->cert_pem);
+    if (op->key_pem != NULL)
+        OPENSSL_cleanse(op->key_pem, strlen(op->key_pem));
+    free(op->key_pem);
+    free(op->ca_pem);
+    *op = (struct op_tls){0};
+}
+
+static int op_copy(const struct peer_operator_tls *in, struct op_tls *out)
+{
+    *out = (struct op_tls){.client_cert_auth = in->client_cert_auth};
+    if (in->cert_pem == NULL)
+        return 0;
+    out->cert_pem = strdup(in->cert_pem);
+    out->key_pem = in->key_pem ? strdup(in->key_pem) : NULL;
+    out->ca_pem = in->ca_pem ? strdup(in->ca_pem) : NULL;
+    if (out->cert_pem == NULL || out->key_pem == NULL || (in->ca_pem && out->ca_pem == NULL)) {
+        op_free(out);
+        return LSKV_ENOMEM;
+    }
+    return 0;
+}
+
 static void ident_unref(struct ident *id)
 {
     if (id == NULL || --id->refs > 0)
@@ -205,10 +280,34 @@ static void ident_unref(struct ident *id)
     tls_ctx_close(id->server);
     tls_ctx_close(id->client);
     cert_service_free(id->service);
+    EVP_PKEY_free(id->node_key);
+    free(id->node_cert_pem);
     free(id);
 }
 
-static int ident_make(const struct peer_tls_identity *pi, struct ident **out, char *errmsg)
+/* The node key and certificate that sign this member's proofs. */
+static int ident_wrap(struct ident *id, const struct peer_tls_identity *pi, char *errmsg)
+{
+    BIO *kb = BIO_new_mem_buf(pi->key_pem, -1);
+    id->node_key = kb != NULL ? PEM_read_bio_PrivateKey(kb, NULL, NULL, NULL) : NULL;
+    BIO_free(kb);
+    if (id->node_key == NULL) {
+        openssl_errmsg(errmsg, "peer identity: node key");
+        return LSKV_EINVAL;
+    }
+    if ((id->node_cert_pem = strdup(pi->cert_pem)) == NULL)
+        return LSKV_ENOMEM;
+    if (strlen(id->node_cert_pem) > PEER_PROOF_CERT_MAX) {
+        errmsg_printf(errmsg, "peer identity: node certificate over %d bytes",
+                      PEER_PROOF_CERT_MAX);
+        return LSKV_EINVAL;
+    }
+    id->wrapped = true;
+    return 0;
+}
+
+static int ident_make(const struct peer_tls_identity *pi, const struct op_tls *op,
+                      struct ident **out, char *errmsg)
 {
     if (pi->cert_pem == NULL || pi->key_pem == NULL) {
         errmsg_printf(errmsg, "peer identity: no certificate or key");
@@ -218,9 +317,19 @@ static int ident_make(const struct peer_tls_identity *pi, struct ident **out, ch
     if (id == NULL)
         return LSKV_ENOMEM;
     id->refs = 1;
-    int rv = make_ssl_ctx(pi, false, &id->server, errmsg);
-    if (rv == 0)
-        rv = make_ssl_ctx(pi, true, &id->client, errmsg);
+    int rv;
+    if (op->cert_pem != NULL) {
+        struct peer_tls_identity as = {.cert_pem = op->cert_pem, .key_pem = op->key_pem};
+        rv = make_ssl_ctx(&as, op, false, &id->server, errmsg);
+        if (rv == 0)
+            rv = make_ssl_ctx(&as, op, true, &id->client, errmsg);
+        if (rv == 0)
+            rv = ident_wrap(id, pi, errmsg);
+    } else {
+        rv = make_ssl_ctx(pi, NULL, false, &id->server, errmsg);
+        if (rv == 0)
+            rv = make_ssl_ctx(pi, NULL, true, &id->client, errmsg);
+    }
     if (rv == 0 && pi->service_cert_pem != NULL) {
         rv = cert_service_from_pem(pi->service_cert_pem, strlen(pi->service_cert_pem),
                                    &id->service, errmsg);
@@ -263,7 +372,13 @@ static int check_peer(peer_link *l, uint8_t channel, uint64_t want_member, char 
                       size_t cap)
 {
     SSL *ssl = tls_conn_ssl(l->tls);
-    X509 *x = ssl ? SSL_get0_peer_certificate(ssl) : NULL;
+    X509 *proven = NULL;
+    if (l->ident->wrapped && l->proven_pem != NULL) {
+        BIO *pb = BIO_new_mem_buf(l->proven_pem, -1);
+        proven = pb != NULL ? PEM_read_bio_X509(pb, NULL, NULL, NULL) : NULL;
+        BIO_free(pb);
+    }
+    X509 *x = l->ident->wrapped ? proven : ssl ? SSL_get0_peer_certificate(ssl) : NULL;
     if (x == NULL) {
         snprintf(reason, cap, "no certificate");
         return -EACCES;
@@ -305,6 +420,7 @@ static int check_peer(peer_link *l, uint8_t channel, uint64_t want_member, char 
     }
 out:
     BIO_free(b);
+    X509_free(proven);
     return rv;
 }
 
@@ -383,6 +499,7 @@ static void net_maybe_closed(peer_net *n)
     void (*cb)(void *) = n->close_cb;
     void *arg = n->close_arg;
     ident_unref(n->ident);
+    op_free(&n->op);
     free(n->heard);
     free(n);
     if (cb != NULL)
@@ -439,6 +556,8 @@ static void link_free(peer_link *l)
     if (l->addrs != NULL)
         uv_freeaddrinfo(l->addrs);
     free(l->cert_pem);
+    free(l->proven_pem);
+    free(l->proof);
     free(l);
     transport_maybe_closed(n);
     net_maybe_closed(n);
@@ -831,18 +950,139 @@ static size_t server_collect(peer_link *l, const uint8_t *data, size_t len)
     return used;
 }
 
+static size_t proof_collect(peer_link *l, const uint8_t *data, size_t len);
+
 /* Plaintext from the peer, in whatever state. */
 static void on_plain(peer_link *l, const uint8_t *data, size_t len)
 {
-    while (len > 0 && l->state == S_PREAMBLE) {
-        size_t used = l->client ? client_ack(l, data, len) : server_collect(l, data, len);
+    while (len > 0 && (l->state == S_PROOF || l->state == S_PREAMBLE)) {
+        size_t used = l->state == S_PROOF ? proof_collect(l, data, len)
+                      : l->client          ? client_ack(l, data, len)
+                                           : server_collect(l, data, len);
         data += used;
         len -= used;
     }
     open_data(l, data, len);
 }
 
+/* The TLS exporter value of this session (RFC 8446 7.5). */
+static int exporter_of(peer_link *l, uint8_t out[PEER_EXPORTER_BYTES])
+{
+    SSL *ssl = tls_conn_ssl(l->tls);
+    int ok = ssl != NULL &&
+             SSL_export_keying_material(ssl, out, PEER_EXPORTER_BYTES, PEER_EXPORTER_LABEL,
+                                        strlen(PEER_EXPORTER_LABEL), NULL, 0, 0) == 1;
+    ERR_clear_error();
+    return ok ? 0 : LSKV_EIO;
+}
+
+/* Operator TLS: this member's node certificate and its signature over the
+ * session, so the peer learns who holds this end. */
+static void send_proof(peer_link *l)
+{
+    uint8_t exp[PEER_EXPORTER_BYTES], msg[PEER_PROOF_MESSAGE_BYTES], sig[PEER_PROOF_SIG_MAX];
+    size_t sig_len = sizeof sig;
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    int ok = exporter_of(l, exp) == 0 && md != NULL;
+    if (ok) {
+        peer_proof_message(!l->client, exp, msg);
+        ok = EVP_DigestSignInit(md, NULL, EVP_sha256(), NULL, l->ident->node_key) == 1 &&
+             EVP_DigestSign(md, sig, &sig_len, msg, sizeof msg) == 1;
+    }
+    EVP_MD_CTX_free(md);
+    ERR_clear_error();
+    static uint8_t out[PEER_PROOF_MAX]; /* the loop's thread only */
+    const char *pem = l->ident->node_cert_pem;
+    size_t n = ok ? peer_proof_encode((const uint8_t *)pem, strlen(pem), sig, sig_len, out) : 0;
+    if (n == 0) {
+        refuse(l, LSKV_EIO, "cannot sign this member's identity proof", NULL);
+        return;
+    }
+    send_plain(l, out, n);
+}
+
+/* Checks the peer's proof: its signature by the key of the certificate it
+ * names, over this session. Returns 0 or -EACCES with why in reason. */
+static int check_proof(peer_link *l, const struct peer_proof *p, char *reason, size_t cap)
+{
+    uint8_t exp[PEER_EXPORTER_BYTES], msg[PEER_PROOF_MESSAGE_BYTES];
+    BIO *b = BIO_new_mem_buf(p->cert_pem, (int)p->cert_len);
+    X509 *x = b != NULL ? PEM_read_bio_X509(b, NULL, NULL, NULL) : NULL;
+    BIO_free(b);
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    int rv = -EACCES;
+    if (x == NULL) {
+        snprintf(reason, cap, "identity proof: unreadable certificate");
+    } else if (md == NULL || exporter_of(l, exp) != 0) {
+        snprintf(reason, cap, "identity proof: no TLS exporter value");
+    } else {
+        peer_proof_message(l->client, exp, msg); /* the peer is the server iff we dial */
+        if (EVP_DigestVerifyInit(md, NULL, EVP_sha256(), NULL, X509_get0_pubkey(x)) != 1 ||
+            EVP_DigestVerify(md, p->sig, p->sig_len, msg, sizeof msg) != 1)
+            snprintf(reason, cap, "identity proof: the signature does not verify with the "
+                                  "certificate's key over this session");
+        else if ((l->proven_pem = strndup((const char *)p->cert_pem, p->cert_len)) == NULL)
+            snprintf(reason, cap, "out of memory");
+        else
+            rv = 0;
+    }
+    ERR_clear_error();
+    EVP_MD_CTX_free(md);
+    X509_free(x);
+    return rv;
+}
+
+static void preamble_stage(peer_link *l);
+
+/* Operator TLS: collects the peer's proof; returns the bytes of data it
+ * took. */
+static size_t proof_collect(peer_link *l, const uint8_t *data, size_t len)
+{
+    if (l->proof == NULL && (l->proof = malloc(PEER_PROOF_MAX)) == NULL) {
+        link_close(l, LSKV_ENOMEM);
+        return len;
+    }
+    size_t take = PEER_PROOF_MAX - l->proof_len;
+    if (take > len)
+        take = len;
+    memcpy(l->proof + l->proof_len, data, take);
+    struct peer_proof p;
+    int rv = peer_proof_decode(l->proof, l->proof_len + take, &p);
+    if (rv < 0) {
+        refuse(l, LSKV_ECORRUPT, "malformed identity proof", NULL);
+        return len;
+    }
+    if (rv == 0) {
+        l->proof_len += take;
+        return take;
+    }
+    size_t used = (size_t)rv - l->proof_len;
+    char reason[300];
+    int ok = check_proof(l, &p, reason, sizeof reason);
+    free(l->proof);
+    l->proof = NULL;
+    l->proof_len = 0;
+    if (ok != 0) {
+        refuse(l, -EACCES, NULL, reason);
+        return len;
+    }
+    preamble_stage(l);
+    return used;
+}
+
 static void handshake_done(peer_link *l)
+{
+    if (l->ident->wrapped) {
+        l->state = S_PROOF;
+        send_proof(l);
+        return;
+    }
+    preamble_stage(l);
+}
+
+/* The preamble and its answer (the client checks the server's identity
+ * first). */
+static void preamble_stage(peer_link *l)
 {
     l->state = S_PREAMBLE;
     if (!l->client)
@@ -1131,8 +1371,11 @@ int peer_net_open(uv_loop_t *loop, const struct peer_net_config *cfg, peer_net *
     while (n->incarnation == 0 &&
            getrandom(&n->incarnation, sizeof n->incarnation, 0) != sizeof n->incarnation)
         ;
-    int rv = ident_make(&cfg->identity, &n->ident, errmsg);
+    int rv = op_copy(&cfg->operator_tls, &n->op);
+    if (rv == 0)
+        rv = ident_make(&cfg->identity, &n->op, &n->ident, errmsg);
     if (rv != 0) {
+        op_free(&n->op);
         free(n->heard);
     free(n);
         return rv;
@@ -1171,7 +1414,7 @@ uint16_t peer_net_port(const peer_net *n)
 int peer_net_set_identity(peer_net *n, const struct peer_tls_identity *id, char *errmsg)
 {
     struct ident *next;
-    int rv = ident_make(id, &next, errmsg);
+    int rv = ident_make(id, &n->op, &next, errmsg);
     if (rv != 0)
         return rv;
     ident_unref(n->ident);

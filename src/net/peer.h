@@ -42,6 +42,7 @@
 
 #include <raft.h>
 #include <raft/uv.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
@@ -80,10 +81,26 @@ struct peer_link_callbacks {
     void (*on_close)(void *arg, peer_link *l, int status);
 };
 
+/* Operator TLS: etcd's --peer-cert-file, --peer-key-file,
+ * --peer-trusted-ca-file and --peer-client-cert-auth. With cert_pem set the
+ * TLS handshake presents the operator's certificate and checks the peer's
+ * as etcd does (a chain to ca_pem when given; the server asks for a client
+ * certificate only with client_cert_auth). The member identity then moves
+ * inside the channel: right after the handshake each side sends its node
+ * certificate and a signature by its node key over this session's TLS
+ * exporter value (peer_wire.h, PEER_PROOF), so the node identity is bound
+ * to the very connection; the rules above apply to that certificate. */
+struct peer_operator_tls {
+    const char *cert_pem, *key_pem; /* NULL: none (node certificates in the handshake) */
+    const char *ca_pem;             /* may be NULL */
+    bool client_cert_auth;
+};
+
 struct peer_net_config {
     uint64_t member_id;
     const char *listen_address;        /* "host:port" to bind (port 0: any) */
     struct peer_tls_identity identity; /* copied */
+    struct peer_operator_tls operator_tls; /* copied */
     /* A server-side link on a non-raft channel has completed its handshake.
      * Return 0 and call peer_link_set to take it, non-zero to refuse (the
      * link is closed, the client's on_open gets -ECONNREFUSED). */

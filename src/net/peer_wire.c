@@ -66,6 +66,59 @@ int peer_preamble_decode(const uint8_t *buf, size_t len, struct peer_preamble *o
     return (int)(PEER_PREAMBLE_FIXED + alen);
 }
 
+static const uint8_t proof_magic[4] = {'L', 'S', 'K', 'I'};
+#define PROOF_VERSION 1
+
+size_t peer_proof_encode(const uint8_t *cert_pem, size_t cert_len, const uint8_t *sig,
+                         size_t sig_len, uint8_t out[PEER_PROOF_MAX])
+{
+    if (cert_len == 0 || cert_len > PEER_PROOF_CERT_MAX || sig_len == 0 ||
+        sig_len > PEER_PROOF_SIG_MAX)
+        return 0;
+    memcpy(out, proof_magic, 4);
+    out[4] = PROOF_VERSION;
+    put_u32be(out + 5, (uint32_t)cert_len);
+    memcpy(out + PEER_PROOF_FIXED, cert_pem, cert_len);
+    put_u16be(out + PEER_PROOF_FIXED + cert_len, (uint16_t)sig_len);
+    memcpy(out + PEER_PROOF_FIXED + cert_len + 2, sig, sig_len);
+    return PEER_PROOF_FIXED + cert_len + 2 + sig_len;
+}
+
+int peer_proof_decode(const uint8_t *buf, size_t len, struct peer_proof *out)
+{
+    size_t m = len < sizeof proof_magic ? len : sizeof proof_magic;
+    if (memcmp(buf, proof_magic, m) != 0)
+        return LSKV_ECORRUPT;
+    if (len > 4 && buf[4] != PROOF_VERSION)
+        return LSKV_ECORRUPT;
+    if (len < PEER_PROOF_FIXED)
+        return 0;
+    size_t clen = get_u32be(buf + 5);
+    if (clen == 0 || clen > PEER_PROOF_CERT_MAX)
+        return LSKV_ECORRUPT;
+    if (len < PEER_PROOF_FIXED + clen + 2)
+        return 0;
+    size_t slen = get_u16be(buf + PEER_PROOF_FIXED + clen);
+    if (slen == 0 || slen > PEER_PROOF_SIG_MAX)
+        return LSKV_ECORRUPT;
+    size_t total = PEER_PROOF_FIXED + clen + 2 + slen;
+    if (len < total)
+        return 0;
+    out->cert_pem = buf + PEER_PROOF_FIXED;
+    out->cert_len = clen;
+    out->sig = buf + PEER_PROOF_FIXED + clen + 2;
+    out->sig_len = slen;
+    return (int)total;
+}
+
+void peer_proof_message(bool server, const uint8_t exporter[PEER_EXPORTER_BYTES],
+                        uint8_t out[PEER_PROOF_MESSAGE_BYTES])
+{
+    memcpy(out, "lskv-peer-proof-v1", 19); /* with its NUL: a fixed 19 bytes */
+    out[19] = server ? 1 : 0;
+    memcpy(out + 20, exporter, PEER_EXPORTER_BYTES);
+}
+
 void peer_frame_header(size_t len, uint8_t out[PEER_FRAME_HEADER])
 {
     put_u32be(out, (uint32_t)len);

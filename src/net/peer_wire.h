@@ -13,6 +13,7 @@
 #ifndef LSKV_NET_PEER_WIRE_H
 #define LSKV_NET_PEER_WIRE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -45,6 +46,40 @@ size_t peer_preamble_encode(const struct peer_preamble *p, uint8_t out[PEER_PREA
  * where there must be one; a zero incarnation; an address too long or
  * holding a NUL). */
 int peer_preamble_decode(const uint8_t *buf, size_t len, struct peer_preamble *out);
+
+/* Identity proof (only with operator TLS, net/peer.h): right after the TLS
+ * handshake each side sends
+ *   "LSKI"  version (1 byte, 1)  certificate length (4 bytes)  node
+ *   certificate (PEM)  signature length (2 bytes)  signature
+ * where the signature is by the node key over peer_proof_message(): the
+ * role of the signer and the TLS exporter value of this session. */
+#define PEER_PROOF_CERT_MAX 16384
+#define PEER_PROOF_SIG_MAX 512
+#define PEER_PROOF_FIXED 9
+#define PEER_PROOF_MAX (PEER_PROOF_FIXED + PEER_PROOF_CERT_MAX + 2 + PEER_PROOF_SIG_MAX)
+#define PEER_EXPORTER_BYTES 32
+#define PEER_EXPORTER_LABEL "EXPORTER-lskv-peer-proof-v1"
+#define PEER_PROOF_MESSAGE_BYTES (19 + 1 + PEER_EXPORTER_BYTES)
+
+struct peer_proof {
+    const uint8_t *cert_pem; /* borrowed from the decoded buffer */
+    size_t cert_len;
+    const uint8_t *sig;
+    size_t sig_len;
+};
+
+/* Encodes a proof into out (PEER_PROOF_MAX bytes); returns the byte count,
+ * 0 if the certificate or signature is too long. */
+size_t peer_proof_encode(const uint8_t *cert_pem, size_t cert_len, const uint8_t *sig,
+                         size_t sig_len, uint8_t out[PEER_PROOF_MAX]);
+/* Decodes a proof at the start of buf: the bytes it took (> 0), 0 when buf
+ * holds only a prefix of a valid one, or LSKV_ECORRUPT (bad magic or
+ * version, a length out of bounds, an empty certificate or signature). */
+int peer_proof_decode(const uint8_t *buf, size_t len, struct peer_proof *out);
+/* What a proof signs: "lskv-peer-proof-v1" || role (0 client, 1 server) ||
+ * exporter. */
+void peer_proof_message(bool server, const uint8_t exporter[PEER_EXPORTER_BYTES],
+                        uint8_t out[PEER_PROOF_MESSAGE_BYTES]);
 
 /* Reassembles framed messages from a byte stream. Zero it to start; free its
  * buffer with peer_framer_free. */

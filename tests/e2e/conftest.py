@@ -72,6 +72,7 @@ class Server:
         self.tls = tls  # dict(cert=..., key=..., ca=...) or None
         self.extra = list(extra)
         self.initial_cluster = initial_cluster  # None: this member alone
+        self.peer_scheme = "http"  # "https" with etcd's peer TLS flags
         self.client_port = free_port()
         self.peer_port = free_port()
         self.proc = None
@@ -92,7 +93,7 @@ class Server:
         return "%s://%s" % (self.scheme, self.endpoint)
 
     def argv(self):
-        peer = "http://127.0.0.1:%d" % self.peer_port
+        peer = "%s://127.0.0.1:%d" % (self.peer_scheme, self.peer_port)
         a = [self.binary, "--name", self.name, "--data-dir", str(self.data_dir),
              "--listen-client-urls", self.url, "--advertise-client-urls", self.url,
              "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
@@ -351,11 +352,13 @@ def server_factory(tmp_path):
 class Cluster:
     """n members of one etcd or lskvd cluster on 127.0.0.1, started together."""
 
-    def __init__(self, kind, workdir, n, extra=()):
+    def __init__(self, kind, workdir, n, extra=(), peer_scheme="http"):
         self.members = [Server(kind, Path(workdir) / ("m%d" % (i + 1)), name="m%d" % (i + 1),
                                extra=extra) for i in range(n)]
-        ic = ",".join("%s=http://127.0.0.1:%d" % (m.name, m.peer_port) for m in self.members)
+        ic = ",".join("%s=%s://127.0.0.1:%d" % (m.name, peer_scheme, m.peer_port)
+                      for m in self.members)
         for m in self.members:
+            m.peer_scheme = peer_scheme
             m.initial_cluster = ic
             m.extra = ["--initial-cluster-token", "tok-%d" % self.members[0].peer_port] + m.extra
 

@@ -287,8 +287,8 @@ def test_election_timeout_sets_the_minimum_lease_ttl(server_factory, kind):
 @lskvd_only
 @pytest.mark.parametrize("flags,why", [
     (["--enable-v2=true"], "--enable-v2=true: not supported by lskvd"),
-    (["--peer-cert-file", "p.pem"], "--peer-cert-file: not supported yet"),
-    (["--peer-trusted-ca-file", "ca.pem"], "--peer-trusted-ca-file: not supported yet"),
+    (["--peer-cert-file", "p.pem"], "--peer-cert-file: needs --peer-key-file too"),
+    (["--peer-trusted-ca-file", "ca.pem"], "--peer-trusted-ca-file: needs --peer-cert-file"),
     (["--logger", "json"], 'unknown logger option "json"'),
     (["--force-new-cluster"], "--force-new-cluster=true: not supported by lskvd"),
     (["--client-crl-file", "x.crl"], "certificate revocation lists are not supported yet"),

@@ -1,5 +1,6 @@
 /* Fuzzes what a peer sends after the TLS handshake (net/peer_wire.c): the
- * preamble decoder and the message framer. Any bytes must give an answer,
+ * identity proof decoder (operator TLS), the preamble decoder and the
+ * message framer. Any bytes must give an answer,
  * never a crash or an overread. A decoded preamble must encode back to the
  * bytes it came from, and no shorter prefix may decode; the framer must
  * deliver the same messages (that re-frame to the bytes it consumed)
@@ -48,6 +49,24 @@ static void check_preamble(const uint8_t *buf, size_t size)
             abort();
 }
 
+/* A decoded proof encodes back to its bytes; no shorter prefix decodes. */
+static void check_proof(const uint8_t *buf, size_t size)
+{
+    struct peer_proof p;
+    int rv = peer_proof_decode(buf, size, &p);
+    if (rv != 0 && rv != LSKV_ECORRUPT && (rv < PEER_PROOF_FIXED || (size_t)rv > size))
+        abort();
+    if (rv <= 0)
+        return;
+    static uint8_t enc[PEER_PROOF_MAX];
+    if (peer_proof_encode(p.cert_pem, p.cert_len, p.sig, p.sig_len, enc) != (size_t)rv ||
+        memcmp(enc, buf, (size_t)rv) != 0)
+        abort();
+    for (size_t k = 0; k < (size_t)rv; k += 1 + k / 8)
+        if (peer_proof_decode(buf, k, &p) != 0)
+            abort();
+}
+
 static int feed(struct peer_framer *f, const uint8_t *buf, size_t size, size_t chunk,
                 struct sink *s)
 {
@@ -73,6 +92,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     memcpy(copy, data, size);
     check_preamble(copy, size);
+    check_proof(copy, size);
 
     struct peer_framer f1 = {0}, f2 = {0};
     struct sink s1 = {0}, s2 = {0};

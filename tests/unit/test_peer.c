@@ -1183,3 +1183,106 @@ TEST(peer, second_incarnation_refused_while_first_live)
     close_net(a);
     teardown();
 }
+
+/* ---- operator TLS (--peer-cert-file ...) ---------------------------------- */
+
+struct op_pki {
+    char *ca;                 /* the operator's CA */
+    struct member cert[3];    /* handshake certificates it issued */
+    struct member rogue;      /* one issued by another CA */
+};
+
+static void make_op_pki(struct op_pki *o)
+{
+    char err[LSKV_ERRMSG_SIZE], dir[512];
+    cert_service *ca, *other;
+    snprintf(dir, sizeof dir, "%s/opca", test_tmpdir());
+    mkdir(dir, 0700);
+    ASSERT_EQ(cert_service_load_or_create(dir, "operator CA", true, &ca, NULL, err), 0);
+    o->ca = strdup(cert_service_pem(ca));
+    for (uint64_t i = 0; i < 3; i++) {
+        snprintf(dir, sizeof dir, "%s/op%" PRIu64, test_tmpdir(), i);
+        make_member(dir, ca, 0x100 + i, &o->cert[i]);
+    }
+    snprintf(dir, sizeof dir, "%s/opca2", test_tmpdir());
+    mkdir(dir, 0700);
+    ASSERT_EQ(cert_service_load_or_create(dir, "another CA", true, &other, NULL, err), 0);
+    snprintf(dir, sizeof dir, "%s/oprogue", test_tmpdir());
+    make_member(dir, other, 0x200, &o->rogue);
+    cert_service_free(ca);
+    cert_service_free(other);
+}
+
+static peer_net *open_op_net(uint64_t id, const struct member *m, const char *service,
+                             const struct member *op, const char *ca, struct server *s)
+{
+    char err[LSKV_ERRMSG_SIZE] = "";
+    struct peer_net_config cfg = {
+        .member_id = id,
+        .listen_address = listen_on,
+        .identity = {.cert_pem = m->cert, .key_pem = m->key, .service_cert_pem = service},
+        .operator_tls = {.cert_pem = op->cert, .key_pem = op->key, .ca_pem = ca,
+                         .client_cert_auth = true},
+        .on_link = on_link,
+        .arg = s,
+    };
+    peer_net *n = NULL;
+    int rv = peer_net_open(&loop, &cfg, &n, err);
+    if (rv != 0)
+        TEST_FAIL("peer_net_open: %s", err);
+    return n;
+}
+
+/* The handshake presents the operator's certificates; who a member is comes
+ * from the proof inside: its node certificate, endorsed by the service. */
+TEST(peer, operator_tls_proves_the_node_inside)
+{
+    setup();
+    struct op_pki op;
+    make_op_pki(&op);
+    struct server sa = {0}, sb = {0}, sc = {0}, sd = {0};
+    peer_net *a = open_op_net(1, &pki.m[1], pki.service, &op.cert[0], op.ca, &sa);
+    peer_net *b = open_op_net(2, &pki.m[2], pki.service, &op.cert[1], op.ca, &sb);
+    /* c: the operator certificate of another CA (node identity fine) */
+    peer_net *c = open_op_net(3, &pki.m[3], pki.service, &op.rogue, op.ca, &sc);
+    /* d: the operator's certificate, but another service's node */
+    peer_net *d = open_op_net(3, &pki.foreign, pki.service, &op.cert[2], op.ca, &sd);
+    char addr[64];
+    addr_of(a, addr, sizeof addr);
+
+    struct client cb = {0};
+    peer_link *l;
+    ASSERT_EQ(peer_link_connect(b, addr, PEER_FORWARD, &client_cbs, &cb, &l), 0);
+    ASSERT_EQ(peer_link_send(l, (const uint8_t *)"hello", 5), 0);
+    ASSERT(run_until(&cb.opened, 5000));
+    ASSERT_EQ(cb.open_status, 0);
+    ASSERT_EQ(peer_link_member(l), 1);
+    uint8_t digest[32];
+    peer_link_key_digest(l, digest);
+    ASSERT_MEM_EQ(digest, pki.m[1].digest, 32); /* the node key, not the TLS one */
+    ASSERT_EQ(sa.last_member, 2);
+    ASSERT_MEM_EQ(sa.last_digest, pki.m[2].digest, 32);
+    for (int i = 0; i < 200 && cb.messages < 1; i++)
+        run_for(10);
+    ASSERT_EQ(cb.messages, 1);
+    ASSERT_MEM_EQ(cb.last, "hello", 5);
+    peer_link_close(l);
+    ASSERT(run_until(&cb.closed, 5000));
+
+    sa.last_channel = 0;
+    struct client cc = {0}, cd = {0};
+    ASSERT_EQ(peer_link_connect(c, addr, PEER_FORWARD, &client_cbs, &cc, &l), 0);
+    ASSERT(run_until(&cc.closed, 5000));
+    ASSERT(cc.open_status < 0);    /* the handshake failed: not the operator's CA */
+    ASSERT_EQ(sa.last_channel, 0); /* on_link never saw it */
+    ASSERT_EQ(peer_link_connect(d, addr, PEER_FORWARD, &client_cbs, &cd, &l), 0);
+    ASSERT(run_until(&cd.closed, 5000));
+    ASSERT_EQ(cd.open_status, -ECONNREFUSED); /* a refused d's node certificate */
+    ASSERT_EQ(sa.last_channel, 0);
+    close_net(a);
+    close_net(b);
+    close_net(c);
+    close_net(d);
+    free(op.ca);
+    teardown();
+}
