@@ -584,10 +584,6 @@ struct json_call *json_call_start(grpc_server *srv, const char *method, const ch
     if (grpc_server_metrics_of(srv) != NULL && route.kind != GATEWAY_HEALTH &&
         route.kind != GATEWAY_METRICS)
         route.kind = GATEWAY_NO_ROUTE;
-    /* A metrics listener serves these two only, as etcd's. */
-    if (grpc_server_metrics_of(srv) != NULL && route.kind != GATEWAY_HEALTH &&
-        route.kind != GATEWAY_METRICS)
-        route.kind = GATEWAY_NO_ROUTE;
     switch (route.kind) {
     case GATEWAY_RPC: {
         jc->rpc = route.rpc;
