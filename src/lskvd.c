@@ -710,6 +710,7 @@ static void start_serving(struct daemon *d)
         /* gRPC's own limit sits above etcd's request limit, as in etcd
          * (max-request-bytes + 512 KiB of slack). */
         .max_recv_message_bytes = (size_t)c->max_request_bytes + 512 * 1024,
+        .max_concurrent_streams = config_max_streams(c),
         .max_buffered_request_bytes = (size_t)c->max_buffered_request_bytes,
         .methods = d->methods,
         .n_methods = n,

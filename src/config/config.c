@@ -109,6 +109,11 @@ static const struct opt opts[] = {
      "writes proposed but not yet applied, each up to this; a request beyond it gets "
      "'etcdserver: too many requests'; and watch output clients are slow to read, beyond "
      "which watchers catch up from history (lskv)."},
+    {"max-concurrent-streams", OPT_INT, "4294967295", 1, 4294967295LL,
+     F(max_concurrent_streams), 0,
+     "Maximum concurrent streams that each client can open at a time (and JSON gateway "
+     "calls at a time, as etcd's gateway is one client connection); lskvd allows at most "
+     "4096 per connection, which etcd's default (4294967295, no limit) means."},
     {"max-txn-ops", OPT_INT, "128", 1, 4096 /* KV_TXN_OPS_LIMIT */, F(max_txn_ops), 0,
      "Maximum number of operations permitted in a transaction (at most 4096; txns nest "
      "at most 128 levels deep, lskv)."},
@@ -160,8 +165,6 @@ static const struct opt opts[] = {
      "certificate revocation lists are not supported yet"},
     {"auth-token", OPT_REFUSED, "simple", 0, 0, 0, 0,
      "only etcd's default token type, simple, is supported (JWT tokens are not yet)"},
-    {"max-concurrent-streams", OPT_REFUSED, NULL, 0, 0, 0, 0,
-     "the gRPC stream limit is not configurable yet"},
     {"auto-compaction-retention", OPT_REFUSED, "0", 0, 0, 0, 0,
      "automatic compaction is not supported yet (compact with etcdctl)"},
     {"auto-compaction-mode", OPT_REFUSED, "periodic", 0, 0, 0, 0,
@@ -530,6 +533,13 @@ static int check_tls(struct config *c, char *errmsg)
         errmsg_printf(errmsg, "%s: needs --peer-cert-file and --peer-key-file (lskv members "
                       "otherwise authenticate each other by their node certificates alone)",
                       needs_cert);
+        return LSKV_EINVAL;
+    }
+    if (c->max_concurrent_streams > CONFIG_MAX_STREAMS &&
+        c->max_concurrent_streams != 4294967295LL) {
+        errmsg_printf(errmsg, "--max-concurrent-streams=%" PRId64 ": lskvd allows at most %d "
+                      "streams per connection (its memory bound); etcd's default 4294967295 "
+                      "means that", c->max_concurrent_streams, CONFIG_MAX_STREAMS);
         return LSKV_EINVAL;
     }
     if (c->peer_client_cert_auth && c->peer_trusted_ca_file == NULL) {

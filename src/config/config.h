@@ -55,6 +55,7 @@ struct config {
     int64_t max_request_bytes;   /* --max-request-bytes: etcd's 1.5 MiB */
     int64_t max_buffered_request_bytes; /* --max-buffered-request-bytes: server-wide */
     int64_t max_txn_ops;         /* --max-txn-ops */
+    int64_t max_concurrent_streams; /* --max-concurrent-streams (see config_max_streams) */
     int64_t bcrypt_cost;         /* --bcrypt-cost: auth password hashing */
     int64_t auth_token_ttl;      /* --auth-token-ttl: seconds a simple token lives idle */
     int64_t snapshot_count;      /* --snapshot-count: raft entries between snapshots */
@@ -94,5 +95,15 @@ int config_open_log_output(const struct config *c, char *errmsg);
 
 /* One "flag=value" log line per flag, through the given printer. */
 void config_dump(const struct config *c, void (*print)(const char *line));
+
+/* Streams per client connection lskvd allows at most (net/h2.h's bound). */
+#define CONFIG_MAX_STREAMS 4096
+/* --max-concurrent-streams in effect: etcd's default (no limit) is lskvd's
+ * bound. */
+static inline uint32_t config_max_streams(const struct config *c)
+{
+    return c->max_concurrent_streams > CONFIG_MAX_STREAMS ? CONFIG_MAX_STREAMS
+                                                          : (uint32_t)c->max_concurrent_streams;
+}
 
 #endif

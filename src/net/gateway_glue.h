@@ -57,6 +57,25 @@ bool grpc_call_external_half_close(grpc_call *call);
 /* The transport is gone before finish: cancel the call. */
 void grpc_call_detach(grpc_call *call);
 
+/* The gateway's share of --max-concurrent-streams: etcd serves the JSON
+ * gateway through one gRPC client connection of its own, so at most that
+ * many gateway calls run at once and later ones wait, oldest first, as
+ * grpc-go queues streams over the limit (a client may give up meanwhile).
+ * A slot is zeroed by its owner before the first acquire. */
+struct gateway_slot {
+    struct gateway_slot *next;
+    void (*granted)(void *arg);
+    void *arg;
+    bool held, waiting;
+};
+/* true: s is held now. false: s waits; granted(arg) runs later, on the
+ * loop and outside any gateway call, once it is held. */
+bool grpc_server_gateway_acquire(grpc_server *srv, struct gateway_slot *s,
+                                 void (*granted)(void *arg), void *arg);
+/* Gives s back if held (the oldest waiter is granted), or leaves the queue
+ * if waiting. Idempotent. */
+void grpc_server_gateway_release(grpc_server *srv, struct gateway_slot *s);
+
 /* Gateway settings of the server. */
 struct metrics *grpc_server_metrics(grpc_server *srv);
 /* The server whose /metrics and /health this one serves (--listen-metrics-

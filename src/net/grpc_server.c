@@ -113,6 +113,11 @@ struct grpc_server {
     void *close_arg;
     /* JSON gateway and metrics. */
     bool gateway;
+    uint32_t max_streams;  /* per connection, and gateway calls at once */
+    uint32_t gw_active;    /* gateway slots held */
+    struct gateway_slot *gw_head, *gw_tail; /* waiting, oldest first */
+    uv_timer_t gw_timer;   /* grants slots outside the releasing call */
+    bool gw_timer_open;
     struct metrics *metrics;
     const char **metric_paths;
     uint8_t *metric_types; /* enum metrics_rpc_type */
@@ -1103,6 +1108,7 @@ static void on_connection(uv_stream_t *server, int status)
         .ud = gc,
         .hooks = &srv->hooks,
         .tls = l->tls ? srv->tls : NULL,
+        .max_streams = srv->max_streams,
     };
     if (h2_conn_accept(server, &cfg, &gc->h2) != 0)
         conn_abandon(gc);
@@ -1207,6 +1213,8 @@ int grpc_server_open(uv_loop_t *loop, const struct grpc_server_config *config,
     srv->hooks.on_close = conn_on_close;
     srv->hooks.on_free = conn_on_free;
     srv->gateway = config->json_gateway;
+    srv->max_streams = config->max_concurrent_streams ? config->max_concurrent_streams
+                                                      : H2_MAX_CONCURRENT_STREAMS;
     srv->metrics_of = config->metrics_of;
     srv->hooks.on_http1 = config->json_gateway ? conn_on_http1 : NULL;
     {
@@ -1311,6 +1319,10 @@ int grpc_server_open(uv_loop_t *loop, const struct grpc_server_config *config,
         if (rv != 0)
             goto err;
     }
+    uv_timer_init(loop, &srv->gw_timer);
+    srv->gw_timer.data = srv;
+    srv->gw_timer_open = true;
+    srv->n_open++;
     free(urls);
     *out = srv;
     return 0;
@@ -1319,6 +1331,82 @@ err:
     /* Closes what was opened; the loop frees the rest. */
     grpc_server_close(srv, NULL, NULL);
     return rv;
+}
+
+/* ---- the gateway's concurrent calls (gateway_glue.h) ---- */
+
+static void on_gw_timer_closed(uv_handle_t *h)
+{
+    grpc_server *srv = h->data;
+    srv->n_open--;
+    maybe_closed(srv);
+}
+
+/* Grants free slots to the oldest waiters, one at a time: a granted call
+ * may finish, release and so grant again from within. */
+static void gw_grant(uv_timer_t *t)
+{
+    grpc_server *srv = t->data;
+    while (srv->gw_head != NULL && srv->gw_active < srv->max_streams && !srv->closing) {
+        struct gateway_slot *s = srv->gw_head;
+        srv->gw_head = s->next;
+        if (srv->gw_head == NULL)
+            srv->gw_tail = NULL;
+        s->next = NULL;
+        s->waiting = false;
+        s->held = true;
+        srv->gw_active++;
+        s->granted(s->arg);
+    }
+}
+
+bool grpc_server_gateway_acquire(grpc_server *srv, struct gateway_slot *s,
+                                 void (*granted)(void *arg), void *arg)
+{
+    if (s->held)
+        return true;
+    if (s->waiting)
+        return false;
+    if (srv->gw_active < srv->max_streams && srv->gw_head == NULL) {
+        srv->gw_active++;
+        s->held = true;
+        return true;
+    }
+    s->granted = granted;
+    s->arg = arg;
+    s->waiting = true;
+    s->next = NULL;
+    if (srv->gw_tail != NULL)
+        srv->gw_tail->next = s;
+    else
+        srv->gw_head = s;
+    srv->gw_tail = s;
+    return false;
+}
+
+void grpc_server_gateway_release(grpc_server *srv, struct gateway_slot *s)
+{
+    if (s->held) {
+        s->held = false;
+        srv->gw_active--;
+        if (srv->gw_head != NULL && srv->gw_timer_open)
+            uv_timer_start(&srv->gw_timer, gw_grant, 0, 0);
+        return;
+    }
+    if (!s->waiting)
+        return;
+    struct gateway_slot **p = &srv->gw_head, *prev = NULL;
+    while (*p != NULL && *p != s) {
+        prev = *p;
+        p = &(*p)->next;
+    }
+    if (*p == s) {
+        *p = s->next;
+        if (srv->gw_tail == s)
+            srv->gw_tail = prev;
+    }
+    s->waiting = false;
+    s->next = NULL;
 }
 
 uint16_t grpc_server_port(const grpc_server *srv, size_t i)
@@ -1337,6 +1425,10 @@ void grpc_server_close(grpc_server *srv, void (*cb)(void *arg), void *arg)
     srv->close_arg = arg;
     for (size_t i = 0; i < srv->n_listeners; i++)
         uv_close((uv_handle_t *)&srv->listeners[i].tcp, on_listener_closed);
+    if (srv->gw_timer_open) {
+        srv->gw_timer_open = false;
+        uv_close((uv_handle_t *)&srv->gw_timer, on_gw_timer_closed);
+    }
     /* Each shutdown unlinks its connection (conn_on_close), cancelling its
      * calls; what is still closing is counted in n_open. */
     while (srv->conns != NULL)

@@ -103,6 +103,12 @@ struct grpc_server_config {
      * metrics_of's figures and by a health read through metrics_of. Close it
      * before metrics_of. */
     grpc_server *metrics_of;
+    /* etcd's --max-concurrent-streams: streams (calls) one client
+     * connection may have open at once (HTTP/2 SETTINGS; nghttp2 refuses
+     * more), and gateway calls at once, since etcd's gateway is one gRPC
+     * client connection of its own server: later ones wait their turn.
+     * 0 = H2_MAX_CONCURRENT_STREAMS (net/h2.h), the most allowed. */
+    uint32_t max_concurrent_streams;
 };
 
 /* Binds every listen URL and starts accepting. Errors: negated errno (bind),

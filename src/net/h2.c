@@ -147,7 +147,8 @@ static int session_create(h2_conn *c)
     if (rv != 0)
         return LSKV_ENOMEM;
     const nghttp2_settings_entry iv[] = {
-        {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, H2_MAX_CONCURRENT_STREAMS},
+        {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS,
+         c->cfg.max_streams ? c->cfg.max_streams : H2_MAX_CONCURRENT_STREAMS},
         {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, H2_STREAM_WINDOW_BYTES},
     };
     if (nghttp2_submit_settings(c->session, NGHTTP2_FLAG_NONE, iv, 2) != 0 ||

@@ -50,6 +50,8 @@ struct h2_conn_config {
     void *ud;                        /* nghttp2 user data and hook argument */
     const struct h2_conn_hooks *hooks; /* borrowed, must outlive the connection */
     tls_ctx *tls;                    /* NULL: h2c; borrowed, must outlive */
+    uint32_t max_streams;            /* SETTINGS_MAX_CONCURRENT_STREAMS; 0 = the
+                                        H2_MAX_CONCURRENT_STREAMS bound */
 };
 
 /* Accepts a connection from the listening stream server. If this returns 0,

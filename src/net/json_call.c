@@ -78,6 +78,12 @@ struct json_call {
     size_t accounted; /* in_cap, against the server's request budget */
     char peer[80];
     char *token; /* the client's Authorization header, or NULL */
+    /* --max-concurrent-streams (gateway_glue.h): the call's slot, and a
+     * unary request converted while it waits for one. */
+    struct gateway_slot slot;
+    bool waiting_unary;
+    uint8_t *waiting_pb;
+    size_t waiting_len;
 };
 
 static const char text_plain[] = "text/plain; charset=utf-8";
@@ -171,6 +177,8 @@ static void answer_error(struct json_call *jc, int code, const char *message, bo
 
 static void jc_free(struct json_call *jc)
 {
+    grpc_server_gateway_release(jc->srv, &jc->slot);
+    free(jc->waiting_pb);
     if (jc->accounted)
         grpc_server_buffer_adjust(jc->srv, jc->accounted, 0);
     free(jc->in);
@@ -451,9 +459,34 @@ static bool stream_deliver(struct json_call *jc, const uint8_t *pb, size_t pb_le
     return true;
 }
 
+static void stream_pump(struct json_call *jc);
+
+/* A call that waited for a gateway slot starts (outside any other call's
+ * callbacks); the answer may complete in here. */
+static void slot_granted(void *arg)
+{
+    struct json_call *jc = arg;
+    jc->in_start = true;
+    if (jc->waiting_unary) {
+        jc->waiting_unary = false;
+        start_rpc(jc, jc->rpc->method, jc->waiting_pb, jc->waiting_len, jc->peer, jc->token);
+        free(jc->waiting_pb);
+        jc->waiting_pb = NULL;
+    } else {
+        stream_pump(jc);
+    }
+    jc->in_start = false;
+    if (jc->finished && jc->call == NULL)
+        jc_free(jc); /* answered: the transport let go */
+}
+
 /* Takes every complete value from jc->in (note 1). */
 static void stream_pump(struct json_call *jc)
 {
+    /* Nothing reaches the handler before the stream has its slot; the body
+     * waits in jc->in meanwhile. */
+    if (!jc->opened && !grpc_server_gateway_acquire(jc->srv, &jc->slot, slot_granted, jc))
+        return;
     size_t pos = 0;
     while (!jc->finished && !jc->aborted && !jc->send_closed) {
         size_t start = 0, end = 0;
@@ -565,6 +598,22 @@ void json_call_body(struct json_call *jc, const uint8_t *data, size_t len, bool 
         jc_free(jc); /* the transport heard the end and let go */
 }
 
+/* Keeps a converted unary request until its slot comes (slot_granted). */
+static bool wait_for_slot(struct json_call *jc, uint8_t **pb, size_t len, const char *peer,
+                          const char *token)
+{
+    snprintf(jc->peer, sizeof jc->peer, "%s", peer ? peer : "?");
+    if (token != NULL && (jc->token = strndup(token, GRPC_TOKEN_MAX)) == NULL) {
+        grpc_server_gateway_release(jc->srv, &jc->slot);
+        return false;
+    }
+    jc->waiting_unary = true;
+    jc->waiting_pb = *pb;
+    jc->waiting_len = len;
+    *pb = NULL;
+    return true;
+}
+
 struct json_call *json_call_start(grpc_server *srv, const char *method, const char *target,
                                   const uint8_t *body, size_t len, bool body_done,
                                   const char *peer, const char *token,
@@ -599,8 +648,10 @@ struct json_call *json_call_start(grpc_server *srv, const char *method, const ch
                          "etcdserver: too many operations in txn request", false, 0);
         else if (rv != 0)
             answer_error(jc, GRPC_STATUS_INVALID_ARGUMENT, errmsg, false, 0);
-        else
+        else if (grpc_server_gateway_acquire(srv, &jc->slot, slot_granted, jc))
             start_rpc(jc, route.rpc->method, pb, pb_len, peer, token);
+        else if (!wait_for_slot(jc, &pb, pb_len, peer, token))
+            answer_error(jc, GRPC_STATUS_RESOURCE_EXHAUSTED, "lskv: out of memory", false, 0);
         free(pb);
         break;
     }

@@ -292,7 +292,7 @@ def test_election_timeout_sets_the_minimum_lease_ttl(server_factory, kind):
     (["--logger", "json"], 'unknown logger option "json"'),
     (["--force-new-cluster"], "--force-new-cluster=true: not supported by lskvd"),
     (["--client-crl-file", "x.crl"], "certificate revocation lists are not supported yet"),
-    (["--max-concurrent-streams", "10"], "--max-concurrent-streams=10: not supported"),
+    (["--max-concurrent-streams", "5000"], "--max-concurrent-streams=5000: lskvd allows at most"),
     (["--experimental-watch-progress-notify-interval", "5s"],
      "periodic watch progress notifications are not supported yet"),
 ])
