@@ -3,7 +3,10 @@
  * Start: parse flags -> data dir (config/datadir.h: new only when missing or
  * empty, else every plain file must be there) -> data key, ids (tagged under
  * it) -> service and node identity (identity/), ledger secret -> ledger
- * (ledger/: re-opened, tail checked and repaired) -> record store (untrusted engine) -> key index
+ * (ledger/: re-opened, tail checked and repaired) -> the raft log checked -> in a
+ * multi-member cluster, unless this run made the data dir, the rollback probe
+ * (net/probe_links.h: refused if the data dir was rolled back or another process
+ * of this member is live) -> record store (untrusted engine) -> key index
  * -> state machine -> consensus (restores the snapshot, replays the log; the
  * ledger checks entries it already holds) -> a barrier, so every committed
  * entry is applied -> listen for clients and start the signer. Stop

@@ -27,7 +27,7 @@
 #include "consensus/probe.h"
 #include "net/peer.h"
 
-#define PROBE_RETRY_MS 500
+#define PROBE_RETRY_MS 1000
 #define PROBE_BOUND_ROUNDS 3
 #define PROBE_FORK_ROUNDS 3
 #define PROBE_LOG_EVERY_MS 5000

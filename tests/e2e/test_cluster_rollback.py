@@ -139,3 +139,27 @@ def test_second_process_of_a_member_is_refused(cluster_factory, tmp_path):
         got = [k for k in r.stdout.split() if k[0] in "abc"]
         assert got == ["a%03d" % i for i in range(5)] + ["b%03d" % i for i in range(5)] + \
             ["c%03d" % i for i in range(5)]
+
+
+def test_whole_cluster_restarts_with_a_member_missing(cluster_factory):
+    """Members that start together answer each other's probes before their
+    own raft starts: two of three restarted at once start (a majority answered
+    and the bound passed), serve, and the third joins them later."""
+    c = cluster_factory("lskvd", 3)
+    put_all(c.members[0], "a", 5)
+    for m in c.members:
+        m.stop_cleanly()
+    first, second, third = c.members
+    first.launch()
+    second.launch()
+    first.wait_ready(60)
+    second.wait_ready(60)
+    for m in (first, second):
+        assert re.search(r"1 of 2 other members answered the rollback probe", m.log_text(True)), \
+            m.log_text(True)[-2000:]
+    put_all(second, "b", 5)
+    third.start()
+    assert re.search(r"[12] of 2 other members answered the rollback probe \(the leader among "
+                     r"them\)", third.log_text(True)), third.log_text(True)[-2000:]
+    wait_for(lambda: len(keys(third, "b")) == 5, what="the third member to catch up")
+    assert keys(third, "a") == ["a%03d" % i for i in range(5)]

@@ -337,6 +337,34 @@ static bool read_answered(struct cluster *c, void *arg)
     return ((struct read_check *)arg)->a.done;
 }
 
+static bool match_reaches(struct cluster *c, void *arg)
+{
+    struct member *f = arg;
+    struct consensus_status st;
+    consensus_get_status(leader(c)->node, &st);
+    return consensus_match_index(leader(c)->node, f->id) == st.commit_index;
+}
+
+/* The leader's match index for each follower (consensus/probe.h): what the
+ * follower acknowledged in this term; 0 on a follower, for itself and for
+ * a member outside the configuration. */
+TEST(cluster_consensus, leader_knows_what_each_follower_acknowledged)
+{
+    struct cluster c;
+    cluster_open(&c, 5000);
+    settle(&c);
+    struct member *l = leader(&c), *f = a_follower(&c);
+    run_until(&c, match_reaches, f, 10000);
+    struct consensus_status st;
+    consensus_get_status(l->node, &st);
+    ASSERT_GT(consensus_match_index(l->node, f->id), 0u);
+    ASSERT_EQ(consensus_match_index(l->node, f->id), st.commit_index);
+    ASSERT_EQ(consensus_match_index(l->node, l->id), 0u);
+    ASSERT_EQ(consensus_match_index(l->node, 999), 0u);
+    ASSERT_EQ(consensus_match_index(f->node, l->id), 0u);
+    cluster_close(&c);
+}
+
 TEST(cluster_consensus, follower_read_waits_for_the_leaders_index)
 {
     struct cluster c;

@@ -17,6 +17,7 @@
 #include "common/hex.h"
 #include "identity/cert.h"
 #include "net/peer.h"
+#include "net/probe_links.h"
 #include "net/tls.h"
 #include "runner.h"
 
@@ -1181,6 +1182,146 @@ TEST(peer, second_incarnation_refused_while_first_live)
     close_net(b1);
     close_net(b2);
     close_net(a);
+    teardown();
+}
+
+/* ---- the rollback probe (net/probe_links.h) -------------------------------- */
+
+/* A member's net whose PEER_PROBE links go to its probe_links and whose
+ * other links echo (struct server). */
+struct prober {
+    struct server s;
+    peer_net *net;
+    probe_links *probes;
+    bool done;
+    int status;
+    char why[LSKV_ERRMSG_SIZE];
+};
+
+static int prober_link(void *arg, peer_link *l, uint8_t channel)
+{
+    struct prober *p = arg;
+    if (channel != PEER_PROBE)
+        return on_link(&p->s, l, channel);
+    probe_links_accept(p->probes, l);
+    return 0;
+}
+
+static void prober_done(void *arg, int status, const char *why)
+{
+    struct prober *p = arg;
+    p->done = true;
+    p->status = status;
+    snprintf(p->why, sizeof p->why, "%s", why);
+}
+
+/* Opens member id's net (fork window 300 ms) into a zeroed *p, with a probe
+ * of the members at addrs (ids in ids), paced on a 100 ms election. */
+static void prober_open(struct prober *p, uint64_t id, const uint64_t *ids,
+                        const char *const *addrs, size_t n)
+{
+    memset(p, 0, sizeof *p);
+    char err[LSKV_ERRMSG_SIZE] = "";
+    struct peer_net_config cfg = {
+        .member_id = id,
+        .listen_address = listen_on,
+        .identity = {.cert_pem = pki.m[id].cert, .key_pem = pki.m[id].key,
+                     .service_cert_pem = pki.service},
+        .on_link = prober_link,
+        .arg = p,
+        .fork_window_ms = 300,
+    };
+    if (peer_net_open(&loop, &cfg, &p->net, err) != 0)
+        TEST_FAIL("peer_net_open: %s", err);
+    struct probe_peer peers[3];
+    for (size_t i = 0; i < n; i++)
+        peers[i] = (struct probe_peer){.id = ids[i], .address = addrs[i]};
+    ASSERT_EQ(probe_links_new(&loop, p->net, peers, n, 100, &p->probes), 0);
+}
+
+static void prober_close(struct prober *p)
+{
+    probe_links_close(p->probes);
+    close_net(p->net);
+}
+
+/* Members that are themselves starting answer "not running": once every
+ * other member answered, the asker may start. */
+TEST(peer, probe_answered_by_every_member_starts)
+{
+    setup();
+    static struct prober a, b, c;
+    prober_open(&b, 2, NULL, NULL, 0);
+    prober_open(&c, 3, NULL, NULL, 0);
+    char ab[64], ac[64];
+    addr_of(b.net, ab, sizeof ab);
+    addr_of(c.net, ac, sizeof ac);
+    const uint64_t ids[] = {2, 3};
+    const char *const addrs[] = {ab, ac};
+    prober_open(&a, 1, ids, addrs, 2);
+    struct probe_self self = {.last_index = 10, .term = 2};
+    ASSERT_EQ(probe_links_ask(a.probes, &self, prober_done, &a), 0);
+    ASSERT(!a.done); /* never inside the call */
+    ASSERT_EQ(probe_links_ask(a.probes, &self, prober_done, &a), LSKV_EINVAL);
+    ASSERT(run_until(&a.done, 5000));
+    ASSERT_EQ(a.status, 0);
+    prober_close(&a);
+    prober_close(&b);
+    prober_close(&c);
+    teardown();
+}
+
+/* Nobody answers: the asker waits (no majority), and closing it calls no one. */
+TEST(peer, probe_without_answers_waits)
+{
+    setup();
+    static struct prober a, gone;
+    prober_open(&gone, 2, NULL, NULL, 0);
+    char addr[64];
+    addr_of(gone.net, addr, sizeof addr);
+    prober_close(&gone); /* its port is closed now */
+    const uint64_t ids[] = {2, 3};
+    const char *const addrs[] = {addr, addr};
+    prober_open(&a, 1, ids, addrs, 2);
+    struct probe_self self = {.last_index = 10, .term = 2};
+    ASSERT_EQ(probe_links_ask(a.probes, &self, prober_done, &a), 0);
+    ASSERT(!run_until(&a.done, 1500));
+    prober_close(&a);
+    ASSERT(!a.done);
+    teardown();
+}
+
+/* A second process of member 2 asks while the first one talks to member 1:
+ * member 1 refuses it each time, and after three election timeouts of
+ * refusals it is told to stop (-EEXIST). */
+TEST(peer, probe_of_a_second_live_process_is_refused)
+{
+    setup();
+    static struct prober a, b1, b2;
+    prober_open(&a, 1, NULL, NULL, 0);
+    prober_open(&b1, 2, NULL, NULL, 0);
+    char aa[64];
+    addr_of(a.net, aa, sizeof aa);
+    const uint64_t ids[] = {1};
+    const char *const addrs[] = {aa};
+    prober_open(&b2, 2, ids, addrs, 1);
+    struct client c1 = {0};
+    peer_link *l1 = echoed(b1.net, aa, &c1, "live");
+    struct probe_self self = {.last_index = 10, .term = 2};
+    ASSERT_EQ(probe_links_ask(b2.probes, &self, prober_done, &b2), 0);
+    for (int i = 0; i < 60 && !b2.done; i++) {
+        ASSERT_EQ(peer_link_send(l1, (const uint8_t *)"live", 4), 0);
+        run_for(50);
+    }
+    ASSERT(b2.done);
+    ASSERT_EQ(b2.status, -EEXIST);
+    ASSERT(strstr(b2.why, "another process of this member is live") != NULL);
+    ASSERT(!c1.closed); /* the first process was not disturbed */
+    peer_link_close(l1);
+    ASSERT(run_until(&c1.closed, 5000));
+    prober_close(&b2);
+    prober_close(&b1);
+    prober_close(&a);
     teardown();
 }
 
