@@ -402,10 +402,8 @@ def test_http2_watch_and_keepalive(server_factory):
 @pytest.mark.parametrize("kind", KINDS)
 def test_server_streaming_route(server_factory, kind):
     """maintenance/snapshot is server-streaming: one request value (an empty
-    body is an empty request, a malformed one 400 code 3). etcd streams the
-    snapshot; lskvd does not serve Snapshot yet: its trailers-only
-    UNIMPLEMENTED makes grpc-gateway's stream.Header() fail, an ordinary
-    one-shot error."""
+    body is an empty request, a malformed one 400 code 3); both stream the
+    snapshot (lskvd's own backup, docs/backup-format.md)."""
     s = server_factory(kind)
     conn, resp = open_stream(s, "/v3/maintenance/snapshot", "xx")
     msg = "invalid character 'x' looking for beginning of value"
@@ -413,13 +411,8 @@ def test_server_streaming_route(server_factory, kind):
     assert json.loads(resp.read()) == {"error": msg, "message": msg, "code": 3}
     conn.close()
     conn, resp = open_stream(s, "/v3/maintenance/snapshot", b"")
-    if s.is_etcd:
-        assert resp.status == 200
-        assert "blob" in read_result(resp)
-    else:
-        assert resp.status == 501  # its gRPC answer, UNIMPLEMENTED, one-shot
-        msg = "lskv: this etcd method is not implemented yet"
-        assert json.loads(resp.read()) == {"error": msg, "message": msg, "code": 12}
+    assert resp.status == 200
+    assert "blob" in read_result(resp)
     conn.close()
 
 
