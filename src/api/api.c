@@ -125,7 +125,7 @@ int api_auth_info(struct api *api, grpc_call *call, const char **user, uint64_t 
 int api_authorize(struct api *api, grpc_call *call, enum command_op op,
                   const ProtobufCMessage *req)
 {
-    if (api->auth == NULL)
+    if (api->auth == NULL || grpc_call_internal(call))
         return 0;
     Lskvcommandpb__Command c = LSKVCOMMANDPB__COMMAND__INIT;
     const char *user;
@@ -142,7 +142,7 @@ int api_authorize(struct api *api, grpc_call *call, enum command_op op,
 int api_authorize_range(struct api *api, grpc_call *call, ProtobufCBinaryData key,
                         ProtobufCBinaryData range_end)
 {
-    if (api->auth == NULL)
+    if (api->auth == NULL || grpc_call_internal(call))
         return 0;
     const char *user;
     uint64_t rev;
@@ -155,7 +155,7 @@ int api_authorize_range(struct api *api, grpc_call *call, ProtobufCBinaryData ke
 
 int api_authorize_admin(struct api *api, grpc_call *call)
 {
-    if (api->auth == NULL)
+    if (api->auth == NULL || grpc_call_internal(call))
         return 0;
     const char *user;
     uint64_t rev;

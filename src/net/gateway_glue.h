@@ -27,6 +27,9 @@ struct grpc_call_transport {
     /* Response bytes the transport holds, not yet taken by the client
      * (grpc_call_pending_bytes); NULL: 0. */
     size_t (*pending)(void *arg);
+    /* The server's own call (/health's reads): not subject to auth, as
+     * etcd's checkHealth reads through the server without a user. */
+    bool internal;
 };
 
 /* Starts a unary call of method path with request msg (borrowed), from

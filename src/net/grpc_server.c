@@ -1722,6 +1722,11 @@ const char *grpc_call_peer(const grpc_call *call)
     return call->peer;
 }
 
+bool grpc_call_internal(const grpc_call *call)
+{
+    return call->ext != NULL && call->ext->internal;
+}
+
 const char *grpc_call_token(const grpc_call *call)
 {
     return call->token;

@@ -169,6 +169,9 @@ const char *grpc_call_peer(const grpc_call *call);
  * NULL for none. Borrowed, valid until finish. */
 #define GRPC_TOKEN_MAX 4096
 const char *grpc_call_token(const grpc_call *call);
+/* Whether the call is the server's own (the JSON gateway's /health):
+ * handlers skip auth checks for it. */
+bool grpc_call_internal(const grpc_call *call);
 
 /* The figures of max_buffered_request_bytes, for /metrics and tests:
  * request bytes held now, and calls refused so far. */

@@ -287,6 +287,9 @@ static size_t t_pending(void *arg)
 
 static const struct grpc_call_transport transport = {
     .send = t_send, .finish = t_finish, .pending = t_pending};
+/* /health's reads are the server's own, as etcd's checkHealth. */
+static const struct grpc_call_transport health_transport = {
+    .send = t_send, .finish = t_finish, .pending = t_pending, .internal = true};
 
 static void start_rpc(struct json_call *jc, const char *path, const uint8_t *pb, size_t len,
                       const char *peer, const char *token)
@@ -304,7 +307,8 @@ static void start_rpc(struct json_call *jc, const char *path, const uint8_t *pb,
     /* a metrics listener's /health reads through the client server */
     grpc_server *of = grpc_server_metrics_of(jc->srv);
     int rv = grpc_server_call_external(of ? of : jc->srv, path, pb, len, peer, token,
-                                       &transport, jc, &call);
+                                       jc->health ? &health_transport : &transport, jc,
+                                       &call);
     if (rv == 0) {
         jc->call = call;
         return;

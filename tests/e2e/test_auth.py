@@ -372,6 +372,22 @@ def test_gateway_authorization_header(pair):
     assert got[2]["kvs"][0]["value"] == "dg=="
 
 
+def test_health_is_answered_without_a_user_when_auth_is_on(pair):
+    """etcd's /health reads through the server itself, not as a client: it
+    stays true with auth enabled, and the client URL and /metrics agree."""
+    import subprocess
+    out = {}
+    for server in pair:
+        assert ctl(server, "user", "add", "root:root-pw")[0] == 0
+        assert ctl(server, "auth", "enable")[0] == 0
+        r = subprocess.run(["curl", "-s", "-w", " %{http_code}",
+                            "http://%s/health" % server.endpoint],
+                           capture_output=True, text=True, timeout=20)
+        out[server.kind] = r.stdout
+    assert out["lskvd"] == out["etcd"]
+    assert out["lskvd"].startswith('{"health":"true"}')
+
+
 # ---------------------------------------------------------------- passwords
 PASSWORDS = ["Zq7-unique-passw0rd-one", "Xk3-unique-passw0rd-two", "Wm5-unique-passw0rd-new"]
 
