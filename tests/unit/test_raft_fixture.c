@@ -570,6 +570,7 @@ TEST(raft_fixture, three_servers_apply_the_same_commands_to_the_same_state)
     struct cl c;
     cl_open(&c, 3, 0, 0);
     unsigned l = leader(&c);
+    ASSERT_EQ(l, 0); /* deterministic: server 0's election timer fires first */
     write_load(&c, ALL(&c), "a", 60);
     grant(&c, 77);
     put_leased(&c, "leased-1", 77);
@@ -582,6 +583,11 @@ TEST(raft_fixture, three_servers_apply_the_same_commands_to_the_same_state)
     for (unsigned i = 0; i < c.n; i++) {
         ASSERT_GE(c.s[i].applied, 60 + 3);
         ASSERT(lessor_exists(c.s[i].leases, 77));
+        static char d[1 << 16];
+        dump(&c.s[i], d, sizeof d);
+        ASSERT(strstr(d, "a10=a-value-44@") != NULL); /* txn success: deleted at i = 27 */
+        ASSERT(strstr(d, "a-lost-00=") != NULL);      /* txn failure branch (i = 24) */
+        ASSERT(strstr(d, "a14=") == NULL);            /* deleted at i = 48 */
         ASSERT_EQ(lessor_lease_of(c.s[i].leases, (const uint8_t *)"leased-2", 8), 77);
         struct ledger_position p;
         ledger_position(c.s[i].l, &p);
@@ -739,6 +745,8 @@ TEST(raft_fixture, a_follower_behind_a_snapshot_catches_up_and_converges)
     ASSERT_EQ(kvstore_revision(s->kv), rev);
     ASSERT_EQ(s->applied, applied);
     ASSERT(!has_key(s, "b05"));
+    ASSERT_GE(s->refused, 1); /* libraft tried, the adapter refused */
+    ASSERT_EQ(raft_state(raft_of(&c, f)), RAFT_FOLLOWER);
 
     unsigned calls;
     int rv = catch_up(&c, f, l, NULL, &calls);
@@ -778,5 +786,40 @@ TEST(raft_fixture, a_forged_catch_up_answer_is_refused_and_nothing_is_restored)
     raft_index last = put(&c, "after-forgery", "1");
     wait_applied(&c, ALL(&c) & ~(1u << f), last);
     ASSERT(!has_key(s, "after-forgery"));
+    cl_close(&c);
+}
+
+/* KNOWN BUG (consensus/node.c wrap_apply, mirrored by ad_apply): a member
+ * that refuses an apply (held restore, or can_apply says no for disk space)
+ * returns RAFT_NOSPACE. When the refusal happens inside a heartbeat
+ * (AppendEntries without entries whose leader_commit grew: libraft 0.15
+ * replicationAppend's n == 0 branch returns apply's error), recvCb calls
+ * convertToUnavailable and the member is RAFT_UNAVAILABLE for good: it
+ * drops every later message, never votes or applies again until restarted,
+ * while the others see it as cut off. Here: the held follower while the
+ * cluster commits a few more entries one by one. Skipped unless
+ * LSKV_TEST_KNOWN_BUGS is set, until node.c stops refusing through apply. */
+TEST(raft_fixture, a_held_follower_stays_a_follower_while_the_cluster_commits)
+{
+    if (getenv("LSKV_TEST_KNOWN_BUGS") == NULL) {
+        fprintf(stderr, "# skipped: known bug, set LSKV_TEST_KNOWN_BUGS=1 to run\n");
+        return;
+    }
+    struct cl c;
+    unsigned f = snapshot_behind(&c);
+    for (int k = 0; k < 3; k++) {
+        raft_index last = put(&c, "while-held", "1");
+        wait_applied(&c, ALL(&c) & ~(1u << f), last);
+        raft_fixture_step_until_elapsed(&c.rf, 500);
+        if (raft_state(raft_of(&c, f)) != RAFT_FOLLOWER)
+            TEST_FAIL("held follower %u: raft state %d (RAFT_UNAVAILABLE is %d) after %u "
+                      "refused applies", f, raft_state(raft_of(&c, f)), RAFT_UNAVAILABLE,
+                      c.s[f].refused);
+    }
+    unsigned calls;
+    ASSERT_EQ(catch_up(&c, f, leader(&c), NULL, &calls), 0);
+    raft_index last = put(&c, "after", "1");
+    wait_applied(&c, ALL(&c), last);
+    converged(&c, ALL(&c));
     cl_close(&c);
 }
