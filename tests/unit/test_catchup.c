@@ -11,8 +11,8 @@
 #include "common/err.h"
 #include "identity/cert.h"
 #include "kv/kvstore.h"
-#include "ledger/chunk.h"
 #include "ledger/ledger.h"
+#include "catchup_exchange.h"
 #include "runner.h"
 #include "statemachine/catchup.h"
 #include "statemachine/fsm.h"
@@ -159,33 +159,12 @@ static uint8_t *diverge(struct cfx *f, size_t *len)
     return snap;
 }
 
-/* Runs the exchange; forge(arg, kind, reply, len) may change a reply.
- * Returns what catchup_take or catchup_next failed with, or 0 when done. */
-static int exchange(struct cfx *f, void (*forge)(uint8_t kind, uint8_t *reply, size_t len),
-                    int *calls, char *errmsg)
+/* Runs the exchange (tests/lib/catchup_exchange.h); forge may change a
+ * reply. Returns what catchup_take or catchup_next failed with, or 0 when
+ * done. */
+static int exchange(struct cfx *f, catchup_forge_fn forge, unsigned *calls, char *errmsg)
 {
-    catchup *c;
-    ASSERT_EQ(catchup_new(&f->dst.fsm, &c), 0);
-    int rv;
-    *calls = 0;
-    for (;;) {
-        uint8_t kind, *req, *reply;
-        size_t req_len, reply_len;
-        rv = catchup_next(c, &kind, &req, &req_len, errmsg);
-        if (rv != 0)
-            break;
-        ASSERT_EQ(catchup_serve(&f->src.fsm, kind, req, req_len, &reply, &reply_len), 0);
-        free(req);
-        (*calls)++;
-        if (forge != NULL)
-            forge(kind, reply, reply_len);
-        rv = catchup_take(c, reply, reply_len, errmsg);
-        free(reply);
-        if (rv != 0)
-            break;
-    }
-    catchup_free(c);
-    return rv == 1 ? 0 : rv;
+    return catchup_exchange(&f->dst.fsm, &f->src.fsm, forge, calls, errmsg);
 }
 
 TEST(catchup, a_held_snapshot_is_restored_once_ledger_and_records_are_fetched)
@@ -210,7 +189,7 @@ TEST(catchup, a_held_snapshot_is_restored_once_ledger_and_records_are_fetched)
               LSKV_ENOTREADY);
 
     char errmsg[LSKV_ERRMSG_SIZE] = "";
-    int calls;
+    unsigned calls;
     int rv = exchange(&f, NULL, &calls, errmsg);
     if (rv != 0)
         TEST_FAIL("exchange: %s: %s", lskv_errname(rv), errmsg);
@@ -251,14 +230,6 @@ TEST(catchup, a_held_snapshot_is_restored_once_ledger_and_records_are_fetched)
     fx_close(&f);
 }
 
-static void flip_ledger_frame(uint8_t kind, uint8_t *reply, size_t len)
-{
-    if (kind != CATCHUP_CALL_LEDGER || len < 40)
-        return;
-    reply[30] ^= 1;
-    chunk_entry_finish(reply, 4 + get_u32be(reply));
-}
-
 /* The first record answered names another key (same length). */
 static void rename_record(uint8_t kind, uint8_t *reply, size_t len)
 {
@@ -285,7 +256,7 @@ static void overcount(uint8_t kind, uint8_t *reply, size_t len)
 
 TEST(catchup, forged_answers_are_refused_and_nothing_is_restored)
 {
-    void (*forges[])(uint8_t, uint8_t *, size_t) = {flip_ledger_frame, rename_record,
+    catchup_forge_fn forges[] = {catchup_forge_ledger_frame, rename_record,
                                                     bump_version, overcount};
     for (size_t i = 0; i < sizeof forges / sizeof forges[0]; i++) {
         struct cfx f;
@@ -294,7 +265,7 @@ TEST(catchup, forged_answers_are_refused_and_nothing_is_restored)
         uint8_t *snap = diverge(&f, &len);
         ASSERT_EQ(f.dst.vt.restore(f.dst.vt.data, snap, len), LSKV_ENOTREADY);
         char errmsg[LSKV_ERRMSG_SIZE] = "";
-        int calls;
+        unsigned calls;
         int rv = exchange(&f, forges[i], &calls, errmsg);
         if (rv != LSKV_ECORRUPT)
             TEST_FAIL("forgery %zu: %s (%s), want LSKV_ECORRUPT", i, lskv_errname(rv), errmsg);
