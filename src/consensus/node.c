@@ -67,6 +67,16 @@
  *     and barrier_cb queue failures on node->deferred, and prepare_cb
  *     answers them on the next loop turn, when raft is a follower; a failed
  *     round fails the callers waiting for the next one too.
+ * (11) A follower never fails an apply. libraft 0.15 turns a follower whose
+ *     apply fails inside a heartbeat's commit (replicationAppend, no
+ *     entries) into RAFT_UNAVAILABLE for good. So where a leader stalls
+ *     (invariant 9), a follower opens the entry, advances the place and
+ *     keeps the command on node->waiting_head; prepare_cb applies the queue
+ *     in order once the fsm can (restore done, room on disk). While it is
+ *     not empty every later command joins it, no snapshot is taken and no
+ *     reader is let through (raft's last_applied is ahead of the state);
+ *     beyond max_inflight_bytes of it the member stops (fatal). A leader
+ *     with a queue stalls until it is empty.
  * (9) Proposals on the list are bounded by count (max_inflight, etcd's 5000)
  *     and by sealed bytes (max_inflight_bytes): beyond either,
  *     consensus_propose answers LSKV_ETOOMANYREQUESTS at once, so a flood of
@@ -188,6 +198,10 @@ struct consensus_node {
      * consensus_restore_done: raft's last_applied is ahead of the state, so
      * nothing is applied, no snapshot taken and no reader let through. */
     bool held;
+    /* Invariant (11): committed commands a follower could not apply yet
+     * (held restore, or can_apply said no), oldest first, opened. */
+    struct waiting_apply *waiting_head, *waiting_tail;
+    uint64_t waiting_bytes;
     size_t stalled_len;
     bool resuming;        /* resume_req, the barrier that restarts applying, is in flight */
     struct raft_barrier resume_req;
@@ -374,6 +388,8 @@ static void resumed_cb(struct raft_barrier *req, int status)
  * waiting behind the stalled entry). */
 static uint64_t leader_of(consensus_node *node);
 
+static void drain_waiting(consensus_node *node);
+
 static void resumed_read_cb(void *arg, int status, void *result)
 {
     (void)status;
@@ -410,9 +426,10 @@ static void prepare_cb(uv_prepare_t *handle)
 {
     consensus_node *node = handle->data;
     fire_deferred(node);
+    drain_waiting(node);
     flush_fsm(node);
     maybe_resume(node);
-    if (node->fwd != NULL && !node->held)
+    if (node->fwd != NULL && !node->held && node->waiting_head == NULL)
         forwarder_progress(node->fwd, raft_last_applied(&node->raft));
 }
 
@@ -495,6 +512,88 @@ static int check_restored(consensus_node *node)
     return LSKV_ECORRUPT;
 }
 
+struct waiting_apply {
+    struct waiting_apply *next;
+    struct consensus_entry_info info;
+    size_t len, entry_len;
+    uint8_t plain[]; /* the opened command */
+};
+
+/* Applies an opened command; the result goes to the proposer (*result,
+ * when raft holds its request) or to a forwarded caller. */
+static int apply_opened(consensus_node *node, struct consensus_entry_info *info,
+                        const uint8_t *plain, size_t plain_len, size_t entry_len, void **result)
+{
+    char msg[LSKV_ERRMSG_SIZE];
+    void *res = NULL;
+    int rv = node->fsm.apply(node->fsm.data, info, plain, plain_len, &res);
+    if (rv != 0) {
+        errmsg_printf(msg, "raft entry %" PRIu64 ": state machine apply: %s", info->index,
+                 lskv_strerror(rv));
+        set_fatal(node, rv, msg);
+        return RAFT_IOERR;
+    }
+    node->unflushed = true;
+    /* Enough bytes since the last snapshot: libraft takes one after this
+     * apply loop (its threshold counts entries), and wrap_snapshot puts the
+     * count back. Not inside consensus_open: a start on a full disk must
+     * not depend on writing a snapshot. */
+    node->applied_bytes += entry_len;
+    if (node->opened && node->snapshot_bytes != 0 &&
+        node->applied_bytes >= node->snapshot_bytes)
+        raft_set_snapshot_threshold(&node->raft, 1);
+    /* Invariant (3): raft passes *result to the proposer's callback only if it
+     * holds a request for this index. */
+    if (result != NULL && node->head != NULL && node->head->req.index == info->index) {
+        *result = res;
+    } else if (node->fwd == NULL ||
+               !forwarder_applied(node->fwd, info->origin_member, info->request_id, res)) {
+        consensus_free_result(node, res);
+    }
+    return 0;
+}
+
+static void waiting_free(struct waiting_apply *w)
+{
+    explicit_bzero(w->plain, w->len);
+    free(w);
+}
+
+/* Invariant (11): applies what waits, in order, while the fsm can. */
+static void drain_waiting(consensus_node *node)
+{
+    while (node->waiting_head != NULL && !node->held && node->fatal == 0 &&
+           (node->fsm.can_apply == NULL ||
+            node->fsm.can_apply(node->fsm.data, node->waiting_head->entry_len))) {
+        struct waiting_apply *w = node->waiting_head;
+        node->waiting_head = w->next;
+        if (node->waiting_head == NULL)
+            node->waiting_tail = NULL;
+        node->waiting_bytes -= w->len;
+        (void)apply_opened(node, &w->info, w->plain, w->len, w->entry_len, NULL);
+        waiting_free(w);
+    }
+}
+
+static void waiting_clear(consensus_node *node)
+{
+    while (node->waiting_head != NULL) {
+        struct waiting_apply *w = node->waiting_head;
+        node->waiting_head = w->next;
+        waiting_free(w);
+    }
+    node->waiting_tail = NULL;
+    node->waiting_bytes = 0;
+}
+
+/* Whether applying must wait: held, queued commands first, or no room. */
+static bool must_wait(consensus_node *node, size_t len)
+{
+    return node->held || node->waiting_head != NULL ||
+           (node->opened && node->fsm.can_apply != NULL &&
+            !node->fsm.can_apply(node->fsm.data, len));
+}
+
 static int wrap_apply(struct raft_fsm *rfsm, const struct raft_buffer *buf, void **result)
 {
     consensus_node *node = rfsm->data;
@@ -505,8 +604,8 @@ static int wrap_apply(struct raft_fsm *rfsm, const struct raft_buffer *buf, void
     *result = NULL;
     if (node->fatal != 0)
         return RAFT_CORRUPT;
-    if ((node->opened || node->held) && node->fsm.can_apply != NULL &&
-        !node->fsm.can_apply(node->fsm.data, buf->len)) {
+    bool wait = must_wait(node, buf->len);
+    if (wait && raft_state(&node->raft) == RAFT_LEADER) {
         /* Not a divergence: libraft keeps last_applied and retries. */
         node->stalled = true;
         node->stalled_len = buf->len;
@@ -527,7 +626,21 @@ static int wrap_apply(struct raft_fsm *rfsm, const struct raft_buffer *buf, void
         set_fatal(node, rv, msg);
         return RAFT_CORRUPT;
     }
-    if (plain_len > node->scratch_cap || node->scratch == NULL) {
+    struct waiting_apply *w = NULL;
+    if (wait) { /* invariant (11): opened into its own copy, applied later */
+        if (node->waiting_bytes + plain_len > node->max_inflight_bytes) {
+            errmsg_printf(msg, "raft entry %" PRIu64 ": %" PRIu64 " bytes of committed commands "
+                          "wait to be applied (%s): over the bound of %" PRIu64, index,
+                          node->waiting_bytes + plain_len,
+                          node->held ? "the held snapshot is still being fetched"
+                                     : "the disk has no room",
+                          node->max_inflight_bytes);
+            set_fatal(node, LSKV_ENOSPACE, msg);
+            return RAFT_CORRUPT;
+        }
+        if ((w = malloc(sizeof *w + (plain_len ? plain_len : 1))) == NULL)
+            return RAFT_NOMEM;
+    } else if (plain_len > node->scratch_cap || node->scratch == NULL) {
         size_t cap = plain_len < 4096 ? 4096 : plain_len;
         uint8_t *p = malloc(cap);
         if (p == NULL)
@@ -543,8 +656,9 @@ static int wrap_apply(struct raft_fsm *rfsm, const struct raft_buffer *buf, void
     rv = keyring_key(node->keys, h.key_id, &key);
     if (rv == 0)
         rv = entry_open_k(key, node->cluster_id, ENTRY_KIND_COMMAND, buf->base, buf->len, &h,
-                          node->scratch);
+                          w != NULL ? w->plain : node->scratch);
     if (rv != 0) {
+        free(w);
         char file[4200];
         raftdir_segment_of(node->dir, index, file, sizeof file);
         errmsg_printf(msg,
@@ -561,33 +675,22 @@ static int wrap_apply(struct raft_fsm *rfsm, const struct raft_buffer *buf, void
         .term = h.term,
         .proposed_ms = h.stamp,
     };
-    void *res = NULL;
-    rv = node->fsm.apply(node->fsm.data, &info, node->scratch, plain_len, &res);
+    if (w != NULL) {
+        w->next = NULL;
+        w->info = info;
+        w->len = plain_len;
+        w->entry_len = buf->len;
+        if (node->waiting_tail != NULL)
+            node->waiting_tail->next = w;
+        else
+            node->waiting_head = w;
+        node->waiting_tail = w;
+        node->waiting_bytes += plain_len;
+        return 0;
+    }
+    rv = apply_opened(node, &info, node->scratch, plain_len, buf->len, result);
     explicit_bzero(node->scratch, plain_len);
-    if (rv != 0) {
-        errmsg_printf(msg, "raft entry %" PRIu64 ": state machine apply: %s", index,
-                 lskv_strerror(rv));
-        set_fatal(node, rv, msg);
-        return RAFT_IOERR;
-    }
-    node->unflushed = true;
-    /* Enough bytes since the last snapshot: libraft takes one after this
-     * apply loop (its threshold counts entries), and wrap_snapshot puts the
-     * count back. Not inside consensus_open: a start on a full disk must
-     * not depend on writing a snapshot. */
-    node->applied_bytes += buf->len;
-    if (node->opened && node->snapshot_bytes != 0 &&
-        node->applied_bytes >= node->snapshot_bytes)
-        raft_set_snapshot_threshold(&node->raft, 1);
-    /* Invariant (3): raft passes *result to the proposer's callback only if it
-     * holds a request for this index. */
-    if (node->head != NULL && node->head->req.index == index) {
-        *result = res;
-    } else if (node->fwd == NULL ||
-               !forwarder_applied(node->fwd, info.origin_member, info.request_id, res)) {
-        consensus_free_result(node, res);
-    }
-    return 0;
+    return rv;
 }
 
 /* Snapshot = one sealed entry of kind SNAPSHOT around the fsm's buffer. With
@@ -601,7 +704,7 @@ static int wrap_snapshot(struct raft_fsm *rfsm, struct raft_buffer *bufs[], unsi
 
     if (node->fatal != 0 || check_restored(node) != 0)
         return RAFT_CORRUPT;
-    if (node->held)
+    if (node->held || node->waiting_head != NULL)
         return RAFT_BUSY; /* libraft tries again at a later apply */
     rv = node->fsm.snapshot(node->fsm.data, &plain, &plain_len);
     if (rv == 0 && node->snapshot_bytes != 0) {
@@ -780,6 +883,7 @@ static void timer_close_cb(uv_handle_t *handle)
         explicit_bzero(node->scratch, node->scratch_cap);
         free(node->scratch);
     }
+    waiting_clear(node);
     raft_uv_close(&node->io);
     if (node->transport == &node->tcp)
         raft_uv_tcp_close(&node->tcp);
@@ -1394,7 +1498,7 @@ void consensus_get_status(consensus_node *node, struct consensus_status *out)
     out->applied_index = raft_last_applied(&node->raft);
     out->is_leader = !node->closing && raft_state(&node->raft) == RAFT_LEADER;
     out->fatal = node->fatal;
-    out->stalled = node->stalled;
+    out->stalled = node->stalled || node->waiting_head != NULL;
     out->inflight = node->inflight;
     out->inflight_bytes = node->inflight_bytes;
     out->proposals_failed = node->proposals_failed;

@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import subprocess
+import threading
 import time
 
 import pytest
@@ -378,9 +379,35 @@ def test_a_member_far_behind_installs_100k_keys_and_serves_them(cluster_factory)
     for i in range(200):  # well past the log the leader keeps after a snapshot
         rpc_pb2_grpc.KVStub(grpc_channel(leader)).Put(
             rpc_pb2.PutRequest(key=b"tail", value=b"%d" % i), timeout=10)
-    f.launch()
-    f.wait_ready(180)
+    # Writes go on while it fetches: the commits it hears meanwhile wait
+    # (consensus/node.c invariant 11) and are applied once it has restored.
+    stop = threading.Event()
+    written = []
+
+    def keep_writing():
+        lkv = rpc_pb2_grpc.KVStub(grpc_channel(leader))
+        while not stop.is_set():
+            i = len(written)
+            lkv.Put(rpc_pb2.PutRequest(key=b"during/%05d" % i, value=b"%d" % i), timeout=10)
+            written.append(i)
+            time.sleep(0.25)  # heartbeats carry the commits (the fatal path)
+    t = threading.Thread(target=keep_writing)
+    t.start()
+    try:
+        f.launch()
+        f.wait_ready(180)
+        time.sleep(1)
+    finally:
+        stop.set()
+        t.join(30)
+    assert len(written) > 5
     kv = rpc_pb2_grpc.KVStub(grpc_channel(f))
+
+    def writes_during_there():
+        r = kv.Range(rpc_pb2.RangeRequest(key=b"during/", range_end=b"during0",
+                                          count_only=True, serializable=True), timeout=30)
+        return r.count == len(written)
+    wait_for(writes_during_there, timeout=60, what="the writes made while it caught up")
 
     def all_there():
         r = kv.Range(rpc_pb2.RangeRequest(key=b"big/", range_end=b"big0", count_only=True,
