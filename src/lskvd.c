@@ -499,6 +499,7 @@ static void start_serving(struct daemon *d)
         .last_request_id = random_request_base(),
         .auth = &d->fsm.auth,
         .bcrypt_cost = (unsigned)c->bcrypt_cost,
+        .client_cert_auth = c->client_cert_auth,
     };
     if (auth_tokens_new((uint64_t)c->auth_token_ttl * 1000, &d->api.tokens) != 0) {
         LOG_ERROR(MODULE, "cannot serve clients: out of memory for the auth token table");

@@ -109,8 +109,16 @@ int api_auth_info(struct api *api, grpc_call *call, const char **user, uint64_t 
     *user = "";
     *rev = 0;
     const char *token = grpc_call_token(call);
-    if (token == NULL || api->auth == NULL)
+    if (api->auth == NULL)
         return 0;
+    if (token == NULL) {
+        const char *cn = api->client_cert_auth ? grpc_call_cert_cn(call) : NULL;
+        if (cn != NULL) {
+            *user = cn;
+            *rev = api->auth->revision;
+        }
+        return 0;
+    }
     if (api->tokens == NULL)
         return LSKV_EINVALIDTOKEN;
     int rv = auth_tokens_lookup(api->tokens, api->auth, token, uv_now(api->loop), user);

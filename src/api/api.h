@@ -58,10 +58,13 @@ struct api {
     struct authstore *auth;    /* borrowed: the state machine's auth store */
     auth_tokens *tokens;       /* this member's simple tokens (owned by the daemon) */
     unsigned bcrypt_cost;      /* --bcrypt-cost */
+    bool client_cert_auth;     /* --client-cert-auth: a certificate's CN is the user */
 };
 
 /* Who made call (etcd's AuthInfoFromCtx): the user of its token and the
- * auth revision now, or "" and 0 for a call without a token. Errors:
+ * auth revision now; without a token, with --client-cert-auth, the CN of
+ * its verified client certificate (gRPC only, as etcd); else "" and 0.
+ * Errors:
  * LSKV_EINVALIDTOKEN (a token this member does not know, expired or dead). */
 int api_auth_info(struct api *api, grpc_call *call, const char **user, uint64_t *rev);
 /* etcd's checks of op with request req for the maker of call, before it is

@@ -420,3 +420,43 @@ def test_passwords_never_stored_or_logged(server_factory):
     assert seen > 0
     if TARGET != "etcd":
         assert b"authentication failed for user u" in open(s.log_path, "rb").read()
+
+
+# ---------------------------------------------------------------- client certificates
+def test_client_cert_cn_is_the_user(server_factory, tmp_path):
+    """--client-cert-auth with auth on: the verified certificate's CN is the
+    user (no token needed), a token still wins, an unknown CN is refused."""
+    from test_client_tls import ctl as tls_ctl, make_ca, make_signed, start
+    d = tmp_path / "pki"
+    d.mkdir()
+    ca = make_ca(d, "ca")
+    pki = {"ca": str(ca[0]),
+           "server": make_signed(d, "server", ca, "127.0.0.1", "IP:127.0.0.1,DNS:localhost"),
+           "root": make_signed(d, "root", ca, "root"),
+           "alice": make_signed(d, "alice", ca, "alice"),
+           "bob": make_signed(d, "bob", ca, "bob")}
+
+    def run(kind):
+        s = start(server_factory, kind, pki, "--client-cert-auth", "--trusted-ca-file", pki["ca"])
+        out = []
+        for args in [("user", "add", "root:" + ROOT_PW), ("user", "grant-role", "root", "root"),
+                     ("user", "add", "alice:alice-pw"), ("role", "add", "reader"),
+                     ("role", "grant-permission", "reader", "read", "k"),
+                     ("user", "grant-role", "alice", "reader"), ("put", "k", "v"),
+                     ("auth", "enable")]:
+            out.append(tls_ctl(s, pki, *args, client="root"))
+        out += [
+            tls_ctl(s, pki, "get", "k", "--print-value-only", client="alice"),
+            tls_ctl(s, pki, "put", "k", "x", client="alice"),
+            tls_ctl(s, pki, "put", "k", "x", client="bob"),
+            tls_ctl(s, pki, "get", "k", client="bob"),
+            tls_ctl(s, pki, "put", "k", "y", client="root"),
+            tls_ctl(s, pki, "--user", "root:" + ROOT_PW, "put", "k", "z", client="alice"),
+            tls_ctl(s, pki, "user", "list", client="alice"),
+            tls_ctl(s, pki, "user", "list", client="root"),
+            tls_ctl(s, pki, "get", "k", "--print-value-only", client="alice"),
+        ]
+        return out
+    want, got = run("etcd"), run("lskvd")
+    assert got == want
+    assert got[8] == (0, "v") and got[9][0] != 0 and got[12] == (0, "OK"), got
