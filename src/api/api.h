@@ -12,6 +12,7 @@
 #include "auth/authstore.h"
 #include "auth/tokens.h"
 #include "common/arena.h"
+#include "crypto/jwt.h"
 #include "config/members.h"
 #include "consensus/node.h"
 #include "kv/kvstore.h"
@@ -59,6 +60,9 @@ struct api {
     auth_tokens *tokens;       /* this member's simple tokens (owned by the daemon) */
     unsigned bcrypt_cost;      /* --bcrypt-cost */
     bool client_cert_auth;     /* --client-cert-auth: a certificate's CN is the user */
+    jwt_key *jwt;              /* --auth-token jwt,...: owned by the daemon; NULL: simple */
+    uint64_t jwt_ttl_ms;       /* its ttl option */
+    char jwt_user[256];        /* the user of the last JWT checked (api_auth_info) */
 };
 
 /* Who made call (etcd's AuthInfoFromCtx): the user of its token and the

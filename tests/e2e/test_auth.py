@@ -460,3 +460,86 @@ def test_client_cert_cn_is_the_user(server_factory, tmp_path):
     want, got = run("etcd"), run("lskvd")
     assert got == want
     assert got[8] == (0, "v") and got[9][0] != 0 and got[12] == (0, "OK"), got
+
+
+# ---------------------------------------------------------------- JWT tokens
+def jwt_keys(d):
+    import subprocess
+    subprocess.run(["openssl", "genrsa", "-out", d / "rs.key", "2048"], check=True,
+                   capture_output=True)
+    subprocess.run(["openssl", "rsa", "-in", d / "rs.key", "-pubout", "-out", d / "rs.pub"],
+                   check=True, capture_output=True)
+    subprocess.run(["openssl", "ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out",
+                    d / "es.key"], check=True, capture_output=True)
+    subprocess.run(["openssl", "ec", "-in", d / "es.key", "-pubout", "-out", d / "es.pub"],
+                   check=True, capture_output=True)
+
+
+@pytest.mark.parametrize("method,key", [("RS256", "rs"), ("PS256", "rs"), ("ES256", "es")])
+def test_jwt_tokens_as_etcd(server_factory, tmp_path, method, key):
+    """--auth-token jwt,...: the same key on etcd and lskvd; a token either
+    makes works on the other (same claims, same signature scheme); expired
+    tokens, tokens from before an auth change, and a verify-only member
+    answer as etcd's."""
+    jwt_keys(tmp_path)
+    opt = "jwt,pub-key=%s,priv-key=%s,sign-method=%s,ttl=3s" % (
+        tmp_path / (key + ".pub"), tmp_path / (key + ".key"), method)
+    servers = [server_factory(k, extra=["--auth-token", opt]) for k in ("etcd", "lskvd")]
+    for s in servers:
+        setup_matrix(s)
+    tokens = [authenticate(s, "ro", "ro-pw") for s in servers]
+    assert all(t[0] == grpc.StatusCode.OK for t in tokens), tokens
+    assert all(t[2].count(".") == 2 for t in tokens)
+    rows = []
+    for i, s in enumerate(servers):
+        kv = rpc_pb2_grpc.KVStub(s.channel())
+        for t in (tokens[0][2], tokens[1][2], "x.y.z", tokens[i][2][:-4] + "AAAA"):
+            code, resp = rpc_error(kv.Range, rpc_pb2.RangeRequest(key=b"k"), metadata=md(t),
+                                   timeout=10)
+            rows.append((i, answer(code, resp)))
+    want = [("OK", 3)] * 2 + [(grpc.StatusCode.UNAUTHENTICATED, "etcdserver: invalid auth token")] * 2
+    assert [r[1] for r in rows[:4]] == want and [r[1] for r in rows[4:]] == want, rows
+    # an auth change makes the tokens old
+    for s in servers:
+        assert s.etcdctl("--user", "root:" + ROOT_PW, "role", "add", "extra").returncode == 0
+    old = []
+    for i, s in enumerate(servers):
+        code, resp = rpc_error(rpc_pb2_grpc.KVStub(s.channel()).Range,
+                               rpc_pb2.RangeRequest(key=b"k"), metadata=md(tokens[i][2]),
+                               timeout=10)
+        old.append(answer(code, resp))
+    assert old[0] == old[1] == (grpc.StatusCode.INVALID_ARGUMENT,
+                                "etcdserver: revision of auth store is old"), old
+    # expiry (ttl=3s)
+    fresh = [authenticate(s, "ro", "ro-pw")[2] for s in servers]
+    time.sleep(4.5)
+    late = [answer(*rpc_error(rpc_pb2_grpc.KVStub(s.channel()).Range,
+                              rpc_pb2.RangeRequest(key=b"k"), metadata=md(fresh[i]), timeout=10))
+            for i, s in enumerate(servers)]
+    assert late[0] == late[1] == (grpc.StatusCode.UNAUTHENTICATED,
+                                  "etcdserver: invalid auth token"), late
+    # a member with the public key only verifies
+    vopt = "jwt,pub-key=%s,sign-method=%s" % (tmp_path / (key + ".pub"), method)
+    verifiers = [server_factory(k, extra=["--auth-token", vopt]) for k in ("etcd", "lskvd")]
+    for v in verifiers:
+        setup_matrix(v)
+    va = [authenticate(v, "ro", "ro-pw")[:2] for v in verifiers]
+    assert va[0] == va[1], va
+    assert va[0][0] != grpc.StatusCode.OK
+    good = authenticate(servers[0], "root", ROOT_PW)[2]  # revision 4 there, 3 here: old
+    seen = [answer(*rpc_error(rpc_pb2_grpc.KVStub(v.channel()).Range,
+                              rpc_pb2.RangeRequest(key=b"k"), metadata=md(good), timeout=10))
+            for v in verifiers]
+    assert seen[0] == seen[1], seen
+
+
+def test_bad_jwt_options_refuse_the_start(server_factory, tmp_path):
+    jwt_keys(tmp_path)
+    for opt in ["jwt,pub-key=%s,priv-key=%s,sign-method=XX256" % (tmp_path / "rs.pub",
+                                                                  tmp_path / "rs.key"),
+                "jwt,sign-method=RS256",
+                "jwt,pub-key=%s,priv-key=%s,sign-method=RS256" % (tmp_path / "rs.pub",
+                                                                  tmp_path / "es.key")]:
+        s = server_factory("lskvd", start=False, extra=["--auth-token", opt])
+        with pytest.raises(RuntimeError):
+            s.start(timeout=20)

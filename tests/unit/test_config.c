@@ -235,7 +235,9 @@ TEST(config, logger_outputs_v2_and_peer_tls)
         {"--peer-cert-file", "p.pem", "--peer-cert-file: not supported yet"},
         {"--peer-client-cert-auth", "true", "--peer-client-cert-auth: not supported yet"},
         {"--force-new-cluster", "true", "--force-new-cluster=true: not supported by lskvd"},
-        {"--auth-token", "jwt", "--auth-token=jwt: not supported by lskvd: only etcd's default"},
+        {"--auth-token", "jwt2", "auth: invalid auth options"},
+        {"--auth-token", "jwt,ttl", "auth: invalid auth options"},
+        {"--auth-token", "jwt,ttl=1,ttl=2", "auth: invalid auth options"},
         {"--experimental-enable-lease-checkpoint", "true", "lease checkpoints"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
