@@ -7,6 +7,7 @@
 #include <openssl/hmac.h>
 #include <openssl/pem.h>
 #include <openssl/rsa.h>
+#include <openssl/x509.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -123,6 +124,14 @@ static EVP_PKEY *read_pem(const char *file, bool private_key, char *errmsg)
     }
     EVP_PKEY *k = private_key ? PEM_read_PrivateKey(f, NULL, NULL, NULL)
                               : PEM_read_PUBKEY(f, NULL, NULL, NULL);
+    if (k == NULL && !private_key) {
+        /* jwt-go's ParseRSAPublicKeyFromPEM also takes a certificate */
+        rewind(f);
+        X509 *cert = PEM_read_X509(f, NULL, NULL, NULL);
+        if (cert != NULL)
+            k = X509_get_pubkey(cert);
+        X509_free(cert);
+    }
     fclose(f);
     if (k == NULL)
         errmsg_printf(errmsg, "%s: not a PEM %s key", file, private_key ? "private" : "public");

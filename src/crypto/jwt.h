@@ -3,7 +3,8 @@
  * seconds,"revision":auth revision,"username":name}, signed with one of
  * RS256/384/512, PS256/384/512, ES256/384/512 or HS256/384/512 (OpenSSL).
  *
- * Keys come from PEM files as etcd's options say: a private key signs and
+ * Keys come from PEM files as etcd's options say (a public key may also be
+ * given as a certificate, as jwt-go takes it): a private key signs and
  * verifies; a public key alone only verifies (a member that cannot hand out
  * tokens but checks them); HS* take the private key file's bytes as the
  * secret. Any member with the key verifies any member's token (unlike
