@@ -576,3 +576,36 @@ def test_auth_replicates_through_the_log(cluster_factory):
     want, got = run("etcd"), run("lskvd")
     assert got == want
     assert got[8] == (0, "v", "") and got[-2] == (0, "v", ""), got
+
+
+@lskvd_only
+def test_denied_requests_leave_no_ledger_entry(lskvd):
+    """Refused at request time (no token, wrong user, no root): no raft
+    entry, so no ledger entry and no revision; an allowed write adds one
+    entry (and its signature)."""
+    import subprocess
+    from conftest import LSKVCTL
+
+    def entries():
+        time.sleep(1)  # the ledger's signature interval (100 ms) has passed
+        r = subprocess.run([LSKVCTL, "ledger", "show", str(lskvd.data_dir / "ledger")],
+                           capture_output=True, text=True, timeout=30)
+        assert r.returncode == 0, r.stderr
+        return [ln for ln in r.stdout.splitlines() if ln.startswith("leaf=")]
+
+    setup_matrix(lskvd)
+    before, rev = entries(), revision(lskvd)
+    denied = [("put", "k", "x"), ("del", "k"), ("user", "add", "x:y"), ("role", "add", "z"),
+              ("auth", "disable"), ("txn",), ("lease", "revoke", "1234")]
+    for user in (None, "ro:ro-pw", "wo:wo-pw"):
+        for args in denied:
+            if user == "wo:wo-pw" and args[0] in ("put", "del"):
+                continue  # wo may write k
+            r = lskvd.etcdctl(*((["--user", user] if user else []) + list(args)),
+                              input="\nput q x\n\n" if args == ("txn",) else None)
+            assert r.returncode != 0 or args == ("txn",), (user, args, r.stdout)
+    assert entries() == before
+    assert revision(lskvd) == rev
+    assert lskvd.etcdctl("--user", "wo:wo-pw", "put", "k", "ok").returncode == 0
+    after = entries()
+    assert len(after) >= len(before) + 1 and revision(lskvd) == rev + 1
