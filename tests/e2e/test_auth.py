@@ -32,7 +32,11 @@ def ctl(server, *args, user=None, input=None):
 
 
 SETUP = [
+    ("auth", "enable"),                               # no root user
     ("user", "add", "root:" + ROOT_PW),
+    ("auth", "enable"),                               # root without the root role
+    ("user", "get", "root"),
+    ("role", "get", "root"),                          # granted, never made
     ("user", "add", "ro:ro-pw"),
     ("user", "add", "wo:wo-pw"),
     ("user", "add", "pre:pre-pw"),
@@ -54,6 +58,11 @@ SETUP = [
     ("user", "grant-role", "pre", "ghost"),           # no such role
     ("user", "grant-role", "ghost", "reader"),        # no such user
     ("user", "grant-role", "root", "root"),
+    ("role", "get", "root"),
+    ("role", "revoke-permission", "reader", "zz"),    # not granted
+    ("role", "grant-permission", "reader", "readwrite", "k"),  # updates the grant
+    ("role", "grant-permission", "reader", "read", "k"),
+    ("user", "revoke-role", "ro", "ghost"),           # not granted
     ("user", "list"),
     ("role", "list"),
     ("user", "get", "ro"),
