@@ -575,6 +575,12 @@ def test_auth_replicates_through_the_log(cluster_factory):
             out.append(ctl(m, "put", "k", "x", user="ro:ro-pw"))
             out.append(ctl(m, "get", "k"))
         m3.kill()
+        # the two left may have to elect a leader first (failover itself is
+        # tests/e2e/test_cluster.py's)
+        for _ in range(120):
+            if ctl(m1, "put", "w", "1", user="root:" + ROOT_PW)[0] == 0:
+                break
+            time.sleep(0.5)
         out.append(ctl(m1, "user", "passwd", "ro", "--interactive=false", user="root:" + ROOT_PW,
                        input="ro-pw2\n"))
         m3.start()
