@@ -687,7 +687,17 @@ static void start_serving(struct daemon *d)
         .bcrypt_cost = (unsigned)c->bcrypt_cost,
         .data_key = d->data_key,
         .sm = fsm_vtable(&d->fsm),
+        .client_cert_auth = c->client_cert_auth,
     };
+    struct config_token tok;
+    if (config_auth_token(c, &tok, errmsg) != 0 ||
+        (tok.jwt && jwt_key_load(tok.sign_method, tok.pub_key, tok.priv_key, &d->api.jwt,
+                                 errmsg) != 0)) {
+        LOG_ERROR(MODULE, "cannot serve clients: --auth-token: %s", errmsg);
+        shutdown_daemon(d, 1);
+        return;
+    }
+    d->api.jwt_ttl_ms = (uint64_t)tok.ttl_ms;
     if (auth_tokens_new((uint64_t)c->auth_token_ttl * 1000, &d->api.tokens) != 0) {
         LOG_ERROR(MODULE, "cannot serve clients: out of memory for the auth token table");
         shutdown_daemon(d, 1);
@@ -1478,6 +1488,7 @@ static void close_daemon(struct daemon *d)
     join_key_wipe(&d->join_key);
     auth_tokens_free(d->api.tokens);
     free(d->addrs);
+    jwt_key_free(d->api.jwt);
     fsm_close(&d->fsm);
     cert_node_free(d->identity);
     cert_service_free(d->service);

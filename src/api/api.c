@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "api/etcd_errors.h"
 #include "common/err.h"
@@ -109,8 +110,25 @@ int api_auth_info(struct api *api, grpc_call *call, const char **user, uint64_t 
     *user = "";
     *rev = 0;
     const char *token = grpc_call_token(call);
-    if (token == NULL || api->auth == NULL)
+    if (api->auth == NULL)
         return 0;
+    if (token == NULL) {
+        const char *cn = api->client_cert_auth ? grpc_call_cert_cn(call) : NULL;
+        if (cn != NULL) {
+            *user = cn;
+            *rev = api->auth->revision;
+        }
+        return 0;
+    }
+    if (api->jwt != NULL) {
+        /* etcd's JWT: the revision is the token's, so a token made before an
+         * auth change meets "revision of auth store is old" */
+        if (jwt_verify(api->jwt, token, (int64_t)time(NULL), api->jwt_user,
+                       sizeof api->jwt_user, rev) != 0)
+            return LSKV_EINVALIDTOKEN;
+        *user = api->jwt_user;
+        return 0;
+    }
     if (api->tokens == NULL)
         return LSKV_EINVALIDTOKEN;
     int rv = auth_tokens_lookup(api->tokens, api->auth, token, uv_now(api->loop), user);

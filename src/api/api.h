@@ -12,6 +12,7 @@
 #include "auth/authstore.h"
 #include "auth/tokens.h"
 #include "common/arena.h"
+#include "crypto/jwt.h"
 #include "config/members.h"
 #include "consensus/node.h"
 #include "kv/kvstore.h"
@@ -60,10 +61,16 @@ struct api {
     unsigned bcrypt_cost;      /* --bcrypt-cost */
     const uint8_t *data_key;   /* borrowed: backups are sealed under it */
     struct consensus_fsm sm;   /* the state machine: its snapshot starts a backup */
+    bool client_cert_auth;     /* --client-cert-auth: a certificate's CN is the user */
+    jwt_key *jwt;              /* --auth-token jwt,...: owned by the daemon; NULL: simple */
+    uint64_t jwt_ttl_ms;       /* its ttl option */
+    char jwt_user[256];        /* the user of the last JWT checked (api_auth_info) */
 };
 
 /* Who made call (etcd's AuthInfoFromCtx): the user of its token and the
- * auth revision now, or "" and 0 for a call without a token. Errors:
+ * auth revision now; without a token, with --client-cert-auth, the CN of
+ * its verified client certificate (gRPC only, as etcd); else "" and 0.
+ * Errors:
  * LSKV_EINVALIDTOKEN (a token this member does not know, expired or dead). */
 int api_auth_info(struct api *api, grpc_call *call, const char **user, uint64_t *rev);
 /* etcd's checks of op with request req for the maker of call, before it is

@@ -12,6 +12,7 @@
  * off the loop too, then hands out a token of this member. */
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "api/api.h"
 #include "common/err.h"
@@ -325,9 +326,21 @@ static void verify_done(uv_work_t *w, int status)
         rv = LSKV_EAUTHNOTENABLED;
     else if (rv == 0 && (!r->match || u == NULL || strcmp(u->hash, r->hash) != 0))
         rv = LSKV_EAUTHFAILED;
-    char token[AUTH_TOKEN_MAX];
-    if (rv == 0)
-        rv = auth_tokens_assign(api->tokens, api->auth, r->name, uv_now(api->loop), token);
+    char simple[AUTH_TOKEN_MAX], *jwt = NULL;
+    const char *token = simple;
+    if (rv == 0 && api->jwt != NULL) {
+        if (!jwt_key_can_sign(api->jwt)) {
+            grpc_call_finish(r->call, GRPC_STATUS_UNKNOWN,
+                             "auth: token signing attempted with verify-only key");
+            read_free(r);
+            return;
+        }
+        rv = jwt_sign(api->jwt, r->name, api->auth->revision,
+                      (int64_t)time(NULL) + (int64_t)(api->jwt_ttl_ms / 1000), &jwt);
+        token = jwt;
+    } else if (rv == 0) {
+        rv = auth_tokens_assign(api->tokens, api->auth, r->name, uv_now(api->loop), simple);
+    }
     if (rv != 0) {
         if (rv == LSKV_EAUTHFAILED)
             LOG_INFO("auth", "authentication failed for user %s from %s", r->name,
@@ -338,9 +351,10 @@ static void verify_done(uv_work_t *w, int status)
         Etcdserverpb__ResponseHeader h = ETCDSERVERPB__RESPONSE_HEADER__INIT;
         api_fill_header(api, &h);
         resp.header = &h;
-        resp.token = token;
+        resp.token = (char *)token;
         api_reply(r->call, &resp.base);
     }
+    free(jwt);
     read_free(r);
 }
 
@@ -356,7 +370,7 @@ static void start_authenticate(struct read_call *r)
         rv = LSKV_EAUTHFAILED;
     else if (u->no_password)
         rv = LSKV_ENOPASSWORDUSER;
-    else if (strlen(u->hash) >= sizeof r->hash || api->tokens == NULL)
+    else if (strlen(u->hash) >= sizeof r->hash || (api->tokens == NULL && api->jwt == NULL))
         rv = LSKV_EAUTHFAILED;
     if (rv == 0) {
         memcpy(r->hash, u->hash, strlen(u->hash) + 1);

@@ -93,6 +93,13 @@ static void kv_range(grpc_call *call, const uint8_t *msg, size_t len, void *ctx)
     int rv = kvstore_validate_range(req);
     if (rv == 0)
         rv = api_authorize_range(api, call, req->key, req->range_end);
+    /* etcd's doSerialize: a token of another auth revision (a JWT made on
+     * a member ahead of this one) is old too */
+    const char *user;
+    uint64_t rev;
+    if (rv == 0 && api->auth != NULL && api->auth->enabled &&
+        api_auth_info(api, call, &user, &rev) == 0 && rev != 0 && rev != api->auth->revision)
+        rv = LSKV_EAUTHOLDREV;
     if (rv != 0) {
         api_fail(api, call, rv, NULL);
         request_free(r);

@@ -788,7 +788,7 @@ static int decode_into(struct authstore *as, const Lskvauthpb__AuthState *st)
         if (i > 0 && strcmp(as->users[i - 1].name, u->name) >= 0)
             return LSKV_ECORRUPT;
         u->no_password = src->options != NULL && src->options->no_password;
-        if (memchr(src->password.data, 0, src->password.len) != NULL)
+        if (src->password.len && memchr(src->password.data, 0, src->password.len) != NULL)
             return LSKV_ECORRUPT;
         if ((u->hash = strndup(src->password.len ? (const char *)src->password.data : "",
                                src->password.len)) == NULL)

@@ -163,8 +163,9 @@ static const struct opt opts[] = {
      "certificate revocation lists are not supported yet"},
     {"peer-crl-file", OPT_REFUSED, NULL, 0, 0, 0, 0,
      "certificate revocation lists are not supported yet"},
-    {"auth-token", OPT_REFUSED, "simple", 0, 0, 0, 0,
-     "only etcd's default token type, simple, is supported (JWT tokens are not yet)"},
+    {"auth-token", OPT_STRING, "simple", 0, 0, F(auth_token), 0,
+     "Specify auth token specific options: 'simple', or 'jwt,pub-key=FILE,priv-key=FILE,"
+     "sign-method=RS256,ttl=5m' (etcd's)."},
     {"auto-compaction-retention", OPT_REFUSED, "0", 0, 0, 0, 0,
      "automatic compaction is not supported yet (compact with etcdctl)"},
     {"auto-compaction-mode", OPT_REFUSED, "periodic", 0, 0, 0, 0,
@@ -696,8 +697,9 @@ int config_parse(struct config *c, int argc, char **argv, FILE *out, bool *exit_
         (rv = check_bind_urls("--listen-metrics-urls", c->listen_metrics_urls,
                               c->n_listen_metrics_urls, errmsg)) != 0)
         return rv;
+    struct config_token tok;
     if ((rv = check_logging(c, errmsg)) != 0 || (rv = check_timing(c, errmsg)) != 0 ||
-        (rv = check_tls(c, errmsg)) != 0)
+        (rv = check_tls(c, errmsg)) != 0 || (rv = config_auth_token(c, &tok, errmsg)) != 0)
         return rv;
     if (strcmp(c->initial_cluster_state, "existing") == 0) {
         errmsg_printf(errmsg, "--initial-cluster-state=existing: joining an existing cluster "
@@ -710,6 +712,66 @@ int config_parse(struct config *c, int argc, char **argv, FILE *out, bool *exit_
         return LSKV_EINVAL;
     }
     return check_initial_cluster(c, errmsg);
+}
+
+/* Go's time.ParseDuration for what a token TTL needs: a sequence of
+ * <integer><unit>, units h, m, s, ms. */
+static int parse_duration_ms(const char *s, int64_t *out)
+{
+    int64_t total = 0;
+    if (*s == '\0')
+        return LSKV_EINVAL;
+    while (*s) {
+        char *end;
+        long long v = strtoll(s, &end, 10);
+        if (end == s || v < 0 || v > 1000000000)
+            return LSKV_EINVAL;
+        int64_t unit = strncmp(end, "ms", 2) == 0 ? 1 : *end == 'h' ? 3600000
+                       : *end == 'm' ? 60000 : *end == 's' ? 1000 : 0;
+        if (unit == 0)
+            return LSKV_EINVAL;
+        total += v * unit;
+        s = end + (unit == 1 ? 2 : 1);
+    }
+    *out = total;
+    return 0;
+}
+
+int config_auth_token(const struct config *c, struct config_token *t, char *errmsg)
+{
+    memset(t, 0, sizeof *t);
+    t->ttl_ms = 5 * 60 * 1000; /* etcd's jwt DefaultTTL */
+    snprintf(t->buf, sizeof t->buf, "%s", c->auth_token ? c->auth_token : "simple");
+    char *save = NULL, *part = strtok_r(t->buf, ",", &save);
+    if (part == NULL || (strcmp(part, "simple") != 0 && strcmp(part, "jwt") != 0)) {
+        errmsg_printf(errmsg, "--auth-token=%s: auth: invalid auth options (token type "
+                      "simple or jwt)", c->auth_token ? c->auth_token : "");
+        return LSKV_EINVAL;
+    }
+    t->jwt = strcmp(part, "jwt") == 0;
+    while ((part = strtok_r(NULL, ",", &save)) != NULL) {
+        char *eq = strchr(part, '=');
+        const char **slot = NULL;
+        if (eq != NULL) {
+            *eq = '\0';
+            slot = strcmp(part, "pub-key") == 0       ? &t->pub_key
+                   : strcmp(part, "priv-key") == 0    ? &t->priv_key
+                   : strcmp(part, "sign-method") == 0 ? &t->sign_method
+                   : strcmp(part, "ttl") == 0         ? &t->ttl
+                                                      : NULL;
+        }
+        if (eq == NULL || strchr(eq + 1, '=') != NULL || (slot != NULL && *slot != NULL)) {
+            errmsg_printf(errmsg, "--auth-token: auth: invalid auth options");
+            return LSKV_EINVAL;
+        }
+        if (slot != NULL) /* etcd warns about unknown options and goes on */
+            *slot = eq + 1;
+    }
+    if (t->ttl != NULL && parse_duration_ms(t->ttl, &t->ttl_ms) != 0) {
+        errmsg_printf(errmsg, "--auth-token: auth: invalid auth options (ttl=%s)", t->ttl);
+        return LSKV_EINVAL;
+    }
+    return 0;
 }
 
 int config_auto_tls(struct config *c, bool *made, char *errmsg)

@@ -57,6 +57,7 @@ struct config {
     int64_t max_txn_ops;         /* --max-txn-ops */
     int64_t max_concurrent_streams; /* --max-concurrent-streams (see config_max_streams) */
     int64_t bcrypt_cost;         /* --bcrypt-cost: auth password hashing */
+    char *auth_token;            /* --auth-token: "simple" or "jwt,k=v,..." */
     int64_t auth_token_ttl;      /* --auth-token-ttl: seconds a simple token lives idle */
     int64_t snapshot_count;      /* --snapshot-count: raft entries between snapshots */
     int64_t cache_size_bytes;    /* --cache-size: trusted value cache bound */
@@ -87,6 +88,18 @@ void config_free(struct config *c);
  * nothing. Call once the data dir is open. *made says a new pair was
  * written. Errors: those of selfcert_ensure, LSKV_ENOMEM. */
 int config_auto_tls(struct config *c, bool *made, char *errmsg);
+
+/* --auth-token taken apart as etcd's decomposeOpts: the type and the JWT
+ * options (pointers into buf; NULL when absent). */
+struct config_token {
+    bool jwt;
+    const char *pub_key, *priv_key, *sign_method, *ttl;
+    int64_t ttl_ms; /* ttl as Go's duration (default 5m) */
+    char buf[1024];
+};
+/* Errors: LSKV_EINVAL (another type, a malformed or repeated option, a bad
+ * ttl), errmsg says which. */
+int config_auth_token(const struct config *c, struct config_token *t, char *errmsg);
 
 /* Sends the log (stderr) where --log-outputs says: nothing for default and
  * stderr, stdout, or a file opened for appending (dup2 onto stderr).

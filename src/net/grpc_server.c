@@ -1731,3 +1731,10 @@ const char *grpc_call_token(const grpc_call *call)
 {
     return call->token;
 }
+
+const char *grpc_call_cert_cn(const grpc_call *call)
+{
+    if (call->json || call->ext != NULL || call->conn == NULL || call->conn->h2 == NULL)
+        return NULL;
+    return h2_conn_cert_cn(call->conn->h2);
+}

@@ -172,6 +172,11 @@ const char *grpc_call_token(const grpc_call *call);
 /* Whether the call is the server's own (the JSON gateway's /health):
  * handlers skip auth checks for it. */
 bool grpc_call_internal(const grpc_call *call);
+/* The CN of the client's verified TLS certificate on a gRPC call (etcd's
+ * AuthInfoFromTLS), or NULL: no TLS, no verified certificate, or a call of
+ * the JSON gateway (etcd ignores the CN of gateway requests). Borrowed,
+ * valid until finish. */
+const char *grpc_call_cert_cn(const grpc_call *call);
 
 /* The figures of max_buffered_request_bytes, for /metrics and tests:
  * request bytes held now, and calls refused so far. */

@@ -68,6 +68,8 @@ struct h2_conn {
     struct h2_conn_config cfg;
     bool mem;              /* no socket: h2_conn_open_mem */
     tls_conn *tls;
+    bool cn_known;         /* cn holds the client certificate's CN ("": none) */
+    char cn[256];
     nghttp2_session *session;
     enum h2_state state;
     size_t preface_have;   /* preface bytes matched so far */
@@ -676,4 +678,15 @@ void h2_conn_end(h2_conn *c)
 const char *h2_conn_peer(const h2_conn *c)
 {
     return c->peer;
+}
+
+const char *h2_conn_cert_cn(h2_conn *c)
+{
+    /* Looked up once the handshake is done; the certificate cannot change. */
+    if (!c->cn_known && c->tls != NULL && tls_conn_ready(c->tls)) {
+        c->cn_known = true;
+        if (tls_conn_peer_cn(c->tls, c->cn, sizeof c->cn) != 0)
+            c->cn[0] = '\0';
+    }
+    return c->cn[0] ? c->cn : NULL;
 }

@@ -101,5 +101,8 @@ void h2_conn_end(h2_conn *c);
 
 /* "ip:port" of the peer ("mem" for memory connections). */
 const char *h2_conn_peer(const h2_conn *c);
+/* The CN of the client's verified TLS certificate (tls_conn_peer_cn), or
+ * NULL (no TLS, no verified certificate, no CN). Borrowed: valid while c is. */
+const char *h2_conn_cert_cn(h2_conn *c);
 
 #endif

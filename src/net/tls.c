@@ -232,6 +232,28 @@ SSL *tls_conn_ssl(tls_conn *c)
     return c->ssl;
 }
 
+int tls_conn_peer_cn(tls_conn *c, char *out, size_t cap)
+{
+    if (c->ssl == NULL || !tls_conn_ready(c) || SSL_get_verify_result(c->ssl) != X509_V_OK)
+        return LSKV_ENOTFOUND;
+    X509 *cert = SSL_get0_peer_certificate(c->ssl);
+    X509_NAME *subject = cert ? X509_get_subject_name(cert) : NULL;
+    int i = subject ? X509_NAME_get_index_by_NID(subject, NID_commonName, -1) : -1;
+    if (i < 0)
+        return LSKV_ENOTFOUND;
+    ASN1_STRING *s = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subject, i));
+    unsigned char *utf8 = NULL;
+    int n = ASN1_STRING_to_UTF8(&utf8, s);
+    int rv = LSKV_ENOTFOUND;
+    if (n > 0 && (size_t)n < cap && memchr(utf8, 0, (size_t)n) == NULL) {
+        memcpy(out, utf8, (size_t)n);
+        out[n] = '\0';
+        rv = 0;
+    }
+    OPENSSL_free(utf8);
+    return rv;
+}
+
 void tls_conn_close(tls_conn *c)
 {
     if (c == NULL)

@@ -65,6 +65,12 @@ const char *tls_conn_failure(const tls_conn *c);
  * tls_conn_close. */
 struct ssl_st *tls_conn_ssl(tls_conn *c);
 
+/* The common name of the peer's certificate once the handshake is done and
+ * the certificate was verified against the trusted CA (etcd's client-cert
+ * user), into out (NUL-terminated). Errors: LSKV_ENOTFOUND (no verified
+ * certificate, or no CN, or one longer than cap - 1 or holding a NUL). */
+int tls_conn_peer_cn(tls_conn *c, char *out, size_t cap);
+
 /* Decrypted bytes into buf: returns > 0 bytes, 0 when nothing is available
  * yet, LSKV_ESHUTDOWN after the peer's close_notify, LSKV_EIO on error. */
 ssize_t tls_conn_read(tls_conn *c, uint8_t *buf, size_t cap);

@@ -32,7 +32,11 @@ def ctl(server, *args, user=None, input=None):
 
 
 SETUP = [
+    ("auth", "enable"),                               # no root user
     ("user", "add", "root:" + ROOT_PW),
+    ("auth", "enable"),                               # root without the root role
+    ("user", "get", "root"),
+    ("role", "get", "root"),                          # granted, never made
     ("user", "add", "ro:ro-pw"),
     ("user", "add", "wo:wo-pw"),
     ("user", "add", "pre:pre-pw"),
@@ -54,6 +58,11 @@ SETUP = [
     ("user", "grant-role", "pre", "ghost"),           # no such role
     ("user", "grant-role", "ghost", "reader"),        # no such user
     ("user", "grant-role", "root", "root"),
+    ("role", "get", "root"),
+    ("role", "revoke-permission", "reader", "zz"),    # not granted
+    ("role", "grant-permission", "reader", "readwrite", "k"),  # updates the grant
+    ("role", "grant-permission", "reader", "read", "k"),
+    ("user", "revoke-role", "ro", "ghost"),           # not granted
     ("user", "list"),
     ("role", "list"),
     ("user", "get", "ro"),
@@ -436,3 +445,198 @@ def test_passwords_never_stored_or_logged(server_factory):
     assert seen > 0
     if TARGET != "etcd":
         assert b"authentication failed for user u" in open(s.log_path, "rb").read()
+
+
+# ---------------------------------------------------------------- client certificates
+def test_client_cert_cn_is_the_user(server_factory, tmp_path):
+    """--client-cert-auth with auth on: the verified certificate's CN is the
+    user (no token needed), a token still wins, an unknown CN is refused."""
+    from test_client_tls import ctl as tls_ctl, make_ca, make_signed, start
+    d = tmp_path / "pki"
+    d.mkdir()
+    ca = make_ca(d, "ca")
+    pki = {"ca": str(ca[0]),
+           "server": make_signed(d, "server", ca, "127.0.0.1", "IP:127.0.0.1,DNS:localhost"),
+           "root": make_signed(d, "root", ca, "root"),
+           "alice": make_signed(d, "alice", ca, "alice"),
+           "bob": make_signed(d, "bob", ca, "bob")}
+
+    def run(kind):
+        s = start(server_factory, kind, pki, "--client-cert-auth", "--trusted-ca-file", pki["ca"])
+        out = []
+        for args in [("user", "add", "root:" + ROOT_PW), ("user", "grant-role", "root", "root"),
+                     ("user", "add", "alice:alice-pw"), ("role", "add", "reader"),
+                     ("role", "grant-permission", "reader", "read", "k"),
+                     ("user", "grant-role", "alice", "reader"), ("put", "k", "v"),
+                     ("auth", "enable")]:
+            out.append(tls_ctl(s, pki, *args, client="root"))
+        out += [
+            tls_ctl(s, pki, "get", "k", "--print-value-only", client="alice"),
+            tls_ctl(s, pki, "put", "k", "x", client="alice"),
+            tls_ctl(s, pki, "put", "k", "x", client="bob"),
+            tls_ctl(s, pki, "get", "k", client="bob"),
+            tls_ctl(s, pki, "put", "k", "y", client="root"),
+            tls_ctl(s, pki, "--user", "root:" + ROOT_PW, "put", "k", "z", client="alice"),
+            tls_ctl(s, pki, "user", "list", client="alice"),
+            tls_ctl(s, pki, "user", "list", client="root"),
+            tls_ctl(s, pki, "get", "k", "--print-value-only", client="alice"),
+        ]
+        return out
+    want, got = run("etcd"), run("lskvd")
+    assert got == want
+    assert got[8] == (0, "v") and got[9][0] != 0 and got[12] == (0, "OK"), got
+
+
+# ---------------------------------------------------------------- JWT tokens
+def jwt_keys(d):
+    import subprocess
+    subprocess.run(["openssl", "genrsa", "-out", d / "rs.key", "2048"], check=True,
+                   capture_output=True)
+    subprocess.run(["openssl", "rsa", "-in", d / "rs.key", "-pubout", "-out", d / "rs.pub"],
+                   check=True, capture_output=True)
+    subprocess.run(["openssl", "ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out",
+                    d / "es.key"], check=True, capture_output=True)
+    subprocess.run(["openssl", "ec", "-in", d / "es.key", "-pubout", "-out", d / "es.pub"],
+                   check=True, capture_output=True)
+
+
+@pytest.mark.parametrize("method,key", [("RS256", "rs"), ("PS256", "rs"), ("ES256", "es")])
+def test_jwt_tokens_as_etcd(server_factory, tmp_path, method, key):
+    """--auth-token jwt,...: the same key on etcd and lskvd; a token either
+    makes works on the other (same claims, same signature scheme); expired
+    tokens, tokens from before an auth change, and a verify-only member
+    answer as etcd's."""
+    jwt_keys(tmp_path)
+    opt = "jwt,pub-key=%s,priv-key=%s,sign-method=%s,ttl=3s" % (
+        tmp_path / (key + ".pub"), tmp_path / (key + ".key"), method)
+    servers = [server_factory(k, extra=["--auth-token", opt]) for k in ("etcd", "lskvd")]
+    for s in servers:
+        setup_matrix(s)
+    tokens = [authenticate(s, "ro", "ro-pw") for s in servers]
+    assert all(t[0] == grpc.StatusCode.OK for t in tokens), tokens
+    assert all(t[2].count(".") == 2 for t in tokens)
+    rows = []
+    for i, s in enumerate(servers):
+        kv = rpc_pb2_grpc.KVStub(s.channel())
+        for t in (tokens[0][2], tokens[1][2], "x.y.z", tokens[i][2][:-4] + "AAAA"):
+            code, resp = rpc_error(kv.Range, rpc_pb2.RangeRequest(key=b"k"), metadata=md(t),
+                                   timeout=10)
+            rows.append((i, answer(code, resp)))
+    want = [("OK", 3)] * 2 + [(grpc.StatusCode.UNAUTHENTICATED, "etcdserver: invalid auth token")] * 2
+    assert [r[1] for r in rows[:4]] == want and [r[1] for r in rows[4:]] == want, rows
+    # an auth change makes the tokens old
+    for s in servers:
+        assert s.etcdctl("--user", "root:" + ROOT_PW, "role", "add", "extra").returncode == 0
+    old = []
+    for i, s in enumerate(servers):
+        code, resp = rpc_error(rpc_pb2_grpc.KVStub(s.channel()).Range,
+                               rpc_pb2.RangeRequest(key=b"k"), metadata=md(tokens[i][2]),
+                               timeout=10)
+        old.append(answer(code, resp))
+    assert old[0] == old[1] == (grpc.StatusCode.INVALID_ARGUMENT,
+                                "etcdserver: revision of auth store is old"), old
+    # expiry (ttl=3s)
+    fresh = [authenticate(s, "ro", "ro-pw")[2] for s in servers]
+    time.sleep(4.5)
+    late = [answer(*rpc_error(rpc_pb2_grpc.KVStub(s.channel()).Range,
+                              rpc_pb2.RangeRequest(key=b"k"), metadata=md(fresh[i]), timeout=10))
+            for i, s in enumerate(servers)]
+    assert late[0] == late[1] == (grpc.StatusCode.UNAUTHENTICATED,
+                                  "etcdserver: invalid auth token"), late
+    # a member with the public key only verifies
+    vopt = "jwt,pub-key=%s,sign-method=%s" % (tmp_path / (key + ".pub"), method)
+    verifiers = [server_factory(k, extra=["--auth-token", vopt]) for k in ("etcd", "lskvd")]
+    for v in verifiers:
+        setup_matrix(v)
+    va = [authenticate(v, "ro", "ro-pw")[:2] for v in verifiers]
+    assert va[0] == va[1], va
+    assert va[0][0] != grpc.StatusCode.OK
+    good = authenticate(servers[0], "root", ROOT_PW)[2]  # revision 4 there, 3 here: old
+    seen = [answer(*rpc_error(rpc_pb2_grpc.KVStub(v.channel()).Range,
+                              rpc_pb2.RangeRequest(key=b"k"), metadata=md(good), timeout=10))
+            for v in verifiers]
+    assert seen[0] == seen[1], seen
+
+
+def test_bad_jwt_options_refuse_the_start(server_factory, tmp_path):
+    jwt_keys(tmp_path)
+    for opt in ["jwt,pub-key=%s,priv-key=%s,sign-method=XX256" % (tmp_path / "rs.pub",
+                                                                  tmp_path / "rs.key"),
+                "jwt,sign-method=RS256",
+                "jwt,pub-key=%s,priv-key=%s,sign-method=RS256" % (tmp_path / "rs.pub",
+                                                                  tmp_path / "es.key")]:
+        s = server_factory("lskvd", start=False, extra=["--auth-token", opt])
+        with pytest.raises(RuntimeError):
+            s.start(timeout=20)
+
+
+# ---------------------------------------------------------------- clusters
+@pytest.mark.slow
+def test_auth_replicates_through_the_log(cluster_factory):
+    """3 members: users and roles made on one member, auth enabled on
+    another, used on the third (simple tokens are per member: etcdctl logs
+    in where it talks); a member killed and restarted keeps the store; the
+    same transcript on a 3-member etcd."""
+    def run(kind):
+        c = cluster_factory(kind, 3)
+        m1, m2, m3 = c.members
+        out = [ctl(m1, "user", "add", "root:" + ROOT_PW), ctl(m1, "user", "grant-role", "root",
+                                                                "root"),
+               ctl(m1, "user", "add", "ro:ro-pw"), ctl(m2, "role", "add", "reader"),
+               ctl(m2, "role", "grant-permission", "reader", "read", "k"),
+               ctl(m3, "user", "grant-role", "ro", "reader"), ctl(m1, "put", "k", "v"),
+               ctl(m2, "auth", "enable")]
+        for m in (m1, m2, m3):
+            out.append(ctl(m, "get", "k", "--print-value-only", user="ro:ro-pw"))
+            out.append(ctl(m, "put", "k", "x", user="ro:ro-pw"))
+            out.append(ctl(m, "get", "k"))
+        m3.kill()
+        # the two left may have to elect a leader first (failover itself is
+        # tests/e2e/test_cluster.py's)
+        for _ in range(120):
+            if ctl(m1, "put", "w", "1", user="root:" + ROOT_PW)[0] == 0:
+                break
+            time.sleep(0.5)
+        out.append(ctl(m1, "user", "passwd", "ro", "--interactive=false", user="root:" + ROOT_PW,
+                       input="ro-pw2\n"))
+        m3.start()
+        out.append(ctl(m3, "get", "k", "--print-value-only", user="ro:ro-pw"))
+        out.append(ctl(m3, "get", "k", "--print-value-only", user="ro:ro-pw2"))
+        out.append(ctl(m3, "user", "get", "ro", user="root:" + ROOT_PW))
+        return out
+    want, got = run("etcd"), run("lskvd")
+    assert got == want
+    assert got[8] == (0, "v", "") and got[-2] == (0, "v", ""), got
+
+
+@lskvd_only
+def test_denied_requests_leave_no_ledger_entry(lskvd):
+    """Refused at request time (no token, wrong user, no root): no raft
+    entry, so no ledger entry and no revision; an allowed write adds one
+    entry (and its signature)."""
+    import subprocess
+    from conftest import LSKVCTL
+
+    def entries():
+        time.sleep(1)  # the ledger's signature interval (100 ms) has passed
+        r = subprocess.run([LSKVCTL, "ledger", "show", str(lskvd.data_dir / "ledger")],
+                           capture_output=True, text=True, timeout=30)
+        assert r.returncode == 0, r.stderr
+        return [ln for ln in r.stdout.splitlines() if ln.startswith("leaf=")]
+
+    setup_matrix(lskvd)
+    before, rev = entries(), revision(lskvd)
+    denied = [("put", "k", "x"), ("del", "k"), ("user", "add", "x:y"), ("role", "add", "z"),
+              ("auth", "disable"), ("txn",), ("lease", "revoke", "1234")]
+    for user in (None, "ro:ro-pw", "wo:wo-pw"):
+        for args in denied:
+            if user == "wo:wo-pw" and args[0] in ("put", "del"):
+                continue  # wo may write k
+            r = lskvd.etcdctl(*((["--user", user] if user else []) + list(args)),
+                              input="\nput q x\n\n" if args == ("txn",) else None)
+            assert r.returncode != 0 or args == ("txn",), (user, args, r.stdout)
+    assert entries() == before
+    assert revision(lskvd) == rev
+    assert lskvd.etcdctl("--user", "wo:wo-pw", "put", "k", "ok").returncode == 0
+    after = entries()
+    assert len(after) >= len(before) + 1 and revision(lskvd) == rev + 1

@@ -236,7 +236,9 @@ TEST(config, logger_outputs_v2_and_peer_tls)
         {"--peer-client-cert-auth", "true", "--peer-client-cert-auth: needs --peer-cert-file"},
         {"--peer-trusted-ca-file", "ca.pem", "--peer-trusted-ca-file: needs --peer-cert-file"},
         {"--force-new-cluster", "true", "--force-new-cluster=true: not supported by lskvd"},
-        {"--auth-token", "jwt", "--auth-token=jwt: not supported by lskvd: only etcd's default"},
+        {"--auth-token", "jwt2", "auth: invalid auth options"},
+        {"--auth-token", "jwt,ttl", "auth: invalid auth options"},
+        {"--auth-token", "jwt,ttl=1,ttl=2", "auth: invalid auth options"},
         {"--experimental-enable-lease-checkpoint", "true", "lease checkpoints"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
