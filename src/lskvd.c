@@ -36,6 +36,7 @@
 #include "statemachine/fsm.h"
 #include "consensus/node.h"
 #include "consensus/raftdir.h"
+#include "consensus/reconfig.h"
 #include "identity/cert.h"
 #include "kv/kvstore.h"
 #include "ledger/ledger.h"
@@ -78,6 +79,9 @@ struct daemon {
     uv_signal_t sigint, sigterm;
     uv_timer_t retry;
     uv_timer_t publish_retry;
+    uv_timer_t member_timer; /* raft's configuration toward the member table */
+    struct consensus_seen seen; /* who the leader heard from (reconfig.h) */
+    bool members_init_refused;  /* init_members: apply said no; not again */
     uv_timer_t space_timer; /* keeps space.reserve (storage/diskspace.h) */
     bool stall_logged;      /* the stalled apply was logged */
     int exit_code;
@@ -225,6 +229,7 @@ static void shutdown_daemon(struct daemon *d, int exit_code)
     uv_close((uv_handle_t *)&d->sigterm, NULL);
     uv_close((uv_handle_t *)&d->retry, NULL);
     uv_close((uv_handle_t *)&d->publish_retry, NULL);
+    uv_close((uv_handle_t *)&d->member_timer, NULL);
     uv_close((uv_handle_t *)&d->space_timer, NULL);
     uv_close((uv_handle_t *)&d->sig_check, NULL);
     uv_close((uv_handle_t *)&d->sig_timer, NULL);
@@ -432,11 +437,77 @@ static bool published_already(struct daemon *d)
     return true;
 }
 
+/* Proposes one of the start-up commands (members_init, publish); cb goes
+ * on, a failed proposal is retried by publish (publish_retry). */
+static void propose_start_up(struct daemon *d, enum command_op op, const ProtobufCMessage *msg,
+                             consensus_done_cb cb)
+{
+    struct command_meta meta = {.request_id = random_request_base(),
+                                .origin_member = d->member_id};
+    uint8_t *cmd = NULL;
+    size_t len = 0;
+    int rv = command_encode(op, &meta, msg, &cmd, &len);
+    if (rv == 0)
+        rv = consensus_propose(d->node, meta.request_id, cmd, len, cb, d);
+    free(cmd);
+    if (rv != 0)
+        uv_timer_start(&d->publish_retry, on_publish_retry, 500, 0);
+}
+
+static void on_members_init(void *arg, int status, void *result)
+{
+    struct daemon *d = arg;
+    struct fsm_result *r = result;
+    if (status == 0 && r != NULL && r->rv != 0) {
+        /* Refused by apply (cannot happen for a list config/members.c
+         * parsed): go on with the bootstrap membership from the flags. */
+        LOG_WARN(MODULE, "the bootstrap membership was not committed: %s",
+                 lskv_strerror(r->rv));
+        d->members_init_refused = true;
+    }
+    fsm_result_free(r);
+    if (d->stopping)
+        return;
+    if (status == 0)
+        publish(d);
+    else
+        uv_timer_start(&d->publish_retry, on_publish_retry, 500, 0);
+}
+
+/* The bootstrap membership goes through the log once (the first entry to
+ * apply wins; later ones change nothing), so that the member table every
+ * member applies, snapshots and sends to joiners starts from it
+ * (statemachine/member_table.h). Only members of a new cluster propose it:
+ * a joiner's --initial-cluster is not the bootstrap list. Returns 1 when
+ * proposed (on_members_init goes on), 0 when there is nothing to do. */
+static int init_members(struct daemon *d)
+{
+    struct config *c = &d->config;
+    if (member_table_initialized(&d->fsm.members) || d->members_init_refused ||
+        strcmp(c->initial_cluster_state, "existing") == 0)
+        return 0;
+    Etcdserverpb__Member list[MEMBERS_MAX], *ptrs[MEMBERS_MAX];
+    for (size_t i = 0; i < c->members.n; i++) {
+        etcdserverpb__member__init(&list[i]);
+        list[i].id = c->members.m[i].id;
+        list[i].peerurls = c->members.m[i].peer_urls;
+        list[i].n_peerurls = c->members.m[i].n_peer_urls;
+        ptrs[i] = &list[i];
+    }
+    Etcdserverpb__MemberListResponse boot = ETCDSERVERPB__MEMBER_LIST_RESPONSE__INIT;
+    boot.members = ptrs;
+    boot.n_members = c->members.n;
+    propose_start_up(d, COMMAND_MEMBERS_INIT, &boot.base, on_members_init);
+    return 1;
+}
+
 static void publish(struct daemon *d)
 {
     if (d->stopping)
         return;
     struct config *c = &d->config;
+    if (init_members(d) != 0)
+        return;
     /* A restart with the same attributes writes nothing (and so also
      * serves on a disk too full to take a write). */
     if (published_already(d)) {
@@ -451,16 +522,7 @@ static void publish(struct daemon *d)
     m.name = c->name;
     m.clienturls = c->advertise_client_urls;
     m.n_clienturls = c->n_advertise_client_urls;
-    struct command_meta meta = {.request_id = random_request_base(),
-                                .origin_member = d->member_id};
-    uint8_t *cmd = NULL;
-    size_t len = 0;
-    int rv = command_encode(COMMAND_MEMBER_ATTRIBUTES, &meta, &m.base, &cmd, &len);
-    if (rv == 0)
-        rv = consensus_propose(d->node, meta.request_id, cmd, len, on_published, d);
-    free(cmd);
-    if (rv != 0)
-        uv_timer_start(&d->publish_retry, on_publish_retry, 500, 0);
+    propose_start_up(d, COMMAND_MEMBER_ATTRIBUTES, &m.base, on_published);
 }
 
 static uint64_t random_request_base(void)
@@ -469,6 +531,39 @@ static uint64_t random_request_base(void)
     if (getrandom(&v, sizeof v, 0) != (ssize_t)sizeof v)
         v = (uint64_t)time(NULL) << 24 ^ (uint64_t)getpid();
     return v >> 1; /* room to count up without wrapping to 0 */
+}
+
+/* Every member: stop once the committed membership no longer lists this
+ * member (etcd stops a removed member). The leader: raft's configuration
+ * toward the committed membership (consensus/reconfig.h). */
+static void on_member_timer(uv_timer_t *t)
+{
+    struct daemon *d = t->data;
+    const struct member_table *mt = &d->fsm.members;
+    if (d->stopping || d->node == NULL || !member_table_initialized(mt))
+        return;
+    if (member_table_get(mt, d->member_id) == NULL) {
+        LOG_WARN(MODULE, "the member has been permanently removed from the cluster");
+        shutdown_daemon(d, 0);
+        return;
+    }
+    consensus_seen_update(d->node, &d->seen, uv_now(d->loop));
+    struct consensus_want want[MEMBER_TABLE_MAX];
+    char addr[MEMBER_TABLE_MAX][300];
+    size_t n = 0;
+    for (size_t i = 0; i < mt->n; i++) {
+        const Etcdserverpb__Member *m = mt->m[i];
+        struct url u;
+        char why[LSKV_ERRMSG_SIZE];
+        if (m->n_peerurls == 0 || url_parse(m->peerurls[0], 0, &u, why) != 0 ||
+            url_resolve(&u, NULL, addr[n], sizeof addr[n], why) != 0)
+            return; /* not now: every member or none */
+        want[n] = (struct consensus_want){.id = m->id, .address = addr[n],
+                                          .voter = !m->islearner};
+        n++;
+    }
+    if (consensus_reconcile(d->node, want, n) < 0)
+        LOG_WARN(MODULE, "raft configuration change: out of memory");
 }
 
 static void start_serving(struct daemon *d)
@@ -489,6 +584,8 @@ static void start_serving(struct daemon *d)
         .client_urls = c->advertise_client_urls,
         .n_client_urls = c->n_advertise_client_urls,
         .max_request_bytes = (size_t)c->max_request_bytes,
+        .strict_reconfig = c->strict_reconfig_check,
+        .seen = &d->seen,
         .limits = {.max_txn_ops = (long)c->max_txn_ops},
         .ledger = d->ledger,
         .space = &d->space,
@@ -566,6 +663,7 @@ static void start_serving(struct daemon *d)
     }
     diskspace_keep(&d->space);
     uv_timer_start(&d->space_timer, on_space_timer, 1000, 1000);
+    uv_timer_start(&d->member_timer, on_member_timer, 200, 200);
     /* A restart on a full disk serves reads and reports NOSPACE at once. */
     uint64_t cost = 0;
     if (diskspace_admit_put(&d->space, recstore_disk_bytes(d->records), 0, &cost) != 0)
@@ -952,7 +1050,7 @@ static int open_daemon(struct daemon *d, char *errmsg)
         .transport = member_net_transport(d->net),
         .send = member_net_send,
         .send_arg = d->net,
-        .serve_call = lease_service_serve_call,
+        .serve_call = api_serve_call,
         .serve_arg = &d->api, /* refuses until the api is set up */
         .released_cb = on_consensus_released,
         .released_arg = d,
@@ -1099,6 +1197,8 @@ int main(int argc, char **argv)
     uv_timer_init(d.loop, &d.retry);
     uv_timer_init(d.loop, &d.publish_retry);
     d.publish_retry.data = &d;
+    uv_timer_init(d.loop, &d.member_timer);
+    d.member_timer.data = &d;
     uv_timer_init(d.loop, &d.space_timer);
     d.space_timer.data = &d;
     uv_check_init(d.loop, &d.sig_check);

@@ -38,7 +38,16 @@
     X(ELEASEEXISTS, -10030, "lease already exists")                              \
     X(ELEASETTLTOOLARGE, -10031, "too large lease TTL")                          \
     X(ENOSPACE, -10040, "no space left on device")                               \
-    X(ETOOMANYREQUESTS, -10050, "too many requests")
+    X(ETOOMANYREQUESTS, -10050, "too many requests")                             \
+    X(EMEMBERNOTFOUND, -10060, "member not found")                               \
+    X(EMEMBEREXIST, -10061, "member ID already exist")                           \
+    X(EPEERURLEXIST, -10062, "peer URLs already exists")                         \
+    X(EMEMBERNOTLEARNER, -10063, "can only promote a learner member")            \
+    X(ELEARNERNOTREADY, -10064, "learner not in sync with the leader")           \
+    X(ETOOMANYLEARNERS, -10065, "too many learner members in cluster")           \
+    X(EUNHEALTHY, -10066, "unhealthy cluster")                                   \
+    X(EMEMBERBADURLS, -10067, "given member URLs are invalid")                   \
+    X(EREMOVED, -10068, "this member was removed from the cluster")
 
 enum lskv_err {
 #define LSKV_ERR_ENUM(name, code, msg) LSKV_##name = (code),

@@ -116,6 +116,101 @@ static int apply_member_attributes(const struct command_target *t, const Protobu
     return 0;
 }
 
+/* ---- membership (member_table.h) ------------------------------------------ */
+
+/* A response of type desc (one of etcd's Member*Response, all with a
+ * repeated "members") holding the members after a change, sorted by id and
+ * borrowed from the table until the response is packed (right after
+ * apply). */
+static int members_response(const struct command_target *t, struct arena *a,
+                            const ProtobufCMessageDescriptor *desc, ProtobufCMessage **resp)
+{
+    const ProtobufCFieldDescriptor *f =
+        protobuf_c_message_descriptor_get_field_by_name(desc, "members");
+    ProtobufCMessage *m = arena_alloc(a, desc->sizeof_message);
+    const Etcdserverpb__Member **list = arena_alloc(a, MEMBER_TABLE_MAX * sizeof *list);
+    if (f == NULL || m == NULL || list == NULL)
+        return LSKV_ENOMEM;
+    desc->message_init(m);
+    size_t n = member_table_sorted(t->members, list);
+    memcpy((char *)m + f->quantifier_offset, &n, sizeof n);
+    memcpy((char *)m + f->offset, &list, sizeof list);
+    *resp = m;
+    return 0;
+}
+
+static int validate_members_init(const ProtobufCMessage *req, const struct command_limits *lim)
+{
+    (void)lim;
+    const Etcdserverpb__MemberListResponse *r = (const Etcdserverpb__MemberListResponse *)req;
+    return r->n_members > 0 && r->n_members <= MEMBER_TABLE_MAX ? 0 : LSKV_EINVAL;
+}
+
+static int apply_members_init(const struct command_target *t, const ProtobufCMessage *req,
+                              struct arena *a, ProtobufCMessage **resp, char *errmsg)
+{
+    (void)errmsg;
+    const Etcdserverpb__MemberListResponse *r = (const Etcdserverpb__MemberListResponse *)req;
+    int rv = member_table_init(t->members, (const Etcdserverpb__Member *const *)r->members,
+                               r->n_members);
+    return rv != 0 ? rv
+                   : members_response(t, a, &etcdserverpb__member_list_response__descriptor,
+                                      resp);
+}
+
+static int validate_member_add(const ProtobufCMessage *req, const struct command_limits *lim)
+{
+    (void)lim;
+    const Etcdserverpb__Member *m = (const Etcdserverpb__Member *)req;
+    return m->id != 0 && m->n_peerurls > 0 ? 0 : LSKV_EINVAL;
+}
+
+static int apply_member_add(const struct command_target *t, const ProtobufCMessage *req,
+                            struct arena *a, ProtobufCMessage **resp, char *errmsg)
+{
+    (void)errmsg;
+    const Etcdserverpb__Member *m = (const Etcdserverpb__Member *)req;
+    int rv = member_table_add(t->members, m);
+    if (rv == 0)
+        rv = members_response(t, a, &etcdserverpb__member_add_response__descriptor, resp);
+    if (rv == 0)
+        ((Etcdserverpb__MemberAddResponse *)*resp)->member =
+            (Etcdserverpb__Member *)member_table_get(t->members, m->id);
+    return rv;
+}
+
+static int apply_member_remove(const struct command_target *t, const ProtobufCMessage *req,
+                               struct arena *a, ProtobufCMessage **resp, char *errmsg)
+{
+    (void)errmsg;
+    int rv = member_table_remove(t->members, ((const Etcdserverpb__MemberRemoveRequest *)req)->id);
+    return rv != 0 ? rv
+                   : members_response(t, a, &etcdserverpb__member_remove_response__descriptor,
+                                      resp);
+}
+
+static int apply_member_update(const struct command_target *t, const ProtobufCMessage *req,
+                               struct arena *a, ProtobufCMessage **resp, char *errmsg)
+{
+    (void)errmsg;
+    const Etcdserverpb__MemberUpdateRequest *r = (const Etcdserverpb__MemberUpdateRequest *)req;
+    int rv = member_table_update(t->members, r->id, r->peerurls, r->n_peerurls);
+    return rv != 0 ? rv
+                   : members_response(t, a, &etcdserverpb__member_update_response__descriptor,
+                                      resp);
+}
+
+static int apply_member_promote(const struct command_target *t, const ProtobufCMessage *req,
+                                struct arena *a, ProtobufCMessage **resp, char *errmsg)
+{
+    (void)errmsg;
+    int rv =
+        member_table_promote(t->members, ((const Etcdserverpb__MemberPromoteRequest *)req)->id);
+    return rv != 0 ? rv
+                   : members_response(t, a, &etcdserverpb__member_promote_response__descriptor,
+                                      resp);
+}
+
 Etcdserverpb__RequestOp *command_op_delete(struct arena *a, ProtobufCBinaryData key)
 {
     Etcdserverpb__RequestOp *op = arena_alloc(a, sizeof *op);
@@ -186,6 +281,16 @@ static const struct command_kind command_kinds[] = {
      apply_lease_revoke, LEDGER_ENTRY_LEASE, true, RECEIPT_LEASE_REVOKE},
     {COMMAND_MEMBER_ATTRIBUTES, "member_attributes", &etcdserverpb__member__descriptor,
      validate_member_attributes, apply_member_attributes, LEDGER_ENTRY_OTHER, false, 0},
+    {COMMAND_MEMBERS_INIT, "members_init", &etcdserverpb__member_list_response__descriptor,
+     validate_members_init, apply_members_init, LEDGER_ENTRY_MEMBER, false, 0},
+    {COMMAND_MEMBER_ADD, "member_add", &etcdserverpb__member__descriptor, validate_member_add,
+     apply_member_add, LEDGER_ENTRY_MEMBER, false, 0},
+    {COMMAND_MEMBER_REMOVE, "member_remove", &etcdserverpb__member_remove_request__descriptor,
+     NULL, apply_member_remove, LEDGER_ENTRY_MEMBER, false, 0},
+    {COMMAND_MEMBER_UPDATE, "member_update", &etcdserverpb__member_update_request__descriptor,
+     NULL, apply_member_update, LEDGER_ENTRY_MEMBER, false, 0},
+    {COMMAND_MEMBER_PROMOTE, "member_promote", &etcdserverpb__member_promote_request__descriptor,
+     NULL, apply_member_promote, LEDGER_ENTRY_MEMBER, false, 0},
 };
 
 const struct command_kind *command_kind_of(unsigned op)

@@ -82,7 +82,7 @@ TEST(command, every_op_of_the_proto_has_one_row)
         else
             ASSERT(k->request == NULL);
     }
-    ASSERT_EQ(ops, 8);
+    ASSERT_EQ(ops, 13);
 }
 
 TEST(sm_snapshot, sections_round_trip_and_are_checked)
