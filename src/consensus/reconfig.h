@@ -60,14 +60,15 @@ enum consensus_change_op {
 
 /* On the leader: may change op on member id go ahead now? members are the
  * committed membership (the table's, not raft's: a voter added but not
- * started yet counts, as in etcd; addresses unused); a member is connected while the
- * leader hears from it without a gap, and up once connected for
- * CONSENSUS_HEALTH_MS (etcd's isConnectedSince). promote: id's log must have
- * reached 90% of the leader's (etcd's readyPercent), else
- * LSKV_ELEARNERNOTREADY, checked before whether id is a learner, as etcd
- * (an unknown id passes: apply answers it). With strict (--strict-reconfig-check): add of a voter needs every
- * voter up, removal of a voter that is up must leave a quorum of the
- * remaining voters up; else LSKV_EUNHEALTHY.
+ * started yet counts, as in etcd; addresses unused). A member is connected
+ * while the leader hears from it without a gap, and up once connected for
+ * CONSENSUS_HEALTH_MS (etcd's isConnectedSince).
+ * promote: id's log must have reached 90% of the leader's (etcd's
+ *   readyPercent), else LSKV_ELEARNERNOTREADY; checked before whether id is
+ *   a learner, as etcd (an unknown id passes: apply answers it).
+ * With strict (--strict-reconfig-check): add of a voter needs every voter
+ * up; removal of a connected voter must leave a quorum of the remaining
+ * voters up (a member that is down may go); else LSKV_EUNHEALTHY.
  * Errors: LSKV_ENOTLEADER (this node does not lead), LSKV_EINVAL (op). */
 int consensus_check_change(consensus_node *node, enum consensus_change_op op, uint64_t id,
                            bool strict, const struct consensus_want *members, size_t n,

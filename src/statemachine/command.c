@@ -263,34 +263,34 @@ static int apply_lease_revoke(const struct command_target *t, const ProtobufCMes
 /* The one table of ops (command.h). */
 static const struct command_kind command_kinds[] = {
     {COMMAND_PUT, "put", &etcdserverpb__put_request__descriptor, validate_put, apply_put,
-     LEDGER_ENTRY_KV, true, RECEIPT_PUT},
+     LEDGER_ENTRY_KV, true, RECEIPT_PUT, false},
     {COMMAND_DELETE_RANGE, "delete_range", &etcdserverpb__delete_range_request__descriptor,
-     validate_delete_range, apply_delete_range, LEDGER_ENTRY_KV, true, RECEIPT_DELETE_RANGE},
+     validate_delete_range, apply_delete_range, LEDGER_ENTRY_KV, true, RECEIPT_DELETE_RANGE, false},
     {COMMAND_TXN, "txn", &etcdserverpb__txn_request__descriptor, validate_txn, apply_txn,
-     LEDGER_ENTRY_KV, true, RECEIPT_TXN},
+     LEDGER_ENTRY_KV, true, RECEIPT_TXN, false},
     {COMMAND_COMPACTION, "compaction", &etcdserverpb__compaction_request__descriptor, NULL,
-     apply_compaction, LEDGER_ENTRY_COMPACT, false, 0},
-    {COMMAND_SIGNATURE, "signature", NULL, NULL, NULL, LEDGER_ENTRY_SIGNATURE, false, 0},
+     apply_compaction, LEDGER_ENTRY_COMPACT, false, 0, false},
+    {COMMAND_SIGNATURE, "signature", NULL, NULL, NULL, LEDGER_ENTRY_SIGNATURE, false, 0, false},
     /* A lease entry's write set is the command itself, as a compaction's
      * (fsm.c ledger_record): a grant changes no key, and a revoke's deletes
      * follow from it and the state before. Their receipts are found by
      * revision and claims digest (lskvserver.proto GetReceiptRequest). */
     {COMMAND_LEASE_GRANT, "lease_grant", &etcdserverpb__lease_grant_request__descriptor,
-     validate_lease_grant, apply_lease_grant, LEDGER_ENTRY_LEASE, true, RECEIPT_LEASE_GRANT},
+     validate_lease_grant, apply_lease_grant, LEDGER_ENTRY_LEASE, true, RECEIPT_LEASE_GRANT, false},
     {COMMAND_LEASE_REVOKE, "lease_revoke", &etcdserverpb__lease_revoke_request__descriptor, NULL,
-     apply_lease_revoke, LEDGER_ENTRY_LEASE, true, RECEIPT_LEASE_REVOKE},
+     apply_lease_revoke, LEDGER_ENTRY_LEASE, true, RECEIPT_LEASE_REVOKE, false},
     {COMMAND_MEMBER_ATTRIBUTES, "member_attributes", &etcdserverpb__member__descriptor,
-     validate_member_attributes, apply_member_attributes, LEDGER_ENTRY_OTHER, false, 0},
+     validate_member_attributes, apply_member_attributes, LEDGER_ENTRY_OTHER, false, 0, true},
     {COMMAND_MEMBERS_INIT, "members_init", &etcdserverpb__member_list_response__descriptor,
-     validate_members_init, apply_members_init, LEDGER_ENTRY_MEMBER, false, 0},
+     validate_members_init, apply_members_init, LEDGER_ENTRY_MEMBER, false, 0, true},
     {COMMAND_MEMBER_ADD, "member_add", &etcdserverpb__member__descriptor, validate_member_add,
-     apply_member_add, LEDGER_ENTRY_MEMBER, false, 0},
+     apply_member_add, LEDGER_ENTRY_MEMBER, false, 0, true},
     {COMMAND_MEMBER_REMOVE, "member_remove", &etcdserverpb__member_remove_request__descriptor,
-     NULL, apply_member_remove, LEDGER_ENTRY_MEMBER, false, 0},
+     NULL, apply_member_remove, LEDGER_ENTRY_MEMBER, false, 0, true},
     {COMMAND_MEMBER_UPDATE, "member_update", &etcdserverpb__member_update_request__descriptor,
-     NULL, apply_member_update, LEDGER_ENTRY_MEMBER, false, 0},
+     NULL, apply_member_update, LEDGER_ENTRY_MEMBER, false, 0, true},
     {COMMAND_MEMBER_PROMOTE, "member_promote", &etcdserverpb__member_promote_request__descriptor,
-     NULL, apply_member_promote, LEDGER_ENTRY_MEMBER, false, 0},
+     NULL, apply_member_promote, LEDGER_ENTRY_MEMBER, false, 0, true},
 };
 
 const struct command_kind *command_kind_of(unsigned op)

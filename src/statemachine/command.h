@@ -78,6 +78,7 @@ struct command_kind {
     unsigned ledger_type;                       /* enum ledger_entry_type when apply succeeds */
     bool receipt;                               /* claims ReceiptClaims{request, response} */
     enum receipt_kind receipt_kind;
+    bool cluster_header;                        /* etcd's Cluster answers: no revision */
 };
 
 /* The row of op, or NULL for an op this build does not know. */

@@ -70,7 +70,7 @@ def run(server, mask, *args):
 
 
 def added_id(text):
-    m = re.search(r"Member ([0-9a-f]+) added", text)
+    m = re.search(r"Member +([0-9a-f]+) added", text)  # %16x
     assert m, text
     return m.group(1)
 
@@ -112,6 +112,12 @@ def sequence(c, ports):
     out.append(run(m, mask, "member", "remove", l1))
     out.append(run(m, mask, "member", "add", "bad", "--peer-urls=http://127.0.0.1:1/x"))
     out.append(run(m, mask, "member", "list"))
+    # JSON answers: etcd's cluster headers carry no revision.
+    for args in (("member", "list"), ("member", "update", m2,
+                                      "--peer-urls=http://127.0.0.1:%d" % c.members[1].peer_port)):
+        r = etcdctl(m, *args, "-w", "json")
+        assert r.returncode == 0, r.stderr
+        out.append("%s -w json: header %s" % (args[1], sorted(json.loads(r.stdout)["header"])))
     return "\n".join(out)
 
 
