@@ -265,16 +265,10 @@ static void cluster_member_update(grpc_call *call, const uint8_t *msg, size_t le
     struct api *api = ctx;
     struct arena a;
     arena_init(&a);
-    Etcdserverpb__MemberUpdateRequest *req =
-        api_decode(call, &etcdserverpb__member_update_request__descriptor, msg, len, &a);
-    if (req == NULL)
-        goto out;
-    int rv = check_urls(req->peerurls, req->n_peerurls);
-    if (rv != 0)
-        api_fail(api, call, rv, NULL);
-    else
-        propose_msg(api, call, COMMAND_MEMBER_UPDATE, &req->base, &a, 0, 0);
-out:
+    /* etcd's MemberUpdate takes the URLs as given (no NewURLs, no sort). */
+    if (api_decode(call, &etcdserverpb__member_update_request__descriptor, msg, len, &a) !=
+        NULL)
+        api_propose(api, call, COMMAND_MEMBER_UPDATE, msg, len);
     arena_close(&a);
 }
 

@@ -6,11 +6,13 @@ comes from the clock, as etcd's); a removed follower and a removed leader
 stop while the rest serve."""
 import json
 import re
+import subprocess
 import time
 
+import grpc
 import pytest
 
-from conftest import TARGET, etcdctl, free_port
+from conftest import LSKVCTL, TARGET, etcdctl, free_port, rpc_error, rpc_pb2 as P, rpc_pb2_grpc
 from test_cluster import leader_of, status, wait_for
 
 
@@ -170,6 +172,35 @@ def test_member_changes_reach_every_member_and_raft(cluster_factory):
                  what="raft to take the learner as a standby")
     for i in range(5):
         assert etcdctl(c.members[i % 3], "put", "k%d" % i, "v").returncode == 0
+    if TARGET == "etcd":
+        return
+    # The changes are ledger entries like any other: every member holds the
+    # same ones and audits clean.
+    l1 = next(x["ID"] for x in lists[0] if x.get("isLearner"))
+    assert etcdctl(lead, "member", "update", "%x" % l1,
+                   "--peer-urls=http://127.0.0.1:%d" % free_port()).returncode == 0
+    assert etcdctl(f, "member", "remove", "%x" % l1).returncode == 0
+    time.sleep(1)  # a signature after the last change (--sig-ms-interval)
+    for m in c.members:
+        m.stop_cleanly()
+    shows = []
+    for m in c.members:
+        r = subprocess.run([LSKVCTL, "ledger", "audit", str(m.data_dir / "ledger"),
+                            "--service-cert", str(m.data_dir / "identity" / "service.pem"),
+                            "--ledger-secret", str(m.data_dir / "ledger.secret"),
+                            "--no-progress"], capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0 and "audit OK" in r.stdout, r.stdout + r.stderr
+        r = subprocess.run([LSKVCTL, "ledger", "show", str(m.data_dir / "ledger")],
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+        shows.append(r.stdout.splitlines())
+    n = min(len(x) for x in shows)
+    for other in shows[1:]:
+        assert other[:n] == shows[0][:n]
+    # members_init (each member of the new cluster may propose one; the
+    # first applied counts), member_add, member_update, member_remove
+    changes = [x for x in shows[0][:n] if " type=member " in x]
+    assert 4 <= len(changes) <= 6, "\n".join(shows[0])
 
 
 def test_unhealthy_cluster_refuses_unsafe_changes(cluster_factory):
@@ -235,3 +266,29 @@ def test_removed_member_stops_and_the_rest_serve(cluster_factory, which, kind):
         assert etcdctl(m, "put", "k-" + m.name, "v").returncode == 0
     st = [status(m) for m in rest]
     assert len({s["leader"] for s in st}) == 1
+
+
+def test_member_rpc_errors_as_etcd(pair):
+    """Raw gRPC on one member each (what etcdctl checks before sending, too):
+    etcd's codes and texts for unknown ids and invalid URLs."""
+    got = []
+    for s in pair:
+        cl = rpc_pb2_grpc.ClusterStub(s.channel())
+        out = []
+        for fn, req in ((cl.MemberRemove, P.MemberRemoveRequest(ID=1)),
+                        (cl.MemberUpdate, P.MemberUpdateRequest(
+                            ID=1, peerURLs=["http://127.0.0.1:1"])),
+                        # python3-etcd3's stubs predate MemberPromote: ID=1 as bytes
+                        (s.channel().unary_unary("/etcdserverpb.Cluster/MemberPromote",
+                                                 request_serializer=lambda b: b), b"\x08\x01"),
+                        (cl.MemberAdd, P.MemberAddRequest(peerURLs=["127.0.0.1:1"])),
+                        (cl.MemberAdd, P.MemberAddRequest(peerURLs=["http://127.0.0.1:1/x"])),
+                        (cl.MemberAdd, P.MemberAddRequest(peerURLs=[s.url.replace(
+                            str(s.client_port), str(s.peer_port))]))):
+            code, detail = rpc_error(fn, req, timeout=20)
+            out.append((code, detail if code != grpc.StatusCode.OK else
+                        sorted(m.name for m in detail.members)))
+        got.append(out)
+    assert got[0] == got[1]
+    assert [c for c, _ in got[0]] == [grpc.StatusCode.NOT_FOUND] * 3 + [
+        grpc.StatusCode.INVALID_ARGUMENT] * 2 + [grpc.StatusCode.FAILED_PRECONDITION]
