@@ -548,6 +548,10 @@ static void on_member_timer(uv_timer_t *t)
         return;
     }
     consensus_seen_update(d->node, &d->seen, uv_now(d->loop));
+    struct consensus_status st;
+    consensus_get_status(d->node, &st);
+    if (!st.is_leader)
+        return; /* (peer URLs are resolved only where they are used) */
     struct consensus_want want[MEMBER_TABLE_MAX];
     char addr[MEMBER_TABLE_MAX][300];
     size_t n = 0;
