@@ -292,3 +292,33 @@ def test_member_rpc_errors_as_etcd(pair):
     assert got[0] == got[1]
     assert [c for c, _ in got[0]] == [grpc.StatusCode.NOT_FOUND] * 3 + [
         grpc.StatusCode.INVALID_ARGUMENT] * 2 + [grpc.StatusCode.FAILED_PRECONDITION]
+
+
+def gateway(server, path, body):
+    """POST body as JSON to the JSON gateway; (HTTP code, parsed answer)."""
+    r = subprocess.run(["curl", "-sS", "-X", "POST", "-o", "-", "-w", "\n%{http_code}",
+                        server.url + path, "--data-binary", json.dumps(body)],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    text, _, code = r.stdout.rpartition("\n")
+    return int(code), json.loads(text)
+
+
+def test_gateway_member_add_and_remove_as_etcd(pair):
+    """The JSON gateway's /v3/cluster/member/* (curl): a learner added and
+    removed, then removed again, answered in etcd's shape and errors."""
+    url = "http://127.0.0.1:%d" % free_port()
+    got = []
+    for s in pair:
+        code, add = gateway(s, "/v3/cluster/member/add", {"peerURLs": [url], "isLearner": True})
+        assert code == 200, add
+        m = add["member"]
+        row = [sorted(add), sorted(add["header"]), sorted(m), m["peerURLs"], m["isLearner"],
+               sorted(x.get("isLearner", False) for x in add["members"])]
+        code, rm = gateway(s, "/v3/cluster/member/remove", {"ID": m["ID"]})
+        row += [code, sorted(rm), sorted(rm["header"]), len(rm["members"])]
+        row.append(gateway(s, "/v3/cluster/member/remove", {"ID": m["ID"]}))
+        got.append(row)
+    assert got[0] == got[1]
+    assert got[0][-1] == (404, {"error": "etcdserver: member not found", "code": 5,
+                                "message": "etcdserver: member not found"})
