@@ -43,6 +43,7 @@
 #include "statemachine/fsm.h"
 #include "consensus/node.h"
 #include "consensus/raftdir.h"
+#include "consensus/reconfig.h"
 #include "identity/cert.h"
 #include "kv/kvstore.h"
 #include "ledger/ledger.h"
@@ -88,6 +89,9 @@ struct daemon {
     uv_signal_t sigint, sigterm;
     uv_timer_t retry;
     uv_timer_t publish_retry;
+    uv_timer_t member_timer; /* raft's configuration toward the member table */
+    struct consensus_seen seen; /* who the leader heard from (reconfig.h) */
+    bool members_init_refused;  /* init_members: apply said no; not again */
     uv_timer_t space_timer; /* keeps space.reserve (storage/diskspace.h) */
     bool stall_logged;      /* the stalled apply was logged */
     int exit_code;
@@ -276,6 +280,7 @@ static void shutdown_daemon(struct daemon *d, int exit_code)
     uv_close((uv_handle_t *)&d->sigterm, NULL);
     uv_close((uv_handle_t *)&d->retry, NULL);
     uv_close((uv_handle_t *)&d->publish_retry, NULL);
+    uv_close((uv_handle_t *)&d->member_timer, NULL);
     uv_close((uv_handle_t *)&d->space_timer, NULL);
     uv_close((uv_handle_t *)&d->sig_check, NULL);
     uv_close((uv_handle_t *)&d->sig_timer, NULL);
@@ -618,11 +623,77 @@ static bool published_already(struct daemon *d)
     return true;
 }
 
+/* Proposes one of the start-up commands (members_init, publish); cb goes
+ * on, a failed proposal is retried by publish (publish_retry). */
+static void propose_start_up(struct daemon *d, enum command_op op, const ProtobufCMessage *msg,
+                             consensus_done_cb cb)
+{
+    struct command_meta meta = {.request_id = random_request_base(),
+                                .origin_member = d->member_id};
+    uint8_t *cmd = NULL;
+    size_t len = 0;
+    int rv = command_encode(op, &meta, msg, &cmd, &len);
+    if (rv == 0)
+        rv = consensus_propose(d->node, meta.request_id, cmd, len, cb, d);
+    free(cmd);
+    if (rv != 0)
+        uv_timer_start(&d->publish_retry, on_publish_retry, 500, 0);
+}
+
+static void on_members_init(void *arg, int status, void *result)
+{
+    struct daemon *d = arg;
+    struct fsm_result *r = result;
+    if (status == 0 && r != NULL && r->rv != 0) {
+        /* Refused by apply (cannot happen for a list config/members.c
+         * parsed): go on with the bootstrap membership from the flags. */
+        LOG_WARN(MODULE, "the bootstrap membership was not committed: %s",
+                 lskv_strerror(r->rv));
+        d->members_init_refused = true;
+    }
+    fsm_result_free(r);
+    if (d->stopping)
+        return;
+    if (status == 0)
+        publish(d);
+    else
+        uv_timer_start(&d->publish_retry, on_publish_retry, 500, 0);
+}
+
+/* The bootstrap membership goes through the log once (the first entry to
+ * apply wins; later ones change nothing), so that the member table every
+ * member applies, snapshots and sends to joiners starts from it
+ * (statemachine/member_table.h). Only members of a new cluster propose it:
+ * a joiner's --initial-cluster is not the bootstrap list. Returns 1 when
+ * proposed (on_members_init goes on), 0 when there is nothing to do. */
+static int init_members(struct daemon *d)
+{
+    struct config *c = &d->config;
+    if (member_table_initialized(&d->fsm.members) || d->members_init_refused ||
+        strcmp(c->initial_cluster_state, "existing") == 0)
+        return 0;
+    Etcdserverpb__Member list[MEMBERS_MAX], *ptrs[MEMBERS_MAX];
+    for (size_t i = 0; i < c->members.n; i++) {
+        etcdserverpb__member__init(&list[i]);
+        list[i].id = c->members.m[i].id;
+        list[i].peerurls = c->members.m[i].peer_urls;
+        list[i].n_peerurls = c->members.m[i].n_peer_urls;
+        ptrs[i] = &list[i];
+    }
+    Etcdserverpb__MemberListResponse boot = ETCDSERVERPB__MEMBER_LIST_RESPONSE__INIT;
+    boot.members = ptrs;
+    boot.n_members = c->members.n;
+    propose_start_up(d, COMMAND_MEMBERS_INIT, &boot.base, on_members_init);
+    return 1;
+}
+
 static void publish(struct daemon *d)
 {
     if (d->stopping)
         return;
     struct config *c = &d->config;
+    if (init_members(d) != 0)
+        return;
     /* A restart with the same attributes writes nothing (and so also
      * serves on a disk too full to take a write). */
     if (published_already(d)) {
@@ -637,16 +708,7 @@ static void publish(struct daemon *d)
     m.name = c->name;
     m.clienturls = c->advertise_client_urls;
     m.n_clienturls = c->n_advertise_client_urls;
-    struct command_meta meta = {.request_id = random_request_base(),
-                                .origin_member = d->member_id};
-    uint8_t *cmd = NULL;
-    size_t len = 0;
-    int rv = command_encode(COMMAND_MEMBER_ATTRIBUTES, &meta, &m.base, &cmd, &len);
-    if (rv == 0)
-        rv = consensus_propose(d->node, meta.request_id, cmd, len, on_published, d);
-    free(cmd);
-    if (rv != 0)
-        uv_timer_start(&d->publish_retry, on_publish_retry, 500, 0);
+    propose_start_up(d, COMMAND_MEMBER_ATTRIBUTES, &m.base, on_published);
 }
 
 static uint64_t random_request_base(void)
@@ -655,6 +717,43 @@ static uint64_t random_request_base(void)
     if (getrandom(&v, sizeof v, 0) != (ssize_t)sizeof v)
         v = (uint64_t)time(NULL) << 24 ^ (uint64_t)getpid();
     return v >> 1; /* room to count up without wrapping to 0 */
+}
+
+/* Every member: stop once the committed membership no longer lists this
+ * member (etcd stops a removed member). The leader: raft's configuration
+ * toward the committed membership (consensus/reconfig.h). */
+static void on_member_timer(uv_timer_t *t)
+{
+    struct daemon *d = t->data;
+    const struct member_table *mt = &d->fsm.members;
+    if (d->stopping || d->node == NULL || !member_table_initialized(mt))
+        return;
+    if (member_table_get(mt, d->member_id) == NULL) {
+        LOG_WARN(MODULE, "the member has been permanently removed from the cluster");
+        shutdown_daemon(d, 0);
+        return;
+    }
+    consensus_seen_update(d->node, &d->seen, uv_now(d->loop));
+    struct consensus_status st;
+    consensus_get_status(d->node, &st);
+    if (!st.is_leader)
+        return; /* (peer URLs are resolved only where they are used) */
+    struct consensus_want want[MEMBER_TABLE_MAX];
+    char addr[MEMBER_TABLE_MAX][300];
+    size_t n = 0;
+    for (size_t i = 0; i < mt->n; i++) {
+        const Etcdserverpb__Member *m = mt->m[i];
+        struct url u;
+        char why[LSKV_ERRMSG_SIZE];
+        if (m->n_peerurls == 0 || url_parse(m->peerurls[0], 0, &u, why) != 0 ||
+            url_resolve(&u, NULL, addr[n], sizeof addr[n], why) != 0)
+            return; /* not now: every member or none */
+        want[n] = (struct consensus_want){.id = m->id, .address = addr[n],
+                                          .voter = !m->islearner};
+        n++;
+    }
+    if (consensus_reconcile(d->node, want, n) < 0)
+        LOG_WARN(MODULE, "raft configuration change: out of memory");
 }
 
 static void start_serving(struct daemon *d)
@@ -675,6 +774,8 @@ static void start_serving(struct daemon *d)
         .client_urls = c->advertise_client_urls,
         .n_client_urls = c->n_advertise_client_urls,
         .max_request_bytes = (size_t)c->max_request_bytes,
+        .strict_reconfig = c->strict_reconfig_check,
+        .seen = &d->seen,
         .limits = {.max_txn_ops = (long)c->max_txn_ops},
         .ledger = d->ledger,
         .space = &d->space,
@@ -773,6 +874,7 @@ static void start_serving(struct daemon *d)
     }
     diskspace_keep(&d->space);
     uv_timer_start(&d->space_timer, on_space_timer, 1000, 1000);
+    uv_timer_start(&d->member_timer, on_member_timer, 200, 200);
     /* A restart on a full disk serves reads and reports NOSPACE at once. */
     uint64_t cost = 0;
     if (diskspace_admit_put(&d->space, recstore_disk_bytes(d->records), 0, &cost) != 0)
@@ -1005,7 +1107,7 @@ static int serve_call(void *arg, uint8_t kind, const uint8_t *req, size_t len, u
     struct daemon *d = arg;
     if (catchup_driver_owns(kind))
         return catchup_driver_serve(&d->fsm, kind, req, len, reply, reply_len);
-    return lease_service_serve_call(&d->api, kind, req, len, reply, reply_len);
+    return api_serve_call(&d->api, kind, req, len, reply, reply_len);
 }
 
 /* Every sealed entry and the snapshot of the raft log check out (the
@@ -1529,6 +1631,8 @@ int main(int argc, char **argv)
     uv_timer_init(d.loop, &d.retry);
     uv_timer_init(d.loop, &d.publish_retry);
     d.publish_retry.data = &d;
+    uv_timer_init(d.loop, &d.member_timer);
+    d.member_timer.data = &d;
     uv_timer_init(d.loop, &d.space_timer);
     d.space_timer.data = &d;
     uv_check_init(d.loop, &d.sig_check);

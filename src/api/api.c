@@ -222,14 +222,20 @@ static const struct {
     const char *path;
     bool streaming;
 } later[] = {
-    {"/etcdserverpb.Cluster/MemberAdd", false},
-    {"/etcdserverpb.Cluster/MemberRemove", false},
-    {"/etcdserverpb.Cluster/MemberUpdate", false},
-    {"/etcdserverpb.Cluster/MemberPromote", false},
     {"/etcdserverpb.Maintenance/Hash", false},
     {"/etcdserverpb.Maintenance/MoveLeader", false},
     {"/etcdserverpb.Maintenance/Downgrade", false},
 };
+
+int api_serve_call(void *arg, uint8_t kind, const uint8_t *req, size_t len, uint8_t **reply,
+                   size_t *reply_len)
+{
+    struct api *api = arg;
+    if (kind == API_CALL_MEMBER_CHECK)
+        return api->node == NULL ? LSKV_ENOTLEADER /* not serving yet */
+                                 : cluster_service_serve_call(api, req, len, reply, reply_len);
+    return lease_service_serve_call(arg, kind, req, len, reply, reply_len);
+}
 
 size_t api_methods(struct api *api, struct grpc_method *methods, size_t max)
 {

@@ -15,6 +15,7 @@
 #include "crypto/jwt.h"
 #include "config/members.h"
 #include "consensus/node.h"
+#include "consensus/reconfig.h"
 #include "kv/kvstore.h"
 #include "ledger/ledger.h"
 #include "net/grpc_server.h"
@@ -39,6 +40,8 @@ struct api {
     char *const *client_urls;  /* advertised, borrowed */
     size_t n_client_urls;
     size_t max_request_bytes;  /* etcd's --max-request-bytes */
+    bool strict_reconfig;      /* --strict-reconfig-check */
+    struct consensus_seen *seen; /* the leader's view of who is up (consensus/reconfig.h) */
     struct command_limits limits; /* --max-txn-ops, for the command table's checks */
     bool corrupt_alarm;        /* raised on the first integrity fault */
     struct diskspace *space;   /* borrowed: the NOSPACE alarm; NULL: no guard */
@@ -132,6 +135,21 @@ size_t maint_service_methods(struct api *api, struct grpc_method *m);
 /* Maintenance.Snapshot (api/maint_snapshot.c): streams a backup. */
 void maint_snapshot(grpc_call *call, const uint8_t *msg, size_t len, void *ctx);
 size_t cluster_service_methods(struct api *api, struct grpc_method *m);
+
+/* Calls a follower makes to the leader (consensus_call_leader); each
+ * service answers its own kinds. */
+enum api_call_kind {
+    API_CALL_LEASE_KEEPALIVE = 1,   /* lease id i64 -> granted TTL i64 */
+    API_CALL_LEASE_TIME_TO_LIVE = 2, /* LeaseTimeToLiveRequest -> ...Response */
+    API_CALL_MEMBER_CHECK = 3,      /* op u8 | member id u64 -> empty (cluster_service.c) */
+};
+/* consensus_config.serve_call (arg: the api): the leader answers a
+ * follower's call of any kind above. */
+int api_serve_call(void *arg, uint8_t kind, const uint8_t *req, size_t len, uint8_t **reply,
+                   size_t *reply_len);
+/* The leader's check of a membership change (consensus_check_change). */
+int cluster_service_serve_call(struct api *api, const uint8_t *req, size_t len, uint8_t **reply,
+                               size_t *reply_len);
 size_t lease_service_methods(struct api *api, struct grpc_method *m);
 /* Leader duties for leases (single member: always): every lease's clock is
  * started with the full TTL plus extend_ms (a restart or election must not

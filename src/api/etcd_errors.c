@@ -51,6 +51,32 @@ struct etcd_error etcd_error_from(int code)
     case LSKV_ETOOMANYREQUESTS: /* rpctypes.ErrGRPCTooManyRequests */
         return (struct etcd_error){GRPC_STATUS_RESOURCE_EXHAUSTED,
                                    "etcdserver: too many requests"};
+    /* Membership (rpctypes.ErrGRPCMember*, ErrGRPCUnhealthy). */
+    case LSKV_EMEMBERNOTFOUND:
+        return (struct etcd_error){GRPC_STATUS_NOT_FOUND, "etcdserver: member not found"};
+    case LSKV_EMEMBEREXIST:
+        return (struct etcd_error){GRPC_STATUS_FAILED_PRECONDITION,
+                                   "etcdserver: member ID already exist"};
+    case LSKV_EPEERURLEXIST:
+        return (struct etcd_error){GRPC_STATUS_FAILED_PRECONDITION,
+                                   "etcdserver: Peer URLs already exists"};
+    case LSKV_EMEMBERNOTLEARNER:
+        return (struct etcd_error){GRPC_STATUS_FAILED_PRECONDITION,
+                                   "etcdserver: can only promote a learner member"};
+    case LSKV_ELEARNERNOTREADY:
+        return (struct etcd_error){
+            GRPC_STATUS_FAILED_PRECONDITION,
+            "etcdserver: can only promote a learner member which is in sync with leader"};
+    case LSKV_ETOOMANYLEARNERS:
+        return (struct etcd_error){GRPC_STATUS_FAILED_PRECONDITION,
+                                   "etcdserver: too many learner members in cluster"};
+    case LSKV_EUNHEALTHY:
+        return (struct etcd_error){GRPC_STATUS_UNAVAILABLE, "etcdserver: unhealthy cluster"};
+    case LSKV_EMEMBERBADURLS:
+        return (struct etcd_error){GRPC_STATUS_INVALID_ARGUMENT,
+                                   "etcdserver: given member URLs are invalid"};
+    case LSKV_EREMOVED: /* rpctypes.ErrGRPCStopped after its own removal */
+        return (struct etcd_error){GRPC_STATUS_UNAVAILABLE, "etcdserver: server stopped"};
     case LSKV_ECORRUPT:
         return (struct etcd_error){GRPC_STATUS_DATA_LOSS, "etcdserver: corrupt cluster"};
     case LSKV_ENOSPACE: /* the NOSPACE alarm (storage/diskspace.h) */

@@ -37,11 +37,9 @@ struct lease_expiry {
     bool leading;       /* this member led at the last tick */
 };
 
-/* Calls a follower makes to the leader (consensus_call_leader). */
-enum lease_call {
-    LEASE_CALL_KEEPALIVE = 1, /* lease id i64 -> granted TTL i64 */
-    LEASE_CALL_TIME_TO_LIVE = 2, /* LeaseTimeToLiveRequest -> ...Response (no header) */
-};
+/* Calls a follower makes to the leader (api.h api_call_kind). */
+#define LEASE_CALL_KEEPALIVE API_CALL_LEASE_KEEPALIVE
+#define LEASE_CALL_TIME_TO_LIVE API_CALL_LEASE_TIME_TO_LIVE
 
 /* Flat messages a member sent (a lease call and its answer). */
 static void *unpack(const ProtobufCMessageDescriptor *desc, const uint8_t *buf, size_t len,

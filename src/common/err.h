@@ -56,7 +56,16 @@
     X(EINVALIDTOKEN, -10073, "invalid auth token")                               \
     X(EINVALIDAUTHMGMT, -10074, "invalid auth management")                       \
     X(EAUTHOLDREV, -10075, "revision of auth store is old")                      \
-    X(ENOPASSWORDUSER, -10076, "password was given for no password user")
+    X(ENOPASSWORDUSER, -10076, "password was given for no password user")       \
+    X(EMEMBERNOTFOUND, -10080, "member not found")                               \
+    X(EMEMBEREXIST, -10081, "member ID already exist")                           \
+    X(EPEERURLEXIST, -10082, "peer URLs already exists")                         \
+    X(EMEMBERNOTLEARNER, -10083, "can only promote a learner member")            \
+    X(ELEARNERNOTREADY, -10084, "learner not in sync with the leader")           \
+    X(ETOOMANYLEARNERS, -10085, "too many learner members in cluster")           \
+    X(EUNHEALTHY, -10086, "unhealthy cluster")                                   \
+    X(EMEMBERBADURLS, -10087, "given member URLs are invalid")                   \
+    X(EREMOVED, -10088, "this member was removed from the cluster")
 
 enum lskv_err {
 #define LSKV_ERR_ENUM(name, code, msg) LSKV_##name = (code),

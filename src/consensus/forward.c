@@ -122,8 +122,10 @@ int fwd_parse(const uint8_t *buf, size_t len, struct fwd_msg *out)
         if (len < HEADER_BYTES + 4)
             return LSKV_ECORRUPT;
         out->status = (int32_t)get_u32be(buf + HEADER_BYTES);
+        /* ...and what a call's answer may be (lease and membership checks) */
         if (!known_status(out->status) && out->status != LSKV_EINVAL &&
-            out->status != LSKV_ELEASENOTFOUND)
+            out->status != LSKV_ELEASENOTFOUND && out->status != LSKV_EUNHEALTHY &&
+            out->status != LSKV_ELEARNERNOTREADY)
             return LSKV_ECORRUPT;
         out->cmd = buf + HEADER_BYTES + 4;
         out->cmd_len = len - HEADER_BYTES - 4;

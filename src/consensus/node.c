@@ -100,6 +100,7 @@
 #include "common/log.h"
 #include "consensus/entry.h"
 #include "consensus/forward.h"
+#include "consensus/reconfig.h"
 #include "consensus/raftdir.h"
 #include "crypto/keyring.h"
 
@@ -1482,6 +1483,13 @@ void consensus_receive(consensus_node *node, uint64_t from, const uint8_t *msg, 
 {
     if (node->fwd != NULL)
         forwarder_receive(node->fwd, from, msg, len);
+}
+
+struct raft *consensus_leader_raft(consensus_node *node)
+{
+    return !node->closing && node->fatal == 0 && raft_state(&node->raft) == RAFT_LEADER
+               ? &node->raft
+               : NULL;
 }
 
 void consensus_get_status(consensus_node *node, struct consensus_status *out)

@@ -116,6 +116,101 @@ static int apply_member_attributes(const struct command_target *t, const Protobu
     return 0;
 }
 
+/* ---- membership (member_table.h) ------------------------------------------ */
+
+/* A response of type desc (one of etcd's Member*Response, all with a
+ * repeated "members") holding the members after a change, sorted by id and
+ * borrowed from the table until the response is packed (right after
+ * apply). */
+static int members_response(const struct command_target *t, struct arena *a,
+                            const ProtobufCMessageDescriptor *desc, ProtobufCMessage **resp)
+{
+    const ProtobufCFieldDescriptor *f =
+        protobuf_c_message_descriptor_get_field_by_name(desc, "members");
+    ProtobufCMessage *m = arena_alloc(a, desc->sizeof_message);
+    const Etcdserverpb__Member **list = arena_alloc(a, MEMBER_TABLE_MAX * sizeof *list);
+    if (f == NULL || m == NULL || list == NULL)
+        return LSKV_ENOMEM;
+    desc->message_init(m);
+    size_t n = member_table_sorted(t->members, list);
+    memcpy((char *)m + f->quantifier_offset, &n, sizeof n);
+    memcpy((char *)m + f->offset, &list, sizeof list);
+    *resp = m;
+    return 0;
+}
+
+static int validate_members_init(const ProtobufCMessage *req, const struct command_limits *lim)
+{
+    (void)lim;
+    const Etcdserverpb__MemberListResponse *r = (const Etcdserverpb__MemberListResponse *)req;
+    return r->n_members > 0 && r->n_members <= MEMBER_TABLE_MAX ? 0 : LSKV_EINVAL;
+}
+
+static int apply_members_init(const struct command_target *t, const ProtobufCMessage *req,
+                              struct arena *a, ProtobufCMessage **resp, char *errmsg)
+{
+    (void)errmsg;
+    const Etcdserverpb__MemberListResponse *r = (const Etcdserverpb__MemberListResponse *)req;
+    int rv = member_table_init(t->members, (const Etcdserverpb__Member *const *)r->members,
+                               r->n_members);
+    return rv != 0 ? rv
+                   : members_response(t, a, &etcdserverpb__member_list_response__descriptor,
+                                      resp);
+}
+
+static int validate_member_add(const ProtobufCMessage *req, const struct command_limits *lim)
+{
+    (void)lim;
+    const Etcdserverpb__Member *m = (const Etcdserverpb__Member *)req;
+    return m->id != 0 && m->n_peerurls > 0 ? 0 : LSKV_EINVAL;
+}
+
+static int apply_member_add(const struct command_target *t, const ProtobufCMessage *req,
+                            struct arena *a, ProtobufCMessage **resp, char *errmsg)
+{
+    (void)errmsg;
+    const Etcdserverpb__Member *m = (const Etcdserverpb__Member *)req;
+    int rv = member_table_add(t->members, m);
+    if (rv == 0)
+        rv = members_response(t, a, &etcdserverpb__member_add_response__descriptor, resp);
+    if (rv == 0)
+        ((Etcdserverpb__MemberAddResponse *)*resp)->member =
+            (Etcdserverpb__Member *)member_table_get(t->members, m->id);
+    return rv;
+}
+
+static int apply_member_remove(const struct command_target *t, const ProtobufCMessage *req,
+                               struct arena *a, ProtobufCMessage **resp, char *errmsg)
+{
+    (void)errmsg;
+    int rv = member_table_remove(t->members, ((const Etcdserverpb__MemberRemoveRequest *)req)->id);
+    return rv != 0 ? rv
+                   : members_response(t, a, &etcdserverpb__member_remove_response__descriptor,
+                                      resp);
+}
+
+static int apply_member_update(const struct command_target *t, const ProtobufCMessage *req,
+                               struct arena *a, ProtobufCMessage **resp, char *errmsg)
+{
+    (void)errmsg;
+    const Etcdserverpb__MemberUpdateRequest *r = (const Etcdserverpb__MemberUpdateRequest *)req;
+    int rv = member_table_update(t->members, r->id, r->peerurls, r->n_peerurls);
+    return rv != 0 ? rv
+                   : members_response(t, a, &etcdserverpb__member_update_response__descriptor,
+                                      resp);
+}
+
+static int apply_member_promote(const struct command_target *t, const ProtobufCMessage *req,
+                                struct arena *a, ProtobufCMessage **resp, char *errmsg)
+{
+    (void)errmsg;
+    int rv =
+        member_table_promote(t->members, ((const Etcdserverpb__MemberPromoteRequest *)req)->id);
+    return rv != 0 ? rv
+                   : members_response(t, a, &etcdserverpb__member_promote_response__descriptor,
+                                      resp);
+}
+
 Etcdserverpb__RequestOp *command_op_delete(struct arena *a, ProtobufCBinaryData key)
 {
     Etcdserverpb__RequestOp *op = arena_alloc(a, sizeof *op);
@@ -330,58 +425,68 @@ int command_authorize(const struct command_target *t, const Lskvcommandpb__Comma
 /* The one table of ops (command.h). */
 static const struct command_kind command_kinds[] = {
     {COMMAND_PUT, "put", &etcdserverpb__put_request__descriptor, validate_put, apply_put,
-     LEDGER_ENTRY_KV, true, RECEIPT_PUT},
+     LEDGER_ENTRY_KV, true, RECEIPT_PUT, false},
     {COMMAND_DELETE_RANGE, "delete_range", &etcdserverpb__delete_range_request__descriptor,
-     validate_delete_range, apply_delete_range, LEDGER_ENTRY_KV, true, RECEIPT_DELETE_RANGE},
+     validate_delete_range, apply_delete_range, LEDGER_ENTRY_KV, true, RECEIPT_DELETE_RANGE, false},
     {COMMAND_TXN, "txn", &etcdserverpb__txn_request__descriptor, validate_txn, apply_txn,
-     LEDGER_ENTRY_KV, true, RECEIPT_TXN},
+     LEDGER_ENTRY_KV, true, RECEIPT_TXN, false},
     {COMMAND_COMPACTION, "compaction", &etcdserverpb__compaction_request__descriptor, NULL,
-     apply_compaction, LEDGER_ENTRY_COMPACT, false, 0},
-    {COMMAND_SIGNATURE, "signature", NULL, NULL, NULL, LEDGER_ENTRY_SIGNATURE, false, 0},
+     apply_compaction, LEDGER_ENTRY_COMPACT, false, 0, false},
+    {COMMAND_SIGNATURE, "signature", NULL, NULL, NULL, LEDGER_ENTRY_SIGNATURE, false, 0, false},
     /* A lease entry's write set is the command itself, as a compaction's
      * (fsm.c ledger_record): a grant changes no key, and a revoke's deletes
      * follow from it and the state before. Their receipts are found by
      * revision and claims digest (lskvserver.proto GetReceiptRequest). */
     {COMMAND_LEASE_GRANT, "lease_grant", &etcdserverpb__lease_grant_request__descriptor,
-     validate_lease_grant, apply_lease_grant, LEDGER_ENTRY_LEASE, true, RECEIPT_LEASE_GRANT},
+     validate_lease_grant, apply_lease_grant, LEDGER_ENTRY_LEASE, true, RECEIPT_LEASE_GRANT, false},
     {COMMAND_LEASE_REVOKE, "lease_revoke", &etcdserverpb__lease_revoke_request__descriptor, NULL,
-     apply_lease_revoke, LEDGER_ENTRY_LEASE, true, RECEIPT_LEASE_REVOKE},
+     apply_lease_revoke, LEDGER_ENTRY_LEASE, true, RECEIPT_LEASE_REVOKE, false},
     {COMMAND_MEMBER_ATTRIBUTES, "member_attributes", &etcdserverpb__member__descriptor,
-     validate_member_attributes, apply_member_attributes, LEDGER_ENTRY_OTHER, false, 0},
+     validate_member_attributes, apply_member_attributes, LEDGER_ENTRY_OTHER, false, 0, true},
+    {COMMAND_MEMBERS_INIT, "members_init", &etcdserverpb__member_list_response__descriptor,
+     validate_members_init, apply_members_init, LEDGER_ENTRY_MEMBER, false, 0, true},
+    {COMMAND_MEMBER_ADD, "member_add", &etcdserverpb__member__descriptor, validate_member_add,
+     apply_member_add, LEDGER_ENTRY_MEMBER, false, 0, true},
+    {COMMAND_MEMBER_REMOVE, "member_remove", &etcdserverpb__member_remove_request__descriptor,
+     NULL, apply_member_remove, LEDGER_ENTRY_MEMBER, false, 0, true},
+    {COMMAND_MEMBER_UPDATE, "member_update", &etcdserverpb__member_update_request__descriptor,
+     NULL, apply_member_update, LEDGER_ENTRY_MEMBER, false, 0, true},
+    {COMMAND_MEMBER_PROMOTE, "member_promote", &etcdserverpb__member_promote_request__descriptor,
+     NULL, apply_member_promote, LEDGER_ENTRY_MEMBER, false, 0, true},
     /* Auth: the ledger entry's write set is the command (a user's password
      * as its bcrypt hash only). */
     {COMMAND_AUTH_ENABLE, "auth_enable", &etcdserverpb__auth_enable_request__descriptor, NULL,
-     apply_auth_enable, LEDGER_ENTRY_OTHER, false, 0},
+     apply_auth_enable, LEDGER_ENTRY_OTHER, false, 0, false},
     {COMMAND_AUTH_DISABLE, "auth_disable", &etcdserverpb__auth_disable_request__descriptor, NULL,
-     apply_auth_disable, LEDGER_ENTRY_OTHER, false, 0},
+     apply_auth_disable, LEDGER_ENTRY_OTHER, false, 0, false},
     {COMMAND_USER_ADD, "user_add", &etcdserverpb__auth_user_add_request__descriptor,
-     validate_user_add, apply_user_add, LEDGER_ENTRY_OTHER, false, 0},
+     validate_user_add, apply_user_add, LEDGER_ENTRY_OTHER, false, 0, false},
     {COMMAND_USER_DELETE, "user_delete", &etcdserverpb__auth_user_delete_request__descriptor,
-     NULL, apply_user_delete, LEDGER_ENTRY_OTHER, false, 0},
+     NULL, apply_user_delete, LEDGER_ENTRY_OTHER, false, 0, false},
     {COMMAND_USER_CHANGE_PASSWORD, "user_change_password",
      &etcdserverpb__auth_user_change_password_request__descriptor,
-     validate_user_change_password, apply_user_change_password, LEDGER_ENTRY_OTHER, false, 0},
+     validate_user_change_password, apply_user_change_password, LEDGER_ENTRY_OTHER, false, 0, false},
     {COMMAND_USER_GRANT_ROLE, "user_grant_role",
      &etcdserverpb__auth_user_grant_role_request__descriptor, NULL, apply_user_grant_role,
-     LEDGER_ENTRY_OTHER, false, 0},
+     LEDGER_ENTRY_OTHER, false, 0, false},
     {COMMAND_USER_REVOKE_ROLE, "user_revoke_role",
      &etcdserverpb__auth_user_revoke_role_request__descriptor, NULL, apply_user_revoke_role,
-     LEDGER_ENTRY_OTHER, false, 0},
+     LEDGER_ENTRY_OTHER, false, 0, false},
     {COMMAND_ROLE_ADD, "role_add", &etcdserverpb__auth_role_add_request__descriptor, NULL,
-     apply_role_add, LEDGER_ENTRY_OTHER, false, 0},
+     apply_role_add, LEDGER_ENTRY_OTHER, false, 0, false},
     {COMMAND_ROLE_DELETE, "role_delete", &etcdserverpb__auth_role_delete_request__descriptor,
-     NULL, apply_role_delete, LEDGER_ENTRY_OTHER, false, 0},
+     NULL, apply_role_delete, LEDGER_ENTRY_OTHER, false, 0, false},
     {COMMAND_ROLE_GRANT_PERMISSION, "role_grant_permission",
      &etcdserverpb__auth_role_grant_permission_request__descriptor,
-     validate_role_grant_permission, apply_role_grant_permission, LEDGER_ENTRY_OTHER, false, 0},
+     validate_role_grant_permission, apply_role_grant_permission, LEDGER_ENTRY_OTHER, false, 0, false},
     {COMMAND_ROLE_REVOKE_PERMISSION, "role_revoke_permission",
      &etcdserverpb__auth_role_revoke_permission_request__descriptor, NULL,
-     apply_role_revoke_permission, LEDGER_ENTRY_OTHER, false, 0},
+     apply_role_revoke_permission, LEDGER_ENTRY_OTHER, false, 0, false},
     /* Applied by the state machine itself (statemachine/restore.h): it reads
      * the member's copy of the backup. The ledger entry's write set is the
      * command: it records the source cluster and ledger position. */
     {COMMAND_RESTORE, "restore", &lskvcommandpb__restore__descriptor, NULL, NULL,
-     LEDGER_ENTRY_OTHER, false, 0},
+     LEDGER_ENTRY_OTHER, false, 0, false},
 };
 
 const struct command_kind *command_kind_of(unsigned op)

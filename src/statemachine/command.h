@@ -36,6 +36,11 @@ enum command_op {
     COMMAND_LEASE_GRANT = LSKVCOMMANDPB__COMMAND__OP_LEASE_GRANT,
     COMMAND_LEASE_REVOKE = LSKVCOMMANDPB__COMMAND__OP_LEASE_REVOKE,
     COMMAND_MEMBER_ATTRIBUTES = LSKVCOMMANDPB__COMMAND__OP_MEMBER_ATTRIBUTES,
+    COMMAND_MEMBERS_INIT = LSKVCOMMANDPB__COMMAND__OP_MEMBERS_INIT,
+    COMMAND_MEMBER_ADD = LSKVCOMMANDPB__COMMAND__OP_MEMBER_ADD,
+    COMMAND_MEMBER_REMOVE = LSKVCOMMANDPB__COMMAND__OP_MEMBER_REMOVE,
+    COMMAND_MEMBER_UPDATE = LSKVCOMMANDPB__COMMAND__OP_MEMBER_UPDATE,
+    COMMAND_MEMBER_PROMOTE = LSKVCOMMANDPB__COMMAND__OP_MEMBER_PROMOTE,
     COMMAND_AUTH_ENABLE = LSKVCOMMANDPB__COMMAND__OP_AUTH_ENABLE,
     COMMAND_AUTH_DISABLE = LSKVCOMMANDPB__COMMAND__OP_AUTH_DISABLE,
     COMMAND_USER_ADD = LSKVCOMMANDPB__COMMAND__OP_USER_ADD,
@@ -87,6 +92,7 @@ struct command_kind {
     unsigned ledger_type;                       /* enum ledger_entry_type when apply succeeds */
     bool receipt;                               /* claims ReceiptClaims{request, response} */
     enum receipt_kind receipt_kind;
+    bool cluster_header;                        /* etcd's Cluster answers: no revision */
 };
 
 /* etcd's permission check of a command at apply (etcdserver/apply_auth.go)

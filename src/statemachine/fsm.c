@@ -237,7 +237,7 @@ static int apply_signature(struct fsm *f, const struct consensus_entry_info *inf
 }
 
 /* Sets the header every etcd response carries (allocating it in a). */
-static int set_header(struct fsm *f, ProtobufCMessage *resp, struct arena *a)
+static int set_header(struct fsm *f, ProtobufCMessage *resp, struct arena *a, bool revision)
 {
     const ProtobufCFieldDescriptor *fd =
         protobuf_c_message_descriptor_get_field_by_name(resp->descriptor, "header");
@@ -250,6 +250,8 @@ static int set_header(struct fsm *f, ProtobufCMessage *resp, struct arena *a)
         memcpy((char *)resp + fd->offset, &h, sizeof h);
     }
     fill_header(f, h);
+    if (!revision)
+        h->revision = 0; /* etcd's cluster server headers carry none */
     return 0;
 }
 
@@ -306,7 +308,7 @@ static int apply_command(struct fsm *f, struct consensus_entry_info *info,
     if (r->rv == 0 && resp == NULL)
         r->rv = LSKV_ENOMEM;
     if (r->rv == 0)
-        r->rv = set_header(f, resp, a);
+        r->rv = set_header(f, resp, a, !kind->cluster_header);
     if (r->rv == 0)
         r->rv = pack_response(resp, r);
 record:

@@ -380,11 +380,8 @@ def test_status_and_member_list_fields(pair):
     assert out[0] == out[1]
 
 
+# (the Cluster RPCs are served: test_membership.py compares them with etcd)
 OTHER_RPCS = [
-    ("/etcdserverpb.Cluster/MemberAdd", P.MemberAddRequest(peerURLs=["http://127.0.0.1:1"])),
-    ("/etcdserverpb.Cluster/MemberRemove", P.MemberRemoveRequest(ID=1)),
-    ("/etcdserverpb.Cluster/MemberUpdate", P.MemberUpdateRequest(ID=1)),
-    ("/etcdserverpb.Cluster/MemberPromote", b"\x08\x01"),
     ("/etcdserverpb.Maintenance/Hash", P.HashRequest()),
     # Auth is served: tests/e2e/test_auth.py
 ]

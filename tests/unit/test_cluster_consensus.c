@@ -9,12 +9,14 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#include <raft.h>
 #include <uv.h>
 
 #include "common/bytes.h"
 #include "common/err.h"
 #include "consensus/forward.h"
 #include "consensus/node.h"
+#include "consensus/reconfig.h"
 #include "crypto/aead.h"
 #include "runner.h"
 
@@ -495,4 +497,110 @@ TEST(cluster_consensus, forwarding_messages_parse_strictly)
     ASSERT_EQ(fwd_parse(refused, sizeof refused, &m), LSKV_ECORRUPT);
     uint8_t unknown[9] = {9};
     ASSERT_EQ(fwd_parse(unknown, sizeof unknown, &m), LSKV_ECORRUPT);
+}
+
+/* ---- raft's configuration toward a membership (consensus/reconfig.h) ---- */
+
+/* The role of server id in the leader's configuration, -1 when absent. */
+static int role_of(struct cluster *c, uint64_t id)
+{
+    struct raft *r = consensus_leader_raft(leader(c)->node);
+    for (unsigned i = 0; r != NULL && i < r->configuration.n; i++)
+        if (r->configuration.servers[i].id == id)
+            return r->configuration.servers[i].role;
+    return -1;
+}
+
+struct want_list {
+    const struct consensus_want *w;
+    size_t n;
+};
+
+/* Reconciles on the leader until nothing is left to do. */
+static bool reconciled(struct cluster *c, void *arg)
+{
+    struct want_list *l = arg;
+    struct member *lead = leader(c);
+    return lead != NULL && consensus_reconcile(lead->node, l->w, l->n) == 0;
+}
+
+/* A follower passes the promote check (w: the membership, 4 members). */
+static bool follower_ready(struct cluster *c, void *arg)
+{
+    struct consensus_seen seen = {0};
+    return consensus_check_change(leader(c)->node, CONSENSUS_CHECK_PROMOTE, a_follower(c)->id,
+                                  true, arg, 4, &seen, 1000) == 0;
+}
+
+TEST(cluster_consensus, raft_configuration_follows_the_membership)
+{
+    struct cluster c;
+    cluster_open(&c, 0);
+    settle(&c);
+    struct member *lead = leader(&c);
+    char far[64];
+    snprintf(far, sizeof far, "127.0.0.1:%d", test_free_port()); /* nobody listens */
+    struct consensus_want w[4];
+    for (int i = 0; i < N; i++)
+        w[i] = (struct consensus_want){.id = c.m[i]->id, .address = c.m[i]->addr,
+                                       .voter = true};
+    /* Already as wanted: nothing to do. */
+    ASSERT_EQ(consensus_reconcile(lead->node, w, N), 0);
+    /* A learner: added (spare), then standby; never started, so it stays. */
+    w[3] = (struct consensus_want){.id = 9, .address = far, .voter = false};
+    struct want_list l = {w, 4};
+    run_until(&c, reconciled, &l, 15000);
+    ASSERT_EQ(role_of(&c, 9), RAFT_STANDBY);
+    /* Wanted as a voter, but it has not caught up: no promotion starts,
+     * and etcd's check says not ready. */
+    w[3].voter = true;
+    ASSERT_EQ(consensus_reconcile(lead->node, w, 4), 0);
+    ASSERT_EQ(role_of(&c, 9), RAFT_STANDBY);
+    struct consensus_seen seen = {0};
+    w[3].voter = false;
+    ASSERT_EQ(consensus_check_change(lead->node, CONSENSUS_CHECK_PROMOTE, 9, true, w, 4, &seen,
+                                     1000),
+              LSKV_ELEARNERNOTREADY);
+    /* A voter once caught up (its acks may lag a moment) and an unknown
+     * id pass: apply answers them. */
+    run_until(&c, follower_ready, w, 15000);
+    ASSERT_EQ(consensus_check_change(lead->node, CONSENSUS_CHECK_PROMOTE, 77, true, w, 4, &seen,
+                                     1000),
+              0);
+    /* No follower heard for 5 s: a voter add is unhealthy when strict; a
+     * follower not connected is safe to remove. */
+    ASSERT_EQ(consensus_check_change(lead->node, CONSENSUS_CHECK_ADD_VOTER, 77, true, w, 4,
+                                     &seen, 1000),
+              LSKV_EUNHEALTHY);
+    ASSERT_EQ(consensus_check_change(lead->node, CONSENSUS_CHECK_ADD_VOTER, 77, false, w, 4,
+                                     &seen, 1000),
+              0);
+    struct member *f = a_follower(&c);
+    ASSERT_EQ(consensus_check_change(lead->node, CONSENSUS_CHECK_REMOVE, f->id, true, w, 4,
+                                     &seen, 1000),
+              0);
+    /* The leader itself is connected: removing it would leave no voter
+     * counted as up (none heard for 5 s) for a quorum of two. */
+    ASSERT_EQ(consensus_check_change(lead->node, CONSENSUS_CHECK_REMOVE, lead->id, true, w, 4,
+                                     &seen, 1000),
+              LSKV_EUNHEALTHY);
+    /* Not wanted any more: removed. The leader is never removed by itself. */
+    struct consensus_want two[2];
+    size_t n = 0;
+    two[n++] = (struct consensus_want){.id = f->id, .address = f->addr, .voter = true};
+    for (int i = 0; i < N; i++)
+        if (c.m[i] != lead && c.m[i] != f)
+            two[n++] = (struct consensus_want){.id = c.m[i]->id, .address = c.m[i]->addr,
+                                               .voter = true};
+    l = (struct want_list){two, 2};
+    run_until(&c, reconciled, &l, 15000);
+    ASSERT_EQ(role_of(&c, 9), -1);
+    ASSERT_EQ(role_of(&c, lead->id), RAFT_VOTER);
+    ASSERT_EQ(role_of(&c, f->id), RAFT_VOTER);
+    ASSERT_EQ(consensus_check_change(f->node, CONSENSUS_CHECK_REMOVE, 1, true, w, 4, &seen,
+                                     1000),
+              LSKV_ENOTLEADER);
+    /* Writes still commit. */
+    settle(&c);
+    cluster_close(&c);
 }

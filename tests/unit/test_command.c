@@ -84,7 +84,7 @@ TEST(command, every_op_of_the_proto_has_one_row)
         else
             ASSERT(k->request == NULL);
     }
-    ASSERT_EQ(ops, 20); /* 8 store, lease and member ops, 11 auth ops, restore */
+    ASSERT_EQ(ops, 25); /* 13 store, lease and member ops, 11 auth ops, restore */
 }
 
 TEST(sm_snapshot, sections_round_trip_and_are_checked)
