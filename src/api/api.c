@@ -223,7 +223,6 @@ static const struct {
     bool streaming;
 } later[] = {
     {"/etcdserverpb.Maintenance/Hash", false},
-    {"/etcdserverpb.Maintenance/MoveLeader", false},
     {"/etcdserverpb.Maintenance/Downgrade", false},
 };
 
