@@ -157,15 +157,23 @@ int api_authorize(struct api *api, grpc_call *call, enum command_op op,
     return command_authorize(&t, &c, req);
 }
 
-int api_authorize_range(struct api *api, grpc_call *call, ProtobufCBinaryData key,
-                        ProtobufCBinaryData range_end)
+/* The caller to check: 1 with *user and *rev, 0 when nothing is checked
+ * (auth off, or the server's own call), or an error of api_auth_info. */
+static int caller_to_check(struct api *api, grpc_call *call, const char **user, uint64_t *rev)
 {
     if (api->auth == NULL || grpc_call_internal(call))
         return 0;
+    int rv = api_auth_info(api, call, user, rev);
+    return rv != 0 ? rv : 1;
+}
+
+int api_authorize_range(struct api *api, grpc_call *call, ProtobufCBinaryData key,
+                        ProtobufCBinaryData range_end)
+{
     const char *user;
     uint64_t rev;
-    int rv = api_auth_info(api, call, &user, &rev);
-    if (rv != 0)
+    int rv = caller_to_check(api, call, &user, &rev);
+    if (rv <= 0)
         return rv;
     return authstore_check(api->auth, user, rev, key.data, key.len, range_end.data,
                            range_end.len, AUTH_READ);
@@ -173,12 +181,10 @@ int api_authorize_range(struct api *api, grpc_call *call, ProtobufCBinaryData ke
 
 int api_authorize_admin(struct api *api, grpc_call *call)
 {
-    if (api->auth == NULL || grpc_call_internal(call))
-        return 0;
     const char *user;
     uint64_t rev;
-    int rv = api_auth_info(api, call, &user, &rev);
-    if (rv != 0)
+    int rv = caller_to_check(api, call, &user, &rev);
+    if (rv <= 0)
         return rv;
     return authstore_check_admin(api->auth, user);
 }

@@ -171,8 +171,9 @@ static const char *listen_on = "127.0.0.1:0";
 static unsigned handshake_ms; /* 0: the default */
 static unsigned fork_window;  /* 0: no fork check */
 
-static peer_net *open_net(uint64_t id, const struct member *m, const char *service,
-                          struct server *s)
+/* op: operator TLS (NULL: none). */
+static peer_net *open_net_tls(uint64_t id, const struct member *m, const char *service,
+                              const struct peer_operator_tls *op, struct server *s)
 {
     char err[LSKV_ERRMSG_SIZE] = "";
     struct peer_net_config cfg = {
@@ -184,11 +185,19 @@ static peer_net *open_net(uint64_t id, const struct member *m, const char *servi
         .on_link = on_link,
         .arg = s,
     };
+    if (op != NULL)
+        cfg.operator_tls = *op;
     peer_net *n = NULL;
     int rv = peer_net_open(&loop, &cfg, &n, err);
     if (rv != 0)
         TEST_FAIL("peer_net_open: %s", err);
     return n;
+}
+
+static peer_net *open_net(uint64_t id, const struct member *m, const char *service,
+                          struct server *s)
+{
+    return open_net_tls(id, m, service, NULL, s);
 }
 
 static void addr_of(peer_net *n, char *out, size_t cap)
@@ -1357,21 +1366,9 @@ static void make_op_pki(struct op_pki *o)
 static peer_net *open_op_net(uint64_t id, const struct member *m, const char *service,
                              const struct member *op, const char *ca, struct server *s)
 {
-    char err[LSKV_ERRMSG_SIZE] = "";
-    struct peer_net_config cfg = {
-        .member_id = id,
-        .listen_address = listen_on,
-        .identity = {.cert_pem = m->cert, .key_pem = m->key, .service_cert_pem = service},
-        .operator_tls = {.cert_pem = op->cert, .key_pem = op->key, .ca_pem = ca,
-                         .client_cert_auth = true},
-        .on_link = on_link,
-        .arg = s,
-    };
-    peer_net *n = NULL;
-    int rv = peer_net_open(&loop, &cfg, &n, err);
-    if (rv != 0)
-        TEST_FAIL("peer_net_open: %s", err);
-    return n;
+    struct peer_operator_tls tls = {.cert_pem = op->cert, .key_pem = op->key, .ca_pem = ca,
+                                    .client_cert_auth = true};
+    return open_net_tls(id, m, service, &tls, s);
 }
 
 /* The handshake presents the operator's certificates; who a member is comes
