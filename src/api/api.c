@@ -228,7 +228,6 @@ static const struct {
     const char *path;
     bool streaming;
 } later[] = {
-    {"/etcdserverpb.Maintenance/Hash", false},
     {"/etcdserverpb.Maintenance/Downgrade", false},
 };
 

@@ -1,5 +1,5 @@
 /* etcdserverpb.Maintenance: Status, Alarm (list/deactivate), Defragment,
- * HashKV, MoveLeader and Snapshot (api/maint_snapshot.c). */
+ * HashKV, Hash, MoveLeader and Snapshot (api/maint_snapshot.c). */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -7,6 +7,7 @@
 #include "api/api.h"
 #include "api/etcd_errors.h"
 #include "common/arena.h"
+#include "common/crc32c.h"
 #include "common/err.h"
 #include "common/log.h"
 
@@ -176,6 +177,23 @@ static void maint_defragment(grpc_call *call, const uint8_t *msg, size_t len, vo
     }
 }
 
+/* Decodes a root-only Maintenance request (etcd's authMaintenanceServer);
+ * NULL when the call was answered instead. */
+static void *admin_request(struct api *api, grpc_call *call, const ProtobufCMessageDescriptor *d,
+                           const uint8_t *msg, size_t len, struct arena *a)
+{
+    void *req = api_decode(call, d, msg, len, a);
+    if (req == NULL)
+        return NULL;
+    int rv = api_authorize_admin(api, call);
+    if (rv != 0) {
+        struct etcd_error e = etcd_error_raw_auth(rv);
+        grpc_call_finish(call, e.status, e.message);
+        return NULL;
+    }
+    return req;
+}
+
 /* HashKV over the trusted state (kv/hash.c), on the loop: a full read of
  * the store, as etcd's (which holds its backend's read transaction). */
 static void maint_hash_kv(grpc_call *call, const uint8_t *msg, size_t len, void *ctx)
@@ -184,7 +202,7 @@ static void maint_hash_kv(grpc_call *call, const uint8_t *msg, size_t len, void 
     struct arena a;
     arena_init(&a);
     Etcdserverpb__HashKVRequest *req =
-        api_decode(call, &etcdserverpb__hash_kvrequest__descriptor, msg, len, &a);
+        admin_request(api, call, &etcdserverpb__hash_kvrequest__descriptor, msg, len, &a);
     if (req == NULL) {
         arena_close(&a);
         return;
@@ -192,14 +210,7 @@ static void maint_hash_kv(grpc_call *call, const uint8_t *msg, size_t len, void 
     char errmsg[LSKV_ERRMSG_SIZE] = "";
     uint32_t hash = 0;
     int64_t compact_rev = 0;
-    int rv = api_authorize_admin(api, call); /* etcd's authMaintenanceServer */
-    if (rv != 0) {
-        struct etcd_error e = etcd_error_raw_auth(rv);
-        grpc_call_finish(call, e.status, e.message);
-        arena_close(&a);
-        return;
-    }
-    rv = kvstore_hash_kv(api->kv, req->revision, &hash, &compact_rev, errmsg);
+    int rv = kvstore_hash_kv(api->kv, req->revision, &hash, &compact_rev, errmsg);
     if (rv != 0) { /* LSKV_ECORRUPT raises the alarm there */
         api_fail(api, call, rv, errmsg);
     } else {
@@ -211,6 +222,36 @@ static void maint_hash_kv(grpc_call *call, const uint8_t *msg, size_t len, void 
         resp.compact_revision = compact_rev;
         api_reply(call, &resp.base);
     }
+    arena_close(&a);
+}
+
+/* etcd's Hash is CRC-32C of its whole bolt file; lskv's is CRC-32C of the
+ * trusted state it replicates in its place: the key index snapshot
+ * (revision, compaction point, every key's revisions; kvstore_snapshot).
+ * Members that applied the same entries answer the same number. */
+static void maint_hash(grpc_call *call, const uint8_t *msg, size_t len, void *ctx)
+{
+    struct api *api = ctx;
+    struct arena a;
+    arena_init(&a);
+    if (admin_request(api, call, &etcdserverpb__hash_request__descriptor, msg, len, &a) == NULL) {
+        arena_close(&a);
+        return;
+    }
+    uint8_t *snap = NULL;
+    size_t snap_len = 0;
+    int rv = kvstore_snapshot(api->kv, &snap, &snap_len);
+    if (rv != 0) {
+        api_fail(api, call, rv, "Hash: key index snapshot");
+    } else {
+        Etcdserverpb__ResponseHeader header = ETCDSERVERPB__RESPONSE_HEADER__INIT;
+        api_fill_header(api, &header);
+        Etcdserverpb__HashResponse resp = ETCDSERVERPB__HASH_RESPONSE__INIT;
+        resp.header = &header;
+        resp.hash = crc32c_update(0, snap, snap_len);
+        api_reply(call, &resp.base);
+    }
+    free(snap);
     arena_close(&a);
 }
 
@@ -287,5 +328,7 @@ size_t maint_service_methods(struct api *api, struct grpc_method *m)
     m[5] = (struct grpc_method){.path = "/etcdserverpb.Maintenance/Snapshot",
                                 .server_streaming = true, .on_message = maint_snapshot,
                                 .ctx = api};
-    return 6;
+    m[6] = (struct grpc_method){.path = "/etcdserverpb.Maintenance/Hash",
+                                .on_message = maint_hash, .ctx = api};
+    return 7;
 }

@@ -231,6 +231,35 @@ def test_endpoint_status_and_health_of_the_whole_cluster(cluster_factory, kind):
     assert r.stderr.count("is healthy") + r.stdout.count("is healthy") == 3
 
 
+@pytest.mark.parametrize("kind", ["etcd", "lskvd"])
+def test_members_at_one_revision_answer_one_hash_and_hashkv(cluster_factory, kind):
+    """Maintenance.Hash and HashKV let an operator compare members: equal at
+    one revision, and Hash moves with a write (etcd hashes its bolt file,
+    lskvd its trusted key index, so only the comparisons are etcd's)."""
+    c = cluster_factory(kind, 3)
+    for i in range(20):
+        assert ctl(c.members[i % 3], "put", "h%02d" % i, "v").returncode == 0
+
+    def hashes():
+        out = []
+        for m in c.members:
+            mt = rpc_pb2_grpc.MaintenanceStub(grpc_channel(m))
+            h = mt.Hash(rpc_pb2.HashRequest(), timeout=10)
+            if h.header.revision != 21:
+                return None  # not applied there yet
+            hk = mt.HashKV(rpc_pb2.HashKVRequest(revision=21), timeout=10)
+            out.append((h.header.revision, h.hash, hk.hash))
+        return out
+    first = wait_for(hashes, timeout=15, what="every member at revision 21")
+    assert len({x[2] for x in first}) == 1  # HashKV at one revision: etcd's too
+    if kind == "lskvd":
+        assert len({x[1] for x in first}) == 1 and first[0][1] != 0
+    assert ctl(c.members[0], "put", "h-last", "v").returncode == 0
+    moved = rpc_pb2_grpc.MaintenanceStub(grpc_channel(c.members[0])).Hash(
+        rpc_pb2.HashRequest(), timeout=10)
+    assert moved.hash != first[0][1]
+
+
 def test_every_member_holds_the_same_ledger(cluster_factory):
     """Every member appends the same entries with the same txids, leaves and
     roots (signatures are the leader's, replicated); each audits clean

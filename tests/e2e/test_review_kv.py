@@ -8,10 +8,9 @@ import threading
 import time
 
 import grpc
-import pytest
 from google.protobuf import text_format
 
-from conftest import lskvd_only, lskvd_xfail, rpc_error, rpc_pb2, rpc_pb2_grpc
+from conftest import lskvd_xfail, rpc_error, rpc_pb2, rpc_pb2_grpc
 from test_differential import clear_headers
 
 P = rpc_pb2
@@ -380,33 +379,8 @@ def test_status_and_member_list_fields(pair):
     assert out[0] == out[1]
 
 
-# (the Cluster RPCs are served: test_membership.py compares them with etcd)
-OTHER_RPCS = [
-    ("/etcdserverpb.Maintenance/Hash", P.HashRequest()),
-    # Auth is served: tests/e2e/test_auth.py
-]
-
-
-def ser(m):
-    return m if isinstance(m, bytes) else m.SerializeToString()
-
-
-@lskvd_only
-def test_other_rpcs_unimplemented(lskvd):
-    ch = lskvd.channel()
-    for path, req in OTHER_RPCS:
-        fn = ch.unary_unary(path, request_serializer=ser)
-        c, _ = rpc_error(fn, req, timeout=20)
-        assert c == grpc.StatusCode.UNIMPLEMENTED, (path, c)
-    for path, req in [("/etcdserverpb.Maintenance/Snapshot", P.SnapshotRequest())]:
-        if path.endswith("Snapshot"):
-            fn = ch.unary_stream(path, request_serializer=lambda m: m.SerializeToString())
-            c, _ = rpc_error(lambda: list(fn(req, timeout=20)))
-        else:
-            fn = ch.stream_stream(path, request_serializer=lambda m: m.SerializeToString())
-            c, _ = rpc_error(lambda: list(fn(iter([req]), timeout=20)))
-        assert c == grpc.StatusCode.UNIMPLEMENTED, (path, c)
-    assert rpc_pb2_grpc.KVStub(ch).Range(P.RangeRequest(key=b"x"), timeout=20).header.revision == 1
+# Every etcd 3.4 v3 RPC is served now (Cluster: test_membership.py, Auth:
+# test_auth.py, Snapshot: test_snapshot.py, Hash: test_cluster.py).
 
 
 def test_lease_rpcs_for_unknown_lease(pair):
