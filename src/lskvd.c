@@ -82,6 +82,7 @@ struct daemon {
     struct fsm fsm;
     consensus_node *node;
     struct catchup_driver *catchup; /* a member that holds a raft snapshot back */
+    struct corrupt_check *corrupt;  /* --experimental-corrupt-check-time */
     grpc_server *server;
     grpc_server *metrics; /* --listen-metrics-urls; closed before server */
     struct api api;
@@ -288,6 +289,8 @@ static void shutdown_daemon(struct daemon *d, int exit_code)
     watch_service_stop(&d->api);
     catchup_driver_stop(d->catchup);
     d->catchup = NULL;
+    corrupt_check_stop(d->corrupt);
+    d->corrupt = NULL;
     if (d->metrics != NULL)
         grpc_server_close(d->metrics, on_closed_metrics, d);
     else
@@ -867,8 +870,10 @@ static void start_serving(struct daemon *d)
     /* As etcd's Promote: every lease gets its whole TTL again, plus an
      * election timeout, so none expires early because of the restart. */
     if (lease_service_start(&d->api, (uint64_t)c->election_timeout_ms) != 0 ||
-        watch_service_start(&d->api) != 0) {
-        LOG_ERROR(MODULE, "cannot start the lease and watch timers: out of memory");
+        watch_service_start(&d->api) != 0 ||
+        corrupt_check_start(&d->api, (uint64_t)c->corrupt_check_ms, &d->corrupt) != 0) {
+        LOG_ERROR(MODULE, "cannot start the lease, watch and corruption check timers: out of "
+                  "memory");
         shutdown_daemon(d, 1);
         return;
     }

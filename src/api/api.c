@@ -238,6 +238,9 @@ int api_serve_call(void *arg, uint8_t kind, const uint8_t *req, size_t len, uint
     if (kind == API_CALL_MEMBER_CHECK)
         return api->node == NULL ? LSKV_ENOTLEADER /* not serving yet */
                                  : cluster_service_serve_call(api, req, len, reply, reply_len);
+    if (kind == API_CALL_HASH_KV)
+        return api->node == NULL ? LSKV_ENOTLEADER
+                                 : corrupt_check_serve_call(api, req, len, reply, reply_len);
     return lease_service_serve_call(arg, kind, req, len, reply, reply_len);
 }
 

@@ -142,11 +142,24 @@ enum api_call_kind {
     API_CALL_LEASE_KEEPALIVE = 1,   /* lease id i64 -> granted TTL i64 */
     API_CALL_LEASE_TIME_TO_LIVE = 2, /* LeaseTimeToLiveRequest -> ...Response */
     API_CALL_MEMBER_CHECK = 3,      /* op u8 | member id u64 -> empty (cluster_service.c) */
+    API_CALL_HASH_KV = 4,           /* revision i64 -> compaction point i64 | HashKV u32
+                                       (corrupt_check.c) */
 };
 /* consensus_config.serve_call (arg: the api): the leader answers a
  * follower's call of any kind above. */
 int api_serve_call(void *arg, uint8_t kind, const uint8_t *req, size_t len, uint8_t **reply,
                    size_t *reply_len);
+/* etcd's --experimental-corrupt-check-time (api/corrupt_check.c): every
+ * interval_ms (0: never) a follower compares its HashKV at its revision
+ * with the leader's; a difference, or a record that fails verification on
+ * either side, raises the CORRUPT alarm. Stop before the node closes.
+ * Errors: LSKV_ENOMEM. */
+struct corrupt_check;
+int corrupt_check_start(struct api *api, uint64_t interval_ms, struct corrupt_check **out);
+void corrupt_check_stop(struct corrupt_check *cc);
+/* The leader's side of API_CALL_HASH_KV. */
+int corrupt_check_serve_call(struct api *api, const uint8_t *req, size_t len, uint8_t **reply,
+                             size_t *reply_len);
 /* The leader's check of a membership change (consensus_check_change). */
 int cluster_service_serve_call(struct api *api, const uint8_t *req, size_t len, uint8_t **reply,
                                size_t *reply_len);

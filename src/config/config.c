@@ -182,8 +182,9 @@ static const struct opt opts[] = {
      "periodic watch progress notifications are not supported yet"},
     {"experimental-compaction-batch-limit", OPT_REFUSED, NULL, 0, 0, 0, 0,
      "compaction is not batched in lskv"},
-    {"experimental-corrupt-check-time", OPT_REFUSED, NULL, 0, 0, 0, 0,
-     "periodic corruption checks between members are not supported yet"},
+    {"experimental-corrupt-check-time", OPT_STRING, "0s", 0, 0, F(corrupt_check_time), 0,
+     "Duration of time between cluster corruption check passes (0s: none): each follower "
+     "compares its HashKV with the leader's."},
     {"experimental-backend-bbolt-freelist-type", OPT_REFUSED, NULL, 0, 0, 0, 0,
      "lskv has no bbolt backend"},
     {"experimental-enable-v2v3", OPT_REFUSED, NULL, 0, 0, 0, 0, "lskv has no v2 API"},
@@ -239,6 +240,8 @@ static const struct opt opts[] = {
 
 /* Table offsets point at fields of their declared type, so the casts below
  * are aligned; going through void * says so to the compiler. */
+static int parse_duration_ms(const char *s, int64_t *out);
+
 static void *field_at(const struct config *c, size_t offset)
 {
     return (char *)(uintptr_t)c + offset;
@@ -534,6 +537,12 @@ static int check_tls(struct config *c, char *errmsg)
         errmsg_printf(errmsg, "%s: needs --peer-cert-file and --peer-key-file (lskv members "
                       "otherwise authenticate each other by their node certificates alone)",
                       needs_cert);
+        return LSKV_EINVAL;
+    }
+    if (c->corrupt_check_time != NULL && strcmp(c->corrupt_check_time, "0") != 0 &&
+        parse_duration_ms(c->corrupt_check_time, &c->corrupt_check_ms) != 0) {
+        errmsg_printf(errmsg, "invalid value \"%s\" for flag -experimental-corrupt-check-time: "
+                      "parse error", c->corrupt_check_time);
         return LSKV_EINVAL;
     }
     if (c->max_concurrent_streams > CONFIG_MAX_STREAMS &&

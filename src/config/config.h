@@ -58,6 +58,8 @@ struct config {
     int64_t max_concurrent_streams; /* --max-concurrent-streams (see config_max_streams) */
     int64_t bcrypt_cost;         /* --bcrypt-cost: auth password hashing */
     char *auth_token;            /* --auth-token: "simple" or "jwt,k=v,..." */
+    char *corrupt_check_time;    /* --experimental-corrupt-check-time (a Go duration) */
+    int64_t corrupt_check_ms;    /* ... in ms (0: no check) */
     int64_t auth_token_ttl;      /* --auth-token-ttl: seconds a simple token lives idle */
     int64_t snapshot_count;      /* --snapshot-count: raft entries between snapshots */
     int64_t cache_size_bytes;    /* --cache-size: trusted value cache bound */

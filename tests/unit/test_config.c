@@ -240,6 +240,8 @@ TEST(config, logger_outputs_v2_and_peer_tls)
         {"--auth-token", "jwt,ttl", "auth: invalid auth options"},
         {"--auth-token", "jwt,ttl=1,ttl=2", "auth: invalid auth options"},
         {"--experimental-enable-lease-checkpoint", "true", "lease checkpoints"},
+        {"--experimental-corrupt-check-time", "5x",
+         "invalid value \"5x\" for flag -experimental-corrupt-check-time: parse error"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         char arg[128]; /* --flag=value: Go's bools take no separate value */
@@ -249,6 +251,10 @@ TEST(config, logger_outputs_v2_and_peer_tls)
         ASSERT(strstr(errmsg, bad[i].why) != NULL);
         config_free(&c);
     }
+    char *cc[] = {"lskvd", "--experimental-corrupt-check-time=2m30s"};
+    ASSERT_EQ(parse(&c, 2, cc, errmsg), 0);
+    ASSERT_EQ(c.corrupt_check_ms, 150000);
+    config_free(&c);
     char *dbg[] = {"lskvd", "--debug", "--max-wals=5", "--pre-vote=false"};
     ASSERT_EQ(parse(&c, 4, dbg, errmsg), 0);
     ASSERT_STR_EQ(c.log_level, "debug");
