@@ -950,12 +950,15 @@ static bool restore_applied(struct daemon *d)
     if (m->m[m->self].id == m->m[0].id && !d->restore_in_flight) {
         Lskvcommandpb__Restore req;
         restore_command(&d->restore, &req);
-        struct command_meta meta = {.origin_member = d->member_id};
+        /* A request id of its own: a founder that does not lead forwards it
+         * (request id 0 is leader-only) and hears its outcome. */
+        struct command_meta meta = {.request_id = random_request_base(),
+                                    .origin_member = d->member_id};
         uint8_t *cmd = NULL;
         size_t len = 0;
         int rv = command_encode(COMMAND_RESTORE, &meta, &req.base, &cmd, &len);
         if (rv == 0)
-            rv = consensus_propose(d->node, 0, cmd, len, on_restore_done, d);
+            rv = consensus_propose(d->node, meta.request_id, cmd, len, on_restore_done, d);
         free(cmd);
         if (rv == 0) {
             d->restore_in_flight = true;

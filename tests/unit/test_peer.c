@@ -1422,5 +1422,11 @@ TEST(peer, operator_tls_proves_the_node_inside)
     close_net(c);
     close_net(d);
     free(op.ca);
+    for (int i = 0; i < 3; i++) {
+        free(op.cert[i].cert);
+        free(op.cert[i].key);
+    }
+    free(op.rogue.cert);
+    free(op.rogue.key);
     teardown();
 }
