@@ -206,6 +206,16 @@ static void propose_msg(struct api *api, grpc_call *call, enum command_op op,
     propose_checked(api, call, op, body, n, check_op, id);
 }
 
+/* With auth on, membership changes are root's (etcd's
+ * checkMembershipOperationPermission); false: answered. */
+static bool admin_ok(struct api *api, grpc_call *call)
+{
+    int rv = api_authorize_admin(api, call);
+    if (rv != 0)
+        api_fail(api, call, rv, NULL);
+    return rv == 0;
+}
+
 static void cluster_member_add(grpc_call *call, const uint8_t *msg, size_t len, void *ctx)
 {
     struct api *api = ctx;
@@ -213,7 +223,7 @@ static void cluster_member_add(grpc_call *call, const uint8_t *msg, size_t len, 
     arena_init(&a);
     Etcdserverpb__MemberAddRequest *req =
         api_decode(call, &etcdserverpb__member_add_request__descriptor, msg, len, &a);
-    if (req == NULL)
+    if (req == NULL || !admin_ok(api, call))
         goto out;
     int rv = check_urls(req->peerurls, req->n_peerurls);
     if (rv != 0) {
@@ -245,7 +255,7 @@ static void change_by_id(grpc_call *call, const uint8_t *msg, size_t len, struct
     struct arena a;
     arena_init(&a);
     const ProtobufCMessage *req = api_decode(call, desc, msg, len, &a);
-    if (req != NULL) {
+    if (req != NULL && admin_ok(api, call)) {
         uint64_t id;
         memcpy(&id, (const char *)req + protobuf_c_message_descriptor_get_field(desc, 1)->offset,
                sizeof id);
@@ -267,7 +277,8 @@ static void cluster_member_update(grpc_call *call, const uint8_t *msg, size_t le
     arena_init(&a);
     /* etcd's MemberUpdate takes the URLs as given (no NewURLs, no sort). */
     if (api_decode(call, &etcdserverpb__member_update_request__descriptor, msg, len, &a) !=
-        NULL)
+            NULL &&
+        admin_ok(api, call))
         api_propose(api, call, COMMAND_MEMBER_UPDATE, msg, len);
     arena_close(&a);
 }

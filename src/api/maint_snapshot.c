@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "api/api.h"
+#include "api/etcd_errors.h"
 #include "common/arena.h"
 #include "common/err.h"
 #include "common/log.h"
@@ -171,6 +172,12 @@ void maint_snapshot(grpc_call *call, const uint8_t *msg, size_t len, void *ctx)
     arena_close(&a);
     if (req == NULL)
         return;
+    int arv = api_authorize_admin(api, call); /* etcd's authMaintenanceServer */
+    if (arv != 0) {
+        struct etcd_error e = etcd_error_raw_auth(arv);
+        grpc_call_finish(call, e.status, e.message);
+        return;
+    }
     char errmsg[LSKV_ERRMSG_SIZE] = "";
     if (api->sm.snapshot == NULL || api->data_key == NULL) {
         api_fail(api, call, LSKV_EUNIMPLEMENTED, "no state machine to back up");

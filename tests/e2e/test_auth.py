@@ -10,6 +10,7 @@ etcd 3.4 has them.
 - the JSON gateway's Authorization header;
 - a password never reaches the data dir or a log.
 """
+import json
 import os
 import threading
 import time
@@ -379,6 +380,33 @@ def test_gateway_authorization_header(pair):
     want, got = run(etcd), run(lskvd)
     assert got == want
     assert got[2]["kvs"][0]["value"] == "dg=="
+
+
+def test_membership_changes_and_snapshots_are_roots(pair, tmp_path):
+    """With auth on, member add/remove/update/promote and snapshot save are
+    refused to a user without the root role, as etcd refuses them
+    (checkMembershipOperationPermission, authMaintenanceServer), and root
+    may still list members."""
+    out = {}
+    for server in pair:
+        setup_matrix(server)
+        ids = server.etcdctl("--user", "root:" + ROOT_PW, "member", "list", "-w", "json")
+        assert ids.returncode == 0, ids.stderr
+        me = "%x" % json.loads(ids.stdout)["members"][0]["ID"]
+        rows = []
+        for args in [("member", "add", "m9", "--peer-urls=http://127.0.0.1:1"),
+                     ("member", "add", "m9", "--learner", "--peer-urls=http://127.0.0.1:1"),
+                     ("member", "remove", me),
+                     ("member", "update", me, "--peer-urls=http://127.0.0.1:2"),
+                     ("member", "promote", me),
+                     ("snapshot", "save", str(tmp_path / ("%s.db" % server.kind)))]:
+            code, _, err = ctl(server, *args, user="ro:ro-pw")
+            rows.append((args[:2], code, err.strip().splitlines()[-1:]))
+        code, _, _ = ctl(server, "member", "list", user="ro:ro-pw")
+        rows.append(("member list", code))
+        out[server.kind] = rows
+    assert out["lskvd"] == out["etcd"]
+    assert all(r[1] != 0 for r in out["lskvd"][:-1])
 
 
 def test_health_is_answered_without_a_user_when_auth_is_on(pair):
