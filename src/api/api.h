@@ -132,6 +132,11 @@ void api_write_done(struct api *api, uint64_t cost);
 /* Per-service tables (each appends its methods, returns how many). */
 size_t kv_service_methods(struct api *api, struct grpc_method *m);
 size_t maint_service_methods(struct api *api, struct grpc_method *m);
+/* Decodes a root-only Maintenance request (etcd's authMaintenanceServer):
+ * the request, or NULL when the call was answered instead (malformed, or
+ * the caller is not root with auth on). */
+void *maint_admin_request(struct api *api, grpc_call *call, const ProtobufCMessageDescriptor *d,
+                          const uint8_t *msg, size_t len, struct arena *a);
 /* Maintenance.Snapshot (api/maint_snapshot.c): streams a backup. */
 void maint_snapshot(grpc_call *call, const uint8_t *msg, size_t len, void *ctx);
 size_t cluster_service_methods(struct api *api, struct grpc_method *m);

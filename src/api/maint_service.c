@@ -149,16 +149,11 @@ static void maint_defragment(grpc_call *call, const uint8_t *msg, size_t len, vo
     struct api *api = ctx;
     struct arena a;
     arena_init(&a);
-    void *req = api_decode(call, &etcdserverpb__defragment_request__descriptor, msg, len, &a);
+    void *req = maint_admin_request(api, call, &etcdserverpb__defragment_request__descriptor,
+                                    msg, len, &a);
     arena_close(&a);
     if (req == NULL)
         return;
-    int arv = api_authorize_admin(api, call); /* etcd's authMaintenanceServer */
-    if (arv != 0) {
-        struct etcd_error e = etcd_error_raw_auth(arv);
-        grpc_call_finish(call, e.status, e.message);
-        return;
-    }
     struct defrag *d = calloc(1, sizeof *d);
     if (d == NULL) {
         api_fail(api, call, LSKV_ENOMEM, "defragment: out of memory");
@@ -177,10 +172,8 @@ static void maint_defragment(grpc_call *call, const uint8_t *msg, size_t len, vo
     }
 }
 
-/* Decodes a root-only Maintenance request (etcd's authMaintenanceServer);
- * NULL when the call was answered instead. */
-static void *admin_request(struct api *api, grpc_call *call, const ProtobufCMessageDescriptor *d,
-                           const uint8_t *msg, size_t len, struct arena *a)
+void *maint_admin_request(struct api *api, grpc_call *call, const ProtobufCMessageDescriptor *d,
+                          const uint8_t *msg, size_t len, struct arena *a)
 {
     void *req = api_decode(call, d, msg, len, a);
     if (req == NULL)
@@ -202,7 +195,7 @@ static void maint_hash_kv(grpc_call *call, const uint8_t *msg, size_t len, void 
     struct arena a;
     arena_init(&a);
     Etcdserverpb__HashKVRequest *req =
-        admin_request(api, call, &etcdserverpb__hash_kvrequest__descriptor, msg, len, &a);
+        maint_admin_request(api, call, &etcdserverpb__hash_kvrequest__descriptor, msg, len, &a);
     if (req == NULL) {
         arena_close(&a);
         return;
@@ -234,7 +227,8 @@ static void maint_hash(grpc_call *call, const uint8_t *msg, size_t len, void *ct
     struct api *api = ctx;
     struct arena a;
     arena_init(&a);
-    if (admin_request(api, call, &etcdserverpb__hash_request__descriptor, msg, len, &a) == NULL) {
+    if (maint_admin_request(api, call, &etcdserverpb__hash_request__descriptor, msg, len, &a) ==
+        NULL) {
         arena_close(&a);
         return;
     }

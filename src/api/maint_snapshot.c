@@ -14,7 +14,6 @@
 #include <string.h>
 
 #include "api/api.h"
-#include "api/etcd_errors.h"
 #include "common/arena.h"
 #include "common/err.h"
 #include "common/log.h"
@@ -168,16 +167,11 @@ void maint_snapshot(grpc_call *call, const uint8_t *msg, size_t len, void *ctx)
     struct api *api = ctx;
     struct arena a;
     arena_init(&a);
-    void *req = api_decode(call, &etcdserverpb__snapshot_request__descriptor, msg, len, &a);
+    void *req = maint_admin_request(api, call, &etcdserverpb__snapshot_request__descriptor, msg,
+                                    len, &a);
     arena_close(&a);
     if (req == NULL)
         return;
-    int arv = api_authorize_admin(api, call); /* etcd's authMaintenanceServer */
-    if (arv != 0) {
-        struct etcd_error e = etcd_error_raw_auth(arv);
-        grpc_call_finish(call, e.status, e.message);
-        return;
-    }
     char errmsg[LSKV_ERRMSG_SIZE] = "";
     if (api->sm.snapshot == NULL || api->data_key == NULL) {
         api_fail(api, call, LSKV_EUNIMPLEMENTED, "no state machine to back up");
