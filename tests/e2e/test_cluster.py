@@ -62,6 +62,23 @@ def leader_of(cluster):
     return wait_for(find, what="a leader")
 
 
+def audited_ledgers(members, timeout=300):
+    """Each stopped member's ledger audited clean against its service
+    certificate; returns each one's `lskvctl ledger show` lines."""
+    shows = []
+    for m in members:
+        r = subprocess.run([LSKVCTL, "ledger", "audit", str(m.data_dir / "ledger"),
+                            "--service-cert", str(m.data_dir / "identity" / "service.pem"),
+                            "--ledger-secret", str(m.data_dir / "ledger.secret"),
+                            "--no-progress"], capture_output=True, text=True, timeout=timeout)
+        assert r.returncode == 0 and "audit OK" in r.stdout, r.stdout + r.stderr
+        r = subprocess.run([LSKVCTL, "ledger", "show", str(m.data_dir / "ledger")],
+                           capture_output=True, text=True, timeout=timeout)
+        assert r.returncode == 0, r.stderr
+        shows.append(r.stdout.splitlines())
+    return shows
+
+
 @pytest.mark.parametrize("kind", ["etcd", "lskvd"])
 def test_three_members_form_one_cluster_with_etcds_ids(cluster_factory, kind):
     c = cluster_factory(kind, 3)
@@ -315,22 +332,10 @@ def test_every_member_holds_the_same_ledger(cluster_factory):
     time.sleep(1)  # a signature after the last write (--sig-ms-interval)
     for m in c.members:
         m.stop_cleanly()
-    shows = []
-    for m in c.members:
-        cert = m.data_dir / "identity" / "service.pem"
-        r = subprocess.run([LSKVCTL, "ledger", "audit", str(m.data_dir / "ledger"),
-                            "--service-cert", str(cert), "--ledger-secret",
-                            str(m.data_dir / "ledger.secret"), "--no-progress"],
-                           capture_output=True, text=True, timeout=120)
-        assert r.returncode == 0 and "audit OK" in r.stdout, r.stdout + r.stderr
-        r = subprocess.run([LSKVCTL, "ledger", "show", str(m.data_dir / "ledger")],
-                           capture_output=True, text=True, timeout=120)
-        assert r.returncode == 0, r.stderr
-        shows.append(r.stdout)
-    assert len(shows[0].splitlines()) > 30
+    lines = audited_ledgers(c.members, timeout=120)
+    assert len(lines[0]) > 30
     # The members stopped at different moments: one ledger may end a little
     # earlier, never differently.
-    lines = [s.splitlines() for s in shows]
     n = min(len(x) for x in lines)
     assert n > 30
     for other in lines[1:]:
@@ -504,16 +509,7 @@ def test_a_member_far_behind_installs_100k_keys_and_serves_them(cluster_factory)
     time.sleep(1)
     for m in c.members:
         m.stop_cleanly()
-    shows = []
-    for m in c.members:
-        r = subprocess.run([LSKVCTL, "ledger", "audit", str(m.data_dir / "ledger"),
-                            "--service-cert", str(m.data_dir / "identity" / "service.pem"),
-                            "--ledger-secret", str(m.data_dir / "ledger.secret"),
-                            "--no-progress"], capture_output=True, text=True, timeout=300)
-        assert r.returncode == 0 and "audit OK" in r.stdout, r.stdout + r.stderr
-        r = subprocess.run([LSKVCTL, "ledger", "show", str(m.data_dir / "ledger")],
-                           capture_output=True, text=True, timeout=300)
-        shows.append(r.stdout.splitlines())
+    shows = audited_ledgers(c.members)
     k = min(len(x) for x in shows)
     assert k > 100
     for other in shows[1:]:

@@ -12,8 +12,8 @@ import time
 import grpc
 import pytest
 
-from conftest import LSKVCTL, TARGET, etcdctl, free_port, rpc_error, rpc_pb2 as P, rpc_pb2_grpc
-from test_cluster import leader_of, status, wait_for
+from conftest import TARGET, etcdctl, free_port, rpc_error, rpc_pb2 as P, rpc_pb2_grpc
+from test_cluster import audited_ledgers, leader_of, status, wait_for
 
 
 def ids_by_name(server):
@@ -183,17 +183,7 @@ def test_member_changes_reach_every_member_and_raft(cluster_factory):
     time.sleep(1)  # a signature after the last change (--sig-ms-interval)
     for m in c.members:
         m.stop_cleanly()
-    shows = []
-    for m in c.members:
-        r = subprocess.run([LSKVCTL, "ledger", "audit", str(m.data_dir / "ledger"),
-                            "--service-cert", str(m.data_dir / "identity" / "service.pem"),
-                            "--ledger-secret", str(m.data_dir / "ledger.secret"),
-                            "--no-progress"], capture_output=True, text=True, timeout=120)
-        assert r.returncode == 0 and "audit OK" in r.stdout, r.stdout + r.stderr
-        r = subprocess.run([LSKVCTL, "ledger", "show", str(m.data_dir / "ledger")],
-                           capture_output=True, text=True, timeout=120)
-        assert r.returncode == 0, r.stderr
-        shows.append(r.stdout.splitlines())
+    shows = audited_ledgers(c.members, timeout=120)
     n = min(len(x) for x in shows)
     for other in shows[1:]:
         assert other[:n] == shows[0][:n]
