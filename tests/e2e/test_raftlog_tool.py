@@ -74,9 +74,12 @@ def test_parses_what_lskvd_wrote(server_factory, stop):
         if h["version"] >= 2:
             assert h["index"] == e.index  # entries are sealed for their place
     assert log.term() >= 1 and all(e.term <= log.term() for e in es)
-    # --snapshot-count 10: libraft keeps the newest two snapshots.
-    assert len(log.snapshots) == 2 and all(sn.crc_ok() for sn in log.snapshots)
-    assert log.snapshots[0].index < log.snapshots[1].index <= es[-1].index
+    # --snapshot-count 10: libraft keeps the newest two snapshots, and a
+    # kill -9 right after it took one can leave a third it had not removed yet.
+    assert len(log.snapshots) in ((2,) if stop == "term" else (2, 3))
+    assert all(sn.crc_ok() for sn in log.snapshots)
+    idx = [sn.index for sn in log.snapshots]
+    assert idx == sorted(set(idx)) and idx[-1] <= es[-1].index
     if stop == "kill":
         assert any(seg.is_open for seg in log.segments)
 
