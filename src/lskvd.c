@@ -164,6 +164,11 @@ static int load_ids(struct daemon *d, char *errmsg)
     int rv = datadir_load_ids(&d->dir, d->data_key, &derived, &ids, NULL, errmsg);
     d->cluster_id = ids.cluster_id;
     d->member_id = ids.member_id;
+    /* A member that joined an existing cluster keeps the ids it was given,
+     * whatever --initial-cluster derives. */
+    if (rv == 0 && (ids.cluster_id != derived.cluster_id || ids.member_id != derived.member_id) &&
+        (rv = members_reassign(&d->config.members, ids.member_id, ids.cluster_id, errmsg)) != 0)
+        errmsg_wrapf(errmsg, "%s/ids", d->config.data_dir);
     return rv;
 }
 
@@ -722,6 +727,28 @@ static uint64_t random_request_base(void)
     return v >> 1; /* room to count up without wrapping to 0 */
 }
 
+/* The committed membership's members, each at its first peer URL resolved
+ * (peers[i] is the table's i-th member), handed to the member network so
+ * that forwarding reaches, and links are taken from, members added later.
+ * Errors: LSKV_EINVAL (a URL does not resolve now), LSKV_ENOTREADY (no
+ * membership committed yet), LSKV_ENOMEM. */
+static int sync_member_net(struct daemon *d, struct member_net_peer *peers, char (*addr)[300])
+{
+    const struct member_table *mt = &d->fsm.members;
+    if (!member_table_initialized(mt))
+        return LSKV_ENOTREADY;
+    for (size_t i = 0; i < mt->n; i++) {
+        const Etcdserverpb__Member *m = mt->m[i];
+        struct url u;
+        char why[LSKV_ERRMSG_SIZE];
+        if (m->n_peerurls == 0 || url_parse(m->peerurls[0], 0, &u, why) != 0 ||
+            url_resolve(&u, NULL, addr[i], sizeof addr[i], why) != 0)
+            return LSKV_EINVAL;
+        peers[i] = (struct member_net_peer){.id = m->id, .name = m->name, .address = addr[i]};
+    }
+    return member_net_set_members(d->net, peers, mt->n);
+}
+
 /* Every member: stop once the committed membership no longer lists this
  * member (etcd stops a removed member). The leader: raft's configuration
  * toward the committed membership (consensus/reconfig.h). */
@@ -737,25 +764,19 @@ static void on_member_timer(uv_timer_t *t)
         return;
     }
     consensus_seen_update(d->node, &d->seen, uv_now(d->loop));
+    struct member_net_peer peers[MEMBER_TABLE_MAX];
+    char addr[MEMBER_TABLE_MAX][300];
+    if (sync_member_net(d, peers, addr) != 0)
+        return; /* not now: every member or none */
     struct consensus_status st;
     consensus_get_status(d->node, &st);
     if (!st.is_leader)
-        return; /* (peer URLs are resolved only where they are used) */
+        return;
     struct consensus_want want[MEMBER_TABLE_MAX];
-    char addr[MEMBER_TABLE_MAX][300];
-    size_t n = 0;
-    for (size_t i = 0; i < mt->n; i++) {
-        const Etcdserverpb__Member *m = mt->m[i];
-        struct url u;
-        char why[LSKV_ERRMSG_SIZE];
-        if (m->n_peerurls == 0 || url_parse(m->peerurls[0], 0, &u, why) != 0 ||
-            url_resolve(&u, NULL, addr[n], sizeof addr[n], why) != 0)
-            return; /* not now: every member or none */
-        want[n] = (struct consensus_want){.id = m->id, .address = addr[n],
-                                          .voter = !m->islearner};
-        n++;
-    }
-    if (consensus_reconcile(d->node, want, n) < 0)
+    for (size_t i = 0; i < mt->n; i++)
+        want[i] = (struct consensus_want){.id = peers[i].id, .address = peers[i].address,
+                                          .voter = !mt->m[i]->islearner};
+    if (consensus_reconcile(d->node, want, mt->n) < 0)
         LOG_WARN(MODULE, "raft configuration change: out of memory");
 }
 
@@ -1309,15 +1330,45 @@ static int open_member_net(struct daemon *d, const struct peer_tls_identity *ide
 
 static void continue_start(struct daemon *d);
 
-static void on_joined(void *arg, int status, const char *errmsg)
+/* An existing cluster's joiner takes the ids the cluster gave (which the
+ * data dir's ids file then records) and reaches the members it listed. */
+static int adopt_joined(struct daemon *d, const struct member_net_joined *j, char *errmsg)
+{
+    int rv = members_reassign(&d->config.members, j->member_id, j->cluster_id, errmsg);
+    if (rv != 0)
+        return rv;
+    struct member_net_peer peers[JOIN_MEMBERS_MAX];
+    char addr[JOIN_MEMBERS_MAX][80];
+    for (size_t i = 0; i < j->n_members && i < JOIN_MEMBERS_MAX; i++) {
+        struct url u;
+        if ((rv = url_parse(j->member_peer_urls[i], 0, &u, errmsg)) != 0 ||
+            (rv = url_resolve(&u, NULL, addr[i], sizeof addr[i], errmsg)) != 0)
+            return rv;
+        peers[i] = (struct member_net_peer){.id = j->member_ids[i], .name = "",
+                                            .address = addr[i]};
+    }
+    return member_net_set_members(d->net, peers, j->n_members);
+}
+
+/* --initial-cluster-state existing: a member MemberAdd added. */
+static bool joins_existing(const struct config *c)
+{
+    return strcmp(c->initial_cluster_state, "existing") == 0;
+}
+
+static void on_joined(void *arg, int status, const struct member_net_joined *joined,
+                      const char *errmsg)
 {
     struct daemon *d = arg;
+    char why[LSKV_ERRMSG_SIZE] = "";
     join_key_wipe(&d->join_key);
     if (d->stopping)
         return;
+    if (status == 0 && joins_existing(&d->config))
+        status = adopt_joined(d, joined, why);
     if (status != 0) {
-        LOG_ERROR(MODULE, "refusing to start: joining the cluster: %s (%s)", errmsg,
-                  lskv_errname(status));
+        LOG_ERROR(MODULE, "refusing to start: joining the cluster: %s (%s)",
+                  why[0] ? why : errmsg, lskv_errname(status));
         shutdown_daemon(d, 1);
         return;
     }
@@ -1338,17 +1389,25 @@ static int maybe_join(struct daemon *d, char *errmsg)
     if (rv != 0)
         return rv;
     uint64_t founder = m->m[0].id; /* members are sorted by id (config/members.h) */
-    if (!d->dir.fresh || m->n == 1 || m->m[m->self].id == founder)
+    bool existing = joins_existing(c);
+    if (!d->dir.fresh || m->n == 1 || (!existing && m->m[m->self].id == founder))
         return 0;
     if ((rv = join_key_new(m->m[m->self].id, &d->join_key, errmsg)) != 0)
         return rv;
     struct peer_tls_identity id = {.cert_pem = d->join_key.cert_pem,
                                    .key_pem = d->join_key.key_pem};
+    const struct member *self = &m->m[m->self];
     if ((rv = open_member_net(d, &id, errmsg)) != 0 ||
-        (rv = member_net_join(d->net, &d->join_key, &d->dir, on_joined, d, errmsg)) != 0)
+        (rv = member_net_join(d->net, &d->join_key, &d->dir,
+                              existing ? self->peer_urls : NULL, self->n_peer_urls, on_joined,
+                              d, errmsg)) != 0)
         return rv;
-    LOG_INFO(MODULE, "joining cluster %016" PRIx64 " through its founder, member %016" PRIx64,
-             m->cluster_id, founder);
+    if (existing)
+        LOG_INFO(MODULE, "joining an existing cluster as the member added with peer URLs %s%s",
+                 self->peer_urls[0], self->n_peer_urls > 1 ? ",..." : "");
+    else
+        LOG_INFO(MODULE, "joining cluster %016" PRIx64 " through its founder, member %016"
+                 PRIx64, m->cluster_id, founder);
     return 1;
 }
 
@@ -1370,6 +1429,7 @@ static void consensus_config_of(struct daemon *d, const char *raft_dir,
         .peer_address = d->addrs->address[c->members.self],
         .members = d->addrs->voters,
         .n_members = c->members.n,
+        .joins_existing = joins_existing(c),
         .transport = member_net_transport(d->net),
         .send = member_net_send,
         .send_arg = d->net,
@@ -1387,6 +1447,43 @@ static void consensus_config_of(struct daemon *d, const char *raft_dir,
         .append_observer = on_append,
         .append_observer_arg = d,
     };
+}
+
+/* Admits an existing cluster's joiner (identity/join.h): the committed
+ * membership holds a member with exactly its peer URLs that has not
+ * started (published a name) yet. A started member's place is not taken by
+ * a fresh data dir: that would be a rolled-back member (issue 10 point 7). */
+static int admit_existing(void *arg, char *const *peer_urls, size_t n, const char *name,
+                          struct join_admitted *out, char *errmsg)
+{
+    (void)name; /* published once it starts, as etcd's */
+    struct daemon *d = arg;
+    const struct member_table *mt = &d->fsm.members;
+    const Etcdserverpb__Member *m =
+        member_table_initialized(mt) ? member_table_find_url(mt, peer_urls[0]) : NULL;
+    bool same = m != NULL && m->n_peerurls == n;
+    for (size_t i = 0; same && i < n; i++)
+        same = member_table_find_url(mt, peer_urls[i]) == m;
+    if (!same) {
+        errmsg_printf(errmsg, "member %016" PRIx64 " lists no member with peer URLs %s%s: "
+                      "add it first (etcdctl member add)", d->member_id, peer_urls[0],
+                      n > 1 ? ",..." : "");
+        return LSKV_EMEMBERNOTFOUND;
+    }
+    if (m->name != NULL && m->name[0] != '\0') {
+        errmsg_printf(errmsg, "member %016" PRIx64 " (%s) has started before: a fresh data dir "
+                      "cannot take its place; remove it and add it again", m->id, m->name);
+        return -EEXIST;
+    }
+    out->member_id = m->id;
+    const Etcdserverpb__Member *list[MEMBER_TABLE_MAX];
+    size_t k = member_table_sorted(mt, list);
+    for (size_t i = 0; i < k && out->n_members < JOIN_MEMBERS_MAX; i++)
+        if (list[i]->n_peerurls > 0) {
+            out->ids[out->n_members] = list[i]->id;
+            out->peer_urls[out->n_members++] = list[i]->peerurls[0];
+        }
+    return 0;
 }
 
 /* Secrets, ledger and peer port, and the raft log checked: nothing in the
@@ -1418,9 +1515,11 @@ static int open_daemon(struct daemon *d, char *errmsg)
         if (rv != 0)
             return rv;
     }
-    /* Any member holding the secrets admits the configured members. */
+    /* Any member holding the secrets admits the configured members, and
+     * members MemberAdd added. */
     if ((rv = member_net_serve_joins(d->net, d->service, d->data_key, d->ledger_secret,
-                                     cert_node_pem(d->identity), errmsg)) != 0)
+                                     cert_node_pem(d->identity), admit_existing, d,
+                                     errmsg)) != 0)
         return rv;
     if ((d->addrs = malloc(sizeof *d->addrs)) == NULL)
         return LSKV_ENOMEM;
@@ -1506,6 +1605,9 @@ static int open_consensus(struct daemon *d, char *errmsg)
         return rv;
     }
     member_net_set_node(d->net, d->node);
+    struct member_net_peer peers[MEMBER_TABLE_MAX];
+    char addr[MEMBER_TABLE_MAX][300];
+    (void)sync_member_net(d, peers, addr); /* else the configured members until the timer */
     if (c->members.n > 1) {
         uint64_t ids[CATCHUP_DRIVER_MAX_MEMBERS];
         size_t n = 0;

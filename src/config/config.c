@@ -57,7 +57,8 @@ static const struct opt opts[] = {
      "Initial cluster token for the etcd cluster during bootstrap (member and cluster ids "
      "derive from it as etcd's)."},
     {"initial-cluster-state", OPT_STRING, "new", 0, 0, F(initial_cluster_state), 0,
-     "Initial cluster state: 'new' ('existing', joining a cluster, is not implemented yet)."},
+     "Initial cluster state ('new' or 'existing': a member that MemberAdd added joins a "
+     "running cluster)."},
     {"heartbeat-interval", OPT_INT, "100", 1, INT64_MAX, F(heartbeat_interval_ms), 0,
      "Time (in milliseconds) of a heartbeat interval."},
     {"election-timeout", OPT_INT, "1000", 1, INT64_MAX, F(election_timeout_ms), 0,
@@ -710,17 +711,20 @@ int config_parse(struct config *c, int argc, char **argv, FILE *out, bool *exit_
     if ((rv = check_logging(c, errmsg)) != 0 || (rv = check_timing(c, errmsg)) != 0 ||
         (rv = check_tls(c, errmsg)) != 0 || (rv = config_auth_token(c, &tok, errmsg)) != 0)
         return rv;
-    if (strcmp(c->initial_cluster_state, "existing") == 0) {
-        errmsg_printf(errmsg, "--initial-cluster-state=existing: joining an existing cluster "
-                              "is not implemented yet (only 'new' single-member clusters)");
-        return LSKV_EINVAL;
-    }
-    if (strcmp(c->initial_cluster_state, "new") != 0) {
+    if (strcmp(c->initial_cluster_state, "new") != 0 &&
+        strcmp(c->initial_cluster_state, "existing") != 0) {
         errmsg_printf(errmsg, "--initial-cluster-state=%s: must be 'new' or 'existing'",
                       c->initial_cluster_state);
         return LSKV_EINVAL;
     }
-    return check_initial_cluster(c, errmsg);
+    if ((rv = check_initial_cluster(c, errmsg)) != 0)
+        return rv;
+    if (strcmp(c->initial_cluster_state, "existing") == 0 && c->members.n < 2) {
+        errmsg_printf(errmsg, "--initial-cluster-state=existing: --initial-cluster names no "
+                      "other member to join the cluster through");
+        return LSKV_EINVAL;
+    }
+    return 0;
 }
 
 /* Go's time.ParseDuration for what a token TTL needs: a sequence of

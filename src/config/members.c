@@ -278,6 +278,29 @@ int members_find_local(struct members *out, const char *name, char *const *adver
     return LSKV_EINVAL;
 }
 
+int members_reassign(struct members *m, uint64_t member_id, uint64_t cluster_id,
+                     char *errmsg)
+{
+    if (member_id == 0 || cluster_id == 0) {
+        errmsg_printf(errmsg, "member id %016" PRIx64 " or cluster id %016" PRIx64 " is 0",
+                      member_id, cluster_id);
+        return LSKV_EINVAL;
+    }
+    for (size_t i = 0; i < m->n; i++)
+        if (i != m->self && m->m[i].id == member_id) {
+            errmsg_printf(errmsg, "member id %016" PRIx64 " is member %s's in --initial-cluster",
+                          member_id, m->m[i].name);
+            return LSKV_EINVAL;
+        }
+    m->m[m->self].id = member_id;
+    m->cluster_id = cluster_id;
+    qsort(m->m, m->n, sizeof *m->m, cmp_member);
+    for (size_t i = 0; i < m->n; i++)
+        if (m->m[i].id == member_id)
+            m->self = i;
+    return 0;
+}
+
 void members_free(struct members *m)
 {
     for (size_t i = 0; i < m->n; i++) {

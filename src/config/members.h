@@ -62,6 +62,14 @@ typedef int (*members_resolve_fn)(const char *url, char *out, size_t size);
 int members_find_local(struct members *out, const char *name, char *const *advertised,
                        size_t n_advertised, members_resolve_fn resolve, char *errmsg);
 
+/* A member of an existing cluster (joined with --initial-cluster-state
+ * existing, or restarting from a data dir that holds ids): its own id and
+ * the cluster id are the ones the cluster gave, not the ones the flags
+ * derive. Sets them, keeps m sorted by id and self on this member.
+ * Errors: LSKV_EINVAL (an id 0, or another listed member has member_id). */
+int members_reassign(struct members *m, uint64_t member_id, uint64_t cluster_id,
+                     char *errmsg);
+
 void members_free(struct members *m);
 
 #endif

@@ -1109,7 +1109,8 @@ int consensus_open(uv_loop_t *loop, const struct consensus_config *config,
 
     /* First start: the configured members (or this one alone). Later
      * starts: raft_uv finds state in the directory and answers
-     * RAFT_CANTBOOTSTRAP. */
+     * RAFT_CANTBOOTSTRAP. A joiner of an existing cluster never
+     * bootstraps: it would start a log of its own. */
     struct raft_configuration conf;
     raft_configuration_init(&conf);
     if (config->members == NULL) {
@@ -1120,7 +1121,7 @@ int consensus_open(uv_loop_t *loop, const struct consensus_config *config,
             rv = raft_configuration_add(&conf, config->members[i].id, config->members[i].address,
                                         RAFT_VOTER);
     }
-    if (rv == 0)
+    if (rv == 0 && !config->joins_existing)
         rv = raft_bootstrap(&node->raft, &conf);
     raft_configuration_close(&conf);
     if (rv != 0 && rv != RAFT_CANTBOOTSTRAP) {

@@ -113,6 +113,10 @@ struct consensus_config {
      * of a new cluster bootstraps the same list); NULL: this member alone. */
     const struct consensus_member *members;
     size_t n_members;
+    /* A member that MemberAdd added: a fresh raft directory is not
+     * bootstrapped; the leader's log (its first entry the cluster's
+     * bootstrap configuration) or snapshot fills it. */
+    bool joins_existing;
     /* raft's transport (net/peer.h: mutual TLS between members); NULL:
      * libraft's plain TCP transport (unit tests). Borrowed until the close
      * callback. */

@@ -13,6 +13,7 @@
 #include <inttypes.h>
 #include <openssl/crypto.h>
 #include <stdalign.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -104,8 +105,20 @@ int join_key_new(uint64_t member_id, struct join_key *k, char *errmsg)
     return rv;
 }
 
-int join_request_make(const struct join_key *k, uint64_t member_id, const char *name,
-                      uint64_t cluster_id, uint8_t **out, size_t *len, char *errmsg)
+/* Peer URLs a joiner names: how many, how long. */
+static bool peer_urls_ok(char *const *urls, size_t n)
+{
+    if (n == 0 || n > JOIN_URLS_MAX)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (urls[i] == NULL || urls[i][0] == '\0' || strlen(urls[i]) > 255)
+            return false;
+    return true;
+}
+
+static int request_make(const struct join_key *k, uint64_t member_id, const char *name,
+                        uint64_t cluster_id, char *const *peer_urls, size_t n_peer_urls,
+                        uint8_t **out, size_t *len, char *errmsg)
 {
     if (member_id == 0 || strlen(name) > JOIN_NAME_MAX) {
         errmsg_printf(errmsg, "join request: member id must not be 0 and the name at most "
@@ -128,11 +141,32 @@ int join_request_make(const struct join_key *k, uint64_t member_id, const char *
         m.member_id = member_id;
         m.member_name = (char *)name;
         m.cluster_id = cluster_id;
+        m.existing = peer_urls != NULL;
+        m.peer_urls = (char **)peer_urls;
+        m.n_peer_urls = peer_urls != NULL ? n_peer_urls : 0;
         rv = pack(&m.base, out, len);
     }
     free(report);
     free(spki);
     return rv;
+}
+
+int join_request_make(const struct join_key *k, uint64_t member_id, const char *name,
+                      uint64_t cluster_id, uint8_t **out, size_t *len, char *errmsg)
+{
+    return request_make(k, member_id, name, cluster_id, NULL, 0, out, len, errmsg);
+}
+
+int join_request_make_existing(const struct join_key *k, uint64_t member_id, const char *name,
+                               char *const *peer_urls, size_t n_peer_urls, uint8_t **out,
+                               size_t *len, char *errmsg)
+{
+    if (!peer_urls_ok(peer_urls, n_peer_urls)) {
+        errmsg_printf(errmsg, "join request: 1 to %d peer URLs of at most 255 bytes",
+                      JOIN_URLS_MAX);
+        return LSKV_EINVAL;
+    }
+    return request_make(k, member_id, name, 0, peer_urls, n_peer_urls, out, len, errmsg);
 }
 
 /* --- Founder ------------------------------------------------------------------ */
@@ -149,12 +183,19 @@ static void refuse(int code, const char *text, uint8_t **resp, size_t *resp_len)
     }
 }
 
-/* Invariants (2), (3), (4) and admit, in that order. */
+/* Invariants (2), (3), (4) and admit, in that order; an existing
+ * cluster's joiner gets its member in *admitted. */
 static int check_request(const struct join_founder *f,
                          const uint8_t peer_key_digest[CERT_DIGEST_BYTES],
-                         const Lskvpeerpb__JoinRequest *m, char *errmsg)
+                         const Lskvpeerpb__JoinRequest *m, struct join_admitted *admitted,
+                         char *errmsg)
 {
-    if (m->cluster_id != f->cluster_id) {
+    if (m->existing && !peer_urls_ok(m->peer_urls, m->n_peer_urls)) {
+        errmsg_printf(errmsg, "join request: 1 to %d peer URLs of at most 255 bytes",
+                      JOIN_URLS_MAX);
+        return LSKV_EINVAL;
+    }
+    if (m->cluster_id != f->cluster_id && !(m->existing && m->cluster_id == 0)) {
         errmsg_printf(errmsg, "join request is for cluster %016" PRIx64 ", this is cluster "
                       "%016" PRIx64, m->cluster_id, f->cluster_id);
         return LSKV_EINVAL;
@@ -180,18 +221,35 @@ static int check_request(const struct join_founder *f,
         errmsg_wrapf(errmsg, "join request");
         return rv;
     }
+    if (m->existing) {
+        if (f->admit_existing == NULL) {
+            errmsg_printf(errmsg, "this member does not admit members of an existing cluster");
+            return -EACCES;
+        }
+        memset(admitted, 0, sizeof *admitted);
+        if ((rv = f->admit_existing(f->admit_arg, m->peer_urls, m->n_peer_urls, m->member_name,
+                                    admitted, errmsg)) != 0)
+            return rv;
+        if (admitted->member_id == 0 || admitted->n_members > JOIN_MEMBERS_MAX) {
+            errmsg_printf(errmsg, "join request: no member id to give");
+            return LSKV_EINVAL;
+        }
+        return 0;
+    }
     if (f->admit != NULL && (rv = f->admit(f->admit_arg, m->member_id, m->member_name,
                                            errmsg)) != 0)
         return rv;
+    admitted->member_id = m->member_id;
     return 0;
 }
 
 static int admit_response(const struct join_founder *f, const Lskvpeerpb__JoinRequest *m,
-                          uint8_t **resp, size_t *resp_len, char *errmsg)
+                          const struct join_admitted *admitted, uint8_t **resp,
+                          size_t *resp_len, char *errmsg)
 {
     char cn[64], *node_pem = NULL, *key_pem = NULL;
     size_t key_len;
-    node_cn(m->member_id, cn);
+    node_cn(admitted->member_id, cn);
     int rv = cert_issue_node(f->service, m->node_public_key.data, m->node_public_key.len, cn,
                              &node_pem, errmsg);
     if (rv != 0)
@@ -211,6 +269,13 @@ static int admit_response(const struct join_founder *f, const Lskvpeerpb__JoinRe
     r.node_cert_pem = node_pem;
     r.founder_attestation.data = (uint8_t *)f->report;
     r.founder_attestation.len = f->report_len;
+    r.member_id = admitted->member_id;
+    r.cluster_id = f->cluster_id;
+    if (m->existing) {
+        r.member_ids = (uint64_t *)admitted->ids;
+        r.member_peer_urls = (char **)admitted->peer_urls;
+        r.n_member_ids = r.n_member_peer_urls = admitted->n_members;
+    }
     if ((rv = pack(&r.base, resp, resp_len)) != 0)
         errmsg_printf(errmsg, "out of memory for the join response");
     cert_secret_free(key_pem);
@@ -241,9 +306,12 @@ int join_handle(const struct join_founder *f,
             who->member_id = m->member_id;
             snprintf(who->name, sizeof who->name, "%s", m->member_name);
         }
-        rv = check_request(f, peer_key_digest, m, errmsg);
+        struct join_admitted admitted = {0};
+        rv = check_request(f, peer_key_digest, m, &admitted, errmsg);
+        if (rv == 0 && who != NULL)
+            who->member_id = admitted.member_id;
         if (rv == 0)
-            rv = admit_response(f, m, resp, resp_len, errmsg);
+            rv = admit_response(f, m, &admitted, resp, resp_len, errmsg);
     }
     if (rv != 0) {
         /* The refusal carries errmsg: built from the request and the
@@ -261,6 +329,8 @@ void join_secrets_wipe(struct join_secrets *s)
     free(s->service_cert_pem);
     cert_secret_free(s->service_key_pem);
     free(s->node_cert_pem);
+    for (size_t i = 0; i < s->n_members; i++)
+        free(s->member_peer_urls[i]);
     OPENSSL_cleanse(s, sizeof *s);
 }
 
@@ -300,8 +370,17 @@ static int check_response(const Lskvpeerpb__JoinResponse *m, const struct join_k
         errmsg_wrapf(errmsg, "join response");
         return LSKV_ECORRUPT;
     }
+    if (m->member_id == 0 || (member_id != 0 && m->member_id != member_id) ||
+        m->cluster_id == 0 || m->n_member_ids != m->n_member_peer_urls ||
+        m->n_member_ids > JOIN_MEMBERS_MAX) {
+        errmsg_printf(errmsg, "join response: member id %016" PRIx64 " (want %016" PRIx64
+                      "), cluster id %016" PRIx64 ", %zu member ids for %zu peer URLs",
+                      m->member_id, member_id, m->cluster_id, m->n_member_ids,
+                      m->n_member_peer_urls);
+        return LSKV_ECORRUPT;
+    }
     char cn[64], want_cn[64];
-    node_cn(member_id, want_cn);
+    node_cn(m->member_id, want_cn);
     if ((rv = cert_check_endorsed(svc, founder_cert_pem, founder_cert_len, errmsg)) != 0) {
         errmsg_wrapf(errmsg, "join response: founder's TLS certificate");
     } else if ((rv = cert_check_endorsed(svc, m->node_cert_pem, strlen(m->node_cert_pem),
@@ -358,8 +437,17 @@ int join_response_open(const uint8_t *resp, size_t len, const struct join_key *k
         out->node_cert_pem = strdup(m->node_cert_pem);
         memcpy(out->data_key, m->data_key.data, JOIN_SECRET_BYTES);
         memcpy(out->ledger_secret, m->ledger_secret.data, JOIN_SECRET_BYTES);
+        out->member_id = m->member_id;
+        out->cluster_id = m->cluster_id;
+        bool copied = true;
+        for (size_t i = 0; i < m->n_member_ids; i++) {
+            out->member_ids[i] = m->member_ids[i];
+            out->member_peer_urls[i] = strdup(m->member_peer_urls[i]);
+            out->n_members++;
+            copied = copied && out->member_peer_urls[i] != NULL;
+        }
         if (out->service_cert_pem == NULL || out->service_key_pem == NULL ||
-            out->node_cert_pem == NULL) {
+            out->node_cert_pem == NULL || !copied) {
             join_secrets_wipe(out);
             rv = LSKV_ENOMEM;
         }

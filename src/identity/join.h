@@ -22,7 +22,10 @@
  *       response only after (2), (3) and (4) held for the request.
  *   (2) The request's node key is the key the TLS channel proved.
  *   (3) The request's report binds that key and passes the policy.
- *   (4) The request names the founder's cluster id, and a member id not 0.
+ *   (4) The request names the founder's cluster id, and a member id not 0;
+ *       or it joins an existing cluster (--initial-cluster-state existing):
+ *       then admit_existing found the member MemberAdd made for its peer
+ *       URLs, and that member's id is the one certified.
  *   (5) The joiner takes secrets only from a founder whose report binds the
  *       key of its TLS certificate, passes the joiner's policy, and whose
  *       certificate the received service certificate endorses.
@@ -46,6 +49,8 @@
 #define JOIN_MSG_MAX_BYTES (128 * 1024) /* a request or a response */
 #define JOIN_NAME_MAX 255               /* member name bytes */
 #define JOIN_ERROR_MAX 400              /* refusal text kept by the joiner */
+#define JOIN_MEMBERS_MAX 64             /* members an existing cluster lists */
+#define JOIN_URLS_MAX 8                 /* peer URLs of a joiner */
 
 /* A joiner's node key before it is endorsed. Holds a secret: join_key_wipe. */
 struct join_key {
@@ -69,6 +74,24 @@ void join_buf_free(uint8_t *buf, size_t len);
  * Errors: LSKV_EINVAL (member id 0, name too long), as attest_report_make. */
 int join_request_make(const struct join_key *k, uint64_t member_id, const char *name,
                       uint64_t cluster_id, uint8_t **out, size_t *len, char *errmsg);
+/* The same for a member that MemberAdd added to an existing cluster under
+ * peer_urls (1 to JOIN_URLS_MAX, each at most 255 bytes): member_id is the
+ * one --initial-cluster derives (not 0; the cluster answers with the id it
+ * gave), the cluster id is left for the cluster to say.
+ * Errors: as join_request_make, LSKV_EINVAL (peer URLs). */
+int join_request_make_existing(const struct join_key *k, uint64_t member_id, const char *name,
+                               char *const *peer_urls, size_t n_peer_urls, uint8_t **out,
+                               size_t *len, char *errmsg);
+
+/* What admit_existing gives an existing cluster's joiner: its member id
+ * and the members it should reach (ids and first peer URLs, borrowed for
+ * the call). */
+struct join_admitted {
+    uint64_t member_id;
+    size_t n_members;
+    uint64_t ids[JOIN_MEMBERS_MAX];
+    const char *peer_urls[JOIN_MEMBERS_MAX];
+};
 
 /* What the founder answers with; all borrowed for the call. */
 struct join_founder {
@@ -82,6 +105,10 @@ struct join_founder {
     /* May refuse a member the cluster does not expect (0 = admit, else an
      * LSKV_E* with errmsg); NULL admits any. */
     int (*admit)(void *arg, uint64_t member_id, const char *name, char *errmsg);
+    /* Admits an existing cluster's joiner by its peer URLs, filling out (0),
+     * or refuses (an LSKV_E* with errmsg); NULL refuses every such join. */
+    int (*admit_existing)(void *arg, char *const *peer_urls, size_t n_peer_urls,
+                          const char *name, struct join_admitted *out, char *errmsg);
     void *admit_arg;
 };
 
@@ -116,15 +143,20 @@ struct join_secrets {
     char *node_cert_pem;                /* the joiner's, endorsed */
     uint8_t data_key[JOIN_SECRET_BYTES];
     uint8_t ledger_secret[JOIN_SECRET_BYTES];
+    uint64_t member_id, cluster_id;     /* the certificate's member, the cluster's */
+    size_t n_members;                   /* an existing cluster's members: */
+    uint64_t member_ids[JOIN_MEMBERS_MAX];
+    char *member_peer_urls[JOIN_MEMBERS_MAX]; /*   ids, first peer URLs */
 };
 void join_secrets_wipe(struct join_secrets *s);
 
 /* Opens JoinResponse bytes (at most JOIN_MSG_MAX_BYTES) received over TLS
  * from the founder whose certificate is founder_cert_pem, for a request
- * made with k and member_id. Checks invariant (5), that the node
+ * made with k and member_id (0: a request of join_request_make_existing,
+ * whose id the response gives). Checks invariant (5), that the node
  * certificate is endorsed by the service certificate, is for k's key and
- * member_id, and the secrets' sizes. On 0, out holds copies (the caller
- * wipes them); on error out holds nothing.
+ * the member id, and the secrets' sizes and ids. On 0, out holds copies
+ * (the caller wipes them); on error out holds nothing.
  * Errors: the founder's refusal code as it sent it (errmsg "founder refused
  * the join: <its text>"), LSKV_ECORRUPT (malformed; a check failed), -EACCES
  * (the founder's report refused by policy or not binding its TLS key),

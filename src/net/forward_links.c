@@ -59,6 +59,40 @@ int forward_links_new(peer_net *net, const struct forward_peer *peers, size_t n,
     return 0;
 }
 
+int forward_links_set_peers(forward_links *fl, const struct forward_peer *peers, size_t n)
+{
+    struct outbound *next = calloc(n ? n : 1, sizeof *next);
+    if (next == NULL)
+        return LSKV_ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+        next[i].id = peers[i].id;
+        if ((next[i].address = strdup(peers[i].address)) == NULL) {
+            while (i-- > 0)
+                free(next[i].address);
+            free(next);
+            return LSKV_ENOMEM;
+        }
+    }
+    for (size_t j = 0; j < fl->n; j++) {
+        struct outbound *old = &fl->peers[j];
+        struct outbound *kept = NULL;
+        for (size_t i = 0; i < n && kept == NULL; i++)
+            if (next[i].id == old->id && strcmp(next[i].address, old->address) == 0)
+                kept = &next[i];
+        if (kept != NULL) {
+            kept->link = old->link;
+            kept->open = old->open;
+        } else if (old->link != NULL) {
+            peer_link_close(old->link); /* link_closed finds no entry: only counts */
+        }
+        free(old->address);
+    }
+    free(fl->peers);
+    fl->peers = next;
+    fl->n = n;
+    return 0;
+}
+
 void forward_links_set_node(forward_links *fl, consensus_node *node)
 {
     fl->node = node;

@@ -30,6 +30,10 @@ struct forward_peer {
 /* Errors: LSKV_ENOMEM. */
 int forward_links_new(peer_net *net, const struct forward_peer *peers, size_t n,
                       forward_links **out);
+/* The peers from now on (the committed membership changed): a link to a
+ * peer that stays at its address stays; the others close.
+ * Errors: LSKV_ENOMEM (the old peers stay). */
+int forward_links_set_peers(forward_links *fl, const struct forward_peer *peers, size_t n);
 /* The node messages are delivered to; set once it is open (messages that
  * arrive before are dropped: nobody can wait for them yet). */
 void forward_links_set_node(forward_links *fl, consensus_node *node);

@@ -22,12 +22,16 @@ struct member_net {
     forward_links *links;
     probe_links *probes;
     uint64_t member_id, cluster_id;
-    struct member_net_peer *members; /* copied, strings too */
+    struct member_net_peer *members; /* --initial-cluster's; copied, strings too */
     size_t n_members;
+    struct member_net_peer *known;   /* the committed membership's (set_members) */
+    size_t n_known;
     struct attest_policy policy;
 
     /* Serving joins (member_net_serve_joins). */
     bool serving;
+    member_net_admit_existing_fn admit_existing;
+    void *admit_existing_arg;
     struct join_founder founder;
     uint8_t *report; /* this member's own report */
     size_t report_len;
@@ -40,6 +44,8 @@ struct member_net {
     peer_link *join_link;
     uv_timer_t retry;
     unsigned attempts;
+    bool existing;      /* joining an existing cluster: any member admits */
+    unsigned not_found; /* refusals by members that do not list us yet */
     bool joined;
     member_net_joined_cb done;
     void *done_arg;
@@ -55,6 +61,16 @@ static const struct member_net_peer *member_of(const member_net *mn, uint64_t id
         if (mn->members[i].id == id)
             return &mn->members[i];
     return NULL;
+}
+
+static bool known(const member_net *mn, uint64_t id)
+{
+    if (id == 0)
+        return false;
+    for (size_t i = 0; i < mn->n_known; i++)
+        if (mn->known[i].id == id)
+            return true;
+    return member_of(mn, id) != NULL;
 }
 
 /* The founder: the member with the lowest id. */
@@ -85,6 +101,13 @@ static int admit(void *arg, uint64_t member_id, const char *name, char *errmsg)
         return -EACCES;
     }
     return 0;
+}
+
+static int admit_existing_member(void *arg, char *const *peer_urls, size_t n,
+                                 const char *name, struct join_admitted *out, char *errmsg)
+{
+    member_net *mn = arg;
+    return mn->admit_existing(mn->admit_existing_arg, peer_urls, n, name, out, errmsg);
 }
 
 static void join_request_in(void *arg, peer_link *l, const uint8_t *msg, size_t len)
@@ -127,13 +150,13 @@ static int on_link(void *arg, peer_link *l, uint8_t channel)
     if (mn->closing)
         return LSKV_ESHUTDOWN;
     if (channel == PEER_FORWARD) {
-        if (peer_link_member(l) == 0 || member_of(mn, peer_link_member(l)) == NULL)
+        if (!known(mn, peer_link_member(l)))
             return -EACCES;
         forward_links_accept(mn->links, l);
         return 0;
     }
     if (channel == PEER_PROBE) {
-        if (peer_link_member(l) == 0 || member_of(mn, peer_link_member(l)) == NULL)
+        if (!known(mn, peer_link_member(l)))
             return -EACCES;
         probe_links_accept(mn->probes, l);
         return 0;
@@ -151,7 +174,8 @@ static int on_link(void *arg, peer_link *l, uint8_t channel)
 
 int member_net_serve_joins(member_net *mn, const cert_service *service,
                            const uint8_t *data_key, const uint8_t *ledger_secret,
-                           const char *node_cert_pem, char *errmsg)
+                           const char *node_cert_pem, member_net_admit_existing_fn admit_existing,
+                           void *admit_arg, char *errmsg)
 {
     uint8_t digest[CERT_DIGEST_BYTES];
     int rv = cert_key_digest_of_pem(node_cert_pem, strlen(node_cert_pem), digest);
@@ -170,8 +194,11 @@ int member_net_serve_joins(member_net *mn, const cert_service *service,
         .report = mn->report,
         .report_len = mn->report_len,
         .admit = admit,
+        .admit_existing = admit_existing != NULL ? admit_existing_member : NULL,
         .admit_arg = mn,
     };
+    mn->admit_existing = admit_existing;
+    mn->admit_existing_arg = admit_arg;
     mn->serving = true;
     return 0;
 }
@@ -185,7 +212,8 @@ static void on_retry(uv_timer_t *t)
     join_attempt(t->data);
 }
 
-static void join_finish(member_net *mn, int status, const char *errmsg)
+static void join_finish(member_net *mn, int status, const struct member_net_joined *joined,
+                        const char *errmsg)
 {
     mn->joined = true;
     uv_timer_stop(&mn->retry);
@@ -193,7 +221,7 @@ static void join_finish(member_net *mn, int status, const char *errmsg)
         peer_link_close(mn->join_link);
         mn->join_link = NULL;
     }
-    mn->done(mn->done_arg, status, errmsg);
+    mn->done(mn->done_arg, status, joined, errmsg);
 }
 
 static void join_response_in(void *arg, peer_link *l, const uint8_t *msg, size_t len)
@@ -205,9 +233,17 @@ static void join_response_in(void *arg, peer_link *l, const uint8_t *msg, size_t
     struct join_secrets s = {0};
     const char *founder_pem = peer_link_cert_pem(l);
     int rv = founder_pem == NULL ? LSKV_ECORRUPT
-                                 : join_response_open(msg, len, mn->key, mn->member_id,
+                                 : join_response_open(msg, len, mn->key,
+                                                      mn->existing ? 0 : mn->member_id,
                                                       founder_pem, strlen(founder_pem),
                                                       &mn->policy, &s, errmsg);
+    if (rv == LSKV_EMEMBERNOTFOUND && mn->existing &&
+        ++mn->not_found < MEMBER_NET_JOIN_NOT_FOUND_TRIES) {
+        /* That member has not applied our MemberAdd yet: ask again. */
+        LOG_INFO(MODULE, "%s: %s; asking again", peer_link_address(l), errmsg);
+        peer_link_close(l); /* join_closed retries */
+        return;
+    }
     if (rv == 0)
         rv = join_install(mn->dir, &s, mn->key, errmsg);
     struct peer_tls_identity id = {.cert_pem = s.node_cert_pem,
@@ -215,11 +251,18 @@ static void join_response_in(void *arg, peer_link *l, const uint8_t *msg, size_t
                                    .service_cert_pem = s.service_cert_pem};
     if (rv == 0)
         rv = peer_net_set_identity(mn->net, &id, errmsg);
-    join_secrets_wipe(&s);
-    if (rv == 0)
-        LOG_INFO(MODULE, "joined: %s vouched for by its attestation report; secrets installed",
+    struct member_net_joined joined = {
+        .member_id = s.member_id, .cluster_id = s.cluster_id, .n_members = s.n_members,
+        .member_ids = s.member_ids, .member_peer_urls = s.member_peer_urls};
+    if (rv == 0) {
+        LOG_INFO(MODULE, "joined as member %016" PRIx64 " of cluster %016" PRIx64 ": %s vouched "
+                 "for by its attestation report; secrets installed", s.member_id, s.cluster_id,
                  peer_link_address(l));
-    join_finish(mn, rv, errmsg);
+        mn->member_id = s.member_id;
+        mn->cluster_id = s.cluster_id;
+    }
+    join_finish(mn, rv, rv == 0 ? &joined : NULL, errmsg);
+    join_secrets_wipe(&s);
 }
 
 static void join_open(void *arg, peer_link *l, int status)
@@ -243,6 +286,17 @@ static void join_closed(void *arg, peer_link *l, int status)
         uv_timer_start(&mn->retry, on_retry, JOIN_RETRY_MS, 0);
 }
 
+/* Joining an existing cluster: each other configured member in turn. */
+static const struct member_net_peer *next_to_ask(member_net *mn)
+{
+    for (size_t k = 0; k < mn->n_members; k++) {
+        const struct member_net_peer *p = &mn->members[(mn->attempts + k) % mn->n_members];
+        if (p->id != mn->member_id)
+            return p;
+    }
+    return NULL;
+}
+
 static void join_attempt(member_net *mn)
 {
     static const struct peer_link_callbacks cbs = {
@@ -252,7 +306,11 @@ static void join_attempt(member_net *mn)
     };
     if (mn->joined || mn->closing || mn->join_link != NULL)
         return;
-    const struct member_net_peer *f = founder_of(mn);
+    const struct member_net_peer *f = mn->existing ? next_to_ask(mn) : founder_of(mn);
+    if (f == NULL) {
+        uv_timer_start(&mn->retry, on_retry, JOIN_RETRY_MS, 0);
+        return;
+    }
     mn->attempts++;
     int rv = peer_link_connect(mn->net, f->address, PEER_JOIN, &cbs, mn, &mn->join_link);
     if (rv == 0)
@@ -264,11 +322,18 @@ static void join_attempt(member_net *mn)
 }
 
 int member_net_join(member_net *mn, const struct join_key *k, const struct datadir *d,
+                    char *const *existing_urls, size_t n_existing_urls,
                     member_net_joined_cb done, void *arg, char *errmsg)
 {
     const struct member_net_peer *self = member_of(mn, mn->member_id);
-    int rv = join_request_make(k, mn->member_id, self ? self->name : "", mn->cluster_id,
-                               &mn->request, &mn->request_len, errmsg);
+    const char *name = self ? self->name : "";
+    mn->existing = existing_urls != NULL;
+    int rv = mn->existing
+                 ? join_request_make_existing(k, mn->member_id, name, existing_urls,
+                                              n_existing_urls, &mn->request, &mn->request_len,
+                                              errmsg)
+                 : join_request_make(k, mn->member_id, name, mn->cluster_id, &mn->request,
+                                     &mn->request_len, errmsg);
     if (rv != 0)
         return rv;
     mn->key = k;
@@ -304,13 +369,58 @@ int member_net_probe(member_net *mn, const struct probe_self *self, probe_done_c
     return probe_links_ask(mn->probes, self, done, arg);
 }
 
+static void free_peers(struct member_net_peer *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free((char *)p[i].name);
+        free((char *)p[i].address);
+    }
+    free(p);
+}
+
 static void free_members(member_net *mn)
 {
-    for (size_t i = 0; i < mn->n_members; i++) {
-        free((char *)mn->members[i].name);
-        free((char *)mn->members[i].address);
+    free_peers(mn->members, mn->n_members);
+    free_peers(mn->known, mn->n_known);
+}
+
+int member_net_set_members(member_net *mn, const struct member_net_peer *members, size_t n)
+{
+    if (mn->n_known == n) { /* the same list: nothing to do */
+        size_t same = 0;
+        for (size_t i = 0; i < n; i++)
+            if (mn->known[i].id == members[i].id &&
+                strcmp(mn->known[i].address, members[i].address) == 0)
+                same++;
+        if (same == n && n > 0)
+            return 0;
     }
-    free(mn->members);
+    struct member_net_peer *copy = calloc(n ? n : 1, sizeof *copy);
+    struct forward_peer *peers = calloc(n ? n : 1, sizeof *peers);
+    size_t n_copied = 0, n_peers = 0;
+    int rv = copy == NULL || peers == NULL ? LSKV_ENOMEM : 0;
+    for (size_t i = 0; i < n && rv == 0; i++, n_copied++) {
+        copy[i].id = members[i].id;
+        copy[i].name = strdup(members[i].name != NULL ? members[i].name : "");
+        copy[i].address = strdup(members[i].address);
+        if (copy[i].name == NULL || copy[i].address == NULL)
+            rv = LSKV_ENOMEM;
+        else if (members[i].id != mn->member_id)
+            peers[n_peers++] = (struct forward_peer){.id = members[i].id,
+                                                     .address = copy[i].address};
+    }
+    if (rv == 0 && mn->links != NULL)
+        rv = forward_links_set_peers(mn->links, peers, n_peers);
+    free(peers);
+    if (rv != 0) {
+        free_peers(copy, n_copied);
+        return rv;
+    }
+    free_peers(mn->known, mn->n_known);
+    mn->known = copy;
+    mn->n_known = n;
+    LOG_INFO(MODULE, "peers: %zu members in the committed membership", n);
+    return 0;
 }
 
 int member_net_open(uv_loop_t *loop, const struct member_net_config *cfg,

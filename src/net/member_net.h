@@ -10,7 +10,19 @@
  * reached: members start in any order), installs them into its data dir and
  * then starts as a member. Once a member holds the secrets it serves joins
  * too, but only of the members the configuration names (id and name), and
- * only after their attestation report passed the cluster's policy. */
+ * only after their attestation report passed the cluster's policy.
+ *
+ * Joining an existing cluster (--initial-cluster-state existing): a member
+ * that MemberAdd added starts with a fresh node key, asks any member it
+ * knows of (in turn, each second), and is admitted when the admitting
+ * member's committed membership holds a member with its peer URLs that has
+ * not started yet: it gets that member's id, the cluster id and the members
+ * to reach with the secrets. A member that does not list it yet (MemberAdd
+ * not applied there) is asked again, up to MEMBER_NET_JOIN_NOT_FOUND_TRIES.
+ *
+ * Which members may open forwarding and probe links follows the committed
+ * membership (member_net_set_members), so members added later are
+ * reached and accepted. */
 #ifndef LSKV_NET_MEMBER_NET_H
 #define LSKV_NET_MEMBER_NET_H
 
@@ -53,23 +65,52 @@ struct member_net_config {
 int member_net_open(uv_loop_t *loop, const struct member_net_config *cfg,
                     const struct peer_tls_identity *identity, member_net **out, char *errmsg);
 
+/* The committed membership changed (every member, this one too; copied):
+ * forwarding goes to these addresses, and links of these members are
+ * taken. Errors: LSKV_ENOMEM (the old list stays). */
+int member_net_set_members(member_net *mn, const struct member_net_peer *members, size_t n);
+
+/* Finds, for an existing cluster's joiner, the member MemberAdd made for
+ * peer_urls (join_founder.admit_existing, identity/join.h). */
+typedef int (*member_net_admit_existing_fn)(void *arg, char *const *peer_urls, size_t n,
+                                            const char *name, struct join_admitted *out,
+                                            char *errmsg);
+
 /* Serves joins from now on with these (borrowed until member_net_close):
  * the service identity holding its key, the data key and ledger secret
  * (JOIN_SECRET_BYTES each) and this member's node certificate (PEM), whose
  * key its attestation report binds. Errors: as attest_report_make. */
 int member_net_serve_joins(member_net *mn, const cert_service *service,
                            const uint8_t *data_key, const uint8_t *ledger_secret,
-                           const char *node_cert_pem, char *errmsg);
+                           const char *node_cert_pem, member_net_admit_existing_fn admit,
+                           void *admit_arg, char *errmsg);
 
-typedef void (*member_net_joined_cb)(void *arg, int status, const char *errmsg);
+#define MEMBER_NET_JOIN_NOT_FOUND_TRIES 10
 
-/* Joins through the founder: request made with k (borrowed until done),
- * response checked against the policy, secrets installed into d (fresh,
- * held locked by this process). done fires once, never inside this call:
- * 0 once installed and the endorsed identity is in use for new peer
- * connections, else the founder's refusal or the reason the response was
- * not taken (the daemon stops). Errors: LSKV_ENOMEM, as join_request_make. */
+/* What a join gave: this member's id and the cluster's; joining an existing
+ * cluster, also its members (ids and first peer URLs). */
+struct member_net_joined {
+    uint64_t member_id, cluster_id;
+    size_t n_members;
+    const uint64_t *member_ids;
+    char *const *member_peer_urls;
+};
+/* joined is NULL unless status is 0, and borrowed for the call. */
+typedef void (*member_net_joined_cb)(void *arg, int status,
+                                     const struct member_net_joined *joined,
+                                     const char *errmsg);
+
+/* Joins: request made with k (borrowed until done), response checked
+ * against the policy, secrets installed into d (fresh, held locked by this
+ * process). A new cluster's member asks its founder; with existing_urls
+ * (this member's advertised peer URLs, copied) it joins an existing
+ * cluster, asking each other member it knows of in turn. done fires once,
+ * never inside this call: 0 once installed and the endorsed identity is in
+ * use for new peer connections, else the refusal or the reason the
+ * response was not taken (the daemon stops). Errors: LSKV_ENOMEM, as
+ * join_request_make(_existing). */
 int member_net_join(member_net *mn, const struct join_key *k, const struct datadir *d,
+                    char *const *existing_urls, size_t n_existing_urls,
                     member_net_joined_cb done, void *arg, char *errmsg);
 
 /* Before raft starts on a data dir that holds state: asks the other members

@@ -91,7 +91,7 @@ def test_max_txn_ops_above_default_as_etcd(server_factory):
 
 @pytest.mark.skipif(TARGET == "etcd", reason="lskvd's refusals of flags it lacks")
 @pytest.mark.parametrize("flags,why", [
-    (["--initial-cluster-state", "existing"], "joining an existing cluster is not implemented"),
+    (["--initial-cluster-state", "existing"], "names no other member to join the cluster"),
     (["--max-txn-ops", "0"], "--max-txn-ops=0"),
     (["--max-txn-ops", "4097"], "--max-txn-ops=4097: must be an integer in [1, 4096]"),
 ])

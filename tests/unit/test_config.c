@@ -102,8 +102,18 @@ TEST(config, cluster_flags_checked)
     struct config c;
     char errmsg[LSKV_ERRMSG_SIZE] = "";
     char *a1[] = {"lskvd", "--initial-cluster-state", "existing"};
-    ASSERT_EQ(parse(&c, 3, a1, errmsg), LSKV_EINVAL);
-    ASSERT(strstr(errmsg, "not implemented") != NULL);
+    ASSERT_EQ(parse(&c, 3, a1, errmsg), LSKV_EINVAL); /* nobody to join through */
+    ASSERT(strstr(errmsg, "names no other member") != NULL);
+    config_free(&c);
+    char *a0[] = {"lskvd", "--initial-cluster-state", "old"};
+    ASSERT_EQ(parse(&c, 3, a0, errmsg), LSKV_EINVAL);
+    ASSERT(strstr(errmsg, "must be 'new' or 'existing'") != NULL);
+    config_free(&c);
+    char *a5[] = {"lskvd", "--name", "a", "--initial-advertise-peer-urls", "http://h:1",
+                  "--initial-cluster", "a=http://h:1,b=http://h:2",
+                  "--initial-cluster-state", "existing"};
+    ASSERT_EQ(parse(&c, 9, a5, errmsg), 0);
+    ASSERT_STR_EQ(c.initial_cluster_state, "existing");
     config_free(&c);
     char *a2[] = {"lskvd", "--name", "a", "--initial-advertise-peer-urls", "http://h:1",
                   "--initial-cluster", "a=http://h:1,b=http://h:2"};

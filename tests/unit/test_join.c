@@ -488,7 +488,7 @@ TEST(join, response_refusals_leave_the_joiner_with_nothing)
 
     /* Issued for another member id; opened with another key. */
     expect_open_fails(&fo, &k, MEMBER + 1, fo.tls.cert_pem, resp, resp_len, LSKV_ECORRUPT,
-                      "the node certificate is not for \"lskv node 0a0b0c0d0e0f1012\"");
+                      "member id 0a0b0c0d0e0f1011 (want 0a0b0c0d0e0f1012)");
     expect_open_fails(&fo, &stranger, MEMBER, fo.tls.cert_pem, resp, resp_len, LSKV_ECORRUPT,
                       "the node certificate is not for our key");
 
@@ -522,6 +522,100 @@ TEST(join, response_refusals_leave_the_joiner_with_nothing)
 
     join_buf_free(resp, resp_len);
     join_key_wipe(&stranger);
+    join_key_wipe(&k);
+    founder_close(&fo);
+}
+
+/* An existing cluster's member table, as admit_existing sees it. */
+struct table {
+    const char *url;       /* the added member's peer URL */
+    uint64_t id;           /* its id */
+    bool started;
+    int calls;
+};
+
+static int admit_by_table(void *arg, char *const *peer_urls, size_t n, const char *name,
+                          struct join_admitted *out, char *errmsg)
+{
+    struct table *t = arg;
+    t->calls++;
+    ASSERT_STR_EQ(name, "m4");
+    if (n != 1 || strcmp(peer_urls[0], t->url) != 0) {
+        errmsg_printf(errmsg, "no member with peer URLs %s", peer_urls[0]);
+        return LSKV_EMEMBERNOTFOUND;
+    }
+    if (t->started) {
+        errmsg_printf(errmsg, "has started before");
+        return -EEXIST;
+    }
+    out->member_id = t->id;
+    out->n_members = 2;
+    out->ids[0] = 1;
+    out->peer_urls[0] = "http://127.0.0.1:1";
+    out->ids[1] = t->id;
+    out->peer_urls[1] = t->url;
+    return 0;
+}
+
+TEST(join, existing_cluster_gives_the_added_member_its_id)
+{
+    char errmsg[LSKV_ERRMSG_SIZE] = "";
+    struct founder fo;
+    founder_init(&fo);
+    struct table t = {.url = "http://127.0.0.1:4", .id = 0x4444};
+    fo.f.admit_existing = admit_by_table;
+    fo.f.admit_arg = &t;
+    struct join_key k;
+    ASSERT_EQ(join_key_new(MEMBER, &k, errmsg), 0); /* the id --initial-cluster derives */
+    char *urls[] = {"http://127.0.0.1:4"};
+    uint8_t *req, *resp;
+    size_t req_len, resp_len;
+    ASSERT_EQ(join_request_make_existing(&k, MEMBER, "m4", urls, 1, &req, &req_len, errmsg), 0);
+    struct join_peer who;
+    int rv = join_handle(&fo.f, k.digest, req, req_len, &resp, &resp_len, &who, errmsg);
+    if (rv != 0)
+        TEST_FAIL("join_handle: %s", errmsg);
+    ASSERT_EQ(t.calls, 1);
+    ASSERT_EQ(who.member_id, 0x4444u);
+    /* The joiner does not know its id: it takes the response's. */
+    struct join_secrets s;
+    rv = join_response_open(resp, resp_len, &k, 0, fo.tls.cert_pem, strlen(fo.tls.cert_pem),
+                            &fo.policy, &s, errmsg);
+    if (rv != 0)
+        TEST_FAIL("join_response_open: %s", errmsg);
+    ASSERT_EQ(s.member_id, 0x4444u);
+    ASSERT_EQ(s.cluster_id, CLUSTER);
+    ASSERT_EQ(s.n_members, 2u);
+    ASSERT_EQ(s.member_ids[0], 1u);
+    ASSERT_STR_EQ(s.member_peer_urls[1], "http://127.0.0.1:4");
+    char cn[64];
+    ASSERT_EQ(cert_cn_of_pem(s.node_cert_pem, strlen(s.node_cert_pem), cn, sizeof cn), 0);
+    ASSERT_STR_EQ(cn, "lskv node 0000000000004444");
+    join_secrets_wipe(&s);
+    /* Expecting the id --initial-cluster derived, the joiner refuses it. */
+    expect_open_fails(&fo, &k, MEMBER, fo.tls.cert_pem, resp, resp_len, LSKV_ECORRUPT,
+                      "member id 0000000000004444 (want 0a0b0c0d0e0f1011)");
+    join_buf_free(resp, resp_len);
+
+    /* Not added, or started before: refused, no secret. */
+    t.url = "http://127.0.0.1:5";
+    expect_refused(&fo, &k, k.digest, req, req_len, LSKV_EMEMBERNOTFOUND,
+                   "no member with peer URLs http://127.0.0.1:4");
+    t.url = "http://127.0.0.1:4";
+    t.started = true;
+    expect_refused(&fo, &k, k.digest, req, req_len, -EEXIST, "has started before");
+    /* A member that does not serve existing-cluster joins refuses them. */
+    fo.f.admit_existing = NULL;
+    expect_refused(&fo, &k, k.digest, req, req_len, -EACCES,
+                   "does not admit members of an existing cluster");
+    ASSERT_EQ(t.calls, 3);
+    join_buf_free(req, req_len);
+    /* Peer URLs are bounded on both sides. */
+    char *none[] = {""};
+    ASSERT_EQ(join_request_make_existing(&k, MEMBER, "m4", none, 1, &req, &req_len, errmsg),
+              LSKV_EINVAL);
+    ASSERT_EQ(join_request_make_existing(&k, MEMBER, "m4", urls, 0, &req, &req_len, errmsg),
+              LSKV_EINVAL);
     join_key_wipe(&k);
     founder_close(&fo);
 }

@@ -119,3 +119,27 @@ TEST(members, malformed_initial_cluster_refused)
     ASSERT_EQ(m.n, 1);
     members_free(&m);
 }
+
+/* A member MemberAdd added, or one restarting from its data dir, takes the
+ * ids the cluster gave; the list stays sorted with self on it. */
+TEST(members, reassign_takes_the_clusters_ids)
+{
+    struct members m;
+    char errmsg[LSKV_ERRMSG_SIZE] = "";
+    ASSERT_EQ(members_parse("m1=http://127.0.0.1:25381,m2=http://127.0.0.1:25382,"
+                            "m3=http://127.0.0.1:25383", "lskv-test-3", &m, errmsg), 0);
+    char *ap[] = {"http://127.0.0.1:25382"};
+    ASSERT_EQ(members_find_local(&m, "m2", ap, 1, NULL, errmsg), 0);
+    ASSERT_EQ(members_reassign(&m, 0x10, 0x77, errmsg), 0);
+    ASSERT_EQ(m.self, 0u);
+    ASSERT_STR_EQ(m.m[0].name, "m2");
+    ASSERT(m.m[0].id == 0x10 && m.cluster_id == 0x77);
+    ASSERT_STR_EQ(m.m[1].name, "m1");
+    ASSERT_STR_EQ(m.m[2].name, "m3");
+    /* Another member's id, or 0, is refused and changes nothing. */
+    ASSERT_EQ(members_reassign(&m, 0x50c7206fca233981ULL, 0x77, errmsg), LSKV_EINVAL);
+    ASSERT(strstr(errmsg, "member m1's") != NULL);
+    ASSERT_EQ(members_reassign(&m, 0, 0x77, errmsg), LSKV_EINVAL);
+    ASSERT(m.m[m.self].id == 0x10);
+    members_free(&m);
+}
