@@ -83,6 +83,7 @@ class Member:
         self.data_dir = self.workdir / "data"
         self.log_path = self.workdir / "server.log"
         self.proc = None
+        self.joins_existing = False  # next start: a member MemberAdd added
         self.last_status_error = None
         self.starts = 0
         self._log_offset = 0
@@ -107,6 +108,8 @@ class Member:
              "--listen-peer-urls", self.peer_url, "--initial-advertise-peer-urls", self.peer_url,
              "--initial-cluster", c.initial_cluster, "--initial-cluster-token", c.token,
              "--max-request-bytes", str(MAX_REQUEST_BYTES)]
+        if self.joins_existing:
+            a += ["--initial-cluster-state", "existing"]
         return a + list(c.extra)
 
     def launch(self):

@@ -160,7 +160,7 @@ def test_members_share_one_set_of_secrets_handed_out_after_attestation(cluster_f
     assert len(keys) == 1 and len(services) == 1 and len(nodes) == 3
     logs = "".join(m.log_text() for m in c.members)
     assert logs.count("admitted member") == 2, logs[-3000:]
-    assert logs.count("joined:") == 2
+    assert logs.count("joined as member") == 2
 
 
 def test_a_joiner_the_policy_refuses_gets_no_secret(cluster_factory, tmp_path):

@@ -5,7 +5,9 @@ Client threads (each talking to one member over raw gRPC, writing unique
 values) record every put, get (linearizable and serializable), delete and
 compare-and-set with its invoke/return times; a nemesis runs rounds: partition
 the leader, partition a follower, kill -9 the leader, kill -9 a follower,
-stop/start a member. Afterwards: no linearizability violation, no lost
+stop/start a member, replace a follower (member remove, then member add at
+its address and a fresh start with --initial-cluster-state existing).
+Afterwards: no linearizability violation, no lost
 acknowledged write, serializable reads never forged, revisions never going
 backwards (per member process, and across the cluster for linearizable ops),
 the same data on every member at one revision, and (lskvd) a clean ledger
@@ -20,6 +22,7 @@ import os
 import pickle
 import random
 import re
+import shutil
 import subprocess
 import threading
 import time
@@ -38,12 +41,12 @@ pytestmark = [pytest.mark.slow,
                                  reason="network namespaces unavailable (need root and ip)")]
 
 ROUNDS = int(os.environ.get("LSKV_FAULT_ROUNDS", "50"))
-ETCD_ROUNDS = int(os.environ.get("LSKV_FAULT_ROUNDS_ETCD", "5"))
+ETCD_ROUNDS = int(os.environ.get("LSKV_FAULT_ROUNDS_ETCD", "6"))
 SNAPSHOT_ROUNDS = int(os.environ.get("LSKV_FAULT_SNAPSHOT_ROUNDS", "0"))
 OP_TIMEOUT = 1.0        # s per client call; past it the outcome is unknown
 KEYS_PER_ROUND = 3      # fresh keys each round keep each key's history short
 FAULTS = ["partition-leader", "partition-follower", "kill-leader", "kill-follower",
-          "restart"]
+          "restart", "replace-follower"]
 NOW = time.monotonic
 # Faster elections than the defaults (100/1000 ms) keep rounds short and give
 # the majority time to elect a leader while the old one is cut off.
@@ -285,6 +288,41 @@ class Nemesis:
                 time.sleep(0.5)
                 m.launch()
 
+    def member_change(self, via, *args, timeout=30):
+        """etcdctl member ...; retried while the cluster is "unhealthy" (a
+        member connected for less than 5 s: --strict-reconfig-check)."""
+        deadline = time.time() + timeout
+        while True:
+            r = via.etcdctl("member", *args)
+            if r.returncode == 0 or time.time() > deadline:
+                break
+            self.note("member %s: %s", args[0], r.stderr.strip()[-200:])
+            time.sleep(0.5)
+        if r.returncode != 0:
+            raise NotRecovered("member %s failed: %s" % (" ".join(args), r.stderr[-500:]))
+        return r.stdout
+
+    def replace(self, victim, leader):
+        """Removes a member, which stops by itself, and adds a fresh one at
+        its address: it joins with --initial-cluster-state existing and
+        catches up while the load goes on."""
+        st = victim.status()
+        if st is None:
+            raise NotRecovered("%s does not answer before its removal" % victim.name)
+        vid = "%x" % st["header"]["member_id"]
+        self.member_change(leader, "remove", vid)
+        try:
+            victim.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            raise NotRecovered("%s still runs 30 s after its removal" % victim.name)
+        self.note("removed %s (%s): exit %s", victim.name, vid, victim.proc.returncode)
+        shutil.rmtree(victim.data_dir)
+        out = self.member_change(leader, "add", victim.name, "--peer-urls=" + victim.peer_url)
+        self.note("added %s again: %s", victim.name,
+                  re.search(r"Member +([0-9a-f]+) added", out).group(1))
+        victim.joins_existing = True
+        self.start(victim)
+
     def run_round(self, fault, load_s):
         c = self.c
         self.healthy()
@@ -299,6 +337,8 @@ class Nemesis:
             c.partition([victim])
             time.sleep(load_s + 0.5)  # long enough for an election on the majority side
             c.heal()
+        elif fault == "replace-follower":
+            self.replace(victim, leader)
         elif fault.startswith("kill"):
             victim.kill()
             time.sleep(load_s)
