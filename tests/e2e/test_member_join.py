@@ -156,11 +156,13 @@ def test_new_member_joins_a_cluster_holding_100k_keys(cluster_factory, tmp_path)
     flags = ["--snapshot-count", "50", "--max-txn-ops", "1000"]
     c = cluster_factory("lskvd", 3, extra=flags)
     leader = leader_of(c)
+    t0 = time.time()
     n = 100000
     put_many(leader, b"big/", n)
     kv = rpc_pb2_grpc.KVStub(grpc_channel(leader))
     for i in range(200):  # well past the log the leader keeps after a snapshot
         kv.Put(rpc_pb2.PutRequest(key=b"tail", value=b"%d" % i), timeout=10)
+    time.sleep(max(0, t0 + 5.5 - time.time()))  # --strict-reconfig-check
     port = free_port()
     mid, env = add_member(leader, "m4", port)
     new = joiner(c, "lskvd", "m4", port, env, tmp_path / "m4")
