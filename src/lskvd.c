@@ -493,6 +493,26 @@ static uint64_t keys_total(void *arg)
     return kvstore_key_count(((struct daemon *)arg)->kv);
 }
 
+static uint64_t mvcc_ranges(void *arg)
+{
+    return kvstore_counts(((struct daemon *)arg)->kv).ranges;
+}
+
+static uint64_t mvcc_puts(void *arg)
+{
+    return kvstore_counts(((struct daemon *)arg)->kv).puts;
+}
+
+static uint64_t mvcc_deletes(void *arg)
+{
+    return kvstore_counts(((struct daemon *)arg)->kv).deletes;
+}
+
+static uint64_t mvcc_txns(void *arg)
+{
+    return kvstore_counts(((struct daemon *)arg)->kv).txns;
+}
+
 static uint64_t one(void *arg)
 {
     (void)arg;
@@ -542,6 +562,23 @@ static void add_etcd_series(struct daemon *d)
         {"etcd_mvcc_db_total_size_in_use_in_bytes", "gauge",
          "Total size of the underlying database logically in use in bytes.", db_bytes},
         {"etcd_debugging_mvcc_keys_total", "gauge", "Total number of keys.", keys_total},
+        /* etcd 3.4 exports each twice (etcd_debugging_ until 3.5) */
+        {"etcd_mvcc_range_total", "counter", "Total number of ranges seen by this member.",
+         mvcc_ranges},
+        {"etcd_debugging_mvcc_range_total", "counter",
+         "Total number of ranges seen by this member.", mvcc_ranges},
+        {"etcd_mvcc_put_total", "counter", "Total number of puts seen by this member.",
+         mvcc_puts},
+        {"etcd_debugging_mvcc_put_total", "counter", "Total number of puts seen by this member.",
+         mvcc_puts},
+        {"etcd_mvcc_delete_total", "counter", "Total number of deletes seen by this member.",
+         mvcc_deletes},
+        {"etcd_debugging_mvcc_delete_total", "counter",
+         "Total number of deletes seen by this member.", mvcc_deletes},
+        {"etcd_mvcc_txn_total", "counter", "Total number of txns seen by this member.",
+         mvcc_txns},
+        {"etcd_debugging_mvcc_txn_total", "counter", "Total number of txns seen by this member.",
+         mvcc_txns},
     };
     for (size_t i = 0; i < sizeof series / sizeof series[0]; i++)
         grpc_server_add_gauge(d->server, series[i].name, series[i].type, series[i].help,
@@ -749,14 +786,22 @@ static int sync_member_net(struct daemon *d, struct member_net_peer *peers, char
     return member_net_set_members(d->net, peers, mt->n);
 }
 
-/* Every member: stop once the committed membership no longer lists this
- * member (etcd stops a removed member). The leader: raft's configuration
- * toward the committed membership (consensus/reconfig.h). */
+/* From the time raft is open, every member: the member network follows
+ * the committed membership (before serving too: a restarted member may
+ * need it to reach a leader --initial-cluster does not name). Once
+ * serving, every member: stop once the committed membership no longer
+ * lists this member (etcd stops a removed member); the leader: raft's
+ * configuration toward the committed membership (consensus/reconfig.h). */
 static void on_member_timer(uv_timer_t *t)
 {
     struct daemon *d = t->data;
     const struct member_table *mt = &d->fsm.members;
     if (d->stopping || d->node == NULL || !member_table_initialized(mt))
+        return;
+    struct member_net_peer peers[MEMBER_TABLE_MAX];
+    char addr[MEMBER_TABLE_MAX][300];
+    int synced = sync_member_net(d, peers, addr);
+    if (!d->serving)
         return;
     if (member_table_get(mt, d->member_id) == NULL) {
         LOG_WARN(MODULE, "the member has been permanently removed from the cluster");
@@ -764,9 +809,7 @@ static void on_member_timer(uv_timer_t *t)
         return;
     }
     consensus_seen_update(d->node, &d->seen, uv_now(d->loop));
-    struct member_net_peer peers[MEMBER_TABLE_MAX];
-    char addr[MEMBER_TABLE_MAX][300];
-    if (sync_member_net(d, peers, addr) != 0)
+    if (synced != 0)
         return; /* not now: every member or none */
     struct consensus_status st;
     consensus_get_status(d->node, &st);
@@ -900,7 +943,6 @@ static void start_serving(struct daemon *d)
     }
     diskspace_keep(&d->space);
     uv_timer_start(&d->space_timer, on_space_timer, 1000, 1000);
-    uv_timer_start(&d->member_timer, on_member_timer, 200, 200);
     /* A restart on a full disk serves reads and reports NOSPACE at once. */
     uint64_t cost = 0;
     if (diskspace_admit_put(&d->space, recstore_disk_bytes(d->records), 0, &cost) != 0)
@@ -1608,6 +1650,7 @@ static int open_consensus(struct daemon *d, char *errmsg)
     struct member_net_peer peers[MEMBER_TABLE_MAX];
     char addr[MEMBER_TABLE_MAX][300];
     (void)sync_member_net(d, peers, addr); /* else the configured members until the timer */
+    uv_timer_start(&d->member_timer, on_member_timer, 200, 200);
     if (c->members.n > 1) {
         uint64_t ids[CATCHUP_DRIVER_MAX_MEMBERS];
         size_t n = 0;

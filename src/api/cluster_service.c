@@ -38,7 +38,9 @@ static int check_change(struct api *api, enum consensus_change_op op, uint64_t i
     size_t n = 0;
     const struct member_table *t = api->published;
     for (size_t i = 0; t != NULL && i < t->n; i++)
-        members[n++] = (struct consensus_want){.id = t->m[i]->id, .voter = !t->m[i]->islearner};
+        members[n++] = (struct consensus_want){.id = t->m[i]->id, .voter = !t->m[i]->islearner,
+                                               .started = t->m[i]->name != NULL &&
+                                                          t->m[i]->name[0] != '\0'};
     return consensus_check_change(api->node, op, id, api->strict_reconfig, members, n,
                                   api->seen, uv_now(api->loop));
 }
@@ -241,7 +243,7 @@ static void cluster_member_add(grpc_call *call, const uint8_t *msg, size_t len, 
     m.n_peerurls = req->n_peerurls;
     m.islearner = req->islearner;
     propose_msg(api, call, COMMAND_MEMBER_ADD, &m.base, &a,
-                m.islearner ? 0 : CONSENSUS_CHECK_ADD_VOTER, m.id);
+                m.islearner ? CONSENSUS_CHECK_ADD_LEARNER : CONSENSUS_CHECK_ADD_VOTER, m.id);
 out:
     arena_close(&a);
 }

@@ -72,6 +72,10 @@ struct etcd_error etcd_error_from(int code)
                                    "etcdserver: too many learner members in cluster"};
     case LSKV_EUNHEALTHY:
         return (struct etcd_error){GRPC_STATUS_UNAVAILABLE, "etcdserver: unhealthy cluster"};
+    case LSKV_ENOTENOUGHSTARTED:
+        return (struct etcd_error){GRPC_STATUS_FAILED_PRECONDITION,
+                                   "etcdserver: re-configuration failed due to not enough "
+                                   "started members"};
     case LSKV_EMEMBERBADURLS:
         return (struct etcd_error){GRPC_STATUS_INVALID_ARGUMENT,
                                    "etcdserver: given member URLs are invalid"};

@@ -65,7 +65,8 @@
     X(ETOOMANYLEARNERS, -10085, "too many learner members in cluster")           \
     X(EUNHEALTHY, -10086, "unhealthy cluster")                                   \
     X(EMEMBERBADURLS, -10087, "given member URLs are invalid")                   \
-    X(EREMOVED, -10088, "this member was removed from the cluster")
+    X(EREMOVED, -10088, "this member was removed from the cluster")             \
+    X(ENOTENOUGHSTARTED, -10089, "not enough started members")
 
 enum lskv_err {
 #define LSKV_ERR_ENUM(name, code, msg) LSKV_##name = (code),

@@ -170,7 +170,7 @@ int consensus_check_change(consensus_node *node, enum consensus_change_op op, ui
     struct raft *r = consensus_leader_raft(node);
     if (r == NULL)
         return LSKV_ENOTLEADER;
-    size_t up = 0, n_voters = 0;
+    size_t up = 0, n_voters = 0, started = 0, started_others = 0;
     bool voter = false, known = false;
     for (size_t i = 0; i < n; i++) {
         known |= members[i].id == id;
@@ -179,6 +179,8 @@ int consensus_check_change(consensus_node *node, enum consensus_change_op op, ui
         n_voters++;
         up += is_up(r, s, members[i].id, now_ms);
         voter |= members[i].id == id;
+        started += members[i].started;
+        started_others += members[i].started && members[i].id != id;
     }
     switch (op) {
     case CONSENSUS_CHECK_PROMOTE: {
@@ -186,13 +188,27 @@ int consensus_check_change(consensus_node *node, enum consensus_change_op op, ui
             return 0; /* apply answers it */
         /* etcd's isLearnerReady: its match against the leader's (a member
          * raft has not taken yet has matched nothing). */
-        return caught_up(r, id) ? 0 : LSKV_ELEARNERNOTREADY;
+        if (!caught_up(r, id))
+            return LSKV_ELEARNERNOTREADY;
+        /* IsReadyToPromoteMember: the learner counts, as started. */
+        return strict && started + 1 < (n_voters + 1) / 2 + 1 ? LSKV_ENOTENOUGHSTARTED : 0;
     }
     case CONSENSUS_CHECK_ADD_VOTER:
+        if (!strict)
+            return 0;
+        /* IsReadyToAddVotingMember; one started voter may add a second
+         * (etcd's restore of a cluster from one member). */
+        if (started < (n_voters + 1) / 2 + 1 && !(started == 1 && n_voters == 1))
+            return LSKV_ENOTENOUGHSTARTED;
+        return up < n_voters ? LSKV_EUNHEALTHY : 0;
+    case CONSENSUS_CHECK_ADD_LEARNER:
         return strict && up < n_voters ? LSKV_EUNHEALTHY : 0;
     case CONSENSUS_CHECK_REMOVE:
         if (!strict || !voter)
             return 0;
+        /* IsReadyToRemoveVotingMember: the others. */
+        if (started_others < (n_voters - 1) / 2 + 1)
+            return LSKV_ENOTENOUGHSTARTED;
         /* A member that is down is safe to remove (etcd: it is not in the
          * active quorum). */
         uint64_t since;

@@ -27,6 +27,7 @@ struct consensus_want {
     uint64_t id;
     const char *address; /* peer "host:port" raft connects to */
     bool voter;          /* false: a learner */
+    bool started;        /* it published its name (etcd's IsStarted) */
 };
 
 /* On the leader, starts the next change toward want (n members). Returns 1
@@ -56,6 +57,7 @@ enum consensus_change_op {
     CONSENSUS_CHECK_ADD_VOTER = 1,
     CONSENSUS_CHECK_REMOVE = 2,
     CONSENSUS_CHECK_PROMOTE = 3,
+    CONSENSUS_CHECK_ADD_LEARNER = 4,
 };
 
 /* On the leader: may change op on member id go ahead now? members are the
@@ -66,9 +68,13 @@ enum consensus_change_op {
  * promote: id's log must have reached 90% of the leader's (etcd's
  *   readyPercent), else LSKV_ELEARNERNOTREADY; checked before whether id is
  *   a learner, as etcd (an unknown id passes: apply answers it).
- * With strict (--strict-reconfig-check): add of a voter needs every voter
- * up; removal of a connected voter must leave a quorum of the remaining
- * voters up (a member that is down may go); else LSKV_EUNHEALTHY.
+ * With strict (--strict-reconfig-check), etcd's checks in etcd's order:
+ * started members (etcd's IsReadyTo{Add,Remove,Promote}Member: a quorum of
+ * the voters after the change must have started; else
+ * LSKV_ENOTENOUGHSTARTED) first, for adding a voter, removing a voter and
+ * promoting; then adding a member (learner too) needs every voter up;
+ * removal of a connected voter must leave a quorum of the remaining voters
+ * up (a member that is down may go); else LSKV_EUNHEALTHY.
  * Errors: LSKV_ENOTLEADER (this node does not lead), LSKV_EINVAL (op). */
 int consensus_check_change(consensus_node *node, enum consensus_change_op op, uint64_t id,
                            bool strict, const struct consensus_want *members, size_t n,

@@ -80,6 +80,11 @@ size_t kvstore_key_count(const kvstore *kv)
     return kvindex_live(kv->ix);
 }
 
+struct kvstore_counts kvstore_counts(const kvstore *kv)
+{
+    return kv->counts;
+}
+
 void kvstore_set_deferred_commit(kvstore *kv, bool on)
 {
     kv->defer_commit = on;
@@ -320,6 +325,7 @@ static int cand_cmp(const void *pa, const void *pb, void *arg)
 int kv_exec_range(kvstore *kv, const Etcdserverpb__RangeRequest *req, int64_t cur_rev,
                   struct arena *a, Etcdserverpb__RangeResponse **resp, char *errmsg)
 {
+    kv->counts.ranges++;
     /* etcd's rangeKeys: future first, then 0 (or less) = current, then compacted. */
     int64_t rev = req->revision;
     if (rev > cur_rev)
@@ -494,6 +500,7 @@ int kv_exec_put(kvstore *kv, const Etcdserverpb__PutRequest *req, bool in_txn,
     int rv;
     if (!in_txn && (rv = kv_lease_check(kv, req->lease)) != 0)
         return rv;
+    kv->counts.puts++;
     Mvccpb__KeyValue *prev = NULL;
     struct kvindex_hit hit;
     kvindex_entry *e = kvindex_find(kv->ix, req->key.data, req->key.len);
@@ -601,6 +608,7 @@ int kv_exec_delete(kvstore *kv, const Etcdserverpb__DeleteRangeRequest *req,
                    struct arena *a, Etcdserverpb__DeleteRangeResponse **resp, char *errmsg)
 {
     struct keyrange r;
+    kv->counts.deletes++;
     keyrange_from(&r, &req->key, &req->range_end);
     Etcdserverpb__DeleteRangeResponse *out = arena_alloc(a, sizeof(*out));
     if (out == NULL)

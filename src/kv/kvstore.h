@@ -44,6 +44,15 @@ int64_t kvstore_revision(const kvstore *kv);         /* current revision (>= 1) 
 int64_t kvstore_compact_revision(const kvstore *kv); /* 0 if never compacted */
 size_t kvstore_key_count(const kvstore *kv);         /* live keys */
 
+/* etcd's mvcc counters (etcd_mvcc_{range,put,delete,txn}_total): range
+ * calls served, puts and delete-range calls applied (a call, not a key,
+ * as etcd counts them; txn compares are ranges), and writes of more than
+ * one of them. This member's, since it started. */
+struct kvstore_counts {
+    uint64_t ranges, puts, deletes, txns;
+};
+struct kvstore_counts kvstore_counts(const kvstore *kv);
+
 /* Deferred commits. Off (the default): every write that changes something
  * ends with recstore_commit, one engine write per request. On: a write only
  * stages its records in the record store's pending batch (visible to every

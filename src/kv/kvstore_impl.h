@@ -28,6 +28,7 @@ struct kvstore {
     kvstore_lease_fn lease_exists; /* NULL: no lease exists */
     void *lease_arg;
     bool defer_commit;       /* kvstore_set_deferred_commit */
+    struct kvstore_counts counts;
 
     /* The write in progress: its changes (records of revision rev + 1, the
      * n-th with sub revision n) and, in step, the index entries to undo. */

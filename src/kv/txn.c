@@ -328,6 +328,7 @@ static int apply_compare(kvstore *kv, const Etcdserverpb__Compare *c, struct are
                          bool *ok, char *errmsg)
 {
     struct keyrange r;
+    kv->counts.ranges++; /* etcd's applyCompare reads with a Range */
     keyrange_from(&r, &c->key, &c->range_end);
     struct cmp_ctx x = {kv, c, a, errmsg, 0, true};
     int rv = kv_visit(kv, &r, kv->rev, cmp_cb, &x);
@@ -501,12 +502,30 @@ static int exec_txn(kvstore *kv, const Etcdserverpb__TxnRequest *t, const struct
     return 0;
 }
 
+static uint64_t calls(struct kvstore_counts c)
+{
+    return c.ranges + c.puts + c.deletes;
+}
+
+/* etcd's isTxnReadonly: the top-level ops of both branches. */
+static bool readonly(const Etcdserverpb__TxnRequest *req)
+{
+    for (size_t i = 0; i < req->n_success; i++)
+        if (req->success[i]->request_case != ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_RANGE)
+            return false;
+    for (size_t i = 0; i < req->n_failure; i++)
+        if (req->failure[i]->request_case != ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_RANGE)
+            return false;
+    return true;
+}
+
 int kvstore_txn(kvstore *kv, const Etcdserverpb__TxnRequest *req, struct arena *a,
                 Etcdserverpb__TxnResponse **resp, char *errmsg)
 {
     struct path p = {0};
     Etcdserverpb__TxnResponse *out = NULL;
     size_t cur;
+    struct kvstore_counts before = kv->counts;
     kv_write_begin(kv);
     int rv = compare_to_path(kv, req, &p, 0, a, errmsg);
     if (rv == 0) {
@@ -517,6 +536,7 @@ int kvstore_txn(kvstore *kv, const Etcdserverpb__TxnRequest *req, struct arena *
         cur = 0;
         rv = check_requests(kv, req, &p, &cur, check_range);
     }
+    uint64_t reads = calls(kv->counts) - calls(before);
     if (rv == 0) {
         cur = 0;
         rv = exec_txn(kv, req, &p, &cur, a, &out, errmsg);
@@ -525,6 +545,14 @@ int kvstore_txn(kvstore *kv, const Etcdserverpb__TxnRequest *req, struct arena *
     free(p.v);
     if (rv != 0)
         return rv;
+    /* etcd's applier: compares in a read txn, then the ops in a write txn
+     * unless every top-level op is a range; each mvcc txn of more than one
+     * call counts (metricsTxnWrite.End). */
+    uint64_t ops = calls(kv->counts) - calls(before) - reads;
+    if (!readonly(req))
+        kv->counts.txns += (reads > 1) + (ops > 1);
+    else
+        kv->counts.txns += reads + ops > 1;
     out->header->revision = kv->rev;
     *resp = out;
     return 0;

@@ -312,3 +312,26 @@ def test_gateway_member_add_and_remove_as_etcd(pair):
     assert got[0] == got[1]
     assert got[0][-1] == (404, {"error": "etcdserver: member not found", "code": 5,
                                 "message": "etcdserver: member not found"})
+
+
+@pytest.mark.parametrize("kind", ["etcd", "lskvd"])
+def test_not_enough_started_members_as_etcd(cluster_factory, kind):
+    """etcd's started-member checks (--strict-reconfig-check): a lone member
+    may add a second voter that has not started, but not a third, and may
+    not remove itself while the other has not started."""
+    c = cluster_factory(kind, 1)
+    m = c.members[0]
+    leader_of(c)
+    time.sleep(0.5)
+    urls = ["--peer-urls=http://127.0.0.1:%d" % free_port() for _ in range(3)]
+    r = etcdctl(m, "member", "add", "a", urls[0])
+    assert r.returncode == 0, r.stderr
+    r = etcdctl(m, "member", "add", "b", urls[1])
+    assert r.returncode != 0
+    assert "Error: etcdserver: re-configuration failed due to not enough started members" in \
+        r.stderr, r.stderr
+    r = etcdctl(m, "member", "remove", "%x" % status(m)["header"]["member_id"])
+    assert r.returncode != 0
+    assert "Error: etcdserver: re-configuration failed due to not enough started members" in \
+        r.stderr, r.stderr
+    assert len(ids_by_name(m)[0]) == 2

@@ -21,6 +21,10 @@ REQUIRED = {
     "etcd_mvcc_db_total_size_in_bytes": "gauge",
     "etcd_mvcc_db_total_size_in_use_in_bytes": "gauge",
     "etcd_debugging_mvcc_keys_total": "gauge",
+    "etcd_mvcc_range_total": "counter",
+    "etcd_mvcc_put_total": "counter",
+    "etcd_mvcc_delete_total": "counter",
+    "etcd_mvcc_txn_total": "counter",
     "etcd_disk_wal_fsync_duration_seconds": "histogram",
     "etcd_disk_backend_commit_duration_seconds": "histogram",
     "etcd_network_client_grpc_received_bytes_total": "counter",
@@ -88,9 +92,26 @@ def test_names_types_labels_and_values_as_etcd(server_factory):
         s.kv().Put(rpc_pb2.PutRequest(key=b"b", value=b"2" * 1000))
         after = scrape(s.url)
         on_metrics_url = scrape(metrics_url)
-        scraped[kind] = (before, after, on_metrics_url)
-    (etypes, esamples), _, _ = scraped["etcd"]
-    (ltypes, lsamples), (_, lafter), (mtypes, _) = scraped["lskvd"]
+        # etcd's mvcc counters count calls: 7 ranges (3 txn compares, 3 in
+        # txns), 2 deletes (one of nothing), 2 puts; txns of more than
+        # one call in one mvcc txn: the compares of a write txn are one, its
+        # ops another, a read-only txn is one.
+        kv = s.kv()
+        kv.Range(rpc_pb2.RangeRequest(key=b"a"))
+        kv.DeleteRange(rpc_pb2.DeleteRangeRequest(key=b"a"))
+        kv.DeleteRange(rpc_pb2.DeleteRangeRequest(key=b"none"))
+        cmp = rpc_pb2.Compare(key=b"b", target=rpc_pb2.Compare.VERSION, version=1)
+        put = rpc_pb2.RequestOp(request_put=rpc_pb2.PutRequest(key=b"c", value=b"3"))
+        kv.Txn(rpc_pb2.TxnRequest(compare=[cmp], success=[put]))  # 0
+        kv.Txn(rpc_pb2.TxnRequest(compare=[cmp, cmp], success=[put]))  # 1
+        kv.Txn(rpc_pb2.TxnRequest(success=[rpc_pb2.RequestOp(
+            request_range=rpc_pb2.RangeRequest(key=b"c"))]))  # 0
+        kv.Txn(rpc_pb2.TxnRequest(success=[rpc_pb2.RequestOp(
+            request_range=rpc_pb2.RangeRequest(key=b"c"))] * 2))  # 1
+        mvcc = scrape(s.url)
+        scraped[kind] = (before, after, on_metrics_url, mvcc)
+    (etypes, esamples), _, _, _ = scraped["etcd"]
+    (ltypes, lsamples), (_, lafter), (mtypes, _), _ = scraped["lskvd"]
     elabels, llabels = label_names(etypes, esamples), label_names(ltypes, lsamples)
     for name, t in REQUIRED.items():
         assert etypes.get(name) == t, ("etcd", name)
@@ -105,8 +126,15 @@ def test_names_types_labels_and_values_as_etcd(server_factory):
         if t == "histogram":
             assert buckets(lsamples, name) == buckets(esamples, name), name
     assert set(mtypes) == set(ltypes)  # --listen-metrics-urls serves the same
+    counters = {}
     for kind in ("etcd", "lskvd"):
-        (_, b), (_, a), _ = scraped[kind]
+        (_, a), (_, m) = scraped[kind][1], scraped[kind][3]
+        counters[kind] = [value(m, "etcd_%s_total" % c) - value(a, "etcd_%s_total" % c)
+                          for c in ("mvcc_range", "mvcc_put", "mvcc_delete", "mvcc_txn")]
+        counters[kind].append(value(a, "etcd_mvcc_put_total"))
+    assert counters["lskvd"] == counters["etcd"] == [7, 2, 2, 2, 2], counters
+    for kind in ("etcd", "lskvd"):
+        (_, b), (_, a), _, _ = scraped[kind]
         assert value(a, "etcd_server_proposals_committed_total") > \
             value(b, "etcd_server_proposals_committed_total"), kind
         assert value(a, "etcd_server_proposals_applied_total") > \

@@ -543,7 +543,7 @@ TEST(cluster_consensus, raft_configuration_follows_the_membership)
     struct consensus_want w[4];
     for (int i = 0; i < N; i++)
         w[i] = (struct consensus_want){.id = c.m[i]->id, .address = c.m[i]->addr,
-                                       .voter = true};
+                                       .voter = true, .started = true};
     /* Already as wanted: nothing to do. */
     ASSERT_EQ(consensus_reconcile(lead->node, w, N), 0);
     /* A learner: added (spare), then standby; never started, so it stays. */
@@ -573,6 +573,43 @@ TEST(cluster_consensus, raft_configuration_follows_the_membership)
                                      &seen, 1000),
               LSKV_EUNHEALTHY);
     ASSERT_EQ(consensus_check_change(lead->node, CONSENSUS_CHECK_ADD_VOTER, 77, false, w, 4,
+                                     &seen, 1000),
+              0);
+    ASSERT_EQ(consensus_check_change(lead->node, CONSENSUS_CHECK_ADD_LEARNER, 77, true, w, 4,
+                                     &seen, 1000),
+              LSKV_EUNHEALTHY);
+    /* etcd's started-member checks come first: with two of three voters
+     * not started, adding a voter (quorum of 4: 3), removing a started one
+     * (2 of 2 others needed) and promoting (3 of 4 with the learner) are
+     * refused; a learner may still be added (then: unhealthy). */
+    struct consensus_want ns[4];
+    memcpy(ns, w, sizeof ns);
+    ns[1].started = ns[2].started = false;
+    ASSERT_EQ(consensus_check_change(lead->node, CONSENSUS_CHECK_ADD_VOTER, 77, true, ns, 4,
+                                     &seen, 1000),
+              LSKV_ENOTENOUGHSTARTED);
+    ASSERT_EQ(consensus_check_change(lead->node, CONSENSUS_CHECK_REMOVE, ns[0].id, true, ns, 4,
+                                     &seen, 1000),
+              LSKV_ENOTENOUGHSTARTED);
+    /* Promoting a caught-up follower listed as a learner, with neither
+     * voter started: the learner alone is 1 of the 2 needed of 3. */
+    struct member *fl = a_follower(&c);
+    struct consensus_want pl[3];
+    for (int i = 0; i < N; i++)
+        pl[i] = (struct consensus_want){.id = c.m[i]->id, .voter = c.m[i] != fl};
+    ASSERT_EQ(consensus_check_change(lead->node, CONSENSUS_CHECK_PROMOTE, fl->id, true, pl, N,
+                                     &seen, 1000),
+              LSKV_ENOTENOUGHSTARTED);
+    for (int i = 0; i < N; i++)
+        pl[i].started = c.m[i] == lead;
+    ASSERT_EQ(consensus_check_change(lead->node, CONSENSUS_CHECK_PROMOTE, fl->id, true, pl, N,
+                                     &seen, 1000),
+              0);
+    ASSERT_EQ(consensus_check_change(lead->node, CONSENSUS_CHECK_ADD_LEARNER, 77, true, ns, 4,
+                                     &seen, 1000),
+              LSKV_EUNHEALTHY);
+    /* ... and allowed without --strict-reconfig-check. */
+    ASSERT_EQ(consensus_check_change(lead->node, CONSENSUS_CHECK_ADD_VOTER, 77, false, ns, 4,
                                      &seen, 1000),
               0);
     struct member *f = a_follower(&c);
