@@ -159,6 +159,7 @@ def test_member_changes_reach_every_member_and_raft(cluster_factory):
     lead = leader_of(c)
     f = next(m for m in c.members if m is not lead)
     p = free_port()
+    time.sleep(5.5)  # etcd adds a learner too only once every voter is connected for 5 s
     r = etcdctl(f, "member", "add", "l1", "--learner", "--peer-urls=http://127.0.0.1:%d" % p)
     assert r.returncode == 0, r.stderr
     lists = [json.loads(etcdctl(m, "member", "list", "-w", "json").stdout)["members"]
