@@ -887,7 +887,8 @@ static void start_serving(struct daemon *d)
                 .key_file = c->key_file,
                 .trusted_ca_file = c->trusted_ca_file,
                 .client_cert_auth = c->client_cert_auth,
-                .cipher_suites = c->cipher_suites},
+                .cipher_suites = c->cipher_suites,
+                .crl_file = c->client_crl_file},
         /* gRPC's own limit sits above etcd's request limit, as in etcd
          * (max-request-bytes + 512 KiB of slack). */
         .max_recv_message_bytes = (size_t)c->max_request_bytes + 512 * 1024,

@@ -160,8 +160,9 @@ static const struct opt opts[] = {
     {"discovery-fallback", OPT_REFUSED, NULL, 0, 0, 0, 0, "discovery is not supported"},
     {"discovery-proxy", OPT_REFUSED, NULL, 0, 0, 0, 0, "discovery is not supported"},
     {"proxy", OPT_REFUSED, "off", 0, 0, 0, 0, "the v2 proxy is not supported"},
-    {"client-crl-file", OPT_REFUSED, NULL, 0, 0, 0, 0,
-     "certificate revocation lists are not supported yet"},
+    {"client-crl-file", OPT_STRING, NULL, 0, 0, F(client_crl_file), 0,
+     "Path to the client certificate revocation list file (PEM or DER): a client whose "
+     "certificate's serial it lists is refused at the handshake; read at each handshake."},
     {"peer-crl-file", OPT_REFUSED, NULL, 0, 0, 0, 0,
      "certificate revocation lists are not supported yet"},
     {"auth-token", OPT_STRING, "simple", 0, 0, F(auth_token), 0,
@@ -515,9 +516,15 @@ static int check_tls(struct config *c, char *errmsg)
     const char *tls_only = c->client_cert_auth ? "--client-cert-auth"
                            : c->trusted_ca_file ? "--trusted-ca-file"
                            : c->cipher_suites   ? "--cipher-suites"
+                           : c->client_crl_file ? "--client-crl-file"
                                                 : NULL;
     if (tls_only != NULL && !tls) {
         errmsg_printf(errmsg, "%s: needs an https:// URL in --listen-client-urls", tls_only);
+        return LSKV_EINVAL;
+    }
+    if (c->client_crl_file != NULL && c->trusted_ca_file == NULL) {
+        errmsg_printf(errmsg, "--client-crl-file: needs --client-cert-auth and "
+                              "--trusted-ca-file (no client certificate to check otherwise)");
         return LSKV_EINVAL;
     }
     if (c->client_cert_auth && c->trusted_ca_file == NULL) {

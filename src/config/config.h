@@ -50,6 +50,7 @@ struct config {
     char *cert_file;             /* --cert-file: client TLS certificate (PEM) */
     char *key_file;              /* --key-file */
     char *trusted_ca_file;       /* --trusted-ca-file: CA for client certificates */
+    char *client_crl_file;       /* --client-crl-file: revoked client certificates */
     bool client_cert_auth;       /* --client-cert-auth: require a client certificate */
     char *cipher_suites;         /* --cipher-suites: etcd's (Go) names, comma separated */
     int64_t max_request_bytes;   /* --max-request-bytes: etcd's 1.5 MiB */

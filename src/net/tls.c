@@ -1,6 +1,7 @@
 #include "net/tls.h"
 
 #include <openssl/err.h>
+#include <openssl/pem.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <stdlib.h>
@@ -10,7 +11,8 @@
 
 struct tls_ctx {
     SSL_CTX *ssl_ctx;
-    bool client; /* connections start the handshake */
+    bool client;    /* connections start the handshake */
+    char *crl_file; /* tls_options.crl_file, or NULL */
 };
 
 /* h2.c note 8: until its first TLS record (the ClientHello) is complete, a
@@ -93,6 +95,60 @@ static int cipher_list(SSL_CTX *ctx, const char *names, char *out, size_t cap, c
     return 0;
 }
 
+/* ---- --client-crl-file ---- */
+
+static int crl_ex_index = -1; /* the SSL_CTX's tls_ctx, for crl_verify */
+
+/* The CRL at path (PEM, else DER); NULL if it cannot be read or parsed. */
+static X509_CRL *crl_load(const char *path)
+{
+    BIO *in = BIO_new_file(path, "rb");
+    if (in == NULL)
+        return NULL;
+    X509_CRL *crl = PEM_read_bio_X509_CRL(in, NULL, NULL, NULL);
+    if (crl == NULL && BIO_reset(in) == 0)
+        crl = d2i_X509_CRL_bio(in, NULL);
+    BIO_free(in);
+    ERR_clear_error();
+    return crl;
+}
+
+static bool crl_lists(X509_CRL *crl, X509 *cert)
+{
+    STACK_OF(X509_REVOKED) *revoked = X509_CRL_get_REVOKED(crl);
+    const ASN1_INTEGER *serial = X509_get0_serialNumber(cert);
+    for (int i = 0; i < sk_X509_REVOKED_num(revoked); i++)
+        if (ASN1_INTEGER_cmp(X509_REVOKED_get0_serialNumber(sk_X509_REVOKED_value(revoked, i)),
+                             serial) == 0)
+            return true;
+    return false;
+}
+
+/* OpenSSL's verification, then each certificate of the chain against the
+ * CRL as the file holds it now. */
+static int crl_verify(int ok, X509_STORE_CTX *sctx)
+{
+    if (!ok)
+        return 0;
+    SSL *ssl = X509_STORE_CTX_get_ex_data(sctx, SSL_get_ex_data_X509_STORE_CTX_idx());
+    const tls_ctx *ctx = ssl ? SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), crl_ex_index) : NULL;
+    X509 *cert = X509_STORE_CTX_get_current_cert(sctx);
+    if (ctx == NULL || ctx->crl_file == NULL || cert == NULL)
+        return 1;
+    X509_CRL *crl = crl_load(ctx->crl_file);
+    if (crl == NULL) {
+        X509_STORE_CTX_set_error(sctx, X509_V_ERR_UNABLE_TO_GET_CRL);
+        return 0;
+    }
+    bool revoked = crl_lists(crl, cert);
+    X509_CRL_free(crl);
+    if (revoked) {
+        X509_STORE_CTX_set_error(sctx, X509_V_ERR_CERT_REVOKED);
+        return 0;
+    }
+    return 1;
+}
+
 /* etcd's client TLS on top of the certificate: client certificates and
  * cipher suites. */
 static int client_options(SSL_CTX *ctx, const struct tls_options *o, char *errmsg)
@@ -152,11 +208,29 @@ int tls_ctx_open(const struct tls_options *o, tls_ctx **out, char *errmsg)
     }
     if (client_options(ctx->ssl_ctx, o, errmsg) != 0)
         goto err;
+    if (o->crl_file != NULL) {
+        X509_CRL *crl = crl_load(o->crl_file);
+        if (crl == NULL) {
+            errmsg_printf(errmsg, "--client-crl-file=%s: not a readable CRL (PEM or DER)",
+                          o->crl_file);
+            goto err;
+        }
+        X509_CRL_free(crl);
+        if (crl_ex_index < 0)
+            crl_ex_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+        if (crl_ex_index < 0 || (ctx->crl_file = strdup(o->crl_file)) == NULL ||
+            SSL_CTX_set_ex_data(ctx->ssl_ctx, crl_ex_index, ctx) != 1) {
+            errmsg_printf(errmsg, "--client-crl-file: out of memory");
+            goto err;
+        }
+        SSL_CTX_set_verify(ctx->ssl_ctx, SSL_CTX_get_verify_mode(ctx->ssl_ctx), crl_verify);
+    }
     SSL_CTX_set_alpn_select_cb(ctx->ssl_ctx, alpn_select, NULL);
     *out = ctx;
     return 0;
 err:
     SSL_CTX_free(ctx->ssl_ctx);
+    free(ctx->crl_file);
     free(ctx);
     return LSKV_EIO;
 }
@@ -177,6 +251,7 @@ void tls_ctx_close(tls_ctx *ctx)
     if (ctx == NULL)
         return;
     SSL_CTX_free(ctx->ssl_ctx);
+    free(ctx->crl_file);
     free(ctx);
 }
 

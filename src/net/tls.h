@@ -32,6 +32,11 @@ struct tls_options {
     /* TLS 1.2 suites, etcd's (Go's, IANA) names comma separated, in order of
      * preference; NULL: OpenSSL's defaults. TLS 1.3 names are skipped. */
     const char *cipher_suites;
+    /* --client-crl-file: a certificate of the client's chain whose serial
+     * this CRL (PEM or DER) lists is refused at the handshake. As etcd 3.4
+     * (pkg/transport checkCRL), the file is read again at each handshake,
+     * so an updated list applies at once, and only its serials count. */
+    const char *crl_file;
 };
 
 /* Errors: LSKV_EIO (a file or a cipher suite OpenSSL cannot take; errmsg

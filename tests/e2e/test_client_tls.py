@@ -171,3 +171,44 @@ def test_http1_answer_before_close_over_tls_as_etcd(server_factory, pki):
             out.append((r.returncode, r.stdout.rsplit(" ", 1)[-1], r.stdout.startswith("{")))
         got.append(out)
     assert got[1] == got[0] == [(0, "200", True), (0, "200", True)], got
+
+
+def revoke(d, ca, crt, crl):
+    """Adds crt to ca's revocation list and writes the list (PEM) to crl."""
+    cnf = d / "ca.cnf"
+    if not cnf.exists():
+        (d / "index.txt").write_text("")
+        (d / "crlnumber").write_text("01\n")
+        cnf.write_text("[ca]\ndefault_ca = d\n[d]\ndatabase = %s\ncrlnumber = %s\n"
+                       "default_md = sha256\ndefault_crl_days = 2\n" % (
+                           d / "index.txt", d / "crlnumber"))
+    openssl("ca", "-config", cnf, "-keyfile", ca[1], "-cert", ca[0], "-revoke", crt)
+    openssl("ca", "-config", cnf, "-keyfile", ca[1], "-cert", ca[0], "-gencrl", "-out", crl)
+
+
+def test_client_crl_file_as_etcd(server_factory, tmp_path):
+    """--client-crl-file: a client certificate the list revokes is refused
+    at the handshake, others work; the list is read again for each new
+    connection, so a certificate revoked later is refused from then on."""
+    seen = []
+    for kind in ("etcd", "lskvd"):
+        d = tmp_path / kind
+        d.mkdir()
+        ca = make_ca(d, "ca")
+        pki = {"ca": str(ca[0]),
+               "server": make_signed(d, "server", ca, "127.0.0.1", "IP:127.0.0.1"),
+               "alice": make_signed(d, "alice", ca, "alice"),
+               "bob": make_signed(d, "bob", ca, "bob")}
+        crl = d / "revoked.crl"
+        revoke(d, ca, pki["bob"][0], crl)
+        s = start(server_factory, kind, pki, "--client-cert-auth", "--trusted-ca-file", pki["ca"],
+                  "--client-crl-file", crl)
+        row = [ctl(s, pki, "put", "k", "v", client="alice"),
+               ctl(s, pki, "put", "k", "v", client="bob")[0] != 0,
+               s_client(s, pki, client="bob")]
+        revoke(d, ca, pki["alice"][0], crl)
+        row.append(ctl(s, pki, "put", "k", "v", client="alice")[0] != 0)
+        seen.append(row)
+        if kind == "lskvd":
+            assert "certificate revoked" in s.log_text(), s.log_text()[-2000:]
+    assert seen[1] == seen[0] == [(0, "OK"), True, False, True], seen

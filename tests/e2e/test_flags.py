@@ -291,7 +291,7 @@ def test_election_timeout_sets_the_minimum_lease_ttl(server_factory, kind):
     (["--peer-trusted-ca-file", "ca.pem"], "--peer-trusted-ca-file: needs --peer-cert-file"),
     (["--logger", "json"], 'unknown logger option "json"'),
     (["--force-new-cluster"], "--force-new-cluster=true: not supported by lskvd"),
-    (["--client-crl-file", "x.crl"], "certificate revocation lists are not supported yet"),
+    (["--client-crl-file", "x.crl"], "--client-crl-file: needs an https:// URL"),
     (["--max-concurrent-streams", "5000"], "--max-concurrent-streams=5000: lskvd allows at most"),
     (["--experimental-watch-progress-notify-interval", "5s"],
      "periodic watch progress notifications are not supported yet"),
