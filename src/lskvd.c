@@ -604,6 +604,10 @@ static void add_etcd_series(struct daemon *d)
     grpc_server_add_histogram(d->server, "etcd_disk_backend_commit_duration_seconds",
                               "The latency distributions of commit called by backend.",
                               &d->backend_commit);
+    if (d->net != NULL)
+        grpc_server_add_histogram_vec(d->server, "etcd_network_peer_round_trip_time_seconds",
+                                      "Round-Trip-Time histogram between peers", "To",
+                                      member_net_rtt_series, d->net);
 }
 
 static uint64_t gauge_inflight(void *arg)

@@ -30,6 +30,7 @@ struct metrics {
         metrics_gauge_fn fn;
         void *arg;
         const struct metrics_histogram *hist; /* non-NULL: a histogram */
+        metrics_series_fn series;             /* non-NULL: a histogram family */
     } gauges[METRICS_MAX_GAUGES];
     size_t n_gauges;
 };
@@ -104,7 +105,7 @@ int metrics_add_labeled(struct metrics *m, const char *name, const char *type,
 {
     if (m->n_gauges == METRICS_MAX_GAUGES)
         return LSKV_ENOMEM;
-    m->gauges[m->n_gauges++] = (struct gauge){name, type, help, labels, fn, arg, NULL};
+    m->gauges[m->n_gauges++] = (struct gauge){name, type, help, labels, fn, arg, NULL, NULL};
     return 0;
 }
 
@@ -139,7 +140,17 @@ int metrics_add_histogram(struct metrics *m, const char *name, const char *help,
 {
     if (m->n_gauges == METRICS_MAX_GAUGES)
         return LSKV_ENOMEM;
-    m->gauges[m->n_gauges++] = (struct gauge){name, "histogram", help, NULL, NULL, NULL, h};
+    m->gauges[m->n_gauges++] = (struct gauge){name, "histogram", help, NULL, NULL, NULL, h, NULL};
+    return 0;
+}
+
+int metrics_add_histogram_vec(struct metrics *m, const char *name, const char *help,
+                              const char *label, metrics_series_fn series, void *arg)
+{
+    if (m->n_gauges == METRICS_MAX_GAUGES)
+        return LSKV_ENOMEM;
+    m->gauges[m->n_gauges++] = (struct gauge){name, "histogram", help, label, NULL, arg, NULL,
+                                              series};
     return 0;
 }
 
@@ -154,22 +165,43 @@ static void go_float(double v, char *out, size_t size)
     }
 }
 
-static void render_histogram(struct json_buf *b, const struct gauge *g)
+/* labels: "" or `name="value",` (before le, as Prometheus' client sorts). */
+static void render_histogram(struct json_buf *b, const char *name, const char *labels,
+                             const struct metrics_histogram *h)
 {
-    const struct metrics_histogram *h = g->hist;
-    char line[256], num[40];
+    char line[512], num[40], plain[256];
     uint64_t cum = 0;
     for (size_t i = 0; i < h->n; i++) {
         cum += h->count[i];
         go_float(h->bound[i], num, sizeof num);
-        snprintf(line, sizeof line, "%s_bucket{le=\"%s\"} %" PRIu64 "\n", g->name, num, cum);
+        snprintf(line, sizeof line, "%s_bucket{%sle=\"%s\"} %" PRIu64 "\n", name, labels, num,
+                 cum);
         json_buf_puts(b, line);
     }
     go_float(h->sum, num, sizeof num);
-    snprintf(line, sizeof line,
-             "%s_bucket{le=\"+Inf\"} %" PRIu64 "\n%s_sum %s\n%s_count %" PRIu64 "\n", g->name,
-             h->total, g->name, num, g->name, h->total);
+    size_t n = strlen(labels);
+    snprintf(plain, sizeof plain, n ? "{%.*s}" : "", (int)(n ? n - 1 : 0), labels);
+    snprintf(line, sizeof line, "%s_bucket{%sle=\"+Inf\"} %" PRIu64 "\n", name, labels, h->total);
     json_buf_puts(b, line);
+    snprintf(line, sizeof line, "%s_sum%s %s\n", name, plain, num);
+    json_buf_puts(b, line);
+    snprintf(line, sizeof line, "%s_count%s %" PRIu64 "\n", name, plain, h->total);
+    json_buf_puts(b, line);
+}
+
+static void render_family(struct json_buf *b, const struct gauge *g)
+{
+    char value[64], labels[128], line[512];
+    const struct metrics_histogram *h;
+    for (size_t i = 0; (h = g->series(g->arg, i, value, sizeof value)) != NULL; i++) {
+        if (i == 0) {
+            snprintf(line, sizeof line, "# HELP %s %s\n# TYPE %s histogram\n", g->name, g->help,
+                     g->name);
+            json_buf_puts(b, line);
+        }
+        snprintf(labels, sizeof labels, "%s=\"%s\",", g->labels, value);
+        render_histogram(b, g->name, labels, h);
+    }
 }
 
 void metrics_set_untrusted(int64_t (*fn)(void *arg), void *arg)
@@ -288,11 +320,15 @@ char *metrics_render(const struct metrics *m, size_t *len)
     json_buf_puts(&b, line);
     for (size_t i = 0; i < m->n_gauges; i++) {
         const struct gauge *g = &m->gauges[i];
+        if (g->series != NULL) {
+            render_family(&b, g);
+            continue;
+        }
         snprintf(line, sizeof line, "# HELP %s %s\n# TYPE %s %s\n", g->name, g->help, g->name,
                  g->type);
         json_buf_puts(&b, line);
         if (g->hist != NULL) {
-            render_histogram(&b, g);
+            render_histogram(&b, g->name, "", g->hist);
             continue;
         }
         snprintf(line, sizeof line, "%s%s%s%s %" PRIu64 "\n", g->name, g->labels ? "{" : "",

@@ -67,6 +67,16 @@ void metrics_histogram_observe(struct metrics_histogram *h, double v);
 int metrics_add_histogram(struct metrics *m, const char *name, const char *help,
                           const struct metrics_histogram *h);
 
+/* A histogram family with one label (Prometheus' HistogramVec), its series
+ * asked for when /metrics is rendered: series(arg, i, value, size) gives
+ * the i-th histogram and writes its label value, NULL past the last. A
+ * family without series is not rendered (as Prometheus' client). name,
+ * help and label are borrowed static strings. Errors: LSKV_ENOMEM. */
+typedef const struct metrics_histogram *(*metrics_series_fn)(void *arg, size_t i, char *value,
+                                                             size_t size);
+int metrics_add_histogram_vec(struct metrics *m, const char *name, const char *help,
+                              const char *label, metrics_series_fn series, void *arg);
+
 /* fn(arg) gives the heap bytes that are not the trusted core's (the storage
  * engine's memtables and block cache); /metrics reports
  * lskv_heap_in_use_bytes, lskv_untrusted_bytes and their difference,

@@ -1195,6 +1195,12 @@ int grpc_server_add_histogram(grpc_server *srv, const char *name, const char *he
     return metrics_add_histogram(srv->metrics, name, help, h);
 }
 
+int grpc_server_add_histogram_vec(grpc_server *srv, const char *name, const char *help,
+                                  const char *label, metrics_series_fn series, void *arg)
+{
+    return metrics_add_histogram_vec(srv->metrics, name, help, label, series, arg);
+}
+
 int grpc_server_open(uv_loop_t *loop, const struct grpc_server_config *config,
                      grpc_server **out, char *errmsg)
 {

@@ -196,6 +196,13 @@ int grpc_server_add_labeled(grpc_server *srv, const char *name, const char *type
 struct metrics_histogram;
 int grpc_server_add_histogram(grpc_server *srv, const char *name, const char *help,
                               const struct metrics_histogram *h);
+/* metrics_add_histogram_vec (http/metrics.h) on this server's registry. */
+int grpc_server_add_histogram_vec(grpc_server *srv, const char *name, const char *help,
+                                  const char *label,
+                                  const struct metrics_histogram *(*series)(void *arg, size_t i,
+                                                                            char *value,
+                                                                            size_t size),
+                                  void *arg);
 
 /* For tests and fuzzing: serves one connection without a socket. Feed it
  * client bytes with h2_conn_feed and close it with h2_conn_close

@@ -10,6 +10,7 @@
 #include "common/err.h"
 #include "common/log.h"
 #include "net/forward_links.h"
+#include "net/peer_rtt.h"
 #include "net/probe_links.h"
 
 #define MODULE "member"
@@ -21,6 +22,7 @@ struct member_net {
     peer_net *net;
     forward_links *links;
     probe_links *probes;
+    peer_rtt *rtt;
     uint64_t member_id, cluster_id;
     struct member_net_peer *members; /* --initial-cluster's; copied, strings too */
     size_t n_members;
@@ -369,6 +371,22 @@ int member_net_probe(member_net *mn, const struct probe_self *self, probe_done_c
     return probe_links_ask(mn->probes, self, done, arg);
 }
 
+static int rtt_peers(peer_rtt *rtt, const struct forward_peer *peers, size_t n)
+{
+    struct peer_rtt_peer list[PEER_RTT_MAX_PEERS];
+    size_t k = 0;
+    for (size_t i = 0; i < n && k < PEER_RTT_MAX_PEERS; i++)
+        list[k++] = (struct peer_rtt_peer){.id = peers[i].id, .address = peers[i].address};
+    return peer_rtt_set_peers(rtt, list, k);
+}
+
+const struct metrics_histogram *member_net_rtt_series(void *arg, size_t i, char *value,
+                                                      size_t size)
+{
+    member_net *mn = arg;
+    return mn->rtt != NULL ? peer_rtt_series(mn->rtt, i, value, size) : NULL;
+}
+
 static void free_peers(struct member_net_peer *p, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
@@ -411,6 +429,8 @@ int member_net_set_members(member_net *mn, const struct member_net_peer *members
     }
     if (rv == 0 && mn->links != NULL)
         rv = forward_links_set_peers(mn->links, peers, n_peers);
+    if (rv == 0 && mn->rtt != NULL)
+        rv = rtt_peers(mn->rtt, peers, n_peers);
     free(peers);
     if (rv != 0) {
         free_peers(copy, n_copied);
@@ -464,6 +484,12 @@ int member_net_open(uv_loop_t *loop, const struct member_net_config *cfg,
     /* No link is taken before the loop runs: the links exist by then. */
     if (rv == 0 && (rv = forward_links_new(mn->net, peers, n_peers, &mn->links)) != 0)
         peer_net_close(mn->net, NULL, NULL); /* out of memory: let the start fail */
+    if (rv == 0 && ((rv = peer_rtt_new(loop, mn->net, &mn->rtt)) != 0 ||
+                    (rv = rtt_peers(mn->rtt, peers, n_peers)) != 0)) {
+        peer_rtt_close(mn->rtt);
+        forward_links_close(mn->links);
+        peer_net_close(mn->net, NULL, NULL);
+    }
     if (rv == 0) {
         struct probe_peer *pp = calloc(n_peers + 1, sizeof *pp);
         for (size_t i = 0; pp != NULL && i < n_peers; i++)
@@ -473,6 +499,7 @@ int member_net_open(uv_loop_t *loop, const struct member_net_config *cfg,
                                           &mn->probes);
         free(pp);
         if (rv != 0) {
+            peer_rtt_close(mn->rtt);
             forward_links_close(mn->links);
             peer_net_close(mn->net, NULL, NULL);
         }
@@ -521,6 +548,8 @@ void member_net_close(member_net *mn, void (*cb)(void *arg), void *arg)
     mn->links = NULL;
     probe_links_close(mn->probes); /* the same */
     mn->probes = NULL;
+    peer_rtt_close(mn->rtt); /* the same */
+    mn->rtt = NULL;
     if (mn->join_link != NULL)
         peer_link_close(mn->join_link);
     uv_close((uv_handle_t *)&mn->retry, retry_closed);

@@ -119,6 +119,11 @@ int member_net_join(member_net *mn, const struct join_key *k, const struct datad
 int member_net_probe(member_net *mn, const struct probe_self *self, probe_done_cb done,
                      void *arg);
 
+/* metrics_series_fn (arg: the member_net) of the round-trip times to the
+ * other members (net/peer_rtt.h); valid until member_net_close. */
+const struct metrics_histogram *member_net_rtt_series(void *arg, size_t i, char *value,
+                                                      size_t size);
+
 /* raft's transport; valid until member_net_close. */
 struct raft_uv_transport *member_net_transport(member_net *mn);
 /* consensus_config.send (arg: the member_net). */

@@ -2,8 +2,8 @@
 etcd's type and label names (histograms: etcd's buckets too), the series a
 dashboard needs are there, and their values move as etcd's do (a put grows
 proposals_committed and the gRPC byte counters; a leader change grows
-leader_changes_seen on every member). Not exposed (no such measurement in
-lskvd yet): etcd_network_peer_round_trip_time_seconds."""
+leader_changes_seen on every member), and the peer round-trip times of a
+3-member cluster."""
 import re
 import subprocess
 import time
@@ -177,3 +177,38 @@ def test_leader_change_is_seen_by_every_member(cluster_factory):
             time.sleep(0.1)
         assert all(grew), (kind, grew)
         assert value(now[(leader + 1) % 3], "etcd_server_is_leader") == 1, kind
+
+
+def test_peer_round_trip_times_as_etcd(cluster_factory):
+    """etcd_network_peer_round_trip_time_seconds: on each member of a
+    3-member cluster, one histogram per other member (label To, its id in
+    hex) with etcd's buckets, observed within seconds of the start."""
+    name = "etcd_network_peer_round_trip_time_seconds"
+    seen = {}
+    for kind in ("etcd", "lskvd"):
+        c = cluster_factory(kind, n=3)
+        ids = []
+        for m in c.members:
+            r = m.etcdctl("endpoint", "status", "-w", "json")
+            assert r.returncode == 0, r.stderr
+            ids.append("%x" % int(re.search(r'"member_id":(\d+)', r.stdout).group(1)))
+        deadline = time.time() + 20
+        while True:
+            scraped = [scrape(m.url) for m in c.members]
+            tos = [sorted({l["To"] for n, l, _ in s if n == name + "_count"})
+                   for _, s in scraped]
+            if all(len(t) == 2 for t in tos) or time.time() > deadline:
+                break
+            time.sleep(0.5)
+        for i, (types, samples) in enumerate(scraped):
+            assert tos[i] == sorted(ids[:i] + ids[i + 1:]), (kind, i, tos[i], ids)
+            assert types[name] == "histogram"
+            for to in tos[i]:
+                n = [v for m, l, v in samples if m == name + "_count" and l["To"] == to]
+                s = [v for m, l, v in samples if m == name + "_sum" and l["To"] == to]
+                assert n[0] >= 1 and 0 < s[0] < n[0] * 5, (kind, to, n, s)
+        types, samples = scraped[0]
+        seen[kind] = (label_names(types, samples)[name],
+                      sorted({float(l["le"]) for m, l, _ in samples if m == name + "_bucket"}))
+    assert seen["lskvd"] == seen["etcd"], seen
+    assert seen["etcd"][0] == {"To"} and len(seen["etcd"][1]) == 17  # 16 bounds and +Inf
