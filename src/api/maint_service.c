@@ -135,7 +135,8 @@ static void defrag_done(uv_work_t *w, int status)
         api_fail(d->api, d->call, d->rv, d->errmsg);
     } else {
         LOG_INFO("api", "finished defragmenting: db size %" PRId64 " -> %" PRId64
-                 " bytes, took %" PRIu64 " ms", d->before, recstore_disk_bytes(d->api->records),
+                 " bytes, took %" PRIu64 " ms", d->before,
+                 recstore_disk_bytes_now(d->api->records),
                  uv_now(d->api->loop) - d->start_ms);
         /* etcd answers with no header at all */
         Etcdserverpb__DefragmentResponse resp = ETCDSERVERPB__DEFRAGMENT_RESPONSE__INIT;

@@ -138,12 +138,49 @@ static int64_t ldb_mem_bytes(struct engine *e)
     return n > 0 ? n : 0;
 }
 
+/* Two keys around every record id (ids are 16 bytes, the first a
+ * non-negative revision's high byte: below 0x80), for ldb_compact. */
+static const char SENTINEL_LOW[] = "";
+static const char SENTINEL_HIGH[] = "\xff lskv defragment sentinel";
+
+/* Writes or deletes both sentinels, synced. */
+static int sentinels(struct leveldb_engine *l, bool put, char *errmsg)
+{
+    leveldb_writebatch_t *b = leveldb_writebatch_create();
+    if (put) {
+        leveldb_writebatch_put(b, SENTINEL_LOW, 0, "", 0);
+        leveldb_writebatch_put(b, SENTINEL_HIGH, sizeof SENTINEL_HIGH - 1, "", 0);
+    } else {
+        leveldb_writebatch_delete(b, SENTINEL_LOW, 0);
+        leveldb_writebatch_delete(b, SENTINEL_HIGH, sizeof SENTINEL_HIGH - 1);
+    }
+    char *err = NULL;
+    leveldb_write(l->db, l->write_sync, b, &err);
+    leveldb_writebatch_destroy(b);
+    if (err != NULL) {
+        errmsg_printf(errmsg, "defragment: %s", err);
+        leveldb_free(err);
+        return LSKV_EIO;
+    }
+    return 0;
+}
+
+/* LevelDB's CompactRange alone does not rewrite the files at the deepest
+ * level holding data: a memtable flushed there (LevelDB places a flush up
+ * to level 2 when nothing overlaps) keeps every overwritten record and
+ * every deletion in it, so a compaction's space would never come back. A
+ * flush that spans the whole key range lands above those files and is
+ * merged into them, dropping what is deleted: the two sentinels make that
+ * flush, and their deletion makes a second one that drops them too. */
 static int ldb_compact(struct engine *e, char *errmsg)
 {
-    (void)errmsg; /* LevelDB's CompactRange reports nothing */
     struct leveldb_engine *l = e->impl;
+    int rv = sentinels(l, true, errmsg);
     leveldb_compact_range(l->db, NULL, 0, NULL, 0);
-    return 0;
+    if (rv == 0)
+        rv = sentinels(l, false, errmsg);
+    leveldb_compact_range(l->db, NULL, 0, NULL, 0);
+    return rv;
 }
 
 static void ldb_close(struct engine *e)

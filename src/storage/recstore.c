@@ -675,6 +675,12 @@ int64_t recstore_disk_bytes(recstore *rs)
     return rs->disk_bytes;
 }
 
+int64_t recstore_disk_bytes_now(recstore *rs)
+{
+    rs->disk_bytes_ms = 0;
+    return recstore_disk_bytes(rs);
+}
+
 int recstore_compact_engine(recstore *rs, char *errmsg)
 {
     struct engine *e = rs->engine; /* set at open, never changed */

@@ -120,6 +120,8 @@ bool recstore_contains(recstore *rs, int64_t main, int64_t sub);
 /* Approximate bytes on disk of the engine (Maintenance.Status db size, the
  * quota): measured at most every 100 ms, so up to that old. */
 int64_t recstore_disk_bytes(recstore *rs);
+/* The same measured now (after a defragment: the quota must see it). */
+int64_t recstore_disk_bytes_now(recstore *rs);
 /* Memory the untrusted engine holds for itself (0 if it cannot tell). */
 int64_t recstore_engine_mem_bytes(recstore *rs);
 /* The engine's defragment (engine.h compact): safe to call from a worker

@@ -231,6 +231,34 @@ TEST(recstore, reopen_keeps_data)
     recstore_close(rs);
 }
 
+/* A defragment gives back the space of deleted records, also when the
+ * records and their deletions were written together (one memtable flush
+ * that LevelDB places at the deepest level, where its CompactRange alone
+ * never rewrites it); what is live stays readable. */
+TEST(recstore, defragment_drops_deleted_records)
+{
+    recstore *rs = open_store(NULL, 0);
+    char value[4097], errmsg[LSKV_ERRMSG_SIZE] = "";
+    memset(value, 'v', sizeof value - 1);
+    value[sizeof value - 1] = '\0';
+    for (int64_t main = 1; main <= 40; main++)
+        put1(rs, main, 0, "k", value);
+    ASSERT_EQ(recstore_sync(rs), 0);
+    for (int64_t main = 1; main < 40; main++)
+        ASSERT_EQ(recstore_delete(rs, main, 0), 0);
+    ASSERT_EQ(recstore_sync(rs), 0);
+    ASSERT_EQ(recstore_compact_engine(rs, errmsg), 0);
+    int64_t after = recstore_disk_bytes_now(rs);
+    if (after > 16 * 1024) /* one 4 kB record and LevelDB's own files */
+        TEST_FAIL("%lld bytes on disk after the defragment", (long long)after);
+    assert_record(rs, 40, 0, "k", value);
+    ASSERT(!recstore_contains(rs, 39, 0));
+    recstore_close(rs);
+    rs = open_store(NULL, 0); /* the sentinels left nothing behind */
+    assert_record(rs, 40, 0, "k", value);
+    recstore_close(rs);
+}
+
 TEST(recstore, wrong_key_or_cluster_fails_authentication)
 {
     recstore *rs = open_store(NULL, 0);
