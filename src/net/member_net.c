@@ -65,6 +65,16 @@ static const struct member_net_peer *member_of(const member_net *mn, uint64_t id
     return NULL;
 }
 
+/* peer_net_set_raft_address: the committed membership's address. */
+static const char *raft_address_of(void *arg, uint64_t id)
+{
+    member_net *mn = arg;
+    for (size_t i = 0; i < mn->n_known; i++)
+        if (mn->known[i].id == id)
+            return mn->known[i].address;
+    return NULL;
+}
+
 static bool known(const member_net *mn, uint64_t id)
 {
     if (id == 0)
@@ -514,6 +524,7 @@ int member_net_open(uv_loop_t *loop, const struct member_net_config *cfg,
     }
     uv_timer_init(loop, &mn->retry);
     mn->retry.data = mn;
+    peer_net_set_raft_address(mn->net, raft_address_of, mn);
     *out = mn;
     return 0;
 }

@@ -141,6 +141,8 @@ struct peer_net {
     char raft_address[PEER_ADDRESS_MAX + 1];
     raft_uv_accept_cb accept_cb;
     bool transport_closing;
+    const char *(*moved_address)(void *arg, uint64_t id); /* peer_net_set_raft_address */
+    void *moved_address_arg;
     raft_uv_transport_close_cb transport_close_cb;
 };
 
@@ -1283,6 +1285,9 @@ static int transport_connect(struct raft_uv_transport *t, struct raft_uv_connect
     peer_link *l = NULL;
     if (n->transport_closing)
         return RAFT_CANCELED;
+    const char *moved = n->moved_address ? n->moved_address(n->moved_address_arg, id) : NULL;
+    if (moved != NULL)
+        address = moved;
     int rv = dial(n, address, PEER_RAFT, &l);
     if (rv != 0) {
         snprintf(t->errmsg, sizeof t->errmsg, "connect to %s: %s", address, lskv_strerror(rv));
@@ -1409,6 +1414,13 @@ uint64_t peer_net_incarnation(const peer_net *n)
 uint16_t peer_net_port(const peer_net *n)
 {
     return listener_port(&n->listener);
+}
+
+void peer_net_set_raft_address(peer_net *n, const char *(*fn)(void *arg, uint64_t id),
+                               void *arg)
+{
+    n->moved_address = fn;
+    n->moved_address_arg = arg;
 }
 
 int peer_net_set_identity(peer_net *n, const struct peer_tls_identity *id, char *errmsg)

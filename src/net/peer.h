@@ -126,6 +126,12 @@ uint16_t peer_net_port(const peer_net *n);
  * LSKV_EINVAL (unparsable or mismatched certificate and key), LSKV_ENOMEM;
  * the old identity stays then. */
 int peer_net_set_identity(peer_net *n, const struct peer_tls_identity *id, char *errmsg);
+/* Where raft's connections to member id go: fn(arg, id) gives "host:port"
+ * (valid until the next call) or NULL for the address raft's configuration
+ * holds. libraft 0.15 keeps the address a server was added with; the
+ * committed membership may have moved the member since (MemberUpdate). */
+void peer_net_set_raft_address(peer_net *n, const char *(*fn)(void *arg, uint64_t id),
+                               void *arg);
 /* raft's transport over this net; valid until peer_net_close. The raft id
  * raft_uv gives it must be cfg->member_id (peers check it against the
  * certificate). */

@@ -336,3 +336,30 @@ def test_not_enough_started_members_as_etcd(cluster_factory, kind):
     assert "Error: etcdserver: re-configuration failed due to not enough started members" in \
         r.stderr, r.stderr
     assert len(ids_by_name(m)[0]) == 2
+
+
+@pytest.mark.parametrize("kind", ["etcd", "lskvd"])
+def test_member_moved_by_update_is_reached_at_its_new_peer_url(cluster_factory, kind):
+    """member update gives a stopped member a new peer URL; restarted there,
+    it is reached: raft replicates to it and it serves what was written.
+    (libraft keeps the address a server was added with; lskvd's transport
+    dials the one the committed membership lists.)"""
+    c = cluster_factory(kind, 3)
+    lead = leader_of(c)
+    m = next(x for x in c.members if x is not lead)
+    mid = "%x" % status(m)["header"]["member_id"]
+    m.stop_cleanly()
+    old = "http://127.0.0.1:%d" % m.peer_port
+    port = free_port()
+    r = etcdctl(lead, "member", "update", mid, "--peer-urls=http://127.0.0.1:%d" % port)
+    assert r.returncode == 0, r.stderr
+    m.peer_port = port
+    m.initial_cluster = m.initial_cluster.replace(old, "http://127.0.0.1:%d" % port)
+    m.start(timeout=60)
+    assert etcdctl(lead, "put", "after-move", "here").returncode == 0
+    wait_for(lambda: etcdctl(m, "get", "after-move", "--consistency=s",
+                             "--print-value-only").stdout.strip() == "here",
+             timeout=30, what="the moved member to apply the write")
+    listed = json.loads(etcdctl(m, "member", "list", "-w", "json").stdout)["members"]
+    assert [x["peerURLs"] for x in listed if "%x" % x["ID"] == mid] == [
+        ["http://127.0.0.1:%d" % port]]
