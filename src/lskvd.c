@@ -33,6 +33,7 @@
 #include "api/api.h"
 #include "api/catchup_driver.h"
 #include "common/err.h"
+#include "common/hash64.h"
 #include "common/file.h"
 #include "common/url.h"
 #include "common/log.h"
@@ -91,6 +92,12 @@ struct daemon {
     uv_timer_t retry;
     uv_timer_t publish_retry;
     uv_timer_t member_timer; /* raft's configuration toward the member table */
+    /* sync_member_net: the committed membership as last resolved (names
+     * point into the table's members: valid while peers_print matches). */
+    struct member_net_peer peers[MEMBER_TABLE_MAX];
+    char peer_addr[MEMBER_TABLE_MAX][300];
+    uint64_t peers_print;
+    bool peers_synced;
     struct consensus_seen seen; /* who the leader heard from (reconfig.h) */
     bool members_init_refused;  /* init_members: apply said no; not again */
     uv_timer_t space_timer; /* keeps space.reserve (storage/diskspace.h) */
@@ -768,26 +775,51 @@ static uint64_t random_request_base(void)
     return v >> 1; /* room to count up without wrapping to 0 */
 }
 
+/* What the committed membership's peers look like: their ids, first peer
+ * URLs and names, hashed. */
+static uint64_t membership_print(const struct member_table *mt)
+{
+    uint64_t h = mt->n;
+    for (size_t i = 0; i < mt->n; i++) {
+        const Etcdserverpb__Member *m = mt->m[i];
+        const char *url = m->n_peerurls ? m->peerurls[0] : "", *name = m->name ? m->name : "";
+        h = hash_bytes64(h ^ m->id, (const uint8_t *)url, strlen(url));
+        h = hash_bytes64(h, (const uint8_t *)name, strlen(name) + 1);
+    }
+    return h;
+}
+
 /* The committed membership's members, each at its first peer URL resolved
- * (peers[i] is the table's i-th member), handed to the member network so
- * that forwarding reaches, and links are taken from, members added later.
- * Errors: LSKV_EINVAL (a URL does not resolve now), LSKV_ENOTREADY (no
- * membership committed yet), LSKV_ENOMEM. */
-static int sync_member_net(struct daemon *d, struct member_net_peer *peers, char (*addr)[300])
+ * (d->peers[i] is the table's i-th member), handed to the member network
+ * so that forwarding reaches, and links are taken from, members added
+ * later. Resolved again only when the membership changed (a resolver may
+ * block the loop). Errors: LSKV_EINVAL (a URL does not resolve now),
+ * LSKV_ENOTREADY (no membership committed yet), LSKV_ENOMEM. */
+static int sync_member_net(struct daemon *d)
 {
     const struct member_table *mt = &d->fsm.members;
     if (!member_table_initialized(mt))
         return LSKV_ENOTREADY;
+    uint64_t print = membership_print(mt);
+    if (d->peers_synced && print == d->peers_print)
+        return 0;
+    d->peers_synced = false;
     for (size_t i = 0; i < mt->n; i++) {
         const Etcdserverpb__Member *m = mt->m[i];
         struct url u;
         char why[LSKV_ERRMSG_SIZE];
         if (m->n_peerurls == 0 || url_parse(m->peerurls[0], 0, &u, why) != 0 ||
-            url_resolve(&u, NULL, addr[i], sizeof addr[i], why) != 0)
+            url_resolve(&u, NULL, d->peer_addr[i], sizeof d->peer_addr[i], why) != 0)
             return LSKV_EINVAL;
-        peers[i] = (struct member_net_peer){.id = m->id, .name = m->name, .address = addr[i]};
+        d->peers[i] = (struct member_net_peer){.id = m->id, .name = m->name,
+                                               .address = d->peer_addr[i]};
     }
-    return member_net_set_members(d->net, peers, mt->n);
+    int rv = member_net_set_members(d->net, d->peers, mt->n);
+    if (rv == 0) {
+        d->peers_synced = true;
+        d->peers_print = print;
+    }
+    return rv;
 }
 
 /* From the time raft is open, every member: the member network follows
@@ -802,9 +834,7 @@ static void on_member_timer(uv_timer_t *t)
     const struct member_table *mt = &d->fsm.members;
     if (d->stopping || d->node == NULL || !member_table_initialized(mt))
         return;
-    struct member_net_peer peers[MEMBER_TABLE_MAX];
-    char addr[MEMBER_TABLE_MAX][300];
-    int synced = sync_member_net(d, peers, addr);
+    int synced = sync_member_net(d);
     if (!d->serving)
         return;
     if (member_table_get(mt, d->member_id) == NULL) {
@@ -821,7 +851,7 @@ static void on_member_timer(uv_timer_t *t)
         return;
     struct consensus_want want[MEMBER_TABLE_MAX];
     for (size_t i = 0; i < mt->n; i++)
-        want[i] = (struct consensus_want){.id = peers[i].id, .address = peers[i].address,
+        want[i] = (struct consensus_want){.id = d->peers[i].id, .address = d->peers[i].address,
                                           .voter = !mt->m[i]->islearner};
     if (consensus_reconcile(d->node, want, mt->n) < 0)
         LOG_WARN(MODULE, "raft configuration change: out of memory");
@@ -1065,6 +1095,14 @@ static void on_ready_barrier(void *arg, int status, void *result)
     }
     if (d->restore_pending && !restore_applied(d))
         return; /* restore_applied retries until it is */
+    /* A member removed while it was down learns it here, before it answers
+     * anyone (etcd's peers answer it "removed" and it stops). */
+    if (member_table_initialized(&d->fsm.members) &&
+        member_table_get(&d->fsm.members, d->member_id) == NULL) {
+        LOG_WARN(MODULE, "the member has been permanently removed from the cluster");
+        shutdown_daemon(d, 0);
+        return;
+    }
     d->serving = true;
     publish(d); /* then start_serving, as etcd serves once published */
 }
@@ -1506,6 +1544,16 @@ static int admit_existing(void *arg, char *const *peer_urls, size_t n, const cha
     (void)name; /* published once it starts, as etcd's */
     struct daemon *d = arg;
     const struct member_table *mt = &d->fsm.members;
+    /* The leader's committed membership is the newest: a lagging or
+     * restarting member could admit from an old one. */
+    struct consensus_status st = {0};
+    if (d->serving && d->node != NULL)
+        consensus_get_status(d->node, &st);
+    if (!st.is_leader) {
+        errmsg_printf(errmsg, "member %016" PRIx64 " does not lead: ask the leader",
+                      d->member_id);
+        return LSKV_ENOTLEADER;
+    }
     const Etcdserverpb__Member *m =
         member_table_initialized(mt) ? member_table_find_url(mt, peer_urls[0]) : NULL;
     bool same = m != NULL && m->n_peerurls == n;
@@ -1652,9 +1700,7 @@ static int open_consensus(struct daemon *d, char *errmsg)
         return rv;
     }
     member_net_set_node(d->net, d->node);
-    struct member_net_peer peers[MEMBER_TABLE_MAX];
-    char addr[MEMBER_TABLE_MAX][300];
-    (void)sync_member_net(d, peers, addr); /* else the configured members until the timer */
+    (void)sync_member_net(d); /* else the configured members until the timer */
     uv_timer_start(&d->member_timer, on_member_timer, 200, 200);
     if (c->members.n > 1) {
         uint64_t ids[CATCHUP_DRIVER_MAX_MEMBERS];
@@ -1686,6 +1732,11 @@ static void on_probed(void *arg, int status, const char *why)
     if (status == -EEXIST) {
         LOG_ERROR(MODULE, "refusing to start: data dir %s: %s", d->config.data_dir, why);
         shutdown_daemon(d, 1);
+        return;
+    }
+    if (status == LSKV_EREMOVED) { /* etcd's words and exit */
+        LOG_WARN(MODULE, "the member has been permanently removed from the cluster (%s)", why);
+        shutdown_daemon(d, 0);
         return;
     }
     if (status != 0) {

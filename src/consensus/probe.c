@@ -9,7 +9,7 @@
 
 static const uint8_t req_magic[4] = {'L', 'S', 'K', 'Q'};
 static const uint8_t reply_magic[4] = {'L', 'S', 'K', 'A'};
-enum { PROBE_VERSION = 1, F_RUNNING = 1, F_LEADER = 2 };
+enum { PROBE_VERSION = 1, F_RUNNING = 1, F_LEADER = 2, F_REMOVED = 4 };
 
 void probe_request_encode(uint8_t out[PROBE_REQUEST_BYTES])
 {
@@ -29,7 +29,8 @@ void probe_reply_encode(const struct probe_reply *r, uint8_t out[PROBE_REPLY_BYT
 {
     memcpy(out, reply_magic, sizeof reply_magic);
     out[4] = PROBE_VERSION;
-    out[5] = (uint8_t)((r->running ? F_RUNNING : 0) | (r->leader ? F_LEADER : 0));
+    out[5] = (uint8_t)((r->running ? F_RUNNING : 0) | (r->leader ? F_LEADER : 0) |
+                       (r->removed ? F_REMOVED : 0));
     put_u64be(out + 6, r->leader_id);
     put_u64be(out + 14, r->term);
     put_u64be(out + 22, r->commit_index);
@@ -39,7 +40,7 @@ void probe_reply_encode(const struct probe_reply *r, uint8_t out[PROBE_REPLY_BYT
 int probe_reply_decode(const uint8_t *buf, size_t len, struct probe_reply *out)
 {
     if (len != PROBE_REPLY_BYTES || memcmp(buf, reply_magic, sizeof reply_magic) != 0 ||
-        buf[4] != PROBE_VERSION || (buf[5] & ~(F_RUNNING | F_LEADER)) != 0)
+        buf[4] != PROBE_VERSION || (buf[5] & ~(F_RUNNING | F_LEADER | F_REMOVED)) != 0)
         return LSKV_ECORRUPT;
     struct probe_reply r = {
         .running = (buf[5] & F_RUNNING) != 0,
@@ -48,6 +49,7 @@ int probe_reply_decode(const uint8_t *buf, size_t len, struct probe_reply *out)
         .term = get_u64be(buf + 14),
         .commit_index = get_u64be(buf + 22),
         .match_index = get_u64be(buf + 30),
+        .removed = (buf[5] & F_REMOVED) != 0,
     };
     if ((r.leader && !r.running) || (!r.leader && r.match_index != 0))
         return LSKV_ECORRUPT;
@@ -58,6 +60,11 @@ int probe_reply_decode(const uint8_t *buf, size_t len, struct probe_reply *out)
 int probe_judge(const struct probe_self *self, uint64_t from, const struct probe_reply *r,
                 char *errmsg)
 {
+    if (r->leader && r->removed) {
+        errmsg_printf(errmsg, "the leader, member %016" PRIx64 " (term %" PRIu64 "), no longer "
+                      "lists this member", from, r->term);
+        return LSKV_EREMOVED;
+    }
     if (!r->leader || r->match_index == 0)
         return 0;
     if (r->match_index > self->last_index) {

@@ -19,8 +19,9 @@
  * certificate proves, never a field):
  *   request: "LSKQ" version (1 byte, 1)
  *   reply:   "LSKA" version (1 byte, 1) flags (1 byte: bit 0 raft runs,
- *            bit 1 leads) leader id, term, commit index, match index
- *            (8 bytes each, big-endian).
+ *            bit 1 leads, bit 2 its committed membership does not list the
+ *            asker) leader id, term, commit index, match index (8 bytes
+ *            each, big-endian).
  * A member that is itself starting answers with no flags and zeros: it
  * knows nothing yet. */
 #ifndef LSKV_CONSENSUS_PROBE_H
@@ -41,6 +42,7 @@ struct probe_reply {
     uint64_t commit_index;
     uint64_t match_index; /* leader only: the asking member acknowledged up
                              to here in this term; 0 when unknown */
+    bool removed;         /* its committed membership does not list the asker */
 };
 
 /* What the asking member's data dir holds. */
@@ -57,9 +59,11 @@ void probe_reply_encode(const struct probe_reply *r, uint8_t out[PROBE_REPLY_BYT
  * leader flag without running, or a match index from a non-leader). */
 int probe_reply_decode(const uint8_t *buf, size_t len, struct probe_reply *out);
 
-/* Judges one reply from member `from`: 0 (nothing against starting), or
- * LSKV_ECORRUPT with errmsg (LSKV_ERRMSG_SIZE) giving the numbers: the
- * data dir was rolled back. */
+/* Judges one reply from member `from`: 0 (nothing against starting),
+ * LSKV_EREMOVED when the leader says its membership no longer lists this
+ * member (a follower's word is not taken: it may not have applied a recent
+ * MemberAdd yet), or LSKV_ECORRUPT with errmsg (LSKV_ERRMSG_SIZE) giving
+ * the numbers: the data dir was rolled back. */
 int probe_judge(const struct probe_self *self, uint64_t from, const struct probe_reply *r,
                 char *errmsg);
 

@@ -379,6 +379,19 @@ static int check_response(const Lskvpeerpb__JoinResponse *m, const struct join_k
                       m->n_member_peer_urls);
         return LSKV_ECORRUPT;
     }
+    bool self_listed = m->n_member_ids == 0;
+    for (size_t i = 0; i < m->n_member_ids; i++) {
+        self_listed |= m->member_ids[i] == m->member_id;
+        if (m->member_ids[i] == 0 || m->member_peer_urls[i][0] == '\0') {
+            errmsg_printf(errmsg, "join response: member %zu of the list has id 0 or no URL", i);
+            return LSKV_ECORRUPT;
+        }
+    }
+    if (!self_listed) {
+        errmsg_printf(errmsg, "join response: the member list lacks %016" PRIx64,
+                      m->member_id);
+        return LSKV_ECORRUPT;
+    }
     char cn[64], want_cn[64];
     node_cn(m->member_id, want_cn);
     if ((rv = cert_check_endorsed(svc, founder_cert_pem, founder_cert_len, errmsg)) != 0) {

@@ -75,6 +75,9 @@ static const char *raft_address_of(void *arg, uint64_t id)
     return NULL;
 }
 
+/* A member of the committed membership, once there is one (a removed
+ * member is not, whatever --initial-cluster says); before, a configured
+ * one. */
 static bool known(const member_net *mn, uint64_t id)
 {
     if (id == 0)
@@ -82,7 +85,15 @@ static bool known(const member_net *mn, uint64_t id)
     for (size_t i = 0; i < mn->n_known; i++)
         if (mn->known[i].id == id)
             return true;
-    return member_of(mn, id) != NULL;
+    return mn->n_known == 0 && member_of(mn, id) != NULL;
+}
+
+/* probe_links_set_member_check: removed once a committed membership
+ * exists that does not list it. */
+static bool listed(void *arg, uint64_t id)
+{
+    member_net *mn = arg;
+    return known(mn, id);
 }
 
 /* The founder: the member with the lowest id. */
@@ -97,10 +108,29 @@ static const struct member_net_peer *founder_of(const member_net *mn)
 
 /* ---- serving joins -------------------------------------------------------- */
 
-/* Only the members the configuration names, under their names. */
+/* Only the members the configuration names, under their names; once a
+ * membership is committed, only those it lists that have not started (a
+ * fresh data dir in a started member's place would be a rolled-back
+ * member; a removed one is not listed). */
 static int admit(void *arg, uint64_t member_id, const char *name, char *errmsg)
 {
     member_net *mn = arg;
+    for (size_t i = 0; mn->n_known > 0 && i < mn->n_known; i++) {
+        if (mn->known[i].id != member_id)
+            continue;
+        if (mn->known[i].name[0] != '\0') {
+            errmsg_printf(errmsg, "member %016" PRIx64 " (%s) has started before: a fresh data "
+                          "dir cannot take its place; remove it and add it again", member_id,
+                          mn->known[i].name);
+            return -EEXIST;
+        }
+        break;
+    }
+    if (mn->n_known > 0 && !known(mn, member_id)) {
+        errmsg_printf(errmsg, "member %016" PRIx64 " is not in the cluster's membership",
+                      member_id);
+        return -EACCES;
+    }
     const struct member_net_peer *m = member_of(mn, member_id);
     if (m == NULL || member_id == mn->member_id) {
         errmsg_printf(errmsg, "member %016" PRIx64 " is not in the cluster's configuration",
@@ -168,7 +198,8 @@ static int on_link(void *arg, peer_link *l, uint8_t channel)
         return 0;
     }
     if (channel == PEER_PROBE) {
-        if (!known(mn, peer_link_member(l)))
+        /* Any endorsed member: a removed one is told so in the answer. */
+        if (peer_link_member(l) == 0)
             return -EACCES;
         probe_links_accept(mn->probes, l);
         return 0;
@@ -249,9 +280,10 @@ static void join_response_in(void *arg, peer_link *l, const uint8_t *msg, size_t
                                                       mn->existing ? 0 : mn->member_id,
                                                       founder_pem, strlen(founder_pem),
                                                       &mn->policy, &s, errmsg);
-    if (rv == LSKV_EMEMBERNOTFOUND && mn->existing &&
+    if ((rv == LSKV_EMEMBERNOTFOUND || rv == LSKV_ENOTLEADER) && mn->existing &&
         ++mn->not_found < MEMBER_NET_JOIN_NOT_FOUND_TRIES) {
-        /* That member has not applied our MemberAdd yet: ask again. */
+        /* That member does not lead, or has not applied our MemberAdd yet:
+         * ask the next. */
         LOG_INFO(MODULE, "%s: %s; asking again", peer_link_address(l), errmsg);
         peer_link_close(l); /* join_closed retries */
         return;
@@ -270,8 +302,9 @@ static void join_response_in(void *arg, peer_link *l, const uint8_t *msg, size_t
         LOG_INFO(MODULE, "joined as member %016" PRIx64 " of cluster %016" PRIx64 ": %s vouched "
                  "for by its attestation report; secrets installed", s.member_id, s.cluster_id,
                  peer_link_address(l));
-        mn->member_id = s.member_id;
-        mn->cluster_id = s.cluster_id;
+        mn->member_id = s.member_id; /* the same unless existing */
+        if (mn->existing)
+            mn->cluster_id = s.cluster_id;
     }
     join_finish(mn, rv, rv == 0 ? &joined : NULL, errmsg);
     join_secrets_wipe(&s);
@@ -418,7 +451,8 @@ int member_net_set_members(member_net *mn, const struct member_net_peer *members
         size_t same = 0;
         for (size_t i = 0; i < n; i++)
             if (mn->known[i].id == members[i].id &&
-                strcmp(mn->known[i].address, members[i].address) == 0)
+                strcmp(mn->known[i].address, members[i].address) == 0 &&
+                strcmp(mn->known[i].name, members[i].name ? members[i].name : "") == 0)
                 same++;
         if (same == n && n > 0)
             return 0;
@@ -494,8 +528,9 @@ int member_net_open(uv_loop_t *loop, const struct member_net_config *cfg,
     /* No link is taken before the loop runs: the links exist by then. */
     if (rv == 0 && (rv = forward_links_new(mn->net, peers, n_peers, &mn->links)) != 0)
         peer_net_close(mn->net, NULL, NULL); /* out of memory: let the start fail */
-    if (rv == 0 && ((rv = peer_rtt_new(loop, mn->net, &mn->rtt)) != 0 ||
-                    (rv = rtt_peers(mn->rtt, peers, n_peers)) != 0)) {
+    /* Timed from the first committed membership on (member_net_set_members):
+     * a joiner's self-signed certificate would be refused until then. */
+    if (rv == 0 && (rv = peer_rtt_new(loop, mn->net, &mn->rtt)) != 0) {
         peer_rtt_close(mn->rtt);
         forward_links_close(mn->links);
         peer_net_close(mn->net, NULL, NULL);
@@ -525,6 +560,7 @@ int member_net_open(uv_loop_t *loop, const struct member_net_config *cfg,
     uv_timer_init(loop, &mn->retry);
     mn->retry.data = mn;
     peer_net_set_raft_address(mn->net, raft_address_of, mn);
+    probe_links_set_member_check(mn->probes, listed, mn);
     *out = mn;
     return 0;
 }

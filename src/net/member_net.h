@@ -17,8 +17,11 @@
  * knows of (in turn, each second), and is admitted when the admitting
  * member's committed membership holds a member with its peer URLs that has
  * not started yet: it gets that member's id, the cluster id and the members
- * to reach with the secrets. A member that does not list it yet (MemberAdd
- * not applied there) is asked again, up to MEMBER_NET_JOIN_NOT_FOUND_TRIES.
+ * to reach with the secrets. Only the leader admits (its membership is the
+ * newest); a member that does not lead, or does not list the joiner yet,
+ * refuses, and the next one is asked, up to MEMBER_NET_JOIN_NOT_FOUND_TRIES
+ * refusals in all. A new cluster's member is admitted by the configuration
+ * until a membership is committed, then only if that lists it unstarted.
  *
  * Which members may open forwarding and probe links follows the committed
  * membership (member_net_set_members), so members added later are
@@ -85,7 +88,7 @@ int member_net_serve_joins(member_net *mn, const cert_service *service,
                            const char *node_cert_pem, member_net_admit_existing_fn admit,
                            void *admit_arg, char *errmsg);
 
-#define MEMBER_NET_JOIN_NOT_FOUND_TRIES 10
+#define MEMBER_NET_JOIN_NOT_FOUND_TRIES 30
 
 /* What a join gave: this member's id and the cluster's; joining an existing
  * cluster, also its members (ids and first peer URLs). */

@@ -29,6 +29,8 @@ struct probe_links {
     uv_loop_t *loop;
     peer_net *net;
     consensus_node *node;
+    bool (*listed)(void *arg, uint64_t id);
+    void *listed_arg;
     struct asked *peers;
     size_t n;
     unsigned election_ms;
@@ -84,6 +86,13 @@ void probe_links_set_node(probe_links *p, consensus_node *node)
     p->node = node;
 }
 
+void probe_links_set_member_check(probe_links *p, bool (*listed)(void *arg, uint64_t id),
+                                  void *arg)
+{
+    p->listed = listed;
+    p->listed_arg = arg;
+}
+
 /* ---- serving -------------------------------------------------------------- */
 
 static void serve_in(void *arg, peer_link *l, const uint8_t *msg, size_t len)
@@ -104,6 +113,7 @@ static void serve_in(void *arg, peer_link *l, const uint8_t *msg, size_t len)
         r.term = st.term;
         r.commit_index = st.commit_index;
         r.match_index = consensus_match_index(p->node, peer_link_member(l));
+        r.removed = p->listed != NULL && !p->listed(p->listed_arg, peer_link_member(l));
     }
     uint8_t buf[PROBE_REPLY_BYTES];
     probe_reply_encode(&r, buf);
@@ -205,8 +215,9 @@ static void ask_in(void *arg, peer_link *l, const uint8_t *msg, size_t len)
     a->reply = r;
     a->fork_since = 0;
     char errmsg[LSKV_ERRMSG_SIZE];
-    if (probe_judge(&p->self, a->id, &r, errmsg) != 0) {
-        finish(p, LSKV_ECORRUPT, errmsg);
+    int judged = probe_judge(&p->self, a->id, &r, errmsg);
+    if (judged != 0) {
+        finish(p, judged, errmsg);
         return;
     }
     peer_link_close(l);

@@ -43,13 +43,18 @@ struct probe_peer {
  * Errors: LSKV_ENOMEM. */
 int probe_links_new(uv_loop_t *loop, peer_net *net, const struct probe_peer *peers, size_t n,
                     unsigned election_ms, probe_links **out);
+/* Whether the committed membership lists member id (false: the answer
+ * says the asker was removed); NULL: every asker is listed. */
+void probe_links_set_member_check(probe_links *p, bool (*listed)(void *arg, uint64_t id),
+                                  void *arg);
 /* The node whose view answers probes; NULL until it is open. */
 void probe_links_set_node(probe_links *p, consensus_node *node);
 /* Takes a server-side PEER_PROBE link (peer_net_config.on_link). */
 void probe_links_accept(probe_links *p, peer_link *l);
 
-/* done: 0 to start, else LSKV_ECORRUPT (rolled back) or -EEXIST (a fork),
- * with errmsg saying why. */
+/* done: 0 to start, else LSKV_ECORRUPT (rolled back), LSKV_EREMOVED (the
+ * leader no longer lists this member) or -EEXIST (a fork), with errmsg
+ * saying why. */
 typedef void (*probe_done_cb)(void *arg, int status, const char *errmsg);
 /* Asks the peers as described above; self is copied. done fires once, never
  * inside this call (not at all after probe_links_close). With no peers it

@@ -257,6 +257,13 @@ def test_removed_member_stops_and_the_rest_serve(cluster_factory, which, kind):
         assert etcdctl(m, "put", "k-" + m.name, "v").returncode == 0
     st = [status(m) for m in rest]
     assert len({s["leader"] for s in st}) == 1
+    # Started again from its data dir, it never serves: it stops once it
+    # learns that it was removed.
+    gone.launch()
+    gone.proc.wait(60)
+    log = gone.log_text(True)
+    assert "the member has been permanently removed from the cluster" in log, log[-2000:]
+    assert "ready to serve client requests" not in log, log[-2000:]
 
 
 def test_member_rpc_errors_as_etcd(pair):

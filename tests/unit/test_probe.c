@@ -37,8 +37,15 @@ TEST(probe, reply_round_trip_and_refusals)
     probe_reply_encode(&r, buf);
     buf[5] = 2;
     ASSERT_EQ(probe_reply_decode(buf, sizeof buf, &got), LSKV_ECORRUPT);
-    buf[5] = 7;
+    buf[5] = 8;
     ASSERT_EQ(probe_reply_decode(buf, sizeof buf, &got), LSKV_ECORRUPT);
+    /* The removed flag round-trips. */
+    r.removed = true;
+    probe_reply_encode(&r, buf);
+    ASSERT_EQ(probe_reply_decode(buf, sizeof buf, &got), 0);
+    ASSERT(got.removed && got.leader);
+    r.removed = false;
+    probe_reply_encode(&r, buf);
     memcpy(buf, "LSKQ", 4);
     buf[5] = 3;
     ASSERT_EQ(probe_reply_decode(buf, sizeof buf, &got), LSKV_ECORRUPT);
@@ -70,6 +77,13 @@ TEST(probe, judge)
     struct probe_reply follower = {.running = true, .leader_id = 3, .term = 40,
                                    .commit_index = 100000};
     ASSERT_EQ(probe_judge(&self, 2, &follower, errmsg), 0);
+    /* Removed: the leader's word counts, a follower's not (it may not have
+     * applied the MemberAdd of a member that joined just now). */
+    follower.removed = true;
+    ASSERT_EQ(probe_judge(&self, 2, &follower, errmsg), 0);
+    leader.removed = true;
+    ASSERT_EQ(probe_judge(&self, 3, &leader, errmsg), LSKV_EREMOVED);
+    ASSERT(strstr(errmsg, "no longer lists this member") != NULL);
 }
 
 TEST(probe, enough)
