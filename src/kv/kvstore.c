@@ -425,6 +425,14 @@ int kvstore_range(kvstore *kv, const Etcdserverpb__RangeRequest *req, struct are
     return kv_exec_range(kv, req, kv->rev, a, resp, errmsg);
 }
 
+int kvstore_range_uncounted(kvstore *kv, const Etcdserverpb__RangeRequest *req,
+                            struct arena *a, Etcdserverpb__RangeResponse **resp, char *errmsg)
+{
+    int rv = kv_exec_range(kv, req, kv->rev, a, resp, errmsg);
+    kv->counts.ranges--;
+    return rv;
+}
+
 /* ---- writes ---- */
 
 void kv_write_begin(kvstore *kv)

@@ -108,6 +108,10 @@ int kvstore_history(kvstore *kv, const ProtobufCBinaryData *key,
  * failed verification; errmsg says which), LSKV_ENOMEM. */
 int kvstore_range(kvstore *kv, const Etcdserverpb__RangeRequest *req, struct arena *a,
                   Etcdserverpb__RangeResponse **resp, char *errmsg);
+/* The same for the server's own reads (a watch's previous values): etcd's
+ * mvcc makes them without its range counter. */
+int kvstore_range_uncounted(kvstore *kv, const Etcdserverpb__RangeRequest *req,
+                            struct arena *a, Etcdserverpb__RangeResponse **resp, char *errmsg);
 
 /* Checks etcd applies before proposing. Errors: LSKV_EEMPTYKEY,
  * LSKV_ETOOMANYOPS, LSKV_EDUPKEY, LSKV_EKEYNOTFOUND (empty txn request op). */

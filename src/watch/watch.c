@@ -291,7 +291,8 @@ static Mvccpb__KeyValue *prev_of(watch_hub *h, struct arena *a, const struct kv_
     rr.key = (ProtobufCBinaryData){.data = (uint8_t *)rec->key, .len = rec->key_len};
     rr.revision = main - 1;
     Etcdserverpb__RangeResponse *resp = NULL;
-    if (main - 1 < 1 || kvstore_range(h->c.kv, &rr, a, &resp, NULL) != 0 || resp->n_kvs == 0)
+    if (main - 1 < 1 || kvstore_range_uncounted(h->c.kv, &rr, a, &resp, NULL) != 0 ||
+        resp->n_kvs == 0)
         return NULL;
     return resp->kvs[0];
 }
