@@ -345,31 +345,10 @@ static void refusal_text(const char *text, char *errmsg)
     errmsg_printf(errmsg, "founder refused the join: %s", clean);
 }
 
-/* Invariant (5) and the checks on what was issued to us. */
-static int check_response(const Lskvpeerpb__JoinResponse *m, const struct join_key *k,
-                          uint64_t member_id, const char *founder_cert_pem,
-                          size_t founder_cert_len, const struct attest_policy *policy,
-                          char *errmsg)
+/* The ids the response gives: the certificate's member (the one asked
+ * for, unless 0), the cluster's, and a member list holding it. */
+static int check_ids(const Lskvpeerpb__JoinResponse *m, uint64_t member_id, char *errmsg)
 {
-    uint8_t founder_digest[CERT_DIGEST_BYTES], node_digest[CERT_DIGEST_BYTES];
-    if (cert_key_digest_of_pem(founder_cert_pem, founder_cert_len, founder_digest) != 0) {
-        errmsg_printf(errmsg, "founder's TLS certificate: not a PEM certificate");
-        return LSKV_EINVAL;
-    }
-    int rv = attest_report_verify(m->founder_attestation.data, m->founder_attestation.len,
-                                  policy, founder_digest, NULL, errmsg);
-    if (rv != 0) {
-        errmsg_wrapf(errmsg, "join response: founder's report");
-        return rv;
-    }
-    cert_service *svc = NULL;
-    rv = cert_service_from_pem_key(m->service_cert_pem, strlen(m->service_cert_pem),
-                                   m->service_key_pem, strlen(m->service_key_pem), &svc,
-                                   errmsg);
-    if (rv != 0) {
-        errmsg_wrapf(errmsg, "join response");
-        return LSKV_ECORRUPT;
-    }
     if (m->member_id == 0 || (member_id != 0 && m->member_id != member_id) ||
         m->cluster_id == 0 || m->n_member_ids != m->n_member_peer_urls ||
         m->n_member_ids > JOIN_MEMBERS_MAX) {
@@ -390,6 +369,37 @@ static int check_response(const Lskvpeerpb__JoinResponse *m, const struct join_k
     if (!self_listed) {
         errmsg_printf(errmsg, "join response: the member list lacks %016" PRIx64,
                       m->member_id);
+        return LSKV_ECORRUPT;
+    }
+    return 0;
+}
+
+/* Invariant (5) and the checks on what was issued to us. */
+static int check_response(const Lskvpeerpb__JoinResponse *m, const struct join_key *k,
+                          uint64_t member_id, const char *founder_cert_pem,
+                          size_t founder_cert_len, const struct attest_policy *policy,
+                          char *errmsg)
+{
+    uint8_t founder_digest[CERT_DIGEST_BYTES], node_digest[CERT_DIGEST_BYTES];
+    int ids = check_ids(m, member_id, errmsg);
+    if (ids != 0)
+        return ids;
+    if (cert_key_digest_of_pem(founder_cert_pem, founder_cert_len, founder_digest) != 0) {
+        errmsg_printf(errmsg, "founder's TLS certificate: not a PEM certificate");
+        return LSKV_EINVAL;
+    }
+    int rv = attest_report_verify(m->founder_attestation.data, m->founder_attestation.len,
+                                  policy, founder_digest, NULL, errmsg);
+    if (rv != 0) {
+        errmsg_wrapf(errmsg, "join response: founder's report");
+        return rv;
+    }
+    cert_service *svc = NULL;
+    rv = cert_service_from_pem_key(m->service_cert_pem, strlen(m->service_cert_pem),
+                                   m->service_key_pem, strlen(m->service_key_pem), &svc,
+                                   errmsg);
+    if (rv != 0) {
+        errmsg_wrapf(errmsg, "join response");
         return LSKV_ECORRUPT;
     }
     char cn[64], want_cn[64];
