@@ -31,6 +31,26 @@ static struct {
     struct join_founder f;
 } fz;
 
+/* An existing cluster's membership: one member added at this URL, not
+ * started (admits it with id 4). */
+static int admit_existing(void *arg, char *const *peer_urls, size_t n, const char *name,
+                          struct join_admitted *out, char *errmsg)
+{
+    (void)arg;
+    (void)name;
+    if (n != 1 || strcmp(peer_urls[0], "http://10.0.0.4:2380") != 0) {
+        errmsg_printf(errmsg, "not added");
+        return LSKV_EMEMBERNOTFOUND;
+    }
+    out->member_id = 4;
+    out->n_members = 2;
+    out->ids[0] = 1;
+    out->peer_urls[0] = "http://10.0.0.1:2380";
+    out->ids[1] = 4;
+    out->peer_urls[1] = peer_urls[0];
+    return 0;
+}
+
 static void setup(void)
 {
     char errmsg[LSKV_ERRMSG_SIZE];
@@ -52,7 +72,8 @@ static void setup(void)
     fz.f = (struct join_founder){.policy = &fz.policy, .service = fz.svc,
                                  .data_key = fz.data_key, .ledger_secret = fz.ledger_secret,
                                  .cluster_id = 0x1122334455667788ull, .report = fz.report,
-                                 .report_len = fz.report_len};
+                                 .report_len = fz.report_len,
+                                 .admit_existing = admit_existing};
     fz.ready = true;
 }
 
