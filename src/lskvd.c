@@ -1374,12 +1374,25 @@ static int open_member_net(struct daemon *d, const struct peer_tls_identity *ide
     struct config *c = &d->config;
     struct member_addresses a;
     struct url listen;
-    char listen_address[80];
+    char listen_address[80], more[PEER_MAX_MORE_LISTEN][80];
+    const char *more_ptrs[PEER_MAX_MORE_LISTEN];
+    size_t n_more = c->n_listen_peer_urls - 1;
     int rv;
+    if (n_more > PEER_MAX_MORE_LISTEN) {
+        errmsg_printf(errmsg, "--listen-peer-urls: at most %d URLs", PEER_MAX_MORE_LISTEN + 1);
+        return LSKV_EINVAL;
+    }
     if ((rv = resolve_members(&c->members, &a, errmsg)) != 0 ||
         (rv = url_parse(c->listen_peer_urls[0], 0, &listen, errmsg)) != 0 ||
         (rv = url_resolve(&listen, NULL, listen_address, sizeof listen_address, errmsg)) != 0)
         return rv;
+    /* etcd listens on every one of them */
+    for (size_t i = 0; i < n_more; i++) {
+        if ((rv = url_parse(c->listen_peer_urls[i + 1], 0, &listen, errmsg)) != 0 ||
+            (rv = url_resolve(&listen, NULL, more[i], sizeof more[i], errmsg)) != 0)
+            return rv;
+        more_ptrs[i] = more[i];
+    }
     /* etcd's peer TLS files: the handshake's certificates (net/peer.h). */
     uint8_t *pem[3] = {NULL, NULL, NULL};
     const char *files[3] = {c->peer_cert_file, c->peer_key_file, c->peer_trusted_ca_file};
@@ -1397,6 +1410,8 @@ static int open_member_net(struct daemon *d, const struct peer_tls_identity *ide
         .cluster_id = c->members.cluster_id,
         .name = c->name,
         .listen_address = listen_address,
+        .more_listen = more_ptrs,
+        .n_more_listen = n_more,
         .members = a.peers,
         .n_members = c->members.n,
         .policy = &d->policy,

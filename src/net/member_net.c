@@ -517,6 +517,8 @@ int member_net_open(uv_loop_t *loop, const struct member_net_config *cfg,
     struct peer_net_config pc = {
         .member_id = cfg->member_id,
         .listen_address = cfg->listen_address,
+        .more_listen = cfg->more_listen,
+        .n_more_listen = cfg->n_more_listen,
         .identity = *identity,
         .on_link = on_link,
         .arg = mn,

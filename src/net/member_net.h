@@ -55,6 +55,8 @@ struct member_net_config {
     uint64_t member_id, cluster_id;
     const char *name;
     const char *listen_address;            /* "host:port" */
+    const char *const *more_listen;        /* more "host:port" (peer_net_config) */
+    size_t n_more_listen;
     const struct member_net_peer *members; /* every member, this one too (copied) */
     size_t n_members;
     const struct attest_policy *policy;    /* copied */

@@ -118,6 +118,8 @@ struct peer_net {
     struct ident *ident;
     struct op_tls op; /* cert_pem NULL: node certificates in the handshake */
     uv_tcp_t listener;
+    uv_tcp_t more[PEER_MAX_MORE_LISTEN]; /* peer_net_config.more_listen */
+    size_t n_more;
     uv_timer_t defer; /* runs the transport's close callback outside close */
     unsigned handshake_timeout_ms;
     int (*on_link)(void *arg, peer_link *l, uint8_t channel);
@@ -1390,11 +1392,27 @@ int peer_net_open(uv_loop_t *loop, const struct peer_net_config *cfg, peer_net *
     n->listener.data = n->defer.data = n;
     n->handles = 2;
     rv = listener_listen(&n->listener, &u, on_connection, errmsg);
+    if (rv == 0 && cfg->n_more_listen > PEER_MAX_MORE_LISTEN) {
+        errmsg_printf(errmsg, "peer listen addresses: at most %d", PEER_MAX_MORE_LISTEN + 1);
+        rv = LSKV_EINVAL;
+    }
+    for (size_t i = 0; rv == 0 && i < cfg->n_more_listen; i++) {
+        struct url more;
+        uv_tcp_init(loop, &n->more[i]);
+        n->more[i].data = n;
+        n->n_more++;
+        n->handles++;
+        rv = url_parse(cfg->more_listen[i], URL_SCHEME_OPTIONAL, &more, errmsg);
+        if (rv == 0)
+            rv = listener_listen(&n->more[i], &more, on_connection, errmsg);
+    }
     if (rv != 0) {
         /* Closed handles must be waited for: free in the callbacks. */
         n->closing = true;
         uv_close((uv_handle_t *)&n->listener, net_handle_closed);
         uv_close((uv_handle_t *)&n->defer, net_handle_closed);
+        for (size_t i = 0; i < n->n_more; i++)
+            uv_close((uv_handle_t *)&n->more[i], net_handle_closed);
         return rv;
     }
     n->transport.impl = n;
@@ -1530,4 +1548,6 @@ void peer_net_close(peer_net *n, void (*cb)(void *arg), void *arg)
         link_close(l, LSKV_ESHUTDOWN);
     uv_close((uv_handle_t *)&n->listener, net_handle_closed);
     uv_close((uv_handle_t *)&n->defer, net_handle_closed);
+    for (size_t i = 0; i < n->n_more; i++)
+        uv_close((uv_handle_t *)&n->more[i], net_handle_closed);
 }

@@ -96,9 +96,15 @@ struct peer_operator_tls {
     bool client_cert_auth;
 };
 
+#define PEER_MAX_MORE_LISTEN 7 /* listen addresses besides the first */
+
 struct peer_net_config {
     uint64_t member_id;
     const char *listen_address;        /* "host:port" to bind (port 0: any) */
+    /* More "host:port" to listen on, the same as the first (etcd listens on
+     * every --listen-peer-urls URL): at most PEER_MAX_MORE_LISTEN. */
+    const char *const *more_listen;
+    size_t n_more_listen;
     struct peer_tls_identity identity; /* copied */
     struct peer_operator_tls operator_tls; /* copied */
     /* A server-side link on a non-raft channel has completed its handshake.

@@ -14,7 +14,8 @@ from conftest import ETCD, LSKVD, TARGET
 from flagrun import Proc, ctl, free_port, ids
 
 
-def run_both(tmp_path, make_args, env=None):
+def run_both(tmp_path, make_args, env=None, also=None):
+    """ids (and also(peer port), if given) of etcd then lskvd with the flags."""
     out = {}
     peer = free_port()
     for kind, binary in (("etcd", ETCD), ("lskvd", LSKVD)):
@@ -24,6 +25,8 @@ def run_both(tmp_path, make_args, env=None):
         try:
             p.wait_ready()
             out[kind] = ids("127.0.0.1:%d" % client)
+            if also is not None:
+                out[kind] = (out[kind], also(peer))
         finally:
             p.stop()
     out["peer"] = peer
@@ -116,9 +119,19 @@ def test_a_member_with_two_peer_urls(tmp_path):
         a[a.index("--initial-advertise-peer-urls") + 1] = both
         a[a.index("--listen-peer-urls") + 1] = both
         return a
-    got = run_both(tmp_path, args)
+    def listening(p):  # etcd listens on every --listen-peer-urls URL
+        out = []
+        for port in (p, second):
+            try:
+                socket.create_connection(("127.0.0.1", port), 2).close()
+                out.append(True)
+            except OSError:
+                out.append(False)
+        return out
+    got = run_both(tmp_path, args, also=listening)
     assert got["lskvd"] == got["etcd"]
-    assert len(got["lskvd"][2][0][2]) == 2
+    assert len(got["lskvd"][0][2][0][2]) == 2
+    assert got["lskvd"][1] == [True, True]
 
 
 @pytest.mark.skipif(TARGET == "etcd", reason="compares lskvd with etcd")
