@@ -124,10 +124,17 @@ def sequence(c, ports):
 
 
 def test_member_commands_as_etcd(cluster_factory, tmp_path):
-    ports = [free_port() for _ in range(4)]
     got = {}
     for kind in ("etcd", "lskvd"):
         c = cluster_factory(kind, 3)
+        # The added members' ports are never bound: pick them once the
+        # cluster holds its own, so that none is one of the cluster's.
+        used = {m.peer_port for m in c.members} | {m.client_port for m in c.members}
+        ports = []
+        while len(ports) < 4:
+            p = free_port()
+            if p not in used and p not in ports:
+                ports.append(p)
         leader_of(c)
         # etcd counts a peer as healthy once connected for 5 s (its
         # HealthInterval); before that it refuses to add a voter.
