@@ -325,7 +325,6 @@ static int cand_cmp(const void *pa, const void *pb, void *arg)
 int kv_exec_range(kvstore *kv, const Etcdserverpb__RangeRequest *req, int64_t cur_rev,
                   struct arena *a, Etcdserverpb__RangeResponse **resp, char *errmsg)
 {
-    kv->counts.ranges++;
     /* etcd's rangeKeys: future first, then 0 (or less) = current, then compacted. */
     int64_t rev = req->revision;
     if (rev > cur_rev)
@@ -422,15 +421,14 @@ out:
 int kvstore_range(kvstore *kv, const Etcdserverpb__RangeRequest *req, struct arena *a,
                   Etcdserverpb__RangeResponse **resp, char *errmsg)
 {
+    kv->counts.ranges++;
     return kv_exec_range(kv, req, kv->rev, a, resp, errmsg);
 }
 
 int kvstore_range_uncounted(kvstore *kv, const Etcdserverpb__RangeRequest *req,
                             struct arena *a, Etcdserverpb__RangeResponse **resp, char *errmsg)
 {
-    int rv = kv_exec_range(kv, req, kv->rev, a, resp, errmsg);
-    kv->counts.ranges--;
-    return rv;
+    return kv_exec_range(kv, req, kv->rev, a, resp, errmsg);
 }
 
 /* ---- writes ---- */

@@ -470,6 +470,7 @@ static int exec_txn(kvstore *kv, const Etcdserverpb__TxnRequest *t, const struct
             if (op->request_range == NULL)
                 break;
             ro->response_case = ETCDSERVERPB__RESPONSE_OP__RESPONSE_RESPONSE_RANGE;
+            kv->counts.ranges++;
             rv = kv_exec_range(kv, op->request_range, kv_read_rev(kv), a, &ro->response_range,
                                errmsg);
             break;
