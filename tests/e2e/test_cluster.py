@@ -428,6 +428,22 @@ def test_five_members_survive_two_lost(cluster_factory, kind):
              timeout=40, what="the two to catch up")
 
 
+def read_back_big(kv):
+    """Reads every big/ key put_many wrote, page by page, serializable (the
+    member's own verified path: records fetched, sealed again there),
+    checking each value; returns how many."""
+    seen, key = 0, b"big/"
+    while True:
+        r = kv.Range(rpc_pb2.RangeRequest(key=key, range_end=b"big0", limit=10000,
+                                          serializable=True), timeout=60)
+        for x in r.kvs:
+            assert x.value == b"v%d" % int(x.key[4:]), x
+        seen += len(r.kvs)
+        if not r.more:
+            return seen
+        key = r.kvs[-1].key + b"\0"
+
+
 def put_many(server, prefix, n, per_txn=1000):
     """n keys prefix%06d = v%d, per_txn puts in each Txn."""
     kv = rpc_pb2_grpc.KVStub(grpc_channel(server))
@@ -489,20 +505,7 @@ def test_a_member_far_behind_installs_100k_keys_and_serves_them(cluster_factory)
                                           serializable=True), timeout=30)
         return r.count == n
     wait_for(all_there, timeout=120, what="100k keys on the member that was behind")
-    # Every value reads back through the verified path (records fetched,
-    # sealed again here), page by page.
-    seen = 0
-    key = b"big/"
-    while True:
-        r = kv.Range(rpc_pb2.RangeRequest(key=key, range_end=b"big0", limit=10000,
-                                          serializable=True), timeout=60)
-        for x in r.kvs:
-            assert x.value == b"v%d" % int(x.key[4:]), x
-        seen += len(r.kvs)
-        if not r.more:
-            break
-        key = r.kvs[-1].key + b"\0"
-    assert seen == n
+    assert read_back_big(kv) == n
     log = f.log_text()
     assert "held until this member has the ledger entries" in log
     assert "caught up: the held snapshot is restored" in log
