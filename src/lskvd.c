@@ -98,6 +98,10 @@ struct daemon {
     char peer_addr[MEMBER_TABLE_MAX][300];
     uint64_t peers_print;
     bool peers_synced;
+    uint64_t members_changed_at; /* uv_now when the committed membership
+                                    last changed (sync_member_net) */
+    uint64_t removed_by; /* the leader whose probe answer says this member
+                            was removed (on_probe_reply); 0: none */
     struct consensus_seen seen; /* who the leader heard from (reconfig.h) */
     bool members_init_refused;  /* init_members: apply said no; not again */
     uv_timer_t space_timer; /* keeps space.reserve (storage/diskspace.h) */
@@ -803,6 +807,8 @@ static int sync_member_net(struct daemon *d)
     uint64_t print = membership_print(mt);
     if (d->peers_synced && print == d->peers_print)
         return 0;
+    if (print != d->peers_print)
+        d->members_changed_at = uv_now(d->loop);
     d->peers_synced = false;
     for (size_t i = 0; i < mt->n; i++) {
         const Etcdserverpb__Member *m = mt->m[i];
@@ -822,6 +828,31 @@ static int sync_member_net(struct daemon *d)
     return rv;
 }
 
+/* member_net_set_member_check: the applied membership (applied in step
+ * with raft's applied index, which probe answers carry); none yet: listed. */
+static bool lists_member(void *arg, uint64_t id)
+{
+    struct daemon *d = arg;
+    const struct member_table *mt = &d->fsm.members;
+    return !member_table_initialized(mt) || member_table_get(mt, id) != NULL;
+}
+
+/* A follower removed while it could not hear the leader never applies its
+ * removal, and the leader no longer replicates to it: the others' answers
+ * to its round-trip probes say so (consensus/probe.h; etcd's peers answer
+ * a removed member's messages likewise). on_member_timer acts on it. */
+static void on_probe_reply(void *arg, uint64_t from, const struct probe_reply *reply)
+{
+    struct daemon *d = arg;
+    if (d->node == NULL || d->removed_by != 0 || consensus_restore_held(d->node) ||
+        member_table_get(&d->fsm.members, d->member_id) == NULL)
+        return; /* its own membership must list it, at its applied index */
+    struct consensus_status st;
+    consensus_get_status(d->node, &st);
+    if (probe_says_removed(reply, st.applied_index))
+        d->removed_by = from;
+}
+
 /* From the time raft is open, every member: the member network follows
  * the committed membership (before serving too: a restarted member may
  * need it to reach a leader --initial-cluster does not name). Once
@@ -835,6 +866,12 @@ static void on_member_timer(uv_timer_t *t)
     if (d->stopping || d->node == NULL || !member_table_initialized(mt))
         return;
     int synced = sync_member_net(d);
+    if (d->removed_by != 0) { /* serving or not: it will never serve */
+        LOG_WARN(MODULE, "the member has been permanently removed from the cluster (member %016"
+                 PRIx64 " no longer lists it)", d->removed_by);
+        shutdown_daemon(d, 0);
+        return;
+    }
     if (!d->serving)
         return;
     if (member_table_get(mt, d->member_id) == NULL) {
@@ -848,6 +885,12 @@ static void on_member_timer(uv_timer_t *t)
     struct consensus_status st;
     consensus_get_status(d->node, &st);
     if (!st.is_leader)
+        return;
+    /* Two heartbeats first: a member removed from raft's configuration is
+     * sent nothing more, so it learns that its removal committed (and
+     * answers the client that asked it, and stops) only from a heartbeat
+     * before that (failing that, from on_probe_reply, seconds later). */
+    if (uv_now(d->loop) - d->members_changed_at < 2 * (uint64_t)d->config.heartbeat_interval_ms)
         return;
     struct consensus_want want[MEMBER_TABLE_MAX];
     for (size_t i = 0; i < mt->n; i++)
@@ -1421,6 +1464,10 @@ static int open_member_net(struct daemon *d, const struct peer_tls_identity *ide
                          .client_cert_auth = c->peer_client_cert_auth},
     };
     rv = member_net_open(d->loop, &mc, identity, &d->net, errmsg);
+    if (rv == 0) {
+        member_net_set_member_check(d->net, lists_member, d);
+        member_net_set_probe_reply_cb(d->net, on_probe_reply, d);
+    }
     if (pem[1] != NULL)
         explicit_bzero(pem[1], strlen((const char *)pem[1]));
     for (int i = 0; i < 3; i++)

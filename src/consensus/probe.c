@@ -33,7 +33,7 @@ void probe_reply_encode(const struct probe_reply *r, uint8_t out[PROBE_REPLY_BYT
                        (r->removed ? F_REMOVED : 0));
     put_u64be(out + 6, r->leader_id);
     put_u64be(out + 14, r->term);
-    put_u64be(out + 22, r->commit_index);
+    put_u64be(out + 22, r->applied_index);
     put_u64be(out + 30, r->match_index);
 }
 
@@ -47,7 +47,7 @@ int probe_reply_decode(const uint8_t *buf, size_t len, struct probe_reply *out)
         .leader = (buf[5] & F_LEADER) != 0,
         .leader_id = get_u64be(buf + 6),
         .term = get_u64be(buf + 14),
-        .commit_index = get_u64be(buf + 22),
+        .applied_index = get_u64be(buf + 22),
         .match_index = get_u64be(buf + 30),
         .removed = (buf[5] & F_REMOVED) != 0,
     };
@@ -55,6 +55,11 @@ int probe_reply_decode(const uint8_t *buf, size_t len, struct probe_reply *out)
         return LSKV_ECORRUPT;
     *out = r;
     return 0;
+}
+
+bool probe_says_removed(const struct probe_reply *r, uint64_t applied)
+{
+    return r->removed && r->applied_index >= applied;
 }
 
 int probe_judge(const struct probe_self *self, uint64_t from, const struct probe_reply *r,
@@ -69,9 +74,9 @@ int probe_judge(const struct probe_self *self, uint64_t from, const struct probe
         return 0;
     if (r->match_index > self->last_index) {
         errmsg_printf(errmsg, "its raft log ends at index %" PRIu64 " (term %" PRIu64 ") but the "
-                      "leader, member %016" PRIx64 " (term %" PRIu64 ", commit index %" PRIu64
+                      "leader, member %016" PRIx64 " (term %" PRIu64 ", applied index %" PRIu64
                       "), holds this member's acknowledgement of entries up to index %" PRIu64,
-                      self->last_index, self->term, from, r->term, r->commit_index,
+                      self->last_index, self->term, from, r->term, r->applied_index,
                       r->match_index);
         return LSKV_ECORRUPT;
     }

@@ -20,8 +20,15 @@
  *   request: "LSKQ" version (1 byte, 1)
  *   reply:   "LSKA" version (1 byte, 1) flags (1 byte: bit 0 raft runs,
  *            bit 1 leads, bit 2 its committed membership does not list the
- *            asker) leader id, term, commit index, match index (8 bytes
- *            each, big-endian).
+ *            asker) leader id, term, applied index, match index (8
+ *            bytes each, big-endian).
+ * The removed flag is judged on the membership at the applied index: a
+ * member whose own membership lists itself at an applied index no later
+ * than that was removed since, by a committed entry (probe_says_removed).
+ * That is how a running member learns its removal when it never applied
+ * it: removed while it could not hear the leader, which then no longer
+ * replicates to it (etcd's peers answer a removed member's messages
+ * "removed" likewise).
  * A member that is itself starting answers with no flags and zeros: it
  * knows nothing yet. */
 #ifndef LSKV_CONSENSUS_PROBE_H
@@ -39,7 +46,8 @@ struct probe_reply {
     bool leader;          /* it leads term `term` */
     uint64_t leader_id;   /* the leader it knows, 0 if none */
     uint64_t term;        /* its current term */
-    uint64_t commit_index;
+    uint64_t applied_index; /* its committed membership is the one at this
+                               index (0: it says nothing about membership) */
     uint64_t match_index; /* leader only: the asking member acknowledged up
                              to here in this term; 0 when unknown */
     bool removed;         /* its committed membership does not list the asker */
@@ -66,6 +74,11 @@ int probe_reply_decode(const uint8_t *buf, size_t len, struct probe_reply *out);
  * the numbers: the data dir was rolled back. */
 int probe_judge(const struct probe_self *self, uint64_t from, const struct probe_reply *r,
                 char *errmsg);
+
+/* For a running member whose membership at applied index `applied` lists
+ * it: whether reply says it was removed since (whoever answers: the answer
+ * is about committed entries). */
+bool probe_says_removed(const struct probe_reply *r, uint64_t applied);
 
 /* Whether the answers so far are enough to start: a leader answered (only
  * a leader can know), or every other member did, or members that make a

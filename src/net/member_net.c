@@ -10,7 +10,6 @@
 #include "common/err.h"
 #include "common/log.h"
 #include "net/forward_links.h"
-#include "net/peer_rtt.h"
 #include "net/probe_links.h"
 
 #define MODULE "member"
@@ -86,14 +85,6 @@ static bool known(const member_net *mn, uint64_t id)
         if (mn->known[i].id == id)
             return true;
     return mn->n_known == 0 && member_of(mn, id) != NULL;
-}
-
-/* probe_links_set_member_check: removed once a committed membership
- * exists that does not list it. */
-static bool listed(void *arg, uint64_t id)
-{
-    member_net *mn = arg;
-    return known(mn, id);
 }
 
 /* The founder: the member with the lowest id. */
@@ -423,6 +414,17 @@ static int rtt_peers(peer_rtt *rtt, const struct forward_peer *peers, size_t n)
     return peer_rtt_set_peers(rtt, list, k);
 }
 
+void member_net_set_member_check(member_net *mn, bool (*listed)(void *arg, uint64_t id),
+                                 void *arg)
+{
+    probe_links_set_member_check(mn->probes, listed, arg);
+}
+
+void member_net_set_probe_reply_cb(member_net *mn, peer_rtt_reply_fn fn, void *arg)
+{
+    peer_rtt_set_reply_cb(mn->rtt, fn, arg);
+}
+
 const struct metrics_histogram *member_net_rtt_series(void *arg, size_t i, char *value,
                                                       size_t size)
 {
@@ -562,7 +564,6 @@ int member_net_open(uv_loop_t *loop, const struct member_net_config *cfg,
     uv_timer_init(loop, &mn->retry);
     mn->retry.data = mn;
     peer_net_set_raft_address(mn->net, raft_address_of, mn);
-    probe_links_set_member_check(mn->probes, listed, mn);
     *out = mn;
     return 0;
 }

@@ -41,6 +41,7 @@
 #include "identity/cert.h"
 #include "identity/join.h"
 #include "net/peer.h"
+#include "net/peer_rtt.h"
 #include "net/probe_links.h"
 
 typedef struct member_net member_net;
@@ -128,6 +129,15 @@ int member_net_probe(member_net *mn, const struct probe_self *self, probe_done_c
  * other members (net/peer_rtt.h); valid until member_net_close. */
 const struct metrics_histogram *member_net_rtt_series(void *arg, size_t i, char *value,
                                                       size_t size);
+
+/* Whether the committed membership at raft's applied index lists member id
+ * (probe answers say "removed" otherwise: probe_links_set_member_check).
+ * Until set, every asker is listed. */
+void member_net_set_member_check(member_net *mn, bool (*listed)(void *arg, uint64_t id),
+                                 void *arg);
+/* Each answer to the round-trip probes (peer_rtt_set_reply_cb): how a
+ * running member learns what the leader knows of it. */
+void member_net_set_probe_reply_cb(member_net *mn, peer_rtt_reply_fn fn, void *arg);
 
 /* raft's transport; valid until member_net_close. */
 struct raft_uv_transport *member_net_transport(member_net *mn);

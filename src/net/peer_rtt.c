@@ -8,7 +8,6 @@
 #include <string.h>
 
 #include "common/err.h"
-#include "consensus/probe.h"
 
 struct timed {
     peer_rtt *r;
@@ -28,6 +27,8 @@ struct peer_rtt {
     uv_timer_t tick;
     int open; /* links not yet closed, + the timer */
     bool closing;
+    peer_rtt_reply_fn on_reply;
+    void *reply_arg;
 };
 
 static void maybe_free(peer_rtt *r)
@@ -53,6 +54,8 @@ static void on_answer(void *arg, peer_link *l, const uint8_t *msg, size_t len)
     metrics_histogram_observe(&t->hist, (double)(uv_hrtime() - t->sent_ns) / 1e9);
     t->sent_ns = 0;
     t->observed = true;
+    if (t->r->on_reply != NULL)
+        t->r->on_reply(t->r->reply_arg, t->id, &reply);
 }
 
 static void on_closed(void *arg, peer_link *l, int status)
@@ -118,6 +121,12 @@ int peer_rtt_new(uv_loop_t *loop, peer_net *net, peer_rtt **out)
     uv_timer_start(&r->tick, on_tick, PEER_RTT_INTERVAL_MS, PEER_RTT_INTERVAL_MS);
     *out = r;
     return 0;
+}
+
+void peer_rtt_set_reply_cb(peer_rtt *r, peer_rtt_reply_fn fn, void *arg)
+{
+    r->on_reply = fn;
+    r->reply_arg = arg;
 }
 
 /* Drops t: closes its link (on_closed frees it then) or frees it now. */

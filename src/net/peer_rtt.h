@@ -7,7 +7,13 @@
  * prometheus.ExponentialBuckets(0.0001, 2, 16). A member that does not
  * answer within the interval has its link closed and made again; nothing
  * is observed for it meanwhile (etcd observes nothing for a peer it cannot
- * reach either). */
+ * reach either).
+ *
+ * The answers also tell a running member what the others know of it: a
+ * follower removed while it could not hear the leader never applies its
+ * removal, and the leader no longer replicates to it; the leader's answer
+ * says so (probe_reply.removed), as etcd's peers answer a removed member's
+ * messages. Every answer goes to the reply callback. */
 #ifndef LSKV_NET_PEER_RTT_H
 #define LSKV_NET_PEER_RTT_H
 
@@ -15,6 +21,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "consensus/probe.h"
 #include "http/metrics.h"
 #include "net/peer.h"
 
@@ -34,6 +41,9 @@ int peer_rtt_new(uv_loop_t *loop, peer_net *net, peer_rtt **out);
  * at its address keeps its link and histogram. Errors: LSKV_ENOMEM (the
  * old list stays). */
 int peer_rtt_set_peers(peer_rtt *r, const struct peer_rtt_peer *peers, size_t n);
+/* Called with each answer, from the member `from` (NULL: none). */
+typedef void (*peer_rtt_reply_fn)(void *arg, uint64_t from, const struct probe_reply *reply);
+void peer_rtt_set_reply_cb(peer_rtt *r, peer_rtt_reply_fn fn, void *arg);
 /* metrics_series_fn (arg: the peer_rtt): the i-th member that answered at
  * least once, its id in hex as the label value. */
 const struct metrics_histogram *peer_rtt_series(void *arg, size_t i, char *value, size_t size);

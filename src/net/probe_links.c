@@ -111,9 +111,13 @@ static void serve_in(void *arg, peer_link *l, const uint8_t *msg, size_t len)
         r.leader = st.is_leader;
         r.leader_id = st.leader_id;
         r.term = st.term;
-        r.commit_index = st.commit_index;
         r.match_index = consensus_match_index(p->node, peer_link_member(l));
-        r.removed = p->listed != NULL && !p->listed(p->listed_arg, peer_link_member(l));
+        /* While a restore is held, raft's applied index is ahead of the
+         * state: say nothing about membership then. */
+        if (!consensus_restore_held(p->node)) {
+            r.applied_index = st.applied_index;
+            r.removed = p->listed != NULL && !p->listed(p->listed_arg, peer_link_member(l));
+        }
     }
     uint8_t buf[PROBE_REPLY_BYTES];
     probe_reply_encode(&r, buf);

@@ -18,6 +18,7 @@ LSKV_FAULT_ROUNDS (default 50) rounds against lskvd, LSKV_FAULT_SNAPSHOT_ROUNDS
 (default 0) more with a snapshot every 2000 entries, LSKV_FAULT_ROUNDS_ETCD
 (default 5 of each) against etcd; `make soak` runs 500 of each.
 """
+import json
 import os
 import pickle
 import random
@@ -601,6 +602,43 @@ def test_isolated_old_leader_never_answers_a_stale_linearizable_read(net_cluster
             pass
         assert time.time() < deadline, "healed ex-leader never read the new value"
         time.sleep(0.2)
+
+
+@pytest.mark.parametrize("kind", ["etcd", "lskvd"])
+def test_member_removed_while_cut_off_stops_once_healed(net_cluster, kind):
+    """A follower removed while it cannot hear the leader never applies its
+    own removal, and the leader no longer replicates to it: it must still
+    learn that it was removed when the network heals, and stop (etcd's peers
+    answer a removed member's messages "removed"; the same race, a removal
+    committed just before the leader stops replicating to it, stranded a
+    member in CI's fault rounds)."""
+    c = net_cluster(kind)
+    leader = c.leader()
+    gone = next(m for m in c.members if m is not leader)
+    rest = [m for m in c.members if m is not gone]
+    assert leader.etcdctl("put", "before", "1").returncode == 0
+    gone_id = "%x" % gone.status()["header"]["member_id"]
+    time.sleep(5.5)  # etcd's HealthInterval (--strict-reconfig-check)
+    c.partition([gone])
+    try:
+        deadline = time.time() + 30
+        while True:
+            r = leader.etcdctl("member", "remove", gone_id)
+            if r.returncode == 0 or time.time() > deadline:
+                break
+            time.sleep(0.5)
+        assert r.returncode == 0, r.stderr
+        assert leader.etcdctl("put", "after", "2").returncode == 0
+        time.sleep(2)
+        assert gone.alive(), "a member that cannot hear anyone cannot know it was removed"
+    finally:
+        c.heal()
+    assert gone.proc.wait(30) == 0
+    assert "the member has been permanently removed from the cluster" in gone.log_text()
+    for m in rest:
+        ml = json.loads(m.etcdctl("member", "list", "-w", "json").stdout)["members"]
+        assert sorted(x["name"] for x in ml) == sorted(x.name for x in rest)
+        assert m.etcdctl("put", "k-" + m.name, "v").returncode == 0
 
 
 @pytest.mark.parametrize("kind", ["etcd", "lskvd"])

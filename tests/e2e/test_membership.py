@@ -244,8 +244,13 @@ def test_removed_member_stops_and_the_rest_serve(cluster_factory, which, kind):
     ids, cid = ids_by_name(lead)
     # Asked of the member itself (etcd allows it; the removed member stops).
     r = etcdctl(gone, "member", "remove", "%x" % ids[gone.name])
-    assert r.returncode == 0, r.stderr
-    assert r.stdout.strip() == "Member %16x removed from cluster %16x" % (ids[gone.name], cid)
+    if kind == "etcd" and r.returncode != 0:
+        # etcd may stop before its answer leaves (seen in CI); the member
+        # list below shows the removal took effect. lskvd answers first.
+        assert "etcdserver: server stopped" in r.stderr, r.stderr
+    else:
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.strip() == "Member %16x removed from cluster %16x" % (ids[gone.name], cid)
     rest = [m for m in c.members if m is not gone]
     # etcd and lskvd both exit (0) once the removal is applied.
     assert gone.proc.wait(30) == 0

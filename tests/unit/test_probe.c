@@ -18,14 +18,14 @@ TEST(probe, request_round_trip)
 TEST(probe, reply_round_trip_and_refusals)
 {
     struct probe_reply r = {.running = true, .leader = true, .leader_id = 7, .term = 9,
-                            .commit_index = 1000, .match_index = 990}, got;
+                            .applied_index = 1000, .match_index = 990}, got;
     uint8_t buf[PROBE_REPLY_BYTES];
     probe_reply_encode(&r, buf);
     ASSERT_EQ(probe_reply_decode(buf, sizeof buf, &got), 0);
     ASSERT(got.running && got.leader);
     ASSERT_EQ(got.leader_id, 7);
     ASSERT_EQ(got.term, 9);
-    ASSERT_EQ(got.commit_index, 1000);
+    ASSERT_EQ(got.applied_index, 1000);
     ASSERT_EQ(got.match_index, 990);
     ASSERT_EQ(probe_reply_decode(buf, sizeof buf - 1, &got), LSKV_ECORRUPT);
     /* A match index from a member that does not lead: not a reply. */
@@ -56,7 +56,7 @@ TEST(probe, judge)
     char errmsg[LSKV_ERRMSG_SIZE] = "";
     struct probe_self self = {.last_index = 500, .term = 4};
     struct probe_reply leader = {.running = true, .leader = true, .leader_id = 3, .term = 4,
-                                 .commit_index = 800, .match_index = 500};
+                                 .applied_index = 800, .match_index = 500};
     /* Acknowledged exactly what it holds: fine, however far the commit is. */
     ASSERT_EQ(probe_judge(&self, 3, &leader, errmsg), 0);
     /* Acknowledged more than the log holds: rolled back, with the numbers. */
@@ -75,7 +75,7 @@ TEST(probe, judge)
     ASSERT_EQ(probe_judge(&self, 3, &leader, errmsg), 0);
     /* A follower's view, however far ahead, proves nothing (a lag looks the same). */
     struct probe_reply follower = {.running = true, .leader_id = 3, .term = 40,
-                                   .commit_index = 100000};
+                                   .applied_index = 100000};
     ASSERT_EQ(probe_judge(&self, 2, &follower, errmsg), 0);
     /* Removed: the leader's word counts, a follower's not (it may not have
      * applied the MemberAdd of a member that joined just now). */
@@ -84,6 +84,23 @@ TEST(probe, judge)
     leader.removed = true;
     ASSERT_EQ(probe_judge(&self, 3, &leader, errmsg), LSKV_EREMOVED);
     ASSERT(strstr(errmsg, "no longer lists this member") != NULL);
+}
+
+TEST(probe, says_removed_at_or_after_what_the_member_applied)
+{
+    /* A member at applied index 700 whose membership lists itself. */
+    struct probe_reply r = {.running = true, .leader_id = 3, .term = 7, .applied_index = 700,
+                            .removed = true};
+    ASSERT(probe_says_removed(&r, 700));
+    ASSERT(probe_says_removed(&r, 650));
+    /* Any member's word, leader or not: it is about committed entries. */
+    r.leader = true;
+    ASSERT(probe_says_removed(&r, 700));
+    /* A membership older than this member's own (a member that has not
+     * applied its MemberAdd yet): proves nothing. */
+    ASSERT(!probe_says_removed(&r, 701));
+    r.removed = false;
+    ASSERT(!probe_says_removed(&r, 10));
 }
 
 TEST(probe, enough)
