@@ -965,7 +965,8 @@ static void start_serving(struct daemon *d)
                 .trusted_ca_file = c->trusted_ca_file,
                 .client_cert_auth = c->client_cert_auth,
                 .cipher_suites = c->cipher_suites,
-                .crl_file = c->client_crl_file},
+                .crl_file = c->client_crl_file,
+                .allowed_hostname = c->client_cert_allowed_hostname},
         /* gRPC's own limit sits above etcd's request limit, as in etcd
          * (max-request-bytes + 512 KiB of slack). */
         .max_recv_message_bytes = (size_t)c->max_request_bytes + 512 * 1024,
@@ -1461,7 +1462,9 @@ static int open_member_net(struct daemon *d, const struct peer_tls_identity *ide
         .election_ms = (unsigned)c->election_timeout_ms,
         .operator_tls = {.cert_pem = (const char *)pem[0], .key_pem = (const char *)pem[1],
                          .ca_pem = (const char *)pem[2],
-                         .client_cert_auth = c->peer_client_cert_auth},
+                         .client_cert_auth = c->peer_client_cert_auth,
+                         .allowed_cn = c->peer_cert_allowed_cn,
+                         .allowed_hostname = c->peer_cert_allowed_hostname},
     };
     rv = member_net_open(d->loop, &mc, identity, &d->net, errmsg);
     if (rv == 0) {

@@ -99,6 +99,14 @@ static const struct opt opts[] = {
     {"peer-client-cert-auth", OPT_BOOL, "false", 0, 0, F(peer_client_cert_auth), 0,
      "Enable peer client cert authentication (with --peer-trusted-ca-file); members also "
      "always prove their node certificates."},
+    {"peer-cert-allowed-cn", OPT_STRING, NULL, 0, 0, F(peer_cert_allowed_cn), 0,
+     "Allowed CN for inter peer authentication: a member's handshake certificate must have "
+     "it (both directions, as etcd; with --peer-cert-file)."},
+    {"peer-cert-allowed-hostname", OPT_STRING, NULL, 0, 0, F(peer_cert_allowed_hostname), 0,
+     "Allowed TLS hostname for inter peer authentication: a member's handshake certificate "
+     "must be valid for it (both directions, as etcd; with --peer-cert-file)."},
+    {"client-cert-allowed-hostname", OPT_STRING, NULL, 0, 0, F(client_cert_allowed_hostname),
+     0, "Allowed TLS hostname for client cert authentication (with --client-cert-auth)."},
     {"cipher-suites", OPT_STRING, NULL, 0, 0, F(cipher_suites), 0,
      "Comma-separated list of supported TLS 1.2 cipher suites, in etcd's names (empty: "
      "OpenSSL's defaults); TLS 1.3's are not configurable, as in etcd."},
@@ -219,12 +227,6 @@ static const struct opt opts[] = {
     {"proxy-dial-timeout", OPT_REFUSED, NULL, 0, 0, 0, 0, "the v2 proxy is not supported"},
     {"proxy-write-timeout", OPT_REFUSED, NULL, 0, 0, 0, 0, "the v2 proxy is not supported"},
     {"proxy-read-timeout", OPT_REFUSED, NULL, 0, 0, 0, 0, "the v2 proxy is not supported"},
-    {"client-cert-allowed-hostname", OPT_REFUSED, NULL, 0, 0, 0, 0,
-     "client certificate host name checks are not supported yet"},
-    {"peer-cert-allowed-cn", OPT_REFUSED, NULL, 0, 0, 0, 0,
-     "peers are checked by their node certificates"},
-    {"peer-cert-allowed-hostname", OPT_REFUSED, NULL, 0, 0, 0, 0,
-     "peers are checked by their node certificates"},
     {"log-output", OPT_REFUSED, NULL, 0, 0, 0, 0, "deprecated in etcd 3.4: use --log-outputs"},
     {"log-package-levels", OPT_REFUSED, NULL, 0, 0, 0, 0,
      "per-package levels are not supported (--log-level)"},
@@ -540,7 +542,29 @@ static int check_tls(struct config *c, char *errmsg)
     }
     const char *needs_cert = c->peer_trusted_ca_file ? "--peer-trusted-ca-file"
                              : c->peer_client_cert_auth ? "--peer-client-cert-auth"
-                                                        : NULL;
+                             : c->peer_cert_allowed_cn ? "--peer-cert-allowed-cn"
+                             : c->peer_cert_allowed_hostname ? "--peer-cert-allowed-hostname"
+                                                             : NULL;
+    if (c->peer_cert_allowed_cn != NULL && c->peer_cert_allowed_hostname != NULL) {
+        errmsg_printf(errmsg, "AllowedCN and AllowedHostname are mutually exclusive (cn=\"%s\", "
+                      "hostname=\"%s\")", c->peer_cert_allowed_cn,
+                      c->peer_cert_allowed_hostname);
+        return LSKV_EINVAL;
+    }
+    const char *allowed = c->peer_cert_allowed_cn ? "--peer-cert-allowed-cn"
+                          : c->peer_cert_allowed_hostname ? "--peer-cert-allowed-hostname"
+                                                          : NULL;
+    if (allowed != NULL && (!c->peer_client_cert_auth || c->peer_trusted_ca_file == NULL)) {
+        errmsg_printf(errmsg, "%s: needs --peer-client-cert-auth and --peer-trusted-ca-file (a "
+                      "peer's certificate is checked only once verified; etcd would refuse "
+                      "every peer connection)", allowed);
+        return LSKV_EINVAL;
+    }
+    if (c->client_cert_allowed_hostname != NULL && !c->client_cert_auth) {
+        errmsg_printf(errmsg, "--client-cert-allowed-hostname: needs --client-cert-auth (no "
+                      "client certificate to check otherwise)");
+        return LSKV_EINVAL;
+    }
     if (needs_cert != NULL && c->peer_cert_file == NULL) {
         errmsg_printf(errmsg, "%s: needs --peer-cert-file and --peer-key-file (lskv members "
                       "otherwise authenticate each other by their node certificates alone)",

@@ -46,12 +46,15 @@ struct config {
     bool peer_auto_tls;
     char *peer_cert_file, *peer_key_file, *peer_trusted_ca_file;
     bool peer_client_cert_auth;
+    char *peer_cert_allowed_cn;       /* --peer-cert-allowed-cn */
+    char *peer_cert_allowed_hostname; /* --peer-cert-allowed-hostname */
     bool experimental_initial_corrupt_check; /* lskv always checks at start */
     char *cert_file;             /* --cert-file: client TLS certificate (PEM) */
     char *key_file;              /* --key-file */
     char *trusted_ca_file;       /* --trusted-ca-file: CA for client certificates */
     char *client_crl_file;       /* --client-crl-file: revoked client certificates */
     bool client_cert_auth;       /* --client-cert-auth: require a client certificate */
+    char *client_cert_allowed_hostname; /* --client-cert-allowed-hostname */
     char *cipher_suites;         /* --cipher-suites: etcd's (Go) names, comma separated */
     int64_t max_request_bytes;   /* --max-request-bytes: etcd's 1.5 MiB */
     int64_t max_buffered_request_bytes; /* --max-buffered-request-bytes: server-wide */

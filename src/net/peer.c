@@ -59,6 +59,7 @@ struct ident {
 /* Operator TLS settings, copied. */
 struct op_tls {
     char *cert_pem, *key_pem, *ca_pem;
+    char *allowed_cn, *allowed_hostname;
     bool client_cert_auth;
 };
 
@@ -243,6 +244,11 @@ static int make_ssl_ctx(const struct peer_tls_identity *id, const struct op_tls 
     rv = tls_ctx_wrap(ctx, client, out);
     if (rv == 0)
         ctx = NULL;
+    if (rv == 0 && op != NULL && (op->allowed_cn != NULL || op->allowed_hostname != NULL) &&
+        (rv = tls_ctx_allow_only(*out, op->allowed_cn, op->allowed_hostname)) != 0) {
+        tls_ctx_close(*out);
+        *out = NULL;
+    }
 out:
     X509_free(cert);
     EVP_PKEY_free(key);
@@ -259,6 +265,8 @@ static void op_free(struct op_tls *op)
         OPENSSL_cleanse(op->key_pem, strlen(op->key_pem));
     free(op->key_pem);
     free(op->ca_pem);
+    free(op->allowed_cn);
+    free(op->allowed_hostname);
     *op = (struct op_tls){0};
 }
 
@@ -270,7 +278,11 @@ static int op_copy(const struct peer_operator_tls *in, struct op_tls *out)
     out->cert_pem = strdup(in->cert_pem);
     out->key_pem = in->key_pem ? strdup(in->key_pem) : NULL;
     out->ca_pem = in->ca_pem ? strdup(in->ca_pem) : NULL;
-    if (out->cert_pem == NULL || out->key_pem == NULL || (in->ca_pem && out->ca_pem == NULL)) {
+    out->allowed_cn = in->allowed_cn ? strdup(in->allowed_cn) : NULL;
+    out->allowed_hostname = in->allowed_hostname ? strdup(in->allowed_hostname) : NULL;
+    if (out->cert_pem == NULL || out->key_pem == NULL || (in->ca_pem && out->ca_pem == NULL) ||
+        (in->allowed_cn && out->allowed_cn == NULL) ||
+        (in->allowed_hostname && out->allowed_hostname == NULL)) {
         op_free(out);
         return LSKV_ENOMEM;
     }
@@ -1122,6 +1134,7 @@ static void tcp_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         bool was_ready = tls_conn_ready(l->tls);
         if (tls_conn_feed(l->tls, (const uint8_t *)buf->base, (size_t)nread) != 0) {
             const char *why = tls_conn_failure(l->tls);
+            flush_tls(l); /* our alert: the other side logs why */
             refuse(l, LSKV_EIO, "TLS failure", why[0] ? why : "TLS failure");
         } else {
             flush_tls(l);
@@ -1132,7 +1145,11 @@ static void tcp_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
             while (l->state != S_CLOSED && l->state != S_TLS &&
                    (got = tls_conn_read(l->tls, plain, sizeof plain)) != 0) {
                 if (got < 0) {
-                    link_close(l, got == LSKV_ESHUTDOWN ? UV_EOF : (int)got);
+                    const char *why = tls_conn_failure(l->tls);
+                    if (got == LSKV_EIO && why[0] != '\0') /* an alert after the handshake */
+                        refuse(l, LSKV_EIO, "TLS failure", why);
+                    else
+                        link_close(l, got == LSKV_ESHUTDOWN ? UV_EOF : (int)got);
                     break;
                 }
                 on_plain(l, plain, (size_t)got);

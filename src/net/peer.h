@@ -94,6 +94,10 @@ struct peer_operator_tls {
     const char *cert_pem, *key_pem; /* NULL: none (node certificates in the handshake) */
     const char *ca_pem;             /* may be NULL */
     bool client_cert_auth;
+    /* --peer-cert-allowed-cn / --peer-cert-allowed-hostname (at most one):
+     * the other side's handshake certificate must have it, in both roles
+     * as in etcd (tls_ctx_allow_only). */
+    const char *allowed_cn, *allowed_hostname;
 };
 
 #define PEER_MAX_MORE_LISTEN 7 /* listen addresses besides the first */

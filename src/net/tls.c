@@ -4,6 +4,7 @@
 #include <openssl/pem.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
+#include <openssl/x509v3.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -13,6 +14,7 @@ struct tls_ctx {
     SSL_CTX *ssl_ctx;
     bool client;    /* connections start the handshake */
     char *crl_file; /* tls_options.crl_file, or NULL */
+    char *allowed_cn, *allowed_hostname; /* tls_ctx_allow_only, or NULL */
 };
 
 /* h2.c note 8: until its first TLS record (the ClientHello) is complete, a
@@ -28,7 +30,7 @@ struct tls_conn {
     BIO *rbio; /* network -> OpenSSL */
     BIO *wbio; /* OpenSSL -> network */
     bool ready;
-    char failure[160]; /* tls_conn_failure */
+    char failure[256]; /* tls_conn_failure */
 };
 
 static void openssl_errmsg(char *errmsg, const char *what)
@@ -95,9 +97,9 @@ static int cipher_list(SSL_CTX *ctx, const char *names, char *out, size_t cap, c
     return 0;
 }
 
-/* ---- --client-crl-file ---- */
+/* ---- --client-crl-file, allowed names ---- */
 
-static int crl_ex_index = -1; /* the SSL_CTX's tls_ctx, for crl_verify */
+static int verify_ex_index = -1; /* the SSL_CTX's tls_ctx, for tls_verify */
 
 /* The CRL at path (PEM, else DER); NULL if it cannot be read or parsed. */
 static X509_CRL *crl_load(const char *path)
@@ -124,16 +126,45 @@ static bool crl_lists(X509_CRL *crl, X509 *cert)
     return false;
 }
 
+bool tls_cert_allowed(struct x509_st *cert, const char *cn, const char *hostname)
+{
+    if (cn != NULL) {
+        char got[256];
+        X509_NAME *subject = X509_get_subject_name(cert);
+        int n = subject ? X509_NAME_get_text_by_NID(subject, NID_commonName, got, sizeof got) : -1;
+        return n >= 0 && (size_t)n == strlen(cn) && strcmp(got, cn) == 0;
+    }
+    if (hostname != NULL) {
+        /* Go's VerifyHostname: an IP address against the IP SANs, a name
+         * against the DNS SANs (never the CN). */
+        int rv = X509_check_ip_asc(cert, hostname, 0);
+        if (rv < 0) /* not an IP address */
+            rv = X509_check_host(cert, hostname, 0, X509_CHECK_FLAG_NEVER_CHECK_SUBJECT, NULL);
+        ERR_clear_error();
+        return rv == 1;
+    }
+    return true;
+}
+
 /* OpenSSL's verification, then each certificate of the chain against the
- * CRL as the file holds it now. */
-static int crl_verify(int ok, X509_STORE_CTX *sctx)
+ * CRL as the file holds it now, and the leaf against the allowed names
+ * (etcd's "client certificate authentication failed": a bad_certificate
+ * alert, X509_V_ERR_CERT_REJECTED, as Go's VerifyPeerCertificate error). */
+static int tls_verify(int ok, X509_STORE_CTX *sctx)
 {
     if (!ok)
         return 0;
     SSL *ssl = X509_STORE_CTX_get_ex_data(sctx, SSL_get_ex_data_X509_STORE_CTX_idx());
-    const tls_ctx *ctx = ssl ? SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), crl_ex_index) : NULL;
+    const tls_ctx *ctx = ssl ? SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), verify_ex_index) : NULL;
     X509 *cert = X509_STORE_CTX_get_current_cert(sctx);
-    if (ctx == NULL || ctx->crl_file == NULL || cert == NULL)
+    if (ctx == NULL || cert == NULL)
+        return 1;
+    if (X509_STORE_CTX_get_error_depth(sctx) == 0 &&
+        !tls_cert_allowed(cert, ctx->allowed_cn, ctx->allowed_hostname)) {
+        X509_STORE_CTX_set_error(sctx, X509_V_ERR_CERT_REJECTED);
+        return 0;
+    }
+    if (ctx->crl_file == NULL)
         return 1;
     X509_CRL *crl = crl_load(ctx->crl_file);
     if (crl == NULL) {
@@ -147,6 +178,17 @@ static int crl_verify(int ok, X509_STORE_CTX *sctx)
         return 0;
     }
     return 1;
+}
+
+/* tls_verify runs for ctx's handshakes (in the verify mode set). */
+static int verify_hook(tls_ctx *ctx)
+{
+    if (verify_ex_index < 0)
+        verify_ex_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+    if (verify_ex_index < 0 || SSL_CTX_set_ex_data(ctx->ssl_ctx, verify_ex_index, ctx) != 1)
+        return LSKV_ENOMEM;
+    SSL_CTX_set_verify(ctx->ssl_ctx, SSL_CTX_get_verify_mode(ctx->ssl_ctx), tls_verify);
+    return 0;
 }
 
 /* etcd's client TLS on top of the certificate: client certificates and
@@ -216,14 +258,14 @@ int tls_ctx_open(const struct tls_options *o, tls_ctx **out, char *errmsg)
             goto err;
         }
         X509_CRL_free(crl);
-        if (crl_ex_index < 0)
-            crl_ex_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, NULL);
-        if (crl_ex_index < 0 || (ctx->crl_file = strdup(o->crl_file)) == NULL ||
-            SSL_CTX_set_ex_data(ctx->ssl_ctx, crl_ex_index, ctx) != 1) {
+        if ((ctx->crl_file = strdup(o->crl_file)) == NULL || verify_hook(ctx) != 0) {
             errmsg_printf(errmsg, "--client-crl-file: out of memory");
             goto err;
         }
-        SSL_CTX_set_verify(ctx->ssl_ctx, SSL_CTX_get_verify_mode(ctx->ssl_ctx), crl_verify);
+    }
+    if (o->allowed_hostname != NULL && tls_ctx_allow_only(ctx, NULL, o->allowed_hostname) != 0) {
+        errmsg_printf(errmsg, "--client-cert-allowed-hostname: out of memory");
+        goto err;
     }
     SSL_CTX_set_alpn_select_cb(ctx->ssl_ctx, alpn_select, NULL);
     *out = ctx;
@@ -231,8 +273,17 @@ int tls_ctx_open(const struct tls_options *o, tls_ctx **out, char *errmsg)
 err:
     SSL_CTX_free(ctx->ssl_ctx);
     free(ctx->crl_file);
+    free(ctx->allowed_hostname);
     free(ctx);
     return LSKV_EIO;
+}
+
+int tls_ctx_allow_only(tls_ctx *ctx, const char *cn, const char *hostname)
+{
+    if ((cn != NULL && (ctx->allowed_cn = strdup(cn)) == NULL) ||
+        (hostname != NULL && (ctx->allowed_hostname = strdup(hostname)) == NULL))
+        return LSKV_ENOMEM;
+    return verify_hook(ctx);
 }
 
 int tls_ctx_wrap(SSL_CTX *ssl_ctx, bool client, tls_ctx **out)
@@ -252,6 +303,8 @@ void tls_ctx_close(tls_ctx *ctx)
         return;
     SSL_CTX_free(ctx->ssl_ctx);
     free(ctx->crl_file);
+    free(ctx->allowed_cn);
+    free(ctx->allowed_hostname);
     free(ctx);
 }
 
@@ -344,10 +397,20 @@ static void note_failure(tls_conn *c)
 {
     unsigned long e = ERR_peek_last_error();
     char reason[120] = "handshake failed";
-    if (e != 0)
+    int r = ERR_GET_REASON(e);
+    if (ERR_GET_LIB(e) == ERR_LIB_SSL && r > SSL_AD_REASON_OFFSET &&
+        r < SSL_AD_REASON_OFFSET + 256) /* the peer's alert: Go's words, as etcd logs it */
+        snprintf(reason, sizeof reason, "remote error: tls: %s",
+                 SSL_alert_desc_string_long(r - SSL_AD_REASON_OFFSET));
+    else if (e != 0)
         ERR_error_string_n(e, reason, sizeof reason);
     long v = SSL_get_verify_result(c->ssl);
-    if (v != X509_V_OK)
+    if (v == X509_V_ERR_CERT_REJECTED) /* tls_verify: not an allowed name */
+        snprintf(c->failure, sizeof c->failure, "%s (%s certificate: client certificate "
+                 "authentication failed: not the allowed %s)", reason,
+                 c->ctx->client ? "server" : "client",
+                 c->ctx->allowed_cn ? "CN" : "hostname");
+    else if (v != X509_V_OK)
         snprintf(c->failure, sizeof c->failure, "%s (%s certificate: %s)", reason,
                  c->ctx->client ? "server" : "client", X509_verify_cert_error_string(v));
     else
@@ -453,6 +516,11 @@ ssize_t tls_conn_read(tls_conn *c, uint8_t *buf, size_t cap)
     if (rv == 1)
         return (ssize_t)got;
     int e = SSL_get_error(c->ssl, rv);
+    if (e == SSL_ERROR_SSL) { /* e.g. the peer's alert (TLS 1.3: a refused client
+                                 certificate arrives after the handshake) */
+        note_failure(c);
+        return LSKV_EIO;
+    }
     ERR_clear_error();
     if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
         return 0;

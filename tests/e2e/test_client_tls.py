@@ -212,3 +212,29 @@ def test_client_crl_file_as_etcd(server_factory, tmp_path):
         if kind == "lskvd":
             assert "certificate revoked" in s.log_text(), s.log_text()[-2000:]
     assert seen[1] == seen[0] == [(0, "OK"), True, False, True], seen
+
+
+def test_client_cert_allowed_hostname_as_etcd(server_factory, tmp_path):
+    """--client-cert-allowed-hostname: only a client certificate valid for
+    that name (a DNS SAN, or an IP SAN for an address) is let in; the
+    others fail at the handshake (etcd: "client certificate authentication
+    failed")."""
+    d = tmp_path
+    ca = make_ca(d, "ca")
+    pki = {"ca": str(ca[0]),
+           "server": make_signed(d, "server", ca, "127.0.0.1", "IP:127.0.0.1"),
+           "web": make_signed(d, "web", ca, "web", "DNS:web.example.com"),
+           "cn-only": make_signed(d, "cnonly", ca, "web.example.com"),
+           "other": make_signed(d, "other", ca, "other", "DNS:other.example.com")}
+    seen = []
+    for kind in ("etcd", "lskvd"):
+        s = start(server_factory, kind, pki, "--client-cert-auth", "--trusted-ca-file", pki["ca"],
+                  "--client-cert-allowed-hostname", "web.example.com")
+        seen.append([ctl(s, pki, "put", "k", "v", client="web"),
+                     ctl(s, pki, "put", "k", "v", client="other")[0] != 0,
+                     ctl(s, pki, "put", "k", "v", client="cn-only")[0] != 0,
+                     s_client(s, pki, client="web"), s_client(s, pki, client="other")])
+        if kind == "lskvd":
+            assert "client certificate authentication failed" in s.log_text(), \
+                s.log_text()[-2000:]
+    assert seen[1] == seen[0] == [(0, "OK"), True, True, True, False], seen
