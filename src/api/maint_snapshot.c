@@ -31,6 +31,8 @@ struct snap_stream {
     grpc_call *call;
     uv_timer_t timer;
     backup_writer *w;
+    struct bolt_rev *revs; /* the bbolt face's revisions (backup_bolt.h) */
+    struct backup_bolt bolt;
     struct backup_cursor cur;
     uint64_t left;      /* revisions still to send */
     bool ended;         /* the writer has produced its last byte */
@@ -42,6 +44,7 @@ static void on_timer_closed(uv_handle_t *h)
     struct snap_stream *s = h->data;
     backup_writer_free(s->w);
     backup_cursor_close(&s->cur);
+    free(s->revs);
     free(s);
 }
 
@@ -87,7 +90,7 @@ static int flush(struct snap_stream *s)
     size_t hold = s->ended ? BACKUP_TRAILER_BYTES : 0;
     /* remaining_bytes: exact once the writer has ended, else a lower bound
      * (what is queued plus the fixed part of each record still to come). */
-    while (n > hold && (s->ended || n >= BLOB_BYTES)) {
+    while (n > hold && (s->ended || n >= BLOB_BYTES || backup_writer_in_bolt(s->w))) {
         size_t k = n - hold < BLOB_BYTES ? n - hold : BLOB_BYTES;
         uint64_t remaining = (n - k - hold) + (s->ended ? 0 : s->left * 64);
         int rv = send_blob(s, p, k, remaining);
@@ -162,6 +165,46 @@ static void pump(uv_timer_t *t)
         uv_timer_start(&s->timer, pump, 0, 0);
 }
 
+static int by_revision(const void *a, const void *b)
+{
+    const struct bolt_rev *x = a, *y = b;
+    if (x->main != y->main)
+        return x->main < y->main ? -1 : 1;
+    return (x->sub > y->sub) - (x->sub < y->sub);
+}
+
+/* The revisions the backup will hold, in revision order, laid out as the
+ * bbolt face (16 bytes of memory a revision, freed with the stream). */
+static int bolt_face(struct snap_stream *s, const uint8_t *sm, size_t sm_len, char *errmsg)
+{
+    struct backup_cursor c;
+    int rv = backup_cursor_open(&c, sm, sm_len, errmsg);
+    if (rv != 0)
+        return rv;
+    size_t n = 0, cap = 0;
+    struct backup_rev rev;
+    const uint8_t *key;
+    size_t key_len;
+    while (rv == 0 && backup_cursor_next(&c, &rev, &key, &key_len, &rv)) {
+        if (n == cap) {
+            size_t more = cap ? cap * 2 : (size_t)kvindex_revisions(c.ix) + 16;
+            struct bolt_rev *p = realloc(s->revs, more * sizeof *p);
+            if (p == NULL) {
+                rv = LSKV_ENOMEM;
+                break;
+            }
+            s->revs = p;
+            cap = more;
+        }
+        s->revs[n++] = (struct bolt_rev){rev.main, rev.sub, rev.tombstone};
+    }
+    backup_cursor_close(&c);
+    if (rv != 0)
+        return rv;
+    qsort(s->revs, n, sizeof *s->revs, by_revision);
+    return backup_bolt_layout(&s->bolt, s->revs, n);
+}
+
 void maint_snapshot(grpc_call *call, const uint8_t *msg, size_t len, void *ctx)
 {
     struct api *api = ctx;
@@ -191,8 +234,9 @@ void maint_snapshot(grpc_call *call, const uint8_t *msg, size_t len, void *ctx)
     int rv = crypto_random(salt, sizeof salt);
     if (rv == 0 && (rv = api->sm.snapshot(api->sm.data, &sm, &sm_len)) != 0)
         errmsg_printf(errmsg, "state machine snapshot: %s", lskv_strerror(rv));
-    if (rv == 0 && (rv = backup_cursor_open(&s->cur, sm, sm_len, errmsg)) == 0 &&
-        (rv = backup_writer_new(api->data_key, salt, api->cluster_id, api->member_id,
+    if (rv == 0 && (rv = bolt_face(s, sm, sm_len, errmsg)) == 0 &&
+        (rv = backup_cursor_open(&s->cur, sm, sm_len, errmsg)) == 0 &&
+        (rv = backup_writer_new(api->data_key, salt, api->cluster_id, api->member_id, &s->bolt,
                                 &s->w)) == 0)
         rv = backup_writer_sm(s->w, sm, sm_len);
     if (sm != NULL)
@@ -202,6 +246,7 @@ void maint_snapshot(grpc_call *call, const uint8_t *msg, size_t len, void *ctx)
         backup_writer_free(s->w);
         if (s->cur.ix != NULL)
             backup_cursor_close(&s->cur);
+        free(s->revs);
         free(s);
         api_fail(api, call, rv, errmsg[0] ? errmsg : lskv_strerror(rv));
         return;

@@ -1,5 +1,7 @@
-/* Explicit byte order for every on-disk and on-wire format: big endian; and
- * the byte-string order keys sort in (etcd's bytes.Compare). */
+/* Explicit byte order for every on-disk and on-wire format: big endian
+ * (little endian only where another program's format says so: bbolt's,
+ * statemachine/backup_bolt.h); and the byte-string order keys sort in
+ * (etcd's bytes.Compare). */
 #ifndef LSKV_COMMON_BYTES_H
 #define LSKV_COMMON_BYTES_H
 
@@ -29,6 +31,31 @@ static inline void put_u64be(uint8_t *p, uint64_t v)
 static inline uint64_t get_u64be(const uint8_t *p)
 {
     return ((uint64_t)get_u32be(p) << 32) | get_u32be(p + 4);
+}
+
+static inline void put_u64le(uint8_t *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static inline uint64_t get_u64le(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--)
+        v = v << 8 | p[i];
+    return v;
+}
+
+static inline void put_u32le(uint8_t *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static inline uint32_t get_u32le(const uint8_t *p)
+{
+    return (uint32_t)get_u64le((const uint8_t[8]){p[0], p[1], p[2], p[3]});
 }
 
 /* Lexicographic order of byte strings, a prefix first: < 0, 0, > 0. */

@@ -166,7 +166,24 @@ struct backup_writer {
     bool have_sm, have_record, ended;
     int64_t last_main, last_sub;
     struct hash_sha256_stream sha;
+    /* The bbolt face (backup_bolt.h), output before everything else: a
+     * chunk of its pages at a time, from page bolt_next on. */
+    const struct backup_bolt *bolt;
+    uint64_t bolt_next;
+    uint8_t chunk[BOLT_CHUNK_PAGES * BOLT_PAGE_BYTES];
+    size_t chunk_len, chunk_start;
 };
+
+/* The next chunk of the bbolt pages, or none once they are all out. */
+static void bolt_chunk(backup_writer *w)
+{
+    w->chunk_len = w->chunk_start = 0;
+    while (w->bolt != NULL && w->bolt_next < w->bolt->pages &&
+           w->chunk_len < sizeof w->chunk) {
+        backup_bolt_page(w->bolt, w->bolt_next++, w->chunk + w->chunk_len);
+        w->chunk_len += BOLT_PAGE_BYTES;
+    }
+}
 
 static int emit(backup_writer *w, const uint8_t *p, size_t n)
 {
@@ -235,7 +252,7 @@ static int item_room(backup_writer *w, size_t n)
 
 int backup_writer_new(const uint8_t data_key[BACKUP_KEY_BYTES],
                       const uint8_t salt[BACKUP_SALT_BYTES], uint64_t cluster_id,
-                      uint64_t member_id, backup_writer **out)
+                      uint64_t member_id, const struct backup_bolt *bolt, backup_writer **out)
 {
     backup_writer *w = calloc(1, sizeof *w);
     if (w == NULL)
@@ -256,6 +273,14 @@ int backup_writer_new(const uint8_t data_key[BACKUP_KEY_BYTES],
     put_u64be(w->header + 24, member_id);
     memcpy(w->header + 32, salt, BACKUP_SALT_BYTES);
     hash_sha256_begin(&w->sha);
+    /* The trailer covers the pages too: hashed now, made again as they go. */
+    for (uint64_t id = 0; bolt != NULL && id < bolt->pages; id++) {
+        backup_bolt_page(bolt, id, w->chunk);
+        hash_sha256_add(&w->sha, w->chunk, BOLT_PAGE_BYTES);
+        w->total += BOLT_PAGE_BYTES;
+    }
+    w->bolt = bolt;
+    bolt_chunk(w);
     if ((rv = emit(w, w->header, sizeof w->header)) != 0) {
         backup_writer_free(w);
         return rv;
@@ -368,12 +393,27 @@ int backup_writer_end(backup_writer *w, int64_t revision)
 
 const uint8_t *backup_writer_output(const backup_writer *w, size_t *len)
 {
+    if (w->chunk_len > w->chunk_start) {
+        *len = w->chunk_len - w->chunk_start;
+        return w->chunk + w->chunk_start;
+    }
     *len = w->out.len - w->out_start;
     return w->out.p + w->out_start;
 }
 
+bool backup_writer_in_bolt(const backup_writer *w)
+{
+    return w->chunk_len > w->chunk_start;
+}
+
 void backup_writer_consume(backup_writer *w, size_t n)
 {
+    if (w->chunk_len > w->chunk_start) {
+        w->chunk_start += n;
+        if (w->chunk_start >= w->chunk_len)
+            bolt_chunk(w);
+        return;
+    }
     w->out_start += n;
     if (w->out_start >= w->out.len)
         w->out.len = w->out_start = 0;
@@ -591,14 +631,34 @@ static int parse_items(struct reader *r, const uint8_t *p, size_t len, bool last
 
 static int read_frames(struct reader *r, const uint8_t data_key[BACKUP_KEY_BYTES])
 {
-    uint8_t header[BACKUP_HEADER_BYTES];
-    int rv = read_exact(r, header, sizeof header);
+    uint8_t header[BOLT_META_BYTES];
+    int rv = read_exact(r, header, BACKUP_HEADER_BYTES);
     if (rv != 0)
         return rv;
-    if (memcmp(header, MAGIC, 8) != 0) {
-        errmsg_printf(r->errmsg, "not an lskv backup (bad magic; an etcd snapshot is a bbolt "
-                      "file)");
-        return LSKV_ECORRUPT;
+    if (memcmp(header, MAGIC, 8) != 0) { /* the bbolt face first (backup_bolt.h)? */
+        uint64_t offset;
+        char why[LSKV_ERRMSG_SIZE];
+        if (read_exact(r, header + BACKUP_HEADER_BYTES, BOLT_META_BYTES - BACKUP_HEADER_BYTES)
+                != 0 ||
+            backup_bolt_skip(header, BOLT_META_BYTES, &offset, why) != 0) {
+            errmsg_printf(r->errmsg, "not an lskv backup (bad magic; an etcd snapshot is a "
+                          "bbolt file)");
+            return LSKV_ECORRUPT;
+        }
+        if (offset > r->data_end || r->data_end - offset < BACKUP_HEADER_BYTES ||
+            fseeko(r->f, (off_t)offset, SEEK_SET) != 0) {
+            errmsg_printf(r->errmsg, "not an lskv backup: a bbolt database of %" PRIu64
+                          " bytes (an etcd snapshot?) with no lskv backup after it", offset);
+            return LSKV_ECORRUPT;
+        }
+        r->pos = offset;
+        if ((rv = read_exact(r, header, BACKUP_HEADER_BYTES)) != 0)
+            return rv;
+        if (memcmp(header, MAGIC, 8) != 0) {
+            errmsg_printf(r->errmsg, "not an lskv backup: a bbolt database (an etcd snapshot?) "
+                          "with no lskv backup after it");
+            return LSKV_ECORRUPT;
+        }
     }
     struct backup_header h = {.version = get_u32be(header + 8),
                               .cluster_id = get_u64be(header + 16),

@@ -24,6 +24,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "statemachine/backup_bolt.h"
 #include "storage/recstore.h"
 
 #define BACKUP_FORMAT_VERSION 1
@@ -35,6 +36,7 @@
 #define BACKUP_PIECE_MAX (64u << 10)     /* state machine snapshot bytes per item */
 #define BACKUP_ALIGN 512                 /* etcdctl: size = 512 k + 32 */
 #define BACKUP_TRAILER_BYTES 32
+#define BOLT_CHUNK_PAGES 8 /* bbolt pages made at a time: etcd's 32 KiB blob */
 
 struct backup_header {
     uint32_t version;
@@ -76,11 +78,14 @@ typedef struct backup_writer backup_writer;
 
 /* Starts a backup of cluster_id taken by member_id under data_key (copied;
  * the derived key is wiped by backup_writer_free). salt must be random: it
- * makes the frame key unique to this backup. The header is the first
- * output. Errors: LSKV_ENOMEM, LSKV_EIO. */
+ * makes the frame key unique to this backup. bolt (borrowed until the
+ * writer is freed; NULL: none): the bbolt face of the revisions the backup
+ * will hold (backup_bolt.h), output first; then the header. Errors:
+ * LSKV_ENOMEM, LSKV_EIO. */
 int backup_writer_new(const uint8_t data_key[BACKUP_KEY_BYTES],
                       const uint8_t salt[BACKUP_SALT_BYTES], uint64_t cluster_id,
-                      uint64_t member_id, backup_writer **out);
+                      uint64_t member_id, const struct backup_bolt *bolt,
+                      backup_writer **out);
 /* Wipes the key and any plaintext held. NULL is a no-op. */
 void backup_writer_free(backup_writer *w);
 /* Adds the state machine snapshot (copied, in pieces); called once, before
@@ -97,9 +102,11 @@ int backup_writer_record(backup_writer *w, int64_t main, int64_t sub,
  * snapshot was added), LSKV_ENOMEM, LSKV_EIO. */
 int backup_writer_end(backup_writer *w, int64_t revision);
 /* Output bytes ready to go (borrowed until the next writer call), and
- * dropping the first n of them once sent. */
+ * dropping the first n of them once sent. While the bbolt pages go out,
+ * a chunk of them at a time (backup_writer_in_bolt): send what is there. */
 const uint8_t *backup_writer_output(const backup_writer *w, size_t *len);
 void backup_writer_consume(backup_writer *w, size_t n);
+bool backup_writer_in_bolt(const backup_writer *w);
 /* Bytes produced so far (sent or not). */
 uint64_t backup_writer_total(const backup_writer *w);
 
@@ -125,7 +132,9 @@ struct backup_summary {
 };
 
 /* Reads and checks a whole backup of size bytes from f (positioned at its
- * start): first the trailer over every byte, then the header, every frame
+ * start): first the trailer over every byte, then (past the bbolt face,
+ * if it has one: backup_bolt_skip; backups of earlier builds have none)
+ * the header, every frame
  * (opened with data_key, in order, the last one flagged), every item, the
  * padding. Nothing is handed to v before the trailer and header check out;
  * records come only after the snapshot, and the caller must treat all it

@@ -107,15 +107,19 @@ def test_save_status_restore_single_server(server_factory, tmp_path):
     source_rev = dump(src)[0]
     assert os.path.getsize(backup) > 1_000_000  # 40 x 30 KB of values: many frames
 
-    # etcdctl's status reads a bbolt file: it cannot read this one (etcd's
-    # own `snapshot status` prints hash/revision/keys/size from bbolt).
-    r = src.etcdctl("snapshot", "status", backup)
-    assert r.returncode != 0 and "Error:" in r.stderr
     key = src.data_dir / "data.key"
     r = lskvctl("snapshot", "status", backup, "--source-data-key", key)
     assert r.returncode == 0, r.stderr
     status = dict(line.split(": ", 1) for line in r.stdout.splitlines())
     assert int(status["revision"]) == source_rev
+    # etcdctl's status reads the backup's bbolt face: the revisions it
+    # holds, one key each, as an etcd snapshot's key bucket.
+    r = src.etcdctl("snapshot", "status", backup, "-w", "json")
+    assert r.returncode == 0, r.stderr
+    face = json.loads(r.stdout)
+    assert face["revision"] == source_rev
+    assert face["totalKey"] == int(status["records"]), (face, status)
+    assert 0 < face["totalSize"] < os.path.getsize(backup)
     src_member, src_cluster = ids(src)
     assert int(status["source cluster id"], 16) == src_cluster
     assert int(status["source member id"], 16) == src_member
@@ -184,8 +188,10 @@ def test_tampered_backup_is_refused(server_factory, tmp_path):
     key = src.data_dir / "data.key"
 
     # Bytes rewritten inside a frame, the SHA-256 trailer made valid again.
+    start = data.index(b"LSKVBKUP")  # after the bbolt face (backup-format.md)
+    assert start > 0 and start % 4096 == 0
     bad = bytearray(data)
-    bad[300] ^= 0x40
+    bad[start + 300] ^= 0x40
     bad[-32:] = hashlib.sha256(bytes(bad[:-32])).digest()
     tampered = tmp_path / "tampered.db"
     tampered.write_bytes(bytes(bad))
@@ -220,7 +226,7 @@ def test_tampered_backup_is_refused(server_factory, tmp_path):
     assert r.returncode == 0, r.stderr
     copy = dst.data_dir / "restore" / "backup.lskv"
     bad = bytearray(copy.read_bytes())
-    bad[400] ^= 1
+    bad[bad.index(b"LSKVBKUP") + 400] ^= 1
     bad[-32:] = hashlib.sha256(bytes(bad[:-32])).digest()
     copy.write_bytes(bytes(bad))
     state = dir_state(dst.data_dir)
@@ -276,3 +282,34 @@ def test_save_from_a_cluster_member_restore_one_and_three(cluster_factory, serve
         assert dump(m, source_rev) == dump(m0, source_rev), m.name
     new.members[2].kv().Put(rpc_pb2.PutRequest(key=b"after", value=b"restore"))
     assert dump(new.members[0])[0] == source_rev + 1
+
+
+def test_etcdctl_snapshot_status_reads_the_backup_as_etcds(server_factory, tmp_path):
+    """etcd's e2e snapshotTest: three keys, a lease, a key with the lease,
+    then `snapshot save` and `snapshot status`; the same on etcd and lskvd,
+    and a delete (a tombstone) on top. The revision is the same; etcd's
+    total keys count every bbolt bucket (meta, lease, members...), lskvd's
+    the revisions its backup holds. etcdctl's restore refuses the lskv
+    backup (lskvctl restores it)."""
+    got = {}
+    for kind in ("etcd", "lskvd"):
+        s = server_factory(kind)
+        for k, v in (("key1", "val1"), ("key2", "val2"), ("key3", "val3")):
+            assert s.etcdctl("put", k, v).returncode == 0
+        lease = s.etcdctl("lease", "grant", "100").stdout.split()[1]
+        assert s.etcdctl("put", "withlease", "withlease", "--lease=" + lease).returncode == 0
+        assert s.etcdctl("del", "key1").returncode == 0
+        path = tmp_path / ("%s.snapshot" % kind)
+        save(s, path)
+        r = s.etcdctl("snapshot", "status", path, "-w", "json")
+        assert r.returncode == 0, r.stderr
+        got[kind] = json.loads(r.stdout)
+        r = s.etcdctl("snapshot", "status", path, "-w", "table")
+        assert r.returncode == 0 and "REVISION" in r.stdout, r.stderr
+    assert got["lskvd"]["revision"] == got["etcd"]["revision"] == 6
+    assert got["lskvd"]["totalKey"] == 5  # key1, key2, key3, withlease, key1's tombstone
+    assert got["etcd"]["totalKey"] >= 5
+    r = subprocess.run(["etcdctl", "snapshot", "restore", str(tmp_path / "lskvd.snapshot"),
+                        "--data-dir", str(tmp_path / "etcd-restored")], capture_output=True,
+                       text=True, timeout=60, env={"ETCDCTL_API": "3"})
+    assert r.returncode != 0 and "failed to unmarshal mvccpb.KeyValue" in r.stderr, r.stderr

@@ -1,6 +1,7 @@
 /* Tests for statemachine/backup.c: the backup file (docs/backup-format.md).
- * With LSKV_WRITE_BACKUP_SEED=DIR set, the valid backup of write_read is
- * also written to DIR/small (the fuzz seed, tests/fuzz/corpus/backup). */
+ * With LSKV_WRITE_BACKUP_SEED=DIR set, the valid backups of write_read and
+ * read_past_the_bolt_face are also written to DIR/small and
+ * DIR/with_bolt_face (fuzz seeds, tests/fuzz/corpus/backup). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,12 +60,13 @@ static uint8_t *make_sm(size_t *len)
     return out;
 }
 
-/* A backup of the example, records [0, n_recs) of recs. */
-static uint8_t *make_backup(size_t n_recs, size_t *len)
+/* A backup of the example, records [0, n_recs) of recs, after the bbolt
+ * face bolt (NULL: none). */
+static uint8_t *make_backup_after(size_t n_recs, const struct backup_bolt *bolt, size_t *len)
 {
     uint8_t salt[BACKUP_SALT_BYTES] = {7};
     backup_writer *w;
-    ASSERT_EQ(backup_writer_new(key, salt, 0x1234, 0x5678, &w), 0);
+    ASSERT_EQ(backup_writer_new(key, salt, 0x1234, 0x5678, bolt, &w), 0);
     size_t sm_len;
     uint8_t *sm = make_sm(&sm_len);
     ASSERT_EQ(backup_writer_sm(w, sm, sm_len), 0);
@@ -80,18 +82,24 @@ static uint8_t *make_backup(size_t n_recs, size_t *len)
         ASSERT_EQ(backup_writer_record(w, r->main, 0, &kr), 0);
     }
     ASSERT_EQ(backup_writer_end(w, 5), 0);
-    size_t n;
-    const uint8_t *p = backup_writer_output(w, &n);
-    ASSERT_EQ(n, backup_writer_total(w));
-    uint8_t *out = malloc(n);
-    memcpy(out, p, n);
-    backup_writer_consume(w, n);
-    size_t total = n;
-    backup_writer_output(w, &n);
-    ASSERT_EQ(n, 0u);
+    size_t n, total = 0;
+    uint8_t *out = malloc(backup_writer_total(w));
+    const uint8_t *p;
+    while ((p = backup_writer_output(w, &n)), n > 0) {
+        ASSERT(total + n <= backup_writer_total(w));
+        memcpy(out + total, p, n);
+        total += n;
+        backup_writer_consume(w, n);
+    }
+    ASSERT_EQ(total, backup_writer_total(w));
     *len = total;
     backup_writer_free(w);
     return out;
+}
+
+static uint8_t *make_backup(size_t n_recs, size_t *len)
+{
+    return make_backup_after(n_recs, NULL, len);
 }
 
 struct seen {
@@ -132,6 +140,18 @@ static int read_mem(const uint8_t *buf, size_t len, struct seen *s, struct backu
     int rv = backup_read(f, len, key, &v, sum, errmsg);
     fclose(f);
     return rv;
+}
+
+/* A fuzz seed of mode 0 (the file): DIR/name. */
+static void write_file_seed(const char *dir, const char *name, const uint8_t *buf, size_t len)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "wb");
+    ASSERT(f != NULL);
+    fputc(0, f);
+    fwrite(buf, 1, len, f);
+    fclose(f);
 }
 
 static void fix_trailer(uint8_t *buf, size_t len)
@@ -194,13 +214,7 @@ TEST(backup, write_read_and_refuse_tampering)
     ASSERT_EQ((len - 32) % 512, 0u);
     const char *seed = getenv("LSKV_WRITE_BACKUP_SEED");
     if (seed != NULL) {
-        char path[512];
-        snprintf(path, sizeof path, "%s/small", seed);
-        FILE *f = fopen(path, "wb");
-        ASSERT(f != NULL);
-        fputc(0, f); /* mode 0: the file */
-        fwrite(b, 1, len, f);
-        fclose(f);
+        write_file_seed(seed, "small", b, len);
         write_items_seed(seed);
     }
     char errmsg[LSKV_ERRMSG_SIZE] = "";
@@ -283,4 +297,126 @@ TEST(backup, cursor_walks_the_index)
     ASSERT(!tomb[3]);
     backup_cursor_close(&c);
     free(sm);
+}
+
+/* Walks the bbolt tree under page id as bbolt does (branch elements name
+ * child pages, leaf elements hold keys), collecting the keys in order and
+ * marking each page seen (once). */
+static void walk(const uint8_t *db, uint64_t pages, uint64_t id, uint8_t *seen,
+                 uint8_t (*keys)[18], size_t *n_keys, size_t *klens)
+{
+    ASSERT(id < pages);
+    ASSERT(!seen[id]);
+    seen[id] = 1;
+    const uint8_t *pg = db + id * BOLT_PAGE_BYTES;
+    ASSERT_EQ(get_u64le(pg), id);
+    unsigned flags = pg[8] | pg[9] << 8, count = pg[10] | pg[11] << 8;
+    for (unsigned i = 0; i < count; i++) {
+        const uint8_t *e = pg + 16 + 16 * i;
+        if (flags == 0x01) { /* branch: pos, ksize, pgid */
+            walk(db, pages, get_u64le(e + 8), seen, keys, n_keys, klens);
+        } else {
+            ASSERT_EQ(flags, 0x02u);
+            uint32_t pos = get_u32le(e + 4), ksize = get_u32le(e + 8), vsize = get_u32le(e + 12);
+            ASSERT(ksize <= 18 && (size_t)(e - pg) + pos + ksize + vsize <= BOLT_PAGE_BYTES);
+            memcpy(keys[*n_keys], e + pos, ksize);
+            klens[(*n_keys)++] = ksize;
+            ASSERT_EQ(vsize, 1u);
+            ASSERT_EQ(e[pos + ksize], 0);
+        }
+    }
+}
+
+TEST(backup, bolt_face_holds_every_revision_in_order)
+{
+    static const size_t sizes[] = {0, 1, 116, 117, 116 * 120, 116 * 120 + 1, 40000};
+    for (size_t t = 0; t < sizeof sizes / sizeof sizes[0]; t++) {
+        size_t n = sizes[t];
+        struct bolt_rev *revs = calloc(n + 1, sizeof *revs);
+        for (size_t i = 0; i < n; i++)
+            revs[i] = (struct bolt_rev){.main = 2 + (int64_t)i / 3, .sub = (int64_t)i % 3,
+                                        .tombstone = i % 7 == 0};
+        struct backup_bolt b;
+        ASSERT_EQ(backup_bolt_layout(&b, revs, n), 0);
+        uint8_t *db = malloc(b.pages * BOLT_PAGE_BYTES);
+        for (uint64_t id = 0; id < b.pages; id++)
+            backup_bolt_page(&b, id, db + id * BOLT_PAGE_BYTES);
+        /* Both metas valid, naming the high water mark. */
+        char errmsg[LSKV_ERRMSG_SIZE];
+        uint64_t offset;
+        ASSERT_EQ(backup_bolt_skip(db, BOLT_META_BYTES, &offset, errmsg), 0);
+        ASSERT_EQ(offset, b.pages * BOLT_PAGE_BYTES);
+        ASSERT_EQ(backup_bolt_skip(db + BOLT_PAGE_BYTES, BOLT_META_BYTES, &offset, errmsg), 0);
+        /* The root bucket page: bucket "key" rooted at the tree's root. */
+        const uint8_t *root = db + 3 * BOLT_PAGE_BYTES;
+        ASSERT_EQ(root[10], 1);
+        ASSERT_EQ(get_u32le(root + 16), 1u); /* bucketLeafFlag */
+        ASSERT(memcmp(root + 32, "key", 3) == 0);
+        ASSERT_EQ(get_u64le(root + 35), b.root);
+        /* Every page reachable once (meta, freelist, bucket page, the tree),
+         * every revision there in order, a tombstone marked. */
+        uint8_t *seen = calloc(b.pages, 1);
+        seen[0] = seen[1] = seen[2] = seen[3] = 1;
+        uint8_t (*keys)[18] = malloc((n + 1) * sizeof *keys);
+        size_t *klens = malloc((n + 1) * sizeof *klens), got = 0;
+        walk(db, b.pages, b.root, seen, keys, &got, klens);
+        ASSERT_EQ(got, n);
+        for (uint64_t id = 0; id < b.pages; id++)
+            ASSERT(seen[id]);
+        for (size_t i = 0; i < n; i++) {
+            ASSERT_EQ(get_u64be(keys[i]), (uint64_t)revs[i].main);
+            ASSERT_EQ(keys[i][8], '_');
+            ASSERT_EQ(get_u64be(keys[i] + 9), (uint64_t)revs[i].sub);
+            ASSERT_EQ(klens[i], revs[i].tombstone ? 18u : 17u);
+        }
+        /* A branch element's key is the first key under it. */
+        const uint8_t *top = db + b.root * BOLT_PAGE_BYTES;
+        if (b.levels > 1)
+            ASSERT(memcmp(top + 16 + get_u32le(top + 16), keys[0], 17) == 0);
+        /* A changed meta byte fails its checksum. */
+        db[16 + 40] ^= 1;
+        ASSERT_EQ(backup_bolt_skip(db, BOLT_META_BYTES, &offset, errmsg), LSKV_ECORRUPT);
+        free(seen);
+        free(keys);
+        free(klens);
+        free(db);
+        free(revs);
+    }
+}
+
+TEST(backup, read_past_the_bolt_face)
+{
+    struct bolt_rev revs[] = {{2, 0, false}, {3, 0, true}, {4, 0, false}, {5, 0, false}};
+    struct backup_bolt b;
+    ASSERT_EQ(backup_bolt_layout(&b, revs, 4), 0);
+    size_t len, plain_len;
+    uint8_t *buf = make_backup_after(4, &b, &len);
+    uint8_t *plain = make_backup(4, &plain_len);
+    ASSERT_EQ(len, plain_len + b.pages * BOLT_PAGE_BYTES);
+    ASSERT_EQ((len - 32) % 512, 0u);
+    /* What follows the database is the backup as it was (the same salt),
+     * up to the trailer, which covers the database too. */
+    ASSERT(memcmp(buf + b.pages * BOLT_PAGE_BYTES, plain, plain_len - 32) == 0);
+    ASSERT(memcmp(buf + len - 32, plain + plain_len - 32, 32) != 0);
+    if (getenv("LSKV_WRITE_BACKUP_SEED") != NULL)
+        write_file_seed(getenv("LSKV_WRITE_BACKUP_SEED"), "with_bolt_face", buf, len);
+    struct seen s = {0};
+    struct backup_summary sum;
+    char errmsg[LSKV_ERRMSG_SIZE] = "";
+    ASSERT_EQ(read_mem(buf, len, &s, &sum, errmsg), 0);
+    ASSERT_EQ(s.records, 4);
+    ASSERT_EQ(sum.revision, 5);
+    ASSERT(strcmp(s.values, "v1v2v3") == 0);
+    /* The trailer covers the database too. */
+    buf[3 * BOLT_PAGE_BYTES + 40] ^= 1;
+    ASSERT_EQ(read_mem(buf, len, &s, &sum, errmsg), LSKV_ECORRUPT);
+    ASSERT(strstr(errmsg, "trailer") != NULL);
+    /* A database with no lskv backup after it (an etcd snapshot's shape). */
+    buf[3 * BOLT_PAGE_BYTES + 40] ^= 1;
+    memset(buf + b.pages * BOLT_PAGE_BYTES, 0, 8);
+    fix_trailer(buf, len);
+    ASSERT_EQ(read_mem(buf, len, &s, &sum, errmsg), LSKV_ECORRUPT);
+    ASSERT(strstr(errmsg, "no lskv backup after it") != NULL);
+    free(buf);
+    free(plain);
 }
