@@ -100,7 +100,7 @@ struct daemon {
     bool peers_synced;
     uint64_t members_changed_at; /* uv_now when the committed membership
                                     last changed (sync_member_net) */
-    uint64_t removed_by; /* the leader whose probe answer says this member
+    uint64_t removed_by; /* the member whose probe answer says this member
                             was removed (on_probe_reply); 0: none */
     struct consensus_seen seen; /* who the leader heard from (reconfig.h) */
     bool members_init_refused;  /* init_members: apply said no; not again */
