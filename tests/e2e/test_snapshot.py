@@ -313,3 +313,7 @@ def test_etcdctl_snapshot_status_reads_the_backup_as_etcds(server_factory, tmp_p
                         "--data-dir", str(tmp_path / "etcd-restored")], capture_output=True,
                        text=True, timeout=60, env={"ETCDCTL_API": "3"})
     assert r.returncode != 0 and "failed to unmarshal mvccpb.KeyValue" in r.stderr, r.stderr
+    # And the other way: lskvctl names an etcd snapshot for what it is.
+    r = lskvctl("snapshot", "status", tmp_path / "etcd.snapshot", "--source-data-key",
+                s.data_dir / "data.key")  # the lskvd server's (the loop's last)
+    assert r.returncode != 0 and "an etcd snapshot?" in r.stderr, r.stdout + r.stderr
