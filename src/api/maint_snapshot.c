@@ -201,7 +201,8 @@ static int bolt_face(struct snap_stream *s, const uint8_t *sm, size_t sm_len, ch
     backup_cursor_close(&c);
     if (rv != 0)
         return rv;
-    qsort(s->revs, n, sizeof *s->revs, by_revision);
+    if (n > 1) /* none: s->revs is NULL, which qsort must not get */
+        qsort(s->revs, n, sizeof *s->revs, by_revision);
     return backup_bolt_layout(&s->bolt, s->revs, n);
 }
 

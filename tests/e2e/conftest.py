@@ -8,6 +8,7 @@ tests themselves. Tests that only make sense for lskvd use @lskvd_only.
 import hashlib
 import json
 import os
+import random
 import re
 import shutil
 import signal
@@ -49,9 +50,36 @@ def lskvd_xfail(reason):
     return pytest.mark.xfail(TARGET != "etcd", strict=True, reason=reason)
 
 
+def _ephemeral_low():
+    try:
+        return int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+_given_ports = set()
+
+
 def free_port():
-    """A port that was free a moment ago on 127.0.0.1."""
-    with socket.socket() as s:
+    """A port that was free a moment ago on 127.0.0.1, below the kernel's
+    ephemeral range: a port the kernel hands out (bind to port 0) can be
+    taken by any outgoing connection made before the server that is to
+    listen on it starts (CI: "bind: address already in use" for a member
+    launched after the others had connected). Never the same one twice."""
+    low = _ephemeral_low()
+    rng = random.Random()
+    for _ in range(500):
+        port = rng.randrange(10000, low if low > 11000 else 32768)
+        if port in _given_ports:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _given_ports.add(port)
+        return port
+    with socket.socket() as s:  # a crowded machine: the kernel's choice
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
