@@ -55,7 +55,7 @@ static inline void put_u32le(uint8_t *p, uint32_t v)
 
 static inline uint32_t get_u32le(const uint8_t *p)
 {
-    return (uint32_t)get_u64le((const uint8_t[8]){p[0], p[1], p[2], p[3]});
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 
 /* Lexicographic order of byte strings, a prefix first: < 0, 0, > 0. */

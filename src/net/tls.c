@@ -126,7 +126,8 @@ static bool crl_lists(X509_CRL *crl, X509 *cert)
     return false;
 }
 
-bool tls_cert_allowed(struct x509_st *cert, const char *cn, const char *hostname)
+/* tls_ctx_allow_only's rule (tls.h); both NULL: allowed. */
+static bool cert_allowed(X509 *cert, const char *cn, const char *hostname)
 {
     if (cn != NULL) {
         char got[256];
@@ -160,7 +161,7 @@ static int tls_verify(int ok, X509_STORE_CTX *sctx)
     if (ctx == NULL || cert == NULL)
         return 1;
     if (X509_STORE_CTX_get_error_depth(sctx) == 0 &&
-        !tls_cert_allowed(cert, ctx->allowed_cn, ctx->allowed_hostname)) {
+        !cert_allowed(cert, ctx->allowed_cn, ctx->allowed_hostname)) {
         X509_STORE_CTX_set_error(sctx, X509_V_ERR_CERT_REJECTED);
         return 0;
     }

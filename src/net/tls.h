@@ -38,7 +38,7 @@ struct tls_options {
      * so an updated list applies at once, and only its serials count. */
     const char *crl_file;
     /* --client-cert-allowed-hostname: the client's certificate must be
-     * valid for it (tls_cert_allowed); NULL: any. */
+     * valid for it (as tls_ctx_allow_only's hostname); NULL: any. */
     const char *allowed_hostname;
 };
 
@@ -51,16 +51,13 @@ int tls_ctx_open(const struct tls_options *o, tls_ctx **out, char *errmsg);
 int tls_ctx_wrap(struct ssl_ctx_st *ssl_ctx, bool client, tls_ctx **out);
 void tls_ctx_close(tls_ctx *ctx);
 /* etcd's --peer-cert-allowed-cn / --peer-cert-allowed-hostname: a verified
- * peer certificate (in the verify mode ctx's SSL_CTX has) must also pass
- * tls_cert_allowed, or the handshake fails with a bad_certificate alert
+ * peer certificate (in the verify mode ctx's SSL_CTX has) must also have
+ * exactly the common name cn, or (cn NULL) be valid for hostname as Go's
+ * VerifyHostname has it (an IP address against its IP SANs, a name against
+ * its DNS SANs, never the CN), or the handshake fails with a bad_certificate alert
  * and tls_conn_failure says "client certificate authentication failed",
  * etcd's words, in either role as in etcd. Errors: LSKV_ENOMEM. */
 int tls_ctx_allow_only(tls_ctx *ctx, const char *cn, const char *hostname);
-/* Whether cert (OpenSSL's X509) has exactly the common name cn, or (cn
- * NULL) is valid for hostname as Go's VerifyHostname has it: an IP address
- * against its IP SANs, a name against its DNS SANs; both NULL: true. */
-struct x509_st;
-bool tls_cert_allowed(struct x509_st *cert, const char *cn, const char *hostname);
 
 /* Errors: LSKV_ENOMEM; LSKV_EIO (client role: the ClientHello could not be
  * made). ctx must outlive the connection. Server role: OpenSSL's state is
